@@ -1,0 +1,263 @@
+"""The ``segmint`` command line (Typer + Rich). Holds no business logic: it calls the
+library and draws the results.
+
+Exit codes: 0 success; 1 a run failed (load rolled back, store error); 2 a usage or
+configuration error (bad segmint.yaml, unknown source, missing file); 3 ``--strict`` and
+some rows were quarantined.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from segmint.errors import SegmintError
+
+app = typer.Typer(
+    name="segmint",
+    help="From raw customer data to measured, personalized marketing.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding segmint.yaml.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+TEMPLATE = """\
+# segmint.yaml — see docs/configuration.md for every key.
+project: {name}
+store: segmint.duckdb          # a DuckDB file here, or postgresql://user@host/db
+timezone: UTC                  # timezone of naive timestamps in your files
+currency: USD                  # when orders carry no currency
+sources:
+  customers:
+    type: csv                  # csv | parquet | jsonl | postgres | query
+    path: data/customers.csv
+    table: users               # users | items | orders | order_items | events | consents
+    columns:                   # our name: your column
+      user_id: customer_id
+      created_at: signup_date
+      email: email
+  orders:
+    type: csv
+    path: data/orders.csv
+    table: orders
+    columns:
+      order_id: order_id
+      user_id: customer_id
+      ts: ordered_at
+      amount: total
+cleaning: {{}}
+"""
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except SegmintError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code) from None
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Project folder to create.")] = Path("."),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing segmint.yaml.")] = False,
+) -> None:
+    """Create a project folder with a commented segmint.yaml to edit."""
+    target = path / "segmint.yaml"
+    if target.exists() and not force:
+        err.print(f"[red]error:[/] {target} exists; use --force to overwrite")
+        raise typer.Exit(2)
+    path.mkdir(parents=True, exist_ok=True)
+    target.write_text(TEMPLATE.format(name=path.resolve().name), encoding="utf-8")
+    console.print(f"wrote {target}; edit its sources, then run [bold]segmint ingest -p {path}[/]")
+
+
+def _print_loads(results: list[Any]) -> None:
+    t = Table(title="loads (read = accepted + rejected)")
+    for col in (
+        "source",
+        "table",
+        "read",
+        "accepted",
+        "rejected",
+        "inserted",
+        "updated",
+        "unchanged",
+        "top rejection reasons",
+    ):
+        t.add_column(
+            col,
+            justify="right"
+            if col in ("read", "accepted", "rejected", "inserted", "updated", "unchanged")
+            else "left",
+        )
+    for r in results:
+        reasons = ", ".join(f"{k} {v:,}" for k, v in list(r.rejected_by_rule.items())[:3])
+        if r.skipped:
+            reasons = f"unchanged since {r.load_id}; skipped (--force reloads)"
+        t.add_row(
+            r.source,
+            r.table,
+            f"{r.rows_read:,}",
+            f"{r.rows_accepted:,}",
+            f"{r.rows_rejected:,}",
+            f"{r.rows_inserted:,}",
+            f"{r.rows_updated:,}",
+            f"{r.rows_unchanged:,}",
+            reasons,
+        )
+    console.print(t)
+
+
+def _ingest(project: Any, sources: list[str] | None, force: bool, as_json: bool) -> list[Any]:
+    if as_json:
+        return project.ingest(sources, force=force)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("ingesting", total=None)
+
+        def cb(source: str, stage: str) -> None:
+            progress.update(task, description=f"{source}: {stage}")
+
+        return project.ingest(sources, force=force, callback=cb)
+
+
+@app.command()
+def ingest(
+    project: ProjectOpt = Path("."),
+    source: Annotated[list[str] | None, typer.Option("--source", "-s", help="Only these.")] = None,
+    force: Annotated[bool, typer.Option(help="Reload even unchanged files.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit 3 if any row was quarantined.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load sources into the store: validate every row, quarantine rejects, record the load."""
+    from segmint import open_project
+
+    def go() -> list[Any]:
+        with open_project(project) as p:
+            return _ingest(p, source, force, as_json)
+
+    results = _run(go)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+    else:
+        _print_loads(results)
+    if strict and any(r.rows_rejected for r in results):
+        raise typer.Exit(3)
+
+
+def _print_status(report: dict[str, Any]) -> None:
+    t = Table(title="data quality")
+    for col in (
+        "table",
+        "rows",
+        "duplicate keys",
+        "most missing",
+        "outliers (3xIQR)",
+        "date range",
+    ):
+        t.add_column(col)
+    for name, e in report["tables"].items():
+        missing = sorted(e["missing_pct"].items(), key=lambda kv: -kv[1])[:3]
+        miss = ", ".join(f"{k} {v:g}%" for k, v in missing if v > 0) or "none"
+        outl = ", ".join(f"{k} {v['n']:,}" for k, v in e["outliers"].items()) or "-"
+        dr = e["date_range"]
+        dates = f"{dr['min'][:10]} .. {dr['max'][:10]}" if dr and dr["min"] else "-"
+        t.add_row(name, f"{e['rows']:,}", f"{e['duplicate_keys']:,}", miss, outl, dates)
+    console.print(t)
+    ti = Table(title="referential integrity")
+    ti.add_column("child")
+    ti.add_column("parent")
+    ti.add_column("orphans", justify="right")
+    for r in report["integrity"]:
+        ti.add_row(r["child"], r["parent"], f"{r['orphans']:,}")
+    console.print(ti)
+    if report["quarantine"]:
+        tq = Table(title="quarantine by reason")
+        for col in ("source", "table", "rule", "rows"):
+            tq.add_column(col, justify="right" if col == "rows" else "left")
+        for r in report["quarantine"]:
+            tq.add_row(r["source"], r["target_table"], r["rule"], f"{r['n']:,}")
+        console.print(tq)
+
+
+@app.command()
+def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Show the data-quality report: rows, missing %, duplicates, outliers, integrity, dates."""
+    from segmint import open_project
+
+    def go() -> dict[str, Any]:
+        with open_project(project) as p:
+            return p.status()
+
+    report = _run(go)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_status(report)
+
+
+@app.command()
+def demo(
+    dir: Annotated[Path, typer.Option("--dir", help="Where to write the demo project.")] = Path(
+        "segmint-demo"
+    ),
+    users: Annotated[int, typer.Option(help="Number of demo users.")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    dirty: Annotated[bool, typer.Option(help="Inject defects at known rates.")] = False,
+) -> None:
+    """Generate a realistic demo shop, ingest it through the real path and report on it."""
+    from segmint import open_project
+    from segmint.demo import generate_demo
+
+    def go() -> None:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            progress.add_task(f"generating {users:,} demo users (seed {seed})", total=None)
+            summary = generate_demo(dir, n_users=users, seed=seed, dirty=dirty)
+        console.print(f"demo exports written to [bold]{summary.out_dir}[/]")
+        store_file = Path(dir) / "demo.duckdb"
+        store_file.unlink(missing_ok=True)  # the demo is rebuilt from its files every time
+        with open_project(dir) as p:
+            results = _ingest(p, None, True, False)
+            _print_loads(results)
+            _print_status(p.status())
+        console.print(f"store: [bold]{store_file}[/]  (try: segmint status -p {dir})")
+
+    _run(go)
+
+
+def main() -> None:
+    """Entry point of the ``segmint`` console script."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

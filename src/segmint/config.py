@@ -1,0 +1,335 @@
+"""Typed configuration: ``segmint.yaml`` loaded into pydantic models.
+
+An unknown key, a wrong type or a missing file raises :class:`~segmint.errors.ConfigError`
+naming the key, the file and the line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from segmint.errors import ConfigError
+
+__all__ = [
+    "CleaningRules",
+    "Config",
+    "CsvSource",
+    "JsonlSource",
+    "ParquetSource",
+    "PostgresSource",
+    "QuerySource",
+    "Source",
+    "ValidationSettings",
+    "load_config",
+]
+
+CONFIG_FILE = "segmint.yaml"
+CANONICAL_TABLES = ("users", "items", "orders", "order_items", "events", "consents")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnExpr(_Strict):
+    """A computed column: a DuckDB SQL expression over the source's columns."""
+
+    expr: str
+
+
+ColumnRef = str | ColumnExpr
+
+
+class _SourceBase(_Strict):
+    table: Literal["users", "items", "orders", "order_items", "events", "consents"]
+    columns: dict[str, ColumnRef] = Field(
+        default_factory=dict,
+        description="our column name -> the source's column name (or {expr: SQL})",
+    )
+    values: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="per our column, a map from the source's values to ours (e.g. status)",
+    )
+    timezone: str | None = Field(
+        default=None, description="timezone of naive timestamps; default: the project's"
+    )
+    timestamp_format: str | None = Field(
+        default=None, description="strptime format of timestamps, e.g. '%d/%m/%Y %H:%M'"
+    )
+    filter: str | None = Field(
+        default=None,
+        description="DuckDB SQL condition over source columns; rows failing it are "
+        "quarantined with reason 'filtered out by source filter'",
+    )
+
+
+class CsvSource(_SourceBase):
+    type: Literal["csv"]
+    path: str
+    delimiter: str = ","
+    header: bool = True
+
+
+class ParquetSource(_SourceBase):
+    type: Literal["parquet"]
+    path: str
+
+
+class JsonlSource(_SourceBase):
+    type: Literal["jsonl"]
+    path: str
+
+
+class PostgresSource(_SourceBase):
+    type: Literal["postgres"]
+    dsn: str = Field(description="postgresql://... or the name of an env var holding it ($NAME)")
+    relation: str | None = Field(default=None, description="schema.table to read")
+    query: str | None = Field(default=None, description="a SELECT to read instead of a table")
+
+    @field_validator("query")
+    @classmethod
+    def _one_of(cls, v: str | None, info: Any) -> str | None:
+        if v is None and info.data.get("relation") is None:
+            raise ValueError("a postgres source needs `relation` or `query`")
+        return v
+
+
+class QuerySource(_SourceBase):
+    """A DuckDB SQL query over files, for shaping an export (e.g. invoices from lines)."""
+
+    type: Literal["query"]
+    query: str = Field(description="DuckDB SQL; {here} is replaced by this file's folder")
+
+
+Source = Annotated[
+    CsvSource | ParquetSource | JsonlSource | PostgresSource | QuerySource,
+    Field(discriminator="type"),
+]
+
+
+class ValidationSettings(_Strict):
+    max_amount: float = Field(default=100_000.0, gt=0, description="larger amounts are absurd")
+    max_quantity: int = Field(default=10_000, gt=0)
+    future_tolerance_hours: float = Field(default=24.0, ge=0)
+    min_date: str = Field(default="1990-01-01", description="earlier timestamps are rejected")
+
+
+MissingStrategy = Literal["drop", "median", "mode"]
+
+
+class ConstantFill(_Strict):
+    constant: str | float | int | bool
+
+
+class OutlierRule(_Strict):
+    method: Literal["iqr", "percentile"] = "iqr"
+    factor: float = Field(default=1.5, gt=0, description="IQR multiplier")
+    lower: float = Field(default=0.01, ge=0, le=1, description="lower percentile")
+    upper: float = Field(default=0.99, ge=0, le=1, description="upper percentile")
+    action: Literal["cap", "report"] = "cap"
+
+
+class DuplicateRule(_Strict):
+    key: list[str] = Field(description="columns that identify a duplicate (e.g. [email])")
+    keep: Literal["first", "last"] = "first"
+    order_by: str | None = Field(default=None, description="column ordering first/last")
+
+
+class CleaningRules(_Strict):
+    missing: dict[str, MissingStrategy | ConstantFill] = Field(default_factory=dict)
+    outliers: dict[str, OutlierRule] = Field(default_factory=dict)
+    duplicates: DuplicateRule | None = None
+
+
+class Config(_Strict):
+    """The whole of one project's ``segmint.yaml``."""
+
+    project: str = "segmint"
+    store: str = Field(default="segmint.duckdb", description="DuckDB file path or postgresql://")
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    timezone: str = "UTC"
+    currency: str = "USD"
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    sources: dict[str, Source] = Field(default_factory=dict)
+    cleaning: dict[
+        Literal["users", "items", "orders", "order_items", "events", "consents"], CleaningRules
+    ] = Field(default_factory=dict)
+
+    # where the file was loaded from; relative paths resolve against it
+    root: Path = Field(default=Path("."), exclude=True)
+
+    def cleaning_for(self, table: str) -> CleaningRules | None:
+        """The cleaning rules of one canonical table, if any."""
+        return self.cleaning.get(table)  # type: ignore[call-overload,no-any-return]
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path.replace("{here}", str(self.root)))
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def store_url(self) -> str:
+        if self.store.startswith(("postgresql://", "postgres://")):
+            return self.store
+        if self.store.startswith("$"):
+            import os
+
+            value = os.environ.get(self.store[1:])
+            if not value:
+                raise ConfigError(
+                    f"store: environment variable {self.store[1:]} is not set; "
+                    "set it to a postgresql:// URL or a DuckDB file path"
+                )
+            return value
+        return str(self.resolve(self.store))
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that remembers the line of every mapping key."""
+
+
+def _key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        root = yaml.compose(text, Loader=_LineLoader)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: yaml.Node, path: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                key = path + (k.value,)
+                lines[key] = k.start_mark.line + 1
+                walk(v, key)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                lines[path + (i,)] = v.start_mark.line + 1
+                walk(v, path + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    # pydantic inserts the discriminator tag (e.g. 'csv') into loc; drop parts yaml never had
+    keys = [p for p in loc if not isinstance(p, str) or p]
+    while keys:
+        t = tuple(keys)
+        if t in lines:
+            return lines[t]
+        # try without union tags like 'csv' / 'constant'
+        filtered = tuple(k for k in t if (t[: t.index(k)] + (k,)) in lines or k == t[-1])
+        if filtered in lines:
+            return lines[filtered]
+        keys.pop()
+    return None
+
+
+def parse_config(text: str, *, path: Path, root: Path | None = None) -> Config:
+    """Parse the text of a ``segmint.yaml``; errors name the key, the file and the line."""
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = _key_lines(text)
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            # drop pydantic's union tags that are not keys in the file
+            clean = tuple(
+                p for i, p in enumerate(loc) if isinstance(p, int) or _is_key(loc[:i], p, lines)
+            )
+            key = ".".join(str(p) for p in clean) or "(top level)"
+            line = _line_for(clean, lines)
+            where = f"{path}:{line}" if line else str(path)
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown key {key!r}"
+                hint = _suggest(clean, lines)
+                if hint:
+                    msg += f" (did you mean {hint!r}?)"
+            else:
+                msg = f"{key}: {err['msg']}"
+                if "input" in err and not isinstance(err["input"], dict | list):
+                    msg += f" (got {err['input']!r})"
+            problems.append(f"{where}: {msg}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+    return config.model_copy(update={"root": root or path.parent})
+
+
+def _is_key(prefix: tuple[Any, ...], part: Any, lines: dict[tuple[Any, ...], int]) -> bool:
+    clean_prefix = tuple(p for p in prefix if isinstance(p, int) or _any_path_has(p, lines))
+    return (clean_prefix + (part,)) in lines or not _is_tag(part)
+
+
+def _any_path_has(part: Any, lines: dict[tuple[Any, ...], int]) -> bool:
+    return any(part in k for k in lines)
+
+
+_TAGS = {
+    "csv",
+    "parquet",
+    "jsonl",
+    "postgres",
+    "query",
+    "str",
+    "ColumnExpr",
+    "ConstantFill",
+    "literal['drop','median','mode']",
+    "function-after[_one_of(), str]",
+}
+
+
+def _is_tag(part: Any) -> bool:
+    return isinstance(part, str) and (part in _TAGS or part.startswith(("literal[", "function-")))
+
+
+def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | None:
+    """The closest known key name to an unknown one, across every config model."""
+    import difflib
+
+    known: set[str] = set()
+    for model in (
+        Config,
+        ValidationSettings,
+        CsvSource,
+        ParquetSource,
+        JsonlSource,
+        PostgresSource,
+        QuerySource,
+        CleaningRules,
+        OutlierRule,
+        DuplicateRule,
+    ):
+        known.update(name for name in model.model_fields if name != "root")
+    close = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1)
+    return close[0] if close else None
+
+
+def load_config(path: str | Path) -> Config:
+    """Load ``segmint.yaml`` (or the file at ``path``) into a :class:`Config`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file, or the project folder holding ``segmint.yaml``.
+    """
+    p = Path(path)
+    if p.is_dir() or p.suffix not in (".yaml", ".yml"):
+        p = p / CONFIG_FILE
+    if not p.exists():
+        raise ConfigError(
+            f"{p}: no such file. Create one with `segmint init {p.parent}` "
+            "or point --project at the folder holding segmint.yaml"
+        )
+    return parse_config(p.read_text(encoding="utf-8"), path=p, root=p.parent.resolve())

@@ -1,0 +1,95 @@
+"""Every error segmint raises on purpose.
+
+The tree::
+
+    SegmintError                      base; the CLI prints its message and exits non-zero
+    ├── ConfigError                   segmint.yaml missing, unreadable, unknown key, wrong type
+    ├── StoreError                    the store cannot be opened, migrated or written
+    ├── SourceError                   a source cannot be read (missing file, missing column, ...)
+    │   └── MissingColumnError        a mapped column is not in the source; suggests the closest
+    ├── LoadError                     a load failed and was rolled back; the store is unchanged
+    └── NotFoundError                 a named thing (source, table, user) does not exist
+
+Each message says what was found, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "LoadError",
+    "MissingColumnError",
+    "NotFoundError",
+    "SegmintError",
+    "SourceError",
+    "StoreError",
+]
+
+
+class SegmintError(Exception):
+    """Base class of every error segmint raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(SegmintError):
+    """The configuration is missing or invalid."""
+
+    exit_code = 2
+
+
+class StoreError(SegmintError):
+    """The store cannot be opened, migrated or written."""
+
+
+class SourceError(SegmintError):
+    """A source cannot be read."""
+
+
+class MissingColumnError(SourceError):
+    """A mapped column is missing from the source.
+
+    Parameters
+    ----------
+    source : str
+        Name of the source in segmint.yaml.
+    missing : list of str
+        Source column names the column map asks for but the source lacks.
+    found : list of str
+        Column names the source actually has.
+    """
+
+    def __init__(self, source: str, missing: list[str], found: list[str]) -> None:
+        import difflib
+
+        hints = []
+        for name in missing:
+            close = difflib.get_close_matches(name, found, n=1, cutoff=0.5)
+            if not close:
+                lowered = {f.lower(): f for f in found}
+                if name.lower() in lowered:
+                    close = [lowered[name.lower()]]
+            if close:
+                hints.append(f"{name!r} -> did you mean {close[0]!r}?")
+        msg = (
+            f"source {source!r}: column(s) {', '.join(map(repr, missing))} not found. "
+            f"Expected (from the column map): {', '.join(missing)}. "
+            f"Found: {', '.join(found)}."
+        )
+        if hints:
+            msg += " " + " ".join(hints)
+        msg += " Fix the `columns:` map of this source in segmint.yaml."
+        super().__init__(msg)
+        self.source = source
+        self.missing = missing
+        self.found = found
+
+
+class LoadError(SegmintError):
+    """A load failed midway and was rolled back; the store is exactly as before."""
+
+
+class NotFoundError(SegmintError):
+    """A named source, table or user does not exist."""
+
+    exit_code = 2

@@ -1,0 +1,605 @@
+"""Validated, transactional, idempotent ingestion of one source into the store.
+
+The whole pipeline is set-based SQL in the DuckDB engine:
+
+1. a reader stages the source as ``_raw`` (its own columns + ``_row``), unparseable rows
+   go to ``_unparsed``;
+2. ``_typed``: the column map is applied, values are coerced to our types, timestamps
+   moved to UTC, and every row-level check writes a reason into ``_problems``;
+3. ``_checked``: duplicate keys within the load (exact copies and conflicting rows), the
+   business-key duplicate rule from the cleaning config, and references (orders ->
+   users, order_items -> orders, events/consents -> users) are checked;
+4. in one transaction: accepted rows are upserted (keys dedupe, so a rerun adds nothing),
+   rejected rows go to ``quarantine`` with their raw content and reason, cleaning rules
+   are applied to the accepted rows and reported, and the load is recorded in ``loads``
+   with read = accepted + rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from segmint.clean._rules import apply_cleaning
+from segmint.config import ColumnExpr, Config, Source
+from segmint.errors import LoadError, MissingColumnError, SourceError
+from segmint.sources._readers import Staged, _drop_relation, _sql_str, stage
+from segmint.store._base import Store
+from segmint.store._schema import ALLOWED_VALUES, TABLES, Column, Table
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[str], None]
+
+_NUMERIC = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "HUGEINT", "BIGINT", "INTEGER")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one load did. ``rows_read == rows_accepted + rows_rejected`` always."""
+
+    load_id: str
+    source: str
+    table: str
+    rows_read: int
+    rows_accepted: int
+    rows_rejected: int
+    rows_inserted: int
+    rows_updated: int
+    rows_unchanged: int
+    rejected_by_rule: dict[str, int] = field(default_factory=dict)
+    cleaning: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    row = con.execute(sql).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _raw_expr(col: Column, ref: str | ColumnExpr | None, staged: Staged) -> str:
+    if ref is None:
+        return col.default if col.default is not None else "NULL"
+    if isinstance(ref, ColumnExpr):
+        return f"({ref.expr})"
+    if staged.is_json_lines:
+        path = _sql_str('$."' + ref.replace('"', '\\"') + '"')
+        if col.type == "JSON":
+            return f"json_extract(_json, {path})"
+        return f"json_extract_string(_json, {path})"
+    return _q(ref)
+
+
+def _typed_expr(col: Column, raw: str, raw_type: str, tz: str, ts_format: str | None) -> str:
+    t = raw_type.upper()
+    as_text = f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')"
+    if col.type == "VARCHAR":
+        if t.startswith(("DOUBLE", "FLOAT", "REAL", "DECIMAL")):
+            return (
+                f"CASE WHEN {raw} = trunc({raw}) AND abs({raw}) < 1e18 "
+                f"THEN CAST(CAST({raw} AS BIGINT) AS VARCHAR) ELSE CAST({raw} AS VARCHAR) END"
+            )
+        return as_text
+    if col.type == "TIMESTAMPTZ":
+        tzs = _sql_str(tz)
+        if t == "TIMESTAMP WITH TIME ZONE":
+            return raw
+        if t.startswith("TIMESTAMP") or t == "DATE":
+            return f"timezone({tzs}, CAST({raw} AS TIMESTAMP))"
+        if ts_format:
+            return f"timezone({tzs}, try_strptime({as_text}, {_sql_str(ts_format)}))"
+        return (
+            f"CASE WHEN regexp_matches({as_text}, '\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?\\s*(Z|[+-]\\d\\d(:?\\d\\d)?)$') "
+            f"THEN TRY_CAST({as_text} AS TIMESTAMPTZ) "
+            f"ELSE timezone({tzs}, TRY_CAST({as_text} AS TIMESTAMP)) END"
+        )
+    if col.type == "DATE":
+        if t == "DATE":
+            return raw
+        if t.startswith("TIMESTAMP"):
+            return f"CAST({raw} AS DATE)"
+        return f"TRY_CAST({as_text} AS DATE)"
+    if col.type == "DOUBLE":
+        return f"TRY_CAST({as_text} AS DOUBLE)" if t == "VARCHAR" else f"TRY_CAST({raw} AS DOUBLE)"
+    if col.type == "INTEGER":
+        d = f"TRY_CAST({as_text} AS DOUBLE)"
+        return (
+            f"COALESCE(TRY_CAST({as_text} AS INTEGER), "
+            f"CASE WHEN {d} = trunc({d}) THEN TRY_CAST({d} AS INTEGER) END)"
+        )
+    if col.type == "BOOLEAN":
+        if t == "BOOLEAN":
+            return raw
+        low = f"lower({as_text})"
+        return (
+            f"CASE WHEN {low} IN ('true','t','yes','y','1') THEN TRUE "
+            f"WHEN {low} IN ('false','f','no','n','0') THEN FALSE END"
+        )
+    if col.type == "JSON":
+        if t == "JSON":
+            return f"CASE WHEN json_type({raw}) = 'NULL' THEN NULL ELSE {raw} END"
+        if t.startswith(("STRUCT", "MAP")) or t.endswith("[]"):
+            return f"to_json({raw})"
+        return f"CASE WHEN json_valid({as_text}) THEN CAST({as_text} AS JSON) END"
+    raise SourceError(f"no coercion for type {col.type}")  # pragma: no cover - schema bug
+
+
+def _present(raw: str) -> str:
+    return f"({raw} IS NOT NULL AND trim(CAST({raw} AS VARCHAR)) <> '')"
+
+
+def _show(raw: str) -> str:
+    return f"coalesce(left(CAST({raw} AS VARCHAR), 80), 'NULL')"
+
+
+def _checks(
+    table: Table,
+    col: Column,
+    mapped: bool,
+    config: Config,
+    now: datetime,
+    source: Source,
+) -> list[str]:
+    """SQL expressions yielding 'rule|reason' or NULL for one column of one row."""
+    c, r = _q(col.name), _q("r_" + col.name)
+    v = config.validation
+    out: list[str] = []
+    if col.required and col.name not in table.generated:
+        out.append(
+            f"CASE WHEN {c} IS NULL AND NOT {_present(r)} "
+            f"THEN 'missing_required|missing required field {col.name}' END"
+        )
+    if not mapped:
+        return out
+    kind = {
+        "TIMESTAMPTZ": "unparseable_timestamp",
+        "DATE": "unparseable_timestamp",
+        "JSON": "malformed_json",
+    }.get(col.type, "bad_type")
+    what = {
+        "unparseable_timestamp": f"unparseable timestamp in {col.name}: ",
+        "malformed_json": f"malformed JSON in {col.name}: ",
+        "bad_type": f"cannot read {col.name} as {col.type}: ",
+    }[kind]
+    out.append(f"CASE WHEN {c} IS NULL AND {_present(r)} THEN '{kind}|{what}' || {_show(r)} END")
+    if col.type in ("TIMESTAMPTZ", "DATE"):
+        limit = (now + timedelta(hours=v.future_tolerance_hours)).strftime("%Y-%m-%d %H:%M:%S")
+        out.append(
+            f"CASE WHEN {c} > TIMESTAMPTZ '{limit}+00' "
+            f"THEN 'future_timestamp|{col.name} is in the future: ' || {_show(c)} END"
+        )
+        out.append(
+            f"CASE WHEN {c} < TIMESTAMPTZ '{v.min_date} 00:00:00+00' "
+            f"THEN 'implausible_timestamp|{col.name} is before {v.min_date}: ' || {_show(c)} END"
+        )
+    if col.name in ("amount", "price", "unit_price", "discount"):
+        out.append(
+            f"CASE WHEN {c} < 0 THEN 'negative_amount|negative {col.name}: ' || {_show(c)} END"
+        )
+        out.append(
+            f"CASE WHEN {c} > {v.max_amount} THEN 'absurd_amount|absurd {col.name}: ' || "
+            f"{_show(c)} || ' (above validation.max_amount {v.max_amount:g})' END"
+        )
+    if col.name == "quantity":
+        out.append(
+            f"CASE WHEN {c} <= 0 OR {c} > {v.max_quantity} "
+            f"THEN 'bad_quantity|quantity out of range 1..{v.max_quantity}: ' || {_show(c)} END"
+        )
+    if col.name == "age":
+        out.append(
+            f"CASE WHEN {c} < 0 OR {c} > 120 THEN 'implausible_age|age out of range 0..120: ' "
+            f"|| {_show(c)} END"
+        )
+    if col.name == "email":
+        out.append(
+            f"CASE WHEN {c} IS NOT NULL AND NOT regexp_full_match({c}, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+') "
+            f"THEN 'malformed_email|malformed email address' END"
+        )
+    rules = config.cleaning_for(table.name)
+    if rules and rules.missing.get(col.name) == "drop":
+        out.append(
+            f"CASE WHEN {c} IS NULL THEN 'missing_value_dropped|missing {col.name} "
+            "(cleaning rule: drop)' END"
+        )
+    allowed = ALLOWED_VALUES.get((table.name, col.name))
+    if allowed:
+        lst = ", ".join(_sql_str(a) for a in allowed)
+        out.append(
+            f"CASE WHEN {c} IS NOT NULL AND {c} NOT IN ({lst}) THEN 'unknown_value|{col.name} "
+            f"' || {_show(c)} || ' is not one of {', '.join(allowed)} (map it under values:)' END"
+        )
+    return out
+
+
+def _value_map(expr: str, mapping: dict[str, str] | None, lower: bool) -> str:
+    if mapping:
+        whens = " ".join(f"WHEN {_sql_str(k)} THEN {_sql_str(v)}" for k, v in mapping.items())
+        expr = f"CASE {expr} {whens} ELSE {expr} END"
+    return f"lower({expr})" if lower else expr
+
+
+def _check_columns(name: str, source: Source, staged: Staged) -> None:
+    wanted = [ref for ref in source.columns.values() if isinstance(ref, str)]
+    if staged.is_json_lines:
+        return  # JSON objects may omit keys: a missing key is a missing value, per row
+    missing = [ref for ref in wanted if ref not in staged.columns]
+    if missing:
+        raise MissingColumnError(name, missing, staged.columns)
+
+
+def _load_id(source: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{source}-{secrets.token_hex(3)}"
+
+
+def ingest_source(
+    store: Store,
+    config: Config,
+    name: str,
+    *,
+    force: bool = False,
+    now: datetime | None = None,
+    callback: Callback | None = None,
+    _before_commit: Callable[[], None] | None = None,
+) -> LoadResult:
+    """Load one named source from ``config`` into ``store``.
+
+    Parameters
+    ----------
+    store : Store
+        Where the canonical tables live (schema is ensured first).
+    config : Config
+        The project's configuration.
+    name : str
+        The source's name under ``sources:``.
+    force : bool
+        Load even if the same file was already loaded with the same mapping. Keys dedupe, so
+        a forced reload of the same data inserts nothing.
+    now : datetime, optional
+        "Now" for the future-timestamp check (tests pin it). Default: the current time.
+    callback : callable, optional
+        Called with a short stage name as the load progresses (the CLI draws progress).
+
+    Returns
+    -------
+    LoadResult
+        Counts of what was read, accepted, rejected, inserted, updated and unchanged.
+    """
+    if name not in config.sources:
+        from segmint.errors import NotFoundError
+
+        known = ", ".join(config.sources) or "(none)"
+        raise NotFoundError(f"no source named {name!r} in segmint.yaml; known sources: {known}")
+    source = config.sources[name]
+    table = TABLES[source.table]
+    now = now or datetime.now(UTC)
+    con = store.engine
+    step = callback or (lambda _s: None)
+    t0 = datetime.now(UTC)
+
+    step("reading")
+    staged = stage(con, name, source, config)
+    _check_columns(name, source, staged)
+    source_json = json.dumps(source.model_dump(mode="json"), sort_keys=True)
+    checksum = hashlib.sha256((staged.checksum + source_json).encode()).hexdigest()
+    if not force:
+        previous = store.scalar(
+            "SELECT load_id FROM loads WHERE source = ? AND checksum = ? "
+            "ORDER BY started_at DESC LIMIT 1",
+            [name, checksum],
+        )
+        if previous is not None:
+            log.info("source %s unchanged since load %s; skipped", name, previous)
+            return LoadResult(str(previous), name, table.name, 0, 0, 0, 0, 0, 0, skipped=True)
+
+    step("validating")
+    _build_typed(con, name, source, staged, table, config, now)
+    _build_checked(con, store, source, table, config)
+    step("cleaning")
+    cleaning = apply_cleaning(con, store, table, config.cleaning_for(table.name))
+
+    n_rejected_rows = _count(con, "SELECT count(*) FROM _checked WHERE _rejected")
+    by_rule = dict(
+        con.execute(
+            """SELECT rule, count(*) FROM (
+                   SELECT split_part(_reasons[1], '|', 1) AS rule FROM _checked WHERE _rejected
+                   UNION ALL SELECT 'unparseable_row' FROM _unparsed)
+               GROUP BY rule ORDER BY 2 DESC"""
+        ).fetchall()
+    )
+    rows_read = staged.n_rows + staged.n_unparsed
+    rows_rejected = n_rejected_rows + staged.n_unparsed
+    n_accepted = _count(con, "SELECT count(*) FROM _accepted")
+    if rows_read != n_accepted + rows_rejected:  # pragma: no cover - an invariant, not a path
+        raise LoadError(
+            f"source {name!r}: accounting mismatch read={rows_read} accepted={n_accepted} "
+            f"rejected={rows_rejected}; nothing was written"
+        )
+
+    load_id = _load_id(name)
+    _build_quarantine(con, staged, load_id, name, table)
+    step("writing")
+    try:
+        with store.transaction():
+            inserted, updated, unchanged = store.write_accepted(table, "_accepted")
+            store.write_rows(
+                "quarantine",
+                "_quarantine",
+                ["load_id", "row", "source", "target_table", "rule", "reason", "raw"],
+            )
+            if _before_commit is not None:
+                _before_commit()
+            finished = datetime.now(UTC)
+            con.execute("DROP TABLE IF EXISTS _load_row")
+            con.execute(
+                "CREATE TEMP TABLE _load_row AS SELECT ?::VARCHAR AS load_id, ?::VARCHAR AS source, "
+                "?::VARCHAR AS target_table, ?::VARCHAR AS location, ?::VARCHAR AS checksum, "
+                "?::TIMESTAMPTZ AS started_at, ?::TIMESTAMPTZ AS finished_at, "
+                "?::BIGINT AS rows_read, ?::BIGINT AS rows_accepted, ?::BIGINT AS rows_rejected, "
+                "?::BIGINT AS rows_inserted, ?::BIGINT AS rows_updated, "
+                "?::BIGINT AS rows_unchanged, ?::JSON AS cleaning",
+                [
+                    load_id,
+                    name,
+                    table.name,
+                    staged.location,
+                    checksum,
+                    t0,
+                    finished,
+                    rows_read,
+                    n_accepted,
+                    rows_rejected,
+                    inserted,
+                    updated,
+                    unchanged,
+                    json.dumps(cleaning),
+                ],
+            )
+            store.write_rows(
+                "loads",
+                "_load_row",
+                [
+                    "load_id",
+                    "source",
+                    "target_table",
+                    "location",
+                    "checksum",
+                    "started_at",
+                    "finished_at",
+                    "rows_read",
+                    "rows_accepted",
+                    "rows_rejected",
+                    "rows_inserted",
+                    "rows_updated",
+                    "rows_unchanged",
+                    "cleaning",
+                ],
+            )
+    except duckdb.Error as exc:
+        raise LoadError(
+            f"source {name!r}: the load failed and was rolled back; the store is unchanged: {exc}"
+        ) from None
+    finally:
+        _drop_staging(con)
+    result = LoadResult(
+        load_id,
+        name,
+        table.name,
+        rows_read,
+        n_accepted,
+        rows_rejected,
+        inserted,
+        updated,
+        unchanged,
+        by_rule,
+        cleaning,
+        seconds=(datetime.now(UTC) - t0).total_seconds(),
+    )
+    log.info(
+        "loaded source %s into %s: read=%d accepted=%d rejected=%d inserted=%d",
+        name,
+        table.name,
+        rows_read,
+        n_accepted,
+        rows_rejected,
+        inserted,
+    )
+    return result
+
+
+def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
+    for t in ("_typed", "_checked", "_accepted", "_quarantine", "_unparsed", "_load_row"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    _drop_relation(con, "_raw")
+
+
+def _build_typed(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: Source,
+    staged: Staged,
+    table: Table,
+    config: Config,
+    now: datetime,
+) -> None:
+    tz = source.timezone or config.timezone
+    raw_cols = {c.name: _raw_expr(c, source.columns.get(c.name), staged) for c in table.columns}
+    if "currency" in raw_cols and "currency" not in source.columns:
+        raw_cols["currency"] = _sql_str(config.currency)
+    # types of the raw expressions decide the coercion
+    probe = ", ".join(f"{e} AS {_q('r_' + n)}" for n, e in raw_cols.items())
+    try:
+        desc = con.execute(f"DESCRIBE SELECT {probe} FROM _raw").fetchall()
+    except duckdb.Error as exc:
+        raise SourceError(f"source {name!r}: a column expression is invalid: {exc}") from None
+    raw_types = {r[0][2:]: r[1] for r in desc}
+    typed = []
+    for c in table.columns:
+        rexpr = _q("r_" + c.name)
+        lower = (table.name, c.name) in ALLOWED_VALUES
+        mapped_raw = rexpr
+        if c.name in source.values or lower:
+            mapped_raw = _value_map(
+                f"CAST({rexpr} AS VARCHAR)", source.values.get(c.name), lower=lower
+            )
+        t = "VARCHAR" if mapped_raw != rexpr else raw_types[c.name]
+        typed.append(
+            f"{_typed_expr(c, mapped_raw, t, tz, source.timestamp_format)} AS {_q(c.name)}"
+        )
+    checks: list[str] = []
+    for c in table.columns:
+        checks += _checks(table, c, c.name in source.columns, config, now, source)
+    if source.filter:
+        checks.insert(
+            0,
+            f"CASE WHEN NOT coalesce(({source.filter}), FALSE) THEN "
+            f"'filtered|filtered out by the source filter: ' || {_sql_str(source.filter)} END",
+        )
+    filt_cols = ""
+    if source.filter:
+        filt_cols = ", " + ", ".join(
+            _q(c) for c in staged.columns if c not in [f"r_{x}" for x in raw_cols]
+        )
+    raw_select = ", ".join(f"{e} AS {_q('r_' + n)}" for n, e in raw_cols.items())
+    typed_select = ", ".join(typed)
+    r_cols = ", ".join(_q("r_" + n) for n in raw_cols)
+    sql = f"""
+    CREATE OR REPLACE TEMP TABLE _typed AS
+    SELECT * EXCLUDE ({r_cols}{filt_cols}),
+           list_filter([{", ".join(checks)}], lambda x: x IS NOT NULL) AS _problems
+    FROM (
+        SELECT _row, {r_cols}{filt_cols}, {typed_select}
+        FROM (SELECT _row, {raw_select}{filt_cols} FROM _raw)
+    )"""
+    try:
+        con.execute(sql)
+    except duckdb.Error as exc:
+        raise SourceError(f"source {name!r}: cannot apply the column map: {exc}") from None
+    _fill_generated(con, source, table)
+
+
+def _fill_generated(con: duckdb.DuckDBPyConnection, source: Source, table: Table) -> None:
+    if "event_id" in table.generated and "event_id" not in source.columns:
+        content = ", ".join(
+            f"coalesce(CAST({_q(c)} AS VARCHAR), '')" for c in table.column_names if c != "event_id"
+        )
+        con.execute(f"UPDATE _typed SET event_id = md5(concat_ws('|', {content}))")
+    if "line" in table.generated and "line" not in source.columns:
+        con.execute(
+            """UPDATE _typed SET line = g.line FROM (
+                   SELECT _row, row_number() OVER (PARTITION BY order_id ORDER BY _row) AS line
+                   FROM _typed) g
+               WHERE _typed._row = g._row"""
+        )
+
+
+def _build_checked(
+    con: duckdb.DuckDBPyConnection, store: Store, source: Source, table: Table, config: Config
+) -> None:
+    content = [c for c in table.column_names if c not in table.generated]
+    generated_key = any(k in table.generated and k not in source.columns for k in table.key)
+    dup_key = content if generated_key else list(table.key)
+    part = ", ".join(_q(k) for k in dup_key)
+    h = "hash(" + ", ".join(_q(c) for c in content) + ")"
+    key_text = " || '/' || ".join(f"coalesce(CAST({_q(k)} AS VARCHAR), '')" for k in table.key)
+    parts = [
+        f"""CASE WHEN len(_problems) = 0 AND _krn > 1 THEN
+              CASE WHEN _h = _first_h THEN 'exact_duplicate|exact duplicate of row ' || _first_row
+                   ELSE 'duplicate_key|duplicate key ' || {key_text} ||
+                        ' with different values (first seen at row ' || _first_row || ')' END
+           END"""
+    ]
+    joins = []
+    for i, (col, (ref_table, ref_col)) in enumerate(table.references.items()):
+        rel = store.reference_keys(ref_table, ref_col)
+        alias = f"_ref{i}"
+        joins.append(f"LEFT JOIN {rel} {alias} ON b.{_q(col)} = {alias}.k")
+        parts.append(
+            f"CASE WHEN len(_problems) = 0 AND _krn = 1 AND b.{_q(col)} IS NOT NULL "
+            f"AND {alias}.k IS NULL THEN 'unknown_reference|unknown {col} ' || "
+            f"{_show('b.' + _q(col))} || ' (not in {ref_table})' END"
+        )
+    rules = config.cleaning_for(table.name)
+    biz = rules.duplicates if rules else None
+    biz_select = ""
+    if biz:
+        bkey = ", ".join(_q(k) for k in biz.key)
+        order = _q(biz.order_by) if biz.order_by else "_row"
+        direction = "ASC" if biz.keep == "first" else "DESC"
+        not_null = " AND ".join(f"{_q(k)} IS NOT NULL" for k in biz.key)
+        biz_select = (
+            f", CASE WHEN len(_problems) = 0 AND {not_null} THEN row_number() OVER "
+            f"(PARTITION BY {bkey}, len(_problems) = 0 ORDER BY {order} {direction}, _row) END AS _brn"
+        )
+        pk = table.key[0]
+        existing = store.columns_relation(table.name, [pk, *biz.key])
+        exists = " AND ".join(f"t.{_q(k)} = b.{_q(k)}" for k in biz.key)
+        parts.append(
+            f"CASE WHEN len(_problems) = 0 AND _krn = 1 AND (_brn > 1 OR EXISTS (SELECT 1 FROM "
+            f"{existing} t WHERE {exists} AND t.{_q(pk)} <> b.{_q(pk)})) "
+            f"THEN 'duplicate_business_key|duplicate {'/'.join(biz.key)} (cleaning rule "
+            f"duplicates, keep {biz.keep})' END"
+        )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _checked AS
+        SELECT b.* EXCLUDE (_h, _first_h, _krn, _first_row{", _brn" if biz else ""}, _problems),
+               list_concat(b._problems, list_filter([{", ".join(parts)}], lambda x: x IS NOT NULL))
+                   AS _reasons
+        FROM (
+            SELECT *, {h} AS _h,
+                   row_number() OVER w AS _krn,
+                   first_value({h}) OVER w AS _first_h,
+                   first_value(_row) OVER w AS _first_row
+                   {biz_select}
+            FROM _typed
+            WINDOW w AS (PARTITION BY {part}, len(_problems) = 0 ORDER BY _row)
+        ) b {" ".join(joins)}"""
+    )
+    con.execute("ALTER TABLE _checked ADD COLUMN _rejected BOOLEAN")
+    con.execute("UPDATE _checked SET _rejected = len(_reasons) > 0")
+    cols = ", ".join(_q(c) for c in table.column_names)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _accepted AS SELECT {cols} FROM _checked "
+        "WHERE NOT _rejected ORDER BY _row"
+    )
+    con.execute("DROP TABLE _typed")
+
+
+def _build_quarantine(
+    con: duckdb.DuckDBPyConnection, staged: Staged, load_id: str, name: str, table: Table
+) -> None:
+    if staged.is_json_lines:
+        raw = "CAST(r._json AS JSON)"
+    else:
+        fields = ", ".join(f"{_q(c)} := r.{_q(c)}" for c in staged.columns)
+        raw = f"to_json(struct_pack({fields}))"
+    lid, src, tbl = _sql_str(load_id), _sql_str(name), _sql_str(table.name)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _quarantine AS
+        SELECT {lid} AS load_id, c._row AS "row", {src} AS source, {tbl} AS target_table,
+               split_part(c._reasons[1], '|', 1) AS rule,
+               array_to_string(list_transform(c._reasons, lambda x: substr(x, strpos(x, '|') + 1)), '; ')
+                   AS reason,
+               {raw} AS raw
+        FROM _checked c JOIN _raw r ON r._row = c._row
+        WHERE c._rejected
+        UNION ALL
+        SELECT {lid}, _row, {src}, {tbl}, 'unparseable_row', reason, to_json(raw)
+        FROM _unparsed"""
+    )

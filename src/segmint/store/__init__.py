@@ -1,0 +1,19 @@
+"""Stores: where the canonical tables live (DuckDB file by default, PostgreSQL in production)."""
+
+from segmint.store._base import DuckDBStore, Store, transpile
+from segmint.store._open import open_store
+from segmint.store._postgres import PostgresStore
+from segmint.store._schema import LOAD_ORDER, SCHEMA_VERSION, TABLES, Column, Table
+
+__all__ = [
+    "LOAD_ORDER",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "Column",
+    "DuckDBStore",
+    "PostgresStore",
+    "Store",
+    "Table",
+    "open_store",
+    "transpile",
+]

