@@ -28,7 +28,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-console = Console()
+# Wide enough for the load table when output goes to a pipe or a CI log.
+console = Console(width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True)
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding segmint.yaml.")]

@@ -465,27 +465,25 @@ def _build_typed(
     checks: list[str] = []
     for c in table.columns:
         checks += _checks(table, c, c.name in source.columns, config, now, source)
+    keep = ""
     if source.filter:
+        # evaluated over the source's own columns, before the column map
+        keep = f", coalesce(({source.filter}), FALSE) AS _keep"
         checks.insert(
             0,
-            f"CASE WHEN NOT coalesce(({source.filter}), FALSE) THEN "
+            "CASE WHEN NOT _keep THEN "
             f"'filtered|filtered out by the source filter: ' || {_sql_str(source.filter)} END",
-        )
-    filt_cols = ""
-    if source.filter:
-        filt_cols = ", " + ", ".join(
-            _q(c) for c in staged.columns if c not in [f"r_{x}" for x in raw_cols]
         )
     raw_select = ", ".join(f"{e} AS {_q('r_' + n)}" for n, e in raw_cols.items())
     typed_select = ", ".join(typed)
     r_cols = ", ".join(_q("r_" + n) for n in raw_cols)
     sql = f"""
     CREATE OR REPLACE TEMP TABLE _typed AS
-    SELECT * EXCLUDE ({r_cols}{filt_cols}),
+    SELECT * EXCLUDE ({r_cols}{", _keep" if keep else ""}),
            list_filter([{", ".join(checks)}], lambda x: x IS NOT NULL) AS _problems
     FROM (
-        SELECT _row, {r_cols}{filt_cols}, {typed_select}
-        FROM (SELECT _row, {raw_select}{filt_cols} FROM _raw)
+        SELECT _row, {r_cols}{", _keep" if keep else ""}, {typed_select}
+        FROM (SELECT _row, {raw_select}{keep} FROM _raw)
     )"""
     try:
         con.execute(sql)
