@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from tests.helpers import make_project
 
 import segmint
 from segmint.errors import LoadError, MissingColumnError, NotFoundError
-from tests.helpers import make_project
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
