@@ -16,7 +16,15 @@ from segmint.errors import ConfigError
 
 __all__ = [
     "CleaningRules",
+    "ClusterSegmentation",
     "Config",
+    "CustomFeatureConfig",
+    "FeaturesConfig",
+    "LifecycleSegmentation",
+    "RfmSegmentation",
+    "RulesSegmentation",
+    "Segmentation",
+    "ValueTiersSegmentation",
     "CsvSource",
     "JsonlSource",
     "ParquetSource",
@@ -145,6 +153,84 @@ class CleaningRules(_Strict):
     duplicates: DuplicateRule | None = None
 
 
+class CustomFeatureConfig(_Strict):
+    """A user-defined feature: an aggregate SQL expression over one table, per user."""
+
+    expr: str
+    table: Literal["orders", "events", "order_items", "users"] = "orders"
+
+
+class FeaturesConfig(_Strict):
+    as_of: str = Field(
+        default="latest",
+        description="'latest' (the day after the newest order/event), 'today', or YYYY-MM-DD",
+    )
+    custom: dict[str, CustomFeatureConfig] = Field(default_factory=dict)
+
+
+class RfmSegmentation(_Strict):
+    """RFM quintile scores and the standard named segment map (see docs/segments.md)."""
+
+    type: Literal["rfm"]
+
+
+class LifecycleSegmentation(_Strict):
+    """new / active / silent / churned from tenure and days since last activity."""
+
+    type: Literal["lifecycle"]
+    new_days: int = Field(default=30, gt=0, description="signed up at most this many days ago")
+    active_days: int = Field(default=90, gt=0, description="active within this many days")
+    churned_days: int = Field(default=365, gt=0, description="inactive at least this long")
+
+
+class ValueTiersSegmentation(_Strict):
+    """high-value / potential / general by quantiles of one feature among buyers."""
+
+    type: Literal["value_tiers"]
+    on: str = "monetary"
+    high: float = Field(default=0.8, gt=0, lt=1, description="quantile for high-value")
+    potential: float = Field(default=0.5, gt=0, lt=1, description="quantile for potential")
+
+
+class RuleSpec(_Strict):
+    segment: str
+    when: str = Field(description="SQL condition over feature columns")
+
+
+class RulesSegmentation(_Strict):
+    """An ordered list of (segment, condition); the first match wins, else the default."""
+
+    type: Literal["rules"]
+    rules: list[RuleSpec]
+    default: str = "Other"
+
+
+class ClusterSegmentation(_Strict):
+    """Clustering on chosen features."""
+
+    type: Literal["kmeans", "ward", "dbscan", "hdbscan", "gmm"]
+    features: list[str]
+    k: int | Literal["auto"] = "auto"
+    k_min: int = Field(default=2, ge=2)
+    k_max: int = Field(default=10, ge=2)
+    scaling: Literal["standard", "robust"] = "standard"
+    log1p: list[str] | Literal["auto"] = "auto"
+    reduce: Literal["pca", "factor"] | None = None
+    n_components: int | None = None
+    sample_size: int = Field(default=10_000, gt=100, description="rows for silhouette etc.")
+    random_state: int = 0
+
+
+Segmentation = Annotated[
+    RfmSegmentation
+    | LifecycleSegmentation
+    | ValueTiersSegmentation
+    | RulesSegmentation
+    | ClusterSegmentation,
+    Field(discriminator="type"),
+]
+
+
 class Config(_Strict):
     """The whole of one project's ``segmint.yaml``."""
 
@@ -158,6 +244,8 @@ class Config(_Strict):
     cleaning: dict[
         Literal["users", "items", "orders", "order_items", "events", "consents"], CleaningRules
     ] = Field(default_factory=dict)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    segmentations: dict[str, Segmentation] = Field(default_factory=dict)
 
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)
@@ -282,6 +370,15 @@ _TAGS = {
     "jsonl",
     "postgres",
     "query",
+    "rfm",
+    "lifecycle",
+    "value_tiers",
+    "rules",
+    "kmeans",
+    "ward",
+    "dbscan",
+    "hdbscan",
+    "gmm",
     "str",
     "ColumnExpr",
     "ConstantFill",
@@ -310,6 +407,13 @@ def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | N
         CleaningRules,
         OutlierRule,
         DuplicateRule,
+        FeaturesConfig,
+        CustomFeatureConfig,
+        LifecycleSegmentation,
+        ValueTiersSegmentation,
+        RulesSegmentation,
+        RuleSpec,
+        ClusterSegmentation,
     ):
         known.update(name for name in model.model_fields if name != "root")
     close = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1)
