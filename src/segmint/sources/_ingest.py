@@ -184,9 +184,11 @@ def _checks(
             f"CASE WHEN {c} > TIMESTAMPTZ '{limit}+00' "
             f"THEN 'future_timestamp|{col.name} is in the future: ' || {_show(c)} END"
         )
+        # event times before validation.min_date are implausible; dates (birthdays) before 1900
+        floor = v.min_date if col.type == "TIMESTAMPTZ" else "1900-01-01"
         out.append(
-            f"CASE WHEN {c} < TIMESTAMPTZ '{v.min_date} 00:00:00+00' "
-            f"THEN 'implausible_timestamp|{col.name} is before {v.min_date}: ' || {_show(c)} END"
+            f"CASE WHEN {c} < TIMESTAMPTZ '{floor} 00:00:00+00' "
+            f"THEN 'implausible_timestamp|{col.name} is before {floor}: ' || {_show(c)} END"
         )
     if col.name in ("amount", "price", "unit_price", "discount"):
         out.append(
