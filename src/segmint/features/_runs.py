@@ -1,0 +1,373 @@
+"""Feature runs: compute the features in the store and keep each run as a snapshot.
+
+Tables (created when missing, DDL in DuckDB's dialect, transpiled by the store)::
+
+    feature_runs(run_id, as_of, created_at, n_users, features JSON, params JSON)
+    features(run_id, user_id, <one column per feature>)
+
+A custom feature seen for the first time adds its column with ``ALTER TABLE``. The rows
+of a run and its ``feature_runs`` record are written in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from segmint.errors import ConfigError, NotFoundError
+from segmint.features._catalog import (
+    CATALOG,
+    SESSION_GAP_SECONDS,
+    category_shares_sql,
+    check_custom,
+    feature_columns,
+    feature_sql,
+    to_utc,
+)
+from segmint.features._custom import CustomFeature
+from segmint.store import Store
+
+log = logging.getLogger(__name__)
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_TEMP = "_segmint_features_run"
+CATALOG_TYPES = {name: spec.type for name, spec in CATALOG.items()}
+
+
+@dataclass(frozen=True)
+class FeatureRun:
+    """One stored snapshot of features.
+
+    Parameters
+    ----------
+    run_id : str
+        Identifier of the run (sortable by creation time, e.g. ``f-20261126T120000-ab12cd``).
+    as_of : datetime
+        The as-of instant (UTC): only data strictly before it was used.
+    n_users : int
+        Number of users (rows) in the run.
+    features : tuple of str
+        Feature names, in column order.
+    data : pandas.DataFrame
+        One row per user: ``user_id`` then one column per feature, sorted by ``user_id``.
+    """
+
+    run_id: str
+    as_of: datetime
+    n_users: int
+    features: tuple[str, ...]
+    data: pd.DataFrame = field(repr=False, compare=False)
+
+    def frame(self) -> pd.DataFrame:
+        """A copy of the features: one row per user, ``user_id`` then the features."""
+        return self.data.copy()
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ts_lit(value: datetime) -> str:
+    return f"CAST('{value.strftime('%Y-%m-%d %H:%M:%S.%f')}+00' AS TIMESTAMPTZ)"
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def _as_utc_datetime(value: Any) -> datetime | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.to_pydatetime()
+
+
+def default_as_of(store: Store) -> datetime:
+    """The as-of instant to use when none is given: the day after the newest activity.
+
+    Midnight UTC after the UTC date of the latest order or event (or, in a store with
+    neither, the latest sign-up). Deterministic for a given data set.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        The store to look at.
+
+    Returns
+    -------
+    datetime
+        An aware UTC datetime at midnight.
+
+    Raises
+    ------
+    segmint.errors.NotFoundError
+        When the store has no orders, events or users with a timestamp.
+    """
+    latest = _as_utc_datetime(
+        store.scalar(
+            "SELECT max(ts) FROM (SELECT max(ts) AS ts FROM orders "
+            "UNION ALL SELECT max(ts) AS ts FROM events) AS t"
+        )
+    )
+    if latest is None:
+        latest = _as_utc_datetime(store.scalar("SELECT max(created_at) FROM users"))
+    if latest is None:
+        raise NotFoundError(
+            f"store {store.location} has no orders, events or users with a date, so there is "
+            "no default as-of date; load data first or pass as_of"
+        )
+    midnight = datetime(latest.year, latest.month, latest.day, tzinfo=UTC)
+    return midnight + timedelta(days=1)
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A run id that sorts by creation time: ``f-YYYYmmddTHHMMSS-xxxxxx``."""
+    now = now or datetime.now(UTC)
+    return f"f-{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def _table_exists(store: Store, table: str) -> bool:
+    n = store.scalar(
+        "SELECT count(*) FROM information_schema.tables "
+        f"WHERE table_schema = current_schema() AND table_name = {_lit(table)}"
+    )
+    return bool(n)
+
+
+def _existing_columns(store: Store, table: str) -> set[str]:
+    rows = store.query(
+        "SELECT column_name FROM information_schema.columns "
+        f"WHERE table_schema = current_schema() AND table_name = {_lit(table)}"
+    )
+    return {str(c).lower() for c in rows.iloc[:, 0]}
+
+
+def ensure_feature_tables(store: Store, columns: dict[str, str]) -> None:
+    """Create ``feature_runs`` and ``features`` if missing; add missing feature columns."""
+    store.execute(
+        """CREATE TABLE IF NOT EXISTS feature_runs (
+            run_id VARCHAR NOT NULL PRIMARY KEY,
+            as_of TIMESTAMPTZ NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            n_users BIGINT NOT NULL,
+            features JSON NOT NULL,
+            params JSON
+        )"""
+    )
+    if not _table_exists(store, "features"):
+        cols = ",\n    ".join(f"{_q(n)} {t}" for n, t in CATALOG_TYPES.items())
+        # PostgreSQL gets a primary key (index for loading one run); DuckDB does not, as an
+        # ART index would slow down writing millions of rows.
+        key = ",\n    PRIMARY KEY (run_id, user_id)" if store.dialect == "postgres" else ""
+        store.execute(
+            "CREATE TABLE features (\n    run_id VARCHAR NOT NULL,\n    "
+            f"user_id VARCHAR NOT NULL,\n    {cols}{key}\n)"
+        )
+    existing = _existing_columns(store, "features")
+    for name, sql_type in columns.items():
+        if name not in existing:
+            store.execute(f"ALTER TABLE features ADD COLUMN {_q(name)} {sql_type}")
+
+
+def _normalize(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    """Same dtypes whichever store the rows came from."""
+    out: dict[str, Any] = {"user_id": frame["user_id"].astype("str")}
+    for name, sql_type in types.items():
+        col = frame[name]
+        if sql_type in ("BIGINT", "INTEGER"):
+            out[name] = col.astype("Int64")
+        elif sql_type == "DOUBLE":
+            out[name] = pd.to_numeric(col).astype("float64")
+        elif sql_type == "BOOLEAN":
+            out[name] = col.astype("boolean")
+        elif sql_type == "TIMESTAMPTZ":
+            out[name] = pd.to_datetime(col, utc=True)
+        elif sql_type in ("DATE", "TIMESTAMP"):
+            out[name] = pd.to_datetime(col)
+        else:
+            out[name] = col.astype("str")
+    return pd.DataFrame(out).sort_values("user_id", kind="stable").reset_index(drop=True)
+
+
+def compute_features(
+    store: Store,
+    *,
+    as_of: datetime | date | None = None,
+    custom: Sequence[CustomFeature] = (),
+    run_id: str | None = None,
+) -> FeatureRun:
+    """Compute every feature for every user in the store and save the run.
+
+    The feature SQL (see :func:`feature_sql`) runs inside the store — DuckDB, or
+    PostgreSQL after transpiling — and the rows and the run record are written in one
+    transaction: either the whole run is stored or nothing is.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        Where the canonical tables live and where the run is stored.
+    as_of : datetime or date, optional
+        Only data strictly before this instant is used. Defaults to
+        :func:`default_as_of` (the day after the newest order or event).
+    custom : sequence of CustomFeature, optional
+        User-defined features computed along with the built-ins.
+    run_id : str, optional
+        Identifier for the run; a new sortable id by default.
+
+    Returns
+    -------
+    FeatureRun
+        The stored run, with its features as a DataFrame.
+
+    Raises
+    ------
+    segmint.errors.ConfigError
+        For a custom feature that is not allowed or a run id that is taken or malformed.
+    """
+    started = time.perf_counter()
+    at = default_as_of(store) if as_of is None else to_utc(as_of)
+    custom = check_custom(custom)
+    types = feature_columns(custom)
+    created = datetime.now(UTC)
+    run_id = run_id or new_run_id(created)
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ConfigError(
+            f"run id {run_id!r} is not allowed: use letters, digits and '_.:-' (at most 64)"
+        )
+    sql = feature_sql(at, custom)
+    names = ", ".join(_q(n) for n in types)
+    params = {
+        "session_gap_seconds": SESSION_GAP_SECONDS,
+        "types": types,
+        "custom": [
+            {"name": f.name, "table": f.table, "expr": f.checked().sql(dialect="duckdb")}
+            for f in custom
+        ],
+    }
+    with store.transaction():
+        ensure_feature_tables(store, types)
+        if store.scalar(f"SELECT count(*) FROM feature_runs WHERE run_id = {_lit(run_id)}"):
+            raise ConfigError(f"feature run {run_id!r} already exists; choose another run_id")
+        if store.dialect == "duckdb":
+            store.execute(f"CREATE OR REPLACE TEMP TABLE {_TEMP} AS {sql}")
+            store.execute(
+                f"INSERT INTO features (run_id, user_id, {names}) "
+                f"SELECT {_lit(run_id)}, user_id, {names} FROM {_TEMP}"
+            )
+            data = store.query(f"SELECT user_id, {names} FROM {_TEMP}")
+            store.execute(f"DROP TABLE {_TEMP}")
+        else:
+            store.execute(
+                f"INSERT INTO features (run_id, user_id, {names}) "
+                f"SELECT {_lit(run_id)}, user_id, {names} FROM ({sql}) AS f"
+            )
+            data = store.query(
+                f"SELECT user_id, {names} FROM features WHERE run_id = {_lit(run_id)}"
+            )
+        n_users = len(data)
+        store.execute(
+            "INSERT INTO feature_runs (run_id, as_of, created_at, n_users, features, params) "
+            f"VALUES ({_lit(run_id)}, {_ts_lit(at)}, {_ts_lit(created)}, {n_users}, "
+            f"{_lit(json.dumps(list(types)))}, {_lit(json.dumps(params, sort_keys=True))})"
+        )
+    log.info(
+        "feature run %s: %d features for %d users as of %s in %.2fs",
+        run_id,
+        len(types),
+        n_users,
+        at.isoformat(),
+        time.perf_counter() - started,
+    )
+    return FeatureRun(
+        run_id=run_id,
+        as_of=at,
+        n_users=n_users,
+        features=tuple(types),
+        data=_normalize(data, types),
+    )
+
+
+def load_features(store: Store, run_id: str | None = None) -> pd.DataFrame:
+    """The features of a stored run: one row per user, sorted by ``user_id``.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        The store holding the runs.
+    run_id : str, optional
+        The run to load; the most recently created run by default.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id`` then the run's features, in the run's column order.
+
+    Raises
+    ------
+    segmint.errors.NotFoundError
+        When the store has no feature run (or none with ``run_id``).
+    """
+    if not _table_exists(store, "feature_runs"):
+        raise NotFoundError(
+            f"store {store.location} has no feature runs; compute features first "
+            "(segmint.features.compute_features)"
+        )
+    where = "" if run_id is None else f"WHERE run_id = {_lit(run_id)} "
+    run = store.query(
+        f"SELECT run_id, features, params FROM feature_runs {where}"
+        "ORDER BY created_at DESC, run_id DESC LIMIT 1"
+    )
+    if run.empty:
+        if run_id is None:
+            raise NotFoundError(f"store {store.location} has no feature runs; compute first")
+        known = store.query("SELECT run_id FROM feature_runs ORDER BY created_at DESC LIMIT 5")
+        raise NotFoundError(
+            f"feature run {run_id!r} not found in {store.location}; latest runs: "
+            + ", ".join(known["run_id"].astype(str))
+        )
+    found = str(run.iat[0, 0])
+    names_in_order: list[str] = json.loads(str(run.iat[0, 1]))
+    stored_types: dict[str, str] = json.loads(str(run.iat[0, 2]))["types"]
+    types = {name: stored_types[name] for name in names_in_order}
+    names = ", ".join(_q(n) for n in types)
+    data = store.query(f"SELECT user_id, {names} FROM features WHERE run_id = {_lit(found)}")
+    return _normalize(data, types)
+
+
+def category_shares(store: Store, *, as_of: datetime | date | None = None) -> pd.DataFrame:
+    """Completed item spend per user and category, with each category's share.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        The store to compute in.
+    as_of : datetime or date, optional
+        Only orders strictly before this instant count; :func:`default_as_of` by default.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Long form: ``user_id``, ``category`` (``'unknown'`` for items without one),
+        ``spend`` (sum of quantity * unit_price, falling back to the item's price) and
+        ``share`` (spend / the user's total), sorted by user, then spend descending.
+    """
+    at = default_as_of(store) if as_of is None else to_utc(as_of)
+    frame = store.query(category_shares_sql(at))
+    return pd.DataFrame(
+        {
+            "user_id": frame["user_id"].astype("str"),
+            "category": frame["category"].astype("str"),
+            "spend": pd.to_numeric(frame["spend"]).astype("float64"),
+            "share": pd.to_numeric(frame["share"]).astype("float64"),
+        }
+    )
