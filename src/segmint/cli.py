@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -67,7 +68,7 @@ def _run(fn: Any) -> Any:
     try:
         return fn()
     except SegmintError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -79,7 +80,7 @@ def init(
     """Create a project folder with a commented segmint.yaml to edit."""
     target = path / "segmint.yaml"
     if target.exists() and not force:
-        err.print(f"[red]error:[/] {target} exists; use --force to overwrite")
+        err.print(f"[red]error:[/] {target} exists; use --force to overwrite", soft_wrap=True)
         raise typer.Exit(2)
     path.mkdir(parents=True, exist_ok=True)
     target.write_text(TEMPLATE.format(name=path.resolve().name), encoding="utf-8")
@@ -214,6 +215,173 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_status(report)
+
+
+segments_app = typer.Typer(
+    help="Inspect and compare stored segmentation runs.", no_args_is_help=True
+)
+app.add_typer(segments_app, name="segments")
+
+
+def _print_segment_result(r: Any) -> None:
+    names = r.details.get("names", {})
+    t = Table(title=f"{r.segmentation} ({r.method}) — run {r.run_id}")
+    t.add_column("segment")
+    if names:
+        t.add_column("name")
+    t.add_column("users", justify="right")
+    t.add_column("share", justify="right")
+    t.add_column("revenue share", justify="right")
+    if r.rules:
+        t.add_column("rule")
+    m = r.metrics
+    for seg, n in m["sizes"].items():
+        row = [seg]
+        if names:
+            row.append(names.get(seg, ""))
+        row += [f"{n:,}", f"{m['shares'][seg]:.1%}", f"{m['revenue_share'][seg]:.1%}"]
+        if r.rules:
+            row.append(r.rules.get(seg, ""))
+        t.add_row(*row)
+    console.print(t)
+    quality = {
+        k: m[k]
+        for k in ("silhouette", "calinski_harabasz", "davies_bouldin", "sse", "stability")
+        if k in m and m[k] is not None
+    }
+    if quality:
+        console.print("  quality: " + ", ".join(f"{k} {v:,.3f}" for k, v in quality.items()))
+    if "decision" in r.details:
+        console.print(f"  k selection: {r.details['decision']}")
+    if "fidelity" in r.details:
+        console.print(f"  surrogate tree fidelity: {r.details['fidelity']:.1f}%")
+
+
+def _result_json(r: Any) -> dict[str, Any]:
+    return {
+        "run_id": r.run_id,
+        "segmentation": r.segmentation,
+        "method": r.method,
+        "as_of": str(r.as_of),
+        "feature_run_id": r.feature_run_id,
+        "params": r.params,
+        "metrics": r.metrics,
+        "rules": r.rules,
+        "details": r.details,
+    }
+
+
+@app.command()
+def segment(
+    names: Annotated[list[str] | None, typer.Argument(help="Segmentations (default: all).")] = None,
+    project: ProjectOpt = Path("."),
+    as_of: Annotated[str | None, typer.Option(help="'latest', 'today' or YYYY-MM-DD.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compute features, run segmentations and store each as a versioned run."""
+    from segmint import open_project
+
+    def go() -> list[Any]:
+        with (
+            open_project(project) as p,
+            Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+                disable=as_json,
+            ) as progress,
+        ):
+            task = progress.add_task("computing features", total=None)
+            run = p.compute_features(as_of=as_of)
+            out = p.segment(
+                names or None,
+                feature_run=run,
+                callback=lambda n: progress.update(task, description=f"segment {n}"),
+            )
+            return out if isinstance(out, list) else [out]
+
+    results = _run(go)
+    if as_json:
+        print(json.dumps([_result_json(r) for r in results], indent=2, default=str))
+        return
+    for r in results:
+        _print_segment_result(r)
+
+
+@segments_app.command("list")
+def segments_list(
+    project: ProjectOpt = Path("."),
+    segmentation: Annotated[str | None, typer.Option(help="Only this segmentation.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List stored segmentation runs, newest first."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.segment_runs(segmentation)
+
+    runs = _run(go)
+    if as_json:
+        print(runs.to_json(orient="records", date_format="iso"))
+        return
+    t = Table(title="segment runs")
+    for c in runs.columns:
+        t.add_column(c)
+    for row in runs.itertuples(index=False):
+        t.add_row(*[str(v) for v in row])
+    console.print(t)
+
+
+@segments_app.command("show")
+def segments_show(
+    run: Annotated[str, typer.Argument(help="Run id or segmentation name (its latest run).")],
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one run: sizes, shares, revenue shares, rules and quality metrics."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.segment_run(run)
+
+    r = _run(go)
+    if as_json:
+        print(json.dumps(_result_json(r), indent=2, default=str))
+    else:
+        _print_segment_result(r)
+
+
+@segments_app.command("diff")
+def segments_diff(
+    run_a: Annotated[str, typer.Argument(help="Earlier run id (or segmentation name).")],
+    run_b: Annotated[str, typer.Argument(help="Later run id (or segmentation name).")],
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Migration matrix: how many users moved from each segment of A to each of B."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.segments_diff(run_a, run_b)
+
+    m = _run(go)
+    if as_json:
+        print(m.to_json(orient="index"))
+        return
+    t = Table(title=f"{m.index.name} -> {m.columns.name}")
+    t.add_column("from \\ to")
+    for c in m.columns:
+        t.add_column(str(c), justify="right")
+    for idx, row in m.iterrows():
+        t.add_row(str(idx), *[f"{v:,}" for v in row])
+    console.print(t)
+    moved = int(m.values.sum() - sum(m.at[s, s] for s in m.index if s in m.columns))
+    console.print(f"  {moved:,} of {int(m.values.sum()):,} users changed segment")
 
 
 @app.command()

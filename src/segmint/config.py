@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from segmint.errors import ConfigError
 
@@ -98,12 +98,11 @@ class PostgresSource(_SourceBase):
     relation: str | None = Field(default=None, description="schema.table to read")
     query: str | None = Field(default=None, description="a SELECT to read instead of a table")
 
-    @field_validator("query")
-    @classmethod
-    def _one_of(cls, v: str | None, info: Any) -> str | None:
-        if v is None and info.data.get("relation") is None:
-            raise ValueError("a postgres source needs `relation` or `query`")
-        return v
+    @model_validator(mode="after")
+    def _one_of(self) -> PostgresSource:
+        if (self.relation is None) == (self.query is None):
+            raise ValueError("a postgres source needs exactly one of `relation` or `query`")
+        return self
 
 
 class QuerySource(_SourceBase):
@@ -187,7 +186,7 @@ class ValueTiersSegmentation(_Strict):
     """high-value / potential / general by quantiles of one feature among buyers."""
 
     type: Literal["value_tiers"]
-    on: str = "monetary"
+    feature: str = "monetary"
     high: float = Field(default=0.8, gt=0, lt=1, description="quantile for high-value")
     potential: float = Field(default=0.5, gt=0, lt=1, description="quantile for potential")
 

@@ -59,7 +59,9 @@ class MissingColumnError(SourceError):
         Column names the source actually has.
     """
 
-    def __init__(self, source: str, missing: list[str], found: list[str]) -> None:
+    def __init__(
+        self, source: str, missing: list[str], found: list[str], *, hint: str | None = None
+    ) -> None:
         import difflib
 
         hints = []
@@ -78,6 +80,8 @@ class MissingColumnError(SourceError):
         )
         if hints:
             msg += " " + " ".join(hints)
+        if hint:
+            msg += " " + hint
         msg += " Fix the `columns:` map of this source in segmint.yaml."
         super().__init__(msg)
         self.source = source

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from segmint.config import Config, load_config
-from segmint.errors import NotFoundError
+from segmint.errors import ConfigError, NotFoundError
 from segmint.sources._ingest import LoadResult, ingest_source
 from segmint.store._base import Store
 from segmint.store._open import open_store
 from segmint.store._schema import LOAD_ORDER
+
+if TYPE_CHECKING:
+    from segmint.features import FeatureRun
+    from segmint.segments import SegmentResult
 
 
 class Project:
@@ -65,6 +71,84 @@ class Project:
                 ingest_source(self.store, self.config, n, force=force, now=now, callback=cb)
             )
         return results
+
+    # -- features and segments ----------------------------------------------------------
+    def _as_of(self, as_of: str | date | datetime | None) -> datetime | date | None:
+        value = self.config.features.as_of if as_of is None else as_of
+        if isinstance(value, date | datetime):
+            return value
+        if value == "latest":
+            return None  # compute_features uses the day after the newest order/event
+        if value == "today":
+            return datetime.now(UTC).date()
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(
+                f"features.as_of: {value!r} is not 'latest', 'today' or a YYYY-MM-DD date"
+            ) from None
+
+    def compute_features(self, *, as_of: str | date | datetime | None = None) -> FeatureRun:
+        """Compute and store a feature run (see :func:`segmint.features.compute_features`)."""
+        from segmint.features import CustomFeature, compute_features
+
+        custom = [
+            CustomFeature(name, c.expr, c.table) for name, c in self.config.features.custom.items()
+        ]
+        return compute_features(self.store, as_of=self._as_of(as_of), custom=custom)
+
+    def features(self, run_id: str | None = None) -> pd.DataFrame:
+        """The features of the latest (or the given) feature run, one row per user."""
+        from segmint.features import load_features
+
+        return load_features(self.store, run_id)
+
+    def segment(
+        self,
+        names: str | Iterable[str] | None = None,
+        *,
+        as_of: str | date | datetime | None = None,
+        feature_run: FeatureRun | None = None,
+        callback: Callable[[str], None] | None = None,
+    ) -> SegmentResult | list[SegmentResult]:
+        """Run segmentations (one name -> one result; several or all -> a list).
+
+        A fresh feature run is computed first unless ``feature_run`` is given, so every
+        segment run records the exact features it used.
+        """
+        from segmint.segments._segment import run_segmentations
+
+        run = feature_run or self.compute_features(as_of=as_of)
+        single = isinstance(names, str)
+        wanted = [names] if isinstance(names, str) else names
+        results = run_segmentations(
+            self.store,
+            self.config,
+            run.data,
+            wanted,
+            feature_run_id=run.run_id,
+            as_of=run.as_of,
+            callback=callback,
+        )
+        return results[0] if single else results
+
+    def segment_runs(self, segmentation: str | None = None) -> pd.DataFrame:
+        """Stored segmentation runs, newest first."""
+        from segmint.segments._runs import list_runs
+
+        return list_runs(self.store, segmentation)
+
+    def segment_run(self, ref: str) -> SegmentResult:
+        """A stored run, by run id or by segmentation name (its latest run)."""
+        from segmint.segments._runs import load_run
+
+        return load_run(self.store, ref)
+
+    def segments_diff(self, run_a: str, run_b: str) -> pd.DataFrame:
+        """Migration matrix between two runs (users from segment in A to segment in B)."""
+        from segmint.segments._runs import diff_runs
+
+        return diff_runs(self.store, run_a, run_b)
 
     def status(self) -> dict[str, Any]:
         """The data-quality report of the store (see :func:`segmint.clean.quality_report`)."""

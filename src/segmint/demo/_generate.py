@@ -208,6 +208,27 @@ cleaning:
   orders:
     outliers:
       amount: {method: percentile, upper: 0.999, action: report}
+features:
+  as_of: latest
+  custom:
+    store_visits_90d: {table: events, expr: "count(*) FILTER (WHERE event = 'store_visit')"}
+segmentations:
+  rfm: {type: rfm}
+  lifecycle: {type: lifecycle, new_days: 60, active_days: 90, churned_days: 365}
+  value: {type: value_tiers, feature: monetary, high: 0.8, potential: 0.5}
+  vip:
+    type: rules
+    rules:
+      - {segment: VIP, when: "monetary > 3000 AND recency_days <= 60"}
+      - {segment: Deal seekers, when: "discount_share >= 0.2"}
+    default: Everyone else
+  clusters:
+    type: kmeans
+    features: [recency_days, frequency, monetary, avg_order_value, tenure_days,
+               discount_share, events_30d, app_share, offline_share]
+    k: auto
+    k_min: 2
+    k_max: 10
 """
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import duckdb
 
 from segmint.clean._rules import apply_cleaning
-from segmint.config import ColumnExpr, Config, Source
+from segmint.config import ColumnExpr, Config, CsvSource, Source
 from segmint.errors import LoadError, MissingColumnError, SourceError
 from segmint.sources._readers import Staged, _drop_relation, _sql_str, stage
 from segmint.store._base import Store
@@ -116,13 +116,12 @@ def _typed_expr(col: Column, raw: str, raw_type: str, tz: str, ts_format: str | 
             return f"CAST({raw} AS DATE)"
         return f"TRY_CAST({as_text} AS DATE)"
     if col.type == "DOUBLE":
-        return f"TRY_CAST({as_text} AS DOUBLE)" if t == "VARCHAR" else f"TRY_CAST({raw} AS DOUBLE)"
+        d = f"TRY_CAST({as_text} AS DOUBLE)" if t == "VARCHAR" else f"TRY_CAST({raw} AS DOUBLE)"
+        return f"CASE WHEN isfinite({d}) THEN {d} END"  # NaN and inf are not amounts
     if col.type == "INTEGER":
         d = f"TRY_CAST({as_text} AS DOUBLE)"
-        return (
-            f"COALESCE(TRY_CAST({as_text} AS INTEGER), "
-            f"CASE WHEN {d} = trunc({d}) THEN TRY_CAST({d} AS INTEGER) END)"
-        )
+        # 3, "3", "3.0", "1e3" are integers; 1.5 is not (TRY_CAST would round it)
+        return f"CASE WHEN {d} = trunc({d}) THEN TRY_CAST({d} AS INTEGER) END"
     if col.type == "BOOLEAN":
         if t == "BOOLEAN":
             return raw
@@ -231,8 +230,13 @@ def _checks(
 
 def _value_map(expr: str, mapping: dict[str, str] | None, lower: bool) -> str:
     if mapping:
-        whens = " ".join(f"WHEN {_sql_str(k)} THEN {_sql_str(v)}" for k, v in mapping.items())
-        expr = f"CASE {expr} {whens} ELSE {expr} END"
+        # enumerated columns are case-insensitive: PAID and paid map alike
+        key = f"lower({expr})" if lower else expr
+        whens = " ".join(
+            f"WHEN {_sql_str(k.lower() if lower else k)} THEN {_sql_str(v)}"
+            for k, v in mapping.items()
+        )
+        expr = f"CASE {key} {whens} ELSE {expr} END"
     return f"lower({expr})" if lower else expr
 
 
@@ -242,7 +246,16 @@ def _check_columns(name: str, source: Source, staged: Staged) -> None:
         return  # JSON objects may omit keys: a missing key is a missing value, per row
     missing = [ref for ref in wanted if ref not in staged.columns]
     if missing:
-        raise MissingColumnError(name, missing, staged.columns)
+        hint = None
+        if isinstance(source, CsvSource) and len(staged.columns) == 1:
+            seps = [x for x in (";", "\t", "|", ",") if x in staged.columns[0]]
+            seps = [x for x in seps if x != source.delimiter]
+            if seps:
+                hint = (
+                    f"The header looks delimited by {seps[0]!r}, not {source.delimiter!r}: "
+                    f"set `delimiter: {seps[0]!r}` on this source."
+                )
+        raise MissingColumnError(name, missing, staged.columns, hint=hint)
 
 
 def _load_id(source: str) -> str:

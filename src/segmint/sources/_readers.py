@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,18 +99,68 @@ def _finish(con: duckdb.DuckDBPyConnection, location: str, checksum: str, **kw: 
     return Staged(list(types), types, n_rows, n_unparsed, location, checksum, **kw)
 
 
+def _csv_newline(path: Path) -> str:
+    """The line terminator, for files that end lines with a bare carriage return."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fb:
+        head = fb.read(1 << 16)
+    if b"\r\n" in head:
+        return "\\r\\n"
+    return "\\r" if b"\r" in head and b"\n" not in head else "\\n"
+
+
+def _csv_header(name: str, path: Path, source: CsvSource) -> list[str]:
+    """Column names from the first line (or column1..N without a header)."""
+    import csv
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fb:
+        head = fb.read(1 << 16)
+    first = re.split(rb"\r\n|\r|\n", head, maxsplit=1)[0]
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SourceError(
+            f"source {name!r}: the first line of {path} is not valid UTF-8 (latin-1 or "
+            "cp1252?); re-export the file as UTF-8"
+        ) from None
+    try:
+        row = next(csv.reader([text], delimiter=source.delimiter), [])
+    except csv.Error as exc:
+        raise SourceError(f"source {name!r}: cannot read the header of {path}: {exc}") from None
+    if source.header:
+        names = [c.strip() for c in row]
+        if len(set(names)) != len(names) or any(not n for n in names):
+            raise SourceError(
+                f"source {name!r}: the header of {path} has empty or repeated column names: "
+                f"{names}; fix the header row"
+            )
+        return names
+    return [f"column{i + 1}" for i in range(len(row))]
+
+
 def _stage_csv(
     con: duckdb.DuckDBPyConnection, name: str, source: CsvSource, config: Config
 ) -> Staged:
     path = config.resolve(source.path)
     _need_file(name, path)
+    if path.stat().st_size == 0:
+        raise SourceError(f"source {name!r}: file {path} is empty (0 bytes, not even a header row)")
+    columns = _csv_header(name, path, source)
     con.execute("DROP TABLE IF EXISTS _csv_rejects")
     con.execute("DROP TABLE IF EXISTS _csv_scans")
+    # No sniffing: the header is read here and every column is text, so one stray quote
+    # cannot make the sniffer pick another dialect for the whole file.
+    spec = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in columns) + "}"
     opts = (
-        f"all_varchar=true, header={str(source.header).lower()}, "
-        f"delim={_sql_str(source.delimiter)}, store_rejects=true, "
+        f"columns={spec}, header=false, skip={1 if source.header else 0}, auto_detect=false, "
+        f"delim={_sql_str(source.delimiter)}, quote='\"', escape='\"', store_rejects=true, "
+        f"new_line='{_csv_newline(path)}', "
         "rejects_table='_csv_rejects', rejects_scan='_csv_scans', "
-        "null_padding=false, strict_mode=true, parallel=true"
+        "null_padding=false, parallel=true"
     )
     con.execute(f"CREATE TEMP TABLE _raw0 AS SELECT * FROM read_csv({_sql_str(str(path))}, {opts})")
     n_rej = int(con.execute("SELECT count(*) FROM _csv_rejects").fetchone()[0])  # type: ignore[index]

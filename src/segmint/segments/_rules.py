@@ -1,0 +1,161 @@
+"""Business-rule segmentations: RFM, lifecycle, value tiers and custom rules.
+
+Each is compiled to one SQL query over the features of a feature run (a DataFrame with one
+row per user) and executed by DuckDB; the SQL can be inspected (``*_sql`` functions).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from segmint.config import (
+    LifecycleSegmentation,
+    RulesSegmentation,
+    ValueTiersSegmentation,
+)
+from segmint.errors import ConfigError
+
+# (R score, FM score) -> segment. FM = round-half-up of (F + M) / 2.
+# Rows: R = 1..5, columns: FM = 1..5. See docs/segments.md.
+RFM_GRID: dict[int, tuple[str, str, str, str, str]] = {
+    1: ("Lost", "Hibernating", "At Risk", "At Risk", "Can't Lose Them"),
+    2: ("Hibernating", "Hibernating", "At Risk", "At Risk", "Can't Lose Them"),
+    3: ("About to Sleep", "About to Sleep", "Need Attention", "Loyal", "Loyal"),
+    4: ("Promising", "Potential Loyalist", "Potential Loyalist", "Loyal", "Loyal"),
+    5: ("New Customers", "Potential Loyalist", "Potential Loyalist", "Champions", "Champions"),
+}
+RFM_SEGMENTS = (
+    "Champions",
+    "Loyal",
+    "Potential Loyalist",
+    "New Customers",
+    "Promising",
+    "Need Attention",
+    "About to Sleep",
+    "At Risk",
+    "Can't Lose Them",
+    "Hibernating",
+    "Lost",
+)
+NO_PURCHASE = "No Purchase"
+
+LIFECYCLE_SEGMENTS = ("new", "active", "silent", "churned")
+VALUE_TIERS = ("high-value", "potential", "general")
+
+
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _score(col: str, ascending: bool) -> str:
+    """Quintile score 1-5 from ranks: ties share a score, skew does not matter."""
+    order = "ASC" if ascending else "DESC"
+    return (
+        f"CAST(1 + floor(5.0 * (rank() OVER (ORDER BY {col} {order}) - 1) "
+        f"/ count(*) OVER ()) AS INTEGER)"
+    )
+
+
+def rfm_sql(relation: str = "features") -> str:
+    """SQL assigning R, F, M scores (1-5) and the named RFM segment to every user.
+
+    Buyers (frequency > 0) are scored against each other; users without a completed order
+    get scores 0 and the segment ``No Purchase``.
+    """
+    whens = " ".join(
+        f"WHEN r_score = {r} AND fm_score = {fm + 1} THEN {_lit(name)}"
+        for r, row in RFM_GRID.items()
+        for fm, name in enumerate(row)
+    )
+    return f"""
+    WITH scored AS (
+        SELECT user_id,
+               {_score("recency_days", ascending=False)} AS r_score,
+               {_score("frequency", ascending=True)} AS f_score,
+               {_score("monetary", ascending=True)} AS m_score
+        FROM {relation} WHERE frequency > 0
+    ), fm AS (
+        SELECT *, CAST(floor((f_score + m_score + 1) / 2) AS INTEGER) AS fm_score FROM scored
+    )
+    SELECT u.user_id,
+           coalesce(CASE {whens} END, {_lit(NO_PURCHASE)}) AS segment,
+           coalesce(r_score, 0) AS r_score, coalesce(f_score, 0) AS f_score,
+           coalesce(m_score, 0) AS m_score
+    FROM {relation} u LEFT JOIN fm USING (user_id)
+    ORDER BY u.user_id"""
+
+
+def lifecycle_sql(spec: LifecycleSegmentation, relation: str = "features") -> str:
+    """SQL for new / active / silent / churned.
+
+    ``new``: signed up at most ``new_days`` ago; otherwise by days since the last activity
+    (an order or an event): ``active`` within ``active_days``, ``churned`` after
+    ``churned_days`` (or never active), ``silent`` in between.
+    """
+    if not spec.new_days <= spec.active_days < spec.churned_days:
+        raise ConfigError(
+            "lifecycle windows must satisfy new_days <= active_days < churned_days "
+            f"(got {spec.new_days}, {spec.active_days}, {spec.churned_days})"
+        )
+    return f"""
+    SELECT user_id,
+           CASE WHEN tenure_days <= {spec.new_days} THEN 'new'
+                WHEN last_active_days <= {spec.active_days} THEN 'active'
+                WHEN last_active_days IS NULL OR last_active_days > {spec.churned_days}
+                     THEN 'churned'
+                ELSE 'silent' END AS segment
+    FROM {relation} ORDER BY user_id"""
+
+
+def value_tiers_sql(spec: ValueTiersSegmentation, relation: str = "features") -> str:
+    """SQL for high-value / potential / general by quantiles of ``spec.feature`` among buyers."""
+    if not spec.potential < spec.high:
+        raise ConfigError(f"value_tiers: potential ({spec.potential}) must be below high")
+    on = spec.feature
+    return f"""
+    WITH cut AS (
+        SELECT quantile_cont({on}, {spec.high}) AS hi, quantile_cont({on}, {spec.potential}) AS mid
+        FROM {relation} WHERE {on} > 0
+    )
+    SELECT user_id,
+           CASE WHEN {on} > 0 AND {on} >= cut.hi THEN 'high-value'
+                WHEN {on} > 0 AND {on} >= cut.mid THEN 'potential'
+                ELSE 'general' END AS segment
+    FROM {relation}, cut ORDER BY user_id"""
+
+
+def custom_rules_sql(
+    spec: RulesSegmentation, columns: set[str], relation: str = "features", *, name: str = ""
+) -> str:
+    """SQL for an ordered list of (segment, condition): first match wins, else the default.
+
+    Every condition is parsed and checked against the allow-list of feature columns and
+    functions before anything runs.
+    """
+    from segmint.features import check_expression
+
+    if not spec.rules:
+        raise ConfigError(f"segmentation {name!r}: `rules` is empty")
+    whens = []
+    for i, rule in enumerate(spec.rules):
+        expr = check_expression(
+            rule.when,
+            columns,
+            aggregates=False,
+            context=f"rule {i + 1} ({rule.segment!r}) of segmentation {name!r}",
+        )
+        whens.append(f"WHEN {expr.sql(dialect='duckdb')} THEN {_lit(rule.segment)}")
+    return f"""
+    SELECT user_id, CASE {" ".join(whens)} ELSE {_lit(spec.default)} END AS segment
+    FROM {relation} ORDER BY user_id"""
+
+
+def run_sql(sql: str, features: pd.DataFrame) -> pd.DataFrame:
+    """Execute a segmentation query over a features DataFrame (exposed as ``features``)."""
+    con = duckdb.connect()
+    try:
+        con.register("features", features.reset_index() if "user_id" not in features else features)
+        return con.execute(sql).df()
+    finally:
+        con.close()

@@ -1,0 +1,240 @@
+"""Versioned segmentation runs: parameters, metrics and assignments, stored and diffable."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from segmint.errors import NotFoundError
+from segmint.store._base import Store
+
+RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS segment_runs (
+    run_id VARCHAR PRIMARY KEY,
+    segmentation VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    feature_run_id VARCHAR,
+    as_of TIMESTAMPTZ,
+    n_users BIGINT NOT NULL,
+    params JSON,
+    metrics JSON,
+    details JSON
+);
+CREATE TABLE IF NOT EXISTS segment_assignments (
+    run_id VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    segment VARCHAR NOT NULL,
+    probability DOUBLE,
+    detail VARCHAR
+);
+"""
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """One run of one segmentation.
+
+    Attributes
+    ----------
+    run_id : str
+        Sortable id, e.g. ``s-20261126T120000-rfm-ab12cd``.
+    segmentation : str
+        Its name in segmint.yaml.
+    method : str
+        rfm, lifecycle, value_tiers, rules, kmeans, ward, dbscan, hdbscan or gmm.
+    assignments : DataFrame
+        One row per user: user_id, segment, probability (clusterings with membership
+        probabilities), detail (e.g. the RFM code "545").
+    metrics : dict
+        Sizes and shares per segment, revenue share, and for clusterings silhouette, SSE,
+        Calinski-Harabasz, Davies-Bouldin, stability.
+    rules : dict
+        Segment -> human-readable rule (custom rules, or a surrogate tree's rules).
+    details : dict
+        Method-specific extras: k-selection table, loadings, names, feature importances.
+    """
+
+    run_id: str
+    segmentation: str
+    method: str
+    created_at: datetime
+    feature_run_id: str | None
+    as_of: datetime | None
+    assignments: pd.DataFrame
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sizes(self) -> pd.Series:
+        """Users per segment, largest first."""
+        return self.assignments["segment"].value_counts()
+
+
+def new_run_id(segmentation: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"s-{stamp}-{segmentation}-{secrets.token_hex(3)}"
+
+
+def ensure_runs_schema(store: Store) -> None:
+    store.execute(RUNS_DDL)
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+
+
+def save_run(store: Store, result: SegmentResult) -> None:
+    """Store a run and its assignments in one transaction."""
+    ensure_runs_schema(store)
+    a = result.assignments
+    frame = pd.DataFrame(
+        {
+            "run_id": result.run_id,
+            "user_id": a["user_id"].astype(str),
+            "segment": a["segment"].astype(str),
+            "probability": a.get("probability"),
+            "detail": a["detail"].astype(str) if "detail" in a else None,
+        }
+    )
+    frame["probability"] = frame["probability"].astype("float64")
+    frame["detail"] = frame["detail"].astype("object")
+    con = store.engine
+    con.register("_assign_df", frame)
+    run_row = pd.DataFrame(
+        [
+            {
+                "run_id": result.run_id,
+                "segmentation": result.segmentation,
+                "method": result.method,
+                "created_at": result.created_at,
+                "feature_run_id": result.feature_run_id,
+                "as_of": result.as_of,
+                "n_users": len(a),
+                "params": _json(result.params),
+                "metrics": _json(result.metrics),
+                "details": _json({"rules": result.rules, **result.details}),
+            }
+        ]
+    )
+    con.register("_run_df", run_row)
+    try:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _run_row AS SELECT run_id, segmentation, method, "
+            "created_at::TIMESTAMPTZ AS created_at, feature_run_id, as_of::TIMESTAMPTZ AS as_of, "
+            "n_users, params::JSON AS params, metrics::JSON AS metrics, "
+            "details::JSON AS details FROM _run_df"
+        )
+        con.execute("CREATE OR REPLACE TEMP TABLE _assign AS SELECT * FROM _assign_df")
+        with store.transaction():
+            store.write_rows(
+                "segment_runs",
+                "_run_row",
+                [
+                    "run_id",
+                    "segmentation",
+                    "method",
+                    "created_at",
+                    "feature_run_id",
+                    "as_of",
+                    "n_users",
+                    "params",
+                    "metrics",
+                    "details",
+                ],
+            )
+            store.write_rows(
+                "segment_assignments",
+                "_assign",
+                ["run_id", "user_id", "segment", "probability", "detail"],
+            )
+    finally:
+        con.unregister("_assign_df")
+        con.unregister("_run_df")
+        con.execute("DROP TABLE IF EXISTS _run_row")
+        con.execute("DROP TABLE IF EXISTS _assign")
+
+
+def list_runs(store: Store, segmentation: str | None = None) -> pd.DataFrame:
+    """Runs, newest first."""
+    ensure_runs_schema(store)
+    where = "WHERE segmentation = ?" if segmentation else ""
+    return store.query(
+        "SELECT run_id, segmentation, method, created_at, as_of, n_users, feature_run_id "
+        f"FROM segment_runs {where} ORDER BY created_at DESC, run_id DESC",
+        [segmentation] if segmentation else None,
+    )
+
+
+def resolve_run(store: Store, ref: str) -> str:
+    """A run id from a run id or a segmentation name (its latest run)."""
+    ensure_runs_schema(store)
+    hit = store.scalar("SELECT run_id FROM segment_runs WHERE run_id = ?", [ref])
+    if hit is not None:
+        return str(hit)
+    hit = store.scalar(
+        "SELECT run_id FROM segment_runs WHERE segmentation = ? "
+        "ORDER BY created_at DESC, run_id DESC LIMIT 1",
+        [ref],
+    )
+    if hit is None:
+        raise NotFoundError(
+            f"no segment run or segmentation named {ref!r}; see `segmint segments list`"
+        )
+    return str(hit)
+
+
+def load_run(store: Store, ref: str) -> SegmentResult:
+    """Load a stored run (by run id, or the latest run of a segmentation name)."""
+    run_id = resolve_run(store, ref)
+    row = store.query("SELECT * FROM segment_runs WHERE run_id = ?", [run_id]).iloc[0]
+    a = store.query(
+        "SELECT user_id, segment, probability, detail FROM segment_assignments "
+        "WHERE run_id = ? ORDER BY user_id",
+        [run_id],
+    )
+    details = json.loads(row["details"]) if row["details"] else {}
+    rules = details.pop("rules", {})
+    return SegmentResult(
+        run_id=run_id,
+        segmentation=str(row["segmentation"]),
+        method=str(row["method"]),
+        created_at=row["created_at"],
+        feature_run_id=row["feature_run_id"],
+        as_of=row["as_of"],
+        assignments=a,
+        params=json.loads(row["params"]) if row["params"] else {},
+        metrics=json.loads(row["metrics"]) if row["metrics"] else {},
+        rules=rules,
+        details=details,
+    )
+
+
+def diff_runs(store: Store, run_a: str, run_b: str) -> pd.DataFrame:
+    """Migration matrix: users per (segment in A) x (segment in B).
+
+    Users present in only one run appear under ``(absent)``.
+    """
+    a, b = resolve_run(store, run_a), resolve_run(store, run_b)
+    long = store.query(
+        """SELECT coalesce(x.segment, '(absent)') AS from_segment,
+                  coalesce(y.segment, '(absent)') AS to_segment, count(*) AS n_users
+           FROM (SELECT user_id, segment FROM segment_assignments WHERE run_id = ?) x
+           FULL OUTER JOIN (SELECT user_id, segment FROM segment_assignments WHERE run_id = ?) y
+             ON x.user_id = y.user_id
+           GROUP BY 1, 2""",
+        [a, b],
+    )
+    matrix = long.pivot_table(
+        index="from_segment", columns="to_segment", values="n_users", aggfunc="sum", fill_value=0
+    )
+    matrix.index.name = f"from {a}"
+    matrix.columns.name = f"to {b}"
+    return matrix.astype("int64")

@@ -1,0 +1,162 @@
+"""Run named segmentations over a feature run and store each as a versioned run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from segmint.config import (
+    ClusterSegmentation,
+    Config,
+    LifecycleSegmentation,
+    RfmSegmentation,
+    RulesSegmentation,
+    Segmentation,
+    ValueTiersSegmentation,
+)
+from segmint.errors import ConfigError, NotFoundError
+from segmint.segments._rules import (
+    custom_rules_sql,
+    lifecycle_sql,
+    rfm_sql,
+    run_sql,
+    value_tiers_sql,
+)
+from segmint.segments._runs import SegmentResult, new_run_id, save_run
+from segmint.store._base import Store
+
+log = logging.getLogger(__name__)
+
+
+def segment_metrics(assignments: pd.DataFrame, features: pd.DataFrame) -> dict[str, Any]:
+    """Sizes, shares and revenue shares per segment (every segmentation gets these)."""
+    merged = assignments[["user_id", "segment"]].merge(
+        features[["user_id", "monetary"]], on="user_id", how="left"
+    )
+    sizes = merged.groupby("segment").size().sort_values(ascending=False)
+    revenue = merged.groupby("segment")["monetary"].sum()
+    total = float(revenue.sum()) or 1.0
+    n = int(sizes.sum())
+    return {
+        "n_users": n,
+        "n_segments": int(len(sizes)),
+        "sizes": {str(k): int(v) for k, v in sizes.items()},
+        "shares": {str(k): round(float(v) / n, 6) for k, v in sizes.items()},
+        "revenue_share": {str(k): round(float(revenue[k]) / total, 6) for k in sizes.index},
+        "size_balance": round(float(sizes.min() / sizes.max()), 6) if len(sizes) else None,
+    }
+
+
+def _rules_based(
+    name: str, spec: Segmentation, features: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, str], dict[str, Any]]:
+    rules: dict[str, str] = {}
+    details: dict[str, Any] = {}
+    if isinstance(spec, RfmSegmentation):
+        out = run_sql(rfm_sql(), features)
+        code = out["r_score"].astype(str) + out["f_score"].astype(str) + out["m_score"].astype(str)
+        out["detail"] = code.where(out["r_score"] > 0)
+        details["score_means"] = (
+            out[out["r_score"] > 0]
+            .groupby("segment")[["r_score", "f_score", "m_score"]]
+            .mean()
+            .round(2)
+            .to_dict(orient="index")
+        )
+        return out[["user_id", "segment", "detail"]], rules, details
+    if isinstance(spec, LifecycleSegmentation):
+        return run_sql(lifecycle_sql(spec), features), rules, details
+    if isinstance(spec, ValueTiersSegmentation):
+        if spec.feature not in features.columns:
+            raise ConfigError(
+                f"segmentation {name!r}: unknown feature {spec.feature!r} for `feature`"
+            )
+        return run_sql(value_tiers_sql(spec), features), rules, details
+    if isinstance(spec, RulesSegmentation):
+        sql = custom_rules_sql(spec, set(features.columns), name=name)
+        rules = {r.segment: r.when for r in spec.rules}
+        rules[spec.default] = "otherwise"
+        return run_sql(sql, features), rules, details
+    raise AssertionError(f"not a rule segmentation: {spec!r}")  # pragma: no cover
+
+
+def run_segmentation(
+    store: Store,
+    name: str,
+    spec: Segmentation,
+    features: pd.DataFrame,
+    *,
+    feature_run_id: str | None = None,
+    as_of: datetime | None = None,
+    save: bool = True,
+) -> SegmentResult:
+    """Run one segmentation on a features frame (one row per user) and store the run."""
+    if "user_id" not in features.columns:
+        features = features.reset_index()
+    params = spec.model_dump(mode="json")
+    if isinstance(spec, ClusterSegmentation):
+        from segmint.segments._clustering import run_clustering
+
+        assignments, metrics, rules, details = run_clustering(name, spec, features)
+        metrics = {**segment_metrics(assignments, features), **metrics}
+    else:
+        assignments, rules, details = _rules_based(name, spec, features)
+        metrics = segment_metrics(assignments, features)
+    result = SegmentResult(
+        run_id=new_run_id(name),
+        segmentation=name,
+        method=spec.type,
+        created_at=datetime.now(UTC),
+        feature_run_id=feature_run_id,
+        as_of=as_of,
+        assignments=assignments.reset_index(drop=True),
+        params=params,
+        metrics=metrics,
+        rules=rules,
+        details=details,
+    )
+    if save:
+        save_run(store, result)
+    log.info(
+        "segmentation %s: %d users in %d segments", name, len(assignments), metrics["n_segments"]
+    )
+    return result
+
+
+def run_segmentations(
+    store: Store,
+    config: Config,
+    features: pd.DataFrame,
+    names: Iterable[str] | None = None,
+    *,
+    feature_run_id: str | None = None,
+    as_of: datetime | None = None,
+    callback: Callable[[str], None] | None = None,
+) -> list[SegmentResult]:
+    """Run the named segmentations of ``config`` (default: all), each as a stored run."""
+    wanted = list(names) if names else list(config.segmentations)
+    if not wanted:
+        raise ConfigError("no segmentations configured: add some under `segmentations:`")
+    for n in wanted:
+        if n not in config.segmentations:
+            known = ", ".join(config.segmentations) or "(none)"
+            raise NotFoundError(f"no segmentation named {n!r} in segmint.yaml; known: {known}")
+    results = []
+    for n in wanted:
+        if callback:
+            callback(n)
+        results.append(
+            run_segmentation(
+                store,
+                n,
+                config.segmentations[n],
+                features,
+                feature_run_id=feature_run_id,
+                as_of=as_of,
+            )
+        )
+    return results

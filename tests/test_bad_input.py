@@ -1,0 +1,339 @@
+"""Bad-input corpus: every malformed file in tests/corpus/ maps to one expected outcome.
+
+An outcome is either the exact quarantine breakdown of the load (rule code -> rows, with
+read = accepted + rejected and nothing lost) or a specific SegmintError with its message.
+tests/corpus/README.md lists every file, what is wrong with it and what should happen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import segmint
+from segmint.errors import MissingColumnError, SegmintError, SourceError
+
+CORPUS = Path(__file__).parent / "corpus"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+ORDER_COLS = {"order_id": "oid", "user_id": "uid", "ts": "t", "amount": "amt"}
+ITEM_COLS = {"order_id": "oid", "item_id": "item", "quantity": "q"}
+EVENT_COLS = {"anonymous_id": "anon", "event": "ev", "ts": "t", "properties": "props"}
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    file: str | Callable[[Path], Path]  # a corpus file name, or a builder writing into tmp
+    type: str = "csv"
+    table: str = "orders"
+    columns: dict[str, Any] = field(default_factory=lambda: dict(ORDER_COLS))
+    extra: dict[str, Any] = field(default_factory=dict)  # more source keys (values, ...)
+    # expected outcome: (read, accepted, {rule: rows}) ...
+    counts: tuple[int, int, dict[str, int]] | None = None
+    # ... or an error
+    error: type[SegmintError] | None = None
+    match: str | None = None
+    check: Callable[[segmint.Project], None] | None = None
+
+
+def _parquet(rows: dict[str, Any], *, truncate: bool = False) -> Callable[[Path], Path]:
+    def build(tmp: Path) -> Path:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = tmp / "data.parquet"
+        pq.write_table(pa.table(rows), out)
+        if truncate:
+            data = out.read_bytes()
+            out.write_bytes(data[: len(data) // 2])
+        return out
+
+    return build
+
+
+def _amounts(expected: list[float]) -> Callable[[segmint.Project], None]:
+    def check(p: segmint.Project) -> None:
+        got = p.store.query("SELECT amount FROM orders ORDER BY order_id")["amount"].tolist()
+        assert got == pytest.approx(expected)
+
+    return check
+
+
+def _order_ids(expected: list[str]) -> Callable[[segmint.Project], None]:
+    def check(p: segmint.Project) -> None:
+        got = p.store.query("SELECT order_id FROM orders ORDER BY 1")["order_id"].tolist()
+        assert got == expected
+
+    return check
+
+
+TS = 1714557600000000  # 2024-05-01 10:00 UTC, in microseconds
+
+CASES = [
+    # --- CSV structure --------------------------------------------------------------
+    Case("ragged_rows", "ragged_rows.csv", counts=(4, 2, {"unparseable_row": 2})),
+    Case(
+        "unterminated_quote",
+        "unterminated_quote.csv",
+        counts=(3, 2, {"unparseable_row": 1}),
+        check=_amounts([10.5, 3.25]),  # the properly quoted amounts still parse
+    ),
+    Case(
+        "wrong_delimiter",
+        "wrong_delimiter.csv",
+        error=MissingColumnError,
+        match=r"Expected \(from the column map\): oid, uid, t, amt\. Found: oid;uid;t;amt\.",
+    ),
+    Case("header_only", "header_only.csv", counts=(0, 0, {})),
+    Case("empty_file", "empty.csv", error=SourceError, match=r"(?i)empty"),
+    Case(
+        "bom_crlf",
+        "bom_crlf.csv",
+        counts=(2, 2, {}),
+        check=_order_ids(["o1", "o2"]),
+    ),
+    Case("blank_lines_no_final_newline", "blank_lines_no_final_newline.csv", counts=(2, 2, {})),
+    Case("latin1_row", "latin1_row.csv", counts=(2, 1, {"unparseable_row": 1})),
+    Case("latin1_header", "latin1_header.csv", error=SourceError, match=r"(?i)utf-8|encod"),
+    # --- values ---------------------------------------------------------------------
+    Case(
+        "bad_dates",
+        "bad_dates.csv",
+        counts=(8, 2, {"unparseable_timestamp": 5, "implausible_timestamp": 1}),
+    ),
+    Case("future_dates", "future_dates.csv", counts=(4, 2, {"future_timestamp": 2})),
+    Case(
+        "bad_amounts",
+        "bad_amounts.csv",
+        counts=(
+            7,
+            2,
+            {"negative_amount": 1, "absurd_amount": 1, "bad_type": 2, "unparseable_row": 1},
+        ),
+        check=_amounts([1.0, 12.5]),
+    ),
+    Case(
+        "bad_quantities",
+        "bad_quantities.csv",
+        table="order_items",
+        columns=dict(ITEM_COLS),
+        counts=(7, 2, {"bad_quantity": 3, "bad_type": 2}),  # 1.5 is not a quantity
+    ),
+    Case(
+        "duplicate_keys",
+        "duplicate_keys.csv",
+        counts=(6, 3, {"exact_duplicate": 2, "duplicate_key": 1}),
+    ),
+    Case("unknown_users", "unknown_users.csv", counts=(4, 2, {"unknown_reference": 2})),
+    Case("missing_user_id", "missing_user_id.csv", counts=(3, 1, {"missing_required": 2})),
+    Case(
+        "unknown_status",
+        "unknown_status.csv",
+        columns={**ORDER_COLS, "status": "st"},
+        counts=(5, 3, {"unknown_value": 2}),
+    ),
+    Case(
+        "mapped_status_any_case",
+        "status_case.csv",
+        columns={**ORDER_COLS, "status": "st"},
+        extra={"values": {"status": {"paid": "completed"}}},
+        counts=(3, 3, {}),  # PAID / Paid are the mapped value 'paid' in another case
+    ),
+    Case(
+        "properties_not_json",
+        "properties_not_json.csv",
+        table="events",
+        columns=dict(EVENT_COLS),
+        counts=(5, 3, {"malformed_json": 2}),
+    ),
+    # --- JSON lines -----------------------------------------------------------------
+    Case(
+        "malformed_json_lines",
+        "malformed_lines.jsonl",
+        type="jsonl",
+        counts=(7, 2, {"unparseable_row": 5}),  # the blank line is not a row
+    ),
+    Case(
+        "jsonl_wrong_types",
+        "wrong_types.jsonl",
+        type="jsonl",
+        counts=(5, 1, {"unparseable_timestamp": 1, "bad_type": 1, "missing_required": 2}),
+    ),
+    Case("jsonl_gzip", "orders.jsonl.gz", type="jsonl", counts=(2, 2, {})),
+    # --- Parquet (written at test time) ---------------------------------------------
+    Case(
+        "parquet_bad_values",
+        _parquet(
+            {
+                "oid": ["o1", "o2", "o3", "o4"],
+                "uid": ["u1", "u1", None, "u2"],
+                "t": [
+                    datetime(2024, 5, 1, 10),
+                    datetime(2024, 5, 1, 10),
+                    datetime(2024, 5, 1, 10),
+                    datetime(2030, 1, 1),
+                ],
+                "amt": [1.0, -2.0, 3.0, 4.0],
+            }
+        ),
+        type="parquet",
+        counts=(
+            4,
+            1,
+            {"negative_amount": 1, "missing_required": 1, "future_timestamp": 1},
+        ),
+    ),
+    Case(
+        "parquet_truncated",
+        _parquet({"oid": ["o1"], "uid": ["u1"], "t": ["2024-05-01"], "amt": [1.0]}, truncate=True),
+        type="parquet",
+        error=SourceError,
+        match=r"source 'case': cannot read it",
+    ),
+    Case(
+        "parquet_missing_column",
+        _parquet({"oid": ["o1"], "uid": ["u1"], "t": ["2024-05-01"], "amount": [1.0]}),
+        type="parquet",
+        error=MissingColumnError,
+        match=r"'amt' -> did you mean 'amount'\?",
+    ),
+    # --- configuration errors found at load time ------------------------------------
+    Case(
+        "file_does_not_exist",
+        "does_not_exist.csv",
+        error=SourceError,
+        match=r"does_not_exist\.csv does not exist",
+    ),
+    Case(
+        "bad_column_expression",
+        "orders_base.csv",
+        columns={**ORDER_COLS, "amount": {"expr": "amt *** 2"}},
+        error=SourceError,
+        match=r"source 'case': a column expression is invalid",
+    ),
+    Case(
+        "expression_referencing_unknown_column",
+        "orders_base.csv",
+        columns={**ORDER_COLS, "amount": {"expr": "nosuch + 1"}},
+        error=SourceError,
+        match=r"a column expression is invalid.*nosuch",
+    ),
+]
+
+
+@pytest.fixture()
+def projects() -> Iterator[list[segmint.Project]]:
+    opened: list[segmint.Project] = []
+    yield opened
+    for p in opened:
+        p.close()
+
+
+def _project(tmp: Path, case: Case, opened: list[segmint.Project]) -> segmint.Project:
+    path = case.file(tmp) if callable(case.file) else CORPUS / case.file
+    sources: dict[str, Any] = {
+        "people": {
+            "type": "csv",
+            "path": str(CORPUS / "users.csv"),
+            "table": "users",
+            "columns": {"user_id": "id", "email": "mail"},
+        }
+    }
+    if case.table == "order_items":
+        sources["base_orders"] = {
+            "type": "csv",
+            "path": str(CORPUS / "orders_base.csv"),
+            "table": "orders",
+            "columns": dict(ORDER_COLS),
+        }
+    sources["case"] = {
+        "type": case.type,
+        "path": str(path),
+        "table": case.table,
+        "columns": case.columns,
+        **case.extra,
+    }
+    config = {"store": "store.duckdb", "timezone": "UTC", "sources": sources}
+    (tmp / "segmint.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    opened.append(segmint.open_project(tmp))
+    return opened[-1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_corpus_file(case: Case, tmp_path: Path, projects: list[segmint.Project]) -> None:
+    p = _project(tmp_path, case, projects)
+    p.ingest(["people", *(["base_orders"] if case.table == "order_items" else [])], now=NOW)
+    if case.error is not None:
+        with pytest.raises(case.error, match=case.match):
+            p.ingest(["case"], now=NOW)
+        assert p.store.scalar("SELECT count(*) FROM loads WHERE source = 'case'") == 0
+        return
+
+    assert case.counts is not None
+    read, accepted, by_rule = case.counts
+    (r,) = p.ingest(["case"], now=NOW)
+    assert r.rows_read == r.rows_accepted + r.rows_rejected
+    assert (r.rows_read, r.rows_accepted, dict(r.rejected_by_rule)) == (read, accepted, by_rule)
+    # nothing lost: every row read is in the table or in quarantine for this load
+    q = p.store.query(
+        "SELECT rule, count(*) AS n FROM quarantine WHERE load_id = ? GROUP BY rule", [r.load_id]
+    )
+    assert dict(zip(q["rule"], q["n"], strict=True)) == by_rule
+    assert p.store.count(case.table) == accepted
+    load = p.store.query(
+        "SELECT rows_read, rows_accepted, rows_rejected FROM loads WHERE load_id = ?", [r.load_id]
+    )
+    assert load.iloc[0].tolist() == [read, accepted, read - accepted]
+    if case.check is not None:
+        case.check(p)
+
+
+def test_corpus_readme_lists_every_file() -> None:
+    readme = (CORPUS / "README.md").read_text(encoding="utf-8")
+    files = sorted(
+        f.name for f in CORPUS.iterdir() if f.name not in ("README.md", ".gitattributes")
+    )
+    assert len(files) >= 18
+    missing = [f for f in files if f"`{f}`" not in readme]
+    assert not missing, f"tests/corpus/README.md does not describe {missing}"
+
+
+def test_wrong_delimiter_error_hints_at_the_delimiter(
+    tmp_path: Path, projects: list[segmint.Project]
+) -> None:
+    """A ';' file read with ',' has one column named 'oid;uid;t;amt': say so, don't just list."""
+    case = next(c for c in CASES if c.id == "wrong_delimiter")
+    p = _project(tmp_path, case, projects)
+    with pytest.raises(MissingColumnError) as exc:
+        p.ingest(["case"], now=NOW)
+    msg = str(exc.value)
+    assert "Found: oid;uid;t;amt" in msg
+    assert "delimiter" in msg and "';'" in msg
+
+
+def test_fractional_age_is_not_rounded(tmp_path: Path, projects: list[segmint.Project]) -> None:
+    """INTEGER columns must reject 34.6 (bad_type), not silently store 35."""
+    (tmp_path / "users.csv").write_text("id,yrs\nu1,34.6\nu2,40.0\nu3,41\n", encoding="utf-8")
+    sources = {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {"user_id": "id", "age": "yrs"},
+        }
+    }
+    (tmp_path / "segmint.yaml").write_text(
+        yaml.safe_dump({"store": "store.duckdb", "sources": sources}), encoding="utf-8"
+    )
+    projects.append(segmint.open_project(tmp_path))
+    (r,) = projects[-1].ingest(now=NOW)
+    assert r.rejected_by_rule == {"bad_type": 1}
+    ages = projects[-1].store.query("SELECT user_id, age FROM users ORDER BY 1")
+    assert ages["age"].tolist() == [40, 41]

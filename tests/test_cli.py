@@ -1,0 +1,135 @@
+"""The command line: init, ingest (--json, --strict), status, and its error output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.helpers import make_project
+from typer.testing import CliRunner
+
+from segmint.cli import app
+from segmint.config import load_config
+
+runner = CliRunner()
+
+TABLES = {"users", "items", "orders", "order_items", "events", "consents"}
+
+
+def _invoke(*args: str):  # noqa: ANN202 - click's Result
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_init_writes_a_config_that_loads(tmp_path: Path) -> None:
+    target = tmp_path / "shop"
+    res = _invoke("init", target)
+    assert res.exit_code == 0, res.output
+    config = load_config(target)
+    assert set(config.sources) == {"customers", "orders"}
+    assert config.project == "shop"
+    assert config.sources["orders"].table == "orders"
+
+
+def test_init_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    assert _invoke("init", tmp_path).exit_code == 0
+    (tmp_path / "segmint.yaml").write_text("project: mine\n", encoding="utf-8")
+    res = _invoke("init", tmp_path)
+    assert res.exit_code == 2
+    assert "--force" in res.output
+    assert (tmp_path / "segmint.yaml").read_text(encoding="utf-8") == "project: mine\n"
+    res = _invoke("init", tmp_path, "--force")
+    assert res.exit_code == 0
+    assert load_config(tmp_path).project == tmp_path.name
+
+
+def test_ingest_json_prints_parseable_accounting(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    res = _invoke("ingest", "-p", tmp_path, "--json")
+    assert res.exit_code == 0, res.output
+    loads = json.loads(res.stdout)
+    assert [ld["source"] for ld in loads] == ["people", "sales"]
+    for ld in loads:
+        assert ld["rows_read"] == ld["rows_accepted"] + ld["rows_rejected"]
+    assert [ld["rows_read"] for ld in loads] == [3, 3]
+
+
+def test_ingest_without_json_draws_a_table(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    res = _invoke("ingest", "-p", tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "read = accepted + rejected" in res.stdout
+
+
+def _dirty_orders(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    with (tmp_path / "orders.csv").open("a", encoding="utf-8") as f:
+        f.write("o4,u9,2024-05-04 10:00:00,1.00,paid\n")  # unknown user: quarantined
+
+
+def test_strict_exits_3_when_rows_are_quarantined(tmp_path: Path) -> None:
+    _dirty_orders(tmp_path)
+    res = _invoke("ingest", "-p", tmp_path, "--strict", "--json")
+    assert res.exit_code == 3, res.output
+    loads = json.loads(res.stdout)  # the results are still printed
+    assert sum(ld["rows_rejected"] for ld in loads) == 1
+
+
+def test_strict_exits_0_when_nothing_is_quarantined(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    res = _invoke("ingest", "-p", tmp_path, "--strict")
+    assert res.exit_code == 0, res.output
+
+
+def test_status_json_reports_all_six_tables(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    assert _invoke("ingest", "-p", tmp_path).exit_code == 0
+    res = _invoke("status", "-p", tmp_path, "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert set(report["tables"]) == TABLES
+    assert report["tables"]["users"]["rows"] == 3
+    assert report["tables"]["orders"]["rows"] == 3
+    assert report["tables"]["events"]["rows"] == 0
+
+
+@pytest.mark.parametrize("command", ["status", "ingest"])
+def test_missing_project_folder_is_a_one_line_error(tmp_path: Path, command: str) -> None:
+    missing = tmp_path / "no" / "such" / "project-folder-with-a-rather-long-name"
+    res = _invoke(command, "-p", missing)
+    assert res.exit_code == 2
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert "Traceback" not in res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, lines  # one line, even when the path is long
+    assert lines[0].startswith("error:")
+    assert "segmint init" in lines[0]
+    assert not missing.exists()  # nothing was created
+
+
+def test_invalid_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "segmint.yaml").write_text(
+        "project: shop\nstore: s.duckdb\nsources: [unclosed\n", encoding="utf-8"
+    )
+    res = _invoke("status", "-p", tmp_path)
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output
+    flat = res.stderr.replace("\n", "")  # rich may wrap long paths
+    assert "segmint.yaml:4" in flat or "segmint.yaml:3" in flat
+    assert "not valid YAML" in flat
+
+
+def test_unknown_key_exits_2_naming_the_file_line_and_key(tmp_path: Path) -> None:
+    make_project(tmp_path, extra={"timezon": "UTC"})
+    res = _invoke("ingest", "-p", tmp_path)
+    assert res.exit_code == 2
+    flat = res.stderr.replace("\n", "")
+    assert "segmint.yaml:" in flat
+    assert "unknown key 'timezon'" in flat and "did you mean 'timezone'" in flat
+
+
+def test_unknown_source_exits_2(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    res = _invoke("ingest", "-p", tmp_path, "-s", "nope")
+    assert res.exit_code == 2
+    assert "no source named 'nope'" in res.stderr.replace("\n", "")

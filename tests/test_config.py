@@ -1,0 +1,195 @@
+"""segmint.yaml: every error names the key, the file and the line; valid files round-trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+import yaml
+
+from segmint.config import Config, CsvSource, load_config, parse_config
+from segmint.errors import ConfigError
+
+VALID = dedent(
+    """\
+    project: shop
+    store: shop.duckdb
+    timezone: Europe/Berlin
+    currency: EUR
+    validation:
+      max_amount: 5000
+      future_tolerance_hours: 2
+    sources:
+      people:
+        type: csv
+        path: data/users.csv
+        table: users
+        delimiter: ";"
+        columns:
+          user_id: id
+          created_at: signup
+          age: {expr: "2024 - born"}
+      sales:
+        type: jsonl
+        path: data/orders.jsonl.gz
+        table: orders
+        columns: {order_id: oid, user_id: uid, ts: t, amount: amt, status: st}
+        values:
+          status: {paid: completed}
+        timestamp_format: "%d/%m/%Y %H:%M"
+        filter: "amt IS NOT NULL"
+    cleaning:
+      users:
+        missing: {age: median, city: {constant: unknown}}
+        duplicates: {key: [email], keep: last}
+      orders:
+        outliers: {amount: {method: iqr, factor: 3}}
+    """
+)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "segmint.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_valid_config_loads_with_types(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID))
+    people = config.sources["people"]
+    assert isinstance(people, CsvSource) and people.delimiter == ";"
+    assert people.columns["age"].expr == "2024 - born"  # type: ignore[union-attr]
+    assert config.validation.max_amount == 5000.0
+    assert config.root == tmp_path.resolve()
+    assert config.store_url == str(tmp_path.resolve() / "shop.duckdb")
+    assert config.cleaning_for("users").duplicates.keep == "last"  # type: ignore[union-attr]
+
+
+def test_valid_config_round_trips(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID))
+    dumped = yaml.safe_dump(config.model_dump(mode="json", exclude={"root"}), sort_keys=False)
+    (tmp_path / "again").mkdir()
+    again = load_config(_write(tmp_path / "again", dumped))
+    assert again.model_dump(exclude={"root"}) == config.model_dump(exclude={"root"})
+
+
+def test_load_config_accepts_folder_or_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "project: x\n")
+    assert load_config(tmp_path).project == "x"
+    assert load_config(path).project == "x"
+
+
+def test_empty_file_is_all_defaults(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, ""))
+    assert config.model_dump(exclude={"root"}) == Config().model_dump(exclude={"root"})
+
+
+def test_unknown_top_level_key_names_key_file_line_and_closest(tmp_path: Path) -> None:
+    path = _write(tmp_path, "project: shop\nstore: s.duckdb\ntimezon: UTC\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    assert f"{path}:3: unknown key 'timezon'" in msg
+    assert "did you mean 'timezone'?" in msg
+
+
+def test_unknown_nested_key_names_its_path_and_line(tmp_path: Path) -> None:
+    text = VALID.replace('    delimiter: ";"\n', '    delimeter: ";"\n')
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    line = text.splitlines().index('    delimeter: ";"') + 1
+    assert f"{path}:{line}: unknown key 'sources.people.delimeter'" in msg
+    assert "did you mean 'delimiter'?" in msg
+
+
+def test_wrong_type_names_the_key_and_value(tmp_path: Path) -> None:
+    path = _write(tmp_path, "validation:\n  max_amount: lots\n")
+    with pytest.raises(ConfigError, match=r"segmint\.yaml:2: validation\.max_amount: .*'lots'"):
+        load_config(path)
+
+
+def test_wrong_type_of_a_scalar(tmp_path: Path) -> None:
+    path = _write(tmp_path, "project: x\ntimezone: [UTC]\n")
+    with pytest.raises(ConfigError, match=r"segmint\.yaml:2: timezone: Input should be a valid"):
+        load_config(path)
+
+
+def test_out_of_range_value_names_the_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, "validation:\n  max_amount: -1\n")
+    with pytest.raises(ConfigError, match=r"validation\.max_amount: Input should be greater"):
+        load_config(path)
+
+
+def test_missing_file_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"no such file\. Create one with `segmint init"):
+        load_config(tmp_path / "nowhere")
+
+
+def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "project: x\nsources:\n  a: {type: csv\n  b: 1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    assert "not valid YAML" in msg
+    assert msg.startswith(f"{path}:")
+    line = int(msg[len(str(path)) + 1 :].split(":", 1)[0])
+    assert 3 <= line <= 5
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(_write(tmp_path, "- a\n- b\n"))
+
+
+def test_unknown_source_type_lists_the_known_ones(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sources:\n  a:\n    type: excel\n    path: x\n    table: orders\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    msg = str(exc.value)
+    assert f"{path}:" in msg and "sources.a" in msg and "'excel'" in msg
+    for known in ("csv", "parquet", "jsonl", "postgres", "query"):
+        assert f"'{known}'" in msg
+
+
+def test_unknown_table_names_the_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sources:\n  a:\n    type: csv\n    path: x\n    table: ordrs\n")
+    with pytest.raises(ConfigError, match=r"segmint\.yaml:5: sources\.a\.table: .*'ordrs'"):
+        load_config(path)
+
+
+def test_missing_required_key_names_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, "sources:\n  a:\n    type: csv\n    table: orders\n")
+    with pytest.raises(ConfigError, match=r"sources\.a\.path: Field required"):
+        load_config(path)
+
+
+def test_postgres_source_needs_relation_or_query(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "sources:\n  a:\n    type: postgres\n    dsn: postgresql://x/y\n    table: orders\n",
+    )
+    with pytest.raises(ConfigError, match="needs exactly one of `relation` or `query`"):
+        load_config(path)
+
+
+def test_store_env_var_unset_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEGMINT_TEST_STORE_URL", raising=False)
+    config = load_config(_write(tmp_path, "store: $SEGMINT_TEST_STORE_URL\n"))
+    with pytest.raises(ConfigError, match="environment variable SEGMINT_TEST_STORE_URL is not set"):
+        _ = config.store_url
+
+
+def test_store_env_var_set_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEGMINT_TEST_STORE_URL", "postgresql://u@h/db")
+    config = load_config(_write(tmp_path, "store: $SEGMINT_TEST_STORE_URL\n"))
+    assert config.store_url == "postgresql://u@h/db"
+
+
+def test_parse_config_without_a_file(tmp_path: Path) -> None:
+    config = parse_config("project: p\n", path=tmp_path / "segmint.yaml")
+    assert config.project == "p" and config.root == tmp_path
