@@ -97,11 +97,11 @@ def run_clustering(
             refit=refit,
             random_state=spec.random_state,
         )
-        if hasattr(model, "k_scores_"):
+        if getattr(model, "k_scores_", None) is not None:
             details["k_scores"] = model.k_scores_.reset_index().round(6).to_dict(orient="records")
-        if hasattr(model, "decision_"):
+        if getattr(model, "decision_", None):
             details["decision"] = model.decision_
-        if hasattr(model, "elbow_k_"):
+        if getattr(model, "elbow_k_", None) is not None:
             details["elbow_k"] = int(model.elbow_k_)
         names = name_clusters(raw, labels)
         seg_name = {lab: (NOISE_NAME if lab == NOISE_LABEL else names[lab]) for lab in names}
