@@ -414,6 +414,25 @@ def demo(
             results = _ingest(p, None, True, False)
             _print_loads(results)
             _print_status(p.status())
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("computing features", total=None)
+                run = p.compute_features()
+                segs = p.segment(
+                    ["rfm", "lifecycle", "clusters"],
+                    feature_run=run,
+                    callback=lambda n: progress.update(task, description=f"segment {n}"),
+                )
+            console.print(
+                f"features: run {run.run_id}, {run.n_users:,} users as of {run.as_of:%Y-%m-%d}"
+            )
+            for r in segs if isinstance(segs, list) else [segs]:
+                _print_segment_result(r)
         console.print(f"store: [bold]{store_file}[/]  (try: segmint status -p {dir})")
 
     _run(go)

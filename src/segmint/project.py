@@ -144,6 +144,27 @@ class Project:
 
         return load_run(self.store, ref)
 
+    def assign(self, ref: str, *, feature_run: FeatureRun | None = None) -> pd.DataFrame:
+        """Assign users to an existing clustering run without refitting it.
+
+        A random forest learns the run's segments from the features it was fitted on and
+        places every user of ``feature_run`` (default: a fresh feature run) — new users and
+        users whose behaviour changed included.
+        """
+        from segmint.features import load_features
+        from segmint.segments._clustering import assign_segments
+
+        run = self.segment_run(ref)
+        columns = run.params.get("features")
+        if not columns or run.feature_run_id is None:
+            raise ConfigError(
+                f"run {run.run_id} ({run.method}) is not a clustering run; rule-based "
+                "segmentations assign new users by running them again"
+            )
+        trained_on = load_features(self.store, run.feature_run_id)
+        new = feature_run.data if feature_run is not None else self.compute_features().data
+        return assign_segments(trained_on, run.assignments, new, list(columns))
+
     def segments_diff(self, run_a: str, run_b: str) -> pd.DataFrame:
         """Migration matrix between two runs (users from segment in A to segment in B)."""
         from segmint.segments._runs import diff_runs

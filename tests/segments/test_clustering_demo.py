@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import segmint
+import segmint.errors
 from segmint.config import ClusterSegmentation
 from segmint.demo import generate_demo
 from segmint.features import FeatureRun
@@ -102,3 +103,13 @@ def test_assigner_places_users_without_refitting(demo: tuple[segmint.Project, Fe
     got = assign_segments(run.data, r.assignments, run.data, DEMO_FEATURES)
     agree = got.set_index("user_id")["segment"] == r.assignments.set_index("user_id")["segment"]
     assert agree.mean() > 0.9
+
+
+def test_project_assign_uses_the_stored_run(demo: tuple[segmint.Project, FeatureRun]) -> None:
+    p, run = demo
+    r = p.segment("clusters", feature_run=run)
+    got = p.assign(r.run_id, feature_run=run)
+    assert set(got["segment"]) <= set(r.sizes.index)
+    assert got["probability"].between(0, 1).all()
+    with pytest.raises(segmint.errors.ConfigError, match="not a clustering run"):
+        p.assign(p.segment("rfm", feature_run=run).run_id, feature_run=run)
