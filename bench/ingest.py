@@ -1,0 +1,696 @@
+"""Ingestion benchmark (issue 2): segmint vs a bare DuckDB load vs a pandas pipeline.
+
+Generates ``--users`` users and ``--orders`` orders (Parquet and CSV, cached in ``--out``)
+with a few planted defects (~0.1%: negative totals, unknown customers, duplicate order
+numbers, unknown statuses, malformed e-mails, missing customer ids) and, for each format in
+the same run, times three ways of loading the same files into a fresh DuckDB file:
+
+* ``segmint``  ``open_project(...).ingest()`` with full validation (users, then orders);
+* ``duckdb``   ``CREATE TABLE ... AS SELECT * FROM read_parquet/read_csv(...)``: no checks;
+* ``pandas``   ``pd.read_parquet`` / ``pd.read_csv``, the same row rules in pandas, then
+  the accepted rows (and the rejects) inserted with ``con.register`` + ``INSERT ... SELECT``.
+
+Every path runs in its own process, so the peak RSS reported is that path's own.
+
+Targets: segmint within 2x of the bare DuckDB load, at least 10x faster than pandas, peak
+memory under 4 GiB.
+
+    .venv/bin/python bench/ingest.py                       # 1M users / 20M orders
+    .venv/bin/python bench/ingest.py --users 50000 --orders 1000000 --formats parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    GIB,
+    Timer,
+    fmt_bytes,
+    fmt_int,
+    machine_facts,
+    peak_rss_bytes,
+    run_child,
+    table,
+)
+
+HERE = Path(__file__).resolve().parent
+PATHS = ("segmint", "duckdb", "pandas")
+FORMATS = ("parquet", "csv")
+
+# The canonical rules segmint applies to these sources (see segmint.sources._ingest), which
+# the pandas path re-implements.
+MAX_AMOUNT = 100_000.0
+MIN_DATE = "1990-01-01"
+FUTURE_TOLERANCE = timedelta(hours=24)
+EMAIL_RE = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+ORDER_STATUSES = ("completed", "refunded", "cancelled")
+STATUS_MAP = {"paid": "completed"}
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def _users_sql(n_users: int) -> str:
+    # h decides the planted defects; everything is a deterministic function of the row number
+    return f"""
+    SELECT CASE WHEN h % 10000 = 0 THEN NULL ELSE 'C' || i END AS customer_id,
+           TIMESTAMP '2018-01-01' + to_seconds((hash(i, 't') % 220000000)::BIGINT) AS signup_ts,
+           CASE WHEN h % 2000 = 1 THEN 'user' || i || '.example.com'
+                ELSE 'user' || i || '@example.com' END AS email,
+           ['DE', 'FR', 'US', 'GB', 'NL', 'ES', 'IT', 'PL'][(hash(i, 'c') % 8)::INT + 1] AS country
+    FROM (SELECT i, hash(i, 'u') AS h FROM range(1, {n_users + 1}) t(i))
+    ORDER BY i"""
+
+
+def _orders_sql(n_users: int, n_orders: int) -> str:
+    return f"""
+    SELECT CASE WHEN h % 10000 = 7 THEN 'O' || (i - 1) ELSE 'O' || i END AS order_no,
+           CASE WHEN h % 2000 = 3 THEN 'X' || i
+                ELSE 'C' || (1 + hash(i, 'c') % {n_users}) END AS customer_id,
+           TIMESTAMP '2024-01-01' + to_seconds((hash(i, 't') % 63072000)::BIGINT) AS order_ts,
+           (CASE WHEN h % 2000 = 5 THEN -1 ELSE 1 END)
+               * round(5 + (hash(i, 'a') % 49500) / 100.0, 2) AS total,
+           CASE WHEN hash(i, 'k') % 10 = 0 THEN 'USD' ELSE 'EUR' END AS currency,
+           CASE WHEN h % 10000 = 9 THEN 'weird'
+                WHEN hash(i, 's') % 20 = 0 THEN 'refunded'
+                WHEN hash(i, 's') % 20 = 1 THEN 'cancelled'
+                ELSE 'paid' END AS state
+    FROM (SELECT i, hash(i, 'o') AS h FROM range(1, {n_orders + 1}) t(i))
+    ORDER BY i"""
+
+
+def data_files(out: Path, n_users: int, n_orders: int) -> dict[str, dict[str, Path]]:
+    d = out / f"data-{n_users}u-{n_orders}o"
+    return {fmt: {"users": d / f"users.{fmt}", "orders": d / f"orders.{fmt}"} for fmt in FORMATS}
+
+
+def generate(out: Path, n_users: int, n_orders: int, formats: list[str]) -> None:
+    """Write the data files that are missing (Parquet first; CSV is copied from it)."""
+    import duckdb
+
+    files = data_files(out, n_users, n_orders)
+    need = [f for f in formats if not all(p.exists() for p in files[f].values())]
+    if not need:
+        return
+    pq = files["parquet"]
+    pq["users"].parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    for name, sql in (
+        ("users", _users_sql(n_users)),
+        ("orders", _orders_sql(n_users, n_orders)),
+    ):
+        if not pq[name].exists():
+            print(f"generating {pq[name]} ...", flush=True)
+            tmp = pq[name].with_suffix(".tmp")
+            with Timer() as t:
+                con.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+            tmp.rename(pq[name])
+            print(f"  {t.seconds:.1f} s, {fmt_bytes(pq[name].stat().st_size)}", flush=True)
+        if "csv" in need and not files["csv"][name].exists():
+            print(f"generating {files['csv'][name]} ...", flush=True)
+            tmp = files["csv"][name].with_suffix(".tmp")
+            with Timer() as t:
+                con.execute(
+                    f"COPY (SELECT * FROM read_parquet('{pq[name]}')) TO '{tmp}' "
+                    "(FORMAT csv, HEADER true)"
+                )
+            tmp.rename(files["csv"][name])
+            size = files["csv"][name].stat().st_size
+            print(f"  {t.seconds:.1f} s, {fmt_bytes(size)}", flush=True)
+    con.close()
+
+
+def head_file(src: Path, n_rows: int) -> Path:
+    """The first ``n_rows`` rows of ``src`` in the same format (cached next to it)."""
+    import duckdb
+
+    dst = src.with_name(f"{src.stem}-head{n_rows}{src.suffix}")
+    if dst.exists():
+        return dst
+    reader = "read_parquet" if src.suffix == ".parquet" else "read_csv"
+    fmt = (
+        "(FORMAT parquet, COMPRESSION zstd)" if src.suffix == ".parquet" else "(FORMAT csv, HEADER)"
+    )
+    tmp = dst.with_suffix(".tmp")
+    con = duckdb.connect()
+    con.execute("SET preserve_insertion_order = true")
+    con.execute(f"COPY (SELECT * FROM {reader}('{src}') LIMIT {n_rows}) TO '{tmp}' {fmt}")
+    con.close()
+    tmp.rename(dst)
+    return dst
+
+
+def warm(paths: list[Path]) -> None:
+    """Read the files once so every path starts with them in the page cache."""
+    for p in paths:
+        with p.open("rb") as f:
+            while f.read(1 << 24):
+                pass
+
+
+# -- the three paths (each runs in a child process) ----------------------------------------
+
+
+def _fresh(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        p.unlink(missing_ok=True)
+
+
+def child_segmint(fmt: str, users: Path, orders: Path, work: Path) -> dict[str, Any]:
+    import yaml
+
+    import segmint
+
+    work.mkdir(parents=True, exist_ok=True)
+    _fresh(work / "bench.duckdb")
+    cfg = {
+        "store": "bench.duckdb",
+        "timezone": "UTC",
+        "sources": {
+            "users": {
+                "type": fmt,
+                "path": str(users),
+                "table": "users",
+                "columns": {
+                    "user_id": "customer_id",
+                    "created_at": "signup_ts",
+                    "email": "email",
+                    "country": "country",
+                },
+            },
+            "orders": {
+                "type": fmt,
+                "path": str(orders),
+                "table": "orders",
+                "columns": {
+                    "order_id": "order_no",
+                    "user_id": "customer_id",
+                    "ts": "order_ts",
+                    "amount": "total",
+                    "currency": "currency",
+                    "status": "state",
+                },
+                "values": {"status": STATUS_MAP},
+            },
+        },
+    }
+    (work / "segmint.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    stages: dict[str, Any] = {}
+    with Timer() as total:
+        project = segmint.open_project(work)
+        with Timer() as t:
+            _ = project.store  # open the store and create the schema
+        stages["open"] = {"seconds": t.seconds}
+        for name in ("users", "orders"):
+            with Timer() as t:
+                (r,) = project.ingest([name], force=True)
+            stages[name] = {
+                "seconds": t.seconds,
+                "rows": r.rows_read,
+                "accepted": r.rows_accepted,
+                "rejected": r.rows_rejected,
+                "inserted": r.rows_inserted,
+                "by_rule": r.rejected_by_rule,
+            }
+        with Timer() as t:
+            project.close()
+        stages["close"] = {"seconds": t.seconds}
+    return {"stages": stages, "seconds": total.seconds}
+
+
+def child_duckdb(fmt: str, users: Path, orders: Path, work: Path) -> dict[str, Any]:
+    import duckdb
+
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "bench.duckdb"
+    _fresh(db)
+    reader = "read_parquet" if fmt == "parquet" else "read_csv"
+    stages: dict[str, Any] = {}
+    with Timer() as total:
+        con = duckdb.connect(str(db))
+        for name, path in (("users", users), ("orders", orders)):
+            with Timer() as t:
+                con.execute(f"CREATE TABLE {name} AS SELECT * FROM {reader}('{path}')")
+            n = con.execute(f"SELECT count(*) FROM {name}").fetchone()
+            stages[name] = {"seconds": t.seconds, "rows": int(n[0]) if n else 0}
+        with Timer() as t:
+            con.close()
+        stages["close"] = {"seconds": t.seconds}
+    return {"stages": stages, "seconds": total.seconds}
+
+
+def _text(s: Any) -> Any:
+    """Strings trimmed, empty strings as missing (what segmint does to text columns)."""
+    import pandas as pd
+
+    s = s.astype("string").str.strip()
+    return s.mask(s == "", pd.NA)
+
+
+def _validate_users(df: Any, now: datetime) -> tuple[Any, Any]:
+    """pandas version of segmint's row rules for users; returns (accepted, rejected)."""
+    import pandas as pd
+
+    out = pd.DataFrame(
+        {
+            "_row": range(1, len(df) + 1),
+            "user_id": _text(df["customer_id"]),
+            "created_at": pd.to_datetime(df["signup_ts"], errors="coerce", utc=True),
+            "email": _text(df["email"]),
+            "country": _text(df["country"]),
+        }
+    )
+    rule = pd.Series(pd.NA, index=out.index, dtype="string")
+
+    def flag(mask: Any, name: str) -> None:
+        rule[mask.fillna(False).astype(bool) & rule.isna()] = name
+
+    flag(out["user_id"].isna(), "missing_required")
+    flag(df["signup_ts"].notna() & out["created_at"].isna(), "unparseable_timestamp")
+    flag(out["created_at"] > pd.Timestamp(now + FUTURE_TOLERANCE), "future_timestamp")
+    flag(out["created_at"] < pd.Timestamp(MIN_DATE, tz="UTC"), "implausible_timestamp")
+    flag(out["email"].notna() & ~out["email"].str.fullmatch(EMAIL_RE), "malformed_email")
+    # duplicate keys among the rows that passed the row checks: the first one wins
+    ok = rule.isna()
+    dup = pd.Series(False, index=out.index)
+    dup[ok] = out.loc[ok, "user_id"].duplicated(keep="first")
+    flag(dup, "duplicate_key")
+    return _split(out, rule)
+
+
+def _validate_orders(df: Any, user_ids: Any, now: datetime) -> tuple[Any, Any]:
+    """pandas version of segmint's row rules for orders; returns (accepted, rejected)."""
+    import pandas as pd
+
+    status = df["state"].astype("string").replace(STATUS_MAP).str.lower()
+    out = pd.DataFrame(
+        {
+            "_row": range(1, len(df) + 1),
+            "order_id": _text(df["order_no"]),
+            "user_id": _text(df["customer_id"]),
+            "ts": pd.to_datetime(df["order_ts"], errors="coerce", utc=True),
+            "amount": pd.to_numeric(df["total"], errors="coerce"),
+            "currency": _text(df["currency"]),
+            "status": _text(status),
+        }
+    )
+    rule = pd.Series(pd.NA, index=out.index, dtype="string")
+
+    def flag(mask: Any, name: str) -> None:
+        rule[mask.fillna(False).astype(bool) & rule.isna()] = name
+
+    for col in ("order_id", "user_id", "ts", "amount"):
+        flag(out[col].isna() & _text(df[_SOURCE_COL[col]]).isna(), "missing_required")
+    flag(df["order_ts"].notna() & out["ts"].isna(), "unparseable_timestamp")
+    flag(df["total"].notna() & out["amount"].isna(), "bad_type")
+    flag(out["ts"] > pd.Timestamp(now + FUTURE_TOLERANCE), "future_timestamp")
+    flag(out["ts"] < pd.Timestamp(MIN_DATE, tz="UTC"), "implausible_timestamp")
+    flag(out["amount"] < 0, "negative_amount")
+    flag(out["amount"] > MAX_AMOUNT, "absurd_amount")
+    flag(out["status"].notna() & ~out["status"].isin(ORDER_STATUSES), "unknown_value")
+    # duplicates among the rows that passed the row checks (first wins), then references
+    ok = rule.isna()
+    dup = pd.Series(False, index=out.index)
+    dup[ok] = out.loc[ok, "order_id"].duplicated(keep="first")
+    flag(dup, "duplicate_key")
+    flag(rule.isna() & ~out["user_id"].isin(user_ids), "unknown_reference")
+    return _split(out, rule)
+
+
+_SOURCE_COL = {
+    "order_id": "order_no",
+    "user_id": "customer_id",
+    "ts": "order_ts",
+    "amount": "total",
+}
+
+
+def _split(out: Any, rule: Any) -> tuple[Any, Any]:
+    bad = rule.notna()
+    rejected = out.loc[bad, ["_row"]].assign(rule=rule[bad])
+    return out.loc[~bad].drop(columns="_row"), rejected
+
+
+def child_pandas(fmt: str, users: Path, orders: Path, work: Path) -> dict[str, Any]:
+    import duckdb
+    import pandas as pd
+
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "bench.duckdb"
+    _fresh(db)
+    now = datetime.now(UTC)
+    stages: dict[str, Any] = {}
+    with Timer() as total:
+        con = duckdb.connect(str(db))
+        con.execute("SET TimeZone='UTC'")
+        con.execute(
+            "CREATE TABLE users (user_id VARCHAR NOT NULL, created_at TIMESTAMPTZ, "
+            "email VARCHAR, country VARCHAR)"
+        )
+        con.execute(
+            "CREATE TABLE orders (order_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, "
+            "ts TIMESTAMPTZ NOT NULL, amount DOUBLE NOT NULL, currency VARCHAR, "
+            "channel VARCHAR, discount DOUBLE, status VARCHAR)"
+        )
+        con.execute('CREATE TABLE quarantine (source VARCHAR, "row" BIGINT, rule VARCHAR)')
+        user_ids = None
+        for name, path in (("users", users), ("orders", orders)):
+            timings: dict[str, float] = {}
+            with Timer() as t_all:
+                with Timer() as t:
+                    df = pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
+                timings["read"] = t.seconds
+                with Timer() as t:
+                    if name == "users":
+                        acc, rej = _validate_users(df, now)
+                        user_ids = acc["user_id"]
+                    else:
+                        acc, rej = _validate_orders(df, user_ids, now)
+                timings["validate"] = t.seconds
+                with Timer() as t:
+                    con.register("_acc", acc)
+                    con.register("_rej", rej)
+                    if name == "users":
+                        con.execute(
+                            "INSERT INTO users SELECT user_id, created_at, email, country FROM _acc"
+                        )
+                    else:
+                        con.execute(
+                            "INSERT INTO orders SELECT order_id, user_id, ts, amount, "
+                            "currency, 'online', 0, status FROM _acc"
+                        )
+                    con.execute(f"INSERT INTO quarantine SELECT '{name}', _row, rule FROM _rej")
+                    con.unregister("_acc")
+                    con.unregister("_rej")
+                timings["insert"] = t.seconds
+            stages[name] = {
+                "seconds": t_all.seconds,
+                "rows": len(df),
+                "accepted": len(acc),
+                "rejected": len(rej),
+                "by_rule": {str(k): int(v) for k, v in rej["rule"].value_counts().items()},
+                "steps": timings,
+            }
+            del df, acc, rej
+        with Timer() as t:
+            con.close()
+        stages["close"] = {"seconds": t.seconds}
+    return {"stages": stages, "seconds": total.seconds}
+
+
+CHILDREN = {"segmint": child_segmint, "duckdb": child_duckdb, "pandas": child_pandas}
+
+
+def run_as_child(args: argparse.Namespace) -> None:
+    fn = CHILDREN[args.child]
+    result = fn(args.format, Path(args.users_file), Path(args.orders_file), Path(args.work))
+    result["peak_rss"] = peak_rss_bytes()
+    print(json.dumps(result, default=str))
+
+
+# -- the parent: run everything, check, report ---------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--users", type=int, default=1_000_000)
+    p.add_argument("--orders", type=int, default=20_000_000)
+    p.add_argument("--formats", default="parquet,csv", help="comma-separated: parquet,csv")
+    p.add_argument("--paths", default=",".join(PATHS), help="comma-separated: " + ",".join(PATHS))
+    p.add_argument(
+        "--pandas-rows",
+        type=int,
+        default=None,
+        help="run the pandas path on the first N orders only and extrapolate its orders "
+        "time linearly (default: all orders)",
+    )
+    p.add_argument("--out", default=str(HERE / "out"), help="data, stores and results (gitignored)")
+    # internal: run one path in this process
+    p.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
+    p.add_argument("--format", help=argparse.SUPPRESS)
+    p.add_argument("--users-file", help=argparse.SUPPRESS)
+    p.add_argument("--orders-file", help=argparse.SUPPRESS)
+    p.add_argument("--work", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        run_as_child(args)
+        return 0
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    paths = [x.strip() for x in args.paths.split(",") if x.strip()]
+    for f in formats:
+        if f not in FORMATS:
+            p.error(f"unknown format {f!r}")
+    for x in paths:
+        if x not in PATHS:
+            p.error(f"unknown path {x!r}")
+    pandas_rows = args.pandas_rows
+    if pandas_rows is not None and pandas_rows >= args.orders:
+        pandas_rows = None
+
+    started = datetime.now(UTC)
+    facts = machine_facts()
+    print(f"segmint ingestion benchmark, {started:%Y-%m-%d %H:%M} UTC")
+    print(", ".join(f"{k} {v}" for k, v in facts.items()))
+    generate(out, args.users, args.orders, formats)
+    files = data_files(out, args.users, args.orders)
+    log = out / "children.log"
+
+    results: dict[str, dict[str, Any]] = {}
+    for fmt in formats:
+        users_f, orders_f = files[fmt]["users"], files[fmt]["orders"]
+        for path in paths:
+            o_file = orders_f
+            if path == "pandas" and pandas_rows is not None:
+                o_file = head_file(orders_f, pandas_rows)
+            warm([users_f, o_file])
+            load_before = os.getloadavg()[0]
+            print(f"[{fmt}] {path} ...", flush=True)
+            r = run_child(
+                [
+                    str(Path(__file__).resolve()),
+                    "--child",
+                    path,
+                    "--format",
+                    fmt,
+                    "--users-file",
+                    str(users_f),
+                    "--orders-file",
+                    str(o_file),
+                    "--work",
+                    str(out / f"run-{fmt}-{path}"),
+                ],
+                log,
+            )
+            # other work on the machine slows every path down: record the 1-min load average
+            r["load_before"], r["load_after"] = load_before, os.getloadavg()[0]
+            if path == "pandas" and pandas_rows is not None:
+                st = r["stages"]["orders"]
+                r["measured_orders_rows"] = st["rows"]
+                r["measured_orders_seconds"] = st["seconds"]
+                scale = args.orders / st["rows"]
+                r["seconds"] += st["seconds"] * (scale - 1)
+                st["seconds"] *= scale
+                st["rows"] = args.orders
+                r["extrapolated"] = True
+            print(
+                f"  {r['seconds']:.1f} s, peak RSS {fmt_bytes(r['peak_rss'])}, "
+                f"load {r['load_before']:.1f} -> {r['load_after']:.1f}"
+                + (" (orders extrapolated)" if r.get("extrapolated") else ""),
+                flush=True,
+            )
+            results[f"{fmt}/{path}"] = r
+
+    report = build_report(args, formats, paths, results, pandas_rows)
+    print()
+    print(report)
+    stamp = started.strftime("%Y%m%dT%H%M%S")
+    (out / f"ingest-{stamp}.json").write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(),
+                "facts": facts,
+                "args": vars(args),
+                "results": results,
+            },
+            indent=2,
+            default=str,
+        ),
+        encoding="utf-8",
+    )
+    (out / f"ingest-{stamp}.md").write_text(report + "\n", encoding="utf-8")
+    print(f"\nresults: {out / f'ingest-{stamp}.json'}")
+    return 0
+
+
+def build_report(
+    args: argparse.Namespace,
+    formats: list[str],
+    paths: list[str],
+    results: dict[str, dict[str, Any]],
+    pandas_rows: int | None,
+) -> str:
+    lines: list[str] = []
+    rows = []
+    for fmt in formats:
+        bare = results.get(f"{fmt}/duckdb")
+        pdr = results.get(f"{fmt}/pandas")
+        for path in paths:
+            r = results[f"{fmt}/{path}"]
+            n = r["stages"]["users"]["rows"] + r["stages"]["orders"]["rows"]
+            label = path + (" (extrapolated)" if r.get("extrapolated") else "")
+            rows.append(
+                [
+                    label,
+                    fmt,
+                    fmt_int(n),
+                    f"{r['seconds']:.1f}",
+                    fmt_int(n / r["seconds"]),
+                    fmt_bytes(r["peak_rss"]),
+                    f"{r['seconds'] / bare['seconds']:.2f}x" if bare else "-",
+                    f"{pdr['seconds'] / r['seconds']:.1f}x" if pdr else "-",
+                ]
+            )
+    lines.append(
+        table(
+            [
+                "path",
+                "format",
+                "rows",
+                "seconds",
+                "rows/s",
+                "peak RSS",
+                "time vs bare DuckDB",
+                "speed-up vs pandas",
+            ],
+            rows,
+        )
+    )
+
+    lines.append("")
+    detail = []
+    for fmt in formats:
+        for path in paths:
+            r = results[f"{fmt}/{path}"]
+            st = r["stages"]
+            extra = ""
+            if path == "pandas":
+                steps = [st[n].get("steps", {}) for n in ("users", "orders")]
+                extra = "; ".join(
+                    n + ": " + ", ".join(f"{k} {v:.1f}" for k, v in s.items())
+                    for n, s in zip(("users", "orders"), steps, strict=True)
+                )
+                if r.get("extrapolated"):
+                    extra += (
+                        f" (orders measured on {fmt_int(r['measured_orders_rows'])} rows in "
+                        f"{r['measured_orders_seconds']:.1f} s)"
+                    )
+            detail.append(
+                [
+                    path,
+                    fmt,
+                    f"{st['users']['seconds']:.1f}",
+                    f"{st['orders']['seconds']:.1f}",
+                    str(st["users"].get("accepted", "-")),
+                    str(st["orders"].get("accepted", "-")),
+                    str(st["orders"].get("rejected", "-")),
+                    f"{r['load_before']:.1f} / {r['load_after']:.1f}",
+                    extra,
+                ]
+            )
+    lines.append(
+        table(
+            [
+                "path",
+                "format",
+                "users s",
+                "orders s",
+                "users accepted",
+                "orders accepted",
+                "orders rejected",
+                "load avg before / after",
+                "pandas steps (s)",
+            ],
+            detail,
+        )
+    )
+
+    lines.append("")
+    if pandas_rows is not None:
+        lines.append(
+            f"NOTE: the pandas path read only the first {fmt_int(pandas_rows)} orders; its "
+            f"orders time is extrapolated linearly to {fmt_int(args.orders)} rows (its peak "
+            "RSS is as measured on the subset, i.e. an underestimate)."
+        )
+    lines.append(
+        f"Machine load (1-min average) is recorded per path; on a {os.cpu_count()}-core "
+        "machine a load well above that means other work shared the CPUs during the run."
+    )
+    lines.append("Targets (segmint):")
+    for fmt in formats:
+        s = results.get(f"{fmt}/segmint")
+        if not s:
+            continue
+        checks = []
+        bare = results.get(f"{fmt}/duckdb")
+        pdr = results.get(f"{fmt}/pandas")
+        if bare:
+            ratio = s["seconds"] / bare["seconds"]
+            checks.append((f"within 2x of bare DuckDB ({ratio:.2f}x)", ratio <= 2.0))
+        if pdr:
+            speed = pdr["seconds"] / s["seconds"]
+            checks.append((f">= 10x faster than pandas ({speed:.1f}x)", speed >= 10.0))
+        checks.append((f"peak RSS < 4 GiB ({fmt_bytes(s['peak_rss'])})", s["peak_rss"] < 4 * GIB))
+        for text, ok in checks:
+            lines.append(f"  [{fmt}] {'MET    ' if ok else 'NOT MET'} {text}")
+
+    lines.append("Correctness:")
+    n_expected = {"users": args.users, "orders": args.orders}
+    for fmt in formats:
+        s = results.get(f"{fmt}/segmint")
+        pdr = results.get(f"{fmt}/pandas")
+        bare = results.get(f"{fmt}/duckdb")
+        for name in ("users", "orders"):
+            msgs = []
+            if s:
+                st = s["stages"][name]
+                msgs.append(
+                    (
+                        f"segmint read {fmt_int(st['rows'])} = accepted {fmt_int(st['accepted'])}"
+                        f" + rejected {fmt_int(st['rejected'])}",
+                        st["rows"] == st["accepted"] + st["rejected"] == n_expected[name],
+                    )
+                )
+            if bare:
+                n = bare["stages"][name]["rows"]
+                msgs.append((f"bare DuckDB loaded {fmt_int(n)}", n == n_expected[name]))
+            if s and pdr:
+                if pdr.get("extrapolated") and name == "orders":
+                    msgs.append(("pandas accepted count not comparable (subset)", True))
+                else:
+                    a, b = s["stages"][name]["accepted"], pdr["stages"][name]["accepted"]
+                    msgs.append((f"accepted: segmint {fmt_int(a)}, pandas {fmt_int(b)}", a == b))
+            for text, ok in msgs:
+                lines.append(f"  [{fmt}/{name}] {'OK  ' if ok else 'FAIL'} {text}")
+        if s:
+            lines.append(
+                f"  [{fmt}] segmint orders rejected by rule: {s['stages']['orders']['by_rule']}"
+            )
+        if pdr and not pdr.get("extrapolated"):
+            lines.append(
+                f"  [{fmt}] pandas  orders rejected by rule: {pdr['stages']['orders']['by_rule']}"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
