@@ -1,6 +1,6 @@
 """Cleaning rules and the data-quality report."""
 
 from segmint.clean._report import quality_report
-from segmint.clean._rules import apply_cleaning
+from segmint.clean._rules import plan_cleaning
 
-__all__ = ["apply_cleaning", "quality_report"]
+__all__ = ["plan_cleaning", "quality_report"]

@@ -1,4 +1,4 @@
-"""Cleaning rules applied to the accepted rows of a load, before they are written.
+"""Cleaning rules applied to the accepted rows of a load as they are written.
 
 Missing values are filled (median / mode / constant; ``drop`` is a validation check that
 quarantines the row), outliers are capped or only reported, and business-key duplicates
@@ -14,7 +14,6 @@ from typing import Any
 import duckdb
 
 from segmint.config import CleaningRules, ConstantFill
-from segmint.store._base import Store
 from segmint.store._schema import Table
 
 
@@ -27,40 +26,53 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
     return None if row is None else row[0]
 
 
-def apply_cleaning(
+def plan_cleaning(
     con: duckdb.DuckDBPyConnection,
-    store: Store,
     table: Table,
     rules: CleaningRules | None,
-    relation: str = "_accepted",
-) -> dict[str, Any]:
-    """Apply ``rules`` to engine relation ``relation`` in place; return what was done."""
+    relation: str,
+) -> tuple[str, dict[str, Any]]:
+    """Plan the cleaning of the rows of ``relation`` (the valid rows of a load).
+
+    Statistics are computed with one aggregate query per rule; the cleaning itself is a
+    select list (``coalesce`` for fills, ``greatest/least`` for caps) applied as the rows are
+    written, so the data is never copied to be cleaned.
+
+    Returns
+    -------
+    (select_list, report)
+        The SQL select list producing the table's columns, and what will be done.
+    """
     report: dict[str, Any] = {"missing": {}, "outliers": {}}
+    exprs = {c: _q(c) for c in table.column_names}
     if rules is None:
-        return report
+        return ", ".join(exprs.values()), report
     for col, strategy in rules.missing.items():
         if col not in table.column_names:
             raise _unknown_column(table, col, "missing")
         c = _q(col)
-        n_missing = int(_one(con, f"SELECT count(*) FROM {relation} WHERE {c} IS NULL"))
-        if strategy == "drop":
+        if strategy == "drop":  # a validation check: those rows are already quarantined
             report["missing"][col] = {"strategy": "drop", "n_filled": 0}
             continue
-        if n_missing == 0:
-            report["missing"][col] = {"strategy": _name(strategy), "n_filled": 0}
-            continue
         if isinstance(strategy, ConstantFill):
-            value = strategy.constant
-            con.execute(f"UPDATE {relation} SET {c} = ? WHERE {c} IS NULL", [value])
+            n_missing = int(
+                _one(con, f"SELECT count(*) FILTER (WHERE {c} IS NULL) FROM {relation}")
+            )
+            value: Any = strategy.constant
         else:
             agg = "median" if strategy == "median" else "mode"
-            value = _one(con, f"SELECT {agg}({c}) FROM {relation}")
+            n_missing, value = con.execute(
+                f"SELECT count(*) FILTER (WHERE {c} IS NULL), {agg}({c}) FROM {relation}"
+            ).fetchone()  # type: ignore[misc]
+            n_missing = int(n_missing)
             if value is None:
                 report["missing"][col] = {"strategy": agg, "n_filled": 0, "note": "all missing"}
                 continue
-            if table.column(col).type == "INTEGER":
-                value = round(float(value))
-            con.execute(f"UPDATE {relation} SET {c} = ? WHERE {c} IS NULL", [value])
+        ctype = table.column(col).type
+        if ctype == "INTEGER":
+            value = round(float(value))
+        literal = _literal(value)
+        exprs[col] = f"coalesce({c}, CAST({literal} AS {ctype})) AS {c}"
         report["missing"][col] = {
             "strategy": _name(strategy),
             "n_filled": n_missing,
@@ -84,22 +96,31 @@ def apply_cleaning(
             ).fetchone()  # type: ignore[misc]
             if lo is None:
                 continue
-        n_low = int(_one(con, f"SELECT count(*) FROM {relation} WHERE {c} < {lo}"))
-        n_high = int(_one(con, f"SELECT count(*) FROM {relation} WHERE {c} > {hi}"))
+        n_low, n_high = con.execute(
+            f"SELECT count(*) FILTER (WHERE {c} < {lo}), count(*) FILTER (WHERE {c} > {hi}) "
+            f"FROM {relation}"
+        ).fetchone()  # type: ignore[misc]
         if rule.action == "cap" and n_low + n_high:
-            con.execute(
-                f"UPDATE {relation} SET {c} = greatest(least({c}, {hi}), {lo}) "
-                f"WHERE {c} < {lo} OR {c} > {hi}"
-            )
+            base = exprs[col].removesuffix(f" AS {c}")
+            ctype = table.column(col).type
+            exprs[col] = f"CAST(greatest(least({base}, {hi}), {lo}) AS {ctype}) AS {c}"
         report["outliers"][col] = {
             "method": rule.method,
             "action": rule.action,
             "lower_bound": float(lo),
             "upper_bound": float(hi),
-            "n_low": n_low,
-            "n_high": n_high,
+            "n_low": int(n_low),
+            "n_high": int(n_high),
         }
-    return report
+    return ", ".join(exprs.values()), report
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _name(strategy: object) -> str:

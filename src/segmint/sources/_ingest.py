@@ -28,7 +28,7 @@ from typing import Any
 
 import duckdb
 
-from segmint.clean._rules import apply_cleaning
+from segmint.clean._rules import plan_cleaning
 from segmint.config import ColumnExpr, Config, CsvSource, Source
 from segmint.errors import LoadError, MissingColumnError, SourceError
 from segmint.sources._readers import Staged, _drop_relation, _sql_str, stage
@@ -320,32 +320,31 @@ def ingest_source(
             [name, checksum],
         )
         if previous is not None:
+            _drop_staging(con)
             log.info("source %s unchanged since load %s; skipped", name, previous)
             return LoadResult(str(previous), name, table.name, 0, 0, 0, 0, 0, 0, skipped=True)
 
     step("validating")
-    _build_typed(con, name, source, staged, table, config, now)
-    _build_checked(con, store, source, table, config)
-    step("cleaning")
-    cleaning = apply_cleaning(con, store, table, config.cleaning_for(table.name))
-
-    n_rejected_rows = _count(con, "SELECT count(*) FROM _checked WHERE _rejected")
-    by_rule = dict(
-        con.execute(
-            """SELECT rule, count(*) FROM (
-                   SELECT split_part(_reasons[1], '|', 1) AS rule FROM _checked WHERE _rejected
-                   UNION ALL SELECT 'unparseable_row' FROM _unparsed)
-               GROUP BY rule ORDER BY 2 DESC"""
-        ).fetchall()
-    )
-    rows_read = staged.n_rows + staged.n_unparsed
-    rows_rejected = n_rejected_rows + staged.n_unparsed
-    n_accepted = _count(con, "SELECT count(*) FROM _accepted")
-    if rows_read != n_accepted + rows_rejected:  # pragma: no cover - an invariant, not a path
-        raise LoadError(
-            f"source {name!r}: accounting mismatch read={rows_read} accepted={n_accepted} "
-            f"rejected={rows_rejected}; nothing was written"
+    try:
+        checks = _build_typed(con, name, source, staged, table, config, now)
+        _build_rejects(con, store, source, table, config, checks)
+        step("cleaning")
+        exprs, cleaning = plan_cleaning(con, table, config.cleaning_for(table.name), "_valid")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _accepted AS SELECT {exprs} FROM _valid")
+        by_rule = dict(
+            con.execute(
+                """SELECT rule, count(*) FROM (
+                       SELECT split_part(reasons[1], '|', 1) AS rule FROM _rejects
+                       UNION ALL SELECT 'unparseable_row' FROM _unparsed)
+                   GROUP BY rule ORDER BY 2 DESC, 1"""
+            ).fetchall()
         )
+    except duckdb.Error as exc:
+        _drop_staging(con)
+        raise SourceError(f"source {name!r}: validation failed: {exc}") from None
+    rows_read = staged.n_rows + staged.n_unparsed
+    rows_rejected = sum(by_rule.values())
+    n_accepted = rows_read - rows_rejected
 
     load_id = _load_id(name)
     _build_quarantine(con, staged, load_id, name, table)
@@ -353,6 +352,11 @@ def ingest_source(
     try:
         with store.transaction():
             inserted, updated, unchanged = store.write_accepted(table, "_accepted")
+            if inserted + updated + unchanged != n_accepted:  # an invariant, checked anyway
+                raise LoadError(
+                    f"source {name!r}: accounting mismatch: {n_accepted} rows accepted but "
+                    f"{inserted + updated + unchanged} written; rolled back, nothing changed"
+                )
             store.write_rows(
                 "quarantine",
                 "_quarantine",
@@ -438,10 +442,28 @@ def ingest_source(
     return result
 
 
+_STAGING = (
+    "_typed0",
+    "_typed",
+    "_valid",
+    "_accepted",
+    "_rejects",
+    "_dupkeys",
+    "_dups",
+    "_bizdups",
+    "_badref",
+    "_quarantine",
+    "_unparsed",
+    "_load_row",
+    "_acc_mat",
+    "_raw",
+    "_raw0",
+)
+
+
 def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
-    for t in ("_typed", "_checked", "_accepted", "_quarantine", "_unparsed", "_load_row"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
-    _drop_relation(con, "_raw")
+    for name in _STAGING:
+        _drop_relation(con, name)
 
 
 def _build_typed(
@@ -452,7 +474,9 @@ def _build_typed(
     table: Table,
     config: Config,
     now: datetime,
-) -> None:
+) -> list[str]:
+    """Create the view ``_typed`` (the column map applied, values coerced) and return the
+    row-level checks: SQL expressions yielding 'rule|reason' or NULL."""
     tz = source.timezone or config.timezone
     raw_cols = {c.name: _raw_expr(c, source.columns.get(c.name), staged) for c in table.columns}
     if "currency" in raw_cols and "currency" not in source.columns:
@@ -492,106 +516,127 @@ def _build_typed(
     raw_select = ", ".join(f"{e} AS {_q('r_' + n)}" for n, e in raw_cols.items())
     typed_select = ", ".join(typed)
     r_cols = ", ".join(_q("r_" + n) for n in raw_cols)
-    sql = f"""
-    CREATE OR REPLACE TEMP TABLE _typed AS
-    SELECT * EXCLUDE ({r_cols}{", _keep" if keep else ""}),
-           list_filter([{", ".join(checks)}], lambda x: x IS NOT NULL) AS _problems
-    FROM (
-        SELECT _row, {r_cols}{", _keep" if keep else ""}, {typed_select}
-        FROM (SELECT _row, {raw_select}{keep} FROM _raw)
-    )"""
     try:
-        con.execute(sql)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW _typed0 AS
+            SELECT _row, {r_cols}{", _keep" if keep else ""}, {typed_select}
+            FROM (SELECT _row, {raw_select}{keep} FROM _raw)"""
+        )
+        con.execute(f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT {_generated(source, table)}")
+        con.execute("DESCRIBE SELECT * FROM _typed")
     except duckdb.Error as exc:
         raise SourceError(f"source {name!r}: cannot apply the column map: {exc}") from None
-    _fill_generated(con, source, table)
+    return checks
 
 
-def _fill_generated(con: duckdb.DuckDBPyConnection, source: Source, table: Table) -> None:
+def _generated(source: Source, table: Table) -> str:
+    """The select list of ``_typed``: generated keys filled in when the source lacks them."""
     if "event_id" in table.generated and "event_id" not in source.columns:
         content = ", ".join(
             f"coalesce(CAST({_q(c)} AS VARCHAR), '')" for c in table.column_names if c != "event_id"
         )
-        con.execute(f"UPDATE _typed SET event_id = md5(concat_ws('|', {content}))")
+        return f"* REPLACE (md5(concat_ws('|', {content})) AS event_id) FROM _typed0"
     if "line" in table.generated and "line" not in source.columns:
-        con.execute(
-            """UPDATE _typed SET line = g.line FROM (
-                   SELECT _row, row_number() OVER (PARTITION BY order_id ORDER BY _row) AS line
-                   FROM _typed) g
-               WHERE _typed._row = g._row"""
+        return (
+            "* REPLACE (CAST(row_number() OVER (PARTITION BY order_id ORDER BY _row) AS INTEGER)"
+            " AS line) FROM _typed0"
         )
+    return "* FROM _typed0"
 
 
-def _build_checked(
-    con: duckdb.DuckDBPyConnection, store: Store, source: Source, table: Table, config: Config
+def _not_rejected(alias: str = "t") -> str:
+    return f"NOT EXISTS (SELECT 1 FROM _rejects x WHERE x._row = {alias}._row)"
+
+
+def _build_rejects(
+    con: duckdb.DuckDBPyConnection,
+    store: Store,
+    source: Source,
+    table: Table,
+    config: Config,
+    checks: list[str],
 ) -> None:
+    """Collect every rejected row with its reasons into ``_rejects`` (small), set-based.
+
+    Row-level checks first; then, among the rows that pass them, duplicate keys (exact
+    copies and conflicting rows, found by a grouped count and resolved only for the few
+    duplicated keys), the business-key rule and references (anti-joins).
+    """
+    any_problem = f"coalesce({', '.join(checks)})" if len(checks) > 1 else checks[0]
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _rejects AS
+        SELECT _row, list_filter([{", ".join(checks)}], lambda x: x IS NOT NULL) AS reasons
+        FROM _typed WHERE {any_problem} IS NOT NULL"""
+    )
+    # duplicate keys (content, when the key is generated from it)
     content = [c for c in table.column_names if c not in table.generated]
     generated_key = any(k in table.generated and k not in source.columns for k in table.key)
     dup_key = content if generated_key else list(table.key)
     part = ", ".join(_q(k) for k in dup_key)
-    h = "hash(" + ", ".join(_q(c) for c in content) + ")"
+    on = " AND ".join(f"t.{_q(k)} IS NOT DISTINCT FROM d.{_q(k)}" for k in dup_key)
+    h = "hash(" + ", ".join(f"t.{_q(c)}" for c in content) + ")"
     key_text = " || '/' || ".join(f"coalesce(CAST({_q(k)} AS VARCHAR), '')" for k in table.key)
-    parts = [
-        f"""CASE WHEN len(_problems) = 0 AND _krn > 1 THEN
-              CASE WHEN _h = _first_h THEN 'exact_duplicate|exact duplicate of row ' || _first_row
-                   ELSE 'duplicate_key|duplicate key ' || {key_text} ||
-                        ' with different values (first seen at row ' || _first_row || ')' END
-           END"""
-    ]
-    joins = []
-    for i, (col, (ref_table, ref_col)) in enumerate(table.references.items()):
-        rel = store.reference_keys(ref_table, ref_col)
-        alias = f"_ref{i}"
-        joins.append(f"LEFT JOIN {rel} {alias} ON b.{_q(col)} = {alias}.k")
-        parts.append(
-            f"CASE WHEN len(_problems) = 0 AND _krn = 1 AND b.{_q(col)} IS NOT NULL "
-            f"AND {alias}.k IS NULL THEN 'unknown_reference|unknown {col} ' || "
-            f"{_show('b.' + _q(col))} || ' (not in {ref_table})' END"
-        )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _dupkeys AS
+        SELECT {part} FROM _typed t WHERE {_not_rejected()}
+        GROUP BY ALL HAVING count(*) > 1"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _dups AS
+        SELECT _row, [CASE WHEN _h = _first_h
+                           THEN 'exact_duplicate|exact duplicate of row ' || _first_row
+                           ELSE 'duplicate_key|duplicate key ' || {key_text} ||
+                                ' with different values (first seen at row ' || _first_row || ')'
+                      END] AS reasons
+        FROM (
+            SELECT t.*, {h} AS _h,
+                   row_number() OVER w AS _krn,
+                   first_value({h}) OVER w AS _first_h,
+                   first_value(t._row) OVER w AS _first_row
+            FROM _typed t SEMI JOIN _dupkeys d ON {on}
+            WHERE {_not_rejected()}
+            WINDOW w AS (PARTITION BY {", ".join("t." + _q(k) for k in dup_key)} ORDER BY t._row)
+        ) WHERE _krn > 1"""
+    )
+    con.execute("INSERT INTO _rejects SELECT _row, reasons FROM _dups")
     rules = config.cleaning_for(table.name)
     biz = rules.duplicates if rules else None
-    biz_select = ""
     if biz:
         bkey = ", ".join(_q(k) for k in biz.key)
         order = _q(biz.order_by) if biz.order_by else "_row"
         direction = "ASC" if biz.keep == "first" else "DESC"
         not_null = " AND ".join(f"{_q(k)} IS NOT NULL" for k in biz.key)
-        biz_select = (
-            f", CASE WHEN len(_problems) = 0 AND {not_null} THEN row_number() OVER "
-            f"(PARTITION BY {bkey}, len(_problems) = 0 ORDER BY {order} {direction}, _row) END AS _brn"
-        )
         pk = table.key[0]
         existing = store.columns_relation(table.name, [pk, *biz.key])
-        exists = " AND ".join(f"t.{_q(k)} = b.{_q(k)}" for k in biz.key)
-        parts.append(
-            f"CASE WHEN len(_problems) = 0 AND _krn = 1 AND (_brn > 1 OR EXISTS (SELECT 1 FROM "
-            f"{existing} t WHERE {exists} AND t.{_q(pk)} <> b.{_q(pk)})) "
-            f"THEN 'duplicate_business_key|duplicate {'/'.join(biz.key)} (cleaning rule "
-            f"duplicates, keep {biz.keep})' END"
+        exists = " AND ".join(f"e.{_q(k)} = b.{_q(k)}" for k in biz.key)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _bizdups AS
+            SELECT _row, ['duplicate_business_key|duplicate {"/".join(biz.key)} (cleaning rule '
+                          || 'duplicates, keep {biz.keep})'] AS reasons
+            FROM (
+                SELECT t.*, row_number() OVER (PARTITION BY {bkey}
+                                               ORDER BY {order} {direction}, _row) AS _brn
+                FROM _typed t WHERE {not_null} AND {_not_rejected()}
+            ) b
+            WHERE _brn > 1 OR EXISTS (SELECT 1 FROM {existing} e
+                                      WHERE {exists} AND e.{_q(pk)} <> b.{_q(pk)})"""
         )
+        con.execute("INSERT INTO _rejects SELECT _row, reasons FROM _bizdups")
+    for col, (ref_table, ref_col) in table.references.items():
+        rel = store.reference_keys(ref_table, ref_col)
+        c = _q(col)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _badref AS
+            SELECT _row, ['unknown_reference|unknown {col} ' || {_show("t." + c)} ||
+                          ' (not in {ref_table})'] AS reasons
+            FROM _typed t
+            WHERE t.{c} IS NOT NULL AND {_not_rejected()}
+              AND NOT EXISTS (SELECT 1 FROM {rel} r WHERE r.k = t.{c})"""
+        )
+        con.execute("INSERT INTO _rejects SELECT _row, reasons FROM _badref")
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _checked AS
-        SELECT b.* EXCLUDE (_h, _first_h, _krn, _first_row{", _brn" if biz else ""}, _problems),
-               list_concat(b._problems, list_filter([{", ".join(parts)}], lambda x: x IS NOT NULL))
-                   AS _reasons
-        FROM (
-            SELECT *, {h} AS _h,
-                   row_number() OVER w AS _krn,
-                   first_value({h}) OVER w AS _first_h,
-                   first_value(_row) OVER w AS _first_row
-                   {biz_select}
-            FROM _typed
-            WINDOW w AS (PARTITION BY {part}, len(_problems) = 0 ORDER BY _row)
-        ) b {" ".join(joins)}"""
+        f"CREATE OR REPLACE TEMP VIEW _valid AS SELECT * FROM _typed t WHERE {_not_rejected()}"
     )
-    con.execute("ALTER TABLE _checked ADD COLUMN _rejected BOOLEAN")
-    con.execute("UPDATE _checked SET _rejected = len(_reasons) > 0")
-    cols = ", ".join(_q(c) for c in table.column_names)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _accepted AS SELECT {cols} FROM _checked "
-        "WHERE NOT _rejected ORDER BY _row"
-    )
-    con.execute("DROP TABLE _typed")
 
 
 def _build_quarantine(
@@ -606,12 +651,11 @@ def _build_quarantine(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _quarantine AS
         SELECT {lid} AS load_id, c._row AS "row", {src} AS source, {tbl} AS target_table,
-               split_part(c._reasons[1], '|', 1) AS rule,
-               array_to_string(list_transform(c._reasons, lambda x: substr(x, strpos(x, '|') + 1)), '; ')
+               split_part(c.reasons[1], '|', 1) AS rule,
+               array_to_string(list_transform(c.reasons, lambda x: substr(x, strpos(x, '|') + 1)), '; ')
                    AS reason,
                {raw} AS raw
-        FROM _checked c JOIN _raw r ON r._row = c._row
-        WHERE c._rejected
+        FROM _rejects c JOIN _raw r ON r._row = c._row
         UNION ALL
         SELECT {lid}, _row, {src}, {tbl}, 'unparseable_row', reason, to_json(raw)
         FROM _unparsed"""

@@ -74,7 +74,8 @@ def stage(con: duckdb.DuckDBPyConnection, name: str, source: Source, config: Con
     """Stage ``source`` into ``_raw`` (and ``_unparsed``) in the engine ``con``."""
     con.execute("DROP TABLE IF EXISTS _unparsed")
     con.execute("CREATE TEMP TABLE _unparsed (_row BIGINT, raw VARCHAR, reason VARCHAR)")
-    _drop_relation(con, "_raw")
+    for leftover in ("_raw", "_raw0"):
+        _drop_relation(con, leftover)
     try:
         if isinstance(source, CsvSource):
             return _stage_csv(con, name, source, config)
@@ -166,9 +167,9 @@ def _stage_csv(
     n_rej = int(con.execute("SELECT count(*) FROM _csv_rejects").fetchone()[0])  # type: ignore[index]
     header = 1 if source.header else 0
     if n_rej == 0:
+        # rowid is the insertion order of the table read from the file: no copy needed
         con.execute(
-            f"CREATE TEMP TABLE _raw AS SELECT *, (row_number() OVER () + {header})::BIGINT AS _row "
-            "FROM _raw0"
+            f"CREATE TEMP VIEW _raw AS SELECT *, (rowid + 1 + {header})::BIGINT AS _row FROM _raw0"
         )
     else:
         # Map record ordinals to file lines: the data lines that were not rejected, in order.
@@ -191,12 +192,12 @@ def _stage_csv(
                 SELECT l AS line, row_number() OVER (ORDER BY l) AS ord
                 FROM range({header + 1}, {header + total + 1}) r(l)
                 WHERE l NOT IN (SELECT line FROM _unparsed_lines)
-            ), recs AS (SELECT *, row_number() OVER () AS ord FROM _raw0)
+            ), recs AS (SELECT *, rowid + 1 AS ord FROM _raw0)
             SELECT recs.* EXCLUDE (ord), lines.line::BIGINT AS _row
             FROM recs JOIN lines USING (ord)"""
         )
         con.execute("DROP TABLE _unparsed_lines")
-    con.execute("DROP TABLE _raw0")
+        con.execute("DROP TABLE _raw0")
     return _finish(con, str(path), file_checksum(path))
 
 

@@ -129,10 +129,14 @@ class Store:
         con = self._con
         cols = ", ".join(table.column_names)
         key_join = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
-        if self.count(table.name) == 0:
-            con.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {relation}")
-            n = int(con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0])  # type: ignore[index]
-            return n, 0, 0
+        if self.count(table.name) == 0:  # first load: straight in, one pass over the source
+            row = con.execute(
+                f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {relation}"
+            ).fetchone()
+            return (0 if row is None else int(row[0])), 0, 0
+        # incremental load: compare with what is stored (materialize the batch once)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _acc_mat AS SELECT {cols} FROM {relation}")
+        relation = "_acc_mat"
         row_s = ", ".join(f"s.{c}" for c in table.column_names)
         row_t = ", ".join(f"t.{c}" for c in table.column_names)
         con.execute(
@@ -154,6 +158,7 @@ class Store:
         )
         n_total = int(con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0])  # type: ignore[index]
         con.execute("DROP TABLE IF EXISTS _existing")
+        con.execute("DROP TABLE IF EXISTS _acc_mat")
         return n_total - n_unchanged - n_updated, int(n_updated), int(n_unchanged)
 
     def write_rows(self, table: str, relation: str, columns: list[str]) -> None:
