@@ -1,18 +1,20 @@
 """Validated, transactional, idempotent ingestion of one source into the store.
 
-The whole pipeline is set-based SQL in the DuckDB engine:
+The whole pipeline is set-based SQL in the DuckDB engine, and the data is not copied
+between steps:
 
-1. a reader stages the source as ``_raw`` (its own columns + ``_row``), unparseable rows
-   go to ``_unparsed``;
-2. ``_typed``: the column map is applied, values are coerced to our types, timestamps
-   moved to UTC, and every row-level check writes a reason into ``_problems``;
-3. ``_checked``: duplicate keys within the load (exact copies and conflicting rows), the
-   business-key duplicate rule from the cleaning config, and references (orders ->
-   users, order_items -> orders, events/consents -> users) are checked;
-4. in one transaction: accepted rows are upserted (keys dedupe, so a rerun adds nothing),
-   rejected rows go to ``quarantine`` with their raw content and reason, cleaning rules
-   are applied to the accepted rows and reported, and the load is recorded in ``loads``
-   with read = accepted + rejected.
+1. a reader stages the source as ``_raw`` (its own columns + ``_row``; a view over
+   Parquet, the parsed table for text files); unparseable rows go to ``_unparsed``;
+2. ``_typed`` (a view): the column map applied, values coerced to our types, timestamps in
+   UTC;
+3. ``_rejects`` (small): every row failing a row-level check, then, among the others,
+   duplicate keys (exact copies vs conflicting rows; resolved only for the duplicated
+   keys), the business-key rule of the cleaning config, and unknown references (orders ->
+   users, order_items -> orders, events/consents -> users), each with all its reasons;
+4. cleaning statistics are computed on the valid rows and applied as a select list;
+5. in one transaction: accepted rows are inserted (first load) or upserted (keys dedupe,
+   so a rerun adds nothing), rejected rows go to ``quarantine`` with their raw content and
+   reasons, and the load is recorded in ``loads`` with read = accepted + rejected.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ def _typed_expr(col: Column, raw: str, raw_type: str, tz: str, ts_format: str | 
         if t == "TIMESTAMP WITH TIME ZONE":
             return raw
         if t.startswith("TIMESTAMP") or t == "DATE":
+            if tz == "UTC":  # the session is UTC: a plain cast reads naive times as UTC
+                return f"CAST(CAST({raw} AS TIMESTAMP) AS TIMESTAMPTZ)"
             return f"timezone({tzs}, CAST({raw} AS TIMESTAMP))"
         if ts_format:
             return f"timezone({tzs}, try_strptime({as_text}, {_sql_str(ts_format)}))"
@@ -448,7 +452,7 @@ _STAGING = (
     "_valid",
     "_accepted",
     "_rejects",
-    "_dupkeys",
+    "_keys",
     "_dups",
     "_bizdups",
     "_badref",
@@ -544,10 +548,6 @@ def _generated(source: Source, table: Table) -> str:
     return "* FROM _typed0"
 
 
-def _not_rejected(alias: str = "t") -> str:
-    return f"NOT EXISTS (SELECT 1 FROM _rejects x WHERE x._row = {alias}._row)"
-
-
 def _build_rejects(
     con: duckdb.DuckDBPyConnection,
     store: Store,
@@ -558,49 +558,56 @@ def _build_rejects(
 ) -> None:
     """Collect every rejected row with its reasons into ``_rejects`` (small), set-based.
 
-    Row-level checks first; then, among the rows that pass them, duplicate keys (exact
-    copies and conflicting rows, found by a grouped count and resolved only for the few
-    duplicated keys), the business-key rule and references (anti-joins).
+    One scan of ``_typed`` writes a narrow table ``_keys`` (row, keys, references, a hash
+    of the content, and the reasons of rows failing a row-level check); duplicate keys
+    (exact copies vs conflicting rows), the business-key rule and unknown references are
+    then found on that narrow table with a grouped count, a window over the few duplicated
+    keys, and anti-joins.
     """
-    any_problem = f"coalesce({', '.join(checks)})" if len(checks) > 1 else checks[0]
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _rejects AS
-        SELECT _row, list_filter([{", ".join(checks)}], lambda x: x IS NOT NULL) AS reasons
-        FROM _typed WHERE {any_problem} IS NOT NULL"""
-    )
-    # duplicate keys (content, when the key is generated from it)
     content = [c for c in table.column_names if c not in table.generated]
-    generated_key = any(k in table.generated and k not in source.columns for k in table.key)
-    dup_key = content if generated_key else list(table.key)
+    if "line" in table.generated and "line" not in source.columns:
+        dup_key = content  # lines numbered by us: a duplicate is a repeated line
+    else:
+        dup_key = list(table.key)  # (a generated event_id is already an md5 of the content)
+    rules = config.cleaning_for(table.name)
+    biz = rules.duplicates if rules else None
+    ref_cols = list(table.references)
+    narrow = list(dict.fromkeys([*dup_key, *table.key, *ref_cols, *(biz.key if biz else [])]))
+    if biz and biz.order_by:
+        narrow = list(dict.fromkeys([*narrow, biz.order_by]))
+    any_problem = f"coalesce({', '.join(checks)})" if len(checks) > 1 else checks[0]
+    h = "hash(" + ", ".join(_q(c) for c in content) + ")"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _keys AS
+        SELECT _row, {", ".join(_q(c) for c in narrow)}, {h} AS _h,
+               CASE WHEN {any_problem} IS NOT NULL
+                    THEN list_filter([{", ".join(checks)}], lambda x: x IS NOT NULL) END AS _problems
+        FROM _typed"""
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _rejects AS "
+        "SELECT _row, _problems AS reasons FROM _keys WHERE _problems IS NOT NULL"
+    )
+    con.execute("DELETE FROM _keys WHERE _problems IS NOT NULL")
     part = ", ".join(_q(k) for k in dup_key)
     on = " AND ".join(f"t.{_q(k)} IS NOT DISTINCT FROM d.{_q(k)}" for k in dup_key)
-    h = "hash(" + ", ".join(f"t.{_q(c)}" for c in content) + ")"
     key_text = " || '/' || ".join(f"coalesce(CAST({_q(k)} AS VARCHAR), '')" for k in table.key)
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _dupkeys AS
-        SELECT {part} FROM _typed t WHERE {_not_rejected()}
-        GROUP BY ALL HAVING count(*) > 1"""
-    )
-    con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dups AS
+        WITH d AS (SELECT {part} FROM _keys GROUP BY ALL HAVING count(*) > 1)
         SELECT _row, [CASE WHEN _h = _first_h
                            THEN 'exact_duplicate|exact duplicate of row ' || _first_row
                            ELSE 'duplicate_key|duplicate key ' || {key_text} ||
                                 ' with different values (first seen at row ' || _first_row || ')'
                       END] AS reasons
         FROM (
-            SELECT t.*, {h} AS _h,
-                   row_number() OVER w AS _krn,
-                   first_value({h}) OVER w AS _first_h,
+            SELECT t.*, row_number() OVER w AS _krn, first_value(t._h) OVER w AS _first_h,
                    first_value(t._row) OVER w AS _first_row
-            FROM _typed t SEMI JOIN _dupkeys d ON {on}
-            WHERE {_not_rejected()}
+            FROM _keys t SEMI JOIN d ON {on}
             WINDOW w AS (PARTITION BY {", ".join("t." + _q(k) for k in dup_key)} ORDER BY t._row)
         ) WHERE _krn > 1"""
     )
-    con.execute("INSERT INTO _rejects SELECT _row, reasons FROM _dups")
-    rules = config.cleaning_for(table.name)
-    biz = rules.duplicates if rules else None
+    _move_to_rejects(con, "_dups")
     if biz:
         bkey = ", ".join(_q(k) for k in biz.key)
         order = _q(biz.order_by) if biz.order_by else "_row"
@@ -616,12 +623,12 @@ def _build_rejects(
             FROM (
                 SELECT t.*, row_number() OVER (PARTITION BY {bkey}
                                                ORDER BY {order} {direction}, _row) AS _brn
-                FROM _typed t WHERE {not_null} AND {_not_rejected()}
+                FROM _keys t WHERE {not_null}
             ) b
             WHERE _brn > 1 OR EXISTS (SELECT 1 FROM {existing} e
                                       WHERE {exists} AND e.{_q(pk)} <> b.{_q(pk)})"""
         )
-        con.execute("INSERT INTO _rejects SELECT _row, reasons FROM _bizdups")
+        _move_to_rejects(con, "_bizdups")
     for col, (ref_table, ref_col) in table.references.items():
         rel = store.reference_keys(ref_table, ref_col)
         c = _q(col)
@@ -629,14 +636,23 @@ def _build_rejects(
             f"""CREATE OR REPLACE TEMP TABLE _badref AS
             SELECT _row, ['unknown_reference|unknown {col} ' || {_show("t." + c)} ||
                           ' (not in {ref_table})'] AS reasons
-            FROM _typed t
-            WHERE t.{c} IS NOT NULL AND {_not_rejected()}
-              AND NOT EXISTS (SELECT 1 FROM {rel} r WHERE r.k = t.{c})"""
+            FROM _keys t
+            WHERE t.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rel} r WHERE r.k = t.{c})"""
         )
-        con.execute("INSERT INTO _rejects SELECT _row, reasons FROM _badref")
+        _move_to_rejects(con, "_badref")
+    con.execute("DROP TABLE _keys")
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _valid AS SELECT * FROM _typed t WHERE {_not_rejected()}"
+        "CREATE OR REPLACE TEMP VIEW _valid AS SELECT * FROM _typed t "
+        "WHERE NOT EXISTS (SELECT 1 FROM _rejects x WHERE x._row = t._row)"
     )
+
+
+def _move_to_rejects(con: duckdb.DuckDBPyConnection, found: str) -> None:
+    """Add newly found rejects and take them out of the candidates in ``_keys``."""
+    if _count(con, f"SELECT count(*) FROM {found}") == 0:
+        return
+    con.execute(f"INSERT INTO _rejects SELECT _row, reasons FROM {found}")
+    con.execute(f"DELETE FROM _keys WHERE _row IN (SELECT _row FROM {found})")
 
 
 def _build_quarantine(
