@@ -590,11 +590,11 @@ def _build_rejects(
     )
     con.execute("DELETE FROM _keys WHERE _problems IS NOT NULL")
     part = ", ".join(_q(k) for k in dup_key)
-    on = " AND ".join(f"t.{_q(k)} IS NOT DISTINCT FROM d.{_q(k)}" for k in dup_key)
+    tpart = ", ".join(f"t.{_q(k)}" for k in dup_key)  # grouped by a hash, then by the key
     key_text = " || '/' || ".join(f"coalesce(CAST({_q(k)} AS VARCHAR), '')" for k in table.key)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dups AS
-        WITH d AS (SELECT {part} FROM _keys GROUP BY ALL HAVING count(*) > 1)
+        WITH d AS (SELECT hash({part}) AS kh FROM _keys GROUP BY 1 HAVING count(*) > 1)
         SELECT _row, [CASE WHEN _h = _first_h
                            THEN 'exact_duplicate|exact duplicate of row ' || _first_row
                            ELSE 'duplicate_key|duplicate key ' || {key_text} ||
@@ -603,7 +603,7 @@ def _build_rejects(
         FROM (
             SELECT t.*, row_number() OVER w AS _krn, first_value(t._h) OVER w AS _first_h,
                    first_value(t._row) OVER w AS _first_row
-            FROM _keys t SEMI JOIN d ON {on}
+            FROM _keys t SEMI JOIN d ON hash({tpart}) = d.kh
             WINDOW w AS (PARTITION BY {", ".join("t." + _q(k) for k in dup_key)} ORDER BY t._row)
         ) WHERE _krn > 1"""
     )
