@@ -1,19 +1,25 @@
-"""Ingestion benchmark (issue 2): segmint vs a bare DuckDB load vs a pandas pipeline.
+"""Ingestion benchmark (issue 2): segmint vs a bare DuckDB load vs two pandas pipelines.
 
 Generates ``--users`` users and ``--orders`` orders (Parquet and CSV, cached in ``--out``)
 with a few planted defects (~0.1%: negative totals, unknown customers, duplicate order
 numbers, unknown statuses, malformed e-mails, missing customer ids) and, for each format in
-the same run, times three ways of loading the same files into a fresh DuckDB file:
+the same run, times four ways of loading the same files into a fresh DuckDB file:
 
 * ``segmint``  ``open_project(...).ingest()`` with full validation (users, then orders);
 * ``duckdb``   ``CREATE TABLE ... AS SELECT * FROM read_parquet/read_csv(...)``: no checks;
 * ``pandas``   ``pd.read_parquet`` / ``pd.read_csv``, the same row rules in pandas, then
-  the accepted rows (and the rejects) inserted with ``con.register`` + ``INSERT ... SELECT``.
+  the accepted rows (and the rejects) inserted with ``con.register`` + ``INSERT ... SELECT``;
+* ``pandas-rowwise``  read with pandas, then the same rules checked record by record in plain
+  Python (``itertuples``; sets for duplicate keys and user ids), the accepted rows turned back
+  into a DataFrame and inserted as above. Slow, so it runs on the first ``--rowwise-rows``
+  orders (default 1,000,000; all users) and its orders time is extrapolated linearly; inside
+  the same child (untimed) the vectorised rules run on the same rows, and the report checks
+  that both accept and reject exactly the same counts.
 
 Every path runs in its own process, so the peak RSS reported is that path's own.
 
-Targets: segmint within 2x of the bare DuckDB load, at least 10x faster than pandas, peak
-memory under 4 GiB.
+Targets: segmint within 2x of the bare DuckDB load, at least 10x faster than each pandas
+path, peak memory under 4 GiB.
 
     .venv/bin/python bench/ingest.py                       # 1M users / 20M orders
     .venv/bin/python bench/ingest.py --users 50000 --orders 1000000 --formats parquet
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,7 +48,7 @@ from _common import (
 )
 
 HERE = Path(__file__).resolve().parent
-PATHS = ("segmint", "duckdb", "pandas")
+PATHS = ("segmint", "duckdb", "pandas", "pandas-rowwise")
 FORMATS = ("parquet", "csv")
 
 # The canonical rules segmint applies to these sources (see segmint.sources._ingest), which
@@ -155,7 +162,7 @@ def warm(paths: list[Path]) -> None:
                 pass
 
 
-# -- the three paths (each runs in a child process) ----------------------------------------
+# -- the paths (each runs in a child process) ----------------------------------------
 
 
 def _fresh(path: Path) -> None:
@@ -405,13 +412,259 @@ def child_pandas(fmt: str, users: Path, orders: Path, work: Path) -> dict[str, A
     return {"stages": stages, "seconds": total.seconds}
 
 
-CHILDREN = {"segmint": child_segmint, "duckdb": child_duckdb, "pandas": child_pandas}
+# -- pandas-rowwise: read with pandas, validate record by record in plain Python ------------
+
+_EMAIL = re.compile(EMAIL_RE)
+_MIN_TS = datetime.fromisoformat(MIN_DATE).replace(tzinfo=UTC)
+
+
+def _isna(v: Any) -> bool:
+    """None, NaN and NaT (and pd.NA, whose comparisons cannot be made bool) are missing."""
+    try:
+        return v is None or bool(v != v)
+    except TypeError:
+        return True
+
+
+def _txt(v: Any) -> str | None:
+    """A value as trimmed text, empty as missing (what ``_text`` does to a whole column)."""
+    if _isna(v):
+        return None
+    return str(v).strip() or None
+
+
+def _ts(v: Any) -> tuple[datetime | None, bool]:
+    """(timestamp in UTC or None, whether a present value failed to parse)."""
+    if _isna(v):
+        return None, False
+    if isinstance(v, datetime):  # Parquet: pd.Timestamp already
+        ts = v
+    else:
+        try:
+            ts = datetime.fromisoformat(str(v))
+        except ValueError:
+            return None, True
+    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    return ts, False
+
+
+def _num(v: Any) -> tuple[float | None, bool]:
+    """(number or None, whether a present value failed to parse)."""
+    if _isna(v):
+        return None, False
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None, True
+    if x != x:  # "nan" as text: present but not a number
+        return None, True
+    return x, False
+
+
+def _check_user(rec: Any, max_ts: datetime) -> tuple[tuple[Any, ...] | None, str | None]:
+    """One user record: (accepted row, None) or (None, rule)."""
+    user_id = _txt(rec.customer_id)
+    if user_id is None:
+        return None, "missing_required"
+    created_at, bad = _ts(rec.signup_ts)
+    if bad:
+        return None, "unparseable_timestamp"
+    if created_at is not None and created_at > max_ts:
+        return None, "future_timestamp"
+    if created_at is not None and created_at < _MIN_TS:
+        return None, "implausible_timestamp"
+    email = _txt(rec.email)
+    if email is not None and not _EMAIL.fullmatch(email):
+        return None, "malformed_email"
+    return (user_id, created_at, email, _txt(rec.country)), None
+
+
+def _check_order(rec: Any, max_ts: datetime) -> tuple[tuple[Any, ...] | None, str | None]:
+    """One order record's row checks: (row, None) or (None, rule); keys are checked later."""
+    order_id = _txt(rec.order_no)
+    user_id = _txt(rec.customer_id)
+    ts, ts_bad = _ts(rec.order_ts)
+    amount, amount_bad = _num(rec.total)
+    if (
+        (order_id is None)
+        or (user_id is None)
+        or (ts is None and _txt(rec.order_ts) is None)
+        or (amount is None and _txt(rec.total) is None)
+    ):
+        return None, "missing_required"
+    if ts_bad or ts is None:
+        return None, "unparseable_timestamp"
+    if amount_bad or amount is None:
+        return None, "bad_type"
+    if ts > max_ts:
+        return None, "future_timestamp"
+    if ts < _MIN_TS:
+        return None, "implausible_timestamp"
+    if amount < 0:
+        return None, "negative_amount"
+    if amount > MAX_AMOUNT:
+        return None, "absurd_amount"
+    status = None
+    if not _isna(rec.state):
+        s = str(rec.state)
+        status = STATUS_MAP.get(s, s).lower().strip() or None
+    if status is not None and status not in ORDER_STATUSES:
+        return None, "unknown_value"
+    return (order_id, user_id, ts, amount, _txt(rec.currency), status), None
+
+
+def _rowwise_users(df: Any, now: datetime) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]]]:
+    max_ts = now + FUTURE_TOLERANCE
+    accepted: list[tuple[Any, ...]] = []
+    rejected: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for i, rec in enumerate(df.itertuples(index=False), start=1):
+        row, rule = _check_user(rec, max_ts)
+        if row is not None:
+            if row[0] in seen:
+                rule = "duplicate_key"
+            else:
+                seen.add(row[0])
+                accepted.append(row)
+                continue
+        rejected.append((i, str(rule)))
+    return accepted, rejected
+
+
+def _rowwise_orders(
+    df: Any, user_ids: set[str], now: datetime
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, str]]]:
+    max_ts = now + FUTURE_TOLERANCE
+    accepted: list[tuple[Any, ...]] = []
+    rejected: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for i, rec in enumerate(df.itertuples(index=False), start=1):
+        row, rule = _check_order(rec, max_ts)
+        if row is not None:
+            # the first row with a key wins, even if it then fails the reference check
+            if row[0] in seen:
+                rule = "duplicate_key"
+            else:
+                seen.add(row[0])
+                if row[1] in user_ids:
+                    accepted.append(row)
+                    continue
+                rule = "unknown_reference"
+        rejected.append((i, str(rule)))
+    return accepted, rejected
+
+
+_USER_COLS = ["user_id", "created_at", "email", "country"]
+_ORDER_COLS = ["order_id", "user_id", "ts", "amount", "currency", "status"]
+
+
+def child_pandas_rowwise(fmt: str, users: Path, orders: Path, work: Path) -> dict[str, Any]:
+    import duckdb
+    import pandas as pd
+
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "bench.duckdb"
+    _fresh(db)
+    now = datetime.now(UTC)
+    stages: dict[str, Any] = {}
+
+    def read(path: Path) -> Any:
+        return pd.read_parquet(path) if fmt == "parquet" else pd.read_csv(path)
+
+    with Timer() as total:
+        con = duckdb.connect(str(db))
+        con.execute("SET TimeZone='UTC'")
+        con.execute(
+            "CREATE TABLE users (user_id VARCHAR NOT NULL, created_at TIMESTAMPTZ, "
+            "email VARCHAR, country VARCHAR)"
+        )
+        con.execute(
+            "CREATE TABLE orders (order_id VARCHAR NOT NULL, user_id VARCHAR NOT NULL, "
+            "ts TIMESTAMPTZ NOT NULL, amount DOUBLE NOT NULL, currency VARCHAR, "
+            "channel VARCHAR, discount DOUBLE, status VARCHAR)"
+        )
+        con.execute('CREATE TABLE quarantine (source VARCHAR, "row" BIGINT, rule VARCHAR)')
+        user_ids: set[str] = set()
+        for name, path in (("users", users), ("orders", orders)):
+            timings: dict[str, float] = {}
+            with Timer() as t_all:
+                with Timer() as t:
+                    df = read(path)
+                timings["read"] = t.seconds
+                with Timer() as t:
+                    if name == "users":
+                        acc_rows, rej_rows = _rowwise_users(df, now)
+                        user_ids = {row[0] for row in acc_rows}
+                    else:
+                        acc_rows, rej_rows = _rowwise_orders(df, user_ids, now)
+                timings["validate"] = t.seconds
+                with Timer() as t:
+                    cols = _USER_COLS if name == "users" else _ORDER_COLS
+                    acc = pd.DataFrame(acc_rows, columns=cols)
+                    rej = pd.DataFrame(rej_rows, columns=["_row", "rule"])
+                    con.register("_acc", acc)
+                    con.register("_rej", rej)
+                    if name == "users":
+                        con.execute(
+                            "INSERT INTO users SELECT user_id, created_at, email, country FROM _acc"
+                        )
+                    else:
+                        con.execute(
+                            "INSERT INTO orders SELECT order_id, user_id, ts, amount, "
+                            "currency, 'online', 0, status FROM _acc"
+                        )
+                    con.execute(f"INSERT INTO quarantine SELECT '{name}', _row, rule FROM _rej")
+                    con.unregister("_acc")
+                    con.unregister("_rej")
+                timings["insert"] = t.seconds
+            stages[name] = {
+                "seconds": t_all.seconds,
+                "rows": len(df),
+                "accepted": len(acc),
+                "rejected": len(rej),
+                "by_rule": _count_rules(r for _, r in rej_rows),
+                "steps": timings,
+            }
+            del df, acc, rej, acc_rows, rej_rows
+        with Timer() as t:
+            con.close()
+        stages["close"] = {"seconds": t.seconds}
+    result: dict[str, Any] = {"stages": stages, "seconds": total.seconds}
+    result["peak_rss"] = peak_rss_bytes()  # before the untimed check below
+
+    # untimed: the vectorised rules on the same files, to show both give the same answer
+    u_acc, u_rej = _validate_users(read(users), now)
+    o_acc, o_rej = _validate_orders(read(orders), u_acc["user_id"], now)
+    result["vectorised"] = {
+        name: {
+            "accepted": len(acc),
+            "rejected": len(rej),
+            "by_rule": {str(k): int(v) for k, v in rej["rule"].value_counts().items()},
+        }
+        for name, acc, rej in (("users", u_acc, u_rej), ("orders", o_acc, o_rej))
+    }
+    return result
+
+
+def _count_rules(rules: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rules:
+        counts[r] = counts.get(r, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+CHILDREN = {
+    "segmint": child_segmint,
+    "duckdb": child_duckdb,
+    "pandas": child_pandas,
+    "pandas-rowwise": child_pandas_rowwise,
+}
 
 
 def run_as_child(args: argparse.Namespace) -> None:
     fn = CHILDREN[args.child]
     result = fn(args.format, Path(args.users_file), Path(args.orders_file), Path(args.work))
-    result["peak_rss"] = peak_rss_bytes()
+    result.setdefault("peak_rss", peak_rss_bytes())
     print(json.dumps(result, default=str))
 
 
@@ -430,6 +683,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="run the pandas path on the first N orders only and extrapolate its orders "
         "time linearly (default: all orders)",
+    )
+    p.add_argument(
+        "--rowwise-rows",
+        type=int,
+        default=1_000_000,
+        help="run the pandas-rowwise path on the first N orders only (and all users) and "
+        "extrapolate its orders time linearly (default: 1,000,000; 0 = all orders)",
     )
     p.add_argument("--out", default=str(HERE / "out"), help="data, stores and results (gitignored)")
     # internal: run one path in this process
@@ -456,6 +716,10 @@ def main(argv: list[str] | None = None) -> int:
     pandas_rows = args.pandas_rows
     if pandas_rows is not None and pandas_rows >= args.orders:
         pandas_rows = None
+    rowwise_rows: int | None = args.rowwise_rows or None
+    if rowwise_rows is not None and rowwise_rows >= args.orders:
+        rowwise_rows = None
+    subset = {"pandas": pandas_rows, "pandas-rowwise": rowwise_rows}
 
     started = datetime.now(UTC)
     facts = machine_facts()
@@ -470,8 +734,8 @@ def main(argv: list[str] | None = None) -> int:
         users_f, orders_f = files[fmt]["users"], files[fmt]["orders"]
         for path in paths:
             o_file = orders_f
-            if path == "pandas" and pandas_rows is not None:
-                o_file = head_file(orders_f, pandas_rows)
+            if subset.get(path) is not None:
+                o_file = head_file(orders_f, subset[path])
             warm([users_f, o_file])
             load_before = os.getloadavg()[0]
             print(f"[{fmt}] {path} ...", flush=True)
@@ -493,7 +757,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             # other work on the machine slows every path down: record the 1-min load average
             r["load_before"], r["load_after"] = load_before, os.getloadavg()[0]
-            if path == "pandas" and pandas_rows is not None:
+            if subset.get(path) is not None:
                 st = r["stages"]["orders"]
                 r["measured_orders_rows"] = st["rows"]
                 r["measured_orders_seconds"] = st["seconds"]
@@ -510,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             results[f"{fmt}/{path}"] = r
 
-    report = build_report(args, formats, paths, results, pandas_rows)
+    report = build_report(args, formats, paths, results, subset)
     print()
     print(report)
     stamp = started.strftime("%Y%m%dT%H%M%S")
@@ -537,27 +801,36 @@ def build_report(
     formats: list[str],
     paths: list[str],
     results: dict[str, dict[str, Any]],
-    pandas_rows: int | None,
+    subset: dict[str, int | None],
 ) -> str:
     lines: list[str] = []
     rows = []
+    baselines = (("pandas", "pandas"), ("pandas-rowwise", "pandas row-wise"))
     for fmt in formats:
         bare = results.get(f"{fmt}/duckdb")
-        pdr = results.get(f"{fmt}/pandas")
         for path in paths:
             r = results[f"{fmt}/{path}"]
             n = r["stages"]["users"]["rows"] + r["stages"]["orders"]["rows"]
-            label = path + (" (extrapolated)" if r.get("extrapolated") else "")
+            measured = (
+                f"extrapolated from {fmt_int(r['measured_orders_rows'])} orders"
+                if r.get("extrapolated")
+                else "all rows"
+            )
+            speedups = []
+            for base, _ in baselines:
+                b = results.get(f"{fmt}/{base}")
+                speedups.append(f"{b['seconds'] / r['seconds']:.1f}x" if b else "-")
             rows.append(
                 [
-                    label,
+                    path,
                     fmt,
                     fmt_int(n),
                     f"{r['seconds']:.1f}",
+                    measured,
                     fmt_int(n / r["seconds"]),
                     fmt_bytes(r["peak_rss"]),
                     f"{r['seconds'] / bare['seconds']:.2f}x" if bare else "-",
-                    f"{pdr['seconds'] / r['seconds']:.1f}x" if pdr else "-",
+                    *speedups,
                 ]
             )
     lines.append(
@@ -567,10 +840,11 @@ def build_report(
                 "format",
                 "rows",
                 "seconds",
+                "timed on",
                 "rows/s",
                 "peak RSS",
                 "time vs bare DuckDB",
-                "speed-up vs pandas",
+                *(f"speed-up vs {label}" for _, label in baselines),
             ],
             rows,
         )
@@ -583,7 +857,7 @@ def build_report(
             r = results[f"{fmt}/{path}"]
             st = r["stages"]
             extra = ""
-            if path == "pandas":
+            if path in ("pandas", "pandas-rowwise"):
                 steps = [st[n].get("steps", {}) for n in ("users", "orders")]
                 extra = "; ".join(
                     n + ": " + ", ".join(f"{k} {v:.1f}" for k, v in s.items())
@@ -594,6 +868,10 @@ def build_report(
                         f" (orders measured on {fmt_int(r['measured_orders_rows'])} rows in "
                         f"{r['measured_orders_seconds']:.1f} s)"
                     )
+            o_acc, o_rej = st["orders"].get("accepted", "-"), st["orders"].get("rejected", "-")
+            if r.get("extrapolated"):
+                of = f" of {fmt_int(r['measured_orders_rows'])}"
+                o_acc, o_rej = f"{o_acc}{of}", f"{o_rej}{of}"
             detail.append(
                 [
                     path,
@@ -601,8 +879,8 @@ def build_report(
                     f"{st['users']['seconds']:.1f}",
                     f"{st['orders']['seconds']:.1f}",
                     str(st["users"].get("accepted", "-")),
-                    str(st["orders"].get("accepted", "-")),
-                    str(st["orders"].get("rejected", "-")),
+                    str(o_acc),
+                    str(o_rej),
                     f"{r['load_before']:.1f} / {r['load_after']:.1f}",
                     extra,
                 ]
@@ -625,12 +903,14 @@ def build_report(
     )
 
     lines.append("")
-    if pandas_rows is not None:
-        lines.append(
-            f"NOTE: the pandas path read only the first {fmt_int(pandas_rows)} orders; its "
-            f"orders time is extrapolated linearly to {fmt_int(args.orders)} rows (its peak "
-            "RSS is as measured on the subset, i.e. an underestimate)."
-        )
+    for path, label in baselines:
+        n_sub = subset.get(path)
+        if n_sub is not None and path in paths:
+            lines.append(
+                f"NOTE: the {label} path read only the first {fmt_int(n_sub)} orders (and all "
+                f"users); its orders time is extrapolated linearly to {fmt_int(args.orders)} "
+                "rows (its peak RSS is as measured on the subset, i.e. an underestimate)."
+            )
     lines.append(
         f"Machine load (1-min average) is recorded per path; on a {os.cpu_count()}-core "
         "machine a load well above that means other work shared the CPUs during the run."
@@ -642,13 +922,17 @@ def build_report(
             continue
         checks = []
         bare = results.get(f"{fmt}/duckdb")
-        pdr = results.get(f"{fmt}/pandas")
         if bare:
             ratio = s["seconds"] / bare["seconds"]
             checks.append((f"within 2x of bare DuckDB ({ratio:.2f}x)", ratio <= 2.0))
-        if pdr:
-            speed = pdr["seconds"] / s["seconds"]
-            checks.append((f">= 10x faster than pandas ({speed:.1f}x)", speed >= 10.0))
+        for base, label in baselines:
+            b = results.get(f"{fmt}/{base}")
+            if b:
+                speed = b["seconds"] / s["seconds"]
+                note = " extrapolated" if b.get("extrapolated") else ""
+                checks.append(
+                    (f"at least 10x faster than {label} ({speed:.1f}x{note})", speed >= 10.0)
+                )
         checks.append((f"peak RSS < 4 GiB ({fmt_bytes(s['peak_rss'])})", s["peak_rss"] < 4 * GIB))
         for text, ok in checks:
             lines.append(f"  [{fmt}] {'MET    ' if ok else 'NOT MET'} {text}")
@@ -657,7 +941,6 @@ def build_report(
     n_expected = {"users": args.users, "orders": args.orders}
     for fmt in formats:
         s = results.get(f"{fmt}/segmint")
-        pdr = results.get(f"{fmt}/pandas")
         bare = results.get(f"{fmt}/duckdb")
         for name in ("users", "orders"):
             msgs = []
@@ -673,21 +956,56 @@ def build_report(
             if bare:
                 n = bare["stages"][name]["rows"]
                 msgs.append((f"bare DuckDB loaded {fmt_int(n)}", n == n_expected[name]))
-            if s and pdr:
-                if pdr.get("extrapolated") and name == "orders":
-                    msgs.append(("pandas accepted count not comparable (subset)", True))
+            for base, label in baselines:
+                b = results.get(f"{fmt}/{base}")
+                if not (s and b):
+                    continue
+                if b.get("extrapolated") and name == "orders":
+                    msgs.append(
+                        (f"{label} accepted count vs segmint not comparable (subset)", True)
+                    )
                 else:
-                    a, b = s["stages"][name]["accepted"], pdr["stages"][name]["accepted"]
-                    msgs.append((f"accepted: segmint {fmt_int(a)}, pandas {fmt_int(b)}", a == b))
+                    x, y = s["stages"][name]["accepted"], b["stages"][name]["accepted"]
+                    msgs.append((f"accepted: segmint {fmt_int(x)}, {label} {fmt_int(y)}", x == y))
+            rw = results.get(f"{fmt}/pandas-rowwise")
+            if rw:
+                st, vec = rw["stages"][name], rw["vectorised"][name]
+                on = (
+                    f"first {fmt_int(rw['measured_orders_rows'])} orders"
+                    if rw.get("extrapolated") and name == "orders"
+                    else f"{fmt_int(st['rows'])} {name}"
+                )
+                msgs.append(
+                    (
+                        f"same {on}: pandas row-wise accepted {fmt_int(st['accepted'])}, "
+                        f"vectorised pandas {fmt_int(vec['accepted'])}",
+                        st["accepted"] == vec["accepted"],
+                    )
+                )
+                msgs.append(
+                    (
+                        f"same {on}: rejects by rule identical, row-wise vs vectorised",
+                        st["by_rule"] == vec["by_rule"],
+                    )
+                )
             for text, ok in msgs:
                 lines.append(f"  [{fmt}/{name}] {'OK  ' if ok else 'FAIL'} {text}")
         if s:
             lines.append(
                 f"  [{fmt}] segmint orders rejected by rule: {s['stages']['orders']['by_rule']}"
             )
-        if pdr and not pdr.get("extrapolated"):
+        for base in ("pandas", "pandas-rowwise"):
+            b = results.get(f"{fmt}/{base}")
+            if b and not b.get("extrapolated"):
+                lines.append(
+                    f"  [{fmt}] {base} orders rejected by rule: {b['stages']['orders']['by_rule']}"
+                )
+        rw = results.get(f"{fmt}/pandas-rowwise")
+        if rw and rw.get("extrapolated"):
             lines.append(
-                f"  [{fmt}] pandas  orders rejected by rule: {pdr['stages']['orders']['by_rule']}"
+                f"  [{fmt}] pandas-rowwise orders rejected by rule (subset): "
+                f"{rw['stages']['orders']['by_rule']}; vectorised on the same subset: "
+                f"{rw['vectorised']['orders']['by_rule']}"
             )
     return "\n".join(lines)
 
