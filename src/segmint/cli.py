@@ -221,6 +221,10 @@ segments_app = typer.Typer(
     help="Inspect and compare stored segmentation runs.", no_args_is_help=True
 )
 app.add_typer(segments_app, name="segments")
+export_app = typer.Typer(
+    help="Export profiles and personas as CSV, Parquet or Excel.", no_args_is_help=True
+)
+app.add_typer(export_app, name="export")
 
 
 def _print_segment_result(r: Any) -> None:
@@ -382,6 +386,224 @@ def segments_diff(
     console.print(t)
     moved = int(m.values.sum() - sum(m.at[s, s] for s in m.index if s in m.columns))
     console.print(f"  {moved:,} of {int(m.values.sum()):,} users changed segment")
+
+
+def _pct(v: Any) -> str:
+    return "" if v is None or v != v else f"{float(v):.0%}"
+
+
+def _num(v: Any) -> str:
+    if v is None or v != v:
+        return "-"
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:,.2f}"
+    return f"{int(v):,}" if isinstance(v, int | float) else str(v)
+
+
+@app.command()
+def profile(
+    user_id: Annotated[str, typer.Argument(help="The user's id, as stored.")],
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """One user's profile: attributes, features, categories, channels, segments, consent."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.profile(user_id)
+
+    pr = _run(go)
+    if as_json:
+        print(json.dumps(pr.to_dict(), indent=2, default=str))
+        return
+    a = pr.attributes
+    console.print(
+        f"[bold]{escape(pr.user_id)}[/]  "
+        + "  ".join(
+            f"{k}: {escape(str(a[k]))}"
+            for k in ("gender", "age", "country", "city", "acquisition_channel", "email")
+            if a.get(k) is not None
+        )
+    )
+    console.print(
+        f"  signed up {a.get('created_at')}; features as of {pr.as_of} ({pr.feature_run_id})"
+    )
+    f = pr.features
+    t = Table(title="behaviour and transactions", show_header=False)
+    t.add_column("feature")
+    t.add_column("value", justify="right")
+    for k in (
+        "recency_days",
+        "frequency",
+        "monetary",
+        "avg_order_value",
+        "tenure_days",
+        "orders_90d",
+        "spend_365d",
+        "refund_rate",
+        "discount_share",
+        "last_active_days",
+        "events_30d",
+        "sessions_30d",
+        "offline_share",
+        "app_share",
+    ):
+        if k in f:
+            t.add_row(k, _num(f[k]))
+    console.print(t)
+    if not pr.favourite_categories.empty:
+        console.print(
+            "  favourite categories: "
+            + ", ".join(f"{r.category} {r.share:.0%}" for r in pr.favourite_categories.itertuples())
+        )
+    for kind, mix in pr.channel_mix.items():
+        if mix:
+            console.print(
+                f"  {kind} by channel: "
+                + ", ".join(f"{c} {v['count']:,} ({v['share']:.0%})" for c, v in mix.items())
+            )
+    s = Table(title="segments")
+    for c in ("segmentation", "segment", "detail", "run"):
+        s.add_column(c)
+    for r in pr.segments.itertuples():
+        s.add_row(
+            r.segmentation,
+            r.segment,
+            "" if r.detail is None or r.detail != r.detail else str(r.detail),
+            r.run_id,
+        )
+    console.print(s)
+    if pr.consents.empty:
+        console.print("  consent: none recorded (nothing may be sent)")
+    else:
+        console.print(
+            "  consent: "
+            + ", ".join(
+                f"{r.channel}/{r.purpose} {'granted' if r.granted else 'denied'}"
+                for r in pr.consents.itertuples()
+            )
+        )
+
+
+def _print_persona(p: Any) -> None:
+    console.print(
+        f"\n[bold]{escape(p.segment)}[/] — {p.n_users:,} users ({p.user_share:.1%}), "
+        f"{p.revenue_share:.1%} of revenue  [dim]{p.segmentation} run {p.run_id}[/]"
+    )
+    console.print(f"  {escape(p.summary)}")
+    t = Table(title="most distinguishing features (standardized difference)")
+    for c in (
+        "feature",
+        "median",
+        "population median",
+        "mean",
+        "population mean",
+        "ratio",
+        "std diff",
+    ):
+        t.add_column(c, justify="left" if c == "feature" else "right")
+    for name, r in p.distinguishing.iterrows():
+        t.add_row(
+            str(name),
+            _num(r["median"]),
+            _num(r["population_median"]),
+            _num(r["mean"]),
+            _num(r["population_mean"]),
+            _num(r["ratio"]),
+            f"{r['std_diff']:+.2f}",
+        )
+    console.print(t)
+    if not p.top_categories.empty:
+        console.print(
+            "  top categories: "
+            + ", ".join(
+                f"{r.category} {r.share:.0%} (x{r.index:.1f})"
+                for r in p.top_categories.itertuples()
+            )
+        )
+    if not p.top_items.empty:
+        console.print(
+            "  top items: "
+            + ", ".join(
+                f"{r.title or r.item_id} ({r.buyers:,} buyers)" for r in p.top_items.itertuples()
+            )
+        )
+    for dim, frame in p.demographics.items():
+        console.print(
+            f"  {dim}: "
+            + ", ".join(
+                f"{r.value} {r.share:.0%} (all {r.population_share:.0%})"
+                for r in frame.head(4).itertuples()
+            )
+        )
+    if not p.lifecycle.empty:
+        console.print(
+            "  lifecycle: "
+            + ", ".join(f"{r.value} {r.share:.0%}" for r in p.lifecycle.itertuples())
+        )
+
+
+@app.command()
+def persona(
+    segmentation: Annotated[str, typer.Argument(help="Segmentation name (latest run) or run id.")],
+    segment: Annotated[str | None, typer.Argument(help="One segment (default: all).")] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Who the people in a segment are, against the whole population."""
+    from segmint import open_project
+
+    def go() -> list[Any]:
+        with open_project(project) as p:
+            return [p.persona(segmentation, segment)] if segment else p.personas(segmentation)
+
+    found = _run(go)
+    if as_json:
+        print(json.dumps([x.to_dict() for x in found], indent=2, default=str))
+        return
+    for x in found:
+        _print_persona(x)
+
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="csv, parquet or xlsx.")]
+
+
+@export_app.command("profiles")
+def export_profiles(
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    fmt: FormatOpt = "csv",
+    project: ProjectOpt = Path("."),
+) -> None:
+    """One row per user: attributes (contacts masked), features, latest segments."""
+    from segmint import open_project
+
+    def go() -> list[Path]:
+        with open_project(project) as p:
+            return p.export_profiles(out, fmt)
+
+    for path in _run(go):
+        console.print(f"wrote {path}")
+
+
+@export_app.command("personas")
+def export_personas(
+    segmentation: Annotated[str, typer.Argument(help="Segmentation name (latest run) or run id.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="xlsx file, or a folder for csv/parquet.")
+    ],
+    fmt: FormatOpt = "xlsx",
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Personas of a run: overview, features, categories, items, demographics, lifecycle."""
+    from segmint import open_project
+
+    def go() -> list[Path]:
+        with open_project(project) as p:
+            return p.export_personas(segmentation, out, fmt)
+
+    for path in _run(go):
+        console.print(f"wrote {path}")
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
+from difflib import get_close_matches
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from segmint.store._schema import LOAD_ORDER
 
 if TYPE_CHECKING:
     from segmint.features import FeatureRun
+    from segmint.profiles import Persona, UserProfile
     from segmint.segments import SegmentResult
 
 
@@ -170,6 +172,53 @@ class Project:
         from segmint.segments._runs import diff_runs
 
         return diff_runs(self.store, run_a, run_b)
+
+    # -- profiles and personas -----------------------------------------------------------
+    def profile(self, user_id: str, *, feature_run_id: str | None = None) -> UserProfile:
+        """One user's profile (see :class:`segmint.profiles.UserProfile`).
+
+        Raises :class:`~segmint.errors.NotFoundError` for an unknown user.
+        """
+        from segmint.profiles import user_profile
+
+        return user_profile(self.store, user_id, feature_run_id=feature_run_id)
+
+    def personas(self, ref: str) -> list[Persona]:
+        """Personas of every segment of a run (a run id, or a segmentation's latest run)."""
+        from segmint.profiles import personas
+
+        return personas(self.store, self.segment_run(ref))
+
+    def persona(self, ref: str, segment: str) -> Persona:
+        """The persona of one segment of a run; the error lists the run's segments."""
+        found = self.personas(ref)
+        for p in found:
+            if p.segment == segment:
+                return p
+        names = [p.segment for p in found]
+        close = get_close_matches(segment, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise NotFoundError(
+            f"no segment {segment!r} in run {found[0].run_id if found else ref}{hint} "
+            f"(segments: {', '.join(names)})"
+        )
+
+    def export_profiles(
+        self, out: str | Path, fmt: str = "csv", *, feature_run_id: str | None = None
+    ) -> list[Path]:
+        """Write one row per user (attributes with masked contacts, features, the latest
+        segment of every segmentation) as csv, parquet or xlsx."""
+        from segmint.profiles._export import profiles_table, write_tables
+
+        table = profiles_table(self.store, feature_run_id=feature_run_id)
+        return write_tables({"profiles": table}, out, fmt)
+
+    def export_personas(self, ref: str, out: str | Path, fmt: str = "xlsx") -> list[Path]:
+        """Write the personas of a run: one workbook with a sheet per table (xlsx), or a
+        folder with one file per table (csv, parquet)."""
+        from segmint.profiles._export import persona_tables, write_tables
+
+        return write_tables(persona_tables(self.personas(ref)), out, fmt)
 
     def status(self) -> dict[str, Any]:
         """The data-quality report of the store (see :func:`segmint.clean.quality_report`)."""

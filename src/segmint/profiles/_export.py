@@ -1,0 +1,152 @@
+"""Exports a marketer can open: profiles and personas as CSV, Parquet or Excel."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from segmint.errors import ConfigError, NotFoundError
+from segmint.profiles._persona import Persona
+from segmint.store._base import Store
+
+Format = Literal["csv", "parquet", "xlsx"]
+FORMATS: tuple[str, ...] = ("csv", "parquet", "xlsx")
+EXCEL_MAX_ROWS = 1_048_575  # one row of the sheet's 1,048,576 is the header
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+
+
+def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.DataFrame:
+    """One row per user: attributes (contacts masked), features and the latest segment of
+    every segmentation, computed in the store with one query."""
+    run = store.query(
+        "SELECT run_id, features FROM feature_runs "
+        + ("WHERE run_id = ? " if feature_run_id else "")
+        + "ORDER BY created_at DESC, run_id DESC LIMIT 1",
+        [feature_run_id] if feature_run_id else None,
+    )
+    if run.empty:
+        raise NotFoundError("no feature run in the store; run `segmint segment` first")
+    fr = str(run.iat[0, 0])
+    names = [n for n in json.loads(str(run.iat[0, 1])) if n not in {"user_id", "run_id"}]
+    feature_cols = "".join(f', f."{n}"' for n in names)
+    runs = store.query(
+        """SELECT segmentation, run_id FROM segment_runs
+           QUALIFY row_number() OVER (PARTITION BY segmentation
+                                      ORDER BY created_at DESC, run_id DESC) = 1
+           ORDER BY segmentation"""
+    )
+    seg_names = [f"segment_{r.segmentation}" for r in runs.itertuples()]
+    seg_cols = "".join(
+        f", max(CASE WHEN a.run_id = '{r.run_id}' THEN a.segment END) AS \"{n}\""
+        for r, n in zip(runs.itertuples(), seg_names, strict=True)
+    )
+    seg_select = "".join(f', seg."{n}"' for n in seg_names)
+    run_list = ", ".join(f"'{r}'" for r in runs["run_id"]) or "NULL"
+    frame = store.query(
+        f"""
+        WITH seg AS (
+            SELECT a.user_id{seg_cols}
+            FROM segment_assignments AS a WHERE a.run_id IN ({run_list})
+            GROUP BY a.user_id
+        )
+        SELECT u.user_id, u.created_at AS signed_up_at, u.acquisition_channel,
+               CASE WHEN strpos(u.email, '@') > 0
+                    THEN substr(u.email, 1, 1) || '***@' || split_part(u.email, '@', 2) END
+                    AS email_masked,
+               coalesce(strpos(u.email, '@') > 0, FALSE) AS has_email{feature_cols}{seg_select}
+        FROM features AS f
+        JOIN users AS u ON u.user_id = f.user_id
+        LEFT JOIN seg ON seg.user_id = f.user_id
+        WHERE f.run_id = '{fr}'
+        ORDER BY u.user_id"""
+    )
+    for c in frame.columns:  # Excel cannot hold time zones; exports are in UTC
+        if isinstance(frame[c].dtype, pd.DatetimeTZDtype):
+            frame[c] = frame[c].dt.tz_convert("UTC").dt.tz_localize(None)
+    return frame
+
+
+def persona_tables(items: Sequence[Persona]) -> dict[str, pd.DataFrame]:
+    """Personas as tidy tables: overview, features, categories, items, demographics,
+    lifecycle (each with ``segmentation``, ``run_id`` and ``segment`` columns)."""
+
+    def tag(p: Persona, frame: pd.DataFrame) -> pd.DataFrame:
+        out = frame.copy()
+        out.insert(0, "segment", p.segment)
+        out.insert(0, "run_id", p.run_id)
+        out.insert(0, "segmentation", p.segmentation)
+        return out
+
+    overview = pd.DataFrame(
+        [
+            {
+                "segmentation": p.segmentation,
+                "run_id": p.run_id,
+                "segment": p.segment,
+                "n_users": p.n_users,
+                "user_share": p.user_share,
+                "revenue_share": p.revenue_share,
+                "top_traits": "; ".join(p.distinguishing["label"].head(3)),
+                "summary": p.summary,
+            }
+            for p in items
+        ]
+    )
+    demo = [
+        tag(p, frame.assign(dimension=dim)[["dimension", "value", "share", "population_share"]])
+        for p in items
+        for dim, frame in p.demographics.items()
+    ]
+
+    def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        frames = [f for f in frames if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    return {
+        "overview": overview,
+        "features": concat([tag(p, p.features.reset_index()) for p in items]),
+        "categories": concat([tag(p, p.top_categories) for p in items]),
+        "items": concat([tag(p, p.top_items) for p in items]),
+        "demographics": concat(demo),
+        "lifecycle": concat([tag(p, p.lifecycle) for p in items]),
+    }
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str) -> list[Path]:
+    """Write named tables: one workbook with a sheet each (xlsx), or one file each in the
+    folder ``out`` (csv, parquet). A single table is written to ``out`` itself."""
+    _check_format(fmt)
+    out = Path(out)
+    if fmt == "xlsx":
+        for name, frame in tables.items():
+            if len(frame) > EXCEL_MAX_ROWS:
+                raise ConfigError(
+                    f"{name}: {len(frame):,} rows do not fit in an Excel sheet "
+                    f"({EXCEL_MAX_ROWS:,} at most); export as csv or parquet instead"
+                )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with pd.ExcelWriter(out, engine="openpyxl") as writer:
+            for name, frame in tables.items():
+                frame.to_excel(writer, sheet_name=name[:31], index=False)
+        return [out]
+    if len(tables) == 1:
+        targets = {name: out for name in tables}
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        targets = {name: out / f"{name}.{fmt}" for name in tables}
+    for name, frame in tables.items():
+        path = targets[name]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+    return list(targets.values())
