@@ -16,7 +16,18 @@ GIB = 1024**3
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB)."""
+    """Peak resident set size of this process so far.
+
+    On Linux this is ``VmHWM`` from /proc/self/status: the high-water mark of this
+    process's own memory map. ``ru_maxrss`` is not used there because Linux carries it
+    across ``fork`` + ``exec``: a child started by a parent holding 3 GiB reports at
+    least 3 GiB whatever it does itself.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(kib) * (1 if sys.platform == "darwin" else 1024)
 

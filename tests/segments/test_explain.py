@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -213,3 +214,29 @@ def test_depth_grows_to_four_for_many_clusters() -> None:
     assert tree.fidelity_ > shallow.fidelity_
     assert tree.rules_[2] == ["4 < a <= 6"]
     assert tree.rules_[5] == []  # greedy splits ran out of depth: reported, not hidden
+
+
+def test_sampled_fit_keeps_labels_and_measures_fidelity_on_every_row() -> None:
+    rng = np.random.default_rng(3)
+    n = 20_000
+    X = pd.DataFrame({"x": rng.uniform(0, 10, n), "y": rng.uniform(0, 10, n)})
+    names = np.where(X["x"] > 5, "High x", np.where(X["y"] > 5, "High y", "Low"))
+    noisy = names.copy()
+    flip = rng.random(n) < 0.05
+    noisy[flip] = "Low"
+    full = SurrogateTree(max_depth=3, max_fit_rows=None).fit(X, noisy)
+    sampled = SurrogateTree(max_depth=3, max_fit_rows=2_000).fit(X, noisy)
+    # the noise and the sample move the cut points a little, not the rules' shape
+    for tree in (full, sampled):
+        shape = {k: [re.sub(r"[\d.]+", "#", r) for r in v] for k, v in tree.rules_.items()}
+        assert shape == {
+            "High x": ["x > #"],
+            "High y": ["x <= # and y > #"],
+            "Low": ["x <= # and y <= #"],
+        }
+        cuts = [float(c) for v in tree.rules_.values() for r in v for c in re.findall(r"[\d.]+", r)]
+        assert cuts == pytest.approx([5.0] * len(cuts), abs=0.1)
+    expected = 100.0 * np.mean(sampled.predict(X) == noisy)  # every row, not the sample
+    assert sampled.fidelity_ == pytest.approx(expected)
+    assert int(sampled.rule_table_["n_users"].sum()) == n
+    assert set(sampled.predict(X)) == {"High x", "High y", "Low"}
