@@ -36,6 +36,7 @@ test: $(STAMP) chromium lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/segment.py
 
 clean:
 	rm -rf segmint-demo .pytest_cache .ruff_cache .mypy_cache bench/out
