@@ -232,7 +232,7 @@ def _print_segment_result(r: Any) -> None:
     t = Table(title=f"{r.segmentation} ({r.method}) — run {r.run_id}")
     t.add_column("segment")
     if names:
-        t.add_column("name")
+        t.add_column("cluster")
     t.add_column("users", justify="right")
     t.add_column("share", justify="right")
     t.add_column("revenue share", justify="right")
