@@ -1,0 +1,11 @@
+"""The self-contained HTML report: one file with interactive charts that opens offline.
+
+``build_report(project)`` writes overview KPIs, data quality, segment sizes and revenue
+shares, a feature heatmap and persona cards per segmentation, the RFM grid, a PCA
+projection, k-selection curves and surrogate-tree rules of each clustering, and a
+migration Sankey between runs. plotly.js is embedded once from the installed package.
+"""
+
+from segmint.report._build import ReportResult, build_report
+
+__all__ = ["ReportResult", "build_report"]

@@ -1,0 +1,39 @@
+"""A small demo project with two runs of rfm, lifecycle and clusters, and its report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import segmint
+from segmint.demo import generate_demo
+from segmint.report import ReportResult, build_report
+
+#: Segmentations run (twice) on the demo; every one of them gets a migration Sankey.
+SEGMENTATIONS = ["rfm", "lifecycle", "clusters"]
+
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[segmint.Project]:
+    out = tmp_path_factory.mktemp("report-demo")
+    generate_demo(out, n_users=2_000, seed=5)
+    p = segmint.open_project(out)
+    p.ingest()
+    p.segment(SEGMENTATIONS)
+    p.segment(SEGMENTATIONS)
+    yield p
+    p.close()
+
+
+@pytest.fixture(scope="session")
+def demo_report(
+    demo_project: segmint.Project, tmp_path_factory: pytest.TempPathFactory
+) -> ReportResult:
+    return build_report(demo_project, tmp_path_factory.mktemp("report") / "report.html")
+
+
+@pytest.fixture(scope="session")
+def demo_html(demo_report: ReportResult) -> str:
+    return Path(demo_report.path).read_text(encoding="utf-8")
