@@ -384,8 +384,16 @@ def segments_diff(
     for idx, row in m.iterrows():
         t.add_row(str(idx), *[f"{v:,}" for v in row])
     console.print(t)
-    moved = int(m.values.sum() - sum(m.at[s, s] for s in m.index if s in m.columns))
-    console.print(f"  {moved:,} of {int(m.values.sum()):,} users changed segment")
+    moved, total = _moved(m)
+    console.print(f"  {moved:,} of {total:,} users changed segment")
+
+
+def _moved(matrix: Any) -> tuple[int, int]:
+    """(users who changed segment, all users) of a migration matrix."""
+    total = int(matrix.to_numpy().sum())
+    same = matrix.stack()
+    stayed = int(same[same.index.get_level_values(0) == same.index.get_level_values(1)].sum())
+    return total - stayed, total
 
 
 def _pct(v: Any) -> str:
@@ -607,6 +615,73 @@ def export_personas(
 
 
 @app.command()
+def report(
+    project: ProjectOpt = Path("."),
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file (default: report.html).")
+    ] = None,
+    runs: Annotated[
+        list[str] | None,
+        typer.Option("--run", help="Segmentation name or run id to show (repeatable)."),
+    ] = None,
+    sample: Annotated[int, typer.Option(help="Users drawn in each projection scatter.")] = 5000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the self-contained HTML report (opens offline; no CDN, no network)."""
+    from segmint import open_project
+
+    def go() -> Any:
+        return _write_report(open_project(project), out, runs, sample, quiet=as_json)
+
+    res = _run(go)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "path": str(res.path),
+                    "size_bytes": res.size_bytes,
+                    "seconds": round(res.seconds, 3),
+                    "run_ids": res.run_ids,
+                    "as_of": str(res.as_of),
+                    "sections": res.sections,
+                },
+                indent=2,
+            )
+        )
+        return
+    console.print(
+        f"report: [bold]{res.path}[/] ({res.size_bytes / 2**20:.1f} MiB, {res.seconds:.1f} s; "
+        f"runs {', '.join(res.run_ids)})"
+    )
+
+
+def _write_report(
+    p: Any, out: Path | None, runs: list[str] | None, sample: int, quiet: bool = False
+) -> Any:
+    from segmint.report import build_report
+
+    with (
+        p,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=quiet,
+        ) as progress,
+    ):
+        task = progress.add_task("report", total=None)
+        return build_report(
+            p,
+            out,
+            runs=runs or None,
+            sample=sample,
+            callback=lambda stage: progress.update(task, description=f"report: {stage}"),
+        )
+
+
+@app.command()
 def demo(
     dir: Annotated[Path, typer.Option("--dir", help="Where to write the demo project.")] = Path(
         "segmint-demo"
@@ -644,6 +719,9 @@ def demo(
                 transient=True,
             ) as progress:
                 task = progress.add_task("computing features", total=None)
+                # RFM a month earlier too, so the report can show who moved since then
+                month_ago = p.compute_features(as_of=_month_before(p))
+                rfm_before = p.segment("rfm", feature_run=month_ago)
                 run = p.compute_features()
                 segs = p.segment(
                     ["rfm", "lifecycle", "clusters"],
@@ -655,9 +733,31 @@ def demo(
             )
             for r in segs if isinstance(segs, list) else [segs]:
                 _print_segment_result(r)
+            m = p.segments_diff(rfm_before.run_id, "rfm")  # type: ignore[union-attr]
+            moved, total = _moved(m)
+            console.print(
+                f"rfm since {month_ago.as_of:%Y-%m-%d}: {moved:,} of {total:,} "
+                "users changed segment (segmint segments diff shows the matrix)"
+            )
+            personas = p.personas("clusters")
+            for x in personas[:2]:
+                console.print(f"persona: {escape(x.summary)}")
+        res = _write_report(open_project(dir), None, None, 5000)
         console.print(f"store: [bold]{store_file}[/]  (try: segmint status -p {dir})")
+        console.print(
+            f"report: [bold]{res.path.resolve()}[/] ({res.size_bytes / 2**20:.1f} MiB; "
+            "open it in a browser, it works offline)"
+        )
 
     _run(go)
+
+
+def _month_before(p: Any) -> Any:
+    from datetime import timedelta
+
+    from segmint.features import default_as_of
+
+    return default_as_of(p.store) - timedelta(days=30)
 
 
 def main() -> None:

@@ -169,6 +169,16 @@ def test_cli_profile_and_persona(demo: segmint.Project) -> None:
     assert len(json.loads(res.output)) == demo.segment_run("clusters").metrics["n_segments"]
 
 
+def test_cli_report_writes_the_html_file(demo: segmint.Project, tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "r.html"
+    res = CliRunner().invoke(app, ["report", "-p", str(demo.root), "-o", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert Path(info["path"]) == out and out.stat().st_size == info["size_bytes"]
+    assert demo.segment_run("rfm").run_id in info["run_ids"]
+    assert demo.segment_run("rfm").run_id in out.read_text()
+
+
 # -- exports ------------------------------------------------------------------------------
 def test_export_profiles_every_format(demo: segmint.Project, tmp_path: Path) -> None:
     n = len(demo.features())
