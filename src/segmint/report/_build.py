@@ -304,16 +304,16 @@ def _overview(
     kpis: list[dict[str, Any]] = []
     freq, money = _num(features, "frequency"), _num(features, "monetary")
     if features is not None:
-        kpis.append({"label": "users", "value": _fmt_int(len(features))})
+        kpis.append({"label": "users", "value": _compact(len(features))})
     else:
         kpis.append({"label": "users", "value": _fmt_int(tables.get("users", {}).get("rows"))})
     if freq is not None:
         n_buyers = int((freq > 0).sum())
         n_orders = float(freq.sum())
         share = n_buyers / len(freq) if len(freq) else 0.0
-        kpis.append({"label": "buyers", "value": _fmt_int(n_buyers), "sub": f"{share:.0%}"})
+        kpis.append({"label": "buyers", "value": _compact(n_buyers), "sub": f"{share:.0%}"})
         kpis.append(
-            {"label": "completed orders", "value": _fmt_int(n_orders), "sub": "before as-of"}
+            {"label": "completed orders", "value": _compact(n_orders), "sub": "before as-of"}
         )
         if money is not None:
             revenue = float(money.sum())
@@ -327,8 +327,9 @@ def _overview(
     lo, hi = orders_range.get("min"), orders_range.get("max")
     kpis.append(
         {
-            "label": "orders from - to",
-            "value": f"{_day(lo)} – {_day(hi)}" if lo and hi else "no orders",
+            "label": "orders between",
+            "value": _day(lo) if lo else "no orders",
+            "sub": f"and {_day(hi)}" if hi else "",
             "small": True,
         }
     )
@@ -912,9 +913,18 @@ def _fmt_int(value: Any) -> str:
 def _fmt_money(value: float, digits: int = 0) -> str:
     if not np.isfinite(value):
         return "–"
-    if digits == 0 and abs(value) >= 1e6:
-        return f"{value / 1e6:,.2f} M"
+    if digits == 0:
+        return _compact(value)
     return f"{value:,.{digits}f}"
+
+
+def _compact(value: float) -> str:
+    """Full digits below ten million, else 18.6 M / 1.81 B (fits a KPI tile)."""
+    if abs(value) >= 1e9:
+        return f"{value / 1e9:,.2f} B"
+    if abs(value) >= 1e7:
+        return f"{value / 1e6:,.1f} M"
+    return f"{value:,.0f}"
 
 
 def _day(value: Any) -> str:

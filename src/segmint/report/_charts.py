@@ -248,6 +248,7 @@ def projection_figure(
             y=(ye[:-1] + ye[1:]) / 2,
             colorscale=[[0, "#f3f4f6"], [1, "#9aa5b1"]],
             showscale=False,
+            zsmooth="best",
             hoverinfo="skip",
             name="all users",
         )
