@@ -817,6 +817,7 @@ def _migration_section(
             single.append(r.segmentation)
             continue
         prev = str(earlier["run_id"].iloc[0])
+        prev_as_of = _day(earlier["as_of"].iloc[0])
         matrix = project.segments_diff(prev, r.run_id)
         rank = {s: i for i, s in enumerate(colors.get(r.run_id, {}))}
 
@@ -835,6 +836,8 @@ def _migration_section(
                 "title": _run_label(r),
                 "from_run": prev,
                 "to_run": r.run_id,
+                "from_as_of": prev_as_of,
+                "to_as_of": _day(r.as_of),
                 "figure": figs.html(
                     charts.sankey_figure(
                         matrix, colors=cols, from_label=f"run {prev}", to_label=f"run {r.run_id}"
