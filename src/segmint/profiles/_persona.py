@@ -30,6 +30,8 @@ AGE_BANDS: tuple[tuple[int, int, str], ...] = (
 )
 UNKNOWN = "unknown"
 TOP_N = 5
+FAVOUR_INDEX = 1.2  # a category is "favoured" at 1.2x the population's share or more ...
+FAVOUR_SHARE = 0.05  # ... and at least 5% of the segment's item spend
 
 # Plain words for the features a marketer reads first: (when higher, when lower).
 _WORDS: dict[str, tuple[str, str]] = {
@@ -202,7 +204,11 @@ def _distinguishing(stats: pd.DataFrame) -> pd.DataFrame:
     labels = []
     for name, row in top.iterrows():
         ratio = row["ratio"]
-        times = f", {ratio:.1f}x the average" if np.isfinite(ratio) and ratio > 0 else ""
+        times = ""
+        if np.isfinite(ratio) and ratio >= 0.1:
+            times = f", {ratio:.1f}x the average"
+        elif np.isfinite(ratio) and ratio >= 0:
+            times = ", far below the average"
         labels.append(
             f"{_phrase(str(name), row['std_diff'])}: median {_fmt(row['median'])} vs "
             f"{_fmt(row['population_median'])} overall{times}"
@@ -340,7 +346,10 @@ def _summary(
     if traits:
         parts.append("Compared with everyone else they " + " and ".join(traits))
     if categories is not None and not categories.empty:
-        over = categories[categories["index"] >= 1.2]
+        # over-represented, and a real part of what they buy (not a 1% niche)
+        over = categories[
+            (categories["index"] >= FAVOUR_INDEX) & (categories["share"] >= FAVOUR_SHARE)
+        ]
         if not over.empty:
             parts.append(f"favour {over.iloc[0]['category']} ({over.iloc[0]['index']:.1f}x)")
     if age is not None and not age.empty and age.iloc[0]["value"] != UNKNOWN:
