@@ -189,7 +189,7 @@ def _fmt(value: float) -> str:
         return f"{value:,.0f}"
     if abs(value) >= 1:
         return f"{value:,.1f}"
-    return f"{value:.2f}"
+    return f"{value:.2g}"  # shares and rates: two significant digits (0.012 vs 0.019)
 
 
 def _phrase(feature: str, std_diff: float) -> str:
