@@ -14,10 +14,8 @@ N_LINES = 525_461
 
 
 @pytest.fixture(scope="module")
-def retail(tmp_path_factory: pytest.TempPathFactory) -> segmint.Project:
-    shared = EXAMPLE.parents[2] / "shared" / "data" / "online_retail_II_2009_2010.parquet"
-    if not shared.exists():
-        pytest.skip(f"{shared} is absent on this machine")
+def retail(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> segmint.Project:
+    shared = shared_data / "online_retail_II_2009_2010.parquet"
     # copy the example next to a link to the data so the store lands in tmp, not the repo
     root = tmp_path_factory.mktemp("retail")
     proj = root / "examples" / "online-retail"
