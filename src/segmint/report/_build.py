@@ -624,6 +624,9 @@ def _scaled(frame: pd.DataFrame, run: SegmentResult, columns: list[str]) -> np.n
     """The run's features scaled the way the run scaled them (or standardized log1p)."""
     x = frame[columns].to_numpy(dtype="float64", na_value=np.nan)
     steps = run.details.get("scaling")
+    if isinstance(steps, list) and all(isinstance(s, dict) and "feature" in s for s in steps):
+        by_name = {str(s["feature"]): s for s in steps}  # match by name when recorded
+        steps = [by_name[c] for c in columns] if set(columns) <= set(by_name) else None
     if isinstance(steps, list) and len(steps) == len(columns):
         median = np.array([float(s.get("median", 0.0)) for s in steps])
         is_log = np.array([bool(s.get("log1p")) for s in steps])

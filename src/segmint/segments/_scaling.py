@@ -265,7 +265,8 @@ class FeatureScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         Returns
         -------
         pandas.DataFrame
-            Index = column; columns ``method``, ``log1p``, ``median`` (fill value, original
+            Index = column; columns ``feature`` (the column again, so records keep it),
+            ``method``, ``log1p``, ``median`` (fill value, original
             units), ``n_imputed``, ``center`` and ``scale`` (transformed units) and
             ``center_original`` (the centre expressed in original units) and ``text``, a
             one-line description such as ``"log1p, standard (centre 54.6), 12 imputed"``.
@@ -285,6 +286,7 @@ class FeatureScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             texts.append(", ".join(parts) or "unchanged")
         return pd.DataFrame(
             {
+                "feature": columns,
                 "method": self.methods_,
                 "log1p": is_log,
                 "median": self.medians_,
