@@ -22,6 +22,7 @@ __all__ = [
     "FeaturesConfig",
     "LifecycleSegmentation",
     "RfmSegmentation",
+    "RecommendConfig",
     "RulesSegmentation",
     "Segmentation",
     "ValueTiersSegmentation",
@@ -230,6 +231,104 @@ Segmentation = Annotated[
 ]
 
 
+ModelName = Literal[
+    "popularity", "segment_popularity", "item_knn", "als", "bpr", "content", "hybrid"
+]
+
+HybridComponent = Literal["item_knn", "als", "bpr", "content"]
+
+
+def _default_models() -> list[ModelName]:
+    return ["popularity", "segment_popularity", "item_knn", "als", "content", "hybrid"]
+
+
+def _default_components() -> list[HybridComponent]:
+    return ["item_knn", "als", "content"]
+
+
+class PriceBand(_Strict):
+    """Allowed price range of recommended items for one segment (either end optional)."""
+
+    min: float | None = Field(default=None, ge=0)
+    max: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PriceBand:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class ALSSettings(_Strict):
+    """Alternating least squares (``implicit``) on the interaction matrix."""
+
+    factors: int = Field(default=32, gt=0)
+    iterations: int = Field(default=15, gt=0)
+    regularization: float = Field(default=0.1, ge=0)
+    alpha: float = Field(default=1.0, gt=0, description="confidence = alpha * strength")
+    weighting: Literal["none", "log", "bm25"] = "log"
+
+
+class ItemKNNSettings(_Strict):
+    """Item-item cosine neighbourhood model."""
+
+    neighbours: int = Field(default=100, gt=0)
+    weighting: Literal["none", "log", "bm25"] = "bm25"
+
+
+class HybridSettings(_Strict):
+    """Blend of normalised scores of personalised models, plus segment popularity."""
+
+    components: list[HybridComponent] = Field(default_factory=_default_components)
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"content": 0.3},
+        description="per component; 1.0 for a component not named",
+    )
+    popularity_weight: float = Field(default=0.1, ge=0)
+
+
+class RecommendConfig(_Strict):
+    """Recommendations: interactions, business filters, models and evaluation."""
+
+    n: int = Field(default=10, gt=0, description="items per user")
+    model: ModelName | Literal["best"] = Field(
+        default="best", description="model of `segmint recommend`; best = last evaluation's"
+    )
+    models: list[ModelName] = Field(
+        default_factory=_default_models,
+        description="models compared by `segmint recommend evaluate`",
+    )
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0},
+        description="event name -> weight; 'purchase' is a completed order line",
+    )
+    quantity: Literal["linear", "log", "none"] = Field(
+        default="linear", description="how a line's quantity scales its purchase weight"
+    )
+    half_life_days: float | None = Field(default=None, gt=0, description="recency decay")
+    segmentation: str | None = Field(
+        default=None, description="segmentation for segment popularity and price bands"
+    )
+    exclude_purchased: bool = True
+    repeat_purchase_categories: list[str] = Field(default_factory=list)
+    in_stock_only: bool = True
+    category_cap: int | None = Field(default=None, gt=0, description="max items per category")
+    price_bands: dict[str, PriceBand] = Field(default_factory=dict, description="per segment")
+    test_days: int = Field(default=30, gt=0, description="evaluation: days after the cut")
+    cut: str | None = Field(default=None, description="evaluation cut date (YYYY-MM-DD)")
+    k: int = Field(default=10, gt=0, description="evaluation list length")
+    als: ALSSettings = Field(default_factory=ALSSettings)
+    item_knn: ItemKNNSettings = Field(default_factory=ItemKNNSettings)
+    hybrid: HybridSettings = Field(default_factory=HybridSettings)
+
+    @model_validator(mode="after")
+    def _weights_ok(self) -> RecommendConfig:
+        bad = {k: v for k, v in self.event_weights.items() if v < 0}
+        if bad:
+            raise ValueError(f"event_weights must be >= 0, got {bad}")
+        return self
+
+
 class Config(_Strict):
     """The whole of one project's ``segmint.yaml``."""
 
@@ -245,6 +344,7 @@ class Config(_Strict):
     ] = Field(default_factory=dict)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     segmentations: dict[str, Segmentation] = Field(default_factory=dict)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
 
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)
@@ -413,6 +513,11 @@ def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | N
         RulesSegmentation,
         RuleSpec,
         ClusterSegmentation,
+        RecommendConfig,
+        PriceBand,
+        ALSSettings,
+        ItemKNNSettings,
+        HybridSettings,
     ):
         known.update(name for name in model.model_fields if name != "root")
     close = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1)
