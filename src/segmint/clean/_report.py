@@ -48,8 +48,20 @@ def quality_report(store: Store, *, iqr_factor: float = 3.0) -> dict[str, Any]:
     tables: dict[str, Any] = {}
     for name in LOAD_ORDER:
         t = TABLES[name]
-        counts = ", ".join(f"count({c}) AS {c}" for c in t.column_names)
-        row = store.query(f"SELECT count(*) AS n_rows, {counts} FROM {name}").iloc[0]
+        ts_col = {"users": "created_at", "consents": "ts"}.get(
+            name, "ts" if "ts" in t.column_names else None
+        )
+        outlier_cols = NUMERIC_FOR_OUTLIERS.get(name, ())
+        # one scan: counts, the date range and the quartiles of the outlier columns
+        parts = ["count(*) AS n_rows"] + [f"count({c}) AS {c}" for c in t.column_names]
+        if ts_col:
+            parts += [f"min({ts_col}) AS _lo", f"max({ts_col}) AS _hi"]
+        for c in outlier_cols:
+            parts += [
+                f"quantile_cont({c}, 0.25) AS _q1_{c}",
+                f"quantile_cont({c}, 0.75) AS _q3_{c}",
+            ]
+        row = store.query(f"SELECT {', '.join(parts)} FROM {name}").iloc[0]
         n = int(row["n_rows"])
         missing = {c: round(100.0 * (n - int(row[c])) / n, 2) if n else 0.0 for c in t.column_names}
         keys = ", ".join(t.key)
@@ -67,27 +79,27 @@ def quality_report(store: Store, *, iqr_factor: float = 3.0) -> dict[str, Any]:
             "outliers": {},
             "date_range": None,
         }
-        for c in NUMERIC_FOR_OUTLIERS.get(name, ()):
-            if n == 0:
+        bounds = {}
+        for c in outlier_cols:
+            q1, q3 = row[f"_q1_{c}"], row[f"_q3_{c}"]
+            if n == 0 or q1 is None or q3 is None or q1 != q1 or q3 != q3:
                 continue
-            q = store.query(
-                f"SELECT quantile_cont({c}, 0.25) AS q1, quantile_cont({c}, 0.75) AS q3 FROM {name}"
-            ).iloc[0]
-            if q["q1"] is None or q["q3"] is None:
-                continue
-            q1, q3 = float(q["q1"]), float(q["q3"])
-            lo, hi = q1 - iqr_factor * (q3 - q1), q3 + iqr_factor * (q3 - q1)
-            k = int(store.scalar(f"SELECT count(*) FROM {name} WHERE {c} < {lo} OR {c} > {hi}"))
-            entry["outliers"][c] = {"n": k, "lower_bound": lo, "upper_bound": hi}
-        ts_col = {"users": "created_at", "consents": "ts"}.get(
-            name, "ts" if "ts" in t.column_names else None
-        )
+            q1, q3 = float(q1), float(q3)
+            bounds[c] = (q1 - iqr_factor * (q3 - q1), q3 + iqr_factor * (q3 - q1))
+        if bounds:  # one more scan counts every column's outliers
+            counts = ", ".join(
+                f"count(*) FILTER (WHERE {c} < {lo} OR {c} > {hi}) AS {c}"
+                for c, (lo, hi) in bounds.items()
+            )
+            found = store.query(f"SELECT {counts} FROM {name}").iloc[0]
+            for c, (lo, hi) in bounds.items():
+                entry["outliers"][c] = {"n": int(found[c]), "lower_bound": lo, "upper_bound": hi}
         if ts_col and n:
-            d = store.query(f"SELECT min({ts_col}) AS lo, max({ts_col}) AS hi FROM {name}").iloc[0]
+            lo_ts, hi_ts = row["_lo"], row["_hi"]
             entry["date_range"] = {
                 "column": ts_col,
-                "min": None if d["lo"] is None else str(d["lo"]),
-                "max": None if d["hi"] is None else str(d["hi"]),
+                "min": None if lo_ts is None else str(lo_ts),
+                "max": None if hi_ts is None else str(hi_ts),
             }
         tables[name] = entry
     integrity = []
