@@ -193,3 +193,59 @@ def test_store_env_var_set_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_parse_config_without_a_file(tmp_path: Path) -> None:
     config = parse_config("project: p\n", path=tmp_path / "segmint.yaml")
     assert config.project == "p" and config.root == tmp_path
+
+
+RECOMMEND = """\
+recommend:
+  n: 5
+  model: als
+  event_weights: {product_view: 1, add_to_cart: 4, purchase: 6}
+  half_life_days: 45
+  segmentation: rfm
+  repeat_purchase_categories: [grocery, pets]
+  category_cap: 3
+  price_bands:
+    Champions: {min: 50}
+    Hibernating: {max: 30}
+  als: {factors: 16, iterations: 10}
+"""
+
+
+def test_recommend_section_loads_with_types(tmp_path: Path) -> None:
+    rec = load_config(_write(tmp_path, RECOMMEND)).recommend
+    assert rec.n == 5 and rec.model == "als"
+    assert rec.event_weights == {"product_view": 1.0, "add_to_cart": 4.0, "purchase": 6.0}
+    assert rec.price_bands["Champions"].min == 50.0
+    assert rec.price_bands["Hibernating"].max == 30.0
+    assert rec.als.factors == 16 and rec.als.regularization == 0.1  # unset keys keep defaults
+    assert rec.in_stock_only and rec.exclude_purchased
+
+
+def test_recommend_defaults_compare_six_models(tmp_path: Path) -> None:
+    rec = load_config(_write(tmp_path, "project: p\n")).recommend
+    assert rec.models == [
+        "popularity",
+        "segment_popularity",
+        "item_knn",
+        "als",
+        "content",
+        "hybrid",
+    ]
+    assert rec.event_weights == {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("recommend:\n  modles: [als]\n", r":2: unknown key 'recommend.modles' \(did you mean"),
+        ("recommend:\n  models: [alss]\n", r":2: recommend\.models\.0: Input should be"),
+        ("recommend:\n  price_bands:\n    VIP: {min: 9, max: 1}\n", r":3: .*above max"),
+        ("recommend:\n  event_weights: {product_view: -1}\n", r"must be >= 0"),
+        ("recommend:\n  category_cap: 0\n", r":2: recommend\.category_cap: Input should be"),
+    ],
+)
+def test_recommend_section_errors_name_the_key_and_line(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(_write(tmp_path, text))

@@ -115,3 +115,11 @@ def tiny_store(tmp_path: Path) -> Iterator[Store]:
     store = fill_tiny_shop(open_store(str(tmp_path / "tiny.duckdb")))
     yield store
     store.close()
+
+
+@pytest.fixture()
+def pg_store(pg_url: str) -> Iterator[Store]:
+    """The tiny shop in a fresh PostgreSQL schema."""
+    store = fill_tiny_shop(open_store(pg_url))
+    yield store
+    store.close()

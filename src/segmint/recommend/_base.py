@@ -68,8 +68,8 @@ class Filters:
         Drop items the user already bought (completed orders in the training data)...
     repeat_purchase_categories : tuple of str, default ()
         ...unless the item's category is one of these (consumables bought again).
-    in_stock_only : bool, default False
-        Only items with ``items.in_stock`` true.
+    in_stock_only : bool, default True
+        Only items with ``items.in_stock`` true (items without the flag count as in stock).
     price_bands : mapping of str to (float or None, float or None), default {}
         Segment name -> (min price, max price) for users of that segment; ``None`` is
         open. Items without a price pass. Users of other segments are not limited.
@@ -79,7 +79,7 @@ class Filters:
 
     exclude_purchased: bool = True
     repeat_purchase_categories: tuple[str, ...] = ()
-    in_stock_only: bool = False
+    in_stock_only: bool = True
     price_bands: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
     category_cap: int | None = None
 
@@ -449,7 +449,8 @@ class Recommender:
         n : int, default 10
             List length.
         filters : Filters, optional
-            Business rules; ``Filters()`` (exclude already bought items) by default.
+            Business rules; ``Filters()`` (exclude already bought items, only in-stock
+            items) by default.
         batch_size : int, optional
             Users per batch; by default about 4M scores per batch.
         n_jobs : int, default 1
@@ -506,7 +507,8 @@ class Recommender:
         n : int, default 10
             List length.
         filters : Filters, optional
-            Business rules; ``Filters()`` (exclude already bought items) by default.
+            Business rules; ``Filters()`` (exclude already bought items, only in-stock
+            items) by default.
         n_jobs : int, default 1
             Worker threads.
 
