@@ -199,16 +199,23 @@ def recommend_for_user(
         When there is no batch run, or the user is not in the store.
     """
     ensure_recommendation_tables(store)
-    run = load_run_record(store, run_id, kind="batch")
     uid = _lit(str(user_id))
+    run = (
+        _lit(run_id)
+        if run_id
+        else "(SELECT run_id FROM recommendation_runs WHERE kind = 'batch' "
+        "ORDER BY created_at DESC, run_id DESC LIMIT 1)"
+    )
+    # one round trip on the fast path; the latest run is found inside the query
     frame = store.query(
         'SELECT r."rank" AS "rank", r.item_id AS item_id, i.title AS title, r.score AS score, '
         "r.reason AS reason, r.model AS model FROM recommendations r "
         "LEFT JOIN items i ON i.item_id = r.item_id "
-        f'WHERE r.run_id = {_lit(run.run_id)} AND r.user_id = {uid} AND r."rank" <= {int(n)} '
+        f'WHERE r.run_id = {run} AND r.user_id = {uid} AND r."rank" <= {int(n)} '
         'ORDER BY r."rank"'
     )
     if frame.empty:
+        load_run_record(store, run_id, kind="batch")  # no run at all: say what to do
         if not store.scalar(f"SELECT count(*) FROM users WHERE user_id = {uid}"):
             raise NotFoundError(f"user {user_id!r} is not in the store {store.location}")
         end = default_as_of(store)

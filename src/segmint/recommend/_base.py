@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from segmint.errors import ConfigError, NotFoundError, SegmintError
 from segmint.recommend._interactions import Interactions
@@ -52,6 +52,17 @@ REASON_TEMPLATES: tuple[tuple[str, str], ...] = (
 # where a slot's item came from
 PRIMARY, FROM_SEGMENT, FROM_GLOBAL = 0, 1, 2
 HISTORY_FOR_REASONS = 10
+
+
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def one_blas_thread() -> Any:
+    """A context holding BLAS at one thread (finding the libraries once per process)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
 
 
 class NotFittedError(SegmintError, AttributeError):
@@ -193,7 +204,13 @@ class Recommender:
         codes[has] = pd.Index(self.category_names_).get_indexer(cats[has])
         self.item_categories_ = codes
         self._purchased = PairLookup(interactions.purchases)
-        with threadpool_limits(1, "blas"):
+        items = interactions.items
+        self._out_of_stock = np.flatnonzero(~items["in_stock"].to_numpy(dtype=bool))
+        self._price = items["price"].to_numpy(dtype=np.float64)
+        self._category_obj = items["category"].to_numpy(dtype=object)
+        self._text_arr = self._texts()
+        self._item_ids_arr = pa.array(interactions.item_ids, pa.string())
+        with one_blas_thread():
             self._fit(interactions)
         self.fit_seconds_ = time.perf_counter() - started
         log.debug("%s fitted in %.2fs", self.name, self.fit_seconds_)
@@ -257,10 +274,8 @@ class Recommender:
     ) -> None:
         """Set filtered-out items to -inf in place (``rows`` -1 for unknown users)."""
         it = self.interactions_
-        if filters.in_stock_only:
-            out = ~it.items["in_stock"].to_numpy(dtype=bool)
-            if out.any():
-                scores[:, out] = -np.inf
+        if filters.in_stock_only and self._out_of_stock.size:
+            scores[:, self._out_of_stock] = -np.inf
         if filters.price_bands and self.segment_names_.size:
             n_seg = self.segment_names_.size
             lo = np.full(n_seg + 1, -np.inf)
@@ -272,7 +287,7 @@ class Recommender:
                     lo[k] = -np.inf if a is None else a
                     hi[k] = np.inf if b is None else b
             s = np.where(seg >= 0, seg, n_seg)
-            price = it.items["price"].to_numpy(dtype=np.float64)
+            price = self._price
             blocked = (price[None, :] < lo[s][:, None]) | (price[None, :] > hi[s][:, None])
             scores[blocked] = -np.inf
         if filters.exclude_purchased:
@@ -283,7 +298,7 @@ class Recommender:
                 c = sub.indices
                 if filters.repeat_purchase_categories:
                     repeat = np.isin(
-                        it.items["category"].to_numpy(dtype=object),
+                        self._category_obj,
                         np.asarray(filters.repeat_purchase_categories, dtype=object),
                     )
                     keep = ~repeat[c]
@@ -371,7 +386,7 @@ class Recommender:
         scores[items < 0] = 0.0
         return _Batch(np.arange(b), items, scores, source, kind, ref)
 
-    def _texts(self) -> tuple[pa.Array, int, int]:
+    def _texts(self) -> pa.Array:
         """Reference texts: item titles, then segment names, then item categories."""
         it = self.interactions_
         titles = it.items["title"].astype(object)
@@ -386,7 +401,7 @@ class Recommender:
                 pa.array([""], pa.string()),
             ]
         )
-        return arr, it.n_items, self.segment_names_.size
+        return arr
 
     def _to_arrow(self, ids: np.ndarray, batch: _Batch, texts: pa.Array) -> pa.Table:
         n_items, n_seg = self.interactions_.n_items, self.segment_names_.size
@@ -418,7 +433,7 @@ class Recommender:
         )
         names = pa.array([self.name, "segment_popularity", "popularity"], pa.string())
         model = pc.take(names, pa.array(batch.source[r, c].astype(np.int32)))
-        item_ids = pa.array(self.interactions_.item_ids, pa.string())
+        item_ids = self._item_ids_arr
         user_ids = pa.array(ids, pa.string())
         return pa.table(
             {
@@ -467,14 +482,14 @@ class Recommender:
         filters = Filters() if filters is None else filters
         ids = np.asarray(user_ids, dtype=object)
         size = batch_size or max(16, min(4096, (1 << 22) // max(self.interactions_.n_items, 1)))
-        texts = self._texts()[0]
+        texts = self._text_arr
         starts = range(0, ids.size, size)
 
         def work(at: int) -> pa.Table:
             chunk = ids[at : at + size]
             return self._to_arrow(chunk, self._batch(chunk, int(n), filters, True), texts)
 
-        with threadpool_limits(1, "blas"):
+        with one_blas_thread():
             if n_jobs <= 1 or len(starts) <= 1:
                 for at in starts:
                     yield work(at)
@@ -539,7 +554,7 @@ class Recommender:
         ids = np.asarray(user_ids, dtype=object)
         size = max(16, min(4096, (1 << 22) // max(self.interactions_.n_items, 1)))
         out = np.full((ids.size, n), -1, dtype=np.int64)
-        with threadpool_limits(1, "blas"):
+        with one_blas_thread():
             for at in range(0, ids.size, size):
                 out[at : at + size] = self._batch(ids[at : at + size], n, filters, False).items
         return out

@@ -18,6 +18,7 @@ import json
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -130,8 +131,13 @@ def _table_exists(store: Store, table: str) -> bool:
     return bool(n)
 
 
+_ENSURED: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
 def ensure_recommendation_tables(store: Store) -> None:
-    """Create ``recommendation_runs`` and ``recommendations`` if missing."""
+    """Create ``recommendation_runs`` and ``recommendations`` if missing (once per store)."""
+    if store in _ENSURED:
+        return
     store.execute(RUNS_DDL)
     if not _table_exists(store, "recommendations"):
         store.execute(
@@ -152,6 +158,7 @@ def ensure_recommendation_tables(store: Store) -> None:
                 "CREATE INDEX IF NOT EXISTS recommendations_run_user "
                 'ON recommendations (run_id, user_id, "rank")'
             )
+    _ENSURED.add(store)
 
 
 def save_run(

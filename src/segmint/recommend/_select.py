@@ -2,8 +2,8 @@
 
 ``-inf`` marks an item that must not be recommended (filtered out, or no evidence).
 A full ``argpartition`` over 20,000 items costs ~0.4 ms per row; instead the rows are cut
-into blocks, the n-th largest block maximum is a lower bound of the n-th largest score
-(at least n scores reach it), and only the few scores above that bound are sorted.
+into blocks, only the n blocks with the largest maxima are searched (see
+:func:`_candidates`), and the few scores found there are sorted.
 """
 
 from __future__ import annotations
@@ -14,24 +14,34 @@ __all__ = ["PairLookup", "top_n", "top_n_capped"]
 
 
 def _candidates(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, column, value) of every finite score that may be among a row's top m."""
+    """(row, column, value) of the finite scores that may be among a row's top m.
+
+    Rows are cut into blocks of ``width`` items. The m blocks with the largest maxima
+    hold every score above the m-th largest block maximum, and at least m scores reach
+    that bound; so only those blocks (and the short tail after the last whole block)
+    are looked at: about ``2 * sqrt(m * n_items)`` scores per row instead of all.
+    """
     b, n_items = scores.shape
-    n_blocks = min(n_items, max(4 * m, 64))
-    if n_items <= 8 * m or n_blocks >= n_items:
+    width = int(np.sqrt(n_items / max(m, 1)))
+    n_blocks = n_items // max(width, 1)
+    if n_items <= 8 * m or width < 4 or n_blocks <= m:
         rows, cols = np.nonzero(scores > -np.inf)
         return rows, cols, scores[rows, cols]
-    width = -(-n_items // n_blocks)
-    pad = width * n_blocks - n_items
-    if pad:
-        padded = np.full((b, width * n_blocks), -np.inf, dtype=scores.dtype)
-        padded[:, :n_items] = scores
-        block_max = padded.reshape(b, n_blocks, width).max(axis=2)
-    else:
-        block_max = scores.reshape(b, n_blocks, width).max(axis=2)
-    bound = np.partition(block_max, n_blocks - m, axis=1)[:, n_blocks - m]
-    keep = (scores >= bound[:, None]) & (scores > -np.inf)
-    rows, cols = np.nonzero(keep)
-    return rows, cols, scores[rows, cols]
+    main = n_blocks * width
+    # interleaved blocks: block k holds items k, k + n_blocks, k + 2 n_blocks, ...; their
+    # maxima are element-wise maxima of contiguous rows (SIMD), 5x faster than per block
+    blocks = scores[:, :main].reshape(b, width, n_blocks)  # a view, no copy
+    block_max = blocks.max(axis=1)
+    top = np.argpartition(block_max, n_blocks - m, axis=1)[:, n_blocks - m :]
+    bound = np.take_along_axis(block_max, top, axis=1).min(axis=1)
+    vals = np.take_along_axis(blocks, top[:, None, :], axis=2).reshape(b, width * m)
+    cols = (top[:, None, :] + n_blocks * np.arange(width)[None, :, None]).reshape(b, width * m)
+    if main < n_items:
+        tail = np.arange(main, n_items)
+        vals = np.concatenate([vals, scores[:, main:]], axis=1)
+        cols = np.concatenate([cols, np.broadcast_to(tail, (b, tail.size))], axis=1)
+    rows, at = np.nonzero((vals >= bound[:, None]) & (vals > -np.inf))
+    return rows, cols[rows, at], vals[rows, at]
 
 
 def _rank_in_group(group: np.ndarray) -> np.ndarray:
