@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from segmint.campaigns._config import CAMPAIGN_MODELS, CAMPAIGN_TAGS, Playbook
 from segmint.errors import ConfigError
 
 __all__ = [
@@ -345,6 +346,7 @@ class Config(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     segmentations: dict[str, Segmentation] = Field(default_factory=dict)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    playbook: Playbook = Field(default_factory=Playbook)
 
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)
@@ -487,7 +489,9 @@ _TAGS = {
 
 
 def _is_tag(part: Any) -> bool:
-    return isinstance(part, str) and (part in _TAGS or part.startswith(("literal[", "function-")))
+    return isinstance(part, str) and (
+        part in _TAGS or part in CAMPAIGN_TAGS or part.startswith(("literal[", "function-"))
+    )
 
 
 def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | None:
@@ -520,6 +524,8 @@ def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | N
         HybridSettings,
     ):
         known.update(name for name in model.model_fields if name != "root")
+    for campaign_model in CAMPAIGN_MODELS:
+        known.update(campaign_model.model_fields)
     close = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1)
     return close[0] if close else None
 

@@ -4,10 +4,14 @@ The tree::
 
     SegmintError                      base; the CLI prints its message and exits non-zero
     ├── ConfigError                   segmint.yaml missing, unreadable, unknown key, wrong type
+    │   └── TemplateError             a message template does not compile, is unsafe or uses an
+    │                                 unknown field (raised at plan time, never at send time)
     ├── StoreError                    the store cannot be opened, migrated or written
     ├── SourceError                   a source cannot be read (missing file, missing column, ...)
     │   └── MissingColumnError        a mapped column is not in the source; suggests the closest
     ├── LoadError                     a load failed and was rolled back; the store is unchanged
+    ├── DeliveryError                 a send stopped (channel unreachable, too many failures);
+    │                                 the delivery log is intact and a rerun resumes
     └── NotFoundError                 a named thing (source, table, user) does not exist
 
 Each message says what was found, what was expected and how to fix it.
@@ -17,12 +21,14 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DeliveryError",
     "LoadError",
     "MissingColumnError",
     "NotFoundError",
     "SegmintError",
     "SourceError",
     "StoreError",
+    "TemplateError",
 ]
 
 
@@ -97,3 +103,20 @@ class NotFoundError(SegmintError):
     """A named source, table or user does not exist."""
 
     exit_code = 2
+
+
+class TemplateError(ConfigError):
+    """A message template does not compile, tries to reach Python internals, or uses a
+    field that messages do not have."""
+
+
+class DeliveryError(SegmintError):
+    """Sending stopped before the end; every attempt so far is in the delivery log.
+
+    ``report`` holds the counts of the interrupted send (a
+    :class:`segmint.campaigns.SendReport`), when there is one.
+    """
+
+    def __init__(self, message: str, *, report: object | None = None) -> None:
+        super().__init__(message)
+        self.report = report

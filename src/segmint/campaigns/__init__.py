@@ -1,0 +1,102 @@
+"""Campaigns: a playbook from segments to actions, audiences with consent, frequency caps
+and holdouts, real channels, exactly-once delivery.
+
+Typical use::
+
+    from segmint.campaigns import plan_campaign, preview, send_campaign
+
+    plan = plan_campaign(store, config, "winback")     # funnel, arms, template check
+    print(plan.funnel)
+    for m in preview(store, config, "winback", n=2):
+        print(m.subject, m.body)
+    report = send_campaign(store, config, "winback")   # resumable, exactly once per key
+
+The playbook lives in ``segmint.yaml`` under ``playbook:`` (see docs/campaigns.md);
+:func:`default_playbook` writes one for the standard segmentations.
+"""
+
+from segmint.campaigns._audience import REASONS, audience_sql, holdout_bucket
+from segmint.campaigns._channels import (
+    Channel,
+    ChannelUnavailable,
+    DeliveryResult,
+    EmailChannel,
+    FileChannel,
+    Message,
+    WebhookChannel,
+    message_id_for,
+)
+from segmint.campaigns._config import (
+    CampaignSpec,
+    EmailChannelSpec,
+    FileChannelSpec,
+    Offer,
+    Playbook,
+    Strategy,
+    TemplateSpec,
+    WebhookChannelSpec,
+)
+from segmint.campaigns._delivery import SendReport, delivery_log, make_channel, send_campaign
+from segmint.campaigns._plan import (
+    CampaignPlan,
+    PreviewMessage,
+    latest_plan,
+    load_audience,
+    load_plan,
+    plan_campaign,
+    preview,
+    validate_playbook,
+)
+from segmint.campaigns._playbook import default_playbook
+from segmint.campaigns._templates import FIELDS, MessageRenderer
+from segmint.campaigns._unsubscribe import (
+    InvalidTokenError,
+    UnsubscribeResult,
+    make_token,
+    signing_key,
+    unsubscribe,
+    verify_token,
+)
+
+__all__ = [
+    "FIELDS",
+    "REASONS",
+    "CampaignPlan",
+    "CampaignSpec",
+    "Channel",
+    "ChannelUnavailable",
+    "DeliveryResult",
+    "EmailChannel",
+    "EmailChannelSpec",
+    "FileChannel",
+    "FileChannelSpec",
+    "InvalidTokenError",
+    "Message",
+    "MessageRenderer",
+    "Offer",
+    "Playbook",
+    "PreviewMessage",
+    "SendReport",
+    "Strategy",
+    "TemplateSpec",
+    "UnsubscribeResult",
+    "WebhookChannel",
+    "WebhookChannelSpec",
+    "audience_sql",
+    "default_playbook",
+    "delivery_log",
+    "holdout_bucket",
+    "latest_plan",
+    "load_audience",
+    "load_plan",
+    "make_channel",
+    "make_token",
+    "message_id_for",
+    "plan_campaign",
+    "preview",
+    "send_campaign",
+    "signing_key",
+    "unsubscribe",
+    "validate_playbook",
+    "verify_token",
+]

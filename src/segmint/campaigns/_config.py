@@ -1,0 +1,356 @@
+"""The ``playbook:`` section of ``segmint.yaml``: strategies, templates, channels, campaigns.
+
+Typed, strict pydantic models (an unknown key is an error with a did-you-mean, like the
+rest of the configuration). References between the parts of the playbook (a strategy's
+channels and template, a campaign's channels) are checked when the file is loaded;
+references into the store (segment names of the latest run) are checked when a campaign
+is planned (:func:`segmint.campaigns.validate_playbook`).
+
+This module must not import :mod:`segmint.config` (which imports it).
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "BirthdayTrigger",
+    "CampaignSpec",
+    "ChannelSpec",
+    "EmailChannelSpec",
+    "FileChannelSpec",
+    "FrequencyCap",
+    "LifecycleTransitionTrigger",
+    "Offer",
+    "OneOffTrigger",
+    "Playbook",
+    "PromotionTrigger",
+    "Strategy",
+    "TemplateSpec",
+    "Timing",
+    "Trigger",
+    "WebhookChannelSpec",
+]
+
+ANY_SEGMENT = "*"
+"""Strategy key matching every segment without a strategy of its own."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Offer(_Strict):
+    """What the message offers.
+
+    ``discount`` needs ``value`` (a percentage, 0 < value <= 100); ``free_shipping`` and
+    ``exclusive_access`` may carry a ``value`` (a minimum basket, an access code or a
+    date); ``none`` sends no offer.
+    """
+
+    type: Literal["discount", "free_shipping", "exclusive_access", "none"] = "none"
+    value: float | str | None = None
+    code: str | None = Field(default=None, description="a voucher code to print")
+
+    @model_validator(mode="after")
+    def _value_fits(self) -> Offer:
+        is_percent = isinstance(self.value, int | float) and 0 < float(self.value) <= 100
+        if self.type == "discount" and not is_percent:
+            raise ValueError(
+                "a discount offer needs `value`: a percentage above 0 and at most 100 "
+                f"(got {self.value!r})"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """Plain words for templates: ``15% off``, ``free shipping``, ``early access``."""
+        if self.type == "discount":
+            return f"{float(self.value):g}% off"  # type: ignore[arg-type]
+        if self.type == "free_shipping":
+            return "free shipping" + (f" over {self.value}" if self.value is not None else "")
+        if self.type == "exclusive_access":
+            return "exclusive early access"
+        return ""
+
+
+class TemplateSpec(_Strict):
+    """A message template: Jinja2 text rendered in a sandbox (see docs/campaigns.md)."""
+
+    subject: str = Field(description="one line; Jinja2")
+    body: str = Field(description="the plain-text body; Jinja2")
+    html: str | None = Field(default=None, description="optional HTML body (autoescaped)")
+
+
+class Timing(_Strict):
+    """When a strategy's messages should go out.
+
+    segmint has no scheduler: run ``segmint campaign send`` from cron at this time. The
+    plan records the timing and :func:`~segmint.campaigns.send_campaign` refuses to send
+    before ``not_before``.
+    """
+
+    hour: int | None = Field(default=None, ge=0, le=23, description="local send hour")
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=list, description="preferred weekdays (empty: any)"
+    )
+    not_before: date | None = Field(default=None, description="never send before this date")
+
+
+class Strategy(_Strict):
+    """What one segment gets: an offer on some channels, with a template."""
+
+    offer: Offer = Field(default_factory=Offer)
+    channels: list[str] = Field(
+        default_factory=lambda: ["email"],
+        description="channel names in order of preference: a user gets one message, on "
+        "the first channel with consent and a usable address",
+    )
+    template: str | TemplateSpec = Field(
+        description="name of a template under playbook.templates, or an inline template"
+    )
+    include_recommendations: bool = False
+    n_recommendations: int = Field(default=3, gt=0, le=20)
+    timing: Timing = Field(default_factory=Timing)
+
+
+class OneOffTrigger(_Strict):
+    """Everyone in the segments, once."""
+
+    type: Literal["one_off"] = "one_off"
+
+
+class BirthdayTrigger(_Strict):
+    """Users whose birthday falls within ``within_days`` days from the plan date (inclusive);
+    one message per user and birthday year."""
+
+    type: Literal["birthday"]
+    within_days: int = Field(default=7, ge=0, le=366)
+
+
+class PromotionTrigger(_Strict):
+    """A limited-time promotion: planning and sending only between ``start`` and ``end``."""
+
+    type: Literal["promotion"]
+    start: date
+    end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PromotionTrigger:
+        if self.end < self.start:
+            raise ValueError(f"promotion end ({self.end}) is before its start ({self.start})")
+        return self
+
+
+class LifecycleTransitionTrigger(_Strict):
+    """Users in the campaign's segments in the latest run but not in the previous run of
+    the segmentation (newly entered); one message per user and run."""
+
+    type: Literal["lifecycle_transition"]
+
+
+Trigger = Annotated[
+    OneOffTrigger | BirthdayTrigger | PromotionTrigger | LifecycleTransitionTrigger,
+    Field(discriminator="type"),
+]
+
+
+class FrequencyCap(_Strict):
+    """At most ``max_messages`` per user within any ``window_days`` days, across campaigns."""
+
+    max_messages: int = Field(default=2, ge=1)
+    window_days: int = Field(default=7, ge=1)
+
+
+class CampaignSpec(_Strict):
+    """One campaign: who (segments of a segmentation, a trigger) and why (a purpose)."""
+
+    segmentation: str
+    segments: list[str] | Literal["all"] = Field(
+        default="all", description="segments to target; 'all' = every segment with a strategy"
+    )
+    trigger: Trigger = Field(default_factory=OneOffTrigger)
+    holdout: float | None = Field(
+        default=None, ge=0, lt=1, description="control share; playbook.holdout by default"
+    )
+    frequency_cap: FrequencyCap | None = Field(
+        default=None, description="overrides playbook.frequency_cap for this campaign"
+    )
+    purpose: str = Field(default="marketing", description="consent purpose required")
+    channels: list[str] | None = Field(
+        default=None, description="overrides the strategies' channels"
+    )
+    step: str | None = Field(
+        default=None,
+        description="idempotency step; by default 'main' (one_off), the birthday year, the "
+        "promotion start or the segment run (lifecycle_transition)",
+    )
+    description: str | None = None
+
+
+class EmailChannelSpec(_Strict):
+    """E-mail over SMTP. The password is read from the environment variable named by
+    ``password_env`` (never written in the file)."""
+
+    type: Literal["email"]
+    host: str = "localhost"
+    port: int = Field(default=25, gt=0, lt=65536)
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password_env: str | None = Field(default=None, description="env var holding the password")
+    from_address: str = Field(alias="from", description="From header, e.g. Shop <hi@shop.example>")
+    reply_to: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+    rate_per_second: float | None = Field(default=None, gt=0)
+    consent: str = Field(default="email", description="consent channel this channel needs")
+
+
+class WebhookChannelSpec(_Strict):
+    """JSON POST per message, signed with HMAC-SHA256 (usable for push providers)."""
+
+    type: Literal["webhook"]
+    url: str
+    secret_env: str | None = Field(default=None, description="env var holding the HMAC key")
+    timeout: float = Field(default=10.0, gt=0)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    backoff: float = Field(default=0.5, ge=0, description="first retry delay, doubled each time")
+    rate_per_second: float | None = Field(default=None, gt=0)
+    consent: str = Field(default="push", description="consent channel this channel needs")
+
+    @model_validator(mode="after")
+    def _http(self) -> WebhookChannelSpec:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must start with http:// or https:// (got {self.url!r})")
+        return self
+
+
+class FileChannelSpec(_Strict):
+    """One row per message in a CSV or Excel file, for external tools."""
+
+    type: Literal["file"]
+    path: str = Field(
+        default="campaigns/{campaign}-{run_id}.{format}",
+        description="relative to the project; {campaign}, {run_id}, {format} filled in",
+    )
+    format: Literal["csv", "xlsx"] = "csv"
+    consent: str = Field(default="email", description="consent channel this channel needs")
+    address: Literal["email", "user_id"] = Field(
+        default="email", description="what a row needs: a usable e-mail, or only the user id"
+    )
+    rate_per_second: float | None = Field(default=None, gt=0)
+
+
+ChannelSpec = Annotated[
+    EmailChannelSpec | WebhookChannelSpec | FileChannelSpec, Field(discriminator="type")
+]
+
+
+def _closest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class Playbook(_Strict):
+    """The ``playbook:`` section: per segmentation and segment a strategy, the templates and
+    channels they use, the campaigns, and settings shared by every campaign."""
+
+    holdout: float = Field(default=0.10, ge=0, lt=1, description="default control share")
+    frequency_cap: FrequencyCap = Field(default_factory=FrequencyCap)
+    max_attempts: int = Field(default=3, ge=1, description="sends per message before giving up")
+    unsubscribe_url: str = Field(
+        default="http://localhost:8000/unsubscribe?token={token}",
+        description="link put in every e-mail; must contain {token}",
+    )
+    secret_env: str = Field(
+        default="SEGMINT_SECRET",
+        description="env var with the key that signs unsubscribe tokens; if unset, a key "
+        "generated once and kept in the store is used",
+    )
+    channels: dict[str, ChannelSpec] = Field(default_factory=dict)
+    templates: dict[str, TemplateSpec] = Field(default_factory=dict)
+    strategies: dict[str, dict[str, Strategy]] = Field(
+        default_factory=dict, description="segmentation -> segment (or '*') -> strategy"
+    )
+    campaigns: dict[str, CampaignSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references(self) -> Playbook:
+        problems: list[str] = []
+        channels = sorted(self.channels)
+        templates = sorted(self.templates)
+        if "{token}" not in self.unsubscribe_url:
+            problems.append(
+                f"unsubscribe_url must contain {{token}} (got {self.unsubscribe_url!r})"
+            )
+        for seg_name, by_segment in self.strategies.items():
+            for segment, strategy in by_segment.items():
+                where = f"strategies.{seg_name}.{segment}"
+                for ch in strategy.channels:
+                    if ch not in self.channels:
+                        problems.append(
+                            f"{where}.channels: unknown channel {ch!r}{_closest(ch, channels)}; "
+                            f"channels: {', '.join(channels) or '(none defined)'}"
+                        )
+                if isinstance(strategy.template, str) and strategy.template not in templates:
+                    problems.append(
+                        f"{where}.template: unknown template {strategy.template!r}"
+                        f"{_closest(strategy.template, templates)}; templates: "
+                        f"{', '.join(templates) or '(none defined)'}"
+                    )
+        for name, campaign in self.campaigns.items():
+            for ch in campaign.channels or []:
+                if ch not in self.channels:
+                    problems.append(
+                        f"campaigns.{name}.channels: unknown channel {ch!r}"
+                        f"{_closest(ch, channels)}; channels: {', '.join(channels) or '(none)'}"
+                    )
+            if campaign.segmentation not in self.strategies:
+                known = sorted(self.strategies)
+                problems.append(
+                    f"campaigns.{name}.segmentation: no strategies for {campaign.segmentation!r}"
+                    f"{_closest(campaign.segmentation, known)}; add playbook.strategies."
+                    f"{campaign.segmentation} (strategies exist for: {', '.join(known) or 'none'})"
+                )
+            elif campaign.segments != "all":
+                by_segment = self.strategies[campaign.segmentation]
+                if ANY_SEGMENT not in by_segment:
+                    for seg in campaign.segments:
+                        if seg not in by_segment:
+                            problems.append(
+                                f"campaigns.{name}.segments: no strategy for segment {seg!r} "
+                                f"of {campaign.segmentation}{_closest(seg, sorted(by_segment))}"
+                            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def strategy_for(self, segmentation: str, segment: str) -> Strategy | None:
+        """The strategy of one segment (its own, else the segmentation's ``'*'``)."""
+        by_segment = self.strategies.get(segmentation, {})
+        return by_segment.get(segment, by_segment.get(ANY_SEGMENT))
+
+
+CAMPAIGN_MODELS: tuple[type[BaseModel], ...] = (
+    Playbook,
+    Strategy,
+    Offer,
+    TemplateSpec,
+    Timing,
+    CampaignSpec,
+    FrequencyCap,
+    BirthdayTrigger,
+    PromotionTrigger,
+    EmailChannelSpec,
+    WebhookChannelSpec,
+    FileChannelSpec,
+)
+"""Models whose key names feed the config loader's did-you-mean."""
+
+CAMPAIGN_TAGS = frozenset(
+    {"email", "webhook", "file", "one_off", "birthday", "promotion", "lifecycle_transition"}
+)
+"""Discriminator tags pydantic inserts into error locations (not keys of the file)."""

@@ -1,0 +1,461 @@
+"""Sending a plan: the delivery log, exactly-once within an honest limit, resumable.
+
+The guarantee, precisely
+------------------------
+Every message has an idempotency key ``campaign|user_id|step`` and one row in
+``deliveries``. Sending one message is:
+
+1. **claim**: the row becomes ``sending`` (attempts + 1, claimed_at, message_id) and is
+   committed *before* the channel is called;
+2. **send**: the channel is called once;
+3. **mark**: the row becomes ``sent`` / ``failed`` / ``rejected`` and is committed, in the
+   same transaction as the claim of the next message (one commit per message).
+
+A row that is ``sent`` is never sent again, by this run or any later one, whatever the
+plan. A run killed at any point leaves at most **one** row per channel in ``sending``:
+the message whose fate is unknown (the process died after the claim and before the mark,
+so the receiver may or may not have it). On resume that row is sent again **with the same
+Message-ID** (and ``Idempotency-Key`` for webhooks), so receivers that deduplicate on it
+show one message, and the row is marked ``ambiguous``; ``SendReport.resent_ambiguous``
+counts them. No protocol can do better without the receiver's help: the ambiguous window
+is the time between the receiver accepting the message and our commit.
+
+Everything else is exact: a message is either in the log as sent, or it is sent by the
+next run; nothing is lost and nothing else is sent twice. Control users have no delivery
+rows at all. ``failed`` rows are retried by later runs until ``playbook.max_attempts``;
+``rejected`` rows (invalid address, 4xx) never are. Consent, unsubscribes and suppressions
+are checked again when a run starts: rows whose user opted out since the plan become
+``skipped``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from segmint.campaigns._channels import (
+    Channel,
+    ChannelUnavailable,
+    DeliveryResult,
+    EmailChannel,
+    FileChannel,
+    WebhookChannel,
+)
+from segmint.campaigns._config import (
+    EmailChannelSpec,
+    FileChannelSpec,
+    PromotionTrigger,
+    WebhookChannelSpec,
+)
+from segmint.campaigns._messages import MessageBuilder, PreparedMessage, Recs
+from segmint.campaigns._plan import CampaignPlan, _campaign, latest_plan, load_plan, plan_campaign
+from segmint.campaigns._tables import ensure_campaign_tables, lit, ts_lit
+from segmint.errors import DeliveryError
+from segmint.store import Store
+
+if TYPE_CHECKING:
+    from segmint.config import Config
+
+__all__ = ["SendReport", "delivery_log", "make_channel", "send_campaign"]
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = ("pending", "sending", "failed")
+
+
+@dataclass
+class SendReport:
+    """What one ``send_campaign`` call did, and where the plan stands after it.
+
+    Attributes
+    ----------
+    sent : int
+        Messages sent by this call (``resent_ambiguous`` included).
+    resent_ambiguous : int
+        Messages found in ``sending`` (a killed run's last message) and sent again with
+        the same Message-ID.
+    failed, rejected, skipped : int
+        Attempts of this call that failed (retryable), were refused for good, or were
+        skipped because the user opted out since the plan.
+    already_sent : int
+        Treatment users whose message was sent before this call (by an earlier run).
+    totals : dict
+        Rows of the plan's delivery log by status after this call.
+    """
+
+    run_id: str
+    campaign: str
+    n_treatment: int
+    n_control: int
+    sent: int = 0
+    resent_ambiguous: int = 0
+    failed: int = 0
+    rejected: int = 0
+    skipped: int = 0
+    already_sent: int = 0
+    seconds: float = 0.0
+    totals: dict[str, int] = field(default_factory=dict)
+    by_channel: dict[str, int] = field(default_factory=dict)
+    complete: bool = False
+
+    @property
+    def messages_per_second(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["messages_per_second"] = round(self.messages_per_second, 1)
+        return d
+
+
+class _RateLimiter:
+    """At most ``rate`` calls per second (evenly spaced)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if self.next > now:
+            time.sleep(self.next - now)
+            now = self.next
+        self.next = max(self.next, now) + self.interval
+
+
+def make_channel(config: Config, name: str, *, campaign: str, run_id: str) -> Channel:
+    """The channel object for ``playbook.channels[name]``."""
+    spec = config.playbook.channels[name]
+    if isinstance(spec, EmailChannelSpec):
+        return EmailChannel(spec, name)
+    if isinstance(spec, WebhookChannelSpec):
+        return WebhookChannel(spec, name)
+    assert isinstance(spec, FileChannelSpec)
+    path = spec.path.format(campaign=campaign, run_id=run_id, format=spec.format)
+    p = Path(path)
+    return FileChannel(spec, p if p.is_absolute() else config.root / p, name)
+
+
+def _counts(store: Store, run_id: str) -> dict[str, int]:
+    frame = store.query(
+        f"SELECT status, count(*) AS n FROM deliveries WHERE run_id = {lit(run_id)} GROUP BY status"
+    )
+    return {str(s): int(n) for s, n in zip(frame["status"], frame["n"], strict=True)}
+
+
+def delivery_log(store: Store, campaign: str | None = None) -> pd.DataFrame:
+    """The delivery log (optionally of one campaign), newest first."""
+    ensure_campaign_tables(store)
+    where = f"WHERE campaign = {lit(campaign)}" if campaign else ""
+    return store.query(
+        "SELECT idempotency_key, campaign, run_id, user_id, step, channel, status, attempts, "
+        "ambiguous, message_id, error, claimed_at, sent_at FROM deliveries "
+        f"{where} ORDER BY coalesce(sent_at, claimed_at, created_at) DESC"
+    )
+
+
+def _pick_plan(
+    store: Store,
+    config: Config,
+    name: str,
+    resume: bool,
+    plan: CampaignPlan | str | None,
+    recs: Recs | None,
+) -> CampaignPlan:
+    if isinstance(plan, CampaignPlan):
+        return plan
+    if isinstance(plan, str):
+        return load_plan(store, plan)
+    last = latest_plan(store, name) if resume else None
+    if last is not None and last.status in ("planned", "sending"):
+        return last
+    return plan_campaign(store, config, name, recs=recs)
+
+
+def _skip_opted_out(store: Store, config: Config, run_id: str, purpose: str) -> int:
+    """Rows of the run whose user unsubscribed, lost consent or was suppressed since the
+    plan become ``skipped``; returns how many."""
+    pieces = []
+    for name, spec in config.playbook.channels.items():
+        pieces.append(f"({lit(name)}, {lit(spec.consent)})")
+    if not pieces:
+        return 0
+    cond = f"""
+        d.run_id = {lit(run_id)} AND d.status IN ('pending', 'failed') AND (
+          EXISTS (SELECT 1 FROM suppressions s WHERE (s.user_id = d.user_id)
+                  AND (s.channel IS NULL OR s.channel = d.channel))
+          OR EXISTS (SELECT 1 FROM (
+                SELECT c.granted, c.source, c.channel, c.purpose,
+                       row_number() OVER (PARTITION BY c.channel, c.purpose
+                                          ORDER BY c.ts DESC, c.granted ASC) AS rn
+                FROM consents c WHERE c.user_id = d.user_id) l
+             WHERE l.rn = 1 AND NOT l.granted AND (l.source = 'unsubscribe' OR (
+                   l.purpose = {lit(purpose)} AND l.channel = (
+                       SELECT m.consent FROM (VALUES {", ".join(pieces)}) AS m(channel, consent)
+                       WHERE m.channel = d.channel)))))"""
+    n = int(store.scalar(f"SELECT count(*) FROM deliveries d WHERE {cond}") or 0)
+    if n:
+        store.execute(
+            "UPDATE deliveries SET status = 'skipped', error = 'opted out or suppressed since "
+            f"the plan', updated_at = {ts_lit(datetime.now(UTC))} WHERE idempotency_key IN "
+            f"(SELECT d.idempotency_key FROM deliveries d WHERE {cond})"
+        )
+    return n
+
+
+def send_campaign(
+    store: Store,
+    config: Config,
+    name: str,
+    *,
+    resume: bool = True,
+    plan: CampaignPlan | str | None = None,
+    channels: Mapping[str, Channel] | None = None,
+    batch_size: int = 500,
+    max_consecutive_failures: int = 50,
+    recs: Recs | None = None,
+    callback: Callable[[int, int], None] | None = None,
+    _after_claim: Callable[[PreparedMessage], None] | None = None,
+    _after_send: Callable[[PreparedMessage, DeliveryResult], None] | None = None,
+) -> SendReport:
+    """Send a campaign's plan to its treatment group, exactly once per message.
+
+    See the module docstring (and docs/campaigns.md) for the precise guarantee.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        The store holding the plan and the delivery log.
+    config : segmint.Config
+        The project configuration.
+    name : str
+        The campaign.
+    resume : bool, default True
+        Continue the latest plan when it is not finished (planned or sending); otherwise,
+        and with ``resume=False``, plan anew first (users already sent this message by an
+        earlier plan are still never sent it again: the key is per campaign, user, step).
+    plan : CampaignPlan or str, optional
+        Send this plan (or run id) instead.
+    channels : mapping, optional
+        Channel objects by name, replacing those built from the playbook (tests, custom
+        channels).
+    batch_size : int, default 500
+        Messages rendered per store round trip.
+    max_consecutive_failures : int, default 50
+        Stop (DeliveryError) after this many failures in a row.
+    recs : mapping, optional
+        user_id -> recommendations, instead of the stored batch run.
+    callback : callable, optional
+        ``callback(done, total)`` after each batch (progress bars).
+
+    Returns
+    -------
+    SendReport
+
+    Raises
+    ------
+    segmint.errors.DeliveryError
+        When a channel is unavailable or fails too often; the log holds every attempt and a
+        rerun resumes. ``exc.report`` has the counts so far.
+    """
+    started = time.perf_counter()
+    spec = _campaign(config, name)
+    ensure_campaign_tables(store)
+    chosen = _pick_plan(store, config, name, resume, plan, recs)
+    run_id = chosen.run_id
+    today = datetime.now(UTC).date()
+    if isinstance(spec.trigger, PromotionTrigger) and today > spec.trigger.end:
+        raise DeliveryError(
+            f"campaign {name!r}: the promotion ended on {spec.trigger.end}; nothing was sent"
+        )
+    report = SendReport(run_id, name, chosen.n_treatment, chosen.n_control)
+    now_lit = ts_lit(datetime.now(UTC))
+    max_attempts = config.playbook.max_attempts
+    with store.transaction():
+        store.execute(
+            "INSERT INTO deliveries (idempotency_key, campaign, run_id, user_id, step, channel, "
+            "status, attempts, ambiguous, created_at) SELECT a.idempotency_key, a.campaign, "
+            f"a.run_id, a.user_id, a.step, a.channel, 'pending', 0, FALSE, {now_lit} "
+            f"FROM campaign_audiences a WHERE a.run_id = {lit(run_id)} AND a.arm = 'treatment' "
+            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.idempotency_key = a.idempotency_key) "
+            "AND NOT EXISTS (SELECT 1 FROM campaign_assignments x WHERE x.campaign = a.campaign "
+            "AND x.user_id = a.user_id AND x.arm = 'control')"
+        )
+        # unfinished rows of an earlier plan of the same messages move to this plan
+        store.execute(
+            f"UPDATE deliveries SET run_id = {lit(run_id)} WHERE run_id <> {lit(run_id)} "
+            f"AND campaign = {lit(name)} AND (status IN ('pending', 'sending') OR "
+            f"(status = 'failed' AND attempts < {int(max_attempts)})) AND idempotency_key IN "
+            "(SELECT a.idempotency_key FROM campaign_audiences a WHERE a.run_id = "
+            f"{lit(run_id)} AND a.arm = 'treatment')"
+        )
+        store.execute(f"UPDATE campaign_runs SET status = 'sending' WHERE run_id = {lit(run_id)}")
+    report.skipped = _skip_opted_out(store, config, run_id, spec.purpose)
+    report.already_sent = int(
+        store.scalar(
+            "SELECT count(*) FROM campaign_audiences a JOIN deliveries d "
+            "ON d.idempotency_key = a.idempotency_key WHERE a.run_id = "
+            f"{lit(run_id)} AND a.arm = 'treatment' AND d.status = 'sent'"
+        )
+        or 0
+    )
+    todo_where = (
+        f"d.run_id = {lit(run_id)} AND (d.status IN ('pending', 'sending') OR "
+        f"(d.status = 'failed' AND d.attempts < {int(max_attempts)}))"
+    )
+    total = int(store.scalar(f"SELECT count(*) FROM deliveries d WHERE {todo_where}") or 0)
+    builder = MessageBuilder(store, config, name, run_id, chosen.segment_run_id, recs=recs)
+    open_channels: dict[str, Channel] = {}
+    limiters: dict[str, _RateLimiter] = {}
+    provided = dict(channels or {})
+    pending_mark: tuple[str, DeliveryResult, bool] | None = None
+    consecutive = 0
+    done = 0
+    last_key = ""
+
+    def channel(ch: str) -> Channel:
+        if ch not in open_channels:
+            obj = provided.get(ch) or make_channel(config, ch, campaign=name, run_id=run_id)
+            obj.open()
+            open_channels[ch] = obj
+            limiters[ch] = _RateLimiter(obj.rate_per_second)
+        return open_channels[ch]
+
+    def mark_sql(key: str, result: DeliveryResult, was_ambiguous: bool) -> tuple[str, list[Any]]:
+        ts = datetime.now(UTC)
+        return (
+            "UPDATE deliveries SET status = ?, error = ?, ambiguous = ?, sent_at = ?, "
+            "updated_at = ? WHERE idempotency_key = ?",
+            [
+                result.status,
+                result.error,
+                bool(was_ambiguous or result.ambiguous),
+                ts if result.status == "sent" else None,
+                ts,
+                key,
+            ],
+        )
+
+    def commit(claim: PreparedMessage | None) -> None:
+        nonlocal pending_mark
+        with store.transaction():
+            if pending_mark is not None:
+                store.execute(*mark_sql(*pending_mark))
+            if claim is not None:
+                ts = datetime.now(UTC)
+                store.execute(
+                    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+                    "claimed_at = ?, message_id = ?, updated_at = ? WHERE idempotency_key = ?",
+                    [ts, claim.message.message_id, ts, claim.message.idempotency_key],
+                )
+        pending_mark = None
+
+    def finish(complete: bool) -> SendReport:
+        report.seconds = time.perf_counter() - started
+        report.totals = _counts(store, run_id)
+        left = int(store.scalar(f"SELECT count(*) FROM deliveries d WHERE {todo_where}") or 0)
+        report.complete = complete and left == 0
+        if report.complete:
+            store.execute(
+                f"UPDATE campaign_runs SET status = 'completed' WHERE run_id = {lit(run_id)}"
+            )
+        return report
+
+    try:
+        while True:
+            batch = store.query(
+                "SELECT d.idempotency_key AS idempotency_key, d.status AS status "
+                f"FROM deliveries d WHERE {todo_where} AND d.idempotency_key > {lit(last_key)} "
+                f"ORDER BY d.idempotency_key LIMIT {int(batch_size)}"
+            )
+            if batch.empty:
+                break
+            keys = batch["idempotency_key"].astype(str).tolist()
+            last_key = keys[-1]
+            in_flight = set(batch.loc[batch["status"] == "sending", "idempotency_key"].astype(str))
+            rows = builder.rows("a.idempotency_key IN (" + ", ".join(lit(k) for k in keys) + ")")
+            for pm in builder.messages(rows):
+                m = pm.message
+                was_ambiguous = m.idempotency_key in in_flight
+                ch = channel(pm.channel)
+                commit(pm)  # mark the previous message, claim this one: one commit
+                if _after_claim is not None:
+                    _after_claim(pm)
+                limiters[pm.channel].wait()
+                try:
+                    result = ch.send(m)
+                except ChannelUnavailable as exc:
+                    pending_mark = (m.idempotency_key, DeliveryResult("failed", str(exc)), False)
+                    commit(None)
+                    report.failed += 1
+                    finish(False)
+                    raise DeliveryError(
+                        f"campaign {name!r}: {exc}. Sent {report.sent:,} now "
+                        f"({report.already_sent:,} before); the rest stay in the delivery log "
+                        f"and `segmint campaign send {name}` resumes",
+                        report=report,
+                    ) from None
+                if _after_send is not None:
+                    _after_send(pm, result)
+                pending_mark = (m.idempotency_key, result, was_ambiguous)
+                done += 1
+                if result.status == "sent":
+                    report.sent += 1
+                    report.by_channel[pm.channel] = report.by_channel.get(pm.channel, 0) + 1
+                    if was_ambiguous:
+                        report.resent_ambiguous += 1
+                    consecutive = 0
+                else:
+                    if result.status == "failed":
+                        report.failed += 1
+                    else:
+                        report.rejected += 1
+                    consecutive += 1
+                    if consecutive >= max_consecutive_failures:
+                        commit(None)
+                        finish(False)
+                        raise DeliveryError(
+                            f"campaign {name!r}: {consecutive} failures in a row, the last: "
+                            f"{result.error}; stopped. Every attempt is in the delivery log; "
+                            f"fix the channel and run `segmint campaign send {name}` again",
+                            report=report,
+                        )
+            commit(None)
+            if callback is not None:
+                callback(done, total)
+    except BaseException:
+        if pending_mark is not None:  # record the last outcome before giving up
+            try:
+                commit(None)
+            except Exception:
+                log.warning("could not record the last delivery", exc_info=True)
+        raise
+    finally:
+        for obj in open_channels.values():
+            try:
+                obj.close()
+            except Exception:  # closing must not hide the real outcome
+                log.warning("closing channel %s failed", obj.name, exc_info=True)
+    finish(True)
+    log.info(
+        "campaign %s: run %s sent %d (%d resent after an unclear end), %d failed, "
+        "%d rejected, %d skipped in %.1fs",
+        name,
+        run_id,
+        report.sent,
+        report.resent_ambiguous,
+        report.failed,
+        report.rejected,
+        report.skipped,
+        report.seconds,
+    )
+    return report

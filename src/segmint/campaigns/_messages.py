@@ -1,0 +1,354 @@
+"""From audience rows to rendered messages: contexts from the store, templates compiled once.
+
+Contexts are plain dicts built from one query per batch (users, the feature run's
+favourite category, the segment) and one for the batch's recommendations (the latest
+stored batch run of :mod:`segmint.recommend`, or ``recs`` given by the caller).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from segmint.campaigns._channels import Message
+from segmint.campaigns._config import (
+    ANY_SEGMENT,
+    CampaignSpec,
+    EmailChannelSpec,
+    Strategy,
+    TemplateSpec,
+)
+from segmint.campaigns._tables import column_exists, lit, table_exists
+from segmint.campaigns._templates import MessageRenderer, check_templates
+from segmint.campaigns._unsubscribe import make_token, signing_key
+from segmint.errors import ConfigError
+from segmint.store import Store
+
+if TYPE_CHECKING:
+    from segmint.config import Config
+
+__all__ = ["MessageBuilder", "PreparedMessage"]
+
+Recs = Mapping[str, Sequence[Mapping[str, Any]]]
+
+
+class PreparedMessage:
+    """A rendered message and the channel it goes to."""
+
+    __slots__ = ("channel", "message", "segment")
+
+    def __init__(self, channel: str, segment: str, message: Message) -> None:
+        self.channel = channel
+        self.segment = segment
+        self.message = message
+
+
+def _template_key(segmentation: str, segment: str, strategy: Strategy) -> str:
+    if isinstance(strategy.template, str):
+        return strategy.template
+    return f"{segmentation}/{segment} (inline)"
+
+
+def _none(v: Any) -> Any:
+    if v is None:
+        return None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        return v
+    return v
+
+
+class MessageBuilder:
+    """Builds the messages of one campaign plan.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        The store.
+    config : segmint.Config
+        The project configuration (its ``playbook``).
+    campaign : str
+        The campaign's name.
+    run_id : str
+        The plan (campaign run) whose audience is rendered.
+    segment_run_id : str
+        The segmentation run of the plan (its feature run gives favourite categories).
+    recs : mapping, optional
+        user_id -> list of {item_id, title, category, price, reason}; replaces the stored
+        recommendations.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        campaign: str,
+        run_id: str,
+        segment_run_id: str,
+        *,
+        recs: Recs | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.campaign = campaign
+        self.spec: CampaignSpec = config.playbook.campaigns[campaign]
+        self.run_id = run_id
+        self.segment_run_id = segment_run_id
+        self.recs = recs
+        playbook = config.playbook
+        templates: dict[str, TemplateSpec] = dict(playbook.templates)
+        for segment, strategy in playbook.strategies.get(self.spec.segmentation, {}).items():
+            if not isinstance(strategy.template, str):
+                templates[_template_key(self.spec.segmentation, segment, strategy)] = (
+                    strategy.template
+                )
+        self.renderer = MessageRenderer(templates)
+        self._key: bytes | None = None
+        self._feature_run: str | None | bool = False
+        self._rec_run: str | None | bool = False
+        self._popular: list[dict[str, Any]] | None = None
+
+    # -- what each segment gets ---------------------------------------------------------
+    def strategy(self, segment: str) -> Strategy:
+        """The strategy of a segment (its own or the segmentation's '*')."""
+        s = self.config.playbook.strategy_for(self.spec.segmentation, segment)
+        if s is None:
+            raise ConfigError(
+                f"playbook.strategies.{self.spec.segmentation}: no strategy for segment "
+                f"{segment!r} (and no '{ANY_SEGMENT}')"
+            )
+        return s
+
+    def template_name(self, segment: str) -> str:
+        """The template a segment's messages use."""
+        return _template_key(self.spec.segmentation, segment, self.strategy(segment))
+
+    def check_templates(self, contexts: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
+        """Render every template against the field schema and the given real contexts."""
+        check_templates(self.renderer.compiled_, contexts)
+
+    # -- store lookups (once) ----------------------------------------------------------
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = signing_key(self.store, self.config.playbook.secret_env)
+        return self._key
+
+    def _feature_run_id(self) -> str | None:
+        if self._feature_run is False:
+            run = self.store.scalar(
+                f"SELECT feature_run_id FROM segment_runs WHERE run_id = {lit(self.segment_run_id)}"
+            )
+            ok = (
+                run is not None
+                and table_exists(self.store, "features")
+                and column_exists(self.store, "features", "favourite_category")
+            )
+            self._feature_run = str(run) if ok else None
+        return self._feature_run  # type: ignore[return-value]
+
+    def _recommendation_run_id(self) -> str | None:
+        if self._rec_run is False:
+            run = None
+            if table_exists(self.store, "recommendation_runs") and table_exists(
+                self.store, "recommendations"
+            ):
+                run = self.store.scalar(
+                    "SELECT run_id FROM recommendation_runs WHERE kind = 'batch' "
+                    "ORDER BY created_at DESC, run_id DESC LIMIT 1"
+                )
+            self._rec_run = None if run is None else str(run)
+        return self._rec_run  # type: ignore[return-value]
+
+    def _popular_items(self, n: int) -> list[dict[str, Any]]:
+        """Items most bought in the 30 days before the newest order ('popular now')."""
+        if self._popular is None:
+            frame = self.store.query(
+                "SELECT oi.item_id AS item_id, i.title AS title, i.category AS category, "
+                "i.price AS price, count(DISTINCT o.user_id) AS n_users "
+                "FROM order_items oi JOIN orders o ON o.order_id = oi.order_id "
+                "LEFT JOIN items i ON i.item_id = oi.item_id "
+                "WHERE o.status = 'completed' AND o.ts >= "
+                "(SELECT max(ts) FROM orders) - INTERVAL '30 days' "
+                "GROUP BY oi.item_id, i.title, i.category, i.price "
+                "ORDER BY n_users DESC, oi.item_id LIMIT 20"
+            )
+            self._popular = [
+                {
+                    "item_id": str(r.item_id),
+                    "title": _none(r.title),
+                    "category": _none(r.category),
+                    "price": None if _none(r.price) is None else float(r.price),  # type: ignore[arg-type]
+                    "reason": "popular now",
+                }
+                for r in frame.itertuples(index=False)
+            ]
+        return self._popular[:n]
+
+    # -- rows -> contexts -> messages ---------------------------------------------------
+    def rows(self, where: str = "TRUE", *, limit: int | None = None) -> pd.DataFrame:
+        """Treatment rows of the plan with the user fields templates need.
+
+        ``where`` is a SQL condition over ``a`` (campaign_audiences) and ``u`` (users).
+        """
+        fr = self._feature_run_id()
+        fav = "f.favourite_category" if fr else "CAST(NULL AS VARCHAR)"
+        join = (
+            f"LEFT JOIN features f ON f.run_id = {lit(fr)} AND f.user_id = a.user_id" if fr else ""
+        )
+        sql = (
+            "SELECT a.idempotency_key AS idempotency_key, a.user_id AS user_id, "
+            "a.segment AS segment, a.channel AS channel, a.step AS step, u.email AS email, "
+            "u.country AS country, u.city AS city, u.gender AS gender, u.age AS age, "
+            "CAST(u.traits AS JSON)->>'first_name' AS first_name, "
+            "CAST(u.traits AS JSON)->>'name' AS name, "
+            f"{fav} AS favourite_category "
+            "FROM campaign_audiences a LEFT JOIN users u ON u.user_id = a.user_id "
+            f"{join} WHERE a.run_id = {lit(self.run_id)} AND a.arm = 'treatment' AND ({where}) "
+            "ORDER BY a.idempotency_key" + (f" LIMIT {int(limit)}" if limit else "")
+        )
+        return self.store.query(sql)
+
+    def _recommendations(self, rows: pd.DataFrame, n_max: int) -> dict[str, list[dict[str, Any]]]:
+        if self.recs is not None:
+            return {u: [dict(x) for x in self.recs.get(u, [])][:n_max] for u in rows["user_id"]}
+        run = self._recommendation_run_id()
+        out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        if run is None or rows.empty:
+            return out
+        users = ", ".join(lit(str(u)) for u in rows["user_id"].unique())
+        recs = self.store.query(
+            'SELECT r.user_id AS user_id, r."rank" AS "rank", r.item_id AS item_id, '
+            "i.title AS title, i.category AS category, i.price AS price, r.reason AS reason "
+            "FROM recommendations r LEFT JOIN items i ON i.item_id = r.item_id "
+            f'WHERE r.run_id = {lit(run)} AND r."rank" <= {int(n_max)} '
+            f"AND r.user_id IN ({users}) "
+            'ORDER BY r.user_id, r."rank"'
+        )
+        price = pd.to_numeric(recs["price"], errors="coerce").astype("float64")
+        for u, item, title, cat, p, why in zip(
+            recs["user_id"].astype(str),
+            recs["item_id"].astype(str),
+            recs["title"],
+            recs["category"],
+            price,
+            recs["reason"],
+            strict=True,
+        ):
+            out[u].append(
+                {
+                    "item_id": item,
+                    "title": _none(title),
+                    "category": _none(cat),
+                    "price": None if p != p else float(p),
+                    "reason": _none(why),
+                }
+            )
+        return out
+
+    def contexts(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
+        """One template context per row (plain dicts; see ``segmint.campaigns.FIELDS``)."""
+        if rows.empty:
+            return []
+        playbook = self.config.playbook
+        segments = rows["segment"].astype(str).unique().tolist()
+        strategies = {s: self.strategy(s) for s in segments}
+        offers = {
+            s: {
+                "type": st.offer.type,
+                "value": st.offer.value,
+                "code": st.offer.code,
+                "label": st.offer.label,
+            }
+            for s, st in strategies.items()
+        }
+        n_recs = {
+            s: (st.n_recommendations if st.include_recommendations else 0)
+            for s, st in strategies.items()
+        }
+        n_max = max(n_recs.values())
+        recs = self._recommendations(rows, n_max) if n_max else {}
+        clean = rows.astype(object).where(rows.notna(), None)
+        records = clean.to_dict("records")
+        key = self.key
+        url = playbook.unsubscribe_url
+        base = {
+            "segmentation": self.spec.segmentation,
+            "campaign": self.campaign,
+            "shop": self.config.project,
+            "currency": self.config.currency,
+        }
+        out = []
+        for r in records:
+            seg = r["segment"]
+            uid = r["user_id"]
+            n = n_recs[seg]
+            user_recs = (recs.get(uid) or self._popular_items(n))[:n] if n else []
+            age = r["age"]
+            ctx = {
+                **base,
+                "user_id": uid,
+                "first_name": r["first_name"],
+                "name": r["name"],
+                "email": r["email"],
+                "country": r["country"],
+                "city": r["city"],
+                "gender": r["gender"],
+                "age": None if age is None else int(age),
+                "favourite_category": r["favourite_category"],
+                "segment": seg,
+                "offer": offers[seg],
+                "recommendations": user_recs,
+                "unsubscribe_url": url.replace(
+                    "{token}", make_token(key, uid, "email", self.spec.purpose)
+                ),
+            }
+            out.append(ctx)
+        return out
+
+    def messages(self, rows: pd.DataFrame) -> list[PreparedMessage]:
+        """Render the messages of ``rows`` (from :meth:`rows`)."""
+        contexts = self.contexts(rows)
+        if not contexts:
+            return []
+        channels = self.config.playbook.channels
+        domains = {
+            name: (
+                spec.from_address.rsplit("@", 1)[-1].strip("> ")
+                if isinstance(spec, EmailChannelSpec) and "@" in spec.from_address
+                else "segmint.local"
+            )
+            for name, spec in channels.items()
+        }
+        names = {s: self.template_name(s) for s in {c["segment"] for c in contexts}}
+        compiled = self.renderer.compiled_
+        out = []
+        for ctx, channel, key in zip(
+            contexts, rows["channel"].astype(str), rows["idempotency_key"].astype(str), strict=True
+        ):
+            subject, body, html = compiled[names[ctx["segment"]]].render(ctx)
+            digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+            msg = Message(
+                idempotency_key=key,
+                campaign=self.campaign,
+                user_id=ctx["user_id"],
+                to=ctx["email"],
+                subject=subject,
+                body=body,
+                html=html,
+                message_id=f"<{digest}@{domains.get(channel, 'segmint.local')}>",
+                unsubscribe_url=ctx["unsubscribe_url"],
+                payload={
+                    "segment": ctx["segment"],
+                    "offer": ctx["offer"],
+                    "recommendations": ctx["recommendations"],
+                },
+            )
+            out.append(PreparedMessage(channel, ctx["segment"], msg))
+        return out

@@ -1,0 +1,552 @@
+"""Planning a campaign: validate the playbook against the store, build the audience in
+SQL, split it into stable arms, store the plan, and check every template on real users."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from segmint.campaigns._audience import (
+    REASONS,
+    AudienceSpec,
+    ChannelRow,
+    audience_sql,
+    bucket_sql,
+    hash_sql,
+)
+from segmint.campaigns._config import (
+    ANY_SEGMENT,
+    CampaignSpec,
+    FileChannelSpec,
+    LifecycleTransitionTrigger,
+    WebhookChannelSpec,
+)
+from segmint.campaigns._messages import MessageBuilder, Recs
+from segmint.campaigns._tables import ensure_campaign_tables, lit, table_exists, ts_lit
+from segmint.errors import ConfigError, NotFoundError
+from segmint.store import Store
+
+if TYPE_CHECKING:
+    from segmint.config import Config
+
+__all__ = [
+    "CampaignPlan",
+    "PreviewMessage",
+    "latest_plan",
+    "load_audience",
+    "plan_campaign",
+    "preview",
+    "validate_playbook",
+]
+
+log = logging.getLogger(__name__)
+
+IN_SEGMENTS = "in the campaign's segments"
+HOLDOUT = "holdout (control group)"
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """One stored plan of a campaign.
+
+    Attributes
+    ----------
+    run_id : str
+        ``c-<timestamp>-<campaign>-<hex>``; the audience rows carry it.
+    funnel : DataFrame
+        ``step, excluded, remaining``: segment members, then one row per exclusion reason
+        in order, then the holdout; the last ``remaining`` is the treatment group.
+    n_treatment, n_control : int
+        Sizes of the arms (stored in ``campaign_audiences``; see :func:`load_audience`).
+    by_segment : DataFrame
+        ``segment, channel, treatment, control``.
+    """
+
+    run_id: str
+    campaign: str
+    segmentation: str
+    segment_run_id: str
+    previous_run_id: str | None
+    as_of: date
+    created_at: datetime
+    holdout: float
+    funnel: pd.DataFrame
+    n_eligible: int
+    n_treatment: int
+    n_control: int
+    by_segment: pd.DataFrame = field(default_factory=pd.DataFrame)
+    status: str = "planned"
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "run_id": self.run_id,
+            "campaign": self.campaign,
+            "segmentation": self.segmentation,
+            "segment_run_id": self.segment_run_id,
+            "previous_run_id": self.previous_run_id,
+            "as_of": self.as_of.isoformat(),
+            "created_at": self.created_at.isoformat(),
+            "holdout": self.holdout,
+            "status": self.status,
+            "n_eligible": self.n_eligible,
+            "n_treatment": self.n_treatment,
+            "n_control": self.n_control,
+            "funnel": self.funnel.to_dict("records"),
+            "by_segment": self.by_segment.to_dict("records"),
+        }
+
+
+def _campaign(config: Config, name: str) -> CampaignSpec:
+    campaigns = config.playbook.campaigns
+    if name not in campaigns:
+        close = difflib.get_close_matches(name, list(campaigns), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        known = ", ".join(campaigns) or "(none: add playbook.campaigns, or `segmint playbook init`)"
+        raise NotFoundError(
+            f"no campaign named {name!r} in segmint.yaml{hint} (campaigns: {known})"
+        )
+    if "|" in name:
+        raise ConfigError(f"campaign name {name!r} must not contain '|'")
+    return campaigns[name]
+
+
+def _segment_runs(store: Store, segmentation: str) -> list[str]:
+    if not table_exists(store, "segment_runs"):
+        raise NotFoundError(
+            f"no segmentation runs in the store; run `segmint segment {segmentation}` first"
+        )
+    runs = store.query(
+        "SELECT run_id FROM segment_runs WHERE segmentation = "
+        f"{lit(segmentation)} ORDER BY created_at DESC, run_id DESC LIMIT 2"
+    )
+    if runs.empty:
+        raise NotFoundError(
+            f"segmentation {segmentation!r} has no run yet; run `segmint segment {segmentation}`"
+        )
+    return [str(r) for r in runs["run_id"]]
+
+
+def _run_segments(store: Store, run_id: str) -> list[str]:
+    frame = store.query(
+        "SELECT DISTINCT segment FROM segment_assignments "
+        f"WHERE run_id = {lit(run_id)} ORDER BY segment"
+    )
+    return [str(s) for s in frame["segment"]]
+
+
+def validate_playbook(store: Store, config: Config, name: str | None = None) -> None:
+    """Check the playbook's segment names against the latest run of each segmentation.
+
+    The loader already checked channels, templates and their fields; this checks what only
+    the store knows: every segment named by a strategy or a campaign exists in the latest
+    run of its segmentation.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        The store.
+    config : segmint.Config
+        The project configuration.
+    name : str, optional
+        Only this campaign (and the strategies of its segmentation).
+
+    Raises
+    ------
+    segmint.errors.ConfigError
+        Listing every unknown segment with a did-you-mean.
+    segmint.errors.NotFoundError
+        When a segmentation has no run.
+    """
+    playbook = config.playbook
+    if name is not None:
+        wanted = {_campaign(config, name).segmentation}
+    else:
+        wanted = set(playbook.strategies) | {c.segmentation for c in playbook.campaigns.values()}
+    problems = []
+    for segmentation in sorted(wanted):
+        run = _segment_runs(store, segmentation)[0]
+        known = _run_segments(store, run)
+        named = [
+            (f"strategies.{segmentation}", s)
+            for s in playbook.strategies.get(segmentation, {})
+            if s != ANY_SEGMENT
+        ]
+        for cname, c in playbook.campaigns.items():
+            if c.segmentation == segmentation and c.segments != "all" and name in (None, cname):
+                named += [(f"campaigns.{cname}.segments", s) for s in c.segments]
+        for where, seg in named:
+            if seg not in known:
+                close = difflib.get_close_matches(seg, known, n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    f"playbook.{where}: unknown segment {seg!r}{hint}; the latest {segmentation} "
+                    f"run ({run}) has: {', '.join(known)}"
+                )
+    if problems:
+        raise ConfigError("invalid playbook:\n  " + "\n  ".join(problems))
+
+
+def _channel_rows(config: Config, spec: CampaignSpec, segments: list[str]) -> list[ChannelRow]:
+    rows = []
+    for seg in segments:
+        strategy = config.playbook.strategy_for(spec.segmentation, seg)
+        assert strategy is not None
+        for pref, ch in enumerate(spec.channels or strategy.channels):
+            chspec = config.playbook.channels[ch]
+            if isinstance(chspec, WebhookChannelSpec):
+                address = "user_id"
+            elif isinstance(chspec, FileChannelSpec):
+                address = chspec.address
+            else:
+                address = "email"
+            rows.append(ChannelRow(seg, pref, ch, chspec.consent, address))
+    return rows
+
+
+def new_run_id(campaign: str, now: datetime) -> str:
+    """``c-YYYYmmddTHHMMSS-<campaign>-xxxxxx`` (sorts by creation time)."""
+    return f"c-{now.strftime('%Y%m%dT%H%M%S')}-{campaign}-{secrets.token_hex(3)}"
+
+
+def plan_campaign(
+    store: Store,
+    config: Config,
+    name: str,
+    *,
+    as_of: date | None = None,
+    now: datetime | None = None,
+    recs: Recs | None = None,
+) -> CampaignPlan:
+    """Build and store a campaign's audience: funnel, arms, and a template check.
+
+    The audience is built in SQL in the store: members of the campaign's segments in the
+    latest run of its segmentation (for ``lifecycle_transition``, minus those already in
+    the segment at the previous run), whose trigger holds on ``as_of`` (birthday within N
+    days, inside the promotion window), then without an active unsubscribe, with consent
+    for a channel of their strategy and the campaign's purpose (the latest consent row per
+    user, channel and purpose wins), not suppressed, under the frequency cap (deliveries
+    of any campaign in the rolling window) and with a usable address. Each exclusion is
+    counted under the first reason that applies. The eligible are split by a stable hash
+    of (campaign, user) into control (``holdout`` share) and treatment; a user's first arm
+    is stored and kept on every later plan.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        The store (DuckDB or PostgreSQL).
+    config : segmint.Config
+        The project configuration with a ``playbook:`` section.
+    name : str
+        The campaign (``playbook.campaigns``).
+    as_of : date, optional
+        The plan date for triggers (today, UTC, by default).
+    now : datetime, optional
+        The instant the frequency-cap window ends (now by default).
+    recs : mapping, optional
+        user_id -> recommendations, used instead of the stored batch run.
+
+    Returns
+    -------
+    CampaignPlan
+        The stored plan.
+
+    Raises
+    ------
+    segmint.errors.ConfigError
+        Unknown segment (with a did-you-mean), or a template that does not render
+        (:class:`~segmint.errors.TemplateError`): nothing is stored then.
+    segmint.errors.NotFoundError
+        Unknown campaign, or a segmentation without a run (two runs for
+        ``lifecycle_transition``).
+    """
+    started = time.perf_counter()
+    spec = _campaign(config, name)
+    now = now or datetime.now(UTC)
+    as_of = as_of or now.astimezone(UTC).date()
+    ensure_campaign_tables(store)
+    validate_playbook(store, config, name)
+    runs = _segment_runs(store, spec.segmentation)
+    segment_run, previous = runs[0], (runs[1] if len(runs) > 1 else None)
+    if isinstance(spec.trigger, LifecycleTransitionTrigger) and previous is None:
+        raise NotFoundError(
+            f"campaign {name!r} targets users newly entering a segment, which needs two runs "
+            f"of {spec.segmentation!r}; only {segment_run} exists. Run `segmint segment "
+            f"{spec.segmentation}` again after new data arrives"
+        )
+    known = _run_segments(store, segment_run)
+    strategies = config.playbook.strategies[spec.segmentation]
+    if spec.segments == "all":
+        targeted = known if ANY_SEGMENT in strategies else [s for s in known if s in strategies]
+    else:
+        targeted = [s for s in spec.segments if s in known]
+    holdout = config.playbook.holdout if spec.holdout is None else spec.holdout
+    run_id = new_run_id(name, now)
+    builder = MessageBuilder(store, config, name, run_id, segment_run, recs=recs)
+    builder.check_templates()  # every template against the full field schema, before SQL
+    aspec = AudienceSpec(
+        campaign=name,
+        segment_run_id=segment_run,
+        previous_run_id=previous,
+        segments=tuple(targeted),
+        channels=tuple(_channel_rows(config, spec, targeted)),
+        purpose=spec.purpose,
+        trigger=spec.trigger,
+        as_of=as_of,
+        now=now,
+        cap=spec.frequency_cap or config.playbook.frequency_cap,
+        step=spec.step,
+    )
+    sql = audience_sql(aspec)
+    c = lit(name)
+    store.execute("DROP TABLE IF EXISTS _segmint_campaign_plan")
+    try:
+        with store.transaction():
+            store.execute(f"CREATE TEMP TABLE _segmint_campaign_plan AS {sql}")
+            counts = store.query(
+                "SELECT reason, count(*) AS n FROM _segmint_campaign_plan GROUP BY reason"
+            )
+            store.execute(
+                "INSERT INTO campaign_audiences (run_id, campaign, user_id, segment, channel, "
+                f"step, arm, idempotency_key) SELECT {lit(run_id)}, {c}, p.user_id, p.segment, "
+                "p.channel, p.step, coalesce(x.arm, CASE WHEN "
+                f"{bucket_sql('p.h')} < {float(holdout)!r} THEN 'control' ELSE 'treatment' END), "
+                "p.idempotency_key FROM (SELECT q.*, "
+                f"{hash_sql(name, 'q.user_id')} AS h FROM _segmint_campaign_plan q "
+                "WHERE q.reason IS NULL) p LEFT JOIN campaign_assignments x "
+                f"ON x.campaign = {c} AND x.user_id = p.user_id"
+            )
+            store.execute(
+                "INSERT INTO campaign_assignments (campaign, user_id, arm, bucket, assigned_at, "
+                f"run_id) SELECT {c}, p.user_id, p.arm, {bucket_sql('p.h')}, {ts_lit(now)}, "
+                f"{lit(run_id)} FROM (SELECT a.user_id, a.arm, {hash_sql(name, 'a.user_id')} "
+                f"AS h FROM campaign_audiences a WHERE a.run_id = {lit(run_id)} AND NOT EXISTS "
+                f"(SELECT 1 FROM campaign_assignments x WHERE x.campaign = {c} "
+                "AND x.user_id = a.user_id)) p"
+            )
+            by_segment = store.query(
+                "SELECT segment, channel, count(*) FILTER (WHERE arm = 'treatment') AS treatment, "
+                "count(*) FILTER (WHERE arm = 'control') AS control FROM campaign_audiences "
+                f"WHERE run_id = {lit(run_id)} GROUP BY segment, channel ORDER BY segment, channel"
+            )
+            for col in ("treatment", "control"):
+                by_segment[col] = pd.to_numeric(by_segment[col]).astype("int64")
+            n_treatment = int(by_segment["treatment"].sum())
+            n_control = int(by_segment["control"].sum())
+            funnel = _funnel(counts, n_control)
+            n_eligible = n_treatment + n_control
+            # every template on the first real user of each segment: fail now, not at send
+            firsts = builder.rows(
+                "a.idempotency_key IN (SELECT min(b.idempotency_key) FROM campaign_audiences b "
+                f"WHERE b.run_id = {lit(run_id)} AND b.arm = 'treatment' GROUP BY b.segment)"
+            )
+            builder.check_templates(
+                [(builder.template_name(ctx["segment"]), ctx) for ctx in builder.contexts(firsts)]
+            )
+            params = {
+                "campaign": spec.model_dump(mode="json"),
+                "holdout": holdout,
+                "segments": targeted,
+                "frequency_cap": aspec.cap.model_dump(),
+            }
+            store.execute(
+                "INSERT INTO campaign_runs (run_id, campaign, created_at, as_of, segmentation, "
+                "segment_run_id, previous_run_id, status, n_eligible, n_treatment, n_control, "
+                f"params, funnel) VALUES ({lit(run_id)}, {c}, {ts_lit(now)}, "
+                f"CAST('{as_of.isoformat()}' AS DATE), {lit(spec.segmentation)}, "
+                f"{lit(segment_run)}, {lit(previous) if previous else 'NULL'}, 'planned', "
+                f"{n_eligible}, {n_treatment}, {n_control}, "
+                f"CAST({lit(json.dumps(params))} AS JSON), "
+                f"CAST({lit(funnel.to_json(orient='records'))} AS JSON))"
+            )
+    finally:
+        store.execute("DROP TABLE IF EXISTS _segmint_campaign_plan")
+    seconds = time.perf_counter() - started
+    log.info(
+        "campaign %s: planned %s, %d eligible (%d treatment, %d control) in %.2fs",
+        name,
+        run_id,
+        n_eligible,
+        n_treatment,
+        n_control,
+        seconds,
+    )
+    return CampaignPlan(
+        run_id=run_id,
+        campaign=name,
+        segmentation=spec.segmentation,
+        segment_run_id=segment_run,
+        previous_run_id=previous,
+        as_of=as_of,
+        created_at=now,
+        holdout=holdout,
+        funnel=funnel,
+        n_eligible=n_eligible,
+        n_treatment=n_treatment,
+        n_control=n_control,
+        by_segment=by_segment,
+        seconds=seconds,
+    )
+
+
+def mask_email(email: str | None) -> str | None:
+    """``jane.doe@example.com`` -> ``j***@example.com`` (previews never show addresses)."""
+    if not email or "@" not in email:
+        return None if not email else "***"
+    local, domain = email.split("@", 1)
+    return f"{local[:1]}***@{domain}"
+
+
+def _funnel(counts: pd.DataFrame, n_control: int) -> pd.DataFrame:
+    by_reason = {
+        (None if r is None or r != r else str(r)): int(n)
+        for r, n in zip(counts["reason"], counts["n"], strict=True)
+    }
+    remaining = sum(by_reason.values())
+    rows = [(IN_SEGMENTS, 0, remaining)]
+    for reason in REASONS:
+        n = by_reason.get(reason, 0)
+        remaining -= n
+        rows.append((reason, n, remaining))
+    rows.append((HOLDOUT, n_control, remaining - n_control))
+    return pd.DataFrame(rows, columns=["step", "excluded", "remaining"])
+
+
+def latest_plan(store: Store, campaign: str) -> CampaignPlan | None:
+    """The newest stored plan of a campaign, or None."""
+    ensure_campaign_tables(store)
+    rid = store.scalar(
+        f"SELECT run_id FROM campaign_runs WHERE campaign = {lit(campaign)} "
+        "ORDER BY created_at DESC, run_id DESC LIMIT 1"
+    )
+    return None if rid is None else load_plan(store, str(rid))
+
+
+def load_plan(store: Store, run_id: str) -> CampaignPlan:
+    """A stored plan by run id."""
+    ensure_campaign_tables(store)
+    frame = store.query(f"SELECT * FROM campaign_runs WHERE run_id = {lit(run_id)}")
+    if frame.empty:
+        raise NotFoundError(f"no campaign run {run_id!r}; see `segmint campaign plan`")
+    row = frame.iloc[0]
+    params = json.loads(row["params"]) if row["params"] else {}
+    funnel = pd.DataFrame(json.loads(row["funnel"]) if row["funnel"] else [])
+    by_segment = store.query(
+        "SELECT segment, channel, count(*) FILTER (WHERE arm = 'treatment') AS treatment, "
+        "count(*) FILTER (WHERE arm = 'control') AS control FROM campaign_audiences "
+        f"WHERE run_id = {lit(run_id)} GROUP BY segment, channel ORDER BY segment, channel"
+    )
+    as_of = pd.Timestamp(row["as_of"]).date()
+    created = pd.Timestamp(row["created_at"])
+    created = created.tz_localize("UTC") if created.tzinfo is None else created
+    prev = row["previous_run_id"]
+    return CampaignPlan(
+        run_id=str(row["run_id"]),
+        campaign=str(row["campaign"]),
+        segmentation=str(row["segmentation"]),
+        segment_run_id=str(row["segment_run_id"]),
+        previous_run_id=None if prev is None or prev != prev else str(prev),
+        as_of=as_of,
+        created_at=created.to_pydatetime(),
+        holdout=float(params.get("holdout", 0.0)),
+        funnel=funnel,
+        n_eligible=int(row["n_eligible"]),
+        n_treatment=int(row["n_treatment"]),
+        n_control=int(row["n_control"]),
+        by_segment=by_segment,
+        status=str(row["status"]),
+    )
+
+
+def load_audience(store: Store, run_id: str, arm: str | None = None) -> pd.DataFrame:
+    """The stored audience of a plan: ``user_id, segment, channel, step, arm,
+    idempotency_key`` (optionally one arm), sorted by user."""
+    where = f"run_id = {lit(run_id)}" + (f" AND arm = {lit(arm)}" if arm else "")
+    return store.query(
+        "SELECT user_id, segment, channel, step, arm, idempotency_key FROM campaign_audiences "
+        f"WHERE {where} ORDER BY user_id"
+    )
+
+
+@dataclass(frozen=True)
+class PreviewMessage:
+    """One rendered example (the address masked)."""
+
+    user_id: str
+    segment: str
+    channel: str
+    to: str | None
+    subject: str
+    body: str
+    message_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def preview(
+    store: Store,
+    config: Config,
+    name: str,
+    n: int = 5,
+    *,
+    run_id: str | None = None,
+    recs: Recs | None = None,
+) -> list[PreviewMessage]:
+    """Render real messages of a campaign's plan (the latest; planned now if none).
+
+    Examples are taken round-robin across segments, so each strategy shows up. Nothing is
+    sent or logged as a delivery.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        The store.
+    config : segmint.Config
+        The project configuration.
+    name : str
+        The campaign.
+    n : int, default 5
+        Number of messages.
+    run_id : str, optional
+        A specific plan.
+    recs : mapping, optional
+        user_id -> recommendations, instead of the stored batch run.
+
+    Returns
+    -------
+    list of PreviewMessage
+    """
+    _campaign(config, name)
+    plan = load_plan(store, run_id) if run_id else latest_plan(store, name)
+    if plan is None:
+        plan = plan_campaign(store, config, name, recs=recs)
+    builder = MessageBuilder(store, config, name, plan.run_id, plan.segment_run_id, recs=recs)
+    rows = builder.rows(
+        "a.idempotency_key IN (SELECT idempotency_key FROM (SELECT b.idempotency_key, "
+        "row_number() OVER (PARTITION BY b.segment ORDER BY b.idempotency_key) AS rn "
+        f"FROM campaign_audiences b WHERE b.run_id = {lit(plan.run_id)} "
+        f"AND b.arm = 'treatment') r WHERE r.rn <= {int(n)})"
+    )
+    if rows.empty:
+        return []
+    rows["_rn"] = rows.groupby("segment").cumcount()
+    rows = rows.sort_values(["_rn", "segment"], kind="stable").head(n).drop(columns="_rn")
+    out = []
+    for pm in builder.messages(rows.reset_index(drop=True)):
+        m = pm.message
+        out.append(
+            PreviewMessage(
+                m.user_id, pm.segment, pm.channel, mask_email(m.to), m.subject, m.body, m.message_id
+            )
+        )
+    return out

@@ -1,0 +1,326 @@
+"""A sensible default playbook for the standard segmentations (``segmint playbook init``).
+
+The classic cases: high-value users get exclusive perks and early access; potential users
+recommendations and a conversion offer; general users standard offers; new users
+onboarding and a first-purchase offer; active users tailored recommendations; silent users
+a reactivation e-mail or push; at-risk users (RFM "At Risk", "Can't Lose Them") a win-back
+offer. Plus a birthday campaign, a limited-time promotion and a win-back for users newly
+entering "At Risk".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from segmint.campaigns._config import Playbook
+from segmint.campaigns._tables import lit, table_exists
+
+if TYPE_CHECKING:
+    from segmint.config import Config
+    from segmint.store import Store
+
+__all__ = ["default_playbook"]
+
+_FOOTER = (
+    "\n--\n{{ shop }} · you get this because you agreed to hear from us.\n"
+    "Unsubscribe with one click: {{ unsubscribe_url }}\n"
+)
+_RECS = (
+    "{% if recommendations %}\nPicked for you:\n{% for r in recommendations %}"
+    "  - {{ r.title or r.item_id }}{% if r.price %} ({{ '%.2f' | format(r.price) }} "
+    "{{ currency }}){% endif %}\n{% endfor %}{% endif %}"
+)
+_HELLO = "Hi {{ first_name or 'there' }},\n\n"
+
+TEMPLATES: dict[str, dict[str, str]] = {
+    "vip_perks": {
+        "subject": "{{ first_name or 'You' }}, early access is yours",
+        "body": _HELLO + "You are one of our best customers, so you see the new collection "
+        "before anyone else{% if favourite_category %} - starting with {{ favourite_category }}"
+        "{% endif %}.\n{% if offer.code %}Your access code: {{ offer.code }}\n{% endif %}"
+        + _RECS
+        + _FOOTER,
+    },
+    "conversion": {
+        "subject": "{{ offer.label | capitalize }} on your next order",
+        "body": _HELLO + "Good things are waiting for you: {{ offer.label }} on your next "
+        "order.\n" + _RECS + _FOOTER,
+    },
+    "standard_offer": {
+        "subject": "{{ offer.label | capitalize }} this week at {{ shop }}",
+        "body": _HELLO
+        + "This week you get {{ offer.label }}. Have a look around.\n"
+        + _RECS
+        + _FOOTER,
+    },
+    "onboarding": {
+        "subject": "Welcome to {{ shop }} - {{ offer.label }} on your first order",
+        "body": _HELLO + "Welcome! Here is how to get started, and {{ offer.label }} on your "
+        "first order{% if offer.code %} with the code {{ offer.code }}{% endif %}.\n"
+        + _RECS
+        + _FOOTER,
+    },
+    "tailored_recs": {
+        "subject": "New picks for you{% if favourite_category %} in {{ favourite_category }}"
+        "{% endif %}",
+        "body": _HELLO + "We picked a few things we think you will like.\n" + _RECS + _FOOTER,
+    },
+    "reactivation": {
+        "subject": "We miss you, {{ first_name or 'friend' }} - {{ offer.label }} inside",
+        "body": _HELLO + "It has been a while. Come back for {{ offer.label }}"
+        "{% if offer.code %} with the code {{ offer.code }}{% endif %}.\n" + _RECS + _FOOTER,
+    },
+    "winback": {
+        "subject": "{{ offer.label | capitalize }} - just for you, {{ first_name or 'friend' }}",
+        "body": _HELLO + "We would love to see you again: {{ offer.label }} on anything"
+        "{% if favourite_category %}, {{ favourite_category }} included{% endif %}.\n"
+        + _RECS
+        + _FOOTER,
+    },
+    "birthday": {
+        "subject": "Happy birthday from {{ shop }}!",
+        "body": _HELLO + "Happy birthday! Treat yourself: {{ offer.label }} this week.\n" + _FOOTER,
+    },
+}
+
+
+def _strategy(
+    template: str,
+    offer: dict[str, Any] | None = None,
+    *,
+    recs: bool = False,
+    channels: list[str] | None = None,
+    hour: int | None = 10,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "offer": offer or {"type": "none"},
+        "channels": channels or ["email"],
+        "template": template,
+        "include_recommendations": recs,
+    }
+    if recs:
+        out["n_recommendations"] = 3
+    if hour is not None:
+        out["timing"] = {"hour": hour}
+    return out
+
+
+def _rfm() -> dict[str, Any]:
+    winback = {"type": "discount", "value": 20, "code": "COMEBACK20"}
+    return {
+        "Champions": _strategy("vip_perks", {"type": "exclusive_access", "code": "EARLY"}),
+        "Loyal": _strategy("tailored_recs", recs=True),
+        "Potential Loyalist": _strategy("conversion", {"type": "discount", "value": 10}, recs=True),
+        "New Customers": _strategy("onboarding", {"type": "discount", "value": 10}, recs=True),
+        "Promising": _strategy("conversion", {"type": "free_shipping"}, recs=True),
+        "Need Attention": _strategy("standard_offer", {"type": "free_shipping"}, recs=True),
+        "About to Sleep": _strategy(
+            "reactivation", {"type": "discount", "value": 10}, channels=["email", "push"]
+        ),
+        "At Risk": _strategy("winback", winback, recs=True),
+        "Can't Lose Them": _strategy("winback", winback, recs=True),
+        "Hibernating": _strategy(
+            "reactivation", {"type": "discount", "value": 15}, channels=["email", "push"]
+        ),
+        "Lost": _strategy("reactivation", {"type": "discount", "value": 25}),
+    }
+
+
+def _lifecycle() -> dict[str, Any]:
+    return {
+        "new": _strategy("onboarding", {"type": "discount", "value": 10, "code": "WELCOME10"}),
+        "active": _strategy("tailored_recs", recs=True),
+        "silent": _strategy(
+            "reactivation", {"type": "discount", "value": 15}, channels=["email", "push"]
+        ),
+        "churned": _strategy("winback", {"type": "discount", "value": 20}, recs=True),
+    }
+
+
+def _value() -> dict[str, Any]:
+    return {
+        "high-value": _strategy("vip_perks", {"type": "exclusive_access", "code": "EARLY"}),
+        "potential": _strategy("conversion", {"type": "discount", "value": 10}, recs=True),
+        "general": _strategy("standard_offer", {"type": "free_shipping"}),
+    }
+
+
+def _clusters(store: Store | None, name: str) -> dict[str, Any]:
+    generic = _strategy("tailored_recs", recs=True)
+    if store is None or not table_exists(store, "segment_runs"):
+        return {"*": generic}
+    run = store.scalar(
+        f"SELECT run_id FROM segment_runs WHERE segmentation = {lit(name)} "
+        "ORDER BY created_at DESC, run_id DESC LIMIT 1"
+    )
+    if run is None:
+        return {"*": generic}
+    segs = store.query(
+        f"SELECT DISTINCT segment FROM segment_assignments WHERE run_id = {lit(str(run))} "
+        "ORDER BY segment"
+    )["segment"]
+    return {str(s): generic for s in segs} or {"*": generic}
+
+
+def default_playbook(
+    config: Config, *, store: Store | None = None, today: date | None = None
+) -> str:
+    """YAML text of a ``playbook:`` section for the project's segmentations.
+
+    Covers every segmentation of type rfm, lifecycle, value_tiers and the clusterings
+    (their segments named from the latest run when ``store`` is given, else one ``'*'``
+    strategy), with templates, an e-mail channel on localhost:1025, a push webhook and a
+    CSV export channel, and campaigns for the classic cases.
+
+    Parameters
+    ----------
+    config : segmint.Config
+        The project configuration (its ``segmentations``).
+    store : segmint.store.Store, optional
+        To name the clusters of clustering segmentations.
+    today : date, optional
+        Start of the example promotion window (today by default; it lasts 14 days).
+
+    Returns
+    -------
+    str
+        YAML starting with ``playbook:``; it validates as a :class:`Playbook`.
+    """
+    today = today or datetime.now(UTC).date()
+    by_type: dict[str, str] = {}
+    strategies: dict[str, Any] = {}
+    for name, seg in config.segmentations.items():
+        kind = seg.type
+        if kind == "rfm":
+            strategies[name] = _rfm()
+        elif kind == "lifecycle":
+            strategies[name] = _lifecycle()
+        elif kind == "value_tiers":
+            strategies[name] = _value()
+        elif kind in ("kmeans", "ward", "dbscan", "hdbscan", "gmm"):
+            strategies[name] = _clusters(store, name)
+        else:
+            continue
+        by_type.setdefault(kind if kind in ("rfm", "lifecycle", "value_tiers") else "cluster", name)
+    campaigns: dict[str, Any] = {}
+    value = by_type.get("value_tiers")
+    life = by_type.get("lifecycle")
+    rfm = by_type.get("rfm")
+    cluster = by_type.get("cluster")
+    if value:
+        campaigns["vip_early_access"] = {
+            "segmentation": value,
+            "segments": ["high-value"],
+            "description": "high-value users: exclusive perks and early access",
+        }
+        campaigns["potential_conversion"] = {
+            "segmentation": value,
+            "segments": ["potential"],
+            "description": "potential users: recommendations and a conversion offer",
+        }
+        campaigns["general_promotion"] = {
+            "segmentation": value,
+            "segments": ["general"],
+            "trigger": {
+                "type": "promotion",
+                "start": today.isoformat(),
+                "end": (today + timedelta(days=14)).isoformat(),
+            },
+            "description": "general users: a standard offer for two weeks",
+        }
+    if life:
+        campaigns["onboarding"] = {
+            "segmentation": life,
+            "segments": ["new"],
+            "description": "new users: onboarding and a first-purchase offer",
+        }
+        campaigns["active_recommendations"] = {
+            "segmentation": life,
+            "segments": ["active"],
+            "description": "active users: tailored recommendations",
+        }
+        campaigns["silent_reactivation"] = {
+            "segmentation": life,
+            "segments": ["silent"],
+            "description": "silent users: a reactivation e-mail, or a push without e-mail",
+        }
+        campaigns["birthday"] = {
+            "segmentation": life,
+            "segments": ["new", "active", "silent"],
+            "trigger": {"type": "birthday", "within_days": 7},
+            "holdout": 0.2,
+            "description": "a birthday treat in the week of the birthday",
+        }
+    if rfm:
+        campaigns["winback_at_risk"] = {
+            "segmentation": rfm,
+            "segments": ["At Risk", "Can't Lose Them"],
+            "description": "at-risk users: a win-back offer",
+        }
+        campaigns["newly_at_risk"] = {
+            "segmentation": rfm,
+            "segments": ["At Risk", "Can't Lose Them"],
+            "trigger": {"type": "lifecycle_transition"},
+            "description": "users who entered At Risk since the previous RFM run",
+        }
+    if cluster:
+        campaigns["cluster_picks"] = {
+            "segmentation": cluster,
+            "channels": ["export"],
+            "description": "every cluster's recommendations as a CSV for an external tool",
+        }
+    doc = {
+        "playbook": {
+            "holdout": 0.1,
+            "frequency_cap": {"max_messages": 2, "window_days": 7},
+            "max_attempts": 3,
+            "unsubscribe_url": "http://localhost:8000/unsubscribe?token={token}",
+            "secret_env": "SEGMINT_SECRET",
+            "channels": {
+                "email": {
+                    "type": "email",
+                    "host": "localhost",
+                    "port": 1025,
+                    "security": "none",
+                    "from": f"{config.project} <news@shop.example>",
+                    "rate_per_second": 200,
+                },
+                "push": {
+                    "type": "webhook",
+                    "url": "http://localhost:8787/push",
+                    "secret_env": "SEGMINT_WEBHOOK_SECRET",
+                    "timeout": 5,
+                    "max_retries": 3,
+                    "backoff": 0.5,
+                },
+                "export": {"type": "file", "format": "csv"},
+            },
+            "templates": TEMPLATES,
+            "strategies": strategies,
+            "campaigns": campaigns,
+        }
+    }
+    Playbook.model_validate(doc["playbook"])  # what we write always loads
+    header = (
+        "# Playbook: per segment a strategy (offer, channels, template, recommendations,\n"
+        "# timing), the templates and channels they use, and the campaigns.\n"
+        "# See docs/campaigns.md. Secrets are read from the env vars named here.\n"
+    )
+    return header + yaml.dump(
+        doc, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100
+    )
+
+
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (template bodies) as literal ``|`` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_BlockDumper.add_representer(str, _str)
