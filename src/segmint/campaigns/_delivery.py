@@ -386,12 +386,12 @@ def send_campaign(
             for pm in builder.messages(rows):
                 m = pm.message
                 was_ambiguous = m.idempotency_key in in_flight
-                ch = channel(pm.channel)
                 commit(pm)  # mark the previous message, claim this one: one commit
                 if _after_claim is not None:
                     _after_claim(pm)
-                limiters[pm.channel].wait()
                 try:
+                    ch = channel(pm.channel)
+                    limiters[pm.channel].wait()
                     result = ch.send(m)
                 except ChannelUnavailable as exc:
                     pending_mark = (m.idempotency_key, DeliveryResult("failed", str(exc)), False)

@@ -1,0 +1,389 @@
+"""Sending for real: aiosmtpd and an HTTP server on loopback, the delivery log, unsubscribe,
+frequency caps across campaigns, failures and retries."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pandas as pd
+import pytest
+
+from segmint.campaigns import (
+    Channel,
+    ChannelUnavailable,
+    DeliveryResult,
+    EmailChannel,
+    EmailChannelSpec,
+    InvalidTokenError,
+    Message,
+    WebhookChannel,
+    WebhookChannelSpec,
+    delivery_log,
+    load_audience,
+    plan_campaign,
+    preview,
+    send_campaign,
+    unsubscribe,
+)
+from segmint.campaigns._delivery import _RateLimiter
+from segmint.campaigns._sink import SmtpSink, WebhookSink
+from segmint.errors import DeliveryError
+from segmint.store import Store
+
+from .conftest import TINY_PLAYBOOK, build_tiny_store, demo_playbook, open_demo, tiny_config
+
+CAMPAIGN = "winback_at_risk"
+
+
+def _emails(store: Store, run_id: str, arm: str) -> set[str]:
+    frame = store.query(
+        "SELECT lower(u.email) AS email FROM campaign_audiences a JOIN users u "
+        f"ON u.user_id = a.user_id WHERE a.run_id = '{run_id}' AND a.arm = '{arm}'"
+    )
+    return set(frame["email"])
+
+
+def test_every_treated_user_gets_one_message_and_control_none(
+    demo: Path, smtp_sink: SmtpSink
+) -> None:
+    store, config = open_demo(demo, demo_playbook(demo, smtp_port=smtp_sink.port))
+    plan = plan_campaign(store, config, CAMPAIGN)
+    assert plan.n_treatment > 50 and plan.n_control > 0
+    report = send_campaign(store, config, CAMPAIGN)
+    assert report.sent == plan.n_treatment and report.complete
+    treated, control = (
+        _emails(store, plan.run_id, "treatment"),
+        _emails(store, plan.run_id, "control"),
+    )
+    assert set(smtp_sink.by_recipient) == treated
+    assert all(n == 1 for n in smtp_sink.by_recipient.values())
+    assert not control & set(smtp_sink.by_recipient)
+    log = delivery_log(store, CAMPAIGN)
+    assert (log["status"] == "sent").all() and len(log) == plan.n_treatment
+    # a second send (resume or not) sends nothing again
+    again = send_campaign(store, config, CAMPAIGN, resume=False)
+    assert again.sent == 0 and again.already_sent == plan.n_treatment
+    assert smtp_sink.n_received == plan.n_treatment
+
+
+def test_messages_carry_headers_and_a_working_unsubscribe(demo: Path, smtp_sink: SmtpSink) -> None:
+    store, config = open_demo(demo, demo_playbook(demo, smtp_port=smtp_sink.port))
+    plan = plan_campaign(store, config, CAMPAIGN)
+    send_campaign(store, config, CAMPAIGN)
+    msg = smtp_sink.messages[0]
+    assert msg["Message-ID"].endswith("@shop.example>")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = str(msg["List-Unsubscribe"]).replace("\n", "").replace(" ", "").strip("<>")
+    token = parse_qs(urlparse(link).query)["token"][0]
+    assert token in msg.get_payload(decode=True).decode()
+    to = email.utils.parseaddr(msg["To"])[1]
+    user = store.scalar(f"SELECT user_id FROM users WHERE lower(email) = '{to}'")
+
+    result = unsubscribe(store, token)
+    assert result.user_id == user and not result.already_unsubscribed
+    row = store.query(
+        f"SELECT granted, source FROM consents WHERE user_id = '{user}' ORDER BY ts DESC LIMIT 1"
+    )
+    assert not row["granted"].iloc[0] and row["source"].iloc[0] == "unsubscribe"
+    assert unsubscribe(store, token).already_unsubscribed
+    # the user drops out of every later audience at once, whatever the campaign
+    for name in (CAMPAIGN, "newly_at_risk"):
+        later = plan_campaign(store, config, name)
+        assert user not in set(load_audience(store, later.run_id)["user_id"])
+    replan = plan_campaign(store, config, CAMPAIGN)
+    f = replan.funnel.set_index("step")["excluded"]
+    assert f["unsubscribed"] == 1
+    assert plan.n_eligible - replan.n_eligible == 1
+
+
+def test_forged_unsubscribe_token_is_refused(demo: Path) -> None:
+    from segmint.campaigns import make_token
+
+    store, _ = open_demo(demo)
+    with pytest.raises(InvalidTokenError, match="signature does not match"):
+        unsubscribe(store, make_token(b"not the key", "C000001"))
+    with pytest.raises(InvalidTokenError, match="malformed"):
+        unsubscribe(store, "garbage")
+
+
+def test_opt_out_between_plan_and_send_is_skipped(demo: Path, smtp_sink: SmtpSink) -> None:
+    store, config = open_demo(demo, demo_playbook(demo, smtp_port=smtp_sink.port))
+    plan = plan_campaign(store, config, CAMPAIGN)
+    victim = load_audience(store, plan.run_id, "treatment")["user_id"].iloc[0]
+    store.execute(
+        "INSERT INTO consents (user_id, channel, purpose, ts, granted, source) VALUES "
+        f"('{victim}', 'email', 'marketing', current_timestamp, FALSE, 'preference centre')"
+    )
+    report = send_campaign(store, config, CAMPAIGN)
+    assert report.skipped == 1 and report.sent == plan.n_treatment - 1
+    email_of = store.scalar(f"SELECT lower(email) FROM users WHERE user_id = '{victim}'")
+    assert email_of not in smtp_sink.by_recipient
+
+
+def test_frequency_cap_counts_across_campaigns(demo: Path, smtp_sink: SmtpSink) -> None:
+    pb = demo_playbook(demo, smtp_port=smtp_sink.port)
+    pb["frequency_cap"] = {"max_messages": 1, "window_days": 7}
+    pb["campaigns"]["winback_again"] = dict(pb["campaigns"][CAMPAIGN])
+    store, config = open_demo(demo, pb)
+    first = plan_campaign(store, config, CAMPAIGN)
+    before = plan_campaign(store, config, "winback_again")
+    assert before.funnel.set_index("step")["excluded"]["frequency cap reached"] == 0
+    send_campaign(store, config, CAMPAIGN, plan=first)
+    after = plan_campaign(store, config, "winback_again")
+    capped = after.funnel.set_index("step")["excluded"]["frequency cap reached"]
+    assert capped == first.n_treatment
+    got = set(load_audience(store, after.run_id)["user_id"])
+    assert not got & set(load_audience(store, first.run_id, "treatment")["user_id"])
+    # a plan of the campaign that sent does not count its own messages against the cap
+    own = plan_campaign(store, config, CAMPAIGN)
+    assert own.funnel.set_index("step")["excluded"]["frequency cap reached"] == 0
+
+
+def test_unreachable_smtp_is_a_clear_error_and_nothing_is_lost(demo: Path) -> None:
+    with SmtpSink() as probe:  # a port that was free a moment ago and is closed now
+        port = probe.port
+    store, config = open_demo(demo, demo_playbook(demo, smtp_port=port))
+    plan = plan_campaign(store, config, CAMPAIGN)
+    with pytest.raises(
+        DeliveryError, match=rf"cannot connect to SMTP server 127.0.0.1:{port}"
+    ) as info:
+        send_campaign(store, config, CAMPAIGN)
+    assert info.value.report is not None and info.value.report.sent == 0
+    counts = delivery_log(store, CAMPAIGN)["status"].value_counts().to_dict()
+    assert counts == {"pending": plan.n_treatment - 1, "failed": 1}
+    failed = delivery_log(store, CAMPAIGN).query("status == 'failed'")
+    assert "cannot connect" in failed["error"].iloc[0] and failed["attempts"].iloc[0] == 1
+    with SmtpSink(port=port) as sink:
+        report = send_campaign(store, config, CAMPAIGN)
+    assert report.sent == plan.n_treatment and report.complete
+    assert sorted(sink.by_recipient.values()) == [1] * plan.n_treatment
+
+
+def test_invalid_address_is_rejected_not_sent(smtp_sink: SmtpSink) -> None:
+    ch = EmailChannel(
+        EmailChannelSpec.model_validate(
+            {"type": "email", "host": "127.0.0.1", "port": smtp_sink.port, "from": "s@shop.example"}
+        )
+    )
+    with ch:
+        bad = ch.send(_message(to="not an address@example.com"))
+        none = ch.send(_message(to=None))
+        good = ch.send(_message(to="ok@example.com"))
+    assert bad.status == none.status == "rejected" and "invalid e-mail" in str(bad.error)
+    assert good.status == "sent" and smtp_sink.n_received == 1
+
+
+def _message(to: str | None = "a@example.com", key: str = "c|u1|main") -> Message:
+    return Message(
+        key,
+        "c",
+        "u1",
+        to,
+        "Subject",
+        "Body",
+        None,
+        "<x@y>",
+        "http://u/?token=t",
+        {"segment": "s", "offer": {"type": "none"}, "recommendations": []},
+    )
+
+
+class _Flaky(Channel):
+    """In-memory channel: fails the first ``n_fail`` calls, then sends."""
+
+    def __init__(self, n_fail: int) -> None:
+        self.n_fail = n_fail
+        self.sent: list[str] = []
+
+    def send(self, message: Message) -> DeliveryResult:
+        if self.n_fail > 0:
+            self.n_fail -= 1
+            return DeliveryResult("failed", "421 try again later")
+        self.sent.append(message.idempotency_key)
+        return DeliveryResult("sent")
+
+
+def test_failures_are_retried_up_to_the_limit(tmp_path: Path) -> None:
+    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+    config = tiny_config(dict(TINY_PLAYBOOK, max_attempts=2))
+    channel = _Flaky(n_fail=10**6)
+    first = send_campaign(store, config, "gold_once", channels={"email": channel})
+    assert first.failed == 4 and not first.complete
+    second = send_campaign(store, config, "gold_once", channels={"email": channel})
+    assert second.failed == 4
+    third = send_campaign(store, config, "gold_once", channels={"email": channel})
+    assert third.failed == 0 and third.sent == 0  # given up: attempts == max_attempts
+    log = delivery_log(store, "gold_once")
+    assert set(log["attempts"]) == {2} and set(log["error"]) == {"421 try again later"}
+    store.close()
+
+
+def test_a_failure_is_retried_by_the_next_run(tmp_path: Path) -> None:
+    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+    config = tiny_config()
+    channel = _Flaky(n_fail=1)
+    first = send_campaign(store, config, "gold_once", channels={"email": channel})
+    assert (first.sent, first.failed) == (3, 1)
+    second = send_campaign(store, config, "gold_once", channels={"email": channel})
+    assert (second.sent, second.failed, second.complete) == (1, 0, True)
+    assert len(channel.sent) == len(set(channel.sent)) == 4
+    store.close()
+
+
+def test_crash_between_send_and_mark_resends_with_the_same_message_id(tmp_path: Path) -> None:
+    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+    config = tiny_config()
+    channel = _Flaky(n_fail=0)
+    seen: list[str] = []
+
+    def crash(pm, result) -> None:
+        seen.append(pm.message.message_id)
+        if len(seen) == 2:
+            raise KeyboardInterrupt("simulated crash after the channel accepted")
+
+    with pytest.raises(KeyboardInterrupt):
+        send_campaign(store, config, "gold_once", channels={"email": channel}, _after_send=crash)
+    log = delivery_log(store, "gold_once").set_index("idempotency_key")
+    assert sorted(log["status"]) == ["pending", "pending", "sending", "sent"]
+    resumed = send_campaign(store, config, "gold_once", channels={"email": channel})
+    assert resumed.resent_ambiguous == 1 and resumed.sent == 3 and resumed.complete
+    log = delivery_log(store, "gold_once").set_index("idempotency_key")
+    ambiguous = log[log["ambiguous"]]
+    assert len(ambiguous) == 1 and ambiguous["message_id"].iloc[0] == seen[1]
+    assert sorted(channel.sent).count(ambiguous.index[0]) == 2  # the one duplicate, same id
+    store.close()
+
+
+@pytest.mark.postgres
+def test_delivery_log_on_postgresql(pg_url: str) -> None:
+    store = build_tiny_store(pg_url)
+    try:
+        config = tiny_config(dict(TINY_PLAYBOOK, holdout=0.3))
+        channel = _Flaky(n_fail=1)
+        plan = plan_campaign(store, config, "gold_once")
+        first = send_campaign(store, config, "gold_once", channels={"email": channel})
+        second = send_campaign(store, config, "gold_once", channels={"email": channel})
+        assert first.sent + second.sent == plan.n_treatment and second.complete
+        assert sorted(channel.sent) == sorted(
+            load_audience(store, plan.run_id, "treatment")["idempotency_key"]
+        )
+    finally:
+        store.close()
+
+
+# -- webhooks --------------------------------------------------------------------------
+
+
+def _webhook(url: str, **kw) -> WebhookChannel:
+    spec = WebhookChannelSpec.model_validate(
+        {"type": "webhook", "url": url, "secret_env": "SEGMINT_TEST_HOOK", "backoff": 0.01, **kw}
+    )
+    return WebhookChannel(spec, "push")
+
+
+def test_webhook_posts_signed_json(webhook_sink: WebhookSink, monkeypatch) -> None:
+    monkeypatch.setenv("SEGMINT_TEST_HOOK", "s3cret")
+    with _webhook(webhook_sink.url) as ch:
+        result = ch.send(_message())
+    assert result.status == "sent"
+    (req,) = webhook_sink.requests
+    body = req["body"]
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert req["headers"]["X-Segmint-Signature"] == expected
+    assert req["headers"]["Idempotency-Key"] == "c|u1|main"
+    assert json.loads(body)["user_id"] == "u1"
+
+
+def test_webhook_500_is_retried_then_recorded(monkeypatch) -> None:
+    monkeypatch.setenv("SEGMINT_TEST_HOOK", "k")
+    with WebhookSink(status=500) as sink, _webhook(sink.url, max_retries=2) as ch:
+        result = ch.send(_message())
+    assert result.status == "failed" and "HTTP 500" in str(result.error)
+    assert len(sink.requests) == 3
+
+
+def test_webhook_timeout_is_retried_then_recorded(monkeypatch) -> None:
+    monkeypatch.setenv("SEGMINT_TEST_HOOK", "k")
+    with WebhookSink(delay=0.5) as sink, _webhook(sink.url, max_retries=1, timeout=0.1) as ch:
+        result = ch.send(_message())
+    assert result.status == "failed" and "timed out" in str(result.error)
+    assert len(sink.requests) == 2
+
+
+def test_webhook_4xx_is_rejected_without_retry(monkeypatch) -> None:
+    monkeypatch.setenv("SEGMINT_TEST_HOOK", "k")
+    with WebhookSink(status=422) as sink, _webhook(sink.url, max_retries=3) as ch:
+        result = ch.send(_message())
+    assert result.status == "rejected" and len(sink.requests) == 1
+
+
+def test_webhook_unreachable_stops_the_channel(monkeypatch) -> None:
+    monkeypatch.setenv("SEGMINT_TEST_HOOK", "k")
+    with SmtpSink() as probe:
+        port = probe.port
+    with (
+        pytest.raises(ChannelUnavailable, match="unreachable after 2 tries"),
+        _webhook(f"http://127.0.0.1:{port}/hook", max_retries=1) as ch,
+    ):
+        ch.send(_message())
+
+
+def test_webhook_secret_must_be_set(monkeypatch) -> None:
+    from segmint.errors import ConfigError
+
+    monkeypatch.delenv("SEGMINT_TEST_HOOK", raising=False)
+    with pytest.raises(ConfigError, match="SEGMINT_TEST_HOOK is not set"):
+        _webhook("http://127.0.0.1:9/x").open()
+
+
+def test_push_campaign_through_the_webhook(demo: Path, webhook_sink: WebhookSink) -> None:
+    pb = demo_playbook(demo, webhook_url=webhook_sink.url)
+    pb["campaigns"]["push_only"] = dict(pb["campaigns"][CAMPAIGN], channels=["push"])
+    store, config = open_demo(demo, pb)
+    plan = plan_campaign(store, config, "push_only")
+    assert set(plan.by_segment["channel"]) == {"push"}
+    report = send_campaign(store, config, "push_only")
+    assert report.sent == plan.n_treatment == len(webhook_sink.requests)
+    users = {json.loads(r["body"])["user_id"] for r in webhook_sink.requests}
+    assert users == set(load_audience(store, plan.run_id, "treatment")["user_id"])
+
+
+# -- file export, rate limit, preview ---------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_file_channel_exports_one_row_per_message(demo: Path, fmt: str) -> None:
+    pb = demo_playbook(demo)
+    pb["channels"]["export"]["format"] = fmt
+    pb["campaigns"]["export_only"] = dict(pb["campaigns"][CAMPAIGN], channels=["export"])
+    store, config = open_demo(demo, pb)
+    report = send_campaign(store, config, "export_only")
+    out = demo / "campaigns" / f"export_only-{report.run_id}.{fmt}"
+    frame = pd.read_csv(out) if fmt == "csv" else pd.read_excel(out)
+    assert len(frame) == report.sent == report.n_treatment
+    assert frame["idempotency_key"].is_unique
+    assert frame["subject"].str.len().min() > 0
+
+
+def test_rate_limit_spaces_messages() -> None:
+    limiter = _RateLimiter(50.0)
+    t0 = time.monotonic()
+    for _ in range(11):
+        limiter.wait()
+    assert time.monotonic() - t0 >= 0.19
+
+
+def test_preview_renders_real_messages_per_segment(demo: Path) -> None:
+    store, config = open_demo(demo, demo_playbook(demo))
+    shown = preview(store, config, CAMPAIGN, n=2)
+    assert len(shown) == 2 and {m.segment for m in shown} == {"At Risk", "Can't Lose Them"}
+    for m in shown:
+        assert "20% off" in m.subject and "unsubscribe?token=" in m.body
+        assert m.to is not None and "***@" in m.to
+    assert store.scalar("SELECT count(*) FROM deliveries") == 0
