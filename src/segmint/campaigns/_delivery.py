@@ -221,6 +221,7 @@ def send_campaign(
     plan: CampaignPlan | str | None = None,
     channels: Mapping[str, Channel] | None = None,
     batch_size: int = 500,
+    group_size: int = 1,
     max_consecutive_failures: int = 50,
     recs: Recs | None = None,
     callback: Callable[[int, int], None] | None = None,
@@ -250,6 +251,11 @@ def send_campaign(
         channels).
     batch_size : int, default 500
         Messages rendered per store round trip.
+    group_size : int, default 1
+        Messages claimed per commit. 1 gives the tightest guarantee (at most one message
+        of unknown fate after a crash); a larger group commits less often (faster, on
+        DuckDB about 1 ms per commit) and after a crash resends up to ``group_size``
+        messages with their original Message-IDs.
     max_consecutive_failures : int, default 50
         Stop (DeliveryError) after this many failures in a row.
     recs : mapping, optional
@@ -317,10 +323,12 @@ def send_campaign(
     open_channels: dict[str, Channel] = {}
     limiters: dict[str, _RateLimiter] = {}
     provided = dict(channels or {})
-    pending_mark: tuple[str, DeliveryResult, bool] | None = None
+    marks: list[tuple[str, str, DeliveryResult, bool]] = []  # key, message_id, result, amb
+    unattempted: dict[str, str] = {}  # claimed in this group, not sent yet: key -> status
     consecutive = 0
     done = 0
     last_key = ""
+    group = max(1, int(group_size))
 
     def channel(ch: str) -> Channel:
         if ch not in open_channels:
@@ -330,34 +338,41 @@ def send_campaign(
             limiters[ch] = _RateLimiter(obj.rate_per_second)
         return open_channels[ch]
 
-    def mark_sql(key: str, result: DeliveryResult, was_ambiguous: bool) -> tuple[str, list[Any]]:
+    def commit(claims: list[PreparedMessage], prior: dict[str, str]) -> None:
+        """One transaction: the outcomes of the messages sent since the last commit, the
+        release of claimed-but-unsent rows, and the claims of the next group."""
         ts = datetime.now(UTC)
-        return (
-            "UPDATE deliveries SET status = ?, error = ?, ambiguous = ?, sent_at = ?, "
-            "updated_at = ? WHERE idempotency_key = ?",
-            [
-                result.status,
-                result.error,
-                bool(was_ambiguous or result.ambiguous),
-                ts if result.status == "sent" else None,
-                ts,
-                key,
-            ],
-        )
-
-    def commit(claim: PreparedMessage | None) -> None:
-        nonlocal pending_mark
         with store.transaction():
-            if pending_mark is not None:
-                store.execute(*mark_sql(*pending_mark))
-            if claim is not None:
-                ts = datetime.now(UTC)
+            for key, message_id, result, amb in marks:
+                store.execute(
+                    "UPDATE deliveries SET status = ?, error = ?, ambiguous = ?, sent_at = ?, "
+                    "message_id = ?, updated_at = ? WHERE idempotency_key = ?",
+                    [
+                        result.status,
+                        result.error,
+                        bool(amb or result.ambiguous),
+                        ts if result.status == "sent" else None,
+                        message_id,
+                        ts,
+                        key,
+                    ],
+                )
+            for key, status in unattempted.items():  # back to what they were
+                store.execute(
+                    "UPDATE deliveries SET status = ?, attempts = attempts - 1, updated_at = ? "
+                    "WHERE idempotency_key = ?",
+                    [status, ts, key],
+                )
+            if claims:
+                keys = ", ".join(lit(c.message.idempotency_key) for c in claims)
                 store.execute(
                     "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
-                    "claimed_at = ?, message_id = ?, updated_at = ? WHERE idempotency_key = ?",
-                    [ts, claim.message.message_id, ts, claim.message.idempotency_key],
+                    f"claimed_at = ?, updated_at = ? WHERE idempotency_key IN ({keys})",
+                    [ts, ts],
                 )
-        pending_mark = None
+        marks.clear()
+        unattempted.clear()
+        unattempted.update(prior)
 
     def finish(complete: bool) -> SendReport:
         report.seconds = time.perf_counter() - started
@@ -381,47 +396,67 @@ def send_campaign(
                 break
             keys = batch["idempotency_key"].astype(str).tolist()
             last_key = keys[-1]
-            in_flight = set(batch.loc[batch["status"] == "sending", "idempotency_key"].astype(str))
+            status_of = dict(zip(keys, batch["status"].astype(str), strict=True))
             rows = builder.rows("a.idempotency_key IN (" + ", ".join(lit(k) for k in keys) + ")")
-            for pm in builder.messages(rows):
-                m = pm.message
-                was_ambiguous = m.idempotency_key in in_flight
-                commit(pm)  # mark the previous message, claim this one: one commit
-                if _after_claim is not None:
-                    _after_claim(pm)
-                try:
-                    ch = channel(pm.channel)
-                    limiters[pm.channel].wait()
-                    result = ch.send(m)
-                except ChannelUnavailable as exc:
-                    pending_mark = (m.idempotency_key, DeliveryResult("failed", str(exc)), False)
-                    commit(None)
-                    report.failed += 1
-                    finish(False)
-                    raise DeliveryError(
-                        f"campaign {name!r}: {exc}. Sent {report.sent:,} now "
-                        f"({report.already_sent:,} before); the rest stay in the delivery log "
-                        f"and `segmint campaign send {name}` resumes",
-                        report=report,
-                    ) from None
-                if _after_send is not None:
-                    _after_send(pm, result)
-                pending_mark = (m.idempotency_key, result, was_ambiguous)
-                done += 1
-                if result.status == "sent":
-                    report.sent += 1
-                    report.by_channel[pm.channel] = report.by_channel.get(pm.channel, 0) + 1
-                    if was_ambiguous:
-                        report.resent_ambiguous += 1
-                    consecutive = 0
-                else:
+            prepared = builder.messages(rows)
+            for start in range(0, len(prepared), group):
+                chunk = prepared[start : start + group]
+                # mark the previous group, claim this one: one commit
+                commit(
+                    chunk,
+                    {
+                        pm.message.idempotency_key: status_of[pm.message.idempotency_key]
+                        for pm in chunk
+                    },
+                )
+                for pm in chunk:
+                    m = pm.message
+                    if _after_claim is not None:
+                        _after_claim(pm)
+                    was_ambiguous = status_of[m.idempotency_key] == "sending"
+                    try:
+                        ch = channel(pm.channel)
+                        limiters[pm.channel].wait()
+                        # from here on the fate is unknown until marked: no revert
+                        unattempted.pop(m.idempotency_key, None)
+                        result = ch.send(m)
+                    except ChannelUnavailable as exc:
+                        unattempted.pop(m.idempotency_key, None)
+                        marks.append(
+                            (
+                                m.idempotency_key,
+                                m.message_id,
+                                DeliveryResult("failed", str(exc)),
+                                False,
+                            )
+                        )
+                        commit([], {})
+                        report.failed += 1
+                        finish(False)
+                        raise DeliveryError(
+                            f"campaign {name!r}: {exc}. Sent {report.sent:,} now "
+                            f"({report.already_sent:,} before); the rest stay in the delivery "
+                            f"log and `segmint campaign send {name}` resumes",
+                            report=report,
+                        ) from None
+                    if _after_send is not None:
+                        _after_send(pm, result)
+                    marks.append((m.idempotency_key, m.message_id, result, was_ambiguous))
+                    done += 1
+                    if result.status == "sent":
+                        report.sent += 1
+                        report.by_channel[pm.channel] = report.by_channel.get(pm.channel, 0) + 1
+                        if was_ambiguous:
+                            report.resent_ambiguous += 1
+                        consecutive = 0
+                        continue
                     if result.status == "failed":
                         report.failed += 1
                     else:
                         report.rejected += 1
                     consecutive += 1
                     if consecutive >= max_consecutive_failures:
-                        commit(None)
+                        commit([], {})
                         finish(False)
                         raise DeliveryError(
                             f"campaign {name!r}: {consecutive} failures in a row, the last: "
@@ -429,15 +464,15 @@ def send_campaign(
                             f"fix the channel and run `segmint campaign send {name}` again",
                             report=report,
                         )
-            commit(None)
+            commit([], {})
             if callback is not None:
                 callback(done, total)
     except BaseException:
-        if pending_mark is not None:  # record the last outcome before giving up
+        if marks or unattempted:  # record the outcomes so far before giving up
             try:
-                commit(None)
+                commit([], {})
             except Exception:
-                log.warning("could not record the last delivery", exc_info=True)
+                log.warning("could not record the last deliveries", exc_info=True)
         raise
     finally:
         for obj in open_channels.values():

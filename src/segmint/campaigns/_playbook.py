@@ -37,7 +37,7 @@ _HELLO = "Hi {{ first_name or 'there' }},\n\n"
 
 TEMPLATES: dict[str, dict[str, str]] = {
     "vip_perks": {
-        "subject": "{{ first_name or 'You' }}, early access is yours",
+        "subject": "Early access is yours{% if first_name %}, {{ first_name }}{% endif %}",
         "body": _HELLO + "You are one of our best customers, so you see the new collection "
         "before anyone else{% if favourite_category %} - starting with {{ favourite_category }}"
         "{% endif %}.\n{% if offer.code %}Your access code: {{ offer.code }}\n{% endif %}"
@@ -69,12 +69,12 @@ TEMPLATES: dict[str, dict[str, str]] = {
         "body": _HELLO + "We picked a few things we think you will like.\n" + _RECS + _FOOTER,
     },
     "reactivation": {
-        "subject": "We miss you, {{ first_name or 'friend' }} - {{ offer.label }} inside",
+        "subject": "We miss you - {{ offer.label }} inside",
         "body": _HELLO + "It has been a while. Come back for {{ offer.label }}"
         "{% if offer.code %} with the code {{ offer.code }}{% endif %}.\n" + _RECS + _FOOTER,
     },
     "winback": {
-        "subject": "{{ offer.label | capitalize }} - just for you, {{ first_name or 'friend' }}",
+        "subject": "{{ offer.label | capitalize }} on anything - come back and see what's new",
         "body": _HELLO + "We would love to see you again: {{ offer.label }} on anything"
         "{% if favourite_category %}, {{ favourite_category }} included{% endif %}.\n"
         + _RECS

@@ -41,6 +41,7 @@ class SmtpSink:
         self.by_recipient: Counter[str] = Counter()
         self.by_message_id: Counter[str] = Counter()
         self.pairs: Counter[tuple[str, str]] = Counter()
+        self.by_campaign: Counter[tuple[str, str]] = Counter()  # (X-Segmint-Campaign, rcpt)
         self.messages: list[Any] = []
         self.n_received = 0
         self.pause_after = pause_after
@@ -66,6 +67,7 @@ class SmtpSink:
             for rcpt in envelope.rcpt_tos:
                 self.by_recipient[rcpt.lower()] += 1
                 self.pairs[(rcpt.lower(), mid)] += 1
+                self.by_campaign[(str(msg.get("X-Segmint-Campaign", "")), rcpt.lower())] += 1
             self.by_message_id[mid] += 1
             if self.keep_messages:
                 self.messages.append(msg)

@@ -1,0 +1,312 @@
+"""``segmint campaign ...`` and ``segmint playbook ...``: Typer sub-apps over the library.
+
+Registered in :mod:`segmint.cli` with ``app.add_typer(campaign_app, name="campaign")`` and
+``app.add_typer(playbook_app, name="playbook")``. Same conventions as the main CLI: one
+line on stderr and the error's exit code for a :class:`~segmint.errors.SegmintError`,
+Rich tables, ``--json`` for scripts, ``-p/--project``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from segmint.errors import SegmintError
+
+__all__ = ["campaign_app", "playbook_app"]
+
+campaign_app = typer.Typer(
+    help="Plan, preview and send campaigns from the playbook.", no_args_is_help=True
+)
+playbook_app = typer.Typer(
+    help="Write and check the playbook in segmint.yaml.", no_args_is_help=True
+)
+
+console = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True)
+
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding segmint.yaml.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+NameArg = Annotated[str, typer.Argument(help="Campaign name (playbook.campaigns).")]
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except SegmintError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def print_plan(plan: Any) -> None:
+    """The funnel and the arms of a plan, as Rich tables."""
+    t = Table(title=f"{plan.campaign} — plan {plan.run_id} (as of {plan.as_of})")
+    t.add_column("step")
+    t.add_column("excluded", justify="right")
+    t.add_column("remaining", justify="right")
+    for r in plan.funnel.itertuples(index=False):
+        t.add_row(
+            str(r.step), f"{int(r.excluded):,}" if r.excluded else "", f"{int(r.remaining):,}"
+        )
+    console.print(t)
+    if not plan.by_segment.empty:
+        s = Table(title=f"arms by segment ({plan.holdout:.0%} holdout)")
+        for c in ("segment", "channel", "treatment", "control"):
+            s.add_column(c, justify="right" if c in ("treatment", "control") else "left")
+        for r in plan.by_segment.itertuples(index=False):
+            s.add_row(
+                str(r.segment), str(r.channel), f"{int(r.treatment):,}", f"{int(r.control):,}"
+            )
+        console.print(s)
+    console.print(
+        f"  {plan.n_treatment:,} to send, {plan.n_control:,} held out "
+        f"(segmentation {plan.segmentation}, run {plan.segment_run_id})"
+    )
+
+
+def print_preview(messages: list[Any]) -> None:
+    """Rendered examples, one panel-like block each."""
+    for m in messages:
+        console.rule(f"{escape(m.segment)} · {m.channel} · {escape(m.to or m.user_id)}")
+        console.print(f"[bold]Subject:[/] {escape(m.subject)}")
+        console.print(escape(m.body), highlight=False)
+
+
+def print_report(r: Any) -> None:
+    """What a send did."""
+    t = Table(title=f"{r.campaign} — sent run {r.run_id}")
+    t.add_column("")
+    t.add_column("messages", justify="right")
+    for label, n in (
+        ("sent now", r.sent),
+        ("  of which resent after an unclear end", r.resent_ambiguous),
+        ("sent before (skipped)", r.already_sent),
+        ("failed (retried next time)", r.failed),
+        ("rejected (never retried)", r.rejected),
+        ("opted out since the plan", r.skipped),
+        ("control group (never sent)", r.n_control),
+    ):
+        t.add_row(label, f"{n:,}")
+    console.print(t)
+    state = "complete" if r.complete else "not complete: run it again to resume"
+    console.print(f"  {r.messages_per_second:,.0f} messages/s over {r.seconds:.1f} s; {state}")
+
+
+@campaign_app.command("list")
+def list_campaigns(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """List the playbook's campaigns with their latest plan."""
+    from segmint import open_project
+    from segmint.campaigns._plan import latest_plan
+
+    def go() -> list[dict[str, Any]]:
+        with open_project(project) as p:
+            out = []
+            for name, spec in p.config.playbook.campaigns.items():
+                plan = latest_plan(p.store, name)
+                out.append(
+                    {
+                        "campaign": name,
+                        "segmentation": spec.segmentation,
+                        "trigger": spec.trigger.type,
+                        "latest_plan": plan.run_id if plan else None,
+                        "status": plan.status if plan else None,
+                        "treatment": plan.n_treatment if plan else None,
+                        "control": plan.n_control if plan else None,
+                    }
+                )
+            return out
+
+    rows = _run(go)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table(title="campaigns")
+    for c in (
+        "campaign",
+        "segmentation",
+        "trigger",
+        "latest_plan",
+        "status",
+        "treatment",
+        "control",
+    ):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r.values()])
+    console.print(t)
+
+
+@campaign_app.command("plan")
+def plan(
+    name: NameArg,
+    project: ProjectOpt = Path("."),
+    as_of: Annotated[str | None, typer.Option(help="Plan date for triggers (YYYY-MM-DD).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the audience: the funnel (every exclusion by reason) and the control group."""
+    from segmint import open_project
+    from segmint.campaigns import plan_campaign
+    from segmint.errors import ConfigError
+
+    def go() -> Any:
+        try:
+            day = date.fromisoformat(as_of) if as_of else None
+        except ValueError:
+            raise ConfigError(f"--as-of: {as_of!r} is not a YYYY-MM-DD date") from None
+        with open_project(project) as p:
+            return plan_campaign(p.store, p.config, name, as_of=day)
+
+    result = _run(go)
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print_plan(result)
+
+
+@campaign_app.command("preview")
+def preview_cmd(
+    name: NameArg,
+    project: ProjectOpt = Path("."),
+    n: Annotated[int, typer.Option("--n", "-n", help="Messages to render.")] = 5,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render real messages of the latest plan (planned now if there is none)."""
+    from segmint import open_project
+    from segmint.campaigns import preview
+
+    def go() -> list[Any]:
+        with open_project(project) as p:
+            return preview(p.store, p.config, name, n=n)
+
+    messages = _run(go)
+    if as_json:
+        print(json.dumps([m.to_dict() for m in messages], indent=2))
+    else:
+        print_preview(messages)
+
+
+@campaign_app.command("send")
+def send(
+    name: NameArg,
+    project: ProjectOpt = Path("."),
+    resume: Annotated[
+        bool, typer.Option(help="Continue the latest unfinished plan (else plan anew).")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send to the treatment group: exactly once per message, resumable after a crash."""
+    from segmint import open_project
+    from segmint.campaigns import send_campaign
+
+    def go() -> Any:
+        with (
+            open_project(project) as p,
+            Progress(
+                TextColumn("sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+                disable=as_json,
+            ) as progress,
+        ):
+            task = progress.add_task("send", total=None)
+            return send_campaign(
+                p.store,
+                p.config,
+                name,
+                resume=resume,
+                callback=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+
+    report = _run(go)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print_report(report)
+
+
+@campaign_app.command("unsubscribe")
+def unsubscribe_cmd(
+    token: Annotated[str, typer.Argument(help="The token of an unsubscribe link.")],
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Process an unsubscribe token: record the opt-out in the consent history."""
+    from segmint import open_project
+    from segmint.campaigns import unsubscribe
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return unsubscribe(p.store, token, secret_env=p.config.playbook.secret_env)
+
+    r = _run(go)
+    what = "was already unsubscribed" if r.already_unsubscribed else "unsubscribed"
+    console.print(f"user {escape(r.user_id)} {what} from {r.channel}/{r.purpose}")
+
+
+_PLAYBOOK_BLOCK = re.compile(r"(?ms)^playbook:.*?(?=^\S|\Z)")
+
+
+@playbook_app.command("init")
+def playbook_init(
+    project: ProjectOpt = Path("."),
+    force: Annotated[bool, typer.Option(help="Replace an existing playbook: section.")] = False,
+    stdout: Annotated[bool, typer.Option("--stdout", help="Print it instead of writing.")] = False,
+) -> None:
+    """Write a default playbook for the project's segmentations into segmint.yaml."""
+    from segmint import open_project
+    from segmint.campaigns import default_playbook
+    from segmint.config import CONFIG_FILE
+    from segmint.errors import ConfigError
+
+    def go() -> str:
+        with open_project(project) as p:
+            return default_playbook(p.config, store=p.store)
+
+    text = _run(go)
+    if stdout:
+        print(text)
+        return
+    path = project / CONFIG_FILE
+    current = path.read_text(encoding="utf-8")
+    if _PLAYBOOK_BLOCK.search(current):
+        if not force:
+            err.print(
+                f"[bold red]error:[/] {escape(str(path))} already has a playbook: section; use "
+                "--force to replace it (or --stdout to print the default)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(ConfigError.exit_code)
+        current = _PLAYBOOK_BLOCK.sub("", current).rstrip() + "\n"
+    path.write_text(current.rstrip() + "\n\n" + text, encoding="utf-8")
+    n = text.count("\n")
+    console.print(
+        f"wrote a playbook ({n} lines) to {path}; next: [bold]segmint campaign plan NAME[/]"
+    )
+
+
+@playbook_app.command("check")
+def playbook_check(project: ProjectOpt = Path(".")) -> None:
+    """Check the playbook against the store (segment names of the latest runs)."""
+    from segmint import open_project
+    from segmint.campaigns import validate_playbook
+
+    def go() -> int:
+        with open_project(project) as p:
+            validate_playbook(p.store, p.config)
+            return len(p.config.playbook.campaigns)
+
+    n = _run(go)
+    console.print(f"playbook ok: {n} campaigns")

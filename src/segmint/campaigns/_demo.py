@@ -1,0 +1,209 @@
+"""The campaign part of ``make demo``: default playbook, plans with funnels, two previews,
+real sends to local sinks started here (SMTP via aiosmtpd, a webhook endpoint), counts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from segmint.campaigns._channels import Channel, EmailChannel, WebhookChannel
+from segmint.campaigns._config import EmailChannelSpec, WebhookChannelSpec
+from segmint.campaigns._delivery import SendReport, send_campaign
+from segmint.campaigns._plan import CampaignPlan, PreviewMessage, plan_campaign, preview
+from segmint.campaigns._playbook import default_playbook
+from segmint.campaigns._sink import SmtpSink, WebhookSink
+from segmint.errors import SegmintError
+
+__all__ = ["DemoCampaigns", "run_demo_campaigns"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoCampaigns:
+    """What :func:`run_demo_campaigns` did.
+
+    Attributes
+    ----------
+    plans : dict
+        Campaign -> its plan (funnel in ``plan.funnel``).
+    reports : dict
+        Campaign -> its send report.
+    skipped : dict
+        Campaign -> why it was not planned (e.g. a transition without a previous run).
+    previews : list of PreviewMessage
+        Rendered examples.
+    smtp_received, smtp_recipients, webhook_received : int
+        What the local sinks received (messages, distinct recipients, POSTs).
+    control_received : int
+        Messages the sinks received for control-group users (always 0).
+    wrote_playbook : bool
+        Whether the default playbook was added to segmint.yaml.
+    """
+
+    plans: dict[str, CampaignPlan] = field(default_factory=dict)
+    reports: dict[str, SendReport] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    previews: list[PreviewMessage] = field(default_factory=list)
+    smtp_received: int = 0
+    smtp_recipients: int = 0
+    webhook_received: int = 0
+    control_received: int = 0
+    wrote_playbook: bool = False
+
+    def table(self) -> pd.DataFrame:
+        """One row per campaign: eligible, treatment, control, sent, failed, rejected."""
+        rows = []
+        for name, plan in self.plans.items():
+            r = self.reports.get(name)
+            rows.append(
+                {
+                    "campaign": name,
+                    "segmentation": plan.segmentation,
+                    "in_segments": int(plan.funnel["remaining"].to_numpy()[0]),
+                    "capped": int(
+                        plan.funnel.set_index("step")["excluded"].get("frequency cap reached", 0)
+                    ),
+                    "eligible": plan.n_eligible,
+                    "treatment": plan.n_treatment,
+                    "control": plan.n_control,
+                    "sent": r.sent if r else 0,
+                    "failed": r.failed if r else 0,
+                    "rejected": r.rejected if r else 0,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def run_demo_campaigns(
+    project_path: str | Path,
+    *,
+    campaigns: Sequence[str] | None = None,
+    n_preview: int = 2,
+    preview_campaign: str | None = None,
+    callback: Callable[[str], None] | None = None,
+) -> DemoCampaigns:
+    """Build the default playbook (if the project has none), then plan, preview and send
+    every campaign to local sinks this function starts and stops.
+
+    Campaigns are planned and sent one after the other, so the frequency cap of later
+    campaigns counts the messages of earlier ones. The e-mail and push channels are pointed
+    at the sinks (127.0.0.1, free ports); nothing leaves the machine.
+
+    Parameters
+    ----------
+    project_path : str or Path
+        The demo project folder (segmented: rfm, lifecycle, value, clusters).
+    campaigns : sequence of str, optional
+        Only these (default: every campaign of the playbook).
+    n_preview : int, default 2
+        Messages to render as examples.
+    preview_campaign : str, optional
+        The campaign to preview (default: the first with a treatment group).
+    callback : callable, optional
+        ``callback(stage)`` for progress display.
+
+    Returns
+    -------
+    DemoCampaigns
+    """
+    import segmint
+
+    root = Path(project_path)
+    out = DemoCampaigns()
+    with segmint.open_project(root) as p:
+        if not p.config.playbook.campaigns:
+            text = default_playbook(p.config, store=p.store)
+            path = root / "segmint.yaml"
+            path.write_text(
+                path.read_text(encoding="utf-8").rstrip() + "\n\n" + text, encoding="utf-8"
+            )
+            out.wrote_playbook = True
+    with (
+        segmint.open_project(root) as p,
+        SmtpSink(keep_messages=False) as smtp,
+        WebhookSink() as hook,
+    ):
+        store, config = p.store, p.config
+        channels: dict[str, Channel] = {}
+        for name, spec in config.playbook.channels.items():
+            if isinstance(spec, EmailChannelSpec):
+                local = spec.model_copy(update={"host": "127.0.0.1", "port": smtp.port})
+                channels[name] = EmailChannel(local, name)
+            elif isinstance(spec, WebhookChannelSpec):
+                # the demo's endpoint checks nothing: unsigned unless the env var is set
+                import os
+
+                env = (
+                    spec.secret_env if spec.secret_env and os.environ.get(spec.secret_env) else None
+                )
+                hook_spec = spec.model_copy(update={"url": hook.url, "secret_env": env})
+                channels[name] = WebhookChannel(hook_spec, name)
+        names = list(campaigns) if campaigns else list(config.playbook.campaigns)
+        for name in names:
+            if callback:
+                callback(f"plan {name}")
+            try:
+                plan = plan_campaign(store, config, name)
+            except SegmintError as exc:
+                out.skipped[name] = str(exc)
+                continue
+            out.plans[name] = plan
+            if not out.previews and plan.n_treatment and preview_campaign in (None, name):
+                out.previews = preview(store, config, name, n=n_preview, run_id=plan.run_id)
+            if callback:
+                callback(f"send {name} ({plan.n_treatment:,} messages)")
+            out.reports[name] = send_campaign(store, config, name, plan=plan, channels=channels)
+        out.smtp_received = smtp.n_received
+        out.smtp_recipients = len(smtp.by_recipient)
+        out.webhook_received = len(hook.requests)
+        control = store.query(
+            "SELECT x.campaign AS campaign, lower(u.email) AS email FROM campaign_assignments x "
+            "JOIN users u ON u.user_id = x.user_id WHERE x.arm = 'control'"
+        )
+        out.control_received = sum(
+            smtp.by_campaign.get((c, e), 0)
+            for c, e in zip(control["campaign"], control["email"], strict=True)
+        )
+    return out
+
+
+def print_summary(summary: DemoCampaigns, console: Any) -> None:
+    """Draw a demo summary with Rich (used by ``segmint demo``)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title="campaigns (planned and sent to a local SMTP sink)")
+    frame = summary.table()
+    for c in frame.columns:
+        t.add_column(c, justify="left" if c in ("campaign", "segmentation") else "right")
+    for r in frame.itertuples(index=False):
+        t.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in r])
+    console.print(t)
+    for name, why in summary.skipped.items():
+        console.print(f"  {name}: not planned - {escape(why)}")
+    first = next(iter(summary.plans.values()), None)
+    if first is not None:
+        f = Table(title=f"funnel of {first.campaign}")
+        for c in ("step", "excluded", "remaining"):
+            f.add_column(c, justify="left" if c == "step" else "right")
+        fu = first.funnel
+        for step, excluded, remaining in zip(
+            fu["step"].tolist(), fu["excluded"].tolist(), fu["remaining"].tolist(), strict=True
+        ):
+            f.add_row(str(step), f"{int(excluded):,}", f"{int(remaining):,}")
+        console.print(f)
+    for m in summary.previews:
+        console.rule(f"{escape(m.segment)} · {m.channel} · {escape(m.to or m.user_id)}")
+        console.print(f"[bold]Subject:[/] {escape(m.subject)}")
+        console.print(escape(m.body), highlight=False)
+    console.print(
+        f"SMTP sink received {summary.smtp_received:,} messages for "
+        f"{summary.smtp_recipients:,} recipients; webhook sink {summary.webhook_received:,} "
+        f"pushes; control-group users received {summary.control_received}"
+    )
