@@ -70,7 +70,7 @@ class ChannelUnavailable(DeliveryError):
     """The channel as a whole cannot deliver (server unreachable, login refused)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Message:
     """One rendered message, ready for a channel.
 

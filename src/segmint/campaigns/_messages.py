@@ -53,6 +53,14 @@ def _template_key(segmentation: str, segment: str, strategy: Strategy) -> str:
     return f"{segmentation}/{segment} (inline)"
 
 
+def _col(series: pd.Series) -> list[Any]:
+    """A column as Python values, missing values as None (fast for Arrow strings)."""
+    missing = series.isna()
+    if not missing.any():
+        return series.tolist()
+    return series.astype(object).where(~missing, None).tolist()
+
+
 def _none(v: Any) -> Any:
     if v is None:
         return None
@@ -231,23 +239,23 @@ class MessageBuilder:
             f"AND r.user_id IN ({users}) "
             'ORDER BY r.user_id, r."rank"'
         )
-        price = pd.to_numeric(recs["price"], errors="coerce").astype("float64")
+        price = pd.to_numeric(recs["price"], errors="coerce").astype("float64").tolist()
         for u, item, title, cat, p, why in zip(
-            recs["user_id"].astype(str),
-            recs["item_id"].astype(str),
-            recs["title"],
-            recs["category"],
+            _col(recs["user_id"]),
+            _col(recs["item_id"]),
+            _col(recs["title"]),
+            _col(recs["category"]),
             price,
-            recs["reason"],
+            _col(recs["reason"]),
             strict=True,
         ):
             out[u].append(
                 {
                     "item_id": item,
-                    "title": _none(title),
-                    "category": _none(cat),
-                    "price": None if p != p else float(p),
-                    "reason": _none(why),
+                    "title": title,
+                    "category": cat,
+                    "price": None if p != p else p,
+                    "reason": why,
                 }
             )
         return out
@@ -274,42 +282,52 @@ class MessageBuilder:
         }
         n_max = max(n_recs.values())
         recs = self._recommendations(rows, n_max) if n_max else {}
-        clean = rows.astype(object).where(rows.notna(), None)
-        records = clean.to_dict("records")
         key = self.key
         url = playbook.unsubscribe_url
+        purpose = self.spec.purpose
         base = {
             "segmentation": self.spec.segmentation,
             "campaign": self.campaign,
             "shop": self.config.project,
             "currency": self.config.currency,
         }
+        ages = _col(pd.to_numeric(rows["age"], errors="coerce"))
         out = []
-        for r in records:
-            seg = r["segment"]
-            uid = r["user_id"]
+        for uid, seg, first, name, email, country, city, gender, age, fav in zip(
+            _col(rows["user_id"]),
+            _col(rows["segment"]),
+            _col(rows["first_name"]),
+            _col(rows["name"]),
+            _col(rows["email"]),
+            _col(rows["country"]),
+            _col(rows["city"]),
+            _col(rows["gender"]),
+            ages,
+            _col(rows["favourite_category"]),
+            strict=True,
+        ):
             n = n_recs[seg]
             user_recs = (recs.get(uid) or self._popular_items(n))[:n] if n else []
-            age = r["age"]
-            ctx = {
-                **base,
-                "user_id": uid,
-                "first_name": r["first_name"],
-                "name": r["name"],
-                "email": r["email"],
-                "country": r["country"],
-                "city": r["city"],
-                "gender": r["gender"],
-                "age": None if age is None else int(age),
-                "favourite_category": r["favourite_category"],
-                "segment": seg,
-                "offer": offers[seg],
-                "recommendations": user_recs,
-                "unsubscribe_url": url.replace(
-                    "{token}", make_token(key, uid, "email", self.spec.purpose)
-                ),
-            }
-            out.append(ctx)
+            out.append(
+                {
+                    **base,
+                    "user_id": uid,
+                    "first_name": first,
+                    "name": name,
+                    "email": email,
+                    "country": country,
+                    "city": city,
+                    "gender": gender,
+                    "age": None if age is None else int(age),
+                    "favourite_category": fav,
+                    "segment": seg,
+                    "offer": offers[seg],
+                    "recommendations": user_recs,
+                    "unsubscribe_url": url.replace(
+                        "{token}", make_token(key, uid, "email", purpose)
+                    ),
+                }
+            )
         return out
 
     def messages(self, rows: pd.DataFrame) -> list[PreparedMessage]:
@@ -330,7 +348,7 @@ class MessageBuilder:
         compiled = self.renderer.compiled_
         out = []
         for ctx, channel, key in zip(
-            contexts, rows["channel"].astype(str), rows["idempotency_key"].astype(str), strict=True
+            contexts, _col(rows["channel"]), _col(rows["idempotency_key"]), strict=True
         ):
             subject, body, html = compiled[names[ctx["segment"]]].render(ctx)
             digest = hashlib.sha256(key.encode()).hexdigest()[:32]

@@ -75,6 +75,13 @@ class _SegmintSandbox(SandboxedEnvironment):
             return False
         return bool(super().is_safe_attribute(obj, attr, value))
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # message data are plain dicts: ``offer.label`` is a key lookup (fast path; a dict
+        # key is data, never a Python internal)
+        if type(obj) is dict and not attribute.startswith("_") and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
 
 def _environment(autoescape: bool) -> SandboxedEnvironment:
     env = _SegmintSandbox(
@@ -104,17 +111,34 @@ def _refuse_unsafe(tree: nodes.Template, where: str) -> None:
             )
 
 
+_SPLIT = "\x00\x1e\x00"  # between subject and body in the combined template
+
+
 @dataclass(frozen=True)
 class CompiledTemplate:
-    """A template's parts, each compiled once (``subject``, ``body``, ``html`` or None)."""
+    """A template's parts, each compiled once (``subject``, ``body``, ``html`` or None),
+    and subject and body joined into one template so a message is one render call."""
 
     name: str
     subject: Any
     body: Any
     html: Any | None
+    combined: Any = None
 
     def render(self, context: Mapping[str, Any]) -> tuple[str, str, str | None]:
         """(subject, body, html) for one message; the subject is one line."""
+        if self.combined is not None:
+            t = self.combined
+            text = "".join(t.root_render_func(t.new_context(context)))
+            subject, _, body = text.partition(_SPLIT)
+        else:
+            subject = self.subject.render(context)
+            body = self.body.render(context)
+        html = self.html.render(context) if self.html is not None else None
+        return " ".join(subject.split()), body, html
+
+    def render_parts(self, context: Mapping[str, Any]) -> tuple[str, str, str | None]:
+        """Like :meth:`render`, each part on its own (error lines match the part)."""
         subject = " ".join(self.subject.render(context).split())
         body = self.body.render(context)
         html = self.html.render(context) if self.html is not None else None
@@ -145,7 +169,13 @@ def compile_template(spec: TemplateSpec, name: str) -> CompiledTemplate:
             raise TemplateError(f"{where}, line {exc.lineno}: {exc.message}") from None
         _refuse_unsafe(tree, where)
         parts[part] = env.from_string(text)
-    return CompiledTemplate(name, parts["subject"], parts["body"], parts["html"])
+    combined = None
+    if _SPLIT not in spec.subject and _SPLIT not in spec.body:
+        try:
+            combined = _TEXT_ENV.from_string(spec.subject + _SPLIT + spec.body)
+        except TemplateSyntaxError:  # e.g. a block opened in the subject: render apart
+            combined = None
+    return CompiledTemplate(name, parts["subject"], parts["body"], parts["html"], combined)
 
 
 def sample_context() -> dict[str, Any]:
@@ -181,6 +211,7 @@ def sample_context() -> dict[str, Any]:
 
 def _render_checked(template: CompiledTemplate, context: Mapping[str, Any], where: str) -> None:
     try:
+        template.render_parts(context)
         template.render(context)
     except UndefinedError as exc:
         missing = str(exc.message or exc)
