@@ -47,6 +47,7 @@ from segmint.campaigns._channels import (
     EmailChannel,
     FileChannel,
     WebhookChannel,
+    channel_domain,
 )
 from segmint.campaigns._config import (
     EmailChannelSpec,
@@ -287,10 +288,18 @@ def send_campaign(
     now_lit = ts_lit(datetime.now(UTC))
     max_attempts = config.playbook.max_attempts
     with store.transaction():
+        domains = " ".join(
+            f"WHEN {lit(ch)} THEN {lit(channel_domain(cs))}"
+            for ch, cs in config.playbook.channels.items()
+        )
+        domain_sql = (
+            f"CASE a.channel {domains} ELSE 'segmint.local' END" if domains else "'segmint.local'"
+        )
         store.execute(
             "INSERT INTO deliveries (idempotency_key, campaign, run_id, user_id, step, channel, "
-            "status, attempts, ambiguous, created_at) SELECT a.idempotency_key, a.campaign, "
-            f"a.run_id, a.user_id, a.step, a.channel, 'pending', 0, FALSE, {now_lit} "
+            "status, attempts, ambiguous, message_id, created_at) SELECT a.idempotency_key, "
+            "a.campaign, a.run_id, a.user_id, a.step, a.channel, 'pending', 0, FALSE, "
+            f"'<' || md5(a.idempotency_key) || '@' || {domain_sql} || '>', {now_lit} "
             f"FROM campaign_audiences a WHERE a.run_id = {lit(run_id)} AND a.arm = 'treatment' "
             "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.idempotency_key = a.idempotency_key) "
             "AND NOT EXISTS (SELECT 1 FROM campaign_assignments x WHERE x.campaign = a.campaign "
@@ -343,19 +352,16 @@ def send_campaign(
         release of claimed-but-unsent rows, and the claims of the next group."""
         ts = datetime.now(UTC)
         with store.transaction():
-            for key, message_id, result, amb in marks:
+            # outcomes: one statement per kind of outcome (in a group, usually all 'sent')
+            by_outcome: dict[tuple[str, str | None, bool], list[str]] = {}
+            for key, _message_id, result, amb in marks:
+                outcome = (result.status, result.error, bool(amb or result.ambiguous))
+                by_outcome.setdefault(outcome, []).append(key)
+            for (status, error, amb), keys in by_outcome.items():
                 store.execute(
                     "UPDATE deliveries SET status = ?, error = ?, ambiguous = ?, sent_at = ?, "
-                    "message_id = ?, updated_at = ? WHERE idempotency_key = ?",
-                    [
-                        result.status,
-                        result.error,
-                        bool(amb or result.ambiguous),
-                        ts if result.status == "sent" else None,
-                        message_id,
-                        ts,
-                        key,
-                    ],
+                    f"updated_at = ? WHERE idempotency_key IN ({', '.join('?' * len(keys))})",
+                    [status, error, amb, ts if status == "sent" else None, ts, *keys],
                 )
             for key, status in unattempted.items():  # back to what they were
                 store.execute(
@@ -364,11 +370,11 @@ def send_campaign(
                     [status, ts, key],
                 )
             if claims:
-                keys = ", ".join(lit(c.message.idempotency_key) for c in claims)
                 store.execute(
                     "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
-                    f"claimed_at = ?, updated_at = ? WHERE idempotency_key IN ({keys})",
-                    [ts, ts],
+                    "claimed_at = ?, updated_at = ? WHERE idempotency_key IN "
+                    f"({', '.join('?' * len(claims))})",
+                    [ts, ts, *(c.message.idempotency_key for c in claims)],
                 )
         marks.clear()
         unattempted.clear()

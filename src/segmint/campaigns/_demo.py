@@ -86,6 +86,7 @@ def run_demo_campaigns(
     campaigns: Sequence[str] | None = None,
     n_preview: int = 2,
     preview_campaign: str | None = None,
+    group_size: int = 1,
     callback: Callable[[str], None] | None = None,
 ) -> DemoCampaigns:
     """Build the default playbook (if the project has none), then plan, preview and send
@@ -105,6 +106,8 @@ def run_demo_campaigns(
         Messages to render as examples.
     preview_campaign : str, optional
         The campaign to preview (default: the first with a treatment group).
+    group_size : int, default 1
+        Messages per delivery-log commit (see :func:`send_campaign`); larger is faster.
     callback : callable, optional
         ``callback(stage)`` for progress display.
 
@@ -158,7 +161,9 @@ def run_demo_campaigns(
                 out.previews = preview(store, config, name, n=n_preview, run_id=plan.run_id)
             if callback:
                 callback(f"send {name} ({plan.n_treatment:,} messages)")
-            out.reports[name] = send_campaign(store, config, name, plan=plan, channels=channels)
+            out.reports[name] = send_campaign(
+                store, config, name, plan=plan, channels=channels, group_size=group_size
+            )
         out.smtp_received = smtp.n_received
         out.smtp_recipients = len(smtp.by_recipient)
         out.webhook_received = len(hook.requests)

@@ -8,18 +8,16 @@ stored batch run of :mod:`segmint.recommend`, or ``recs`` given by the caller).
 from __future__ import annotations
 
 import gc
-import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from segmint.campaigns._channels import Message
+from segmint.campaigns._channels import Message, channel_domain, message_id_for
 from segmint.campaigns._config import (
     ANY_SEGMENT,
     CampaignSpec,
-    EmailChannelSpec,
     Strategy,
     TemplateSpec,
 )
@@ -351,14 +349,8 @@ class MessageBuilder:
         contexts = self.contexts(rows)
         if not contexts:
             return []
-        channels = self.config.playbook.channels
         domains = {
-            name: (
-                spec.from_address.rsplit("@", 1)[-1].strip("> ")
-                if isinstance(spec, EmailChannelSpec) and "@" in spec.from_address
-                else "segmint.local"
-            )
-            for name, spec in channels.items()
+            name: channel_domain(spec) for name, spec in self.config.playbook.channels.items()
         }
         names = {s: self.template_name(s) for s in {c["segment"] for c in contexts}}
         compiled = self.renderer.compiled_
@@ -367,7 +359,6 @@ class MessageBuilder:
             contexts, _col(rows["channel"]), _col(rows["idempotency_key"]), strict=True
         ):
             subject, body, html = compiled[names[ctx["segment"]]].render(ctx)
-            digest = hashlib.sha256(key.encode()).hexdigest()[:32]
             msg = Message(
                 idempotency_key=key,
                 campaign=self.campaign,
@@ -376,7 +367,7 @@ class MessageBuilder:
                 subject=subject,
                 body=body,
                 html=html,
-                message_id=f"<{digest}@{domains.get(channel, 'segmint.local')}>",
+                message_id=message_id_for(key, domains.get(channel, "segmint.local")),
                 unsubscribe_url=ctx["unsubscribe_url"],
                 payload={
                     "segment": ctx["segment"],
