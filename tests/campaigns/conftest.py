@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 import segmint
-from segmint.campaigns import default_playbook
-from segmint.campaigns._sink import SmtpSink, WebhookSink
+from segmint.campaigns import SmtpSink, WebhookSink, default_playbook
 from segmint.config import Config
 from segmint.segments._runs import ensure_runs_schema
 from segmint.store import Store, open_store

@@ -22,8 +22,10 @@ from segmint.campaigns import (
     EmailChannelSpec,
     InvalidTokenError,
     Message,
+    SmtpSink,
     WebhookChannel,
     WebhookChannelSpec,
+    WebhookSink,
     delivery_log,
     load_audience,
     plan_campaign,
@@ -32,7 +34,6 @@ from segmint.campaigns import (
     unsubscribe,
 )
 from segmint.campaigns._delivery import _RateLimiter
-from segmint.campaigns._sink import SmtpSink, WebhookSink
 from segmint.errors import DeliveryError
 from segmint.store import Store
 
@@ -399,3 +400,15 @@ def test_preview_renders_real_messages_per_segment(demo: Path) -> None:
         assert "20% off" in m.subject.lower() and "unsubscribe?token=" in m.body
         assert m.to is not None and "***@" in m.to
     assert store.scalar("SELECT count(*) FROM deliveries") == 0
+
+
+def test_not_before_defers_a_strategy(tmp_path: Path) -> None:
+    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+    later = {"template": "hello", "timing": {"not_before": "2999-01-01"}}
+    pb = dict(TINY_PLAYBOOK, strategies={"life": {"gold": later}})
+    channel = _Flaky(n_fail=0)
+    first = send_campaign(store, tiny_config(pb), "gold_once", channels={"email": channel})
+    assert (first.sent, first.deferred, first.complete) == (0, 4, False)
+    now = send_campaign(store, tiny_config(), "gold_once", channels={"email": channel})
+    assert (now.sent, now.deferred, now.complete) == (4, 0, True)
+    store.close()

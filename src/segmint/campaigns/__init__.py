@@ -37,6 +37,7 @@ from segmint.campaigns._config import (
     WebhookChannelSpec,
 )
 from segmint.campaigns._delivery import SendReport, delivery_log, make_channel, send_campaign
+from segmint.campaigns._demo import DemoCampaigns, run_demo_campaigns
 from segmint.campaigns._plan import (
     CampaignPlan,
     PreviewMessage,
@@ -48,6 +49,7 @@ from segmint.campaigns._plan import (
     validate_playbook,
 )
 from segmint.campaigns._playbook import default_playbook
+from segmint.campaigns._sink import SmtpSink, WebhookSink
 from segmint.campaigns._templates import FIELDS, MessageRenderer
 from segmint.campaigns._unsubscribe import (
     InvalidTokenError,
@@ -66,6 +68,7 @@ __all__ = [
     "Channel",
     "ChannelUnavailable",
     "DeliveryResult",
+    "DemoCampaigns",
     "EmailChannel",
     "EmailChannelSpec",
     "FileChannel",
@@ -77,11 +80,13 @@ __all__ = [
     "Playbook",
     "PreviewMessage",
     "SendReport",
+    "SmtpSink",
     "Strategy",
     "TemplateSpec",
     "UnsubscribeResult",
     "WebhookChannel",
     "WebhookChannelSpec",
+    "WebhookSink",
     "audience_sql",
     "default_playbook",
     "delivery_log",
@@ -94,6 +99,7 @@ __all__ = [
     "message_id_for",
     "plan_campaign",
     "preview",
+    "run_demo_campaigns",
     "send_campaign",
     "signing_key",
     "unsubscribe",

@@ -94,6 +94,7 @@ def print_report(r: Any) -> None:
         ("failed (retried next time)", r.failed),
         ("rejected (never retried)", r.rejected),
         ("opted out since the plan", r.skipped),
+        ("deferred (timing.not_before)", r.deferred),
         ("control group (never sent)", r.n_control),
     ):
         t.add_row(label, f"{n:,}")

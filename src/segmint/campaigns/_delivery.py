@@ -85,6 +85,9 @@ class SendReport:
     failed, rejected, skipped : int
         Attempts of this call that failed (retryable), were refused for good, or were
         skipped because the user opted out since the plan.
+    deferred : int
+        Messages left pending because their strategy's ``timing.not_before`` is later
+        than today (a later run sends them).
     already_sent : int
         Treatment users whose message was sent before this call (by an earlier run).
     totals : dict
@@ -100,6 +103,7 @@ class SendReport:
     failed: int = 0
     rejected: int = 0
     skipped: int = 0
+    deferred: int = 0
     already_sent: int = 0
     seconds: float = 0.0
     totals: dict[str, int] = field(default_factory=dict)
@@ -285,6 +289,14 @@ def send_campaign(
             f"campaign {name!r}: the promotion ended on {spec.trigger.end}; nothing was sent"
         )
     report = SendReport(run_id, name, chosen.n_treatment, chosen.n_control)
+    deferred_segments = sorted(
+        seg
+        for seg, strategy in config.playbook.strategies.get(spec.segmentation, {}).items()
+        if strategy.timing.not_before is not None and strategy.timing.not_before > today
+    )
+    if "*" in deferred_segments:  # the catch-all strategy: every segment without its own
+        own = set(config.playbook.strategies[spec.segmentation])
+        deferred_segments += [s for s in chosen.by_segment["segment"].astype(str) if s not in own]
     now_lit = ts_lit(datetime.now(UTC))
     max_attempts = config.playbook.max_attempts
     with store.transaction():
@@ -404,6 +416,10 @@ def send_campaign(
             last_key = keys[-1]
             status_of = dict(zip(keys, batch["status"].astype(str), strict=True))
             rows = builder.rows("a.idempotency_key IN (" + ", ".join(lit(k) for k in keys) + ")")
+            if deferred_segments:
+                later = rows["segment"].isin(deferred_segments)
+                report.deferred += int(later.sum())
+                rows = rows[~later].reset_index(drop=True)
             prepared = builder.messages(rows)
             for start in range(0, len(prepared), group):
                 chunk = prepared[start : start + group]
