@@ -412,3 +412,28 @@ def test_not_before_defers_a_strategy(tmp_path: Path) -> None:
     now = send_campaign(store, tiny_config(), "gold_once", channels={"email": channel})
     assert (now.sent, now.deferred, now.complete) == (4, 0, True)
     store.close()
+
+
+def _email_channel(port: int, **kw) -> EmailChannel:
+    spec = {"type": "email", "host": "127.0.0.1", "port": port, "from": "s@shop.example", **kw}
+    return EmailChannel(EmailChannelSpec.model_validate(spec))
+
+
+def test_smtp_login_with_the_password_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("SEGMINT_TEST_SMTP_PASSWORD", "pw")
+    with SmtpSink(login=("news", "pw")) as sink:
+        with _email_channel(
+            sink.port, username="news", password_env="SEGMINT_TEST_SMTP_PASSWORD"
+        ) as ch:
+            assert ch.send(_message()).status == "sent"
+        assert sink.n_received == 1
+        monkeypatch.setenv("SEGMINT_TEST_SMTP_PASSWORD", "wrong")
+        with pytest.raises(ChannelUnavailable, match="refused the login of 'news'"):
+            _email_channel(
+                sink.port, username="news", password_env="SEGMINT_TEST_SMTP_PASSWORD"
+            ).open()
+
+
+def test_starttls_against_a_server_without_it_is_a_clear_error(smtp_sink: SmtpSink) -> None:
+    with pytest.raises(ChannelUnavailable, match="cannot connect to SMTP server"):
+        _email_channel(smtp_sink.port, security="starttls").open()

@@ -68,6 +68,12 @@ def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
+def _close_quietly(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            smtp.close()
+
+
 class ChannelUnavailable(DeliveryError):
     """The channel as a whole cannot deliver (server unreachable, login refused)."""
 
@@ -188,8 +194,8 @@ class EmailChannel(Channel):
         s = self.spec
         where = f"SMTP server {s.host}:{s.port}"
         password = _secret_from_env(s.password_env, f"channel {self.name!r}")
+        smtp: smtplib.SMTP | None = None
         try:
-            smtp: smtplib.SMTP
             if s.security == "ssl":
                 smtp = smtplib.SMTP_SSL(
                     s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
@@ -201,11 +207,13 @@ class EmailChannel(Channel):
             if s.username:
                 smtp.login(s.username, password or "")
         except smtplib.SMTPAuthenticationError as exc:
+            _close_quietly(smtp)
             raise ChannelUnavailable(
                 f"{where} refused the login of {s.username!r}: {exc.smtp_code} "
                 f"{_text(exc.smtp_error)}; check username and {s.password_env}"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
+            _close_quietly(smtp)
             raise ChannelUnavailable(
                 f"cannot connect to {where}: {exc or type(exc).__name__}; check "
                 f"playbook.channels.{self.name} (host, port, security) and that the server runs"

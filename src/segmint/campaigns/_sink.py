@@ -20,6 +20,7 @@ class SmtpSink:
     ``with SmtpSink() as sink:`` starts it on a free port (``sink.port``). ``pause_after``
     makes the server hold its answer to the n-th message (it has the message, the client
     does not know yet) until ``release()`` - how tests put a sender in the ambiguous window.
+    ``login=(user, password)`` requires SMTP AUTH (without TLS: loopback only).
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class SmtpSink:
         *,
         keep_messages: bool = True,
         pause_after: int | None = None,
+        login: tuple[str, str] | None = None,
     ) -> None:
         try:
             from aiosmtpd.controller import Controller
@@ -55,7 +57,26 @@ class SmtpSink:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
         self.port = port
-        self._controller = Controller(self, hostname=host, port=port, ready_timeout=10)
+        extra: dict[str, Any] = {}
+        if login is not None:
+            from aiosmtpd.smtp import AuthResult
+
+            def authenticate(
+                server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+            ) -> Any:
+                ok = (
+                    getattr(data, "login", b"") == login[0].encode()
+                    and getattr(data, "password", b"") == login[1].encode()
+                )
+                return AuthResult(success=ok, handled=False)
+
+            # plain-text login without TLS: only ever on loopback, for tests
+            extra = {
+                "authenticator": authenticate,
+                "auth_require_tls": False,
+                "auth_exclude_mechanism": ["LOGIN"],
+            }
+        self._controller = Controller(self, hostname=host, port=port, ready_timeout=10, **extra)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         raw = envelope.content if isinstance(envelope.content, bytes) else envelope.content.encode()
