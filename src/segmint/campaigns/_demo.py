@@ -136,7 +136,10 @@ def run_demo_campaigns(
         channels: dict[str, Channel] = {}
         for name, spec in config.playbook.channels.items():
             if isinstance(spec, EmailChannelSpec):
-                local = spec.model_copy(update={"host": "127.0.0.1", "port": smtp.port})
+                # the local sink needs no rate limit (the playbook's is for a real server)
+                local = spec.model_copy(
+                    update={"host": "127.0.0.1", "port": smtp.port, "rate_per_second": None}
+                )
                 channels[name] = EmailChannel(local, name)
             elif isinstance(spec, WebhookChannelSpec):
                 # the demo's endpoint checks nothing: unsigned unless the env var is set
@@ -145,7 +148,9 @@ def run_demo_campaigns(
                 env = (
                     spec.secret_env if spec.secret_env and os.environ.get(spec.secret_env) else None
                 )
-                hook_spec = spec.model_copy(update={"url": hook.url, "secret_env": env})
+                hook_spec = spec.model_copy(
+                    update={"url": hook.url, "secret_env": env, "rate_per_second": None}
+                )
                 channels[name] = WebhookChannel(hook_spec, name)
         names = list(campaigns) if campaigns else list(config.playbook.campaigns)
         for name in names:
