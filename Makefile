@@ -37,6 +37,9 @@ test: $(STAMP) chromium lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/segment.py
+	$(BIN)/python bench/report.py
+	$(BIN)/python bench/recommend.py
+	$(BIN)/python bench/campaign.py
 
 clean:
 	rm -rf segmint-demo .pytest_cache .ruff_cache .mypy_cache bench/out

@@ -225,6 +225,21 @@ export_app = typer.Typer(
     help="Export profiles and personas as CSV, Parquet or Excel.", no_args_is_help=True
 )
 app.add_typer(export_app, name="export")
+recommend_app = typer.Typer(
+    help="Recommendations: evaluate the models, then write top-N for every user.",
+    invoke_without_command=True,
+)
+app.add_typer(recommend_app, name="recommend")
+
+
+def _add_campaign_apps() -> None:
+    from segmint.campaigns._cli import campaign_app, playbook_app
+
+    app.add_typer(campaign_app, name="campaign")
+    app.add_typer(playbook_app, name="playbook")
+
+
+_add_campaign_apps()
 
 
 def _print_segment_result(r: Any) -> None:
@@ -614,6 +629,85 @@ def export_personas(
         console.print(f"wrote {path}")
 
 
+def _print_evaluation(res: Any) -> None:
+    t = Table(
+        title=f"recommenders on a time split (cut {res.cut:%Y-%m-%d}, {res.n_users:,} users, "
+        f"k={res.k})"
+    )
+    t.add_column("model")
+    cols = [c for c in res.table.columns if not c.endswith("_s")]
+    for c in cols:
+        t.add_column(c, justify="right")
+    for model, row in res.table.iterrows():
+        name = f"[bold]{model}[/]" if model == res.best else str(model)
+        t.add_row(name, *[f"{row[c]:.4f}" for c in cols])
+    console.print(t)
+    gain = res.gain_over_popularity
+    console.print(
+        f"  best: {res.best}"
+        + (f" (+{gain:.0%} NDCG@{res.k} over global popularity)" if gain is not None else "")
+        + f"; run {res.run_id}"
+    )
+
+
+@recommend_app.callback()
+def recommend(
+    ctx: typer.Context,
+    project: ProjectOpt = Path("."),
+    model: Annotated[
+        str, typer.Option(help="'best' (latest evaluation) or a model name.")
+    ] = "best",
+    user: Annotated[str | None, typer.Option(help="Show one user's stored list.")] = None,
+    n: Annotated[int, typer.Option(help="Items per user.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write top-N for every user to the store (a versioned run), or show one user's list."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            if user is not None:
+                return p.recommend(user, n)
+            run = p.recommend_all(model, n=n)
+            return run
+
+    out = _run(go)
+    if user is not None:
+        if as_json:
+            print(out.to_json(orient="records"))
+        else:
+            t = Table(title=f"recommendations for {user}")
+            for c in out.columns:
+                t.add_column(str(c))
+            for row in out.itertuples(index=False):
+                t.add_row(*[str(v) for v in row])
+            console.print(t)
+        return
+    info = {k: str(v) for k, v in vars(out).items() if not k.startswith("_")}
+    if as_json:
+        print(json.dumps(info, indent=2))
+    else:
+        console.print("recommendation run: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+
+
+@recommend_app.command("evaluate")
+def recommend_evaluate(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Compare every recommender on a time split; the best one is recorded."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.evaluate_recommenders()
+
+    res = _run(go)
+    if as_json:
+        print(res.table.to_json(orient="index"))
+    else:
+        _print_evaluation(res)
+
+
 @app.command()
 def report(
     project: ProjectOpt = Path("."),
@@ -724,7 +818,7 @@ def demo(
                 rfm_before = p.segment("rfm", feature_run=month_ago)
                 run = p.compute_features()
                 segs = p.segment(
-                    ["rfm", "lifecycle", "clusters"],
+                    ["rfm", "lifecycle", "value", "clusters"],
                     feature_run=run,
                     callback=lambda n: progress.update(task, description=f"segment {n}"),
                 )
@@ -739,9 +833,27 @@ def demo(
                 f"rfm since {month_ago.as_of:%Y-%m-%d}: {moved:,} of {total:,} "
                 "users changed segment (segmint segments diff shows the matrix)"
             )
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+            ) as progress:
+                progress.add_task("evaluating recommenders on a time split", total=None)
+                evaluation = p.evaluate_recommenders()
+                p.recommend_all("best")
+            _print_evaluation(evaluation)
             personas = p.personas("clusters")
             for x in personas[:2]:
                 console.print(f"persona: {escape(x.summary)}")
+        from segmint.campaigns import run_demo_campaigns
+        from segmint.campaigns._demo import print_summary
+
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+        ) as progress:
+            task = progress.add_task("campaigns", total=None)
+            campaigns = run_demo_campaigns(
+                dir, callback=lambda stage: progress.update(task, description=stage)
+            )
+        print_summary(campaigns, console)
         res = _write_report(open_project(dir), None, None, 5000)
         console.print(f"store: [bold]{store_file}[/]  (try: segmint status -p {dir})")
         console.print(

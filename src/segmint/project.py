@@ -173,6 +173,25 @@ class Project:
 
         return diff_runs(self.store, run_a, run_b)
 
+    # -- recommendations -----------------------------------------------------------------
+    def evaluate_recommenders(self, **kwargs: Any) -> Any:
+        """Compare the recommenders on a time split (see :func:`segmint.recommend.evaluate_models`)."""
+        from segmint.recommend import evaluate_models
+
+        return evaluate_models(self.store, config=self.config.recommend, **kwargs)
+
+    def recommend_all(self, model: str = "best", **kwargs: Any) -> Any:
+        """Top-N for every user, stored as a versioned run (see :func:`segmint.recommend.recommend_all`)."""
+        from segmint.recommend import recommend_all
+
+        return recommend_all(self.store, model, config=self.config.recommend, **kwargs)
+
+    def recommend(self, user_id: str, n: int = 10) -> pd.DataFrame:
+        """One user's items from the latest run: item_id, title, score, reason, model."""
+        from segmint.recommend import recommend_for_user
+
+        return recommend_for_user(self.store, user_id, n)
+
     # -- profiles and personas -----------------------------------------------------------
     def profile(self, user_id: str, *, feature_run_id: str | None = None) -> UserProfile:
         """One user's profile (see :class:`segmint.profiles.UserProfile`).
@@ -180,8 +199,16 @@ class Project:
         Raises :class:`~segmint.errors.NotFoundError` for an unknown user.
         """
         from segmint.profiles import user_profile
+        from segmint.recommend import list_recommendation_runs, recommend_for_user
 
-        return user_profile(self.store, user_id, feature_run_id=feature_run_id)
+        profile = user_profile(self.store, user_id, feature_run_id=feature_run_id)
+        try:
+            if not list_recommendation_runs(self.store, "batch").empty:
+                recs = recommend_for_user(self.store, user_id, 5)
+                profile.extras["recommendations"] = recs.to_dict(orient="records")
+        except NotFoundError:
+            pass
+        return profile
 
     def personas(self, ref: str) -> list[Persona]:
         """Personas of every segment of a run (a run id, or a segmentation's latest run)."""
