@@ -259,3 +259,17 @@ def test_postgres_store_gives_the_same_personas_and_profiles(pg_url: str, tmp_pa
     finally:
         duck.close()
         pg.close()
+
+
+def test_profile_carries_the_latest_recommendations(tmp_path: Path) -> None:
+    p = _build(tmp_path / "recs", 600)
+    try:
+        user = p.segment_run("rfm").assignments["user_id"].iloc[0]
+        assert "recommendations" not in p.profile(user).extras  # no run yet
+        p.recommend_all("popularity")
+        recs = p.profile(user).to_dict()["recommendations"]
+        assert 0 < len(recs) <= 5
+        assert recs == p.recommend(user, 5).to_dict(orient="records")
+        assert {"item_id", "score", "reason"} <= set(recs[0])
+    finally:
+        p.close()
