@@ -30,6 +30,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
@@ -131,22 +132,22 @@ def channel_domain(spec: object) -> str:
     return "segmint.local"
 
 
-class Channel:
+class Channel(ABC):
     """Base class: override :meth:`send` (and :meth:`open` / :meth:`close` if the channel
     holds a connection or a file)."""
 
     name: str = "channel"
     rate_per_second: float | None = None
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Prepare to send (connect, open a file). Raise ChannelUnavailable on failure."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release what :meth:`open` took; make everything sent durable."""
 
+    @abstractmethod
     def send(self, message: Message) -> DeliveryResult:
         """Deliver one message."""
-        raise NotImplementedError
 
     def __enter__(self) -> Channel:
         self.open()
@@ -220,11 +221,11 @@ class EmailChannel(Channel):
             ) from None
         return smtp
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         if self._smtp is None:
             self._smtp = self._connect()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         if self._smtp is not None:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._smtp.quit()
@@ -338,7 +339,7 @@ class WebhookChannel(Channel):
         self._key: bytes | None = None
         self.sleep = time.sleep  # tests may replace it
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         secret = _secret_from_env(self.spec.secret_env, f"channel {self.name!r}")
         self._key = secret.encode() if secret else None
 
@@ -440,7 +441,7 @@ class FileChannel(Channel):
         self._file: Any = None
         self._writer: Any = None
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         try:
             self.csv_path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
@@ -473,7 +474,7 @@ class FileChannel(Channel):
         self._file.flush()
         return DeliveryResult("sent")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         if self._file is None:
             return
         self._file.flush()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ def history_top(matrix: Any, rows: np.ndarray, h: int) -> np.ndarray:
     return out
 
 
-class Recommender:
+class Recommender(ABC):
     """Base class of every recommender: fit, recommend, similar_items.
 
     Subclasses store their parameters in ``__init__`` untouched; :meth:`fit` validates,
@@ -216,8 +217,9 @@ class Recommender:
         log.debug("%s fitted in %.2fs", self.name, self.fit_seconds_)
         return self
 
-    def _fit(self, interactions: Interactions) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _fit(self, interactions: Interactions) -> None:
+        """Learn the model from ``interactions`` (every model implements it)."""
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "interactions_"):
@@ -226,8 +228,10 @@ class Recommender:
             )
 
     # -- hooks --------------------------------------------------------------------------------
-    def _scores(self, rows: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        """Dense scores (users x items) for personalised models; the popularity models
+        rank without it, so it is an optional hook rather than an abstract method."""
+        raise TypeError(f"{type(self).__name__} has no per-user score matrix")
 
     def _explain(self, rows: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Reason kind and reference per slot (default: "popular now")."""
