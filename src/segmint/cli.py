@@ -3,7 +3,7 @@ library and draws the results.
 
 Exit codes: 0 success; 1 a run failed (load rolled back, store error); 2 a usage or
 configuration error (bad segmint.yaml, unknown source, missing file); 3 ``--strict`` and
-some rows were quarantined.
+some rows were quarantined; 4 ``segmint evaluate`` found a sample ratio mismatch.
 """
 
 from __future__ import annotations
@@ -234,9 +234,11 @@ app.add_typer(recommend_app, name="recommend")
 
 def _add_campaign_apps() -> None:
     from segmint.campaigns._cli import campaign_app, playbook_app
+    from segmint.experiments._cli import register
 
     app.add_typer(campaign_app, name="campaign")
     app.add_typer(playbook_app, name="playbook")
+    register(app, campaign_app)
 
 
 _add_campaign_apps()
@@ -813,26 +815,23 @@ def demo(
                 transient=True,
             ) as progress:
                 task = progress.add_task("computing features", total=None)
-                # RFM a month earlier too, so the report can show who moved since then
+                # segments a month earlier too, so that the refresh (and the report) can
+                # show who moved since then and which segments drifted
                 month_ago = p.compute_features(as_of=_month_before(p))
-                rfm_before = p.segment("rfm", feature_run=month_ago)
-                run = p.compute_features()
-                segs = p.segment(
-                    ["rfm", "lifecycle", "value", "clusters"],
-                    feature_run=run,
-                    callback=lambda n: progress.update(task, description=f"segment {n}"),
-                )
+                p.segment(["rfm", "lifecycle"], feature_run=month_ago)
+                progress.update(task, description="refresh: features and segments as of now")
+                refreshed = p.refresh(["rfm", "lifecycle", "value", "clusters"])
+            segs = [p.segment_run(s.run_id) for s in refreshed.segmentations]
             console.print(
-                f"features: run {run.run_id}, {run.n_users:,} users as of {run.as_of:%Y-%m-%d}"
+                f"features: run {refreshed.feature_run_id}, {len(segs[0].assignments):,} users as of "
+                f"{refreshed.as_of:%Y-%m-%d}"
             )
-            for r in segs if isinstance(segs, list) else [segs]:
+            for r in segs:
                 _print_segment_result(r)
-            m = p.segments_diff(rfm_before.run_id, "rfm")  # type: ignore[union-attr]
-            moved, total = _moved(m)
-            console.print(
-                f"rfm since {month_ago.as_of:%Y-%m-%d}: {moved:,} of {total:,} "
-                "users changed segment (segmint segments diff shows the matrix)"
-            )
+            from segmint.experiments._cli import print_refresh
+
+            console.print(f"[bold]refresh[/] (segments as of {month_ago.as_of:%Y-%m-%d} -> now):")
+            print_refresh(refreshed)
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
             ) as progress:
@@ -854,6 +853,9 @@ def demo(
                 dir, callback=lambda stage: progress.update(task, description=stage)
             )
         print_summary(campaigns, console)
+        from segmint.experiments._cli import run_demo_measurement
+
+        run_demo_measurement(dir, list(campaigns.reports))
         res = _write_report(open_project(dir), None, None, 5000)
         console.print(f"store: [bold]{store_file}[/]  (try: segmint status -p {dir})")
         console.print(

@@ -247,6 +247,166 @@ class Project:
 
         return write_tables(persona_tables(self.personas(ref)), out, fmt)
 
+    # -- measuring effect --------------------------------------------------------------
+    def evaluate(self, campaign: str, *, save: bool = True, **kwargs: Any) -> Any:
+        """Evaluate a campaign from its holdout (see
+        :func:`segmint.experiments.evaluate_campaign`); the result is stored in
+        ``campaign_evaluations`` (for the report) unless ``save=False``."""
+        from segmint.experiments._evaluate import evaluate_campaign, save_evaluation
+
+        ev = evaluate_campaign(self.store, campaign, config=self.config, **kwargs)
+        if save:
+            save_evaluation(self.store, ev)
+        return ev
+
+    def import_campaign(
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        control_share: float,
+        columns: dict[str, str] | None = None,
+        timezone: str | None = None,
+        cost_per_message: float = 0.0,
+        cost_per_redemption: float = 0.0,
+    ) -> dict[str, int]:
+        """Import a past randomized campaign from a CSV or Parquet file of
+        ``user_id, arm, sent_at`` (renamed by ``columns``: ours -> the file's); naive send
+        times are in ``timezone`` (default: the project's). See
+        :func:`segmint.experiments.import_assignments`."""
+        from segmint.experiments._evaluate import import_assignments
+
+        file = self.config.resolve(str(path)) if not Path(path).is_absolute() else Path(path)
+        if not file.exists():
+            file = Path(path)
+        if not file.exists():
+            raise NotFoundError(f"no such file: {path}")
+        frame = (
+            pd.read_parquet(file)
+            if file.suffix.lower() in (".parquet", ".pq")
+            else pd.read_csv(file, dtype=str, keep_default_na=False)
+        )
+        wanted = {"user_id": "user_id", "arm": "arm", "sent_at": "sent_at", **(columns or {})}
+        missing = [theirs for theirs in wanted.values() if theirs not in frame.columns]
+        if missing:
+            found = ", ".join(map(str, frame.columns))
+            hints = "".join(
+                f"; {m!r}: did you mean {c[0]!r}?"
+                for m in missing
+                if (c := get_close_matches(m, list(map(str, frame.columns)), n=1))
+            )
+            raise ConfigError(
+                f"{file}: missing column(s) {', '.join(missing)} (found: {found}){hints}"
+            )
+        frame = frame.rename(columns={theirs: ours for ours, theirs in wanted.items()})
+        sent = pd.to_datetime(frame["sent_at"], errors="coerce")
+        if sent.dt.tz is None:
+            sent = sent.dt.tz_localize(
+                timezone or self.config.timezone, ambiguous="NaT", nonexistent="NaT"
+            )
+        frame["sent_at"] = sent
+        return import_assignments(
+            self.store,
+            name,
+            frame,
+            control_share=control_share,
+            cost_per_message=cost_per_message,
+            cost_per_redemption=cost_per_redemption,
+            source=str(file),
+        )
+
+    def refresh(self, names: str | Iterable[str] | None = None, **kwargs: Any) -> Any:
+        """Recompute features and segments, compare with the previous runs and flag drift
+        (see :func:`segmint.experiments.refresh`)."""
+        from segmint.experiments._refresh import refresh
+
+        return refresh(self, names, **kwargs)
+
+    def _run_id(self, ref: str | None) -> str | None:
+        if ref is None:
+            return None
+        from segmint.segments._runs import resolve_run
+
+        return resolve_run(self.store, ref)
+
+    def retention(
+        self,
+        *,
+        cohort_by: str = "first_purchase",
+        max_months: int = 24,
+        segmentation: str | None = None,
+    ) -> dict[str, pd.DataFrame]:
+        """Cohort retention (wide matrix), repeat-purchase rate and, given a segmentation
+        (name or run id), retention and repeat rate by segment."""
+        from segmint.experiments._retention import (
+            repeat_purchase_rate,
+            retention_by_segment,
+            retention_matrix,
+        )
+
+        run_id = self._run_id(segmentation)
+        out = {
+            "matrix": retention_matrix(
+                self.store,
+                cohort_by=cohort_by,  # type: ignore[arg-type]  # checked by retention_matrix
+                max_months=max_months,
+            ).wide(),
+            "repeat": repeat_purchase_rate(self.store, segment_run_id=run_id),
+        }
+        if run_id is not None:
+            out["by_segment"] = retention_by_segment(self.store, run_id)
+        return out
+
+    def satisfaction(self, segmentation: str | None = None) -> Any:
+        """NPS / CSAT by segment with CIs (see
+        :func:`segmint.experiments.satisfaction_by_segment`)."""
+        from segmint.experiments._satisfaction import satisfaction_by_segment
+
+        return satisfaction_by_segment(self.store, self._run_id(segmentation))
+
+    def _segment_users_sql(self, ref: str | None) -> str | None:
+        """``SEGMENTATION:SEGMENT`` -> SQL selecting its users in the latest run."""
+        if ref is None:
+            return None
+        if ":" not in ref:
+            raise ConfigError(f"{ref!r}: write SEGMENTATION:SEGMENT, e.g. lifecycle:active")
+        name, segment = ref.split(":", 1)
+        run_id = self._run_id(name)
+        assert run_id is not None
+        seg = segment.replace("'", "''")
+        n = self.store.scalar(
+            "SELECT count(*) FROM segment_assignments WHERE run_id = ? AND segment = ?",
+            [run_id, segment],
+        )
+        if not n:
+            raise NotFoundError(f"segment {segment!r} has no users in run {run_id}")
+        return (
+            f"SELECT user_id FROM segment_assignments WHERE run_id = '{run_id}' "
+            f"AND segment = '{seg}'"
+        )
+
+    def before_after(
+        self,
+        on: date,
+        *,
+        metric: str = "revenue",
+        window_days: int = 30,
+        segment: str | None = None,
+        compare: str | None = None,
+    ) -> Any:
+        """A metric before vs after a date (not causal) and, with a comparison group,
+        difference-in-differences (see :func:`segmint.experiments.before_after`)."""
+        from segmint.experiments._retention import before_after
+
+        return before_after(
+            self.store,
+            date=on,
+            metric=metric,  # type: ignore[arg-type]  # checked by before_after
+            window_days=window_days,
+            users=self._segment_users_sql(segment),
+            comparison=self._segment_users_sql(compare),
+        )
+
     def status(self) -> dict[str, Any]:
         """The data-quality report of the store (see :func:`segmint.clean.quality_report`)."""
         from segmint.clean._report import quality_report

@@ -13,6 +13,7 @@ from segmint.report import ReportResult, build_report
 
 #: Segmentations run (twice) on the demo; every one of them gets a migration Sankey.
 SEGMENTATIONS = ["rfm", "lifecycle", "clusters"]
+CAMPAIGN = "spring_reactivation_2026"
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +24,11 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[segmint.P
     p.ingest()
     p.segment(SEGMENTATIONS)
     p.segment(SEGMENTATIONS)
+    # the planted past campaign, evaluated by lifecycle segment (the report shows it)
+    p.import_campaign(
+        CAMPAIGN, f"campaigns/{CAMPAIGN}.csv", control_share=0.2, columns={"user_id": "customer_id"}
+    )
+    p.evaluate(CAMPAIGN, segmentation="lifecycle", n_resamples=500)
     yield p
     p.close()
 

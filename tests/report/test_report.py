@@ -35,10 +35,15 @@ ALL_SECTIONS = [
     "kselection",
     "rules",
     "migration",
+    "campaigns",
+    "retention",
 ]
 #: Per segmentation (rfm, lifecycle, clusters; see conftest.py): sizes, heatmap and Sankey;
-#: plus the RFM grid, the projection and the k-selection curves of the one clustering.
-EXPECTED_FIGURES = 3 * 3 + 3
+#: plus the RFM grid, the projection and the k-selection curves of the one clustering; the
+#: campaign forests (conversion and revenue lift across campaigns, lift by segment of the
+#: one evaluated campaign; its control arm is too small for the uplift model) and the
+#: retention heatmap.
+EXPECTED_FIGURES = 3 * 3 + 3 + 3 + 1
 MB = 1_000_000
 
 
@@ -210,7 +215,9 @@ def test_sections_without_data_show_a_note(demo_project: segmint.Project, tmp_pa
     res = build_report(demo_project, tmp_path / "r.html", runs=[oldest_lifecycle])
     html = res.path.read_text(encoding="utf-8")
     assert res.run_ids == [oldest_lifecycle]
-    assert res.sections == ["overview", "quality", "segments", "heatmap", "personas"]
+    assert res.sections == [
+        "overview", "quality", "segments", "heatmap", "personas", "campaigns", "retention",
+    ]  # fmt: skip
     for sid in ("rfm", "projection", "kselection", "rules", "migration"):
         section = _section(html, sid)
         assert f'data-note="{sid}"' in section
@@ -227,12 +234,13 @@ def test_a_project_without_runs_still_gets_overview_and_quality(tmp_path: Path) 
         n_users = int(p.status()["tables"]["users"]["rows"])
     assert res.path == tmp_path / "d" / "report.html"
     assert res.run_ids == [] and res.as_of is None
-    assert res.sections == ["overview", "quality"]
+    assert res.sections == ["overview", "quality", "retention"]  # orders give cohorts
     html = res.path.read_text(encoding="utf-8")
     assert "No segmentation runs shown." in html
     assert f'<div class="value">{n_users:,}</div>' in _section(html, "overview")
-    assert html.count('class="note"') == len(ALL_SECTIONS) - 2
-    assert res.size_bytes < 100_000  # no figure, so no plotly.js either
+    assert html.count('class="note"') == len(ALL_SECTIONS) - 3
+    assert "No campaign evaluated yet" in _section(html, "campaigns")
+    assert html.count(get_plotlyjs()) == 1  # the retention heatmap needs it, once
 
 
 def test_runs_are_named_or_given_by_id(demo_project: segmint.Project, tmp_path: Path) -> None:
@@ -246,3 +254,39 @@ def test_runs_are_named_or_given_by_id(demo_project: segmint.Project, tmp_path: 
     with pytest.raises(ValueError, match="sample"):
         build_report(demo_project, tmp_path / "x.html", sample=0)
     assert not (tmp_path / "x.html").exists()
+
+
+def test_campaign_results_show_the_stored_evaluation(
+    demo_project: segmint.Project, demo_html: str
+) -> None:
+    from segmint.experiments import latest_evaluations
+
+    (ev,) = latest_evaluations(demo_project.store)
+    conv = next(e for e in ev["effects"] if e["metric"] == "conversion")
+    section = _section(demo_html, "campaigns")
+    figures = list(_figures(section).values())
+    assert len(figures) == 3  # conversion forest, revenue forest, lift by segment
+    (trace,) = figures[0]
+    assert trace["y"] == [ev["campaign"]]
+    x = _array(trace["x"])[0] / 100
+    assert x == pytest.approx(conv["diff"])
+    plus = _array(trace["error_x"]["array"])[0] / 100
+    minus = _array(trace["error_x"]["arrayminus"])[0] / 100
+    assert x + plus == pytest.approx(conv["diff_hi"]) and x - minus == pytest.approx(
+        conv["diff_lo"]
+    )
+    (seg_trace,) = figures[2]
+    assert sorted(seg_trace["y"]) == sorted(s["segment"] for s in ev["segments"])
+    assert "Sample ratio check" in section and "CUPED variance reduction" in section
+
+
+def test_retention_heatmap_matches_the_matrix(
+    demo_project: segmint.Project, demo_html: str
+) -> None:
+    from segmint.experiments import retention_matrix
+
+    wide = retention_matrix(demo_project.store, max_months=12).wide()
+    (traces,) = _figures(_section(demo_html, "retention")).values()
+    z = _array(traces[0]["z"]).astype(float)
+    expected = wide.drop(columns="cohort_size").to_numpy(float)
+    np.testing.assert_allclose(z, expected, equal_nan=True)

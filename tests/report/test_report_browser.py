@@ -18,7 +18,7 @@ from segmint.report import ReportResult
 CHROMIUM = "/usr/bin/chromium"
 #: Per segmentation (rfm, lifecycle, clusters; see conftest.py): sizes, heatmap and Sankey;
 #: plus the RFM grid, the projection and the k-selection curves of the one clustering.
-EXPECTED_FIGURES = 3 * 3 + 3
+EXPECTED_FIGURES = 3 * 3 + 3 + 3 + 1  # see test_report.py
 
 #: Marks plotly draws for the trace types the report uses: bars and scatter points,
 #: heatmap images, k-selection lines, Sankey nodes and links.

@@ -55,6 +55,13 @@ class Offer(_Strict):
     type: Literal["discount", "free_shipping", "exclusive_access", "none"] = "none"
     value: float | str | None = None
     code: str | None = Field(default=None, description="a voucher code to print")
+    cost_per_redemption: float = Field(
+        default=0.0,
+        ge=0,
+        description="what one redemption costs the shop beyond the discount already netted "
+        "out of order amounts (e.g. shipping paid); counted per converting treated user by "
+        "`segmint evaluate`",
+    )
 
     @model_validator(mode="after")
     def _value_fits(self) -> Offer:
@@ -206,6 +213,9 @@ class EmailChannelSpec(_Strict):
     reply_to: str | None = None
     timeout: float = Field(default=30.0, gt=0)
     rate_per_second: float | None = Field(default=None, gt=0)
+    cost_per_message: float = Field(
+        default=0.0, ge=0, description="cost of one message, for `segmint evaluate` ROI"
+    )
     consent: str = Field(default="email", description="consent channel this channel needs")
 
 
@@ -219,6 +229,9 @@ class WebhookChannelSpec(_Strict):
     max_retries: int = Field(default=3, ge=0, le=10)
     backoff: float = Field(default=0.5, ge=0, description="first retry delay, doubled each time")
     rate_per_second: float | None = Field(default=None, gt=0)
+    cost_per_message: float = Field(
+        default=0.0, ge=0, description="cost of one message, for `segmint evaluate` ROI"
+    )
     consent: str = Field(default="push", description="consent channel this channel needs")
 
     @model_validator(mode="after")
@@ -240,6 +253,9 @@ class FileChannelSpec(_Strict):
     consent: str = Field(default="email", description="consent channel this channel needs")
     address: Literal["email", "user_id"] = Field(
         default="email", description="what a row needs: a usable e-mail, or only the user id"
+    )
+    cost_per_message: float = Field(
+        default=0.0, ge=0, description="cost of one message, for `segmint evaluate` ROI"
     )
     rate_per_second: float | None = Field(default=None, gt=0)
 

@@ -115,8 +115,12 @@ def _rfm() -> dict[str, Any]:
         "Loyal": _strategy("tailored_recs", recs=True),
         "Potential Loyalist": _strategy("conversion", {"type": "discount", "value": 10}, recs=True),
         "New Customers": _strategy("onboarding", {"type": "discount", "value": 10}, recs=True),
-        "Promising": _strategy("conversion", {"type": "free_shipping"}, recs=True),
-        "Need Attention": _strategy("standard_offer", {"type": "free_shipping"}, recs=True),
+        "Promising": _strategy(
+            "conversion", {"type": "free_shipping", "cost_per_redemption": 4.9}, recs=True
+        ),
+        "Need Attention": _strategy(
+            "standard_offer", {"type": "free_shipping", "cost_per_redemption": 4.9}, recs=True
+        ),
         "About to Sleep": _strategy(
             "reactivation", {"type": "discount", "value": 10}, channels=["email", "push"]
         ),
@@ -144,7 +148,9 @@ def _value() -> dict[str, Any]:
     return {
         "high-value": _strategy("vip_perks", {"type": "exclusive_access", "code": "EARLY"}),
         "potential": _strategy("conversion", {"type": "discount", "value": 10}, recs=True),
-        "general": _strategy("standard_offer", {"type": "free_shipping"}),
+        "general": _strategy(
+            "standard_offer", {"type": "free_shipping", "cost_per_redemption": 4.9}
+        ),
     }
 
 
@@ -287,6 +293,7 @@ def default_playbook(
                     "security": "none",
                     "from": f"{config.project} <news@shop.example>",
                     "rate_per_second": 200,
+                    "cost_per_message": 0.002,
                 },
                 "push": {
                     "type": "webhook",
@@ -295,6 +302,7 @@ def default_playbook(
                     "timeout": 5,
                     "max_retries": 3,
                     "backoff": 0.5,
+                    "cost_per_message": 0.001,
                 },
                 "export": {"type": "file", "format": "csv"},
             },

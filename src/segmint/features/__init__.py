@@ -14,6 +14,7 @@ from segmint.features._runs import (
     category_shares,
     compute_features,
     default_as_of,
+    features_as_of,
     load_features,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "compute_features",
     "default_as_of",
     "feature_sql",
+    "features_as_of",
     "load_features",
 ]

@@ -297,6 +297,20 @@ def compute_features(
     )
 
 
+def features_as_of(
+    store: Store, as_of: datetime | date, custom: Sequence[CustomFeature] = ()
+) -> pd.DataFrame:
+    """Every feature of every user as of an instant, computed but not stored.
+
+    For analyses that need the users as they were at a past moment without adding a run
+    that later commands would take for the latest one (e.g. the pre-treatment covariates
+    of a campaign evaluation).
+    """
+    custom = check_custom(custom)
+    types = feature_columns(custom)
+    return _normalize(store.query(feature_sql(to_utc(as_of), custom)), types)
+
+
 def load_features(store: Store, run_id: str | None = None) -> pd.DataFrame:
     """The features of a stored run: one row per user, sorted by ``user_id``.
 

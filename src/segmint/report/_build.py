@@ -49,6 +49,8 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("kselection", "Choosing the number of clusters"),
     ("rules", "Rules that describe the clusters"),
     ("migration", "Migration between runs"),
+    ("campaigns", "Campaign results"),
+    ("retention", "Retention cohorts"),
 )
 
 PLOTLY_CONFIG: dict[str, Any] = {
@@ -210,6 +212,10 @@ def build_report(
 
     stage("migrations")
     _migration_section(sections["migration"], project, results, listing, colors, figs)
+
+    stage("campaign results")
+    _campaigns_section(sections["campaigns"], project, figs)
+    _retention_section(sections["retention"], project, figs)
 
     stage("writing HTML")
     html = _render(
@@ -858,6 +864,160 @@ def _migration_section(
             else "No segmentation run yet."
         )
     sec.data = {"blocks": blocks, "single": single}
+
+
+def _ci_text(lo: Any, hi: Any, fmt: str) -> str:
+    if lo is None or hi is None:
+        return "n/a"
+    return f"[{format(lo, fmt)}, {format(hi, fmt)}]"
+
+
+def _campaigns_section(sec: _Section, project: Project, figs: _Figures) -> None:
+    """Latest stored evaluation of every campaign: lift forest plots, tables, Qini."""
+    from segmint.experiments._evaluate import latest_evaluations
+
+    evals = latest_evaluations(project.store)
+    if not evals:
+        sec.note = (
+            "No campaign evaluated yet: `segmint evaluate CAMPAIGN` measures a campaign "
+            "against its holdout and stores the result shown here."
+        )
+        return
+
+    def label(e: dict[str, Any]) -> str:
+        return e["campaign"] + ("" if e["complete"] else " (interim)")
+
+    def effect(e: dict[str, Any], metric: str, method: str) -> dict[str, Any] | None:
+        for r in e["effects"]:
+            if r["metric"] == metric and r["method"] == method:
+                return dict(r)
+        return None
+
+    conv_rows, rev_rows = [], []
+    for e in evals:
+        if not e["observed_days"]:
+            continue  # nothing after the send yet: no effect to draw
+        c, r = effect(e, "conversion", "newcombe"), effect(e, "revenue_per_user", "welch")
+        if c and c["diff_lo"] is not None:
+            conv_rows.append(
+                {"label": label(e), "diff": c["diff"], "lo": c["diff_lo"], "hi": c["diff_hi"],
+                 "p": c["p_value"]}
+            )  # fmt: skip
+        if r and r["diff_lo"] is not None:
+            rev_rows.append(
+                {"label": label(e), "diff": r["diff"], "lo": r["diff_lo"], "hi": r["diff_hi"],
+                 "p": r["p_value"]}
+            )  # fmt: skip
+    overview = []
+    if conv_rows:
+        overview.append(
+            figs.html(
+                charts.lift_forest_figure(
+                    pd.DataFrame(conv_rows), percent=True, title="conversion lift (95% CI)"
+                )
+            )
+        )
+    if rev_rows:
+        overview.append(
+            figs.html(
+                charts.lift_forest_figure(
+                    pd.DataFrame(rev_rows), percent=False,
+                    title="revenue per user lift (Welch 95% CI)",
+                )
+            )
+        )  # fmt: skip
+    blocks = []
+    for e in evals:
+        pct = {"conversion", "visit_rate"}
+        effects = []
+        waiting = not e["observed_days"]
+        for r in e["effects"]:
+            if waiting and not r["metric"].endswith("(balance)"):
+                continue
+            fmt = "+.2%" if r["metric"] in pct else "+,.2f"
+            effects.append(
+                {
+                    "metric": r["metric"],
+                    "method": r["method"],
+                    "treatment": "n/a" if r["treatment"] is None else format(
+                        r["treatment"], ".2%" if r["metric"] in pct else ",.2f"
+                    ),
+                    "control": "n/a" if r["control"] is None else format(
+                        r["control"], ".2%" if r["metric"] in pct else ",.2f"
+                    ),
+                    "diff": "n/a" if r["diff"] is None else format(r["diff"], fmt),
+                    "ci": _ci_text(r["diff_lo"], r["diff_hi"], fmt),
+                    "p": "n/a" if r["p_value"] is None else f"{r['p_value']:.3g}",
+                }
+            )  # fmt: skip
+        roi = [] if waiting else [
+            {"item": r["item"].replace("_", " "),
+             "value": "n/a" if r["value"] is None else
+             format(r["value"], ".1%" if r["item"] == "roi" else ",.2f"),
+             "ci": _ci_text(r["lo"], r["hi"], ".1%" if r["item"] == "roi" else ",.2f")}
+            for r in e["roi"]
+        ]  # fmt: skip
+        seg_fig = None
+        seg_rows = [
+            {"label": r["segment"], "diff": r["lift"], "lo": r["lift_lo"], "hi": r["lift_hi"],
+             "p": r["p_bh"]}
+            for r in e["segments"] if r["lift_lo"] is not None
+        ]  # fmt: skip
+        if seg_rows:
+            seg_fig = figs.html(
+                charts.lift_forest_figure(
+                    pd.DataFrame(seg_rows), percent=True,
+                    title=f"conversion lift by {e['segmentation']} segment (hover: BH p)",
+                )
+            )  # fmt: skip
+        qini_fig, qini_coef = None, None
+        if e.get("uplift"):
+            qini_fig = figs.html(charts.qini_figure(pd.DataFrame(e["uplift"]["qini"])))
+            qini_coef = f"{e['uplift']['qini_coefficient']:.3f}"
+        srm = e["srm"]
+        blocks.append(
+            {
+                "campaign": e["campaign"],
+                "window": e["window_days"],
+                "start": _day(e["start"]),
+                "complete": e["complete"],
+                "warnings": e["warnings"],
+                "effects": effects,
+                "roi": roi,
+                "srm": f"chi2 = {srm['chi2']:.3f}, p = {srm['p']:.3g}"
+                if srm["chi2"] is not None
+                else "n/a",
+                "srm_flagged": bool(srm["flagged"]),
+                "cuped": "n/a"
+                if e["cuped"]["variance_reduction"] is None
+                else f"{e['cuped']['variance_reduction']:.1%}",
+                "segment_figure": seg_fig,
+                "qini_figure": qini_fig,
+                "qini": qini_coef,
+                "evaluated": _day(e["created_at"]),
+            }
+        )
+    sec.data = {"overview": overview, "blocks": blocks}
+
+
+def _retention_section(sec: _Section, project: Project, figs: _Figures) -> None:
+    from segmint.experiments._retention import repeat_purchase_rate, retention_matrix
+
+    result = retention_matrix(project.store, cohort_by="first_purchase", max_months=12)
+    wide = result.wide()
+    if wide.empty:
+        sec.note = "No completed orders yet: retention needs first purchases."
+        return
+    wide = wide.tail(24)
+    rep = repeat_purchase_rate(project.store)
+    row = rep.iloc[0] if not rep.empty else None
+    sec.data = {
+        "figure": figs.html(charts.retention_heatmap_figure(wide)),
+        "repeat": None
+        if row is None
+        else f"{row['rate']:.1%} of {int(row['buyers']):,} buyers "
+        f"(95% CI {row['ci_lo']:.1%} to {row['ci_hi']:.1%})",
+    }
 
 
 # -- rendering -------------------------------------------------------------------------------

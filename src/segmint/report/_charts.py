@@ -404,3 +404,122 @@ def sankey_figure(
         )
     )
     return _layout(fig, height=max(360, 34 * max(len(sources), len(targets))))
+
+
+def lift_forest_figure(rows: pd.DataFrame, *, percent: bool, title: str | None = None) -> go.Figure:
+    """Effects with their confidence intervals as horizontal error bars (a forest plot).
+
+    Parameters
+    ----------
+    rows : DataFrame
+        ``label, diff, lo, hi`` and optionally ``p`` (shown on hover); one row per bar, top
+        to bottom. Bars whose interval excludes 0 are drawn solid, the others hollow.
+    percent : bool
+        Values are proportions (shown as percentage points) rather than amounts.
+    """
+    scale = 100.0 if percent else 1.0
+    diff = rows["diff"].to_numpy(float) * scale
+    lo = rows["lo"].to_numpy(float) * scale
+    hi = rows["hi"].to_numpy(float) * scale
+    sig = (lo > 0) | (hi < 0)
+    unit = " pp" if percent else ""
+    p = rows["p"].to_numpy(float) if "p" in rows else np.full(len(rows), np.nan)
+    fig = go.Figure(
+        go.Scatter(
+            x=diff,
+            y=list(rows["label"].astype(str)),
+            mode="markers",
+            marker={
+                "size": 10,
+                "color": np.where(sig, USERS_COLOR, "white").tolist(),
+                "line": {"color": USERS_COLOR, "width": 2},
+            },
+            error_x={
+                "type": "data",
+                "symmetric": False,
+                "array": np.nan_to_num(hi - diff).tolist(),
+                "arrayminus": np.nan_to_num(diff - lo).tolist(),
+                "color": USERS_COLOR,
+                "thickness": 2,
+                "width": 6,
+            },
+            customdata=np.column_stack([lo, hi, p]),
+            hovertemplate=(
+                f"%{{y}}<br>lift %{{x:+.2f}}{unit}<br>CI [%{{customdata[0]:+.2f}}, "
+                f"%{{customdata[1]:+.2f}}]{unit}<br>p %{{customdata[2]:.3g}}<extra></extra>"
+            ),
+            showlegend=False,
+        )
+    )
+    fig.add_vline(x=0, line_color=MUTED, line_dash="dash")
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(
+        title_text=("lift, percentage points" if percent else "lift per user"),
+        zeroline=False,
+        gridcolor=GRID,
+    )
+    extra = {"title": {"text": title, "font": {"size": 13}}} if title else {}
+    return _layout(fig, height=max(220, 110 + 34 * len(rows)), **extra)
+
+
+def qini_figure(qini: pd.DataFrame) -> go.Figure:
+    """The Qini curve (incremental conversions by share targeted) against random targeting."""
+    x = qini["fraction"].to_numpy(float) * 100
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=x,
+                y=qini["qini"],
+                name="targeted by predicted uplift",
+                line={"color": USERS_COLOR, "width": 2},
+                hovertemplate="top %{x:.0f}%: %{y:,.1f} incremental conversions<extra></extra>",
+            ),
+            go.Scatter(
+                x=x,
+                y=qini["random"],
+                name="random targeting",
+                line={"color": MUTED, "dash": "dash"},
+                hovertemplate="random %{x:.0f}%: %{y:,.1f}<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_xaxes(title_text="share of users targeted (%)", gridcolor=GRID)
+    fig.update_yaxes(title_text="incremental conversions", gridcolor=GRID)
+    return _layout(fig, height=320)
+
+
+def retention_heatmap_figure(wide: pd.DataFrame) -> go.Figure:
+    """Cohorts (rows) x months since the cohort (columns), coloured by retention share.
+
+    ``wide`` is indexed by cohort month with a ``cohort_size`` column and one column per
+    month since; missing cells (months not reached yet) stay blank.
+    """
+    months = [c for c in wide.columns if c != "cohort_size"]
+    z = wide[months].to_numpy(dtype="float64")
+    labels = [
+        f"{pd.Timestamp(c):%Y-%m} ({int(n):,})" if not isinstance(c, str) else f"{c} ({int(n):,})"
+        for c, n in zip(wide.index, wide["cohort_size"], strict=True)
+    ]
+    text = np.where(np.isfinite(z), np.char.mod("%.0f%%", np.nan_to_num(z) * 100), "")
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[f"m{m}" for m in months],
+            y=labels,
+            text=text,
+            texttemplate="%{text}",
+            textfont={"size": 9},
+            colorscale="Blues",
+            zmin=0,
+            zmax=float(np.nanmax(z[:, 1:]))
+            if z.shape[1] > 1 and np.isfinite(z[:, 1:]).any()
+            else 1,
+            xgap=1,
+            ygap=1,
+            colorbar={"title": {"text": "retained", "side": "right"}, "tickformat": ".0%"},
+            hovertemplate="cohort %{y}<br>%{x}: %{z:.1%} active<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(side="top")
+    return _layout(fig, height=140 + 22 * len(wide))

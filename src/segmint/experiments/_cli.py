@@ -1,0 +1,539 @@
+"""``segmint evaluate``, ``refresh``, ``retention``, ``satisfaction``, ``before-after`` and
+``campaign import``: thin Typer commands over :mod:`segmint.experiments`.
+
+Registered by :mod:`segmint.cli` (:func:`register`). Same conventions as the rest of the
+CLI: Rich tables, ``--json`` for scripts, ``-p/--project``, one line on stderr and the
+error's exit code for a :class:`~segmint.errors.SegmintError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from segmint.errors import ConfigError, SegmintError
+
+console = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True)
+
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding segmint.yaml.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except SegmintError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _f(v: Any, fmt: str = ",.2f") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return format(v, fmt)
+
+
+def _ci(lo: Any, hi: Any, fmt: str) -> str:
+    if lo is None or hi is None or any(isinstance(x, float) and math.isnan(x) for x in (lo, hi)):
+        return "—"
+    return f"[{format(lo, fmt)}, {format(hi, fmt)}]"
+
+
+def _p(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return "<0.0001" if v < 1e-4 else f"{v:.4f}"
+
+
+PERCENT_METRICS = {"conversion", "visit_rate"}
+
+
+def print_evaluation(ev: Any) -> None:
+    """The evaluation of a campaign as Rich tables (arms, effects, SRM, segments, ROI)."""
+    conf = f"{1 - ev.alpha:.0%}"
+    console.print(
+        f"[bold]{escape(ev.campaign)}[/]: outcomes over {ev.window_days} days from "
+        f"{ev.start:%Y-%m-%d %H:%M} UTC (intention to treat; CIs {conf})"
+    )
+    for w in ev.warnings:
+        style = "bold red" if w.startswith("SAMPLE RATIO") else "yellow"
+        console.print(f"[{style}]warning:[/] {escape(w)}", soft_wrap=True)
+    a = Table(title="arms")
+    for c in ("arm", "users", "conversion", f"{conf} CI", "revenue/user", "orders/user",
+              "visit rate", "pre-period revenue/user"):  # fmt: skip
+        a.add_column(c, justify="left" if c == "arm" else "right")
+    for r in ev.arms.itertuples(index=False):
+        a.add_row(
+            str(r.arm), f"{int(r.users):,}", _f(r.conversion, ".2%"),
+            _ci(r.conversion_lo, r.conversion_hi, ".2%"), _f(r.revenue_per_user),
+            _f(r.orders_per_user, ".3f"), _f(r.visit_rate, ".1%"), _f(r.pre_revenue_per_user),
+        )  # fmt: skip
+    console.print(a)
+    if ev.observed_days <= 0:
+        # nothing after the send yet: only the design can be checked (arm sizes, balance)
+        s = ev.srm
+        bal = ev.effect("pre_revenue_per_user (balance)")
+        console.print(
+            f"  no outcome data after the send yet. Design checks: sample ratio "
+            f"{s.observed[0]:,.0f} / {s.observed[1]:,.0f} vs expected {s.expected[0]:,.0f} / "
+            f"{s.expected[1]:,.0f}, p = {s.p:.3g} -> "
+            f"{'[bold red]MISMATCH[/]' if s.flagged else 'ok'}; pre-period revenue per user "
+            f"treatment - control {_f(bal['diff'], '+,.2f')} "
+            f"{_ci(bal['diff_lo'], bal['diff_hi'], '+,.2f')} (p = {_p(bal['p_value'])}; with "
+            "random arms, expect p < 0.05 one time in twenty)"
+        )
+        return
+    e = Table(title="effect of the campaign (treatment - control)")
+    for c in ("metric", "method", "treatment", "control", "lift", f"{conf} CI",
+              "relative", f"{conf} CI ", "p"):  # fmt: skip
+        e.add_column(c, justify="left" if c in ("metric", "method") else "right")
+    for r in ev.effects.itertuples(index=False):
+        pct = r.metric in PERCENT_METRICS
+        fmt = "+.2%" if pct else "+,.2f"
+        e.add_row(
+            str(r.metric), str(r.method),
+            _f(r.treatment, ".2%" if pct else ",.2f"), _f(r.control, ".2%" if pct else ",.2f"),
+            _f(r.diff, fmt), _ci(r.diff_lo, r.diff_hi, fmt),
+            _f(r.rel, "+.1%"), _ci(r.rel_lo, r.rel_hi, "+.1%"), _p(r.p_value),
+        )  # fmt: skip
+    console.print(e)
+    s = ev.srm
+    verdict = "[bold red]MISMATCH[/]" if s.flagged else "ok"
+    console.print(
+        f"  sample ratio: {s.observed[0]:,.0f} treatment / {s.observed[1]:,.0f} control vs "
+        f"expected {s.expected[0]:,.0f} / {s.expected[1]:,.0f}: chi2 = {s.chi2:.3f}, "
+        f"p = {s.p:.3g} -> {verdict} (alpha {s.alpha})"
+    )
+    console.print(
+        f"  CUPED (pre-period revenue, {ev.pre_days} days): theta = {ev.cuped.theta:.4f}, "
+        f"variance reduced by {_f(ev.cuped.variance_reduction, '.1%')}"
+    )
+    if not ev.segments.empty:
+        g = Table(title=f"lift by segment ({ev.segmentation}; Holm and BH adjusted p)")
+        for c in ("segment", "treated", "control", "conv. T", "conv. C", "lift",
+                  f"{conf} CI", "p", "p Holm", "p BH", "revenue lift", "p BH (rev)"):  # fmt: skip
+            g.add_column(c, justify="left" if c == "segment" else "right")
+        for r in ev.segments.itertuples(index=False):
+            g.add_row(
+                escape(str(r.segment)), f"{int(r.n_treatment):,}", f"{int(r.n_control):,}",
+                _f(r.conversion_treatment, ".1%"), _f(r.conversion_control, ".1%"),
+                _f(r.lift, "+.1%"), _ci(r.lift_lo, r.lift_hi, "+.1%"), _p(r.p_value),
+                _p(r.p_holm), _p(r.p_bh), _f(r.revenue_lift, "+,.2f"), _p(r.revenue_p_bh),
+            )  # fmt: skip
+        console.print(g)
+    t = Table(title="return on the campaign (treated arm; bootstrap CIs)")
+    for c in ("", "value", f"{conf} CI"):
+        t.add_column(c, justify="left" if c == "" else "right")
+    labels = {
+        "incremental_revenue": "incremental revenue",
+        "incremental_conversions": "incremental conversions",
+        "cost": "cost (messages + offers)",
+        "net": "net (incremental revenue - cost)",
+        "roi": "ROI (net / cost)",
+        "cost_per_incremental_conversion": "cost per incremental conversion",
+    }
+    for r in ev.roi.itertuples(index=False):
+        fmt = (
+            ".1%" if r.item == "roi" else ",.1f" if r.item == "incremental_conversions" else ",.2f"
+        )
+        t.add_row(labels.get(r.item, r.item), _f(r.value, fmt), _ci(r.lo, r.hi, fmt))
+    console.print(t)
+    if ev.uplift is not None:
+        q = ev.uplift.qini
+        top = q.iloc[(q["fraction"] - 0.2).abs().argsort().iloc[0]]
+        console.print(
+            f"  uplift model ({ev.uplift.model}, cross-fitted): Qini coefficient "
+            f"{ev.uplift.qini_coefficient:.3f}, AUUC {_f(ev.uplift.auuc, '.3f')}; targeting the top {top['fraction']:.0%} by "
+            f"predicted uplift yields {top['qini']:,.1f} incremental conversions "
+            f"(random targeting: {top['random']:,.1f})"
+        )
+
+
+def evaluate(
+    campaign: Annotated[str, typer.Argument(help="Campaign name.")],
+    window: Annotated[int, typer.Option(help="Attribution window in days.")] = 30,
+    pre_days: Annotated[int, typer.Option(help="Pre-period days (CUPED covariate).")] = 90,
+    segmentation: Annotated[
+        str | None,
+        typer.Option(help="Break down by this segmentation as of the send (pre-treatment)."),
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="1 - confidence level.")] = 0.05,
+    uplift: Annotated[bool, typer.Option(help="Fit the uplift model and Qini curve.")] = True,
+    seed: Annotated[int, typer.Option(help="Bootstrap and model seed.")] = 0,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a campaign from its holdout: lift with CIs, SRM, CUPED, segments, ROI."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.evaluate(
+                campaign,
+                window_days=window,
+                pre_days=pre_days,
+                segmentation=segmentation,
+                alpha=alpha,
+                uplift=uplift,
+                seed=seed,
+            )
+
+    with console.status(f"evaluating {campaign}…", spinner="dots"):
+        ev = _run(go)
+    if as_json:
+        print(json.dumps(ev.to_dict(), indent=2))
+    else:
+        print_evaluation(ev)
+    if ev.srm.flagged:
+        raise typer.Exit(4)
+
+
+def import_campaign(
+    name: Annotated[str, typer.Argument(help="Campaign name to store it under.")],
+    file: Annotated[Path, typer.Argument(help="CSV or Parquet: user, arm, send time.")],
+    control_share: Annotated[
+        float, typer.Option(help="The designed control share (for the SRM check).")
+    ],
+    user_column: Annotated[str, typer.Option(help="Column with the user id.")] = "user_id",
+    arm_column: Annotated[str, typer.Option(help="Column with treatment/control.")] = "arm",
+    sent_column: Annotated[str, typer.Option(help="Column with the send time.")] = "sent_at",
+    timezone: Annotated[
+        str | None, typer.Option(help="Timezone of naive send times (default: the project's).")
+    ] = None,
+    cost_per_message: Annotated[float, typer.Option(help="Cost of one message.")] = 0.0,
+    cost_per_redemption: Annotated[
+        float, typer.Option(help="Cost of one redeemed offer beyond the netted discount.")
+    ] = 0.0,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a past randomized campaign (its arms) so `segmint evaluate` can measure it."""
+    from segmint import open_project
+
+    def go() -> dict[str, int]:
+        with open_project(project) as p:
+            return p.import_campaign(
+                name,
+                file,
+                control_share=control_share,
+                columns={"user_id": user_column, "arm": arm_column, "sent_at": sent_column},
+                timezone=timezone,
+                cost_per_message=cost_per_message,
+                cost_per_redemption=cost_per_redemption,
+            )
+
+    out = _run(go)
+    if as_json:
+        print(json.dumps(out))
+        return
+    console.print(
+        f"{name}: read {out['read']:,} rows = {out['imported']:,} imported "
+        f"({out['treatment']:,} treatment, {out['control']:,} control) + "
+        f"{out['rejected_bad_rows']:,} bad rows + {out['rejected_unknown_users']:,} "
+        "unknown users"
+    )
+
+
+def refresh(
+    names: Annotated[list[str] | None, typer.Argument(help="Segmentations (default: all).")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="'today', 'latest' or YYYY-MM-DD (default: config).")
+    ] = None,
+    psi_threshold: Annotated[
+        float, typer.Option(help="Flag a segment whose profile PSI exceeds this.")
+    ] = 0.25,
+    size_change: Annotated[
+        float, typer.Option(help="Flag a segment whose share moved more than this.")
+    ] = 0.2,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute features and segments, show migrations and flag drifted segments."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.refresh(
+                names or None, as_of=as_of, psi_threshold=psi_threshold, size_change=size_change
+            )
+
+    with console.status("refreshing features and segments…", spinner="dots"):
+        res = _run(go)
+    if as_json:
+        print(json.dumps(res.to_dict(), indent=2))
+        return
+    print_refresh(res)
+
+
+def print_refresh(res: Any) -> None:
+    """Per segmentation: sizes before/after, drift flags, the top migrations."""
+    console.print(f"features as of {res.as_of:%Y-%m-%d} (run {res.feature_run_id})")
+    for s in res.segmentations:
+        title = f"{s.segmentation}: run {s.run_id}"
+        if s.previous_run_id is None:
+            console.print(f"{title} (first run: nothing to compare)")
+            continue
+        t = Table(
+            title=f"{title} vs {s.previous_run_id} — {s.moved:,} of {s.n_users:,} users moved; "
+            f"size PSI {s.size_psi:.3f}"
+        )
+        for c in ("segment", "before", "after", "share change", "profile PSI", "drift"):
+            t.add_column(c, justify="left" if c in ("segment", "drift") else "right")
+        for r in s.sizes.itertuples(index=False):
+            flags = []
+            if r.size_flag:
+                flags.append("size")
+            if r.profile_flag:
+                flags.append(f"profile ({r.profile_feature})")
+            t.add_row(
+                escape(str(r.segment)), f"{int(r.users_before):,}", f"{int(r.users_after):,}",
+                _f(r.share_change, "+.1%"), _f(r.profile_psi, ".3f"),
+                "[bold yellow]" + ", ".join(flags) + "[/]" if flags else "",
+            )  # fmt: skip
+        console.print(t)
+        if not s.migrations.empty:
+            m = s.migrations.stack().rename("users").reset_index()
+            m.columns = ["from", "to", "users"]
+            m = m[(m["from"] != m["to"]) & (m["users"] > 0)].nlargest(5, "users")
+            for r in m.itertuples(index=False):
+                console.print(f"    {r.users:>7,}  {escape(str(r[0]))} -> {escape(str(r[1]))}")
+    flagged = [(s.segmentation, f) for s in res.segmentations for f in s.flagged]
+    if flagged:
+        console.print(
+            f"[yellow]drifted beyond the thresholds (profile PSI > {res.psi_threshold}, share "
+            f"change > {res.size_change:.0%}):[/] "
+            + ", ".join(f"{escape(a)}/{escape(b)}" for a, b in flagged)
+        )
+
+
+def retention(
+    by: Annotated[str, typer.Option(help="Cohorts by 'first_purchase' or 'signup'.")] = (
+        "first_purchase"
+    ),
+    months: Annotated[int, typer.Option(help="Months since the cohort to show.")] = 12,
+    segmentation: Annotated[
+        str | None, typer.Option(help="Also show retention and repeat rate by this run.")
+    ] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Monthly cohort retention matrix, repeat-purchase rate, retention by segment."""
+    from segmint import open_project
+
+    if by not in ("first_purchase", "signup"):
+        _run(lambda: (_ for _ in ()).throw(ConfigError("--by is first_purchase or signup")))
+
+    def go() -> dict[str, Any]:
+        with open_project(project) as p:
+            return p.retention(cohort_by=by, max_months=months, segmentation=segmentation)
+
+    out = _run(go)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    k: json.loads(
+                        (v.reset_index() if k == "matrix" else v).to_json(
+                            orient="records", date_format="iso"
+                        )
+                    )
+                    for k, v in out.items()
+                },
+                indent=2,
+            )
+        )
+        return
+    wide = out["matrix"]
+    t = Table(title=f"retention by {by.replace('_', ' ')} cohort (share active in month m)")
+    t.add_column("cohort")
+    t.add_column("users", justify="right")
+    shown = [c for c in wide.columns if c != "cohort_size"][: months + 1]
+    for c in shown:
+        t.add_column(f"m{c}", justify="right")
+    for cohort, row in wide.iterrows():
+        t.add_row(
+            f"{cohort:%Y-%m}" if hasattr(cohort, "strftime") else str(cohort),
+            f"{int(row['cohort_size']):,}",
+            *[_f(row[c], ".0%") for c in shown],
+        )
+    console.print(t)
+    rep = out["repeat"]
+    for r in rep.itertuples(index=False):
+        seg = getattr(r, "segment", "(all)")
+        console.print(
+            f"  repeat-purchase rate {escape(str(seg))}: {_f(r.rate, '.1%')} "
+            f"{_ci(r.ci_lo, r.ci_hi, '.1%')} of {_f(r.buyers, ',.0f')} buyers"
+        )
+    if "by_segment" in out:
+        console.print(out["by_segment"].to_string(index=False))
+
+
+def satisfaction(
+    segmentation: Annotated[
+        str | None, typer.Option(help="Segmentation (name or run id) to break down by.")
+    ] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """NPS and CSAT survey responses by segment, with confidence intervals."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.satisfaction(segmentation)
+
+    res = _run(go)
+    if as_json:
+        print(json.dumps(res.to_dict(), indent=2, default=str))
+        return
+    t = Table(title="satisfaction by segment (NPS -100..100, CSAT mean 1..5; 95% CI)")
+    for c in ("segment", "survey", "responses", "score", "95% CI"):
+        t.add_column(c, justify="left" if c in ("segment", "survey") else "right")
+    for r in res.table.itertuples(index=False):
+        fmt = "+.1f" if r.survey == "nps" else ".2f"
+        t.add_row(
+            escape(str(r.segment)), str(r.survey), f"{int(r.responses):,}", _f(r.score, fmt),
+            _ci(r.ci_lo, r.ci_hi, fmt),
+        )  # fmt: skip
+    console.print(t)
+
+
+def before_after(
+    on: Annotated[str, typer.Option("--date", help="The date of the change (YYYY-MM-DD).")],
+    metric: Annotated[str, typer.Option(help="revenue, orders, conversion or events.")] = (
+        "revenue"
+    ),
+    window: Annotated[int, typer.Option(help="Days before and after.")] = 30,
+    segment: Annotated[
+        str | None,
+        typer.Option(help="SEGMENTATION:SEGMENT as the treated group (default: everyone)."),
+    ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(help="SEGMENTATION:SEGMENT as a comparison group: adds diff-in-diff."),
+    ] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Before/after a date (NOT causal), with difference-in-differences given a comparison."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.before_after(
+                date.fromisoformat(on), metric=metric, window_days=window, segment=segment,
+                compare=compare,
+            )  # fmt: skip
+
+    res = _run(go)
+    if as_json:
+        print(json.dumps(res.to_dict(), indent=2, default=str))
+        return
+    console.print(f"[bold yellow]{escape(res.warning)}[/]", soft_wrap=True)
+    console.print(res.table.to_string(index=False))
+    console.print(
+        f"  after - before: {res.difference:+,.3f} {_ci(res.ci[0], res.ci[1], '+,.3f')}, "
+        f"p = {_p(res.p_value)}"
+    )
+    if res.did is not None:
+        console.print(res.did.to_string(index=False))
+
+
+def register(app: typer.Typer, campaign_app: typer.Typer) -> None:
+    """Add the commands to the main app and ``campaign import`` to the campaign app."""
+    app.command()(evaluate)
+    app.command()(refresh)
+    app.command()(retention)
+    app.command()(satisfaction)
+    app.command("before-after")(before_after)
+    campaign_app.command("import")(import_campaign)
+
+
+def run_demo_measurement(project_path: Path, own_campaigns: list[str]) -> None:
+    """The demo's measuring step: import and evaluate the shop's planted past campaign,
+    evaluate the demo's own largest campaign (interim: its window lies in the future of the
+    data), show retention cohorts and satisfaction by lifecycle segment."""
+    from segmint import open_project
+    from segmint.demo._generate import (
+        CAMPAIGN_CONTROL_SHARE,
+        CAMPAIGN_NAME,
+        CAMPAIGN_WINDOW_DAYS,
+    )
+
+    with open_project(project_path) as p:
+        out = p.import_campaign(
+            CAMPAIGN_NAME,
+            f"campaigns/{CAMPAIGN_NAME}.csv",
+            control_share=CAMPAIGN_CONTROL_SHARE,
+            columns={"user_id": "customer_id"},
+            cost_per_message=0.05,
+            cost_per_redemption=4.90,
+        )
+        console.rule(f"measuring: the past campaign {CAMPAIGN_NAME}")
+        console.print(
+            f"imported {out['imported']:,} assignments ({out['treatment']:,} treatment, "
+            f"{out['control']:,} control) from campaigns/{CAMPAIGN_NAME}.csv"
+        )
+        with console.status("evaluating…", spinner="dots"):
+            ev = p.evaluate(
+                CAMPAIGN_NAME, window_days=CAMPAIGN_WINDOW_DAYS, segmentation="lifecycle"
+            )
+        print_evaluation(ev)
+        if own_campaigns:
+            sizes = {
+                c: int(
+                    p.store.scalar(
+                        "SELECT count(*) FROM campaign_assignments WHERE campaign = ?", [c]
+                    )
+                    or 0
+                )
+                for c in own_campaigns
+            }
+            own = max(sizes, key=lambda c: sizes[c])
+            console.rule(f"measuring: the demo's own campaign {own} (sent just now)")
+            with console.status("evaluating…", spinner="dots"):
+                ev2 = p.evaluate(own, window_days=30, uplift=False)
+            print_evaluation(ev2)
+        console.rule("retention and satisfaction")
+        ret = p.retention(max_months=12, segmentation="lifecycle")
+        wide = ret["matrix"].tail(6)
+        t = Table(title="retention by first-purchase cohort (last 6 cohorts, months 0-6)")
+        t.add_column("cohort")
+        t.add_column("users", justify="right")
+        months = [c for c in wide.columns if c != "cohort_size"][:7]
+        for c in months:
+            t.add_column(f"m{c}", justify="right")
+        for cohort, row in wide.iterrows():
+            t.add_row(
+                f"{cohort:%Y-%m}" if hasattr(cohort, "strftime") else str(cohort),
+                f"{float(row['cohort_size']):,.0f}",
+                *[_f(row[c], ".0%") for c in months],
+            )
+        console.print(t)
+        for r in ret["repeat"].itertuples(index=False):
+            seg = getattr(r, "segment", "(all)")
+            console.print(
+                f"  repeat-purchase rate {escape(str(seg))}: {_f(r.rate, '.1%')} "
+                f"{_ci(r.ci_lo, r.ci_hi, '.1%')} of {_f(r.buyers, ',.0f')} buyers"
+            )
+        sat = p.satisfaction("lifecycle")
+        s = Table(title="satisfaction by lifecycle segment (95% CI)")
+        for c in ("segment", "survey", "responses", "score", "95% CI"):
+            s.add_column(c, justify="left" if c in ("segment", "survey") else "right")
+        for r in sat.table.itertuples(index=False):
+            fmt = "+.1f" if r.survey == "nps" else ".2f"
+            s.add_row(
+                escape(str(r.segment)), str(r.survey), f"{int(r.responses):,}",
+                _f(r.score, fmt), _ci(r.ci_lo, r.ci_hi, fmt),
+            )  # fmt: skip
+        console.print(s)
