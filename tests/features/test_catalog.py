@@ -41,6 +41,7 @@ def test_public_api_is_exactly_the_documented_names() -> None:
         "compute_features",
         "default_as_of",
         "feature_sql",
+        "features_as_of",
         "load_features",
     ]
 

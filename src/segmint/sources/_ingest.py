@@ -1,18 +1,23 @@
 """Validated, transactional, idempotent ingestion of one source into the store.
 
-The whole pipeline is set-based SQL in the DuckDB engine, and the data is not copied
-between steps:
+The whole pipeline is set-based SQL in the DuckDB engine; the source is typed once, into
+one temp table that the checks and the insert both read:
 
 1. a reader stages the source as ``_raw`` (its own columns + ``_row``; a view over
    Parquet, the parsed table for text files); unparseable rows go to ``_unparsed``;
 2. ``_typed`` (a view): the column map applied, values coerced to our types, timestamps in
    UTC;
-3. ``_rejects`` (small): every row failing a row-level check, then, among the others,
+3. ``_typed_rows`` (a temp table): one scan of ``_typed`` materialises the typed rows once
+   (the mapped columns; ``_valid``, a view, adds the unmapped ones as constants), with the
+   reasons of the rows failing a row-level check, so the coercions are not evaluated again
+   for the insert;
+4. ``_rejects`` (small): every row failing a row-level check, then, among the others,
    duplicate keys (exact copies vs conflicting rows; resolved only for the duplicated
    keys), the business-key rule of the cleaning config, and unknown references (orders ->
    users, order_items -> orders, events/consents -> users), each with all its reasons;
-4. cleaning statistics are computed on the valid rows and applied as a select list;
-5. in one transaction: accepted rows are inserted (first load) or upserted (keys dedupe,
+   rejected rows are deleted from ``_typed_rows``, leaving the accepted rows in ``_valid``;
+5. cleaning statistics are computed on the valid rows and applied as a select list;
+6. in one transaction: accepted rows are inserted (first load) or upserted (keys dedupe,
    so a rerun adds nothing), rejected rows go to ``quarantine`` with their raw content and
    reasons, and the load is recorded in ``loads`` with read = accepted + rejected.
 """
@@ -88,6 +93,13 @@ def _raw_expr(col: Column, ref: str | ColumnExpr | None, staged: Staged) -> str:
     return _q(ref)
 
 
+def _naive_as_utc(ts: str) -> str:
+    """A naive TIMESTAMP read as UTC, as TIMESTAMPTZ: the same instant as a cast in the UTC
+    session, without the per-value calendar work of the ICU cast (which stays the fallback
+    for the values ``epoch_us`` cannot carry: infinities)."""
+    return f"coalesce(make_timestamptz(epoch_us({ts})), CAST({ts} AS TIMESTAMPTZ))"
+
+
 def _typed_expr(col: Column, raw: str, raw_type: str, tz: str, ts_format: str | None) -> str:
     t = raw_type.upper()
     as_text = f"NULLIF(trim(CAST({raw} AS VARCHAR)), '')"
@@ -103,15 +115,16 @@ def _typed_expr(col: Column, raw: str, raw_type: str, tz: str, ts_format: str | 
         if t == "TIMESTAMP WITH TIME ZONE":
             return raw
         if t.startswith("TIMESTAMP") or t == "DATE":
-            if tz == "UTC":  # the session is UTC: a plain cast reads naive times as UTC
-                return f"CAST(CAST({raw} AS TIMESTAMP) AS TIMESTAMPTZ)"
+            if tz == "UTC":
+                return _naive_as_utc(f"CAST({raw} AS TIMESTAMP)")
             return f"timezone({tzs}, CAST({raw} AS TIMESTAMP))"
         if ts_format:
             return f"timezone({tzs}, try_strptime({as_text}, {_sql_str(ts_format)}))"
+        naive = f"TRY_CAST({as_text} AS TIMESTAMP)"
+        naive = _naive_as_utc(naive) if tz == "UTC" else f"timezone({tzs}, {naive})"
         return (
             f"CASE WHEN regexp_matches({as_text}, '\\d:\\d\\d(:\\d\\d(\\.\\d+)?)?\\s*(Z|[+-]\\d\\d(:?\\d\\d)?)$') "
-            f"THEN TRY_CAST({as_text} AS TIMESTAMPTZ) "
-            f"ELSE timezone({tzs}, TRY_CAST({as_text} AS TIMESTAMP)) END"
+            f"THEN TRY_CAST({as_text} AS TIMESTAMPTZ) ELSE {naive} END"
         )
     if col.type == "DATE":
         if t == "DATE":
@@ -330,8 +343,8 @@ def ingest_source(
 
     step("validating")
     try:
-        checks = _build_typed(con, name, source, staged, table, config, now)
-        _build_rejects(con, store, source, table, config, checks)
+        checks, constants = _build_typed(con, name, source, staged, table, config, now)
+        _build_rejects(con, store, source, table, config, checks, constants)
         step("cleaning")
         exprs, cleaning = plan_cleaning(con, table, config.cleaning_for(table.name), "_valid")
         con.execute(f"CREATE OR REPLACE TEMP VIEW _accepted AS SELECT {exprs} FROM _valid")
@@ -352,6 +365,8 @@ def ingest_source(
 
     load_id = _load_id(name)
     _build_quarantine(con, staged, load_id, name, table)
+    for staging in ("_typed", "_typed0", "_raw", "_raw0"):  # all read: free them before the write
+        _drop_relation(con, staging)
     step("writing")
     try:
         with store.transaction():
@@ -450,9 +465,10 @@ _STAGING = (
     "_typed0",
     "_typed",
     "_valid",
+    "_typed_rows",
     "_accepted",
     "_rejects",
-    "_keys",
+    "_dupkeys",
     "_dups",
     "_bizdups",
     "_badref",
@@ -478,9 +494,10 @@ def _build_typed(
     table: Table,
     config: Config,
     now: datetime,
-) -> list[str]:
+) -> tuple[list[str], dict[str, str]]:
     """Create the view ``_typed`` (the column map applied, values coerced) and return the
-    row-level checks: SQL expressions yielding 'rule|reason' or NULL."""
+    row-level checks (SQL expressions yielding 'rule|reason' or NULL) and the columns the
+    source does not map, with their (constant) typed value."""
     tz = source.timezone or config.timezone
     raw_cols = {c.name: _raw_expr(c, source.columns.get(c.name), staged) for c in table.columns}
     if "currency" in raw_cols and "currency" not in source.columns:
@@ -492,9 +509,8 @@ def _build_typed(
     except duckdb.Error as exc:
         raise SourceError(f"source {name!r}: a column expression is invalid: {exc}") from None
     raw_types = {r[0][2:]: r[1] for r in desc}
-    typed = []
-    for c in table.columns:
-        rexpr = _q("r_" + c.name)
+
+    def coerce(c: Column, rexpr: str) -> str:
         lower = (table.name, c.name) in ALLOWED_VALUES
         mapped_raw = rexpr
         if c.name in source.values or lower:
@@ -502,9 +518,15 @@ def _build_typed(
                 f"CAST({rexpr} AS VARCHAR)", source.values.get(c.name), lower=lower
             )
         t = "VARCHAR" if mapped_raw != rexpr else raw_types[c.name]
-        typed.append(
-            f"{_typed_expr(c, mapped_raw, t, tz, source.timestamp_format)} AS {_q(c.name)}"
-        )
+        return _typed_expr(c, mapped_raw, t, tz, source.timestamp_format)
+
+    typed = [f"{coerce(c, _q('r_' + c.name))} AS {_q(c.name)}" for c in table.columns]
+    # unmapped (and not generated) columns hold a default or NULL: the same on every row
+    constants = {
+        c.name: coerce(c, f"({raw_cols[c.name]})")
+        for c in table.columns
+        if c.name not in source.columns and c.name not in table.generated
+    }
     checks: list[str] = []
     for c in table.columns:
         checks += _checks(table, c, c.name in source.columns, config, now, source)
@@ -530,7 +552,7 @@ def _build_typed(
         con.execute("DESCRIBE SELECT * FROM _typed")
     except duckdb.Error as exc:
         raise SourceError(f"source {name!r}: cannot apply the column map: {exc}") from None
-    return checks
+    return checks, constants
 
 
 def _generated(source: Source, table: Table) -> str:
@@ -555,14 +577,18 @@ def _build_rejects(
     table: Table,
     config: Config,
     checks: list[str],
+    constants: dict[str, str],
 ) -> None:
     """Collect every rejected row with its reasons into ``_rejects`` (small), set-based.
 
-    One scan of ``_typed`` writes a narrow table ``_keys`` (row, keys, references, a hash
-    of the content, and the reasons of rows failing a row-level check); duplicate keys
-    (exact copies vs conflicting rows), the business-key rule and unknown references are
-    then found on that narrow table with a grouped count, a window over the few duplicated
-    keys, and anti-joins.
+    One scan of ``_typed`` materialises the typed rows once in the temp table ``_typed_rows``
+    (row number, the mapped columns, and the reasons of rows failing a row-level check), so
+    the coercions are evaluated once for the checks and the insert alike; the view
+    ``_valid`` adds the unmapped columns as constants. Rows failing a check move to
+    ``_rejects``; duplicate keys (exact copies vs conflicting rows), the business-key rule
+    and unknown references are then found among the remaining rows with a sort of the key
+    hashes, a window over the few duplicated keys, and anti-joins, and each rejected row is
+    deleted from ``_typed_rows``, so that ``_valid`` ends up holding the accepted rows.
     """
     content = [c for c in table.column_names if c not in table.generated]
     if "line" in table.generated and "line" not in source.columns:
@@ -571,39 +597,69 @@ def _build_rejects(
         dup_key = list(table.key)  # (a generated event_id is already an md5 of the content)
     rules = config.cleaning_for(table.name)
     biz = rules.duplicates if rules else None
-    ref_cols = list(table.references)
-    narrow = list(dict.fromkeys([*dup_key, *table.key, *ref_cols, *(biz.key if biz else [])]))
-    if biz and biz.order_by:
-        narrow = list(dict.fromkeys([*narrow, biz.order_by]))
+    part = ", ".join(_q(k) for k in dup_key)
+
+    # The (hashes of) keys seen more than once: equal to the previous one in sorted order
+    # (a sort takes half the time and memory of a grouped count over millions of distinct
+    # keys). When the staged source itself takes memory (a text file, a query) and the key
+    # columns come straight from it, they are found before the typed rows are materialised,
+    # over all rows (a superset of the keys duplicated among the valid rows, which the window
+    # below settles), so that the sort, the staged rows and the typed rows are not all in
+    # memory at once; otherwise (Parquet is read in place) afterwards, among the valid rows.
+    def find_duplicated_keys(relation: str) -> None:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _dupkeys AS
+            SELECT DISTINCT kh FROM (
+                SELECT kh, lag(kh) OVER (ORDER BY kh) AS _prev
+                FROM (SELECT hash({part}) AS kh FROM {relation})
+            ) WHERE kh = _prev"""
+        )
+
+    staged_in_memory = _count(
+        con,
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name IN ('_raw', '_raw0') AND table_type <> 'VIEW'",
+    )
+    early = bool(staged_in_memory) and all(
+        k in source.columns and k not in table.generated for k in dup_key
+    )
+    if early:
+        find_duplicated_keys("_typed")
     any_problem = f"coalesce({', '.join(checks)})" if len(checks) > 1 else checks[0]
-    h = "hash(" + ", ".join(_q(c) for c in content) + ")"
+    stored = ", ".join(_q(c) for c in table.column_names if c not in constants)
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _keys AS
-        SELECT _row, {", ".join(_q(c) for c in narrow)}, {h} AS _h,
+        f"""CREATE OR REPLACE TEMP TABLE _typed_rows AS
+        SELECT _row, {stored},
                CASE WHEN {any_problem} IS NOT NULL
                     THEN list_filter([{", ".join(checks)}], lambda x: x IS NOT NULL) END AS _problems
         FROM _typed"""
     )
+    columns = ", ".join(
+        f"{constants[c]} AS {_q(c)}" if c in constants else _q(c) for c in table.column_names
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW _valid AS SELECT _row, {columns} FROM _typed_rows")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rejects AS "
-        "SELECT _row, _problems AS reasons FROM _keys WHERE _problems IS NOT NULL"
+        "SELECT _row, _problems AS reasons FROM _typed_rows WHERE _problems IS NOT NULL"
     )
-    con.execute("DELETE FROM _keys WHERE _problems IS NOT NULL")
-    part = ", ".join(_q(k) for k in dup_key)
-    tpart = ", ".join(f"t.{_q(k)}" for k in dup_key)  # grouped by a hash, then by the key
+    if _count(con, "SELECT count(*) FROM _rejects"):
+        con.execute("DELETE FROM _typed_rows WHERE _problems IS NOT NULL")
+    if not early:
+        find_duplicated_keys("_valid")
+    tpart = ", ".join(f"t.{_q(k)}" for k in dup_key)  # matched by a hash, then by the key
     key_text = " || '/' || ".join(f"coalesce(CAST({_q(k)} AS VARCHAR), '')" for k in table.key)
+    h = "hash(" + ", ".join(f"t.{_q(c)}" for c in content) + ")"  # only for duplicated keys
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dups AS
-        WITH d AS (SELECT hash({part}) AS kh FROM _keys GROUP BY 1 HAVING count(*) > 1)
         SELECT _row, [CASE WHEN _h = _first_h
                            THEN 'exact_duplicate|exact duplicate of row ' || _first_row
                            ELSE 'duplicate_key|duplicate key ' || {key_text} ||
                                 ' with different values (first seen at row ' || _first_row || ')'
                       END] AS reasons
         FROM (
-            SELECT t.*, row_number() OVER w AS _krn, first_value(t._h) OVER w AS _first_h,
-                   first_value(t._row) OVER w AS _first_row
-            FROM _keys t SEMI JOIN d ON hash({tpart}) = d.kh
+            SELECT t.*, row_number() OVER w AS _krn, first_value({h}) OVER w AS _first_h,
+                   {h} AS _h, first_value(t._row) OVER w AS _first_row
+            FROM _valid t SEMI JOIN _dupkeys d ON hash({tpart}) = d.kh
             WINDOW w AS (PARTITION BY {", ".join("t." + _q(k) for k in dup_key)} ORDER BY t._row)
         ) WHERE _krn > 1"""
     )
@@ -623,7 +679,7 @@ def _build_rejects(
             FROM (
                 SELECT t.*, row_number() OVER (PARTITION BY {bkey}
                                                ORDER BY {order} {direction}, _row) AS _brn
-                FROM _keys t WHERE {not_null}
+                FROM _valid t WHERE {not_null}
             ) b
             WHERE _brn > 1 OR EXISTS (SELECT 1 FROM {existing} e
                                       WHERE {exists} AND e.{_q(pk)} <> b.{_q(pk)})"""
@@ -636,23 +692,18 @@ def _build_rejects(
             f"""CREATE OR REPLACE TEMP TABLE _badref AS
             SELECT _row, ['unknown_reference|unknown {col} ' || {_show("t." + c)} ||
                           ' (not in {ref_table})'] AS reasons
-            FROM _keys t
+            FROM _valid t
             WHERE t.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rel} r WHERE r.k = t.{c})"""
         )
         _move_to_rejects(con, "_badref")
-    con.execute("DROP TABLE _keys")
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW _valid AS SELECT * FROM _typed t "
-        "WHERE NOT EXISTS (SELECT 1 FROM _rejects x WHERE x._row = t._row)"
-    )
 
 
 def _move_to_rejects(con: duckdb.DuckDBPyConnection, found: str) -> None:
-    """Add newly found rejects and take them out of the candidates in ``_keys``."""
+    """Add newly found rejects and take them out of the accepted candidates (``_valid``)."""
     if _count(con, f"SELECT count(*) FROM {found}") == 0:
         return
     con.execute(f"INSERT INTO _rejects SELECT _row, reasons FROM {found}")
-    con.execute(f"DELETE FROM _keys WHERE _row IN (SELECT _row FROM {found})")
+    con.execute(f"DELETE FROM _typed_rows WHERE _row IN (SELECT _row FROM {found})")
 
 
 def _build_quarantine(
