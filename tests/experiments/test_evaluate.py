@@ -373,12 +373,17 @@ def test_a_campaign_without_outcome_data_yet(tmp_path: Path) -> None:
 
     root = tmp_path / "p"
     root.mkdir()
-    (root / "segmint.yaml").write_text("project: p\nstore: s.duckdb\n", encoding="utf-8")
+    (root / "segmint.yaml").write_text(
+        "project: p\nstore: s.duckdb\nsegmentations:\n  life: {type: lifecycle}\n",
+        encoding="utf-8",
+    )
     store = build_store(str(root / "s.duckdb"))
     late = assignments().assign(sent_at=pd.Timestamp("2026-07-01 00:00:00+00"))
     import_assignments(store, "later", late, control_share=0.4)
     store.close()
-    r = CliRunner().invoke(app, ["evaluate", "later", "--no-uplift", "-p", str(root)])
+    r = CliRunner().invoke(
+        app, ["evaluate", "later", "--no-uplift", "--segmentation", "life", "-p", str(root)]
+    )
     assert r.exit_code == 0, r.output
     assert "no outcome data after the send yet" in r.stdout
     assert "effect of the campaign" not in r.stdout
@@ -387,5 +392,6 @@ def test_a_campaign_without_outcome_data_yet(tmp_path: Path) -> None:
     html = res.path.read_text(encoding="utf-8")
     section = html[html.index('<section id="campaigns"') :]
     section = section[: section.index("</section>")]
-    assert "not complete" in section and "plotly-graph-div" not in section
+    assert "not complete" in section
+    assert "plotly-graph-div" not in section  # no forest, not even by segment
     assert "pre_revenue_per_user (balance)" in section and "incremental revenue" not in section

@@ -963,7 +963,7 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures) -> None:
              "p": r["p_bh"]}
             for r in e["segments"] if r["lift_lo"] is not None
         ]  # fmt: skip
-        if seg_rows:
+        if seg_rows and not waiting:
             seg_fig = figs.html(
                 charts.lift_forest_figure(
                     pd.DataFrame(seg_rows), percent=True,
