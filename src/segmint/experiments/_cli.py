@@ -316,6 +316,43 @@ def print_refresh(res: Any) -> None:
         )
 
 
+def print_retention(wide: Any, repeat: Any, *, title: str, months: int) -> None:
+    """A cohort x month retention table and the repeat-purchase rates."""
+    t = Table(title=title)
+    t.add_column("cohort")
+    t.add_column("users", justify="right")
+    shown = [c for c in wide.columns if c != "cohort_size"][: months + 1]
+    for c in shown:
+        t.add_column(f"m{c}", justify="right")
+    for cohort, row in wide.iterrows():
+        t.add_row(
+            f"{cohort:%Y-%m}" if hasattr(cohort, "strftime") else str(cohort),
+            _f(row["cohort_size"], ",.0f"),
+            *[_f(row[c], ".0%") for c in shown],
+        )
+    console.print(t)
+    for r in repeat.itertuples(index=False):
+        seg = getattr(r, "segment", "(all)")
+        console.print(
+            f"  repeat-purchase rate {escape(str(seg))}: {_f(r.rate, '.1%')} "
+            f"{_ci(r.ci_lo, r.ci_hi, '.1%')} of {_f(r.buyers, ',.0f')} buyers"
+        )
+
+
+def print_satisfaction(table: Any, title: str) -> None:
+    """NPS and CSAT per segment with their intervals."""
+    t = Table(title=title)
+    for c in ("segment", "survey", "responses", "score", "95% CI"):
+        t.add_column(c, justify="left" if c in ("segment", "survey") else "right")
+    for r in table.itertuples(index=False):
+        fmt = "+.1f" if r.survey == "nps" else ".2f"
+        t.add_row(
+            escape(str(r.segment)), str(r.survey), f"{int(r.responses):,}", _f(r.score, fmt),
+            _ci(r.ci_lo, r.ci_hi, fmt),
+        )  # fmt: skip
+    console.print(t)
+
+
 def retention(
     by: Annotated[str, typer.Option(help="Cohorts by 'first_purchase' or 'signup'.")] = (
         "first_purchase"
@@ -353,27 +390,12 @@ def retention(
             )
         )
         return
-    wide = out["matrix"]
-    t = Table(title=f"retention by {by.replace('_', ' ')} cohort (share active in month m)")
-    t.add_column("cohort")
-    t.add_column("users", justify="right")
-    shown = [c for c in wide.columns if c != "cohort_size"][: months + 1]
-    for c in shown:
-        t.add_column(f"m{c}", justify="right")
-    for cohort, row in wide.iterrows():
-        t.add_row(
-            f"{cohort:%Y-%m}" if hasattr(cohort, "strftime") else str(cohort),
-            f"{int(row['cohort_size']):,}",
-            *[_f(row[c], ".0%") for c in shown],
-        )
-    console.print(t)
-    rep = out["repeat"]
-    for r in rep.itertuples(index=False):
-        seg = getattr(r, "segment", "(all)")
-        console.print(
-            f"  repeat-purchase rate {escape(str(seg))}: {_f(r.rate, '.1%')} "
-            f"{_ci(r.ci_lo, r.ci_hi, '.1%')} of {_f(r.buyers, ',.0f')} buyers"
-        )
+    print_retention(
+        out["matrix"],
+        out["repeat"],
+        title=f"retention by {by.replace('_', ' ')} cohort (share active in month m)",
+        months=months,
+    )
     if "by_segment" in out:
         console.print(out["by_segment"].to_string(index=False))
 
@@ -396,16 +418,7 @@ def satisfaction(
     if as_json:
         print(json.dumps(res.to_dict(), indent=2, default=str))
         return
-    t = Table(title="satisfaction by segment (NPS -100..100, CSAT mean 1..5; 95% CI)")
-    for c in ("segment", "survey", "responses", "score", "95% CI"):
-        t.add_column(c, justify="left" if c in ("segment", "survey") else "right")
-    for r in res.table.itertuples(index=False):
-        fmt = "+.1f" if r.survey == "nps" else ".2f"
-        t.add_row(
-            escape(str(r.segment)), str(r.survey), f"{int(r.responses):,}", _f(r.score, fmt),
-            _ci(r.ci_lo, r.ci_hi, fmt),
-        )  # fmt: skip
-    console.print(t)
+    print_satisfaction(res.table, "satisfaction by segment (NPS -100..100, CSAT mean 1..5; 95% CI)")
 
 
 def before_after(
@@ -506,34 +519,11 @@ def run_demo_measurement(project_path: Path, own_campaigns: list[str]) -> None:
             print_evaluation(ev2)
         console.rule("retention and satisfaction")
         ret = p.retention(max_months=12, segmentation="lifecycle")
-        wide = ret["matrix"].tail(6)
-        t = Table(title="retention by first-purchase cohort (last 6 cohorts, months 0-6)")
-        t.add_column("cohort")
-        t.add_column("users", justify="right")
-        months = [c for c in wide.columns if c != "cohort_size"][:7]
-        for c in months:
-            t.add_column(f"m{c}", justify="right")
-        for cohort, row in wide.iterrows():
-            t.add_row(
-                f"{cohort:%Y-%m}" if hasattr(cohort, "strftime") else str(cohort),
-                f"{float(row['cohort_size']):,.0f}",
-                *[_f(row[c], ".0%") for c in months],
-            )
-        console.print(t)
-        for r in ret["repeat"].itertuples(index=False):
-            seg = getattr(r, "segment", "(all)")
-            console.print(
-                f"  repeat-purchase rate {escape(str(seg))}: {_f(r.rate, '.1%')} "
-                f"{_ci(r.ci_lo, r.ci_hi, '.1%')} of {_f(r.buyers, ',.0f')} buyers"
-            )
+        print_retention(
+            ret["matrix"].tail(6),
+            ret["repeat"],
+            title="retention by first-purchase cohort (last 6 cohorts, months 0-6)",
+            months=6,
+        )
         sat = p.satisfaction("lifecycle")
-        s = Table(title="satisfaction by lifecycle segment (95% CI)")
-        for c in ("segment", "survey", "responses", "score", "95% CI"):
-            s.add_column(c, justify="left" if c in ("segment", "survey") else "right")
-        for r in sat.table.itertuples(index=False):
-            fmt = "+.1f" if r.survey == "nps" else ".2f"
-            s.add_row(
-                escape(str(r.segment)), str(r.survey), f"{int(r.responses):,}",
-                _f(r.score, fmt), _ci(r.ci_lo, r.ci_hi, fmt),
-            )  # fmt: skip
-        console.print(s)
+        print_satisfaction(sat.table, "satisfaction by lifecycle segment (95% CI)")
