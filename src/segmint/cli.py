@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from segmint.errors import SegmintError
+from segmint._cli_common import JsonOpt, ProjectOpt, console, err
+from segmint._cli_common import run as _run
 
 app = typer.Typer(
     name="segmint",
@@ -29,12 +29,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-# Wide enough for the load table when output goes to a pipe or a CI log.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True)
-
-ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding segmint.yaml.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 TEMPLATE = """\
 # segmint.yaml — see docs/configuration.md for every key.
@@ -62,14 +56,6 @@ sources:
       amount: total
 cleaning: {{}}
 """
-
-
-def _run(fn: Any) -> Any:
-    try:
-        return fn()
-    except SegmintError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 @app.command()

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from segmint.errors import SegmintError
+from segmint._cli_common import JsonOpt, ProjectOpt, console, err
+from segmint._cli_common import run as _run
 
 __all__ = ["campaign_app", "playbook_app"]
 
@@ -32,20 +31,7 @@ playbook_app = typer.Typer(
     help="Write and check the playbook in segmint.yaml.", no_args_is_help=True
 )
 
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True)
-
-ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding segmint.yaml.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 NameArg = Annotated[str, typer.Argument(help="Campaign name (playbook.campaigns).")]
-
-
-def _run(fn: Any) -> Any:
-    try:
-        return fn()
-    except SegmintError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def print_plan(plan: Any) -> None:

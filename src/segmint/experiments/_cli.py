@@ -10,31 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from segmint.errors import ConfigError, SegmintError
-
-console = Console(width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True)
-
-ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding segmint.yaml.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _run(fn: Any) -> Any:
-    try:
-        return fn()
-    except SegmintError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+from segmint._cli_common import JsonOpt, ProjectOpt, console
+from segmint._cli_common import run as _run
+from segmint.errors import ConfigError
 
 
 def _f(v: Any, fmt: str = ",.2f") -> str:
