@@ -174,15 +174,21 @@ def test_import_is_idempotent_and_counts_rejects(tmp_path: Path) -> None:
     store.close()
 
 
-def test_sample_ratio_mismatch_is_flagged(tmp_path: Path) -> None:
-    store = build_store(str(tmp_path / "s.duckdb"))
-    # 600 extra treated users and no extra control: designed 50/50
+def mismatched_store(url: str) -> Store:
+    """The hand-made store with 600 extra treated users and no extra control, imported as
+    a designed 50/50 split: a broken assignment."""
+    store = build_store(url)
     extra = [f"x{i}" for i in range(600)]
     store.execute("INSERT INTO users (user_id) VALUES " + ", ".join(f"('{u}')" for u in extra))
     frame = pd.concat(
         [assignments(), pd.DataFrame({"user_id": extra, "arm": "treatment", "sent_at": T0})]
     )
     import_assignments(store, "spring", frame, control_share=0.5)
+    return store
+
+
+def test_sample_ratio_mismatch_is_flagged(tmp_path: Path) -> None:
+    store = mismatched_store(str(tmp_path / "s.duckdb"))
     ev = evaluate_campaign(store, "spring", window_days=10, uplift=False, n_resamples=50)
     assert ev.srm.flagged and ev.srm.p < 1e-6
     assert any(w.startswith("SAMPLE RATIO MISMATCH") for w in ev.warnings)
@@ -353,13 +359,7 @@ def test_cli_exits_4_on_sample_ratio_mismatch(tmp_path: Path) -> None:
     root = tmp_path / "p"
     root.mkdir()
     (root / "segmint.yaml").write_text("project: p\nstore: s.duckdb\n", encoding="utf-8")
-    store = build_store(str(root / "s.duckdb"))
-    extra = [f"x{i}" for i in range(600)]
-    store.execute("INSERT INTO users (user_id) VALUES " + ", ".join(f"('{u}')" for u in extra))
-    frame = pd.concat(
-        [assignments(), pd.DataFrame({"user_id": extra, "arm": "treatment", "sent_at": T0})]
-    )
-    import_assignments(store, "spring", frame, control_share=0.5)
+    store = mismatched_store(str(root / "s.duckdb"))
     store.close()
     r = CliRunner().invoke(app, ["evaluate", "spring", "--no-uplift", "-p", str(root)])
     assert r.exit_code == 4, r.output

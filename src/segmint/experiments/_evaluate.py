@@ -560,12 +560,18 @@ def _roi_table(
 
 # -- costs -----------------------------------------------------------------------------
 def _costs(
-    store: Store, config: Config | None, campaign: str, users: pd.DataFrame
-) -> tuple[float, pd.Series, dict[str, Any]]:
-    """Total message cost and the offer cost each treated user would cost on converting."""
-    runs = store.query(
-        f"SELECT run_id, status, params FROM campaign_runs WHERE campaign = {lit(campaign)}"
-    )
+    store: Store,
+    config: Config | None,
+    campaign: str,
+    users: pd.DataFrame,
+    runs: pd.DataFrame,
+    plan_segmentation: str | None,
+) -> tuple[float, pd.Series]:
+    """Total message cost and the offer cost each treated user would cost on converting.
+
+    ``runs`` are the campaign's rows of ``campaign_runs``; ``plan_segmentation`` the
+    segmentation its plan targeted (offers are looked up per segment at plan time).
+    """
     imported = runs[runs["status"] == "imported"]
     offer = pd.Series(0.0, index=users.index)
     if not imported.empty:
@@ -574,27 +580,23 @@ def _costs(
         per_red = float(params.get("cost_per_redemption", 0.0))
         n_sent = int((users["arm"] == "treatment").sum())
         offer[:] = per_red
-        return per_msg * n_sent, offer, {"messages": n_sent, "cost_per_message": per_msg}
+        return per_msg * n_sent, offer
     sent = store.query(
         "SELECT channel, count(*) AS n FROM deliveries "
         f"WHERE campaign = {lit(campaign)} AND status = 'sent' GROUP BY channel"
     )
     playbook = config.playbook if config is not None else None
-    per_channel = {}
     total = 0.0
     for ch, n in zip(sent["channel"], sent["n"], strict=True):
         spec = playbook.channels.get(str(ch)) if playbook is not None else None
-        cost = float(spec.cost_per_message) if spec is not None else 0.0
-        per_channel[str(ch)] = {"messages": int(n), "cost_per_message": cost}
-        total += cost * int(n)
-    seg = _segments_at_plan(store, campaign)
-    if playbook is not None and seg[0] is not None and "segment_at_plan" in users:
+        total += (float(spec.cost_per_message) if spec is not None else 0.0) * int(n)
+    if playbook is not None and plan_segmentation is not None and "segment_at_plan" in users:
         costs = {}
-        for s in users["segment_at_plan"].dropna().unique():
-            strategy = playbook.strategy_for(seg[0], str(s))
-            costs[s] = strategy.offer.cost_per_redemption if strategy is not None else 0.0
+        for seg in users["segment_at_plan"].dropna().unique():
+            strategy = playbook.strategy_for(plan_segmentation, str(seg))
+            costs[seg] = strategy.offer.cost_per_redemption if strategy is not None else 0.0
         offer = users["segment_at_plan"].map(costs).fillna(0.0).astype(float)
-    return total, offer, {"channels": per_channel}
+    return total, offer
 
 
 # -- the entry point -------------------------------------------------------------------
@@ -726,7 +728,9 @@ def evaluate_campaign(
         seg_name = plan_seg
 
     # design: the configured split, per run
-    runs = store.query(f"SELECT run_id, params FROM campaign_runs WHERE campaign = {lit(campaign)}")
+    runs = store.query(
+        f"SELECT run_id, status, params FROM campaign_runs WHERE campaign = {lit(campaign)}"
+    )
     holdout = {
         str(r): float(json.loads(p or "{}").get("holdout", np.nan))
         for r, p in zip(runs["run_id"], runs["params"], strict=True)
@@ -752,7 +756,7 @@ def evaluate_campaign(
             "assignment or the logging is broken and the effects below are NOT trustworthy"
         )
 
-    message_cost, offer_cost, cost_detail = _costs(store, config, campaign, users)
+    message_cost, offer_cost = _costs(store, config, campaign, users, runs, plan_seg)
     users["offer_cost"] = offer_cost.to_numpy(float) * users["converted"].to_numpy(float)
     arms = _arms_table(users, alpha)
     effects, cu, reps_t, reps_c = _effects(users, alpha, n_resamples, rng)

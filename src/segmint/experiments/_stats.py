@@ -101,6 +101,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class _JsonResult:
+    """``to_dict()`` for the result dataclasses below."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (NaN as None)."""
+        return {k: _jsonable(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+
 # --------------------------------------------------------------------------- proportions
 
 
@@ -235,7 +245,7 @@ def ratio_interval(
 
 
 @dataclass(frozen=True, slots=True)
-class WelchResult:
+class WelchResult(_JsonResult):
     """Welch's t test and interval for ``mean1 - mean0`` (treatment minus control).
 
     Attributes
@@ -263,10 +273,6 @@ class WelchResult:
     hi: float
     mean1: float
     mean0: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (NaN as None)."""
-        return {k: _jsonable(v) for k, v in asdict(self).items()}
 
 
 def _welch_arrays(
@@ -512,7 +518,7 @@ def bootstrap_diff_interval(
 
 
 @dataclass(frozen=True, slots=True)
-class CupedResult:
+class CupedResult(_JsonResult):
     """Treatment effect on a metric adjusted by a pre-experiment covariate (CUPED).
 
     Attributes
@@ -536,10 +542,6 @@ class CupedResult:
     variance_reduction: float
     mean1: float
     mean0: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (NaN as None)."""
-        return {k: _jsonable(v) for k, v in asdict(self).items()}
 
 
 def cuped(
@@ -603,7 +605,7 @@ def cuped(
 
 
 @dataclass(frozen=True, slots=True)
-class SrmResult:
+class SrmResult(_JsonResult):
     """Sample ratio mismatch check: do the arm sizes match the designed split?
 
     Attributes
@@ -627,10 +629,6 @@ class SrmResult:
     expected: tuple[float, ...]
     flagged: bool
     alpha: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data (NaN as None)."""
-        return {k: _jsonable(v) for k, v in asdict(self).items()}
 
 
 def srm_test(
