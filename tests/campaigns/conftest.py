@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -187,8 +188,11 @@ TINY_PLAYBOOK: dict[str, Any] = {
 }
 
 
-def tiny_config(playbook: dict[str, Any] | None = None) -> Config:
-    return Config.model_validate({"playbook": playbook or TINY_PLAYBOOK})
+def tiny_config(playbook: dict[str, Any] | None = None, root: Path | None = None) -> Config:
+    """A config without a file; its root (where send runs keep their hand-over journal) is
+    ``root`` or a new temporary folder, never the working directory."""
+    config = Config.model_validate({"playbook": playbook or TINY_PLAYBOOK})
+    return config.model_copy(update={"root": root or Path(tempfile.mkdtemp(prefix="segmint-"))})
 
 
 @pytest.fixture()

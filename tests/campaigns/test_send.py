@@ -273,6 +273,192 @@ def test_crash_between_send_and_mark_resends_with_the_same_message_id(
     store.close()
 
 
+class _HandOver(Channel):
+    """In-memory channel with hand-over, like e-mail: ``on_handover`` just before the last
+    piece. ``die`` = (n, where) raises KeyboardInterrupt (a kill) at the n-th message,
+    ``before`` or ``after`` the hand-over; ``after`` means the receiver has it."""
+
+    supports_handover = True
+
+    def __init__(self, die: tuple[int, str] | None = None) -> None:
+        self.die = die
+        self.calls = 0
+        self.received: list[str] = []
+
+    def send(self, message: Message) -> DeliveryResult:
+        self.calls += 1
+        dying = self.die is not None and self.calls == self.die[0]
+        if dying and self.die[1] == "before":
+            raise KeyboardInterrupt("killed before the hand-over")
+        if self.on_handover is not None:
+            self.on_handover(message)
+        self.received.append(message.idempotency_key)
+        if dying and self.die[1] == "after":
+            raise KeyboardInterrupt("killed after the hand-over, before the answer")
+        return DeliveryResult("sent")
+
+
+def _crash_then_resume(tmp_path: Path, die: tuple[int, str], **kw):
+    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+    config = tiny_config(root=tmp_path)
+    channel = _HandOver(die)
+    with pytest.raises(KeyboardInterrupt):
+        send_campaign(store, config, "gold_once", channels={"email": channel}, **kw)
+    assert (tmp_path / ".segmint" / "journal" / "gold_once.jsonl").exists()
+    channel.die = None
+    resumed = send_campaign(store, config, "gold_once", channels={"email": channel}, **kw)
+    log = delivery_log(store, "gold_once").set_index("idempotency_key")
+    store.close()
+    assert not (tmp_path / ".segmint" / "journal" / "gold_once.jsonl").exists()
+    return channel, resumed, log
+
+
+@pytest.mark.parametrize("group_size", [1, 3])
+def test_killed_after_the_answer_the_journal_records_it_and_nothing_is_resent(
+    tmp_path: Path, group_size: int
+) -> None:
+    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+    config = tiny_config(root=tmp_path)
+    channel = _HandOver()
+
+    def crash(pm, result) -> None:  # after the channel's answer, before the log has it
+        if len(channel.received) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        send_campaign(
+            store,
+            config,
+            "gold_once",
+            channels={"email": channel},
+            _after_send=crash,
+            group_size=group_size,
+        )
+    assert "sending" in set(delivery_log(store, "gold_once")["status"])
+    resumed = send_campaign(
+        store, config, "gold_once", channels={"email": channel}, group_size=group_size
+    )
+    log = delivery_log(store, "gold_once")
+    store.close()
+    assert (resumed.recovered, resumed.unconfirmed, resumed.resent_ambiguous) == (1, 0, 0)
+    assert resumed.sent == 2 and resumed.complete
+    assert sorted(channel.received) == sorted(set(channel.received)) and len(channel.received) == 4
+    assert (log["status"] == "sent").all() and not log["ambiguous"].any()
+
+
+@pytest.mark.parametrize("group_size", [1, 3])
+def test_killed_after_the_hand_over_the_message_is_not_sent_again(
+    tmp_path: Path, group_size: int
+) -> None:
+    channel, resumed, log = _crash_then_resume(tmp_path, (2, "after"), group_size=group_size)
+    assert (resumed.recovered, resumed.unconfirmed, resumed.resent_ambiguous) == (0, 1, 0)
+    assert resumed.sent == 2 and resumed.complete
+    assert len(channel.received) == len(set(channel.received)) == 4  # no duplicate
+    unconfirmed = log[log["ambiguous"]]
+    assert len(unconfirmed) == 1 and unconfirmed.index[0] == channel.received[1]
+    assert unconfirmed["status"].iloc[0] == "sent"
+    assert unconfirmed["error"].iloc[0].startswith("unconfirmed")
+    assert (log["status"] == "sent").all()
+
+
+@pytest.mark.parametrize("group_size", [1, 3])
+def test_killed_before_the_hand_over_the_message_is_sent_again_safely(
+    tmp_path: Path, group_size: int
+) -> None:
+    channel, resumed, log = _crash_then_resume(tmp_path, (2, "before"), group_size=group_size)
+    assert (resumed.recovered, resumed.unconfirmed, resumed.resent_ambiguous) == (0, 0, 0)
+    assert resumed.sent == 3 and resumed.complete
+    assert len(channel.received) == len(set(channel.received)) == 4
+    assert (log["status"] == "sent").all() and not log["ambiguous"].any()
+
+
+def test_a_second_sender_of_the_same_campaign_is_refused(tmp_path: Path) -> None:
+    from segmint.campaigns._journal import DeliveryJournal, journal_path
+
+    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+    config = tiny_config(root=tmp_path)
+    other = DeliveryJournal(journal_path(tmp_path, "gold_once"))  # another run holds it
+    try:
+        with pytest.raises(DeliveryError, match="being sent by another process"):
+            send_campaign(store, config, "gold_once", channels={"email": _HandOver()})
+        assert set(delivery_log(store, "gold_once")["status"]) <= {"pending"}
+    finally:
+        other.close()
+    report = send_campaign(store, config, "gold_once", channels={"email": _HandOver()})
+    assert report.sent == 4 and report.complete
+    store.close()
+
+
+def _email_channel(port: int) -> EmailChannel:
+    return EmailChannel(
+        EmailChannelSpec.model_validate(
+            {"type": "email", "host": "127.0.0.1", "port": port, "from": "s@shop.example"}
+        )
+    )
+
+
+def test_smtp_answer_lost_after_the_end_of_data_is_sent_unconfirmed_not_resent() -> None:
+    with SmtpSink(drop_after=2) as sink, _email_channel(sink.port) as ch:
+        results = [ch.send(_message(to=f"u{i}@example.com", key=f"c|u{i}|main")) for i in range(4)]
+    assert [r.status for r in results] == ["sent"] * 4
+    assert [r.ambiguous for r in results] == [False, True, False, False]
+    assert str(results[1].error).startswith("unconfirmed")
+    assert sink.n_received == 4 and set(sink.by_recipient.values()) == {1}
+
+
+def test_smtp_connection_lost_before_the_data_is_resent_once_safely() -> None:
+    with SmtpSink(drop_at_rcpt=2) as sink, _email_channel(sink.port) as ch:
+        results = [ch.send(_message(to=f"u{i}@example.com", key=f"c|u{i}|main")) for i in range(3)]
+    assert [(r.status, r.ambiguous) for r in results] == [("sent", False)] * 3
+    assert sink.n_received == 3 and set(sink.by_recipient.values()) == {1}
+
+
+def test_smtp_hand_over_comes_after_the_body_and_before_the_end() -> None:
+    """The hook runs when the server has the whole body but not the end-of-data line."""
+    seen: list[int] = []
+    with SmtpSink() as sink, _email_channel(sink.port) as ch:
+        ch.on_handover = lambda m: seen.append(sink.n_received)
+        ch.send(_message(to="a@example.com"))
+        ch.send(_message(to="b@example.com", key="c|u2|main"))
+    assert seen == [0, 1] and sink.n_received == 2
+    body = sink.messages[0].get_payload(decode=True).decode()
+    assert body == "Body"
+
+
+def test_webhook_killed_before_the_last_byte_is_never_handled(
+    webhook_sink: WebhookSink, monkeypatch
+) -> None:
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    ch = WebhookChannel(
+        WebhookChannelSpec.model_validate(
+            {"type": "webhook", "url": webhook_sink.url, "secret_env": "HOOK_SECRET"}
+        )
+    )
+
+    def killed(message: Message) -> None:
+        raise KeyboardInterrupt("killed at the hand-over")
+
+    with ch:
+        ch.on_handover = killed
+        with pytest.raises(KeyboardInterrupt):
+            ch.send(_message())
+        ch.on_handover = None
+        assert ch.send(_message(key="c|u2|main")).status == "sent"
+    end = time.monotonic() + 5
+    while not webhook_sink.incomplete and time.monotonic() < end:
+        time.sleep(0.01)
+    assert webhook_sink.incomplete == 1
+    assert [json.loads(r["body"])["idempotency_key"] for r in webhook_sink.requests] == [
+        "c|u2|main"
+    ]
+
+
+def test_dot_stuffing_keeps_lines_that_start_with_a_dot() -> None:
+    from segmint.campaigns._channels import _dot_stuffed
+
+    assert _dot_stuffed(b"a\r\n.b\r\n..c") == b"a\r\n..b\r\n...c\r\n"
+
+
 @pytest.mark.postgres
 def test_delivery_log_on_postgresql(pg_url: str) -> None:
     store = build_tiny_store(pg_url)
@@ -382,6 +568,20 @@ def test_file_channel_exports_one_row_per_message(demo: Path, fmt: str) -> None:
     assert len(frame) == report.sent == report.n_treatment
     assert frame["idempotency_key"].is_unique
     assert frame["subject"].str.len().min() > 0
+
+
+def test_file_channel_resumed_does_not_write_a_message_twice(tmp_path: Path) -> None:
+    from segmint.campaigns import FileChannel, FileChannelSpec
+
+    spec = FileChannelSpec.model_validate({"type": "file", "format": "csv"})
+    with FileChannel(spec, tmp_path / "out") as ch:  # the run that gets killed
+        ch.send(_message(key="c|u1|main"))
+        ch.send(_message(key="c|u2|main"))
+    with FileChannel(spec, tmp_path / "out") as ch:  # the resumed run resends u2
+        assert ch.send(_message(key="c|u2|main")).status == "sent"
+        ch.send(_message(key="c|u3|main"))
+    keys = pd.read_csv(tmp_path / "out.csv")["idempotency_key"].tolist()
+    assert keys == ["c|u1|main", "c|u2|main", "c|u3|main"]
 
 
 def test_rate_limit_spaces_messages() -> None:

@@ -20,17 +20,17 @@ import contextlib
 import csv
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import os
 import re
 import smtplib
-import socket
 import ssl
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
@@ -113,7 +113,9 @@ class DeliveryResult:
 
     status: Literal["sent", "failed", "rejected"]
     error: str | None = None
-    ambiguous: bool = False  # the channel itself resent after an unclear failure
+    # the fate was unclear: resent after a lost answer (webhook, same Idempotency-Key), or
+    # counted as sent without the receiver's answer (e-mail after the end of data)
+    ambiguous: bool = False
 
 
 def message_id_for(idempotency_key: str, domain: str = "segmint.local") -> str:
@@ -138,6 +140,11 @@ class Channel(ABC):
 
     name: str = "channel"
     rate_per_second: float | None = None
+    #: True when :meth:`send` calls :attr:`on_handover` just before the last piece of the
+    #: message (see ``segmint.campaigns._journal``): a killed run then never resends a
+    #: message the receiver has, and safely resends one it does not
+    supports_handover: bool = False
+    on_handover: Callable[[Message], None] | None = None
 
     def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Prepare to send (connect, open a file). Raise ChannelUnavailable on failure."""
@@ -181,6 +188,7 @@ class EmailChannel(Channel):
         self.spec = spec
         self.name = name
         self.rate_per_second = spec.rate_per_second
+        self.supports_handover = True
         self._smtp: smtplib.SMTP | None = None
         self._sender = parseaddr(spec.from_address)[1] or spec.from_address
         name = parseaddr(spec.from_address)[0]
@@ -288,37 +296,87 @@ class EmailChannel(Channel):
         to = message.to or ""
         if not _EMAIL.match(to):
             return DeliveryResult("rejected", "invalid e-mail address")
-        msg = self.raw(message)
-        ambiguous = False
+        data = _dot_stuffed(self.raw(message))
         for attempt in (1, 2):
             if self._smtp is None:
                 self._smtp = self._connect()
             try:
-                refused = self._smtp.sendmail(self._sender, [to], msg)
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, text = next(iter(exc.recipients.values()))
-                status: Literal["failed", "rejected"] = (
-                    "failed" if 400 <= code < 500 else "rejected"
-                )
-                return DeliveryResult(status, f"recipient refused: {code} {_text(text)}")
-            except smtplib.SMTPResponseException as exc:
-                status = "failed" if 400 <= exc.smtp_code < 500 else "rejected"
-                return DeliveryResult(status, f"SMTP {exc.smtp_code} {_text(exc.smtp_error)}")
-            except (smtplib.SMTPServerDisconnected, OSError) as exc:
-                # the server may or may not have taken the message: reconnect and resend
-                # once, with the same Message-ID so the receiver can deduplicate
+                return self._transaction(self._smtp, to, data, message)
+            except _LostBeforeEnd as exc:
+                # the server never got the end of data, so it dropped the message (RFC 5321
+                # 3.8): reconnect and send it again, a safe resend
                 self._smtp = None
-                ambiguous = True
                 if attempt == 2:
                     raise ChannelUnavailable(
                         f"SMTP server {self.spec.host}:{self.spec.port} dropped the "
-                        f"connection twice: {exc or type(exc).__name__}"
+                        f"connection twice: {exc}"
                     ) from None
-                continue
-            if refused:
-                return DeliveryResult("rejected", f"recipient refused: {refused}")
-            return DeliveryResult("sent", ambiguous=ambiguous)
+            except _LostAfterEnd as exc:
+                # the server has the whole message; its answer was lost. Sending it again
+                # could duplicate it: it counts as sent, flagged unconfirmed
+                self._smtp = None
+                return DeliveryResult(
+                    "sent",
+                    f"unconfirmed: the connection was lost after the end of data ({exc})",
+                    ambiguous=True,
+                )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transaction(
+        self, smtp: smtplib.SMTP, to: str, data: bytes, message: Message
+    ) -> DeliveryResult:
+        """MAIL, RCPT, DATA and the body; then the hand-over hook; then the end of data."""
+        try:
+            smtp.ehlo_or_helo_if_needed()
+            options = []
+            if not (self._sender + to).isascii() and smtp.has_extn("smtputf8"):
+                options.append("SMTPUTF8")
+            for command, args, ok, what in (
+                ("mail", (self._sender, options), (250,), "sender refused"),
+                ("rcpt", (to,), (250, 251), "recipient refused"),
+                ("data", (), (354,), "DATA refused"),
+            ):
+                if command == "data":
+                    code, text = smtp.docmd("data")
+                else:
+                    code, text = getattr(smtp, command)(*args)
+                if code not in ok:
+                    if code == -1:  # smtplib's "no answer": the connection is gone
+                        raise smtplib.SMTPServerDisconnected(f"no answer to {command.upper()}")
+                    with contextlib.suppress(OSError, smtplib.SMTPException):
+                        smtp.rset()
+                    status: Literal["failed", "rejected"] = (
+                        "failed" if 400 <= code < 500 else "rejected"
+                    )
+                    return DeliveryResult(status, f"{what}: {code} {_text(text)}")
+            smtp.send(data)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _LostBeforeEnd(str(exc) or type(exc).__name__) from None
+        if self.on_handover is not None:
+            self.on_handover(message)
+        try:
+            smtp.send(b".\r\n")
+            code, text = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _LostAfterEnd(str(exc) or type(exc).__name__) from None
+        if code == 250:
+            return DeliveryResult("sent")
+        status = "failed" if 400 <= code < 500 else "rejected"
+        return DeliveryResult(status, f"SMTP {code} {_text(text)}")
+
+
+class _LostBeforeEnd(Exception):
+    """The connection broke before the end-of-data line was written."""
+
+
+class _LostAfterEnd(Exception):
+    """The connection broke after the end-of-data line, before the server's answer."""
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """The DATA section without its end line: leading dots doubled, ending in CRLF."""
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
 class WebhookChannel(Channel):
@@ -329,7 +387,9 @@ class WebhookChannel(Channel):
     ``Idempotency-Key`` and ``X-Segmint-Message-Id``. 5xx answers, 429 and timeouts are
     retried ``max_retries`` times with exponential backoff (``backoff``, doubled each
     time); other 4xx answers reject the message. A refused connection after every retry
-    raises :class:`ChannelUnavailable`.
+    raises :class:`ChannelUnavailable`. The last byte of the body is written after the
+    hand-over hook (see ``_journal.py``); a retry after a failure that came once the
+    receiver had the whole body is flagged ``ambiguous`` (same Idempotency-Key).
     """
 
     def __init__(self, spec: WebhookChannelSpec, name: str = "webhook") -> None:
@@ -337,6 +397,7 @@ class WebhookChannel(Channel):
         self.name = name
         self.rate_per_second = spec.rate_per_second
         self._key: bytes | None = None
+        self.supports_handover = True
         self.sleep = time.sleep  # tests may replace it
 
     def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
@@ -364,6 +425,44 @@ class WebhookChannel(Channel):
             return None
         return "sha256=" + hmac.new(self._key, body, hashlib.sha256).hexdigest()
 
+    def _post(
+        self, body: bytes, headers: dict[str, str], message: Message, stage: list[str]
+    ) -> tuple[int, str]:
+        """One POST; ``stage[0]`` tells how far it got when it raises (``connect``,
+        ``sending``, ``handed over``). The last byte of the body goes after the hand-over
+        hook: an HTTP server does not act on a body shorter than its Content-Length."""
+        url = urllib.parse.urlsplit(self.spec.url)
+        conn: http.client.HTTPConnection
+        if url.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                url.hostname or "",
+                url.port,
+                timeout=self.spec.timeout,
+                context=ssl.create_default_context(),
+            )
+        else:
+            conn = http.client.HTTPConnection(
+                url.hostname or "", url.port, timeout=self.spec.timeout
+            )
+        try:
+            conn.connect()
+            stage[0] = "sending"
+            conn.putrequest("POST", (url.path or "/") + (f"?{url.query}" if url.query else ""))
+            for key, value in headers.items():
+                conn.putheader(key, value)
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders()
+            conn.send(body[:-1])
+            if self.on_handover is not None:
+                self.on_handover(message)
+            stage[0] = "handed over"
+            conn.send(body[-1:])
+            response = conn.getresponse()
+            response.read()
+            return response.status, response.reason
+        finally:
+            conn.close()
+
     def send(self, message: Message) -> DeliveryResult:
         body = self.body_of(message)
         headers = {
@@ -377,30 +476,33 @@ class WebhookChannel(Channel):
             headers["X-Segmint-Signature"] = signature
         last = ""
         refused = False
+        unclear = False  # an attempt failed after the receiver had the whole body
         for attempt in range(self.spec.max_retries + 1):
             if attempt:
                 self.sleep(self.spec.backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.spec.url, body, headers, method="POST")
+            stage = ["connect"]
             try:
-                with urllib.request.urlopen(request, timeout=self.spec.timeout) as response:
-                    response.read()
-                return DeliveryResult("sent", ambiguous=attempt > 0)
-            except urllib.error.HTTPError as exc:
-                exc.close()
-                if exc.code >= 500 or exc.code == 429:
-                    last, refused = f"HTTP {exc.code} {exc.reason}", False
-                    continue
-                return DeliveryResult("rejected", f"HTTP {exc.code} {exc.reason}")
+                code, reason = self._post(body, headers, message, stage)
             except TimeoutError as exc:
                 last, refused = f"timed out after {self.spec.timeout:g} s ({exc})", False
-            except urllib.error.URLError as exc:
-                reason = exc.reason
-                if isinstance(reason, TimeoutError | socket.timeout):
-                    last, refused = f"timed out after {self.spec.timeout:g} s", False
-                else:
-                    last, refused = f"cannot connect: {reason}", True
-            except OSError as exc:  # connection reset mid-response
-                last, refused = f"connection error: {exc}", False
+                unclear = unclear or stage[0] == "handed over"
+                continue
+            except ConnectionRefusedError as exc:
+                last, refused = f"cannot connect: {exc}", True
+                continue
+            except (OSError, http.client.HTTPException) as exc:
+                if stage[0] == "connect":
+                    last, refused = f"cannot connect: {exc}", True
+                else:  # reset mid-request or mid-response
+                    last, refused = f"connection error: {exc or type(exc).__name__}", False
+                    unclear = unclear or stage[0] == "handed over"
+                continue
+            if code < 300:
+                return DeliveryResult("sent", ambiguous=unclear)
+            if code >= 500 or code == 429:
+                last, refused = f"HTTP {code} {reason}", False
+                continue
+            return DeliveryResult("rejected", f"HTTP {code} {reason}")
         tries = self.spec.max_retries + 1
         if refused:
             raise ChannelUnavailable(
@@ -414,8 +516,9 @@ class FileChannel(Channel):
     """One CSV row per message (an Excel copy is written when the run closes).
 
     Rows are appended and flushed one by one, so a killed run loses nothing; a resumed run
-    appends to the same file. ``idempotency_key`` is a column: a row written just before a
-    crash may appear twice, and the Excel copy keeps the last row per key.
+    appends to the same file. ``idempotency_key`` is the first column, and the channel
+    reads the keys already in the file when it opens: a message written just before a
+    crash (and so sent again by the resumed run) is not written twice.
     """
 
     COLUMNS = (
@@ -440,11 +543,17 @@ class FileChannel(Channel):
         self.csv_path = self.path.with_suffix(".csv")
         self._file: Any = None
         self._writer: Any = None
+        self._written: set[str] = set()
 
     def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         try:
             self.csv_path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+            if not new:
+                with self.csv_path.open(newline="", encoding="utf-8") as f:
+                    rows = csv.reader(f)
+                    next(rows, None)
+                    self._written = {row[0] for row in rows if row}
             self._file = self.csv_path.open("a", newline="", encoding="utf-8")
         except OSError as exc:
             raise ChannelUnavailable(f"cannot write {self.csv_path}: {exc}") from None
@@ -455,6 +564,8 @@ class FileChannel(Channel):
     def send(self, message: Message) -> DeliveryResult:
         if self._writer is None:
             self.open()
+        if message.idempotency_key in self._written:  # written by a run that was killed
+            return DeliveryResult("sent")
         p = message.payload
         self._writer.writerow(
             (
@@ -472,6 +583,7 @@ class FileChannel(Channel):
             )
         )
         self._file.flush()
+        self._written.add(message.idempotency_key)
         return DeliveryResult("sent")
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default

@@ -76,6 +76,8 @@ def print_report(r: Any) -> None:
     for label, n in (
         ("sent now", r.sent),
         ("  of which resent after an unclear end", r.resent_ambiguous),
+        ("a killed run's answers, from its journal", r.recovered),
+        ("a killed run's unconfirmed (not resent)", r.unconfirmed),
         ("sent before (skipped)", r.already_sent),
         ("failed (retried next time)", r.failed),
         ("rejected (never retried)", r.rejected),

@@ -20,6 +20,8 @@ class SmtpSink:
     ``with SmtpSink() as sink:`` starts it on a free port (``sink.port``). ``pause_after``
     makes the server hold its answer to the n-th message (it has the message, the client
     does not know yet) until ``release()`` - how tests put a sender in the ambiguous window.
+    ``drop_after`` makes it take the n-th message and close the connection without an
+    answer; ``drop_at_rcpt`` closes the connection at the n-th RCPT (before any data).
     ``login=(user, password)`` requires SMTP AUTH (without TLS: loopback only).
     """
 
@@ -30,6 +32,8 @@ class SmtpSink:
         *,
         keep_messages: bool = True,
         pause_after: int | None = None,
+        drop_after: int | None = None,
+        drop_at_rcpt: int | None = None,
         login: tuple[str, str] | None = None,
     ) -> None:
         try:
@@ -47,6 +51,9 @@ class SmtpSink:
         self.messages: list[Any] = []
         self.n_received = 0
         self.pause_after = pause_after
+        self.drop_after = drop_after
+        self.drop_at_rcpt = drop_at_rcpt
+        self.n_rcpt = 0
         self.paused = threading.Event()
         self._release = threading.Event()
         self._lock = threading.Lock()
@@ -95,6 +102,19 @@ class SmtpSink:
         if self.pause_after is not None and n == self.pause_after:
             self.paused.set()
             self._release.wait(30)
+        if self.drop_after is not None and n == self.drop_after:
+            server.transport.close()  # the message is taken; its answer never leaves
+        return "250 OK"
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self._lock:
+            self.n_rcpt += 1
+            n = self.n_rcpt
+        if self.drop_at_rcpt is not None and n == self.drop_at_rcpt:
+            server.transport.close()
+        envelope.rcpt_tos.append(address)
         return "250 OK"
 
     def release(self) -> None:
@@ -133,12 +153,16 @@ class WebhookSink:
         self.status = status
         self.delay = delay
         self.requests: list[dict[str, Any]] = []
+        self.incomplete = 0
         sink = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
+                if len(body) < length:  # the client went away mid-body: not a request
+                    sink.incomplete += 1
+                    return
                 sink.requests.append(
                     {"path": self.path, "headers": dict(self.headers), "body": body}
                 )
