@@ -21,8 +21,10 @@ its own process (peak RSS is its own):
   ``jinja2.Template(source).render(**ctx)`` (the template parsed again per message), on a
   sample of ``--naive-sample`` messages.
 * ``send``  ``send_campaign`` of a campaign on the 1 % segment to a local aiosmtpd sink
-  running in another process: one commit per message (``group_size=1``, the default) and
-  ``group_size=100``.
+  running in another process, with the hand-over journal: one commit of the log per
+  message (``group_size=1``) and per hundred (``group_size=100``, the default); and, side
+  by side, ``group_size=100`` with hand-over switched off (the plain claim / send / mark
+  protocol, which resends the last group after a kill), to show what the journal costs.
 
     .venv/bin/python bench/campaign.py                       # 1M users
     .venv/bin/python bench/campaign.py --users 100000 --out bench/out
@@ -342,12 +344,21 @@ def child_render_naive(path: Path, n_sample: int) -> dict[str, Any]:
     }
 
 
-def child_send(path: Path, port: int, group_size: int) -> dict[str, Any]:
+def child_send(path: Path, port: int, group_size: int, handover: bool = True) -> dict[str, Any]:
     from segmint.campaigns import plan_campaign, send_campaign
+    from segmint.campaigns._channels import EmailChannel
     from segmint.store import open_store
 
+    if not handover:  # the plain protocol: the channel never calls the hand-over hook
+        init = EmailChannel.__init__
+
+        def no_handover(self: Any, *args: Any, **kw: Any) -> None:
+            init(self, *args, **kw)
+            self.supports_handover = False
+
+        EmailChannel.__init__ = no_handover  # type: ignore[method-assign]
     store = open_store(str(path))
-    cfg = config(port)
+    cfg = config(port).model_copy(update={"root": path.parent})
     plan = plan_campaign(store, cfg, "small")
     report = send_campaign(store, cfg, "small", plan=plan, group_size=group_size)
     store.close()
@@ -378,6 +389,7 @@ def child_main(argv: list[str]) -> None:
     p.add_argument("--sample", type=int, default=20_000)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--group", type=int, default=1)
+    p.add_argument("--no-handover", action="store_true")
     a = p.parse_args(argv)
     if a.what == "sink":
         child_sink()
@@ -391,7 +403,7 @@ def child_main(argv: list[str]) -> None:
     elif a.what == "render-naive":
         out = child_render_naive(a.store, a.sample)
     elif a.what == "send":
-        out = child_send(a.store, a.port, a.group)
+        out = child_send(a.store, a.port, a.group, handover=not a.no_handover)
     else:
         raise SystemExit(f"unknown child {a.what}")
     out["peak_rss_bytes"] = peak_rss_bytes()
@@ -444,6 +456,9 @@ def main() -> None:
     port = json.loads(sink.stdout.readline())["port"]
     results["send-1"] = child("send", "--port", str(port), "--group", "1")
     results["send-100"] = child("send", "--port", str(port), "--group", "100")
+    results["send-100-plain"] = child(
+        "send", "--port", str(port), "--group", "100", "--no-handover"
+    )
     sink.stdin.close()
     received = json.loads(sink.stdout.readline())["received"]
     sink.wait(10)
@@ -488,11 +503,15 @@ def main() -> None:
             "",
         ],
     ]
-    for g in (1, 100):
-        s = results[f"send-{g}"]
+    for key, label in (
+        ("send-1", "send to a local aiosmtpd sink, journal, group_size=1"),
+        ("send-100", "send to a local aiosmtpd sink, journal, group_size=100"),
+        ("send-100-plain", "send, no hand-over journal, group_size=100"),
+    ):
+        s = results[key]
         rows.append(
             [
-                f"send to a local aiosmtpd sink, group_size={g}",
+                label,
                 f"{fmt_int(s['sent'])} messages",
                 f"{s['seconds']:.1f} s = {fmt_int(s['messages_per_second'])} msg/s",
                 fmt_bytes(s["peak_rss_bytes"]),
@@ -509,7 +528,7 @@ def main() -> None:
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (other engineers share the "
         "machine).\n\n"
         + md
-        + f"\n\nThe sink received {fmt_int(received)} messages (both send runs). Funnel of the "
+        + f"\n\nThe sink received {fmt_int(received)} messages (the three send runs). Funnel of the "
         "audience:\n\n"
         + table(
             ["step", "excluded", "remaining"],

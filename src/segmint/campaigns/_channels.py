@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import smtplib
+import socket
 import ssl
 import time
 import urllib.parse
@@ -211,6 +212,9 @@ class EmailChannel(Channel):
                 )
             else:
                 smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            # the end-of-data line is a second small write after the body: without
+            # TCP_NODELAY, Nagle's algorithm holds it for the server's delayed ACK (~40 ms)
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if s.security == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
             if s.username:
