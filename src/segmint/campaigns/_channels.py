@@ -214,7 +214,8 @@ class EmailChannel(Channel):
                 smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             # the end-of-data line is a second small write after the body: without
             # TCP_NODELAY, Nagle's algorithm holds it for the server's delayed ACK (~40 ms)
-            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if smtp.sock is not None:
+                smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if s.security == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
             if s.username:
