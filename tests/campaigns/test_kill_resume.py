@@ -71,6 +71,20 @@ def _kill(child: subprocess.Popen[str]) -> None:
     assert child.returncode == -signal.SIGKILL
 
 
+def _kill_at_hand_over(demo: Path, k: int, where: str, flag: Path) -> str:
+    """Start a sender that stops at its k-th hand-over (``before`` or ``after`` the journal
+    line), SIGKILL it there; returns the key of that message."""
+    child = _start(demo, str(k), where, str(flag))
+    end = time.monotonic() + 60
+    while not flag.exists() and time.monotonic() < end and child.poll() is None:
+        time.sleep(0.01)
+    assert flag.exists(), child.communicate()[1]
+    key = flag.read_text()
+    _kill(child)
+    time.sleep(0.2)  # the server sees the connection close mid-DATA and drops the message
+    return key
+
+
 def _resume(demo: Path) -> list[str]:
     resumed = _start(demo)
     out, errs = resumed.communicate(timeout=120)
@@ -147,13 +161,7 @@ def test_sigkill_after_the_body_before_the_hand_over_then_resume(
     flag = tmp_path / "stopped"
     with SmtpSink() as sink:
         treated, control, n = _prepare(demo, sink.port)
-        child = _start(demo, str(kill_at), "before", str(flag))
-        end = time.monotonic() + 60
-        while not flag.exists() and time.monotonic() < end and child.poll() is None:
-            time.sleep(0.01)
-        assert flag.exists(), child.communicate()[1]
-        _kill(child)
-        time.sleep(0.2)  # the server sees the connection close mid-DATA and drops it
+        _kill_at_hand_over(demo, kill_at, "before", flag)
         assert sink.n_received == kill_at - 1
         # the dropped message is sent again, safely: n - kill_at + 1, nothing unconfirmed
         assert _resume(demo) == ["SENT", str(n - kill_at + 1), "0", "0"]
@@ -172,14 +180,7 @@ def test_sigkill_in_the_window_left_loses_one_message_and_says_so(
     flag = tmp_path / "stopped"
     with SmtpSink() as sink:
         treated, control, n = _prepare(demo, sink.port)
-        child = _start(demo, str(kill_at), "after", str(flag))
-        end = time.monotonic() + 60
-        while not flag.exists() and time.monotonic() < end and child.poll() is None:
-            time.sleep(0.01)
-        assert flag.exists(), child.communicate()[1]
-        key = flag.read_text()
-        _kill(child)
-        time.sleep(0.2)
+        key = _kill_at_hand_over(demo, kill_at, "after", flag)
         assert sink.n_received == kill_at - 1
         assert _resume(demo) == ["SENT", str(n - kill_at), "0", "1"]
         counts = _check(demo, sink, treated, control, lost=1)
