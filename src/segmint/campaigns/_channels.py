@@ -336,18 +336,16 @@ class EmailChannel(Channel):
             options = []
             if not (self._sender + to).isascii() and smtp.has_extn("smtputf8"):
                 options.append("SMTPUTF8")
-            for command, args, ok, what in (
-                ("mail", (self._sender, options), (250,), "sender refused"),
-                ("rcpt", (to,), (250, 251), "recipient refused"),
-                ("data", (), (354,), "DATA refused"),
-            ):
-                if command == "data":
-                    code, text = smtp.docmd("data")
-                else:
-                    code, text = getattr(smtp, command)(*args)
+            steps = (
+                ("MAIL", lambda: smtp.mail(self._sender, options), (250,), "sender refused"),
+                ("RCPT", lambda: smtp.rcpt(to), (250, 251), "recipient refused"),
+                ("DATA", lambda: smtp.docmd("data"), (354,), "DATA refused"),
+            )
+            for command, step, ok, what in steps:
+                code, text = step()
                 if code not in ok:
                     if code == -1:  # smtplib's "no answer": the connection is gone
-                        raise smtplib.SMTPServerDisconnected(f"no answer to {command.upper()}")
+                        raise smtplib.SMTPServerDisconnected(f"no answer to {command}")
                     with contextlib.suppress(OSError, smtplib.SMTPException):
                         smtp.rset()
                     status: Literal["failed", "rejected"] = (

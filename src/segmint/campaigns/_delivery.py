@@ -240,7 +240,7 @@ def _reconcile(store: Store, journal: DeliveryJournal) -> tuple[int, int]:
     """Apply a killed run's hand-over journal to its ``sending`` rows; returns (outcomes
     recovered, hand-overs without an answer). Rows not in the journal stay ``sending``
     and are sent again: their receiver never got the whole message."""
-    entries = {k: e for k, e in journal.read().items() if e.handed_over or e.status}
+    entries = journal.read()
     if not entries:
         journal.clear()
         return 0, 0
