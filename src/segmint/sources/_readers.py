@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +32,27 @@ from segmint.errors import SourceError
 
 @dataclass(frozen=True)
 class Staged:
-    """What a reader produced: columns found, rows read, a checksum of the input."""
+    """What a reader produced: columns found, rows read, a checksum of the input.
+
+    ``digest`` may still be being computed (a file's SHA-256 runs in a background thread
+    while DuckDB reads the file); :attr:`checksum` waits for it.
+    """
 
     columns: list[str]
     types: dict[str, str]
     n_rows: int
     n_unparsed: int
     location: str
-    checksum: str
+    digest: str | Future[str]
     is_json_lines: bool = False
+    # When set, ``_row`` is the scan position in ``_raw`` plus this offset, so a table
+    # materialised from it in scan order can number its rows by ``rowid`` instead of
+    # storing them (Parquet: file_row_number + 1; CSV without broken lines: the line).
+    row_offset: int | None = None
+
+    @property
+    def checksum(self) -> str:
+        return self.digest if isinstance(self.digest, str) else self.digest.result()
 
 
 def _sql_str(value: str) -> str:
@@ -52,6 +65,15 @@ def file_checksum(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segmint-checksum")
+
+
+def file_checksum_async(path: Path) -> Future[str]:
+    """:func:`file_checksum` in a background thread (hashlib releases the GIL), so that
+    hashing a large file overlaps with DuckDB reading it (1.3 s for 1 GB here)."""
+    return _HASHER.submit(file_checksum, path)
 
 
 def _need_file(name: str, path: Path) -> None:
@@ -92,12 +114,20 @@ def stage(con: duckdb.DuckDBPyConnection, name: str, source: Source, config: Con
     raise SourceError(f"source {name!r}: unknown source type {type(source).__name__}")
 
 
-def _finish(con: duckdb.DuckDBPyConnection, location: str, checksum: str, **kw: bool) -> Staged:
+def _finish(
+    con: duckdb.DuckDBPyConnection,
+    location: str,
+    checksum: str | Future[str],
+    is_json_lines: bool = False,
+    row_offset: int | None = None,
+) -> Staged:
     desc = con.execute("DESCRIBE _raw").fetchall()
     types = {r[0]: r[1] for r in desc if r[0] != "_row"}
     n_rows = int(con.execute("SELECT count(*) FROM _raw").fetchone()[0])  # type: ignore[index]
     n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed").fetchone()[0])  # type: ignore[index]
-    return Staged(list(types), types, n_rows, n_unparsed, location, checksum, **kw)
+    return Staged(
+        list(types), types, n_rows, n_unparsed, location, checksum, is_json_lines, row_offset
+    )
 
 
 def _csv_newline(path: Path) -> str:
@@ -151,6 +181,7 @@ def _stage_csv(
     if path.stat().st_size == 0:
         raise SourceError(f"source {name!r}: file {path} is empty (0 bytes, not even a header row)")
     columns = _csv_header(name, path, source)
+    digest = file_checksum_async(path)
     con.execute("DROP TABLE IF EXISTS _csv_rejects")
     con.execute("DROP TABLE IF EXISTS _csv_scans")
     # No sniffing: the header is read here and every column is text, so one stray quote
@@ -166,6 +197,7 @@ def _stage_csv(
     con.execute(f"CREATE TEMP TABLE _raw0 AS SELECT * FROM read_csv({_sql_str(str(path))}, {opts})")
     n_rej = int(con.execute("SELECT count(*) FROM _csv_rejects").fetchone()[0])  # type: ignore[index]
     header = 1 if source.header else 0
+    row_offset: int | None = 1 + header
     if n_rej == 0:
         # rowid is the insertion order of the table read from the file: no copy needed
         con.execute(
@@ -198,7 +230,8 @@ def _stage_csv(
         )
         con.execute("DROP TABLE _unparsed_lines")
         con.execute("DROP TABLE _raw0")
-    return _finish(con, str(path), file_checksum(path))
+        row_offset = None  # line numbers skip the broken lines
+    return _finish(con, str(path), digest, row_offset=row_offset)
 
 
 def _stage_parquet(
@@ -206,13 +239,14 @@ def _stage_parquet(
 ) -> Staged:
     path = config.resolve(source.path)
     _need_file(name, path)
+    digest = file_checksum_async(path)
     # A view, not a copy: Parquet is already typed and columnar; validation reads it once.
     con.execute(
         f"""CREATE TEMP VIEW _raw AS
         SELECT * EXCLUDE (file_row_number), (file_row_number + 1)::BIGINT AS _row
         FROM read_parquet({_sql_str(str(path))}, file_row_number=true)"""
     )
-    return _finish(con, str(path), file_checksum(path))
+    return _finish(con, str(path), digest, row_offset=1)
 
 
 def _stage_jsonl(
@@ -220,6 +254,7 @@ def _stage_jsonl(
 ) -> Staged:
     path = config.resolve(source.path)
     _need_file(name, path)
+    digest = file_checksum_async(path)
     # Read each line as text first, so one malformed line is quarantined, not fatal.
     con.execute(
         f"""CREATE TEMP TABLE _lines AS
@@ -247,14 +282,14 @@ def _stage_jsonl(
             "SELECT DISTINCT unnest(json_keys(_json)) FROM _raw ORDER BY 1"
         ).fetchall()
     ]
-    staged = _finish(con, str(path), file_checksum(path), is_json_lines=True)
+    staged = _finish(con, str(path), digest, is_json_lines=True)
     return Staged(
         keys,
         dict.fromkeys(keys, "JSON"),
         staged.n_rows,
         staged.n_unparsed,
         staged.location,
-        staged.checksum,
+        staged.digest,
         is_json_lines=True,
     )
 
