@@ -13,6 +13,7 @@ import pandas as pd
 from segmint.config import Config, load_config
 from segmint.errors import ConfigError, NotFoundError
 from segmint.sources._ingest import LoadResult, ingest_source
+from segmint.sources._readers import prefetch_checksums
 from segmint.store._base import Store
 from segmint.store._open import open_store
 from segmint.store._schema import LOAD_ORDER
@@ -66,6 +67,7 @@ class Project:
                 known = ", ".join(self.config.sources) or "(none)"
                 raise NotFoundError(f"no source named {n!r} in segmint.yaml; known: {known}")
         names.sort(key=lambda n: LOAD_ORDER.index(self.config.sources[n].table))
+        prefetch_checksums(self.config, names)
         results = []
         for n in names:
             cb = (lambda stage, _n=n: callback(_n, stage)) if callback else None

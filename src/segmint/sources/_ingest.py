@@ -202,6 +202,9 @@ def _show(raw: str) -> str:
     return f"coalesce(left(CAST({raw} AS VARCHAR), 80), 'NULL')"
 
 
+Check = tuple[str, str]  # a row-level check: (SQL condition, SQL text 'rule|reason')
+
+
 def _checks(
     table: Table,
     col: Column,
@@ -209,15 +212,17 @@ def _checks(
     config: Config,
     now: datetime,
     source: Source,
-) -> list[str]:
-    """SQL expressions yielding 'rule|reason' or NULL for one column of one row."""
+) -> list[Check]:
+    """The row-level checks of one column: (condition, 'rule|reason') SQL pairs."""
     c, r = _q(col.name), _q("r_" + col.name)
     v = config.validation
-    out: list[str] = []
+    out: list[Check] = []
     if col.required and col.name not in table.generated:
         out.append(
-            f"CASE WHEN {c} IS NULL AND NOT {_present(r)} "
-            f"THEN 'missing_required|missing required field {col.name}' END"
+            (
+                f"{c} IS NULL AND NOT {_present(r)}",
+                f"'missing_required|missing required field {col.name}'",
+            )
         )
     if not mapped:
         return out
@@ -231,68 +236,81 @@ def _checks(
         "malformed_json": f"malformed JSON in {col.name}: ",
         "bad_type": f"cannot read {col.name} as {col.type}: ",
     }[kind]
-    out.append(f"CASE WHEN {c} IS NULL AND {_present(r)} THEN '{kind}|{what}' || {_show(r)} END")
+    out.append((f"{c} IS NULL AND {_present(r)}", f"'{kind}|{what}' || {_show(r)}"))
     if col.type in ("TIMESTAMPTZ", "DATE"):
         limit = (now + timedelta(hours=v.future_tolerance_hours)).strftime("%Y-%m-%d %H:%M:%S")
         out.append(
-            f"CASE WHEN {c} > TIMESTAMPTZ '{limit}+00' "
-            f"THEN 'future_timestamp|{col.name} is in the future: ' || {_show(c)} END"
+            (
+                f"{c} > TIMESTAMPTZ '{limit}+00'",
+                f"'future_timestamp|{col.name} is in the future: ' || {_show(c)}",
+            )
         )
         # event times before validation.min_date are implausible; dates (birthdays) before 1900
         floor = v.min_date if col.type == "TIMESTAMPTZ" else "1900-01-01"
         out.append(
-            f"CASE WHEN {c} < TIMESTAMPTZ '{floor} 00:00:00+00' "
-            f"THEN 'implausible_timestamp|{col.name} is before {floor}: ' || {_show(c)} END"
+            (
+                f"{c} < TIMESTAMPTZ '{floor} 00:00:00+00'",
+                f"'implausible_timestamp|{col.name} is before {floor}: ' || {_show(c)}",
+            )
         )
     if col.name in ("amount", "price", "unit_price", "discount"):
+        out.append((f"{c} < 0", f"'negative_amount|negative {col.name}: ' || {_show(c)}"))
         out.append(
-            f"CASE WHEN {c} < 0 THEN 'negative_amount|negative {col.name}: ' || {_show(c)} END"
-        )
-        out.append(
-            f"CASE WHEN {c} > {v.max_amount} THEN 'absurd_amount|absurd {col.name}: ' || "
-            f"{_show(c)} || ' (above validation.max_amount {v.max_amount:g})' END"
+            (
+                f"{c} > {v.max_amount}",
+                f"'absurd_amount|absurd {col.name}: ' || {_show(c)} || "
+                f"' (above validation.max_amount {v.max_amount:g})'",
+            )
         )
     if col.name == "quantity":
         out.append(
-            f"CASE WHEN {c} <= 0 OR {c} > {v.max_quantity} "
-            f"THEN 'bad_quantity|quantity out of range 1..{v.max_quantity}: ' || {_show(c)} END"
+            (
+                f"{c} <= 0 OR {c} > {v.max_quantity}",
+                f"'bad_quantity|quantity out of range 1..{v.max_quantity}: ' || {_show(c)}",
+            )
         )
     if col.name == "age":
         out.append(
-            f"CASE WHEN {c} < 0 OR {c} > 120 THEN 'implausible_age|age out of range 0..120: ' "
-            f"|| {_show(c)} END"
+            (f"{c} < 0 OR {c} > 120", f"'implausible_age|age out of range 0..120: ' || {_show(c)}")
         )
     if col.name == "email":
         out.append(
-            f"CASE WHEN {c} IS NOT NULL AND NOT regexp_full_match({c}, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+') "
-            f"THEN 'malformed_email|malformed email address' END"
+            (
+                f"{c} IS NOT NULL AND NOT regexp_full_match({c}, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+')",
+                "'malformed_email|malformed email address'",
+            )
         )
     rules = config.cleaning_for(table.name)
     if rules and rules.missing.get(col.name) == "drop":
         out.append(
-            f"CASE WHEN {c} IS NULL THEN 'missing_value_dropped|missing {col.name} "
-            "(cleaning rule: drop)' END"
+            (
+                f"{c} IS NULL",
+                f"'missing_value_dropped|missing {col.name} (cleaning rule: drop)'",
+            )
         )
     allowed = ALLOWED_VALUES.get((table.name, col.name))
     if allowed:
         lst = ", ".join(_sql_str(a) for a in allowed)
         out.append(
-            f"CASE WHEN {c} IS NOT NULL AND {c} NOT IN ({lst}) THEN 'unknown_value|{col.name} "
-            f"' || {_show(c)} || ' is not one of {', '.join(allowed)} (map it under values:)' END"
+            (
+                f"{c} IS NOT NULL AND {c} NOT IN ({lst})",
+                f"'unknown_value|{col.name} ' || {_show(c)} || "
+                f"' is not one of {', '.join(allowed)} (map it under values:)'",
+            )
         )
     return out
 
 
-def _value_map(expr: str, mapping: dict[str, str] | None, lower: bool) -> str:
-    if mapping:
-        # enumerated columns are case-insensitive: PAID and paid map alike
-        key = f"lower({expr})" if lower else expr
-        whens = " ".join(
-            f"WHEN {_sql_str(k.lower() if lower else k)} THEN {_sql_str(v)}"
-            for k, v in mapping.items()
-        )
-        expr = f"CASE {key} {whens} ELSE {expr} END"
-    return f"lower({expr})" if lower else expr
+def _value_map(text: str, mapping: dict[str, str] | None, lower: bool) -> str:
+    """Map source values to ours. ``text`` is the value as text, already lower-cased for an
+    enumerated column (``lower``), which is case-insensitive: PAID and paid map alike, and
+    what it maps to is lower-cased too. Pass a column: the CASE compares it per WHEN."""
+    whens = " ".join(
+        f"WHEN {_sql_str(k.lower() if lower else k)} "
+        f"THEN {f'lower({_sql_str(v)})' if lower else _sql_str(v)}"
+        for k, v in (mapping or {}).items()
+    )
+    return f"CASE {text} {whens} ELSE {text} END" if whens else text
 
 
 def _check_columns(name: str, source: Source, staged: Staged) -> None:
@@ -532,9 +550,9 @@ def _build_typed(
     table: Table,
     config: Config,
     now: datetime,
-) -> tuple[list[str], dict[str, str]]:
+) -> tuple[list[Check], dict[str, str]]:
     """Create the view ``_typed`` (the column map applied, values coerced) and return the
-    row-level checks (SQL expressions yielding 'rule|reason' or NULL) and the columns the
+    row-level checks ((condition, 'rule|reason') SQL pairs) and the columns the
     source does not map, with their (constant) typed value."""
     tz = source.timezone or config.timezone
     raw_cols = {c.name: _raw_expr(c, source.columns.get(c.name), staged) for c in table.columns}
@@ -560,21 +578,13 @@ def _build_typed(
     def coerce(c: Column, rexpr: str, layered: bool = False) -> str:
         lower = (table.name, c.name) in ALLOWED_VALUES
         mapped_raw = rexpr
-        if (c.name in source.values or lower) and not layered:
-            mapped_raw = _value_map(
-                f"CAST({rexpr} AS VARCHAR)", source.values.get(c.name), lower=lower
-            )
-        elif c.name in source.values or lower:
-            src = _q("m_" + c.name)
-            cast = f"CAST({rexpr} AS VARCHAR)"
-            as_source.append(f"{f'lower({cast})' if lower else cast} AS {src}")
-            mapping = source.values.get(c.name) or {}
-            whens = " ".join(
-                f"WHEN {_sql_str(k.lower() if lower else k)} "
-                f"THEN {f'lower({_sql_str(v)})' if lower else _sql_str(v)}"
-                for k, v in mapping.items()
-            )
-            mapped_raw = f"CASE {src} {whens} ELSE {src} END" if whens else src
+        if c.name in source.values or lower:
+            src = f"CAST({rexpr} AS VARCHAR)"
+            src = f"lower({src})" if lower else src
+            if layered:
+                as_source.append(f"{src} AS {_q('m_' + c.name)}")
+                src = _q("m_" + c.name)
+            mapped_raw = _value_map(src, source.values.get(c.name), lower)
         t = "VARCHAR" if mapped_raw != rexpr else raw_types[c.name]
         if not layered:
             return _typed_expr(c, mapped_raw, t, tz, source.timestamp_format)
@@ -592,7 +602,7 @@ def _build_typed(
         for c in table.columns
         if c.name not in source.columns and c.name not in table.generated
     }
-    checks: list[str] = []
+    checks: list[Check] = []
     for c in table.columns:
         checks += _checks(table, c, c.name in source.columns, config, now, source)
     keep = ""
@@ -601,8 +611,10 @@ def _build_typed(
         keep = f", coalesce(({source.filter}), FALSE) AS _keep"
         checks.insert(
             0,
-            "CASE WHEN NOT _keep THEN "
-            f"'filtered|filtered out by the source filter: ' || {_sql_str(source.filter)} END",
+            (
+                "NOT _keep",
+                f"'filtered|filtered out by the source filter: ' || {_sql_str(source.filter)}",
+            ),
         )
     raw_select = ", ".join(f"{e} AS {_q('r_' + n)}" for n, e in raw_cols.items())
     typed_select = ", ".join(typed)
@@ -645,7 +657,7 @@ def _build_rejects(
     source: Source,
     table: Table,
     config: Config,
-    checks: list[str],
+    checks: list[Check],
     constants: dict[str, str],
     staged: Staged,
 ) -> None:
@@ -701,7 +713,10 @@ def _build_rejects(
     )
     if early:
         find_duplicated_keys("_typed")
-    any_problem = f"coalesce({', '.join(checks)})" if len(checks) > 1 else checks[0]
+    # One boolean test per row (DuckDB short-circuits OR over selection vectors); the
+    # reasons are spelled out only for the rows failing it.
+    any_problem = " OR ".join(f"({cond})" for cond, _ in checks)
+    reasons = ", ".join(f"CASE WHEN {cond} THEN {reason} END" for cond, reason in checks)
     stored = ", ".join(_q(c) for c in table.column_names if c not in constants)
     # Row numbers: where the source numbers its rows by position and ``_typed`` keeps that
     # order (no generated line numbers, which a window computes), the materialised rows
@@ -712,8 +727,8 @@ def _build_rejects(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _typed_rows AS
         SELECT {"" if in_order else "_row, "}{stored},
-               CASE WHEN {any_problem} IS NOT NULL
-                    THEN list_filter([{", ".join(checks)}], lambda x: x IS NOT NULL) END AS _problems
+               CASE WHEN {any_problem}
+                    THEN list_filter([{reasons}], lambda x: x IS NOT NULL) END AS _problems
         FROM _typed"""
     )
     columns = ", ".join(
