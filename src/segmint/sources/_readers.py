@@ -49,6 +49,9 @@ class Staged:
     # materialised from it in scan order can number its rows by ``rowid`` instead of
     # storing them (Parquet: file_row_number + 1; CSV without broken lines: the line).
     row_offset: int | None = None
+    # ... and the column of ``_raw0`` (the source as read) holding that position, so that
+    # rows can be fetched by number with a filter the scan itself applies.
+    row_position: str | None = None
 
     @property
     def checksum(self) -> str:
@@ -143,13 +146,22 @@ def _finish(
     checksum: str | Future[str],
     is_json_lines: bool = False,
     row_offset: int | None = None,
+    row_position: str | None = None,
 ) -> Staged:
     desc = con.execute("DESCRIBE _raw").fetchall()
     types = {r[0]: r[1] for r in desc if r[0] != "_row"}
     n_rows = int(con.execute("SELECT count(*) FROM _raw").fetchone()[0])  # type: ignore[index]
     n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed").fetchone()[0])  # type: ignore[index]
     return Staged(
-        list(types), types, n_rows, n_unparsed, location, checksum, is_json_lines, row_offset
+        list(types),
+        types,
+        n_rows,
+        n_unparsed,
+        location,
+        checksum,
+        is_json_lines,
+        row_offset,
+        row_position,
     )
 
 
@@ -254,7 +266,13 @@ def _stage_csv(
         con.execute("DROP TABLE _unparsed_lines")
         con.execute("DROP TABLE _raw0")
         row_offset = None  # line numbers skip the broken lines
-    return _finish(con, str(path), digest, row_offset=row_offset)
+    return _finish(
+        con,
+        str(path),
+        digest,
+        row_offset=row_offset,
+        row_position=None if row_offset is None else "rowid",
+    )
 
 
 def _stage_parquet(
@@ -265,11 +283,14 @@ def _stage_parquet(
     digest = file_checksum_async(path)
     # A view, not a copy: Parquet is already typed and columnar; validation reads it once.
     con.execute(
-        f"""CREATE TEMP VIEW _raw AS
-        SELECT * EXCLUDE (file_row_number), (file_row_number + 1)::BIGINT AS _row
-        FROM read_parquet({_sql_str(str(path))}, file_row_number=true)"""
+        f"CREATE TEMP VIEW _raw0 AS "
+        f"SELECT * FROM read_parquet({_sql_str(str(path))}, file_row_number=true)"
     )
-    return _finish(con, str(path), digest, row_offset=1)
+    con.execute(
+        "CREATE TEMP VIEW _raw AS "
+        "SELECT * EXCLUDE (file_row_number), (file_row_number + 1)::BIGINT AS _row FROM _raw0"
+    )
+    return _finish(con, str(path), digest, row_offset=1, row_position="file_row_number")
 
 
 def _stage_jsonl(
