@@ -33,15 +33,20 @@ def peak_rss_bytes() -> int:
 
 
 class Timer:
-    """``with Timer() as t: ...``; then ``t.seconds``."""
+    """``with Timer() as t: ...``; then ``t.seconds`` (wall) and ``t.cpu_seconds`` (user +
+    system time of this process, all its threads: steadier than wall time on a shared
+    machine)."""
 
     def __enter__(self) -> Timer:
         self._t0 = time.perf_counter()
+        self._c0 = time.process_time()
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._t0
+        self.cpu_seconds = time.process_time() - self._c0
 
 
 def run_child(argv: Sequence[str], log: Path | None = None) -> dict[str, Any]:

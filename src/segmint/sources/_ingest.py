@@ -6,11 +6,14 @@ one temp table that the checks and the insert both read:
 1. a reader stages the source as ``_raw`` (its own columns + ``_row``; a view over
    Parquet, the parsed table for text files); unparseable rows go to ``_unparsed``;
 2. ``_typed`` (a view): the column map applied, values coerced to our types, timestamps in
-   UTC;
+   UTC; text values are cast, value-mapped and trimmed once each, in select layers below
+   the coercions;
 3. ``_typed_rows`` (a temp table): one scan of ``_typed`` materialises the typed rows once
    (the mapped columns; ``_valid``, a view, adds the unmapped ones as constants), with the
-   reasons of the rows failing a row-level check, so the coercions are not evaluated again
-   for the insert;
+   reasons of the rows failing a row-level check and a 32-bit hash of each row's key, so
+   neither the coercions nor the hash are evaluated again; where the source numbers its
+   rows by position, the rowid gives the row number, which is then neither read nor
+   stored;
 4. ``_rejects`` (small): every row failing a row-level check, then, among the others,
    duplicate keys (exact copies vs conflicting rows; resolved only for the duplicated
    keys), the business-key rule of the cleaning config, and unknown references (orders ->
