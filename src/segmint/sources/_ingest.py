@@ -569,11 +569,10 @@ def _build_typed(
         raise SourceError(f"source {name!r}: a column expression is invalid: {exc}") from None
     raw_types = {r[0][2:]: r[1] for r in desc}
 
-    # Text is typed through two select layers under the typed one, so that each value is
-    # cast to text (and value-mapped) once, then trimmed once, however many times the
-    # coercion refers to it: v_<col> the text, t_<col> the trimmed text or NULL.
-    # A value-mapped column is first cast to text (and lower-cased, for enumerated columns)
-    # in a layer of its own, m_<col>, which the mapping then compares without recomputing.
+    # Text is typed through select layers under the typed one, so that each value is cast
+    # to text, value-mapped and trimmed once, however many times the coercion refers to it:
+    # m_<col> the source value as text (lower-cased for an enumerated column), which a value
+    # map compares per WHEN; v_<col> the (mapped) text; t_<col> the trimmed text or NULL.
     as_source: list[str] = []
     as_text: list[str] = []
     trimmed: list[str] = []
@@ -694,7 +693,7 @@ def _build_rejects(
     key_hash = f"CAST(hash({part}) >> 32 AS UINTEGER)"
     # One boolean test per row (DuckDB short-circuits OR over selection vectors); the
     # reasons are spelled out only for the rows failing it.
-    any_problem = " OR ".join(f"({cond})" for cond, _ in checks)
+    any_problem = " OR ".join(f"({cond})" for cond, _ in checks) or "FALSE"
     reasons = ", ".join(f"CASE WHEN {cond} THEN {reason} END" for cond, reason in checks)
     stored = ", ".join(_q(c) for c in table.column_names if c not in constants)
     # Row numbers: where the source numbers its rows by position and ``_typed`` keeps that
