@@ -170,10 +170,9 @@ def _fresh(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def child_segmint(fmt: str, users: Path, orders: Path, work: Path) -> dict[str, Any]:
+def write_project(fmt: str, users: Path, orders: Path, work: Path) -> None:
+    """A fresh segmint project in ``work`` mapping the benchmark files (store: bench.duckdb)."""
     import yaml
-
-    import segmint
 
     work.mkdir(parents=True, exist_ok=True)
     _fresh(work / "bench.duckdb")
@@ -209,6 +208,12 @@ def child_segmint(fmt: str, users: Path, orders: Path, work: Path) -> dict[str, 
         },
     }
     (work / "segmint.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+
+
+def child_segmint(fmt: str, users: Path, orders: Path, work: Path) -> dict[str, Any]:
+    import segmint
+
+    write_project(fmt, users, orders, work)
     stages: dict[str, Any] = {}
     with Timer() as total:
         project = segmint.open_project(work)

@@ -21,9 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ingest import STATUS_MAP, data_files, generate, warm
+from ingest import data_files, generate, warm, write_project
 
 HERE = Path(__file__).resolve().parent
 
@@ -65,34 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     files = data_files(out, args.users, args.orders)[args.format]
     warm([files["users"], files["orders"]])
     work = out / f"profile-{args.format}"
-    work.mkdir(parents=True, exist_ok=True)
-    for f in work.glob("bench.duckdb*"):
-        f.unlink()
-    columns = {
-        "users": {
-            "user_id": "customer_id",
-            "created_at": "signup_ts",
-            "email": "email",
-            "country": "country",
-        },
-        "orders": {
-            "order_id": "order_no",
-            "user_id": "customer_id",
-            "ts": "order_ts",
-            "amount": "total",
-            "currency": "currency",
-            "status": "state",
-        },
-    }
-    sources: dict[str, Any] = {
-        name: {"type": args.format, "path": str(files[name]), "table": name, "columns": cols}
-        for name, cols in columns.items()
-    }
-    sources["orders"]["values"] = {"status": STATUS_MAP}
-    (work / "segmint.yaml").write_text(
-        yaml.safe_dump({"store": "bench.duckdb", "timezone": "UTC", "sources": sources}),
-        encoding="utf-8",
-    )
+    write_project(args.format, files["users"], files["orders"], work)
     config = load_config(work / "segmint.yaml")
     store = Store(work / "bench.duckdb")
     store.ensure_schema()
