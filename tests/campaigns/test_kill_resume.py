@@ -39,19 +39,23 @@ SENDER = (
     "print('SENT', r.sent, r.resent_ambiguous, r.unconfirmed)\n"
 )
 # The sender, stopped at its K-th hand-over (argv[3]), before or after the journal line
-# (argv[4]); it writes argv[5] when it stops there, then waits to be killed.
+# (argv[4]); it writes argv[5] when it stops there, then waits to be killed. The flag
+# appears whole (written aside, then renamed), so the test never reads it half-written.
 PAUSING = (
     "import sys, time, pathlib\n"
     "from segmint.campaigns._journal import DeliveryJournal\n"
     "k, where, flag = int(sys.argv[3]), sys.argv[4], pathlib.Path(sys.argv[5])\n"
     "original, calls = DeliveryJournal.handed_over, [0]\n"
+    "def stop(key):\n"
+    "    aside = flag.with_suffix('.part'); aside.write_text(key); aside.rename(flag)\n"
+    "    time.sleep(60)\n"
     "def handed_over(self, key):\n"
     "    calls[0] += 1\n"
     "    if calls[0] == k and where == 'before':\n"
-    "        flag.write_text(key); time.sleep(60)\n"
+    "        stop(key)\n"
     "    original(self, key)\n"
     "    if calls[0] == k and where == 'after':\n"
-    "        flag.write_text(key); time.sleep(60)\n"
+    "        stop(key)\n"
     "DeliveryJournal.handed_over = handed_over\n"
 ) + SENDER
 
