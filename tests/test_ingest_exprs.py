@@ -32,6 +32,9 @@ TEXTS = [
     "é",
     " é ",
     "日本",
+    "!a",  # the first byte above a space: never trimmed
+    " !",
+    "\x01a ",
     None,
 ]
 
@@ -68,6 +71,21 @@ def test_trimmed_equals_nullif_trim(con: duckdb.DuckDBPyConnection, value: str |
         f"SELECT {_trimmed('x')}, NULLIF(trim(x), '') FROM (SELECT ?::VARCHAR AS x)", [value]
     ).fetchone()  # type: ignore[misc]
     assert fast == plain
+
+
+def test_trimmed_equals_nullif_trim_for_every_edge_character(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    # every character of the first 12,800 code points, and the Unicode spaces, as the first
+    # and as the last character: the shortcut trims exactly where trim changes the text
+    chars = [chr(i) for i in range(1, 0x3200) if not 0xD800 <= i < 0xE000]
+    values = [f"{c}a" for c in chars] + [f"a{c}" for c in chars] + [f"{c}a{c}" for c in chars]
+    parted = con.execute(
+        f"SELECT list(x) FILTER (WHERE {_trimmed('x')} IS DISTINCT FROM NULLIF(trim(x), '')) "
+        "FROM (SELECT unnest(?::VARCHAR[]) AS x)",
+        [values],
+    ).fetchone()[0]  # type: ignore[index]
+    assert not parted
 
 
 def test_trim_removes_no_ascii_character_but_space(con: duckdb.DuckDBPyConnection) -> None:
