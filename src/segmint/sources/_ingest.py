@@ -758,7 +758,7 @@ def _build_rejects(
     # join), and add to _rejects only the rows not rejected yet; _valid, the rows not
     # rejected (an anti-join against the small _rejects), is read by the business-key
     # rule, the cleaning and the insert. The price: a join does not keep row order
-    # (DuckDB documents it; in practice one batch of 2,048 rows lands elsewhere), so the
+    # (DuckDB documents it; in practice one block of rows lands out of place), so the
     # accepted rows are stored in source order only up to that; no reader relies on the
     # physical order of a canonical table.
     con.execute(
