@@ -174,6 +174,34 @@ def test_a_failure_midway_leaves_the_store_exactly_as_before(
     assert p.store.query("SELECT * FROM users ORDER BY user_id").equals(snapshot)
 
 
+def test_a_rejected_row_not_found_again_stops_the_load_before_any_write(
+    tmp_path: Path, store: str, opener: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the checks scan only flags failing rows; their reasons come from typing them again.
+    # Should that second read ever miss a row, the load stops and writes nothing.
+    from segmint.sources import _ingest
+
+    p = opener(make_project(tmp_path, store=store))
+    p.ingest(["people"])
+    before = _counts(p)
+    (tmp_path / "users.csv").write_text(
+        "id,signup,mail,yrs\nu7,2024-01-01,x@example.com,1\nu8,not-a-date,y@example.com,2\n"
+    )
+    real_sql = _ingest.Typing.sql
+
+    def sql_missing_every_row(
+        self: _ingest.Typing, relation: str, keep: tuple[str, str] | None = None
+    ) -> str:
+        if relation == "_raw":
+            return real_sql(self, relation, keep)
+        return real_sql(self, f"(SELECT * FROM {relation} WHERE FALSE)", keep)
+
+    monkeypatch.setattr(_ingest.Typing, "sql", sql_missing_every_row)
+    with pytest.raises(LoadError, match="1 rows rejected, 0 found again"):
+        p.ingest(["people"], force=True)
+    assert _counts(p) == before
+
+
 def test_missing_column_names_expected_found_and_closest(
     tmp_path: Path, store: str, opener: Opener
 ) -> None:

@@ -424,6 +424,9 @@ def ingest_source(
     except duckdb.Error as exc:
         _drop_staging(con)
         raise SourceError(f"source {name!r}: validation failed: {exc}") from None
+    except LoadError:
+        _drop_staging(con)
+        raise
     rows_read = staged.n_rows + staged.n_unparsed
     rows_rejected = sum(by_rule.values())
     n_accepted = rows_read - rows_rejected
@@ -697,13 +700,13 @@ def _build_rejects(
 
     One scan of ``_typed`` materialises the typed rows once in the temp table ``_typed_rows``
     (row number, the mapped columns, and a flag on the rows failing a row-level check), so
-    the coercions are evaluated once for the checks and the insert alike; the view
-    ``_valid`` adds the unmapped columns as constants. Flagged rows move to ``_rejects``
-    (their reasons are spelled out later, by :func:`_fetch_rejected`); duplicate keys
-    (exact copies vs conflicting rows), the business-key rule and unknown references are
-    then found among the remaining rows with a sort of the key hashes, a window over the
-    few duplicated keys, and anti-joins, and each rejected row is deleted from
-    ``_typed_rows``, so that ``_valid`` ends up holding the accepted rows.
+    the coercions are evaluated once for the checks and the insert alike. Flagged rows go
+    to ``_rejects`` (their reasons are spelled out later, by :func:`_fetch_rejected`);
+    duplicate keys (exact copies vs conflicting rows) and unknown references are then found
+    among the others (the view ``_checked``) with a sort of the key hashes, a window over
+    the few duplicated keys, and anti-joins, and the business-key rule among the rows not
+    rejected yet. The view ``_valid`` holds the rows not rejected, with the unmapped
+    columns as constants: once every check has run, the accepted rows.
     """
     checks, constants = typing.checks, typing.constants
     content = [c for c in table.column_names if c not in table.generated]
