@@ -754,9 +754,9 @@ def _build_rejects(
         "CREATE OR REPLACE TEMP TABLE _rejects AS "
         f"SELECT {row} AS _row, CAST(NULL AS VARCHAR[]) AS reasons FROM _typed_rows WHERE _bad"
     )
-    # Rejected rows are not deleted from _typed_rows: a scan of a table holding deletes
-    # (or a filter) hands the insert sliced vectors, which made the insert of 20M rows
-    # read from a CSV 1.3-1.7 s slower; an anti-join's output is flat. So the checks read
+    # Rejected rows are not deleted from _typed_rows: reading a table holding deletes (or
+    # through a filter) made the insert of 20M rows read from a CSV 1.3-1.7 s slower (see
+    # docs/benchmarks.md, Run E); reading through an anti-join did not. So the checks read
     # _checked, the rows passing the row-level checks (a filter, cheap under a sort or a
     # join), and add to _rejects only the rows not rejected yet; _valid, the rows not
     # rejected (an anti-join against the small _rejects), is read by the business-key
