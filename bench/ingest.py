@@ -134,6 +134,20 @@ def generate(out: Path, n_users: int, n_orders: int, formats: list[str]) -> None
     con.close()
 
 
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """The options naming the benchmark data (shared by the ingestion bench scripts)."""
+    p.add_argument("--users", type=int, default=1_000_000)
+    p.add_argument("--orders", type=int, default=20_000_000)
+    p.add_argument("--out", default=str(HERE / "out"), help="data, stores and results (gitignored)")
+
+
+def bench_data(args: argparse.Namespace, formats: list[str]) -> dict[str, dict[str, Path]]:
+    """The data files for ``args`` (see :func:`add_data_args`), generated where missing."""
+    out = Path(args.out)
+    generate(out, args.users, args.orders, formats)
+    return data_files(out, args.users, args.orders)
+
+
 def head_file(src: Path, n_rows: int) -> Path:
     """The first ``n_rows`` rows of ``src`` in the same format (cached next to it)."""
     import duckdb
@@ -683,8 +697,7 @@ def run_as_child(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--users", type=int, default=1_000_000)
-    p.add_argument("--orders", type=int, default=20_000_000)
+    add_data_args(p)
     p.add_argument("--formats", default="parquet,csv", help="comma-separated: parquet,csv")
     p.add_argument("--paths", default=",".join(PATHS), help="comma-separated: " + ",".join(PATHS))
     p.add_argument(
@@ -708,7 +721,6 @@ def main(argv: list[str] | None = None) -> int:
         help="run segmint and the bare load this many times, alternating, and report the "
         "median run (the pandas paths run once)",
     )
-    p.add_argument("--out", default=str(HERE / "out"), help="data, stores and results (gitignored)")
     # internal: run one path in this process
     p.add_argument("--child", choices=PATHS, help=argparse.SUPPRESS)
     p.add_argument("--format", help=argparse.SUPPRESS)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ingest import data_files, generate, warm, write_project
+from ingest import add_data_args, bench_data, warm, write_project
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,10 +47,8 @@ class TimedConnection:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet")
-    p.add_argument("--users", type=int, default=1_000_000)
-    p.add_argument("--orders", type=int, default=20_000_000)
     p.add_argument("--min", type=float, default=0.1, help="show statements slower than this")
-    p.add_argument("--out", default=str(HERE / "out"))
+    add_data_args(p)
     args = p.parse_args(argv)
 
     import segmint.sources._ingest as ingestion
@@ -58,11 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     from segmint.sources._readers import prefetch_checksums
     from segmint.store._base import Store
 
-    out = Path(args.out)
-    generate(out, args.users, args.orders, [args.format])
-    files = data_files(out, args.users, args.orders)[args.format]
+    files = bench_data(args, [args.format])[args.format]
     warm([files["users"], files["orders"]])
-    work = out / f"profile-{args.format}"
+    work = Path(args.out) / f"profile-{args.format}"
     write_project(args.format, files["users"], files["orders"], work)
     config = load_config(work / "segmint.yaml")
     store = Store(work / "bench.duckdb")

@@ -109,7 +109,7 @@ def _trimmed(text: str) -> str:
     column). ``trim`` copies every string; most need no trimming, and only a leading or
     trailing space (the one ASCII character DuckDB's trim removes) or a non-ASCII
     character (Unicode spaces) can change the result, so only the strings that may hold
-    one are trimmed. The tests are the cheapest measured (``bench/ingest_trim.py``): a
+    one are trimmed. The tests are the cheapest measured (``bench/ingest_forms.py``): a
     leading space by ``text < '!'`` (true for '' and any string whose first byte is a space
     or below), a byte comparison that costs next to nothing where ``starts_with`` costs
     about 5 ns a value; a non-ASCII character by its length in bytes differing from its
@@ -729,8 +729,8 @@ def _build_rejects(
     # One test per row, as a CASE condition: there DuckDB short-circuits the ORs and ANDs
     # over selection vectors (a plain boolean column of the same expression evaluates every
     # operand on every row, 3x slower). Only a flag is stored: spelling the reasons out in
-    # this scan, even for the few failing rows, costs a quarter of the scan, as every
-    # vector holding one of them evaluates the whole list.
+    # this scan, even for the few failing rows, costs a quarter more, as every vector
+    # holding one of them evaluates the whole list (bench/ingest_forms.py times both).
     any_problem = " OR ".join(f"({cond})" for cond, _ in checks) or "FALSE"
     stored = ", ".join(_q(c) for c in table.column_names if c not in constants)
     # Row numbers: where the source numbers its rows by position and ``_typed`` keeps that
@@ -755,15 +755,15 @@ def _build_rejects(
         f"SELECT {row} AS _row, CAST(NULL AS VARCHAR[]) AS reasons FROM _typed_rows WHERE _bad"
     )
     # Rejected rows are not deleted from _typed_rows: reading a table holding deletes (or
-    # through a filter) made the insert of 20M rows read from a CSV 1.3-1.7 s slower (see
-    # docs/benchmarks.md, Run E); reading through an anti-join did not. So the checks read
-    # _checked, the rows passing the row-level checks (a filter, cheap under a sort or a
-    # join), and add to _rejects only the rows not rejected yet; _valid, the rows not
-    # rejected (an anti-join against the small _rejects), is read by the business-key
-    # rule, the cleaning and the insert. The price: a join does not keep row order
-    # (DuckDB documents it; in practice one block of rows lands out of place), so the
-    # accepted rows are stored in source order only up to that; no reader relies on the
-    # physical order of a canonical table.
+    # through a filter) made the insert of 20M rows read from a CSV 1.4 s slower; reading
+    # through an anti-join did not (bench/ingest_forms.py; for Parquet it is a wash). So
+    # the checks read _checked, the rows passing the row-level checks (a filter, cheap
+    # under a sort or a join), and add to _rejects only the rows not rejected yet; _valid,
+    # the rows not rejected (an anti-join against the small _rejects), is read by the
+    # business-key rule, the cleaning and the insert. The price: a join does not keep row
+    # order (DuckDB documents it; in practice one block of rows lands out of place), so
+    # the accepted rows are stored in source order only up to that; no reader relies on
+    # the physical order of a canonical table.
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW _checked AS
         SELECT {row} AS _row, {columns}, _kh FROM _typed_rows WHERE _bad IS NULL"""
