@@ -249,3 +249,139 @@ def test_recommend_section_errors_name_the_key_and_line(
 ) -> None:
     with pytest.raises(ConfigError, match=match):
         load_config(_write(tmp_path, text))
+
+
+# -- hostile and careless files (issue 15): bounded, one clear error each ---------------
+
+BOMB = "project: x\n" + "".join(
+    f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else ', '.join(['x'] * 9)}]\n"
+    for i in range(9)
+)
+
+
+def _bounded(fn, *, seconds: float = 2.0, mib: float = 50.0) -> None:  # noqa: ANN001
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        fn()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert time.perf_counter() - started < seconds
+    assert peak < mib * 2**20
+
+
+def test_an_alias_bomb_is_refused_in_bounded_time_and_memory(tmp_path: Path) -> None:
+    def load() -> None:
+        with pytest.raises(ConfigError, match=r"segmint.yaml:\d+: this block expands to more"):
+            load_config(_write(tmp_path, BOMB))
+
+    _bounded(load)
+
+
+def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="alias refers to the block that contains it"):
+        load_config(_write(tmp_path, "project: &a [*a]\n"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "project: " + "[" * 5000 + "]" * 5000 + "\n",
+        "project: " + "{a: " * 300 + "1" + "}" * 300 + "\n",
+        "project: x\nz:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 700)),
+    ],
+    ids=["flow-lists", "flow-maps", "block"],
+)
+def test_deep_nesting_is_refused_in_bounded_time(tmp_path: Path, text: str) -> None:
+    def load() -> None:
+        with pytest.raises(ConfigError, match="nested too deeply"):
+            load_config(_write(tmp_path, text))
+
+    _bounded(load)
+
+
+def test_anchors_and_merge_keys_still_work(tmp_path: Path) -> None:
+    text = dedent(
+        """\
+        project: shop
+        sources:
+          a: &csv
+            type: csv
+            path: a.csv
+            table: users
+            columns: {user_id: id}
+          b:
+            <<: *csv
+            path: b.csv
+        """
+    )
+    config = load_config(_write(tmp_path, text))
+    assert config.sources["b"].path == "b.csv"
+    assert config.sources["b"].columns == {"user_id": "id"}
+
+
+def test_two_sources_with_the_same_name_are_an_error_with_both_lines(tmp_path: Path) -> None:
+    text = dedent(
+        """\
+        project: shop
+        sources:
+          crm:
+            type: csv
+            path: a.csv
+            table: users
+          crm:
+            type: csv
+            path: b.csv
+            table: users
+        """
+    )
+    with pytest.raises(ConfigError, match=r"segmint.yaml:7: key 'crm' is given twice .*line 3"):
+        load_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("block", "line", "match"),
+    [
+        (
+            "columns:\n      user_id: id\n      emial: mail\n",
+            7,
+            "'emial' \\(did you mean 'email'\\?\\)",
+        ),
+        ("values:\n      gendr: {m: male}\n", 7, "'gendr' \\(did you mean 'gender'\\?\\)"),
+    ],
+    ids=["columns", "values"],
+)
+def test_a_typo_in_our_column_name_is_an_error_with_a_did_you_mean(
+    tmp_path: Path, block: str, line: int, match: str
+) -> None:
+    text = "project: x\nsources:\n  crm:\n    type: csv\n    path: a.csv\n    table: users\n    "
+    with pytest.raises(ConfigError, match=rf"segmint.yaml:{line}: .*{match}.*table users"):
+        load_config(_write(tmp_path, text + block))
+
+
+def test_a_typo_in_a_cleaning_column_is_an_error(tmp_path: Path) -> None:
+    text = "project: x\ncleaning:\n  orders:\n    outliers: {amout: {method: iqr}}\n"
+    with pytest.raises(ConfigError, match="cleaning.orders.outliers: 'amout' \\(did you mean"):
+        load_config(_write(tmp_path, text))
+
+
+def test_invalid_utf8_names_the_line_and_byte(tmp_path: Path) -> None:
+    (tmp_path / "segmint.yaml").write_bytes(b"project: shop\ntimezone: Caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"segmint.yaml:2: not valid UTF-8 \(byte 0xe9"):
+        load_config(tmp_path)
+
+
+def test_a_huge_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    (tmp_path / "segmint.yaml").write_text("project: x\n" + "# pad\n" * 300_000)
+    with pytest.raises(ConfigError, match="a configuration is at most"):
+        load_config(tmp_path)
+
+
+def test_a_folder_named_segmint_yaml_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "segmint.yaml").mkdir()
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load_config(tmp_path)

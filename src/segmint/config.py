@@ -10,10 +10,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from segmint.campaigns._config import CAMPAIGN_MODELS, CAMPAIGN_TAGS, Playbook
 from segmint.errors import ConfigError
+from segmint.store._schema import TABLES
 
 __all__ = [
     "CleaningRules",
@@ -43,6 +52,27 @@ CANONICAL_TABLES = ("users", "items", "orders", "order_items", "events", "consen
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _known_columns(table: str, names: Any, where: str) -> None:
+    """Raise (a ValueError pydantic reports with the key's line) when ``names`` holds a
+    name that is not a column of the canonical ``table``: a typo (``emial``) would
+    otherwise be ignored and leave the column empty."""
+    import difflib
+
+    known = TABLES[table].column_names
+    unknown = [n for n in names if n not in known]
+    if not unknown:
+        return
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        problems.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ValueError(
+        f"{where}: {', '.join(problems)} {'is not a column' if len(unknown) == 1 else 'are not columns'}"
+        f" of table {table} (its columns: {', '.join(known)}); the keys are our column "
+        "names, the values your file's"
+    )
 
 
 class ColumnExpr(_Strict):
@@ -75,6 +105,14 @@ class _SourceBase(_Strict):
         description="DuckDB SQL condition over source columns; rows failing it are "
         "quarantined with reason 'filtered out by source filter'",
     )
+
+    @field_validator("columns", "values")
+    @classmethod
+    def _our_columns(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        table = info.data.get("table")
+        if table is not None:
+            _known_columns(table, value, info.field_name or "columns")
+        return value
 
 
 class CsvSource(_SourceBase):
@@ -351,6 +389,19 @@ class Config(_Strict):
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)
 
+    @field_validator("cleaning")
+    @classmethod
+    def _cleaning_columns(cls, value: dict[str, CleaningRules]) -> dict[str, CleaningRules]:
+        for table, rules in value.items():
+            _known_columns(table, rules.missing, f"cleaning.{table}.missing")
+            _known_columns(table, rules.outliers, f"cleaning.{table}.outliers")
+            if rules.duplicates is not None:
+                named = [*rules.duplicates.key]
+                if rules.duplicates.order_by:
+                    named.append(rules.duplicates.order_by)
+                _known_columns(table, named, f"cleaning.{table}.duplicates")
+        return value
+
     def cleaning_for(self, table: str) -> CleaningRules | None:
         """The cleaning rules of one canonical table, if any."""
         return self.cleaning.get(table)  # type: ignore[call-overload,no-any-return]
@@ -418,14 +469,133 @@ def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | 
     return None
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest ``segmint.yaml`` read (a real one is a few KB)."""
+MAX_CONFIG_NODES = 100_000
+"""The most YAML nodes a configuration may hold once every alias is expanded: anchors and
+aliases (``&a`` / ``*a``) are fine for sharing a block, but nine levels of nine aliases
+(a "billion laughs" file of 406 bytes) would expand to 387 million."""
+MAX_CONFIG_DEPTH = 64
+"""The deepest nesting of mappings and lists."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader; :func:`_load_yaml` checks the composed document first."""
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    """Parse YAML safely, bounded: at most :data:`MAX_CONFIG_BYTES`, :data:`MAX_CONFIG_NODES`
+    after alias expansion and :data:`MAX_CONFIG_DEPTH` levels; no recursive alias, no key
+    given twice in one mapping (YAML would silently keep the last, so a second source named
+    like the first would replace it)."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {len(text):,} characters; a configuration is at most "
+            f"{MAX_CONFIG_BYTES:,} (is this the right file?)"
+        )
+    _check_depth(text, path)
+    loader = _ConfigLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except RecursionError:
+            raise ConfigError(
+                f"{path}: nested too deeply (at most {MAX_CONFIG_DEPTH} levels)"
+            ) from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise ConfigError(
+                f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
+            ) from None
+        if root is None:
+            return None
+        _check_nodes(root, path)
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _check_depth(text: str, path: Path) -> None:
+    """Refuse deep nesting before PyYAML sees it: its scanner takes time quadratic in the
+    nesting of ``[`` / ``{`` (5,000 levels: 24 s) and its composer recurses once per level
+    of indentation. Brackets inside quoted strings are counted too, which only makes the
+    bound stricter for absurd strings."""
+    import re
+
+    def refuse(line: int, what: str) -> ConfigError:
+        return ConfigError(
+            f"{path}:{line}: nested too deeply (more than {MAX_CONFIG_DEPTH} levels of {what})"
+        )
+
+    depth = 0
+    for match in re.finditer(r"[\[\]{}]", text):
+        depth = depth + 1 if match.group() in "[{" else max(depth - 1, 0)
+        if depth > MAX_CONFIG_DEPTH:
+            raise refuse(text.count("\n", 0, match.start()) + 1, "[ ] or { }")
+    indents: list[int] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        body = line.lstrip(" ")
+        if not body or body.startswith("#"):
+            continue
+        indent = len(line) - len(body)
+        while indents and indents[-1] >= indent:
+            indents.pop()
+        indents.append(indent)
+        if len(indents) > MAX_CONFIG_DEPTH:
+            raise refuse(number, "indentation")
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """Expanded size, depth, recursive aliases and duplicate keys of a composed document.
+    Each node is visited once (aliases share the node object), so this is linear in the
+    file, however large the expansion would be."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        line = node.start_mark.line + 1
+        if key in open_:
+            raise ConfigError(f"{path}:{line}: an alias refers to the block that contains it")
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(
+                f"{path}:{line}: nested too deeply (at most {MAX_CONFIG_DEPTH} levels)"
+            )
+        open_.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    if k.value in seen:
+                        raise ConfigError(
+                            f"{path}:{k.start_mark.line + 1}: key {k.value!r} is given twice "
+                            f"in the same mapping (first at line {seen[k.value]}); YAML would "
+                            "keep only the last one. Rename or merge them"
+                        )
+                    seen[k.value] = k.start_mark.line + 1
+                total += size(k, depth + 1) + size(v, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(size(v, depth + 1) for v in node.value)
+        open_.discard(key)
+        if total > MAX_CONFIG_NODES:
+            raise ConfigError(
+                f"{path}:{line}: this block expands to more than {MAX_CONFIG_NODES:,} values "
+                "through its aliases (*name); a configuration is never that large. Write the "
+                "values out, or use fewer nested aliases"
+            )
+        sizes[key] = total
+        return total
+
+    size(root, 0)
+
+
 def parse_config(text: str, *, path: Path, root: Path | None = None) -> Config:
     """Parse the text of a ``segmint.yaml``; errors name the key, the file and the line."""
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = _load_yaml(text, path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     try:
@@ -546,4 +716,25 @@ def load_config(path: str | Path) -> Config:
             f"{p}: no such file. Create one with `segmint init {p.parent}` "
             "or point --project at the folder holding segmint.yaml"
         )
-    return parse_config(p.read_text(encoding="utf-8"), path=p, root=p.parent.resolve())
+    return parse_config(_read_text(p), path=p, root=p.parent.resolve())
+
+
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; a file that is not (latin-1, UTF-16, binary) is a
+    ConfigError naming the line and column of the first bad byte."""
+    try:
+        if not path.is_file():
+            raise ConfigError(f"{path}: not a regular file; point --project at a folder")
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column "
+            f"{column}); save the file as UTF-8"
+        ) from None
