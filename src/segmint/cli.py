@@ -18,8 +18,9 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, err
+from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail
 from segmint._cli_common import run as _run
 
 app = typer.Typer(
@@ -66,11 +67,10 @@ def init(
     """Create a project folder with a commented segmint.yaml to edit."""
     target = path / "segmint.yaml"
     if target.exists() and not force:
-        err.print(f"[red]error:[/] {target} exists; use --force to overwrite", soft_wrap=True)
-        raise typer.Exit(2)
+        raise fail(f"{target} exists; use --force to overwrite", 2)
     path.mkdir(parents=True, exist_ok=True)
     target.write_text(TEMPLATE.format(name=path.resolve().name), encoding="utf-8")
-    console.print(f"wrote {target}; edit its sources, then run [bold]segmint ingest -p {path}[/]")
+    console.print(f"wrote {target}; edit its sources, then run: segmint ingest -p {path}")
 
 
 def _print_loads(results: list[Any]) -> None:
@@ -435,7 +435,8 @@ def profile(
             f"{k}: {escape(str(a[k]))}"
             for k in ("gender", "age", "country", "city", "acquisition_channel", "email")
             if a.get(k) is not None
-        )
+        ),
+        markup=True,
     )
     console.print(
         f"  signed up {a.get('created_at')}; features as of {pr.as_of} ({pr.feature_run_id})"
@@ -500,9 +501,10 @@ def profile(
 def _print_persona(p: Any) -> None:
     console.print(
         f"\n[bold]{escape(p.segment)}[/] — {p.n_users:,} users ({p.user_share:.1%}), "
-        f"{p.revenue_share:.1%} of revenue  [dim]{p.segmentation} run {p.run_id}[/]"
+        f"{p.revenue_share:.1%} of revenue  [dim]{escape(p.segmentation)} run {p.run_id}[/]",
+        markup=True,
     )
-    console.print(f"  {escape(p.summary)}")
+    console.print(f"  {p.summary}")
     t = Table(title="most distinguishing features (standardized difference)")
     for c in (
         "feature",
@@ -627,7 +629,7 @@ def _print_evaluation(res: Any) -> None:
     for c in cols:
         t.add_column(c, justify="right")
     for model, row in res.table.iterrows():
-        name = f"[bold]{model}[/]" if model == res.best else str(model)
+        name = Text(str(model), style="bold" if model == res.best else "")
         t.add_row(name, *[f"{row[c]:.4f}" for c in cols])
     console.print(t)
     gain = res.gain_over_popularity
@@ -732,7 +734,7 @@ def report(
         )
         return
     console.print(
-        f"report: [bold]{res.path}[/] ({res.size_bytes / 2**20:.1f} MiB, {res.seconds:.1f} s; "
+        f"report: {res.path} ({res.size_bytes / 2**20:.1f} MiB, {res.seconds:.1f} s; "
         f"runs {', '.join(res.run_ids)})"
     )
 
@@ -786,7 +788,7 @@ def demo(
         ) as progress:
             progress.add_task(f"generating {users:,} demo users (seed {seed})", total=None)
             summary = generate_demo(dir, n_users=users, seed=seed, dirty=dirty)
-        console.print(f"demo exports written to [bold]{summary.out_dir}[/]")
+        console.print(f"demo exports written to {summary.out_dir}")
         store_file = Path(dir) / "demo.duckdb"
         store_file.unlink(missing_ok=True)  # the demo is rebuilt from its files every time
         with open_project(dir) as p:
@@ -816,7 +818,7 @@ def demo(
                 _print_segment_result(r)
             from segmint.experiments._cli import print_refresh
 
-            console.print(f"[bold]refresh[/] (segments as of {month_ago.as_of:%Y-%m-%d} -> now):")
+            console.print(f"refresh (segments as of {month_ago.as_of:%Y-%m-%d} -> now):")
             print_refresh(refreshed)
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
@@ -827,7 +829,7 @@ def demo(
             _print_evaluation(evaluation)
             personas = p.personas("clusters")
             for x in personas[:2]:
-                console.print(f"persona: {escape(x.summary)}")
+                console.print(f"persona: {x.summary}")
         from segmint.campaigns import run_demo_campaigns
         from segmint.campaigns._demo import print_summary
 
@@ -843,9 +845,9 @@ def demo(
 
         run_demo_measurement(dir, list(campaigns.reports))
         res = _write_report(open_project(dir), None, None, 5000)
-        console.print(f"store: [bold]{store_file}[/]  (try: segmint status -p {dir})")
+        console.print(f"store: {store_file}  (try: segmint status -p {dir})")
         console.print(
-            f"report: [bold]{res.path.resolve()}[/] ({res.size_bytes / 2**20:.1f} MiB; "
+            f"report: {res.path.resolve()} ({res.size_bytes / 2**20:.1f} MiB; "
             "open it in a browser, it works offline)"
         )
 

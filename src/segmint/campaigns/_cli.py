@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, err
+from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail
 from segmint._cli_common import run as _run
 
 __all__ = ["campaign_app", "playbook_app"]
@@ -63,9 +63,9 @@ def print_plan(plan: Any) -> None:
 def print_preview(messages: list[Any]) -> None:
     """Rendered examples, one panel-like block each."""
     for m in messages:
-        console.rule(f"{escape(m.segment)} · {m.channel} · {escape(m.to or m.user_id)}")
-        console.print(f"[bold]Subject:[/] {escape(m.subject)}")
-        console.print(escape(m.body), highlight=False)
+        console.rule(f"{m.segment} · {m.channel} · {m.to or m.user_id}")
+        console.print(Text.assemble(("Subject: ", "bold"), m.subject))
+        console.print(m.body)
 
 
 def print_report(r: Any) -> None:
@@ -241,7 +241,7 @@ def unsubscribe_cmd(
 
     r = _run(go)
     what = "was already unsubscribed" if r.already_unsubscribed else "unsubscribed"
-    console.print(f"user {escape(r.user_id)} {what} from {r.channel}/{r.purpose}")
+    console.print(f"user {r.user_id} {what} from {r.channel}/{r.purpose}")
 
 
 _PLAYBOOK_BLOCK = re.compile(r"(?ms)^playbook:.*?(?=^\S|\Z)")
@@ -271,19 +271,15 @@ def playbook_init(
     current = path.read_text(encoding="utf-8")
     if _PLAYBOOK_BLOCK.search(current):
         if not force:
-            err.print(
-                f"[bold red]error:[/] {escape(str(path))} already has a playbook: section; use "
-                "--force to replace it (or --stdout to print the default)",
-                highlight=False,
-                soft_wrap=True,
+            raise fail(
+                f"{path} already has a playbook: section; use --force to replace it (or "
+                "--stdout to print the default)",
+                ConfigError.exit_code,
             )
-            raise typer.Exit(ConfigError.exit_code)
         current = _PLAYBOOK_BLOCK.sub("", current).rstrip() + "\n"
     path.write_text(current.rstrip() + "\n\n" + text, encoding="utf-8")
     n = text.count("\n")
-    console.print(
-        f"wrote a playbook ({n} lines) to {path}; next: [bold]segmint campaign plan NAME[/]"
-    )
+    console.print(f"wrote a playbook ({n} lines) to {path}; next: segmint campaign plan NAME")
 
 
 @playbook_app.command("check")

@@ -217,8 +217,8 @@ def _preview_choice(config: Any, names: Sequence[str]) -> str | None:
 
 def print_summary(summary: DemoCampaigns, console: Any) -> None:
     """Draw a demo summary with Rich (used by ``segmint demo``)."""
-    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title="campaigns (planned and sent to a local SMTP sink)")
     frame = summary.table()
@@ -228,7 +228,7 @@ def print_summary(summary: DemoCampaigns, console: Any) -> None:
         t.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in r])
     console.print(t)
     for name, why in summary.skipped.items():
-        console.print(f"  {name}: not planned - {escape(why)}")
+        console.print(f"  {name}: not planned - {why}")
     first = summary.plans.get(summary.preview_campaign or "") or next(
         iter(summary.plans.values()), None
     )
@@ -243,9 +243,9 @@ def print_summary(summary: DemoCampaigns, console: Any) -> None:
             f.add_row(str(step), f"{int(excluded):,}", f"{int(remaining):,}")
         console.print(f)
     for m in summary.previews:
-        console.rule(f"{escape(m.segment)} · {m.channel} · {escape(m.to or m.user_id)}")
-        console.print(f"[bold]Subject:[/] {escape(m.subject)}")
-        console.print(escape(m.body), highlight=False)
+        console.rule(f"{m.segment} · {m.channel} · {m.to or m.user_id}")
+        console.print(Text.assemble(("Subject: ", "bold"), m.subject))
+        console.print(m.body)
     console.print(
         f"SMTP sink received {summary.smtp_received:,} messages for "
         f"{summary.smtp_recipients:,} recipients; webhook sink {summary.webhook_received:,} "

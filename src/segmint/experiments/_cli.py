@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from segmint._cli_common import JsonOpt, ProjectOpt, console
 from segmint._cli_common import run as _run
@@ -49,11 +50,12 @@ def print_evaluation(ev: Any) -> None:
     conf = f"{1 - ev.alpha:.0%}"
     console.print(
         f"[bold]{escape(ev.campaign)}[/]: outcomes over {ev.window_days} days from "
-        f"{ev.start:%Y-%m-%d %H:%M} UTC (intention to treat; CIs {conf})"
+        f"{ev.start:%Y-%m-%d %H:%M} UTC (intention to treat; CIs {conf})",
+        markup=True,
     )
     for w in ev.warnings:
         style = "bold red" if w.startswith("SAMPLE RATIO") else "yellow"
-        console.print(f"[{style}]warning:[/] {escape(w)}", soft_wrap=True)
+        console.print(f"[{style}]warning:[/] {escape(w)}", soft_wrap=True, markup=True)
     a = Table(title="arms")
     for c in ("arm", "users", "conversion", f"{conf} CI", "revenue/user", "orders/user",
               "visit rate", "pre-period revenue/user"):  # fmt: skip
@@ -76,7 +78,8 @@ def print_evaluation(ev: Any) -> None:
             f"{'[bold red]MISMATCH[/]' if s.flagged else 'ok'}; pre-period revenue per user "
             f"treatment - control {_f(bal['diff'], '+,.2f')} "
             f"{_ci(bal['diff_lo'], bal['diff_hi'], '+,.2f')} (p = {_p(bal['p_value'])}; with "
-            "random arms, expect p < 0.05 one time in twenty)"
+            "random arms, expect p < 0.05 one time in twenty)",
+            markup=True,
         )
         return
     e = Table(title="effect of the campaign (treatment - control)")
@@ -98,7 +101,8 @@ def print_evaluation(ev: Any) -> None:
     console.print(
         f"  sample ratio: {s.observed[0]:,.0f} treatment / {s.observed[1]:,.0f} control vs "
         f"expected {s.expected[0]:,.0f} / {s.expected[1]:,.0f}: chi2 = {s.chi2:.3f}, "
-        f"p = {s.p:.3g} -> {verdict} (alpha {s.alpha})"
+        f"p = {s.p:.3g} -> {verdict} (alpha {s.alpha})",
+        markup=True,
     )
     console.print(
         f"  CUPED (pre-period revenue, {ev.pre_days} days): theta = {ev.cuped.theta:.4f}, "
@@ -111,7 +115,7 @@ def print_evaluation(ev: Any) -> None:
             g.add_column(c, justify="left" if c == "segment" else "right")
         for r in ev.segments.itertuples(index=False):
             g.add_row(
-                escape(str(r.segment)), f"{int(r.n_treatment):,}", f"{int(r.n_control):,}",
+                str(r.segment), f"{int(r.n_treatment):,}", f"{int(r.n_control):,}",
                 _f(r.conversion_treatment, ".1%"), _f(r.conversion_control, ".1%"),
                 _f(r.lift, "+.1%"), _ci(r.lift_lo, r.lift_hi, "+.1%"), _p(r.p_value),
                 _p(r.p_holm), _p(r.p_bh), _f(r.revenue_lift, "+,.2f"), _p(r.revenue_p_bh),
@@ -282,9 +286,9 @@ def print_refresh(res: Any) -> None:
             if r.profile_flag:
                 flags.append(f"profile ({r.profile_feature})")
             t.add_row(
-                escape(str(r.segment)), f"{int(r.users_before):,}", f"{int(r.users_after):,}",
+                str(r.segment), f"{int(r.users_before):,}", f"{int(r.users_after):,}",
                 _f(r.share_change, "+.1%"), _f(r.profile_psi, ".3f"),
-                "[bold yellow]" + ", ".join(flags) + "[/]" if flags else "",
+                Text(", ".join(flags), style="bold yellow"),
             )  # fmt: skip
         console.print(t)
         if not s.migrations.empty:
@@ -292,13 +296,14 @@ def print_refresh(res: Any) -> None:
             m.columns = ["from", "to", "users"]
             m = m[(m["from"] != m["to"]) & (m["users"] > 0)].nlargest(5, "users")
             for r in m.itertuples(index=False):
-                console.print(f"    {r.users:>7,}  {escape(str(r[0]))} -> {escape(str(r[1]))}")
+                console.print(f"    {r.users:>7,}  {r[0]} -> {r[1]}")
     flagged = [(s.segmentation, f) for s in res.segmentations for f in s.flagged]
     if flagged:
         console.print(
             f"[yellow]drifted beyond the thresholds (profile PSI > {res.psi_threshold}, share "
             f"change > {res.size_change:.0%}):[/] "
-            + ", ".join(f"{escape(a)}/{escape(b)}" for a, b in flagged)
+            + ", ".join(f"{escape(a)}/{escape(b)}" for a, b in flagged),
+            markup=True,
         )
 
 
@@ -320,7 +325,7 @@ def print_retention(wide: Any, repeat: Any, *, title: str, months: int) -> None:
     for r in repeat.itertuples(index=False):
         seg = getattr(r, "segment", "(all)")
         console.print(
-            f"  repeat-purchase rate {escape(str(seg))}: {_f(r.rate, '.1%')} "
+            f"  repeat-purchase rate {seg}: {_f(r.rate, '.1%')} "
             f"{_ci(r.ci_lo, r.ci_hi, '.1%')} of {_f(r.buyers, ',.0f')} buyers"
         )
 
@@ -333,7 +338,7 @@ def print_satisfaction(table: Any, title: str) -> None:
     for r in table.itertuples(index=False):
         fmt = "+.1f" if r.survey == "nps" else ".2f"
         t.add_row(
-            escape(str(r.segment)), str(r.survey), f"{int(r.responses):,}", _f(r.score, fmt),
+            str(r.segment), str(r.survey), f"{int(r.responses):,}", _f(r.score, fmt),
             _ci(r.ci_lo, r.ci_hi, fmt),
         )  # fmt: skip
     console.print(t)
@@ -438,7 +443,7 @@ def before_after(
     if as_json:
         print(json.dumps(res.to_dict(), indent=2, default=str))
         return
-    console.print(f"[bold yellow]{escape(res.warning)}[/]", soft_wrap=True)
+    console.print(Text(res.warning, style="bold yellow"), soft_wrap=True)
     console.print(res.table.to_string(index=False))
     console.print(
         f"  after - before: {res.difference:+,.3f} {_ci(res.ci[0], res.ci[1], '+,.3f')}, "
