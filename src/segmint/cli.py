@@ -22,6 +22,7 @@ from rich.text import Text
 
 from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail
 from segmint._cli_common import run as _run
+from segmint.errors import ConfigError
 
 app = typer.Typer(
     name="segmint",
@@ -68,8 +69,14 @@ def init(
     target = path / "segmint.yaml"
     if target.exists() and not force:
         raise fail(f"{target} exists; use --force to overwrite", 2)
-    path.mkdir(parents=True, exist_ok=True)
-    target.write_text(TEMPLATE.format(name=path.resolve().name), encoding="utf-8")
+
+    def write() -> None:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{path} is a file; give the folder to create the project in")
+        path.mkdir(parents=True, exist_ok=True)
+        target.write_text(TEMPLATE.format(name=path.resolve().name), encoding="utf-8")
+
+    _run(write)
     console.print(f"wrote {target}; edit its sources, then run: segmint ingest -p {path}")
 
 

@@ -494,7 +494,10 @@ def _load_yaml(text: str, path: Path) -> Any:
             f"{MAX_CONFIG_BYTES:,} (is this the right file?)"
         )
     _check_depth(text, path)
-    loader = _ConfigLoader(text)
+    try:
+        loader = _ConfigLoader(text)  # the reader refuses control characters here
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     try:
         try:
             root = loader.get_single_node()
