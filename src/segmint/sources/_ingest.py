@@ -28,6 +28,7 @@ one temp table that the checks and the insert both read:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
 import duckdb
 
@@ -49,6 +50,7 @@ from segmint.store._schema import ALLOWED_VALUES, TABLES, Column, Table
 log = logging.getLogger(__name__)
 
 Callback = Callable[[str], None]
+P = ParamSpec("P")
 
 _NUMERIC = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "HUGEINT", "BIGINT", "INTEGER")
 
@@ -344,6 +346,21 @@ def _load_id(source: str) -> str:
     return f"{stamp}-{source}-{secrets.token_hex(3)}"
 
 
+def _one_load_at_a_time(load: Callable[P, LoadResult]) -> Callable[P, LoadResult]:
+    """Run a load under its store's ingest lock: on PostgreSQL a second load of the same
+    store waits, then reads what the first one stored (see ``Store.ingest_lock``)."""
+
+    @functools.wraps(load)
+    def locked(*args: P.args, **kwargs: P.kwargs) -> LoadResult:
+        store = args[0] if args else kwargs["store"]
+        assert isinstance(store, Store)
+        with store.ingest_lock():
+            return load(*args, **kwargs)
+
+    return locked
+
+
+@_one_load_at_a_time
 def ingest_source(
     store: Store,
     config: Config,
