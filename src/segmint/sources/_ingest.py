@@ -44,7 +44,7 @@ from segmint.clean._rules import plan_cleaning
 from segmint.config import ColumnExpr, Config, CsvSource, Source
 from segmint.errors import LoadError, MissingColumnError, SourceError
 from segmint.sources._readers import Staged, _drop_relation, _sql_str, stage
-from segmint.store._base import Store
+from segmint.store._base import Store, split_columns
 from segmint.store._schema import ALLOWED_VALUES, TABLES, Column, Table
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,10 @@ class LoadResult:
     cleaning: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False
     seconds: float = 0.0
+    # what the load may do to rows already stored: change the columns the source maps,
+    # keep the others as stored (both empty for a skipped load)
+    updates_columns: list[str] = field(default_factory=list)
+    keeps_columns: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -449,13 +453,16 @@ def ingest_source(
     n_accepted = rows_read - rows_rejected
 
     load_id = _load_id(name)
+    updates, keeps = split_columns(table, list(source.columns))  # on rows already stored
     _build_quarantine(con, load_id, name, table)
     for staging in ("_typed", "_typed0", "_raw", "_raw0"):  # all read: free them before the write
         _drop_relation(con, staging)
     step("writing")
     try:
         with store.transaction():
-            inserted, updated, unchanged = store.write_accepted(table, "_accepted")
+            inserted, updated, unchanged = store.write_accepted(
+                table, "_accepted", columns=updates, now=now
+            )
             if inserted + updated + unchanged != n_accepted:  # an invariant, checked anyway
                 raise LoadError(
                     f"source {name!r}: accounting mismatch: {n_accepted} rows accepted but "
@@ -533,6 +540,8 @@ def ingest_source(
         by_rule,
         cleaning,
         seconds=(datetime.now(UTC) - t0).total_seconds(),
+        updates_columns=updates,
+        keeps_columns=keeps,
     )
     log.info(
         "loaded source %s into %s: read=%d accepted=%d rejected=%d inserted=%d",
