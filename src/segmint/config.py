@@ -19,6 +19,7 @@ __all__ = [
     "CleaningRules",
     "ClusterSegmentation",
     "Config",
+    "ConsentVocabulary",
     "CustomFeatureConfig",
     "FeaturesConfig",
     "LifecycleSegmentation",
@@ -330,6 +331,60 @@ class RecommendConfig(_Strict):
         return self
 
 
+DEFAULT_CONSENT_CHANNELS = ("email", "sms", "push", "phone", "post", "web", "in_app")
+DEFAULT_CONSENT_PURPOSES = (
+    "marketing",
+    "newsletter",
+    "transactional",
+    "analytics",
+    "personalization",
+)
+
+
+class ConsentVocabulary(_Strict):
+    """Consent channels and purposes a project uses beyond the defaults.
+
+    Consent rows are loaded with channel and purpose trimmed and lower-cased; a value
+    outside the vocabulary is quarantined (rule ``unknown_value``), and the playbook's
+    channel ``consent:`` and campaign ``purpose`` must be in it too.
+    """
+
+    channels: list[str] = Field(
+        default_factory=list,
+        description="consent channels beyond email, sms, push, phone, post, web, in_app",
+    )
+    purposes: list[str] = Field(
+        default_factory=list,
+        description="consent purposes beyond marketing, newsletter, transactional, "
+        "analytics, personalization",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalised(cls, data: Any) -> Any:
+        """Trimmed and lower-cased, as consent rows are at load; no empty name."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key in ("channels", "purposes"):
+            words = out.get(key)
+            if isinstance(words, list) and all(isinstance(w, str) for w in words):
+                if any(not w.strip() for w in words):
+                    raise ValueError(f"consent.{key}: an empty name")
+                out[key] = list(dict.fromkeys(w.strip().lower() for w in words))
+        return out
+
+    @property
+    def all_channels(self) -> tuple[str, ...]:
+        """The defaults, then this project's own."""
+        return tuple(dict.fromkeys((*DEFAULT_CONSENT_CHANNELS, *self.channels)))
+
+    @property
+    def all_purposes(self) -> tuple[str, ...]:
+        """The defaults, then this project's own."""
+        return tuple(dict.fromkeys((*DEFAULT_CONSENT_PURPOSES, *self.purposes)))
+
+
 class Config(_Strict):
     """The whole of one project's ``segmint.yaml``."""
 
@@ -347,9 +402,46 @@ class Config(_Strict):
     segmentations: dict[str, Segmentation] = Field(default_factory=dict)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     playbook: Playbook = Field(default_factory=Playbook)
+    consent: ConsentVocabulary = Field(default_factory=ConsentVocabulary)
 
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _consent_words(self) -> Config:
+        """The playbook's consent channels and purposes are in the vocabulary."""
+        problems = []
+        for kind, known, used in (
+            (
+                "consent channel",
+                self.consent.all_channels,
+                [
+                    (f"playbook.channels.{n}.consent", c.consent)
+                    for n, c in self.playbook.channels.items()
+                ],
+            ),
+            (
+                "consent purpose",
+                self.consent.all_purposes,
+                [
+                    (f"playbook.campaigns.{n}.purpose", c.purpose)
+                    for n, c in self.playbook.campaigns.items()
+                ],
+            ),
+        ):
+            for where, word in used:
+                if word not in known:
+                    import difflib
+
+                    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    problems.append(
+                        f"{where}: unknown {kind} {word!r}{hint} (known: {', '.join(known)}; "
+                        f"add your own under consent.{kind.split()[1]}s)"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def cleaning_for(self, table: str) -> CleaningRules | None:
         """The cleaning rules of one canonical table, if any."""
@@ -522,6 +614,7 @@ def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | N
         ALSSettings,
         ItemKNNSettings,
         HybridSettings,
+        ConsentVocabulary,
     ):
         known.update(name for name in model.model_fields if name != "root")
     for campaign_model in CAMPAIGN_MODELS:

@@ -302,17 +302,45 @@ def _checks(
                 f"'missing_value_dropped|missing {col.name} (cleaning rule: drop)'",
             )
         )
-    allowed = ALLOWED_VALUES.get((table.name, col.name))
+    allowed = _allowed_values(table, col.name, config)
     if allowed:
         lst = ", ".join(_sql_str(a) for a in allowed)
+        fix = (
+            f"add it under consent.{col.name}s in segmint.yaml or map it under values:"
+            if table.name == "consents"
+            else "map it under values:"
+        )
         out.append(
             (
                 f"{c} IS NOT NULL AND {c} NOT IN ({lst})",
-                f"'unknown_value|{col.name} ' || {_show(c)} || "
-                f"' is not one of {', '.join(allowed)} (map it under values:)'",
+                f"'unknown_value|{col.name} ''' || {_show(c)} || "
+                f"''' is not one of {', '.join(allowed)}' || {_did_you_mean(c, allowed)} || "
+                f"' ({fix})'",
             )
         )
     return out
+
+
+def _allowed_values(table: Table, column: str, config: Config) -> tuple[str, ...] | None:
+    """The values an enumerated column may hold (its source values are lower-cased), or
+    None. Consent channels and purposes are the project's vocabulary (``consent:``)."""
+    if table.name == "consents" and column == "channel":
+        return config.consent.all_channels
+    if table.name == "consents" and column == "purpose":
+        return config.consent.all_purposes
+    return ALLOWED_VALUES.get((table.name, column))
+
+
+def _did_you_mean(value: str, allowed: tuple[str, ...]) -> str:
+    """SQL: ``; did you mean 'x'?`` for the allowed value closest to ``value`` (an edit
+    distance of at most a third of its length), else ''. Only rejected rows evaluate it."""
+    v = f"left({value}, 100)"
+    lst = "[" + ", ".join(_sql_str(a) for a in allowed) + "]"
+    best = (
+        f"list_filter(list_sort(list_transform({lst}, lambda x: {{'d': levenshtein({v}, x), "
+        f"'x': x}})), lambda m: m.d * 3 <= length({v}))[1].x"
+    )
+    return f"coalesce('; did you mean ''' || {best} || '''?', '')"
 
 
 def _value_map(text: str, mapping: dict[str, str] | None, lower: bool) -> str:
@@ -640,7 +668,7 @@ def _build_typed(
     trimmed: list[str] = []
 
     def coerce(c: Column, rexpr: str, layered: bool = False) -> str:
-        lower = (table.name, c.name) in ALLOWED_VALUES
+        lower = _allowed_values(table, c.name, config) is not None
         mapped_raw = rexpr
         if c.name in source.values or lower:
             src = f"CAST({rexpr} AS VARCHAR)"
