@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from segmint.campaigns._config import CAMPAIGN_MODELS, CAMPAIGN_TAGS, Playbook
 from segmint.errors import ConfigError
@@ -401,32 +409,36 @@ class Config(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     segmentations: dict[str, Segmentation] = Field(default_factory=dict)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    consent: ConsentVocabulary = Field(default_factory=ConsentVocabulary)  # before playbook
     playbook: Playbook = Field(default_factory=Playbook)
-    consent: ConsentVocabulary = Field(default_factory=ConsentVocabulary)
 
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)
 
-    @model_validator(mode="after")
-    def _consent_words(self) -> Config:
-        """The playbook's consent channels and purposes are in the vocabulary."""
+    def cleaning_for(self, table: str) -> CleaningRules | None:
+        """The cleaning rules of one canonical table, if any."""
+        return self.cleaning.get(table)  # type: ignore[call-overload,no-any-return]
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path.replace("{here}", str(self.root)))
+        return p if p.is_absolute() else (self.root / p)
+
+    @field_validator("playbook")
+    @classmethod
+    def _consent_words(cls, value: Playbook, info: ValidationInfo) -> Playbook:
+        """The playbook's consent channels and campaign purposes are in the vocabulary."""
+        vocabulary = info.data.get("consent") or ConsentVocabulary()
         problems = []
         for kind, known, used in (
             (
-                "consent channel",
-                self.consent.all_channels,
-                [
-                    (f"playbook.channels.{n}.consent", c.consent)
-                    for n, c in self.playbook.channels.items()
-                ],
+                "channel",
+                vocabulary.all_channels,
+                [(f"channels.{n}.consent", c.consent) for n, c in value.channels.items()],
             ),
             (
-                "consent purpose",
-                self.consent.all_purposes,
-                [
-                    (f"playbook.campaigns.{n}.purpose", c.purpose)
-                    for n, c in self.playbook.campaigns.items()
-                ],
+                "purpose",
+                vocabulary.all_purposes,
+                [(f"campaigns.{n}.purpose", c.purpose) for n, c in value.campaigns.items()],
             ),
         ):
             for where, word in used:
@@ -436,20 +448,12 @@ class Config(_Strict):
                     close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     problems.append(
-                        f"{where}: unknown {kind} {word!r}{hint} (known: {', '.join(known)}; "
-                        f"add your own under consent.{kind.split()[1]}s)"
+                        f"{where}: unknown consent {kind} {word!r}{hint} (known: "
+                        f"{', '.join(known)}; add your own under consent.{kind}s)"
                     )
         if problems:
             raise ValueError("; ".join(problems))
-        return self
-
-    def cleaning_for(self, table: str) -> CleaningRules | None:
-        """The cleaning rules of one canonical table, if any."""
-        return self.cleaning.get(table)  # type: ignore[call-overload,no-any-return]
-
-    def resolve(self, path: str) -> Path:
-        p = Path(path.replace("{here}", str(self.root)))
-        return p if p.is_absolute() else (self.root / p)
+        return value
 
     @property
     def store_url(self) -> str:
