@@ -76,6 +76,34 @@ def _order_ids(expected: list[str]) -> Callable[[segmint.Project], None]:
 
 TS = 1714557600000000  # 2024-05-01 10:00 UTC, in microseconds
 
+CONSENT_COLS = {"user_id": "uid", "channel": "ch", "purpose": "why", "ts": "t", "granted": "ok"}
+
+
+def _consents(
+    in_force: list[tuple[str, str, str, bool]], reasons: tuple[str, ...] | list[str] = ()
+) -> Callable[[segmint.Project], None]:
+    """The consent in force per (user, channel, purpose), and words of the quarantine."""
+
+    def check(p: segmint.Project) -> None:
+        from segmint.store import latest_consent_sql
+
+        got = p.store.query(f"{latest_consent_sql()} ORDER BY 1, 2, 3")
+        granted = got["granted"].map(bool)
+        rows = list(zip(got["user_id"], got["channel"], got["purpose"], granted, strict=True))
+        assert rows == in_force
+        text = " | ".join(p.quarantine("case")["reason"])
+        for words in reasons:
+            assert words in text
+
+    return check
+
+
+def _users_kept(p: segmint.Project) -> None:
+    """A file mapping only country changes country; the users keep their e-mail."""
+    got = p.store.query("SELECT user_id, email, country FROM users ORDER BY 1")
+    assert got.values.tolist() == [["u1", "a@example.com", "DE"], ["u2", "b@example.com", "FR"]]
+
+
 CASES = [
     # --- CSV structure --------------------------------------------------------------
     Case("ragged_rows", "ragged_rows.csv", counts=(4, 2, {"unparseable_row": 2})),
@@ -224,6 +252,38 @@ CASES = [
         columns={**ORDER_COLS, "amount": {"expr": "nosuch + 1"}},
         error=SourceError,
         match=r"a column expression is invalid.*nosuch",
+    ),
+    # --- issue 15: what a load does to stored rows; consent as a vocabulary -----------
+    Case(
+        "consent_vocabulary",
+        "consent_vocabulary.csv",
+        table="consents",
+        columns=dict(CONSENT_COLS),
+        counts=(4, 2, {"unknown_value": 2}),
+        check=_consents(
+            [("u1", "email", "marketing", False), ("u2", "sms", "newsletter", True)],
+            reasons=[
+                "channel 'e-mail' is not one of",
+                "did you mean 'email'?",
+                "did you mean 'marketing'?",
+            ],
+        ),
+    ),
+    Case(
+        "consent_same_instant",
+        "consent_same_instant.csv",
+        table="consents",
+        columns=dict(CONSENT_COLS),
+        counts=(5, 4, {"exact_duplicate": 1}),
+        check=_consents([("u1", "email", "marketing", False), ("u2", "email", "marketing", False)]),
+    ),
+    Case(
+        "crm_country_only",
+        "crm_country_only.csv",
+        table="users",
+        columns={"user_id": "id", "country": "country"},
+        counts=(2, 2, {}),
+        check=_users_kept,
     ),
 ]
 

@@ -133,3 +133,25 @@ def test_unknown_source_exits_2(tmp_path: Path) -> None:
     res = _invoke("ingest", "-p", tmp_path, "-s", "nope")
     assert res.exit_code == 2
     assert "no source named 'nope'" in res.stderr.replace("\n", "")
+
+
+def test_ingest_says_what_a_partial_source_does_to_existing_rows(tmp_path: Path) -> None:
+    import yaml
+
+    make_project(tmp_path)
+    (tmp_path / "crm.csv").write_text("id,country\nu1,DE\nu2,FR\n", encoding="utf-8")
+    doc = yaml.safe_load((tmp_path / "segmint.yaml").read_text(encoding="utf-8"))
+    doc["sources"]["crm"] = {
+        "type": "csv",
+        "path": "crm.csv",
+        "table": "users",
+        "columns": {"user_id": "id", "country": "country"},
+    }
+    (tmp_path / "segmint.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    assert _invoke("ingest", "-p", tmp_path, "-s", "people").exit_code == 0
+    res = _invoke("ingest", "-p", tmp_path, "-s", "crm")
+    assert res.exit_code == 0, res.output
+    assert "crm: updates only country on existing users" in res.stdout
+    res = _invoke("ingest", "-p", tmp_path, "-s", "crm", "--force", "--json")
+    (load,) = json.loads(res.stdout)
+    assert load["updates_columns"] == ["country"] and load["rows_unchanged"] == 2

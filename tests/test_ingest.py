@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tests.helpers import make_project
 
@@ -304,3 +305,72 @@ def test_quality_report_covers_every_table(tmp_path: Path, store: str, opener: O
     assert rep["tables"]["orders"]["date_range"]["min"].startswith("2024-05-01")
     assert {r["child"]: r["orphans"] for r in rep["integrity"]}["orders.user_id"] == 0
     assert [ld["rows_read"] for ld in rep["loads"]] == [3, 3]
+
+
+# -- a source that maps part of a table (issue 15, point 2) --------------------------------
+
+CRM_SOURCE = {
+    "type": "csv",
+    "path": "crm.csv",
+    "table": "users",
+    "columns": {"user_id": "id", "country": "country"},
+}
+
+
+def _with_crm(tmp_path: Path, store: str, crm_csv: str) -> Path:
+    from tests.helpers import ORDERS_CSV, USERS_CSV
+
+    files = {"users.csv": USERS_CSV, "orders.csv": ORDERS_CSV, "crm.csv": crm_csv}
+    make_project(tmp_path, store=store, files=files)
+    import yaml
+
+    doc = yaml.safe_load((tmp_path / "segmint.yaml").read_text(encoding="utf-8"))
+    doc["sources"]["crm"] = dict(CRM_SOURCE)
+    (tmp_path / "segmint.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return tmp_path
+
+
+def test_a_source_mapping_part_of_a_table_changes_only_its_columns(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    p = opener(_with_crm(tmp_path, store, "id,country\nu1,DE\nu2,FR\nu4,NL\n"))
+    p.ingest(["people"])
+    before = p.store.query("SELECT * FROM users ORDER BY user_id")
+    (crm,) = p.ingest(["crm"])
+    assert (crm.rows_inserted, crm.rows_updated, crm.rows_unchanged) == (1, 2, 0)
+    assert crm.updates_columns == ["country"]
+    assert "email" in crm.keeps_columns and "country" not in crm.keeps_columns
+    after = p.store.query("SELECT * FROM users ORDER BY user_id").set_index("user_id")
+    # the existing users keep everything the CRM file does not map
+    kept = after.loc[["u1", "u2", "u3"], ["created_at", "email", "age"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, before[["created_at", "email", "age"]])
+    country = after["country"].astype(object).where(after["country"].notna(), None)
+    assert country.to_dict() == {"u1": "DE", "u2": "FR", "u3": None, "u4": "NL"}
+    assert pd.isna(after.loc["u4", "email"])  # a new user gets only what the CRM maps
+    # the same file again changes nothing; a changed value is one update
+    (again,) = p.ingest(["crm"], force=True)
+    assert (again.rows_inserted, again.rows_updated, again.rows_unchanged) == (0, 0, 3)
+    (tmp_path / "crm.csv").write_text("id,country\nu1,AT\nu2,FR\n", encoding="utf-8")
+    (changed,) = p.ingest(["crm"])
+    assert (changed.rows_inserted, changed.rows_updated, changed.rows_unchanged) == (0, 1, 1)
+    assert p.store.scalar("SELECT email FROM users WHERE user_id = 'u1'") == "a@example.com"
+    loads = p.store.query(
+        "SELECT rows_inserted, rows_updated, rows_unchanged FROM loads WHERE source = 'crm' "
+        "ORDER BY started_at"
+    )
+    assert loads.values.tolist() == [[1, 2, 0], [0, 0, 3], [0, 1, 1]]
+
+
+def test_a_full_source_after_a_partial_one_sets_every_column(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    """The full export still owns every column it maps: a NULL there clears the value."""
+    p = opener(_with_crm(tmp_path, store, "id,country\nu1,DE\n"))
+    p.ingest(["people", "crm"])
+    (tmp_path / "users.csv").write_text(
+        "id,signup,mail,yrs\nu1,2024-01-01 10:00:00,,34\n", encoding="utf-8"
+    )
+    (people,) = p.ingest(["people"])
+    assert (people.rows_updated, people.keeps_columns[:1]) == (1, ["phone"])
+    row = p.store.query("SELECT email, country FROM users WHERE user_id = 'u1'").iloc[0]
+    assert pd.isna(row["email"]) and row["country"] == "DE"  # mapped: cleared; unmapped: kept

@@ -115,6 +115,15 @@ def _print_loads(results: list[Any]) -> None:
             reasons,
         )
     console.print(t)
+    for r in results:  # a source mapping part of a table leaves the rest of stored rows alone
+        if r.keeps_columns and r.rows_updated + r.rows_unchanged:
+            console.print(f"{r.source}: {_partial_note(r)} on existing {r.table}", markup=False)
+
+
+def _partial_note(r: Any) -> str:
+    if len(r.updates_columns) <= len(r.keeps_columns):
+        return f"updates only {', '.join(r.updates_columns) or 'no column'}"
+    return f"keeps {', '.join(r.keeps_columns)} as stored (not mapped)"
 
 
 def _ingest(project: Any, sources: list[str] | None, force: bool, as_json: bool) -> list[Any]:

@@ -28,6 +28,7 @@ __all__ = [
     "CleaningRules",
     "ClusterSegmentation",
     "Config",
+    "ConsentVocabulary",
     "CustomFeatureConfig",
     "FeaturesConfig",
     "LifecycleSegmentation",
@@ -368,6 +369,60 @@ class RecommendConfig(_Strict):
         return self
 
 
+DEFAULT_CONSENT_CHANNELS = ("email", "sms", "push", "phone", "post", "web", "in_app")
+DEFAULT_CONSENT_PURPOSES = (
+    "marketing",
+    "newsletter",
+    "transactional",
+    "analytics",
+    "personalization",
+)
+
+
+class ConsentVocabulary(_Strict):
+    """Consent channels and purposes a project uses beyond the defaults.
+
+    Consent rows are loaded with channel and purpose trimmed and lower-cased; a value
+    outside the vocabulary is quarantined (rule ``unknown_value``), and the playbook's
+    channel ``consent:`` and campaign ``purpose`` must be in it too.
+    """
+
+    channels: list[str] = Field(
+        default_factory=list,
+        description="consent channels beyond email, sms, push, phone, post, web, in_app",
+    )
+    purposes: list[str] = Field(
+        default_factory=list,
+        description="consent purposes beyond marketing, newsletter, transactional, "
+        "analytics, personalization",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalised(cls, data: Any) -> Any:
+        """Trimmed and lower-cased, as consent rows are at load; no empty name."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key in ("channels", "purposes"):
+            words = out.get(key)
+            if isinstance(words, list) and all(isinstance(w, str) for w in words):
+                if any(not w.strip() for w in words):
+                    raise ValueError(f"consent.{key}: an empty name")
+                out[key] = list(dict.fromkeys(w.strip().lower() for w in words))
+        return out
+
+    @property
+    def all_channels(self) -> tuple[str, ...]:
+        """The defaults, then this project's own."""
+        return tuple(dict.fromkeys((*DEFAULT_CONSENT_CHANNELS, *self.channels)))
+
+    @property
+    def all_purposes(self) -> tuple[str, ...]:
+        """The defaults, then this project's own."""
+        return tuple(dict.fromkeys((*DEFAULT_CONSENT_PURPOSES, *self.purposes)))
+
+
 class Config(_Strict):
     """The whole of one project's ``segmint.yaml``."""
 
@@ -384,6 +439,7 @@ class Config(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     segmentations: dict[str, Segmentation] = Field(default_factory=dict)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    consent: ConsentVocabulary = Field(default_factory=ConsentVocabulary)  # before playbook
     playbook: Playbook = Field(default_factory=Playbook)
 
     # where the file was loaded from; relative paths resolve against it
@@ -409,6 +465,38 @@ class Config(_Strict):
     def resolve(self, path: str) -> Path:
         p = Path(path.replace("{here}", str(self.root)))
         return p if p.is_absolute() else (self.root / p)
+
+    @field_validator("playbook")
+    @classmethod
+    def _consent_words(cls, value: Playbook, info: ValidationInfo) -> Playbook:
+        """The playbook's consent channels and campaign purposes are in the vocabulary."""
+        vocabulary = info.data.get("consent") or ConsentVocabulary()
+        problems = []
+        for kind, known, used in (
+            (
+                "channel",
+                vocabulary.all_channels,
+                [(f"channels.{n}.consent", c.consent) for n, c in value.channels.items()],
+            ),
+            (
+                "purpose",
+                vocabulary.all_purposes,
+                [(f"campaigns.{n}.purpose", c.purpose) for n, c in value.campaigns.items()],
+            ),
+        ):
+            for where, word in used:
+                if word not in known:
+                    import difflib
+
+                    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    problems.append(
+                        f"{where}: unknown consent {kind} {word!r}{hint} (known: "
+                        f"{', '.join(known)}; add your own under consent.{kind}s)"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     @property
     def store_url(self) -> str:
@@ -695,6 +783,7 @@ def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | N
         ALSSettings,
         ItemKNNSettings,
         HybridSettings,
+        ConsentVocabulary,
     ):
         known.update(name for name in model.model_fields if name != "root")
     for campaign_model in CAMPAIGN_MODELS:

@@ -21,6 +21,7 @@ from segmint.campaigns._config import (
     Trigger,
 )
 from segmint.campaigns._tables import lit, ts_lit
+from segmint.store import latest_consent_sql
 
 __all__ = [
     "REASONS",
@@ -169,14 +170,7 @@ WITH members AS (
     WHERE a.run_id = {lit(spec.segment_run_id)} AND a.segment IN ({segs})
 ),
 latest_consent AS (
-    SELECT user_id, channel, purpose, granted, source FROM (
-        SELECT c.user_id AS user_id, c.channel AS channel, c.purpose AS purpose,
-               c.granted AS granted, c.source AS source,
-               row_number() OVER (PARTITION BY c.user_id, c.channel, c.purpose
-                                  ORDER BY c.ts DESC, c.granted ASC) AS rn
-        FROM consents c
-        WHERE c.user_id IN (SELECT user_id FROM members)
-    ) lc0 WHERE rn = 1
+    {latest_consent_sql("SELECT user_id FROM members")}
 ),
 unsubscribed AS (
     SELECT DISTINCT user_id FROM latest_consent

@@ -15,7 +15,7 @@ import difflib
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "BirthdayTrigger",
@@ -42,6 +42,11 @@ ANY_SEGMENT = "*"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+ConsentWord = Annotated[str, AfterValidator(lambda v: v.strip().lower())]
+"""A consent channel or purpose, trimmed and lower-cased as consent rows are at load (the
+vocabulary is checked by :class:`segmint.config.Config`, which knows a project's own)."""
 
 
 class Offer(_Strict):
@@ -187,7 +192,7 @@ class CampaignSpec(_Strict):
     frequency_cap: FrequencyCap | None = Field(
         default=None, description="overrides playbook.frequency_cap for this campaign"
     )
-    purpose: str = Field(default="marketing", description="consent purpose required")
+    purpose: ConsentWord = Field(default="marketing", description="consent purpose required")
     channels: list[str] | None = Field(
         default=None, description="overrides the strategies' channels"
     )
@@ -216,7 +221,7 @@ class EmailChannelSpec(_Strict):
     cost_per_message: float = Field(
         default=0.0, ge=0, description="cost of one message, for `segmint evaluate` ROI"
     )
-    consent: str = Field(default="email", description="consent channel this channel needs")
+    consent: ConsentWord = Field(default="email", description="consent channel this channel needs")
 
 
 class WebhookChannelSpec(_Strict):
@@ -232,7 +237,7 @@ class WebhookChannelSpec(_Strict):
     cost_per_message: float = Field(
         default=0.0, ge=0, description="cost of one message, for `segmint evaluate` ROI"
     )
-    consent: str = Field(default="push", description="consent channel this channel needs")
+    consent: ConsentWord = Field(default="push", description="consent channel this channel needs")
 
     @model_validator(mode="after")
     def _http(self) -> WebhookChannelSpec:
@@ -250,7 +255,7 @@ class FileChannelSpec(_Strict):
         description="relative to the project; {campaign}, {run_id}, {format} filled in",
     )
     format: Literal["csv", "xlsx"] = "csv"
-    consent: str = Field(default="email", description="consent channel this channel needs")
+    consent: ConsentWord = Field(default="email", description="consent channel this channel needs")
     address: Literal["email", "user_id"] = Field(
         default="email", description="what a row needs: a usable e-mail, or only the user id"
     )

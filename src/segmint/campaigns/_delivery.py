@@ -70,7 +70,7 @@ from segmint.campaigns._messages import MessageBuilder, PreparedMessage, Recs
 from segmint.campaigns._plan import CampaignPlan, _campaign, latest_plan, load_plan, plan_campaign
 from segmint.campaigns._tables import ensure_campaign_tables, lit, ts_lit
 from segmint.errors import DeliveryError
-from segmint.store import Store
+from segmint.store import Store, latest_consent_sql
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -213,16 +213,13 @@ def _skip_opted_out(store: Store, config: Config, run_id: str, purpose: str) -> 
         pieces.append(f"({lit(name)}, {lit(spec.consent)})")
     if not pieces:
         return 0
+    run_users = f"SELECT user_id FROM deliveries WHERE run_id = {lit(run_id)}"
     cond = f"""
         d.run_id = {lit(run_id)} AND d.status IN ('pending', 'failed') AND (
           EXISTS (SELECT 1 FROM suppressions s WHERE (s.user_id = d.user_id)
                   AND (s.channel IS NULL OR s.channel = d.channel))
-          OR EXISTS (SELECT 1 FROM (
-                SELECT c.granted, c.source, c.channel, c.purpose,
-                       row_number() OVER (PARTITION BY c.channel, c.purpose
-                                          ORDER BY c.ts DESC, c.granted ASC) AS rn
-                FROM consents c WHERE c.user_id = d.user_id) l
-             WHERE l.rn = 1 AND NOT l.granted AND (l.source = 'unsubscribe' OR (
+          OR EXISTS (SELECT 1 FROM ({latest_consent_sql(run_users)}) l
+             WHERE l.user_id = d.user_id AND NOT l.granted AND (l.source = 'unsubscribe' OR (
                    l.purpose = {lit(purpose)} AND l.channel = (
                        SELECT m.consent FROM (VALUES {", ".join(pieces)}) AS m(channel, consent)
                        WHERE m.channel = d.channel)))))"""

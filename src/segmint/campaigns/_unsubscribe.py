@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from segmint.campaigns._tables import ensure_campaign_tables, lit, ts_lit
 from segmint.errors import NotFoundError, SegmintError
-from segmint.store import Store
+from segmint.store import Store, latest_consent_sql
 
 __all__ = ["UnsubscribeResult", "make_token", "signing_key", "unsubscribe", "verify_token"]
 
@@ -155,9 +155,8 @@ def unsubscribe(
         raise NotFoundError("the unsubscribe token names a user who is not in the store")
     when = now or datetime.now(UTC)
     latest = store.query(
-        "SELECT granted, source FROM consents "
-        f"WHERE user_id = {lit(user_id)} AND channel = {lit(channel)} "
-        f"AND purpose = {lit(purpose)} ORDER BY ts DESC LIMIT 1"
+        f"SELECT granted, source FROM ({latest_consent_sql(lit(user_id))}) l "
+        f"WHERE channel = {lit(channel)} AND purpose = {lit(purpose)}"
     )
     already = (
         not latest.empty
@@ -166,9 +165,9 @@ def unsubscribe(
     )
     if not already:
         store.execute(
-            "INSERT INTO consents (user_id, channel, purpose, ts, granted, source) VALUES "
-            f"({lit(user_id)}, {lit(channel)}, {lit(purpose)}, {ts_lit(when)}, FALSE, "
-            "'unsubscribe')"
+            "INSERT INTO consents (user_id, channel, purpose, ts, granted, source, recorded_at) "
+            f"VALUES ({lit(user_id)}, {lit(channel)}, {lit(purpose)}, {ts_lit(when)}, FALSE, "
+            f"'unsubscribe', {ts_lit(when)})"
         )
     digest = hashlib.sha256(user_id.encode()).hexdigest()[:12]
     log.info("unsubscribe: user #%s from %s/%s", digest, channel, purpose)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from segmint.errors import NotFoundError
 from segmint.features._catalog import UNKNOWN_CATEGORY, _ts, to_utc
+from segmint.store import latest_consent_sql
 from segmint.store._base import Store
 
 PROFILE_ATTRIBUTES = (
@@ -280,10 +281,8 @@ def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = Non
         )
 
     consents = store.query(
-        """SELECT channel, purpose, granted, ts AS since, source FROM consents
-           WHERE user_id = ?
-           QUALIFY row_number() OVER (PARTITION BY channel, purpose ORDER BY ts DESC) = 1
-           ORDER BY channel, purpose""",
+        f"""SELECT channel, purpose, granted, effective_at AS since, source
+           FROM ({latest_consent_sql("?")}) l ORDER BY channel, purpose""",
         [user_id],
     )
     recent = store.query(

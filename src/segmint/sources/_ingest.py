@@ -28,6 +28,7 @@ one temp table that the checks and the insert both read:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -35,7 +36,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
 import duckdb
 
@@ -43,12 +44,13 @@ from segmint.clean._rules import plan_cleaning
 from segmint.config import ColumnExpr, Config, CsvSource, Source
 from segmint.errors import LoadError, MissingColumnError, SourceError
 from segmint.sources._readers import Staged, _drop_relation, _sql_str, stage
-from segmint.store._base import Store
+from segmint.store._base import Store, split_columns
 from segmint.store._schema import ALLOWED_VALUES, TABLES, Column, Table
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[str], None]
+P = ParamSpec("P")
 
 _NUMERIC = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "HUGEINT", "BIGINT", "INTEGER")
 
@@ -70,6 +72,10 @@ class LoadResult:
     cleaning: dict[str, Any] = field(default_factory=dict)
     skipped: bool = False
     seconds: float = 0.0
+    # what the load may do to rows already stored: change the columns the source maps,
+    # keep the others as stored (both empty for a skipped load)
+    updates_columns: list[str] = field(default_factory=list)
+    keeps_columns: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -296,17 +302,45 @@ def _checks(
                 f"'missing_value_dropped|missing {col.name} (cleaning rule: drop)'",
             )
         )
-    allowed = ALLOWED_VALUES.get((table.name, col.name))
+    allowed = _allowed_values(table, col.name, config)
     if allowed:
         lst = ", ".join(_sql_str(a) for a in allowed)
+        fix = (
+            f"add it under consent.{col.name}s in segmint.yaml or map it under values:"
+            if table.name == "consents"
+            else "map it under values:"
+        )
         out.append(
             (
                 f"{c} IS NOT NULL AND {c} NOT IN ({lst})",
-                f"'unknown_value|{col.name} ' || {_show(c)} || "
-                f"' is not one of {', '.join(allowed)} (map it under values:)'",
+                f"'unknown_value|{col.name} ''' || {_show(c)} || "
+                f"''' is not one of {', '.join(allowed)}' || {_did_you_mean(c, allowed)} || "
+                f"' ({fix})'",
             )
         )
     return out
+
+
+def _allowed_values(table: Table, column: str, config: Config) -> tuple[str, ...] | None:
+    """The values an enumerated column may hold (its source values are lower-cased), or
+    None. Consent channels and purposes are the project's vocabulary (``consent:``)."""
+    if table.name == "consents" and column == "channel":
+        return config.consent.all_channels
+    if table.name == "consents" and column == "purpose":
+        return config.consent.all_purposes
+    return ALLOWED_VALUES.get((table.name, column))
+
+
+def _did_you_mean(value: str, allowed: tuple[str, ...]) -> str:
+    """SQL: ``; did you mean 'x'?`` for the allowed value closest to ``value`` (an edit
+    distance of at most a third of its length), else ''. Only rejected rows evaluate it."""
+    v = f"left({value}, 100)"
+    lst = "[" + ", ".join(_sql_str(a) for a in allowed) + "]"
+    best = (
+        f"list_filter(list_sort(list_transform({lst}, lambda x: {{'d': levenshtein({v}, x), "
+        f"'x': x}})), lambda m: m.d * 3 <= length({v}))[1].x"
+    )
+    return f"coalesce('; did you mean ''' || {best} || '''?', '')"
 
 
 def _value_map(text: str, mapping: dict[str, str] | None, lower: bool) -> str:
@@ -344,6 +378,21 @@ def _load_id(source: str) -> str:
     return f"{stamp}-{source}-{secrets.token_hex(3)}"
 
 
+def _one_load_at_a_time(load: Callable[P, LoadResult]) -> Callable[P, LoadResult]:
+    """Run a load under its store's ingest lock: on PostgreSQL a second load of the same
+    store waits, then reads what the first one stored (see ``Store.ingest_lock``)."""
+
+    @functools.wraps(load)
+    def locked(*args: P.args, **kwargs: P.kwargs) -> LoadResult:
+        store = args[0] if args else kwargs["store"]
+        assert isinstance(store, Store)
+        with store.ingest_lock():
+            return load(*args, **kwargs)
+
+    return locked
+
+
+@_one_load_at_a_time
 def ingest_source(
     store: Store,
     config: Config,
@@ -432,13 +481,16 @@ def ingest_source(
     n_accepted = rows_read - rows_rejected
 
     load_id = _load_id(name)
+    updates, keeps = split_columns(table, list(source.columns))  # on rows already stored
     _build_quarantine(con, load_id, name, table)
     for staging in ("_typed", "_typed0", "_raw", "_raw0"):  # all read: free them before the write
         _drop_relation(con, staging)
     step("writing")
     try:
         with store.transaction():
-            inserted, updated, unchanged = store.write_accepted(table, "_accepted")
+            inserted, updated, unchanged = store.write_accepted(
+                table, "_accepted", columns=updates, now=now
+            )
             if inserted + updated + unchanged != n_accepted:  # an invariant, checked anyway
                 raise LoadError(
                     f"source {name!r}: accounting mismatch: {n_accepted} rows accepted but "
@@ -516,6 +568,8 @@ def ingest_source(
         by_rule,
         cleaning,
         seconds=(datetime.now(UTC) - t0).total_seconds(),
+        updates_columns=updates,
+        keeps_columns=keeps,
     )
     log.info(
         "loaded source %s into %s: read=%d accepted=%d rejected=%d inserted=%d",
@@ -614,7 +668,7 @@ def _build_typed(
     trimmed: list[str] = []
 
     def coerce(c: Column, rexpr: str, layered: bool = False) -> str:
-        lower = (table.name, c.name) in ALLOWED_VALUES
+        lower = _allowed_values(table, c.name, config) is not None
         mapped_raw = rexpr
         if c.name in source.values or lower:
             src = f"CAST({rexpr} AS VARCHAR)"

@@ -1,6 +1,7 @@
 """Stores: where the canonical tables live (DuckDB file by default, PostgreSQL in production)."""
 
 from segmint.store._base import DuckDBStore, Store, transpile
+from segmint.store._consent import latest_consent_sql
 from segmint.store._open import open_store
 from segmint.store._postgres import PostgresStore
 from segmint.store._schema import LOAD_ORDER, SCHEMA_VERSION, TABLES, Column, Table
@@ -14,6 +15,7 @@ __all__ = [
     "PostgresStore",
     "Store",
     "Table",
+    "latest_consent_sql",
     "open_store",
     "transpile",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ import duckdb
 import pandas as pd
 import sqlglot
 
-from segmint.errors import StoreError
+from segmint.errors import SegmintError, StoreError
+from segmint.store._migrations import MIGRATIONS, Migration
 from segmint.store._schema import SCHEMA_VERSION, SYSTEM_DDL, TABLES, Table, table_ddl
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,33 @@ def transpile(sql: str, dialect: str) -> list[str]:
     if dialect == "duckdb":
         return [s.strip() for s in sqlglot.transpile(sql, read="duckdb", write="duckdb") if s]
     return [s for s in sqlglot.transpile(sql, read="duckdb", write=dialect) if s.strip()]
+
+
+def split_columns(table: Table, columns: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """(the non-key columns an upsert changes on stored rows, those it keeps as stored)."""
+    update = [c for c in table.column_names if c not in table.key]
+    if columns is not None:
+        update = [c for c in update if c in columns]
+    keep = [c for c in table.column_names if c not in table.key and c not in update]
+    return update, keep
+
+
+def same_sql(columns: list[str], s: str = "s", t: str = "t") -> str:
+    """SQL: the ``columns`` of rows ``s`` and ``t`` are all equal (NULL equal to NULL)."""
+    if not columns:
+        return "TRUE"
+    row_s = ", ".join(f"{s}.{c}" for c in columns)
+    row_t = ", ".join(f"{t}.{c}" for c in columns)
+    return f"(row({row_s}) IS NOT DISTINCT FROM row({row_t}))"
+
+
+def ts_sql(when: datetime | None) -> str:
+    """A TIMESTAMPTZ literal of ``when`` (None: the transaction's current_timestamp)."""
+    if when is None:
+        return "current_timestamp"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return f"CAST('{when.astimezone(UTC).isoformat()}' AS TIMESTAMPTZ)"
 
 
 class Store:
@@ -87,21 +116,57 @@ class Store:
 
     # -- schema ---------------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        """Create missing tables and record the schema version (idempotent)."""
+        """Create missing tables, migrate an older store and record its schema version.
+
+        Idempotent. Runs in one transaction, under a lock where several processes may open
+        the store at once (PostgreSQL), so two first opens never race and a failed
+        migration leaves the store as it was.
+        """
         with self.transaction():
+            self._lock_schema()
             self.execute(SYSTEM_DDL)
             for table in TABLES.values():
                 self.execute(self._table_ddl(table))
             current = self.scalar("SELECT max(version) FROM schema_version")
             if current is None or pd.isna(current):
-                self.execute(
-                    f"INSERT INTO schema_version VALUES ({SCHEMA_VERSION}, current_timestamp)"
-                )
+                self._record_version(SCHEMA_VERSION)  # fresh: created at the latest schema
             elif int(current) > SCHEMA_VERSION:
                 raise StoreError(
                     f"store {self.location} has schema version {current}, newer than this "
                     f"segmint understands ({SCHEMA_VERSION}); upgrade segmint"
                 )
+            else:
+                for step in MIGRATIONS:
+                    if step.version > int(current):
+                        self._migrate(step)
+            self._after_schema()
+
+    def _migrate(self, step: Migration) -> None:
+        log.info("store %s: migrating to schema version %d", self.location, step.version)
+        try:
+            step.apply(self)
+        except SegmintError:
+            raise
+        except Exception as exc:  # an engine error: the transaction rolls back
+            raise StoreError(
+                f"store {self.location}: migration to schema version {step.version} "
+                f"({step.description}) failed and was rolled back, the store is unchanged: "
+                f"{str(exc)[:300]}"
+            ) from None
+        self._record_version(step.version)
+
+    def _record_version(self, version: int) -> None:
+        self.execute(f"INSERT INTO schema_version VALUES ({int(version)}, current_timestamp)")
+
+    def _lock_schema(self) -> None:
+        """Serialise schema changes between processes (none needed: one process per file)."""
+
+    def _after_schema(self) -> None:
+        """Backend-specific touches once every table exists (none for DuckDB)."""
+
+    def set_primary_key(self, table: str, key: Sequence[str] | None) -> None:
+        """Replace the primary key of ``table`` (None: drop it). DuckDB's canonical tables
+        have none (keys are enforced by the loader), so this is a no-op here."""
 
     def _table_ddl(self, table: Table) -> str:
         return table_ddl(table)
@@ -121,29 +186,59 @@ class Store:
         """A relation in the engine with ``columns`` of store table ``table``."""
         return table
 
-    def write_accepted(self, table: Table, relation: str) -> tuple[int, int, int]:
-        """Upsert the rows of engine relation ``relation`` into ``table``.
+    @contextmanager
+    def ingest_lock(self) -> Iterator[None]:
+        """Hold the store's ingest lock while a load runs: one load at a time per store, so
+        each load counts what it inserts against what the previous ones stored.
+
+        DuckDB: a store file is open in one process at a time, nothing to do. PostgreSQL
+        waits up to :attr:`lock_timeout` seconds for another load, then raises
+        :class:`~segmint.errors.StoreError`.
+        """
+        yield
+
+    lock_timeout: float = 600.0
+    """Seconds a load waits for another load on the same store before it stops."""
+
+    def write_accepted(
+        self,
+        table: Table,
+        relation: str,
+        *,
+        columns: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[int, int, int]:
+        """Upsert the rows of engine relation ``relation`` (every column of ``table``).
+
+        New keys are inserted whole. On a stored key only ``columns`` change (the non-key
+        columns the source maps; default: all): the others keep their stored value, and a
+        row is unchanged when every one of ``columns`` equals the stored value. The
+        table's ``recorded`` column is set to ``now`` (default: the transaction's time) on
+        new rows and never changed.
 
         Returns (inserted, updated, unchanged). Must run inside :meth:`transaction`.
         """
         con = self._con
-        cols = ", ".join(table.column_names)
-        key_join = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
+        names = table.column_names
+        update, keep = split_columns(table, columns)
+        rec = [table.recorded] if table.recorded else []
+        cols = ", ".join(names + rec)
+        new_row = ", ".join(names + ([ts_sql(now)] if rec else []))
         if self.count(table.name) == 0:  # first load: straight in, one pass over the source
             row = con.execute(
-                f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {relation}"
+                f"INSERT INTO {table.name} ({cols}) SELECT {new_row} FROM {relation}"
             ).fetchone()
             return (0 if row is None else int(row[0])), 0, 0
         # incremental load: compare with what is stored (materialize the batch once)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _acc_mat AS SELECT {cols} FROM {relation}")
-        relation = "_acc_mat"
-        row_s = ", ".join(f"s.{c}" for c in table.column_names)
-        row_t = ", ".join(f"t.{c}" for c in table.column_names)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _acc_mat AS SELECT {', '.join(names)} FROM {relation}"
+        )
+        key_join = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
+        stored = "".join(f", t.{c}" for c in keep + rec)  # what an update keeps
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _existing AS
-            SELECT s.{table.key[0]} AS _k0, {", ".join(f"s.{k}" for k in table.key)},
-                   (row({row_s}) IS NOT DISTINCT FROM row({row_t})) AS same
-            FROM {relation} s JOIN {table.name} t ON {key_join}"""
+            SELECT {", ".join(f"s.{k}" for k in table.key)}, {same_sql(update)} AS same{stored}
+            FROM _acc_mat s JOIN {table.name} t ON {key_join}"""
         )
         n_unchanged, n_updated = con.execute(
             "SELECT count(*) FILTER (WHERE same), count(*) FILTER (WHERE NOT same) FROM _existing"
@@ -151,12 +246,25 @@ class Store:
         ex_join = " AND ".join(f"t.{k} = e.{k}" for k in table.key)
         con.execute(f"DELETE FROM {table.name} t USING _existing e WHERE {ex_join} AND NOT e.same")
         s_join = " AND ".join(f"s.{k} = e.{k}" for k in table.key)
-        con.execute(
-            f"""INSERT INTO {table.name} ({cols})
-            SELECT {cols} FROM {relation} s
-            WHERE NOT EXISTS (SELECT 1 FROM _existing e WHERE {s_join} AND e.same)"""
-        )
-        n_total = int(con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0])  # type: ignore[index]
+        if not keep and not rec:  # the batch holds the whole row: changed and new rows alike
+            con.execute(
+                f"""INSERT INTO {table.name} ({cols})
+                SELECT {cols} FROM _acc_mat s
+                WHERE NOT EXISTS (SELECT 1 FROM _existing e WHERE {s_join} AND e.same)"""
+            )
+        else:  # new rows whole; changed rows: the mapped columns, the others as stored
+            con.execute(
+                f"""INSERT INTO {table.name} ({cols})
+                SELECT {new_row} FROM _acc_mat s
+                WHERE NOT EXISTS (SELECT 1 FROM _existing e WHERE {s_join})"""
+            )
+            changed = ", ".join(f"e.{c}" if c in keep else f"s.{c}" for c in names)
+            changed += "".join(f", e.{c}" for c in rec)
+            con.execute(
+                f"""INSERT INTO {table.name} ({cols})
+                SELECT {changed} FROM _acc_mat s JOIN _existing e ON {s_join} WHERE NOT e.same"""
+            )
+        n_total = int(con.execute("SELECT count(*) FROM _acc_mat").fetchone()[0])  # type: ignore[index]
         con.execute("DROP TABLE IF EXISTS _existing")
         con.execute("DROP TABLE IF EXISTS _acc_mat")
         return n_total - n_unchanged - n_updated, int(n_updated), int(n_unchanged)

@@ -11,5 +11,9 @@ def open_store(url: str) -> Store:
         store: Store = PostgresStore(url)
     else:
         store = Store(url)
-    store.ensure_schema()
+    try:
+        store.ensure_schema()
+    except BaseException:  # e.g. a failed migration: do not keep the store open (locked)
+        store.close()
+        raise
     return store

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,14 @@ import duckdb
 import pandas as pd
 
 from segmint.errors import StoreError
-from segmint.store._base import Store, transpile
+from segmint.store._base import Store, same_sql, split_columns, transpile, ts_sql
 from segmint.store._schema import Table, table_ddl
 
 log = logging.getLogger(__name__)
+
+# advisory lock classes (the first key of pg_advisory_lock(int, int); the second is the store)
+_LOCK_SCHEMA = 0x53474D01  # 'SGM' 1: schema creation and migrations
+_LOCK_INGEST = 0x53474D02  # 'SGM' 2: one load at a time
 
 
 class PostgresStore(Store):
@@ -86,8 +92,15 @@ class PostgresStore(Store):
         # PostgreSQL gets real primary keys; JSON becomes JSONB so rows can be compared.
         return ddl[: ddl.rindex(")")] + f",\n    PRIMARY KEY ({keys})\n)"
 
-    def ensure_schema(self) -> None:
-        super().ensure_schema()
+    # The advisory locks of one store (database + schema: tests run in parallel schemas)
+    _STORE_KEY = "hashtext(current_database() || '.' || coalesce(current_schema(), ''))"
+
+    def _lock_schema(self) -> None:
+        # held until the schema transaction ends: a second first open waits, then finds
+        # every table (concurrent CREATE TABLE IF NOT EXISTS would fail on pg_type)
+        self._pg.execute(f"SELECT pg_advisory_xact_lock({_LOCK_SCHEMA}, {self._STORE_KEY})")
+
+    def _after_schema(self) -> None:
         # JSON -> JSONB (comparable); sqlglot keeps JSON, so convert here once.
         rows = self.query(
             "SELECT table_name, column_name FROM information_schema.columns "
@@ -95,6 +108,40 @@ class PostgresStore(Store):
         )
         for t, c in rows.itertuples(index=False):
             self._pg.execute(f'ALTER TABLE {t} ALTER COLUMN "{c}" TYPE JSONB USING "{c}"::JSONB')
+
+    def set_primary_key(self, table: str, key: Sequence[str] | None) -> None:
+        name = self._pg.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
+            [table],
+        ).fetchone()
+        if name is not None:
+            self._pg.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name[0]}"')
+        if key:
+            self._pg.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({', '.join(key)})")
+
+    @contextmanager
+    def ingest_lock(self) -> Iterator[None]:
+        # a session lock: held across the load's transactions, released by the server
+        # if this process dies
+        lock = f"{_LOCK_INGEST}, {self._STORE_KEY}"
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.05
+        while not self._pg.execute(f"SELECT pg_try_advisory_lock({lock})").fetchone()[0]:  # type: ignore[index]
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"another load is running on this store ({self.location}); waited "
+                    f"{self.lock_timeout:g} s for it to finish. Nothing was loaded: run this "
+                    "load again once the other one has finished"
+                )
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        try:
+            yield
+        finally:
+            try:
+                self._pg.execute(f"SELECT pg_advisory_unlock({lock})")
+            except Exception:  # a broken connection: the server released the lock
+                log.debug("could not release the ingest lock", exc_info=True)
 
     # -- moving rows between the engine and PostgreSQL ----------------------------------
     def _copy_in(self, target: str, relation: str, columns: list[str]) -> int:
@@ -146,27 +193,40 @@ class PostgresStore(Store):
         path.unlink()
         return name
 
-    def write_accepted(self, table: Table, relation: str) -> tuple[int, int, int]:
-        cols = table.column_names
-        collist = ", ".join(cols)
+    def write_accepted(
+        self,
+        table: Table,
+        relation: str,
+        *,
+        columns: Sequence[str] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[int, int, int]:
+        names = table.column_names
+        update, _ = split_columns(table, columns)
         self._pg.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS _stage_{table.name} "
             f"(LIKE {table.name} INCLUDING DEFAULTS)"
         )
         self._pg.execute(f"TRUNCATE _stage_{table.name}")
-        n = self._copy_in(f"_stage_{table.name}", relation, cols)
+        n = self._copy_in(f"_stage_{table.name}", relation, names)
         key_join = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
-        row_s = ", ".join(f"s.{c}" for c in cols)
-        row_t = ", ".join(f"t.{c}" for c in cols)
+        same = same_sql(update)
         unchanged, updated = self._pg.execute(
-            f"SELECT count(*) FILTER (WHERE ROW({row_s}) IS NOT DISTINCT FROM ROW({row_t})), "
-            f"count(*) FILTER (WHERE ROW({row_s}) IS DISTINCT FROM ROW({row_t})) "
+            f"SELECT count(*) FILTER (WHERE {same}), count(*) FILTER (WHERE NOT {same}) "
             f"FROM _stage_{table.name} s JOIN {table.name} t ON {key_join}"
         ).fetchone()  # type: ignore[misc]
-        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols if c not in table.key)
+        # an update sets only the mapped columns, and only where one differs; the recorded
+        # column is set on new rows only
+        if update:
+            sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in update)
+            conflict = f"DO UPDATE SET {sets} WHERE NOT {same_sql(update, 'EXCLUDED', 't')}"
+        else:
+            conflict = "DO NOTHING"
+        rec = [table.recorded] if table.recorded else []
         self._pg.execute(
-            f"INSERT INTO {table.name} ({collist}) SELECT {collist} FROM _stage_{table.name} "
-            f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {sets}"
+            f"INSERT INTO {table.name} AS t ({', '.join(names + rec)}) "
+            f"SELECT {', '.join(names + ([ts_sql(now)] if rec else []))} "
+            f"FROM _stage_{table.name} ON CONFLICT ({', '.join(table.key)}) {conflict}"
         )
         return n - unchanged - updated, int(updated), int(unchanged)
 

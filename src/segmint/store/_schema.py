@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class Table:
     references: dict[str, tuple[str, str]] = field(default_factory=dict)
     # columns generated when the source does not provide them
     generated: tuple[str, ...] = ()
+    # a TIMESTAMPTZ column the store sets when it first stores a row (the load time) and
+    # never changes; no source maps it (it is not in ``columns``)
+    recorded: str | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -130,8 +133,11 @@ TABLES: dict[str, Table] = {
                 C("granted", "BOOLEAN", required=True),
                 C("source", "VARCHAR"),
             ),
-            key=("user_id", "channel", "purpose", "ts"),
+            # a grant and a revoke at the same instant are two facts: both are kept (and
+            # the revoke wins, see segmint.store.latest_consent_sql)
+            key=("user_id", "channel", "purpose", "ts", "granted"),
             references={"user_id": ("users", "user_id")},
+            recorded="recorded_at",
         ),
     )
 }
@@ -190,4 +196,6 @@ def table_ddl(table: Table) -> str:
     for c in table.columns:
         null = " NOT NULL" if c.required else ""
         cols.append(f"    {c.name} {c.type}{null}")
+    if table.recorded:
+        cols.append(f"    {table.recorded} TIMESTAMPTZ DEFAULT current_timestamp")
     return f"CREATE TABLE IF NOT EXISTS {table.name} (\n" + ",\n".join(cols) + "\n)"

@@ -1,0 +1,66 @@
+"""Ordered schema migrations: how a store written by an older segmint reaches this one's schema.
+
+Each step moves a store from ``version - 1`` to ``version``. :meth:`Store.ensure_schema`
+applies the steps a store lacks, in order, inside the transaction that opens the store
+(so a failed step leaves the store at its old version), and records each version in
+``schema_version``. A fresh store is created at :data:`SCHEMA_VERSION` directly and runs
+no step. Steps are written in DuckDB's dialect (transpiled for PostgreSQL by the store)
+and are frozen once released: a later change to a table is a new step, never an edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from segmint.store._base import Store
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step: the version it brings a store to, what it does, and how."""
+
+    version: int
+    description: str
+    apply: Callable[[Store], None]
+
+
+def _v2_consents(store: Store) -> None:
+    """consents: ``recorded_at``; channel and purpose trimmed and lower-cased; ``granted``
+    joins the key (a grant and a revoke at the same instant are both kept)."""
+    store.set_primary_key("consents", None)
+    # rows stored before this version were recorded at the latest now: their effective
+    # time least(ts, recorded_at) is their ts, or now for a row dated in the future
+    store.execute(
+        "ALTER TABLE consents ADD COLUMN recorded_at TIMESTAMPTZ DEFAULT current_timestamp"
+    )
+    to_normalise = store.scalar(
+        "SELECT count(*) FROM consents "
+        "WHERE channel <> lower(trim(channel)) OR purpose <> lower(trim(purpose))"
+    )
+    if to_normalise:
+        # rows that become one under the new key ('Email' and 'email', same instant and
+        # answer) are one fact recorded twice: one row is kept (the first source by name)
+        cols = "user_id, channel, purpose, ts, granted, source, recorded_at"
+        store.execute(
+            "CREATE TEMP TABLE _consents_v2 AS "
+            "SELECT user_id, lower(trim(channel)) AS channel, lower(trim(purpose)) AS purpose, "
+            "ts, granted, min(source) AS source, min(recorded_at) AS recorded_at "
+            "FROM consents GROUP BY user_id, lower(trim(channel)), lower(trim(purpose)), ts, granted"
+        )
+        store.execute("DELETE FROM consents")
+        store.execute(f"INSERT INTO consents ({cols}) SELECT {cols} FROM _consents_v2")
+        store.execute("DROP TABLE _consents_v2")
+    store.set_primary_key("consents", ("user_id", "channel", "purpose", "ts", "granted"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        2,
+        "consents: recorded_at; channel and purpose normalised; granted joins the key",
+        _v2_consents,
+    ),
+)
+"""Every step, in version order (version 1 is the first released schema)."""
