@@ -82,6 +82,7 @@ def print_report(r: Any) -> None:
         ("failed (retried next time)", r.failed),
         ("rejected (never retried)", r.rejected),
         ("opted out since the plan", r.skipped),
+        ("frequency cap reached at send time", r.capped),
         ("deferred (timing.not_before)", r.deferred),
         ("control group (never sent)", r.n_control),
     ):

@@ -140,6 +140,15 @@ class MessageBuilder:
         """Render every template against the field schema and the given real contexts."""
         check_templates(self.renderer.compiled_, contexts)
 
+    def first_contexts(self) -> list[tuple[str, dict[str, Any]]]:
+        """(template name, context) of the first treatment user of each segment of the
+        plan: the real messages :meth:`check_templates` tries."""
+        firsts = self.rows(
+            "a.idempotency_key IN (SELECT min(b.idempotency_key) FROM campaign_audiences b "
+            f"WHERE b.run_id = {lit(self.run_id)} AND b.arm = 'treatment' GROUP BY b.segment)"
+        )
+        return [(self.template_name(ctx["segment"]), ctx) for ctx in self.contexts(firsts)]
+
     # -- store lookups (once) ----------------------------------------------------------
     @property
     def key(self) -> bytes:
