@@ -27,6 +27,7 @@ from segmint.campaigns import (
     WebhookChannelSpec,
     WebhookSink,
     delivery_log,
+    key_ring,
     load_audience,
     plan_campaign,
     preview,
@@ -86,13 +87,14 @@ def test_messages_carry_headers_and_a_working_unsubscribe(demo: Path, smtp_sink:
     to = email.utils.parseaddr(msg["To"])[1]
     user = store.scalar(f"SELECT user_id FROM users WHERE lower(email) = '{to}'")
 
-    result = unsubscribe(store, token)
+    keys = key_ring(demo, store)
+    result = unsubscribe(store, token, keys=keys)
     assert result.user_id == user and not result.already_unsubscribed
     row = store.query(
         f"SELECT granted, source FROM consents WHERE user_id = '{user}' ORDER BY ts DESC LIMIT 1"
     )
     assert not row["granted"].iloc[0] and row["source"].iloc[0] == "unsubscribe"
-    assert unsubscribe(store, token).already_unsubscribed
+    assert unsubscribe(store, token, keys=keys).already_unsubscribed
     # the user drops out of every later audience at once, whatever the campaign
     for name in (CAMPAIGN, "newly_at_risk"):
         later = plan_campaign(store, config, name)
@@ -104,13 +106,15 @@ def test_messages_carry_headers_and_a_working_unsubscribe(demo: Path, smtp_sink:
 
 
 def test_forged_unsubscribe_token_is_refused(demo: Path) -> None:
-    from segmint.campaigns import make_token
+    from segmint.campaigns import KeyRing, make_token
 
     store, _ = open_demo(demo)
+    keys = key_ring(demo, store)
+    forger = KeyRing({keys.active: b"not the key"}, active=keys.active)
     with pytest.raises(InvalidTokenError, match="signature does not match"):
-        unsubscribe(store, make_token(b"not the key", "C000001"))
+        unsubscribe(store, make_token(forger, "C000001"), keys=keys)
     with pytest.raises(InvalidTokenError, match="malformed"):
-        unsubscribe(store, "garbage")
+        unsubscribe(store, "garbage", keys=keys)
 
 
 def test_opt_out_between_plan_and_send_is_skipped(demo: Path, smtp_sink: SmtpSink) -> None:
