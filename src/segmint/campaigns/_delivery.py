@@ -70,7 +70,7 @@ from segmint.campaigns._journal import DeliveryJournal, JournalBusy, journal_pat
 from segmint.campaigns._messages import MessageBuilder, PreparedMessage, Recs
 from segmint.campaigns._plan import CampaignPlan, _campaign, latest_plan, load_plan, plan_campaign
 from segmint.campaigns._tables import ensure_campaign_tables, lit, ts_lit
-from segmint.errors import ConfigError, DeliveryError, SegmintError
+from segmint.errors import ConfigError, DeliveryError, SegmintError, TemplateError
 from segmint.store import Store
 
 if TYPE_CHECKING:
@@ -675,7 +675,14 @@ def send_campaign(
                 later = rows["segment"].isin(deferred_segments)
                 report.deferred += int(later.sum())
                 rows = rows[~later].reset_index(drop=True)
-            prepared = builder.messages(rows)
+            try:
+                prepared = builder.messages(rows)
+            except TemplateError as exc:  # a user the checks before the send did not try
+                raise TemplateError(
+                    f"campaign {name!r}: {exc}. Nothing of this batch was sent ({report.sent:,} "
+                    f"sent before it); fix the template and run `segmint campaign send {name}` "
+                    "to resume"
+                ) from None
             for start in range(0, len(prepared), group):
                 chunk = prepared[start : start + group]
                 # mark the previous group, claim this one: one commit
