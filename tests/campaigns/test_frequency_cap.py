@@ -50,6 +50,9 @@ def test_cap_holds_for_campaigns_planned_before_either_is_sent(
     assert smtp_sink.n_received == first.sent + second.sent
     assert first.capped == 0 and second.capped == len(both)
     assert second.sent == b.n_treatment - len(both) and second.complete
+    print(
+        f"cap at send time: A sent {first.sent}, B sent {second.sent}, B capped {second.capped}; per-address counts {sorted(set(smtp_sink.by_recipient.values()))} over {len(smtp_sink.by_recipient)} addresses"
+    )
     log = delivery_log(store, "winback_again").query("status == 'skipped'")
     assert len(log) == len(both)
     assert set(log["error"]) == {

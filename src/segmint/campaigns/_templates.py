@@ -480,7 +480,15 @@ _LOOP_FILTER = "segmint:loop"  # not a name a template can write
 def _loop_filter(context: Any, iterable: Any) -> Any:
     """The iterable of every ``{% for %}`` goes through this (a context filter, so it is
     never evaluated when the template is compiled)."""
-    return _SegmintSandbox.segmint_loop(iterable)
+    try:
+        n = len(iterable)
+    except TypeError:  # a generator (map, select, ...): counted as it goes
+        return _counted(iterable)
+    budget = _BUDGET
+    budget.steps -= n
+    if budget.steps < 0:
+        raise _LimitExceeded(f"more than {MAX_STEPS:,} loop iterations and calls for one message")
+    return iterable
 
 
 class _BoundedCodeGenerator(CodeGenerator):
@@ -606,20 +614,6 @@ class _SegmintSandbox(ImmutableSandboxedEnvironment):
         return super().call(__context, __obj, *args, **kwargs)
 
     # -- called by the generated code ----------------------------------------------------
-    @staticmethod
-    def segmint_loop(iterable: Any) -> Any:
-        try:
-            n = len(iterable)
-        except TypeError:  # a generator (map, select, ...): counted as it goes
-            return _counted(iterable)
-        budget = _BUDGET
-        budget.steps -= n
-        if budget.steps < 0:
-            raise _LimitExceeded(
-                f"more than {MAX_STEPS:,} loop iterations and calls for one message"
-            )
-        return iterable
-
     @staticmethod
     def segmint_concat(join: Callable[[Iterable[Any]], str], parts: tuple[Any, ...]) -> str:
         size = 0
