@@ -197,3 +197,27 @@ def test_a_template_failing_for_a_later_user_stops_the_send_cleanly(
     assert channel.sent == []
     statuses = tiny.query("SELECT DISTINCT status FROM deliveries WHERE campaign = 'gold_once'")
     assert statuses["status"].tolist() == ["pending"]
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("{{ 2 ** 100000 }}", "integers of at most 256 bits"),
+        ("{{ 2.0 ** 100000 }}", "OverflowError"),
+        ("{{ 'a' * 3000000000 }}", "a template value may have at most 100,000"),
+    ],
+)
+def test_cli_plan_with_a_runaway_template_is_one_line(demo: Path, body: str, match: str) -> None:
+    from typer.testing import CliRunner
+
+    from segmint.cli import app
+
+    from .conftest import demo_playbook, write_playbook
+
+    pb = demo_playbook(demo)
+    pb["templates"] = {name: dict(t, body=body) for name, t in pb["templates"].items()}
+    write_playbook(demo, pb)
+    result = CliRunner().invoke(app, ["campaign", "plan", "winback_at_risk", "-p", str(demo)])
+    assert result.exit_code == 2
+    assert match in result.stderr and "Traceback" not in result.output
+    assert result.stderr.count("error:") == 1

@@ -325,7 +325,8 @@ def _preflight(
     made: MessageBuilder | None = None
     try:
         made = builder()
-        made.check_templates(made.first_contexts())
+        if needed:  # nothing left to send: nothing to render
+            made.check_templates(made.first_contexts())
     except SegmintError as exc:  # a template that no longer compiles or renders
         problems.append(exc)
     if not problems:
