@@ -285,7 +285,7 @@ def _planned(path: Path) -> tuple[Any, Any, Any]:
     from segmint.store import open_store
 
     store = open_store(str(path))
-    cfg = config()
+    cfg = config().model_copy(update={"root": path.parent})  # its key ring goes there
     plan = plan_campaign(store, cfg, "everyone")
     return store, plan, MessageBuilder(store, cfg, "everyone", plan.run_id, plan.segment_run_id)
 

@@ -208,7 +208,7 @@ def test_a_grant_and_a_revoke_at_the_same_instant_are_both_kept_and_the_revoke_w
 def test_a_grant_dated_ahead_does_not_outrank_a_later_unsubscribe(
     tmp_path: Path, store: str, opened: list[segmint.Project]
 ) -> None:
-    from segmint.campaigns import make_token, signing_key, unsubscribe
+    from segmint.campaigns import key_ring, make_token, unsubscribe
 
     ahead = (NOW + timedelta(hours=12)).strftime("%Y-%m-%d %H:%M:%S")
     csv = f"uid,ch,why,at,ok\nu1,email,marketing,{ahead},true\n"
@@ -218,8 +218,9 @@ def test_a_grant_dated_ahead_does_not_outrank_a_later_unsubscribe(
     recorded = p.store.scalar("SELECT recorded_at FROM consents")
     assert recorded == NOW  # recorded at the load's time
     later = NOW + timedelta(minutes=5)
-    token = make_token(signing_key(p.store), "u1", "email", "marketing")
-    result = unsubscribe(p.store, token, now=later)
+    keys = key_ring(p.root, p.store)
+    token = make_token(keys, "u1", "email", "marketing")
+    result = unsubscribe(p.store, token, keys=keys, now=later)
     assert not result.already_unsubscribed
     assert _in_force(p) == {("u1", "email", "marketing"): False}
     # the grant still takes effect when it was recorded, not when it is dated, on a reload
@@ -227,7 +228,7 @@ def test_a_grant_dated_ahead_does_not_outrank_a_later_unsubscribe(
     assert again.rows_unchanged == 1
     assert p.store.scalar("SELECT recorded_at FROM consents WHERE granted") == NOW
     assert _in_force(p) == {("u1", "email", "marketing"): False}
-    assert unsubscribe(p.store, token, now=later + timedelta(minutes=1)).already_unsubscribed
+    assert unsubscribe(p.store, token, keys=keys, now=later + timedelta(minutes=1)).already_unsubscribed
 
 
 def test_the_profile_shows_the_consent_in_force(

@@ -23,11 +23,11 @@ import yaml
 import segmint
 from segmint.campaigns import (
     SmtpSink,
+    key_ring,
     load_audience,
     make_token,
     plan_campaign,
     send_campaign,
-    signing_key,
     unsubscribe,
 )
 from segmint.config import load_config
@@ -89,8 +89,9 @@ def _ingest_and_unsubscribe(p: segmint.Project, users: list[str]) -> LoadResult:
     p.config = load_config(p.root)  # with the new source
     (load,) = p.ingest(["crm_consents"])
     c = users[2]
-    token = make_token(signing_key(p.store, p.config.playbook.secret_env), c)
-    result = unsubscribe(p.store, token, secret_env=p.config.playbook.secret_env)
+    keys = key_ring(p.root, p.store, secret_env=p.config.playbook.secret_env)
+    token = make_token(keys, c)
+    result = unsubscribe(p.store, token, keys=keys)
     assert not result.already_unsubscribed
     return load
 

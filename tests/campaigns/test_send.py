@@ -27,6 +27,7 @@ from segmint.campaigns import (
     WebhookChannelSpec,
     WebhookSink,
     delivery_log,
+    key_ring,
     load_audience,
     plan_campaign,
     preview,
@@ -86,13 +87,14 @@ def test_messages_carry_headers_and_a_working_unsubscribe(demo: Path, smtp_sink:
     to = email.utils.parseaddr(msg["To"])[1]
     user = store.scalar(f"SELECT user_id FROM users WHERE lower(email) = '{to}'")
 
-    result = unsubscribe(store, token)
+    keys = key_ring(demo, store)
+    result = unsubscribe(store, token, keys=keys)
     assert result.user_id == user and not result.already_unsubscribed
     row = store.query(
         f"SELECT granted, source FROM consents WHERE user_id = '{user}' ORDER BY ts DESC LIMIT 1"
     )
     assert not row["granted"].iloc[0] and row["source"].iloc[0] == "unsubscribe"
-    assert unsubscribe(store, token).already_unsubscribed
+    assert unsubscribe(store, token, keys=keys).already_unsubscribed
     # the user drops out of every later audience at once, whatever the campaign
     for name in (CAMPAIGN, "newly_at_risk"):
         later = plan_campaign(store, config, name)
@@ -104,13 +106,15 @@ def test_messages_carry_headers_and_a_working_unsubscribe(demo: Path, smtp_sink:
 
 
 def test_forged_unsubscribe_token_is_refused(demo: Path) -> None:
-    from segmint.campaigns import make_token
+    from segmint.campaigns import KeyRing, make_token
 
     store, _ = open_demo(demo)
+    keys = key_ring(demo, store)
+    forger = KeyRing({keys.active: b"not the key"}, active=keys.active)
     with pytest.raises(InvalidTokenError, match="signature does not match"):
-        unsubscribe(store, make_token(b"not the key", "C000001"))
+        unsubscribe(store, make_token(forger, "C000001"), keys=keys)
     with pytest.raises(InvalidTokenError, match="malformed"):
-        unsubscribe(store, "garbage")
+        unsubscribe(store, "garbage", keys=keys)
 
 
 def test_opt_out_between_plan_and_send_is_skipped(demo: Path, smtp_sink: SmtpSink) -> None:
@@ -146,24 +150,49 @@ def test_frequency_cap_counts_across_campaigns(demo: Path, smtp_sink: SmtpSink) 
     assert own.funnel.set_index("step")["excluded"]["frequency cap reached"] == 0
 
 
-def test_unreachable_smtp_is_a_clear_error_and_nothing_is_lost(demo: Path) -> None:
+def test_unreachable_smtp_is_a_clear_error_before_anything_is_sent(demo: Path) -> None:
     with SmtpSink() as probe:  # a port that was free a moment ago and is closed now
         port = probe.port
     store, config = open_demo(demo, demo_playbook(demo, smtp_port=port))
     plan = plan_campaign(store, config, CAMPAIGN)
     with pytest.raises(
-        DeliveryError, match=rf"cannot connect to SMTP server 127.0.0.1:{port}"
+        DeliveryError,
+        match=rf"nothing was sent and the plan is unchanged.*cannot connect to SMTP server "
+        rf"127.0.0.1:{port}",
     ) as info:
         send_campaign(store, config, CAMPAIGN)
     assert info.value.report is not None and info.value.report.sent == 0
-    counts = delivery_log(store, CAMPAIGN)["status"].value_counts().to_dict()
-    assert counts == {"pending": plan.n_treatment - 1, "failed": 1}
-    failed = delivery_log(store, CAMPAIGN).query("status == 'failed'")
-    assert "cannot connect" in failed["error"].iloc[0] and failed["attempts"].iloc[0] == 1
+    assert delivery_log(store, CAMPAIGN).empty  # checked before the first claim
+    assert store.scalar(f"SELECT status FROM campaign_runs WHERE run_id = '{plan.run_id}'") == (
+        "planned"
+    )
     with SmtpSink(port=port) as sink:
         report = send_campaign(store, config, CAMPAIGN)
     assert report.sent == plan.n_treatment and report.complete
     assert sorted(sink.by_recipient.values()) == [1] * plan.n_treatment
+
+
+def test_smtp_server_gone_mid_run_is_a_clear_error_and_nothing_is_lost(demo: Path) -> None:
+    sink = SmtpSink().start()
+    port = sink.port
+    store, config = open_demo(demo, demo_playbook(demo, smtp_port=port))
+    plan = plan_campaign(store, config, CAMPAIGN)
+
+    def stop_after_five(pm, result) -> None:
+        if sink.n_received == 5:
+            sink.stop()
+
+    with pytest.raises(DeliveryError, match=rf"SMTP server 127.0.0.1:{port}") as info:
+        send_campaign(store, config, CAMPAIGN, _after_send=stop_after_five)
+    assert info.value.report is not None and info.value.report.sent == 5
+    counts = delivery_log(store, CAMPAIGN)["status"].value_counts().to_dict()
+    assert counts == {"sent": 5, "pending": plan.n_treatment - 6, "failed": 1}
+    failed = delivery_log(store, CAMPAIGN).query("status == 'failed'")
+    assert failed["attempts"].iloc[0] == 1
+    with SmtpSink(port=port) as again:
+        report = send_campaign(store, config, CAMPAIGN)
+    assert report.sent == plan.n_treatment - 5 and report.complete
+    assert sorted(again.by_recipient.values()) == [1] * (plan.n_treatment - 5)
 
 
 def test_invalid_address_is_rejected_not_sent(smtp_sink: SmtpSink) -> None:

@@ -38,6 +38,7 @@ from segmint.campaigns._config import (
 )
 from segmint.campaigns._delivery import SendReport, delivery_log, make_channel, send_campaign
 from segmint.campaigns._demo import DemoCampaigns, run_demo_campaigns
+from segmint.campaigns._keys import KeyRing, key_ring, retire_key, rotate_key
 from segmint.campaigns._plan import (
     CampaignPlan,
     PreviewMessage,
@@ -55,7 +56,6 @@ from segmint.campaigns._unsubscribe import (
     InvalidTokenError,
     UnsubscribeResult,
     make_token,
-    signing_key,
     unsubscribe,
     verify_token,
 )
@@ -74,6 +74,7 @@ __all__ = [
     "FileChannel",
     "FileChannelSpec",
     "InvalidTokenError",
+    "KeyRing",
     "Message",
     "MessageRenderer",
     "Offer",
@@ -91,6 +92,7 @@ __all__ = [
     "default_playbook",
     "delivery_log",
     "holdout_bucket",
+    "key_ring",
     "latest_plan",
     "load_audience",
     "load_plan",
@@ -99,9 +101,10 @@ __all__ = [
     "message_id_for",
     "plan_campaign",
     "preview",
+    "retire_key",
+    "rotate_key",
     "run_demo_campaigns",
     "send_campaign",
-    "signing_key",
     "unsubscribe",
     "validate_playbook",
     "verify_token",

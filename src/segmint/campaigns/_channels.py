@@ -28,6 +28,7 @@ import re
 import smtplib
 import socket
 import ssl
+import tempfile
 import time
 import urllib.parse
 from abc import ABC, abstractmethod
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from segmint.campaigns._config import EmailChannelSpec, FileChannelSpec, WebhookChannelSpec
-from segmint.errors import ConfigError, DeliveryError
+from segmint.errors import ConfigError, DeliveryError, SegmintError
 
 __all__ = [
     "Channel",
@@ -150,6 +151,19 @@ class Channel(ABC):
     def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Prepare to send (connect, open a file). Raise ChannelUnavailable on failure."""
 
+    def preflight(self) -> list[SegmintError]:
+        """Check, before the first message of a run, that the channel can deliver; return
+        every problem found (empty when ready) and leave the channel open when ready.
+
+        The default opens the channel (:meth:`open`); channels override it to check more
+        (secrets, reachability) and to report several problems at once.
+        """
+        try:
+            self.open()
+        except SegmintError as exc:
+            return [exc]
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release what :meth:`open` took; make everything sent durable."""
 
@@ -200,10 +214,14 @@ class EmailChannel(Channel):
         )
         self.domain = self._sender.rsplit("@", 1)[-1] if "@" in self._sender else "segmint.local"
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, *, login: bool = True) -> smtplib.SMTP:
         s = self.spec
         where = f"SMTP server {s.host}:{s.port}"
-        password = _secret_from_env(s.password_env, f"channel {self.name!r}")
+        password = (
+            _secret_from_env(s.password_env, f"channel {self.name!r}")
+            if login and s.username
+            else None
+        )
         smtp: smtplib.SMTP | None = None
         try:
             if s.security == "ssl":
@@ -216,9 +234,10 @@ class EmailChannel(Channel):
             # TCP_NODELAY, Nagle's algorithm holds it for the server's delayed ACK (~40 ms)
             if smtp.sock is not None:
                 smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            smtp.ehlo_or_helo_if_needed()
             if s.security == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
-            if s.username:
+            if login and s.username:
                 smtp.login(s.username, password or "")
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(smtp)
@@ -243,6 +262,28 @@ class EmailChannel(Channel):
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 self._smtp.quit()
             self._smtp = None
+
+    def preflight(self) -> list[SegmintError]:
+        """The password is set (when there is a username) and the server answers EHLO
+        (with STARTTLS and the login when configured); the connection stays open."""
+        s = self.spec
+        if s.username and s.password_env and not os.environ.get(s.password_env):
+            problems: list[SegmintError] = [
+                ConfigError(
+                    f"channel {self.name!r}: environment variable {s.password_env} (the SMTP "
+                    f"password of {s.username!r}) is not set; export it first"
+                )
+            ]
+            try:  # is the server there at all? (no login without the password)
+                _close_quietly(self._connect(login=False))
+            except ChannelUnavailable as exc:
+                problems.append(exc)
+            return problems
+        try:
+            self.open()
+        except ChannelUnavailable as exc:
+            return [exc]
+        return []
 
     def build(self, message: Message) -> Any:
         """The e-mail for one message (headers included), as a ``compat32`` MIME message:
@@ -407,6 +448,49 @@ class WebhookChannel(Channel):
         secret = _secret_from_env(self.spec.secret_env, f"channel {self.name!r}")
         self._key = secret.encode() if secret else None
 
+    def preflight(self) -> list[SegmintError]:
+        """The signing secret is set, and the URL's host resolves and accepts a TCP
+        connection."""
+        problems: list[SegmintError] = []
+        env = self.spec.secret_env
+        if env is not None and not os.environ.get(env):
+            problems.append(
+                ConfigError(
+                    f"channel {self.name!r}: environment variable {env} (the webhook signing "
+                    "secret) is not set; export it first"
+                )
+            )
+        url = urllib.parse.urlsplit(self.spec.url)
+        host = url.hostname or ""
+        where = f"webhook {self.spec.url}"
+        fix = f"check playbook.channels.{self.name}.url and that the receiver runs"
+        try:
+            port = url.port or (443 if url.scheme == "https" else 80)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except ValueError as exc:  # a port out of range
+            problems.append(ChannelUnavailable(f"{where}: bad URL ({exc}); {fix}"))
+            return problems
+        except OSError as exc:
+            problems.append(ChannelUnavailable(f"{where}: cannot resolve {host!r} ({exc}); {fix}"))
+            return problems
+        last: OSError | None = None
+        for family, kind, proto, _, address in infos:
+            try:
+                with socket.socket(family, kind, proto) as sock:
+                    sock.settimeout(self.spec.timeout)
+                    sock.connect(address)
+                last = None
+                break
+            except OSError as exc:
+                last = exc
+        if last is not None:
+            problems.append(
+                ChannelUnavailable(f"{where}: cannot connect to {host}:{port} ({last}); {fix}")
+            )
+        if not problems:
+            self.open()
+        return problems
+
     @staticmethod
     def body_of(message: Message) -> bytes:
         """The JSON body posted for a message."""
@@ -547,6 +631,28 @@ class FileChannel(Channel):
         self._file: Any = None
         self._writer: Any = None
         self._written: set[str] = set()
+
+    def preflight(self) -> list[SegmintError]:
+        """The folder exists (or can be made) and takes a new file, and an existing export
+        file can be appended to. Nothing is written: the file is opened by the first
+        message."""
+        folder = self.csv_path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+            if self.csv_path.exists() and (
+                self.csv_path.is_dir() or not os.access(self.csv_path, os.W_OK)
+            ):
+                raise PermissionError(f"{self.csv_path} is not a writable file")
+        except OSError as exc:
+            return [
+                ChannelUnavailable(
+                    f"channel {self.name!r} cannot write to {folder}: {exc}; check "
+                    f"playbook.channels.{self.name}.path and the folder's permissions"
+                )
+            ]
+        return []
 
     def open(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         try:

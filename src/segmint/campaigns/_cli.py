@@ -82,6 +82,7 @@ def print_report(r: Any) -> None:
         ("failed (retried next time)", r.failed),
         ("rejected (never retried)", r.rejected),
         ("opted out since the plan", r.skipped),
+        ("frequency cap reached at send time", r.capped),
         ("deferred (timing.not_before)", r.deferred),
         ("control group (never sent)", r.n_control),
     ):
@@ -233,15 +234,73 @@ def unsubscribe_cmd(
 ) -> None:
     """Process an unsubscribe token: record the opt-out in the consent history."""
     from segmint import open_project
-    from segmint.campaigns import unsubscribe
+    from segmint.campaigns import key_ring, unsubscribe
 
     def go() -> Any:
         with open_project(project) as p:
-            return unsubscribe(p.store, token, secret_env=p.config.playbook.secret_env)
+            keys = key_ring(p.root, p.store, secret_env=p.config.playbook.secret_env)
+            return unsubscribe(p.store, token, keys=keys)
 
     r = _run(go)
     what = "was already unsubscribed" if r.already_unsubscribed else "unsubscribed"
     console.print(f"user {r.user_id} {what} from {r.channel}/{r.purpose}")
+
+
+@campaign_app.command("rotate-key")
+def rotate_key_cmd(
+    project: ProjectOpt = Path("."),
+    retire: Annotated[
+        str | None,
+        typer.Option(
+            "--retire",
+            metavar="ID",
+            help="Drop key ID from the ring instead: the links it signed stop working.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a new unsubscribe signing key; older keys keep verifying the links already sent.
+
+    With playbook.secret_env (SEGMINT_SECRET) set, its key is kept in the key file instead:
+    set the variable to a new value next.
+    """
+    import os
+
+    from segmint import open_project
+    from segmint.campaigns import retire_key, rotate_key
+
+    def go() -> tuple[Any, str, bool]:
+        with open_project(project) as p:
+            env = p.config.playbook.secret_env
+            if retire is not None:
+                return retire_key(p.root, retire, secret_env=env), env, False
+            return rotate_key(p.root, p.store, secret_env=env), env, bool(os.environ.get(env))
+
+    ring, env, from_env = _run(go)
+    rows = ring.describe()
+    if as_json:
+        print(json.dumps({"path": str(ring.path), "active": ring.active, "keys": rows}, indent=2))
+        return
+    if retire is not None:
+        err.print(
+            Text.assemble(
+                ("warning: ", "bold yellow"),
+                f"key {retire} retired: unsubscribe links it signed no longer work (their "
+                "opt-out is refused)",
+            ),
+            soft_wrap=True,
+        )
+    t = Table(title=f"unsubscribe keys ({ring.path})")
+    for c in ("id", "created", "signs new links", "where"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["id"], str(r["created_at"] or ""), "yes" if r["active"] else "", r["where"])
+    console.print(t)
+    if from_env:
+        console.print(
+            f"the key in {env} is kept in the key file for verification; now set {env} to a "
+            "new random value (e.g. python -c 'import secrets; print(secrets.token_hex(32))')"
+        )
 
 
 _PLAYBOOK_BLOCK = re.compile(r"(?ms)^playbook:.*?(?=^\S|\Z)")

@@ -43,7 +43,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,7 @@ from segmint.campaigns._channels import (
 from segmint.campaigns._config import (
     EmailChannelSpec,
     FileChannelSpec,
+    FrequencyCap,
     PromotionTrigger,
     WebhookChannelSpec,
 )
@@ -69,7 +70,7 @@ from segmint.campaigns._journal import DeliveryJournal, JournalBusy, journal_pat
 from segmint.campaigns._messages import MessageBuilder, PreparedMessage, Recs
 from segmint.campaigns._plan import CampaignPlan, _campaign, latest_plan, load_plan, plan_campaign
 from segmint.campaigns._tables import ensure_campaign_tables, lit, ts_lit
-from segmint.errors import DeliveryError
+from segmint.errors import ConfigError, DeliveryError, SegmintError, TemplateError
 from segmint.store import Store, latest_consent_sql
 
 if TYPE_CHECKING:
@@ -96,6 +97,10 @@ class SendReport:
     failed, rejected, skipped : int
         Attempts of this call that failed (retryable), were refused for good, or were
         skipped because the user opted out since the plan.
+    capped : int
+        Messages not sent because the frequency cap was reached at send time: messages of
+        other campaigns (or steps) sent or claimed since the plan already fill the user's
+        window. Their rows are ``skipped``.
     deferred : int
         Messages left pending because their strategy's ``timing.not_before`` is later
         than today (a later run sends them).
@@ -120,6 +125,7 @@ class SendReport:
     failed: int = 0
     rejected: int = 0
     skipped: int = 0
+    capped: int = 0
     deferred: int = 0
     already_sent: int = 0
     recovered: int = 0
@@ -231,6 +237,159 @@ def _skip_opted_out(store: Store, config: Config, run_id: str, purpose: str) -> 
             f"(SELECT d.idempotency_key FROM deliveries d WHERE {cond})"
         )
     return n
+
+
+SEND_LOCK = "campaign-send"
+"""The store lock held while a group of messages is checked against the frequency cap and
+claimed: two sends of different campaigns never both pass the check for one user."""
+
+CAP_ERROR = "frequency cap reached at send time"
+
+
+def _capped_at_send_time(
+    store: Store, keys: list[str], cap: FrequencyCap, now: datetime
+) -> dict[str, int]:
+    """The messages among ``keys`` whose user already has ``cap.max_messages`` other
+    messages sent or claimed in the cap's window, with that count; they become
+    ``skipped``. Run under :data:`SEND_LOCK` in the transaction that claims the others."""
+    since = ts_lit(now - timedelta(days=cap.window_days))
+    frame = store.query(
+        "SELECT c.idempotency_key AS idempotency_key, count(*) AS n FROM deliveries c "
+        "JOIN deliveries o ON o.user_id = c.user_id AND o.idempotency_key <> c.idempotency_key "
+        f"WHERE c.idempotency_key IN ({', '.join(lit(k) for k in keys)}) "
+        f"AND o.status IN ('sent', 'sending') AND coalesce(o.sent_at, o.claimed_at) >= {since} "
+        f"GROUP BY c.idempotency_key HAVING count(*) >= {int(cap.max_messages)}"
+    )
+    capped = {str(k): int(n) for k, n in zip(frame["idempotency_key"], frame["n"], strict=True)}
+    by_n: dict[int, list[str]] = {}
+    for key, n in capped.items():
+        by_n.setdefault(n, []).append(key)
+    for n, group in by_n.items():
+        error = f"{CAP_ERROR}: {n} messages in the last {cap.window_days} days"
+        store.execute(
+            f"UPDATE deliveries SET status = 'skipped', error = {lit(error)}, "
+            f"updated_at = {ts_lit(now)} WHERE idempotency_key IN "
+            f"({', '.join(lit(k) for k in group)})"
+        )
+    return capped
+
+
+def _pending_channels(
+    store: Store, run_id: str, max_attempts: int, deferred_segments: list[str]
+) -> list[str]:
+    """The channels with messages of the plan still to send (not deferred)."""
+    later = (
+        f"AND a.segment NOT IN ({', '.join(lit(s) for s in deferred_segments)}) "
+        if deferred_segments
+        else ""
+    )
+    frame = store.query(
+        "SELECT DISTINCT coalesce(d.channel, a.channel) AS channel FROM campaign_audiences a "
+        "LEFT JOIN deliveries d ON d.idempotency_key = a.idempotency_key "
+        f"WHERE a.run_id = {lit(run_id)} AND a.arm = 'treatment' {later}"
+        "AND (d.idempotency_key IS NULL OR d.status IN ('pending', 'sending') OR "
+        f"(d.status = 'failed' AND d.attempts < {int(max_attempts)}) OR "
+        f"(d.status = 'skipped' AND d.error LIKE {lit(CAP_ERROR + '%')})) ORDER BY channel"
+    )
+    return [str(c) for c in frame["channel"]]
+
+
+def _preflight(
+    name: str,
+    run_id: str,
+    needed: list[str],
+    build: Callable[[str], Channel],
+    builder: Callable[[], MessageBuilder],
+    report: SendReport,
+) -> tuple[dict[str, Channel], MessageBuilder]:
+    """Before the first claim: every channel with work pending is checked (secrets set,
+    host reachable, folder writable) and left open, and every template the plan needs
+    renders on the full field schema and on the first user of each segment. Every
+    problem is listed in one error (ConfigError when one is a configuration problem,
+    else DeliveryError); nothing is sent and the plan is not touched."""
+    problems: list[SegmintError] = []
+    ready: dict[str, Channel] = {}
+    for ch in needed:
+        try:
+            obj = build(ch)
+            found = obj.preflight()
+        except SegmintError as exc:
+            found = [exc]
+        if found:
+            problems += found
+        else:
+            ready[ch] = obj
+    made: MessageBuilder | None = None
+    try:
+        made = builder()
+        if needed:  # nothing left to send: nothing to render
+            made.check_templates(made.first_contexts())
+    except SegmintError as exc:  # a template that no longer compiles or renders
+        problems.append(exc)
+    if not problems:
+        assert made is not None
+        return ready, made
+    _close_all(ready)
+    listed = "; ".join(f"({i}) {p}" for i, p in enumerate(problems, 1))
+    message = (
+        f"campaign {name!r}, plan {run_id}: nothing was sent and the plan is unchanged; "
+        f"fix {'this' if len(problems) == 1 else f'these {len(problems)} problems'} "
+        f"first, then run `segmint campaign send {name}` again: {listed}"
+    )
+    if any(isinstance(p, ConfigError) for p in problems):
+        raise ConfigError(message)
+    raise DeliveryError(message, report=report)
+
+
+def _enter_plan(store: Store, config: Config, name: str, run_id: str, max_attempts: int) -> None:
+    """One transaction: a pending delivery row for each treatment message of the plan not
+    in the log yet; the unfinished rows of earlier plans of the same messages move to this
+    plan; the plan is ``sending``."""
+    now_lit = ts_lit(datetime.now(UTC))
+    with store.transaction():
+        domains = " ".join(
+            f"WHEN {lit(ch)} THEN {lit(channel_domain(cs))}"
+            for ch, cs in config.playbook.channels.items()
+        )
+        domain_sql = (
+            f"CASE a.channel {domains} ELSE 'segmint.local' END" if domains else "'segmint.local'"
+        )
+        store.execute(
+            "INSERT INTO deliveries (idempotency_key, campaign, run_id, user_id, step, channel, "
+            "status, attempts, ambiguous, message_id, created_at) SELECT a.idempotency_key, "
+            "a.campaign, a.run_id, a.user_id, a.step, a.channel, 'pending', 0, FALSE, "
+            f"'<' || md5(a.idempotency_key) || '@' || {domain_sql} || '>', {now_lit} "
+            f"FROM campaign_audiences a WHERE a.run_id = {lit(run_id)} AND a.arm = 'treatment' "
+            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.idempotency_key = a.idempotency_key) "
+            "AND NOT EXISTS (SELECT 1 FROM campaign_assignments x WHERE x.campaign = a.campaign "
+            "AND x.user_id = a.user_id AND x.arm = 'control')"
+        )
+        # messages an earlier plan skipped at send time for the frequency cap: this plan
+        # found the user under the cap again, so they are pending here
+        store.execute(
+            f"UPDATE deliveries SET status = 'pending', error = NULL, run_id = {lit(run_id)} "
+            f"WHERE run_id <> {lit(run_id)} AND campaign = {lit(name)} AND status = 'skipped' "
+            f"AND error LIKE {lit(CAP_ERROR + '%')} AND idempotency_key IN "
+            "(SELECT a.idempotency_key FROM campaign_audiences a WHERE a.run_id = "
+            f"{lit(run_id)} AND a.arm = 'treatment')"
+        )
+        # unfinished rows of an earlier plan of the same messages move to this plan
+        store.execute(
+            f"UPDATE deliveries SET run_id = {lit(run_id)} WHERE run_id <> {lit(run_id)} "
+            f"AND campaign = {lit(name)} AND (status IN ('pending', 'sending') OR "
+            f"(status = 'failed' AND attempts < {int(max_attempts)})) AND idempotency_key IN "
+            "(SELECT a.idempotency_key FROM campaign_audiences a WHERE a.run_id = "
+            f"{lit(run_id)} AND a.arm = 'treatment')"
+        )
+        store.execute(f"UPDATE campaign_runs SET status = 'sending' WHERE run_id = {lit(run_id)}")
+
+
+def _close_all(channels: Mapping[str, Channel]) -> None:
+    for obj in channels.values():
+        try:
+            obj.close()
+        except Exception:  # closing must not hide the real outcome
+            log.warning("closing channel %s failed", obj.name, exc_info=True)
 
 
 def _reconcile(store: Store, journal: DeliveryJournal) -> tuple[int, int]:
@@ -372,53 +531,48 @@ def send_campaign(
     if "*" in deferred_segments:  # the catch-all strategy: every segment without its own
         own = set(config.playbook.strategies[spec.segmentation])
         deferred_segments += [s for s in chosen.by_segment["segment"].astype(str) if s not in own]
-    now_lit = ts_lit(datetime.now(UTC))
     max_attempts = config.playbook.max_attempts
-    with store.transaction():
-        domains = " ".join(
-            f"WHEN {lit(ch)} THEN {lit(channel_domain(cs))}"
-            for ch, cs in config.playbook.channels.items()
-        )
-        domain_sql = (
-            f"CASE a.channel {domains} ELSE 'segmint.local' END" if domains else "'segmint.local'"
-        )
-        store.execute(
-            "INSERT INTO deliveries (idempotency_key, campaign, run_id, user_id, step, channel, "
-            "status, attempts, ambiguous, message_id, created_at) SELECT a.idempotency_key, "
-            "a.campaign, a.run_id, a.user_id, a.step, a.channel, 'pending', 0, FALSE, "
-            f"'<' || md5(a.idempotency_key) || '@' || {domain_sql} || '>', {now_lit} "
-            f"FROM campaign_audiences a WHERE a.run_id = {lit(run_id)} AND a.arm = 'treatment' "
-            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.idempotency_key = a.idempotency_key) "
-            "AND NOT EXISTS (SELECT 1 FROM campaign_assignments x WHERE x.campaign = a.campaign "
-            "AND x.user_id = a.user_id AND x.arm = 'control')"
-        )
-        # unfinished rows of an earlier plan of the same messages move to this plan
-        store.execute(
-            f"UPDATE deliveries SET run_id = {lit(run_id)} WHERE run_id <> {lit(run_id)} "
-            f"AND campaign = {lit(name)} AND (status IN ('pending', 'sending') OR "
-            f"(status = 'failed' AND attempts < {int(max_attempts)})) AND idempotency_key IN "
-            "(SELECT a.idempotency_key FROM campaign_audiences a WHERE a.run_id = "
-            f"{lit(run_id)} AND a.arm = 'treatment')"
-        )
-        store.execute(f"UPDATE campaign_runs SET status = 'sending' WHERE run_id = {lit(run_id)}")
-    report.skipped = _skip_opted_out(store, config, run_id, spec.purpose)
-    report.already_sent = int(
-        store.scalar(
-            "SELECT count(*) FROM campaign_audiences a JOIN deliveries d "
-            "ON d.idempotency_key = a.idempotency_key WHERE a.run_id = "
-            f"{lit(run_id)} AND a.arm = 'treatment' AND d.status = 'sent'"
-        )
-        or 0
-    )
-    todo_where = (
-        f"d.run_id = {lit(run_id)} AND (d.status IN ('pending', 'sending') OR "
-        f"(d.status = 'failed' AND d.attempts < {int(max_attempts)}))"
-    )
-    total = int(store.scalar(f"SELECT count(*) FROM deliveries d WHERE {todo_where}") or 0)
-    builder = MessageBuilder(store, config, name, run_id, chosen.segment_run_id, recs=recs)
-    open_channels: dict[str, Channel] = {}
-    limiters: dict[str, _RateLimiter] = {}
     provided = dict(channels or {})
+
+    def build(ch: str) -> Channel:
+        return provided.get(ch) or make_channel(config, ch, campaign=name, run_id=run_id)
+
+    try:
+        open_channels, builder = _preflight(
+            name,
+            run_id,
+            _pending_channels(store, run_id, max_attempts, deferred_segments),
+            build,
+            lambda: MessageBuilder(store, config, name, run_id, chosen.segment_run_id, recs=recs),
+            report,
+        )
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        raise
+    try:
+        _enter_plan(store, config, name, run_id, max_attempts)
+        report.skipped = _skip_opted_out(store, config, run_id, spec.purpose)
+        report.already_sent = int(
+            store.scalar(
+                "SELECT count(*) FROM campaign_audiences a JOIN deliveries d "
+                "ON d.idempotency_key = a.idempotency_key WHERE a.run_id = "
+                f"{lit(run_id)} AND a.arm = 'treatment' AND d.status = 'sent'"
+            )
+            or 0
+        )
+        todo_where = (
+            f"d.run_id = {lit(run_id)} AND (d.status IN ('pending', 'sending') OR "
+            f"(d.status = 'failed' AND d.attempts < {int(max_attempts)}))"
+        )
+        total = int(store.scalar(f"SELECT count(*) FROM deliveries d WHERE {todo_where}") or 0)
+    except BaseException:
+        _close_all(open_channels)
+        if journal is not None:
+            journal.close()
+        raise
+    cap = spec.frequency_cap or config.playbook.frequency_cap
+    limiters: dict[str, _RateLimiter] = {}
     marks: list[tuple[str, str, DeliveryResult, bool]] = []  # key, message_id, result, amb
     unattempted: dict[str, str] = {}  # claimed in this group, not sent yet: key -> status
     consecutive = 0
@@ -431,24 +585,29 @@ def send_campaign(
         journal.handed_over(message.idempotency_key)
 
     def channel(ch: str) -> Channel:
-        if ch not in open_channels:
-            obj = provided.get(ch) or make_channel(config, ch, campaign=name, run_id=run_id)
+        if ch not in open_channels:  # not in the preflight (its rows came in since)
+            obj = build(ch)
             obj.open()
+            open_channels[ch] = obj
+        obj = open_channels[ch]
+        if ch not in limiters:
             if journal is not None and obj.supports_handover:
                 obj.on_handover = handed_over
-            open_channels[ch] = obj
             limiters[ch] = _RateLimiter(obj.rate_per_second)
-        return open_channels[ch]
+        return obj
 
     def commit(
         claims: list[PreparedMessage], prior: dict[str, str], *, settled: bool = True
-    ) -> None:
+    ) -> set[str]:
         """One transaction: the outcomes of the messages sent since the last commit, the
-        release of claimed-but-unsent rows, and the claims of the next group. ``settled``:
-        every message handed over since the last commit has its outcome in ``marks`` (not
-        so when an exception interrupted a send), so the journal can be emptied."""
+        release of claimed-but-unsent rows, and the claims of the next group, less those
+        whose user reached the frequency cap since the plan (returned; they are skipped).
+        The cap check and the claims hold :data:`SEND_LOCK`. ``settled``: every message
+        handed over since the last commit has its outcome in ``marks`` (not so when an
+        exception interrupted a send), so the journal can be emptied."""
         ts = datetime.now(UTC)
-        with store.transaction():
+        capped: dict[str, int] = {}
+        with store.lock(SEND_LOCK) if claims else store.transaction():
             # outcomes: one statement per kind of outcome (in a group, usually all 'sent')
             by_outcome: dict[tuple[str, str | None, bool], list[str]] = {}
             for key, _message_id, result, amb in marks:
@@ -467,17 +626,23 @@ def send_campaign(
                     [status, ts, key],
                 )
             if claims:
-                store.execute(
-                    "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
-                    "claimed_at = ?, updated_at = ? WHERE idempotency_key IN "
-                    f"({', '.join('?' * len(claims))})",
-                    [ts, ts, *(c.message.idempotency_key for c in claims)],
-                )
+                keys = [c.message.idempotency_key for c in claims]
+                capped = _capped_at_send_time(store, keys, cap, ts)
+                keys = [k for k in keys if k not in capped]
+                if keys:
+                    store.execute(
+                        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+                        "claimed_at = ?, updated_at = ? WHERE idempotency_key IN "
+                        f"({', '.join('?' * len(keys))})",
+                        [ts, ts, *keys],
+                    )
         if journal is not None and settled:
             journal.clear()  # its entries are in the log now
         marks.clear()
         unattempted.clear()
-        unattempted.update(prior)
+        unattempted.update({k: v for k, v in prior.items() if k not in capped})
+        report.capped += len(capped)
+        return set(capped)
 
     def finish(complete: bool) -> SendReport:
         report.seconds = time.perf_counter() - started
@@ -508,19 +673,29 @@ def send_campaign(
                 later = rows["segment"].isin(deferred_segments)
                 report.deferred += int(later.sum())
                 rows = rows[~later].reset_index(drop=True)
-            prepared = builder.messages(rows)
+            try:
+                prepared = builder.messages(rows)
+            except TemplateError as exc:  # a user the checks before the send did not try
+                raise TemplateError(
+                    f"campaign {name!r}: {exc}. Nothing of this batch was sent ({report.sent:,} "
+                    f"sent before it); fix the template and run `segmint campaign send {name}` "
+                    "to resume"
+                ) from None
             for start in range(0, len(prepared), group):
                 chunk = prepared[start : start + group]
                 # mark the previous group, claim this one: one commit
-                commit(
+                capped = commit(
                     chunk,
                     {
                         pm.message.idempotency_key: status_of[pm.message.idempotency_key]
                         for pm in chunk
                     },
                 )
+                done += len(capped)
                 for pm in chunk:
                     m = pm.message
+                    if m.idempotency_key in capped:
+                        continue
                     if _after_claim is not None:
                         _after_claim(pm)
                     try:
@@ -596,11 +771,7 @@ def send_campaign(
                 log.warning("could not record the last deliveries", exc_info=True)
         raise
     finally:
-        for obj in open_channels.values():
-            try:
-                obj.close()
-            except Exception:  # closing must not hide the real outcome
-                log.warning("closing channel %s failed", obj.name, exc_info=True)
+        _close_all(open_channels)
         if journal is not None:
             # on success everything is in the log: the file goes; else it stays for the
             # next run (emptied by the last commit, unless that commit failed)
@@ -608,7 +779,7 @@ def send_campaign(
     finish(True)
     log.info(
         "campaign %s: run %s sent %d (%d resent after an unclear end), %d failed, "
-        "%d rejected, %d skipped in %.1fs",
+        "%d rejected, %d skipped (opted out), %d skipped at the frequency cap in %.1fs",
         name,
         run_id,
         report.sent,
@@ -616,6 +787,7 @@ def send_campaign(
         report.failed,
         report.rejected,
         report.skipped,
+        report.capped,
         report.seconds,
     )
     return report

@@ -21,9 +21,10 @@ from segmint.campaigns._config import (
     Strategy,
     TemplateSpec,
 )
+from segmint.campaigns._keys import KeyRing, key_ring
 from segmint.campaigns._tables import column_exists, lit, table_exists
 from segmint.campaigns._templates import MessageRenderer, check_templates
-from segmint.campaigns._unsubscribe import make_token, signing_key
+from segmint.campaigns._unsubscribe import make_token
 from segmint.errors import ConfigError
 from segmint.store import Store
 
@@ -116,7 +117,7 @@ class MessageBuilder:
                     strategy.template
                 )
         self.renderer = MessageRenderer(templates)
-        self._key: bytes | None = None
+        self._keys: KeyRing | None = None
         self._feature_run: str | None | bool = False
         self._rec_run: str | None | bool = False
         self._popular: list[dict[str, Any]] | None = None
@@ -140,12 +141,24 @@ class MessageBuilder:
         """Render every template against the field schema and the given real contexts."""
         check_templates(self.renderer.compiled_, contexts)
 
+    def first_contexts(self) -> list[tuple[str, dict[str, Any]]]:
+        """(template name, context) of the first treatment user of each segment of the
+        plan: the real messages :meth:`check_templates` tries."""
+        firsts = self.rows(
+            "a.idempotency_key IN (SELECT min(b.idempotency_key) FROM campaign_audiences b "
+            f"WHERE b.run_id = {lit(self.run_id)} AND b.arm = 'treatment' GROUP BY b.segment)"
+        )
+        return [(self.template_name(ctx["segment"]), ctx) for ctx in self.contexts(firsts)]
+
     # -- store lookups (once) ----------------------------------------------------------
     @property
-    def key(self) -> bytes:
-        if self._key is None:
-            self._key = signing_key(self.store, self.config.playbook.secret_env)
-        return self._key
+    def keys(self) -> KeyRing:
+        """The project's unsubscribe key ring (read once)."""
+        if self._keys is None:
+            self._keys = key_ring(
+                self.config.root, self.store, secret_env=self.config.playbook.secret_env
+            )
+        return self._keys
 
     def _feature_run_id(self) -> str | None:
         if self._feature_run is False:
@@ -286,7 +299,7 @@ class MessageBuilder:
         }
         n_max = max(n_recs.values())
         recs = self._recommendations(rows, n_max) if n_max else {}
-        key = self.key
+        keys = self.keys
         url = playbook.unsubscribe_url
         purpose = self.spec.purpose
         base = {
@@ -328,7 +341,7 @@ class MessageBuilder:
                     "offer": offers[seg],
                     "recommendations": user_recs,
                     "unsubscribe_url": url.replace(
-                        "{token}", make_token(key, uid, "email", purpose)
+                        "{token}", make_token(keys, uid, "email", purpose)
                     ),
                 }
             )

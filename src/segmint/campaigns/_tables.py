@@ -13,7 +13,10 @@
                ambiguous, message_id, error, created_at, claimed_at, sent_at, updated_at)
                                                         one row per message ever attempted
     suppressions(user_id, address, channel, reason, created_at)
-    campaign_secrets(name, value, created_at)           the unsubscribe signing key
+
+The unsubscribe signing keys are never in the store (see ``_keys.py``); a
+``campaign_secrets`` table left by earlier versions is emptied on first use of the key
+ring, its key moved to the project's key file.
 
 Delivery ``status``: ``pending`` (not tried yet), ``sending`` (claimed and committed before
 the channel was called), ``sent``, ``failed`` (retried on the next send until
@@ -84,11 +87,6 @@ CREATE TABLE IF NOT EXISTS suppressions (
     address VARCHAR,
     channel VARCHAR,
     reason VARCHAR NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL
-);
-CREATE TABLE IF NOT EXISTS campaign_secrets (
-    name VARCHAR PRIMARY KEY,
-    value VARCHAR NOT NULL,
     created_at TIMESTAMPTZ NOT NULL
 );
 """

@@ -1,10 +1,13 @@
 """Signed unsubscribe tokens and their processing.
 
-A token names (user, channel, purpose) and carries an HMAC-SHA256 tag keyed by the project
-secret: the environment variable ``playbook.secret_env`` (``SEGMINT_SECRET``) when set,
-else a random key generated once and kept in the store's ``campaign_secrets`` table.
-Processing a token appends a ``consents`` row (granted = false, source = 'unsubscribe'):
-the consent history keeps everything, and every later audience leaves the user out.
+A token names (user, channel, purpose) and the id of the key that signed it, and carries an
+HMAC-SHA256 tag over both: ``base64url(payload) . base64url(tag) . key id``. The keys are
+the project's key ring (:mod:`segmint.campaigns._keys`): the environment variable
+``playbook.secret_env`` (``SEGMINT_SECRET``) when set, else a key file in the project
+folder, never the store. Tokens of earlier versions (no key id) are tried against every
+key of the ring. Processing a token appends a ``consents`` row (granted = false, source =
+'unsubscribe'): the consent history keeps everything, and every later audience leaves the
+user out.
 """
 
 from __future__ import annotations
@@ -13,22 +16,19 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from segmint.campaigns._tables import ensure_campaign_tables, lit, ts_lit
+from segmint.campaigns._keys import KEY_ID, KeyRing
+from segmint.campaigns._tables import lit, ts_lit
 from segmint.errors import NotFoundError, SegmintError
 from segmint.store import Store, latest_consent_sql
 
-__all__ = ["UnsubscribeResult", "make_token", "signing_key", "unsubscribe", "verify_token"]
+__all__ = ["UnsubscribeResult", "make_token", "unsubscribe", "verify_token"]
 
 log = logging.getLogger(__name__)
 
 _SEP = "\x1f"
-_KEY_NAME = "unsubscribe"
-DEFAULT_SECRET_ENV = "SEGMINT_SECRET"
 
 
 class InvalidTokenError(SegmintError):
@@ -45,65 +45,64 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def signing_key(store: Store, secret_env: str = DEFAULT_SECRET_ENV) -> bytes:
-    """The key that signs unsubscribe tokens.
-
-    The value of the environment variable ``secret_env`` when set; otherwise a 256-bit key
-    generated on first use and kept in the store (so links stay valid across runs).
-    """
-    value = os.environ.get(secret_env)
-    if value:
-        return value.encode()
-    ensure_campaign_tables(store)
-    key = store.scalar(f"SELECT value FROM campaign_secrets WHERE name = {lit(_KEY_NAME)}")
-    if key is None:
-        fresh = secrets.token_hex(32)
-        store.execute(
-            "INSERT INTO campaign_secrets (name, value, created_at) "
-            f"VALUES ({lit(_KEY_NAME)}, {lit(fresh)}, {ts_lit(datetime.now(UTC))}) "
-            "ON CONFLICT DO NOTHING"
-        )
-        key = store.scalar(f"SELECT value FROM campaign_secrets WHERE name = {lit(_KEY_NAME)}")
-    return str(key).encode()
+def _tag(key: bytes, key_id: str | None, payload: bytes) -> bytes:
+    signed = payload if key_id is None else key_id.encode() + b"\x1f" + payload
+    return hmac.digest(key, signed, "sha256")[:16]
 
 
-def make_token(key: bytes, user_id: str, channel: str = "email", purpose: str = "marketing") -> str:
-    """A URL-safe token for (user, channel, purpose), signed with ``key``."""
+def make_token(
+    keys: KeyRing, user_id: str, channel: str = "email", purpose: str = "marketing"
+) -> str:
+    """A URL-safe token for (user, channel, purpose), signed with the ring's active key and
+    naming it."""
     payload = f"{user_id}{_SEP}{channel}{_SEP}{purpose}".encode()
-    tag = hmac.digest(key, payload, "sha256")[:16]
-    return (
-        base64.urlsafe_b64encode(payload).rstrip(b"=")
-        + b"."
-        + base64.urlsafe_b64encode(tag).rstrip(b"=")
-    ).decode("ascii")
+    tag = _tag(keys.active_key, keys.active, payload)
+    return f"{_b64(payload)}.{_b64(tag)}.{keys.active}"
 
 
-def verify_token(key: bytes, token: str) -> tuple[str, str, str]:
+def verify_token(keys: KeyRing, token: str) -> tuple[str, str, str]:
     """(user_id, channel, purpose) of a valid token.
+
+    A token naming a key is checked with that key; a token of an earlier version (no key
+    id) with every key of the ring.
 
     Raises
     ------
     InvalidTokenError
-        When the token is malformed or was not signed with ``key``.
+        When the token is malformed, names a key the ring does not have, or was not signed
+        with the ring's keys.
     """
+    parts = token.strip().split(".")
     try:
-        body, tag = token.strip().split(".", 1)
-        payload = _unb64(body)
-        given = _unb64(tag)
+        if len(parts) not in (2, 3):
+            raise ValueError("wrong number of parts")
+        payload, given = _unb64(parts[0]), _unb64(parts[1])
+        key_id = parts[2] if len(parts) == 3 else None
+        if key_id is not None and not KEY_ID.match(key_id):
+            raise ValueError("bad key id")
     except (ValueError, TypeError):
         raise InvalidTokenError(
-            "unsubscribe token is malformed (expected <payload>.<signature>)"
+            "unsubscribe token is malformed (expected <payload>.<signature>.<key id>)"
         ) from None
-    expected = hmac.digest(key, payload, "sha256")[:16]
-    if not hmac.compare_digest(expected, given):
+    if key_id is not None and key_id not in keys.keys:
+        raise InvalidTokenError(
+            f"unsubscribe token names key {key_id[:40]!r}, which is not in the project's key "
+            "ring: it was retired, or the token was not issued by this project"
+        )
+    candidates = [keys.keys[key_id]] if key_id is not None else list(keys.keys.values())
+    # every candidate is computed and compared: the time does not tell which one matched
+    matched = False
+    for key in candidates:
+        matched |= hmac.compare_digest(_tag(key, key_id, payload), given)
+    if not matched:
         raise InvalidTokenError(
             "unsubscribe token signature does not match: it was not issued by this project "
             "(or the signing key changed)"
         )
-    parts = payload.decode("utf-8", errors="replace").split(_SEP)
-    if len(parts) != 3:
+    fields = payload.decode("utf-8", errors="replace").split(_SEP)
+    if len(fields) != 3:
         raise InvalidTokenError("unsubscribe token payload is malformed")
-    return parts[0], parts[1], parts[2]
+    return fields[0], fields[1], fields[2]
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ def unsubscribe(
     store: Store,
     token: str,
     *,
-    secret_env: str = DEFAULT_SECRET_ENV,
+    keys: KeyRing,
     now: datetime | None = None,
 ) -> UnsubscribeResult:
     """Verify an unsubscribe token and record the opt-out in the consent history.
@@ -132,8 +131,8 @@ def unsubscribe(
         The project's store.
     token : str
         The token from the link or the List-Unsubscribe header.
-    secret_env : str, default 'SEGMINT_SECRET'
-        The environment variable holding the signing key (``playbook.secret_env``).
+    keys : KeyRing
+        The project's key ring (:func:`segmint.campaigns.key_ring`).
     now : datetime, optional
         When the opt-out happened (now by default).
 
@@ -150,7 +149,7 @@ def unsubscribe(
     segmint.errors.NotFoundError
         When the token's user is not in the store (e.g. erased since).
     """
-    user_id, channel, purpose = verify_token(signing_key(store, secret_env), token)
+    user_id, channel, purpose = verify_token(keys, token)
     if not store.scalar(f"SELECT count(*) FROM users WHERE user_id = {lit(user_id)}"):
         raise NotFoundError("the unsubscribe token names a user who is not in the store")
     when = now or datetime.now(UTC)

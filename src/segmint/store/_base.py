@@ -114,6 +114,18 @@ class Store:
         finally:
             self._in_tx = False
 
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the lock ``name`` until the end of the transaction this opens (or joins).
+
+        Writers of the same store taking the same lock run one after the other, so a check
+        and the write it allows are one step. DuckDB: one process holds the file and the
+        transaction is enough. PostgreSQL takes a transaction-level advisory lock keyed by
+        the schema and ``name``.
+        """
+        with self.transaction():
+            yield
+
     # -- schema ---------------------------------------------------------------------------
     def ensure_schema(self) -> None:
         """Create missing tables, migrate an older store and record its schema version.

@@ -86,6 +86,16 @@ class PostgresStore(Store):
         finally:
             self._in_tx = False
 
+    @contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        with self.transaction():
+            # keyed by the schema too: several stores (and the tests) share one database
+            self._pg.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(%s))",
+                [name],
+            )
+            yield
+
     def _table_ddl(self, table: Table) -> str:
         ddl = table_ddl(table)
         keys = ", ".join(table.key)
