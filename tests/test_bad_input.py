@@ -285,6 +285,30 @@ CASES = [
         counts=(2, 2, {}),
         check=_users_kept,
     ),
+    Case(  # issue 15: dropped the users table, outside the load's transaction
+        "expression_with_statements",
+        "orders_base.csv",
+        columns={
+            **ORDER_COLS,
+            "amount": {"expr": "1) AS a FROM _raw; DROP TABLE users; SELECT (1"},
+        },
+        error=SourceError,
+        match=r"a column expression is invalid: ';'",
+    ),
+    Case(  # issue 15: copied every e-mail address into another column
+        "expression_reading_another_table",
+        "orders_base.csv",
+        columns={**ORDER_COLS, "currency": {"expr": "(SELECT string_agg(email, ',') FROM users)"}},
+        error=SourceError,
+        match=r"a column expression is invalid: a subquery",
+    ),
+    Case(
+        "filter_reading_another_table",
+        "orders_base.csv",
+        extra={"filter": "uid IN (SELECT user_id FROM users)"},
+        error=SourceError,
+        match=r"the filter is invalid: a subquery",
+    ),
 ]
 
 
@@ -334,6 +358,7 @@ def test_corpus_file(case: Case, tmp_path: Path, projects: list[segmint.Project]
         with pytest.raises(case.error, match=case.match):
             p.ingest(["case"], now=NOW)
         assert p.store.scalar("SELECT count(*) FROM loads WHERE source = 'case'") == 0
+        assert p.store.count("users") == 2  # nothing else touched
         return
 
     assert case.counts is not None

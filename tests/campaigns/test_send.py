@@ -626,6 +626,52 @@ def test_file_channel_resumed_does_not_write_a_message_twice(tmp_path: Path) -> 
     assert keys == ["c|u1|main", "c|u2|main", "c|u3|main"]
 
 
+def test_file_channel_writes_formulas_as_text_in_csv_and_xlsx(tmp_path: Path) -> None:
+    # issue 15: OWASP CSV injection: a cell starting with = + - @ tab CR must not run
+    import csv
+
+    import openpyxl
+
+    from segmint.campaigns import FileChannel, FileChannelSpec
+
+    link = '=HYPERLINK("http://x","y")'
+    hostile = Message(
+        "c|-cmd|main",
+        "c",
+        "-cmd",
+        "@SUM(A1)",
+        link,
+        "+1",
+        None,
+        "<x@y>",
+        "http://u/?token=t",
+        {"segment": "\t=1+1", "offer": {"type": "none"}, "recommendations": []},
+    )
+    spec = FileChannelSpec.model_validate({"type": "file", "format": "xlsx"})
+    with FileChannel(spec, tmp_path / "out") as ch:
+        ch.send(hostile)
+        ch.send(_message(key="c|u1|main"))
+    with FileChannel(spec, tmp_path / "out") as ch:  # a resumed run: the key is recognised
+        ch.send(hostile)
+    with (tmp_path / "out.csv").open(newline="", encoding="utf-8") as f:
+        header, row, plain = list(csv.reader(f))
+    cells = dict(zip(header, row, strict=True))
+    assert cells["idempotency_key"] == "c|-cmd|main"
+    assert (cells["user_id"], cells["to"], cells["subject"], cells["body"]) == (
+        "'-cmd",
+        "'@SUM(A1)",
+        "'" + link,
+        "'+1",
+    )
+    assert cells["segment"] == "'\t=1+1"
+    assert plain[header.index("subject")] == "Subject"
+    wb = openpyxl.load_workbook(tmp_path / "out.xlsx")
+    got = [c for r in wb.active.iter_rows() for c in r]
+    assert [c.coordinate for c in got if c.data_type == "f"] == []
+    values = {c.value for c in got}
+    assert {"-cmd", "@SUM(A1)", link, "+1", "\t=1+1", "Subject"} <= values
+
+
 def test_rate_limit_spaces_messages() -> None:
     limiter = _RateLimiter(50.0)
     t0 = time.monotonic()

@@ -202,3 +202,111 @@ def test_expression_that_does_not_type_is_refused_before_anything_runs(tiny_stor
         )
         == 0
     )
+
+
+# -- personal data (issue 15) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "table", "column", "instead"),
+    [
+        ("max(CAST(traits AS VARCHAR))", "users", "traits", "map the trait you need"),
+        ("count(DISTINCT phone)", "users", "phone", "campaigns read contacts"),
+        ("max(birthday)", "users", "birthday", "use age"),
+        ("max(CAST(properties AS VARCHAR))", "events", "properties", "use event, channel"),
+        ("max(length(CAST(events.properties AS VARCHAR)))", "events", "properties", "use event"),
+    ],
+)
+def test_personal_columns_are_refused_with_what_to_use_instead(
+    expr: str, table: str, column: str, instead: str
+) -> None:
+    # issue 15: max(CAST(traits AS VARCHAR)) was accepted and first names reached the export
+    with pytest.raises(ConfigError, match=rf"column {column} \(personal data.*{instead}"):
+        CustomFeature("x", expr, table)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["email", "phone", "birthday", "traits", "properties"])
+def test_a_custom_feature_cannot_take_the_name_of_a_personal_column(name: str) -> None:
+    with pytest.raises(ConfigError, match="clashes"):
+        CustomFeature(name, "count(*)")
+
+
+# -- bounded, checked before anything runs (issue 15) --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("max(" + "(" * 300 + "amount" + ")" * 300 + ")", "nested 301 deep.*at most 20"),
+        ("max(" + "NOT " * 400 + "amount > 1)", "nested 401 deep"),
+        ("max(" + "- " * 900 + "amount)", "nested 901 deep"),
+        ("count_if(" + "NOT (" * 15 + "amount > 1" + ")" * 15 + ")", "nested 31 deep"),
+        ("max(date_diff('secret', ts, ts))", "unit 'secret' of date_diff: use one of"),
+        ("max(date_diff('dayz', ts, ts))", r"unit 'dayz' of date_diff \(did you mean 'day'\?\)"),
+        ("max(date_trunc('fortnight', ts))", "unit 'fortnight' of date_trunc"),
+        ("max(extract(secret FROM ts))", "unit 'secret' of extract"),
+        ("max(date_diff(status, ts, ts))", "unit 'status' of date_diff"),
+        ("max(date_diff('da' || 'y', ts, ts))", "unit of date_diff must be a quoted word"),
+    ],
+)
+def test_deep_nesting_and_unknown_units_are_refused_at_check_time(expr: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        CustomFeature("x", expr)
+
+
+def test_the_deepest_allowed_expression_computes(tiny_store: Store) -> None:
+    expr = "max(" + "(" * 19 + "amount" + ")" * 19 + ")"
+    frame = _values(tiny_store, CustomFeature("deep", expr))
+    assert frame.loc["u1", "deep"] == 100.0
+
+
+@pytest.mark.parametrize(
+    "unit", ["microsecond", "second", "minute", "hour", "day", "month", "year"]
+)
+def test_known_units_are_accepted(unit: str) -> None:
+    CustomFeature("x", f"max(date_diff('{unit}', ts, ts))")
+    CustomFeature("y", f"max(date_trunc('{unit}', ts))")
+    CustomFeature("z", f"max(extract({unit} FROM ts))")
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "max(date_diff('week', ts, ts))",  # Mondays crossed (DuckDB) vs whole weeks (PostgreSQL)
+        "max(date_trunc('century', ts))",  # 2000 vs 2001
+        "max(extract(dow FROM ts))",  # generated as DAYOFWEEK, unknown to PostgreSQL
+    ],
+)
+def test_units_the_stores_disagree_on_are_refused(expr: str) -> None:
+    with pytest.raises(ConfigError, match="unit '.*' of .*: use one of"):
+        CustomFeature("x", expr)
+
+
+# -- failures when rows are computed (issue 15) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "engine"),
+    [
+        ("max(CAST(status AS INT))", "Could not convert string"),
+        ("sum(CAST(amount AS SMALLINT) * 1000)", "Overflow"),
+        ("sum(CAST(amount * 1e10 AS INT))", "out of range"),
+    ],
+)
+def test_a_feature_failing_on_a_value_is_named_with_its_expression(
+    tiny_store: Store, expr: str, engine: str
+) -> None:
+    features = [CustomFeature("fine", "max(amount)"), CustomFeature("broken", expr)]
+    with pytest.raises(ConfigError, match=rf"feature 'broken' failed when computed: .*{engine}"):
+        compute_features(tiny_store, as_of=AS_OF, custom=features)
+    with pytest.raises(ConfigError, match=r"its expression is 'MAX|its expression is 'SUM"):
+        compute_features(tiny_store, as_of=AS_OF, custom=features)
+    stored = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'feature_runs'"
+    assert tiny_store.scalar(stored) == 0  # nothing stored, the transaction rolled back
+
+
+def test_features_as_of_names_the_failing_feature_too(tiny_store: Store) -> None:
+    from segmint.features import features_as_of
+
+    with pytest.raises(ConfigError, match="feature 'broken' failed when computed"):
+        features_as_of(tiny_store, AS_OF, [CustomFeature("broken", "max(CAST(status AS INT))")])

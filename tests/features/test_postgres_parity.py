@@ -88,3 +88,43 @@ def test_feature_sql_parses_as_spark_sql() -> None:
     tree = sqlglot.parse_one(spark, read="spark")
     assert "offline_orders" in tree.named_selects
     assert "favourite_category" in tree.named_selects
+
+
+@pytest.mark.postgres
+def test_every_allowed_date_unit_computes_the_same_on_postgres(
+    tiny_store: Store, tiny_pg_store: Store
+) -> None:
+    # the units the checker accepts are the ones sqlglot transpiles faithfully
+    from segmint._expressions import DATE_UNITS
+
+    custom = [
+        *(
+            CustomFeature(
+                f"diff_{u}", f"max(date_diff('{u}', CAST('2024-01-01' AS TIMESTAMP), ts))"
+            )
+            for u in DATE_UNITS["date_diff"]
+        ),
+        *(
+            CustomFeature(f"trunc_{u}", f"CAST(max(date_trunc('{u}', ts)) AS TIMESTAMP)")
+            for u in DATE_UNITS["date_trunc"]
+        ),
+        *(
+            CustomFeature(f"part_{u}", f"max(CAST(extract({u} FROM ts) AS DOUBLE))")
+            for u in DATE_UNITS["extract"]
+        ),
+    ]
+    duck = compute_features(tiny_store, as_of=AS_OF, custom=custom)
+    pg = compute_features(tiny_pg_store, as_of=AS_OF, custom=custom)
+    names = ["user_id", *(f.name for f in custom)]
+    _assert_same(duck.data[names], pg.data[names])
+
+
+@pytest.mark.postgres
+def test_a_feature_failing_on_a_value_is_named_on_postgres(tiny_pg_store: Store) -> None:
+    from segmint.errors import ConfigError
+
+    broken = CustomFeature("broken", "max(CAST(status AS INT))")
+    with pytest.raises(ConfigError, match=r"feature 'broken' failed when computed: .*integer"):
+        compute_features(tiny_pg_store, as_of=AS_OF, custom=[CUSTOM[0], broken])
+    # the store is usable afterwards (the failed transaction was rolled back)
+    assert compute_features(tiny_pg_store, as_of=AS_OF, custom=CUSTOM[:1]).n_users == 4

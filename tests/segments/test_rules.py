@@ -14,6 +14,7 @@ from segmint.segments._rules import (
     custom_rules_sql,
     lifecycle_sql,
     rfm_sql,
+    run_rules,
     run_sql,
     value_tiers_sql,
 )
@@ -140,3 +141,49 @@ def test_custom_rules_refuse_unsafe_conditions(features: pd.DataFrame, condition
     )
     with pytest.raises(ConfigError):
         custom_rules_sql(spec, set(features.columns), name="t")
+
+
+@pytest.mark.parametrize("column", ["email", "phone", "birthday", "traits"])
+def test_custom_rules_refuse_personal_data(column: str) -> None:
+    spec = RulesSegmentation.model_validate(
+        {"type": "rules", "rules": [{"segment": "X", "when": f"{column} IS NOT NULL"}]}
+    )
+    with pytest.raises(ConfigError, match=rf"column {column} \(personal data.*rule 1 \('X'\)"):
+        custom_rules_sql(spec, {"monetary", column}, name="t")
+
+
+@pytest.mark.parametrize(
+    ("condition", "engine"),
+    [
+        ("CAST(gender AS INT) > 1", "Could not convert string"),
+        ("CAST(monetary * 1000 AS SMALLINT) > 0", "out of range"),
+        ("gender > 5", "Cannot compare values"),
+    ],
+)
+def test_a_rule_failing_on_a_value_is_named_with_its_condition(condition: str, engine: str) -> None:
+    # issue 15: a rule whose CAST fails when run ended in a DuckDB traceback
+    frame = pd.DataFrame({"user_id": ["u1", "u2"], "monetary": [40.0, 90.0], "gender": ["f", "m"]})
+    spec = RulesSegmentation.model_validate(
+        {
+            "type": "rules",
+            "rules": [
+                {"segment": "Fine", "when": "monetary > 50"},
+                {"segment": "Broken", "when": condition},
+            ],
+        }
+    )
+    with pytest.raises(
+        ConfigError,
+        match=rf"rule 2 \('Broken'\) of segmentation 'vip' failed when run: .*{engine}.*"
+        r"the condition was",
+    ):
+        run_rules(spec, frame, name="vip")
+
+
+def test_run_rules_assigns_like_the_sql(features: pd.DataFrame) -> None:
+    spec = RulesSegmentation.model_validate(
+        {"type": "rules", "rules": [{"segment": "VIP", "when": "monetary > 500"}]}
+    )
+    got = run_rules(spec, features, name="t")
+    want = run_sql(custom_rules_sql(spec, set(features.columns), name="t"), features)
+    pd.testing.assert_frame_equal(got, want)

@@ -42,6 +42,7 @@ from email.utils import formataddr, formatdate, parseaddr
 from pathlib import Path
 from typing import Any, Literal
 
+from segmint._spreadsheet import neutralise_row, restore, restore_frame, write_xlsx
 from segmint.campaigns._config import EmailChannelSpec, FileChannelSpec, WebhookChannelSpec
 from segmint.errors import ConfigError, DeliveryError, SegmintError
 
@@ -662,7 +663,7 @@ class FileChannel(Channel):
                 with self.csv_path.open(newline="", encoding="utf-8") as f:
                     rows = csv.reader(f)
                     next(rows, None)
-                    self._written = {row[0] for row in rows if row}
+                    self._written = {restore(row[0]) for row in rows if row}
             self._file = self.csv_path.open("a", newline="", encoding="utf-8")
         except OSError as exc:
             raise ChannelUnavailable(f"cannot write {self.csv_path}: {exc}") from None
@@ -676,19 +677,22 @@ class FileChannel(Channel):
         if message.idempotency_key in self._written:  # written by a run that was killed
             return DeliveryResult("sent")
         p = message.payload
+        # text starting like a spreadsheet formula is written as text (OWASP)
         self._writer.writerow(
-            (
-                message.idempotency_key,
-                message.message_id,
-                message.campaign,
-                message.user_id,
-                message.to or "",
-                message.subject,
-                message.body,
-                p.get("segment", ""),
-                json.dumps(p.get("offer", {}), sort_keys=True),
-                json.dumps(p.get("recommendations", []), sort_keys=True, default=str),
-                message.unsubscribe_url,
+            neutralise_row(
+                (
+                    message.idempotency_key,
+                    message.message_id,
+                    message.campaign,
+                    message.user_id,
+                    message.to or "",
+                    message.subject,
+                    message.body,
+                    p.get("segment", ""),
+                    json.dumps(p.get("offer", {}), sort_keys=True),
+                    json.dumps(p.get("recommendations", []), sort_keys=True, default=str),
+                    message.unsubscribe_url,
+                )
             )
         )
         self._file.flush()
@@ -707,4 +711,5 @@ class FileChannel(Channel):
 
             rows = pd.read_csv(self.csv_path, dtype=str, keep_default_na=False)
             rows = rows.drop_duplicates("idempotency_key", keep="last")
-            rows.to_excel(self.path.with_suffix(".xlsx"), index=False)
+            # the CSV's text, as written to it (string cells, never formulas)
+            write_xlsx({"Sheet1": restore_frame(rows)}, self.path.with_suffix(".xlsx"))

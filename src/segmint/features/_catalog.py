@@ -386,6 +386,16 @@ def _custom_value_sql(feature: CustomFeature) -> str:
     return f"CAST({feature.checked().sql(dialect='duckdb')} AS {custom_type(feature)})"
 
 
+def custom_probe_sql(feature: CustomFeature, as_of: datetime | date) -> str:
+    """A query computing one custom feature alone, every value of it (DuckDB dialect): to
+    find which feature fails when the whole feature query does."""
+    source = _CUSTOM_SOURCES[feature.table].format(a=_ts(to_utc(as_of)))
+    return (
+        f"SELECT count(v) AS n FROM (SELECT user_id, {_custom_value_sql(feature)} AS v "
+        f"FROM {source} GROUP BY user_id) AS probe"
+    )
+
+
 def check_custom(custom: Sequence[CustomFeature]) -> tuple[CustomFeature, ...]:
     """Validate a set of custom features together (types, unique names)."""
     seen: set[str] = set()

@@ -23,12 +23,13 @@ from typing import Any
 
 import pandas as pd
 
-from segmint.errors import ConfigError, NotFoundError
+from segmint.errors import ConfigError, NotFoundError, SegmintError
 from segmint.features._catalog import (
     CATALOG,
     SESSION_GAP_SECONDS,
     category_shares_sql,
     check_custom,
+    custom_probe_sql,
     feature_columns,
     feature_sql,
     to_utc,
@@ -199,6 +200,39 @@ def _normalize(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(out).sort_values("user_id", kind="stable").reset_index(drop=True)
 
 
+def _first_line(exc: BaseException) -> str:
+    """The engine's message, first line, cut: it may quote a value of the data."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:200] + "..."
+
+
+def _name_failing_feature(
+    store: Store, custom: Sequence[CustomFeature], at: datetime, failure: Exception
+) -> None:
+    """The feature query failed in the engine: if a custom feature fails alone, raise a
+    ConfigError naming it and its expression; otherwise return (the caller re-raises).
+
+    A custom feature compiles before anything runs (its type is known), but a CAST of a
+    value that is not a number, an overflow or a division by zero fails only when rows are
+    computed. Each is computed alone, outside the rolled-back transaction.
+    """
+    if isinstance(failure, SegmintError):
+        return
+    for feature in custom:
+        try:
+            store.query(custom_probe_sql(feature, at))
+        except Exception as exc:  # the engine's error, whichever store
+            if isinstance(exc, SegmintError):
+                raise
+            expr = feature.checked().sql(dialect="duckdb")
+            raise ConfigError(
+                f"{feature.context} failed when computed: {_first_line(exc)}; its expression "
+                f"is {expr[:200]!r}. Fix it (e.g. TRY_CAST(... AS ...) gives NULL where CAST "
+                "fails) or remove it from features.custom in segmint.yaml"
+            ) from None
+
+
 def compute_features(
     store: Store,
     *,
@@ -232,7 +266,8 @@ def compute_features(
     Raises
     ------
     segmint.errors.ConfigError
-        For a custom feature that is not allowed or a run id that is taken or malformed.
+        For a custom feature that is not allowed or fails when computed (e.g. a CAST of a
+        value that is not a number), or a run id that is taken or malformed.
     """
     started = time.perf_counter()
     at = default_as_of(store) if as_of is None else to_utc(as_of)
@@ -254,32 +289,36 @@ def compute_features(
             for f in custom
         ],
     }
-    with store.transaction():
-        ensure_feature_tables(store, types)
-        if store.scalar(f"SELECT count(*) FROM feature_runs WHERE run_id = {_lit(run_id)}"):
-            raise ConfigError(f"feature run {run_id!r} already exists; choose another run_id")
-        if store.dialect == "duckdb":
-            store.execute(f"CREATE OR REPLACE TEMP TABLE {_TEMP} AS {sql}")
+    try:
+        with store.transaction():
+            ensure_feature_tables(store, types)
+            if store.scalar(f"SELECT count(*) FROM feature_runs WHERE run_id = {_lit(run_id)}"):
+                raise ConfigError(f"feature run {run_id!r} already exists; choose another run_id")
+            if store.dialect == "duckdb":
+                store.execute(f"CREATE OR REPLACE TEMP TABLE {_TEMP} AS {sql}")
+                store.execute(
+                    f"INSERT INTO features (run_id, user_id, {names}) "
+                    f"SELECT {_lit(run_id)}, user_id, {names} FROM {_TEMP}"
+                )
+                data = store.query(f"SELECT user_id, {names} FROM {_TEMP}")
+                store.execute(f"DROP TABLE {_TEMP}")
+            else:
+                store.execute(
+                    f"INSERT INTO features (run_id, user_id, {names}) "
+                    f"SELECT {_lit(run_id)}, user_id, {names} FROM ({sql}) AS f"
+                )
+                data = store.query(
+                    f"SELECT user_id, {names} FROM features WHERE run_id = {_lit(run_id)}"
+                )
+            n_users = len(data)
             store.execute(
-                f"INSERT INTO features (run_id, user_id, {names}) "
-                f"SELECT {_lit(run_id)}, user_id, {names} FROM {_TEMP}"
+                "INSERT INTO feature_runs (run_id, as_of, created_at, n_users, features, params) "
+                f"VALUES ({_lit(run_id)}, {_ts_lit(at)}, {_ts_lit(created)}, {n_users}, "
+                f"{_lit(json.dumps(list(types)))}, {_lit(json.dumps(params, sort_keys=True))})"
             )
-            data = store.query(f"SELECT user_id, {names} FROM {_TEMP}")
-            store.execute(f"DROP TABLE {_TEMP}")
-        else:
-            store.execute(
-                f"INSERT INTO features (run_id, user_id, {names}) "
-                f"SELECT {_lit(run_id)}, user_id, {names} FROM ({sql}) AS f"
-            )
-            data = store.query(
-                f"SELECT user_id, {names} FROM features WHERE run_id = {_lit(run_id)}"
-            )
-        n_users = len(data)
-        store.execute(
-            "INSERT INTO feature_runs (run_id, as_of, created_at, n_users, features, params) "
-            f"VALUES ({_lit(run_id)}, {_ts_lit(at)}, {_ts_lit(created)}, {n_users}, "
-            f"{_lit(json.dumps(list(types)))}, {_lit(json.dumps(params, sort_keys=True))})"
-        )
+    except Exception as exc:
+        _name_failing_feature(store, custom, at, exc)
+        raise
     log.info(
         "feature run %s: %d features for %d users as of %s in %.2fs",
         run_id,
@@ -308,7 +347,13 @@ def features_as_of(
     """
     custom = check_custom(custom)
     types = feature_columns(custom)
-    return _normalize(store.query(feature_sql(to_utc(as_of), custom)), types)
+    at = to_utc(as_of)
+    try:
+        frame = store.query(feature_sql(at, custom))
+    except Exception as exc:
+        _name_failing_feature(store, custom, at, exc)
+        raise
+    return _normalize(frame, types)
 
 
 def load_features(store: Store, run_id: str | None = None) -> pd.DataFrame:

@@ -9,6 +9,8 @@ from typing import Literal
 
 import pandas as pd
 
+from segmint._output import cannot_write, output_file, output_folder
+from segmint._spreadsheet import write_csv, write_xlsx
 from segmint.errors import ConfigError, NotFoundError
 from segmint.profiles._persona import Persona
 from segmint.store._base import Store
@@ -23,9 +25,31 @@ def _check_format(fmt: str) -> None:
         raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
 
 
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _has_table(store: Store, table: str) -> bool:
+    n = store.scalar(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = current_schema() AND table_name = ?",
+        [table],
+    )
+    return bool(n)
+
+
 def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.DataFrame:
     """One row per user: attributes (contacts masked), features and the latest segment of
     every segmentation, computed in the store with one query."""
+    if not _has_table(store, "feature_runs"):
+        raise NotFoundError(
+            f"store {store.location} has no feature run yet: run `segmint segment` first "
+            "(it computes the features and the segments), then export"
+        )
     run = store.query(
         "SELECT run_id, features FROM feature_runs "
         + ("WHERE run_id = ? " if feature_run_id else "")
@@ -33,30 +57,37 @@ def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.Dat
         [feature_run_id] if feature_run_id else None,
     )
     if run.empty:
+        if feature_run_id:
+            raise NotFoundError(f"no feature run {feature_run_id!r} in {store.location}")
         raise NotFoundError("no feature run in the store; run `segmint segment` first")
     fr = str(run.iat[0, 0])
     names = [n for n in json.loads(str(run.iat[0, 1])) if n not in {"user_id", "run_id"}]
-    feature_cols = "".join(f', f."{n}"' for n in names)
-    runs = store.query(
-        """SELECT segmentation, run_id FROM segment_runs
-           QUALIFY row_number() OVER (PARTITION BY segmentation
-                                      ORDER BY created_at DESC, run_id DESC) = 1
-           ORDER BY segmentation"""
-    )
-    seg_names = [f"segment_{r.segmentation}" for r in runs.itertuples()]
+    feature_cols = "".join(f", f.{_ident(n)}" for n in names)
+    if _has_table(store, "segment_runs"):
+        runs = store.query(
+            """SELECT segmentation, run_id FROM segment_runs
+               QUALIFY row_number() OVER (PARTITION BY segmentation
+                                          ORDER BY created_at DESC, run_id DESC) = 1
+               ORDER BY segmentation"""
+        )
+    else:  # features computed, nothing segmented yet: the profiles have no segment columns
+        runs = pd.DataFrame({"segmentation": [], "run_id": []})
+    seg_names = [_ident(f"segment_{r.segmentation}") for r in runs.itertuples()]
     seg_cols = "".join(
-        f", max(CASE WHEN a.run_id = '{r.run_id}' THEN a.segment END) AS \"{n}\""
+        f", max(CASE WHEN a.run_id = {_lit(str(r.run_id))} THEN a.segment END) AS {n}"
         for r, n in zip(runs.itertuples(), seg_names, strict=True)
     )
-    seg_select = "".join(f', seg."{n}"' for n in seg_names)
-    run_list = ", ".join(f"'{r}'" for r in runs["run_id"]) or "NULL"
+    seg_select = "".join(f", seg.{n}" for n in seg_names)
+    run_list = ", ".join(_lit(str(r)) for r in runs["run_id"])
+    seg = (
+        f"SELECT a.user_id{seg_cols} FROM segment_assignments AS a "
+        f"WHERE a.run_id IN ({run_list}) GROUP BY a.user_id"
+        if run_list
+        else "SELECT CAST(NULL AS VARCHAR) AS user_id WHERE FALSE"
+    )
     frame = store.query(
         f"""
-        WITH seg AS (
-            SELECT a.user_id{seg_cols}
-            FROM segment_assignments AS a WHERE a.run_id IN ({run_list})
-            GROUP BY a.user_id
-        )
+        WITH seg AS ({seg})
         SELECT u.user_id, u.created_at AS signed_up_at, u.acquisition_channel,
                CASE WHEN strpos(u.email, '@') > 0
                     THEN substr(u.email, 1, 1) || '***@' || split_part(u.email, '@', 2) END
@@ -65,7 +96,7 @@ def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.Dat
         FROM features AS f
         JOIN users AS u ON u.user_id = f.user_id
         LEFT JOIN seg ON seg.user_id = f.user_id
-        WHERE f.run_id = '{fr}'
+        WHERE f.run_id = {_lit(fr)}
         ORDER BY u.user_id"""
     )
     for c in frame.columns:  # Excel cannot hold time zones; exports are in UTC
@@ -122,9 +153,13 @@ def persona_tables(items: Sequence[Persona]) -> dict[str, pd.DataFrame]:
 
 def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str) -> list[Path]:
     """Write named tables: one workbook with a sheet each (xlsx), or one file each in the
-    folder ``out`` (csv, parquet). A single table is written to ``out`` itself."""
+    folder ``out`` (csv, parquet). A single table is written to ``out`` itself.
+
+    Missing folders are created; ``out`` must not be an existing folder where a file is
+    written, nor an existing file where a folder is. CSV and xlsx cells whose text starts
+    like a spreadsheet formula are written as text (see :mod:`segmint._spreadsheet`).
+    """
     _check_format(fmt)
-    out = Path(out)
     if fmt == "xlsx":
         for name, frame in tables.items():
             if len(frame) > EXCEL_MAX_ROWS:
@@ -132,21 +167,26 @@ def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str) -> 
                     f"{name}: {len(frame):,} rows do not fit in an Excel sheet "
                     f"({EXCEL_MAX_ROWS:,} at most); export as csv or parquet instead"
                 )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with pd.ExcelWriter(out, engine="openpyxl") as writer:
-            for name, frame in tables.items():
-                frame.to_excel(writer, sheet_name=name[:31], index=False)
-        return [out]
+        book = output_file(out, example=f"{next(iter(tables), 'export')}.xlsx")
+        try:
+            write_xlsx(tables, book)
+        except OSError as exc:
+            raise cannot_write(book, exc) from None
+        return [book]
     if len(tables) == 1:
-        targets = {name: out for name in tables}
+        targets = {name: output_file(out, example=f"{name}.{fmt}") for name in tables}
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        targets = {name: out / f"{name}.{fmt}" for name in tables}
+        folder = output_folder(
+            out, hint=f" for one {fmt} file per table, or use the xlsx format for one workbook"
+        )
+        targets = {name: folder / f"{name}.{fmt}" for name in tables}
     for name, frame in tables.items():
         path = targets[name]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "csv":
-            frame.to_csv(path, index=False)
-        else:
-            frame.to_parquet(path, index=False)
+        try:
+            if fmt == "csv":
+                write_csv(frame, path)
+            else:
+                frame.to_parquet(path, index=False)
+        except OSError as exc:
+            raise cannot_write(path, exc) from None
     return list(targets.values())

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from segmint._output import cannot_write, output_file
 from segmint.errors import NotFoundError
 from segmint.report import _charts as charts
 
@@ -143,7 +144,8 @@ def build_report(
     project : segmint.Project
         The project (see :func:`segmint.open_project`).
     out_path : path, optional
-        Where to write; default ``<project root>/report.html``. Parent folders are created.
+        Where to write; default ``<project root>/report.html``. Missing folders are
+        created; an existing folder is an error (give a file name).
     runs : sequence of str, optional
         Segmentation names (their latest run) or run ids to show. Default: the latest run
         of every segmentation that has one.
@@ -162,6 +164,8 @@ def build_report(
     ------
     NotFoundError
         A name or run id in ``runs`` does not exist.
+    ConfigError
+        ``out_path`` is an existing folder, or cannot be written.
     ValueError
         ``runs`` is a single string, or ``sample`` is below 1.
     """
@@ -171,6 +175,8 @@ def build_report(
     if sample < 1:
         raise ValueError(f"sample must be at least 1, got {sample}")
     path = Path(out_path) if out_path is not None else project.root / "report.html"
+    # checked (and its folders created) before the work: a folder is not a file name
+    path = output_file(path, example="report.html")
 
     def stage(text: str) -> None:
         log.debug("report: %s (%.2f s)", text, time.perf_counter() - t0)
@@ -225,10 +231,13 @@ def build_report(
         as_of=as_of,
         n_figures=figs.n,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
     seconds = time.perf_counter() - t0
     shown = [sid for sid, _ in SECTIONS if sections[sid].note is None]
     result = ReportResult(

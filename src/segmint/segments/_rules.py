@@ -125,27 +125,43 @@ def value_tiers_sql(spec: ValueTiersSegmentation, relation: str = "features") ->
     FROM {relation}, cut ORDER BY user_id"""
 
 
+def _rule_conditions(
+    spec: RulesSegmentation, columns: set[str], name: str
+) -> list[tuple[str, str, str]]:
+    """Each rule's context, checked condition (DuckDB SQL generated from the checked tree)
+    and segment, in order."""
+    from segmint.features import check_expression
+    from segmint.features._custom import PERSONAL_COLUMNS
+
+    if not spec.rules:
+        raise ConfigError(f"segmentation {name!r}: `rules` is empty")
+    out = []
+    for i, rule in enumerate(spec.rules):
+        context = f"rule {i + 1} ({rule.segment!r}) of segmentation {name!r}"
+        expr = check_expression(
+            rule.when,
+            columns,
+            aggregates=False,
+            context=context,
+            denied_columns=PERSONAL_COLUMNS,
+        )
+        out.append((context, expr.sql(dialect="duckdb"), rule.segment))
+    return out
+
+
 def custom_rules_sql(
     spec: RulesSegmentation, columns: set[str], relation: str = "features", *, name: str = ""
 ) -> str:
     """SQL for an ordered list of (segment, condition): first match wins, else the default.
 
     Every condition is parsed and checked against the allow-list of feature columns and
-    functions before anything runs.
+    functions before anything runs; personal data (email, phone, birthday, traits) is
+    refused.
     """
-    from segmint.features import check_expression
-
-    if not spec.rules:
-        raise ConfigError(f"segmentation {name!r}: `rules` is empty")
-    whens = []
-    for i, rule in enumerate(spec.rules):
-        expr = check_expression(
-            rule.when,
-            columns,
-            aggregates=False,
-            context=f"rule {i + 1} ({rule.segment!r}) of segmentation {name!r}",
-        )
-        whens.append(f"WHEN {expr.sql(dialect='duckdb')} THEN {_lit(rule.segment)}")
+    whens = [
+        f"WHEN {condition} THEN {_lit(segment)}"
+        for _, condition, segment in _rule_conditions(spec, columns, name)
+    ]
     return f"""
     SELECT user_id, CASE {" ".join(whens)} ELSE {_lit(spec.default)} END AS segment
     FROM {relation} ORDER BY user_id"""
@@ -159,3 +175,39 @@ def run_sql(sql: str, features: pd.DataFrame) -> pd.DataFrame:
         return con.execute(sql).df()
     finally:
         con.close()
+
+
+def run_rules(spec: RulesSegmentation, features: pd.DataFrame, *, name: str = "") -> pd.DataFrame:
+    """Assign the segments of a rules segmentation (see :func:`custom_rules_sql`).
+
+    A condition that compiles but fails on a value (a CAST of text that is not a number, an
+    overflow) stops the run with a :class:`~segmint.errors.ConfigError` naming the rule and
+    its condition, not an engine traceback.
+    """
+    frame = features.reset_index() if "user_id" not in features else features
+    conditions = _rule_conditions(spec, set(frame.columns), name)
+    try:
+        return run_sql(custom_rules_sql(spec, set(frame.columns), name=name), frame)
+    except duckdb.Error as exc:
+        failure = exc
+    con = duckdb.connect()
+    try:
+        con.register("features", frame)
+        for context, condition, _ in conditions:
+            try:
+                con.execute(f"SELECT count(*) FROM features WHERE {condition}").fetchall()
+            except duckdb.Error as exc:
+                raise ConfigError(
+                    f"{context} failed when run: {_first_line(exc)}; the condition was "
+                    f"{condition[:200]!r}. Fix it (e.g. TRY_CAST(... AS ...) gives NULL "
+                    "where CAST fails)"
+                ) from None
+    finally:
+        con.close()
+    raise failure
+
+
+def _first_line(exc: BaseException) -> str:
+    """The engine's message, first line, cut: it may quote a value of the data."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -185,6 +185,11 @@ def resolve_run(store: Store, ref: str) -> str:
         [ref],
     )
     if hit is None:
+        if not store.scalar("SELECT count(*) FROM segment_runs"):
+            raise NotFoundError(
+                f"no segment run yet, so nothing named {ref!r}: run `segmint segment` first "
+                "(it computes the features and runs the segmentations of segmint.yaml)"
+            )
         raise NotFoundError(
             f"no segment run or segmentation named {ref!r}; see `segmint segments list`"
         )

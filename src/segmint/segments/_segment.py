@@ -20,9 +20,9 @@ from segmint.config import (
 )
 from segmint.errors import ConfigError, NotFoundError
 from segmint.segments._rules import (
-    custom_rules_sql,
     lifecycle_sql,
     rfm_sql,
+    run_rules,
     run_sql,
     value_tiers_sql,
 )
@@ -77,10 +77,10 @@ def _rules_based(
             )
         return run_sql(value_tiers_sql(spec), features), rules, details
     if isinstance(spec, RulesSegmentation):
-        sql = custom_rules_sql(spec, set(features.columns), name=name)
+        out = run_rules(spec, features, name=name)
         rules = {r.segment: r.when for r in spec.rules}
         rules[spec.default] = "otherwise"
-        return run_sql(sql, features), rules, details
+        return out, rules, details
     raise AssertionError(f"not a rule segmentation: {spec!r}")  # pragma: no cover
 
 

@@ -90,11 +90,15 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _raw_expr(col: Column, ref: str | ColumnExpr | None, staged: Staged) -> str:
+def _raw_expr(col: Column, ref: str | ColumnExpr | None, staged: Staged, source: str) -> str:
     if ref is None:
         return col.default if col.default is not None else "NULL"
     if isinstance(ref, ColumnExpr):
-        return f"({ref.expr})"
+        # checked like a custom feature; the SQL is generated from the checked tree
+        from segmint.sources._checked import source_expression
+
+        what = f"the expression for column {col.name}"
+        return f"({source_expression(source, ref.expr, staged, what=what)})"
     if staged.is_json_lines:
         path = _sql_str('$."' + ref.replace('"', '\\"') + '"')
         if col.type == "JSON":
@@ -648,7 +652,11 @@ def _build_typed(
     """Create the view ``_typed`` (the column map applied, values coerced) and return how
     the source is typed (its checks, its constant columns, its typing query)."""
     tz = source.timezone or config.timezone
-    raw_cols = {c.name: _raw_expr(c, source.columns.get(c.name), staged) for c in table.columns}
+    from segmint.sources._checked import source_expression
+
+    raw_cols = {
+        c.name: _raw_expr(c, source.columns.get(c.name), staged, name) for c in table.columns
+    }
     if "currency" in raw_cols and "currency" not in source.columns:
         raw_cols["currency"] = _sql_str(config.currency)
     # types of the raw expressions decide the coercion
@@ -656,7 +664,11 @@ def _build_typed(
     try:
         desc = con.execute(f"DESCRIBE SELECT {probe} FROM _raw").fetchall()
     except duckdb.Error as exc:
-        raise SourceError(f"source {name!r}: a column expression is invalid: {exc}") from None
+        first = str(exc).strip().splitlines()[0][:300].rstrip(".")
+        raise SourceError(
+            f"source {name!r}: a column expression is invalid: {first}. Cast text columns "
+            "where a number or a date is needed, e.g. CAST(qty AS INTEGER)"
+        ) from None
     raw_types = {r[0][2:]: r[1] for r in desc}
 
     # Text is typed through select layers under the typed one, so that each value is cast
@@ -700,7 +712,8 @@ def _build_typed(
     keep = ""
     if source.filter:
         # evaluated over the source's own columns, before the column map
-        keep = f", coalesce(({source.filter}), FALSE) AS _keep"
+        checked = source_expression(name, source.filter, staged, what="the filter")
+        keep = f", coalesce(({checked}), FALSE) AS _keep"
         checks.insert(
             0,
             (
@@ -722,7 +735,8 @@ def _build_typed(
         con.execute(f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT {_generated(source, table)}")
         con.execute("DESCRIBE SELECT * FROM _typed")
     except duckdb.Error as exc:
-        raise SourceError(f"source {name!r}: cannot apply the column map: {exc}") from None
+        first = str(exc).strip().splitlines()[0][:300]
+        raise SourceError(f"source {name!r}: cannot apply the column map: {first}") from None
     return typing
 
 
