@@ -228,7 +228,9 @@ def test_a_grant_dated_ahead_does_not_outrank_a_later_unsubscribe(
     assert again.rows_unchanged == 1
     assert p.store.scalar("SELECT recorded_at FROM consents WHERE granted") == NOW
     assert _in_force(p) == {("u1", "email", "marketing"): False}
-    assert unsubscribe(p.store, token, keys=keys, now=later + timedelta(minutes=1)).already_unsubscribed
+    assert unsubscribe(
+        p.store, token, keys=keys, now=later + timedelta(minutes=1)
+    ).already_unsubscribed
 
 
 def test_the_profile_shows_the_consent_in_force(
