@@ -100,9 +100,10 @@ CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id);
 
 def ensure_campaign_tables(store: Store) -> None:
     """Create the campaign tables if missing (idempotent)."""
-    store.execute(DDL)
-    if store.dialect == "postgres":
-        store.execute(INDEXES_PG)
+    with store.schema_change():
+        store.execute(DDL)
+        if store.dialect == "postgres":
+            store.execute(INDEXES_PG)
 
 
 def lit(value: str) -> str:

@@ -174,7 +174,8 @@ CREATE TABLE IF NOT EXISTS campaign_evaluations (
 
 def save_evaluation(store: Store, ev: CampaignEvaluation) -> str:
     """Store an evaluation (its tables, not the user rows); returns its id."""
-    store.execute(EVALUATIONS_DDL)
+    with store.schema_change():
+        store.execute(EVALUATIONS_DDL)
     now = datetime.now(UTC)
     eid = f"e-{now:%Y%m%dT%H%M%S%f}-{ev.campaign}"[:120]
     body = json.dumps(ev.to_dict(), allow_nan=False, default=str)
@@ -190,7 +191,8 @@ def save_evaluation(store: Store, ev: CampaignEvaluation) -> str:
 def latest_evaluations(store: Store) -> list[dict[str, Any]]:
     """The newest stored evaluation of every campaign (as :meth:`CampaignEvaluation.to_dict`
     data plus ``evaluation_id`` and ``created_at``), campaigns by name."""
-    store.execute(EVALUATIONS_DDL)
+    with store.schema_change():
+        store.execute(EVALUATIONS_DDL)
     frame = store.query(
         "SELECT evaluation_id, campaign, created_at, result FROM campaign_evaluations "
         "ORDER BY campaign, created_at DESC, evaluation_id DESC"

@@ -155,29 +155,30 @@ def _existing_columns(store: Store, table: str) -> set[str]:
 
 def ensure_feature_tables(store: Store, columns: dict[str, str]) -> None:
     """Create ``feature_runs`` and ``features`` if missing; add missing feature columns."""
-    store.execute(
-        """CREATE TABLE IF NOT EXISTS feature_runs (
-            run_id VARCHAR NOT NULL PRIMARY KEY,
-            as_of TIMESTAMPTZ NOT NULL,
-            created_at TIMESTAMPTZ NOT NULL,
-            n_users BIGINT NOT NULL,
-            features JSON NOT NULL,
-            params JSON
-        )"""
-    )
-    if not _table_exists(store, "features"):
-        cols = ",\n    ".join(f"{_q(n)} {t}" for n, t in CATALOG_TYPES.items())
-        # PostgreSQL gets a primary key (index for loading one run); DuckDB does not, as an
-        # ART index would slow down writing millions of rows.
-        key = ",\n    PRIMARY KEY (run_id, user_id)" if store.dialect == "postgres" else ""
+    with store.schema_change():
         store.execute(
-            "CREATE TABLE features (\n    run_id VARCHAR NOT NULL,\n    "
-            f"user_id VARCHAR NOT NULL,\n    {cols}{key}\n)"
+            """CREATE TABLE IF NOT EXISTS feature_runs (
+                run_id VARCHAR NOT NULL PRIMARY KEY,
+                as_of TIMESTAMPTZ NOT NULL,
+                created_at TIMESTAMPTZ NOT NULL,
+                n_users BIGINT NOT NULL,
+                features JSON NOT NULL,
+                params JSON
+            )"""
         )
-    existing = _existing_columns(store, "features")
-    for name, sql_type in columns.items():
-        if name not in existing:
-            store.execute(f"ALTER TABLE features ADD COLUMN {_q(name)} {sql_type}")
+        if not _table_exists(store, "features"):
+            cols = ",\n    ".join(f"{_q(n)} {t}" for n, t in CATALOG_TYPES.items())
+            # PostgreSQL gets a primary key (index for loading one run); DuckDB does not, as an
+            # ART index would slow down writing millions of rows.
+            key = ",\n    PRIMARY KEY (run_id, user_id)" if store.dialect == "postgres" else ""
+            store.execute(
+                "CREATE TABLE features (\n    run_id VARCHAR NOT NULL,\n    "
+                f"user_id VARCHAR NOT NULL,\n    {cols}{key}\n)"
+            )
+        existing = _existing_columns(store, "features")
+        for name, sql_type in columns.items():
+            if name not in existing:
+                store.execute(f"ALTER TABLE features ADD COLUMN {_q(name)} {sql_type}")
 
 
 def _normalize(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:

@@ -138,6 +138,12 @@ def ensure_recommendation_tables(store: Store) -> None:
     """Create ``recommendation_runs`` and ``recommendations`` if missing (once per store)."""
     if store in _ENSURED:
         return
+    with store.schema_change():
+        _create_recommendation_tables(store)
+    _ENSURED.add(store)
+
+
+def _create_recommendation_tables(store: Store) -> None:
     store.execute(RUNS_DDL)
     if not _table_exists(store, "recommendations"):
         store.execute(
@@ -158,7 +164,6 @@ def ensure_recommendation_tables(store: Store) -> None:
                 "CREATE INDEX IF NOT EXISTS recommendations_run_user "
                 'ON recommendations (run_id, user_id, "rank")'
             )
-    _ENSURED.add(store)
 
 
 def save_run(

@@ -84,7 +84,8 @@ def new_run_id(segmentation: str) -> str:
 
 
 def ensure_runs_schema(store: Store) -> None:
-    store.execute(RUNS_DDL)
+    with store.schema_change():
+        store.execute(RUNS_DDL)
 
 
 def _json(v: Any) -> str:

@@ -170,6 +170,15 @@ class Store:
     def _record_version(self, version: int) -> None:
         self.execute(f"INSERT INTO schema_version VALUES ({int(version)}, current_timestamp)")
 
+    @contextmanager
+    def schema_change(self) -> Iterator[None]:
+        """Create or alter tables inside this block as one step: one transaction holding
+        the store's schema lock (PostgreSQL: two processes creating the same table at once
+        would otherwise fail on ``pg_type``; DuckDB: one process holds the file)."""
+        with self.transaction():
+            self._lock_schema()
+            yield
+
     def _lock_schema(self) -> None:
         """Serialise schema changes between processes (none needed: one process per file)."""
 
