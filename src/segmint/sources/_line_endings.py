@@ -88,13 +88,17 @@ class _Scanner:
         self.n_ended = 0  # records ended so far (the header included)
         self.open_len = 0  # bytes of the record still open that were already copied
         self.in_quotes = False  # the state at the start of the pending bytes
-        self.prev = LF  # the byte before the pending bytes (LF: the start of a record)
+        # the two bytes before the pending bytes (as if after a CRLF: a record starts)
+        self.prev, self.prev2 = LF, CR
         self.blank: list[Ints] = []
         self.stray: list[Ints] = []
 
     # -- quotes ------------------------------------------------------------------------
-    def _inside(self, a: npt.NDArray[np.uint8], pos: Ints) -> npt.NDArray[np.bool_]:
-        """Whether each position of ``a`` (none of them a quote) lies inside quotes."""
+    def _inside(
+        self, a: npt.NDArray[np.uint8], pos: Ints, ending: str | None
+    ) -> npt.NDArray[np.bool_]:
+        """Whether each position of ``a`` (none of them a quote) lies inside quotes, for
+        a file whose lines end with ``ending`` (None: not known yet)."""
         if self.quote is None:
             return np.zeros(len(pos), bool)
         q = np.flatnonzero(a == self.quote)
@@ -103,7 +107,7 @@ class _Scanner:
         cut = np.flatnonzero(np.diff(q) != 1) + 1
         starts = q[np.r_[0, cut]]
         odd = ((q[np.r_[cut - 1, len(q) - 1]] + 1 - starts) & 1).astype(bool)
-        at_field_start = self._field_start(a, starts)
+        at_field_start = self._field_start(a, starts, ending)
         # A run of k quotes at the start of a field toggles the state when k is odd (it
         # opens, then pairs; or pairs, then closes); elsewhere an odd run closes a quoted
         # value, or is literal in an unquoted one: either way the state after it is
@@ -118,11 +122,20 @@ class _Scanner:
         run = np.searchsorted(starts, pos) - 1  # the last quote run before each position
         return np.where(run >= 0, inside_after[np.maximum(run, 0)], self.in_quotes)
 
-    def _field_start(self, a: npt.NDArray[np.uint8], starts: Ints) -> npt.NDArray[np.bool_]:
-        """Whether each position starts a field: after a delimiter, after a line ending,
-        or at the start of the pending bytes when they start a record."""
+    def _field_start(
+        self, a: npt.NDArray[np.uint8], starts: Ints, ending: str | None
+    ) -> npt.NDArray[np.bool_]:
+        """Whether each position starts a field: after a delimiter or after a line ending
+        (a stray CR or LF is no line ending: it becomes a byte of its value)."""
         before = np.where(starts > 0, a[np.maximum(starts - 1, 0)], self.prev)
-        result = (before == LF) | (before == CR)
+        if ending == "LF":
+            result = before == LF
+        elif ending == "CR":
+            before2 = np.where(starts > 1, a[np.maximum(starts - 2, 0)], self.prev2)
+            before2 = np.where(starts == 1, self.prev, before2)
+            result = (before == CR) | ((before == LF) & (before2 == CR))
+        else:  # to tell which line ending the file has
+            result = (before == LF) | (before == CR)
         d = self.delimiter
         match = np.ones(len(starts), bool)
         for j in range(len(d)):  # the delimiter's bytes, last first, ending before each start
@@ -137,7 +150,16 @@ class _Scanner:
         a = np.frombuffer(buf, np.uint8)
         n = len(a)
         ends = np.flatnonzero((a == LF) | (a == CR))
-        ends = ends[~self._inside(a, ends)]
+        if self.ending is None:  # which line ending is most common, outside quotes
+            outside = ends[~self._inside(a, ends, None)]
+            is_cr = a[outside] == CR
+            after = np.where(outside + 1 < n, a[np.minimum(outside + 1, n - 1)], -1)
+            before = np.where(outside > 0, a[np.maximum(outside - 1, 0)], -1)
+            n_cr = int(np.count_nonzero(is_cr & (after != LF) & ((outside != n - 1) | eof)))
+            n_lf = int(np.count_nonzero(~is_cr & (before != CR)))
+            if n_cr or n_lf or eof:
+                self.ending = "CR" if n_cr > n_lf else "LF"
+        ends = ends[~self._inside(a, ends, self.ending)]
         is_cr = a[ends] == CR
         nxt = np.where(ends + 1 < n, a[np.minimum(ends + 1, n - 1)], -1)
         crlf_cr = ends[is_cr & (nxt == LF)]  # the CR of a CRLF: left out
@@ -146,8 +168,6 @@ class _Scanner:
             bare_cr = bare_cr[bare_cr != n - 1]
         lf = ends[~is_cr]
         bare_lf = np.setdiff1d(lf, crlf_cr + 1, assume_unique=True)
-        if self.ending is None and (len(bare_cr) or len(lf) or eof):
-            self.ending = "CR" if len(bare_cr) > len(bare_lf) else "LF"
         if self.ending == "CR":
             terminators, stray_pos, cr_to_lf = np.union1d(bare_cr, crlf_cr + 1), bare_lf, bare_cr
         else:
@@ -175,8 +195,9 @@ class _Scanner:
         if len(terminators) and upto == int(terminators[-1]) + 1:
             self.in_quotes = False  # a record ending lies outside quotes
         else:
-            self.in_quotes = bool(self._inside(a[:upto], np.array([upto], np.int64))[0])
-        self.prev = int(a[upto - 1])
+            cut = np.array([upto], np.int64)
+            self.in_quotes = bool(self._inside(a[:upto], cut, self.ending)[0])
+        self.prev, self.prev2 = int(a[upto - 1]), int(a[upto - 2]) if upto > 1 else self.prev
         return buf[upto:]
 
     def _copy(
