@@ -7,6 +7,8 @@ exports concatenated), or a bare CR inside an unquoted value. Only then (or when
 no row of a file that has some) the readers call :func:`rewrite_line_endings`, which
 copies the file once, in chunks, with vectorised numpy scans:
 
+* the file's line ending is LF (CRLF included) unless, outside quotes, bare CRs
+  outnumber LFs in its first chunk (an old Mac export): CR;
 * outside quotes, CRLF becomes LF; in a file whose lines end with a bare CR, each CR
   becomes LF; inside quotes nothing changes;
 * a line ending of the other kind outside quotes (a bare CR in a file of LF lines, an LF
@@ -154,9 +156,9 @@ class _Scanner:
             outside = ends[~self._inside(a, ends, None)]
             is_cr = a[outside] == CR
             after = np.where(outside + 1 < n, a[np.minimum(outside + 1, n - 1)], -1)
-            before = np.where(outside > 0, a[np.maximum(outside - 1, 0)], -1)
+            # bare CRs against LFs (a CRLF counts as an LF: a CR in a CRLF file is stray)
             n_cr = int(np.count_nonzero(is_cr & (after != LF) & ((outside != n - 1) | eof)))
-            n_lf = int(np.count_nonzero(~is_cr & (before != CR)))
+            n_lf = int(np.count_nonzero(~is_cr))
             if n_cr or n_lf or eof:
                 self.ending = "CR" if n_cr > n_lf else "LF"
         ends = ends[~self._inside(a, ends, self.ending)]

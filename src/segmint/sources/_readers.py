@@ -13,6 +13,7 @@ once with uniform line endings (:mod:`segmint.sources._line_endings`) and read a
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import stat
@@ -41,6 +42,8 @@ from segmint.sources._line_endings import (
     rewrite_line_endings,
     stray_reason,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -379,9 +382,9 @@ def _unparsed_from_rejects(
     lines: _Lines,
     what: str,
     overrides: dict[str, str] | None = None,
-) -> int:
-    """Move DuckDB's rejects (one row per line and error) into ``_unparsed_lines`` (one row
-    per record: its number, raw text, reasons) and ``_unparsed``; return how many.
+) -> None:
+    """Gather DuckDB's rejects (one row per line and error) into ``_unparsed_lines`` (one
+    row per record: its number, raw text, reasons).
 
     The reason holds no row content beyond DuckDB's own message (cut to 200 characters);
     ``raw`` keeps the line as DuckDB gives it, at most 10,000 characters: a longer line is
@@ -414,8 +417,6 @@ def _unparsed_from_rejects(
             FROM _text_rejects GROUP BY line
         )"""
     )
-    con.execute("INSERT INTO _unparsed SELECT line, raw, reason FROM _unparsed_lines")
-    return int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
 
 
 def _number_rows(
@@ -437,36 +438,52 @@ def _number_rows(
     )
 
 
-def _check_rewritten(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    path: Path,
-    lines: _Lines,
-    n_data: int,
-    n_unparsed: int,
-) -> None:
+def _unaccounted(
+    con: duckdb.DuckDBPyConnection, name: str, path: Path, lines: _Lines
+) -> str | None:
     """After a rewrite, every record must be accounted for: read, rejected, or blank (and
-    each record holding a stray line ending rejected), else the file is refused."""
+    each record holding a stray line ending rejected). Returns what does not add up."""
+    n_data = int(con.execute("SELECT count(*) FROM _raw0").fetchone()[0])  # type: ignore[index]
+    n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
     n_blank = 0 if lines.blank is None else len(lines.blank)
-    unrejected = 0
-    if lines.stray is not None and len(lines.stray):
-        unrejected = int(
-            con.execute(  # type: ignore[index]
-                "SELECT count(*) FROM _stray_lines WHERE line NOT IN (SELECT line FROM _unparsed_lines)"
-            ).fetchone()[0]
-        )
-    if n_data + n_unparsed + n_blank != lines.n_records or unrejected:
-        raise SourceError(
-            f"source {name!r}: cannot tell the records of {path} apart: it holds "
-            f"{lines.n_records} records by its line endings, but {n_data + n_unparsed} were "
-            "read; save it with one kind of line ending (LF) and load it again"
-        )
+    unrejected = int(
+        con.execute(  # type: ignore[index]
+            "SELECT count(*) FROM _stray_lines WHERE line NOT IN (SELECT line FROM _unparsed_lines)"
+        ).fetchone()[0]
+    )
+    found = n_data + n_unparsed + n_blank
+    if found == lines.n_records and not unrejected:
+        return None
+    return (
+        f"source {name!r}: cannot tell the records of {path} apart: by its line endings "
+        f"it holds {lines.n_records} records (after the header), but the reader found "
+        f"{found} ({n_data} rows, {n_unparsed} unreadable, {n_blank} blank); nothing was "
+        "loaded. Save it with one kind of line ending (LF) and check its quoting"
+    )
 
 
 def _empty_read(con: duckdb.DuckDBPyConnection) -> bool:
-    return not con.execute("SELECT EXISTS (FROM _raw0) OR EXISTS (FROM _text_rejects)").fetchone()[
-        0
-    ]  # type: ignore[index]
+    row = con.execute("SELECT EXISTS (FROM _raw0) OR EXISTS (FROM _text_rejects)").fetchone()
+    return not (row and row[0])
+
+
+def _breaks_in_rejects(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a rejected record holds a line break: a line ending DuckDB took for data
+    (an LF line in a file it reads as CRLF) makes two records one, and a reject."""
+    row = con.execute(
+        "SELECT EXISTS (FROM _text_rejects "
+        "WHERE contains(csv_line, chr(10)) OR contains(csv_line, chr(13)))"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _rename(con: duckdb.DuckDBPyConnection, pairs: dict[str, str]) -> None:
+    for old, new in pairs.items():
+        con.execute(f"DROP TABLE IF EXISTS {new}")
+        con.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+_FIRST = {"_raw0": "_first_raw0", "_text_rejects": "_first_rejects"}
 
 
 def _read_lines(
@@ -479,17 +496,27 @@ def _read_lines(
     header: int,
     quote: bytes | None,
     delimiter: bytes,
+    what: str,
+    overrides: dict[str, str] | None = None,
 ) -> _Lines:
-    """Read a text file into ``_raw0`` / ``_text_rejects``: as it is, in one pass; again
-    from a copy with uniform line endings only if DuckDB stopped at a line ending or read
-    nothing. Returns how the records read map to the file's record numbers."""
+    """Read a text file into ``_raw0`` (the rows) and ``_unparsed_lines`` (the records
+    DuckDB rejected): as it is, in one pass. Only when something looks wrong (DuckDB
+    stopped at a line ending, read nothing, or rejected a record holding a line break) the
+    file is copied with uniform line endings and read again; the copy's reading is kept
+    when it accounts for every record, and otherwise the load stops (or, when DuckDB's own
+    reading had stood, that one is kept). Returns how rows map to record numbers."""
+    as_is = _Lines(first=header + 1)
     failure: duckdb.Error | None = None
     try:
         _read_text(con, str(path), columns, f"skip={header}, {options}")
     except duckdb.InvalidInputException as exc:  # e.g. an unexpected carriage return
         failure = exc
-    if failure is None and not _empty_read(con):
-        return _Lines(first=header + 1)
+    read_as_is = failure is None and not _empty_read(con)
+    if read_as_is and not _breaks_in_rejects(con):
+        _unparsed_from_rejects(con, as_is, what, overrides)
+        return as_is
+    if failure is None:
+        _rename(con, _FIRST)
     with tempfile.TemporaryDirectory(prefix="segmint-") as tmp:
         out = Path(tmp) / "lines.txt"
         fixed = _rewrite(
@@ -503,9 +530,10 @@ def _read_lines(
             failure=failure,
         )
         skips_blank = len(columns) > 1  # DuckDB reads a blank line as a row of one column
-        n_blank = len(fixed.blank) if skips_blank else 0
-        if failure is None and fixed.n_records == n_blank:
-            return _Lines(first=header + 1)  # nothing but a header (and blank lines)
+        if failure is None and fixed.n_records == (len(fixed.blank) if skips_blank else 0):
+            _rename(con, {v: k for k, v in _FIRST.items()})  # only a header and blank lines
+            _unparsed_from_rejects(con, as_is, what, overrides)
+            return as_is
         try:
             _read_text(con, str(out), columns, f"skip=0, new_line='\\n', {options}")
         except duckdb.Error as exc:
@@ -521,25 +549,28 @@ def _read_lines(
     _register_lines(con, "_stray_lines", fixed.stray)
     if lines.blank is not None:
         _register_lines(con, "_blank_lines", lines.blank)
-    return lines
+    _unparsed_from_rejects(con, lines, what, overrides)
+    problem = _unaccounted(con, name, path, lines)
+    if problem is None:
+        for table in _FIRST.values():
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        return lines
+    if not read_as_is:
+        raise SourceError(problem)
+    log.info("%s; DuckDB's reading of the file as it is stands", problem)
+    _rename(con, {v: k for k, v in _FIRST.items()})
+    _unparsed_from_rejects(con, as_is, what, overrides)
+    return as_is
 
 
-def _numbered(
-    con: duckdb.DuckDBPyConnection,
-    name: str,
-    path: Path,
-    lines: _Lines,
-    what: str,
-    overrides: dict[str, str] | None = None,
-    target: str = "_raw",
-) -> bool:
-    """Quarantine the rejects and number the rows: ``target`` as a view over ``_raw0``
-    numbered by position when no record was rejected or skipped (returns True), else as a
-    table numbered by :func:`_number_rows` (returns False)."""
+def _numbered(con: duckdb.DuckDBPyConnection, lines: _Lines, target: str = "_raw") -> bool:
+    """Quarantine the unreadable records (``_unparsed_lines``) and number the rows:
+    ``target`` as a view over ``_raw0`` numbered by position when no record was rejected
+    or skipped (returns True), else as a table numbered by :func:`_number_rows` (returns
+    False)."""
     n_data = int(con.execute("SELECT count(*) FROM _raw0").fetchone()[0])  # type: ignore[index]
-    n_unparsed = _unparsed_from_rejects(con, lines, what, overrides)
-    if lines.n_records is not None:
-        _check_rewritten(con, name, path, lines, n_data, n_unparsed)
+    n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
+    con.execute("INSERT INTO _unparsed SELECT line, raw, reason FROM _unparsed_lines")
     try:
         if n_unparsed == 0 and (lines.blank is None or len(lines.blank) == 0):
             # rowid is the insertion order of the table read from the file: no copy needed
@@ -586,8 +617,9 @@ def _stage_csv(
         header=header,
         quote=b'"',
         delimiter=source.delimiter.encode(),
+        what="CSV",
     )
-    if _numbered(con, name, path, lines, "CSV"):
+    if _numbered(con, lines):
         return _finish(con, str(path), digest, row_offset=lines.first, row_position="rowid")
     return _finish(con, str(path), digest)  # row numbers skip the broken lines
 
@@ -628,13 +660,14 @@ def _stage_jsonl(
         header=0,
         quote=None,
         delimiter=b"\x01",
+        what="JSON lines",
+        overrides={
+            "TOO MANY COLUMNS": "malformed JSON line: it holds the control character U+0001",
+            "INVALID ENCODING": "the line is not valid UTF-8",
+        },
     )
-    overrides = {
-        "TOO MANY COLUMNS": "malformed JSON line: it holds the control character U+0001",
-        "INVALID ENCODING": "the line is not valid UTF-8",
-    }
     _drop_relation(con, "_lines")
-    _numbered(con, name, path, lines, "JSON lines", overrides, target="_lines")
+    _numbered(con, lines, target="_lines")
     con.execute(
         """INSERT INTO _unparsed
         SELECT _row, line, 'malformed JSON line' FROM _lines
