@@ -316,6 +316,20 @@ CASES = [
     Case("header_quoted_line_break", "header_quoted_line_break.csv", counts=(2, 2, {})),
     Case("header_blank_lines", "header_blank_lines.csv", counts=(0, 0, {})),
     Case(
+        "one_column_blank_lines",
+        "one_column_blank_lines.csv",
+        table="items",
+        columns={"item_id": "item"},
+        counts=(3, 2, {"exact_duplicate": 1}),  # the blank lines are not rows
+        check=_quarantined([7], r"exact duplicate of row 2"),
+    ),
+    Case(
+        "first_line_empty",
+        "first_line_empty.csv",
+        error=SourceError,
+        match=r"first line of .* is empty",
+    ),
+    Case(
         "unreadable_line_endings",
         "unreadable_line_endings.csv",
         table="users",

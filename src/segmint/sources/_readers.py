@@ -78,6 +78,10 @@ def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def file_checksum(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -285,6 +289,11 @@ def _csv_header(
         row = next(csv.reader([text], delimiter=source.delimiter), [])
     except csv.Error as exc:
         raise SourceError(f"source {name!r}: cannot read the header of {path}: {exc}") from None
+    if not row:
+        raise SourceError(
+            f"source {name!r}: the first line of {path} is empty; expected "
+            + ("the header (the column names)" if source.header else "a first row of data")
+        )
     if source.header:
         names = [c.strip() for c in row]
         if len(set(names)) != len(names) or any(not n for n in names):
@@ -563,16 +572,28 @@ def _read_lines(
     return as_is
 
 
-def _numbered(con: duckdb.DuckDBPyConnection, lines: _Lines, target: str = "_raw") -> bool:
+def _numbered(
+    con: duckdb.DuckDBPyConnection,
+    lines: _Lines,
+    target: str = "_raw",
+    blank_column: str | None = None,
+) -> bool:
     """Quarantine the unreadable records (``_unparsed_lines``) and number the rows:
     ``target`` as a view over ``_raw0`` numbered by position when no record was rejected
     or skipped (returns True), else as a table numbered by :func:`_number_rows` (returns
-    False)."""
+    False). ``blank_column``: the only column of a CSV file, where DuckDB reads a blank
+    line as a row holding NULL; such rows are numbered, then left out (blank lines are not
+    rows)."""
     n_data = int(con.execute("SELECT count(*) FROM _raw0").fetchone()[0])  # type: ignore[index]
     n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
     con.execute("INSERT INTO _unparsed SELECT line, raw, reason FROM _unparsed_lines")
+    blank_rows = blank_column is not None and bool(
+        con.execute(f"SELECT EXISTS (FROM _raw0 WHERE {_ident(blank_column)} IS NULL)").fetchone()[
+            0
+        ]  # type: ignore[index]
+    )
     try:
-        if n_unparsed == 0 and (lines.blank is None or len(lines.blank) == 0):
+        if n_unparsed == 0 and not blank_rows and (lines.blank is None or len(lines.blank) == 0):
             # rowid is the insertion order of the table read from the file: no copy needed
             con.execute(
                 f"CREATE TEMP VIEW {target} AS SELECT *, (rowid + {lines.first})::BIGINT AS _row "
@@ -581,6 +602,8 @@ def _numbered(con: duckdb.DuckDBPyConnection, lines: _Lines, target: str = "_raw
             return True
         _number_rows(con, lines, n_data, n_unparsed, target)
         con.execute("DROP TABLE _raw0")
+        if blank_rows:
+            con.execute(f"DELETE FROM {target} WHERE {_ident(str(blank_column))} IS NULL")
         return False
     finally:
         for helper in (
@@ -619,7 +642,7 @@ def _stage_csv(
         delimiter=source.delimiter.encode(),
         what="CSV",
     )
-    if _numbered(con, lines):
+    if _numbered(con, lines, blank_column=columns[0] if len(columns) == 1 else None):
         return _finish(con, str(path), digest, row_offset=lines.first, row_position="rowid")
     return _finish(con, str(path), digest)  # row numbers skip the broken lines
 
