@@ -581,9 +581,10 @@ def _numbered(
     """Quarantine the unreadable records (``_unparsed_lines``) and number the rows:
     ``target`` as a view over ``_raw0`` numbered by position when no record was rejected
     or skipped (returns True), else as a table numbered by :func:`_number_rows` (returns
-    False). ``blank_column``: the only column of a CSV file, where DuckDB reads a blank
-    line as a row holding NULL; such rows are numbered, then left out (blank lines are not
-    rows)."""
+    False). ``blank_column``: the only column of a CSV file read with quoted empty values
+    kept as '', where DuckDB reads a blank line as a row holding NULL: such rows are
+    numbered, then left out (blank lines are not rows), and '' becomes NULL, as in any
+    other file."""
     n_data = int(con.execute("SELECT count(*) FROM _raw0").fetchone()[0])  # type: ignore[index]
     n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
     con.execute("INSERT INTO _unparsed SELECT line, raw, reason FROM _unparsed_lines")
@@ -595,15 +596,21 @@ def _numbered(
     try:
         if n_unparsed == 0 and not blank_rows and (lines.blank is None or len(lines.blank) == 0):
             # rowid is the insertion order of the table read from the file: no copy needed
+            values = "*"
+            if blank_column is not None:
+                col = _ident(blank_column)
+                values = f"NULLIF({col}, '') AS {col}"
             con.execute(
-                f"CREATE TEMP VIEW {target} AS SELECT *, (rowid + {lines.first})::BIGINT AS _row "
-                "FROM _raw0"
+                f"CREATE TEMP VIEW {target} AS "
+                f"SELECT {values}, (rowid + {lines.first})::BIGINT AS _row FROM _raw0"
             )
             return True
         _number_rows(con, lines, n_data, n_unparsed, target)
         con.execute("DROP TABLE _raw0")
-        if blank_rows:
-            con.execute(f"DELETE FROM {target} WHERE {_ident(str(blank_column))} IS NULL")
+        if blank_column is not None:
+            col = _ident(blank_column)
+            con.execute(f"DELETE FROM {target} WHERE {col} IS NULL")
+            con.execute(f"UPDATE {target} SET {col} = NULL WHERE {col} = ''")
         return False
     finally:
         for helper in (
@@ -636,7 +643,7 @@ def _stage_csv(
         path,
         dict.fromkeys(columns, "VARCHAR"),
         f"delim={_sql_str(source.delimiter)}, quote='\"', escape='\"', null_padding=false, "
-        "parallel=true",
+        f"parallel=true{', allow_quoted_nulls=false' if len(columns) == 1 else ''}",
         header=header,
         quote=b'"',
         delimiter=source.delimiter.encode(),
