@@ -12,12 +12,14 @@ once with uniform line endings (:mod:`segmint.sources._line_endings`) and read a
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import os
 import re
 import stat
 import tempfile
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,11 +266,21 @@ def _head(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> bytes:
     try:
         with open_decompressed(path) as fb:
             return fb.read(1 << 16)
-    except (OSError, EOFError) as exc:  # gzip: damaged or cut short
-        raise SourceError(
-            f"source {name!r}: cannot decompress {path} ({_short(exc, 100)}): the file is "
-            "damaged or was cut short; copy or export it again"
-        ) from None
+    except _DAMAGED as exc:
+        raise _damaged(name, path, exc) from None
+    except OSError as exc:
+        raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+# what gzip raises on a file cut short or damaged
+_DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _damaged(name: str, path: Path, exc: BaseException) -> SourceError:
+    return SourceError(
+        f"source {name!r}: cannot decompress {path} ({_short(exc, 100)}): the file is "
+        "damaged or was cut short; copy or export it again"
+    )
 
 
 def _csv_header(
@@ -366,11 +378,10 @@ def _rewrite(
             f"source {name!r}: the header line of {path} holds a carriage return (CR) in the "
             "middle; fix the header row"
         ) from None
-    except (OSError, EOFError) as exc:
-        raise SourceError(
-            f"source {name!r}: cannot read {path} ({_short(exc, 100)}): the file is damaged or "
-            "was cut short; copy or export it again"
-        ) from None
+    except _DAMAGED as exc:
+        raise _damaged(name, path, exc) from None
+    except OSError as exc:
+        raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _register_lines(
