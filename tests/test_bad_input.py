@@ -151,6 +151,14 @@ TRUNCATED_RAW = r"…\[truncated: only the first 10000 characters are kept\]\"$"
 USER_COLS = {"user_id": "id", "email": "mail"}
 
 
+def _user_ids(expected: list[str]) -> Callable[[segmint.Project], None]:
+    def check(p: segmint.Project) -> None:
+        got = p.store.query("SELECT user_id FROM users ORDER BY 1")["user_id"].tolist()
+        assert got == expected
+
+    return check
+
+
 TS = 1714557600000000  # 2024-05-01 10:00 UTC, in microseconds
 
 CASES = [
@@ -314,6 +322,15 @@ CASES = [
         check=_quarantined([4], r"line feed \(LF\) outside quotes"),
     ),
     Case("header_quoted_line_break", "header_quoted_line_break.csv", counts=(2, 2, {})),
+    Case(
+        "bom_mixed_no_header",
+        "bom_mixed_no_header.csv",
+        table="users",
+        columns={"user_id": "column1", "email": "column2"},
+        extra={"header": False},
+        counts=(3, 3, {}),
+        check=_user_ids(["u1", "u2", "u3"]),  # no BOM in the first id
+    ),
     Case("header_blank_lines", "header_blank_lines.csv", counts=(0, 0, {})),
     Case(
         "one_column_blank_lines",

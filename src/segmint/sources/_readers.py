@@ -12,6 +12,7 @@ once with uniform line endings (:mod:`segmint.sources._line_endings`) and read a
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import logging
@@ -381,6 +382,12 @@ def _rewrite(
     except _DAMAGED as exc:
         raise _damaged(name, path, exc) from None
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise SourceError(
+                f"source {name!r}: no space left for a copy of {path} with uniform line "
+                f"endings in {out.parent.parent}: free some space there, or point TMPDIR at a "
+                "larger folder"
+            ) from None
         raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror or exc}") from None
 
 
