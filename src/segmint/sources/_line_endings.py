@@ -286,7 +286,6 @@ def rewrite_line_endings(
         quote=None if quote is None else quote[0], delimiter=delimiter, skip_first=skip_first
     )
     pending, data = b"", src.read(CHUNK)
-    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark, as DuckDB skips it
     while True:
         ahead = src.read(CHUNK) if data else b""  # to know the last chunk as such
         pending = scanner.feed(pending + data, out, eof=not ahead)
