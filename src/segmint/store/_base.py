@@ -25,46 +25,6 @@ def transpile(sql: str, dialect: str) -> list[str]:
     return [s for s in sqlglot.transpile(sql, read="duckdb", write=dialect) if s.strip()]
 
 
-def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
-    """What DuckDB's refusal to open ``path`` means, and what to do."""
-    import re
-
-    text = str(exc)
-    first = text.splitlines()[0] if text else type(exc).__name__
-    first = first if len(first) <= 200 else first[:199] + "…"
-    if path.is_dir():
-        return StoreError(
-            f"the DuckDB store {path} is a folder, not a file; set `store:` in segmint.yaml "
-            "to a file path such as store.duckdb"
-        )
-    if "Could not set lock" in text or "Conflicting lock" in text:
-        held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", text)
-        by = f" (PID {held.group(2)}, {held.group(1)})" if held else ""
-        return StoreError(
-            f"the DuckDB store {path} is in use by another process{by}: DuckDB allows one "
-            "writer at a time. Wait for it to finish or stop it (while `segmint serve` runs, "
-            "go through the service), then run the command again"
-        )
-    unreadable = (
-        "not a valid DuckDB database",
-        "Could not read enough bytes",
-        "Corrupt database file",
-        "checksum",
-    )
-    if any(s in text for s in unreadable):
-        return _unreadable(path, first)
-    return StoreError(f"cannot open the DuckDB store {path}: {first}")
-
-
-def _unreadable(path: Path, found: str) -> StoreError:
-    return StoreError(
-        f"the DuckDB store {path} is not a readable DuckDB database, maybe truncated or "
-        f"damaged ({found}). Restore it from a backup; without one, move it aside and run "
-        "`segmint ingest` to load your sources into a new store (what only the store held, "
-        "such as the delivery log, is then lost)"
-    )
-
-
 class Store:
     """A place where the canonical tables live.
 
@@ -245,3 +205,43 @@ class Store:
 
 
 DuckDBStore = Store
+
+
+def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
+    """What DuckDB's refusal to open ``path`` means, and what to do."""
+    import re
+
+    text = str(exc)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first if len(first) <= 200 else first[:199] + "…"
+    if path.is_dir():
+        return StoreError(
+            f"the DuckDB store {path} is a folder, not a file; set `store:` in segmint.yaml "
+            "to a file path such as store.duckdb"
+        )
+    if "Could not set lock" in text or "Conflicting lock" in text:
+        held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", text)
+        by = f" (PID {held.group(2)}, {held.group(1)})" if held else ""
+        return StoreError(
+            f"the DuckDB store {path} is in use by another process{by}: DuckDB allows one "
+            "writer at a time. Wait for it to finish or stop it (while `segmint serve` runs, "
+            "go through the service), then run the command again"
+        )
+    unreadable = (
+        "not a valid DuckDB database",
+        "Could not read enough bytes",
+        "Corrupt database file",
+        "checksum",
+    )
+    if any(s in text for s in unreadable):
+        return _unreadable(path, first)
+    return StoreError(f"cannot open the DuckDB store {path}: {first}")
+
+
+def _unreadable(path: Path, found: str) -> StoreError:
+    return StoreError(
+        f"the DuckDB store {path} is not a readable DuckDB database, maybe truncated or "
+        f"damaged ({found}). Restore it from a backup; without one, move it aside and run "
+        "`segmint ingest` to load your sources into a new store (what only the store held, "
+        "such as the delivery log, is then lost)"
+    )
