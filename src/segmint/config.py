@@ -122,6 +122,16 @@ class CsvSource(_SourceBase):
     delimiter: str = ","
     header: bool = True
 
+    @model_validator(mode="after")
+    def _one_character_delimiter(self) -> CsvSource:
+        if len(self.delimiter) != 1 or self.delimiter in '"\r\n':
+            raise ValueError(
+                f"delimiter {self.delimiter!r} cannot separate fields: it must be one "
+                "character other than a quote or a line break, e.g. ',', ';', '|' or a tab "
+                '(write it "\\t")'
+            )
+        return self
+
 
 class ParquetSource(_SourceBase):
     type: Literal["parquet"]

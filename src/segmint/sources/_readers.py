@@ -4,19 +4,30 @@ Each reader creates ``_raw`` in the engine: the source's own columns plus ``_row
 1-based row number in the source: the line number for text files, the row index for
 Parquet and databases). Rows the reader cannot even parse go to ``_unparsed``
 (``_row``, ``raw``, ``reason``) so they are quarantined, never lost.
+
+Text files are read by DuckDB's CSV reader as they are, in one pass. Only when it stops at
+an unexpected line ending, or reads no row of a file that has some, the file is copied
+once with uniform line endings (:mod:`segmint.sources._line_endings`) and read again.
 """
 
 from __future__ import annotations
 
+import errno
+import gzip
 import hashlib
+import logging
 import os
 import re
+import stat
 import tempfile
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
 
 from segmint.config import (
     Config,
@@ -28,6 +39,14 @@ from segmint.config import (
     Source,
 )
 from segmint.errors import SourceError
+from segmint.sources._line_endings import (
+    Rewritten,
+    open_decompressed,
+    rewrite_line_endings,
+    stray_reason,
+)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +79,10 @@ class Staged:
 
 def _sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def file_checksum(path: Path) -> str:
@@ -102,12 +125,68 @@ def prefetch_checksums(config: Config, names: list[str]) -> None:
                     _PREFETCHED[key] = _HASHER.submit(file_checksum, path)
 
 
-def _need_file(name: str, path: Path) -> None:
-    if not path.exists():
+_COMPRESSED = {".gz": ("gzip", b"\x1f\x8b"), ".zst": ("zstd", b"\x28\xb5\x2f\xfd")}
+# suffixes DuckDB takes for a compression it cannot read
+_UNREADABLE = {".bz2": "bzip2", ".xz": "xz", ".lz4": "lz4", ".zip": "zip", ".br": "brotli"}
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _need_file(name: str, path: Path, *, text: bool = False) -> None:
+    """Refuse, with the fix, a path that is not one regular file segmint can read whole:
+    a folder, a device such as /dev/zero (which never ends), a pipe; and for text files
+    (``text``) a compressed suffix that DuckDB cannot read or that the bytes belie."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
         raise SourceError(
             f"source {name!r}: file {path} does not exist. Fix `path:` in segmint.yaml "
             "(relative paths are relative to the folder holding segmint.yaml)"
+        ) from None
+    except OSError as exc:
+        raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise SourceError(
+            f"source {name!r}: {path} is a folder, not a file; point `path:` at one file"
         )
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _KINDS if test(mode)), "a special file")
+        raise SourceError(
+            f"source {name!r}: {path} is {kind}, not a regular file; segmint reads only "
+            "regular files: copy the data into a file and point `path:` at it"
+        )
+    if not text:
+        return
+    suffix = path.suffix.lower()
+    if suffix in _UNREADABLE:
+        raise SourceError(
+            f"source {name!r}: {path} ends in {suffix} ({_UNREADABLE[suffix]}); segmint "
+            "reads plain, .gz and .zst files: decompress it (or compress it with gzip)"
+        )
+    if suffix in _COMPRESSED:
+        fmt, magic = _COMPRESSED[suffix]
+        try:
+            with path.open("rb") as f:
+                head = f.read(len(magic))
+        except OSError as exc:
+            raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror}") from None
+        if head and head != magic:
+            raise SourceError(
+                f"source {name!r}: {path} ends in {suffix} but is not {fmt}-compressed "
+                f"(it starts with {head!r}); rename it without {suffix} if it is plain "
+                f"text, or compress it with {fmt}"
+            )
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    """An engine error in one line: its first line, cut (DuckDB's CSV errors go on with the
+    offending line itself, up to 10,000 characters of it)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -136,7 +215,7 @@ def stage(con: duckdb.DuckDBPyConnection, name: str, source: Source, config: Con
         if isinstance(source, PostgresSource):
             return _stage_postgres(con, name, source, config)
     except duckdb.Error as exc:
-        raise SourceError(f"source {name!r}: cannot read it: {exc}") from None
+        raise SourceError(f"source {name!r}: cannot read it: {_short(exc)}") from None
     raise SourceError(f"source {name!r}: unknown source type {type(source).__name__}")
 
 
@@ -165,27 +244,53 @@ def _finish(
     )
 
 
-def _csv_newline(path: Path) -> str:
-    """The line terminator, for files that end lines with a bare carriage return."""
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fb:
-        head = fb.read(1 << 16)
-    if b"\r\n" in head:
-        return "\\r\\n"
-    return "\\r" if b"\r" in head and b"\n" not in head else "\\n"
+# DuckDB's default line limit, passed explicitly so that the quarantine reason can name it.
+MAX_LINE_BYTES = 2_000_000
+# DuckDB keeps this many characters of a rejected line (``csv_line``); longer lines are cut.
+_RAW_CHARS = 10_000
 
 
-def _csv_header(name: str, path: Path, source: CsvSource) -> list[str]:
+def _head(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> bytes:
+    """The first 64 KiB of the file's content (decompressed)."""
+    if path.suffix.lower() == ".zst":  # no zstd in Python's standard library: ask DuckDB
+        try:
+            row = con.execute(
+                f"""SELECT line FROM read_csv({_sql_str(str(path))}, columns={{'line': 'VARCHAR'}},
+                    header=false, auto_detect=false, delim=chr(1), quote='', escape='',
+                    strict_mode=false, null_padding=true) LIMIT 1"""
+            ).fetchone()
+        except duckdb.InvalidInputException:
+            return b"\xff"  # not UTF-8: said as such by the caller
+        except duckdb.Error as exc:
+            raise SourceError(f"source {name!r}: cannot read {path}: {_short(exc)}") from None
+        return b"" if row is None or row[0] is None else str(row[0]).encode()
+    try:
+        with open_decompressed(path) as fb:
+            return fb.read(1 << 16)
+    except _DAMAGED as exc:
+        raise _damaged(name, path, exc) from None
+    except OSError as exc:
+        raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+# what gzip raises on a file cut short or damaged
+_DAMAGED = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _damaged(name: str, path: Path, exc: BaseException) -> SourceError:
+    return SourceError(
+        f"source {name!r}: cannot decompress {path} ({_short(exc, 100)}): the file is "
+        "damaged or was cut short; copy or export it again"
+    )
+
+
+def _csv_header(
+    con: duckdb.DuckDBPyConnection, name: str, path: Path, source: CsvSource
+) -> list[str]:
     """Column names from the first line (or column1..N without a header)."""
     import csv
-    import gzip
 
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fb:
-        head = fb.read(1 << 16)
-    first = re.split(rb"\r\n|\r|\n", head, maxsplit=1)[0]
+    first = re.split(rb"\r\n|\r|\n", _head(con, name, path), maxsplit=1)[0]
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -197,82 +302,374 @@ def _csv_header(name: str, path: Path, source: CsvSource) -> list[str]:
         row = next(csv.reader([text], delimiter=source.delimiter), [])
     except csv.Error as exc:
         raise SourceError(f"source {name!r}: cannot read the header of {path}: {exc}") from None
+    if not row:
+        raise SourceError(
+            f"source {name!r}: the first line of {path} is empty; expected "
+            + ("the header (the column names)" if source.header else "a first row of data")
+        )
     if source.header:
         names = [c.strip() for c in row]
         if len(set(names)) != len(names) or any(not n for n in names):
+            shown = ", ".join(map(repr, names))
+            shown = shown if len(shown) <= 200 else shown[:199] + "…"
             raise SourceError(
                 f"source {name!r}: the header of {path} has empty or repeated column names: "
-                f"{names}; fix the header row"
+                f"[{shown}]; fix the header row"
             )
         return names
     return [f"column{i + 1}" for i in range(len(row))]
+
+
+def _read_text(
+    con: duckdb.DuckDBPyConnection, path: str, columns: dict[str, str], options: str
+) -> None:
+    """``_raw0`` (the rows, in file order) and ``_text_rejects`` (DuckDB's rejects) from one
+    scan of a text file: strict (a record DuckDB cannot split is a reject, never guessed
+    at), every column VARCHAR, no sniffing."""
+    for leftover in ("_text_rejects", "_text_scans", "_raw0"):
+        con.execute(f"DROP TABLE IF EXISTS {leftover}")
+    spec = "{" + ", ".join(f"{_sql_str(c)}: {_sql_str(t)}" for c, t in columns.items()) + "}"
+    con.execute(
+        f"""CREATE TEMP TABLE _raw0 AS SELECT * FROM read_csv({_sql_str(path)}, columns={spec},
+            header=false, auto_detect=false, strict_mode=true, max_line_size={MAX_LINE_BYTES},
+            store_rejects=true, rejects_table='_text_rejects', rejects_scan='_text_scans',
+            {options})"""
+    )
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """How the records read map to the file's record numbers (lines, for files without
+    quoted line breaks): ``first`` is the number of the first record read; rows are the
+    records not rejected and not blank, in order."""
+
+    first: int
+    reject_offset: int = 0  # to add to DuckDB's line numbers (the header left out of a copy)
+    n_records: int | None = None  # known when the file was rewritten
+    blank: npt.NDArray[np.int64] | None = None  # records DuckDB skips (rewritten files)
+    stray: npt.NDArray[np.int64] | None = None  # records holding a stray line ending
+    ending: str = "LF"
+
+
+def _rewrite(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    path: Path,
+    out: Path,
+    *,
+    quote: bytes | None,
+    delimiter: bytes,
+    skip_first: bool,
+    failure: duckdb.Error | None,
+) -> Rewritten:
+    """Copy ``path`` with uniform line endings into ``out`` (see ``_line_endings``)."""
+    if path.suffix.lower() == ".zst":
+        found = f"DuckDB stopped: {_short(failure, 120)}" if failure else "it read no row"
+        raise SourceError(
+            f"source {name!r}: cannot read {path} as it is ({found}); segmint repairs mixed "
+            "line endings only in plain or .gz files: decompress it and load it again"
+        )
+    try:
+        with open_decompressed(path) as src, out.open("wb") as dst:
+            return rewrite_line_endings(
+                src, dst, quote=quote, delimiter=delimiter, skip_first=skip_first
+            )
+    except ValueError:
+        raise SourceError(
+            f"source {name!r}: the header line of {path} holds a carriage return (CR) in the "
+            "middle; fix the header row"
+        ) from None
+    except _DAMAGED as exc:
+        raise _damaged(name, path, exc) from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise SourceError(
+                f"source {name!r}: no space left for a copy of {path} with uniform line "
+                f"endings in {out.parent.parent}: free some space there, or point TMPDIR at a "
+                "larger folder"
+            ) from None
+        raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _register_lines(
+    con: duckdb.DuckDBPyConnection, table: str, lines: npt.NDArray[np.int64]
+) -> None:
+    import pyarrow as pa
+
+    con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.register("_segmint_lines", pa.table({"line": pa.array(lines, pa.int64())}))
+    try:
+        con.execute(f"CREATE TEMP TABLE {table} AS SELECT line FROM _segmint_lines")
+    finally:
+        con.unregister("_segmint_lines")
+
+
+def _unparsed_from_rejects(
+    con: duckdb.DuckDBPyConnection,
+    lines: _Lines,
+    what: str,
+    overrides: dict[str, str] | None = None,
+) -> None:
+    """Gather DuckDB's rejects (one row per line and error) into ``_unparsed_lines`` (one
+    row per record: its number, raw text, reasons).
+
+    The reason holds no row content beyond DuckDB's own message (cut to 200 characters);
+    ``raw`` keeps the line as DuckDB gives it, at most 10,000 characters: a longer line is
+    cut there, and says so. ``overrides`` replaces DuckDB's message for an error type.
+    """
+    errors = "error_type || ': ' || error_message"
+    for error_type, reason in (overrides or {}).items():
+        errors = f"CASE WHEN error_type = {_sql_str(error_type)} THEN {_sql_str(reason)} ELSE {errors} END"
+    limit_mb = f"{MAX_LINE_BYTES / 1e6:g}"
+    size = "TRY_CAST(regexp_extract(error_message, 'Actual Size:\\s*([0-9]+)', 1) AS BIGINT)"
+    stray = "line IN (SELECT line FROM _stray_lines)" if lines.stray is not None else "FALSE"
+    con.execute("DROP TABLE IF EXISTS _unparsed_lines")
+    con.execute(
+        f"""CREATE TEMP TABLE _unparsed_lines AS
+        SELECT line, CASE WHEN n_chars >= {_RAW_CHARS} OR over_limit
+                          THEN left(raw, {_RAW_CHARS}) || ' …[truncated: only the first '
+                               || least(n_chars, {_RAW_CHARS}) || ' characters are kept]'
+                          ELSE raw END AS raw,
+               'unparseable row: ' || CASE
+                   WHEN {stray} THEN {_sql_str(stray_reason(lines.ending))}
+                   WHEN over_limit THEN 'line of ' || printf('%.1f', bytes / 1e6) || ' MB ('
+                        || bytes || ' bytes) is over the {limit_mb} MB limit of the {what} reader'
+                   ELSE left(errors, 200) END AS reason
+        FROM (
+            SELECT line::BIGINT + {lines.reject_offset} AS line, first(csv_line) AS raw,
+                   length(first(csv_line)) AS n_chars,
+                   bool_or(error_type = 'LINE SIZE OVER MAXIMUM') AS over_limit,
+                   max({size}) AS bytes,
+                   string_agg(DISTINCT {errors}, '; ') AS errors
+            FROM _text_rejects GROUP BY line
+        )"""
+    )
+
+
+def _number_rows(
+    con: duckdb.DuckDBPyConnection, lines: _Lines, n_data: int, n_unparsed: int, target: str
+) -> None:
+    """``target`` (a table): the rows of ``_raw0`` with ``_row``, their record numbers: the
+    records neither rejected nor blank, in order."""
+    total = lines.n_records if lines.n_records is not None else n_data + n_unparsed
+    blank = "AND l NOT IN (SELECT line FROM _blank_lines)" if lines.blank is not None else ""
+    con.execute(
+        f"""CREATE TEMP TABLE {target} AS
+        WITH lines AS (
+            SELECT l AS line, row_number() OVER (ORDER BY l) AS ord
+            FROM range({lines.first}, {lines.first + total}) r(l)
+            WHERE l NOT IN (SELECT line FROM _unparsed_lines) {blank}
+        ), recs AS (SELECT *, rowid + 1 AS ord FROM _raw0)
+        SELECT recs.* EXCLUDE (ord), lines.line::BIGINT AS _row
+        FROM recs JOIN lines USING (ord)"""
+    )
+
+
+def _unaccounted(
+    con: duckdb.DuckDBPyConnection, name: str, path: Path, lines: _Lines
+) -> str | None:
+    """After a rewrite, every record must be accounted for: read, rejected, or blank (and
+    each record holding a stray line ending rejected). Returns what does not add up."""
+    n_data = int(con.execute("SELECT count(*) FROM _raw0").fetchone()[0])  # type: ignore[index]
+    n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
+    n_blank = 0 if lines.blank is None else len(lines.blank)
+    unrejected = int(
+        con.execute(  # type: ignore[index]
+            "SELECT count(*) FROM _stray_lines WHERE line NOT IN (SELECT line FROM _unparsed_lines)"
+        ).fetchone()[0]
+    )
+    found = n_data + n_unparsed + n_blank
+    if found == lines.n_records and not unrejected:
+        return None
+    return (
+        f"source {name!r}: cannot tell the records of {path} apart: by its line endings "
+        f"it holds {lines.n_records} records (after the header), but the reader found "
+        f"{found} ({n_data} rows, {n_unparsed} unreadable, {n_blank} blank); nothing was "
+        "loaded. Save it with one kind of line ending (LF) and check its quoting"
+    )
+
+
+def _empty_read(con: duckdb.DuckDBPyConnection) -> bool:
+    row = con.execute("SELECT EXISTS (FROM _raw0) OR EXISTS (FROM _text_rejects)").fetchone()
+    return not (row and row[0])
+
+
+def _breaks_in_rejects(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a rejected record holds a line break: a line ending DuckDB took for data
+    (an LF line in a file it reads as CRLF) makes two records one, and a reject."""
+    row = con.execute(
+        "SELECT EXISTS (FROM _text_rejects "
+        "WHERE contains(csv_line, chr(10)) OR contains(csv_line, chr(13)))"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _rename(con: duckdb.DuckDBPyConnection, pairs: dict[str, str]) -> None:
+    for old, new in pairs.items():
+        con.execute(f"DROP TABLE IF EXISTS {new}")
+        con.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+
+_FIRST = {"_raw0": "_first_raw0", "_text_rejects": "_first_rejects"}
+
+
+def _read_lines(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    path: Path,
+    columns: dict[str, str],
+    options: str,
+    *,
+    header: int,
+    quote: bytes | None,
+    delimiter: bytes,
+    what: str,
+    overrides: dict[str, str] | None = None,
+) -> _Lines:
+    """Read a text file into ``_raw0`` (the rows) and ``_unparsed_lines`` (the records
+    DuckDB rejected): as it is, in one pass. Only when something looks wrong (DuckDB
+    stopped at a line ending, read nothing, or rejected a record holding a line break) the
+    file is copied with uniform line endings and read again; the copy's reading is kept
+    when it accounts for every record, and otherwise the load stops (or, when DuckDB's own
+    reading had stood, that one is kept). Returns how rows map to record numbers."""
+    as_is = _Lines(first=header + 1)
+    failure: duckdb.Error | None = None
+    try:
+        _read_text(con, str(path), columns, f"skip={header}, {options}")
+    except duckdb.InvalidInputException as exc:  # e.g. an unexpected carriage return
+        failure = exc
+    read_as_is = failure is None and not _empty_read(con)
+    if read_as_is and not _breaks_in_rejects(con):
+        _unparsed_from_rejects(con, as_is, what, overrides)
+        return as_is
+    if failure is None:
+        _rename(con, _FIRST)
+    with tempfile.TemporaryDirectory(prefix="segmint-") as tmp:
+        out = Path(tmp) / "lines.txt"
+        fixed = _rewrite(
+            con,
+            name,
+            path,
+            out,
+            quote=quote,
+            delimiter=delimiter,
+            skip_first=bool(header),
+            failure=failure,
+        )
+        skips_blank = len(columns) > 1  # DuckDB reads a blank line as a row of one column
+        if failure is None and fixed.n_records == (len(fixed.blank) if skips_blank else 0):
+            _rename(con, {v: k for k, v in _FIRST.items()})  # only a header and blank lines
+            _unparsed_from_rejects(con, as_is, what, overrides)
+            return as_is
+        try:
+            _read_text(con, str(out), columns, f"skip=0, new_line='\\n', {options}")
+        except duckdb.Error as exc:
+            raise SourceError(f"source {name!r}: cannot read {path}: {_short(exc)}") from None
+    lines = _Lines(
+        first=header + 1,
+        reject_offset=header,
+        n_records=fixed.n_records,
+        blank=fixed.blank if skips_blank else None,
+        stray=fixed.stray,
+        ending=fixed.ending,
+    )
+    _register_lines(con, "_stray_lines", fixed.stray)
+    if lines.blank is not None:
+        _register_lines(con, "_blank_lines", lines.blank)
+    _unparsed_from_rejects(con, lines, what, overrides)
+    problem = _unaccounted(con, name, path, lines)
+    if problem is None:
+        for table in _FIRST.values():
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        return lines
+    if not read_as_is:
+        raise SourceError(problem)
+    log.info("%s; DuckDB's reading of the file as it is stands", problem)
+    _rename(con, {v: k for k, v in _FIRST.items()})
+    _unparsed_from_rejects(con, as_is, what, overrides)
+    return as_is
+
+
+def _numbered(
+    con: duckdb.DuckDBPyConnection,
+    lines: _Lines,
+    target: str = "_raw",
+    blank_column: str | None = None,
+) -> bool:
+    """Quarantine the unreadable records (``_unparsed_lines``) and number the rows:
+    ``target`` as a view over ``_raw0`` numbered by position when no record was rejected
+    or skipped (returns True), else as a table numbered by :func:`_number_rows` (returns
+    False). ``blank_column``: the only column of a CSV file read with quoted empty values
+    kept as '', where DuckDB reads a blank line as a row holding NULL: such rows are
+    numbered, then left out (blank lines are not rows), and '' becomes NULL, as in any
+    other file."""
+    n_data = int(con.execute("SELECT count(*) FROM _raw0").fetchone()[0])  # type: ignore[index]
+    n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
+    con.execute("INSERT INTO _unparsed SELECT line, raw, reason FROM _unparsed_lines")
+    blank_rows = blank_column is not None and bool(
+        con.execute(f"SELECT EXISTS (FROM _raw0 WHERE {_ident(blank_column)} IS NULL)").fetchone()[
+            0
+        ]  # type: ignore[index]
+    )
+    try:
+        if n_unparsed == 0 and not blank_rows and (lines.blank is None or len(lines.blank) == 0):
+            # rowid is the insertion order of the table read from the file: no copy needed
+            values = "*"
+            if blank_column is not None:
+                col = _ident(blank_column)
+                values = f"NULLIF({col}, '') AS {col}"
+            con.execute(
+                f"CREATE TEMP VIEW {target} AS "
+                f"SELECT {values}, (rowid + {lines.first})::BIGINT AS _row FROM _raw0"
+            )
+            return True
+        _number_rows(con, lines, n_data, n_unparsed, target)
+        con.execute("DROP TABLE _raw0")
+        if blank_column is not None:
+            col = _ident(blank_column)
+            con.execute(f"DELETE FROM {target} WHERE {col} IS NULL")
+            con.execute(f"UPDATE {target} SET {col} = NULL WHERE {col} = ''")
+        return False
+    finally:
+        for helper in (
+            "_unparsed_lines",
+            "_stray_lines",
+            "_blank_lines",
+            "_text_rejects",
+            "_text_scans",
+        ):
+            con.execute(f"DROP TABLE IF EXISTS {helper}")
 
 
 def _stage_csv(
     con: duckdb.DuckDBPyConnection, name: str, source: CsvSource, config: Config
 ) -> Staged:
     path = config.resolve(source.path)
-    _need_file(name, path)
+    _need_file(name, path, text=True)
     if path.stat().st_size == 0:
         raise SourceError(f"source {name!r}: file {path} is empty (0 bytes, not even a header row)")
-    columns = _csv_header(name, path, source)
+    columns = _csv_header(con, name, path, source)
     digest = file_checksum_async(path)
-    con.execute("DROP TABLE IF EXISTS _csv_rejects")
-    con.execute("DROP TABLE IF EXISTS _csv_scans")
     # No sniffing: the header is read here and every column is text, so one stray quote
-    # cannot make the sniffer pick another dialect for the whole file.
-    spec = "{" + ", ".join(f"{_sql_str(c)}: 'VARCHAR'" for c in columns) + "}"
-    opts = (
-        f"columns={spec}, header=false, skip={1 if source.header else 0}, auto_detect=false, "
-        f"delim={_sql_str(source.delimiter)}, quote='\"', escape='\"', store_rejects=true, "
-        f"new_line='{_csv_newline(path)}', "
-        "rejects_table='_csv_rejects', rejects_scan='_csv_scans', "
-        "null_padding=false, parallel=true"
-    )
-    con.execute(f"CREATE TEMP TABLE _raw0 AS SELECT * FROM read_csv({_sql_str(str(path))}, {opts})")
-    n_rej = int(con.execute("SELECT count(*) FROM _csv_rejects").fetchone()[0])  # type: ignore[index]
+    # cannot make the sniffer pick another dialect for the whole file. No `new_line`
+    # either: DuckDB finds the line ending as it parses, quotes understood (a guess from
+    # the first bytes read a file of LF lines with a CRLF in one quoted value as nothing).
     header = 1 if source.header else 0
-    row_offset: int | None = 1 + header
-    if n_rej == 0:
-        # rowid is the insertion order of the table read from the file: no copy needed
-        con.execute(
-            f"CREATE TEMP VIEW _raw AS SELECT *, (rowid + 1 + {header})::BIGINT AS _row FROM _raw0"
-        )
-    else:
-        # Map record ordinals to file lines: the data lines that were not rejected, in order.
-        # (Assumes one line per record, i.e. no quoted newlines among the rejected lines.)
-        con.execute(
-            """CREATE TEMP TABLE _unparsed_lines AS
-            SELECT DISTINCT line::BIGINT AS line, first(csv_line) AS raw,
-                   string_agg(DISTINCT error_type || ': ' || error_message, '; ') AS reason
-            FROM _csv_rejects GROUP BY line"""
-        )
-        con.execute(
-            "INSERT INTO _unparsed SELECT line, raw, 'unparseable row: ' || reason "
-            "FROM _unparsed_lines"
-        )
-        n_data = int(con.execute("SELECT count(*) FROM _raw0").fetchone()[0])  # type: ignore[index]
-        total = n_data + int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
-        con.execute(
-            f"""CREATE TEMP TABLE _raw AS
-            WITH lines AS (
-                SELECT l AS line, row_number() OVER (ORDER BY l) AS ord
-                FROM range({header + 1}, {header + total + 1}) r(l)
-                WHERE l NOT IN (SELECT line FROM _unparsed_lines)
-            ), recs AS (SELECT *, rowid + 1 AS ord FROM _raw0)
-            SELECT recs.* EXCLUDE (ord), lines.line::BIGINT AS _row
-            FROM recs JOIN lines USING (ord)"""
-        )
-        con.execute("DROP TABLE _unparsed_lines")
-        con.execute("DROP TABLE _raw0")
-        row_offset = None  # line numbers skip the broken lines
-    return _finish(
+    lines = _read_lines(
         con,
-        str(path),
-        digest,
-        row_offset=row_offset,
-        row_position=None if row_offset is None else "rowid",
+        name,
+        path,
+        dict.fromkeys(columns, "VARCHAR"),
+        f"delim={_sql_str(source.delimiter)}, quote='\"', escape='\"', null_padding=false, "
+        f"parallel=true{', allow_quoted_nulls=false' if len(columns) == 1 else ''}",
+        header=header,
+        quote=b'"',
+        delimiter=source.delimiter.encode(),
+        what="CSV",
     )
+    if _numbered(con, lines, blank_column=columns[0] if len(columns) == 1 else None):
+        return _finish(con, str(path), digest, row_offset=lines.first, row_position="rowid")
+    return _finish(con, str(path), digest)  # row numbers skip the broken lines
 
 
 def _stage_parquet(
@@ -297,16 +694,28 @@ def _stage_jsonl(
     con: duckdb.DuckDBPyConnection, name: str, source: JsonlSource, config: Config
 ) -> Staged:
     path = config.resolve(source.path)
-    _need_file(name, path)
+    _need_file(name, path, text=True)
     digest = file_checksum_async(path)
-    # Read each line as text first, so one malformed line is quarantined, not fatal.
-    con.execute(
-        f"""CREATE TEMP TABLE _lines AS
-        SELECT line, (row_number() OVER ())::BIGINT AS _row
-        FROM read_csv({_sql_str(str(path))}, columns={{'line': 'VARCHAR'}}, header=false,
-                      delim=chr(1), quote='', escape='', auto_detect=false,
-                      strict_mode=false, null_padding=true, parallel=false)"""
+    # Read each line as text first, so one malformed line is quarantined, not fatal. Strict:
+    # a line holding the byte 0x01 (the "delimiter", never valid in JSON) is rejected whole,
+    # not cut there.
+    lines = _read_lines(
+        con,
+        name,
+        path,
+        {"line": "VARCHAR"},
+        "delim=chr(1), quote='', escape='', null_padding=true, parallel=false",
+        header=0,
+        quote=None,
+        delimiter=b"\x01",
+        what="JSON lines",
+        overrides={
+            "TOO MANY COLUMNS": "malformed JSON line: it holds the control character U+0001",
+            "INVALID ENCODING": "the line is not valid UTF-8",
+        },
     )
+    _drop_relation(con, "_lines")
+    _numbered(con, lines, target="_lines")
     con.execute(
         """INSERT INTO _unparsed
         SELECT _row, line, 'malformed JSON line' FROM _lines
@@ -319,7 +728,8 @@ def _stage_jsonl(
         WHERE line IS NOT NULL AND trim(line) <> '' AND json_valid(line)
           AND json_type(line) = 'OBJECT'"""
     )
-    con.execute("DROP TABLE _lines")
+    _drop_relation(con, "_lines")
+    _drop_relation(con, "_raw0")
     keys = [
         r[0]
         for r in con.execute(

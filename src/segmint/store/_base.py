@@ -72,10 +72,35 @@ class Store:
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._con = duckdb.connect(str(path))
-        except duckdb.Error as exc:  # e.g. locked by another process
-            raise StoreError(f"cannot open DuckDB store {path}: {exc}") from None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the folder of the DuckDB store {path}: {exc.strerror}; "
+                "fix `store:` in segmint.yaml"
+            ) from None
+        except duckdb.Error as exc:
+            raise _open_error(Path(path), exc) from None
+        self._check_length(Path(path))
         self._con.execute("SET TimeZone='UTC'")
         self._in_tx = False
+
+    def _check_length(self, path: Path) -> None:
+        """Refuse a file shorter than the blocks its header lists: cut short (a copy that
+        stopped, a full disk), DuckDB would open it and fail at the first read of a lost
+        block, in the middle of a command."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return
+        n_blocks, block_size = self._con.execute(
+            "SELECT total_blocks, block_size FROM pragma_database_size() LIMIT 1"
+        ).fetchone() or (0, 0)
+        if size < int(n_blocks) * int(block_size):
+            self._con.close()
+            raise _unreadable(
+                path,
+                f"{size:,} bytes, fewer than the {int(n_blocks):,} blocks of "
+                f"{int(block_size):,} bytes its header lists",
+            )
 
     # -- engine ---------------------------------------------------------------------------
     @property
@@ -309,3 +334,43 @@ class Store:
 
 
 DuckDBStore = Store
+
+
+def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
+    """What DuckDB's refusal to open ``path`` means, and what to do."""
+    import re
+
+    text = str(exc)
+    first = text.splitlines()[0] if text else type(exc).__name__
+    first = first if len(first) <= 200 else first[:199] + "…"
+    if path.is_dir():
+        return StoreError(
+            f"the DuckDB store {path} is a folder, not a file; set `store:` in segmint.yaml "
+            "to a file path such as store.duckdb"
+        )
+    if "Could not set lock" in text or "Conflicting lock" in text:
+        held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", text)
+        by = f" (PID {held.group(2)}, {held.group(1)})" if held else ""
+        return StoreError(
+            f"the DuckDB store {path} is in use by another process{by}: DuckDB allows one "
+            "writer at a time. Wait for it to finish or stop it (while `segmint serve` runs, "
+            "go through the service), then run the command again"
+        )
+    unreadable = (
+        "not a valid DuckDB database",
+        "Could not read enough bytes",
+        "Corrupt database file",
+        "checksum",
+    )
+    if any(s in text for s in unreadable):
+        return _unreadable(path, first)
+    return StoreError(f"cannot open the DuckDB store {path}: {first}")
+
+
+def _unreadable(path: Path, found: str) -> StoreError:
+    return StoreError(
+        f"the DuckDB store {path} is not a readable DuckDB database, maybe truncated or "
+        f"damaged ({found}). Restore it from a backup; without one, move it aside and run "
+        "`segmint ingest` to load your sources into a new store (what only the store held, "
+        "such as the delivery log, is then lost)"
+    )
