@@ -234,20 +234,23 @@ class Vocabulary:
     cast_types: frozenset[Any] = _CAST_TYPES  # of exp.DataType.Type
 
 
+_AGGREGATE_NAMES = {
+    "sum",
+    "count",
+    "count_if",
+    "avg",
+    "min",
+    "max",
+    "median",
+    "stddev",
+    "stddev_samp",
+    "stddev_pop",
+    "variance",
+    "var_pop",
+}
 ALLOWED_FUNCTIONS = sorted(
-    {
-        "sum",
-        "count",
-        "count_if",
-        "avg",
-        "min",
-        "max",
-        "median",
-        "stddev",
-        "stddev_samp",
-        "stddev_pop",
-        "variance",
-        "var_pop",
+    _AGGREGATE_NAMES
+    | {
         "abs",
         "round",
         "floor",
@@ -279,20 +282,6 @@ ALLOWED_FUNCTIONS = sorted(
 )
 """Names of the functions custom features and segment rules may call."""
 
-_AGGREGATE_NAMES = {
-    "sum",
-    "count",
-    "count_if",
-    "avg",
-    "min",
-    "max",
-    "median",
-    "stddev",
-    "stddev_samp",
-    "stddev_pop",
-    "variance",
-    "var_pop",
-}
 SOURCE_FUNCTIONS = sorted(
     set(ALLOWED_FUNCTIONS) - _AGGREGATE_NAMES
     | {
