@@ -8,7 +8,8 @@ no row of a file that has some) the readers call :func:`rewrite_line_endings`, w
 copies the file once, in chunks, with vectorised numpy scans:
 
 * the file's line ending is LF (CRLF included) unless, outside quotes, bare CRs
-  outnumber LFs in its first chunk (an old Mac export): CR;
+  outnumber LFs in its first 64 KiB (an old Mac export): CR; on a tie, the first line's
+  ending decides;
 * outside quotes, CRLF becomes LF; in a file whose lines end with a bare CR, each CR
   becomes LF; inside quotes nothing changes;
 * a line ending of the other kind outside quotes (a bare CR in a file of LF lines, an LF
@@ -38,6 +39,9 @@ __all__ = ["Rewritten", "open_decompressed", "rewrite_line_endings", "stray_reas
 
 LF, CR, MARK = 0x0A, 0x0D, 0xFF
 CHUNK = 1 << 24  # 16 MiB of the file at a time
+# The line ending is told from the file's first 64 KiB (or all of a smaller file), the
+# same bytes whatever the chunk size.
+DECIDE = 1 << 16
 # A record still open after this many bytes (an unterminated quote, most likely) is copied
 # on without waiting for its end: the reader rejects it anyway, being over its line limit.
 MAX_PENDING = 1 << 26
@@ -153,13 +157,22 @@ class _Scanner:
         n = len(a)
         ends = np.flatnonzero((a == LF) | (a == CR))
         if self.ending is None:  # which line ending is most common, outside quotes
-            outside = ends[~self._inside(a, ends, None)]
-            is_cr = a[outside] == CR
-            after = np.where(outside + 1 < n, a[np.minimum(outside + 1, n - 1)], -1)
+            if n < DECIDE and not eof:
+                return buf  # nothing copied yet: wait for the file's first DECIDE bytes
+            # decided on the same bytes however the file is cut into chunks
+            w = a[:DECIDE]
+            m, whole = len(w), eof and n <= DECIDE
+            in_w = ends[ends < m]
+            outside = in_w[~self._inside(w, in_w, None)]
+            is_cr = w[outside] == CR
+            after = np.where(outside + 1 < m, w[np.minimum(outside + 1, m - 1)], -1)
             # bare CRs against LFs (a CRLF counts as an LF: a CR in a CRLF file is stray)
-            n_cr = int(np.count_nonzero(is_cr & (after != LF) & ((outside != n - 1) | eof)))
+            n_cr = int(np.count_nonzero(is_cr & (after != LF) & ((outside != m - 1) | whole)))
             n_lf = int(np.count_nonzero(~is_cr))
-            if n_cr or n_lf or eof:
+            bare = is_cr & (after != LF)
+            if n_cr == n_lf and len(outside):  # a tie: the first line (the header) decides
+                self.ending = "CR" if bare[0] else "LF"
+            else:
                 self.ending = "CR" if n_cr > n_lf else "LF"
         ends = ends[~self._inside(a, ends, self.ending)]
         is_cr = a[ends] == CR
