@@ -314,15 +314,11 @@ def _check_percent(fmt: Any, args: Any, what: str = "'%'") -> None:
         raise _too_big(what, len(fmt) + extra)
 
 
-def _check_mod(left: Any, right: Any) -> None:
-    _check_percent(left, right)
-
-
 _BINOP_CHECKS: dict[str, Callable[[Any, Any], None]] = {
     "*": _check_mul,
     "**": _check_pow,
     "+": _check_add,
-    "%": _check_mod,
+    "%": _check_percent,
 }
 
 
@@ -630,10 +626,7 @@ class _SegmintSandbox(ImmutableSandboxedEnvironment):
 
     @staticmethod
     def segmint_text(text: str) -> str:
-        budget = _BUDGET
-        budget.output -= len(text)
-        if budget.output < 0:
-            raise _output_exceeded()
+        _spend_output(len(text))
         return text
 
     @staticmethod
@@ -641,10 +634,7 @@ class _SegmintSandbox(ImmutableSandboxedEnvironment):
         if type(value) is not str:
             _check_value(value, "printing a value")
             value = str(value)
-        budget = _BUDGET
-        budget.output -= len(value)
-        if budget.output < 0:
-            raise _output_exceeded()
+        _spend_output(len(value))
         return value
 
     @staticmethod
@@ -652,10 +642,7 @@ class _SegmintSandbox(ImmutableSandboxedEnvironment):
         if not isinstance(value, _SCALARS):
             _check_value(value, "printing a value")
         text = escape(value)
-        budget = _BUDGET
-        budget.output -= len(text)
-        if budget.output < 0:
-            raise _output_exceeded()
+        _spend_output(len(text))
         return text
 
 
@@ -670,11 +657,15 @@ def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
         yield item
 
 
-def _output_exceeded() -> _LimitExceeded:
-    return _LimitExceeded(
-        f"the message would be longer than {MAX_OUTPUT:,} characters (blocks and macros "
-        "included); rendering stopped"
-    )
+def _spend_output(n: int) -> None:
+    """Count ``n`` characters against the message's output."""
+    budget = _BUDGET
+    budget.output -= n
+    if budget.output < 0:
+        raise _LimitExceeded(
+            f"the message would be longer than {MAX_OUTPUT:,} characters (blocks and macros "
+            "included); rendering stopped"
+        )
 
 
 def _environment(autoescape: bool) -> _SegmintSandbox:
@@ -759,8 +750,7 @@ class CompiledTemplate:
             When the template fails on this context or exceeds a limit; ``where`` names
             the message in the error (default: its ``user_id``).
         """
-        _BUDGET.steps = MAX_STEPS
-        _BUDGET.output = MAX_OUTPUT
+        _reset_budget()
         try:
             if self.combined is not None:
                 subject, _, body = _render(self.combined, context).partition(_SPLIT)
@@ -794,18 +784,11 @@ class CompiledTemplate:
 def _render(template: Any, context: Mapping[str, Any]) -> str:
     """The template's text, counted against the message's output as it is produced (64
     pieces at a time)."""
-    budget = _BUDGET
     produced = template.root_render_func(template.new_context(context))
-    pieces = list(islice(produced, 64))
-    budget.output -= sum(map(len, pieces))
-    if budget.output < 0:
-        raise _output_exceeded()
-    if len(pieces) == 64:  # a long message: the rest
-        while chunk := list(islice(produced, 64)):
-            budget.output -= sum(map(len, chunk))
-            if budget.output < 0:
-                raise _output_exceeded()
-            pieces += chunk
+    pieces: list[str] = []
+    while chunk := list(islice(produced, 64)):
+        _spend_output(sum(map(len, chunk)))
+        pieces += chunk
     return "".join(pieces)
 
 
