@@ -18,6 +18,7 @@ from sqlglot.tokens import TokenType
 
 from segmint._expressions import ALLOWED_FUNCTIONS, check_expression
 from segmint.errors import ConfigError
+from segmint.store._schema import TABLES
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
@@ -32,74 +33,50 @@ __all__ = [
 
 CustomTable = Literal["orders", "events", "order_items", "users"]
 
+
 # The columns each source offers to a custom feature. order_items is joined to its order
 # and its item; each column may be qualified with the table it comes from.
+def _offered(table: str) -> tuple[str, ...]:
+    """The columns of a canonical table a feature may read: all but the personal ones."""
+    return tuple(c.name for c in TABLES[table].columns if not c.pii)
+
+
 SOURCE_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
-    "orders": {
-        "orders": (
-            "order_id",
-            "user_id",
-            "ts",
-            "amount",
-            "currency",
-            "channel",
-            "discount",
-            "status",
-        )
-    },
-    "events": {
-        "events": (
-            "event_id",
-            "user_id",
-            "anonymous_id",
-            "event",
-            "ts",
-            "channel",
-            "item_id",
-        )
-    },
+    "orders": {"orders": _offered("orders")},
+    "events": {"events": _offered("events")},
     "order_items": {
-        "order_items": ("order_id", "line", "item_id", "quantity", "unit_price"),
+        "order_items": _offered("order_items"),
         "items": ("category", "price"),
         "orders": ("user_id", "ts", "amount", "channel", "status"),
     },
-    "users": {
-        "users": (
-            "user_id",
-            "created_at",
-            "gender",
-            "age",
-            "country",
-            "city",
-            "income_band",
-            "acquisition_channel",
-        )
-    },
+    "users": {"users": _offered("users")},
 }
 
-# Columns that hold personal data, with what to use instead. A custom feature or a segment
-# rule never reads them: their values would land in the features table and from there in
-# profile exports and reports. ``traits`` (users) and ``properties`` (events) are
-# free-form JSON that a CRM or a tracking call fills with whatever it has (first names,
-# e-mail addresses, search text), so they are refused as a whole.
-PERSONAL_COLUMNS = {
-    "email": (
-        "personal data: not usable in features or segment rules; the profile export "
-        "shows has_email, campaigns read contacts themselves"
-    ),
-    "phone": (
-        "personal data: not usable in features or segment rules; campaigns read contacts themselves"
-    ),
-    "birthday": "personal data: not usable in features or segment rules; use age",
+# What to use instead of each personal column (the schema marks them: ``Column.pii``). A
+# custom feature or a segment rule never reads them: their values would land in the
+# features table and from there in profile exports and reports. ``traits`` (users) and
+# ``properties`` (events) are free-form JSON that a CRM or a tracking call fills with
+# whatever it has (first names, e-mail addresses, search text), so they are refused whole.
+_INSTEAD = {
+    "email": "the profile export shows has_email, campaigns read contacts themselves",
+    "phone": "campaigns read contacts themselves",
+    "birthday": "use age",
     "traits": (
-        "personal data: free-form user traits may hold names or contacts; map the trait "
-        "you need to a users column (gender, age, country, city, income_band, "
-        "acquisition_channel) in the source's `columns:` and use that"
+        "free-form user traits may hold names or contacts; map the trait you need to a "
+        "users column (gender, age, country, city, income_band, acquisition_channel) in "
+        "the source's `columns:` and use that"
     ),
     "properties": (
-        "personal data: free-form event properties may hold e-mail addresses, names or "
-        "search text; use event, channel or item_id"
+        "free-form event properties may hold e-mail addresses, names or search text; use "
+        "event, channel or item_id"
     ),
+}
+PERSONAL_COLUMNS = {
+    c.name: "personal data: not usable in features or segment rules"
+    + (f"; {_INSTEAD[c.name]}" if c.name in _INSTEAD else "")
+    for t in TABLES.values()
+    for c in t.columns
+    if c.pii
 }
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")

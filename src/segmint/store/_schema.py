@@ -16,7 +16,7 @@ class Column:
     name: str
     type: str  # DuckDB type: VARCHAR, TIMESTAMPTZ, DATE, DOUBLE, INTEGER, BOOLEAN, JSON
     required: bool = False
-    pii: bool = False
+    pii: bool = False  # personal data: never offered to features or segment rules
     default: str | None = None  # SQL literal used when the source does not map the column
 
 
@@ -63,7 +63,7 @@ TABLES: dict[str, Table] = {
                 C("city", "VARCHAR"),
                 C("income_band", "VARCHAR"),
                 C("acquisition_channel", "VARCHAR"),
-                C("traits", "JSON"),
+                C("traits", "JSON", pii=True),  # free-form: may hold names, contacts
             ),
             key=("user_id",),
         ),
@@ -117,7 +117,7 @@ TABLES: dict[str, Table] = {
                 C("ts", "TIMESTAMPTZ", required=True),
                 C("channel", "VARCHAR"),
                 C("item_id", "VARCHAR"),
-                C("properties", "JSON"),
+                C("properties", "JSON", pii=True),  # free-form tracking payload
             ),
             key=("event_id",),
             references={"user_id": ("users", "user_id")},
