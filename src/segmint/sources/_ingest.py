@@ -28,7 +28,6 @@ one temp table that the checks and the insert both read:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -36,21 +35,21 @@ import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ParamSpec
+from typing import Any
 
 import duckdb
 
 from segmint.clean._rules import plan_cleaning
 from segmint.config import ColumnExpr, Config, CsvSource, Source
 from segmint.errors import LoadError, MissingColumnError, SourceError
-from segmint.sources._readers import Staged, _drop_relation, _sql_str, stage
+from segmint.sources._checked import source_expression
+from segmint.sources._readers import Staged, _drop_relation, _short, _sql_str, stage
 from segmint.store._base import Store, split_columns
 from segmint.store._schema import ALLOWED_VALUES, TABLES, Column, Table
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[str], None]
-P = ParamSpec("P")
 
 _NUMERIC = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "HUGEINT", "BIGINT", "INTEGER")
 
@@ -95,8 +94,6 @@ def _raw_expr(col: Column, ref: str | ColumnExpr | None, staged: Staged, source:
         return col.default if col.default is not None else "NULL"
     if isinstance(ref, ColumnExpr):
         # checked like a custom feature; the SQL is generated from the checked tree
-        from segmint.sources._checked import source_expression
-
         what = f"the expression for column {col.name}"
         return f"({source_expression(source, ref.expr, staged, what=what)})"
     if staged.is_json_lines:
@@ -382,21 +379,6 @@ def _load_id(source: str) -> str:
     return f"{stamp}-{source}-{secrets.token_hex(3)}"
 
 
-def _one_load_at_a_time(load: Callable[P, LoadResult]) -> Callable[P, LoadResult]:
-    """Run a load under its store's ingest lock: on PostgreSQL a second load of the same
-    store waits, then reads what the first one stored (see ``Store.ingest_lock``)."""
-
-    @functools.wraps(load)
-    def locked(*args: P.args, **kwargs: P.kwargs) -> LoadResult:
-        store = args[0] if args else kwargs["store"]
-        assert isinstance(store, Store)
-        with store.ingest_lock():
-            return load(*args, **kwargs)
-
-    return locked
-
-
-@_one_load_at_a_time
 def ingest_source(
     store: Store,
     config: Config,
@@ -430,6 +412,28 @@ def ingest_source(
     LoadResult
         Counts of what was read, accepted, rejected, inserted, updated and unchanged.
     """
+    with store.ingest_lock():  # one load at a time per store (PostgreSQL: others wait)
+        return _ingest_source(
+            store,
+            config,
+            name,
+            force=force,
+            now=now,
+            callback=callback,
+            _before_commit=_before_commit,
+        )
+
+
+def _ingest_source(
+    store: Store,
+    config: Config,
+    name: str,
+    *,
+    force: bool,
+    now: datetime | None,
+    callback: Callback | None,
+    _before_commit: Callable[[], None] | None,
+) -> LoadResult:
     if name not in config.sources:
         from segmint.errors import NotFoundError
 
@@ -652,8 +656,6 @@ def _build_typed(
     """Create the view ``_typed`` (the column map applied, values coerced) and return how
     the source is typed (its checks, its constant columns, its typing query)."""
     tz = source.timezone or config.timezone
-    from segmint.sources._checked import source_expression
-
     raw_cols = {
         c.name: _raw_expr(c, source.columns.get(c.name), staged, name) for c in table.columns
     }
@@ -664,9 +666,9 @@ def _build_typed(
     try:
         desc = con.execute(f"DESCRIBE SELECT {probe} FROM _raw").fetchall()
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0][:300].rstrip(".")
         raise SourceError(
-            f"source {name!r}: a column expression is invalid: {first}. Cast text columns "
+            f"source {name!r}: a column expression is invalid: {_short(exc, 300).rstrip('.')}. "
+            "Cast text columns "
             "where a number or a date is needed, e.g. CAST(qty AS INTEGER)"
         ) from None
     raw_types = {r[0][2:]: r[1] for r in desc}
@@ -735,8 +737,9 @@ def _build_typed(
         con.execute(f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT {_generated(source, table)}")
         con.execute("DESCRIBE SELECT * FROM _typed")
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0][:300]
-        raise SourceError(f"source {name!r}: cannot apply the column map: {first}") from None
+        raise SourceError(
+            f"source {name!r}: cannot apply the column map: {_short(exc, 300)}"
+        ) from None
     return typing
 
 

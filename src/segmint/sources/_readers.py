@@ -513,19 +513,12 @@ def _rename(con: duckdb.DuckDBPyConnection, pairs: dict[str, str]) -> None:
 _FIRST = {"_raw0": "_first_raw0", "_text_rejects": "_first_rejects"}
 
 
-def _mixed_line_endings(path: Path, n_bytes: int = 1 << 16) -> bool:
-    """Whether the file's first ``n_bytes`` hold line endings of two kinds (CRLF and a bare
-    LF, or a bare CR and an LF). DuckDB may then read it without an error yet merge lines
-    into one record (a CRLF header, LF lines, quoted commas: a user id of ',"\nu'), so
-    such a file is read again from a copy with uniform line endings (a copy of a small file
-    costs little; a large one pays it only when its head mixes them)."""
-    if path.suffix.lower() == ".zst":
-        return False  # no zstd in Python 3.11: DuckDB's own reading stands
-    try:
-        with open_decompressed(path) as f:
-            head = f.read(n_bytes)
-    except (OSError, EOFError):
-        return False  # the readers report an unreadable file themselves
+def _mixed_line_endings(head: bytes) -> bool:
+    """Whether the file's first bytes (:func:`_head`) hold line endings of two kinds (CRLF
+    and a bare LF, or a bare CR and an LF). DuckDB may then read it without an error yet
+    merge lines into one record (a CRLF header, LF lines, quoted commas: a user id of
+    ',"\\nu'), so such a file is read again from a copy with uniform line endings (a
+    small file's copy costs little; a large one pays it only when its head mixes them)."""
     crlf = head.count(b"\r\n")
     bare_lf = head.count(b"\n") - crlf
     bare_cr = head.count(b"\r") - crlf
@@ -558,7 +551,11 @@ def _read_lines(
     except duckdb.InvalidInputException as exc:  # e.g. an unexpected carriage return
         failure = exc
     read_as_is = failure is None and not _empty_read(con)
-    if read_as_is and not _breaks_in_rejects(con) and not _mixed_line_endings(path):
+    if (
+        read_as_is
+        and not _breaks_in_rejects(con)
+        and not _mixed_line_endings(_head(con, name, path))
+    ):
         _unparsed_from_rejects(con, as_is, what, overrides)
         return as_is
     if failure is None:
