@@ -25,9 +25,6 @@ from segmint.store._schema import Table, table_ddl
 
 log = logging.getLogger(__name__)
 
-# advisory lock classes (the first key of pg_advisory_lock(int, int); the second is the store)
-_LOCK_SCHEMA = 0x53474D01  # 'SGM' 1: schema creation and migrations
-_LOCK_INGEST = 0x53474D02  # 'SGM' 2: one load at a time
 
 
 class PostgresStore(Store):
@@ -86,14 +83,19 @@ class PostgresStore(Store):
         finally:
             self._in_tx = False
 
+    # An advisory lock is keyed by its name and by the store (database + schema): several
+    # stores, and the tests, share one database. Names in use: 'schema' (creating and
+    # migrating tables), 'ingest' (one load at a time), 'campaign-send' (claims under the
+    # frequency cap).
+    _STORE_KEY = "hashtext(current_database() || '.' || coalesce(current_schema(), ''))"
+
+    def _lock_key(self, name: str) -> str:
+        return f"hashtext('{name}'), {self._STORE_KEY}"
+
     @contextmanager
     def lock(self, name: str) -> Iterator[None]:
         with self.transaction():
-            # keyed by the schema too: several stores (and the tests) share one database
-            self._pg.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(current_schema()), hashtext(%s))",
-                [name],
-            )
+            self._pg.execute(f"SELECT pg_advisory_xact_lock({self._lock_key(name)})")
             yield
 
     def _table_ddl(self, table: Table) -> str:
@@ -102,13 +104,10 @@ class PostgresStore(Store):
         # PostgreSQL gets real primary keys; JSON becomes JSONB so rows can be compared.
         return ddl[: ddl.rindex(")")] + f",\n    PRIMARY KEY ({keys})\n)"
 
-    # The advisory locks of one store (database + schema: tests run in parallel schemas)
-    _STORE_KEY = "hashtext(current_database() || '.' || coalesce(current_schema(), ''))"
-
     def _lock_schema(self) -> None:
         # held until the schema transaction ends: a second first open waits, then finds
         # every table (concurrent CREATE TABLE IF NOT EXISTS would fail on pg_type)
-        self._pg.execute(f"SELECT pg_advisory_xact_lock({_LOCK_SCHEMA}, {self._STORE_KEY})")
+        self._pg.execute(f"SELECT pg_advisory_xact_lock({self._lock_key('schema')})")
 
     def _after_schema(self) -> None:
         # JSON -> JSONB (comparable); sqlglot keeps JSON, so convert here once.
@@ -133,7 +132,7 @@ class PostgresStore(Store):
     def ingest_lock(self) -> Iterator[None]:
         # a session lock: held across the load's transactions, released by the server
         # if this process dies
-        lock = f"{_LOCK_INGEST}, {self._STORE_KEY}"
+        lock = self._lock_key("ingest")
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.05
         while not self._pg.execute(f"SELECT pg_try_advisory_lock({lock})").fetchone()[0]:  # type: ignore[index]
