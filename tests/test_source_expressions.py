@@ -51,6 +51,8 @@ def project(tmp_path: Path) -> Iterator[Any]:
                 **extra,
             },
         }
+        if extra.get("type") == "query":  # a query names its files itself
+            del sources["orders"]["path"]
         config = {"store": "store.duckdb", "timezone": "UTC", "sources": sources}
         (tmp_path / "segmint.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
         opened.append(segmint.open_project(tmp_path))
@@ -196,3 +198,50 @@ def test_a_json_key_differing_only_in_case_must_be_written_exactly(
     p = project({**BASE, "amount": "amt", "currency": {"expr": "Oid"}}, path="orders.jsonl")
     with pytest.raises(SourceError, match=r"'Oid' matches 'OID', 'oid'"):
         p.ingest(["orders"], now=NOW)
+
+
+# -- a `type: query` source: one SELECT over files and its own WITH tables ---------------
+
+
+@pytest.mark.parametrize(
+    ("query", "match"),
+    [
+        ("SELECT 1 AS oid) AS a; DROP TABLE users; SELECT (1", "does not parse"),
+        ("SELECT 1 AS oid; DROP TABLE users", "is not exactly one SELECT"),
+        ("SELECT user_id AS oid, email AS uid FROM users", "reads users"),
+        ("SELECT * FROM read_csv('{here}/orders.csv') JOIN users ON true", "reads users"),
+        ("SELECT getenv('HOME') AS oid", r"calls getenv\(\)"),
+        ("SELECT * FROM query('SELECT * FROM users')", "reads QUERY"),
+        ("SELECT * FROM duckdb_tables()", "reads DUCKDB_TABLES"),
+        ("COPY users TO 'x.csv'", "is not exactly one SELECT"),
+    ],
+    ids=[
+        "break-out",
+        "two-statements",
+        "store-table",
+        "store-table-joined",
+        "getenv",
+        "sql-in-a-string",
+        "catalog",
+        "copy",
+    ],  # fmt: skip
+)
+def test_a_query_source_reads_only_files(
+    project: Any, tmp_path: Path, query: str, match: str
+) -> None:
+    p = project(BASE, type="query", query=query)
+    with pytest.raises(SourceError, match=rf"source 'orders': the query {match}"):
+        p.ingest(["orders"], now=NOW)
+    _users_intact(p)
+    assert p.store.count("orders") == 0
+
+
+def test_a_query_source_over_files_and_its_own_with_tables_loads(project: Any) -> None:
+    query = (
+        "WITH o AS (SELECT * FROM read_csv('{here}/orders.csv', all_varchar = true)) "
+        "SELECT oid, uid, t, CAST(amt AS DOUBLE) * 2 AS amt FROM o"
+    )
+    p = project({**BASE, "amount": "amt"}, type="query", query=query)
+    (r,) = p.ingest(["orders"], now=NOW)
+    assert (r.rows_read, r.rows_accepted) == (2, 2)
+    assert sorted(p.store.query("SELECT amount FROM orders")["amount"]) == [6.0, 21.0]

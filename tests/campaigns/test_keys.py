@@ -60,6 +60,19 @@ def test_token_names_its_key_and_verifies(tmp_path: Path) -> None:
     assert verify_token(ring, token) == ("u1", "email", "marketing")
 
 
+def test_the_whole_link_pasted_verifies_like_its_token(tmp_path: Path) -> None:
+    # a user copies the link from the e-mail, not the token inside it
+    ring = key_ring(tmp_path, secret_env=ENV)
+    token = make_token(ring, "u1", "email", "marketing")
+    for link in (
+        f"http://localhost:8000/unsubscribe?token={token}",
+        f" https://shop.example/u?lang=en&token={token}&utm=x ",
+    ):
+        assert verify_token(ring, link) == ("u1", "email", "marketing")
+    with pytest.raises(InvalidTokenError, match="signature does not match"):
+        verify_token(ring, f"https://shop.example/u?token=X{token[1:]}")
+
+
 def test_a_token_of_an_old_key_still_verifies_after_rotation(tmp_path: Path) -> None:
     old = key_ring(tmp_path, secret_env=ENV)
     token = make_token(old, "u1")

@@ -229,7 +229,7 @@ def send(
 
 @campaign_app.command("unsubscribe")
 def unsubscribe_cmd(
-    token: Annotated[str, typer.Argument(help="The token of an unsubscribe link.")],
+    token: Annotated[str, typer.Argument(help="The token of an unsubscribe link, or the whole link.")],
     project: ProjectOpt = Path("."),
 ) -> None:
     """Process an unsubscribe token: record the opt-out in the consent history."""

@@ -60,8 +60,22 @@ def make_token(
     return f"{_b64(payload)}.{_b64(tag)}.{keys.active}"
 
 
+def token_of(text: str) -> str:
+    """The token in ``text``: the text itself, or the ``token`` parameter of an unsubscribe
+    link pasted whole (``https://shop.example/unsubscribe?token=...``)."""
+    text = text.strip()
+    if "token=" in text and ("?" in text or "&" in text):
+        from urllib.parse import parse_qs, urlsplit
+
+        query = urlsplit(text).query or text.split("?", 1)[-1]
+        found = parse_qs(query).get("token")
+        if found:
+            return found[0].strip()
+    return text
+
+
 def verify_token(keys: KeyRing, token: str) -> tuple[str, str, str]:
-    """(user_id, channel, purpose) of a valid token.
+    """(user_id, channel, purpose) of a valid token (or of the unsubscribe link holding it).
 
     A token naming a key is checked with that key; a token of an earlier version (no key
     id) with every key of the ring.
@@ -72,7 +86,7 @@ def verify_token(keys: KeyRing, token: str) -> tuple[str, str, str]:
         When the token is malformed, names a key the ring does not have, or was not signed
         with the ring's keys.
     """
-    parts = token.strip().split(".")
+    parts = token_of(token).split(".")
     try:
         if len(parts) not in (2, 3):
             raise ValueError("wrong number of parts")

@@ -1,4 +1,5 @@
-"""A source's ``filter:`` and ``columns: {expr: ...}``, checked before they reach SQL.
+"""A source's ``filter:``, ``columns: {expr: ...}`` and ``query:``, checked before they
+reach SQL.
 
 Each is one row-level expression over the source's own columns (the columns of the staged
 source; for JSON lines, its keys, and ``_json``, the whole object), checked with the same
@@ -9,7 +10,9 @@ staged column (a quoted identifier) or, for JSON lines, to the key's text.
 
 from __future__ import annotations
 
+import sqlglot
 from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
 
 from segmint._expressions import SOURCE_VOCABULARY, check_expression
 from segmint.errors import ConfigError, SourceError
@@ -78,4 +81,73 @@ def source_expression(source: str, expr: str, staged: Staged, *, what: str) -> s
         )
     except ConfigError as exc:
         raise SourceError(f"source {source!r}: {kind}: {exc}") from None
+    return tree.sql(dialect="duckdb")
+
+
+# A `type: query` source is a whole DuckDB SELECT over files (to reshape an export), so
+# any function may shape its values; what it may read is bounded instead: files through
+# the file readers, and its own CTEs. Never the store's tables (the engine of a DuckDB store
+# is the store itself: `FROM users` would copy every e-mail address into another table),
+# never the engine's catalog or settings, never SQL held in a string.
+FILE_READERS = frozenset(
+    {
+        "read_csv",
+        "read_csv_auto",
+        "read_parquet",
+        "parquet_scan",
+        "read_json",
+        "read_json_auto",
+        "read_ndjson",
+        "read_ndjson_auto",
+        "read_json_objects",
+    }
+)
+_REFUSED_FUNCTIONS = frozenset(
+    {"getenv", "current_setting", "query", "query_table", "glob", "read_text", "read_blob"}
+)
+_REFUSED_PREFIXES = ("duckdb_", "pragma_", "pg_", "sqlite_", "postgres_", "mysql_")
+
+
+def checked_query(source: str, sql: str) -> str:
+    """DuckDB SQL of a ``type: query`` source, generated from its checked tree.
+
+    Raises
+    ------
+    segmint.errors.SourceError
+        When the text is not one SELECT (a statement, several, a comment hiding one), or
+        reads anything but files and its own CTEs, or calls a function that reads the
+        environment, the engine's catalog or SQL in a string.
+    """
+
+    def refuse(what: str) -> SourceError:
+        return SourceError(
+            f"source {source!r}: the query {what}; a query source is one SELECT over files "
+            "(read_parquet, read_csv, read_json and their kin) and its own WITH tables"
+        )
+
+    try:
+        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except (ParseError, TokenError) as exc:
+        raise refuse(f"does not parse ({str(exc).splitlines()[0][:200]})") from None
+    if len(statements) != 1 or not isinstance(statements[0], exp.Query):
+        raise refuse("is not exactly one SELECT")
+    tree = statements[0]
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for node in tree.walk():
+        if isinstance(node, exp.DDL | exp.DML | exp.Command | exp.Copy):
+            raise refuse(f"holds a {node.key.upper()} statement")
+        if isinstance(node, exp.Table):
+            reader = node.this
+            if isinstance(reader, exp.ReadCSV | exp.ReadParquet):
+                continue
+            if isinstance(reader, exp.Anonymous) and str(reader.name).lower() in FILE_READERS:
+                continue
+            if isinstance(reader, exp.Identifier) and not node.db and node.name.lower() in ctes:
+                continue
+            shown = node.sql("duckdb")[:80]
+            raise refuse(f"reads {shown}, which is not a file reader nor one of its WITH tables")
+        if isinstance(node, exp.Func):
+            fname = (str(node.name) if isinstance(node, exp.Anonymous) else node.sql_name()).lower()
+            if fname in _REFUSED_FUNCTIONS or fname.startswith(_REFUSED_PREFIXES):
+                raise refuse(f"calls {fname}(), which reads beyond the files")
     return tree.sql(dialect="duckdb")

@@ -767,7 +767,9 @@ def _stage_jsonl(
 def _stage_query(
     con: duckdb.DuckDBPyConnection, name: str, source: QuerySource, config: Config
 ) -> Staged:
-    sql = source.query.replace("{here}", str(config.root))
+    from segmint.sources._checked import checked_query  # it reads Staged from here
+
+    sql = checked_query(name, source.query.replace("{here}", str(config.root)))
     con.execute(
         f"CREATE TEMP TABLE _raw AS SELECT *, (row_number() OVER ())::BIGINT AS _row FROM ({sql})"
     )

@@ -26,7 +26,6 @@ from segmint.store._schema import Table, table_ddl
 log = logging.getLogger(__name__)
 
 
-
 class PostgresStore(Store):
     """The canonical tables in a PostgreSQL database (``store: postgresql://...``)."""
 
