@@ -419,6 +419,24 @@ def config_cases(base: Path) -> list[Case]:
         ("a-list", "- 1\n- 2\n"),
         ("binary", bytes(range(256)) * 4),
     ]
+    for i, query in enumerate(
+        [
+            "SELECT * FROM users",
+            "SELECT 1 AS customer_id) AS x; DROP TABLE users; SELECT (1",
+            "SELECT getenv('HOME') AS customer_id",
+            "SELECT * FROM query('SELECT email AS customer_id FROM users')",
+            "SELECT * FROM read_csv('/dev/zero')",
+            "SELECT * FROM read_csv('{here}/exports/customers.csv', all_varchar = true)",
+        ]
+    ):
+        d = json.loads(json.dumps(doc))
+        d["sources"]["customers"] = {
+            "type": "query",
+            "query": query,
+            "table": "users",
+            "columns": {"user_id": "customer_id"},
+        }
+        fixed.append((f"query-source-{i}", _dump(d)))
     for name, config in fixed:
         cases.append(Case(f"config-{name}", ["ingest", "--json"], config=config))
     return cases
