@@ -619,8 +619,8 @@ def _load_yaml(text: str, path: Path) -> Any:
 
 def _check_depth(text: str, path: Path) -> None:
     """Refuse deep nesting before PyYAML sees it: its scanner takes time quadratic in the
-    nesting of ``[`` / ``{`` (measured once: 5,000 levels, 24 s) and its composer recurses once per level
-    of indentation. Brackets inside quoted strings are counted too, which only makes the
+    nesting of ``[`` / ``{`` (measured once: 5,000 levels, 24 s) and its composer recurses
+    once per level of indentation. Brackets inside quoted strings are counted too, which only makes the
     bound stricter for absurd strings."""
     import re
 

@@ -229,7 +229,9 @@ def send(
 
 @campaign_app.command("unsubscribe")
 def unsubscribe_cmd(
-    token: Annotated[str, typer.Argument(help="The token of an unsubscribe link, or the whole link.")],
+    token: Annotated[
+        str, typer.Argument(help="The token of an unsubscribe link, or the whole link.")
+    ],
     project: ProjectOpt = Path("."),
 ) -> None:
     """Process an unsubscribe token: record the opt-out in the consent history."""
