@@ -441,6 +441,7 @@ class Config(_Strict):
     engine: Literal["duckdb", "spark"] = "duckdb"
     timezone: str = "UTC"
     currency: str = "USD"
+    locale: str = Field(default="en", description="language of text people read: en or zh-CN")
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     sources: dict[str, Source] = Field(default_factory=dict)
     cleaning: dict[
@@ -454,6 +455,13 @@ class Config(_Strict):
 
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        from segmint._i18n import check_locale
+
+        return check_locale(value)
 
     @field_validator("cleaning")
     @classmethod

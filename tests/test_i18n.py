@@ -1,0 +1,62 @@
+"""Language: catalogs, plurals and Babel formatting."""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+
+import segmint
+from segmint._i18n import LOCALES, language
+
+CATALOGS = Path(segmint.__file__).parent / "locale"
+
+
+def _fields(text: str) -> set[str]:
+    return {f for _, f, _, _ in string.Formatter().parse(text) if f}
+
+
+def test_plurals_follow_the_language() -> None:
+    en = language("en")
+    assert en.n("{n} user", "{n} users", 1) == "1 user"
+    assert en.n("{n} user", "{n} users", 0) == "0 users"
+    assert en.n("{n} user", "{n} users", 12345) == "12,345 users"
+    assert language("zh-CN").n("{n} user", "{n} users", 1) == "1 位用户"
+
+
+def test_money_numbers_and_percentages_come_from_cldr() -> None:
+    en, zh = language("en"), language("zh-CN")
+    assert en.money(12.5, "EUR") == "€12.50"
+    assert en.money(1234.5, "USD") == "$1,234"  # whole units at 1,000 and above
+    assert zh.money(1234.5, "CNY") == "¥1,234"
+    assert en.percent(0.1234) == "12.3%"
+    assert en.number(0.012345) == "0.0123"
+    assert en.number(123456.7) == "123,457"
+
+
+def test_untranslated_text_falls_back_to_english() -> None:
+    assert language("zh-CN").t("no such message {x}", x=1) == "no such message 1"
+
+
+@pytest.mark.parametrize("value", ["fr", "zh-TW", ""])
+def test_unknown_locale_is_refused_with_the_choices(value: str) -> None:
+    with pytest.raises(ValueError, match="en, zh-CN"):
+        language(value)
+
+
+@pytest.mark.parametrize("name", [n for n in LOCALES if n != "en"])
+def test_catalog_keeps_every_placeholder(name: str) -> None:
+    with (CATALOGS / f"{name.replace('-', '_')}.po").open("rb") as fh:
+        catalog = read_po(fh)
+    for msg in catalog:
+        if not msg.id:
+            continue
+        ids = msg.id if isinstance(msg.id, tuple) else (msg.id,)
+        strings = msg.string if isinstance(msg.string, tuple) else (msg.string,)
+        want = set().union(*(_fields(i) for i in ids))
+        for s in strings:
+            assert _fields(s) <= want, (msg.id, s)
+            assert not re.search(r"\{\s", s), (msg.id, s)
