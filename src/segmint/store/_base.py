@@ -54,6 +54,10 @@ def ts_sql(when: datetime | None) -> str:
     return f"CAST('{when.astimezone(UTC).isoformat()}' AS TIMESTAMPTZ)"
 
 
+#: DuckDB's file header: a main header and two database headers of 4 KiB each
+_HEADER_BYTES = 3 * 4096
+
+
 class Store:
     """A place where the canonical tables live.
 
@@ -84,22 +88,28 @@ class Store:
         self._in_tx = False
 
     def _check_length(self, path: Path) -> None:
-        """Refuse a file shorter than the blocks its header lists: cut short (a copy that
+        """Refuse a file shorter than the blocks in use need: cut short (a copy that
         stopped, a full disk), DuckDB would open it and fail at the first read of a lost
-        block, in the middle of a command."""
+        block, in the middle of a command.
+
+        The header's ``total_blocks`` counts free blocks too, and a checkpoint truncates
+        free blocks at the end of the file, so a healthy file can be shorter than
+        ``total_blocks`` blocks; only the blocks in use (plus the 3 header blocks of
+        4 KiB) are a floor every healthy file meets."""
         try:
             size = path.stat().st_size
         except OSError:
             return
-        n_blocks, block_size = self._con.execute(
-            "SELECT total_blocks, block_size FROM pragma_database_size() LIMIT 1"
+        n_used, block_size = self._con.execute(
+            "SELECT used_blocks, block_size FROM pragma_database_size() LIMIT 1"
         ).fetchone() or (0, 0)
-        if size < int(n_blocks) * int(block_size):
+        needed = _HEADER_BYTES + int(n_used) * int(block_size)
+        if int(n_used) and size < needed:
             self._con.close()
             raise _unreadable(
                 path,
-                f"{size:,} bytes, fewer than the {int(n_blocks):,} blocks of "
-                f"{int(block_size):,} bytes its header lists",
+                f"{size:,} bytes, fewer than the {int(n_used):,} blocks of "
+                f"{int(block_size):,} bytes in use need",
             )
 
     # -- engine ---------------------------------------------------------------------------
