@@ -354,7 +354,7 @@ CASES = [
         "bom_mixed_no_header",
         "bom_mixed_no_header.csv",
         table="users",
-        columns={"user_id": "column1", "email": "column2"},
+        columns={"user_id": "column0", "email": "column1"},  # as DuckDB names them
         extra={"header": False},
         counts=(3, 3, {}),
         check=_user_ids(["u1", "u2", "u3"]),  # no BOM in the first id
@@ -621,7 +621,13 @@ def _project(tmp: Path, case: Case, opened: list[segmint.Project]) -> segmint.Pr
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_corpus_file(case: Case, tmp_path: Path, projects: list[segmint.Project]) -> None:
-    if case.error is not None and issubclass(case.error, ConfigError):
+    # a ConfigError of segmint.yaml itself is raised when the project opens; one of a
+    # source (a SourceConfigError: a wrong path, a column the file lacks) at its load
+    if (
+        case.error is not None
+        and issubclass(case.error, ConfigError)
+        and not issubclass(case.error, SourceError)
+    ):
         with pytest.raises(case.error, match=case.match):
             _project(tmp_path, case, projects)
         return

@@ -6,6 +6,8 @@ naming the key, the file and the line.
 
 from __future__ import annotations
 
+import functools
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -115,15 +117,54 @@ def strptime_format(fmt: str, *, where: str = "") -> str:
         fmt = "".join(out)
     if not re.search(r"%[^%]", fmt.replace("%%", "")):
         raise ValueError(f"{at}{fmt!r} holds no part of a date (such as %d or dd)")
+    problem = _engine_refuses("SELECT try_strptime('', ?)", fmt)
+    if problem:
+        reason = problem.removeprefix("Invalid Input Error: ")
+        raise ValueError(f"{at}{fmt!r} is not a strptime format: {reason}")
+    return fmt
+
+
+@functools.lru_cache(maxsize=256)
+def _engine_refuses(sql: str, value: str) -> str | None:
+    """The first line of DuckDB's error running ``sql`` with ``value`` bound, or None:
+    a setting (a time zone, a format) is checked by the engine that will use it."""
     import duckdb
 
-    try:
-        with duckdb.connect() as con:
-            con.execute("SELECT try_strptime('', ?)", [fmt])
-    except duckdb.Error as exc:
-        reason = str(exc).splitlines()[0].removeprefix("Invalid Input Error: ")
-        raise ValueError(f"{at}{fmt!r} is not a strptime format: {reason}") from None
-    return fmt
+    with _CHECKER_LOCK:
+        try:
+            _checker().execute(sql, [value])
+        except duckdb.Error as exc:
+            return str(exc).splitlines()[0]
+    return None
+
+
+_CHECKER_LOCK = threading.Lock()
+
+
+@functools.cache
+def _checker() -> Any:
+    """One in-memory DuckDB connection for checking settings (opening one takes ~30 ms)."""
+    import duckdb
+
+    return duckdb.connect()
+
+
+def check_timezone(value: str) -> str:
+    """``value`` if the engine knows it as a time zone (``Europe/Berlin``, ``UTC``), else
+    a ValueError with the closest known names (a typo would otherwise fail every load)."""
+    import difflib
+
+    if _engine_refuses("SELECT timezone(?, TIMESTAMP '2000-01-01')", value) is None:
+        return value
+    with _CHECKER_LOCK:
+        rows = _checker().execute("SELECT name FROM pg_timezone_names()").fetchall()
+    names = [str(r[0]) for r in rows]
+    close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"timezone {value!r} is not a time zone{hint} (a name of the tz database, such as "
+        "UTC, Europe/Berlin or Asia/Shanghai)"
+    )
 
 
 class ColumnExpr(_Strict):
@@ -171,6 +212,11 @@ class _SourceBase(_Strict):
         if table is not None:
             _known_columns(table, value, info.field_name or "columns")
         return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _source_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
 
     @field_validator("timestamp_format")
     @classmethod
@@ -637,6 +683,11 @@ class Config(_Strict):
 
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_timezone(value)
 
     @field_validator("engine")
     @classmethod

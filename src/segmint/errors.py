@@ -27,6 +27,8 @@ else. Each message says what was found, what was expected and how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ConfigError",
     "DeliveryError",
@@ -42,9 +44,14 @@ __all__ = [
 
 
 class SegmintError(Exception):
-    """Base class of every error segmint raises on purpose."""
+    """Base class of every error segmint raises on purpose.
+
+    ``committed``: when the error stopped ``Project.ingest`` after earlier sources were
+    loaded, their load results (those loads stand; the message names them too).
+    """
 
     exit_code: int = 1
+    committed: tuple[Any, ...] = ()
 
 
 class ConfigError(SegmintError):

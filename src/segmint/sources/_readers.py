@@ -126,6 +126,17 @@ def prefetch_checksums(config: Config, names: list[str]) -> None:
                     _PREFETCHED[key] = _HASHER.submit(file_checksum, path)
 
 
+def check_files(config: Config, names: list[str]) -> None:
+    """Check, before any loads, that each of these sources' files is one regular file
+    (:func:`_need_file`): a wrong ``path:`` stops the run before anything is loaded."""
+    for name in names:
+        source = config.sources[name]
+        if isinstance(source, CsvSource | ParquetSource | JsonlSource):
+            _need_file(
+                name, config.resolve(source.path), text=not isinstance(source, ParquetSource)
+            )
+
+
 _COMPRESSED = {".gz": ("gzip", b"\x1f\x8b"), ".zst": ("zstd", b"\x28\xb5\x2f\xfd")}
 # suffixes DuckDB takes for a compression it cannot read
 _UNREADABLE = {".bz2": "bzip2", ".xz": "xz", ".lz4": "lz4", ".zip": "zip", ".br": "brotli"}
@@ -215,6 +226,14 @@ def stage(con: duckdb.DuckDBPyConnection, name: str, source: Source, config: Con
             return _stage_query(con, name, source, config)
         if isinstance(source, PostgresSource):
             return _stage_postgres(con, name, source, config)
+    except duckdb.IOException as exc:
+        if "No files found" in str(exc):  # a query source naming a file that is not there
+            raise SourceConfigError(
+                f"source {name!r}: {_short(exc).removeprefix('IO Error: ')}; fix the file "
+                "name in the query (relative paths are relative to the folder you run "
+                "segmint in: write {here}/file to mean this project's folder)"
+            ) from None
+        raise SourceError(f"source {name!r}: cannot read it: {_short(exc)}") from None
     except duckdb.Error as exc:
         raise SourceError(f"source {name!r}: cannot read it: {_short(exc)}") from None
     raise SourceError(f"source {name!r}: unknown source type {type(source).__name__}")
