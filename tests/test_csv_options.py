@@ -318,3 +318,18 @@ def test_a_headerless_map_with_a_wrong_name_suggests_duckdbs(
     )
     with pytest.raises(MissingColumnError, match=r"'column2' not found.*Found: column0, column1"):
         p.ingest(now=NOW)
+
+
+def test_utf16_without_a_byte_order_mark_is_a_configuration_error(
+    tmp_path: Path, opened: list[segmint.Project]
+) -> None:
+    data = "Kundennummer;Stadt;Anmeldung\nK1;Köln;01.02.2024\n".encode("utf-16-le")
+    p = _project(tmp_path, {"kunden.csv": data}, {"kunden": _kunden("utf-16")}, opened)
+    with pytest.raises(ConfigError, match=r"as utf-16: UTF-16 stream does not start with BOM"):
+        p.ingest(now=NOW)
+    p.close()
+    opened.clear()
+    p = _project(tmp_path, {}, {"kunden": _kunden("utf-16-le")}, opened)
+    (r,) = p.ingest(now=NOW)
+    assert (r.rows_read, r.rows_accepted) == (1, 1)
+    assert p.store.scalar("SELECT city FROM users") == "Köln"

@@ -732,6 +732,12 @@ def _as_utf8(name: str, path: Path, encoding: str, out: Path) -> Path:
             n_bad = transcode_to_utf8(src, dst, encoding)
     except _DAMAGED as exc:
         raise _damaged(name, path, exc) from None
+    except UnicodeError as exc:  # not a bad byte (those are marked): e.g. no BOM for utf-16
+        raise SourceConfigError(
+            f"source {name!r}: cannot read {path} as {encoding}: {_short(exc, 100)}; "
+            "check `encoding:` (a file without a byte order mark needs the byte order in the "
+            "name, e.g. utf-16-le)"
+        ) from None
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise SourceError(
