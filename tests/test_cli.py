@@ -155,3 +155,118 @@ def test_ingest_says_what_a_partial_source_does_to_existing_rows(tmp_path: Path)
     res = _invoke("ingest", "-p", tmp_path, "-s", "crm", "--force", "--json")
     (load,) = json.loads(res.stdout)
     assert load["updates_columns"] == ["country"] and load["rows_unchanged"] == 2
+
+
+def _sources_with(**changes: dict) -> dict:
+    """make_project's two sources (people -> users, sales -> orders), changed."""
+    base = {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {"user_id": "id", "created_at": "signup", "email": "mail", "age": "yrs"},
+        },
+        "sales": {
+            "type": "csv",
+            "path": "orders.csv",
+            "table": "orders",
+            "columns": {"order_id": "oid", "user_id": "uid", "ts": "t", "amount": "amt"},
+        },
+    }
+    for name, change in changes.items():
+        base[name] = {**base[name], **change}
+    return base
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"sales": {"path": "ordres.csv"}},
+            "source 'sales': file {root}/ordres.csv does not exist",
+        ),
+        (
+            {
+                "sales": {
+                    "columns": {"order_id": "oid", "user_id": "uid", "ts": "t", "amount": "amount"}
+                }
+            },
+            "source 'sales': column(s) 'amount' not found",
+        ),
+        ({"people": {"encoding": "latin_l"}}, "did you mean 'latin-1'?"),
+        (
+            {
+                "sales": {
+                    "columns": {
+                        "order_id": "oid",
+                        "user_id": "uid",
+                        "ts": "t",
+                        "amount": {"expr": "amt +"},
+                    }
+                }
+            },
+            "a column expression is invalid",
+        ),
+    ],
+    ids=["missing_file", "unknown_column", "unknown_encoding", "bad_expression"],
+)
+def test_configuration_problems_exit_2(tmp_path: Path, change: dict, expected: str) -> None:
+    make_project(tmp_path, sources=_sources_with(**change))
+    res = _invoke("ingest", "-p", tmp_path)
+    flat = res.stderr.replace("\n", "")
+    assert res.exit_code == 2, flat
+    assert expected.format(root=tmp_path) in flat
+    assert "Traceback" not in res.output
+
+
+def test_a_missing_file_stops_before_anything_is_loaded(tmp_path: Path) -> None:
+    make_project(tmp_path, sources=_sources_with(sales={"path": "ordres.csv"}))
+    res = _invoke("ingest", "-p", tmp_path)
+    assert res.exit_code == 2
+    assert "committed" not in res.stderr
+    from segmint import open_project
+
+    with open_project(tmp_path) as p:
+        assert p.store.count("users") == 0  # people, loaded first, was not loaded either
+
+
+def test_engine_spark_is_refused_on_the_command_line(tmp_path: Path) -> None:
+    make_project(tmp_path, extra={"engine": "spark"})
+    res = _invoke("ingest", "-p", tmp_path)
+    assert res.exit_code == 2
+    assert (
+        "engine: spark is not available yet (issue 23); use engine: duckdb"
+        in res.stderr.replace("\n", "")
+    )
+
+
+BAD_SALES = {"columns": {"order_id": "oid", "user_id": "uid", "ts": "t", "amount": "total"}}
+
+
+def test_a_later_source_failing_names_the_committed_ones(tmp_path: Path) -> None:
+    make_project(tmp_path, sources=_sources_with(sales=BAD_SALES))
+    res = _invoke("ingest", "-p", tmp_path)
+    assert res.exit_code == 2
+    flat = res.stderr.replace("\n", "")
+    assert "error: people was loaded and committed; sales failed: source 'sales': column(s)" in flat
+    assert "people" in res.stdout and "users" in res.stdout  # its load, as a table
+    from segmint import open_project
+
+    with open_project(tmp_path) as p:
+        assert p.store.count("users") == 3  # people's load stands
+
+
+def test_a_later_source_failing_names_the_committed_ones_in_json(tmp_path: Path) -> None:
+    make_project(tmp_path, sources=_sources_with(sales=BAD_SALES))
+    res = _invoke("ingest", "-p", tmp_path, "--json")
+    assert res.exit_code == 2
+    out = json.loads(res.stdout)
+    assert [r["source"] for r in out["committed"]] == ["people"]
+    assert out["committed"][0]["rows_accepted"] == 3
+    assert out["error"].startswith("people was loaded and committed; sales failed: ")
+    assert out["exit_code"] == 2
+    # run again: people is unchanged, so it is skipped, and said so
+    res = _invoke("ingest", "-p", tmp_path, "--json")
+    out = json.loads(res.stdout)
+    assert out["committed"][0]["skipped"] is True
+    assert out["error"].startswith("people was unchanged (skipped); sales failed: ")

@@ -385,3 +385,119 @@ def test_a_folder_named_segmint_yaml_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "segmint.yaml").mkdir()
     with pytest.raises(ConfigError, match="not a regular file"):
         load_config(tmp_path)
+
+
+CSV_HEAD = "project: x\nsources:\n  shop:\n    type: csv\n    path: a.csv\n    table: orders\n"
+
+
+@pytest.mark.parametrize(
+    ("block", "match"),
+    [
+        (
+            "    encoding: latn-1\n",
+            r"segmint.yaml:7: sources\.shop\.encoding: .*encoding 'latn-1' is not an encoding "
+            r"Python knows; did you mean 'latin-1'\?",
+        ),
+        ("    encoding: utf8x\n", r"encoding 'utf8x' is not an encoding .*did you mean 'utf8'\?"),
+        ("    encoding: base64\n", r"encoding 'base64' is not a text encoding"),
+        (
+            "    decimal: ','\n    thousands: ','\n",
+            r"thousands ',' is also the decimal mark: they must differ",
+        ),
+        ("    decimal: ','\n", r"decimal ',' is also the delimiter"),
+        ("    delimiter: ';'\n    thousands: ';'\n", r"thousands ';' is also the delimiter"),
+        ("    thousands: '5'\n", r"thousands '5': it must be one character other than a digit"),
+        ("    decimal: ';'\n", r"sources\.shop\.decimal: Input should be '\.' or ','"),
+        (
+            "    formats: {ts: 'dd.mmm.yyyy'}\n",
+            r"formats\.ts: 'm' in 'dd\.mmm\.yyyy' is not a part of a date",
+        ),
+        ("    formats: {ts: '%d.%m.%Q'}\n", r"formats\.ts: '%d\.%m\.%Q' is not a strptime format"),
+        ("    formats: {amount: '%d.%m.%Y'}\n", r"'amount' is not a timestamp or date column"),
+        ("    formats: {tss: '%d.%m.%Y'}\n", r"'tss' \(did you mean 'ts'\?\)"),
+        (
+            "    timestamp_format: 'hh:mm'\n    timezone: Europe/Berln\n",
+            r"did you mean 'Europe/Berlin'",
+        ),
+    ],
+    ids=[
+        "unknown_encoding",
+        "unknown_encoding_2",
+        "not_a_text_encoding",
+        "thousands_is_decimal",
+        "decimal_is_delimiter",
+        "thousands_is_delimiter",
+        "thousands_digit",
+        "decimal_not_a_mark",
+        "pattern_bad_token",
+        "strptime_bad_specifier",
+        "format_on_a_number",
+        "format_on_an_unknown_column",
+        "source_timezone_typo",
+    ],
+)
+def test_csv_options_are_checked_when_the_config_loads(
+    tmp_path: Path, block: str, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(_write(tmp_path, CSV_HEAD + block))
+
+
+def test_csv_options_load_and_patterns_become_strptime(tmp_path: Path) -> None:
+    block = (
+        "    delimiter: ';'\n    decimal: ','\n    thousands: '.'\n    encoding: cp1252\n"
+        "    formats: {ts: 'dd/mm/yyyy hh:mm'}\n    timestamp_format: 'yyyy-mm-ddThh:mm:ss'\n"
+    )
+    source = load_config(_write(tmp_path, CSV_HEAD + block)).sources["shop"]
+    assert isinstance(source, CsvSource)
+    assert (source.decimal, source.thousands, source.encoding) == (",", ".", "cp1252")
+    assert source.formats == {"ts": "%d/%m/%Y %H:%M"}
+    assert source.timestamp_format == "%Y-%m-%dT%H:%M:%S"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "strptime"),
+    [
+        ("dd.mm.yyyy", "%d.%m.%Y"),
+        ("dd/mm/yy", "%d/%m/%y"),
+        ("DD.MM.YYYY HH:MM", "%d.%m.%Y %H:%M"),  # MM after HH: minutes (as in Excel)
+        ("dd.MM.yyyy HH:mm:ss", "%d.%m.%Y %H:%M:%S"),
+        ("mm/dd/yyyy", "%m/%d/%Y"),
+        ("%d.%m.%Y", "%d.%m.%Y"),
+    ],
+)
+def test_date_patterns(pattern: str, strptime: str) -> None:
+    from segmint.config import strptime_format
+
+    assert strptime_format(pattern) == strptime
+
+
+def test_engine_spark_is_refused_until_it_exists(tmp_path: Path) -> None:
+    path = _write(tmp_path, "project: x\nengine: spark\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"segmint.yaml:2: engine: .*engine: spark is not available yet \(issue 23\); "
+        r"use engine: duckdb",
+    ):
+        load_config(path)
+    assert load_config(_write(tmp_path, "engine: duckdb\n")).engine == "duckdb"
+
+
+def test_project_timezone_typo_is_an_error_with_a_did_you_mean(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"yaml:1: timezone: .*did you mean 'Asia/Shanghai'"):
+        load_config(_write(tmp_path, "timezone: Asia/Shangai\n"))
+
+
+@pytest.mark.parametrize(
+    ("block", "match"),
+    [
+        ("type: dbscan, features: [recency], k: 4", r"k: dbscan finds the number of clusters"),
+        ("type: hdbscan, features: [recency], k_max: 6", r"k_max: hdbscan finds the number"),
+        ("type: kmeans, features: [recency], n_components: 2", r"n_components is used only with"),
+    ],
+)
+def test_clustering_keys_the_method_would_ignore_are_refused(
+    tmp_path: Path, block: str, match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(_write(tmp_path, f"segmentations:\n  s: {{{block}}}\n"))

@@ -437,6 +437,31 @@ def config_cases(base: Path) -> list[Case]:
             "columns": {"user_id": "customer_id"},
         }
         fixed.append((f"query-source-{i}", _dump(d)))
+    # CSV options of real exports (issue 16), drawn at random, right or wrong for the file
+    # (a UTF-8 file read as utf-16 or shift_jis, a decimal comma in a comma-separated file)
+    opts = random.Random(SEED + 16)
+    choices: dict[str, list[Any]] = {
+        "encoding": ["latin-1", "cp1252", "gb18030", "utf-16", "utf-32", "shift_jis", "ascii",
+                     "UTF-8", "latn-1", "rot13", "idna", ""],
+        "decimal": [".", ",", ";", ""],
+        "thousands": [None, ".", ",", " ", "'", "5", "ab"],
+        "header": [True, False],
+        "formats": [{}, {"created_at": "dd.mm.yyyy"}, {"created_at": "%Y-%m-%d %H:%M:%S"},
+                    {"created_at": "yyyy-mm-dd hh:mm:ss", "birthday": "dd/mm/yyyy"},
+                    {"created_at": "mmm"}, {"created_at": "%Q"}, {"age": "%Y"}],
+    }  # fmt: skip
+    for enc in ("utf-16", "utf-32"):  # a UTF-8 file without the BOM these need
+        d = json.loads(json.dumps(doc))
+        d["sources"]["customers"]["encoding"] = enc
+        fixed.append((f"csv-{enc}-no-bom", _dump(d)))
+    for i in range(16):
+        d = json.loads(json.dumps(doc))
+        for key, values in choices.items():
+            if opts.random() < 0.5:
+                value = opts.choice(values)
+                if value is not None:
+                    d["sources"]["customers"][key] = value
+        fixed.append((f"csv-options-{i:02d}", _dump(d)))
     for name, config in fixed:
         cases.append(Case(f"config-{name}", ["ingest", "--json"], config=config))
     return cases

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail
 from segmint._cli_common import run as _run
-from segmint.errors import ConfigError
+from segmint.errors import ConfigError, SegmintError
 
 app = typer.Typer(
     name="segmint",
@@ -126,6 +126,20 @@ def _partial_note(r: Any) -> str:
     return f"keeps {', '.join(r.keeps_columns)} as stored (not mapped)"
 
 
+def _print_committed(committed: list[Any], exc: SegmintError, as_json: bool) -> None:
+    """The loads that committed before a later source failed (the error follows on
+    stderr); in JSON, with the error and its exit code."""
+    if as_json:
+        out = {
+            "committed": [r.to_dict() for r in committed],
+            "error": str(exc),
+            "exit_code": exc.exit_code,
+        }
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        _print_loads(committed)
+
+
 def _ingest(project: Any, sources: list[str] | None, force: bool, as_json: bool) -> list[Any]:
     if as_json:
         return project.ingest(sources, force=force)
@@ -157,7 +171,12 @@ def ingest(
 
     def go() -> list[Any]:
         with open_project(project) as p:
-            return _ingest(p, source, force, as_json)
+            try:
+                return _ingest(p, source, force, as_json)
+            except SegmintError as exc:
+                if exc.committed:  # earlier sources stand: show them before the error
+                    _print_committed(list(exc.committed), exc, as_json)
+                raise
 
     results = _run(go)
     if as_json:

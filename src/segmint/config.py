@@ -6,6 +6,8 @@ naming the key, the file and the line.
 
 from __future__ import annotations
 
+import functools
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -76,6 +78,95 @@ def _known_columns(table: str, names: Any, where: str) -> None:
     )
 
 
+_PATTERN = {"yyyy": "%Y", "yy": "%y", "mm": "%m", "dd": "%d", "hh": "%H", "ss": "%S", "t": "T"}
+
+
+def strptime_format(fmt: str, *, where: str = "") -> str:
+    """The strptime format (DuckDB's, as ``strptime``) of a date or timestamp format.
+
+    A format holding ``%`` is strptime already (``%d.%m.%Y %H:%M``). Otherwise it is a
+    pattern: ``yyyy`` (year), ``yy`` (two-digit year), ``mm`` (month), ``dd`` (day),
+    ``hh`` (hour, 00-23), ``mm`` (minutes when right after ``hh`` or right before
+    ``ss``, as in Excel), ``ss`` (seconds), in any case; other characters stand for
+    themselves (``dd.mm.yyyy``, ``dd/mm/yyyy hh:mm``, ``yyyy-mm-ddThh:mm:ss``).
+    Raises a ValueError (naming ``where``, if given) for anything else.
+    """
+    import re
+
+    at = f"{where}: " if where else ""
+
+    if "%" not in fmt:
+        parts = re.split(r"(?i)(yyyy|yy|mm|dd|hh|ss|t|[a-z]+)", fmt)
+        out = []
+        for i, part in enumerate(parts):
+            if i % 2 == 0:
+                out.append(part)
+                continue
+            token = part.lower()
+            if token not in _PATTERN:
+                raise ValueError(
+                    f"{at}{part!r} in {fmt!r} is not a part of a date: write the format "
+                    "with dd, mm, yyyy (or yy), hh, mm, ss (e.g. 'dd.mm.yyyy hh:mm') or as "
+                    "strptime (e.g. '%d.%m.%Y %H:%M')"
+                )
+            minutes = token == "mm" and (
+                (i >= 2 and parts[i - 2].lower() == "hh")
+                or (i + 2 < len(parts) and parts[i + 2].lower() == "ss")
+            )
+            out.append("%M" if minutes else _PATTERN[token])
+        fmt = "".join(out)
+    if not re.search(r"%[^%]", fmt.replace("%%", "")):
+        raise ValueError(f"{at}{fmt!r} holds no part of a date (such as %d or dd)")
+    problem = _engine_refuses("SELECT try_strptime('', ?)", fmt)
+    if problem:
+        reason = problem.removeprefix("Invalid Input Error: ")
+        raise ValueError(f"{at}{fmt!r} is not a strptime format: {reason}")
+    return fmt
+
+
+@functools.lru_cache(maxsize=256)
+def _engine_refuses(sql: str, value: str) -> str | None:
+    """The first line of DuckDB's error running ``sql`` with ``value`` bound, or None:
+    a setting (a time zone, a format) is checked by the engine that will use it."""
+    import duckdb
+
+    with _CHECKER_LOCK:
+        try:
+            _checker().execute(sql, [value])
+        except duckdb.Error as exc:
+            return str(exc).splitlines()[0]
+    return None
+
+
+_CHECKER_LOCK = threading.Lock()
+
+
+@functools.cache
+def _checker() -> Any:
+    """One in-memory DuckDB connection for checking settings (opening one takes ~30 ms)."""
+    import duckdb
+
+    return duckdb.connect()
+
+
+def check_timezone(value: str) -> str:
+    """``value`` if the engine knows it as a time zone (``Europe/Berlin``, ``UTC``), else
+    a ValueError with the closest known names (a typo would otherwise fail every load)."""
+    import difflib
+
+    if _engine_refuses("SELECT timezone(?, TIMESTAMP '2000-01-01')", value) is None:
+        return value
+    with _CHECKER_LOCK:
+        rows = _checker().execute("SELECT name FROM pg_timezone_names()").fetchall()
+    names = [str(r[0]) for r in rows]
+    close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"timezone {value!r} is not a time zone{hint} (a name of the tz database, such as "
+        "UTC, Europe/Berlin or Asia/Shanghai)"
+    )
+
+
 class ColumnExpr(_Strict):
     """A computed column: a DuckDB SQL expression over the source's columns."""
 
@@ -99,7 +190,14 @@ class _SourceBase(_Strict):
         default=None, description="timezone of naive timestamps; default: the project's"
     )
     timestamp_format: str | None = Field(
-        default=None, description="strptime format of timestamps, e.g. '%d/%m/%Y %H:%M'"
+        default=None,
+        description="format of every timestamp column without one under "
+        "`formats:`, e.g. '%d/%m/%Y %H:%M' or 'dd/mm/yyyy hh:mm'",
+    )
+    formats: dict[str, str] = Field(
+        default_factory=dict,
+        description="per our timestamp or date column, the format of its values: strptime "
+        "('%d.%m.%Y') or a pattern ('dd.mm.yyyy'); a value not matching it is quarantined",
     )
     filter: str | None = Field(
         default=None,
@@ -115,12 +213,56 @@ class _SourceBase(_Strict):
             _known_columns(table, value, info.field_name or "columns")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _source_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _timestamp_format(cls, value: str | None) -> str | None:
+        return None if value is None else strptime_format(value)
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        table = info.data.get("table")
+        if table is not None:
+            _known_columns(table, value, "formats")
+            dated = [c.name for c in TABLES[table].columns if c.type in ("TIMESTAMPTZ", "DATE")]
+            other = [name for name in value if name not in dated]
+            if other:
+                raise ValueError(
+                    f"formats: {', '.join(map(repr, other))} "
+                    f"{'is not a' if len(other) == 1 else 'are not'} timestamp or date "
+                    f"column{'s' if len(other) > 1 else ''} of table {table} (those are: "
+                    f"{', '.join(dated)})"
+                )
+        return {name: strptime_format(fmt, where=f"formats.{name}") for name, fmt in value.items()}
+
 
 class CsvSource(_SourceBase):
     type: Literal["csv"]
     path: str
     delimiter: str = ","
-    header: bool = True
+    header: bool = Field(
+        default=True,
+        description="false: no header line; the columns are named as DuckDB names them, "
+        "column0, column1, ... (zero-padded to one width from 10 columns on)",
+    )
+    encoding: str = Field(
+        default="utf-8",
+        description="any text encoding Python knows (latin-1, cp1252, gb18030, shift_jis, "
+        "utf-16, ...); other than UTF-8, the file is copied once as UTF-8 before reading",
+    )
+    decimal: Literal[".", ","] = Field(
+        default=".", description="the decimal mark of numbers: '.' or ',' (1234,56)"
+    )
+    thousands: str | None = Field(
+        default=None,
+        description="the thousands separator of numbers, e.g. '.' (1.234,56), ',', ' ' or "
+        '"\'"; numbers must then group their digits by three',
+    )
 
     @model_validator(mode="after")
     def _one_character_delimiter(self) -> CsvSource:
@@ -131,6 +273,73 @@ class CsvSource(_SourceBase):
                 '(write it "\\t")'
             )
         return self
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        return check_encoding(value)
+
+    @model_validator(mode="after")
+    def _number_marks(self) -> CsvSource:
+        if self.thousands is None:
+            return self
+        t = self.thousands
+        if len(t) != 1 or t.isdigit() or t in '+-"\r\n':
+            raise ValueError(
+                f"thousands {t!r}: it must be one character other than a digit, a sign, a "
+                "quote or a line break, e.g. '.', ',', ' ' or \"'\""
+            )
+        if t == self.decimal:
+            raise ValueError(
+                f"thousands {t!r} is also the decimal mark: they must differ (for 1.234,56 "
+                "write decimal: ',' and thousands: '.')"
+            )
+        if t == self.delimiter:
+            raise ValueError(
+                f"thousands {t!r} is also the delimiter: a number would be split into "
+                "two fields; use another delimiter (e.g. ';') or leave thousands out"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _decimal_not_delimiter(self) -> CsvSource:
+        if self.decimal == self.delimiter:
+            raise ValueError(
+                f"decimal {self.decimal!r} is also the delimiter: a number would be split "
+                "into two fields; files with decimal commas are usually separated by ';' "
+                "(delimiter: ';')"
+            )
+        return self
+
+
+# Text codecs Python knows that are not file encodings.
+_NOT_FILE_ENCODINGS = frozenset(
+    {"undefined", "idna", "punycode", "unicode-escape", "raw-unicode-escape"}
+)
+
+
+def check_encoding(value: str) -> str:
+    """``value`` if Python knows it as a text encoding of files (latin-1, cp1252, gb18030,
+    utf-16, ...), else a ValueError with the closest known name."""
+    import codecs
+    import difflib
+    import encodings.aliases
+
+    try:
+        info = codecs.lookup(value)
+    except LookupError:
+        info = None
+    if info is not None and info._is_text_encoding and info.name not in _NOT_FILE_ENCODINGS:
+        return value
+    names = {n.replace("_", "-") for n in encodings.aliases.aliases}
+    names |= {n.replace("_", "-") for n in encodings.aliases.aliases.values()}
+    wanted = value.lower().replace("_", "-")
+    close = difflib.get_close_matches(wanted, sorted(names), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    what = "is not a text encoding" if info is not None else "is not an encoding Python knows"
+    raise ValueError(
+        f"encoding {value!r} {what}{hint} (e.g. utf-8, latin-1, cp1252, gb18030, shift_jis, utf-16)"
+    )
 
 
 class ParquetSource(_SourceBase):
@@ -269,6 +478,25 @@ class ClusterSegmentation(_Strict):
     n_components: int | None = None
     sample_size: int = Field(default=10_000, gt=100, description="rows for silhouette etc.")
     random_state: int = 0
+
+    @model_validator(mode="after")
+    def _no_ignored_keys(self) -> ClusterSegmentation:
+        """Refuse a key this method would ignore (a setting that seems to work must work)."""
+        given = self.model_fields_set
+        if self.type in ("dbscan", "hdbscan"):
+            unused = [k for k in ("k", "k_min", "k_max") if k in given]
+            if unused:
+                raise ValueError(
+                    f"{', '.join(unused)}: {self.type} finds the number of clusters itself "
+                    "from the density of the data; remove the key, or use kmeans, ward or gmm "
+                    "to choose k"
+                )
+        if "n_components" in given and self.reduce is None:
+            raise ValueError(
+                "n_components is used only with reduce: pca or reduce: factor; add one, or "
+                "remove n_components"
+            )
+        return self
 
 
 Segmentation = Annotated[
@@ -455,6 +683,18 @@ class Config(_Strict):
 
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_built(cls, value: str) -> str:
+        if value == "spark":  # accepted by the schema so that the message can say this
+            raise ValueError("engine: spark is not available yet (issue 23); use engine: duckdb")
+        return value
 
     @field_validator("locale")
     @classmethod

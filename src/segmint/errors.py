@@ -2,22 +2,32 @@
 
 The tree::
 
-    SegmintError                      base; the CLI prints its message and exits non-zero
-    ├── ConfigError                   segmint.yaml missing, unreadable, unknown key, wrong type
-    │   └── TemplateError             a message template does not compile, is unsafe or uses an
-    │                                 unknown field (raised at plan time, never at send time)
+    SegmintError                      base; the CLI prints its message and exits 1
+    ├── ConfigError                   (exit 2) segmint.yaml missing, unreadable, unknown key,
+    │   │                             wrong type, a key for something not built yet
+    │   ├── TemplateError             a message template does not compile, is unsafe or uses an
+    │   │                             unknown field (raised at plan time, never at send time)
+    │   └── SourceConfigError         (also a SourceError) a source as configured does not fit
+    │       │                         what is there: no file at `path:`, a folder or a device,
+    │       │                         an invalid column expression, filter or query, a file not
+    │       │                         in the declared encoding, an unset $ENV_VAR
+    │       └── MissingColumnError    a mapped column is not in the source; suggests the closest
     ├── StoreError                    the store cannot be opened, migrated or written
-    ├── SourceError                   a source cannot be read (missing file, missing column, ...)
-    │   └── MissingColumnError        a mapped column is not in the source; suggests the closest
+    ├── SourceError                   a source's data cannot be read (empty, damaged or
+    │                                 mislabelled compression, a header with repeated names)
     ├── LoadError                     a load failed and was rolled back; the store is unchanged
     ├── DeliveryError                 a send stopped (channel unreachable, too many failures);
     │                                 the delivery log is intact and a rerun resumes
-    └── NotFoundError                 a named thing (source, table, user) does not exist
+    └── NotFoundError                 (exit 2) a named thing (source, table, user) does not exist
 
-Each message says what was found, what was expected and how to fix it.
+``exit_code`` is what the CLI exits with: 2 for a problem the user fixes in segmint.yaml or
+on the command line (ConfigError and its subclasses, NotFoundError), 1 for everything
+else. Each message says what was found, what was expected and how to fix it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -26,6 +36,7 @@ __all__ = [
     "MissingColumnError",
     "NotFoundError",
     "SegmintError",
+    "SourceConfigError",
     "SourceError",
     "StoreError",
     "TemplateError",
@@ -33,9 +44,14 @@ __all__ = [
 
 
 class SegmintError(Exception):
-    """Base class of every error segmint raises on purpose."""
+    """Base class of every error segmint raises on purpose.
+
+    ``committed``: when the error stopped ``Project.ingest`` after earlier sources were
+    loaded, their load results (those loads stand; the message names them too).
+    """
 
     exit_code: int = 1
+    committed: tuple[Any, ...] = ()
 
 
 class ConfigError(SegmintError):
@@ -52,7 +68,13 @@ class SourceError(SegmintError):
     """A source cannot be read."""
 
 
-class MissingColumnError(SourceError):
+class SourceConfigError(SourceError, ConfigError):
+    """A source as configured does not fit what is there (fixed in segmint.yaml)."""
+
+    exit_code = 2
+
+
+class MissingColumnError(SourceConfigError):
     """A mapped column is missing from the source.
 
     Parameters

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from segmint.config import Config, load_config
-from segmint.errors import ConfigError, NotFoundError
+from segmint.errors import ConfigError, NotFoundError, SegmintError
 from segmint.sources._ingest import LoadResult, ingest_source
-from segmint.sources._readers import prefetch_checksums
+from segmint.sources._readers import check_files, prefetch_checksums
 from segmint.store._base import Store
 from segmint.store._open import open_store
 from segmint.store._schema import LOAD_ORDER
@@ -22,6 +22,28 @@ if TYPE_CHECKING:
     from segmint.features import FeatureRun
     from segmint.profiles import Persona, UserProfile
     from segmint.segments import SegmentResult
+
+
+def _done(results: list[LoadResult]) -> str:
+    """What the sources loaded before a failure did: "orders and users were loaded and
+    committed" (and which were unchanged, hence skipped)."""
+
+    def names(rs: list[LoadResult]) -> str:
+        shown = [r.source for r in rs]
+        return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+
+    loaded = [r for r in results if not r.skipped]
+    skipped = [r for r in results if r.skipped]
+    parts = []
+    if loaded:
+        parts.append(
+            f"{names(loaded)} {'was' if len(loaded) == 1 else 'were'} loaded and committed"
+        )
+    if skipped:
+        parts.append(
+            f"{names(skipped)} {'was' if len(skipped) == 1 else 'were'} unchanged (skipped)"
+        )
+    return "; ".join(parts)
 
 
 class Project:
@@ -58,8 +80,11 @@ class Project:
     ) -> list[LoadResult]:
         """Load the named sources (default: all), in an order that satisfies references.
 
-        Each source is its own transaction: a failure leaves the store as it was before
-        that source, and raises.
+        Every source's file is checked first (it exists and is a regular file), so a
+        wrong ``path:`` stops the run before anything is loaded. Each source is then its
+        own transaction: a failure leaves the store as it was before that source, and
+        raises; the error's message then names the sources committed before it, and its
+        ``committed`` attribute holds their :class:`LoadResult`.
         """
         names = list(sources) if sources is not None else list(self.config.sources)
         for n in names:
@@ -67,13 +92,20 @@ class Project:
                 known = ", ".join(self.config.sources) or "(none)"
                 raise NotFoundError(f"no source named {n!r} in segmint.yaml; known: {known}")
         names.sort(key=lambda n: LOAD_ORDER.index(self.config.sources[n].table))
+        check_files(self.config, names)
         prefetch_checksums(self.config, names)
-        results = []
+        results: list[LoadResult] = []
         for n in names:
             cb = (lambda stage, _n=n: callback(_n, stage)) if callback else None
-            results.append(
-                ingest_source(self.store, self.config, n, force=force, now=now, callback=cb)
-            )
+            try:
+                results.append(
+                    ingest_source(self.store, self.config, n, force=force, now=now, callback=cb)
+                )
+            except SegmintError as exc:
+                if results:
+                    exc.args = (f"{_done(results)}; {n} failed: {exc}",)
+                    exc.committed = tuple(results)
+                raise
         return results
 
     # -- features and segments ----------------------------------------------------------

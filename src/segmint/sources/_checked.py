@@ -15,7 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from segmint._expressions import SOURCE_VOCABULARY, check_expression
-from segmint.errors import ConfigError, SourceError
+from segmint.errors import ConfigError, SourceConfigError
 from segmint.sources._readers import Staged
 
 JSON_COLUMN = "_json"  # the parsed object of a JSON lines source, in its staged relation
@@ -38,7 +38,7 @@ def source_expression(source: str, expr: str, staged: Staged, *, what: str) -> s
 
     Raises
     ------
-    segmint.errors.SourceError
+    segmint.errors.SourceConfigError
         When the expression is not one allowed expression over the source's columns; the
         message names the source, what the expression is for and the offending part.
     """
@@ -80,7 +80,7 @@ def source_expression(source: str, expr: str, staged: Staged, *, what: str) -> s
             resolve=resolve,
         )
     except ConfigError as exc:
-        raise SourceError(f"source {source!r}: {kind}: {exc}") from None
+        raise SourceConfigError(f"source {source!r}: {kind}: {exc}") from None
     return tree.sql(dialect="duckdb")
 
 
@@ -113,14 +113,14 @@ def checked_query(source: str, sql: str) -> str:
 
     Raises
     ------
-    segmint.errors.SourceError
+    segmint.errors.SourceConfigError
         When the text is not one SELECT (a statement, several, a comment hiding one), or
         reads anything but files and its own CTEs, or calls a function that reads the
         environment, the engine's catalog or SQL in a string.
     """
 
-    def refuse(what: str) -> SourceError:
-        return SourceError(
+    def refuse(what: str) -> SourceConfigError:
+        return SourceConfigError(
             f"source {source!r}: the query {what}; a query source is one SELECT over files "
             "(read_parquet, read_csv, read_json and their kin) and its own WITH tables"
         )

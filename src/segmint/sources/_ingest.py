@@ -41,7 +41,7 @@ import duckdb
 
 from segmint.clean._rules import plan_cleaning
 from segmint.config import ColumnExpr, Config, CsvSource, Source
-from segmint.errors import LoadError, MissingColumnError, SourceError
+from segmint.errors import LoadError, MissingColumnError, SourceConfigError, SourceError
 from segmint.sources._checked import source_expression
 from segmint.sources._readers import Staged, _drop_relation, _short, _sql_str, stage
 from segmint.store._base import Store, split_columns
@@ -141,6 +141,30 @@ def _has_offset(text: str) -> str:
     )
 
 
+def _re2_char(c: str) -> str:
+    """One character as a RE2 regular expression that matches only it."""
+    return f"\\x{{{ord(c):X}}}"
+
+
+def _number_text(text: str, decimal: str, thousands: str | None) -> str:
+    """SQL: the number in ``text`` (trimmed text) written with a ``decimal`` mark and
+    ``thousands`` separators (1.234,56), as text DuckDB casts (1234.56); NULL when it is
+    not written so: digits grouped by three when a separator is used, at most one decimal
+    mark, nothing else (1,234.56 in a file declaring decimal ',' is not read as 1.23456).
+    The cast from this text to DOUBLE is correctly rounded, exactly as for 1234.56 written
+    with a point: no arithmetic on floats."""
+    d = _re2_char(decimal)
+    whole = (
+        "[0-9]+"
+        if thousands is None
+        else f"([0-9]+|[0-9]{{1,3}}({_re2_char(thousands)}[0-9]{{3}})+)"
+    )
+    pattern = f"[+-]?({whole}({d}[0-9]*)?|{d}[0-9]+)"
+    out = text if thousands is None else f"replace({text}, {_sql_str(thousands)}, '')"
+    out = out if decimal == "." else f"replace({out}, {_sql_str(decimal)}, '.')"
+    return f"CASE WHEN regexp_full_match({text}, {_sql_str(pattern)}) THEN {out} END"
+
+
 def _typed_expr(
     col: Column,
     raw: str,
@@ -148,14 +172,21 @@ def _typed_expr(
     tz: str,
     ts_format: str | None,
     text: str | None = None,
+    *,
+    decimal: str = ".",
+    thousands: str | None = None,
 ) -> str:
     """The SQL coercing ``raw`` (of DuckDB type ``raw_type``) to ``col``'s type.
 
     ``text``, when given, names a column holding ``raw`` as trimmed text (NULL when
     empty), computed once by the caller; without it the text is computed inline.
+    ``ts_format`` (strptime) reads a timestamp or date column written as text;
+    ``decimal`` and ``thousands`` how numbers written as text are (:func:`_number_text`).
     """
     t = raw_type.upper()
     as_text = text or _trimmed(f"CAST({raw} AS VARCHAR)")
+    if col.type in ("DOUBLE", "INTEGER") and t == "VARCHAR" and (decimal, thousands) != (".", None):
+        as_text = _number_text(as_text, decimal, thousands)
     if col.type == "VARCHAR":
         if t.startswith(("DOUBLE", "FLOAT", "REAL", "DECIMAL")):
             return (
@@ -184,6 +215,8 @@ def _typed_expr(
             return raw
         if t.startswith("TIMESTAMP"):
             return f"CAST({raw} AS DATE)"
+        if ts_format:
+            return f"CAST(try_strptime({as_text}, {_sql_str(ts_format)}) AS DATE)"
         return f"TRY_CAST({as_text} AS DATE)"
     if col.type == "DOUBLE":
         d = f"TRY_CAST({as_text} AS DOUBLE)" if t == "VARCHAR" else f"TRY_CAST({raw} AS DOUBLE)"
@@ -666,7 +699,7 @@ def _build_typed(
     try:
         desc = con.execute(f"DESCRIBE SELECT {probe} FROM _raw").fetchall()
     except duckdb.Error as exc:
-        raise SourceError(
+        raise SourceConfigError(
             f"source {name!r}: a column expression is invalid: {_short(exc, 300).rstrip('.')}. "
             "Cast text columns "
             "where a number or a date is needed, e.g. CAST(qty AS INTEGER)"
@@ -692,10 +725,17 @@ def _build_typed(
                 src = _q("m_" + c.name)
             mapped_raw = _value_map(src, source.values.get(c.name), lower)
         t = "VARCHAR" if mapped_raw != rexpr else raw_types[c.name]
+        # a column's own format; the source's timestamp_format for timestamps without one
+        fmt = source.formats.get(c.name)
+        if fmt is None and c.type == "TIMESTAMPTZ":
+            fmt = source.timestamp_format
+        marks = (source.decimal, source.thousands) if isinstance(source, CsvSource) else (".", None)
         if not layered:
-            return _typed_expr(c, mapped_raw, t, tz, source.timestamp_format)
+            return _typed_expr(c, mapped_raw, t, tz, fmt, decimal=marks[0], thousands=marks[1])
         text = _q("t_" + c.name)
-        expr = _typed_expr(c, mapped_raw, t, tz, source.timestamp_format, text=text)
+        expr = _typed_expr(
+            c, mapped_raw, t, tz, fmt, text=text, decimal=marks[0], thousands=marks[1]
+        )
         if text in expr:
             as_text.append(f"CAST({mapped_raw} AS VARCHAR) AS {_q('v_' + c.name)}")
             trimmed.append(f"{_trimmed(_q('v_' + c.name))} AS {text}")
@@ -737,7 +777,7 @@ def _build_typed(
         con.execute(f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT {_generated(source, table)}")
         con.execute("DESCRIBE SELECT * FROM _typed")
     except duckdb.Error as exc:
-        raise SourceError(
+        raise SourceConfigError(
             f"source {name!r}: cannot apply the column map: {_short(exc, 300)}"
         ) from None
     return typing

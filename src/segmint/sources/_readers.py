@@ -38,7 +38,8 @@ from segmint.config import (
     QuerySource,
     Source,
 )
-from segmint.errors import SourceError
+from segmint.errors import SourceConfigError, SourceError
+from segmint.sources._encodings import is_utf8, transcode_to_utf8
 from segmint.sources._line_endings import (
     Rewritten,
     open_decompressed,
@@ -125,6 +126,17 @@ def prefetch_checksums(config: Config, names: list[str]) -> None:
                     _PREFETCHED[key] = _HASHER.submit(file_checksum, path)
 
 
+def check_files(config: Config, names: list[str]) -> None:
+    """Check, before any loads, that each of these sources' files is one regular file
+    (:func:`_need_file`): a wrong ``path:`` stops the run before anything is loaded."""
+    for name in names:
+        source = config.sources[name]
+        if isinstance(source, CsvSource | ParquetSource | JsonlSource):
+            _need_file(
+                name, config.resolve(source.path), text=not isinstance(source, ParquetSource)
+            )
+
+
 _COMPRESSED = {".gz": ("gzip", b"\x1f\x8b"), ".zst": ("zstd", b"\x28\xb5\x2f\xfd")}
 # suffixes DuckDB takes for a compression it cannot read
 _UNREADABLE = {".bz2": "bzip2", ".xz": "xz", ".lz4": "lz4", ".zip": "zip", ".br": "brotli"}
@@ -143,19 +155,19 @@ def _need_file(name: str, path: Path, *, text: bool = False) -> None:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise SourceError(
+        raise SourceConfigError(
             f"source {name!r}: file {path} does not exist. Fix `path:` in segmint.yaml "
             "(relative paths are relative to the folder holding segmint.yaml)"
         ) from None
     except OSError as exc:
         raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror}") from None
     if stat.S_ISDIR(mode):
-        raise SourceError(
+        raise SourceConfigError(
             f"source {name!r}: {path} is a folder, not a file; point `path:` at one file"
         )
     if not stat.S_ISREG(mode):
         kind = next((k for test, k in _KINDS if test(mode)), "a special file")
-        raise SourceError(
+        raise SourceConfigError(
             f"source {name!r}: {path} is {kind}, not a regular file; segmint reads only "
             "regular files: copy the data into a file and point `path:` at it"
         )
@@ -214,6 +226,14 @@ def stage(con: duckdb.DuckDBPyConnection, name: str, source: Source, config: Con
             return _stage_query(con, name, source, config)
         if isinstance(source, PostgresSource):
             return _stage_postgres(con, name, source, config)
+    except duckdb.IOException as exc:
+        if "No files found" in str(exc):  # a query source naming a file that is not there
+            raise SourceConfigError(
+                f"source {name!r}: {_short(exc).removeprefix('IO Error: ')}; fix the file "
+                "name in the query (relative paths are relative to the folder you run "
+                "segmint in: write {here}/file to mean this project's folder)"
+            ) from None
+        raise SourceError(f"source {name!r}: cannot read it: {_short(exc)}") from None
     except duckdb.Error as exc:
         raise SourceError(f"source {name!r}: cannot read it: {_short(exc)}") from None
     raise SourceError(f"source {name!r}: unknown source type {type(source).__name__}")
@@ -284,19 +304,33 @@ def _damaged(name: str, path: Path, exc: BaseException) -> SourceError:
     )
 
 
+def headerless_names(n_columns: int) -> list[str]:
+    """The column names of a file without a header, as DuckDB's ``read_csv(...,
+    header=false)`` names them: ``column0``, ``column1``, ... numbered from 0 and
+    zero-padded to the width of the last number (``column00`` .. ``column10`` for 11)."""
+    width = len(str(n_columns - 1))
+    return [f"column{i:0{width}d}" for i in range(n_columns)]
+
+
 def _csv_header(
     con: duckdb.DuckDBPyConnection, name: str, path: Path, source: CsvSource
 ) -> list[str]:
-    """Column names from the first line (or column1..N without a header)."""
+    """Column names from the first line (or :func:`headerless_names` without a header)."""
     import csv
 
     first = re.split(rb"\r\n|\r|\n", _head(con, name, path), maxsplit=1)[0]
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SourceError(
-            f"source {name!r}: the first line of {path} is not valid UTF-8 (latin-1 or "
-            "cp1252?); re-export the file as UTF-8"
+        if not is_utf8(source.encoding):
+            raise SourceConfigError(
+                f"source {name!r}: the first line of {path} holds bytes that are not valid "
+                f"{source.encoding}: check `encoding:` on this source"
+            ) from None
+        raise SourceConfigError(
+            f"source {name!r}: the first line of {path} is not valid UTF-8: set `encoding:` "
+            "on this source to the file's encoding (e.g. encoding: cp1252 for a Windows "
+            "export in a Western European language, latin-1, or gb18030 for Chinese)"
         ) from None
     try:
         row = next(csv.reader([text], delimiter=source.delimiter), [])
@@ -317,7 +351,7 @@ def _csv_header(
                 f"[{shown}]; fix the header row"
             )
         return names
-    return [f"column{i + 1}" for i in range(len(row))]
+    return headerless_names(len(row))
 
 
 def _read_text(
@@ -664,8 +698,68 @@ def _stage_csv(
     _need_file(name, path, text=True)
     if path.stat().st_size == 0:
         raise SourceError(f"source {name!r}: file {path} is empty (0 bytes, not even a header row)")
-    columns = _csv_header(con, name, path, source)
     digest = file_checksum_async(path)
+    if is_utf8(source.encoding):
+        return _stage_csv_utf8(con, name, path, source, digest)
+    with tempfile.TemporaryDirectory(prefix="segmint-") as tmp:
+        copy = _as_utf8(name, path, source.encoding, Path(tmp) / "utf8.csv")
+        try:
+            staged = _stage_csv_utf8(con, name, copy, source, digest)
+        except SourceError as exc:  # name the user's file, not the copy
+            raise type(exc)(str(exc).replace(str(copy), str(path))) from None
+    return Staged(
+        staged.columns,
+        staged.types,
+        staged.n_rows,
+        staged.n_unparsed,
+        str(path),
+        digest,
+        row_offset=staged.row_offset,
+        row_position=staged.row_position,
+    )
+
+
+def _as_utf8(name: str, path: Path, encoding: str, out: Path) -> Path:
+    """``path`` (plain or .gz, in ``encoding``) copied as UTF-8 into ``out``
+    (:mod:`segmint.sources._encodings`)."""
+    if path.suffix.lower() == ".zst":
+        raise SourceError(
+            f"source {name!r}: segmint reads a file in {encoding} (not UTF-8) only when it "
+            f"is plain or .gz: decompress {path} and load it again"
+        )
+    try:
+        with open_decompressed(path) as src, out.open("wb") as dst:
+            n_bad = transcode_to_utf8(src, dst, encoding)
+    except _DAMAGED as exc:
+        raise _damaged(name, path, exc) from None
+    except UnicodeError as exc:  # not a bad byte (those are marked): e.g. no BOM for utf-16
+        raise SourceConfigError(
+            f"source {name!r}: cannot read {path} as {encoding}: {_short(exc, 100)}; "
+            "check `encoding:` (a file without a byte order mark needs the byte order in the "
+            "name, e.g. utf-16-le)"
+        ) from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise SourceError(
+                f"source {name!r}: no space left for a UTF-8 copy of {path} in "
+                f"{out.parent.parent}: free some space there, or point TMPDIR at a larger "
+                "folder"
+            ) from None
+        raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror or exc}") from None
+    if n_bad:
+        log.info("source %s: %d byte sequences not valid %s", name, n_bad, encoding)
+    return out
+
+
+def _stage_csv_utf8(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    path: Path,
+    source: CsvSource,
+    digest: str | Future[str],
+) -> Staged:
+    """Stage a CSV file in UTF-8 (``path``: the user's file, or its UTF-8 copy)."""
+    columns = _csv_header(con, name, path, source)
     # No sniffing: the header is read here and every column is text, so one stray quote
     # cannot make the sniffer pick another dialect for the whole file. No `new_line`
     # either: DuckDB finds the line ending as it parses, quotes understood (a guess from
@@ -682,10 +776,21 @@ def _stage_csv(
         quote=b'"',
         delimiter=source.delimiter.encode(),
         what="CSV",
+        overrides={"INVALID ENCODING": _invalid_encoding(source.encoding)},
     )
     if _numbered(con, lines, blank_column=columns[0] if len(columns) == 1 else None):
         return _finish(con, str(path), digest, row_offset=lines.first, row_position="rowid")
     return _finish(con, str(path), digest)  # row numbers skip the broken lines
+
+
+def _invalid_encoding(encoding: str) -> str:
+    """The quarantine reason of a line holding bytes not valid in the file's encoding."""
+    if is_utf8(encoding):
+        return (
+            "the line is not valid UTF-8: if the file is in another encoding, set "
+            "`encoding:` on the source (e.g. cp1252, latin-1, gb18030)"
+        )
+    return f"the line holds bytes that are not valid {encoding} (shown as ? in raw)"
 
 
 def _stage_parquet(
@@ -786,7 +891,9 @@ def _stage_postgres(
     if dsn.startswith("$"):
         dsn = os.environ.get(dsn[1:], "")
         if not dsn:
-            raise SourceError(f"source {name!r}: environment variable {source.dsn[1:]} is not set")
+            raise SourceConfigError(
+                f"source {name!r}: environment variable {source.dsn[1:]} is not set"
+            )
     select = source.query or f"SELECT * FROM {source.relation}"
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rows.csv"
