@@ -417,25 +417,6 @@ def test_text_on_coloured_cells_has_aa_contrast(demo_html: str) -> None:
 # -- language --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def zh_report(tmp_path_factory: pytest.TempPathFactory) -> ReportResult:
-    """A small demo shop with ``locale: zh-CN`` and ``currency: CNY``."""
-    root = tmp_path_factory.mktemp("report-zh")
-    generate_demo(root, n_users=300, seed=2)
-    config = root / "segmint.yaml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(
-        text.replace("currency: EUR\n", "currency: CNY\nlocale: zh-CN\n"), encoding="utf-8"
-    )
-    with segmint.open_project(root) as p:
-        assert p.config.locale == "zh-CN"
-        p.ingest()
-        p.segment(SEGMENTATIONS_ZH)
-        p.segment(SEGMENTATIONS_ZH)
-        return build_report(p, root / "report.html")
-
-
-SEGMENTATIONS_ZH = ["rfm", "lifecycle", "clusters"]
 #: Words allowed to stay in Latin letters in a Chinese report: names and ids, not sentences.
 PROPER = re.compile(
     r"segmint|RFM|PCA|CUPED|Qini|Welch|BH|Calinski-Harabasz|Davies-Bouldin|IQR|FM|PC\d|"
