@@ -460,3 +460,41 @@ def test_plurals_in_the_report_are_right(demo_html: str) -> None:
     # persona cards say "1 user" / "N users"; no "1 users" anywhere
     assert not re.search(r"\b1 users\b", demo_html)
     assert re.search(r"<summary>clusters \(kmeans\) · \d+ segments", demo_html)
+
+
+def _report_message_ids() -> set[str]:
+    """Every English message id the report passes to ``t(...)`` (template and code)."""
+    import ast
+
+    root = Path(segmint.report.__file__).parent
+    ids: set[str] = set()
+    template = (root / "templates" / "report.html.j2").read_text(encoding="utf-8")
+    for m in re.finditer(r"""\bt\(\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""", template):
+        ids.add(ast.literal_eval(m.group(1)))
+    for name in ("_build.py", "_charts.py"):
+        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "t"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                ids.add(str(node.args[0].value))
+    from segmint.report._build import METRIC_WORDS, ROI_WORDS, SECTIONS
+    from segmint.report._charts import K_METRICS
+
+    ids |= {t for _, t in SECTIONS} | set(METRIC_WORDS.values()) | set(ROI_WORDS.values())
+    ids |= {t for _, t in K_METRICS}
+    return ids
+
+
+def test_every_report_text_has_a_chinese_translation() -> None:
+    zh = language("zh-CN")
+    ids = _report_message_ids()
+    assert len(ids) > 150
+    missing = sorted(i for i in ids if zh.t(i) == i)
+    assert missing == []
+    for singular, plural in [("{n} user", "{n} users"), ("{n} segment", "{n} segments"),
+                             ("{n} buyer", "{n} buyers")]:  # fmt: skip
+        assert re.fullmatch(r"1 \S+", zh.n(singular, plural, 1)), singular
