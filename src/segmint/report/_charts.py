@@ -12,6 +12,7 @@ viewport is narrow (legend below, fewer ticks).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -344,11 +345,54 @@ def heatmap_figure(
         ]
         for i, seg in enumerate(ratio.index)
     ]
-    fig = go.Figure(
+    fig = _ratio_heatmap(
+        z, text, hover, rows=list(ratio.index), columns=[labels.get(c, c) for c in columns],
+        lang=lang,
+    )  # fmt: skip
+    fig.update_xaxes(tickangle=-40, side="bottom")
+    fig.update_yaxes(autorange="reversed")
+    _cell_text(fig, text)
+    _layout(fig, height=170 + 32 * len(ratio))
+    # a phone gets the table turned: features down the side (they are many), segments
+    # across (with their ratios while they fit, about six columns)
+    upright = len(ratio) <= 4
+    phone = _ratio_heatmap(
+        z.T,
+        [list(r) for r in zip(*text, strict=True)],
+        [list(r) for r in zip(*hover, strict=True)],
+        rows=[labels.get(c, c) for c in columns],
+        columns=[wrap_label(str(s), 12) if upright else str(s) for s in ratio.index],
+        lang=lang,
+    )
+    phone.update_traces(showscale=False)
+    # every column labelled (plotly would skip every other one when crowded)
+    heads = list(phone.data[0].x)
+    phone.update_xaxes(
+        side="top", tickangle=0 if upright else -90, tickmode="array", tickvals=heads,
+        ticktext=heads,
+    )  # fmt: skip
+    phone.update_yaxes(autorange="reversed")
+    if len(ratio) <= 6:
+        _cell_text(phone, [list(r) for r in zip(*text, strict=True)])
+    _layout(phone, height=120 + 26 * len(columns), margin={"l": 4, "r": 16, "t": 10, "b": 10})
+    _phone(fig, figure=json.loads(phone.to_json()))
+    return fig
+
+
+def _ratio_heatmap(
+    z: np.ndarray,
+    text: Sequence[Sequence[str]],
+    hover: Sequence[Sequence[str]],
+    *,
+    rows: list[str],
+    columns: list[str],
+    lang: Language,
+) -> go.Figure:
+    return go.Figure(
         go.Heatmap(
             z=z,
-            x=[labels.get(c, c) for c in columns],
-            y=list(ratio.index),
+            x=columns,
+            y=rows,
             text=text,
             hovertext=hover,
             colorscale="RdBu",
@@ -366,19 +410,6 @@ def heatmap_figure(
             hovertemplate="%{hovertext}<extra></extra>",
         )
     )
-    fig.update_xaxes(tickangle=-40, side="bottom")
-    fig.update_yaxes(autorange="reversed")
-    _cell_text(fig, text)
-    # a phone fits about seven readable cells across: beyond that the colour and the hover
-    # carry the ratio
-    _phone(
-        fig,
-        showscale=False,
-        height=190 + 44 * len(ratio),
-        **({"cell_text": None} if len(columns) > 7 else {}),
-        **_phone_categories("yaxis", list(ratio.index), 12),
-    )
-    return _layout(fig, height=170 + 32 * len(ratio))
 
 
 def rfm_grid_figure(
