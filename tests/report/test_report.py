@@ -24,7 +24,7 @@ from segmint._i18n import language
 from segmint.demo import generate_demo
 from segmint.errors import NotFoundError
 from segmint.report import ReportResult, build_report
-from segmint.report._charts import contrast_ratio, relative_luminance, text_color
+from segmint.report._charts import CELL_TEXT, contrast_ratio, relative_luminance, text_color
 from segmint.segments import RFM_GRID
 
 #: What a marketer reads first, then the appendix (data quality and how clusters were made).
@@ -180,7 +180,8 @@ def test_rfm_grid_puts_each_buyer_in_the_cell_of_their_segment(
     named = [RFM_GRID[int(i)][int(j) - 1] for i, j in zip(r, fm, strict=True)]
     assert (buyers["segment"].to_numpy() == np.asarray(named)).all()
     (traces,) = _figures(_section(demo_html, "rfm")).values()
-    (grid,) = traces
+    grid = traces[0]  # then the two text layers
+    assert [t["name"] for t in traces[1:]] == [CELL_TEXT, CELL_TEXT]
     z = _array(grid["z"]).astype(int)
     want = pd.crosstab(r, fm).reindex(index=[5, 4, 3, 2, 1], columns=[1, 2, 3, 4, 5]).fillna(0)
     assert (z == want.to_numpy().astype(int)).all()
@@ -198,7 +199,7 @@ def test_heatmap_rows_are_segments_and_cells_are_ratios(
     section = _section(demo_html, "heatmap")
     block = section[section.index(run.run_id) :]
     traces = next(iter(_figures(block).values()))
-    (heat,) = traces
+    heat = traces[0]
     assert heat["y"] == [p.segment for p in ps]
     assert heat["x"] == list(ps[0].features.index)
     j = heat["x"].index("monetary")
@@ -402,15 +403,20 @@ def test_text_on_coloured_cells_has_aa_contrast(demo_html: str) -> None:
             z = _array(heat["z"]).astype(float)
             lo, hi = float(heat["zmin"]), float(heat["zmax"])
             scale = [list(x) for x in heat["colorscale"]]
-            cells = [a for a in spec["layout"]["annotations"] if a.get("name") == "cell"]
-            assert cells
-            for a in cells:
-                i, j = heat["y"].index(a["y"]), heat["x"].index(a["x"])
-                frac = min(max((z[i, j] - lo) / ((hi - lo) or 1.0), 0.0), 1.0)
-                (bg,) = sample_colorscale(scale, [frac])
-                assert contrast_ratio(a["font"]["color"], bg) >= 4.5, (sid, a["text"], bg)
-                assert a["font"]["size"] >= 11
-                n_checked += 1
+            layers = [t for t in spec["data"][1:] if t.get("name") == CELL_TEXT]
+            assert len(layers) == 2
+            for layer in layers:
+                assert layer["hoverinfo"] == "skip" and layer["textfont"]["size"] >= 11
+                assert _array(layer["z"]).shape == z.shape
+                for i, row in enumerate(layer["text"]):
+                    for j, label in enumerate(row):
+                        if not label:
+                            continue
+                        frac = min(max((z[i, j] - lo) / ((hi - lo) or 1.0), 0.0), 1.0)
+                        (bg,) = sample_colorscale(scale, [frac])
+                        color = layer["textfont"]["color"]
+                        assert contrast_ratio(color, bg) >= 4.5, (sid, label, bg)
+                        n_checked += 1
     assert n_checked > 100
 
 

@@ -65,7 +65,7 @@ TICKS_JS = """() => [...document.querySelectorAll('.plotly-graph-div')].flatMap(
         });
 })"""
 
-#: The text colour of each heatmap cell annotation and the pixel of the heatmap image
+#: The text colour of each heatmap cell label and the pixel of the heatmap image
 #: under the centre of the text (the image plotly painted, read back through a canvas).
 CELLS_JS = """async () => {
     const out = [];
@@ -81,7 +81,7 @@ CELLS_JS = """async () => {
         canvas.height = Math.round(box.height);
         const ctx = canvas.getContext('2d');
         ctx.drawImage(picture, 0, 0, canvas.width, canvas.height);
-        for (const t of d.querySelectorAll('.annotation-text')) {
+        for (const t of d.querySelectorAll('.heatmap-label text')) {
             const b = t.getBoundingClientRect();
             const x = Math.floor(b.left + b.width / 2 - box.left);
             const y = Math.floor(b.top + b.height / 2 - box.top);
