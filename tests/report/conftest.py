@@ -43,3 +43,21 @@ def demo_report(
 @pytest.fixture(scope="session")
 def demo_html(demo_report: ReportResult) -> str:
     return Path(demo_report.path).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def zh_report(tmp_path_factory: pytest.TempPathFactory) -> ReportResult:
+    """A small demo shop with ``locale: zh-CN`` and ``currency: CNY``."""
+    root = tmp_path_factory.mktemp("report-zh")
+    generate_demo(root, n_users=300, seed=2)
+    config = root / "segmint.yaml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace("currency: EUR\n", "currency: CNY\nlocale: zh-CN\n"), encoding="utf-8"
+    )
+    with segmint.open_project(root) as p:
+        assert p.config.locale == "zh-CN"
+        p.ingest()
+        p.segment(SEGMENTATIONS)
+        p.segment(SEGMENTATIONS)
+        return build_report(p, root / "report.html")

@@ -4,12 +4,18 @@ The report reads the project through its public methods (status, segment runs, f
 migrations) and the personas of :mod:`segmint.profiles`; everything drawn is aggregated
 first (segment x feature tables, a 5 x 5 RFM grid, a migration matrix, a 2-D histogram)
 except the projection scatter, which shows a random sample of at most ``sample`` users.
-plotly.js is embedded once from the installed ``plotly`` package, so the file opens
-offline: no CDN, no fonts, no network.
+plotly.js is embedded once from the installed ``plotly`` package, gzip-compressed and
+base64-encoded (a third of its size); the page unpacks it with the browser's
+``DecompressionStream`` before drawing, so the file opens offline: no CDN, no fonts, no
+network. Text follows ``locale:`` (:mod:`segmint._i18n`), money ``currency:``.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import gzip
+import json
 import logging
 import os
 import time
@@ -22,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from segmint._i18n import Language, language
 from segmint._output import cannot_write, output_file
 from segmint.errors import NotFoundError
 from segmint.report import _charts as charts
@@ -38,21 +45,24 @@ log = logging.getLogger(__name__)
 #: Methods whose runs are clusterings (projection, k selection and surrogate rules apply).
 CLUSTER_METHODS = frozenset({"kmeans", "ward", "gmm", "dbscan", "hdbscan"})
 
-#: Section id -> title, in the order the report shows them.
+#: Section id -> title (English; translated when rendered), in the order the report shows
+#: them: what a marketer reads first, then the appendix (APPENDIX) on data and method.
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("overview", "Overview"),
-    ("quality", "Data quality"),
     ("segments", "Segment sizes and revenue"),
-    ("heatmap", "Feature profile per segment"),
     ("personas", "Personas"),
+    ("heatmap", "Feature profile per segment"),
     ("rfm", "RFM grid"),
+    ("campaigns", "Campaign results"),
+    ("retention", "Retention cohorts"),
+    ("migration", "Migration between runs"),
+    ("quality", "Data quality"),
     ("projection", "Clusters in two dimensions (PCA)"),
     ("kselection", "Choosing the number of clusters"),
     ("rules", "Rules that describe the clusters"),
-    ("migration", "Migration between runs"),
-    ("campaigns", "Campaign results"),
-    ("retention", "Retention cohorts"),
 )
+#: Sections shown under the "Appendix" heading (data quality and how the clusters were made).
+APPENDIX = frozenset({"quality", "projection", "kselection", "rules"})
 
 PLOTLY_CONFIG: dict[str, Any] = {
     "displaylogo": False,
@@ -79,9 +89,8 @@ class ReportResult:
         The data's as-of date (features count orders and events before it); None when no
         segmentation run was shown.
     sections : list of str
-        Ids of the sections that show data (from ``overview``, ``quality``, ``segments``,
-        ``heatmap``, ``personas``, ``rfm``, ``projection``, ``kselection``, ``rules``,
-        ``migration``); the others show a short note saying why they are empty.
+        Ids of the sections that show data, in report order (see ``SECTIONS``); the others
+        show a short note saying why they are empty.
     """
 
     path: Path
@@ -98,25 +107,106 @@ class _Section:
     title: str
     note: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    appendix: bool = False
 
 
 class _Figures:
-    """Turns figures into HTML fragments (plotly.js not included) with unique div ids."""
+    """Turns figures into HTML fragments: a div and the figure's JSON, drawn by the page.
+
+    The JSON sits in ``<script type="application/json" class="segmint-figure">`` next to
+    its div; the template's loader unpacks plotly.js, then draws each one (with the
+    figure's phone overrides on a narrow screen).
+    """
 
     def __init__(self) -> None:
         self.n = 0
 
     def html(self, fig: go.Figure) -> str:
+        from markupsafe import escape
+
         self.n += 1
-        out: str = fig.to_html(
-            full_html=False,
-            include_plotlyjs=False,
-            div_id=f"figure-{self.n}",
-            config=PLOTLY_CONFIG,
-            default_width="100%",
-            default_height=f"{fig.layout.height or 450}px",
+        div_id = f"figure-{self.n}"
+        spec = json.loads(fig.to_json())
+        spec["config"] = PLOTLY_CONFIG
+        # "</" cannot end the script element early; JSON reads "<\/" as "</"
+        payload = json.dumps(spec, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+        height = int(fig.layout.height or 450)
+        return (
+            f'<div id="{escape(div_id)}" class="plotly-graph-div" '
+            f'style="height:{height}px; width:100%;"></div>'
+            f'<script type="application/json" class="segmint-figure" data-div="{div_id}">'
+            f"{payload}</script>"
         )
-        return out
+
+
+@dataclass(frozen=True)
+class _Text:
+    """The report's language and currency: every number and label goes through it."""
+
+    lang: Language
+    currency: str
+
+    def t(self, text: str, /, **values: Any) -> str:
+        return self.lang.t(text, **values)
+
+    def n(self, singular: str, plural: str, count: int, /, **values: Any) -> str:
+        return self.lang.n(singular, plural, count, **values)
+
+    def whole(self, value: Any) -> str:
+        if value is None or (isinstance(value, float) and not np.isfinite(value)):
+            return "–"
+        return self.lang.integer(int(round(float(value))))
+
+    def pct(self, value: Any, digits: int = 1) -> str:
+        if value is None or not np.isfinite(float(value)):
+            return "–"
+        return self.lang.percent(float(value), digits)
+
+    def money(self, value: Any, *, whole: bool | None = None) -> str:
+        if value is None or not np.isfinite(float(value)):
+            return "–"
+        return self.lang.money(float(value), self.currency, whole=whole)
+
+    def signed_money(self, value: Any) -> str:
+        if value is None or not np.isfinite(float(value)):
+            return "–"
+        return ("+" if float(value) > 0 else "") + self.money(value, whole=False)
+
+    def compact(self, value: float) -> str:
+        """Full digits below ten million, else in millions / billions (fits a KPI tile)."""
+        from babel.numbers import format_compact_decimal
+
+        if abs(value) >= 1e7:
+            return str(format_compact_decimal(value, locale=self.lang._babel, fraction_digits=2))
+        return self.whole(value)
+
+    def compact_money(self, value: float) -> str:
+        """Money with its currency, compact at ten million and above."""
+        from babel.numbers import format_compact_currency
+
+        if not np.isfinite(value):
+            return "–"
+        if abs(value) >= 1e7:
+            return str(
+                format_compact_currency(
+                    value, self.currency, locale=self.lang._babel, fraction_digits=2
+                )
+            )
+        return self.money(value, whole=True)
+
+    def day(self, value: Any) -> str:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "–"
+        try:
+            stamp = pd.Timestamp(value)
+        except (ValueError, TypeError):
+            return str(value)[:10]
+        if pd.isna(stamp):
+            return "–"
+        return self.lang.date(stamp.date())
+
+    def stamp(self, value: datetime) -> str:
+        return self.lang.date(value) + " UTC"
 
 
 # -- the entry point -------------------------------------------------------------------------
@@ -183,6 +273,7 @@ def build_report(
         if callback is not None:
             callback(text)
 
+    tx = _Text(language(project.config.locale), project.config.currency)
     stage("loading runs")
     results = _resolve_runs(project, runs)
     listing = project.segment_runs()
@@ -196,32 +287,36 @@ def build_report(
     stage("data quality")
     status = project.status()
     figs = _Figures()
-    sections = {sid: _Section(sid, title) for sid, title in SECTIONS}
-    sections["overview"].data = _overview(status, primary, results, as_of)
-    sections["quality"].data = _quality(status)
+    sections = {
+        sid: _Section(sid, tx.t(title), appendix=sid in APPENDIX) for sid, title in SECTIONS
+    }
+    sections["overview"].data = _overview(status, primary, results, as_of, tx)
+    sections["quality"].data = _quality(status, tx)
 
     colors = {r.run_id: charts.segment_colors(list(_sizes(r)["segment"])) for r in results}
     stage("personas")
     personas_by_run = {r.run_id: _personas(project, r, features[r.feature_run_id]) for r in results}
 
     stage("segment charts")
-    _segments_section(sections["segments"], results, colors, figs)
-    _heatmap_section(sections["heatmap"], results, personas_by_run, figs)
-    _personas_section(sections["personas"], results, personas_by_run, colors)
-    _rfm_section(sections["rfm"], results, figs)
+    _segments_section(sections["segments"], results, colors, figs, tx)
+    _heatmap_section(sections["heatmap"], results, personas_by_run, figs, tx)
+    _personas_section(sections["personas"], results, personas_by_run, colors, tx)
+    _rfm_section(sections["rfm"], results, figs, tx)
 
     stage("clusterings")
     clusterings = [r for r in results if r.method in CLUSTER_METHODS]
-    _projection_section(sections["projection"], clusterings, features, colors, figs, sample=sample)
-    _kselection_section(sections["kselection"], clusterings, figs)
-    _rules_section(sections["rules"], clusterings, colors)
+    _projection_section(
+        sections["projection"], clusterings, features, colors, figs, tx, sample=sample
+    )
+    _kselection_section(sections["kselection"], clusterings, figs, tx)
+    _rules_section(sections["rules"], clusterings, colors, tx)
 
     stage("migrations")
-    _migration_section(sections["migration"], project, results, listing, colors, figs)
+    _migration_section(sections["migration"], project, results, listing, colors, figs, tx)
 
     stage("campaign results")
-    _campaigns_section(sections["campaigns"], project, figs)
-    _retention_section(sections["retention"], project, figs)
+    _campaigns_section(sections["campaigns"], project, figs, tx)
+    _retention_section(sections["retention"], project, figs, tx)
 
     stage("writing HTML")
     html = _render(
@@ -230,6 +325,7 @@ def build_report(
         results=results,
         as_of=as_of,
         n_figures=figs.n,
+        tx=tx,
     )
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -313,45 +409,60 @@ def _overview(
     features: pd.DataFrame | None,
     results: list[SegmentResult],
     as_of: datetime | None,
+    tx: _Text,
 ) -> dict[str, Any]:
     tables = status.get("tables", {})
     orders_range = (tables.get("orders") or {}).get("date_range") or {}
     kpis: list[dict[str, Any]] = []
     freq, money = _num(features, "frequency"), _num(features, "monetary")
     if features is not None:
-        kpis.append({"label": "users", "value": _compact(len(features))})
+        kpis.append({"id": "users", "label": tx.t("users"), "value": tx.compact(len(features))})
     else:
-        kpis.append({"label": "users", "value": _fmt_int(tables.get("users", {}).get("rows"))})
+        n_users = tables.get("users", {}).get("rows")
+        kpis.append({"id": "users", "label": tx.t("users"), "value": tx.whole(n_users)})
     if freq is not None:
         n_buyers = int((freq > 0).sum())
         n_orders = float(freq.sum())
         share = n_buyers / len(freq) if len(freq) else 0.0
-        kpis.append({"label": "buyers", "value": _compact(n_buyers), "sub": f"{share:.0%}"})
         kpis.append(
-            {"label": "completed orders", "value": _compact(n_orders), "sub": "before as-of"}
-        )
+            {"id": "buyers", "label": tx.t("buyers"), "value": tx.compact(n_buyers),
+             "sub": tx.pct(share, 0)}
+        )  # fmt: skip
+        kpis.append(
+            {"id": "orders", "label": tx.t("completed orders"), "value": tx.compact(n_orders),
+             "sub": tx.t("before as-of")}
+        )  # fmt: skip
         if money is not None:
             revenue = float(money.sum())
-            kpis.append({"label": "revenue", "value": _fmt_money(revenue)})
+            kpis.append(
+                {"id": "revenue", "label": tx.t("revenue"), "value": tx.compact_money(revenue),
+                 "money": True}
+            )  # fmt: skip
             aov = revenue / n_orders if n_orders else float("nan")
-            kpis.append({"label": "average order value", "value": _fmt_money(aov, 2)})
+            kpis.append(
+                {"id": "aov", "label": tx.t("average order value"),
+                 "value": tx.money(aov, whole=False), "money": True}
+            )  # fmt: skip
     else:
+        n_orders_stored = tables.get("orders", {}).get("rows")
         kpis.append(
-            {"label": "orders in store", "value": _fmt_int(tables.get("orders", {}).get("rows"))}
+            {"id": "orders", "label": tx.t("orders in store"), "value": tx.whole(n_orders_stored)}
         )
     lo, hi = orders_range.get("min"), orders_range.get("max")
     kpis.append(
         {
-            "label": "orders between",
-            "value": _day(lo) if lo else "no orders",
-            "sub": f"and {_day(hi)}" if hi else "",
+            "id": "orders_between",
+            "label": tx.t("orders between"),
+            "value": tx.day(lo) if lo else tx.t("no orders"),
+            "sub": tx.t("and {date}", date=tx.day(hi)) if hi else "",
             "small": True,
         }
     )
     kpis.append(
         {
-            "label": "data as of",
-            "value": as_of.strftime("%Y-%m-%d") if as_of else "no run",
+            "id": "as_of",
+            "label": tx.t("data as of"),
+            "value": tx.day(as_of) if as_of else tx.t("no run"),
             "small": True,
         }
     )
@@ -360,9 +471,9 @@ def _overview(
             "run_id": r.run_id,
             "segmentation": r.segmentation,
             "method": r.method,
-            "created": pd.Timestamp(r.created_at).strftime("%Y-%m-%d %H:%M UTC"),
-            "as_of": _day(r.as_of),
-            "n_users": _fmt_int(len(r.assignments)),
+            "created": tx.stamp(pd.Timestamp(r.created_at).to_pydatetime()),
+            "as_of": tx.day(r.as_of),
+            "n_users": tx.whole(len(r.assignments)),
             "n_segments": int(r.assignments["segment"].nunique()),
             "feature_run_id": r.feature_run_id or "–",
         }
@@ -371,10 +482,11 @@ def _overview(
     for k in kpis:
         k.setdefault("sub", "")
         k.setdefault("small", False)
+        k.setdefault("money", False)
     return {"kpis": kpis, "runs": runs}
 
 
-def _quality(status: dict[str, Any]) -> dict[str, Any]:
+def _quality(status: dict[str, Any], tx: _Text) -> dict[str, Any]:
     rejected: dict[str, int] = {}
     for load in status.get("loads", []):
         t = str(load.get("target_table"))
@@ -392,18 +504,18 @@ def _quality(status: dict[str, Any]) -> dict[str, Any]:
         tables.append(
             {
                 "name": name,
-                "rows": _fmt_int(rows),
-                "rejected": _fmt_int(n_rej),
-                "rejected_pct": f"{n_rej / (rows + n_rej):.1%}" if rows + n_rej else "",
+                "rows": tx.whole(rows),
+                "rejected": tx.whole(n_rej),
+                "rejected_pct": tx.pct(n_rej / (rows + n_rej)) if rows + n_rej else "",
                 "bad_rejected": n_rej > 0,
-                "duplicates": _fmt_int(t.get("duplicate_keys") or 0),
+                "duplicates": tx.whole(t.get("duplicate_keys") or 0),
                 "bad_duplicates": bool(t.get("duplicate_keys")),
                 "missing": [
-                    {"column": c, "pct": f"{v:.1f}%", "high": v >= 20} for c, v in missing[:4]
+                    {"column": c, "pct": tx.pct(v / 100), "high": v >= 20} for c, v in missing[:4]
                 ],
                 "n_more_missing": max(0, len(missing) - 4),
-                "outliers": ", ".join(f"{c} {_fmt_int(n)}" for c, n in outliers) or "none",
-                "dates": f"{_day(rng.get('min'))} – {_day(rng.get('max'))}"
+                "outliers": ", ".join(f"{c} {tx.whole(n)}" for c, n in outliers) or tx.t("none"),
+                "dates": f"{tx.day(rng.get('min'))} – {tx.day(rng.get('max'))}"
                 if rng.get("min")
                 else "–",
             }
@@ -412,7 +524,7 @@ def _quality(status: dict[str, Any]) -> dict[str, Any]:
         {
             "child": i["child"],
             "parent": i["parent"],
-            "orphans": _fmt_int(i["orphans"]),
+            "orphans": tx.whole(i["orphans"]),
             "bad": bool(i["orphans"]),
         }
         for i in status.get("integrity", [])
@@ -422,7 +534,7 @@ def _quality(status: dict[str, Any]) -> dict[str, Any]:
             "source": q.get("source"),
             "table": q.get("target_table"),
             "rule": q.get("rule"),
-            "n": _fmt_int(q.get("n")),
+            "n": tx.whole(q.get("n")),
         }
         for q in status.get("quarantine", [])[:12]
     ]
@@ -471,14 +583,22 @@ def _run_label(run: SegmentResult) -> str:
     return f"{run.segmentation} ({run.method})"
 
 
+#: Built-in features that are amounts of money (shown with the currency).
+def _money_features() -> frozenset[str]:
+    from segmint.features import CATALOG
+
+    return frozenset(name for name, spec in CATALOG.items() if spec.unit == "currency")
+
+
 def _segments_section(
     sec: _Section,
     results: list[SegmentResult],
     colors: dict[str, dict[str, str]],
     figs: _Figures,
+    tx: _Text,
 ) -> None:
     if not results:
-        sec.note = "No segmentation run yet: run `segmint segment` to create one."
+        sec.note = tx.t("No segmentation run yet: run `segmint segment` to create one.")
         return
     blocks = []
     for r in results:
@@ -489,15 +609,17 @@ def _segments_section(
         highlight = ""
         if not top_value.empty and np.isfinite(top_value["value"].iloc[0]):
             row = top_value.iloc[0]
-            highlight = (
-                f"{row['segment']} is {row['user_share']:.0%} of users and brings "
-                f"{row['revenue_share']:.0%} of revenue."
+            highlight = tx.t(
+                "{segment} is {users} of users and brings {revenue} of revenue.",
+                segment=row["segment"],
+                users=tx.pct(row["user_share"], 0),
+                revenue=tx.pct(row["revenue_share"], 0),
             )
         blocks.append(
             {
                 "title": _run_label(r),
                 "run_id": r.run_id,
-                "figure": figs.html(charts.sizes_figure(table)),
+                "figure": figs.html(charts.sizes_figure(table, lang=tx.lang)),
                 "caption": highlight,
             }
         )
@@ -509,8 +631,10 @@ def _heatmap_section(
     results: list[SegmentResult],
     personas_by_run: dict[str, list[Persona]],
     figs: _Figures,
+    tx: _Text,
 ) -> None:
     blocks = []
+    money_features = _money_features()
     for r in results:
         ps = personas_by_run.get(r.run_id) or []
         if not ps:
@@ -520,19 +644,31 @@ def _heatmap_section(
         mean = pd.DataFrame([p.features["mean"] for p in ps], index=segs)
         std = pd.DataFrame([p.features["std_diff"] for p in ps], index=segs)
         pop = ps[0].features["population_mean"]
+        words = (
+            ps[0].features["label"].astype(str).to_dict()
+            if "label" in ps[0].features.columns
+            else {}
+        )
         blocks.append(
             {
                 "title": _run_label(r),
                 "run_id": r.run_id,
                 "figure": figs.html(
                     charts.heatmap_figure(
-                        ratio, segment_mean=mean, population_mean=pop, std_diff=std
+                        ratio,
+                        segment_mean=mean,
+                        population_mean=pop,
+                        std_diff=std,
+                        labels={str(k): str(v) for k, v in words.items()},
+                        money_features=money_features,
+                        currency=tx.currency,
+                        lang=tx.lang,
                     )
                 ),
             }
         )
     if not blocks:
-        sec.note = "No segmentation run with features to profile."
+        sec.note = tx.t("No segmentation run with features to profile.")
     sec.data = {"blocks": blocks}
 
 
@@ -541,6 +677,7 @@ def _personas_section(
     results: list[SegmentResult],
     personas_by_run: dict[str, list[Persona]],
     colors: dict[str, dict[str, str]],
+    tx: _Text,
 ) -> None:
     groups: list[dict[str, Any]] = []
     first_open = next((r.run_id for r in results if r.method in CLUSTER_METHODS), None)
@@ -567,8 +704,8 @@ def _personas_section(
             cats = [
                 {
                     "category": str(c["category"]),
-                    "share": f"{c['share']:.0%}",
-                    "index": f"{c['index']:.2f}",
+                    "share": tx.pct(c["share"], 0),
+                    "index": tx.lang.number(float(c["index"]), 3),
                     "over": bool(c["index"] >= 1.1),
                     "under": bool(c["index"] <= 0.9),
                 }
@@ -578,9 +715,10 @@ def _personas_section(
                 {
                     "segment": p.segment,
                     "color": colors.get(r.run_id, {}).get(p.segment, "#9aa5b1"),
-                    "n_users": _fmt_int(p.n_users),
-                    "user_share": f"{p.user_share:.1%}",
-                    "revenue_share": f"{p.revenue_share:.1%}",
+                    "n_users": tx.whole(p.n_users),
+                    "n_users_text": tx.n("{n} user", "{n} users", int(p.n_users)),
+                    "user_share": tx.pct(p.user_share),
+                    "revenue_share": tx.pct(p.revenue_share),
                     "summary": p.summary,
                     "traits": traits,
                     "categories": cats,
@@ -595,16 +733,16 @@ def _personas_section(
             }
         )
     if not groups:
-        sec.note = "No segmentation run with features to describe."
+        sec.note = tx.t("No segmentation run with features to describe.")
     sec.data = {"groups": groups}
 
 
-def _rfm_section(sec: _Section, results: list[SegmentResult], figs: _Figures) -> None:
+def _rfm_section(sec: _Section, results: list[SegmentResult], figs: _Figures, tx: _Text) -> None:
     from segmint.segments import RFM_GRID
 
     run = next((r for r in results if r.method == "rfm"), None)
     if run is None:
-        sec.note = (
+        sec.note = tx.t(
             "No RFM run shown: add `rfm: {type: rfm}` under `segmentations:` and run "
             "`segmint segment rfm`."
         )
@@ -629,9 +767,9 @@ def _rfm_section(sec: _Section, results: list[SegmentResult], figs: _Figures) ->
     sec.data = {
         "run_id": run.run_id,
         "title": _run_label(run),
-        "figure": figs.html(charts.rfm_grid_figure(grid, names)),
-        "n_scored": _fmt_int(n_scored),
-        "n_unscored": _fmt_int(len(detail) - n_scored),
+        "figure": figs.html(charts.rfm_grid_figure(grid, names, lang=tx.lang)),
+        "n_scored": tx.whole(n_scored),
+        "n_unscored": tx.whole(len(detail) - n_scored),
     }
 
 
@@ -666,6 +804,7 @@ def _projection_section(
     features: dict[str | None, pd.DataFrame | None],
     colors: dict[str, dict[str, str]],
     figs: _Figures,
+    tx: _Text,
     *,
     sample: int,
 ) -> None:
@@ -714,6 +853,7 @@ def _projection_section(
             colors=colors.get(r.run_id, {}),
             explained=pca.explained_variance_ratio_.tolist(),
             density=density,
+            lang=tx.lang,
         )
         fig.update_xaxes(range=[lo[0], hi[0]])
         fig.update_yaxes(range=[lo[1], hi[1]])
@@ -722,27 +862,29 @@ def _projection_section(
                 "title": _run_label(r),
                 "run_id": r.run_id,
                 "figure": figs.html(fig),
-                "n_sample": _fmt_int(take),
-                "n_users": _fmt_int(n),
+                "n_sample": tx.whole(take),
+                "n_users": tx.whole(n),
                 "sampled": n > take,
                 "pc1": axes[0],
                 "pc2": axes[1],
-                "explained": f"{pca.explained_variance_ratio_.sum():.0%}",
+                "explained": tx.pct(float(pca.explained_variance_ratio_.sum()), 0),
             }
         )
     if not blocks:
-        sec.note = _no_clustering_note()
+        sec.note = _no_clustering_note(tx)
     sec.data = {"blocks": blocks}
 
 
-def _no_clustering_note() -> str:
-    return (
+def _no_clustering_note(tx: _Text) -> str:
+    return tx.t(
         "No clustering run shown: add a segmentation with `type: kmeans` (and its "
         "`features`) to segmint.yaml and run `segmint segment`."
     )
 
 
-def _kselection_section(sec: _Section, clusterings: list[SegmentResult], figs: _Figures) -> None:
+def _kselection_section(
+    sec: _Section, clusterings: list[SegmentResult], figs: _Figures, tx: _Text
+) -> None:
     blocks = []
     for r in clusterings:
         scores = r.details.get("k_scores")
@@ -763,6 +905,7 @@ def _kselection_section(sec: _Section, clusterings: list[SegmentResult], figs: _
                         table,
                         chosen_k=None if chosen_k is None else int(chosen_k),
                         elbow_k=None if elbow is None else int(elbow),
+                        lang=tx.lang,
                     )
                 ),
                 "decision": r.details.get("decision") or "",
@@ -770,15 +913,18 @@ def _kselection_section(sec: _Section, clusterings: list[SegmentResult], figs: _
         )
     if not blocks:
         sec.note = (
-            _no_clustering_note()
+            _no_clustering_note(tx)
             if not clusterings
-            else "The clustering runs shown used a fixed k or a density method: no k scan."
+            else tx.t("The clustering runs shown used a fixed k or a density method: no k scan.")
         )
     sec.data = {"blocks": blocks}
 
 
 def _rules_section(
-    sec: _Section, clusterings: list[SegmentResult], colors: dict[str, dict[str, str]]
+    sec: _Section,
+    clusterings: list[SegmentResult],
+    colors: dict[str, dict[str, str]],
+    tx: _Text,
 ) -> None:
     blocks = []
     for r in clusterings:
@@ -795,9 +941,9 @@ def _rules_section(
                 "segment": str(row["segment"]),
                 "color": colors.get(r.run_id, {}).get(str(row["segment"]), "#9aa5b1"),
                 "rule": str(row["rule"]),
-                "n_users": _fmt_int(row["n_users"]),
-                "precision": f"{row['precision']:.0%}",
-                "recall": f"{row['recall']:.0%}",
+                "n_users": tx.whole(row["n_users"]),
+                "precision": tx.pct(row["precision"], 0),
+                "recall": tx.pct(row["recall"], 0),
             }
             for _, row in frame.iterrows()
         ]
@@ -807,11 +953,13 @@ def _rules_section(
                 "title": _run_label(r),
                 "run_id": r.run_id,
                 "rows": rows,
-                "fidelity": f"{float(fidelity):.1f}%" if fidelity is not None else "n/a",
+                "fidelity": tx.pct(float(fidelity) / 100) if fidelity is not None else "–",
             }
         )
     if not blocks:
-        sec.note = _no_clustering_note() if not clusterings else "No surrogate-tree rules stored."
+        sec.note = (
+            _no_clustering_note(tx) if not clusterings else tx.t("No surrogate-tree rules stored.")
+        )
     sec.data = {"blocks": blocks}
 
 
@@ -822,6 +970,7 @@ def _migration_section(
     listing: pd.DataFrame,
     colors: dict[str, dict[str, str]],
     figs: _Figures,
+    tx: _Text,
 ) -> None:
     blocks, single = [], []
     for r in results:
@@ -835,7 +984,7 @@ def _migration_section(
             single.append(r.segmentation)
             continue
         prev = str(earlier["run_id"].iloc[0])
-        prev_as_of = _day(earlier["as_of"].iloc[0])
+        prev_as_of = tx.day(earlier["as_of"].iloc[0])
         matrix = project.segments_diff(prev, r.run_id)
         rank = {s: i for i, s in enumerate(colors.get(r.run_id, {}))}
 
@@ -855,46 +1004,97 @@ def _migration_section(
                 "from_run": prev,
                 "to_run": r.run_id,
                 "from_as_of": prev_as_of,
-                "to_as_of": _day(r.as_of),
+                "to_as_of": tx.day(r.as_of),
                 "figure": figs.html(
                     charts.sankey_figure(
-                        matrix, colors=cols, from_label=f"run {prev}", to_label=f"run {r.run_id}"
+                        matrix,
+                        colors=cols,
+                        from_label=tx.t("run {run_id}", run_id=prev),
+                        to_label=tx.t("run {run_id}", run_id=r.run_id),
+                        lang=tx.lang,
                     )
                 ),
-                "stayed": f"{stayed / total:.1%}" if total else "n/a",
-                "moved": _fmt_int(total - stayed),
+                "stayed": tx.pct(stayed / total) if total else "–",
+                "moved": tx.whole(total - stayed),
             }
         )
     if not blocks:
         sec.note = (
-            "Only one run of each segmentation shown, so there is nothing to compare yet: "
-            "run `segmint segment` again after new data arrives to see who moved where."
+            tx.t(
+                "Only one run of each segmentation shown, so there is nothing to compare yet: "
+                "run `segmint segment` again after new data arrives to see who moved where."
+            )
             if results
-            else "No segmentation run yet."
+            else tx.t("No segmentation run yet.")
         )
     sec.data = {"blocks": blocks, "single": single}
 
 
-def _ci_text(lo: Any, hi: Any, fmt: str) -> str:
-    if lo is None or hi is None:
-        return "n/a"
-    return f"[{format(lo, fmt)}, {format(hi, fmt)}]"
+#: Campaign metrics in words (the stored ids are kept in the hover and the JSON).
+METRIC_WORDS = {
+    "conversion": "conversion",
+    "revenue_per_user": "revenue per user",
+    "orders_per_user": "orders per user",
+    "visit_rate": "visit rate",
+    "events_per_user": "events per user",
+    "pre_revenue_per_user (balance)": "revenue per user before the send (balance check)",
+}
+#: Return items in words.
+ROI_WORDS = {
+    "incremental_revenue": "incremental revenue",
+    "incremental_conversions": "incremental conversions",
+    "cost": "cost",
+    "net": "net",
+    "roi": "return on investment",
+    "cost_per_incremental_conversion": "cost per incremental conversion",
+}
+_PROPORTIONS = frozenset({"conversion", "visit_rate"})
+_MONEY_METRICS = frozenset({"revenue_per_user", "pre_revenue_per_user (balance)"})
+_MONEY_ITEMS = frozenset({"incremental_revenue", "cost", "net", "cost_per_incremental_conversion"})
 
 
-def _campaigns_section(sec: _Section, project: Project, figs: _Figures) -> None:
+def _metric_value(tx: _Text, metric: str, value: Any, *, signed: bool = False) -> str:
+    """A campaign metric: percent for proportions, money for revenue, a number otherwise."""
+    if value is None or not np.isfinite(float(value)):
+        return "–"
+    x = float(value)
+    if metric in _PROPORTIONS:
+        out = tx.pct(x, 2)
+        return ("+" + out) if signed and x > 0 else out
+    if metric in _MONEY_METRICS:
+        return tx.signed_money(x) if signed else tx.money(x, whole=False)
+    out = tx.lang.number(x, 3)
+    return ("+" + out) if signed and x > 0 else out
+
+
+def _roi_value(tx: _Text, item: str, value: Any) -> str:
+    if value is None or not np.isfinite(float(value)):
+        return "–"
+    if item == "roi":
+        return tx.pct(float(value))
+    if item in _MONEY_ITEMS:
+        return tx.money(float(value))
+    return tx.lang.number(float(value), 3)
+
+
+def _ci(lo: str, hi: str) -> str:
+    return "–" if "–" in (lo, hi) else f"[{lo}, {hi}]"
+
+
+def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Text) -> None:
     """Latest stored evaluation of every campaign: lift forest plots, tables, Qini."""
     from segmint.experiments._evaluate import latest_evaluations
 
     evals = latest_evaluations(project.store)
     if not evals:
-        sec.note = (
+        sec.note = tx.t(
             "No campaign evaluated yet: `segmint evaluate CAMPAIGN` measures a campaign "
             "against its holdout and stores the result shown here."
         )
         return
 
     def label(e: dict[str, Any]) -> str:
-        return e["campaign"] + ("" if e["complete"] else " (interim)")
+        return e["campaign"] + ("" if e["complete"] else " " + tx.t("(interim)"))
 
     def effect(e: dict[str, Any], metric: str, method: str) -> dict[str, Any] | None:
         for r in e["effects"]:
@@ -922,48 +1122,48 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures) -> None:
         overview.append(
             figs.html(
                 charts.lift_forest_figure(
-                    pd.DataFrame(conv_rows), percent=True, title="conversion lift (95% CI)"
+                    pd.DataFrame(conv_rows), percent=True,
+                    title=tx.t("conversion lift (95% CI)"), lang=tx.lang,
                 )
             )
-        )
+        )  # fmt: skip
     if rev_rows:
         overview.append(
             figs.html(
                 charts.lift_forest_figure(
                     pd.DataFrame(rev_rows), percent=False,
-                    title="revenue per user lift (Welch 95% CI)",
+                    title=tx.t("revenue per user lift (Welch 95% CI)"),
+                    currency=tx.currency, lang=tx.lang,
                 )
             )
         )  # fmt: skip
     blocks = []
     for e in evals:
-        pct = {"conversion", "visit_rate"}
         effects = []
         waiting = not e["observed_days"]
         for r in e["effects"]:
-            if waiting and not r["metric"].endswith("(balance)"):
+            metric = r["metric"]
+            if waiting and not metric.endswith("(balance)"):
                 continue
-            fmt = "+.2%" if r["metric"] in pct else "+,.2f"
             effects.append(
                 {
-                    "metric": r["metric"],
+                    "metric": tx.t(METRIC_WORDS.get(metric, metric)),
+                    "metric_id": metric,
                     "method": r["method"],
-                    "treatment": "n/a" if r["treatment"] is None else format(
-                        r["treatment"], ".2%" if r["metric"] in pct else ",.2f"
+                    "treatment": _metric_value(tx, metric, r["treatment"]),
+                    "control": _metric_value(tx, metric, r["control"]),
+                    "diff": _metric_value(tx, metric, r["diff"], signed=True),
+                    "ci": _ci(
+                        _metric_value(tx, metric, r["diff_lo"], signed=True),
+                        _metric_value(tx, metric, r["diff_hi"], signed=True),
                     ),
-                    "control": "n/a" if r["control"] is None else format(
-                        r["control"], ".2%" if r["metric"] in pct else ",.2f"
-                    ),
-                    "diff": "n/a" if r["diff"] is None else format(r["diff"], fmt),
-                    "ci": _ci_text(r["diff_lo"], r["diff_hi"], fmt),
-                    "p": "n/a" if r["p_value"] is None else f"{r['p_value']:.3g}",
+                    "p": "–" if r["p_value"] is None else f"{r['p_value']:.3g}",
                 }
-            )  # fmt: skip
+            )
         roi = [] if waiting else [
-            {"item": r["item"].replace("_", " "),
-             "value": "n/a" if r["value"] is None else
-             format(r["value"], ".1%" if r["item"] == "roi" else ",.2f"),
-             "ci": _ci_text(r["lo"], r["hi"], ".1%" if r["item"] == "roi" else ",.2f")}
+            {"item": tx.t(ROI_WORDS.get(r["item"], r["item"].replace("_", " "))),
+             "value": _roi_value(tx, r["item"], r["value"]),
+             "ci": _ci(_roi_value(tx, r["item"], r["lo"]), _roi_value(tx, r["item"], r["hi"]))}
             for r in e["roi"]
         ]  # fmt: skip
         seg_fig = None
@@ -976,56 +1176,67 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures) -> None:
             seg_fig = figs.html(
                 charts.lift_forest_figure(
                     pd.DataFrame(seg_rows), percent=True,
-                    title=f"conversion lift by {e['segmentation']} segment (hover: BH p)",
+                    title=tx.t(
+                        "conversion lift by {segmentation} segment (hover: BH p)",
+                        segmentation=e["segmentation"],
+                    ),
+                    lang=tx.lang,
                 )
             )  # fmt: skip
         qini_fig, qini_coef = None, None
         if e.get("uplift"):
-            qini_fig = figs.html(charts.qini_figure(pd.DataFrame(e["uplift"]["qini"])))
+            qini_fig = figs.html(
+                charts.qini_figure(pd.DataFrame(e["uplift"]["qini"]), lang=tx.lang)
+            )
             qini_coef = f"{e['uplift']['qini_coefficient']:.3f}"
         srm = e["srm"]
         blocks.append(
             {
                 "campaign": e["campaign"],
                 "window": e["window_days"],
-                "start": _day(e["start"]),
+                "start": tx.day(e["start"]),
                 "complete": e["complete"],
                 "warnings": e["warnings"],
                 "effects": effects,
                 "roi": roi,
                 "srm": f"chi2 = {srm['chi2']:.3f}, p = {srm['p']:.3g}"
                 if srm["chi2"] is not None
-                else "n/a",
+                else "–",
                 "srm_flagged": bool(srm["flagged"]),
-                "cuped": "n/a"
+                "cuped": "–"
                 if e["cuped"]["variance_reduction"] is None
-                else f"{e['cuped']['variance_reduction']:.1%}",
+                else tx.pct(e["cuped"]["variance_reduction"]),
                 "segment_figure": seg_fig,
                 "qini_figure": qini_fig,
                 "qini": qini_coef,
-                "evaluated": _day(e["created_at"]),
+                "evaluated": tx.day(e["created_at"]),
             }
         )
     sec.data = {"overview": overview, "blocks": blocks}
 
 
-def _retention_section(sec: _Section, project: Project, figs: _Figures) -> None:
+def _retention_section(sec: _Section, project: Project, figs: _Figures, tx: _Text) -> None:
     from segmint.experiments._retention import repeat_purchase_rate, retention_matrix
 
     result = retention_matrix(project.store, cohort_by="first_purchase", max_months=12)
     wide = result.wide()
     if wide.empty:
-        sec.note = "No completed orders yet: retention needs first purchases."
+        sec.note = tx.t("No completed orders yet: retention needs first purchases.")
         return
     wide = wide.tail(24)
     rep = repeat_purchase_rate(project.store)
     row = rep.iloc[0] if not rep.empty else None
     sec.data = {
-        "figure": figs.html(charts.retention_heatmap_figure(wide)),
+        "figure": figs.html(charts.retention_heatmap_figure(wide, lang=tx.lang)),
         "repeat": None
         if row is None
-        else f"{row['rate']:.1%} of {int(row['buyers']):,} buyers "
-        f"(95% CI {row['ci_lo']:.1%} to {row['ci_hi']:.1%})",
+        else tx.t(
+            "{rate} of {buyers} (95% CI {lo} to {hi})",
+            rate=tx.pct(row["rate"]),
+            buyers=tx.n("{n} buyer", "{n} buyers", int(row["buyers"])),
+            lo=tx.pct(row["ci_lo"]),
+            hi=tx.pct(row["ci_hi"]),
+        ),
     }
 
 
@@ -1039,9 +1250,9 @@ def _render(
     results: list[SegmentResult],
     as_of: datetime | None,
     n_figures: int,
+    tx: _Text,
 ) -> str:
     import jinja2
-    from plotly.offline import get_plotlyjs
 
     import segmint
 
@@ -1054,17 +1265,38 @@ def _render(
     )
     env.filters["ticks"] = _ticks
     template = env.get_template("report.html.j2")
+    now = datetime.now(UTC)
+    main = [s for s in sections if not s.appendix]
+    appendix = [s for s in sections if s.appendix]
     return template.render(
-        title=f"segmint report — {project.root.name}",
+        t=tx.t,
+        n=tx.n,
+        html_lang=tx.lang.name,
+        title=tx.t("segmint report — {project}", project=project.root.name),
         project_name=project.root.name,
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        as_of=as_of.strftime("%Y-%m-%d") if as_of else None,
+        generated=tx.stamp(now),
+        as_of_iso=as_of.strftime("%Y-%m-%d") if as_of else "",
+        as_of=tx.day(as_of) if as_of else None,
         run_ids=[r.run_id for r in results],
-        sections=sections,
+        sections=main,
+        appendix=appendix,
         n_figures=n_figures,
         version=segmint.__version__,
-        plotly_js=get_plotlyjs() if n_figures else "",
+        plotly_gz=plotly_js_gzip_base64() if n_figures else "",
     )
+
+
+@functools.cache
+def plotly_js_gzip_base64() -> str:
+    """The installed plotly.js, gzip-compressed (level 9, no timestamp) and base64-encoded.
+
+    4.8 MB of JavaScript becomes about 2.0 MB of text; the page decodes it with the
+    browser's ``DecompressionStream('gzip')``. Computed once per process.
+    """
+    from plotly.offline import get_plotlyjs
+
+    packed = gzip.compress(get_plotlyjs().encode("utf-8"), compresslevel=9, mtime=0)
+    return base64.b64encode(packed).decode("ascii")
 
 
 # -- formatting ------------------------------------------------------------------------------
@@ -1077,35 +1309,3 @@ def _ticks(text: str) -> Any:
     from markupsafe import Markup, escape
 
     return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
-
-
-def _fmt_int(value: Any) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    return f"{int(round(float(value))):,}"
-
-
-def _fmt_money(value: float, digits: int = 0) -> str:
-    if not np.isfinite(value):
-        return "–"
-    if digits == 0:
-        return _compact(value)
-    return f"{value:,.{digits}f}"
-
-
-def _compact(value: float) -> str:
-    """Full digits below ten million, else 18.6 M / 1.81 B (fits a KPI tile)."""
-    if abs(value) >= 1e9:
-        return f"{value / 1e9:,.2f} B"
-    if abs(value) >= 1e7:
-        return f"{value / 1e6:,.1f} M"
-    return f"{value:,.0f}"
-
-
-def _day(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "–"
-    try:
-        return pd.Timestamp(value).strftime("%Y-%m-%d")
-    except (ValueError, TypeError):
-        return str(value)[:10]

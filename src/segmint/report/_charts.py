@@ -2,16 +2,27 @@
 
 Every function takes pandas/numpy data that is at most a few thousand rows (the projection
 sample) and returns a :class:`plotly.graph_objects.Figure`; none of them touches the store.
+
+Text people read (titles, axes, hover labels) comes from a :class:`segmint._i18n.Language`;
+money is shown with its currency. Text drawn on coloured cells is black or white, whichever
+contrasts more with the cell (WCAG 2 relative luminance, at least 4.5:1). Each figure may
+carry phone overrides in ``layout.meta["phone"]``, merged by the report's loader when the
+viewport is narrow (legend below, fewer ticks).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
+
+from segmint._i18n import Language, language
 
 #: Qualitative palette (Tableau 10, then 10 lighter companions); cycled beyond 20 segments.
 PALETTE: tuple[str, ...] = (
@@ -36,7 +47,14 @@ PALETTE: tuple[str, ...] = (
     "#d7b5a6",
     "#79706e",
 )
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+#: Latin system fonts first, then the common CJK fonts so Chinese names render where present.
+FONT = (
+    "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, "
+    "'Noto Sans CJK SC', 'Noto Sans SC', 'PingFang SC', 'Microsoft YaHei', "
+    "'Hiragino Sans GB', 'Source Han Sans SC', 'WenQuanYi Micro Hei', sans-serif"
+)
+#: Smallest font size drawn anywhere in a chart (cell text, ticks, legends).
+MIN_FONT = 11
 INK = "#1f2933"
 MUTED = "#616e7c"
 GRID = "#e4e7eb"
@@ -44,9 +62,162 @@ USERS_COLOR = "#4e79a7"
 REVENUE_COLOR = "#f28e2b"
 
 
+def currency_symbol(currency: str, lang: Language) -> str:
+    """The currency's symbol in the language (``$``, ``€``, ``¥``; ``CHF`` where none)."""
+    from babel.numbers import get_currency_symbol
+
+    return str(get_currency_symbol(currency, locale=lang.name.replace("-", "_")))
+
+
 def segment_colors(segments: Sequence[str]) -> dict[str, str]:
     """One colour per segment, in the order given (largest segment first by convention)."""
     return {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(segments)}
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    """``#rrggbb`` or ``rgb(r, g, b)`` as three 0..255 integers."""
+    c = color.strip()
+    if c.startswith("#"):
+        h = c[1:]
+        if len(h) == 3:
+            h = "".join(ch * 2 for ch in h)
+        return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+    inner = c[c.index("(") + 1 : c.index(")")]
+    r, g, b = (int(round(float(v))) for v in inner.split(",")[:3])
+    return r, g, b
+
+
+def relative_luminance(color: str) -> float:
+    """WCAG 2 relative luminance of a colour (0 for black, 1 for white)."""
+
+    def channel(v: int) -> float:
+        x = v / 255
+        return x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in _rgb(color))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio of two colours, 1 (same) to 21 (black on white)."""
+    la, lb = relative_luminance(a), relative_luminance(b)
+    hi, lo = max(la, lb), min(la, lb)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def text_color(background: str) -> str:
+    """Black or white, whichever contrasts more with ``background`` (always >= 4.58:1)."""
+    black, white = "#000000", "#ffffff"
+    return (
+        black if contrast_ratio(background, black) >= contrast_ratio(background, white) else white
+    )
+
+
+def cell_colors(
+    z: np.ndarray, colorscale: Any, *, zmin: float, zmax: float
+) -> list[list[str | None]]:
+    """The colour plotly paints each heatmap cell (None where ``z`` is not finite)."""
+    span = zmax - zmin if zmax > zmin else 1.0
+    frac = np.clip((np.asarray(z, dtype="float64") - zmin) / span, 0.0, 1.0)
+    ok = np.isfinite(frac)
+    flat = sample_colorscale(
+        [list(x) for x in colorscale], np.where(ok, frac, 0.0).ravel().tolist()
+    )
+    colors = np.asarray(flat, dtype=object).reshape(frac.shape)
+    return [
+        [colors[i, j] if ok[i, j] else None for j in range(frac.shape[1])]
+        for i in range(frac.shape[0])
+    ]
+
+
+#: Name of the two transparent heatmap layers that carry the cell text (black, white).
+CELL_TEXT = "cell text"
+_CLEAR = [[0.0, "rgba(0,0,0,0)"], [1.0, "rgba(0,0,0,0)"]]
+
+
+def _cell_text_layers(
+    fig: go.Figure, text: Sequence[Sequence[str]]
+) -> tuple[list[list[str]], list[list[str]]]:
+    """``text`` split by the colour it is drawn in: (black cells, white cells)."""
+    heat = fig.data[0]
+    z = np.asarray(heat.z, dtype="float64")
+    colors = cell_colors(z, heat.colorscale, zmin=float(heat.zmin), zmax=float(heat.zmax))
+    black = [["" for _ in row] for row in text]
+    white = [["" for _ in row] for row in text]
+    for i, row in enumerate(text):
+        for j, label in enumerate(row):
+            bg = colors[i][j]
+            if label and bg is not None:
+                (black if text_color(str(bg)) == "#000000" else white)[i][j] = label
+    return black, white
+
+
+def _cell_text(fig: go.Figure, text: Sequence[Sequence[str]], *, size: int = MIN_FONT) -> None:
+    """Write ``text`` on the cells of the figure's heatmap, each in a contrasting colour.
+
+    Plotly's own ``texttemplate`` colours every label one way (or by its own light/dark
+    rule); here each cell's label is black or white by WCAG contrast with the cell. The
+    labels are two transparent heatmap layers over the first (black text, white text),
+    named ``CELL_TEXT``, skipped by the hover: 4-5 times faster to draw than one annotation
+    per cell.
+    """
+    heat = fig.data[0]
+    black, white = _cell_text_layers(fig, text)
+    for color, layer in (("#000000", black), ("#ffffff", white)):
+        fig.add_heatmap(
+            z=heat.z,
+            x=heat.x,
+            y=heat.y,
+            text=layer,
+            texttemplate="%{text}",
+            textfont={"size": size, "color": color},
+            colorscale=_CLEAR,
+            showscale=False,
+            hoverinfo="skip",
+            name=CELL_TEXT,
+        )
+
+
+def _phone(fig: go.Figure, **overrides: Any) -> go.Figure:
+    """Layout overrides the report applies below 600 px (see the template's loader)."""
+    meta = dict(fig.layout.meta or {}) if isinstance(fig.layout.meta, dict) else {}
+    phone = dict(meta.get("phone") or {})
+    phone.update(overrides)
+    meta["phone"] = phone
+    fig.update_layout(meta=meta)
+    return fig
+
+
+def wrap_label(text: str, width: int = 14) -> str:
+    """``text`` broken into lines of about ``width`` characters with ``<br>`` (for phones).
+
+    Breaks after `` · `` first (the separator of generated segment names), then at spaces.
+    """
+    words = str(text).replace(" · ", " ·\0").replace(" ", "\0").split("\0")
+    lines: list[str] = []
+    line = ""
+    for w in words:
+        candidate = f"{line} {w}" if line else w
+        if line and len(candidate) > width:
+            lines.append(line)
+            line = w
+        else:
+            line = candidate
+    if line:
+        lines.append(line)
+    return "<br>".join(lines)
+
+
+def _phone_categories(axis: str, categories: Sequence[str], width: int = 14) -> dict[str, Any]:
+    """Phone override for a category axis: the same categories, labels wrapped."""
+    cats = [str(c) for c in categories]
+    return {
+        axis: {
+            "tickmode": "array",
+            "tickvals": cats,
+            "ticktext": [wrap_label(c, width) for c in cats],
+        }
+    }
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -65,10 +236,13 @@ def _layout(fig: go.Figure, *, height: int, **kwargs: object) -> go.Figure:
     }
     settings.update(kwargs)
     fig.update_layout(height=height, **settings)
+    # tick labels and titles push the margins out instead of being clipped
+    fig.update_xaxes(automargin=True)
+    fig.update_yaxes(automargin=True)
     return fig
 
 
-def sizes_figure(table: pd.DataFrame) -> go.Figure:
+def sizes_figure(table: pd.DataFrame, *, lang: Language | None = None) -> go.Figure:
     """Share of users next to share of revenue per segment (horizontal bars).
 
     Parameters
@@ -76,29 +250,35 @@ def sizes_figure(table: pd.DataFrame) -> go.Figure:
     table : DataFrame
         Columns ``segment``, ``n_users``, ``user_share`` and ``revenue_share`` (0..1),
         largest segment first.
+    lang : Language, optional
+        Text and number formatting (default English).
     """
+    lang = lang or language()
     t = table.iloc[::-1]  # plotly draws the first category at the bottom
     fig = go.Figure()
     # horizontal groups stack the first trace at the bottom: revenue first, users on top
+    users = [lang.n("{n} user", "{n} users", int(n)) for n in t["n_users"]]
     for col, name, color in (
-        ("revenue_share", "share of revenue", REVENUE_COLOR),
-        ("user_share", "share of users", USERS_COLOR),
+        ("revenue_share", lang.t("share of revenue"), REVENUE_COLOR),
+        ("user_share", lang.t("share of users"), USERS_COLOR),
     ):
+        shares = [lang.percent(float(v)) for v in t[col]]
         fig.add_bar(
             y=t["segment"],
             x=t[col] * 100,
             orientation="h",
             name=name,
             marker_color=color,
-            text=[f"{v:.1%}" for v in t[col]],
+            text=shares,
             textposition="outside",
             cliponaxis=False,
-            customdata=t["n_users"],
-            hovertemplate="%{y}<br>" + name + ": %{x:.1f}%<br>%{customdata:,} users<extra></extra>",
+            customdata=np.column_stack([shares, users]),
+            hovertemplate="%{y}<br>" + name + ": %{customdata[0]}<br>%{customdata[1]}"
+            "<extra></extra>",
         )
     top = float(max(t["user_share"].max(), t["revenue_share"].max(), 0.01)) * 100
-    fig.update_xaxes(title_text="% of all", range=[0, top * 1.18], gridcolor=GRID)
-    fig.update_yaxes(automargin=True)
+    fig.update_xaxes(title_text=lang.t("% of all"), range=[0, top * 1.25], gridcolor=GRID)
+    _phone(fig, xaxis={"nticks": 4}, **_phone_categories("yaxis", list(t["segment"])))
     return _layout(
         fig,
         height=90 + 44 * len(t),
@@ -124,6 +304,10 @@ def heatmap_figure(
     segment_mean: pd.DataFrame,
     population_mean: pd.Series,
     std_diff: pd.DataFrame,
+    labels: dict[str, str] | None = None,
+    money_features: frozenset[str] = frozenset(),
+    currency: str = "USD",
+    lang: Language | None = None,
 ) -> go.Figure:
     """Segments x features, coloured by the ratio of the segment's mean to the population's.
 
@@ -136,25 +320,102 @@ def heatmap_figure(
         Indexed by segment (rows in display order), one column per feature.
     population_mean : Series
         Indexed by feature.
+    labels : dict, optional
+        Feature -> the words shown on the axis (default: the feature name).
+    money_features : frozenset of str
+        Features that are amounts of money: their means are shown with ``currency``.
+    lang : Language, optional
+        Text and number formatting (default English).
     """
+    lang = lang or language()
+    labels = labels or {}
     values = ratio.to_numpy(dtype="float64")
     valid = np.isfinite(values) & (values >= 0)
     clipped = np.clip(np.where(valid, values, 1.0), RATIO_TICKS[0], RATIO_TICKS[-1])
     z = np.where(valid, np.log2(clipped), np.nan)
-    text = np.where(valid, np.char.mod("%.2g", np.where(valid, values, 0.0)), "")
-    pop = np.broadcast_to(population_mean.reindex(ratio.columns).to_numpy(float), values.shape)
-    custom = np.dstack(
-        [segment_mean.to_numpy(dtype="float64"), pop, std_diff.to_numpy(dtype="float64")]
+    text = [
+        [lang.number(float(v), 2) if ok else "" for v, ok in zip(row, oks, strict=True)]
+        for row, oks in zip(values, valid, strict=True)
+    ]
+    pop = population_mean.reindex(ratio.columns).to_numpy(float)
+    means = segment_mean.to_numpy(dtype="float64")
+    stds = std_diff.to_numpy(dtype="float64")
+    columns = [str(c) for c in ratio.columns]
+
+    def amount(x: float, feature: str) -> str:
+        if not np.isfinite(x):
+            return "–"
+        return lang.money(x, currency) if feature in money_features else lang.number(x)
+
+    hover = [
+        [
+            "<br>".join(
+                [
+                    f"{seg}",
+                    labels.get(col, col),
+                    lang.t("segment mean {value}", value=amount(means[i, j], col)),
+                    lang.t("population mean {value}", value=amount(pop[j], col)),
+                    lang.t("ratio {value}", value=text[i][j] or "–"),
+                    lang.t(
+                        "standardized difference {value}",
+                        value=f"{stds[i, j]:+.2f}" if np.isfinite(stds[i, j]) else "–",
+                    ),
+                ]
+            )
+            for j, col in enumerate(columns)
+        ]
+        for i, seg in enumerate(ratio.index)
+    ]
+    fig = _ratio_heatmap(
+        z, text, hover, rows=list(ratio.index), columns=[labels.get(c, c) for c in columns],
+        lang=lang,
+    )  # fmt: skip
+    fig.update_xaxes(tickangle=-40, side="bottom")
+    fig.update_yaxes(autorange="reversed")
+    _cell_text(fig, text)
+    _layout(fig, height=170 + 32 * len(ratio))
+    # a phone gets the table turned: features down the side (they are many), segments
+    # across (with their ratios while they fit, about six columns)
+    upright = len(ratio) <= 4
+    phone = _ratio_heatmap(
+        z.T,
+        [list(r) for r in zip(*text, strict=True)],
+        [list(r) for r in zip(*hover, strict=True)],
+        rows=[labels.get(c, c) for c in columns],
+        columns=[wrap_label(str(s), 12) if upright else str(s) for s in ratio.index],
+        lang=lang,
     )
-    fig = go.Figure(
+    phone.update_traces(showscale=False)
+    # every column labelled (plotly would skip every other one when crowded)
+    heads = list(phone.data[0].x)
+    phone.update_xaxes(
+        side="top", tickangle=0 if upright else -90, tickmode="array", tickvals=heads,
+        ticktext=heads,
+    )  # fmt: skip
+    phone.update_yaxes(autorange="reversed")
+    if len(ratio) <= 6:
+        _cell_text(phone, [list(r) for r in zip(*text, strict=True)])
+    _layout(phone, height=120 + 26 * len(columns), margin={"l": 4, "r": 16, "t": 10, "b": 10})
+    _phone(fig, figure=json.loads(phone.to_json()))
+    return fig
+
+
+def _ratio_heatmap(
+    z: np.ndarray,
+    text: Sequence[Sequence[str]],
+    hover: Sequence[Sequence[str]],
+    *,
+    rows: list[str],
+    columns: list[str],
+    lang: Language,
+) -> go.Figure:
+    return go.Figure(
         go.Heatmap(
             z=z,
-            x=list(ratio.columns),
-            y=list(ratio.index),
+            x=columns,
+            y=rows,
             text=text,
-            texttemplate="%{text}",
-            textfont={"size": 10},
-            customdata=custom,
+            hovertext=hover,
             colorscale="RdBu",
             zmid=0,
             zmin=-2,
@@ -162,24 +423,19 @@ def heatmap_figure(
             xgap=1,
             ygap=1,
             colorbar={
-                "title": {"text": "x population", "side": "right"},
+                "title": {"text": lang.t("× population"), "side": "right"},
                 "tickvals": np.log2(RATIO_TICKS).tolist(),
                 "ticktext": ["¼", "½", "1", "2", "4"],
                 "thickness": 12,
             },
-            hovertemplate=(
-                "%{y}<br>%{x}<br>segment mean %{customdata[0]:,.3g}"
-                "<br>population mean %{customdata[1]:,.3g}<br>ratio %{text}"
-                "<br>standardized difference %{customdata[2]:+.2f}<extra></extra>"
-            ),
+            hovertemplate="%{hovertext}<extra></extra>",
         )
     )
-    fig.update_xaxes(tickangle=-40, side="bottom", automargin=True)
-    fig.update_yaxes(autorange="reversed", automargin=True)
-    return _layout(fig, height=150 + 30 * len(ratio))
 
 
-def rfm_grid_figure(counts: pd.DataFrame, names: pd.DataFrame) -> go.Figure:
+def rfm_grid_figure(
+    counts: pd.DataFrame, names: pd.DataFrame, *, lang: Language | None = None
+) -> go.Figure:
     """The RFM grid: users per (R score, FM score) cell, with the cell's segment name.
 
     Parameters
@@ -188,12 +444,16 @@ def rfm_grid_figure(counts: pd.DataFrame, names: pd.DataFrame) -> go.Figure:
         Index R score 1..5, columns FM score 1..5, values users.
     names : DataFrame
         Same shape: the segment each cell belongs to.
+    lang : Language, optional
+        Text and number formatting (default English).
     """
+    lang = lang or language()
     z = counts.to_numpy(dtype="float64")
     total = z.sum() or 1.0
     text = [
         [
-            f"<b>{str(names.iat[i, j])}</b><br>{int(z[i, j]):,} ({z[i, j] / total:.1%})"
+            f"<b>{str(names.iat[i, j])}</b><br>{lang.integer(z[i, j])} "
+            f"({lang.percent(z[i, j] / total)})"
             for j in range(5)
         ]
         for i in range(5)
@@ -204,17 +464,21 @@ def rfm_grid_figure(counts: pd.DataFrame, names: pd.DataFrame) -> go.Figure:
             x=[f"FM {c}" for c in counts.columns],
             y=[f"R {r}" for r in counts.index],
             text=text,
-            texttemplate="%{text}",
-            textfont={"size": 11},
             colorscale="Blues",
+            zmin=0,
+            zmax=float(z.max()) or 1.0,
             xgap=2,
             ygap=2,
-            colorbar={"title": {"text": "users", "side": "right"}, "thickness": 12},
+            colorbar={"title": {"text": lang.t("users"), "side": "right"}, "thickness": 12},
             hovertemplate="%{y} · %{x}<br>%{text}<extra></extra>",
         )
     )
-    fig.update_xaxes(title_text="frequency + monetary score (FM)", side="bottom")
-    fig.update_yaxes(title_text="recency score (R)")
+    fig.update_xaxes(title_text=lang.t("frequency + monetary score (FM)"), side="bottom")
+    fig.update_yaxes(title_text=lang.t("recency score (R)"))
+    _cell_text(fig, text)
+    # a phone cell is ~60 px wide: the count only (the segment is in the hover)
+    black, white = _cell_text_layers(fig, [[lang.integer(v) for v in row] for row in z])
+    _phone(fig, showscale=False, traces=[{}, {"text": black}, {"text": white}])
     return _layout(fig, height=460)
 
 
@@ -224,6 +488,7 @@ def projection_figure(
     colors: dict[str, str],
     explained: Sequence[float],
     density: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    lang: Language | None = None,
 ) -> go.Figure:
     """2-D PCA projection of a sample of users, one trace per segment.
 
@@ -237,7 +502,10 @@ def projection_figure(
         Explained variance ratio of the two components.
     density : (counts, x_edges, y_edges), optional
         A 2-D histogram of every user in the same projection, drawn as a grey backdrop.
+    lang : Language, optional
+        Text and number formatting (default English).
     """
+    lang = lang or language()
     fig = go.Figure()
     if density is not None:
         counts, xe, ye = density
@@ -250,7 +518,7 @@ def projection_figure(
             showscale=False,
             zsmooth="best",
             hoverinfo="skip",
-            name="all users",
+            name=lang.t("all users"),
         )
     for seg, color in colors.items():
         part = points[points["segment"] == seg]
@@ -264,11 +532,21 @@ def projection_figure(
             marker={"size": 4, "color": color, "opacity": 0.7},
             hovertemplate=f"{seg}<br>PC1 %{{x}}<br>PC2 %{{y}}<extra></extra>",
         )
-    fig.update_xaxes(
-        title_text=f"PC1 ({explained[0]:.0%} of variance)", zeroline=False, gridcolor=GRID
-    )
-    fig.update_yaxes(
-        title_text=f"PC2 ({explained[1]:.0%} of variance)", zeroline=False, gridcolor=GRID
+    for axis, pc, share in ((fig.update_xaxes, "PC1", explained[0]),
+                            (fig.update_yaxes, "PC2", explained[1])):  # fmt: skip
+        axis(
+            title_text=lang.t(
+                "{component} ({share} of variance)", component=pc, share=lang.percent(share, 0)
+            ),
+            zeroline=False,
+            gridcolor=GRID,
+        )
+    _phone(
+        fig,
+        height=480,
+        legend={"orientation": "h", "x": 0, "y": -0.18, "yanchor": "top"},
+        xaxis={"nticks": 5},
+        yaxis={"nticks": 6},
     )
     return _layout(fig, height=520, legend={"orientation": "v", "x": 1.02, "y": 1})
 
@@ -282,7 +560,11 @@ K_METRICS = (
 
 
 def k_selection_figure(
-    scores: pd.DataFrame, *, chosen_k: int | None, elbow_k: int | None
+    scores: pd.DataFrame,
+    *,
+    chosen_k: int | None,
+    elbow_k: int | None,
+    lang: Language | None = None,
 ) -> go.Figure:
     """Silhouette, Calinski-Harabasz, Davies-Bouldin and inertia by k; chosen k marked.
 
@@ -292,8 +574,11 @@ def k_selection_figure(
         Column ``k`` and any of the four metric columns.
     chosen_k, elbow_k : int or None
         The chosen k (star and dashed line on every panel) and the inertia elbow.
+    lang : Language, optional
+        Text and number formatting (default English).
     """
-    metrics = [(c, t) for c, t in K_METRICS if c in scores.columns]
+    lang = lang or language()
+    metrics = [(c, lang.t(t)) for c, t in K_METRICS if c in scores.columns]
     fig = make_subplots(
         rows=2,
         cols=2,
@@ -322,7 +607,7 @@ def k_selection_figure(
                 y=[y],
                 mode="markers",
                 marker={"size": 15, "symbol": "star", "color": REVENUE_COLOR},
-                name=f"chosen k = {chosen_k}",
+                name=lang.t("chosen k = {k}", k=chosen_k),
                 showlegend=i == 0,
                 hovertemplate=f"chosen k={chosen_k}<br>{col} %{{y:,.4g}}<extra></extra>",
                 row=row,
@@ -341,7 +626,7 @@ def k_selection_figure(
                 y=[y],
                 mode="markers",
                 marker={"size": 12, "symbol": "circle-open", "color": INK, "line": {"width": 2}},
-                name=f"inertia elbow k = {elbow_k}",
+                name=lang.t("inertia elbow k = {k}", k=elbow_k),
                 hovertemplate=f"elbow k={elbow_k}<extra></extra>",
                 row=row,
                 col=c,
@@ -349,6 +634,23 @@ def k_selection_figure(
     fig.update_xaxes(dtick=1, gridcolor=GRID, title_text="k")
     fig.update_yaxes(gridcolor=GRID)
     fig.update_annotations(font={"size": 12, "color": MUTED})
+    # a phone stacks the panels: one column, each panel a quarter of the height
+    n = len(metrics)
+    gap = 0.08
+    size = (1 - gap * (n - 1)) / max(n, 1)
+    stacked: dict[str, Any] = {}
+    titles = []
+    for i, (_, text) in enumerate(metrics):
+        top = 1 - i * (size + gap)
+        suffix = "" if i == 0 else str(i + 1)
+        stacked[f"xaxis{suffix}"] = {"domain": [0, 1], "nticks": 6}
+        stacked[f"yaxis{suffix}"] = {"domain": [top - size, top], "nticks": 4}
+        titles.append(
+            {"text": text, "x": 0.5, "xref": "paper", "xanchor": "center", "y": top,
+             "yref": "paper", "yanchor": "bottom", "showarrow": False,
+             "font": {"size": 12, "color": MUTED}}
+        )  # fmt: skip
+    _phone(fig, height=260 * n + 60, annotations=titles, **stacked)
     return _layout(
         fig,
         height=600,
@@ -358,7 +660,12 @@ def k_selection_figure(
 
 
 def sankey_figure(
-    matrix: pd.DataFrame, *, colors: dict[str, str], from_label: str, to_label: str
+    matrix: pd.DataFrame,
+    *,
+    colors: dict[str, str],
+    from_label: str,
+    to_label: str,
+    lang: Language | None = None,
 ) -> go.Figure:
     """Users moving from each segment of one run to each segment of a later run.
 
@@ -371,7 +678,10 @@ def sankey_figure(
         Segment -> colour (segments not in it are grey).
     from_label, to_label : str
         Short names of the two runs, shown on hover.
+    lang : Language, optional
+        Text and number formatting (default English).
     """
+    lang = lang or language()
     sources = [str(s) for s in matrix.index]
     targets = [str(s) for s in matrix.columns]
     long = pd.Series(matrix.stack())
@@ -381,6 +691,16 @@ def sankey_figure(
     src_idx = [src_pos[str(a)] for a, _ in long.index]
     dst_idx = [dst_pos[str(b)] for _, b in long.index]
     node_colors = [colors.get(s, "#9aa5b1") for s in sources + targets]
+    values = long.to_numpy().astype("int64")
+    node_totals = [int(matrix.loc[s].sum()) for s in matrix.index] + [
+        int(matrix[c].sum()) for c in matrix.columns
+    ]
+    node_text = [
+        f"{run}<br>{lang.n('{n} user', '{n} users', n)}"
+        for run, n in zip(
+            [from_label] * len(sources) + [to_label] * len(targets), node_totals, strict=True
+        )
+    ]
     fig = go.Figure(
         go.Sankey(
             arrangement="snap",
@@ -390,23 +710,36 @@ def sankey_figure(
                 "pad": 12,
                 "thickness": 16,
                 "line": {"width": 0},
-                "customdata": [from_label] * len(sources) + [to_label] * len(targets),
-                "hovertemplate": "%{label}<br>%{customdata}<br>%{value:,} users<extra></extra>",
+                "customdata": node_text,
+                "hovertemplate": "%{label}<br>%{customdata}<extra></extra>",
             },
             link={
                 "source": src_idx,
                 "target": dst_idx,
-                "value": long.to_numpy().astype("int64"),
+                "value": values,
                 "color": [_rgba(node_colors[i], 0.35) for i in src_idx],
-                "hovertemplate": "%{source.label} → %{target.label}<br>%{value:,} users"
+                "customdata": [lang.n("{n} user", "{n} users", int(v)) for v in values],
+                "hovertemplate": "%{source.label} → %{target.label}<br>%{customdata}"
                 "<extra></extra>",
             },
         )
     )
+    _phone(
+        fig,
+        traces=[{"node": {"label": [wrap_label(x, 12) for x in sources + targets]}}],
+        height=max(400, 56 * max(len(sources), len(targets))),
+    )
     return _layout(fig, height=max(360, 34 * max(len(sources), len(targets))))
 
 
-def lift_forest_figure(rows: pd.DataFrame, *, percent: bool, title: str | None = None) -> go.Figure:
+def lift_forest_figure(
+    rows: pd.DataFrame,
+    *,
+    percent: bool,
+    title: str | None = None,
+    currency: str = "USD",
+    lang: Language | None = None,
+) -> go.Figure:
     """Effects with their confidence intervals as horizontal error bars (a forest plot).
 
     Parameters
@@ -415,15 +748,39 @@ def lift_forest_figure(rows: pd.DataFrame, *, percent: bool, title: str | None =
         ``label, diff, lo, hi`` and optionally ``p`` (shown on hover); one row per bar, top
         to bottom. Bars whose interval excludes 0 are drawn solid, the others hollow.
     percent : bool
-        Values are proportions (shown as percentage points) rather than amounts.
+        Values are proportions (shown as percentage points) rather than amounts of money
+        (shown with ``currency``).
+    title : str, optional
+        Shown above the plot.
+    lang : Language, optional
+        Text and number formatting (default English).
     """
+    lang = lang or language()
     scale = 100.0 if percent else 1.0
     diff = rows["diff"].to_numpy(float) * scale
     lo = rows["lo"].to_numpy(float) * scale
     hi = rows["hi"].to_numpy(float) * scale
     sig = (lo > 0) | (hi < 0)
-    unit = " pp" if percent else ""
     p = rows["p"].to_numpy(float) if "p" in rows else np.full(len(rows), np.nan)
+
+    def show(x: float) -> str:
+        if not np.isfinite(x):
+            return "–"
+        if percent:
+            return lang.t("{value} pp", value=f"{x:+.2f}")
+        sign = "+" if x > 0 else ""
+        return sign + lang.money(x, currency, whole=False)
+
+    hover = [
+        "<br>".join(
+            [
+                lang.t("lift {value}", value=show(d)),
+                lang.t("95% CI [{lo}, {hi}]", lo=show(a), hi=show(b)),
+                "p " + ("–" if not np.isfinite(q) else f"{q:.3g}"),
+            ]
+        )
+        for d, a, b, q in zip(diff, lo, hi, p, strict=True)
+    ]
     fig = go.Figure(
         go.Scatter(
             x=diff,
@@ -443,72 +800,90 @@ def lift_forest_figure(rows: pd.DataFrame, *, percent: bool, title: str | None =
                 "thickness": 2,
                 "width": 6,
             },
-            customdata=np.column_stack([lo, hi, p]),
-            hovertemplate=(
-                f"%{{y}}<br>lift %{{x:+.2f}}{unit}<br>CI [%{{customdata[0]:+.2f}}, "
-                f"%{{customdata[1]:+.2f}}]{unit}<br>p %{{customdata[2]:.3g}}<extra></extra>"
-            ),
+            customdata=hover,
+            hovertemplate="%{y}<br>%{customdata}<extra></extra>",
             showlegend=False,
         )
     )
     fig.add_vline(x=0, line_color=MUTED, line_dash="dash")
-    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_yaxes(autorange="reversed")
+    symbol = currency_symbol(currency, lang)
     fig.update_xaxes(
-        title_text=("lift, percentage points" if percent else "lift per user"),
+        title_text=(
+            lang.t("lift, percentage points")
+            if percent
+            else lang.t("lift per user ({currency})", currency=symbol)
+        ),
         zeroline=False,
         gridcolor=GRID,
     )
+    if not percent:
+        fig.update_xaxes(tickprefix=symbol if len(symbol) == 1 else "")
+    _phone(fig, xaxis={"nticks": 5})
     extra = {"title": {"text": title, "font": {"size": 13}}} if title else {}
     return _layout(fig, height=max(220, 110 + 34 * len(rows)), **extra)
 
 
-def qini_figure(qini: pd.DataFrame) -> go.Figure:
+def qini_figure(qini: pd.DataFrame, *, lang: Language | None = None) -> go.Figure:
     """The Qini curve (incremental conversions by share targeted) against random targeting."""
+    lang = lang or language()
     x = qini["fraction"].to_numpy(float) * 100
     fig = go.Figure(
         [
             go.Scatter(
                 x=x,
                 y=qini["qini"],
-                name="targeted by predicted uplift",
+                name=lang.t("targeted by predicted uplift"),
                 line={"color": USERS_COLOR, "width": 2},
-                hovertemplate="top %{x:.0f}%: %{y:,.1f} incremental conversions<extra></extra>",
+                hovertemplate="%{x:.0f}%: %{y:,.1f}<extra></extra>",
             ),
             go.Scatter(
                 x=x,
                 y=qini["random"],
-                name="random targeting",
+                name=lang.t("random targeting"),
                 line={"color": MUTED, "dash": "dash"},
-                hovertemplate="random %{x:.0f}%: %{y:,.1f}<extra></extra>",
+                hovertemplate="%{x:.0f}%: %{y:,.1f}<extra></extra>",
             ),
         ]
     )
-    fig.update_xaxes(title_text="share of users targeted (%)", gridcolor=GRID)
-    fig.update_yaxes(title_text="incremental conversions", gridcolor=GRID)
+    fig.update_xaxes(title_text=lang.t("share of users targeted (%)"), gridcolor=GRID)
+    fig.update_yaxes(title_text=lang.t("incremental conversions"), gridcolor=GRID)
+    _phone(fig, xaxis={"nticks": 5})
     return _layout(fig, height=320)
 
 
-def retention_heatmap_figure(wide: pd.DataFrame) -> go.Figure:
+def retention_heatmap_figure(wide: pd.DataFrame, *, lang: Language | None = None) -> go.Figure:
     """Cohorts (rows) x months since the cohort (columns), coloured by retention share.
 
     ``wide`` is indexed by cohort month with a ``cohort_size`` column and one column per
-    month since; missing cells (months not reached yet) stay blank.
+    month since; missing cells (months not reached yet) stay blank. On a phone the cells
+    are too narrow for their text: the hover and the colour scale carry the values.
     """
+    lang = lang or language()
     months = [c for c in wide.columns if c != "cohort_size"]
     z = wide[months].to_numpy(dtype="float64")
     labels = [
-        f"{pd.Timestamp(c):%Y-%m} ({int(n):,})" if not isinstance(c, str) else f"{c} ({int(n):,})"
+        f"{pd.Timestamp(c):%Y-%m} ({lang.integer(n)})"
+        if not isinstance(c, str)
+        else f"{c} ({lang.integer(n)})"
         for c, n in zip(wide.index, wide["cohort_size"], strict=True)
     ]
-    text = np.where(np.isfinite(z), np.char.mod("%.0f%%", np.nan_to_num(z) * 100), "")
+    text = [[lang.percent(float(v), 0) if np.isfinite(v) else "" for v in row] for row in z]
+    hover = [
+        [
+            lang.t("cohort {cohort}", cohort=y) + f"<br>m{m}: "
+            + lang.t("{share} active", share=lang.percent(float(v)) if np.isfinite(v) else "–")
+            for m, v in zip(months, row, strict=True)
+        ]
+        for y, row in zip(labels, z, strict=True)
+    ]  # fmt: skip
     fig = go.Figure(
         go.Heatmap(
             z=z,
             x=[f"m{m}" for m in months],
             y=labels,
             text=text,
-            texttemplate="%{text}",
-            textfont={"size": 9},
+            hovertext=hover,
             colorscale="Blues",
             zmin=0,
             zmax=float(np.nanmax(z[:, 1:]))
@@ -516,10 +891,16 @@ def retention_heatmap_figure(wide: pd.DataFrame) -> go.Figure:
             else 1,
             xgap=1,
             ygap=1,
-            colorbar={"title": {"text": "retained", "side": "right"}, "tickformat": ".0%"},
-            hovertemplate="cohort %{y}<br>%{x}: %{z:.1%} active<extra></extra>",
+            colorbar={
+                "title": {"text": lang.t("retained"), "side": "right"},
+                "tickformat": ".0%",
+                "thickness": 12,
+            },
+            hovertemplate="%{hovertext}<extra></extra>",
         )
     )
-    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_yaxes(autorange="reversed")
     fig.update_xaxes(side="top")
-    return _layout(fig, height=140 + 22 * len(wide))
+    _cell_text(fig, text)
+    _phone(fig, traces=[{}, {"visible": False}, {"visible": False}], xaxis={"nticks": 7})
+    return _layout(fig, height=140 + 24 * len(wide))
