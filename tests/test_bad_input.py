@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -42,6 +43,8 @@ class Case:
     extra: dict[str, Any] = field(default_factory=dict)  # more source keys (values, ...)
     # expected outcome: (read, accepted, {rule: rows}) ...
     counts: tuple[int, int, dict[str, int]] | None = None
+    # field issues of the accepted rows: {rule: values set to NULL}
+    field_issues: dict[str, int] = field(default_factory=dict)
     # ... or an error (raised by the load, or by open_project for a ConfigError)
     error: type[SegmintError] | None = None
     match: str | None = None
@@ -250,7 +253,8 @@ CASES = [
         "unknown_status",
         "unknown_status.csv",
         columns={**ORDER_COLS, "status": "st"},
-        counts=(5, 3, {"unknown_value": 2}),
+        counts=(5, 5, {}),  # status is optional: the order is kept, its status NULL
+        field_issues={"unknown_value": 2},
     ),
     Case(
         "mapped_status_any_case",
@@ -264,7 +268,8 @@ CASES = [
         "properties_not_json.csv",
         table="events",
         columns=dict(EVENT_COLS),
-        counts=(5, 3, {"malformed_json": 2}),
+        counts=(5, 5, {}),
+        field_issues={"malformed_json": 2},
     ),
     # --- JSON lines -----------------------------------------------------------------
     Case(
@@ -645,9 +650,13 @@ def test_corpus_file(case: Case, tmp_path: Path, projects: list[segmint.Project]
     assert (r.rows_read, r.rows_accepted, dict(r.rejected_by_rule)) == (read, accepted, by_rule)
     # nothing lost: every row read is in the table or in quarantine for this load
     q = p.store.query(
-        "SELECT rule, count(*) AS n FROM quarantine WHERE load_id = ? GROUP BY rule", [r.load_id]
+        "SELECT kind, rule, count(*) AS n FROM quarantine WHERE load_id = ? GROUP BY kind, rule",
+        [r.load_id],
     )
-    assert dict(zip(q["rule"], q["n"], strict=True)) == by_rule
+    rejected, fields = q[q["kind"] == "rejected"], q[q["kind"] == "field_issue"]
+    assert dict(zip(rejected["rule"], rejected["n"], strict=True)) == by_rule
+    assert dict(zip(fields["rule"], fields["n"], strict=True)) == case.field_issues
+    assert r.field_issues == sum(case.field_issues.values())
     assert p.store.count(case.table) == accepted
     load = p.store.query(
         "SELECT rows_read, rows_accepted, rows_rejected FROM loads WHERE load_id = ?", [r.load_id]
@@ -681,7 +690,8 @@ def test_wrong_delimiter_error_hints_at_the_delimiter(
 
 
 def test_fractional_age_is_not_rounded(tmp_path: Path, projects: list[segmint.Project]) -> None:
-    """INTEGER columns must reject 34.6 (bad_type), not silently store 35."""
+    """INTEGER columns must not silently store 35 for 34.6: a bad_type field issue (age is
+    optional: the user is kept, the age NULL)."""
     (tmp_path / "users.csv").write_text("id,yrs\nu1,34.6\nu2,40.0\nu3,41\n", encoding="utf-8")
     sources = {
         "people": {
@@ -696,9 +706,10 @@ def test_fractional_age_is_not_rounded(tmp_path: Path, projects: list[segmint.Pr
     )
     projects.append(segmint.open_project(tmp_path))
     (r,) = projects[-1].ingest(now=NOW)
-    assert r.rejected_by_rule == {"bad_type": 1}
+    assert r.rejected_by_rule == {} and r.field_issues_by_field == {"age": 1}
     ages = projects[-1].store.query("SELECT user_id, age FROM users ORDER BY 1")
-    assert ages["age"].tolist() == [40, 41]
+    assert ages["user_id"].tolist() == ["u1", "u2", "u3"]
+    assert ages["age"].tolist()[1:] == [40, 41] and pd.isna(ages["age"].iat[0])
 
 
 # --- the store file (built in the test) --------------------------------------------------

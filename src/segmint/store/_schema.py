@@ -169,7 +169,8 @@ QUARANTINE_DDL = (
     ");",
 )
 
-SYSTEM_DDL = """
+SYSTEM_DDL = (
+    """
 CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL,
     applied_at TIMESTAMPTZ NOT NULL
@@ -193,7 +194,10 @@ CREATE TABLE IF NOT EXISTS loads (
     raw_types JSON,
     retry_of VARCHAR
 );
-""" + "\n".join(QUARANTINE_DDL) + "\n"
+"""
+    + "\n".join(QUARANTINE_DDL)
+    + "\n"
+)
 
 
 def table_ddl(table: Table) -> str:
