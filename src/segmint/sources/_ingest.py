@@ -556,8 +556,6 @@ def _ingest_source(
             store.execute(f"DELETE FROM quarantine WHERE source = ?{held}", [name])
             store.write_rows("quarantine", "_quarantine", _QUARANTINE_COLUMNS[:7])
             store.write_rows("quarantine", "_quarantine_fields", _QUARANTINE_COLUMNS)
-            if _before_commit is not None:
-                _before_commit()
             finished = datetime.now(UTC)
             con.execute("DROP TABLE IF EXISTS _load_row")
             con.execute(
@@ -592,6 +590,8 @@ def _ingest_source(
             if inserted:  # new keys: rows of other sources held for a missing one may pass now
                 _drop_staging(con)
                 retries = _retry_held(store, config, table.name, now=now, callback=callback)
+            if _before_commit is not None:
+                _before_commit()
     except duckdb.Error as exc:
         raise LoadError(
             f"source {name!r}: the load failed and was rolled back; the store is unchanged: {exc}"
