@@ -712,6 +712,80 @@ def test_fractional_age_is_not_rounded(tmp_path: Path, projects: list[segmint.Pr
     assert ages["age"].tolist()[1:] == [40, 41] and pd.isna(ages["age"].iat[0])
 
 
+# --- issue 16: a bad optional field keeps the customer; held orders come in -------------
+
+
+def _two_step_project(
+    tmp: Path, users: Path, orders: Path, projects: list[segmint.Project]
+) -> segmint.Project:
+    """people (a copy of ``users`` in tmp, so that a test can change it) and sales."""
+    (tmp / "users.csv").write_bytes(users.read_bytes())
+    sources = {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {"user_id": "id", "email": "mail"},
+        },
+        "sales": {"type": "csv", "path": str(orders), "table": "orders", "columns": ORDER_COLS},
+    }
+    if b"yrs" in users.read_bytes().splitlines()[0]:
+        sources["people"]["columns"]["age"] = "yrs"
+    (tmp / "segmint.yaml").write_text(
+        yaml.safe_dump({"store": "store.duckdb", "timezone": "UTC", "sources": sources}),
+        encoding="utf-8",
+    )
+    projects.append(segmint.open_project(tmp))
+    return projects[-1]
+
+
+def test_corpus_user_with_a_bad_optional_field_keeps_their_orders(
+    tmp_path: Path, projects: list[segmint.Project]
+) -> None:
+    p = _two_step_project(
+        tmp_path,
+        CORPUS / "user_bad_optional_field.csv",
+        CORPUS / "user_bad_optional_field_orders.csv",
+        projects,
+    )
+    people, sales = p.ingest(now=NOW)
+    assert (people.rows_read, people.rows_accepted, people.field_issues) == (2, 2, 2)
+    assert (sales.rows_read, sales.rows_accepted, sales.rows_rejected) == (3, 3, 0)
+    users = p.store.query("SELECT user_id, email, age FROM users ORDER BY 1")
+    assert users["user_id"].tolist() == ["u3", "u4"]
+    assert pd.isna(users["email"].iat[0]) and users["age"].iat[0] == 41
+    assert users["email"].iat[1] == "d@example.com" and pd.isna(users["age"].iat[1])
+    q = p.quarantine(kind="field_issue")
+    assert sorted(zip(q["field"], q["rule"], q["raw_value"], strict=True)) == [
+        ("age", "implausible_age", "200"),
+        ("email", "malformed_email", "u3-at-example.com"),
+    ]
+
+
+def test_corpus_orders_held_for_a_missing_user_come_in_once_users_are_fixed(
+    tmp_path: Path, projects: list[segmint.Project]
+) -> None:
+    p = _two_step_project(tmp_path, CORPUS / "users.csv", CORPUS / "unknown_users.csv", projects)
+    _, sales = p.ingest(now=NOW)
+    assert sales.rejected_by_rule == {"unknown_reference": 2}
+    (tmp_path / "users.csv").write_bytes((CORPUS / "users_fixed_u9.csv").read_bytes())
+    people, sales = p.ingest(now=NOW)
+    assert sales.skipped  # the orders file did not change
+    (retry,) = people.retries
+    assert (retry.rows_read, retry.rows_inserted, retry.rejected_by_rule) == (
+        2,
+        1,
+        {"unknown_reference": 1},
+    )
+    assert p.store.query("SELECT order_id FROM orders ORDER BY 1")["order_id"].tolist() == [
+        "o1",
+        "o2",
+        "o4",
+    ]
+    held = p.quarantine(reason="unknown_reference")
+    assert held["raw"].str.contains('"U1"').tolist() == [True]  # counted once, still held
+
+
 # --- the store file (built in the test) --------------------------------------------------
 
 

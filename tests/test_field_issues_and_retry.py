@@ -289,7 +289,7 @@ def test_cli_ingest_says_which_held_rows_came_in(tmp_path: Path, store: str) -> 
 def test_cli_quarantine_shows_counts_examples_and_why_it_is_empty(
     tmp_path: Path, store: str
 ) -> None:
-    users = USERS_OK + "u2,2024-02-01,\"x\x1b[31m\u202eevil\nline\",20\n"  # a hostile e-mail
+    users = USERS_OK + 'u2,2024-02-01,"x\x1b[31m\u202eevil\nline",20\n'  # a hostile e-mail
     _write(tmp_path, store, users)
     assert _cli("ingest", "-p", tmp_path)[0] == 0
     code, out = _cli("quarantine", "-p", tmp_path)

@@ -113,7 +113,7 @@ def _print_loads(results: list[Any]) -> None:
             fields = ", ".join(f"{k} {v:,}" for k, v in r.field_issues_by_field.items())
             console.print(
                 f"{r.source}: {_rows(r.field_issues, 'value')} set to NULL on loaded rows "
-                f"({fields}); see: segmint quarantine {r.table} --reason <rule>",
+                f"({fields}); see: segmint quarantine {r.table}",
                 markup=False,
             )
         if r.retry_of:
