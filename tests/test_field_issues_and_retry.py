@@ -317,3 +317,38 @@ def test_cli_quarantine_shows_counts_examples_and_why_it_is_empty(
     assert (example["field"], example["raw_value"]) == ("email", "x\x1b[31m\u202eevil\nline")
     code, out = _cli("quarantine", "nope", "-p", tmp_path)
     assert code != 0 and "no table 'nope'" in out
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_held_rows_of_typed_and_json_sources_come_in_with_their_values(
+    tmp_path: Path, store: str, opener: Opener, fmt: str
+) -> None:
+    """A retry reads the held rows back as the source's reader typed them (Parquet: a
+    timestamp and a double; JSON lines: the object)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _write(tmp_path, store, USERS_OK)
+    ts = [datetime(2024, 5, 1, 10, 30), datetime(2024, 5, 2, 11, 45)]
+    if fmt == "parquet":
+        table = pa.table({"oid": ["o1", "o2"], "uid": ["u1", "u2"], "t": ts, "amt": [10.25, 20.5]})
+        pq.write_table(table, tmp_path / "orders.parquet")
+    else:
+        lines = [
+            {"oid": "o1", "uid": "u1", "t": "2024-05-01 10:30:00", "amt": 10.25},
+            {"oid": "o2", "uid": "u2", "t": "2024-05-02 11:45:00", "amt": 20.5},
+        ]
+        (tmp_path / "orders.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    config = yaml.safe_load((tmp_path / "segmint.yaml").read_text())
+    config["sources"]["sales"].update(type=fmt, path=f"orders.{fmt}")
+    del config["sources"]["lines"]
+    (tmp_path / "segmint.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    p = opener(tmp_path)
+    _, sales = p.ingest(now=NOW)
+    assert sales.rejected_by_rule == {"unknown_reference": 1}
+    (tmp_path / "users.csv").write_text(USERS_FIXED, encoding="utf-8")
+    people, sales = p.ingest(now=NOW)
+    assert sales.skipped and [r.rows_inserted for r in people.all_results()] == [1, 1]
+    got = p.store.query("SELECT order_id, ts, amount FROM orders ORDER BY 1")
+    assert got["amount"].tolist() == [10.25, 20.5]
+    assert [t.replace(tzinfo=None) for t in got["ts"]] == ts

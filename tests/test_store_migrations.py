@@ -201,7 +201,7 @@ def test_version_3_quarantine_keeps_old_rows_and_takes_several_field_issues_per_
     ]
     with store.transaction():  # the key now includes the field: two issues on one row
         store.execute(
-            "INSERT INTO quarantine (load_id, \"row\", source, target_table, rule, reason, kind, "
+            'INSERT INTO quarantine (load_id, "row", source, target_table, rule, reason, kind, '
             "field, raw_value) VALUES "
             "('l2', 3, 'users', 'users', 'bad_type', 'x', 'field_issue', 'age', 'old'), "
             "('l2', 3, 'users', 'users', 'bad_type', 'y', 'field_issue', 'created_at', 'soon')"

@@ -424,7 +424,8 @@ def _quality(status: dict[str, Any]) -> dict[str, Any]:
         {
             "source": q.get("source"),
             "table": q.get("target_table"),
-            "rule": q.get("rule"),
+            "rule": str(q.get("rule"))
+            + (" (field issue: value set to NULL)" if q.get("kind") == "field_issue" else ""),
             "n": _fmt_int(q.get("n")),
         }
         for q in status.get("quarantine", [])[:12]
