@@ -352,3 +352,21 @@ def test_held_rows_of_typed_and_json_sources_come_in_with_their_values(
     got = p.store.query("SELECT order_id, ts, amount FROM orders ORDER BY 1")
     assert got["amount"].tolist() == [10.25, 20.5]
     assert [t.replace(tzinfo=None) for t in got["ts"]] == ts
+
+
+def test_a_retry_that_cannot_read_the_held_rows_keeps_them_and_the_users_load(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    p = _orphaned(tmp_path, store, opener)
+    p.close()
+    config = yaml.safe_load((tmp_path / "segmint.yaml").read_text())
+    config["sources"]["sales"]["columns"]["amount"] = "total"  # no such column in the rows
+    (tmp_path / "segmint.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    (tmp_path / "users.csv").write_text(USERS_FIXED, encoding="utf-8")
+    p = opener(tmp_path)
+    (people,) = p.ingest(["people"], now=NOW)
+    assert people.rows_inserted == 1  # the users load stands
+    (retry,) = people.retries
+    assert retry.retry_error is not None and "total" in retry.retry_error
+    assert len(p.quarantine("sales", reason="unknown_reference")) == 3  # still held
+    assert p.store.count("orders") == 1

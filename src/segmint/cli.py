@@ -128,6 +128,13 @@ def _retry_note(r: Any) -> str:
     """'orders: 12 rows held for a missing user came in after users changed'."""
     from segmint.store import TABLES
 
+    if r.retry_error:
+        return (
+            f"{r.source}: its rows held for a missing reference were not retried after "
+            f"{r.retry_of} changed ({r.retry_error}); they stay held: fix the source, then "
+            f"segmint ingest -s {r.source} --force"
+        )
+
     cols = [c for c, (t, _) in TABLES[r.table].references.items() if t == r.retry_of]
     what = "a missing " + (cols[0].removesuffix("_id") if cols else r.retry_of)
     note = (

@@ -85,6 +85,9 @@ class LoadResult:
     retry_of: str | None = None
     # the retries this load set off (each may carry its own)
     retries: list[LoadResult] = field(default_factory=list)
+    # why a retry could not run (the source's mapping no longer fits the held rows): the
+    # rows stay held, the load that set it off is kept
+    retry_error: str | None = None
 
     def all_results(self) -> list[LoadResult]:
         """This load, then the retries it set off, depth first."""
@@ -499,6 +502,7 @@ def _ingest_source(
     else:
         step("retrying held rows")
         staged = _stage_held(store, name, source)
+        _check_columns(name, source, staged)  # the mapping may have changed since
         checksum = None  # a retry reads the quarantine, not the file: it never skips one
 
     step("validating")
@@ -690,7 +694,9 @@ def _retry_held(
             "WHERE source = ? AND kind = 'rejected' AND rule = 'unknown_reference'",
             [name],
         )
-        if n_held:
+        if not n_held:
+            continue
+        try:
             results.append(
                 _ingest_source(
                     store,
@@ -701,6 +707,25 @@ def _retry_held(
                     callback=callback,
                     _before_commit=None,
                     retry_of=changed,
+                )
+            )
+        except SourceError as exc:  # raised before the retry writes anything
+            _drop_staging(store.engine)
+            log.warning("source %s: held rows not retried: %s", name, exc)
+            results.append(
+                LoadResult(
+                    "",
+                    name,
+                    source.table,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    skipped=True,
+                    retry_of=changed,
+                    retry_error=str(exc),
                 )
             )
     return results
