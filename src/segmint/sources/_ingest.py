@@ -22,8 +22,17 @@ one temp table that the checks and the insert both read:
    reasons of the flagged ones;
 5. cleaning statistics are computed on the valid rows and applied as a select list;
 6. in one transaction: accepted rows are inserted (first load) or upserted (keys dedupe,
-   so a rerun adds nothing), rejected rows go to ``quarantine`` with their raw content and
-   reasons, and the load is recorded in ``loads`` with read = accepted + rejected.
+   so a rerun adds nothing), the source's previous quarantine rows are replaced by this
+   load's rejected rows (with their raw content and reasons) and field issues, and the load
+   is recorded in ``loads`` with read = accepted + rejected;
+7. still in that transaction, if rows were inserted, the rows of other sources held in
+   the quarantine for a missing reference into this table are loaded again: the same
+   pipeline over the held raw rows (:func:`_stage_held` stages them as ``_raw``).
+
+Field issues: a check on an optional column (neither key nor required) does not reject
+the row. ``_typed_rows`` holds the failing value as NULL and flags the row (``_fi``); the
+flagged accepted rows are read again with the rejected ones, and each bad value becomes
+one quarantine record (kind ``field_issue``, its field and raw value).
 """
 
 from __future__ import annotations
