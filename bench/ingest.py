@@ -300,10 +300,12 @@ def _validate_users(df: Any, now: datetime) -> tuple[Any, Any]:
         rule[mask.fillna(False).astype(bool) & rule.isna()] = name
 
     flag(out["user_id"].isna(), "missing_required")
-    flag(df["signup_ts"].notna() & out["created_at"].isna(), "unparseable_timestamp")
-    flag(out["created_at"] > pd.Timestamp(now + FUTURE_TOLERANCE), "future_timestamp")
-    flag(out["created_at"] < pd.Timestamp(MIN_DATE, tz="UTC"), "implausible_timestamp")
-    flag(out["email"].notna() & ~out["email"].str.fullmatch(EMAIL_RE), "malformed_email")
+    # created_at and email are optional: a bad value is set to NULL, the user kept
+    late = out["created_at"] > pd.Timestamp(now + FUTURE_TOLERANCE)
+    early = out["created_at"] < pd.Timestamp(MIN_DATE, tz="UTC")
+    out.loc[(late | early).fillna(False).astype(bool), "created_at"] = pd.NaT
+    bad_email = out["email"].notna() & ~out["email"].str.fullmatch(EMAIL_RE)
+    out.loc[bad_email.fillna(False).astype(bool), "email"] = pd.NA
     # duplicate keys among the rows that passed the row checks: the first one wins
     ok = rule.isna()
     dup = pd.Series(False, index=out.index)
@@ -341,7 +343,9 @@ def _validate_orders(df: Any, user_ids: Any, now: datetime) -> tuple[Any, Any]:
     flag(out["ts"] < pd.Timestamp(MIN_DATE, tz="UTC"), "implausible_timestamp")
     flag(out["amount"] < 0, "negative_amount")
     flag(out["amount"] > MAX_AMOUNT, "absurd_amount")
-    flag(out["status"].notna() & ~out["status"].isin(ORDER_STATUSES), "unknown_value")
+    # status is optional: an unknown one is set to NULL, the order kept
+    unknown = out["status"].notna() & ~out["status"].isin(ORDER_STATUSES)
+    out.loc[unknown.fillna(False).astype(bool), "status"] = pd.NA
     # duplicates among the rows that passed the row checks (first wins), then references
     ok = rule.isna()
     dup = pd.Series(False, index=out.index)
@@ -486,16 +490,13 @@ def _check_user(rec: Any, max_ts: datetime) -> tuple[tuple[Any, ...] | None, str
     user_id = _txt(rec.customer_id)
     if user_id is None:
         return None, "missing_required"
+    # created_at and email are optional: a bad value is set to None, the user kept
     created_at, bad = _ts(rec.signup_ts)
-    if bad:
-        return None, "unparseable_timestamp"
-    if created_at is not None and created_at > max_ts:
-        return None, "future_timestamp"
-    if created_at is not None and created_at < _MIN_TS:
-        return None, "implausible_timestamp"
+    if bad or (created_at is not None and not _MIN_TS <= created_at <= max_ts):
+        created_at = None
     email = _txt(rec.email)
     if email is not None and not _EMAIL.fullmatch(email):
-        return None, "malformed_email"
+        email = None
     return (user_id, created_at, email, _txt(rec.country)), None
 
 
@@ -529,7 +530,7 @@ def _check_order(rec: Any, max_ts: datetime) -> tuple[tuple[Any, ...] | None, st
         s = str(rec.state)
         status = STATUS_MAP.get(s, s).lower().strip() or None
     if status is not None and status not in ORDER_STATUSES:
-        return None, "unknown_value"
+        status = None  # optional: an unknown status is set to None, the order kept
     return (order_id, user_id, ts, amount, _txt(rec.currency), status), None
 
 

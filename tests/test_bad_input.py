@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -49,6 +50,8 @@ class Case:
     extra: dict[str, Any] = field(default_factory=dict)  # more source keys (values, ...)
     # expected outcome: (read, accepted, {rule: rows}) ...
     counts: tuple[int, int, dict[str, int]] | None = None
+    # field issues of the accepted rows: {rule: values set to NULL}
+    field_issues: dict[str, int] = field(default_factory=dict)
     # ... or an error (raised by the load, or by open_project for a ConfigError)
     error: type[SegmintError] | None = None
     match: str | None = None
@@ -302,7 +305,8 @@ CASES = [
         "unknown_status",
         "unknown_status.csv",
         columns={**ORDER_COLS, "status": "st"},
-        counts=(5, 3, {"unknown_value": 2}),
+        counts=(5, 5, {}),  # status is optional: the order is kept, its status NULL
+        field_issues={"unknown_value": 2},
     ),
     Case(
         "mapped_status_any_case",
@@ -316,7 +320,8 @@ CASES = [
         "properties_not_json.csv",
         table="events",
         columns=dict(EVENT_COLS),
-        counts=(5, 3, {"malformed_json": 2}),
+        counts=(5, 5, {}),
+        field_issues={"malformed_json": 2},
     ),
     # --- JSON lines -----------------------------------------------------------------
     Case(
@@ -703,9 +708,13 @@ def test_corpus_file(case: Case, tmp_path: Path, projects: list[segmint.Project]
     assert (r.rows_read, r.rows_accepted, dict(r.rejected_by_rule)) == (read, accepted, by_rule)
     # nothing lost: every row read is in the table or in quarantine for this load
     q = p.store.query(
-        "SELECT rule, count(*) AS n FROM quarantine WHERE load_id = ? GROUP BY rule", [r.load_id]
+        "SELECT kind, rule, count(*) AS n FROM quarantine WHERE load_id = ? GROUP BY kind, rule",
+        [r.load_id],
     )
-    assert dict(zip(q["rule"], q["n"], strict=True)) == by_rule
+    rejected, fields = q[q["kind"] == "rejected"], q[q["kind"] == "field_issue"]
+    assert dict(zip(rejected["rule"], rejected["n"], strict=True)) == by_rule
+    assert dict(zip(fields["rule"], fields["n"], strict=True)) == case.field_issues
+    assert r.field_issues == sum(case.field_issues.values())
     assert p.store.count(case.table) == accepted
     load = p.store.query(
         "SELECT rows_read, rows_accepted, rows_rejected FROM loads WHERE load_id = ?", [r.load_id]
@@ -739,7 +748,8 @@ def test_wrong_delimiter_error_hints_at_the_delimiter(
 
 
 def test_fractional_age_is_not_rounded(tmp_path: Path, projects: list[segmint.Project]) -> None:
-    """INTEGER columns must reject 34.6 (bad_type), not silently store 35."""
+    """INTEGER columns must not silently store 35 for 34.6: a bad_type field issue (age is
+    optional: the user is kept, the age NULL)."""
     (tmp_path / "users.csv").write_text("id,yrs\nu1,34.6\nu2,40.0\nu3,41\n", encoding="utf-8")
     sources = {
         "people": {
@@ -754,9 +764,84 @@ def test_fractional_age_is_not_rounded(tmp_path: Path, projects: list[segmint.Pr
     )
     projects.append(segmint.open_project(tmp_path))
     (r,) = projects[-1].ingest(now=NOW)
-    assert r.rejected_by_rule == {"bad_type": 1}
+    assert r.rejected_by_rule == {} and r.field_issues_by_field == {"age": 1}
     ages = projects[-1].store.query("SELECT user_id, age FROM users ORDER BY 1")
-    assert ages["age"].tolist() == [40, 41]
+    assert ages["user_id"].tolist() == ["u1", "u2", "u3"]
+    assert ages["age"].tolist()[1:] == [40, 41] and pd.isna(ages["age"].iat[0])
+
+
+# --- issue 16: a bad optional field keeps the customer; held orders come in -------------
+
+
+def _two_step_project(
+    tmp: Path, users: Path, orders: Path, projects: list[segmint.Project]
+) -> segmint.Project:
+    """people (a copy of ``users`` in tmp, so that a test can change it) and sales."""
+    (tmp / "users.csv").write_bytes(users.read_bytes())
+    sources = {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {"user_id": "id", "email": "mail"},
+        },
+        "sales": {"type": "csv", "path": str(orders), "table": "orders", "columns": ORDER_COLS},
+    }
+    if b"yrs" in users.read_bytes().splitlines()[0]:
+        sources["people"]["columns"]["age"] = "yrs"
+    (tmp / "segmint.yaml").write_text(
+        yaml.safe_dump({"store": "store.duckdb", "timezone": "UTC", "sources": sources}),
+        encoding="utf-8",
+    )
+    projects.append(segmint.open_project(tmp))
+    return projects[-1]
+
+
+def test_corpus_user_with_a_bad_optional_field_keeps_their_orders(
+    tmp_path: Path, projects: list[segmint.Project]
+) -> None:
+    p = _two_step_project(
+        tmp_path,
+        CORPUS / "user_bad_optional_field.csv",
+        CORPUS / "user_bad_optional_field_orders.csv",
+        projects,
+    )
+    people, sales = p.ingest(now=NOW)
+    assert (people.rows_read, people.rows_accepted, people.field_issues) == (2, 2, 2)
+    assert (sales.rows_read, sales.rows_accepted, sales.rows_rejected) == (3, 3, 0)
+    users = p.store.query("SELECT user_id, email, age FROM users ORDER BY 1")
+    assert users["user_id"].tolist() == ["u3", "u4"]
+    assert pd.isna(users["email"].iat[0]) and users["age"].iat[0] == 41
+    assert users["email"].iat[1] == "d@example.com" and pd.isna(users["age"].iat[1])
+    q = p.quarantine(kind="field_issue")
+    assert sorted(zip(q["field"], q["rule"], q["raw_value"], strict=True)) == [
+        ("age", "implausible_age", "200"),
+        ("email", "malformed_email", "u3-at-example.com"),
+    ]
+
+
+def test_corpus_orders_held_for_a_missing_user_come_in_once_users_are_fixed(
+    tmp_path: Path, projects: list[segmint.Project]
+) -> None:
+    p = _two_step_project(tmp_path, CORPUS / "users.csv", CORPUS / "unknown_users.csv", projects)
+    _, sales = p.ingest(now=NOW)
+    assert sales.rejected_by_rule == {"unknown_reference": 2}
+    (tmp_path / "users.csv").write_bytes((CORPUS / "users_fixed_u9.csv").read_bytes())
+    people, sales = p.ingest(now=NOW)
+    assert sales.skipped  # the orders file did not change
+    (retry,) = people.retries
+    assert (retry.rows_read, retry.rows_inserted, retry.rejected_by_rule) == (
+        2,
+        1,
+        {"unknown_reference": 1},
+    )
+    assert p.store.query("SELECT order_id FROM orders ORDER BY 1")["order_id"].tolist() == [
+        "o1",
+        "o2",
+        "o4",
+    ]
+    held = p.quarantine(reason="unknown_reference")
+    assert held["raw"].str.contains('"U1"').tolist() == [True]  # counted once, still held
 
 
 # --- the store file (built in the test) --------------------------------------------------

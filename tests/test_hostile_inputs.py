@@ -672,6 +672,10 @@ def command_cases(base: Path) -> list[Case]:
         Case("cmd-unsubscribe-forged", ["campaign", "unsubscribe", "Zm9v.YmFy"], with_store=True),
         Case("cmd-unsubscribe-garbage", ["campaign", "unsubscribe", "%%%"], with_store=True),
         Case("cmd-quarantine-markup", ["status"], with_store=True),
+        Case("cmd-quarantine-rows", ["quarantine", "-n", "50"], with_store=True),
+        Case("cmd-quarantine-json", ["quarantine", "users", "--json"], with_store=True),
+        Case("cmd-quarantine-unknown-table", ["quarantine", "nosuch"], with_store=True),
+        Case("cmd-quarantine-negative-n", ["quarantine", "-n", "-1"], with_store=True),
     ]
     return cases
 
@@ -745,7 +749,11 @@ def _problems(case: dict[str, Any], result: dict[str, Any]) -> list[str]:
         except json.JSONDecodeError:
             out.append("ingest --json printed no JSON")
         else:
-            for ld in loads:
+            # the retries of held rows a load set off are loads too
+            def flat(lds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                return [x for ld in lds for x in [ld, *flat(ld.get("retries", []))]]
+
+            for ld in flat(loads):
                 if not ld["skipped"] and ld["source"] in case["has_data"] and not ld["rows_read"]:
                     out.append(f"{ld['source']}: 0 rows read from a file holding data")
                 if ld["rows_read"] != ld["rows_accepted"] + ld["rows_rejected"]:

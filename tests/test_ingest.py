@@ -101,13 +101,14 @@ def test_every_rejected_row_is_quarantined_with_its_reason(
             "o1,u1,2024-05-01,11,paid\n"  # same key, other values
             ",u1,2024-05-01,11,paid\n"  # missing key
             "o7,u1,2024-05-01,ten,paid\n"  # bad type
-            "o8,u1,2024-05-01,1,lost\n"  # unknown status
+            "o8,u1,2024-05-01,1,lost\n"  # unknown status: an optional field, a field issue
         ),
     }
     p = opener(make_project(tmp_path, store=store, files=files))
     _, sales = p.ingest(now=datetime(2026, 1, 1, tzinfo=UTC))
     assert sales.rows_read == 11
-    assert sales.rows_accepted == 1
+    assert sales.rows_accepted == 2  # o1 and o8 (its status set to NULL)
+    assert sales.field_issues == 1 and sales.field_issues_by_field == {"status": 1}
     assert sales.rows_read == sales.rows_accepted + sales.rows_rejected
     q = p.quarantine("sales").set_index("row")
     assert q.loc[3, "rule"] == "unknown_reference"
@@ -120,6 +121,13 @@ def test_every_rejected_row_is_quarantined_with_its_reason(
     assert q.loc[10, "rule"] == "missing_required"
     assert q.loc[11, "rule"] == "bad_type"
     assert q.loc[12, "rule"] == "unknown_value"
+    assert (q.loc[12, "kind"], q.loc[12, "field"], q.loc[12, "raw_value"]) == (
+        "field_issue",
+        "status",
+        "lost",
+    )
+    assert (q["kind"] == "rejected").sum() == sales.rows_rejected == 9
+    assert p.store.query("SELECT status FROM orders WHERE order_id = 'o8'")["status"].isna().all()
     assert '"uid":"u9"' in q.loc[3, "raw"].replace(" ", "")  # the raw row is kept
 
 
@@ -186,7 +194,8 @@ def test_a_rejected_row_not_found_again_stops_the_load_before_any_write(
     p.ingest(["people"])
     before = _counts(p)
     (tmp_path / "users.csv").write_text(
-        "id,signup,mail,yrs\nu7,2024-01-01,x@example.com,1\nu8,not-a-date,y@example.com,2\n"
+        "id,signup,mail,yrs\nu7,2024-01-01,x@example.com,1\n,2024-01-01,y@example.com,2\n"
+        "u9,not-a-date,z@example.com,3\n"  # a field issue, spelled out by the same read
     )
     real_sql = _ingest.Typing.sql
 
@@ -198,7 +207,9 @@ def test_a_rejected_row_not_found_again_stops_the_load_before_any_write(
         return real_sql(self, f"(SELECT * FROM {relation} WHERE FALSE)", keep)
 
     monkeypatch.setattr(_ingest.Typing, "sql", sql_missing_every_row)
-    with pytest.raises(LoadError, match="1 rows rejected, 0 found again"):
+    with pytest.raises(
+        LoadError, match="1 rows rejected, 0 found again.*1 rows with field issues of which 0"
+    ):
         p.ingest(["people"], force=True)
     assert _counts(p) == before
 

@@ -29,6 +29,8 @@ V1_ROWS = [
     "('u1', ' SMS ', 'marketing', CAST('2025-02-01 00:00:00+00' AS TIMESTAMPTZ), FALSE, 'crm'),"
     "('u2', 'email', 'marketing', CAST('2099-01-01 00:00:00+00' AS TIMESTAMPTZ), TRUE, 'crm'),"
     "('u2', 'push', 'marketing', CAST('2025-03-01 00:00:00+00' AS TIMESTAMPTZ), TRUE, 'app')",
+    "INSERT INTO quarantine VALUES ('l1', 7, 'orders', 'orders', 'unknown_reference', "
+    "'unknown user_id u9 (not in users)', '{\"order_id\": \"o7\"}')",
 ]
 
 
@@ -78,10 +80,10 @@ def _close(stores: list[Store]) -> object:
 
 
 def test_a_version_1_store_opens_and_is_migrated(v1_store: str, stores: list[Store]) -> None:
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     store = _opened(v1_store, stores)
     versions = store.query("SELECT version FROM schema_version ORDER BY version")["version"]
-    assert versions.tolist() == [1, 2]
+    assert versions.tolist() == [1, 2, 3]
     got = store.query(
         "SELECT user_id, channel, purpose, ts, granted, source, recorded_at FROM consents "
         "ORDER BY user_id, channel"
@@ -132,7 +134,7 @@ def test_reopening_a_migrated_store_migrates_nothing(v1_store: str, stores: list
     _opened(v1_store, stores).close()
     stores.pop()
     store = _opened(v1_store, stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [1, 2]
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [1, 2, 3]
     assert store.count("consents") == 4
 
 
@@ -140,7 +142,7 @@ def test_a_fresh_store_is_created_at_the_latest_version(
     tmp_path: Path, stores: list[Store]
 ) -> None:
     store = _opened(str(tmp_path / "new.duckdb"), stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [2]
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [3]
 
 
 def _break_v1(url: str) -> Callable[[str], None]:
@@ -187,3 +189,26 @@ def test_a_store_newer_than_this_segmint_is_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(StoreError, match=r"schema version 99, newer than this segmint"):
         open_store(url)
+
+
+def test_version_3_quarantine_keeps_old_rows_and_takes_several_field_issues_per_row(
+    v1_store: str, stores: list[Store], tmp_path: Path
+) -> None:
+    store = _opened(v1_store, stores)
+    old = store.query('SELECT "row", rule, kind, field, raw_value FROM quarantine')
+    assert old.to_dict("records") == [
+        {"row": 7, "rule": "unknown_reference", "kind": "rejected", "field": "", "raw_value": None}
+    ]
+    with store.transaction():  # the key now includes the field: two issues on one row
+        store.execute(
+            'INSERT INTO quarantine (load_id, "row", source, target_table, rule, reason, kind, '
+            "field, raw_value) VALUES "
+            "('l2', 3, 'users', 'users', 'bad_type', 'x', 'field_issue', 'age', 'old'), "
+            "('l2', 3, 'users', 'users', 'bad_type', 'y', 'field_issue', 'created_at', 'soon')"
+        )
+    assert store.scalar("SELECT count(*) FROM quarantine WHERE load_id = 'l2'") == 2
+    # a migrated store has the columns of a fresh one, in the same order
+    fresh = _opened(str(tmp_path / "fresh.duckdb"), stores)
+    for table in ("quarantine", "loads"):
+        cols = "SELECT * FROM " + table + " LIMIT 0"
+        assert list(store.query(cols).columns) == list(fresh.query(cols).columns)

@@ -80,44 +80,73 @@ def init(
     console.print(f"wrote {target}; edit its sources, then run: segmint ingest -p {path}")
 
 
+_COUNTS = ("read", "accepted", "rejected", "field issues", "inserted", "updated", "unchanged")
+
+
 def _print_loads(results: list[Any]) -> None:
-    t = Table(title="loads (read = accepted + rejected)")
-    for col in (
-        "source",
-        "table",
-        "read",
-        "accepted",
-        "rejected",
-        "inserted",
-        "updated",
-        "unchanged",
-        "top rejection reasons",
-    ):
-        t.add_column(
-            col,
-            justify="right"
-            if col in ("read", "accepted", "rejected", "inserted", "updated", "unchanged")
-            else "left",
-        )
+    results = [x for r in results for x in r.all_results()]  # with the retries they set off
+    t = Table(title="loads (read = accepted + rejected; field issues are on accepted rows)")
+    for col in ("source", "table", *_COUNTS, "top rejection reasons"):
+        t.add_column(col, justify="right" if col in _COUNTS else "left")
     for r in results:
         reasons = ", ".join(f"{k} {v:,}" for k, v in list(r.rejected_by_rule.items())[:3])
         if r.skipped:
             reasons = f"unchanged since {r.load_id}; skipped (--force reloads)"
         t.add_row(
-            r.source,
+            Text(r.source + (" (retry)" if r.retry_of else "")),
             r.table,
             f"{r.rows_read:,}",
             f"{r.rows_accepted:,}",
             f"{r.rows_rejected:,}",
+            f"{r.field_issues:,}",
             f"{r.rows_inserted:,}",
             f"{r.rows_updated:,}",
             f"{r.rows_unchanged:,}",
-            reasons,
+            Text(reasons),
         )
     console.print(t)
     for r in results:  # a source mapping part of a table leaves the rest of stored rows alone
         if r.keeps_columns and r.rows_updated + r.rows_unchanged:
             console.print(f"{r.source}: {_partial_note(r)} on existing {r.table}", markup=False)
+    for r in results:
+        if r.field_issues:
+            fields = ", ".join(f"{k} {v:,}" for k, v in r.field_issues_by_field.items())
+            console.print(
+                f"{r.source}: {_rows(r.field_issues, 'value')} set to NULL on loaded rows "
+                f"({fields}); see: segmint quarantine {r.table}",
+                markup=False,
+            )
+        if r.retry_of:
+            console.print(_retry_note(r), markup=False)
+
+
+def _rows(n: int, what: str = "row") -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
+def _retry_note(r: Any) -> str:
+    """'orders: 12 rows held for a missing user came in after users changed'."""
+    from segmint.store import TABLES
+
+    if r.retry_error:
+        return (
+            f"{r.source}: its rows held for a missing reference were not retried after "
+            f"{r.retry_of} changed ({r.retry_error}); they stay held: fix the source, then "
+            f"segmint ingest -s {r.source} --force"
+        )
+
+    cols = [c for c, (t, _) in TABLES[r.table].references.items() if t == r.retry_of]
+    what = "a missing " + (cols[0].removesuffix("_id") if cols else r.retry_of)
+    note = (
+        f"{r.source}: {_rows(r.rows_accepted)} held for {what} came in after {r.retry_of} changed"
+    )
+    held = r.rejected_by_rule.get("unknown_reference", 0)
+    if held:
+        note += f"; {_rows(held)} still held"
+    other = r.rows_rejected - held
+    if other:
+        note += f"; {_rows(other)} rejected for another reason (see segmint quarantine {r.table})"
+    return note
 
 
 def _partial_note(r: Any) -> str:
@@ -183,7 +212,7 @@ def ingest(
         print(json.dumps([r.to_dict() for r in results], indent=2, default=str))
     else:
         _print_loads(results)
-    if strict and any(r.rows_rejected for r in results):
+    if strict and any(x.rows_rejected for r in results for x in r.all_results()):
         raise typer.Exit(3)
 
 
@@ -214,11 +243,12 @@ def _print_status(report: dict[str, Any]) -> None:
         ti.add_row(r["child"], r["parent"], f"{r['orphans']:,}")
     console.print(ti)
     if report["quarantine"]:
-        tq = Table(title="quarantine by reason")
-        for col in ("source", "table", "rule", "rows"):
+        tq = Table(title="quarantine by reason (as it is now; segmint quarantine shows rows)")
+        for col in ("source", "table", "kind", "rule", "rows"):
             tq.add_column(col, justify="right" if col == "rows" else "left")
         for r in report["quarantine"]:
-            tq.add_row(r["source"], r["target_table"], r["rule"], f"{r['n']:,}")
+            kind = "field issue" if r["kind"] == "field_issue" else r["kind"]
+            tq.add_row(Text(r["source"]), r["target_table"], kind, r["rule"], f"{r['n']:,}")
         console.print(tq)
 
 
@@ -236,6 +266,85 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
         print(json.dumps(report, indent=2, default=str))
     else:
         _print_status(report)
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    """A raw value for a terminal: control and bidirectional characters escaped, cut to
+    ``width`` characters."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    # line breaks, tabs, other control characters and bidirectional overrides (all
+    # non-printable) are shown as escapes: a value cannot break or reorder the table
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(value))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@app.command("quarantine")
+def quarantine_cmd(
+    table: Annotated[
+        str | None, typer.Argument(help="Only rows meant for this table (users, orders, ...).")
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", "-r", help="Only this rule (e.g. unknown_reference)."),
+    ] = None,
+    n: Annotated[int, typer.Option("-n", min=0, help="Example rows to show.")] = 10,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the quarantine as it is now: counts by table, source and reason, and example
+    rows with their reasons and raw values. Rejected rows were not loaded; field issues
+    are values set to NULL on loaded rows."""
+    from segmint import open_project
+
+    def go() -> tuple[Any, Any]:
+        with open_project(project) as p:
+            return (
+                p.quarantine_summary(table=table, reason=reason),
+                p.quarantine(table=table, reason=reason).head(n),
+            )
+
+    summary, examples = _run(go)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "summary": summary.to_dict("records"),
+                    "examples": examples.to_dict("records"),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    if summary.empty:
+        what = f"with reason {reason} " if reason else ""
+        where = f"in {table}" if table else "in any table"
+        console.print(f"no rejected rows or field issues {what}{where}", markup=False)
+        return
+    ts = Table(title="quarantine (rejected: not loaded; field issue: value set to NULL)")
+    for col in ("table", "source", "kind", "rule", "rows"):
+        ts.add_column(col, justify="right" if col == "rows" else "left")
+    for r in summary.itertuples(index=False):
+        kind = "field issue" if r.kind == "field_issue" else r.kind
+        ts.add_row(r.target_table, Text(r.source), kind, r.rule, f"{int(r.n):,}")
+    console.print(ts)
+    if not len(examples):
+        return
+    te = Table(title=f"{_rows(len(examples), 'example')} of {int(summary['n'].sum()):,}")
+    for col in ("table", "row", "kind", "field", "reason", "raw"):
+        te.add_column(col, justify="right" if col == "row" else "left", overflow="fold")
+    for r in examples.itertuples(index=False):
+        raw = r.raw_value if r.kind == "field_issue" else r.raw
+        te.add_row(
+            r.target_table,
+            f"{int(r.row):,}",
+            "field issue" if r.kind == "field_issue" else r.kind,
+            Text(r.field or ""),
+            Text(_shown(r.reason, 120)),
+            Text(_shown(raw)),
+        )
+    console.print(te)
 
 
 segments_app = typer.Typer(

@@ -16,7 +16,7 @@ from segmint.sources._ingest import LoadResult, ingest_source
 from segmint.sources._readers import check_files, prefetch_checksums
 from segmint.store._base import Store
 from segmint.store._open import open_store
-from segmint.store._schema import LOAD_ORDER
+from segmint.store._schema import LOAD_ORDER, TABLES
 
 if TYPE_CHECKING:
     from segmint.features import FeatureRun
@@ -84,7 +84,10 @@ class Project:
         wrong ``path:`` stops the run before anything is loaded. Each source is then its
         own transaction: a failure leaves the store as it was before that source, and
         raises; the error's message then names the sources committed before it, and its
-        ``committed`` attribute holds their :class:`LoadResult`.
+        ``committed`` attribute holds their :class:`LoadResult`. A load that inserts rows
+        retries, in its transaction, the rows of other sources held in the quarantine for a
+        missing reference into its table; those retries are in its result's ``retries``
+        (see :meth:`LoadResult.all_results`).
         """
         names = list(sources) if sources is not None else list(self.config.sources)
         for n in names:
@@ -447,13 +450,73 @@ class Project:
 
         return quality_report(self.store)
 
-    def quarantine(self, source: str | None = None) -> Any:
-        """Rejected rows with their reasons, as a DataFrame."""
-        where = "WHERE source = ?" if source else ""
+    def quarantine(
+        self,
+        source: str | None = None,
+        *,
+        table: str | None = None,
+        reason: str | None = None,
+        kind: str | None = None,
+    ) -> Any:
+        """The quarantine as it is now, as a DataFrame: rejected rows (kind ``rejected``,
+        not loaded) and field issues (kind ``field_issue``: the row was loaded with
+        ``field`` set to NULL; ``raw_value`` is what the source held), with their rule,
+        reason and raw content, ordered by table, source and row.
+
+        Parameters
+        ----------
+        source : str, optional
+            Only this source's rows.
+        table : str, optional
+            Only rows meant for this table (``users``, ``orders``, ...).
+        reason : str, optional
+            Only this rule (``unknown_reference``, ``malformed_email``, ...).
+        kind : {"rejected", "field_issue"}, optional
+            Only rejected rows, or only field issues.
+        """
+        where, params = self._quarantine_filter(source, table, reason, kind)
         return self.store.query(
-            f'SELECT * FROM quarantine {where} ORDER BY load_id, "row"',
-            [source] if source else None,
+            f'SELECT * FROM quarantine {where} ORDER BY target_table, source, "row", field',
+            params or None,
         )
+
+    def quarantine_summary(
+        self,
+        source: str | None = None,
+        *,
+        table: str | None = None,
+        reason: str | None = None,
+        kind: str | None = None,
+    ) -> Any:
+        """Counts of :meth:`quarantine` by table, source, kind and rule (column ``n``),
+        largest first within each table."""
+        where, params = self._quarantine_filter(source, table, reason, kind)
+        return self.store.query(
+            "SELECT target_table, source, kind, rule, count(*) AS n FROM quarantine "
+            f"{where} GROUP BY target_table, source, kind, rule "
+            "ORDER BY target_table, source, kind DESC, n DESC, rule",
+            params or None,
+        )
+
+    def _quarantine_filter(
+        self, source: str | None, table: str | None, reason: str | None, kind: str | None
+    ) -> tuple[str, list[str]]:
+        if table is not None and table not in TABLES:
+            raise NotFoundError(f"no table {table!r}; tables: {', '.join(TABLES)}")
+        if kind is not None and kind not in ("rejected", "field_issue"):
+            raise NotFoundError(f"no quarantine kind {kind!r}; kinds: rejected, field_issue")
+        conds = [
+            (col, value)
+            for col, value in (
+                ("source", source),
+                ("target_table", table),
+                ("rule", reason),
+                ("kind", kind),
+            )
+            if value is not None
+        ]
+        where = " AND ".join(f"{col} = ?" for col, _ in conds)
+        return (f"WHERE {where}" if where else ""), [value for _, value in conds]
 
     def close(self) -> None:
         if self._store is not None:

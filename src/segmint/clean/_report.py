@@ -115,11 +115,14 @@ def quality_report(store: Store, *, iqr_factor: float = 3.0) -> dict[str, Any]:
         )
     loads = store.query(
         "SELECT load_id, source, target_table, rows_read, rows_accepted, rows_rejected, "
-        "rows_inserted, rows_updated, rows_unchanged, started_at FROM loads ORDER BY started_at"
+        "rows_inserted, rows_updated, rows_unchanged, field_issues, retry_of, started_at "
+        "FROM loads ORDER BY started_at"
     )
+    # the quarantine as it is now (a load replaces its source's rows): rejected rows and
+    # field issues (values set to NULL on loaded rows), counted apart
     quarantine = store.query(
-        "SELECT source, target_table, rule, count(*) AS n FROM quarantine "
-        "GROUP BY source, target_table, rule ORDER BY source, n DESC"
+        "SELECT source, target_table, kind, rule, count(*) AS n FROM quarantine "
+        "GROUP BY source, target_table, kind, rule ORDER BY source, kind DESC, n DESC, rule"
     )
     return {
         "tables": tables,

@@ -487,10 +487,13 @@ def _overview(
 
 
 def _quality(status: dict[str, Any], tx: _Text) -> dict[str, Any]:
+    # rows rejected as the quarantine holds them now (a reload replaces its source's rows;
+    # summing every load's rejects would count a file reloaded three times three times)
     rejected: dict[str, int] = {}
-    for load in status.get("loads", []):
-        t = str(load.get("target_table"))
-        rejected[t] = rejected.get(t, 0) + int(load.get("rows_rejected") or 0)
+    for q in status.get("quarantine", []):
+        if q.get("kind", "rejected") == "rejected":
+            t = str(q.get("target_table"))
+            rejected[t] = rejected.get(t, 0) + int(q.get("n") or 0)
     tables = []
     for name, t in status.get("tables", {}).items():
         missing = sorted(
@@ -533,7 +536,12 @@ def _quality(status: dict[str, Any], tx: _Text) -> dict[str, Any]:
         {
             "source": q.get("source"),
             "table": q.get("target_table"),
-            "rule": q.get("rule"),
+            "rule": str(q.get("rule"))
+            + (
+                " (" + tx.t("field issue: value set to NULL") + ")"
+                if q.get("kind") == "field_issue"
+                else ""
+            ),
             "n": tx.whole(q.get("n")),
         }
         for q in status.get("quarantine", [])[:12]

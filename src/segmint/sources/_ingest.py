@@ -22,8 +22,17 @@ one temp table that the checks and the insert both read:
    reasons of the flagged ones;
 5. cleaning statistics are computed on the valid rows and applied as a select list;
 6. in one transaction: accepted rows are inserted (first load) or upserted (keys dedupe,
-   so a rerun adds nothing), rejected rows go to ``quarantine`` with their raw content and
-   reasons, and the load is recorded in ``loads`` with read = accepted + rejected.
+   so a rerun adds nothing), the source's previous quarantine rows are replaced by this
+   load's rejected rows (with their raw content and reasons) and field issues, and the load
+   is recorded in ``loads`` with read = accepted + rejected;
+7. still in that transaction, if rows were inserted, the rows of other sources held in
+   the quarantine for a missing reference into this table are loaded again: the same
+   pipeline over the held raw rows (:func:`_stage_held` stages them as ``_raw``).
+
+Field issues: a check on an optional column (neither key nor required) does not reject
+the row. ``_typed_rows`` holds the failing value as NULL and flags the row (``_fi``); the
+flagged accepted rows are read again with the rejected ones, and each bad value becomes
+one quarantine record (kind ``field_issue``, its field and raw value).
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from typing import Any
 import duckdb
 
 from segmint.clean._rules import plan_cleaning
-from segmint.config import ColumnExpr, Config, CsvSource, Source
+from segmint.config import ColumnExpr, Config, CsvSource, JsonlSource, Source
 from segmint.errors import LoadError, MissingColumnError, SourceConfigError, SourceError
 from segmint.sources._checked import source_expression
 from segmint.sources._readers import Staged, _drop_relation, _short, _sql_str, stage
@@ -56,7 +65,8 @@ _NUMERIC = ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "HUGEINT", "BIGINT", "INTEGER"
 
 @dataclass(frozen=True)
 class LoadResult:
-    """What one load did. ``rows_read == rows_accepted + rows_rejected`` always."""
+    """What one load did. ``rows_read == rows_accepted + rows_rejected`` always; field
+    issues are on accepted rows."""
 
     load_id: str
     source: str
@@ -75,6 +85,22 @@ class LoadResult:
     # keep the others as stored (both empty for a skipped load)
     updates_columns: list[str] = field(default_factory=list)
     keeps_columns: list[str] = field(default_factory=list)
+    # field issues: values of optional columns set to NULL on accepted rows, each recorded
+    # in the quarantine (kind 'field_issue'); per field
+    field_issues: int = 0
+    field_issues_by_field: dict[str, int] = field(default_factory=dict)
+    # a retry: the rows of this source held for a missing reference, loaded again from
+    # the quarantine after table ``retry_of`` gained rows
+    retry_of: str | None = None
+    # the retries this load set off (each may carry its own)
+    retries: list[LoadResult] = field(default_factory=list)
+    # why a retry could not run (the source's mapping no longer fits the held rows): the
+    # rows stay held, the load that set it off is kept
+    retry_error: str | None = None
+
+    def all_results(self) -> list[LoadResult]:
+        """This load, then the retries it set off, depth first."""
+        return [self, *(r for retry in self.retries for r in retry.all_results())]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -253,6 +279,13 @@ def _show(raw: str) -> str:
 Check = tuple[str, str]  # a row-level check: (SQL condition, SQL text 'rule|reason')
 
 
+def is_optional(table: Table, col: Column) -> bool:
+    """A column whose bad value is a field issue (the value is set to NULL, the row kept):
+    neither required nor part of the table's key. A bad key or required value rejects
+    the row."""
+    return not col.required and col.name not in table.key
+
+
 def _checks(
     table: Table,
     col: Column,
@@ -260,8 +293,26 @@ def _checks(
     config: Config,
     now: datetime,
     source: Source,
-) -> list[Check]:
-    """The row-level checks of one column: (condition, 'rule|reason') SQL pairs."""
+) -> tuple[list[Check], list[Check]]:
+    """The checks of one column, as (condition, 'rule|reason') SQL pairs: those rejecting
+    the row, and those that only null the value (an optional column, see
+    :func:`is_optional`). The cleaning rule ``missing: {col: drop}`` always rejects: it
+    reads the value once field issues have nulled it."""
+    row_level, field_level = _column_checks(table, col, mapped, config, now)
+    rules = config.cleaning_for(table.name)
+    if rules and mapped and rules.missing.get(col.name) == "drop":
+        row_level.append(
+            (
+                f"{_q(col.name)} IS NULL",
+                f"'missing_value_dropped|missing {col.name} (cleaning rule: drop)'",
+            )
+        )
+    return row_level, field_level
+
+
+def _column_checks(
+    table: Table, col: Column, mapped: bool, config: Config, now: datetime
+) -> tuple[list[Check], list[Check]]:
     c, r = _q(col.name), _q("r_" + col.name)
     v = config.validation
     out: list[Check] = []
@@ -273,7 +324,7 @@ def _checks(
             )
         )
     if not mapped:
-        return out
+        return out, []
     kind = {
         "TIMESTAMPTZ": "unparseable_timestamp",
         "DATE": "unparseable_timestamp",
@@ -328,14 +379,6 @@ def _checks(
                 "'malformed_email|malformed email address'",
             )
         )
-    rules = config.cleaning_for(table.name)
-    if rules and rules.missing.get(col.name) == "drop":
-        out.append(
-            (
-                f"{c} IS NULL",
-                f"'missing_value_dropped|missing {col.name} (cleaning rule: drop)'",
-            )
-        )
     allowed = _allowed_values(table, col.name, config)
     if allowed:
         lst = ", ".join(_sql_str(a) for a in allowed)
@@ -352,7 +395,7 @@ def _checks(
                 f"' ({fix})'",
             )
         )
-    return out
+    return ([], out) if is_optional(table, col) else (out, [])
 
 
 def _allowed_values(table: Table, column: str, config: Config) -> tuple[str, ...] | None:
@@ -422,7 +465,8 @@ def ingest_source(
     callback: Callback | None = None,
     _before_commit: Callable[[], None] | None = None,
 ) -> LoadResult:
-    """Load one named source from ``config`` into ``store``.
+    """Load one named source from ``config`` into ``store``, then retry the rows of other
+    sources held for a missing reference into its table, if it inserted rows.
 
     Parameters
     ----------
@@ -443,7 +487,8 @@ def ingest_source(
     Returns
     -------
     LoadResult
-        Counts of what was read, accepted, rejected, inserted, updated and unchanged.
+        Counts of what was read, accepted, rejected, inserted, updated and unchanged, the
+        field issues, and in ``retries`` the retries of held rows the load set off.
     """
     with store.ingest_lock():  # one load at a time per store (PostgreSQL: others wait)
         return _ingest_source(
@@ -466,6 +511,7 @@ def _ingest_source(
     now: datetime | None,
     callback: Callback | None,
     _before_commit: Callable[[], None] | None,
+    retry_of: str | None = None,
 ) -> LoadResult:
     if name not in config.sources:
         from segmint.errors import NotFoundError
@@ -479,21 +525,27 @@ def _ingest_source(
     step = callback or (lambda _s: None)
     t0 = datetime.now(UTC)
 
-    step("reading")
-    staged = stage(con, name, source, config)
-    _check_columns(name, source, staged)
-    source_json = json.dumps(source.model_dump(mode="json"), sort_keys=True)
-    checksum = hashlib.sha256((staged.checksum + source_json).encode()).hexdigest()
-    if not force:
-        previous = store.scalar(
-            "SELECT load_id FROM loads WHERE source = ? AND checksum = ? "
-            "ORDER BY started_at DESC LIMIT 1",
-            [name, checksum],
-        )
-        if previous is not None:
-            _drop_staging(con)
-            log.info("source %s unchanged since load %s; skipped", name, previous)
-            return LoadResult(str(previous), name, table.name, 0, 0, 0, 0, 0, 0, skipped=True)
+    if retry_of is None:
+        step("reading")
+        staged = stage(con, name, source, config)
+        _check_columns(name, source, staged)
+        source_json = json.dumps(source.model_dump(mode="json"), sort_keys=True)
+        checksum: str | None = hashlib.sha256((staged.checksum + source_json).encode()).hexdigest()
+        if not force:
+            previous = store.scalar(
+                "SELECT load_id FROM loads WHERE source = ? AND checksum = ? "
+                "ORDER BY started_at DESC LIMIT 1",
+                [name, checksum],
+            )
+            if previous is not None:
+                _drop_staging(con)
+                log.info("source %s unchanged since load %s; skipped", name, previous)
+                return LoadResult(str(previous), name, table.name, 0, 0, 0, 0, 0, 0, skipped=True)
+    else:
+        step("retrying held rows")
+        staged = _stage_held(store, name, source)
+        _check_columns(name, source, staged)  # the mapping may have changed since
+        checksum = None  # a retry reads the quarantine, not the file: it never skips one
 
     step("validating")
     try:
@@ -511,6 +563,11 @@ def _ingest_source(
                    GROUP BY rule ORDER BY 2 DESC, 1"""
             ).fetchall()
         )
+        by_field = dict(
+            con.execute(
+                "SELECT field, count(*) FROM _field_issues GROUP BY field ORDER BY 2 DESC, 1"
+            ).fetchall()
+        )
     except duckdb.Error as exc:
         _drop_staging(con)
         raise SourceError(f"source {name!r}: validation failed: {exc}") from None
@@ -520,6 +577,7 @@ def _ingest_source(
     rows_read = staged.n_rows + staged.n_unparsed
     rows_rejected = sum(by_rule.values())
     n_accepted = rows_read - rows_rejected
+    n_field_issues = sum(by_field.values())
 
     load_id = _load_id(name)
     updates, keeps = split_columns(table, list(source.columns))  # on rows already stored
@@ -527,6 +585,7 @@ def _ingest_source(
     for staging in ("_typed", "_typed0", "_raw", "_raw0"):  # all read: free them before the write
         _drop_relation(con, staging)
     step("writing")
+    retries: list[LoadResult] = []
     try:
         with store.transaction():
             inserted, updated, unchanged = store.write_accepted(
@@ -537,13 +596,12 @@ def _ingest_source(
                     f"source {name!r}: accounting mismatch: {n_accepted} rows accepted but "
                     f"{inserted + updated + unchanged} written; rolled back, nothing changed"
                 )
-            store.write_rows(
-                "quarantine",
-                "_quarantine",
-                ["load_id", "row", "source", "target_table", "rule", "reason", "raw"],
-            )
-            if _before_commit is not None:
-                _before_commit()
+            # the quarantine describes the data as it is now: a load replaces what its
+            # source's previous loads put there, a retry the held rows it read again
+            held = " AND kind = 'rejected' AND rule = 'unknown_reference'" if retry_of else ""
+            store.execute(f"DELETE FROM quarantine WHERE source = ?{held}", [name])
+            store.write_rows("quarantine", "_quarantine", _QUARANTINE_COLUMNS[:7])
+            store.write_rows("quarantine", "_quarantine_fields", _QUARANTINE_COLUMNS)
             finished = datetime.now(UTC)
             con.execute("DROP TABLE IF EXISTS _load_row")
             con.execute(
@@ -552,7 +610,8 @@ def _ingest_source(
                 "?::TIMESTAMPTZ AS started_at, ?::TIMESTAMPTZ AS finished_at, "
                 "?::BIGINT AS rows_read, ?::BIGINT AS rows_accepted, ?::BIGINT AS rows_rejected, "
                 "?::BIGINT AS rows_inserted, ?::BIGINT AS rows_updated, "
-                "?::BIGINT AS rows_unchanged, ?::JSON AS cleaning",
+                "?::BIGINT AS rows_unchanged, ?::JSON AS cleaning, ?::BIGINT AS field_issues, "
+                "?::JSON AS raw_types, ?::VARCHAR AS retry_of",
                 [
                     load_id,
                     name,
@@ -568,28 +627,17 @@ def _ingest_source(
                     updated,
                     unchanged,
                     json.dumps(cleaning),
+                    n_field_issues,
+                    json.dumps(staged.types),
+                    retry_of,
                 ],
             )
-            store.write_rows(
-                "loads",
-                "_load_row",
-                [
-                    "load_id",
-                    "source",
-                    "target_table",
-                    "location",
-                    "checksum",
-                    "started_at",
-                    "finished_at",
-                    "rows_read",
-                    "rows_accepted",
-                    "rows_rejected",
-                    "rows_inserted",
-                    "rows_updated",
-                    "rows_unchanged",
-                    "cleaning",
-                ],
-            )
+            store.write_rows("loads", "_load_row", _LOAD_COLUMNS)
+            if inserted:  # new keys: rows of other sources held for a missing one may pass now
+                _drop_staging(con)
+                retries = _retry_held(store, config, table.name, now=now, callback=callback)
+            if _before_commit is not None:
+                _before_commit()
     except duckdb.Error as exc:
         raise LoadError(
             f"source {name!r}: the load failed and was rolled back; the store is unchanged: {exc}"
@@ -611,17 +659,184 @@ def _ingest_source(
         seconds=(datetime.now(UTC) - t0).total_seconds(),
         updates_columns=updates,
         keeps_columns=keeps,
+        field_issues=n_field_issues,
+        field_issues_by_field=by_field,
+        retry_of=retry_of,
+        retries=retries,
     )
     log.info(
-        "loaded source %s into %s: read=%d accepted=%d rejected=%d inserted=%d",
+        "loaded source %s into %s: read=%d accepted=%d rejected=%d inserted=%d field_issues=%d%s",
         name,
         table.name,
         rows_read,
         n_accepted,
         rows_rejected,
         inserted,
+        n_field_issues,
+        f" (retry after {retry_of} changed)" if retry_of else "",
     )
     return result
+
+
+_QUARANTINE_COLUMNS = [
+    "load_id",
+    "row",
+    "source",
+    "target_table",
+    "rule",
+    "reason",
+    "raw",
+    "kind",
+    "field",
+    "raw_value",
+]
+_LOAD_COLUMNS = [
+    "load_id",
+    "source",
+    "target_table",
+    "location",
+    "checksum",
+    "started_at",
+    "finished_at",
+    "rows_read",
+    "rows_accepted",
+    "rows_rejected",
+    "rows_inserted",
+    "rows_updated",
+    "rows_unchanged",
+    "cleaning",
+    "field_issues",
+    "raw_types",
+    "retry_of",
+]
+
+
+def _retry_held(
+    store: Store,
+    config: Config,
+    changed: str,
+    *,
+    now: datetime,
+    callback: Callback | None,
+) -> list[LoadResult]:
+    """Load again, from the quarantine, the rows of every source held for a missing
+    reference into table ``changed`` (``unknown_reference``), now that it has new keys.
+
+    Runs inside the load's transaction: the load and its retries land together or not at
+    all. A retry that inserts rows retries the tables referring to its own (order lines
+    held for an order held for a user), so its results carry their own retries.
+    """
+    results: list[LoadResult] = []
+    for name, source in config.sources.items():
+        refs = TABLES[source.table].references.values()
+        if not any(ref_table == changed for ref_table, _ in refs):
+            continue
+        n_held = store.scalar(
+            "SELECT count(*) FROM quarantine "
+            "WHERE source = ? AND kind = 'rejected' AND rule = 'unknown_reference'",
+            [name],
+        )
+        if not n_held:
+            continue
+        try:
+            results.append(
+                _ingest_source(
+                    store,
+                    config,
+                    name,
+                    force=True,
+                    now=now,
+                    callback=callback,
+                    _before_commit=None,
+                    retry_of=changed,
+                )
+            )
+        except SourceError as exc:  # raised before the retry writes anything
+            _drop_staging(store.engine)
+            log.warning("source %s: held rows not retried: %s", name, exc)
+            results.append(
+                LoadResult(
+                    "",
+                    name,
+                    source.table,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    skipped=True,
+                    retry_of=changed,
+                    retry_error=str(exc),
+                )
+            )
+    return results
+
+
+def _stage_held(store: Store, name: str, source: Source) -> Staged:
+    """Stage the rows of source ``name`` held in the quarantine for a missing reference as
+    ``_raw`` (each under its row number), typed as the source's last load read them."""
+    con = store.engine
+    con.execute("DROP TABLE IF EXISTS _unparsed")
+    con.execute("CREATE TEMP TABLE _unparsed (_row BIGINT, raw VARCHAR, reason VARCHAR)")
+    for leftover in ("_raw", "_raw0"):
+        _drop_relation(con, leftover)
+    last = store.query(
+        "SELECT location, CAST(raw_types AS VARCHAR) AS raw_types FROM loads "
+        "WHERE source = ? AND raw_types IS NOT NULL ORDER BY started_at DESC LIMIT 1",
+        [name],
+    )
+    held = store.to_engine(
+        'SELECT "row", CAST(raw AS VARCHAR) AS raw FROM quarantine WHERE source = '
+        f"{_sql_str(name)} AND kind = 'rejected' AND rule = 'unknown_reference'",
+        {"row": "BIGINT", "raw": "VARCHAR"},
+        "_held",
+    )
+    location = str(last["location"].iat[0]) if len(last) else "quarantine"
+    if isinstance(source, JsonlSource):
+        con.execute(
+            f'CREATE TEMP TABLE _raw AS SELECT CAST(raw AS JSON) AS _json, "row" AS _row FROM {held}'
+        )
+        keys = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT unnest(json_keys(_json)) FROM _raw ORDER BY 1"
+            ).fetchall()
+        ]
+        types = dict.fromkeys(keys, "JSON")
+    else:
+        if len(last):
+            types = json.loads(str(last["raw_types"].iat[0]))
+        else:  # held before segmint recorded the types (schema 2): the text as read
+            keys = con.execute(
+                f"SELECT DISTINCT unnest(json_keys(CAST(raw AS JSON))) FROM {held} ORDER BY 1"
+            ).fetchall()
+            types = {r[0]: "VARCHAR" for r in keys}
+        cols = ", ".join(
+            (
+                f"json_extract_string(raw, {_sql_str(_json_path(c))})"
+                if t == "VARCHAR"
+                else f"CAST(json_extract(raw, {_sql_str(_json_path(c))}) AS {t})"
+            )
+            + f" AS {_q(c)}"
+            for c, t in types.items()
+        )
+        con.execute(f'CREATE TEMP TABLE _raw AS SELECT {cols}, "row" AS _row FROM {held}')
+    n_rows = _count(con, "SELECT count(*) FROM _raw")
+    _drop_relation(con, held)
+    return Staged(
+        list(types),
+        types,
+        n_rows,
+        0,
+        location,
+        "",
+        is_json_lines=isinstance(source, JsonlSource),
+    )
+
+
+def _json_path(column: str) -> str:
+    return '$."' + column.replace('"', '\\"') + '"'
 
 
 _STAGING = (
@@ -638,8 +853,13 @@ _STAGING = (
     "_bizdups",
     "_badref",
     "_quarantine",
+    "_quarantine_fields",
+    "_fi_rows",
+    "_spelled",
+    "_field_issues",
     "_unparsed",
     "_load_row",
+    "_held",
     "_acc_mat",
     "_raw",
     "_raw0",
@@ -663,6 +883,45 @@ class Typing:
     innermost: str  # the select list of the innermost layer (over the relation)
     layers: tuple[list[str], ...]  # the select layers above it, innermost first
     outer: str  # the final select list
+    # the checks of the optional columns, which null the value and keep the row
+    field_checks: dict[str, list[Check]] = field(default_factory=dict)
+
+    def nulled(self, relation: str) -> str:
+        """SELECT over typed rows ``relation`` with the values failing a field check set to
+        NULL (the row-level checks read these values)."""
+        if not self.field_checks:
+            return f"SELECT * FROM {relation}"
+        sets = ", ".join(
+            f"CASE WHEN {' OR '.join(f'({cond})' for cond, _ in checks)} THEN NULL "
+            f"ELSE {_q(col)} END AS {_q(col)}"
+            for col, checks in self.field_checks.items()
+        )
+        return f"SELECT * REPLACE ({sets}) FROM {relation}"
+
+    def any_field_issue(self) -> str:
+        """SQL over :meth:`nulled` rows: a value was nulled by a field check (each column
+        with field checks has the type check, which is exactly this once nulled)."""
+        return (
+            " OR ".join(
+                f"({_q(col)} IS NULL AND {_present(_q('r_' + col))})" for col in self.field_checks
+            )
+            or "FALSE"
+        )
+
+    def field_issues(self) -> str:
+        """SQL over typed rows (not nulled): the list of field issues of a row, each a
+        struct (field, reason 'rule|reason', raw value); the first failing check of each
+        field gives its reason."""
+        items = []
+        for col, checks in self.field_checks.items():
+            whens = " ".join(f"WHEN {cond} THEN {reason}" for cond, reason in checks)
+            raw = f"left(CAST({_q('r_' + col)} AS VARCHAR), 200)"
+            items.append(
+                f"{{'field': {_sql_str(col)}, 'reason': CASE {whens} END, 'raw_value': {raw}}}"
+            )
+        if not items:
+            return "CAST([] AS STRUCT(field VARCHAR, reason VARCHAR, raw_value VARCHAR)[])"
+        return f"list_filter([{', '.join(items)}], lambda x: x.reason IS NOT NULL)"
 
     def sql(self, relation: str, keep: tuple[str, str] | None = None) -> str:
         """The typing query over ``relation``; ``keep`` (an expression over the relation's
@@ -749,8 +1008,12 @@ def _build_typed(
         if c.name not in source.columns and c.name not in table.generated
     }
     checks: list[Check] = []
+    field_checks: dict[str, list[Check]] = {}
     for c in table.columns:
-        checks += _checks(table, c, c.name in source.columns, config, now, source)
+        row_level, field_level = _checks(table, c, c.name in source.columns, config, now, source)
+        checks += row_level
+        if field_level:
+            field_checks[c.name] = field_level
     keep = ""
     if source.filter:
         # evaluated over the source's own columns, before the column map
@@ -771,6 +1034,7 @@ def _build_typed(
         innermost=f"_row, {raw_select}{keep}",
         layers=(as_source, as_text, trimmed),
         outer=f"_row, {r_cols}{', _keep' if keep else ''}, {', '.join(typed)}",
+        field_checks=field_checks,
     )
     try:
         con.execute(f"CREATE OR REPLACE TEMP VIEW _typed0 AS {typing.sql('_raw')}")
@@ -851,11 +1115,14 @@ def _build_rejects(
     in_order = staged.row_offset is not None and "OVER" not in _generated(source, table)
     row = f"(rowid + {staged.row_offset})" if in_order else "_row"
     t_row = f"(t.rowid + {staged.row_offset})" if in_order else "t._row"
+    # optional values failing a field check are NULL from here on (the row-level checks
+    # read them so); _fi flags the rows holding one (spelled out later, like the rejects)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _typed_rows AS
         SELECT {"" if in_order else "_row, "}{stored}, {key_hash} AS _kh,
-               CASE WHEN {any_problem} THEN TRUE END AS _bad
-        FROM _typed"""
+               CASE WHEN {any_problem} THEN TRUE END AS _bad,
+               CASE WHEN {typing.any_field_issue()} THEN TRUE END AS _fi
+        FROM ({typing.nulled("_typed")})"""
     )
     columns = ", ".join(
         f"{constants[c]} AS {_q(c)}" if c in constants else _q(c) for c in table.column_names
@@ -940,6 +1207,12 @@ def _build_rejects(
             WHERE t.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rel} r WHERE r.k = t.{c})"""
         )
         _move_to_rejects(con, "_badref")
+    # the accepted rows holding a field issue (a rejected row's issues join its reasons)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _fi_rows AS
+        SELECT _row FROM (SELECT {row} AS _row FROM _typed_rows WHERE _fi) f
+        WHERE NOT EXISTS (SELECT 1 FROM _rejects r WHERE r._row = f._row)"""
+    )
 
 
 def _move_to_rejects(con: duckdb.DuckDBPyConnection, found: str) -> None:
@@ -954,12 +1227,14 @@ def _move_to_rejects(con: duckdb.DuckDBPyConnection, found: str) -> None:
 
 
 def _fetch_rejected(con: duckdb.DuckDBPyConnection, staged: Staged, typing: Typing) -> None:
-    """``_rejected``: each rejected row with all its reasons and its raw content as read.
+    """``_rejected``: each rejected row with all its reasons and its raw content as read;
+    ``_field_issues``: each field issue of an accepted row (field, reason, raw value).
 
-    The rejected rows are read again from the source, alone (by their position where the
-    reader gives one: the scan then skips the others), and typed again with the same
-    query, which spells out the reasons of those that failed a row-level check (the
-    materialising scan only flagged them) and keeps their raw content for the quarantine.
+    The rejected rows and the accepted rows holding a field issue are read again from the
+    source, alone (by their position where the reader gives one: the scan then skips the
+    others), and typed again with the same query, which spells out the reasons of those
+    that failed a check (the materialising scan only flagged them) and keeps their raw
+    content for the quarantine.
     """
     if staged.is_json_lines:
         raw = "CAST(_json AS JSON)"
@@ -967,14 +1242,15 @@ def _fetch_rejected(con: duckdb.DuckDBPyConnection, staged: Staged, typing: Typi
         raw = (
             "to_json(struct_pack(" + ", ".join(f"{_q(c)} := {_q(c)}" for c in staged.columns) + "))"
         )
+    wanted = "(SELECT _row FROM _rejects UNION ALL SELECT _row FROM _fi_rows)"
     k, pos = staged.row_offset, staged.row_position
     if k is not None and pos is not None:
         rows = (
             f"(SELECT *, {pos} + {k} AS _row FROM _raw0 "
-            f"WHERE {pos} IN (SELECT _row - {k} FROM _rejects))"
+            f"WHERE {pos} IN (SELECT _row - {k} FROM {wanted}))"
         )
     else:
-        rows = "(SELECT * FROM _raw WHERE _row IN (SELECT _row FROM _rejects))"
+        rows = f"(SELECT * FROM _raw WHERE _row IN {wanted})"
     found = (
         "list_filter(["
         + ", ".join(f"CASE WHEN {cond} THEN {reason} END" for cond, reason in typing.checks)
@@ -982,22 +1258,41 @@ def _fetch_rejected(con: duckdb.DuckDBPyConnection, staged: Staged, typing: Typi
         if typing.checks
         else "CAST([] AS VARCHAR[])"
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _rejected AS
-        SELECT c._row, coalesce(c.reasons, r._found) AS reasons, r._raw_json AS raw
-        FROM _rejects c
-        JOIN (SELECT _row, {found} AS _found, _raw_json
-              FROM ({typing.sql(rows, (raw, "_raw_json"))})) r ON r._row = c._row"""
+    # field issues are spelled out on the values as typed, the row-level reasons on the
+    # values once nulled (as the materialising scan read them)
+    with_issues = (
+        f"(SELECT *, {typing.field_issues()} AS _ff FROM ({typing.sql(rows, (raw, '_raw_json'))}))"
     )
-    # the flag and the reasons come from the same conditions over the same values
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _spelled AS
+        SELECT _row, {found} AS _found, _ff, _raw_json FROM ({typing.nulled(with_issues)})"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _rejected AS
+        SELECT c._row, coalesce(c.reasons, r._found || list_transform(r._ff, lambda x: x.reason))
+                   AS reasons,
+               r._raw_json AS raw
+        FROM _rejects c JOIN _spelled r ON r._row = c._row"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _field_issues AS
+        SELECT _row, f.field AS field, f.reason AS reasons, f.raw_value AS raw_value, raw
+        FROM (SELECT _row, unnest(_ff) AS f, _raw_json AS raw
+              FROM _spelled WHERE _row IN (SELECT _row FROM _fi_rows))"""
+    )
+    # the flags and the reasons come from the same conditions over the same values
     n_rejects, n_found, n_without = con.execute(
         "SELECT (SELECT count(*) FROM _rejects), count(*), "
         "count(*) FILTER (WHERE len(reasons) = 0) FROM _rejected"
     ).fetchone()  # type: ignore[misc]
-    if n_found != n_rejects or n_without:
+    n_fi, n_fi_found = con.execute(
+        "SELECT (SELECT count(*) FROM _fi_rows), count(DISTINCT _row) FROM _field_issues"
+    ).fetchone()  # type: ignore[misc]
+    if n_found != n_rejects or n_without or n_fi != n_fi_found:
         raise LoadError(
             f"internal error: {n_rejects} rows rejected, {n_found} found again, "
-            f"{n_without} without a reason; nothing was written"
+            f"{n_without} without a reason, {n_fi} rows with field issues of which "
+            f"{n_fi_found} found again; nothing was written"
         )
 
 
@@ -1016,4 +1311,12 @@ def _build_quarantine(
         UNION ALL
         SELECT {lid}, _row, {src}, {tbl}, 'unparseable_row', reason, to_json(raw)
         FROM _unparsed"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _quarantine_fields AS
+        SELECT {lid} AS load_id, _row AS "row", {src} AS source, {tbl} AS target_table,
+               split_part(reasons, '|', 1) AS rule, substr(reasons, strpos(reasons, '|') + 1)
+                   AS reason,
+               raw, 'field_issue' AS kind, field, raw_value
+        FROM _field_issues"""
     )

@@ -242,6 +242,12 @@ class Store:
         """A relation in the engine with ``columns`` of store table ``table``."""
         return table
 
+    def to_engine(self, sql: str, columns: dict[str, str], name: str) -> str:
+        """Copy the result of a store query (DuckDB dialect, with ``columns`` of those
+        types) into engine temp table ``name``; returns ``name``."""
+        self._con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        return name
+
     @contextmanager
     def ingest_lock(self) -> Iterator[None]:
         """Hold the store's ingest lock while a load runs: one load at a time per store, so

@@ -56,11 +56,40 @@ def _v2_consents(store: Store) -> None:
     store.set_primary_key("consents", ("user_id", "channel", "purpose", "ts", "granted"))
 
 
+def _v3_quarantine(store: Store) -> None:
+    """quarantine: ``kind`` ('rejected' or 'field_issue'), ``field`` and ``raw_value``, and
+    ``field`` joins the key (a row may have several field issues); loads: ``field_issues``
+    (their count), ``raw_types`` (the source's columns as read, for retrying held rows) and
+    ``retry_of`` (the table whose change a retry followed)."""
+    from segmint.store._schema import QUARANTINE_DDL
+
+    for ddl in (
+        "ALTER TABLE loads ADD COLUMN field_issues BIGINT DEFAULT 0",
+        "ALTER TABLE loads ADD COLUMN raw_types JSON",
+        "ALTER TABLE loads ADD COLUMN retry_of VARCHAR",
+    ):
+        store.execute(ddl)
+    # a primary key cannot be changed in place in DuckDB: the table is rebuilt (PostgreSQL
+    # drops the old key first, whose name the new table's key takes)
+    old = 'load_id, "row", source, target_table, rule, reason, raw'
+    store.set_primary_key("quarantine", None)
+    store.execute("ALTER TABLE quarantine RENAME TO quarantine_v2")
+    store.execute("\n".join(QUARANTINE_DDL))
+    store.execute(f"INSERT INTO quarantine ({old}) SELECT {old} FROM quarantine_v2")
+    store.execute("DROP TABLE quarantine_v2")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
         "consents: recorded_at; channel and purpose normalised; granted joins the key",
         _v2_consents,
+    ),
+    Migration(
+        3,
+        "quarantine: kind, field and raw_value (field issues); loads: field_issues, raw_types, "
+        "retry_of",
+        _v3_quarantine,
     ),
 )
 """Every step, in version order (version 1 is the first released schema)."""

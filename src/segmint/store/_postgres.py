@@ -185,6 +185,22 @@ class PostgresStore(Store):
         path.unlink()
         return name
 
+    def to_engine(self, sql: str, columns: dict[str, str], name: str) -> str:
+        path = Path(self._tmp.name) / f"{name}.csv"
+        (stmt,) = transpile(sql, self.dialect)
+        copy_sql = f"COPY ({stmt}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+        with self._pg.cursor() as cur, path.open("wb") as f, cur.copy(copy_sql) as copy:  # type: ignore[arg-type]
+            for chunk in copy:
+                f.write(chunk)
+        spec = ", ".join(f"'{c}': '{t}'" for c, t in columns.items())
+        # an empty string is quoted by COPY, a NULL is not: keep them apart
+        self._engine.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM read_csv('{path}', "
+            f"columns={{{spec}}}, header=true, auto_detect=false, allow_quoted_nulls=false)"
+        )
+        path.unlink()
+        return name
+
     def columns_relation(self, table: str, columns: list[str]) -> str:
         path = Path(self._tmp.name) / f"cols_{table}.csv"
         cols = ", ".join(f'"{c}"' for c in columns)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,26 @@ ALLOWED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
 # Load order that satisfies references.
 LOAD_ORDER = ("users", "items", "orders", "order_items", "events", "consents")
 
-SYSTEM_DDL = """
+# kind: 'rejected' (the row was not loaded) or 'field_issue' (the row was loaded with
+# ``field`` set to NULL; ``raw_value`` is what the source held); field is '' for a row
+QUARANTINE_DDL = (
+    "CREATE TABLE IF NOT EXISTS quarantine (",
+    "    load_id VARCHAR NOT NULL,",
+    '    "row" BIGINT NOT NULL,',
+    "    source VARCHAR NOT NULL,",
+    "    target_table VARCHAR NOT NULL,",
+    "    rule VARCHAR NOT NULL,",
+    "    reason VARCHAR NOT NULL,",
+    "    raw JSON,",
+    "    kind VARCHAR NOT NULL DEFAULT 'rejected',",
+    "    field VARCHAR NOT NULL DEFAULT '',",
+    "    raw_value VARCHAR,",
+    '    PRIMARY KEY (load_id, "row", rule, field)',
+    ");",
+)
+
+SYSTEM_DDL = (
+    """
 CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL,
     applied_at TIMESTAMPTZ NOT NULL
@@ -170,19 +189,15 @@ CREATE TABLE IF NOT EXISTS loads (
     rows_inserted BIGINT NOT NULL,
     rows_updated BIGINT NOT NULL,
     rows_unchanged BIGINT NOT NULL,
-    cleaning JSON
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    load_id VARCHAR NOT NULL,
-    "row" BIGINT NOT NULL,
-    source VARCHAR NOT NULL,
-    target_table VARCHAR NOT NULL,
-    rule VARCHAR NOT NULL,
-    reason VARCHAR NOT NULL,
-    raw JSON,
-    PRIMARY KEY (load_id, "row", rule)
+    cleaning JSON,
+    field_issues BIGINT DEFAULT 0,
+    raw_types JSON,
+    retry_of VARCHAR
 );
 """
+    + "\n".join(QUARANTINE_DDL)
+    + "\n"
+)
 
 
 def table_ddl(table: Table) -> str:
