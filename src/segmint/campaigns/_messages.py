@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from segmint._i18n import language
 from segmint.campaigns._channels import Message, channel_domain, message_id_for
 from segmint.campaigns._config import (
     ANY_SEGMENT,
@@ -284,12 +285,14 @@ class MessageBuilder:
         playbook = self.config.playbook
         segments = rows["segment"].astype(str).unique().tolist()
         strategies = {s: self.strategy(s) for s in segments}
+        lang = language(self.config.locale)
         offers = {
             s: {
                 "type": st.offer.type,
                 "value": st.offer.value,
+                "min_order": st.offer.min_order,
                 "code": st.offer.code,
-                "label": st.offer.label,
+                "label": st.offer.text(lang, self.config.currency),
             }
             for s, st in strategies.items()
         }

@@ -177,7 +177,7 @@ FIELDS: dict[str, str] = {
     "campaign": "the campaign's name",
     "shop": "the project's name (segmint.yaml `project`)",
     "currency": "the project's currency",
-    "offer": "type, value, code, label (e.g. '15% off')",
+    "offer": "type, value, min_order, code, label (e.g. '15% off', '满¥200减¥20')",
     "recommendations": "list of {item_id, title, category, price, reason} (may be empty)",
     "unsubscribe_url": "the signed one-click unsubscribe link",
 }
@@ -842,7 +842,13 @@ def sample_context() -> dict[str, Any]:
         "campaign": "example",
         "shop": "segmint",
         "currency": "EUR",
-        "offer": {"type": "discount", "value": 10.0, "code": "WELCOME10", "label": "10% off"},
+        "offer": {
+            "type": "discount",
+            "value": 10.0,
+            "min_order": None,
+            "code": "WELCOME10",
+            "label": "10% off",
+        },
         "recommendations": [
             {
                 "item_id": "SKU1",
