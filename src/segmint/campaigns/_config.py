@@ -12,6 +12,7 @@ This module must not import :mod:`segmint.config` (which imports it).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -205,6 +206,11 @@ class Strategy(_Strict):
     include_recommendations: bool = False
     n_recommendations: int = Field(default=3, gt=0, le=20)
     timing: Timing = Field(default_factory=Timing)
+    cluster: str | None = Field(
+        default=None,
+        description="pin to a cluster's key (c1, c2, ...; see `segmint playbook check`): the "
+        "strategy follows that cluster across re-clusterings whatever it is named",
+    )
 
 
 class OneOffTrigger(_Strict):
@@ -426,10 +432,19 @@ class Playbook(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
-    def strategy_for(self, segmentation: str, segment: str) -> Strategy | None:
-        """The strategy of one segment (its own, else the segmentation's ``'*'``)."""
+    def strategy_for(
+        self, segmentation: str, segment: str, keys: Mapping[str, str] | None = None
+    ) -> Strategy | None:
+        """The strategy of one segment (its own, else the segmentation's ``'*'``).
+
+        ``keys`` (segment -> strategy key, from :func:`~segmint.campaigns._resolve.
+        resolve_segments`) finds strategies of clusters that were renamed since the
+        playbook was written; a segment missing from it gets ``'*'``.
+        """
         by_segment = self.strategies.get(segmentation, {})
-        return by_segment.get(segment, by_segment.get(ANY_SEGMENT))
+        key = segment if keys is None else keys.get(segment)
+        found = by_segment.get(key) if key is not None else None
+        return found if found is not None else by_segment.get(ANY_SEGMENT)
 
 
 CAMPAIGN_MODELS: tuple[type[BaseModel], ...] = (

@@ -118,15 +118,35 @@ class MessageBuilder:
                     strategy.template
                 )
         self.renderer = MessageRenderer(templates)
+        self._keys_by_segment: dict[str, str] | None = None
         self._keys: KeyRing | None = None
         self._feature_run: str | None | bool = False
         self._rec_run: str | None | bool = False
         self._popular: list[dict[str, Any]] | None = None
 
     # -- what each segment gets ---------------------------------------------------------
+    def strategy_keys(self) -> dict[str, str]:
+        """Segment of the plan's run -> the key of its strategy (clusters matched across
+        re-clusterings; see :mod:`segmint.campaigns._resolve`)."""
+        if self._keys_by_segment is None:
+            from segmint.campaigns._resolve import resolve_segments
+
+            run = self.segment_run_id
+            known = self.store.query(
+                f"SELECT DISTINCT segment FROM segment_assignments WHERE run_id = {lit(run)}"
+            )["segment"]
+            self._keys_by_segment = resolve_segments(
+                self.store,
+                self.config.playbook,
+                self.spec.segmentation,
+                run,
+                [str(s) for s in known],
+            ).strategy_keys()
+        return self._keys_by_segment
+
     def strategy(self, segment: str) -> Strategy:
         """The strategy of a segment (its own or the segmentation's '*')."""
-        s = self.config.playbook.strategy_for(self.spec.segmentation, segment)
+        s = self.config.playbook.strategy_for(self.spec.segmentation, segment, self.strategy_keys())
         if s is None:
             raise ConfigError(
                 f"playbook.strategies.{self.spec.segmentation}: no strategy for segment "
@@ -136,7 +156,8 @@ class MessageBuilder:
 
     def template_name(self, segment: str) -> str:
         """The template a segment's messages use."""
-        return _template_key(self.spec.segmentation, segment, self.strategy(segment))
+        key = self.strategy_keys().get(segment, ANY_SEGMENT)
+        return _template_key(self.spec.segmentation, key, self.strategy(segment))
 
     def check_templates(self, contexts: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
         """Render every template against the field schema and the given real contexts."""

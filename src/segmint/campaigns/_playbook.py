@@ -10,6 +10,7 @@ entering "At Risk".
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -249,20 +250,24 @@ def _value() -> dict[str, Any]:
 
 
 def _clusters(store: Store | None, name: str) -> dict[str, Any]:
+    """One strategy per cluster of the latest run, keyed by its name and pinned to its key
+    (``cluster: c2``) so it follows the cluster across re-clusterings; ``'*'`` for the rest."""
     generic = _strategy("tailored_recs", recs=True)
     if store is None or not table_exists(store, "segment_runs"):
         return {"*": generic}
-    run = store.scalar(
-        f"SELECT run_id FROM segment_runs WHERE segmentation = {lit(name)} "
+    raw = store.scalar(
+        f"SELECT details FROM segment_runs WHERE segmentation = {lit(name)} "
         "ORDER BY created_at DESC, run_id DESC LIMIT 1"
     )
-    if run is None:
+    if raw is None:
         return {"*": generic}
-    segs = store.query(
-        f"SELECT DISTINCT segment FROM segment_assignments WHERE run_id = {lit(str(run))} "
-        "ORDER BY segment"
-    )["segment"]
-    return {str(s): generic for s in segs} or {"*": generic}
+    details = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    out = {
+        str(c["name"]): {**_strategy("tailored_recs", recs=True), "cluster": str(c["key"])}
+        for c in details.get("clusters") or []
+        if "key" in c
+    }
+    return {**out, "*": generic}
 
 
 def default_playbook(
