@@ -114,7 +114,9 @@ def run_clustering(
         details["clusters"] = cluster_profiles(transformed, labels, seg_name, NOISE_LABEL)
         details["centroid_scale"] = {str(k): float(v) for k, v in scaler.scale_.items()}
         filled = raw.fillna(raw.median())
-        tree = SurrogateTree(random_state=spec.random_state).fit(filled, segments)
+        # the tree sees missing values as missing (never the imputed median), so a rule
+        # never selects one-off buyers by a gap they do not have
+        tree = SurrogateTree(random_state=spec.random_state).fit(raw, segments)
         rules = {seg: " OR ".join(f"({r})" for r in rs) for seg, rs in tree.rules_.items() if rs}
         details["fidelity"] = round(tree.fidelity_, 2)
         details["rule_table"] = tree.rule_table_.to_dict(orient="records")
