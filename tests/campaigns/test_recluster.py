@@ -229,3 +229,13 @@ def test_default_playbook_pins_each_cluster(reclustered: Store) -> None:
         "Browsers": "c4",
         "*": None,
     }
+
+
+def test_a_campaign_may_name_a_pinned_cluster_by_its_key(reclustered: Store) -> None:
+    pb = {**PLAYBOOK, "campaigns": {"regulars": {"segmentation": "clus", "segments": ["c3"]}}}
+    pb["strategies"] = {
+        "clus": {k: v for k, v in PLAYBOOK["strategies"]["clus"].items() if k != "*"}
+    }
+    plan = plan_campaign(reclustered, tiny_config(pb), "regulars")
+    # c3 is 'Typical' now: u08 and u09 (no consent, and at the frequency cap)
+    assert plan.funnel["remaining"].iloc[0] == 2

@@ -421,9 +421,10 @@ class Playbook(_Strict):
                 )
             elif campaign.segments != "all":
                 by_segment = self.strategies[campaign.segmentation]
+                pins = {st.cluster for st in by_segment.values() if st.cluster}
                 if ANY_SEGMENT not in by_segment:
                     for seg in campaign.segments:
-                        if seg not in by_segment:
+                        if seg not in by_segment and seg not in pins:
                             problems.append(
                                 f"campaigns.{name}.segments: no strategy for segment {seg!r} "
                                 f"of {campaign.segmentation}{_closest(seg, sorted(by_segment))}"
