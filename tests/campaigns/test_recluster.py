@@ -70,7 +70,9 @@ def _run(
         ],
         "centroid_scale": SCALE,
     }
-    link_clusters(details, None if previous is None else json.loads(str(previous)))
+    if previous is not None and not isinstance(previous, dict):  # DuckDB: text; psycopg: dict
+        previous = json.loads(str(previous))
+    link_clusters(details, previous)
     rows = [(u, name, str(i)) for i, (name, users, _) in enumerate(clusters) for u in users]
     save_run(
         store,
@@ -239,3 +241,19 @@ def test_a_campaign_may_name_a_pinned_cluster_by_its_key(reclustered: Store) -> 
     plan = plan_campaign(reclustered, tiny_config(pb), "regulars")
     # c3 is 'Typical' now: u08 and u09 (no consent, and at the frequency cap)
     assert plan.funnel["remaining"].iloc[0] == 2
+
+
+def test_strategies_follow_the_matched_clusters_on_postgresql(pg_url: str) -> None:
+    store = build_tiny_store(pg_url)
+    try:
+        _run(store, "s-1-clus", "2026-10-01 00:00:00", FIRST)
+        second = _run(store, "s-2-clus", "2026-11-01 00:00:00", SECOND)
+        assert [c["key"] for c in second["clusters"]] == ["c1", "c2", "c3", "c4"]
+        config = tiny_config(PLAYBOOK)
+        assert validate_playbook(store, config)[0].startswith(
+            "clus: cluster 'Recent · frequent' is now 'Recent · big baskets'"
+        )
+        plan = plan_campaign(store, config, "clus_recent")
+        assert set(plan.by_segment["segment"]) == {"Recent · big baskets"}
+    finally:
+        store.close()
