@@ -82,6 +82,8 @@ def test_chinese_default_playbook_message_via_preview(demo: Path) -> None:
     assert m.subject.endswith("本周优惠：满¥200减¥20")
     assert "本周您可享满¥200减¥20，优惠码 SAVE20，欢迎来逛逛。" in m.body
     assert "一键退订：" in m.body
+    picks = m.body.split("为您推荐：\n")[1].split("\n\n")[0].splitlines()
+    assert picks and all(line.endswith("）") and "（¥" in line for line in picks), picks
 
 
 def test_english_default_message_prints_the_offer_code(demo: Path) -> None:

@@ -7,6 +7,7 @@ stored batch run of :mod:`segmint.recommend`, or ``recs`` given by the caller).
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -123,6 +124,11 @@ class MessageBuilder:
         self._feature_run: str | None | bool = False
         self._rec_run: str | None | bool = False
         self._popular: list[dict[str, Any]] | None = None
+        lang, currency = language(config.locale), config.currency
+        # prices repeat (a catalogue): format each once, in the project's locale and currency
+        self._price_label = functools.lru_cache(maxsize=65_536)(
+            lambda p: None if p is None else lang.money(p, currency, whole=False)
+        )
 
     # -- what each segment gets ---------------------------------------------------------
     def strategy_keys(self) -> dict[str, str]:
@@ -208,6 +214,12 @@ class MessageBuilder:
             self._rec_run = None if run is None else str(run)
         return self._rec_run  # type: ignore[return-value]
 
+    def _with_price_label(self, rec: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(rec)
+        price = _none(out.get("price"))
+        out.setdefault("price_label", None if price is None else self._price_label(float(price)))
+        return out
+
     def _popular_items(self, n: int) -> list[dict[str, Any]]:
         """Items most bought in the 30 days before the newest order ('popular now')."""
         if self._popular is None:
@@ -227,6 +239,9 @@ class MessageBuilder:
                     "title": _none(r.title),
                     "category": _none(r.category),
                     "price": None if _none(r.price) is None else float(r.price),  # type: ignore[arg-type]
+                    "price_label": self._price_label(
+                        None if _none(r.price) is None else float(r.price)  # type: ignore[arg-type]
+                    ),
                     "reason": "popular now",
                 }
                 for r in frame.itertuples(index=False)
@@ -259,7 +274,10 @@ class MessageBuilder:
 
     def _recommendations(self, rows: pd.DataFrame, n_max: int) -> dict[str, list[dict[str, Any]]]:
         if self.recs is not None:
-            return {u: [dict(x) for x in self.recs.get(u, [])][:n_max] for u in rows["user_id"]}
+            return {
+                u: [self._with_price_label(x) for x in self.recs.get(u, [])][:n_max]
+                for u in rows["user_id"]
+            }
         run = self._recommendation_run_id()
         out: dict[str, list[dict[str, Any]]] = defaultdict(list)
         if run is None or rows.empty:
@@ -294,6 +312,7 @@ class MessageBuilder:
                     "title": title,
                     "category": cat,
                     "price": None if p != p else p,
+                    "price_label": None if p != p else self._price_label(p),
                     "reason": why,
                 }
             )

@@ -31,8 +31,8 @@ _FOOTER = (
 )
 _RECS = (
     "{% if recommendations %}\nPicked for you:\n{% for r in recommendations %}"
-    "  - {{ r.title or r.item_id }}{% if r.price %} ({{ '%.2f' | format(r.price) }} "
-    "{{ currency }}){% endif %}\n{% endfor %}{% endif %}"
+    "  - {{ r.title or r.item_id }}{% if r.price_label %} ({{ r.price_label }}){% endif %}\n"
+    "{% endfor %}{% endif %}"
 )
 _HELLO = "Hi {{ first_name or 'there' }},\n\n"
 _CODE = "{% if offer.code %} with the code {{ offer.code }}{% endif %}"
@@ -104,8 +104,8 @@ _FOOTER_ZH = (
 )
 _RECS_ZH = (
     "{% if recommendations %}\n为您推荐：\n{% for r in recommendations %}"
-    "  - {{ r.title or r.item_id }}{% if r.price %}（{{ '%.2f' | format(r.price) }} "
-    "{{ currency }}）{% endif %}\n{% endfor %}{% endif %}"
+    "  - {{ r.title or r.item_id }}{% if r.price_label %}（{{ r.price_label }}）{% endif %}\n"
+    "{% endfor %}{% endif %}"
 )
 _HELLO_ZH = "{% if first_name %}{{ first_name }}，{% endif %}您好：\n\n"
 _CODE_ZH = "{% if offer.code %}，优惠码 {{ offer.code }}{% endif %}"

@@ -178,7 +178,8 @@ FIELDS: dict[str, str] = {
     "shop": "the project's name (segmint.yaml `project`)",
     "currency": "the project's currency",
     "offer": "type, value, min_order, code, label (e.g. '15% off', '满¥200减¥20')",
-    "recommendations": "list of {item_id, title, category, price, reason} (may be empty)",
+    "recommendations": "list of {item_id, title, category, price, price_label, reason} (may "
+    "be empty); price_label is the price in the project's currency and locale ('€12.50')",
     "unsubscribe_url": "the signed one-click unsubscribe link",
 }
 """Every field a template may use, with what it holds (see docs/campaigns.md)."""
@@ -855,6 +856,7 @@ def sample_context() -> dict[str, Any]:
                 "title": "A book",
                 "category": "books",
                 "price": 12.5,
+                "price_label": "€12.50",
                 "reason": "bought together",
             }
         ],
