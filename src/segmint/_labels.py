@@ -16,7 +16,7 @@ import re
 
 from segmint._i18n import Language, language
 
-__all__ = ["FEATURE_LABELS", "feature_label", "segment_label"]
+__all__ = ["FEATURE_LABELS", "feature_label", "rule_in_words", "segment_label"]
 
 #: Feature name -> what a person reads (an English message id of the catalog).
 FEATURE_LABELS: dict[str, str] = {
@@ -101,3 +101,29 @@ def segment_label(name: str, lang: Language | None = None) -> str:
     if whole != name:
         return whole + suffix
     return " · ".join(_word(w, lang) for w in name.split(" · ")) + suffix
+
+
+_IDENTIFIER = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
+_RULE_WORDS = {"and": "and", "or": "or", "missing": "missing", "all users": "all users"}
+
+
+def rule_in_words(rule: str, features: list[str], lang: Language | None = None) -> str:
+    """A surrogate-tree rule (``recency_days <= 30 and frequency > 2``) with each of
+    ``features`` replaced by its label: ``days since last order <= 30 and orders > 2``.
+
+    ``and``, ``or`` and ``missing`` are translated too; numbers and operators are kept.
+    """
+    lang = lang or language("en")
+    known = set(features)
+
+    def swap(m: re.Match[str]) -> str:
+        word = m.group(0)
+        if word in known:
+            return feature_label(word, lang)
+        if word in _RULE_WORDS:
+            return lang.t(word) if lang.name != "en" else word
+        return word
+
+    if rule == "all users":
+        return lang.t("all users")
+    return _IDENTIFIER.sub(swap, rule)

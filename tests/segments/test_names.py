@@ -92,3 +92,17 @@ def test_feature_names_are_shown_in_words() -> None:
     assert segment_label("At Risk", zh) == "有流失风险"
     assert segment_label("Typical (2)", zh) == "普通 (2)"
     assert segment_label("High basket diversity", zh) == "高basket diversity"
+
+
+def test_rules_are_read_in_words() -> None:
+    from segmint._labels import rule_in_words
+
+    rule = "(mean_days_between_orders > 30 or mean_days_between_orders missing) and frequency <= 1"
+    features = ["mean_days_between_orders", "frequency", "basket_diversity"]
+    assert rule_in_words(rule, features) == (
+        "(days between orders > 30 or days between orders missing) and orders <= 1"
+    )
+    assert rule_in_words("basket_diversity > 2.5", features) == "basket diversity > 2.5"
+    assert rule_in_words("frequency > 2 and frequency <= 9", features, language("zh-CN")) == (
+        "订单数 > 2 且 订单数 <= 9"
+    )
