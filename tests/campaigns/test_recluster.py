@@ -257,3 +257,19 @@ def test_strategies_follow_the_matched_clusters_on_postgresql(pg_url: str) -> No
         assert set(plan.by_segment["segment"]) == {"Recent · big baskets"}
     finally:
         store.close()
+
+
+def test_a_pinned_strategy_written_for_an_old_name_says_it_moved(reclustered: Store) -> None:
+    strategies = {
+        "Recent · frequent": {"template": "hello", "cluster": "c2"},  # written after run 1
+        "Lapsed · one-off": {"template": "hello", "cluster": "c1"},  # same name now
+        "Regulars": {"template": "hello", "cluster": "c3"},  # a label of the user's own
+        "*": {"template": "hello"},
+    }
+    pb = {**PLAYBOOK, "strategies": {"clus": strategies}}
+    assert validate_playbook(reclustered, tiny_config(pb)) == [
+        "clus: cluster 'Recent · frequent' (c2) is now 'Recent · big baskets' (pinned; "
+        "matched by centroid, distance 0.12); strategy kept",
+        "clus: cluster 'Browsers' (c4) is new: no strategy; clusters without a strategy get "
+        "the default ('*')",
+    ]

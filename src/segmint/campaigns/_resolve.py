@@ -79,10 +79,10 @@ class Resolution:
                     f"(matched by centroid, distance {m.distance:.2f}); strategy kept"
                 )
             elif m.how == "pinned" and m.previous_name is not None:
+                how = "" if m.distance is None else f", distance {m.distance:.2f}"
                 out.append(
-                    f"{self.segmentation}: cluster {m.previous_name!r} ({m.key}, strategy "
-                    f"{m.strategy!r}) is now {m.segment!r} (pinned; matched by centroid, "
-                    f"distance {m.distance:.2f}); strategy kept"
+                    f"{self.segmentation}: cluster {m.previous_name!r} ({m.key}) is now "
+                    f"{m.segment!r} (pinned; matched by centroid{how}); strategy kept"
                 )
             elif m.how == "gone":
                 out.append(
@@ -143,14 +143,17 @@ def resolve_segments(
             c = by_key.get(pin)
             if c is None:
                 return SegmentMatch(name, None, "gone", key=pin)
-            renamed = c.get("matched_from") not in (None, c["name"])
+            if history is None:
+                history = _history(store, segmentation, run_id)
+            # the strategy was written for a name this cluster had before: say it moved
+            moved = name != c["name"] and history.get(name) == pin
             return SegmentMatch(
                 name,
                 str(c["name"]),
                 "pinned",
                 key=pin,
-                previous_name=c.get("matched_from") if renamed else None,
-                distance=c.get("distance") if renamed else None,
+                previous_name=name if moved else None,
+                distance=c.get("distance") if moved else None,
             )
         if name in known:
             c = by_name.get(name)
