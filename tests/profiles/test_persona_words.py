@@ -73,3 +73,11 @@ def test_a_chinese_sentence_uses_chinese_numbers_and_words() -> None:
     assert text.startswith("有流失风险共有1,234 位用户（占全部的50%），贡献了25%的收入")
     assert "与其他用户相比，他们经常下单" in text
     assert np.isfinite(_stats(frame)["a"].loc["frequency", "std_diff"])
+
+
+def test_money_features_are_shown_with_the_currency() -> None:
+    frame = pd.DataFrame({"segment": ["a"] * 3 + ["b"] * 3, "monetary": [900, 1000, 1100, 1, 2, 3]})
+    (label,) = _persona._distinguishing(_stats(frame)["a"], language("en"), "EUR")["label"]
+    assert label.startswith("spend a lot: median €1,000 vs €451.50 overall")
+    (label,) = _persona._distinguishing(_stats(frame)["a"], language("zh-CN"), "CNY")["label"]
+    assert label.startswith("消费多：中位数 ¥1,000，整体为 ¥451.50")

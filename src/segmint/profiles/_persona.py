@@ -217,8 +217,23 @@ def _supported(row: pd.Series) -> bool:
     return bool(np.isfinite(gap) and gap != 0 and np.sign(gap) == np.sign(row["std_diff"]))
 
 
-def _distinguishing(stats: pd.DataFrame, lang: Language | None = None) -> pd.DataFrame:
+def _money_features() -> frozenset[str]:
+    from segmint.features._catalog import _SPECS
+
+    return frozenset(spec.name for spec in _SPECS if spec.unit == "currency")
+
+
+def _distinguishing(
+    stats: pd.DataFrame, lang: Language | None = None, currency: str | None = None
+) -> pd.DataFrame:
     lang = lang or language("en")
+    money = _money_features() if currency else frozenset()
+
+    def value(feature: str, x: float) -> str:
+        if feature in money and np.isfinite(x):
+            return lang.money(x, currency)  # type: ignore[arg-type]
+        return _fmt(x, lang)
+
     ranked = stats.dropna(subset=["std_diff"])
     if "observed_share" in ranked:
         ranked = ranked[ranked["observed_share"] >= MIN_OBSERVED_SHARE]
@@ -236,8 +251,8 @@ def _distinguishing(stats: pd.DataFrame, lang: Language | None = None) -> pd.Dat
             lang.t(
                 "{trait}: median {median} vs {overall} overall",
                 trait=_phrase(str(name), row["std_diff"], lang),
-                median=_fmt(row["median"], lang),
-                overall=_fmt(row["population_median"], lang),
+                median=value(str(name), row["median"]),
+                overall=value(str(name), row["population_median"]),
             )
             + times
         )
@@ -425,6 +440,7 @@ def personas(
     features: pd.DataFrame | None = None,
     *,
     locale: str = "en",
+    currency: str | None = None,
 ) -> list[Persona]:
     """Describe every segment of a segmentation run against the run's population.
 
@@ -440,6 +456,9 @@ def personas(
     locale : str, default="en"
         Language of the summaries and labels (``en`` or ``zh-CN``; ``locale:`` in
         segmint.yaml).
+    currency : str, optional
+        Money features (``monetary``, ``avg_order_value``, ``spend_*``) are shown in it
+        in the labels (``€3,649``); plain numbers when None.
 
     Returns
     -------
@@ -483,7 +502,7 @@ def personas(
         s = str(s)
         user_share = n / n_total
         revenue_share = float(revenue.get(s, 0.0)) / total_revenue if total_revenue else 0.0
-        dist = _distinguishing(stats[s], lang)
+        dist = _distinguishing(stats[s], lang, currency)
         demo = {k: v.get(s, empty_mix) for k, v in demographics.items()}
         life = lifecycle.get(s, empty_mix)
         out.append(
