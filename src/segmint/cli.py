@@ -644,7 +644,8 @@ def profile(
 
 def _print_persona(p: Any) -> None:
     console.print(
-        f"\n[bold]{escape(p.segment)}[/] — {p.n_users:,} users ({p.user_share:.1%}), "
+        f"\n[bold]{escape(p.segment)}[/] — {p.n_users:,} user{'' if p.n_users == 1 else 's'} "
+        f"({p.user_share:.1%}), "
         f"{p.revenue_share:.1%} of revenue  [dim]{escape(p.segmentation)} run {p.run_id}[/]",
         markup=True,
     )
@@ -660,9 +661,11 @@ def _print_persona(p: Any) -> None:
         "std diff",
     ):
         t.add_column(c, justify="left" if c == "feature" else "right")
+    from segmint._labels import feature_label
+
     for name, r in p.distinguishing.iterrows():
         t.add_row(
-            str(name),
+            feature_label(str(name)),
             _num(r["median"]),
             _num(r["population_median"]),
             _num(r["mean"]),

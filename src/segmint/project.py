@@ -251,7 +251,12 @@ class Project:
         """Personas of every segment of a run (a run id, or a segmentation's latest run)."""
         from segmint.profiles import personas
 
-        return personas(self.store, self.segment_run(ref))
+        return personas(
+            self.store,
+            self.segment_run(ref),
+            locale=self.config.locale,
+            currency=self.config.currency,
+        )
 
     def persona(self, ref: str, segment: str) -> Persona:
         """The persona of one segment of a run; the error lists the run's segments."""

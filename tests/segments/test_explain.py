@@ -195,13 +195,13 @@ def test_colliding_names_are_made_unique_and_noise_is_named() -> None:
     assert len(set(names.values())) == 3
 
 
-def test_unknown_features_get_plain_words() -> None:
+def test_unknown_features_get_plain_words_in_words() -> None:
     rng = np.random.default_rng(6)
     features = pd.DataFrame(
         {"basket_diversity": np.r_[rng.normal(10, 1, 100), rng.normal(0, 1, 100)]}
     )
     names = name_clusters(features, np.repeat([0, 1], 100))
-    assert names == {0: "High basket_diversity", 1: "Low basket_diversity"}
+    assert names == {0: "High basket diversity", 1: "Low basket diversity"}
 
 
 def test_depth_grows_to_four_for_many_clusters() -> None:

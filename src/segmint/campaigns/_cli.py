@@ -345,14 +345,18 @@ def playbook_init(
 
 @playbook_app.command("check")
 def playbook_check(project: ProjectOpt = Path(".")) -> None:
-    """Check the playbook against the store (segment names of the latest runs)."""
+    """Check the playbook against the store (segment names of the latest runs) and say
+    what moved: renamed or renumbered clusters whose strategy was kept (matched by
+    centroid or pinned with `cluster:`), new clusters without a strategy."""
     from segmint import open_project
     from segmint.campaigns import validate_playbook
 
-    def go() -> int:
+    def go() -> tuple[int, list[str]]:
         with open_project(project) as p:
-            validate_playbook(p.store, p.config)
-            return len(p.config.playbook.campaigns)
+            notes = validate_playbook(p.store, p.config)
+            return len(p.config.playbook.campaigns), notes
 
-    n = _run(go)
+    n, notes = _run(go)
+    for note in notes:
+        console.print(f"  {note}", markup=False, highlight=False)
     console.print(f"playbook ok: {n} campaigns")

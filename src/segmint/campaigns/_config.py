@@ -12,10 +12,14 @@ This module must not import :mod:`segmint.config` (which imports it).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from datetime import date
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from segmint._i18n import Language
 
 __all__ = [
     "BirthdayTrigger",
@@ -49,16 +53,37 @@ ConsentWord = Annotated[str, AfterValidator(lambda v: v.strip().lower())]
 vocabulary is checked by :class:`segmint.config.Config`, which knows a project's own)."""
 
 
+_NEEDS_VALUE = {
+    "discount": "a percentage above 0 and at most 100",
+    "percent": "a percentage above 0 and at most 100",
+    "amount": "an amount above 0 in the project's currency",
+    "threshold": "an amount above 0 in the project's currency",
+}
+
+
 class Offer(_Strict):
     """What the message offers.
 
-    ``discount`` needs ``value`` (a percentage, 0 < value <= 100); ``free_shipping`` and
-    ``exclusive_access`` may carry a ``value`` (a minimum basket, an access code or a
-    date); ``none`` sends no offer.
+    ``percent`` (or its older name ``discount``) needs ``value``, a percentage (0 < value
+    <= 100); ``amount`` takes ``value`` off the order, in the project's currency;
+    ``threshold`` (the 满减 offer, "20 off orders of 200 or more") takes ``value`` off
+    orders of at least ``min_order``, which must be above ``value``. ``percent``,
+    ``amount`` and ``free_shipping`` may also carry a ``min_order``. ``free_shipping``
+    and ``exclusive_access`` may carry a ``value`` (a minimum basket, an access code or a
+    date); ``none`` sends no offer. Labels are written in the project's language and
+    currency (:meth:`text`).
     """
 
-    type: Literal["discount", "free_shipping", "exclusive_access", "none"] = "none"
+    type: Literal[
+        "percent", "discount", "amount", "threshold", "free_shipping", "exclusive_access", "none"
+    ] = "none"
     value: float | str | None = None
+    min_order: float | None = Field(
+        default=None,
+        gt=0,
+        description="smallest order the offer applies to, in the project's currency "
+        "(required for `threshold`)",
+    )
     code: str | None = Field(default=None, description="a voucher code to print")
     cost_per_redemption: float = Field(
         default=0.0,
@@ -70,23 +95,76 @@ class Offer(_Strict):
 
     @model_validator(mode="after")
     def _value_fits(self) -> Offer:
-        is_percent = isinstance(self.value, int | float) and 0 < float(self.value) <= 100
-        if self.type == "discount" and not is_percent:
+        number = isinstance(self.value, int | float) and not isinstance(self.value, bool)
+        kind = self.type
+        if kind in _NEEDS_VALUE:
+            fits = number and float(self.value) > 0  # type: ignore[arg-type]
+            if kind in ("discount", "percent"):
+                fits = fits and float(self.value) <= 100  # type: ignore[arg-type]
+            if not fits:
+                article = "an" if kind[0] in "aeiou" else "a"
+                raise ValueError(
+                    f"{article} {kind} offer needs `value`: {_NEEDS_VALUE[kind]} "
+                    f"(got {self.value!r})"
+                )
+        if kind == "threshold" and self.min_order is None:
             raise ValueError(
-                "a discount offer needs `value`: a percentage above 0 and at most 100 "
-                f"(got {self.value!r})"
+                f"a threshold offer needs `min_order`: it takes `value` ({self.value:g}) off "
+                "orders of at least `min_order` (e.g. value: 20, min_order: 200 for "
+                "'20 off orders of 200 or more', 满200减20)"
             )
+        value = float(self.value) if number else 0.0  # type: ignore[arg-type]
+        low = self.min_order is not None and self.min_order <= value
+        if kind in ("amount", "threshold") and low:
+            article = "an" if kind == "amount" else "a"
+            raise ValueError(
+                f"{article} {kind} offer's min_order ({self.min_order:g}) must be above "
+                f"its value ({value:g}): the amount taken off cannot reach the order it "
+                "applies to; did you swap them?"
+            )
+        if self.min_order is not None and kind in ("exclusive_access", "none"):
+            raise ValueError(f"a {kind} offer takes no `min_order` (got {self.min_order:g})")
         return self
 
     @property
     def label(self) -> str:
-        """Plain words for templates: ``15% off``, ``free shipping``, ``early access``."""
-        if self.type == "discount":
-            return f"{float(self.value):g}% off"  # type: ignore[arg-type]
-        if self.type == "free_shipping":
-            return "free shipping" + (f" over {self.value}" if self.value is not None else "")
-        if self.type == "exclusive_access":
-            return "exclusive early access"
+        """Plain English words without a currency: ``15% off``, ``20 off orders of 200 or
+        more``; :meth:`text` writes them in a language and currency."""
+        return self.text()
+
+    def text(self, lang: Language | None = None, currency: str | None = None) -> str:
+        """The offer in words, in ``lang`` with amounts in ``currency`` (plain numbers when
+        None): ``15% off``, ``€20 off orders of €200 or more``, ``满¥200减¥20``."""
+        from segmint._i18n import language
+
+        lang = lang or language("en")
+
+        def money(x: float) -> str:
+            if currency is None:
+                return lang.number(x, 6)
+            return lang.money(x, currency, whole=float(x).is_integer())
+
+        kind, value = self.type, self.value
+        over = {} if self.min_order is None else {"min_order": money(self.min_order)}
+        if kind in ("discount", "percent"):
+            pct = lang.percent(float(value) / 100, 0 if float(value).is_integer() else 1)  # type: ignore[arg-type]
+            if over:
+                return lang.t("{percent} off orders of {min_order} or more", percent=pct, **over)
+            return lang.t("{percent} off", percent=pct)
+        if kind in ("amount", "threshold"):
+            amount = money(float(value))  # type: ignore[arg-type]
+            if over:
+                return lang.t("{amount} off orders of {min_order} or more", amount=amount, **over)
+            return lang.t("{amount} off", amount=amount)
+        if kind == "free_shipping":
+            if over:
+                return lang.t("free shipping on orders of {min_order} or more", **over)
+            if value is not None:
+                shown = money(float(value)) if isinstance(value, int | float) else str(value)
+                return lang.t("free shipping over {value}", value=shown)
+            return lang.t("free shipping")
+        if kind == "exclusive_access":
+            return lang.t("exclusive early access")
         return ""
 
 
@@ -128,6 +206,11 @@ class Strategy(_Strict):
     include_recommendations: bool = False
     n_recommendations: int = Field(default=3, gt=0, le=20)
     timing: Timing = Field(default_factory=Timing)
+    cluster: str | None = Field(
+        default=None,
+        description="pin to a cluster's key (c1, c2, ...; see `segmint playbook check`): the "
+        "strategy follows that cluster across re-clusterings whatever it is named",
+    )
 
 
 class OneOffTrigger(_Strict):
@@ -338,9 +421,10 @@ class Playbook(_Strict):
                 )
             elif campaign.segments != "all":
                 by_segment = self.strategies[campaign.segmentation]
+                pins = {st.cluster for st in by_segment.values() if st.cluster}
                 if ANY_SEGMENT not in by_segment:
                     for seg in campaign.segments:
-                        if seg not in by_segment:
+                        if seg not in by_segment and seg not in pins:
                             problems.append(
                                 f"campaigns.{name}.segments: no strategy for segment {seg!r} "
                                 f"of {campaign.segmentation}{_closest(seg, sorted(by_segment))}"
@@ -349,10 +433,19 @@ class Playbook(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
-    def strategy_for(self, segmentation: str, segment: str) -> Strategy | None:
-        """The strategy of one segment (its own, else the segmentation's ``'*'``)."""
+    def strategy_for(
+        self, segmentation: str, segment: str, keys: Mapping[str, str] | None = None
+    ) -> Strategy | None:
+        """The strategy of one segment (its own, else the segmentation's ``'*'``).
+
+        ``keys`` (segment -> strategy key, from :func:`~segmint.campaigns._resolve.
+        resolve_segments`) finds strategies of clusters that were renamed since the
+        playbook was written; a segment missing from it gets ``'*'``.
+        """
         by_segment = self.strategies.get(segmentation, {})
-        return by_segment.get(segment, by_segment.get(ANY_SEGMENT))
+        key = segment if keys is None else keys.get(segment)
+        found = by_segment.get(key) if key is not None else None
+        return found if found is not None else by_segment.get(ANY_SEGMENT)
 
 
 CAMPAIGN_MODELS: tuple[type[BaseModel], ...] = (

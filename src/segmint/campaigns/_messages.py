@@ -7,6 +7,7 @@ stored batch run of :mod:`segmint.recommend`, or ``recs`` given by the caller).
 
 from __future__ import annotations
 
+import functools
 import gc
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from segmint._i18n import language
 from segmint.campaigns._channels import Message, channel_domain, message_id_for
 from segmint.campaigns._config import (
     ANY_SEGMENT,
@@ -117,15 +119,40 @@ class MessageBuilder:
                     strategy.template
                 )
         self.renderer = MessageRenderer(templates)
+        self._keys_by_segment: dict[str, str] | None = None
         self._keys: KeyRing | None = None
         self._feature_run: str | None | bool = False
         self._rec_run: str | None | bool = False
         self._popular: list[dict[str, Any]] | None = None
+        lang, currency = language(config.locale), config.currency
+        # prices repeat (a catalogue): format each once, in the project's locale and currency
+        self._price_label = functools.lru_cache(maxsize=65_536)(
+            lambda p: None if p is None else lang.money(p, currency, whole=False)
+        )
 
     # -- what each segment gets ---------------------------------------------------------
+    def strategy_keys(self) -> dict[str, str]:
+        """Segment of the plan's run -> the key of its strategy (clusters matched across
+        re-clusterings; see :mod:`segmint.campaigns._resolve`)."""
+        if self._keys_by_segment is None:
+            from segmint.campaigns._resolve import resolve_segments
+
+            run = self.segment_run_id
+            known = self.store.query(
+                f"SELECT DISTINCT segment FROM segment_assignments WHERE run_id = {lit(run)}"
+            )["segment"]
+            self._keys_by_segment = resolve_segments(
+                self.store,
+                self.config.playbook,
+                self.spec.segmentation,
+                run,
+                [str(s) for s in known],
+            ).strategy_keys()
+        return self._keys_by_segment
+
     def strategy(self, segment: str) -> Strategy:
         """The strategy of a segment (its own or the segmentation's '*')."""
-        s = self.config.playbook.strategy_for(self.spec.segmentation, segment)
+        s = self.config.playbook.strategy_for(self.spec.segmentation, segment, self.strategy_keys())
         if s is None:
             raise ConfigError(
                 f"playbook.strategies.{self.spec.segmentation}: no strategy for segment "
@@ -135,7 +162,8 @@ class MessageBuilder:
 
     def template_name(self, segment: str) -> str:
         """The template a segment's messages use."""
-        return _template_key(self.spec.segmentation, segment, self.strategy(segment))
+        key = self.strategy_keys().get(segment, ANY_SEGMENT)
+        return _template_key(self.spec.segmentation, key, self.strategy(segment))
 
     def check_templates(self, contexts: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
         """Render every template against the field schema and the given real contexts."""
@@ -186,6 +214,12 @@ class MessageBuilder:
             self._rec_run = None if run is None else str(run)
         return self._rec_run  # type: ignore[return-value]
 
+    def _with_price_label(self, rec: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(rec)
+        price = _none(out.get("price"))
+        out.setdefault("price_label", None if price is None else self._price_label(float(price)))
+        return out
+
     def _popular_items(self, n: int) -> list[dict[str, Any]]:
         """Items most bought in the 30 days before the newest order ('popular now')."""
         if self._popular is None:
@@ -205,6 +239,9 @@ class MessageBuilder:
                     "title": _none(r.title),
                     "category": _none(r.category),
                     "price": None if _none(r.price) is None else float(r.price),  # type: ignore[arg-type]
+                    "price_label": self._price_label(
+                        None if _none(r.price) is None else float(r.price)  # type: ignore[arg-type]
+                    ),
                     "reason": "popular now",
                 }
                 for r in frame.itertuples(index=False)
@@ -237,7 +274,10 @@ class MessageBuilder:
 
     def _recommendations(self, rows: pd.DataFrame, n_max: int) -> dict[str, list[dict[str, Any]]]:
         if self.recs is not None:
-            return {u: [dict(x) for x in self.recs.get(u, [])][:n_max] for u in rows["user_id"]}
+            return {
+                u: [self._with_price_label(x) for x in self.recs.get(u, [])][:n_max]
+                for u in rows["user_id"]
+            }
         run = self._recommendation_run_id()
         out: dict[str, list[dict[str, Any]]] = defaultdict(list)
         if run is None or rows.empty:
@@ -272,6 +312,7 @@ class MessageBuilder:
                     "title": title,
                     "category": cat,
                     "price": None if p != p else p,
+                    "price_label": None if p != p else self._price_label(p),
                     "reason": why,
                 }
             )
@@ -284,12 +325,14 @@ class MessageBuilder:
         playbook = self.config.playbook
         segments = rows["segment"].astype(str).unique().tolist()
         strategies = {s: self.strategy(s) for s in segments}
+        lang = language(self.config.locale)
         offers = {
             s: {
                 "type": st.offer.type,
                 "value": st.offer.value,
+                "min_order": st.offer.min_order,
                 "code": st.offer.code,
-                "label": st.offer.label,
+                "label": st.offer.text(lang, self.config.currency),
             }
             for s, st in strategies.items()
         }

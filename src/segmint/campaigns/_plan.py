@@ -30,6 +30,7 @@ from segmint.campaigns._config import (
     WebhookChannelSpec,
 )
 from segmint.campaigns._messages import MessageBuilder, Recs
+from segmint.campaigns._resolve import resolve_segments
 from segmint.campaigns._tables import ensure_campaign_tables, lit, table_exists, ts_lit
 from segmint.errors import ConfigError, NotFoundError
 from segmint.store import Store
@@ -144,12 +145,14 @@ def _run_segments(store: Store, run_id: str) -> list[str]:
     return [str(s) for s in frame["segment"]]
 
 
-def validate_playbook(store: Store, config: Config, name: str | None = None) -> None:
+def validate_playbook(store: Store, config: Config, name: str | None = None) -> list[str]:
     """Check the playbook's segment names against the latest run of each segmentation.
 
     The loader already checked channels, templates and their fields; this checks what only
     the store knows: every segment named by a strategy or a campaign exists in the latest
-    run of its segmentation.
+    run of its segmentation, directly or, for clusterings, through the cluster's identity
+    (a ``cluster:`` pin, a cluster key, or a name it had in an earlier run, matched by
+    centroid; see :mod:`segmint.campaigns._resolve`).
 
     Parameters
     ----------
@@ -159,6 +162,12 @@ def validate_playbook(store: Store, config: Config, name: str | None = None) -> 
         The project configuration.
     name : str, optional
         Only this campaign (and the strategies of its segmentation).
+
+    Returns
+    -------
+    list of str
+        What moved: renamed or renumbered clusters whose strategy was kept, new clusters
+        without a strategy, strategies whose cluster is gone.
 
     Raises
     ------
@@ -173,19 +182,21 @@ def validate_playbook(store: Store, config: Config, name: str | None = None) -> 
     else:
         wanted = set(playbook.strategies) | {c.segmentation for c in playbook.campaigns.values()}
     problems = []
+    notes: list[str] = []
     for segmentation in sorted(wanted):
         run = _segment_runs(store, segmentation)[0]
         known = _run_segments(store, run)
-        named = [
-            (f"strategies.{segmentation}", s)
-            for s in playbook.strategies.get(segmentation, {})
-            if s != ANY_SEGMENT
-        ]
+        resolution = resolve_segments(store, playbook, segmentation, run, known)
+        notes += resolution.notes()
+        named = [(f"strategies.{segmentation}", m) for m in resolution.matches]
         for cname, c in playbook.campaigns.items():
             if c.segmentation == segmentation and c.segments != "all" and name in (None, cname):
-                named += [(f"campaigns.{cname}.segments", s) for s in c.segments]
-        for where, seg in named:
-            if seg not in known:
+                named += [
+                    (f"campaigns.{cname}.segments", resolution.segment_for(s)) for s in c.segments
+                ]
+        for where, match in named:
+            if match.how == "unknown":
+                seg = match.strategy
                 close = difflib.get_close_matches(seg, known, n=1, cutoff=0.5)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 problems.append(
@@ -194,12 +205,34 @@ def validate_playbook(store: Store, config: Config, name: str | None = None) -> 
                 )
     if problems:
         raise ConfigError("invalid playbook:\n  " + "\n  ".join(problems))
+    return notes
 
 
-def _channel_rows(config: Config, spec: CampaignSpec, segments: list[str]) -> list[ChannelRow]:
+def _targets(
+    store: Store, config: Config, spec: CampaignSpec, run: str
+) -> tuple[list[str], dict[str, str]]:
+    """The campaign's segments in run ``run``, and segment -> strategy key."""
+    known = _run_segments(store, run)
+    resolution = resolve_segments(store, config.playbook, spec.segmentation, run, known)
+    keys = resolution.strategy_keys()
+    if spec.segments == "all":
+        if ANY_SEGMENT in config.playbook.strategies[spec.segmentation]:
+            return known, keys
+        return [s for s in known if s in keys], keys
+    targeted = []
+    for name in spec.segments:
+        segment = resolution.segment_for(name).segment
+        if segment is not None and segment in known and segment not in targeted:
+            targeted.append(segment)
+    return targeted, keys
+
+
+def _channel_rows(
+    config: Config, spec: CampaignSpec, segments: list[str], keys: dict[str, str] | None = None
+) -> list[ChannelRow]:
     rows = []
     for seg in segments:
-        strategy = config.playbook.strategy_for(spec.segmentation, seg)
+        strategy = config.playbook.strategy_for(spec.segmentation, seg, keys)
         assert strategy is not None
         for pref, ch in enumerate(spec.channels or strategy.channels):
             chspec = config.playbook.channels[ch]
@@ -283,12 +316,7 @@ def plan_campaign(
             f"of {spec.segmentation!r}; only {segment_run} exists. Run `segmint segment "
             f"{spec.segmentation}` again after new data arrives"
         )
-    known = _run_segments(store, segment_run)
-    strategies = config.playbook.strategies[spec.segmentation]
-    if spec.segments == "all":
-        targeted = known if ANY_SEGMENT in strategies else [s for s in known if s in strategies]
-    else:
-        targeted = [s for s in spec.segments if s in known]
+    targeted, keys = _targets(store, config, spec, segment_run)
     holdout = config.playbook.holdout if spec.holdout is None else spec.holdout
     run_id = new_run_id(name, now)
     builder = MessageBuilder(store, config, name, run_id, segment_run, recs=recs)
@@ -298,7 +326,7 @@ def plan_campaign(
         segment_run_id=segment_run,
         previous_run_id=previous,
         segments=tuple(targeted),
-        channels=tuple(_channel_rows(config, spec, targeted)),
+        channels=tuple(_channel_rows(config, spec, targeted, keys)),
         purpose=spec.purpose,
         trigger=spec.trigger,
         as_of=as_of,

@@ -10,6 +10,7 @@ entering "At Risk".
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +31,11 @@ _FOOTER = (
 )
 _RECS = (
     "{% if recommendations %}\nPicked for you:\n{% for r in recommendations %}"
-    "  - {{ r.title or r.item_id }}{% if r.price %} ({{ '%.2f' | format(r.price) }} "
-    "{{ currency }}){% endif %}\n{% endfor %}{% endif %}"
+    "  - {{ r.title or r.item_id }}{% if r.price_label %} ({{ r.price_label }}){% endif %}\n"
+    "{% endfor %}{% endif %}"
 )
 _HELLO = "Hi {{ first_name or 'there' }},\n\n"
+_CODE = "{% if offer.code %} with the code {{ offer.code }}{% endif %}"
 
 TEMPLATES: dict[str, dict[str, str]] = {
     "vip_perks": {
@@ -47,21 +49,21 @@ TEMPLATES: dict[str, dict[str, str]] = {
     "conversion": {
         "subject": "{{ offer.label | capitalize }} on your next order",
         "body": _HELLO + "Good things are waiting for you: {{ offer.label }} on your next "
-        "order.\n" + _RECS + _FOOTER,
+        "order" + _CODE + ".\n" + _RECS + _FOOTER,
     },
     "standard_offer": {
         "subject": "{{ offer.label | capitalize }} this week at {{ shop }}",
         "body": _HELLO
-        + "This week you get {{ offer.label }}. Have a look around.\n"
+        + "This week you get {{ offer.label }}"
+        + _CODE
+        + ". Have a look around.\n"
         + _RECS
         + _FOOTER,
     },
     "onboarding": {
         "subject": "Welcome to {{ shop }} - {{ offer.label }} on your first order",
         "body": _HELLO + "Welcome! Here is how to get started, and {{ offer.label }} on your "
-        "first order{% if offer.code %} with the code {{ offer.code }}{% endif %}.\n"
-        + _RECS
-        + _FOOTER,
+        "first order" + _CODE + ".\n" + _RECS + _FOOTER,
     },
     "tailored_recs": {
         "subject": "New picks for you{% if favourite_category %} in {{ favourite_category }}"
@@ -70,21 +72,110 @@ TEMPLATES: dict[str, dict[str, str]] = {
     },
     "reactivation": {
         "subject": "We miss you - {{ offer.label }} inside",
-        "body": _HELLO + "It has been a while. Come back for {{ offer.label }}"
-        "{% if offer.code %} with the code {{ offer.code }}{% endif %}.\n" + _RECS + _FOOTER,
+        "body": _HELLO
+        + "It has been a while. Come back for {{ offer.label }}"
+        + _CODE
+        + ".\n"
+        + _RECS
+        + _FOOTER,
     },
     "winback": {
         "subject": "{{ offer.label | capitalize }} on anything - come back and see what's new",
         "body": _HELLO + "We would love to see you again: {{ offer.label }} on anything"
-        "{% if favourite_category %}, {{ favourite_category }} included{% endif %}.\n"
+        "{% if favourite_category %}, {{ favourite_category }} included{% endif %}"
+        + _CODE
+        + ".\n"
         + _RECS
         + _FOOTER,
     },
     "birthday": {
         "subject": "Happy birthday from {{ shop }}!",
-        "body": _HELLO + "Happy birthday! Treat yourself: {{ offer.label }} this week.\n" + _FOOTER,
+        "body": _HELLO
+        + "Happy birthday! Treat yourself: {{ offer.label }} this week"
+        + _CODE
+        + ".\n"
+        + _FOOTER,
     },
 }
+
+_FOOTER_ZH = (
+    "\n--\n{{ shop }} · 您收到这封邮件，是因为您同意接收我们的消息。\n"
+    "一键退订：{{ unsubscribe_url }}\n"
+)
+_RECS_ZH = (
+    "{% if recommendations %}\n为您推荐：\n{% for r in recommendations %}"
+    "  - {{ r.title or r.item_id }}{% if r.price_label %}（{{ r.price_label }}）{% endif %}\n"
+    "{% endfor %}{% endif %}"
+)
+_HELLO_ZH = "{% if first_name %}{{ first_name }}，{% endif %}您好：\n\n"
+_CODE_ZH = "{% if offer.code %}，优惠码 {{ offer.code }}{% endif %}"
+
+TEMPLATES_ZH: dict[str, dict[str, str]] = {
+    "vip_perks": {
+        "subject": "{% if first_name %}{{ first_name }}，{% endif %}新品抢先看，专属于您",
+        "body": _HELLO_ZH + "您是我们最重要的客户之一，新品系列将优先向您开放"
+        "{% if favourite_category %}——从{{ favourite_category }}开始{% endif %}。\n"
+        "{% if offer.code %}您的专属码：{{ offer.code }}\n{% endif %}" + _RECS_ZH + _FOOTER_ZH,
+    },
+    "conversion": {
+        "subject": "下次下单享{{ offer.label }}",
+        "body": _HELLO_ZH
+        + "好物正在等您：下次下单享{{ offer.label }}"
+        + _CODE_ZH
+        + "。\n"
+        + _RECS_ZH
+        + _FOOTER_ZH,
+    },
+    "standard_offer": {
+        "subject": "{{ shop }} 本周优惠：{{ offer.label }}",
+        "body": _HELLO_ZH
+        + "本周您可享{{ offer.label }}"
+        + _CODE_ZH
+        + "，欢迎来逛逛。\n"
+        + _RECS_ZH
+        + _FOOTER_ZH,
+    },
+    "onboarding": {
+        "subject": "欢迎来到 {{ shop }}：首单享{{ offer.label }}",
+        "body": _HELLO_ZH
+        + "欢迎！这里是入门指南，首单可享{{ offer.label }}"
+        + _CODE_ZH
+        + "。\n"
+        + _RECS_ZH
+        + _FOOTER_ZH,
+    },
+    "tailored_recs": {
+        "subject": "为您挑选的新品{% if favourite_category %}：{{ favourite_category }}{% endif %}",
+        "body": _HELLO_ZH + "我们挑选了一些您可能会喜欢的商品。\n" + _RECS_ZH + _FOOTER_ZH,
+    },
+    "reactivation": {
+        "subject": "好久不见，{{ offer.label }}等您来拿",
+        "body": _HELLO_ZH
+        + "好久不见。回来看看吧，{{ offer.label }}"
+        + _CODE_ZH
+        + "。\n"
+        + _RECS_ZH
+        + _FOOTER_ZH,
+    },
+    "winback": {
+        "subject": "全场{{ offer.label }}，回来看看新品",
+        "body": _HELLO_ZH + "期待再次见到您：全场{{ offer.label }}"
+        "{% if favourite_category %}，{{ favourite_category }}也包括在内{% endif %}"
+        + _CODE_ZH
+        + "。\n"
+        + _RECS_ZH
+        + _FOOTER_ZH,
+    },
+    "birthday": {
+        "subject": "{{ shop }} 祝您生日快乐！",
+        "body": _HELLO_ZH
+        + "生日快乐！犒劳一下自己：本周{{ offer.label }}"
+        + _CODE_ZH
+        + "。\n"
+        + _FOOTER_ZH,
+    },
+}
+"""The default templates in Chinese (``locale: zh-CN``); same names and fields."""
 
 
 def _strategy(
@@ -118,11 +209,15 @@ def _rfm() -> dict[str, Any]:
         "Promising": _strategy(
             "conversion", {"type": "free_shipping", "cost_per_redemption": 4.9}, recs=True
         ),
-        "Need Attention": _strategy(
-            "standard_offer", {"type": "free_shipping", "cost_per_redemption": 4.9}, recs=True
+        "Need Attention": _strategy(  # 满减: 20 off orders of 200 or more
+            "standard_offer",
+            {"type": "threshold", "value": 20, "min_order": 200, "code": "SAVE20"},
+            recs=True,
         ),
         "About to Sleep": _strategy(
-            "reactivation", {"type": "discount", "value": 10}, channels=["email", "push"]
+            "reactivation",
+            {"type": "amount", "value": 10, "code": "BACK10"},
+            channels=["email", "push"],
         ),
         "At Risk": _strategy("winback", winback, recs=True),
         "Can't Lose Them": _strategy("winback", winback, recs=True),
@@ -155,20 +250,24 @@ def _value() -> dict[str, Any]:
 
 
 def _clusters(store: Store | None, name: str) -> dict[str, Any]:
+    """One strategy per cluster of the latest run, keyed by its name and pinned to its key
+    (``cluster: c2``) so it follows the cluster across re-clusterings; ``'*'`` for the rest."""
     generic = _strategy("tailored_recs", recs=True)
     if store is None or not table_exists(store, "segment_runs"):
         return {"*": generic}
-    run = store.scalar(
-        f"SELECT run_id FROM segment_runs WHERE segmentation = {lit(name)} "
+    raw = store.scalar(
+        f"SELECT details FROM segment_runs WHERE segmentation = {lit(name)} "
         "ORDER BY created_at DESC, run_id DESC LIMIT 1"
     )
-    if run is None:
+    if raw is None:
         return {"*": generic}
-    segs = store.query(
-        f"SELECT DISTINCT segment FROM segment_assignments WHERE run_id = {lit(str(run))} "
-        "ORDER BY segment"
-    )["segment"]
-    return {str(s): generic for s in segs} or {"*": generic}
+    details = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    out = {
+        str(c["name"]): {**_strategy("tailored_recs", recs=True), "cluster": str(c["key"])}
+        for c in details.get("clusters") or []
+        if "key" in c
+    }
+    return {**out, "*": generic}
 
 
 def default_playbook(
@@ -178,8 +277,10 @@ def default_playbook(
 
     Covers every segmentation of type rfm, lifecycle, value_tiers and the clusterings
     (their segments named from the latest run when ``store`` is given, else one ``'*'``
-    strategy), with templates, an e-mail channel on localhost:1025, a push webhook and a
-    CSV export channel, and campaigns for the classic cases.
+    strategy), with templates (in Chinese for ``locale: zh-CN``), an e-mail channel on
+    localhost:1025, a push webhook and a CSV export channel, and campaigns for the classic
+    cases. Offers include percentages, a fixed amount and a threshold (满减) offer, each
+    with a code where the template prints one. The YAML has no anchors or aliases.
 
     Parameters
     ----------
@@ -306,7 +407,7 @@ def default_playbook(
                 },
                 "export": {"type": "file", "format": "csv"},
             },
-            "templates": TEMPLATES,
+            "templates": TEMPLATES_ZH if config.locale == "zh-CN" else TEMPLATES,
             "strategies": strategies,
             "campaigns": campaigns,
         }
@@ -323,7 +424,12 @@ def default_playbook(
 
 
 class _BlockDumper(yaml.SafeDumper):
-    """Multi-line strings (template bodies) as literal ``|`` blocks."""
+    """Multi-line strings (template bodies) as literal ``|`` blocks; never an anchor or
+    alias (``&id001`` / ``*id001``): a shared offer is written out each time, so editing
+    one strategy never edits another."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:

@@ -177,8 +177,9 @@ FIELDS: dict[str, str] = {
     "campaign": "the campaign's name",
     "shop": "the project's name (segmint.yaml `project`)",
     "currency": "the project's currency",
-    "offer": "type, value, code, label (e.g. '15% off')",
-    "recommendations": "list of {item_id, title, category, price, reason} (may be empty)",
+    "offer": "type, value, min_order, code, label (e.g. '15% off', '满¥200减¥20')",
+    "recommendations": "list of {item_id, title, category, price, price_label, reason} (may "
+    "be empty); price_label is the price in the project's currency and locale ('€12.50')",
     "unsubscribe_url": "the signed one-click unsubscribe link",
 }
 """Every field a template may use, with what it holds (see docs/campaigns.md)."""
@@ -842,13 +843,20 @@ def sample_context() -> dict[str, Any]:
         "campaign": "example",
         "shop": "segmint",
         "currency": "EUR",
-        "offer": {"type": "discount", "value": 10.0, "code": "WELCOME10", "label": "10% off"},
+        "offer": {
+            "type": "discount",
+            "value": 10.0,
+            "min_order": None,
+            "code": "WELCOME10",
+            "label": "10% off",
+        },
         "recommendations": [
             {
                 "item_id": "SKU1",
                 "title": "A book",
                 "category": "books",
                 "price": 12.5,
+                "price_label": "€12.50",
                 "reason": "bought together",
             }
         ],

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmint._i18n import Language, language
+from segmint._labels import feature_label, segment_label
 from segmint.config import LifecycleSegmentation
 from segmint.features import load_features
 from segmint.features._catalog import UNKNOWN_CATEGORY, _ts, to_utc
@@ -32,6 +34,7 @@ UNKNOWN = "unknown"
 TOP_N = 5
 FAVOUR_INDEX = 1.2  # a category is "favoured" at 1.2x the population's share or more ...
 FAVOUR_SHARE = 0.05  # ... and at least 5% of the segment's item spend
+MIN_OBSERVED_SHARE = 0.5  # a feature most members lack (e.g. no second order) says nothing
 
 # Plain words for the features a marketer reads first: (when higher, when lower).
 _WORDS: dict[str, tuple[str, str]] = {
@@ -76,10 +79,12 @@ class Persona:
         Share of the run's users, and of their total ``monetary`` (0..1).
     features : DataFrame
         Indexed by numeric feature; columns ``median``, ``mean``, ``population_median``,
-        ``population_mean``, ``ratio`` (segment mean / population mean) and ``std_diff``
-        (segment mean minus the mean of everyone else, over their pooled standard deviation).
+        ``population_mean``, ``ratio`` (segment mean / population mean), ``std_diff``
+        (segment mean minus the mean of everyone else, over their pooled standard deviation)
+        and ``observed_share`` (members with a value; missing values are never filled in).
     distinguishing : DataFrame
-        The ``TOP_N`` rows of ``features`` with the largest ``|std_diff|``, with a ``label``.
+        The ``TOP_N`` rows of ``features`` with the largest ``|std_diff|`` among features
+        at least half the members have a value for, with a ``label`` in words.
     top_categories : DataFrame
         ``category``, ``revenue``, ``share`` (of the segment's item spend),
         ``population_share`` and ``index`` (share / population share).
@@ -90,7 +95,9 @@ class Persona:
     lifecycle : DataFrame
         Lifecycle stage mix: ``value``, ``share``, ``population_share``.
     summary : str
-        Two sentences generated from the numbers above.
+        Two sentences generated from the numbers above, in the project's language. A trait
+        is named only when the segment's median lies on the same side of the population's
+        median as its mean, and at least half the members have a value.
     """
 
     segmentation: str
@@ -164,6 +171,7 @@ def _feature_stats(frame: pd.DataFrame, cols: list[str]) -> dict[str, pd.DataFra
     pooled = half.where(half > 0) ** 0.5
     std_diff = (seg_mean - r_mean) / pooled
     ratio = seg_mean / pop_mean.where(pop_mean != 0)
+    observed = g_n.div(seg.value_counts().reindex(g_n.index), axis=0)
 
     out: dict[str, pd.DataFrame] = {}
     for s in seg_mean.index:
@@ -175,30 +183,60 @@ def _feature_stats(frame: pd.DataFrame, cols: list[str]) -> dict[str, pd.DataFra
                 "population_mean": pop_mean,
                 "ratio": ratio.loc[s],
                 "std_diff": std_diff.loc[s],
+                "observed_share": observed.loc[s],
             }
         ).rename_axis("feature")
     return out
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float, lang: Language) -> str:
     if not np.isfinite(value):
         return "n/a"
-    if float(value).is_integer():
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
+    if float(value).is_integer() or abs(value) >= 100:
+        return lang.integer(value)
     if abs(value) >= 1:
-        return f"{value:,.1f}"
-    return f"{value:.2g}"  # shares and rates: two significant digits (0.012 vs 0.019)
+        return lang.number(value, 2 if abs(value) < 10 else 3)
+    return lang.number(value, 2)  # shares and rates: two significant digits (0.012 vs 0.019)
 
 
-def _phrase(feature: str, std_diff: float) -> str:
-    high, low = _WORDS.get(feature, (f"higher {feature}", f"lower {feature}"))
-    return high if std_diff > 0 else low
+def _phrase(feature: str, std_diff: float, lang: Language | None = None) -> str:
+    lang = lang or language("en")
+    if feature in _WORDS:
+        high, low = _WORDS[feature]
+        return lang.t(high if std_diff > 0 else low)
+    label = feature_label(feature, lang)
+    return lang.t("higher {feature}" if std_diff > 0 else "lower {feature}", feature=label)
 
 
-def _distinguishing(stats: pd.DataFrame) -> pd.DataFrame:
+def _supported(row: pd.Series) -> bool:
+    """The median agrees with the mean's direction, and most members have a value."""
+    share = row.get("observed_share", 1.0)
+    if not (np.isfinite(share) and share >= MIN_OBSERVED_SHARE):
+        return False
+    gap = float(row["median"]) - float(row["population_median"])
+    return bool(np.isfinite(gap) and gap != 0 and np.sign(gap) == np.sign(row["std_diff"]))
+
+
+def _money_features() -> frozenset[str]:
+    from segmint.features._catalog import _SPECS
+
+    return frozenset(spec.name for spec in _SPECS if spec.unit == "currency")
+
+
+def _distinguishing(
+    stats: pd.DataFrame, lang: Language | None = None, currency: str | None = None
+) -> pd.DataFrame:
+    lang = lang or language("en")
+    money = _money_features() if currency else frozenset()
+
+    def value(feature: str, x: float) -> str:
+        if feature in money and np.isfinite(x):
+            return lang.money(x, currency)  # type: ignore[arg-type]
+        return _fmt(x, lang)
+
     ranked = stats.dropna(subset=["std_diff"])
+    if "observed_share" in ranked:
+        ranked = ranked[ranked["observed_share"] >= MIN_OBSERVED_SHARE]
     ranked = ranked.reindex(ranked["std_diff"].abs().sort_values(ascending=False).index)
     top = ranked.head(TOP_N).copy()
     labels = []
@@ -206,12 +244,17 @@ def _distinguishing(stats: pd.DataFrame) -> pd.DataFrame:
         ratio = row["ratio"]
         times = ""
         if np.isfinite(ratio) and ratio >= 0.1:
-            times = f", {ratio:.1f}x the average"
+            times = lang.t(", {ratio}x the average", ratio=lang.number(ratio, 2))
         elif np.isfinite(ratio) and ratio >= 0:
-            times = ", far below the average"
+            times = lang.t(", far below the average")
         labels.append(
-            f"{_phrase(str(name), row['std_diff'])}: median {_fmt(row['median'])} vs "
-            f"{_fmt(row['population_median'])} overall{times}"
+            lang.t(
+                "{trait}: median {median} vs {overall} overall",
+                trait=_phrase(str(name), row["std_diff"], lang),
+                median=value(str(name), row["median"]),
+                overall=value(str(name), row["population_median"]),
+            )
+            + times
         )
     top["label"] = labels
     return top
@@ -318,6 +361,13 @@ def _categories_and_items(
     )
 
 
+def _join(parts: list[str], lang: Language) -> str:
+    """``a, b and c`` in this language."""
+    if len(parts) <= 1:
+        return "".join(parts)
+    return lang.t("{first} and {last}", first=lang.t(", ").join(parts[:-1]), last=parts[-1])
+
+
 def _summary(
     segment: str,
     n_users: int,
@@ -327,47 +377,70 @@ def _summary(
     categories: pd.DataFrame | None,
     lifecycle: pd.DataFrame,
     age: pd.DataFrame | None,
+    lang: Language | None = None,
 ) -> str:
+    lang = lang or language("en")
     value = revenue_share / user_share if user_share > 0 else float("nan")
-    first = (
-        f"{segment} is {n_users:,} users ({user_share:.0%} of all) and brings "
-        f"{revenue_share:.0%} of revenue"
+    first = lang.t(
+        "{segment} is {users} ({share} of all) and brings {revenue} of revenue",
+        segment=segment_label(segment, lang),
+        users=lang.n("{n} user", "{n} users", n_users),
+        share=lang.percent(user_share, 0),
+        revenue=lang.percent(revenue_share, 0),
     )
     if np.isfinite(value):
-        first += f", {value:.1f}x its share of users."
+        first += lang.t(", {ratio}x its share of users.", ratio=lang.number(value, 2))
     else:
-        first += "."
+        first += lang.t(".")
     traits = [
-        _phrase(str(f), float(d))
-        for f, d in distinguishing["std_diff"].items()
-        if abs(float(d)) >= 0.2
+        _phrase(str(f), float(row["std_diff"]), lang)
+        for f, row in distinguishing.iterrows()
+        if abs(float(row["std_diff"])) >= 0.2 and _supported(row)
     ][:2]
     parts = []
     if traits:
-        parts.append("Compared with everyone else they " + " and ".join(traits))
+        parts.append(
+            lang.t("compared with everyone else they {traits}", traits=_join(traits, lang))
+        )
     if categories is not None and not categories.empty:
         # over-represented, and a real part of what they buy (not a 1% niche)
         over = categories[
             (categories["index"] >= FAVOUR_INDEX) & (categories["share"] >= FAVOUR_SHARE)
         ]
         if not over.empty:
-            parts.append(f"favour {over.iloc[0]['category']} ({over.iloc[0]['index']:.1f}x)")
+            parts.append(
+                lang.t(
+                    "favour {category} ({index}x)",
+                    category=over.iloc[0]["category"],
+                    index=lang.number(float(over.iloc[0]["index"]), 2),
+                )
+            )
     if age is not None and not age.empty and age.iloc[0]["value"] != UNKNOWN:
-        parts.append(f"are most often aged {age.iloc[0]['value']}")
+        parts.append(lang.t("are most often aged {age}", age=age.iloc[0]["value"]))
     if not lifecycle.empty and lifecycle.iloc[0]["value"] != segment:
         top = lifecycle.iloc[0]
-        parts.append(f"are mostly {top['value']} ({top['share']:.0%})")
+        parts.append(
+            lang.t(
+                "are mostly {stage} ({share})",
+                stage=segment_label(str(top["value"]), lang),
+                share=lang.percent(float(top["share"]), 0),
+            )
+        )
     if not parts:
-        return first + " They look like the population as a whole."
-    second = parts[0] if traits else "They " + parts[0]
-    rest = parts[1:]
-    if rest:
-        second += ", " + ", ".join(rest[:-1]) + (", and " if len(rest) > 1 else " and ") + rest[-1]
-    return f"{first} {second}."
+        return first + lang.t(" They look like the population as a whole.")
+    if not traits:
+        parts[0] = lang.t("they {what}", what=parts[0])
+    second = _join(parts, lang)
+    return lang.t("{first} {second}.", first=first, second=second[:1].upper() + second[1:])
 
 
 def personas(
-    store: Store, run: SegmentResult, features: pd.DataFrame | None = None
+    store: Store,
+    run: SegmentResult,
+    features: pd.DataFrame | None = None,
+    *,
+    locale: str = "en",
+    currency: str | None = None,
 ) -> list[Persona]:
     """Describe every segment of a segmentation run against the run's population.
 
@@ -378,13 +451,21 @@ def personas(
     run : SegmentResult
         The segmentation run (see :meth:`segmint.Project.segment_run`).
     features : DataFrame, optional
-        The features the run used; loaded from the run's feature run by default.
+        The features the run used; loaded from the run's feature run by default. Missing
+        values stay missing (statistics use the observed values only).
+    locale : str, default="en"
+        Language of the summaries and labels (``en`` or ``zh-CN``; ``locale:`` in
+        segmint.yaml).
+    currency : str, optional
+        Money features (``monetary``, ``avg_order_value``, ``spend_*``) are shown in it
+        in the labels (``€3,649``); plain numbers when None.
 
     Returns
     -------
     list of Persona
         One per segment, largest first.
     """
+    lang = language(locale)
     if features is None:
         features = load_features(store, run.feature_run_id)
     frame = run.assignments[["user_id", "segment"]].merge(features, on="user_id", how="left")
@@ -421,7 +502,7 @@ def personas(
         s = str(s)
         user_share = n / n_total
         revenue_share = float(revenue.get(s, 0.0)) / total_revenue if total_revenue else 0.0
-        dist = _distinguishing(stats[s])
+        dist = _distinguishing(stats[s], lang, currency)
         demo = {k: v.get(s, empty_mix) for k, v in demographics.items()}
         life = lifecycle.get(s, empty_mix)
         out.append(
@@ -447,6 +528,7 @@ def personas(
                     cats.get(s),
                     life,
                     demo.get("age_band"),
+                    lang,
                 ),
             )
         )

@@ -25,6 +25,7 @@ from segmint.segments._cluster import (
 )
 from segmint.segments._evaluate import evaluate_clustering
 from segmint.segments._explain import SegmentAssigner, SurrogateTree, name_clusters
+from segmint.segments._identity import cluster_profiles
 from segmint.segments._scaling import FeatureScaler
 
 NOISE_NAME = "noise"
@@ -68,6 +69,7 @@ def run_clustering(
     with threadpool_limits(limits=1):
         scaler = FeatureScaler(scaling=spec.scaling, log1p=spec.log1p).fit(raw)
         X = scaler.transform(raw)
+        scaled = X
         details["scaling"] = scaler.describe().to_dict(orient="records")
         if spec.reduce:
             reducer = FactorReducer(spec.reduce, n_components=spec.n_components).fit(X)
@@ -107,8 +109,14 @@ def run_clustering(
         seg_name = {lab: (NOISE_NAME if lab == NOISE_LABEL else names[lab]) for lab in names}
         seg_name.setdefault(NOISE_LABEL, NOISE_NAME)
         segments = pd.Series(labels).map(seg_name).to_numpy()
+        # the cluster's identity across runs: its centroid in transformed (log1p) units
+        transformed = scaled * scaler.scale_ + scaler.center_
+        details["clusters"] = cluster_profiles(transformed, labels, seg_name, NOISE_LABEL)
+        details["centroid_scale"] = {str(k): float(v) for k, v in scaler.scale_.items()}
         filled = raw.fillna(raw.median())
-        tree = SurrogateTree(random_state=spec.random_state).fit(filled, segments)
+        # the tree sees missing values as missing (never the imputed median), so a rule
+        # never selects one-off buyers by a gap they do not have
+        tree = SurrogateTree(random_state=spec.random_state).fit(raw, segments)
         rules = {seg: " OR ".join(f"({r})" for r in rs) for seg, rs in tree.rules_.items() if rs}
         details["fidelity"] = round(tree.fidelity_, 2)
         details["rule_table"] = tree.rule_table_.to_dict(orient="records")

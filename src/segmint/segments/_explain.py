@@ -442,6 +442,7 @@ NAME_VOCABULARY: tuple[tuple[str, str | None, str | None], ...] = (
     ("frequency", "one-off", "frequent"),
     ("monetary", "low spend", "high spend"),
     ("avg_order_value", "small baskets", "big baskets"),
+    ("mean_days_between_orders", "quick reorders", "long gaps between orders"),
     ("discount_share", None, "discount-driven"),
     ("events_30d", None, "engaged"),
     ("app_share", None, "app-first"),
@@ -450,67 +451,127 @@ NAME_VOCABULARY: tuple[tuple[str, str | None, str | None], ...] = (
 )
 
 _BROWSERS = "browsers"  # events_30d high and frequency low
+_NO_ORDERS = "no orders"  # frequency: the median member never ordered
+
+#: A feature is used for a cluster's name only when at least this share of its members
+#: has an observed (not missing, not imputed) value.
+MIN_OBSERVED_SHARE = 0.5
 
 
-def _effects(frame: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
-    """Standardised difference of each cluster's median from the population median.
+@dataclass(frozen=True)
+class _Stat:
+    """One feature of one cluster, on observed values only."""
 
-    Money, count and ``*_days`` columns (all right-skewed) are compared after log1p. The
-    scale is the interquartile range / 1.349 (the standard deviation of a normal
+    effect: float  # standardised difference of the medians (see _effects)
+    median: float
+    population_median: float
+    population_p25: float
+    population_p75: float
+    observed_share: float
+
+
+def _effects(frame: pd.DataFrame, labels: np.ndarray) -> dict[Any, dict[str, _Stat]]:
+    """Per cluster and feature: the median, the population's quartiles and the effect.
+
+    Everything is computed on the observed values only (NaN = missing: never imputed). The
+    effect is the standardised difference of the cluster median from the population
+    median; money, count and ``*_days`` columns (all right-skewed) are compared after log1p.
+    The scale is the interquartile range / 1.349 (the standard deviation of a normal
     distribution with that IQR), or the standard deviation when more than half the users
     share one value. When cluster and population medians tie (many zeros), the difference
-    of means over the standard deviation is used instead.
+    of means over the standard deviation ranks the feature, but a word still needs the
+    medians to differ (see :func:`_word_for`).
     """
     columns = [str(c) for c in frame.columns]
     logged = set(auto_log1p_columns(columns)) | {c for c in columns if c.endswith("_days")}
-    out = {}
+    out: dict[Any, dict[str, _Stat]] = {_key(c): {} for c in np.unique(labels)}
     for column in frame.columns:
-        values = frame[column].to_numpy(dtype=float)
-        if column in logged:
-            values = signed_log1p(values)
+        raw = frame[column].to_numpy(dtype=float)
+        values = signed_log1p(raw) if column in logged else raw
         ok = ~np.isnan(values)
         if ok.sum() < 2:
             continue
         q1, median, q3 = np.percentile(values[ok], [25, 50, 75])
+        raw_q1, raw_median, raw_q3 = np.percentile(raw[ok], [25, 50, 75])
         std = float(values[ok].std())
         scale = (q3 - q1) / 1.349 if q3 > q1 else std
         if not scale > 0:
             continue
         mean = float(values[ok].mean())
-        effects = {}
         for label in np.unique(labels):
-            inside = values[(labels == label) & ok]
+            member = labels == label
+            inside = values[member & ok]
             if inside.size == 0:
-                effects[_key(label)] = 0.0
                 continue
             diff = float(np.median(inside)) - median
             if diff == 0.0 and std > 0:
-                diff, current = float(inside.mean()) - mean, std
-                effects[_key(label)] = diff / current
+                effect = (float(inside.mean()) - mean) / std
             else:
-                effects[_key(label)] = diff / scale
-        out[str(column)] = effects
-    return pd.DataFrame(out)
+                effect = diff / scale
+            out[_key(label)][str(column)] = _Stat(
+                effect=effect,
+                median=float(np.median(raw[member & ok])),
+                population_median=float(raw_median),
+                population_p25=float(raw_q1),
+                population_p75=float(raw_q3),
+                observed_share=float(inside.size / member.sum()),
+            )
+    return out
 
 
-def _candidates(effects: pd.Series) -> list[tuple[float, int, str, str]]:
+def _word_for(feature: str, stat: _Stat, low: str | None, high: str | None) -> str | None:
+    """The word a cluster earns for one feature, or None when its median does not support it.
+
+    The rule: a feature counts only when at least ``MIN_OBSERVED_SHARE`` of the members
+    have a value; the "high" word needs the cluster median above the population median and
+    at or above its 75th percentile, the "low" word below the median and at or below the
+    25th percentile. ``frequency`` is stricter: "one-off" only when the median member has
+    one order, "no orders" when none, "frequent" only with a median of 2 or more.
+    """
+    if stat.observed_share < MIN_OBSERVED_SHARE or stat.effect == 0:
+        return None
+    m = stat.median
+    is_high = m > stat.population_median and m >= stat.population_p75
+    is_low = m < stat.population_median and m <= stat.population_p25
+    if feature == "frequency":
+        if stat.effect < 0 and is_low:
+            if abs(m - 1) < 0.5:
+                return low
+            return _NO_ORDERS if m < 0.5 else None
+        return high if stat.effect > 0 and is_high and m >= 1.5 else None
+    if stat.effect > 0 and is_high:
+        return high
+    if stat.effect < 0 and is_low:
+        return low
+    return None
+
+
+def _candidates(stats: dict[str, _Stat]) -> list[tuple[float, int, str, str]]:
     """(abs effect, vocabulary position, word, feature) for one cluster, strongest first."""
+    from segmint._labels import feature_label
+
     vocabulary = {name: (i, low, high) for i, (name, low, high) in enumerate(NAME_VOCABULARY)}
     found = []
-    for feature, effect in effects.items():
-        feature = str(feature)
+    for feature, stat in stats.items():
         if feature in vocabulary:
             position, low, high = vocabulary[feature]
         else:
-            position, low, high = len(vocabulary), f"low {feature}", f"high {feature}"
-        word = high if effect > 0 else low
-        if word is not None and effect != 0:
-            found.append((abs(float(effect)), position, word, feature))
-    if "events_30d" in effects.index and "frequency" in effects.index:
-        browse = min(float(effects["events_30d"]), -float(effects["frequency"]))
+            label = feature_label(feature)
+            position, low, high = len(vocabulary), f"low {label}", f"high {label}"
+        word = _word_for(feature, stat, low, high)
+        if word is not None:
+            found.append((abs(stat.effect), position, word, feature))
+    events, frequency = stats.get("events_30d"), stats.get("frequency")
+    if (
+        events is not None
+        and frequency is not None
+        and _word_for("events_30d", events, None, _BROWSERS) == _BROWSERS
+        and frequency.observed_share >= MIN_OBSERVED_SHARE
+        and frequency.median < frequency.population_median
+    ):
+        browse = min(events.effect, -frequency.effect)
         if browse > 0:
-            position = vocabulary["events_30d"][0]
-            found.append((browse, position, _BROWSERS, "events_30d"))
+            found.append((browse, vocabulary["events_30d"][0], _BROWSERS, "events_30d"))
     found.sort(key=lambda item: (-item[0], item[1]))
     return found
 
@@ -532,27 +593,33 @@ def name_clusters(
     max_terms: int = 3,
     min_effect: float = 0.3,
 ) -> dict[Any, str]:
-    """Readable, unique names for clusters from their distinguishing features.
+    """Readable, unique names for clusters, each word true of the cluster's median member.
 
     For each cluster and feature the standardised difference of the cluster median from
-    the population median is computed (money, counts and ``*_days`` after log1p). The strongest
-    ``max_terms`` differences of at least ``min_effect`` become words from a vocabulary of
-    known features (``recency_days`` low -> "Recent", high -> "Lapsed"; ``frequency``
-    high -> "frequent", low -> "one-off"; ``monetary`` -> "high spend" / "low spend";
-    ``discount_share`` high -> "discount-driven"; ``events_30d`` high with ``frequency``
-    low -> "browsers"; ``app_share`` high -> "app-first"; ``offline_share`` high ->
-    "in-store"; ``tenure_days`` low -> "new"; see ``NAME_VOCABULARY``; other numeric
-    columns give "high x" / "low x"), joined with " · " in vocabulary order, e.g.
-    ``"Recent · frequent · high spend"``. A cluster with no strong difference is
-    ``"Typical"``; the noise group (label -1) is ``"noise"``. When two clusters get the
-    same name, each takes its next strongest word; if they still collide, a number is
-    appended (``"Typical (2)"``).
+    the population median is computed (money, counts and ``*_days`` after log1p), on the
+    observed values only: pass features with missing values as NaN, never imputed ones;
+    a feature most members lack does not name the cluster. The strongest ``max_terms``
+    differences of at least ``min_effect`` become words from a vocabulary of known
+    features (see ``NAME_VOCABULARY``): ``recency_days`` low -> "Recent", high ->
+    "Lapsed"; ``frequency`` -> "frequent" / "one-off" ("no orders" at a median of 0);
+    ``monetary`` -> "high spend" / "low spend"; ``avg_order_value`` -> "big baskets" /
+    "small baskets"; ``discount_share`` high -> "discount-driven"; ``events_30d`` high with
+    ``frequency`` low -> "browsers"; ``app_share`` high -> "app-first"; ``offline_share``
+    high -> "in-store"; ``tenure_days`` low -> "new"; other numeric columns give "high x"
+    / "low x" with the feature in words. A word is used only when the medians support it
+    (:func:`_word_for`): "high" words need the cluster median above the population's 75th
+    percentile, "low" words below its 25th; "one-off" needs a median of one order and
+    "frequent" a median of at least two. Words are joined with " · " in vocabulary
+    order, e.g. ``"Recent · frequent · high spend"``. A cluster with no supported
+    difference is ``"Typical"``; the noise group (label -1) is ``"noise"``. When two
+    clusters get the same name, each takes its next strongest word; if they still
+    collide, a number is appended (``"Typical (2)"``).
 
     Parameters
     ----------
     features : pandas.DataFrame
-        Unscaled per-user features, one row per user; NaN allowed. Non-numeric columns
-        and identifiers (``user_id``, ``*_id``) are ignored.
+        Unscaled per-user features, one row per user; NaN for missing values. Non-numeric
+        columns and identifiers (``user_id``, ``*_id``) are ignored.
     labels : array-like of shape (n_users,)
         Cluster of each user.
     max_terms : int, default=3
@@ -569,7 +636,7 @@ def name_clusters(
     frame.columns = [str(c) for c in frame.columns]
     frame = frame.drop(columns=[c for c in frame.columns if c == "user_id" or c.endswith("_id")])
     label_arr = _labels(labels, frame.shape[0])
-    effects = _effects(frame, label_arr)
+    stats = _effects(frame, label_arr)
     clusters = [_key(c) for c in np.unique(label_arr)]
     names: dict[Any, str] = {}
     options: dict[Any, list[tuple[float, int, str, str]]] = {}
@@ -578,8 +645,7 @@ def name_clusters(
         if cluster == NOISE_LABEL:
             names[cluster] = "noise"
             continue
-        row = effects.loc[cluster] if cluster in effects.index else pd.Series(dtype=float)
-        options[cluster] = _candidates(row)
+        options[cluster] = _candidates(stats.get(cluster, {}))
         strong = [c for c in options[cluster] if c[0] >= min_effect]
         used[cluster] = min(max_terms, len(strong))
         names[cluster] = _compose(options[cluster][: used[cluster]])

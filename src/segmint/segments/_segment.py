@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from segmint.config import (
     ValueTiersSegmentation,
 )
 from segmint.errors import ConfigError, NotFoundError
+from segmint.segments._identity import link_clusters
 from segmint.segments._rules import (
     lifecycle_sql,
     rfm_sql,
@@ -26,7 +28,7 @@ from segmint.segments._rules import (
     run_sql,
     value_tiers_sql,
 )
-from segmint.segments._runs import SegmentResult, new_run_id, save_run
+from segmint.segments._runs import SegmentResult, ensure_runs_schema, new_run_id, save_run
 from segmint.store._base import Store
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,21 @@ def _rules_based(
     raise AssertionError(f"not a rule segmentation: {spec!r}")  # pragma: no cover
 
 
+def _previous_details(store: Store, name: str) -> tuple[str | None, dict[str, Any] | None]:
+    """The latest stored run of segmentation ``name``: its id and details (or Nones)."""
+    ensure_runs_schema(store)
+    found = store.query(
+        "SELECT run_id, details FROM segment_runs WHERE segmentation = ? "
+        "ORDER BY created_at DESC, run_id DESC LIMIT 1",
+        [name],
+    )
+    if found.empty:
+        return None, None
+    raw: Any = found.iat[0, 1]
+    details = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+    return str(found.iat[0, 0]), details
+
+
 def run_segmentation(
     store: Store,
     name: str,
@@ -103,6 +120,8 @@ def run_segmentation(
 
         assignments, metrics, rules, details = run_clustering(name, spec, features)
         metrics = {**segment_metrics(assignments, features), **metrics}
+        previous_run, previous = _previous_details(store, name)
+        link_clusters(details, previous, previous_run=previous_run)
     else:
         assignments, rules, details = _rules_based(name, spec, features)
         metrics = segment_metrics(assignments, features)
