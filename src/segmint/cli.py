@@ -20,7 +20,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail
+from segmint._cli_common import CountOpt, JsonOpt, ProjectOpt, console, err, fail, print_json
 from segmint._cli_common import run as _run
 from segmint.errors import ConfigError
 
@@ -29,8 +29,29 @@ app = typer.Typer(
     help="From raw customer data to measured, personalized marketing.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from segmint import __version__
+
+        console.print(f"segmint {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """From raw customer data to measured, personalized marketing."""
+
 
 TEMPLATE = """\
 # segmint.yaml — see docs/configuration.md for every key.
@@ -64,6 +85,7 @@ cleaning: {{}}
 def init(
     path: Annotated[Path, typer.Argument(help="Project folder to create.")] = Path("."),
     force: Annotated[bool, typer.Option(help="Overwrite an existing segmint.yaml.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a project folder with a commented segmint.yaml to edit."""
     target = path / "segmint.yaml"
@@ -77,6 +99,9 @@ def init(
         target.write_text(TEMPLATE.format(name=path.resolve().name), encoding="utf-8")
 
     _run(write)
+    if as_json:
+        print_json({"path": target.resolve(), "project": path.resolve().name})
+        return
     console.print(f"wrote {target}; edit its sources, then run: segmint ingest -p {path}")
 
 
@@ -224,7 +249,8 @@ segments_app = typer.Typer(
 )
 app.add_typer(segments_app, name="segments")
 export_app = typer.Typer(
-    help="Export profiles and personas as CSV, Parquet or Excel.", no_args_is_help=True
+    help="Export profiles, personas and member lists (CSV, Excel, Parquet, JSON); the log.",
+    no_args_is_help=True,
 )
 app.add_typer(export_app, name="export")
 recommend_app = typer.Typer(
@@ -595,44 +621,188 @@ def persona(
         _print_persona(x)
 
 
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="csv, parquet or xlsx.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="csv, xlsx, parquet, json or jsonl; only when -o has no extension (default csv).",
+    ),
+]
+OutOpt = Annotated[
+    Path,
+    typer.Option(
+        "--out", "-o", help="File to write; its extension (.csv .xlsx .parquet .json .jsonl) "
+        "sets the format."
+    ),
+]  # fmt: skip
+PurposeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--purpose",
+        help="Write user ids and contacts (email, phone, name) for this consent purpose "
+        "(e.g. marketing): only users who granted it; without it, pseudonymous ids.",
+    ),
+]
+
+
+def _command_line() -> str:
+    return "segmint " + " ".join(sys.argv[1:])
+
+
+def _print_paths(paths: list[Path], as_json: bool) -> None:
+    if as_json:
+        print_json({"paths": paths})
+        return
+    for path in paths:
+        console.print(f"wrote {path}")
 
 
 @export_app.command("profiles")
 def export_profiles(
-    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
-    fmt: FormatOpt = "csv",
+    out: OutOpt,
+    fmt: FormatOpt = None,
     project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
 ) -> None:
     """One row per user: attributes (contacts masked), features, latest segments."""
     from segmint import open_project
 
     def go() -> list[Path]:
         with open_project(project) as p:
-            return p.export_profiles(out, fmt)
+            return p.export_profiles(out, fmt, command=_command_line())
 
-    for path in _run(go):
-        console.print(f"wrote {path}")
+    _print_paths(_run(go), as_json)
 
 
 @export_app.command("personas")
 def export_personas(
     segmentation: Annotated[str, typer.Argument(help="Segmentation name (latest run) or run id.")],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="xlsx file, or a folder for csv/parquet.")
+        Path,
+        typer.Option(
+            "--out", "-o", help="A .xlsx or .json file, or a folder (one file per table)."
+        ),
     ],
-    fmt: FormatOpt = "xlsx",
+    fmt: FormatOpt = None,
     project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Personas of a run: overview, features, categories, items, demographics, lifecycle."""
     from segmint import open_project
 
     def go() -> list[Path]:
         with open_project(project) as p:
-            return p.export_personas(segmentation, out, fmt)
+            return p.export_personas(segmentation, out, fmt, command=_command_line())
 
-    for path in _run(go):
-        console.print(f"wrote {path}")
+    _print_paths(_run(go), as_json)
+
+
+def _print_list_export(rec: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(rec.to_dict())
+        return
+    what = "user ids and contacts" if rec.contact else "pseudonymous ids"
+    console.print(f"wrote {rec.path}: {rec.n_rows:,} users ({what}); recorded as {rec.export_id}")
+    for reason, n in rec.excluded.items():
+        console.print(f"  left out: {n:,} users, {reason} for {rec.purpose!r}")
+
+
+@export_app.command("segment")
+def export_segment(
+    segmentation: Annotated[
+        str, typer.Argument(help="Segmentation name (latest run), run id or its unique start.")
+    ],
+    out: OutOpt,
+    segment: Annotated[str | None, typer.Argument(help="One segment (default: all).")] = None,
+    fmt: FormatOpt = None,
+    purpose: PurposeOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """The members of a segment as a list for other tools (pseudonymous unless --purpose)."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.export_segment(
+                segmentation,
+                out,
+                segment=segment,
+                fmt=fmt,
+                purpose=purpose,
+                command=_command_line(),
+            )
+
+    _print_list_export(_run(go), as_json)
+
+
+@export_app.command("audience")
+def export_audience(
+    campaign: Annotated[
+        str, typer.Argument(help="Campaign name (its latest plan), plan run id or its start.")
+    ],
+    out: OutOpt,
+    fmt: FormatOpt = None,
+    purpose: PurposeOpt = None,
+    control: Annotated[
+        bool, typer.Option("--control", help="The control group instead of the treatment.")
+    ] = False,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """A campaign's audience as a list for other tools (pseudonymous unless --purpose)."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.export_audience(
+                campaign,
+                out,
+                fmt=fmt,
+                purpose=purpose,
+                arm="control" if control else "treatment",
+                command=_command_line(),
+            )
+
+    _print_list_export(_run(go), as_json)
+
+
+@export_app.command("log")
+def export_log(
+    project: ProjectOpt = Path("."),
+    n: CountOpt = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every export recorded in the store, newest first: when, who, what, why, how many."""
+    from segmint import open_project
+    from segmint._cli_common import show_time
+
+    def go() -> tuple[Any, str]:
+        with open_project(project) as p:
+            return p.exports(limit=n), p.config.timezone
+
+    frame, tz = _run(go)
+    if as_json:
+        print_json(frame)
+        return
+    if frame.empty:
+        console.print("no exports recorded in the store yet (segmint export ... records each)")
+        return
+    t = Table(title=f"exports (newest first; times in {tz})")
+    for c in ("export", "when", "who", "kind", "what", "purpose", "contacts", "rows",
+              "left out", "file"):  # fmt: skip
+        t.add_column(c, justify="right" if c in ("rows", "left out") else "left")
+    for r in frame.itertuples(index=False):
+        what = " / ".join(
+            str(v) for v in (r.campaign, r.segmentation, r.segment, r.run_id) if v and v == v
+        )
+        t.add_row(
+            r.export_id, show_time(r.created_at, tz), str(r.actor or ""), r.kind, what,
+            str(r.purpose or ""), "yes" if r.contact else "no", f"{int(r.n_rows):,}",
+            f"{int(r.n_excluded):,}", str(r.path),
+        )  # fmt: skip
+    console.print(t)
 
 
 def _print_evaluation(res: Any) -> None:
@@ -664,7 +834,7 @@ def recommend(
         str, typer.Option(help="'best' (latest evaluation) or a model name.")
     ] = "best",
     user: Annotated[str | None, typer.Option(help="Show one user's stored list.")] = None,
-    n: Annotated[int, typer.Option(help="Items per user.")] = 10,
+    n: Annotated[int, typer.Option("--n", "-n", help="Items per user.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """Write top-N for every user to the store (a versioned run), or show one user's list."""

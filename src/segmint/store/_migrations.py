@@ -56,11 +56,35 @@ def _v2_consents(store: Store) -> None:
     store.set_primary_key("consents", ("user_id", "channel", "purpose", "ts", "granted"))
 
 
+def _v4_exports(store: Store) -> None:
+    """exports: one row per file written by an export (when, who, what, why, how many)."""
+    store.execute(
+        """CREATE TABLE IF NOT EXISTS exports (
+    export_id VARCHAR PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL,
+    actor VARCHAR,
+    command VARCHAR,
+    kind VARCHAR NOT NULL,
+    segmentation VARCHAR,
+    run_id VARCHAR,
+    segment VARCHAR,
+    campaign VARCHAR,
+    purpose VARCHAR,
+    contact BOOLEAN NOT NULL,
+    n_rows BIGINT NOT NULL,
+    n_excluded BIGINT NOT NULL,
+    path VARCHAR NOT NULL,
+    format VARCHAR NOT NULL
+)"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
         "consents: recorded_at; channel and purpose normalised; granted joins the key",
         _v2_consents,
     ),
+    Migration(4, "exports: the record of every export (who, what, why, how many)", _v4_exports),
 )
 """Every step, in version order (version 1 is the first released schema)."""

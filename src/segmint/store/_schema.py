@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,23 @@ CREATE TABLE IF NOT EXISTS quarantine (
     reason VARCHAR NOT NULL,
     raw JSON,
     PRIMARY KEY (load_id, "row", rule)
+);
+CREATE TABLE IF NOT EXISTS exports (
+    export_id VARCHAR PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL,
+    actor VARCHAR,
+    command VARCHAR,
+    kind VARCHAR NOT NULL,
+    segmentation VARCHAR,
+    run_id VARCHAR,
+    segment VARCHAR,
+    campaign VARCHAR,
+    purpose VARCHAR,
+    contact BOOLEAN NOT NULL,
+    n_rows BIGINT NOT NULL,
+    n_excluded BIGINT NOT NULL,
+    path VARCHAR NOT NULL,
+    format VARCHAR NOT NULL
 );
 """
 
