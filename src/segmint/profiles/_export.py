@@ -251,7 +251,13 @@ def persona_tables(items: Sequence[Persona]) -> dict[str, pd.DataFrame]:
 
 
 def _json_records(frame: pd.DataFrame) -> list[dict]:
-    return list(json.loads(frame.to_json(orient="records", date_format="iso", force_ascii=False)))
+    return list(
+        json.loads(
+            frame.to_json(
+                orient="records", date_format="iso", force_ascii=False, double_precision=15
+            )
+        )
+    )
 
 
 def write_tables(
@@ -311,7 +317,12 @@ def write_tables(
                 )
             else:
                 frame.to_json(
-                    path, orient="records", lines=True, date_format="iso", force_ascii=False
+                    path,
+                    orient="records",
+                    lines=True,
+                    date_format="iso",
+                    force_ascii=False,
+                    double_precision=15,
                 )
         except OSError as exc:
             raise cannot_write(path, exc) from None

@@ -91,15 +91,17 @@ class Store:
             size = path.stat().st_size
         except OSError:
             return
+        # blocks in use, not total_blocks: DuckDB truncates free blocks at the end of the
+        # file at a checkpoint, and still counts them in total_blocks
         n_blocks, block_size = self._con.execute(
-            "SELECT total_blocks, block_size FROM pragma_database_size() LIMIT 1"
+            "SELECT used_blocks, block_size FROM pragma_database_size() LIMIT 1"
         ).fetchone() or (0, 0)
         if size < int(n_blocks) * int(block_size):
             self._con.close()
             raise _unreadable(
                 path,
                 f"{size:,} bytes, fewer than the {int(n_blocks):,} blocks of "
-                f"{int(block_size):,} bytes its header lists",
+                f"{int(block_size):,} bytes in use that its header lists",
             )
 
     # -- engine ---------------------------------------------------------------------------
