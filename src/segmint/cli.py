@@ -646,8 +646,19 @@ PurposeOpt = Annotated[
 ]
 
 
-def _command_line() -> str:
-    return "segmint " + " ".join(sys.argv[1:])
+def _command_line(ctx: typer.Context) -> str:
+    """The running command as it would be typed (recorded with each export; -p and --json
+    left out)."""
+    parts = ["segmint", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None or value is False or param.name in ("project", "as_json"):
+            continue
+        if param.param_type_name == "argument":
+            parts.append(str(value))
+        else:
+            parts += [param.opts[0]] + ([] if value is True else [str(value)])
+    return " ".join(parts)
 
 
 def _print_paths(paths: list[Path], as_json: bool) -> None:
@@ -660,6 +671,7 @@ def _print_paths(paths: list[Path], as_json: bool) -> None:
 
 @export_app.command("profiles")
 def export_profiles(
+    ctx: typer.Context,
     out: OutOpt,
     fmt: FormatOpt = None,
     project: ProjectOpt = Path("."),
@@ -670,13 +682,14 @@ def export_profiles(
 
     def go() -> list[Path]:
         with open_project(project) as p:
-            return p.export_profiles(out, fmt, command=_command_line())
+            return p.export_profiles(out, fmt, command=_command_line(ctx))
 
     _print_paths(_run(go), as_json)
 
 
 @export_app.command("personas")
 def export_personas(
+    ctx: typer.Context,
     segmentation: Annotated[str, typer.Argument(help="Segmentation name (latest run) or run id.")],
     out: Annotated[
         Path,
@@ -693,7 +706,7 @@ def export_personas(
 
     def go() -> list[Path]:
         with open_project(project) as p:
-            return p.export_personas(segmentation, out, fmt, command=_command_line())
+            return p.export_personas(segmentation, out, fmt, command=_command_line(ctx))
 
     _print_paths(_run(go), as_json)
 
@@ -704,12 +717,19 @@ def _print_list_export(rec: Any, as_json: bool) -> None:
         return
     what = "user ids and contacts" if rec.contact else "pseudonymous ids"
     console.print(f"wrote {rec.path}: {rec.n_rows:,} users ({what}); recorded as {rec.export_id}")
+    from segmint._i18n import language
+
+    en = language("en")
     for reason, n in rec.excluded.items():
-        console.print(f"  left out: {n:,} users, {reason} for {rec.purpose!r}")
+        if n:
+            console.print(
+                f"  left out: {en.n('{n} user', '{n} users', n)}, {reason} for {rec.purpose!r}"
+            )
 
 
 @export_app.command("segment")
 def export_segment(
+    ctx: typer.Context,
     segmentation: Annotated[
         str, typer.Argument(help="Segmentation name (latest run), run id or its unique start.")
     ],
@@ -731,7 +751,7 @@ def export_segment(
                 segment=segment,
                 fmt=fmt,
                 purpose=purpose,
-                command=_command_line(),
+                command=_command_line(ctx),
             )
 
     _print_list_export(_run(go), as_json)
@@ -739,6 +759,7 @@ def export_segment(
 
 @export_app.command("audience")
 def export_audience(
+    ctx: typer.Context,
     campaign: Annotated[
         str, typer.Argument(help="Campaign name (its latest plan), plan run id or its start.")
     ],
@@ -762,7 +783,7 @@ def export_audience(
                 fmt=fmt,
                 purpose=purpose,
                 arm="control" if control else "treatment",
-                command=_command_line(),
+                command=_command_line(ctx),
             )
 
     _print_list_export(_run(go), as_json)
@@ -792,14 +813,15 @@ def export_log(
     t = Table(title=f"exports (newest first; times in {tz})")
     for c in ("export", "when", "who", "kind", "what", "purpose", "contacts", "rows",
               "left out", "file"):  # fmt: skip
-        t.add_column(c, justify="right" if c in ("rows", "left out") else "left")
+        t.add_column(c, justify="right" if c in ("rows", "left out") else "left", overflow="fold")
     for r in frame.itertuples(index=False):
         what = " / ".join(
-            str(v) for v in (r.campaign, r.segmentation, r.segment, r.run_id) if v and v == v
+            v for v in (r.campaign, r.segmentation, r.segment, r.run_id) if isinstance(v, str)
         )
         t.add_row(
             r.export_id, show_time(r.created_at, tz), str(r.actor or ""), r.kind, what,
-            str(r.purpose or ""), "yes" if r.contact else "no", f"{int(r.n_rows):,}",
+            r.purpose if isinstance(r.purpose, str) else "", "yes" if r.contact else "no",
+            f"{int(r.n_rows):,}",
             f"{int(r.n_excluded):,}", str(r.path),
         )  # fmt: skip
     console.print(t)
