@@ -153,3 +153,20 @@ def test_export_log_lists_every_kind(shop: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "Europe/Berlin" in res.output and "marketing" in res.output
     assert "profiles" not in res.output  # -n 1: the newest only
+
+
+def test_run_ids_resolve_by_a_unique_start(shop: Path, tmp_path: Path) -> None:
+    with segmint.open_project(shop) as p:
+        first = p.segment_run("spend").run_id
+        second = p.segment("spend").run_id
+    res = _cli("segments", "show", "s-", "-p", shop)
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "is the start of several segment run ids" in text
+    assert first in text and second in text
+    for run in (first, second):
+        res = _cli("segments", "show", run[:-2], "-p", shop, "--json")
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["run_id"] == run
+    res = _cli("segments", "show", "zz", "-p", shop)
+    assert res.exit_code == 2 and "no segment run or segmentation named 'zz'" in res.output
