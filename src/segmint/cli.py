@@ -8,7 +8,6 @@ some rows were quarantined; 4 ``segmint evaluate`` found a sample ratio mismatch
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -186,7 +185,7 @@ def ingest(
 
     results = _run(go)
     if as_json:
-        print(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+        print_json([r.to_dict() for r in results])
     else:
         _print_loads(results)
     if strict and any(r.rows_rejected for r in results):
@@ -239,7 +238,7 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
 
     report = _run(go)
     if as_json:
-        print(json.dumps(report, indent=2, default=str))
+        print_json(report)
     else:
         _print_status(report)
 
@@ -353,7 +352,7 @@ def segment(
 
     results = _run(go)
     if as_json:
-        print(json.dumps([_result_json(r) for r in results], indent=2, default=str))
+        print_json([_result_json(r) for r in results])
         return
     for r in results:
         _print_segment_result(r)
@@ -374,7 +373,7 @@ def segments_list(
 
     runs = _run(go)
     if as_json:
-        print(runs.to_json(orient="records", date_format="iso"))
+        print_json(runs)
         return
     t = Table(title="segment runs")
     for c in runs.columns:
@@ -399,7 +398,7 @@ def segments_show(
 
     r = _run(go)
     if as_json:
-        print(json.dumps(_result_json(r), indent=2, default=str))
+        print_json(_result_json(r))
     else:
         _print_segment_result(r)
 
@@ -420,7 +419,7 @@ def segments_diff(
 
     m = _run(go)
     if as_json:
-        print(m.to_json(orient="index"))
+        print_json(m.to_dict(orient="index"))
         return
     t = Table(title=f"{m.index.name} -> {m.columns.name}")
     t.add_column("from \\ to")
@@ -468,7 +467,7 @@ def profile(
 
     pr = _run(go)
     if as_json:
-        print(json.dumps(pr.to_dict(), indent=2, default=str))
+        print_json(pr.to_dict())
         return
     a = pr.attributes
     console.print(
@@ -615,7 +614,7 @@ def persona(
 
     found = _run(go)
     if as_json:
-        print(json.dumps([x.to_dict() for x in found], indent=2, default=str))
+        print_json([x.to_dict() for x in found])
         return
     for x in found:
         _print_persona(x)
@@ -874,7 +873,7 @@ def recommend(
     out = _run(go)
     if user is not None:
         if as_json:
-            print(out.to_json(orient="records"))
+            print_json(out)
         else:
             t = Table(title=f"recommendations for {user}")
             for c in out.columns:
@@ -885,7 +884,7 @@ def recommend(
         return
     info = {k: str(v) for k, v in vars(out).items() if not k.startswith("_")}
     if as_json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
     else:
         console.print("recommendation run: " + ", ".join(f"{k}={v}" for k, v in info.items()))
 
@@ -901,7 +900,7 @@ def recommend_evaluate(project: ProjectOpt = Path("."), as_json: JsonOpt = False
 
     res = _run(go)
     if as_json:
-        print(res.table.to_json(orient="index"))
+        print_json(res.table.to_dict(orient="index"))
     else:
         _print_evaluation(res)
 
@@ -927,18 +926,15 @@ def report(
 
     res = _run(go)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "path": str(res.path),
-                    "size_bytes": res.size_bytes,
-                    "seconds": round(res.seconds, 3),
-                    "run_ids": res.run_ids,
-                    "as_of": str(res.as_of),
-                    "sections": res.sections,
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "path": str(res.path),
+                "size_bytes": res.size_bytes,
+                "seconds": round(res.seconds, 3),
+                "run_ids": res.run_ids,
+                "as_of": res.as_of,
+                "sections": res.sections,
+            }
         )
         return
     console.print(
@@ -975,18 +971,19 @@ def _write_report(
 
 @app.command()
 def demo(
-    dir: Annotated[Path, typer.Option("--dir", help="Where to write the demo project.")] = Path(
-        "segmint-demo"
-    ),
+    dir: Annotated[
+        Path, typer.Option("--dir", "--project", "-p", help="Where to write the demo project.")
+    ] = Path("segmint-demo"),
     users: Annotated[int, typer.Option(help="Number of demo users.")] = 50_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
     dirty: Annotated[bool, typer.Option(help="Inject defects at known rates.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Generate a realistic demo shop, ingest it through the real path and report on it."""
     from segmint import open_project
     from segmint.demo import generate_demo
 
-    def go() -> None:
+    def go() -> dict[str, Any]:
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -1052,14 +1049,32 @@ def demo(
         from segmint.experiments._cli import run_demo_measurement
 
         run_demo_measurement(dir, list(campaigns.reports))
-        res = _write_report(open_project(dir), None, None, 5000)
+        res = _write_report(open_project(dir), None, None, 5000, quiet=as_json)
         console.print(f"store: {store_file}  (try: segmint status -p {dir})")
         console.print(
             f"report: {res.path.resolve()} ({res.size_bytes / 2**20:.1f} MiB; "
             "open it in a browser, it works offline)"
         )
+        return {
+            "path": Path(dir).resolve(),
+            "store": store_file.resolve(),
+            "report": res.path.resolve(),
+            "users": users,
+            "seed": seed,
+            "feature_run_id": refreshed.feature_run_id,
+            "segment_runs": {r.segmentation: r.run_id for r in segs},
+            "campaigns": list(campaigns.reports),
+        }
 
-    _run(go)
+    if not as_json:
+        _run(go)
+        return
+    console.quiet = True  # the JSON summary alone on stdout
+    try:
+        summary = _run(go)
+    finally:
+        console.quiet = False
+    print_json(summary)
 
 
 def _month_before(p: Any) -> Any:

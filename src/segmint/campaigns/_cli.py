@@ -8,7 +8,6 @@ Rich tables, ``--json`` for scripts, ``-p/--project``.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import date
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail
+from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail, print_json
 from segmint._cli_common import run as _run
 
 __all__ = ["campaign_app", "playbook_app"]
@@ -118,7 +117,7 @@ def list_campaigns(project: ProjectOpt = Path("."), as_json: JsonOpt = False) ->
 
     rows = _run(go)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
         return
     t = Table(title="campaigns")
     for c in (
@@ -158,7 +157,7 @@ def plan(
 
     result = _run(go)
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
+        print_json(result.to_dict())
     else:
         print_plan(result)
 
@@ -180,7 +179,7 @@ def preview_cmd(
 
     messages = _run(go)
     if as_json:
-        print(json.dumps([m.to_dict() for m in messages], indent=2))
+        print_json([m.to_dict() for m in messages])
     else:
         print_preview(messages)
 
@@ -222,7 +221,7 @@ def send(
 
     report = _run(go)
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2, default=str))
+        print_json(report.to_dict())
     else:
         print_report(report)
 
@@ -233,6 +232,7 @@ def unsubscribe_cmd(
         str, typer.Argument(help="The token of an unsubscribe link, or the whole link.")
     ],
     project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Process an unsubscribe token: record the opt-out in the consent history."""
     from segmint import open_project
@@ -244,6 +244,16 @@ def unsubscribe_cmd(
             return unsubscribe(p.store, token, keys=keys)
 
     r = _run(go)
+    if as_json:
+        print_json(
+            {
+                "user_id": r.user_id,
+                "channel": r.channel,
+                "purpose": r.purpose,
+                "already_unsubscribed": r.already_unsubscribed,
+            }
+        )
+        return
     what = "was already unsubscribed" if r.already_unsubscribed else "unsubscribed"
     console.print(f"user {r.user_id} {what} from {r.channel}/{r.purpose}")
 
@@ -281,7 +291,7 @@ def rotate_key_cmd(
     ring, env, from_env = _run(go)
     rows = ring.describe()
     if as_json:
-        print(json.dumps({"path": str(ring.path), "active": ring.active, "keys": rows}, indent=2))
+        print_json({"path": str(ring.path), "active": ring.active, "keys": rows})
         return
     if retire is not None:
         err.print(
@@ -313,6 +323,7 @@ def playbook_init(
     project: ProjectOpt = Path("."),
     force: Annotated[bool, typer.Option(help="Replace an existing playbook: section.")] = False,
     stdout: Annotated[bool, typer.Option("--stdout", help="Print it instead of writing.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write a default playbook for the project's segmentations into segmint.yaml."""
     from segmint import open_project
@@ -326,7 +337,10 @@ def playbook_init(
 
     text = _run(go)
     if stdout:
-        print(text)
+        if as_json:
+            print_json({"playbook": text})
+        else:
+            print(text)
         return
     path = project / CONFIG_FILE
     current = path.read_text(encoding="utf-8")
@@ -340,11 +354,14 @@ def playbook_init(
         current = _PLAYBOOK_BLOCK.sub("", current).rstrip() + "\n"
     path.write_text(current.rstrip() + "\n\n" + text, encoding="utf-8")
     n = text.count("\n")
+    if as_json:
+        print_json({"path": path.resolve(), "lines": n})
+        return
     console.print(f"wrote a playbook ({n} lines) to {path}; next: segmint campaign plan NAME")
 
 
 @playbook_app.command("check")
-def playbook_check(project: ProjectOpt = Path(".")) -> None:
+def playbook_check(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Check the playbook against the store (segment names of the latest runs)."""
     from segmint import open_project
     from segmint.campaigns import validate_playbook
@@ -355,4 +372,7 @@ def playbook_check(project: ProjectOpt = Path(".")) -> None:
             return len(p.config.playbook.campaigns)
 
     n = _run(go)
+    if as_json:
+        print_json({"ok": True, "campaigns": n})
+        return
     console.print(f"playbook ok: {n} campaigns")

@@ -8,7 +8,6 @@ error's exit code for a :class:`~segmint.errors.SegmintError`.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import date
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console
+from segmint._cli_common import JsonOpt, ProjectOpt, console, print_json
 from segmint._cli_common import run as _run
 from segmint.errors import ConfigError
 
@@ -181,7 +180,7 @@ def evaluate(
     with console.status(f"evaluating {campaign}…", spinner="dots"):
         ev = _run(go)
     if as_json:
-        print(json.dumps(ev.to_dict(), indent=2))
+        print_json(ev.to_dict())
     else:
         print_evaluation(ev)
     if ev.srm.flagged:
@@ -224,7 +223,7 @@ def import_campaign(
 
     out = _run(go)
     if as_json:
-        print(json.dumps(out))
+        print_json(out)
         return
     console.print(
         f"{name}: read {out['read']:,} rows = {out['imported']:,} imported "
@@ -260,7 +259,7 @@ def refresh(
     with console.status("refreshing features and segments…", spinner="dots"):
         res = _run(go)
     if as_json:
-        print(json.dumps(res.to_dict(), indent=2))
+        print_json(res.to_dict())
         return
     print_refresh(res)
 
@@ -367,19 +366,7 @@ def retention(
 
     out = _run(go)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    k: json.loads(
-                        (v.reset_index() if k == "matrix" else v).to_json(
-                            orient="records", date_format="iso"
-                        )
-                    )
-                    for k, v in out.items()
-                },
-                indent=2,
-            )
-        )
+        print_json({k: (v.reset_index() if k == "matrix" else v) for k, v in out.items()})
         return
     print_retention(
         out["matrix"],
@@ -407,7 +394,7 @@ def satisfaction(
 
     res = _run(go)
     if as_json:
-        print(json.dumps(res.to_dict(), indent=2, default=str))
+        print_json(res.to_dict())
         return
     print_satisfaction(res.table, "satisfaction by segment (NPS -100..100, CSAT mean 1..5; 95% CI)")
 
@@ -441,7 +428,7 @@ def before_after(
 
     res = _run(go)
     if as_json:
-        print(json.dumps(res.to_dict(), indent=2, default=str))
+        print_json(res.to_dict())
         return
     console.print(Text(res.warning, style="bold yellow"), soft_wrap=True)
     console.print(res.table.to_string(index=False))
