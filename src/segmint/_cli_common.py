@@ -174,3 +174,35 @@ def run(fn: Any) -> Any:
             1,
             label="internal error",
         ) from None
+
+
+def frame_table(frame: Any, title: str | None = None, *, locale: str = "en") -> Any:
+    """A :class:`rich.table.Table` of a DataFrame: text left, numbers right with 4
+    significant digits (whole numbers grouped), missing values as ``–``."""
+    import math
+
+    import pandas as pd
+    from rich.table import Table
+
+    from segmint._i18n import language
+
+    lang = language(locale)
+    t = Table(title=title)
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    for c, num in zip(frame.columns, numeric, strict=True):
+        t.add_column(str(c), justify="right" if num else "left", overflow="fold")
+
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
+            return "–"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return lang.integer(v) if float(v).is_integer() else lang.number(float(v), digits=4)
+        if hasattr(v, "item") and not isinstance(v, str):
+            return cell(v.item())
+        return str(v)
+
+    for row in frame.itertuples(index=False):
+        t.add_row(*[cell(v) for v in row])
+    return t

@@ -298,7 +298,9 @@ def _print_segment_result(r: Any) -> None:
         if k in m and m[k] is not None
     }
     if quality:
-        console.print("  quality: " + ", ".join(f"{k} {v:,.3f}" for k, v in quality.items()))
+        console.print(
+            "  quality: " + ", ".join(f"{k} {_num(float(v))}" for k, v in quality.items())
+        )
     if "decision" in r.details:
         console.print(f"  k selection: {r.details['decision']}")
     if "fidelity" in r.details:
@@ -367,19 +369,33 @@ def segments_list(
     """List stored segmentation runs, newest first."""
     from segmint import open_project
 
-    def go() -> Any:
+    def go() -> tuple[Any, str]:
         with open_project(project) as p:
-            return p.segment_runs(segmentation)
+            return p.segment_runs(segmentation), p.config.timezone
 
-    runs = _run(go)
+    runs, tz = _run(go)
     if as_json:
         print_json(runs)
         return
-    t = Table(title="segment runs")
+    if runs.empty:
+        which = f" of {segmentation!r}" if segmentation else ""
+        console.print(
+            f"no segmentation runs{which} in the store yet: `segmint segment` computes the "
+            "features and runs the segmentations of segmint.yaml"
+        )
+        return
+    from segmint._cli_common import show_time
+
+    t = Table(title=f"segment runs (newest first; times in {tz})")
     for c in runs.columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for row in runs.itertuples(index=False):
-        t.add_row(*[str(v) for v in row])
+        t.add_row(
+            *[
+                show_time(v, tz) if c == "created_at" else str(v)
+                for c, v in zip(runs.columns, row, strict=True)
+            ]
+        )
     console.print(t)
 
 
@@ -445,11 +461,20 @@ def _pct(v: Any) -> str:
 
 
 def _num(v: Any) -> str:
+    """A number for reading: whole numbers grouped, others to 4 significant digits."""
+    from segmint._i18n import language
+
     if v is None or v != v:
         return "-"
+    if hasattr(v, "item") and not isinstance(v, str):
+        v = v.item()
     if isinstance(v, float) and not v.is_integer():
-        return f"{v:,.2f}"
-    return f"{int(v):,}" if isinstance(v, int | float) else str(v)
+        return language(_LOCALE[0]).number(v, digits=4)
+    return language(_LOCALE[0]).integer(v) if isinstance(v, int | float) else str(v)
+
+
+_LOCALE = ["en"]
+"""The locale of the project a command opened (set by the commands that format numbers)."""
 
 
 @app.command()
@@ -463,6 +488,7 @@ def profile(
 
     def go() -> Any:
         with open_project(project) as p:
+            _LOCALE[0] = p.config.locale
             return p.profile(user_id)
 
     pr = _run(go)
@@ -610,6 +636,7 @@ def persona(
 
     def go() -> list[Any]:
         with open_project(project) as p:
+            _LOCALE[0] = p.config.locale
             return [p.persona(segmentation, segment)] if segment else p.personas(segmentation)
 
     found = _run(go)
@@ -874,6 +901,11 @@ def recommend(
     if user is not None:
         if as_json:
             print_json(out)
+        elif out.empty:
+            console.print(
+                f"no recommendations stored for user {user}: `segmint recommend` writes them "
+                "for every user (is the id right? see `segmint profile USER_ID`)"
+            )
         else:
             t = Table(title=f"recommendations for {user}")
             for c in out.columns:
@@ -882,11 +914,17 @@ def recommend(
                 t.add_row(*[str(v) for v in row])
             console.print(t)
         return
-    info = {k: str(v) for k, v in vars(out).items() if not k.startswith("_")}
+    info = {k: v for k, v in vars(out).items() if not k.startswith("_")}
     if as_json:
         print_json(info)
     else:
-        console.print("recommendation run: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+        t = Table(title="recommendation run", show_header=False)
+        t.add_column("")
+        t.add_column("", overflow="fold")
+        for k, v in info.items():
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            t.add_row(k.replace("_", " "), _num(v) if number else str(v))
+        console.print(t)
 
 
 @recommend_app.command("evaluate")

@@ -119,6 +119,12 @@ def list_campaigns(project: ProjectOpt = Path("."), as_json: JsonOpt = False) ->
     if as_json:
         print_json(rows)
         return
+    if not rows:
+        console.print(
+            "no campaigns in the playbook of segmint.yaml: `segmint playbook init` writes a "
+            "default one (or add them under playbook.campaigns)"
+        )
+        return
     t = Table(title="campaigns")
     for c in (
         "campaign",
@@ -180,6 +186,11 @@ def preview_cmd(
     messages = _run(go)
     if as_json:
         print_json([m.to_dict() for m in messages])
+    elif not messages:
+        console.print(
+            f"no message to render: the latest plan of {name} has nobody in its treatment "
+            f"group (see the funnel: segmint campaign plan {name})"
+        )
     else:
         print_preview(messages)
 

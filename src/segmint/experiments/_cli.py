@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, print_json
+from segmint._cli_common import JsonOpt, ProjectOpt, console, frame_table, print_json
 from segmint._cli_common import run as _run
 from segmint.errors import ConfigError
 
@@ -375,7 +375,7 @@ def retention(
         months=months,
     )
     if "by_segment" in out:
-        console.print(out["by_segment"].to_string(index=False))
+        console.print(frame_table(out["by_segment"], f"retention by {segmentation}"))
 
 
 def satisfaction(
@@ -395,6 +395,12 @@ def satisfaction(
     res = _run(go)
     if as_json:
         print_json(res.to_dict())
+        return
+    if res.table.empty:
+        console.print(
+            "no survey answers in the store (NPS and CSAT answers are events named 'nps' or "
+            "'csat' with properties {\"score\": n}: ingest them with the events)"
+        )
         return
     print_satisfaction(res.table, "satisfaction by segment (NPS -100..100, CSAT mean 1..5; 95% CI)")
 
@@ -431,13 +437,13 @@ def before_after(
         print_json(res.to_dict())
         return
     console.print(Text(res.warning, style="bold yellow"), soft_wrap=True)
-    console.print(res.table.to_string(index=False))
+    console.print(frame_table(res.table, f"{metric}: before and after {on}"))
     console.print(
         f"  after - before: {res.difference:+,.3f} {_ci(res.ci[0], res.ci[1], '+,.3f')}, "
         f"p = {_p(res.p_value)}"
     )
     if res.did is not None:
-        console.print(res.did.to_string(index=False))
+        console.print(frame_table(res.did, "difference in differences"))
 
 
 def register(app: typer.Typer, campaign_app: typer.Typer) -> None:
