@@ -116,11 +116,11 @@ def for_people(frame: pd.DataFrame) -> pd.DataFrame:
         if not pd.api.types.is_float_dtype(col):
             continue
         if c in money:
-            out.isetitem(j, col.round(2))
+            out.isetitem(j, col.round(2).array)
         else:
             values = col.to_numpy(dtype="float64", na_value=np.nan)
             rounded = np.array([_significant(v, SIGNIFICANT) for v in values], dtype="float64")
-            out.isetitem(j, pd.Series(rounded, index=col.index, dtype=col.dtype))
+            out.isetitem(j, pd.Series(rounded, index=col.index, dtype=col.dtype).array)
     return out
 
 
