@@ -647,6 +647,25 @@ def command_cases(base: Path) -> list[Case]:
         Case("cmd-unsubscribe-forged", ["campaign", "unsubscribe", "Zm9v.YmFy"], with_store=True),
         Case("cmd-unsubscribe-garbage", ["campaign", "unsubscribe", "%%%"], with_store=True),
         Case("cmd-quarantine-markup", ["status"], with_store=True),
+        Case("cmd-export-unknown-ext", ["export", "profiles", "-o", "p.xls"], with_store=True),
+        Case(
+            "cmd-export-ext-vs-format",
+            ["export", "profiles", "-o", "p.xlsx", "-f", "csv"],
+            with_store=True,
+        ),
+        Case("cmd-export-segment-ext", ["export", "segment", "vip", "-o", "x.*"], with_store=True),
+        Case(
+            "cmd-export-segment-purpose-blank",
+            ["export", "segment", "vip", "-o", "x.csv", "--purpose", " "],
+            with_store=True,
+        ),
+        Case(
+            "cmd-export-audience-unknown",
+            ["export", "audience", "[bold]nosuch", "-o", "a.csv"],
+            with_store=True,
+        ),
+        Case("cmd-segments-show-prefix", ["segments", "show", "s-"], with_store=True),
+        Case("cmd-export-log", ["export", "log", "-n", "-1"], with_store=True),
     ]
     return cases
 

@@ -36,7 +36,7 @@ err = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding segmint.yaml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-CountOpt = Annotated[int, typer.Option("--n", "-n", help="How many to show.")]
+CountOpt = Annotated[int, typer.Option("--n", "-n", min=1, help="How many to show.")]
 
 # The short options mean the same in every command (a test walks the app to check):
 SHORT_OPTIONS = {

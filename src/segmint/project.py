@@ -355,7 +355,16 @@ class Project:
                     f"campaign {campaign!r} has no plan yet: run `segmint campaign plan "
                     f"{campaign}` first, then export its audience"
                 )
-            plan = load_plan(self.store, campaign)
+            try:
+                plan = load_plan(self.store, campaign)
+            except NotFoundError:
+                names = sorted(self.config.playbook.campaigns)
+                close = get_close_matches(campaign, names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise NotFoundError(
+                    f"no campaign or campaign plan {campaign!r}; {hint}campaigns of the "
+                    f"playbook: {', '.join(names) or 'none'} (plan ids: segmint campaign list)"
+                ) from None
         members = load_audience(self.store, plan.run_id, arm)[["user_id", "segment", "channel"]]
         return export_list(
             self.store,

@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail, print_json
+from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail, print_json, show_time
 from segmint._cli_common import run as _run
 
 __all__ = ["campaign_app", "playbook_app"]
@@ -135,7 +135,7 @@ def list_campaigns(project: ProjectOpt = Path("."), as_json: JsonOpt = False) ->
         "treatment",
         "control",
     ):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")  # plan ids in full
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r.values()])
     console.print(t)
@@ -292,14 +292,15 @@ def rotate_key_cmd(
     from segmint import open_project
     from segmint.campaigns import retire_key, rotate_key
 
-    def go() -> tuple[Any, str, bool]:
+    def go() -> tuple[Any, str, bool, str]:
         with open_project(project) as p:
-            env = p.config.playbook.secret_env
+            env, tz = p.config.playbook.secret_env, p.config.timezone
             if retire is not None:
-                return retire_key(p.root, retire, secret_env=env), env, False
-            return rotate_key(p.root, p.store, secret_env=env), env, bool(os.environ.get(env))
+                return retire_key(p.root, retire, secret_env=env), env, False, tz
+            ring = rotate_key(p.root, p.store, secret_env=env)
+            return ring, env, bool(os.environ.get(env)), tz
 
-    ring, env, from_env = _run(go)
+    ring, env, from_env, tz = _run(go)
     rows = ring.describe()
     if as_json:
         print_json({"path": str(ring.path), "active": ring.active, "keys": rows})
@@ -313,11 +314,16 @@ def rotate_key_cmd(
             ),
             soft_wrap=True,
         )
-    t = Table(title=f"unsubscribe keys ({ring.path})")
+    t = Table(title=f"unsubscribe keys ({ring.path}; times in {tz})")
     for c in ("id", "created", "signs new links", "where"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(r["id"], str(r["created_at"] or ""), "yes" if r["active"] else "", r["where"])
+        t.add_row(
+            r["id"],
+            show_time(r["created_at"] or None, tz),
+            "yes" if r["active"] else "",
+            r["where"],
+        )
     console.print(t)
     if from_env:
         console.print(
