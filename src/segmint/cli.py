@@ -392,7 +392,11 @@ def segments_list(
     for row in runs.itertuples(index=False):
         t.add_row(
             *[
-                show_time(v, tz) if c == "created_at" else str(v)
+                show_time(v, tz)
+                if c == "created_at"
+                else show_time(v)  # as-of cut-offs are UTC days
+                if c == "as_of"
+                else str(v)
                 for c, v in zip(runs.columns, row, strict=True)
             ]
         )
@@ -473,8 +477,9 @@ def _num(v: Any) -> str:
     return language(_LOCALE[0]).integer(v) if isinstance(v, int | float) else str(v)
 
 
-_LOCALE = ["en"]
-"""The locale of the project a command opened (set by the commands that format numbers)."""
+_LOCALE = ["en", "UTC"]
+"""The locale and time zone of the project a command opened (set by the commands that
+format numbers and times)."""
 
 
 @app.command()
@@ -488,7 +493,7 @@ def profile(
 
     def go() -> Any:
         with open_project(project) as p:
-            _LOCALE[0] = p.config.locale
+            _LOCALE[:] = [p.config.locale, p.config.timezone]
             return p.profile(user_id)
 
     pr = _run(go)
@@ -505,8 +510,12 @@ def profile(
         ),
         markup=True,
     )
+    from segmint._cli_common import show_time
+
+    tz = _LOCALE[1]
     console.print(
-        f"  signed up {a.get('created_at')}; features as of {pr.as_of} ({pr.feature_run_id})"
+        f"  signed up {show_time(a.get('created_at'), tz) or 'unknown'}; features as of "
+        f"{show_time(pr.as_of)} ({pr.feature_run_id})"  # as-of cut-offs are UTC days
     )
     f = pr.features
     t = Table(title="behaviour and transactions", show_header=False)

@@ -170,3 +170,14 @@ def test_run_ids_resolve_by_a_unique_start(shop: Path, tmp_path: Path) -> None:
         assert json.loads(res.stdout)["run_id"] == run
     res = _cli("segments", "show", "zz", "-p", shop)
     assert res.exit_code == 2 and "no segment run or segmentation named 'zz'" in res.output
+
+
+def test_segment_runs_show_times_in_the_project_time_zone(shop: Path) -> None:
+    with segmint.open_project(shop) as p:
+        created = pd.Timestamp(p.segment_run("spend").created_at)
+    created = created.tz_localize("UTC") if created.tzinfo is None else created
+    local = created.tz_convert("Europe/Berlin")  # timezone: of the shop's segmint.yaml
+    res = _cli("segments", "list", "-p", shop)
+    assert res.exit_code == 0, res.output
+    assert f"{local:%Y-%m-%d %H:%M %Z}" in res.stdout
+    assert "times in Europe/Berlin" in res.stdout
