@@ -40,6 +40,17 @@ def _csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, encoding="utf-8-sig", dtype=str)
 
 
+def test_pseudonyms_are_hmac_sha256() -> None:
+    import hmac
+
+    from segmint.profiles._lists import pseudonymize
+
+    ids = pd.Series(["u1", "张伟", "x" * 300])
+    for key in (b"k", b"s" * 64, b"long" * 40):  # shorter, equal to, longer than a block
+        want = [hmac.new(key, u.encode(), hashlib.sha256).hexdigest()[:16] for u in ids]
+        assert pseudonymize(ids, key).tolist() == want
+
+
 def test_pseudonymous_by_default_keyed_and_stable(shop: Path, tmp_path: Path) -> None:
     res = _cli("export", "segment", "spend", "大客户", "-o", tmp_path / "a.csv", "-p", shop)
     assert res.exit_code == 0, res.output
