@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segmint.errors import NotFoundError
+from segmint.errors import ConfigError
 
 SHOWN = 10
 """Candidates listed in an ambiguous-prefix error."""
@@ -21,7 +21,7 @@ def by_prefix(store: Any, table: str, column: str, prefix: str, *, what: str) ->
 
     Raises
     ------
-    segmint.errors.NotFoundError
+    segmint.errors.ConfigError
         Several values start with ``prefix`` (exit 2); the message lists them.
     """
     if not prefix:
@@ -36,7 +36,7 @@ def by_prefix(store: Any, table: str, column: str, prefix: str, *, what: str) ->
     if not found:
         return None
     more = ", …" if len(found) > SHOWN else ""
-    raise NotFoundError(
+    raise ConfigError(
         f"{prefix!r} is the start of several {what} ids: "
         f"{', '.join(map(str, found[:SHOWN]))}{more}; give more of the id"
     )

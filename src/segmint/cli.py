@@ -683,17 +683,19 @@ PurposeOpt = Annotated[
 
 def _command_line(ctx: typer.Context) -> str:
     """The running command as it would be typed (recorded with each export; -p and --json
-    left out)."""
-    parts = ["segmint", *ctx.command_path.split()[1:]]
+    left out): the subcommands, the arguments, then the options given."""
+    root = ctx.find_root().info_name or ""
+    words = ctx.command_path[len(root) :].split()
+    args, opts = [], []
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
         if value is None or value is False or param.name in ("project", "as_json"):
             continue
         if param.param_type_name == "argument":
-            parts.append(str(value))
+            args.append(str(value))
         else:
-            parts += [param.opts[0]] + ([] if value is True else [str(value)])
-    return " ".join(parts)
+            opts += [param.opts[0]] + ([] if value is True else [str(value)])
+    return " ".join(["segmint", *words, *args, *opts])
 
 
 def _print_paths(paths: list[Path], as_json: bool) -> None:

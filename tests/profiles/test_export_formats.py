@@ -71,7 +71,7 @@ def test_an_unknown_extension_is_exit_2_listing_the_choices(shop: Path, tmp_path
 def test_a_format_that_contradicts_the_extension_is_exit_2(shop: Path, tmp_path: Path) -> None:
     res = _cli("export", "profiles", "-o", tmp_path / "p.xlsx", "-f", "csv", "-p", shop)
     assert res.exit_code == 2, res.output
-    assert "is a xlsx file but --format csv was given" in " ".join(res.output.split())
+    assert "names a .xlsx file but --format csv was given" in " ".join(res.output.split())
     assert not (tmp_path / "p.xlsx").exists()
     # agreeing is fine
     assert (

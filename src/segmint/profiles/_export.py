@@ -75,7 +75,7 @@ def resolve_format(out: str | Path, fmt: str | None, *, n_tables: int = 1) -> tu
             )
         if fmt is not None and fmt != inferred:
             raise ConfigError(
-                f"-o {path} is a {inferred} file but --format {fmt} was given; drop --format "
+                f"-o {path} names a .{inferred} file but --format {fmt} was given; drop --format "
                 f"(the extension decides) or name the file *.{fmt}"
             )
         if n_tables > 1 and inferred in ("csv", "parquet", "jsonl"):
