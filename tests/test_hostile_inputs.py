@@ -676,6 +676,25 @@ def command_cases(base: Path) -> list[Case]:
         Case("cmd-quarantine-json", ["quarantine", "users", "--json"], with_store=True),
         Case("cmd-quarantine-unknown-table", ["quarantine", "nosuch"], with_store=True),
         Case("cmd-quarantine-negative-n", ["quarantine", "-n", "-1"], with_store=True),
+        Case("cmd-export-unknown-ext", ["export", "profiles", "-o", "p.xls"], with_store=True),
+        Case(
+            "cmd-export-ext-vs-format",
+            ["export", "profiles", "-o", "p.xlsx", "-f", "csv"],
+            with_store=True,
+        ),
+        Case("cmd-export-segment-ext", ["export", "segment", "vip", "-o", "x.*"], with_store=True),
+        Case(
+            "cmd-export-segment-purpose-blank",
+            ["export", "segment", "vip", "-o", "x.csv", "--purpose", " "],
+            with_store=True,
+        ),
+        Case(
+            "cmd-export-audience-unknown",
+            ["export", "audience", "[bold]nosuch", "-o", "a.csv"],
+            with_store=True,
+        ),
+        Case("cmd-segments-show-prefix", ["segments", "show", "s-"], with_store=True),
+        Case("cmd-export-log", ["export", "log", "-n", "-1"], with_store=True),
     ]
     return cases
 

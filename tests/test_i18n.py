@@ -60,3 +60,12 @@ def test_catalog_keeps_every_placeholder(name: str) -> None:
         for s in strings:
             assert _fields(s) <= want, (msg.id, s)
             assert not re.search(r"\{\s", s), (msg.id, s)
+
+
+@pytest.mark.parametrize("name", [n for n in LOCALES if n != "en"])
+def test_catalog_has_each_message_once(name: str) -> None:
+    """Babel keeps the last of two entries silently; two engineers appending the same id
+    with different words would make the page depend on file order."""
+    text = (CATALOGS / f"{name.replace('-', '_')}.po").read_text(encoding="utf-8")
+    ids = re.findall(r'^msgid "(.+)"$', text, re.M)
+    assert sorted({i for i in ids if ids.count(i) > 1}) == []

@@ -80,10 +80,10 @@ def _close(stores: list[Store]) -> object:
 
 
 def test_a_version_1_store_opens_and_is_migrated(v1_store: str, stores: list[Store]) -> None:
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     store = _opened(v1_store, stores)
     versions = store.query("SELECT version FROM schema_version ORDER BY version")["version"]
-    assert versions.tolist() == [1, 2, 3]
+    assert versions.tolist() == [1, 2, 3, 4]
     got = store.query(
         "SELECT user_id, channel, purpose, ts, granted, source, recorded_at FROM consents "
         "ORDER BY user_id, channel"
@@ -97,6 +97,7 @@ def test_a_version_1_store_opens_and_is_migrated(v1_store: str, stores: list[Sto
     ]
     assert got["recorded_at"].notna().all()
     assert store.count("users") == 2  # nothing else touched
+    assert store.count("exports") == 0  # version 4: the export record exists, empty
 
 
 def test_after_migration_a_grant_and_a_revoke_at_the_same_instant_are_both_kept(
@@ -134,7 +135,7 @@ def test_reopening_a_migrated_store_migrates_nothing(v1_store: str, stores: list
     _opened(v1_store, stores).close()
     stores.pop()
     store = _opened(v1_store, stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [1, 2, 3]
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [1, 2, 3, 4]
     assert store.count("consents") == 4
 
 
@@ -142,7 +143,7 @@ def test_a_fresh_store_is_created_at_the_latest_version(
     tmp_path: Path, stores: list[Store]
 ) -> None:
     store = _opened(str(tmp_path / "new.duckdb"), stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [3]
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [4]
 
 
 def _break_v1(url: str) -> Callable[[str], None]:

@@ -36,6 +36,79 @@ err = Console(stderr=True, markup=False, emoji=False, highlight=False)
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Folder holding segmint.yaml.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+CountOpt = Annotated[int, typer.Option("--n", "-n", min=1, help="How many to show.")]
+
+# The short options mean the same in every command (a test walks the app to check):
+SHORT_OPTIONS = {
+    "-p": "project",  # the folder holding segmint.yaml
+    "-n": "count",  # how many (rows shown, items per user, messages rendered)
+    "-o": "output",  # the file or folder written
+    "-f": "format",  # the format of -o when its extension does not say
+    "-s": "source",  # a source of segmint.yaml
+}
+
+
+def json_value(value: Any) -> Any:
+    """``value`` as JSON can hold it: times as ISO 8601 with their UTC offset (a naive time
+    is taken as UTC), dates as ISO dates, numpy and pandas scalars as Python ones, NaN and
+    NaT as null, paths and anything else as text. The one conversion every ``--json`` uses.
+    """
+    import math
+    from datetime import date, datetime
+
+    import numpy as np
+    import pandas as pd
+
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if value is pd.NaT:
+        return None
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, pd.Timestamp):
+        if pd.isna(value):
+            return None
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return json_value(value.item())
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [json_value(v) for v in value]
+    if isinstance(value, pd.DataFrame):
+        return [
+            {str(k): json_value(v) for k, v in row.items()}
+            for row in value.to_dict(orient="records")
+        ]
+    if isinstance(value, pd.Series):
+        return {str(k): json_value(v) for k, v in value.to_dict().items()}
+    return str(value)
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout (see :func:`json_value`); non-ASCII text
+    is written as is."""
+    import json
+
+    sys.stdout.write(json.dumps(json_value(value), indent=2, ensure_ascii=False) + "\n")
+
+
+def show_time(value: Any, timezone: str = "UTC") -> str:
+    """A stored time as a person reads it: ``2026-11-27 10:15 CET`` in the project's time
+    zone (a naive time is taken as UTC); empty for a missing one."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts
+    return ts.tz_convert(timezone).strftime("%Y-%m-%d %H:%M %Z")
+
 
 MAX_LINE = 400
 """Characters of one message line shown; longer lines (a row quoted by a driver) are cut."""
@@ -101,3 +174,35 @@ def run(fn: Any) -> Any:
             1,
             label="internal error",
         ) from None
+
+
+def frame_table(frame: Any, title: str | None = None, *, locale: str = "en") -> Any:
+    """A :class:`rich.table.Table` of a DataFrame: text left, numbers right with 4
+    significant digits (whole numbers grouped), missing values as ``–``."""
+    import math
+
+    import pandas as pd
+    from rich.table import Table
+
+    from segmint._i18n import language
+
+    lang = language(locale)
+    t = Table(title=title)
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    for c, num in zip(frame.columns, numeric, strict=True):
+        t.add_column(str(c), justify="right" if num else "left", overflow="fold")
+
+    def cell(v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
+            return "–"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return lang.integer(v) if float(v).is_integer() else lang.number(float(v), digits=4)
+        if hasattr(v, "item") and not isinstance(v, str):
+            return cell(v.item())
+        return str(v)
+
+    for row in frame.itertuples(index=False):
+        t.add_row(*[cell(v) for v in row])
+    return t

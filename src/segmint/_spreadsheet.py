@@ -91,9 +91,11 @@ def restore_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
-    """Write ``frame`` as UTF-8 CSV with its text cells neutralised."""
-    neutralise_frame(frame).to_csv(path, index=False)
+def write_csv(frame: pd.DataFrame, path: str | Path, *, bom: bool = False) -> None:
+    """Write ``frame`` as UTF-8 CSV with its text cells neutralised; ``bom=True`` starts the
+    file with a byte-order mark, without which Excel reads UTF-8 as the machine's legacy
+    code page (accents and Chinese names garbled)."""
+    neutralise_frame(frame).to_csv(path, index=False, encoding="utf-8-sig" if bom else "utf-8")
 
 
 def write_xlsx(sheets: Mapping[str, pd.DataFrame], path: str | Path) -> None:

@@ -8,7 +8,6 @@ some rows were quarantined; 4 ``segmint evaluate`` found a sample ratio mismatch
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail
+from segmint._cli_common import CountOpt, JsonOpt, ProjectOpt, console, err, fail, print_json
 from segmint._cli_common import run as _run
 from segmint.errors import ConfigError, SegmintError
 
@@ -29,8 +28,29 @@ app = typer.Typer(
     help="From raw customer data to measured, personalized marketing.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, pwsh)
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from segmint import __version__
+
+        console.print(f"segmint {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """From raw customer data to measured, personalized marketing."""
+
 
 TEMPLATE = """\
 # segmint.yaml — see docs/configuration.md for every key.
@@ -64,6 +84,7 @@ cleaning: {{}}
 def init(
     path: Annotated[Path, typer.Argument(help="Project folder to create.")] = Path("."),
     force: Annotated[bool, typer.Option(help="Overwrite an existing segmint.yaml.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a project folder with a commented segmint.yaml to edit."""
     target = path / "segmint.yaml"
@@ -77,6 +98,9 @@ def init(
         target.write_text(TEMPLATE.format(name=path.resolve().name), encoding="utf-8")
 
     _run(write)
+    if as_json:
+        print_json({"path": target.resolve(), "project": path.resolve().name})
+        return
     console.print(f"wrote {target}; edit its sources, then run: segmint ingest -p {path}")
 
 
@@ -209,7 +233,7 @@ def ingest(
 
     results = _run(go)
     if as_json:
-        print(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+        print_json([r.to_dict() for r in results])
     else:
         _print_loads(results)
     if strict and any(x.rows_rejected for r in results for x in r.all_results()):
@@ -263,7 +287,7 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
 
     report = _run(go)
     if as_json:
-        print(json.dumps(report, indent=2, default=str))
+        print_json(report)
     else:
         _print_status(report)
 
@@ -352,7 +376,8 @@ segments_app = typer.Typer(
 )
 app.add_typer(segments_app, name="segments")
 export_app = typer.Typer(
-    help="Export profiles and personas as CSV, Parquet or Excel.", no_args_is_help=True
+    help="Export profiles, personas and member lists (CSV, Excel, Parquet, JSON); the log.",
+    no_args_is_help=True,
 )
 app.add_typer(export_app, name="export")
 recommend_app = typer.Typer(
@@ -401,7 +426,9 @@ def _print_segment_result(r: Any) -> None:
         if k in m and m[k] is not None
     }
     if quality:
-        console.print("  quality: " + ", ".join(f"{k} {v:,.3f}" for k, v in quality.items()))
+        console.print(
+            "  quality: " + ", ".join(f"{k} {_num(float(v))}" for k, v in quality.items())
+        )
     if "decision" in r.details:
         console.print(f"  k selection: {r.details['decision']}")
     if "fidelity" in r.details:
@@ -455,7 +482,7 @@ def segment(
 
     results = _run(go)
     if as_json:
-        print(json.dumps([_result_json(r) for r in results], indent=2, default=str))
+        print_json([_result_json(r) for r in results])
         return
     for r in results:
         _print_segment_result(r)
@@ -470,19 +497,37 @@ def segments_list(
     """List stored segmentation runs, newest first."""
     from segmint import open_project
 
-    def go() -> Any:
+    def go() -> tuple[Any, str]:
         with open_project(project) as p:
-            return p.segment_runs(segmentation)
+            return p.segment_runs(segmentation), p.config.timezone
 
-    runs = _run(go)
+    runs, tz = _run(go)
     if as_json:
-        print(runs.to_json(orient="records", date_format="iso"))
+        print_json(runs)
         return
-    t = Table(title="segment runs")
+    if runs.empty:
+        which = f" of {segmentation!r}" if segmentation else ""
+        console.print(
+            f"no segmentation runs{which} in the store yet: `segmint segment` computes the "
+            "features and runs the segmentations of segmint.yaml"
+        )
+        return
+    from segmint._cli_common import show_time
+
+    t = Table(title=f"segment runs (newest first; times in {tz})")
     for c in runs.columns:
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for row in runs.itertuples(index=False):
-        t.add_row(*[str(v) for v in row])
+        t.add_row(
+            *[
+                show_time(v, tz)
+                if c == "created_at"
+                else show_time(v)  # as-of cut-offs are UTC days
+                if c == "as_of"
+                else str(v)
+                for c, v in zip(runs.columns, row, strict=True)
+            ]
+        )
     console.print(t)
 
 
@@ -501,7 +546,7 @@ def segments_show(
 
     r = _run(go)
     if as_json:
-        print(json.dumps(_result_json(r), indent=2, default=str))
+        print_json(_result_json(r))
     else:
         _print_segment_result(r)
 
@@ -522,7 +567,7 @@ def segments_diff(
 
     m = _run(go)
     if as_json:
-        print(m.to_json(orient="index"))
+        print_json(m.to_dict(orient="index"))
         return
     t = Table(title=f"{m.index.name} -> {m.columns.name}")
     t.add_column("from \\ to")
@@ -548,11 +593,21 @@ def _pct(v: Any) -> str:
 
 
 def _num(v: Any) -> str:
+    """A number for reading: whole numbers grouped, others to 4 significant digits."""
+    from segmint._i18n import language
+
     if v is None or v != v:
         return "-"
+    if hasattr(v, "item") and not isinstance(v, str):
+        v = v.item()
     if isinstance(v, float) and not v.is_integer():
-        return f"{v:,.2f}"
-    return f"{int(v):,}" if isinstance(v, int | float) else str(v)
+        return language(_LOCALE[0]).number(v, digits=4)
+    return language(_LOCALE[0]).integer(v) if isinstance(v, int | float) else str(v)
+
+
+_LOCALE = ["en", "UTC"]
+"""The locale and time zone of the project a command opened (set by the commands that
+format numbers and times)."""
 
 
 @app.command()
@@ -566,11 +621,12 @@ def profile(
 
     def go() -> Any:
         with open_project(project) as p:
+            _LOCALE[:] = [p.config.locale, p.config.timezone]
             return p.profile(user_id)
 
     pr = _run(go)
     if as_json:
-        print(json.dumps(pr.to_dict(), indent=2, default=str))
+        print_json(pr.to_dict())
         return
     a = pr.attributes
     console.print(
@@ -582,8 +638,12 @@ def profile(
         ),
         markup=True,
     )
+    from segmint._cli_common import show_time
+
+    tz = _LOCALE[1]
     console.print(
-        f"  signed up {a.get('created_at')}; features as of {pr.as_of} ({pr.feature_run_id})"
+        f"  signed up {show_time(a.get('created_at'), tz) or 'unknown'}; features as of "
+        f"{show_time(pr.as_of)} ({pr.feature_run_id})"  # as-of cut-offs are UTC days
     )
     f = pr.features
     t = Table(title="behaviour and transactions", show_header=False)
@@ -716,54 +776,223 @@ def persona(
 
     def go() -> list[Any]:
         with open_project(project) as p:
+            _LOCALE[0] = p.config.locale
             return [p.persona(segmentation, segment)] if segment else p.personas(segmentation)
 
     found = _run(go)
     if as_json:
-        print(json.dumps([x.to_dict() for x in found], indent=2, default=str))
+        print_json([x.to_dict() for x in found])
         return
     for x in found:
         _print_persona(x)
 
 
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="csv, parquet or xlsx.")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="csv, xlsx, parquet, json or jsonl; only when -o has no extension (default csv).",
+    ),
+]
+OutOpt = Annotated[
+    Path,
+    typer.Option(
+        "--out", "-o", help="File to write; its extension (.csv .xlsx .parquet .json .jsonl) "
+        "sets the format."
+    ),
+]  # fmt: skip
+PurposeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--purpose",
+        help="Write user ids and contacts (email, phone, name) for this consent purpose "
+        "(e.g. marketing): only users who granted it; without it, pseudonymous ids.",
+    ),
+]
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The running command as it would be typed (recorded with each export; -p and --json
+    left out): the subcommands, the arguments, then the options given."""
+    root = ctx.find_root().info_name or ""
+    words = ctx.command_path[len(root) :].split()
+    args, opts = [], []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if value is None or value is False or param.name in ("project", "as_json"):
+            continue
+        if param.param_type_name == "argument":
+            args.append(str(value))
+        else:
+            opts += [param.opts[0]] + ([] if value is True else [str(value)])
+    return " ".join(["segmint", *words, *args, *opts])
+
+
+def _print_paths(paths: list[Path], as_json: bool) -> None:
+    if as_json:
+        print_json({"paths": paths})
+        return
+    for path in paths:
+        console.print(f"wrote {path}")
 
 
 @export_app.command("profiles")
 def export_profiles(
-    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
-    fmt: FormatOpt = "csv",
+    ctx: typer.Context,
+    out: OutOpt,
+    fmt: FormatOpt = None,
     project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
 ) -> None:
     """One row per user: attributes (contacts masked), features, latest segments."""
     from segmint import open_project
 
     def go() -> list[Path]:
         with open_project(project) as p:
-            return p.export_profiles(out, fmt)
+            return p.export_profiles(out, fmt, command=_command_line(ctx))
 
-    for path in _run(go):
-        console.print(f"wrote {path}")
+    _print_paths(_run(go), as_json)
 
 
 @export_app.command("personas")
 def export_personas(
+    ctx: typer.Context,
     segmentation: Annotated[str, typer.Argument(help="Segmentation name (latest run) or run id.")],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="xlsx file, or a folder for csv/parquet.")
+        Path,
+        typer.Option(
+            "--out", "-o", help="A .xlsx or .json file, or a folder (one file per table)."
+        ),
     ],
-    fmt: FormatOpt = "xlsx",
+    fmt: FormatOpt = None,
     project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Personas of a run: overview, features, categories, items, demographics, lifecycle."""
     from segmint import open_project
 
     def go() -> list[Path]:
         with open_project(project) as p:
-            return p.export_personas(segmentation, out, fmt)
+            return p.export_personas(segmentation, out, fmt, command=_command_line(ctx))
 
-    for path in _run(go):
-        console.print(f"wrote {path}")
+    _print_paths(_run(go), as_json)
+
+
+def _print_list_export(rec: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(rec.to_dict())
+        return
+    what = "user ids and contacts" if rec.contact else "pseudonymous ids"
+    console.print(f"wrote {rec.path}: {rec.n_rows:,} users ({what}); recorded as {rec.export_id}")
+    from segmint._i18n import language
+
+    en = language("en")
+    for reason, n in rec.excluded.items():
+        if n:
+            console.print(
+                f"  left out: {en.n('{n} user', '{n} users', n)}, {reason} for {rec.purpose!r}"
+            )
+
+
+@export_app.command("segment")
+def export_segment(
+    ctx: typer.Context,
+    segmentation: Annotated[
+        str, typer.Argument(help="Segmentation name (latest run), run id or its unique start.")
+    ],
+    out: OutOpt,
+    segment: Annotated[str | None, typer.Argument(help="One segment (default: all).")] = None,
+    fmt: FormatOpt = None,
+    purpose: PurposeOpt = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """The members of a segment as a list for other tools (pseudonymous unless --purpose)."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.export_segment(
+                segmentation,
+                out,
+                segment=segment,
+                fmt=fmt,
+                purpose=purpose,
+                command=_command_line(ctx),
+            )
+
+    _print_list_export(_run(go), as_json)
+
+
+@export_app.command("audience")
+def export_audience(
+    ctx: typer.Context,
+    campaign: Annotated[
+        str, typer.Argument(help="Campaign name (its latest plan), plan run id or its start.")
+    ],
+    out: OutOpt,
+    fmt: FormatOpt = None,
+    purpose: PurposeOpt = None,
+    control: Annotated[
+        bool, typer.Option("--control", help="The control group instead of the treatment.")
+    ] = False,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """A campaign's audience as a list for other tools (pseudonymous unless --purpose)."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return p.export_audience(
+                campaign,
+                out,
+                fmt=fmt,
+                purpose=purpose,
+                arm="control" if control else "treatment",
+                command=_command_line(ctx),
+            )
+
+    _print_list_export(_run(go), as_json)
+
+
+@export_app.command("log")
+def export_log(
+    project: ProjectOpt = Path("."),
+    n: CountOpt = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every export recorded in the store, newest first: when, who, what, why, how many."""
+    from segmint import open_project
+    from segmint._cli_common import show_time
+
+    def go() -> tuple[Any, str]:
+        with open_project(project) as p:
+            return p.exports(limit=n), p.config.timezone
+
+    frame, tz = _run(go)
+    if as_json:
+        print_json(frame)
+        return
+    if frame.empty:
+        console.print("no exports recorded in the store yet (segmint export ... records each)")
+        return
+    t = Table(title=f"exports (newest first; times in {tz})")
+    for c in ("export", "when", "who", "kind", "what", "purpose", "contacts", "rows",
+              "left out", "file"):  # fmt: skip
+        t.add_column(c, justify="right" if c in ("rows", "left out") else "left", overflow="fold")
+    for r in frame.itertuples(index=False):
+        what = " / ".join(
+            v for v in (r.campaign, r.segmentation, r.segment, r.run_id) if isinstance(v, str)
+        )
+        t.add_row(
+            r.export_id, show_time(r.created_at, tz), str(r.actor or ""), r.kind, what,
+            r.purpose if isinstance(r.purpose, str) else "", "yes" if r.contact else "no",
+            f"{int(r.n_rows):,}",
+            f"{int(r.n_excluded):,}", str(r.path),
+        )  # fmt: skip
+    console.print(t)
 
 
 def _print_evaluation(res: Any) -> None:
@@ -795,7 +1024,7 @@ def recommend(
         str, typer.Option(help="'best' (latest evaluation) or a model name.")
     ] = "best",
     user: Annotated[str | None, typer.Option(help="Show one user's stored list.")] = None,
-    n: Annotated[int, typer.Option(help="Items per user.")] = 10,
+    n: Annotated[int, typer.Option("--n", "-n", help="Items per user.")] = 10,
     as_json: JsonOpt = False,
 ) -> None:
     """Write top-N for every user to the store (a versioned run), or show one user's list."""
@@ -813,7 +1042,12 @@ def recommend(
     out = _run(go)
     if user is not None:
         if as_json:
-            print(out.to_json(orient="records"))
+            print_json(out)
+        elif out.empty:
+            console.print(
+                f"no recommendations stored for user {user}: `segmint recommend` writes them "
+                "for every user (is the id right? see `segmint profile USER_ID`)"
+            )
         else:
             t = Table(title=f"recommendations for {user}")
             for c in out.columns:
@@ -822,11 +1056,17 @@ def recommend(
                 t.add_row(*[str(v) for v in row])
             console.print(t)
         return
-    info = {k: str(v) for k, v in vars(out).items() if not k.startswith("_")}
+    info = {k: v for k, v in vars(out).items() if not k.startswith("_")}
     if as_json:
-        print(json.dumps(info, indent=2))
+        print_json(info)
     else:
-        console.print("recommendation run: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+        t = Table(title="recommendation run", show_header=False)
+        t.add_column("")
+        t.add_column("", overflow="fold")
+        for k, v in info.items():
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            t.add_row(k.replace("_", " "), _num(v) if number else str(v))
+        console.print(t)
 
 
 @recommend_app.command("evaluate")
@@ -840,7 +1080,7 @@ def recommend_evaluate(project: ProjectOpt = Path("."), as_json: JsonOpt = False
 
     res = _run(go)
     if as_json:
-        print(res.table.to_json(orient="index"))
+        print_json(res.table.to_dict(orient="index"))
     else:
         _print_evaluation(res)
 
@@ -866,18 +1106,15 @@ def report(
 
     res = _run(go)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "path": str(res.path),
-                    "size_bytes": res.size_bytes,
-                    "seconds": round(res.seconds, 3),
-                    "run_ids": res.run_ids,
-                    "as_of": str(res.as_of),
-                    "sections": res.sections,
-                },
-                indent=2,
-            )
+        print_json(
+            {
+                "path": str(res.path),
+                "size_bytes": res.size_bytes,
+                "seconds": round(res.seconds, 3),
+                "run_ids": res.run_ids,
+                "as_of": res.as_of,
+                "sections": res.sections,
+            }
         )
         return
     console.print(
@@ -914,18 +1151,19 @@ def _write_report(
 
 @app.command()
 def demo(
-    dir: Annotated[Path, typer.Option("--dir", help="Where to write the demo project.")] = Path(
-        "segmint-demo"
-    ),
+    dir: Annotated[
+        Path, typer.Option("--dir", "--project", "-p", help="Where to write the demo project.")
+    ] = Path("segmint-demo"),
     users: Annotated[int, typer.Option(help="Number of demo users.")] = 50_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
     dirty: Annotated[bool, typer.Option(help="Inject defects at known rates.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Generate a realistic demo shop, ingest it through the real path and report on it."""
     from segmint import open_project
     from segmint.demo import generate_demo
 
-    def go() -> None:
+    def go() -> dict[str, Any]:
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -991,14 +1229,32 @@ def demo(
         from segmint.experiments._cli import run_demo_measurement
 
         run_demo_measurement(dir, list(campaigns.reports))
-        res = _write_report(open_project(dir), None, None, 5000)
+        res = _write_report(open_project(dir), None, None, 5000, quiet=as_json)
         console.print(f"store: {store_file}  (try: segmint status -p {dir})")
         console.print(
             f"report: {res.path.resolve()} ({res.size_bytes / 2**20:.1f} MiB; "
             "open it in a browser, it works offline)"
         )
+        return {
+            "path": Path(dir).resolve(),
+            "store": store_file.resolve(),
+            "report": res.path.resolve(),
+            "users": users,
+            "seed": seed,
+            "feature_run_id": refreshed.feature_run_id,
+            "segment_runs": {r.segmentation: r.run_id for r in segs},
+            "campaigns": list(campaigns.reports),
+        }
 
-    _run(go)
+    if not as_json:
+        _run(go)
+        return
+    console.quiet = True  # the JSON summary alone on stdout
+    try:
+        summary = _run(go)
+    finally:
+        console.quiet = False
+    print_json(summary)
 
 
 def _month_before(p: Any) -> Any:

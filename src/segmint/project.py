@@ -273,21 +273,158 @@ class Project:
         )
 
     def export_profiles(
-        self, out: str | Path, fmt: str = "csv", *, feature_run_id: str | None = None
+        self,
+        out: str | Path,
+        fmt: str | None = None,
+        *,
+        feature_run_id: str | None = None,
+        command: str | None = None,
     ) -> list[Path]:
         """Write one row per user (attributes with masked contacts, features, the latest
-        segment of every segmentation) as csv, parquet or xlsx."""
-        from segmint.profiles._export import profiles_table, write_tables
+        segment of every segmentation) in the format of ``out``'s extension (csv, xlsx,
+        parquet, json, jsonl; ``fmt`` when it has none, else csv). Recorded in
+        :meth:`exports`."""
+        from segmint.profiles._export import profiles_table, resolve_format, write_tables
+        from segmint.profiles._lists import new_record, record_export
 
         table = profiles_table(self.store, feature_run_id=feature_run_id)
-        return write_tables({"profiles": table}, out, fmt)
+        path, fmt = resolve_format(out, fmt)
+        paths = write_tables({"profiles": table}, path, fmt)
+        record_export(
+            self.store,
+            new_record("profiles", paths[0], fmt, len(table), command=command or _api("profiles")),
+        )
+        return paths
 
-    def export_personas(self, ref: str, out: str | Path, fmt: str = "xlsx") -> list[Path]:
-        """Write the personas of a run: one workbook with a sheet per table (xlsx), or a
-        folder with one file per table (csv, parquet)."""
-        from segmint.profiles._export import persona_tables, write_tables
+    def export_personas(
+        self, ref: str, out: str | Path, fmt: str | None = None, *, command: str | None = None
+    ) -> list[Path]:
+        """Write the personas of a run: one workbook with a sheet per table (``.xlsx``),
+        one JSON object (``.json``), or a folder with one file per table (``out`` without
+        extension: ``fmt``, default csv). Recorded in :meth:`exports`."""
+        from segmint.profiles._export import persona_tables, resolve_format, write_tables
+        from segmint.profiles._lists import new_record, record_export
 
-        return write_tables(persona_tables(self.personas(ref)), out, fmt)
+        found = self.personas(ref)
+        tables = persona_tables(found)
+        path, fmt = resolve_format(out, fmt, n_tables=len(tables))
+        paths = write_tables(tables, path, fmt)
+        record_export(
+            self.store,
+            new_record(
+                "personas",
+                paths[0] if len(paths) == 1 else paths[0].parent,
+                fmt,
+                len(tables["overview"]),
+                segmentation=found[0].segmentation if found else None,
+                run_id=found[0].run_id if found else None,
+                command=command or _api("personas"),
+            ),
+        )
+        return paths
+
+    def export_segment(
+        self,
+        ref: str,
+        out: str | Path,
+        *,
+        segment: str | None = None,
+        fmt: str | None = None,
+        purpose: str | None = None,
+        command: str | None = None,
+    ) -> Any:
+        """Write the members of a segmentation run (or of one ``segment``) as a list for
+        other tools: pseudonymous ids (``pseudonym, segment``) by default, or user ids and
+        contacts of the members who consented to ``purpose``. Recorded in :meth:`exports`.
+
+        Returns a :class:`segmint.profiles.ExportRecord` (rows written, users left out).
+        """
+        from segmint.campaigns._keys import pseudonym_key
+        from segmint.profiles._lists import export_list
+
+        run = self.segment_run(ref)
+        members = run.assignments[["user_id", "segment"]]
+        if segment is not None:
+            names = sorted(members["segment"].astype(str).unique())
+            if segment not in names:
+                close = get_close_matches(segment, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise NotFoundError(
+                    f"no segment {segment!r} in run {run.run_id}{hint} "
+                    f"(segments: {', '.join(names)})"
+                )
+            members = members[members["segment"] == segment]
+        return export_list(
+            self.store,
+            members.reset_index(drop=True),
+            out,
+            fmt,
+            key=pseudonym_key(self.root),
+            purpose=purpose,
+            kind="segment",
+            command=command or _api("segment"),
+            segmentation=run.segmentation,
+            run_id=run.run_id,
+            segment=segment,
+        )
+
+    def export_audience(
+        self,
+        campaign: str,
+        out: str | Path,
+        *,
+        fmt: str | None = None,
+        purpose: str | None = None,
+        arm: str = "treatment",
+        command: str | None = None,
+    ) -> Any:
+        """Write a campaign's audience (its latest plan, or the plan with this run id or
+        unique start of one; the ``arm`` group, treatment by default) as a list for other
+        tools: ``pseudonym, segment, channel`` by default, user ids and contacts with a
+        ``purpose``. Recorded in :meth:`exports`."""
+        from segmint.campaigns._keys import pseudonym_key
+        from segmint.campaigns._plan import latest_plan, load_audience, load_plan
+        from segmint.profiles._lists import export_list
+
+        if arm not in ("treatment", "control"):
+            raise ConfigError(f"arm {arm!r}: use treatment or control")
+        plan = latest_plan(self.store, campaign)
+        if plan is None:
+            if campaign in self.config.playbook.campaigns:
+                raise NotFoundError(
+                    f"campaign {campaign!r} has no plan yet: run `segmint campaign plan "
+                    f"{campaign}` first, then export its audience"
+                )
+            try:
+                plan = load_plan(self.store, campaign)
+            except NotFoundError:
+                names = sorted(self.config.playbook.campaigns)
+                close = get_close_matches(campaign, names, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise NotFoundError(
+                    f"no campaign or campaign plan {campaign!r}; {hint}campaigns of the "
+                    f"playbook: {', '.join(names) or 'none'} (plan ids: segmint campaign list)"
+                ) from None
+        members = load_audience(self.store, plan.run_id, arm)[["user_id", "segment", "channel"]]
+        return export_list(
+            self.store,
+            members,
+            out,
+            fmt,
+            key=pseudonym_key(self.root),
+            purpose=purpose,
+            kind="audience",
+            command=command or _api("audience"),
+            segmentation=plan.segmentation,
+            run_id=plan.run_id,
+            campaign=plan.campaign,
+        )
+
+    def exports(self, limit: int | None = None) -> pd.DataFrame:
+        """The recorded exports, newest first: when, who, what, why, rows, file."""
+        from segmint.profiles._lists import export_log
+
+        return export_log(self.store, limit=limit)
 
     # -- measuring effect --------------------------------------------------------------
     def evaluate(self, campaign: str, *, save: bool = True, **kwargs: Any) -> Any:
@@ -536,6 +673,10 @@ class Project:
 
     def __repr__(self) -> str:
         return f"Project({str(self.root)!r}, store={self.config.store!r})"
+
+
+def _api(what: str) -> str:
+    return f"python: Project.export_{what}"
 
 
 def open_project(path: str | Path = ".") -> Project:

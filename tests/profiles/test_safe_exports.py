@@ -135,7 +135,7 @@ def _formula_cells(book: Path) -> list[str]:
 
 
 def _csv_cells(path: Path) -> list[list[str]]:
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # exports start with a BOM
         return list(csv.reader(f))
 
 
@@ -244,18 +244,18 @@ def _cli(*args: str | Path):  # noqa: ANN202 - click's Result
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "name"),
     [
-        ["export", "profiles", "-f", "csv"],
-        ["export", "profiles", "-f", "xlsx"],
-        ["export", "personas", "vip", "-f", "xlsx"],
-        ["report"],
+        (["export", "profiles"], "out.csv"),
+        (["export", "profiles"], "out.xlsx"),
+        (["export", "personas", "vip"], "out.xlsx"),
+        (["report"], "out.html"),
     ],
 )
 def test_output_into_a_missing_folder_creates_it(
-    hostile: segmint.Project, tmp_path: Path, command: list[str]
+    hostile: segmint.Project, tmp_path: Path, command: list[str], name: str
 ) -> None:
-    out = tmp_path / "new" / "deeper" / "out.file"
+    out = tmp_path / "new" / "deeper" / name
     res = _cli(*command, "-o", out, "-p", hostile.root)
     assert res.exit_code == 0, res.output
     assert out.is_file()

@@ -8,7 +8,6 @@ Rich tables, ``--json`` for scripts, ``-p/--project``.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import date
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail
+from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail, print_json, show_time
 from segmint._cli_common import run as _run
 
 __all__ = ["campaign_app", "playbook_app"]
@@ -118,7 +117,13 @@ def list_campaigns(project: ProjectOpt = Path("."), as_json: JsonOpt = False) ->
 
     rows = _run(go)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows)
+        return
+    if not rows:
+        console.print(
+            "no campaigns in the playbook of segmint.yaml: `segmint playbook init` writes a "
+            "default one (or add them under playbook.campaigns)"
+        )
         return
     t = Table(title="campaigns")
     for c in (
@@ -130,7 +135,7 @@ def list_campaigns(project: ProjectOpt = Path("."), as_json: JsonOpt = False) ->
         "treatment",
         "control",
     ):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")  # plan ids in full
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r.values()])
     console.print(t)
@@ -158,7 +163,7 @@ def plan(
 
     result = _run(go)
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
+        print_json(result.to_dict())
     else:
         print_plan(result)
 
@@ -180,7 +185,12 @@ def preview_cmd(
 
     messages = _run(go)
     if as_json:
-        print(json.dumps([m.to_dict() for m in messages], indent=2))
+        print_json([m.to_dict() for m in messages])
+    elif not messages:
+        console.print(
+            f"no message to render: the latest plan of {name} has nobody in its treatment "
+            f"group (see the funnel: segmint campaign plan {name})"
+        )
     else:
         print_preview(messages)
 
@@ -222,7 +232,7 @@ def send(
 
     report = _run(go)
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2, default=str))
+        print_json(report.to_dict())
     else:
         print_report(report)
 
@@ -233,6 +243,7 @@ def unsubscribe_cmd(
         str, typer.Argument(help="The token of an unsubscribe link, or the whole link.")
     ],
     project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
 ) -> None:
     """Process an unsubscribe token: record the opt-out in the consent history."""
     from segmint import open_project
@@ -244,6 +255,16 @@ def unsubscribe_cmd(
             return unsubscribe(p.store, token, keys=keys)
 
     r = _run(go)
+    if as_json:
+        print_json(
+            {
+                "user_id": r.user_id,
+                "channel": r.channel,
+                "purpose": r.purpose,
+                "already_unsubscribed": r.already_unsubscribed,
+            }
+        )
+        return
     what = "was already unsubscribed" if r.already_unsubscribed else "unsubscribed"
     console.print(f"user {r.user_id} {what} from {r.channel}/{r.purpose}")
 
@@ -271,17 +292,18 @@ def rotate_key_cmd(
     from segmint import open_project
     from segmint.campaigns import retire_key, rotate_key
 
-    def go() -> tuple[Any, str, bool]:
+    def go() -> tuple[Any, str, bool, str]:
         with open_project(project) as p:
-            env = p.config.playbook.secret_env
+            env, tz = p.config.playbook.secret_env, p.config.timezone
             if retire is not None:
-                return retire_key(p.root, retire, secret_env=env), env, False
-            return rotate_key(p.root, p.store, secret_env=env), env, bool(os.environ.get(env))
+                return retire_key(p.root, retire, secret_env=env), env, False, tz
+            ring = rotate_key(p.root, p.store, secret_env=env)
+            return ring, env, bool(os.environ.get(env)), tz
 
-    ring, env, from_env = _run(go)
+    ring, env, from_env, tz = _run(go)
     rows = ring.describe()
     if as_json:
-        print(json.dumps({"path": str(ring.path), "active": ring.active, "keys": rows}, indent=2))
+        print_json({"path": str(ring.path), "active": ring.active, "keys": rows})
         return
     if retire is not None:
         err.print(
@@ -292,11 +314,16 @@ def rotate_key_cmd(
             ),
             soft_wrap=True,
         )
-    t = Table(title=f"unsubscribe keys ({ring.path})")
+    t = Table(title=f"unsubscribe keys ({ring.path}; times in {tz})")
     for c in ("id", "created", "signs new links", "where"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(r["id"], str(r["created_at"] or ""), "yes" if r["active"] else "", r["where"])
+        t.add_row(
+            r["id"],
+            show_time(r["created_at"] or None, tz),
+            "yes" if r["active"] else "",
+            r["where"],
+        )
     console.print(t)
     if from_env:
         console.print(
@@ -313,6 +340,7 @@ def playbook_init(
     project: ProjectOpt = Path("."),
     force: Annotated[bool, typer.Option(help="Replace an existing playbook: section.")] = False,
     stdout: Annotated[bool, typer.Option("--stdout", help="Print it instead of writing.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Write a default playbook for the project's segmentations into segmint.yaml."""
     from segmint import open_project
@@ -326,7 +354,10 @@ def playbook_init(
 
     text = _run(go)
     if stdout:
-        print(text)
+        if as_json:
+            print_json({"playbook": text})
+        else:
+            print(text)
         return
     path = project / CONFIG_FILE
     current = path.read_text(encoding="utf-8")
@@ -340,11 +371,14 @@ def playbook_init(
         current = _PLAYBOOK_BLOCK.sub("", current).rstrip() + "\n"
     path.write_text(current.rstrip() + "\n\n" + text, encoding="utf-8")
     n = text.count("\n")
+    if as_json:
+        print_json({"path": path.resolve(), "lines": n})
+        return
     console.print(f"wrote a playbook ({n} lines) to {path}; next: segmint campaign plan NAME")
 
 
 @playbook_app.command("check")
-def playbook_check(project: ProjectOpt = Path(".")) -> None:
+def playbook_check(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """Check the playbook against the store (segment names of the latest runs) and say
     what moved: renamed or renumbered clusters whose strategy was kept (matched by
     centroid or pinned with `cluster:`), new clusters without a strategy."""
@@ -357,6 +391,9 @@ def playbook_check(project: ProjectOpt = Path(".")) -> None:
             return len(p.config.playbook.campaigns), notes
 
     n, notes = _run(go)
+    if as_json:
+        print_json({"ok": True, "campaigns": n, "notes": notes})
+        return
     for note in notes:
         console.print(f"  {note}", markup=False, highlight=False)
     console.print(f"playbook ok: {n} campaigns")

@@ -354,3 +354,39 @@ def retire_key(root: Path | str, key_id: str, *, secret_env: str = DEFAULT_SECRE
         _write(path, doc)
     log.warning("unsubscribe key %s retired from %s: links it signed stop working", key_id, path)
     return _ring(doc, env_value, path)
+
+
+# -- the pseudonym key --------------------------------------------------------------------
+
+PSEUDONYM_ENV = "SEGMINT_PSEUDONYM_KEY"
+
+
+def pseudonym_key_path(root: Path | str) -> Path:
+    """The project's pseudonym key file: ``<root>/.segmint/keys/pseudonym.json``."""
+    return Path(root) / ".segmint" / "keys" / "pseudonym.json"
+
+
+def pseudonym_key(root: Path | str, *, env: str = PSEUDONYM_ENV) -> bytes:
+    """The secret that keys the pseudonymous ids of member exports (HMAC-SHA256 of the
+    user id), created on first use.
+
+    It is separate from the unsubscribe keys and never rotated: the same user gets the
+    same pseudonym in every export of the project, so lists exported on different days
+    can be joined by other tools, while nobody without the key can compute a pseudonym
+    from a known user id. Several machines exporting for one store share it through the
+    environment variable ``env`` (``SEGMINT_PSEUDONYM_KEY``), which wins over the file.
+    Replacing the key changes every pseudonym.
+    """
+    value = os.environ.get(env)
+    if value:
+        return value.encode()
+    path = pseudonym_key_path(root)
+    doc = _read(path)
+    if not doc.get("active"):
+        with _locked(path):
+            doc = _read(path)
+            if not doc.get("active"):
+                doc = {"active": "pseudonym", "keys": [_entry("pseudonym", secrets.token_hex(32))]}
+                _write(path, doc)
+    keys = {str(k["id"]): str(k["secret"]) for k in doc["keys"]}
+    return keys[str(doc["active"])].encode()

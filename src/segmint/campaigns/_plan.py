@@ -460,9 +460,16 @@ def latest_plan(store: Store, campaign: str) -> CampaignPlan | None:
 
 
 def load_plan(store: Store, run_id: str) -> CampaignPlan:
-    """A stored plan by run id."""
+    """A stored plan by run id (or the start of one, see :func:`segmint._ids.by_prefix`)."""
     ensure_campaign_tables(store)
     frame = store.query(f"SELECT * FROM campaign_runs WHERE run_id = {lit(run_id)}")
+    if frame.empty:
+        from segmint._ids import by_prefix
+
+        full = by_prefix(store, "campaign_runs", "run_id", run_id, what="campaign plan")
+        if full is not None:
+            frame = store.query(f"SELECT * FROM campaign_runs WHERE run_id = {lit(full)}")
+            run_id = full
     if frame.empty:
         raise NotFoundError(f"no campaign run {run_id!r}; see `segmint campaign plan`")
     row = frame.iloc[0]

@@ -8,7 +8,6 @@ error's exit code for a :class:`~segmint.errors.SegmintError`.
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import date
 from pathlib import Path
@@ -19,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console
+from segmint._cli_common import JsonOpt, ProjectOpt, console, frame_table, print_json
 from segmint._cli_common import run as _run
 from segmint.errors import ConfigError
 
@@ -181,7 +180,7 @@ def evaluate(
     with console.status(f"evaluating {campaign}…", spinner="dots"):
         ev = _run(go)
     if as_json:
-        print(json.dumps(ev.to_dict(), indent=2))
+        print_json(ev.to_dict())
     else:
         print_evaluation(ev)
     if ev.srm.flagged:
@@ -224,7 +223,7 @@ def import_campaign(
 
     out = _run(go)
     if as_json:
-        print(json.dumps(out))
+        print_json(out)
         return
     console.print(
         f"{name}: read {out['read']:,} rows = {out['imported']:,} imported "
@@ -260,7 +259,7 @@ def refresh(
     with console.status("refreshing features and segments…", spinner="dots"):
         res = _run(go)
     if as_json:
-        print(json.dumps(res.to_dict(), indent=2))
+        print_json(res.to_dict())
         return
     print_refresh(res)
 
@@ -367,19 +366,7 @@ def retention(
 
     out = _run(go)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    k: json.loads(
-                        (v.reset_index() if k == "matrix" else v).to_json(
-                            orient="records", date_format="iso"
-                        )
-                    )
-                    for k, v in out.items()
-                },
-                indent=2,
-            )
-        )
+        print_json({k: (v.reset_index() if k == "matrix" else v) for k, v in out.items()})
         return
     print_retention(
         out["matrix"],
@@ -388,7 +375,7 @@ def retention(
         months=months,
     )
     if "by_segment" in out:
-        console.print(out["by_segment"].to_string(index=False))
+        console.print(frame_table(out["by_segment"], f"retention by {segmentation}"))
 
 
 def satisfaction(
@@ -407,7 +394,13 @@ def satisfaction(
 
     res = _run(go)
     if as_json:
-        print(json.dumps(res.to_dict(), indent=2, default=str))
+        print_json(res.to_dict())
+        return
+    if res.table.empty:
+        console.print(
+            "no survey answers in the store (NPS and CSAT answers are events named 'nps' or "
+            "'csat' with properties {\"score\": n}: ingest them with the events)"
+        )
         return
     print_satisfaction(res.table, "satisfaction by segment (NPS -100..100, CSAT mean 1..5; 95% CI)")
 
@@ -441,16 +434,16 @@ def before_after(
 
     res = _run(go)
     if as_json:
-        print(json.dumps(res.to_dict(), indent=2, default=str))
+        print_json(res.to_dict())
         return
     console.print(Text(res.warning, style="bold yellow"), soft_wrap=True)
-    console.print(res.table.to_string(index=False))
+    console.print(frame_table(res.table, f"{metric}: before and after {on}"))
     console.print(
         f"  after - before: {res.difference:+,.3f} {_ci(res.ci[0], res.ci[1], '+,.3f')}, "
         f"p = {_p(res.p_value)}"
     )
     if res.did is not None:
-        console.print(res.did.to_string(index=False))
+        console.print(frame_table(res.did, "difference in differences"))
 
 
 def register(app: typer.Typer, campaign_app: typer.Typer) -> None:

@@ -1,12 +1,23 @@
-"""Exports a marketer can open: profiles and personas as CSV, Parquet or Excel."""
+"""Exports a marketer can open: profiles, personas and member lists as CSV, Excel, Parquet
+or JSON.
+
+The format follows the extension of ``-o`` (:func:`resolve_format`): ``.csv``, ``.xlsx``,
+``.parquet``, ``.json`` (one array of records; one object of arrays for several tables),
+``.jsonl`` (one record a line). Without an extension the format is :data:`DEFAULT_FORMAT`
+(CSV, UTF-8 with a byte-order mark so Excel reads accents and Chinese names), or
+``format`` when given. CSV and xlsx are for people: money is rounded to cents and other
+fractional numbers to 4 significant digits; Parquet and JSON keep full precision.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from segmint._output import cannot_write, output_file, output_folder
@@ -15,14 +26,102 @@ from segmint.errors import ConfigError, NotFoundError
 from segmint.profiles._persona import Persona
 from segmint.store._base import Store
 
-Format = Literal["csv", "parquet", "xlsx"]
-FORMATS: tuple[str, ...] = ("csv", "parquet", "xlsx")
+Format = Literal["csv", "xlsx", "parquet", "json", "jsonl"]
+FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "json", "jsonl")
+DEFAULT_FORMAT = "csv"
+"""The format of every export whose ``-o`` has no extension and no ``--format``."""
+EXTENSIONS: dict[str, str] = {f".{f}": f for f in FORMATS}
 EXCEL_MAX_ROWS = 1_048_575  # one row of the sheet's 1,048,576 is the header
+SIGNIFICANT = 4
+"""Significant digits of fractional numbers (shares, days, ratios) in CSV and xlsx."""
+MONEY_COLUMNS = frozenset({"revenue", "spend", "amount"})
+"""Money columns besides the features whose unit is ``currency``: rounded to cents."""
 
 
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+        raise ConfigError(
+            f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)} (or let the "
+            "extension of -o decide)"
+        )
+
+
+def resolve_format(out: str | Path, fmt: str | None, *, n_tables: int = 1) -> tuple[Path, str]:
+    """Where an export goes and in which format, from ``-o`` and ``--format``.
+
+    The extension of ``out`` decides (``.csv``, ``.xlsx``, ``.parquet``, ``.json``,
+    ``.jsonl``); ``fmt``, when given, must agree with it. Without an extension the format
+    is ``fmt`` or :data:`DEFAULT_FORMAT`: a single table goes to ``out`` plus the
+    extension, several tables in csv, parquet or jsonl into the folder ``out``.
+
+    Raises
+    ------
+    segmint.errors.ConfigError
+        An unknown extension or format, a format that contradicts the extension, or
+        several tables asked as one csv/parquet/jsonl file.
+    """
+    path = Path(out)
+    if fmt is not None:
+        fmt = fmt.strip().lower().lstrip(".")
+        _check_format(fmt)
+    suffix = path.suffix.lower()
+    choices = ", ".join(EXTENSIONS)
+    if suffix and not path.is_dir():
+        inferred = EXTENSIONS.get(suffix)
+        if inferred is None:
+            raise ConfigError(
+                f"-o {path}: segmint does not write {suffix} files; end the file name with "
+                f"one of {choices} (or give a name without extension for {DEFAULT_FORMAT})"
+            )
+        if fmt is not None and fmt != inferred:
+            raise ConfigError(
+                f"-o {path} names a .{inferred} file but --format {fmt} was given; drop --format "
+                f"(the extension decides) or name the file *.{fmt}"
+            )
+        if n_tables > 1 and inferred in ("csv", "parquet", "jsonl"):
+            raise ConfigError(
+                f"-o {path}: {n_tables} tables do not fit in one {inferred} file; give a folder "
+                f"(e.g. -o {path.with_suffix('')}/ --format {inferred}) or a .xlsx or .json file"
+            )
+        return path, inferred
+    fmt = fmt or DEFAULT_FORMAT
+    if n_tables > 1 and fmt in ("csv", "parquet", "jsonl"):
+        return path, fmt  # a folder of one file per table
+    if path.is_dir():
+        return path, fmt  # output_file names the problem
+    return path.with_name(path.name + f".{fmt}"), fmt
+
+
+def _significant(x: float, digits: int) -> float:
+    if x == 0 or not math.isfinite(x):
+        return x
+    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+
+
+def _money_columns(frame: pd.DataFrame) -> set[str]:
+    from segmint.features._catalog import CATALOG
+
+    money = {n for n, spec in CATALOG.items() if spec.unit == "currency"} | MONEY_COLUMNS
+    return {c for c in frame.columns if isinstance(c, str) and c in money}
+
+
+def for_people(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with numbers rounded for reading: money to cents, other
+    fractional numbers to :data:`SIGNIFICANT` significant digits (whole numbers, text and
+    dates unchanged)."""
+    out = frame.copy()
+    money = _money_columns(frame)
+    for j, c in enumerate(frame.columns):
+        col = frame.iloc[:, j]
+        if not pd.api.types.is_float_dtype(col):
+            continue
+        if c in money:
+            out.isetitem(j, col.round(2).array)
+        else:
+            values = col.to_numpy(dtype="float64", na_value=np.nan)
+            rounded = np.array([_significant(v, SIGNIFICANT) for v in values], dtype="float64")
+            out.isetitem(j, pd.Series(rounded, index=col.index, dtype=col.dtype).array)
+    return out
 
 
 def _lit(value: str) -> str:
@@ -151,15 +250,31 @@ def persona_tables(items: Sequence[Persona]) -> dict[str, pd.DataFrame]:
     }
 
 
-def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str) -> list[Path]:
-    """Write named tables: one workbook with a sheet each (xlsx), or one file each in the
-    folder ``out`` (csv, parquet). A single table is written to ``out`` itself.
+def _json_records(frame: pd.DataFrame) -> list[dict]:
+    return list(
+        json.loads(
+            frame.to_json(
+                orient="records", date_format="iso", force_ascii=False, double_precision=15
+            )
+        )
+    )
+
+
+def write_tables(
+    tables: dict[str, pd.DataFrame], out: str | Path, fmt: str | None = None
+) -> list[Path]:
+    """Write named tables in the format of ``out``'s extension (or ``fmt``, see
+    :func:`resolve_format`): one workbook with a sheet each (xlsx), one JSON object of
+    arrays (json), or one file each in the folder ``out`` (csv, parquet, jsonl). A single
+    table is written to ``out`` itself.
 
     Missing folders are created; ``out`` must not be an existing folder where a file is
-    written, nor an existing file where a folder is. CSV and xlsx cells whose text starts
-    like a spreadsheet formula are written as text (see :mod:`segmint._spreadsheet`).
+    written, nor an existing file where a folder is. CSV is UTF-8 with a byte-order mark
+    (Excel then reads non-ASCII text right); CSV and xlsx cells whose text starts like a
+    spreadsheet formula are written as text (see :mod:`segmint._spreadsheet`) and their
+    numbers are rounded for people (:func:`for_people`).
     """
-    _check_format(fmt)
+    out, fmt = resolve_format(out, fmt, n_tables=len(tables))
     if fmt == "xlsx":
         for name, frame in tables.items():
             if len(frame) > EXCEL_MAX_ROWS:
@@ -169,24 +284,46 @@ def write_tables(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str) -> 
                 )
         book = output_file(out, example=f"{next(iter(tables), 'export')}.xlsx")
         try:
-            write_xlsx(tables, book)
+            write_xlsx({k: for_people(v) for k, v in tables.items()}, book)
         except OSError as exc:
             raise cannot_write(book, exc) from None
         return [book]
+    if fmt == "json" and len(tables) > 1:
+        target = output_file(out, example="export.json")
+        doc = {name: _json_records(frame) for name, frame in tables.items()}
+        try:
+            target.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
+        except OSError as exc:
+            raise cannot_write(target, exc) from None
+        return [target]
     if len(tables) == 1:
         targets = {name: output_file(out, example=f"{name}.{fmt}") for name in tables}
     else:
         folder = output_folder(
-            out, hint=f" for one {fmt} file per table, or use the xlsx format for one workbook"
+            out, hint=f" for one {fmt} file per table, or a .xlsx or .json file for one file"
         )
         targets = {name: folder / f"{name}.{fmt}" for name in tables}
     for name, frame in tables.items():
         path = targets[name]
         try:
             if fmt == "csv":
-                write_csv(frame, path)
-            else:
+                write_csv(for_people(frame), path, bom=True)
+            elif fmt == "parquet":
                 frame.to_parquet(path, index=False)
+            elif fmt == "json":
+                path.write_text(
+                    json.dumps(_json_records(frame), ensure_ascii=False, indent=1),
+                    encoding="utf-8",
+                )
+            else:
+                frame.to_json(
+                    path,
+                    orient="records",
+                    lines=True,
+                    date_format="iso",
+                    force_ascii=False,
+                    double_precision=15,
+                )
         except OSError as exc:
             raise cannot_write(path, exc) from None
     return list(targets.values())

@@ -175,7 +175,8 @@ def list_runs(store: Store, segmentation: str | None = None) -> pd.DataFrame:
 
 
 def resolve_run(store: Store, ref: str) -> str:
-    """A run id from a run id or a segmentation name (its latest run)."""
+    """A run id from a run id, a segmentation name (its latest run) or the start of one
+    run id (see :func:`segmint._ids.by_prefix`)."""
     ensure_runs_schema(store)
     hit = store.scalar("SELECT run_id FROM segment_runs WHERE run_id = ?", [ref])
     if hit is not None:
@@ -185,6 +186,10 @@ def resolve_run(store: Store, ref: str) -> str:
         "ORDER BY created_at DESC, run_id DESC LIMIT 1",
         [ref],
     )
+    if hit is None:
+        from segmint._ids import by_prefix
+
+        hit = by_prefix(store, "segment_runs", "run_id", ref, what="segment run")
     if hit is None:
         if not store.scalar("SELECT count(*) FROM segment_runs"):
             raise NotFoundError(

@@ -79,6 +79,13 @@ def _v3_quarantine(store: Store) -> None:
     store.execute("DROP TABLE quarantine_v2")
 
 
+def _v4_exports(store: Store) -> None:
+    """exports: one row per file written by an export (when, who, what, why, how many)."""
+    from segmint.store._schema import EXPORTS_DDL
+
+    store.execute(EXPORTS_DDL)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -91,5 +98,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         "retry_of",
         _v3_quarantine,
     ),
+    Migration(4, "exports: the record of every export (who, what, why, how many)", _v4_exports),
 )
 """Every step, in version order (version 1 is the first released schema)."""

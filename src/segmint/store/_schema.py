@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,27 @@ QUARANTINE_DDL = (
     ");",
 )
 
+# one row per file an export wrote: when, who, what, why, how many
+EXPORTS_DDL = """
+CREATE TABLE IF NOT EXISTS exports (
+    export_id VARCHAR PRIMARY KEY,
+    created_at TIMESTAMPTZ NOT NULL,
+    actor VARCHAR,
+    command VARCHAR,
+    kind VARCHAR NOT NULL,
+    segmentation VARCHAR,
+    run_id VARCHAR,
+    segment VARCHAR,
+    campaign VARCHAR,
+    purpose VARCHAR,
+    contact BOOLEAN NOT NULL,
+    n_rows BIGINT NOT NULL,
+    n_excluded BIGINT NOT NULL,
+    path VARCHAR NOT NULL,
+    format VARCHAR NOT NULL
+);
+"""
+
 SYSTEM_DDL = (
     """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -195,6 +216,7 @@ CREATE TABLE IF NOT EXISTS loads (
     retry_of VARCHAR
 );
 """
+    + EXPORTS_DDL
     + "\n".join(QUARANTINE_DDL)
     + "\n"
 )
