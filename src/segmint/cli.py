@@ -188,7 +188,7 @@ def _print_committed(committed: list[Any], exc: SegmintError, as_json: bool) -> 
             "error": str(exc),
             "exit_code": exc.exit_code,
         }
-        print(json.dumps(out, indent=2, default=str))
+        print_json(out)
     else:
         _print_loads(committed)
 
@@ -330,16 +330,7 @@ def quarantine_cmd(
 
     summary, examples = _run(go)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "summary": summary.to_dict("records"),
-                    "examples": examples.to_dict("records"),
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        print_json({"summary": summary.to_dict("records"), "examples": examples.to_dict("records")})
         return
     if summary.empty:
         what = f"with reason {reason} " if reason else ""
