@@ -458,6 +458,11 @@ def test_a_chinese_report_is_in_chinese(zh_report: ReportResult) -> None:
     sizes = next(iter(_specs(_section(html, "segments")).values()))
     assert {t["name"] for t in sizes["data"]} == {"用户占比", "收入占比"}
     assert sizes["layout"]["xaxis"]["title"]["text"] == "占全部的 %"
+    # persona sentences and segment names are in Chinese too (names through the catalog)
+    personas = _section(html, "personas")
+    assert "共有" in personas and " is " not in re.sub(r"<[^>]+>", " ", personas)
+    y_labels = [str(y) for t in sizes["data"] for y in t.get("y", [])]
+    assert y_labels and all(re.search(r"[\u4e00-\u9fff]", y) for y in y_labels), y_labels
 
 
 def test_plurals_in_the_report_are_right(demo_html: str) -> None:

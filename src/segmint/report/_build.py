@@ -152,6 +152,13 @@ class _Text:
     def n(self, singular: str, plural: str, count: int, /, **values: Any) -> str:
         return self.lang.n(singular, plural, count, **values)
 
+    def segment(self, name: Any) -> str:
+        """A segment's name as people read it (RFM, lifecycle and tier names, cluster
+        name words) in the report's language; the data keeps the stored name."""
+        from segmint._labels import segment_label
+
+        return segment_label(str(name), self.lang)
+
     def whole(self, value: Any) -> str:
         if value is None or (isinstance(value, float) and not np.isfinite(value)):
             return "–"
@@ -581,7 +588,13 @@ def _personas(project: Project, run: SegmentResult, features: pd.DataFrame | Non
 
     if features is None:
         return []
-    return personas(project.store, run, features=features)
+    return personas(
+        project.store,
+        run,
+        features=features,
+        locale=project.config.locale,
+        currency=project.config.currency,
+    )
 
 
 # -- sections --------------------------------------------------------------------------------
@@ -619,7 +632,7 @@ def _segments_section(
             row = top_value.iloc[0]
             highlight = tx.t(
                 "{segment} is {users} of users and brings {revenue} of revenue.",
-                segment=row["segment"],
+                segment=tx.segment(row["segment"]),
                 users=tx.pct(row["user_share"], 0),
                 revenue=tx.pct(row["revenue_share"], 0),
             )
@@ -627,7 +640,11 @@ def _segments_section(
             {
                 "title": _run_label(r),
                 "run_id": r.run_id,
-                "figure": figs.html(charts.sizes_figure(table, lang=tx.lang)),
+                "figure": figs.html(
+                    charts.sizes_figure(
+                        table.assign(segment=table["segment"].map(tx.segment)), lang=tx.lang
+                    )
+                ),
                 "caption": highlight,
             }
         )
@@ -647,7 +664,7 @@ def _heatmap_section(
         ps = personas_by_run.get(r.run_id) or []
         if not ps:
             continue
-        segs = [p.segment for p in ps]
+        segs = [tx.segment(p.segment) for p in ps]
         ratio = pd.DataFrame([p.features["ratio"] for p in ps], index=segs)
         mean = pd.DataFrame([p.features["mean"] for p in ps], index=segs)
         std = pd.DataFrame([p.features["std_diff"] for p in ps], index=segs)
@@ -721,7 +738,7 @@ def _personas_section(
             ]
             cards.append(
                 {
-                    "segment": p.segment,
+                    "segment": tx.segment(p.segment),
                     "color": colors.get(r.run_id, {}).get(p.segment, "#9aa5b1"),
                     "n_users": tx.whole(p.n_users),
                     "n_users_text": tx.n("{n} user", "{n} users", int(p.n_users)),
@@ -838,7 +855,7 @@ def _projection_section(
             {
                 "pc1": proj_all[idx, 0],
                 "pc2": proj_all[idx, 1],
-                "segment": a["segment"].astype(str).to_numpy()[idx],
+                "segment": a["segment"].astype(str).map(tx.segment).to_numpy()[idx],
             }
         )
         lo = np.percentile(proj_all, 0.5, axis=0)
@@ -946,7 +963,7 @@ def _rules_section(
         )
         rows = [
             {
-                "segment": str(row["segment"]),
+                "segment": tx.segment(row["segment"]),
                 "color": colors.get(r.run_id, {}).get(str(row["segment"]), "#9aa5b1"),
                 "rule": str(row["rule"]),
                 "n_users": tx.whole(row["n_users"]),
@@ -1176,7 +1193,7 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
         ]  # fmt: skip
         seg_fig = None
         seg_rows = [
-            {"label": r["segment"], "diff": r["lift"], "lo": r["lift_lo"], "hi": r["lift_hi"],
+            {"label": tx.segment(r["segment"]), "diff": r["lift"], "lo": r["lift_lo"], "hi": r["lift_hi"],
              "p": r["p_bh"]}
             for r in e["segments"] if r["lift_lo"] is not None
         ]  # fmt: skip
