@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean venv chromium
+.PHONY: demo test lint typecheck bench clean venv chromium office
 
 venv: $(STAMP)
 
@@ -31,7 +31,14 @@ chromium:
 	  else echo "chromium is missing; as root: apt-get install chromium" >&2; exit 1; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
-test: $(STAMP) chromium lint typecheck
+# Debian's LibreOffice Calc (no GUI), to check that exports open in a spreadsheet program
+office:
+	@command -v soffice >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "soffice is missing; as root: apt-get install libreoffice-calc-nogui" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends libreoffice-calc-nogui; }
+
+test: $(STAMP) chromium office lint typecheck
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

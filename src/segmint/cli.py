@@ -310,7 +310,7 @@ def quarantine_cmd(
     ] = None,
     reason: Annotated[
         str | None,
-        typer.Option("--reason", "-r", help="Only this rule (e.g. unknown_reference)."),
+        typer.Option("--reason", help="Only this rule (e.g. unknown_reference)."),
     ] = None,
     n: Annotated[int, typer.Option("-n", min=0, help="Example rows to show.")] = 10,
     project: ProjectOpt = Path("."),
