@@ -624,6 +624,9 @@ def test_file_channel_resumed_does_not_write_a_message_twice(tmp_path: Path) -> 
         ch.send(_message(key="c|u3|main"))
     keys = pd.read_csv(tmp_path / "out.csv")["idempotency_key"].tolist()
     assert keys == ["c|u1|main", "c|u2|main", "c|u3|main"]
+    # one byte order mark, at the start (Excel reads the file as UTF-8), none mid-file
+    data = (tmp_path / "out.csv").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf") and data.count(b"\xef\xbb\xbf") == 1
 
 
 def test_file_channel_writes_formulas_as_text_in_csv_and_xlsx(tmp_path: Path) -> None:
@@ -653,7 +656,7 @@ def test_file_channel_writes_formulas_as_text_in_csv_and_xlsx(tmp_path: Path) ->
         ch.send(_message(key="c|u1|main"))
     with FileChannel(spec, tmp_path / "out") as ch:  # a resumed run: the key is recognised
         ch.send(hostile)
-    with (tmp_path / "out.csv").open(newline="", encoding="utf-8") as f:
+    with (tmp_path / "out.csv").open(newline="", encoding="utf-8-sig") as f:
         header, row, plain = list(csv.reader(f))
     cells = dict(zip(header, row, strict=True))
     assert cells["idempotency_key"] == "c|-cmd|main"

@@ -660,11 +660,13 @@ class FileChannel(Channel):
             self.csv_path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
             if not new:
-                with self.csv_path.open(newline="", encoding="utf-8") as f:
+                with self.csv_path.open(newline="", encoding="utf-8-sig") as f:
                     rows = csv.reader(f)
                     next(rows, None)
                     self._written = {restore(row[0]) for row in rows if row}
-            self._file = self.csv_path.open("a", newline="", encoding="utf-8")
+            # a byte order mark at the start (Python writes it only at offset 0), without
+            # which Excel reads UTF-8 as the legacy code page and garbles names
+            self._file = self.csv_path.open("a", newline="", encoding="utf-8-sig")
         except OSError as exc:
             raise ChannelUnavailable(f"cannot write {self.csv_path}: {exc}") from None
         self._writer = csv.writer(self._file)
@@ -709,7 +711,9 @@ class FileChannel(Channel):
         if self.spec.format == "xlsx":
             import pandas as pd
 
-            rows = pd.read_csv(self.csv_path, dtype=str, keep_default_na=False)
+            rows = pd.read_csv(
+                self.csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig"
+            )
             rows = rows.drop_duplicates("idempotency_key", keep="last")
             # the CSV's text, as written to it (string cells, never formulas)
             write_xlsx({"Sheet1": restore_frame(rows)}, self.path.with_suffix(".xlsx"))
