@@ -10,6 +10,7 @@ import base64
 import gzip
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -509,3 +510,13 @@ def test_every_report_text_has_a_chinese_translation() -> None:
     for singular, plural in [("{n} user", "{n} users"), ("{n} segment", "{n} segments"),
                              ("{n} buyer", "{n} buyers")]:  # fmt: skip
         assert re.fullmatch(r"1 \S+", zh.n(singular, plural, 1)), singular
+
+
+def test_times_are_shown_in_the_projects_time_zone() -> None:
+    from segmint._i18n import language
+    from segmint.report._build import _Text
+
+    noon_utc = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    berlin = _Text(language("en"), "EUR", "Europe/Berlin").stamp(noon_utc)
+    assert "2:00:00" in berlin and berlin.endswith("CEST"), berlin
+    assert _Text(language("en"), "EUR").stamp(noon_utc).endswith("UTC")

@@ -145,6 +145,7 @@ class _Text:
 
     lang: Language
     currency: str
+    timezone: str = "UTC"
 
     def t(self, text: str, /, **values: Any) -> str:
         return self.lang.t(text, **values)
@@ -213,7 +214,13 @@ class _Text:
         return self.lang.date(stamp.date())
 
     def stamp(self, value: datetime) -> str:
-        return self.lang.date(value) + " UTC"
+        """A moment in the project's time zone, with the zone's short name (CET, UTC)."""
+        from zoneinfo import ZoneInfo
+
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        local = value.astimezone(ZoneInfo(self.timezone))
+        return f"{self.lang.date(local)} {local.tzname() or self.timezone}"
 
 
 # -- the entry point -------------------------------------------------------------------------
@@ -280,7 +287,9 @@ def build_report(
         if callback is not None:
             callback(text)
 
-    tx = _Text(language(project.config.locale), project.config.currency)
+    tx = _Text(
+        language(project.config.locale), project.config.currency, project.config.timezone
+    )
     stage("loading runs")
     results = _resolve_runs(project, runs)
     listing = project.segment_runs()
