@@ -19,7 +19,8 @@ def _candidates(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.
     Rows are cut into blocks of ``width`` items. The m blocks with the largest maxima
     hold every score above the m-th largest block maximum, and at least m scores reach
     that bound; so only those blocks (and the short tail after the last whole block)
-    are looked at: about ``2 * sqrt(m * n_items)`` scores per row instead of all.
+    are looked at: about ``2 * sqrt(m * n_items)`` scores per row instead of all. Rows
+    whose m-th score ties with the bound are looked at in full (see below).
     """
     b, n_items = scores.shape
     width = int(np.sqrt(n_items / max(m, 1)))
@@ -40,8 +41,22 @@ def _candidates(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.
         tail = np.arange(main, n_items)
         vals = np.concatenate([vals, scores[:, main:]], axis=1)
         cols = np.concatenate([cols, np.broadcast_to(tail, (b, tail.size))], axis=1)
-    rows, at = np.nonzero((vals >= bound[:, None]) & (vals > -np.inf))
-    return rows, cols[rows, at], vals[rows, at]
+    keep = (vals >= bound[:, None]) & (vals > -np.inf)
+    # Scores above the bound all sit in the chosen blocks, but scores equal to it may sit
+    # in blocks left out. Where fewer than m scores are above the bound, the m-th score is
+    # tied with the bound and the tie rule (lower column first) needs all of them: those
+    # rows are scanned in full, so the choice never depends on which blocks won a tie.
+    tied = np.flatnonzero((keep & (vals > bound[:, None])).sum(axis=1) < m)
+    keep[tied] = False
+    rows, at = np.nonzero(keep)
+    cols, vals = cols[rows, at], vals[rows, at]
+    if tied.size:
+        full = scores[tied]
+        t_rows, t_cols = np.nonzero((full >= bound[tied, None]) & (full > -np.inf))
+        rows = np.concatenate([rows, tied[t_rows]])
+        cols = np.concatenate([cols, t_cols])
+        vals = np.concatenate([vals, full[t_rows, t_cols]])
+    return rows, cols, vals
 
 
 def _rank_in_group(group: np.ndarray) -> np.ndarray:
