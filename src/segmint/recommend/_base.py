@@ -451,8 +451,9 @@ class Recommender(ABC):
         )
 
     def _default_batch_size(self) -> int:
-        """Users per batch: about 4M scores."""
-        return max(16, min(4096, (1 << 22) // max(self.interactions_.n_items, 1)))
+        """Users per batch: about 4M scores, in whole sgemm row tiles of 16 users."""
+        size = max(16, min(4096, (1 << 22) // max(self.interactions_.n_items, 1)))
+        return size - size % 16
 
     def recommend_batches(
         self,

@@ -43,10 +43,10 @@ def _candidates(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.
         cols = np.concatenate([cols, np.broadcast_to(tail, (b, tail.size))], axis=1)
     keep = (vals >= bound[:, None]) & (vals > -np.inf)
     # Scores above the bound all sit in the chosen blocks, but scores equal to it may sit
-    # in blocks left out. Where fewer than m scores are above the bound, the m-th score is
-    # tied with the bound and the tie rule (lower column first) needs all of them: those
-    # rows are scanned in full, so the choice never depends on which blocks won a tie.
-    tied = np.flatnonzero((keep & (vals > bound[:, None])).sum(axis=1) < m)
+    # in a block left out whose maximum equals the bound. The tie rule (lower column
+    # first) needs all of them: such rows are scanned in full, so the choice never depends
+    # on which of the tied blocks argpartition picked.
+    tied = np.flatnonzero((block_max >= bound[:, None]).sum(axis=1) > m)
     keep[tied] = False
     rows, at = np.nonzero(keep)
     cols, vals = cols[rows, at], vals[rows, at]
