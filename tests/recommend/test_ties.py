@@ -7,14 +7,21 @@ list does not depend on how many users are scored with them (one user, 7, 64, al
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 from segmint.recommend import (
     ALSRecommender,
+    BPRRecommender,
     Filters,
+    HybridRecommender,
     Interactions,
+    ItemKNNRecommender,
+    PopularityRecommender,
     Recommender,
     ranking_metrics,
 )
@@ -82,9 +89,21 @@ def test_ties_are_cut_by_item_order_under_a_category_cap() -> None:
         )
 
 
-def test_als_lists_and_metrics_do_not_depend_on_the_batch_size() -> None:
+MODELS: dict[str, Callable[[], Recommender]] = {
+    "als": lambda: ALSRecommender(factors=64, iterations=3),
+    "bpr": lambda: BPRRecommender(factors=64, iterations=5),
+    "item_knn": lambda: ItemKNNRecommender(neighbours=20),
+    "hybrid": lambda: HybridRecommender(
+        components={"item_knn": ItemKNNRecommender(), "als": ALSRecommender(factors=64)}
+    ),
+    "popularity": PopularityRecommender,
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_lists_and_metrics_do_not_depend_on_the_batch_size(name: str) -> None:
     data = _data()
-    model = ALSRecommender(factors=64, iterations=3).fit(data)
+    model = MODELS[name]().fit(data)
     paths = _all_paths(model, data.user_ids)
     reference = paths.pop("all at once")
     relevant = sp.random(N_USERS, N_ITEMS, density=0.01, random_state=4, format="csr")
