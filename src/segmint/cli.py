@@ -638,7 +638,8 @@ def export_personas(
 def _print_evaluation(res: Any) -> None:
     t = Table(
         title=f"recommenders on a time split (train before {res.cut:%Y-%m-%d %H:%M}, test "
-        f"{(res.test_end - res.cut).days} days from it, {res.n_users:,} users, k={res.k})"
+        f"{(res.test_end - res.cut).days} days from it, {res.n_users:,} "
+        f"user{'' if res.n_users == 1 else 's'}, k={res.k})"
     )
     t.add_column("model")
     cols = [c for c in res.table.columns if not c.endswith("_s")]
