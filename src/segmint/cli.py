@@ -988,8 +988,9 @@ def export_log(
 
 def _print_evaluation(res: Any) -> None:
     t = Table(
-        title=f"recommenders on a time split (cut {res.cut:%Y-%m-%d}, {res.n_users:,} users, "
-        f"k={res.k})"
+        title=f"recommenders on a time split (train before {res.cut:%Y-%m-%d %H:%M}, test "
+        f"{(res.test_end - res.cut).days} days from it, {res.n_users:,} "
+        f"user{'' if res.n_users == 1 else 's'}, k={res.k})"
     )
     t.add_column("model")
     cols = [c for c in res.table.columns if not c.endswith("_s")]
@@ -1061,13 +1062,60 @@ def recommend(
 
 
 @recommend_app.command("evaluate")
-def recommend_evaluate(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+def recommend_evaluate(
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+    cut: Annotated[
+        str | None,
+        typer.Option(
+            "--cut",
+            metavar="DATE",
+            help="Train on interactions before DATE (YYYY-MM-DD, midnight UTC); default: "
+            "recommend.cut, else test-days before the newest activity.",
+        ),
+    ] = None,
+    test_days: Annotated[
+        int | None,
+        typer.Option(
+            "--test-days",
+            metavar="N",
+            min=1,
+            help="Test on completed purchases in the N days from the cut (recommend.test_days).",
+        ),
+    ] = None,
+    binary: Annotated[
+        bool | None,
+        typer.Option(
+            "--binary/--weighted",
+            help="Every (user, item) interaction counts 1, or as weighted by event_weights "
+            "and quantity (recommend.binary).",
+        ),
+    ] = None,
+    repurchases: Annotated[
+        bool | None,
+        typer.Option(
+            "--repurchases/--no-repurchases",
+            help="Already bought items may be recommended and count as hits when bought "
+            "again in the test window (recommend.exclude_purchased: false).",
+        ),
+    ] = None,
+) -> None:
     """Compare every recommender on a time split; the best one is recorded."""
     from segmint import open_project
 
     def go() -> Any:
         with open_project(project) as p:
-            return p.evaluate_recommenders()
+            update: dict[str, Any] = {}
+            if binary is not None:
+                update["binary"] = binary
+            if repurchases is not None:
+                update["exclude_purchased"] = not repurchases
+            settings = p.config.recommend
+            try:
+                config = type(settings).model_validate({**settings.model_dump(), **update})
+            except ValueError as exc:  # pydantic's ValidationError
+                raise ConfigError(f"recommend settings: {exc}") from None
+            return p.evaluate_recommenders(cut=cut, test_days=test_days, config=config)
 
     res = _run(go)
     if as_json:

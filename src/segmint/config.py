@@ -584,6 +584,11 @@ class RecommendConfig(_Strict):
         default="linear", description="how a line's quantity scales its purchase weight"
     )
     half_life_days: float | None = Field(default=None, gt=0, description="recency decay")
+    binary: bool = Field(
+        default=False,
+        description="every (user, item) pair with an interaction counts 1, whatever its "
+        "quantities, repetitions or event kinds",
+    )
     segmentation: str | None = Field(
         default=None, description="segmentation for segment popularity and price bands"
     )
@@ -604,6 +609,11 @@ class RecommendConfig(_Strict):
         bad = {k: v for k, v in self.event_weights.items() if v < 0}
         if bad:
             raise ValueError(f"event_weights must be >= 0, got {bad}")
+        if self.binary and self.half_life_days is not None:
+            raise ValueError(
+                "binary interactions count 1 each, so half_life_days cannot change them; "
+                "drop one of the two"
+            )
         return self
 
 

@@ -215,7 +215,8 @@ class Project:
         """Compare the recommenders on a time split (see :func:`segmint.recommend.evaluate_models`)."""
         from segmint.recommend import evaluate_models
 
-        return evaluate_models(self.store, config=self.config.recommend, **kwargs)
+        kwargs.setdefault("config", self.config.recommend)
+        return evaluate_models(self.store, **kwargs)
 
     def recommend_all(self, model: str = "best", **kwargs: Any) -> Any:
         """Top-N for every user, stored as a versioned run (see :func:`segmint.recommend.recommend_all`)."""

@@ -109,6 +109,7 @@ def recommend_all(
             weights=cfg.event_weights,
             quantity=cfg.quantity,
             half_life_days=cfg.half_life_days,
+            binary=cfg.binary,
             segmentation=cfg.segmentation or default_segmentation(store),
         )
         if interactions is None

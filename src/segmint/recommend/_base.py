@@ -450,6 +450,11 @@ class Recommender(ABC):
             }
         )
 
+    def _default_batch_size(self) -> int:
+        """Users per batch: about 4M scores, in whole sgemm row tiles of 16 users."""
+        size = max(16, min(4096, (1 << 22) // max(self.interactions_.n_items, 1)))
+        return size - size % 16
+
     def recommend_batches(
         self,
         user_ids: Sequence[str] | np.ndarray,
@@ -485,7 +490,7 @@ class Recommender(ABC):
             raise ConfigError(f"n must be a positive integer, got {n!r}")
         filters = Filters() if filters is None else filters
         ids = np.asarray(user_ids, dtype=object)
-        size = batch_size or max(16, min(4096, (1 << 22) // max(self.interactions_.n_items, 1)))
+        size = batch_size or self._default_batch_size()
         texts = self._text_arr
         starts = range(0, ids.size, size)
 
@@ -536,7 +541,9 @@ class Recommender(ABC):
         pandas.DataFrame
             ``user_id, item_id, score, rank, model, reason``, by user (in the given order)
             then rank. ``model`` is the model that produced the row (a fallback's name
-            where it filled the slot); ``score`` is that model's score.
+            where it filled the slot); ``score`` is that model's score. Equal scores are
+            ranked by item: the smaller item id (the lower column of the interaction
+            matrix) first, in every path (one user, a batch of any size, any model).
 
         Raises
         ------
@@ -550,13 +557,22 @@ class Recommender(ABC):
         return pa.concat_tables(tables).to_pandas()
 
     def recommend_items(
-        self, user_ids: Sequence[str] | np.ndarray, n: int = 10, *, filters: Filters | None = None
+        self,
+        user_ids: Sequence[str] | np.ndarray,
+        n: int = 10,
+        *,
+        filters: Filters | None = None,
+        batch_size: int | None = None,
     ) -> np.ndarray:
-        """Item indices only (``len(user_ids) x n``, -1 for empty slots), for evaluation."""
+        """Item indices only (``len(user_ids) x n``, -1 for empty slots), for evaluation.
+
+        The lists are those of :meth:`recommend` (the same tie rule, whatever
+        ``batch_size``, the number of users scored at once).
+        """
         self._check_fitted()
         filters = Filters() if filters is None else filters
         ids = np.asarray(user_ids, dtype=object)
-        size = max(16, min(4096, (1 << 22) // max(self.interactions_.n_items, 1)))
+        size = batch_size or self._default_batch_size()
         out = np.full((ids.size, n), -1, dtype=np.int64)
         with one_blas_thread():
             for at in range(0, ids.size, size):

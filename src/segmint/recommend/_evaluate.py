@@ -211,12 +211,16 @@ def evaluate_models(
 ) -> EvaluationResult:
     """Compare models on a time split and record the best one.
 
-    Training interactions are everything strictly before ``cut``; relevant items are
-    what each user bought in completed orders in ``[cut, cut + test_days)`` — except,
-    when already bought items are filtered out, items they had bought before the cut.
-    Users evaluated are those with interactions before the cut and at least one relevant
-    item; buyers new after the cut are counted but not evaluated (every model gives them
-    the same popularity fallback).
+    Training interactions are everything strictly before ``cut`` (a date means its
+    midnight UTC); relevant items are what each user bought in completed orders in
+    ``[cut, cut + test_days)`` — except, when already bought items are filtered out
+    (``exclude_purchased``, the default), items they had bought before the cut. With
+    ``exclude_purchased`` off, re-purchases count: items bought before the cut may be
+    recommended, and are hits when bought again in the window. Users evaluated are those
+    with interactions before the cut and at least one relevant item; buyers new after the
+    cut are counted but not evaluated (every model gives them the same popularity
+    fallback). Equal scores rank the smaller item id first, so the figures do not depend
+    on how many users are scored at once.
 
     Parameters
     ----------
@@ -254,6 +258,8 @@ def evaluate_models(
     cfg = config or RecommendConfig()
     k = cfg.k if k is None else k
     days = cfg.test_days if test_days is None else test_days
+    if not isinstance(days, int) or days < 1:
+        raise ConfigError(f"test_days must be a whole number of days >= 1, got {days!r}")
     end = default_as_of(store)
     cut_ts = _as_utc(cut if cut is not None else cfg.cut) or (end - timedelta(days=days))
     test_end = cut_ts + timedelta(days=days)
@@ -269,6 +275,7 @@ def evaluate_models(
         weights=cfg.event_weights,
         quantity=cfg.quantity,
         half_life_days=cfg.half_life_days,
+        binary=cfg.binary,
         segmentation=segmentation,
     )
     test = purchases_between(store, since=cut_ts, before=test_end)

@@ -48,8 +48,8 @@ def _as_utc(value: datetime | date | str | None) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
-        try:
-            value = pd.Timestamp(value).to_pydatetime()
+        try:  # ISO 8601 only: pandas would read "June" as June 1 of this year
+            value = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ConfigError(
                 f"{value!r} is not a date or timestamp; use YYYY-MM-DD or an ISO timestamp"
@@ -339,14 +339,17 @@ def build_interactions(
     quantity: QuantityScaling = "linear",
     half_life_days: float | None = None,
     segmentation: str | None = None,
+    binary: bool = False,
 ) -> Interactions:
     """Aggregate order lines and item events into a user x item interaction matrix.
 
     A completed order line counts ``weights['purchase']`` times its quantity (scaled by
-    ``quantity``); an event with an ``item_id`` counts the weight of its event name.
-    Everything else (cancelled or refunded orders, events without an item, events whose
-    name has no weight) is ignored. With ``half_life_days`` each interaction is decayed
-    by ``0.5 ** (age_days / half_life_days)`` relative to ``as_of``.
+    ``quantity``); an event with an ``item_id`` counts the weight of its event name; a
+    (user, item) pair sums them all. Everything else (cancelled or refunded orders,
+    events without an item, events whose name has no weight) is ignored. With
+    ``half_life_days`` each interaction is decayed by ``0.5 ** (age_days /
+    half_life_days)`` relative to ``as_of``. With ``binary`` every pair that has any
+    weighted interaction counts 1, whatever its quantities, repetitions or event kinds.
 
     Parameters
     ----------
@@ -370,6 +373,10 @@ def build_interactions(
     segmentation : str, optional
         Segmentation name (its latest run) or run id whose segments are attached, for
         segment popularity, price bands and cold-start fallbacks.
+    binary : bool, default False
+        Count each (user, item) pair with a positive weight as 1 (an order line of 12
+        units bought three times weighs what one view weighs; give the events a weight of
+        0 to count purchases only). ``purchases`` (units bought) is unchanged.
 
     Returns
     -------
@@ -379,7 +386,8 @@ def build_interactions(
     Raises
     ------
     segmint.errors.ConfigError
-        For a negative weight, a non-positive half-life or an unknown quantity scaling.
+        For a negative weight, a non-positive half-life, an unknown quantity scaling, or
+        a half-life with ``binary`` (a decay cannot change a weight of 1).
     segmint.errors.NotFoundError
         When ``segmentation`` has no stored run.
     """
@@ -389,6 +397,11 @@ def build_interactions(
         raise ConfigError(f"quantity must be 'linear', 'log' or 'none', got {quantity!r}")
     if half_life_days is not None and not half_life_days > 0:
         raise ConfigError(f"half_life_days must be positive, got {half_life_days!r}")
+    if binary and half_life_days is not None:
+        raise ConfigError(
+            "binary interactions count 1 each, so a recency decay (half_life_days) cannot "
+            "change them; drop half_life_days or binary"
+        )
     before_ts = _as_utc(before)
     since_ts = _as_utc(since)
     ref = _as_utc(as_of) or before_ts or default_as_of(store)
@@ -414,7 +427,11 @@ def build_interactions(
     shape = (user_ids.size, item_ids.size)
     weight = table.column("weight").to_numpy().astype(np.float32)
     bought = table.column("bought").to_numpy().astype(np.float32)
+    if binary:
+        weight = (weight > 0).astype(np.float32)
     matrix = sp.csr_matrix((weight, (u_codes, i_codes)), shape=shape, dtype=np.float32)
+    if binary:
+        matrix.eliminate_zeros()
     purchases = sp.csr_matrix((bought, (u_codes, i_codes)), shape=shape, dtype=np.float32)
     purchases.eliminate_zeros()
     matrix.sort_indices()
@@ -440,6 +457,7 @@ def build_interactions(
             "weights": w,
             "quantity": quantity,
             "half_life_days": half_life_days,
+            "binary": binary,
             "since": since_ts.isoformat() if since_ts else None,
             "before": before_ts.isoformat() if before_ts else None,
             "as_of": ref.isoformat(),

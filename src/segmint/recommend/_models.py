@@ -47,6 +47,24 @@ def weighted(matrix: Any, weighting: Weighting) -> Any:
     raise ConfigError(f"weighting must be 'none', 'log' or 'bm25', got {weighting!r}")
 
 
+#: sgemm rounds a row's sums the same way only when the rows come in whole micro-tiles
+#: (and numpy sends a single row to gemv, which sums in yet another order)
+ROW_TILE = 16
+
+
+def block_product(users: np.ndarray, item_t: np.ndarray) -> np.ndarray:
+    """``users @ item_t`` with the rows padded to a multiple of :data:`ROW_TILE`.
+
+    A user's scores are then the same bits whatever the batch they are scored in, so
+    near-ties rank the same for one user, a block of 7 or all users at once.
+    """
+    b = users.shape[0]
+    pad = -b % ROW_TILE
+    if pad:
+        users = np.vstack([users, np.zeros((pad, users.shape[1]), dtype=users.dtype)])
+    return (users @ item_t)[:b]
+
+
 class PopularityRecommender(Recommender):
     """The most popular items overall (number of users who interacted), the same for all.
 
@@ -177,7 +195,7 @@ class _FactorModel(Recommender):
         self._untouched = np.flatnonzero(self.popularity_ <= 0)
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
-        s = self.user_factors_[rows] @ self._item_t
+        s = block_product(self.user_factors_[rows], self._item_t)
         if self._untouched.size:
             # an item nobody interacted with has a zero factor: its score 0 says nothing,
             # but would beat every negative score; leave new items to content models

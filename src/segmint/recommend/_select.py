@@ -19,7 +19,8 @@ def _candidates(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.
     Rows are cut into blocks of ``width`` items. The m blocks with the largest maxima
     hold every score above the m-th largest block maximum, and at least m scores reach
     that bound; so only those blocks (and the short tail after the last whole block)
-    are looked at: about ``2 * sqrt(m * n_items)`` scores per row instead of all.
+    are looked at: about ``2 * sqrt(m * n_items)`` scores per row instead of all. Rows
+    whose m-th score ties with the bound are looked at in full (see below).
     """
     b, n_items = scores.shape
     width = int(np.sqrt(n_items / max(m, 1)))
@@ -35,13 +36,28 @@ def _candidates(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.
     top = np.argpartition(block_max, n_blocks - m, axis=1)[:, n_blocks - m :]
     bound = np.take_along_axis(block_max, top, axis=1).min(axis=1)
     vals = np.take_along_axis(blocks, top[:, None, :], axis=2).reshape(b, width * m)
-    cols = (top[:, None, :] + n_blocks * np.arange(width)[None, :, None]).reshape(b, width * m)
     if main < n_items:
-        tail = np.arange(main, n_items)
         vals = np.concatenate([vals, scores[:, main:]], axis=1)
-        cols = np.concatenate([cols, np.broadcast_to(tail, (b, tail.size))], axis=1)
-    rows, at = np.nonzero((vals >= bound[:, None]) & (vals > -np.inf))
-    return rows, cols[rows, at], vals[rows, at]
+    keep = (vals >= bound[:, None]) & (vals > -np.inf)
+    # Scores above the bound all sit in the chosen blocks, but scores equal to it may sit
+    # in a block left out whose maximum equals the bound. The tie rule (lower column
+    # first) needs all of them: such rows are scanned in full, so the choice never depends
+    # on which of the tied blocks argpartition picked.
+    tied = np.flatnonzero((block_max >= bound[:, None]).sum(axis=1) > m)
+    keep[tied] = False
+    rows, at = np.nonzero(keep)
+    vals = vals[rows, at]
+    # columns of the kept scores only: position at = j * m + t is row j of chosen block t,
+    # item top[t] + j * n_blocks; positions past width * m are the tail, in item order
+    j, t = np.divmod(at, m)
+    cols = np.where(at < width * m, top[rows, t] + n_blocks * j, main + at - width * m)
+    if tied.size:
+        full = scores[tied]
+        t_rows, t_cols = np.nonzero((full >= bound[tied, None]) & (full > -np.inf))
+        rows = np.concatenate([rows, tied[t_rows]])
+        cols = np.concatenate([cols, t_cols])
+        vals = np.concatenate([vals, full[t_rows, t_cols]])
+    return rows, cols, vals
 
 
 def _rank_in_group(group: np.ndarray) -> np.ndarray:
