@@ -287,9 +287,7 @@ def build_report(
         if callback is not None:
             callback(text)
 
-    tx = _Text(
-        language(project.config.locale), project.config.currency, project.config.timezone
-    )
+    tx = _Text(language(project.config.locale), project.config.currency, project.config.timezone)
     stage("loading runs")
     results = _resolve_runs(project, runs)
     listing = project.segment_runs()
