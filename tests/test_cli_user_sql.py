@@ -3,6 +3,7 @@ traceback, whether the expression is refused when checked or fails when computed
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ def test_a_statement_in_a_source_expression_ends_ingest_with_one_line(tmp_path: 
         encoding="utf-8",
     )
     res = _invoke("ingest", "-p", tmp_path)
-    _one_line_error(res, 1, "source 'sales': a column expression is invalid: ';'")
+    _one_line_error(res, 2, "source 'sales': a column expression is invalid: ';'")
+    # a configuration mistake: checked before any load, so no source was loaded
+    assert "committed" not in res.output
     status = _invoke("status", "-p", tmp_path, "--json")
     assert '"users"' in status.output  # still there
+    assert json.loads(status.output)["tables"]["users"]["rows"] == 0

@@ -12,6 +12,7 @@ import pandas as pd
 
 from segmint.config import Config, load_config
 from segmint.errors import ConfigError, NotFoundError, SegmintError
+from segmint.sources._checked import check_source_sql
 from segmint.sources._ingest import LoadResult, ingest_source
 from segmint.sources._readers import check_files, prefetch_checksums
 from segmint.store._base import Store
@@ -96,6 +97,7 @@ class Project:
                 raise NotFoundError(f"no source named {n!r} in segmint.yaml; known: {known}")
         names.sort(key=lambda n: LOAD_ORDER.index(self.config.sources[n].table))
         check_files(self.config, names)
+        check_source_sql(self.config, names)
         prefetch_checksums(self.config, names)
         results: list[LoadResult] = []
         for n in names:

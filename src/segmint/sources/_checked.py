@@ -15,6 +15,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from segmint._expressions import SOURCE_VOCABULARY, check_expression
+from segmint.config import ColumnExpr, Config, QuerySource
 from segmint.errors import ConfigError, SourceConfigError
 from segmint.sources._readers import Staged
 
@@ -82,6 +83,51 @@ def source_expression(source: str, expr: str, staged: Staged, *, what: str) -> s
     except ConfigError as exc:
         raise SourceConfigError(f"source {source!r}: {kind}: {exc}") from None
     return tree.sql(dialect="duckdb")
+
+
+def check_source_sql(config: Config, names: list[str]) -> None:
+    """Check, before any load, every ``filter:``, ``columns: {expr: ...}`` and ``query:`` of
+    these sources that can be checked without reading a file: the shape of each expression
+    (one expression, allowed functions, nesting) against the columns it names, and each
+    query whole. A mistake in the last source then stops the run before the first loads;
+    whether the named columns exist is checked when the source's file is read."""
+    for name in names:
+        source = config.sources[name]
+        if isinstance(source, QuerySource):
+            checked_query(name, source.query.replace("{here}", str(config.root)))
+            continue
+        written = [("the filter", source.filter)] if source.filter else []
+        written += [
+            (f"the expression for column {col}", ref.expr)
+            for col, ref in source.columns.items()
+            if isinstance(ref, ColumnExpr)
+        ]
+        for what, expr in written:
+            kind = (
+                "the filter is invalid"
+                if what == "the filter"
+                else "a column expression is invalid"
+            )
+            try:
+                check_expression(
+                    expr,
+                    _named_columns(expr),
+                    aggregates=False,
+                    context=what,
+                    vocabulary=SOURCE_VOCABULARY,
+                )
+            except ConfigError as exc:
+                raise SourceConfigError(f"source {name!r}: {kind}: {exc}") from None
+
+
+def _named_columns(expr: str) -> set[str]:
+    """The column names an expression uses (empty when it does not parse: the check then
+    says what is wrong with it)."""
+    try:
+        tree = sqlglot.parse_one(expr, dialect="duckdb")
+    except (ParseError, TokenError, RecursionError):
+        return set()
+    return {c.name for c in tree.find_all(exp.Column) if not c.table}
 
 
 # A `type: query` source is a whole DuckDB SELECT over files (to reshape an export), so
