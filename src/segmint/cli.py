@@ -111,9 +111,15 @@ def _print_loads(results: list[Any]) -> None:
     for r in results:
         if r.field_issues:
             fields = ", ".join(f"{k} {v:,}" for k, v in r.field_issues_by_field.items())
+            n_null = r.field_issues - r.field_issues_kept
+            done = [f"{_rows(n_null, 'value')} set to NULL on new rows"] if n_null else []
+            if r.field_issues_kept:  # on a stored row a bad value does not erase a good one
+                done.append(
+                    f"{_rows(r.field_issues_kept, 'value')} kept the stored value on existing rows"
+                )
             console.print(
-                f"{r.source}: {_rows(r.field_issues, 'value')} set to NULL on loaded rows "
-                f"({fields}); see: segmint quarantine {r.table}",
+                f"{r.source}: {_rows(r.field_issues, 'bad optional value')} ({fields}): "
+                f"{', '.join(done)}; see: segmint quarantine {r.table}",
                 markup=False,
             )
         if r.retry_of:
