@@ -210,6 +210,25 @@ def test_a_bad_value_on_a_new_row_is_null_next_to_a_kept_one(
     assert len(p.quarantine(table="users", kind="field_issue")) == 3
 
 
+def test_a_bad_price_on_a_stored_order_line_keeps_the_stored_price(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    # order lines are keyed by (order_id, line), the line numbered at load
+    _write(tmp_path, store, USERS_OK)
+    config = yaml.safe_load((tmp_path / "segmint.yaml").read_text(encoding="utf-8"))
+    config["sources"]["lines"]["columns"]["unit_price"] = "price"
+    (tmp_path / "segmint.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    (tmp_path / "lines.csv").write_text("oid,item,q,price\no1,i1,1,5\no1,i2,2,7\n", "utf-8")
+    p = opener(tmp_path)
+    p.ingest(now=NOW)
+    (tmp_path / "lines.csv").write_text("oid,item,q,price\no1,i1,1,-5\no1,i2,3,-7\n", "utf-8")
+    (lines,) = p.ingest(["lines"], now=NOW)
+    assert (lines.field_issues, lines.field_issues_kept) == (2, 2)
+    assert (lines.rows_updated, lines.rows_unchanged) == (1, 1)  # line 2's quantity changed
+    got = p.store.query("SELECT line, quantity, unit_price FROM order_items ORDER BY line")
+    assert got.values.tolist() == [[1, 1, 5.0], [2, 3, 7.0]]
+
+
 def test_cli_ingest_says_which_bad_values_were_kept_and_which_set_to_null(
     tmp_path: Path, store: str
 ) -> None:

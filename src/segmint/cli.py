@@ -300,7 +300,8 @@ def quarantine_cmd(
 ) -> None:
     """Show the quarantine as it is now: counts by table, source and reason, and example
     rows with their reasons and raw values. Rejected rows were not loaded; field issues
-    are values set to NULL on loaded rows."""
+    are bad values of loaded rows: set to NULL on a new row, the stored value kept on an
+    existing one."""
     from segmint import open_project
 
     def go() -> tuple[Any, Any]:
@@ -328,7 +329,9 @@ def quarantine_cmd(
         where = f"in {table}" if table else "in any table"
         console.print(f"no rejected rows or field issues {what}{where}", markup=False)
         return
-    ts = Table(title="quarantine (rejected: not loaded; field issue: value set to NULL)")
+    ts = Table(
+        title="quarantine (rejected: not loaded; field issue: value set to NULL or kept as stored)"
+    )
     for col in ("table", "source", "kind", "rule", "rows"):
         ts.add_column(col, justify="right" if col == "rows" else "left")
     for r in summary.itertuples(index=False):

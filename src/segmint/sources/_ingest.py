@@ -572,10 +572,11 @@ def _ingest_source(
                 "SELECT field, count(*) FROM _field_issues GROUP BY field ORDER BY 2 DESC, 1"
             ).fetchall()
         )
-        if by_field:  # the accepted rows' keys (as cleaned) of the fields with an issue
+        if by_field:  # the accepted rows' keys (as cleaned) of the fields with an issue; a
+            # view: only a store holding rows reads it (a first load never does)
             keys = ", ".join(f"a.{_q(k)}" for k in table.key)
             con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE _field_issue_keys AS
+                f"""CREATE OR REPLACE TEMP VIEW _field_issue_keys AS
                 SELECT {keys}, f.field AS _field
                 FROM _field_issues f JOIN (SELECT _row, {exprs} FROM _valid) a USING (_row)"""
             )

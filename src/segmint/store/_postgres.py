@@ -260,6 +260,9 @@ class PostgresStore(Store):
         """Copy the (key, field) pairs of ``kept`` in and put the stored value back into
         the stage for those whose key is stored (one UPDATE); returns how many pairs."""
         stage, pairs = f"_stage_{table.name}", f"_kept_{table.name}"
+        row = self._pg.execute(f"SELECT EXISTS (SELECT 1 FROM {table.name})").fetchone()
+        if row is None or not row[0]:  # nothing stored: nothing to keep (a first load)
+            return 0
         keys = ", ".join(table.key)
         self._pg.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {pairs} AS "
