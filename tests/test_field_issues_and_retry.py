@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -137,6 +138,110 @@ def test_a_missing_key_still_rejects_the_row(tmp_path: Path, store: str, opener:
     (reason,) = p.quarantine("people")["reason"]
     assert "missing required field user_id" in reason and "age out of range" in reason
     assert sales.rejected_by_rule == {"unknown_reference": 3}
+
+
+# -- 2. a bad value does not erase a good stored one ----------------------------------------
+
+USERS_TWO = "id,signup,mail,yrs\nu1,2024-01-01,a@example.com,30\nu2,2024-02-01,b@example.com,40\n"
+
+
+def _reload_users(p: segmint.Project, root: Path, users: str) -> segmint.LoadResult:
+    (root / "users.csv").write_text(users, encoding="utf-8")
+    (people,) = p.ingest(["people"], now=NOW)
+    return people
+
+
+def _user(p: segmint.Project, user_id: str) -> list[object]:
+    row = p.store.query(f"SELECT email, age FROM users WHERE user_id = '{user_id}'")
+    return [None if pd.isna(v) else v for v in row.iloc[0].tolist()]
+
+
+def test_a_bad_value_on_a_stored_row_keeps_the_stored_value_and_the_row_is_unchanged(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    p = opener(_write(tmp_path, store, USERS_TWO))
+    p.ingest(now=NOW)
+    bad = USERS_TWO.replace("a@example.com", "not-an-email")
+    people = _reload_users(p, tmp_path, bad)
+    assert people.field_issues == 1 and people.field_issues_kept == 1
+    assert (people.rows_inserted, people.rows_updated, people.rows_unchanged) == (0, 0, 2)
+    assert _user(p, "u1") == ["a@example.com", 30]  # not NULL: the good address is kept
+    q = p.quarantine(table="users")
+    assert list(zip(q["kind"], q["field"], q["raw_value"], strict=True)) == [
+        ("field_issue", "email", "not-an-email")
+    ]
+
+
+def test_a_bad_value_on_a_changed_row_keeps_the_stored_value_and_updates_the_rest(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    p = opener(_write(tmp_path, store, USERS_TWO))
+    p.ingest(now=NOW)
+    bad = USERS_TWO.replace("a@example.com,30", "not-an-email,31")
+    people = _reload_users(p, tmp_path, bad)
+    assert (people.rows_inserted, people.rows_updated, people.rows_unchanged) == (0, 1, 1)
+    assert people.field_issues_kept == 1
+    assert _user(p, "u1") == ["a@example.com", 31]
+    assert _user(p, "u2") == ["b@example.com", 40]
+
+
+def test_an_empty_value_on_a_stored_row_still_sets_it_to_null(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    p = opener(_write(tmp_path, store, USERS_TWO))
+    p.ingest(now=NOW)
+    people = _reload_users(p, tmp_path, USERS_TWO.replace("a@example.com", ""))
+    assert people.field_issues == 0  # empty is no issue: the source says there is none
+    assert (people.rows_updated, people.rows_unchanged) == (1, 1)
+    assert _user(p, "u1") == [None, 30]
+
+
+def test_a_bad_value_on_a_new_row_is_null_next_to_a_kept_one(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    p = opener(_write(tmp_path, store, USERS_TWO))
+    p.ingest(now=NOW)
+    bad = USERS_TWO.replace("a@example.com", "not-an-email") + "u3,2024-03-01,nope,200\n"
+    people = _reload_users(p, tmp_path, bad)
+    assert (people.rows_inserted, people.rows_updated, people.rows_unchanged) == (1, 0, 2)
+    assert (people.field_issues, people.field_issues_kept) == (3, 1)
+    assert _user(p, "u1") == ["a@example.com", 30]
+    assert _user(p, "u3") == [None, None]
+    assert len(p.quarantine(table="users", kind="field_issue")) == 3
+
+
+def test_a_bad_price_on_a_stored_order_line_keeps_the_stored_price(
+    tmp_path: Path, store: str, opener: Opener
+) -> None:
+    # order lines are keyed by (order_id, line), the line numbered at load
+    _write(tmp_path, store, USERS_OK)
+    config = yaml.safe_load((tmp_path / "segmint.yaml").read_text(encoding="utf-8"))
+    config["sources"]["lines"]["columns"]["unit_price"] = "price"
+    (tmp_path / "segmint.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    (tmp_path / "lines.csv").write_text("oid,item,q,price\no1,i1,1,5\no1,i2,2,7\n", "utf-8")
+    p = opener(tmp_path)
+    p.ingest(now=NOW)
+    (tmp_path / "lines.csv").write_text("oid,item,q,price\no1,i1,1,-5\no1,i2,3,-7\n", "utf-8")
+    (lines,) = p.ingest(["lines"], now=NOW)
+    assert (lines.field_issues, lines.field_issues_kept) == (2, 2)
+    assert (lines.rows_updated, lines.rows_unchanged) == (1, 1)  # line 2's quantity changed
+    got = p.store.query("SELECT line, quantity, unit_price FROM order_items ORDER BY line")
+    assert got.values.tolist() == [[1, 1, 5.0], [2, 3, 7.0]]
+
+
+def test_cli_ingest_says_which_bad_values_were_kept_and_which_set_to_null(
+    tmp_path: Path, store: str
+) -> None:
+    _write(tmp_path, store, USERS_TWO)
+    assert _cli("ingest", "-p", tmp_path)[0] == 0
+    bad = USERS_TWO.replace("a@example.com", "not-an-email") + "u3,2024-03-01,nope,30\n"
+    (tmp_path / "users.csv").write_text(bad, encoding="utf-8")
+    code, out = _cli("ingest", "-p", tmp_path)
+    assert code == 0, out
+    assert (
+        "people: 2 bad optional values (email 2): 1 value set to NULL on new rows, "
+        "1 value kept the stored value on existing rows; see: segmint quarantine users"
+    ) in " ".join(out.split())  # the console wraps long lines
 
 
 # -- 3. orphans are retried --------------------------------------------------------------

@@ -135,9 +135,15 @@ def _print_loads(results: list[Any]) -> None:
     for r in results:
         if r.field_issues:
             fields = ", ".join(f"{k} {v:,}" for k, v in r.field_issues_by_field.items())
+            n_null = r.field_issues - r.field_issues_kept
+            done = [f"{_rows(n_null, 'value')} set to NULL on new rows"] if n_null else []
+            if r.field_issues_kept:  # on a stored row a bad value does not erase a good one
+                done.append(
+                    f"{_rows(r.field_issues_kept, 'value')} kept the stored value on existing rows"
+                )
             console.print(
-                f"{r.source}: {_rows(r.field_issues, 'value')} set to NULL on loaded rows "
-                f"({fields}); see: segmint quarantine {r.table}",
+                f"{r.source}: {_rows(r.field_issues, 'bad optional value')} ({fields}): "
+                f"{', '.join(done)}; see: segmint quarantine {r.table}",
                 markup=False,
             )
         if r.retry_of:
@@ -318,7 +324,8 @@ def quarantine_cmd(
 ) -> None:
     """Show the quarantine as it is now: counts by table, source and reason, and example
     rows with their reasons and raw values. Rejected rows were not loaded; field issues
-    are values set to NULL on loaded rows."""
+    are bad values of loaded rows: set to NULL on a new row, the stored value kept on an
+    existing one."""
     from segmint import open_project
 
     def go() -> tuple[Any, Any]:
@@ -337,7 +344,9 @@ def quarantine_cmd(
         where = f"in {table}" if table else "in any table"
         console.print(f"no rejected rows or field issues {what}{where}", markup=False)
         return
-    ts = Table(title="quarantine (rejected: not loaded; field issue: value set to NULL)")
+    ts = Table(
+        title="quarantine (rejected: not loaded; field issue: value set to NULL or kept as stored)"
+    )
     for col in ("table", "source", "kind", "rule", "rows"):
         ts.add_column(col, justify="right" if col == "rows" else "left")
     for r in summary.itertuples(index=False):

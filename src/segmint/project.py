@@ -605,7 +605,8 @@ class Project:
     ) -> Any:
         """The quarantine as it is now, as a DataFrame: rejected rows (kind ``rejected``,
         not loaded) and field issues (kind ``field_issue``: the row was loaded with
-        ``field`` set to NULL; ``raw_value`` is what the source held), with their rule,
+        ``field`` set to NULL, or its stored value kept if the row was already stored;
+        ``raw_value`` is what the source held), with their rule,
         reason and raw content, ordered by table, source and row.
 
         Parameters

@@ -552,7 +552,7 @@ def _quality(status: dict[str, Any], tx: _Text) -> dict[str, Any]:
             "table": q.get("target_table"),
             "rule": str(q.get("rule"))
             + (
-                " (" + tx.t("field issue: value set to NULL") + ")"
+                " (" + tx.t("field issue: value set to NULL or kept as stored") + ")"
                 if q.get("kind") == "field_issue"
                 else ""
             ),

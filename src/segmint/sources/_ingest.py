@@ -32,7 +32,9 @@ one temp table that the checks and the insert both read:
 Field issues: a check on an optional column (neither key nor required) does not reject
 the row. ``_typed_rows`` holds the failing value as NULL and flags the row (``_fi``); the
 flagged accepted rows are read again with the rejected ones, and each bad value becomes
-one quarantine record (kind ``field_issue``, its field and raw value).
+one quarantine record (kind ``field_issue``, its field and raw value). On a row whose key
+is already stored the field keeps its stored value (``_field_issue_keys`` tells the store
+which (key, field) pairs); on a new row it stays NULL.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class LoadResult:
     # in the quarantine (kind 'field_issue'); per field
     field_issues: int = 0
     field_issues_by_field: dict[str, int] = field(default_factory=dict)
+    # of those, the ones on rows already stored: the field kept its stored value instead
+    field_issues_kept: int = 0
     # a retry: the rows of this source held for a missing reference, loaded again from
     # the quarantine after table ``retry_of`` gained rows
     retry_of: str | None = None
@@ -568,6 +572,14 @@ def _ingest_source(
                 "SELECT field, count(*) FROM _field_issues GROUP BY field ORDER BY 2 DESC, 1"
             ).fetchall()
         )
+        if by_field:  # the accepted rows' keys (as cleaned) of the fields with an issue; a
+            # view: only a store holding rows reads it (a first load never does)
+            keys = ", ".join(f"a.{_q(k)}" for k in table.key)
+            con.execute(
+                f"""CREATE OR REPLACE TEMP VIEW _field_issue_keys AS
+                SELECT {keys}, f.field AS _field
+                FROM _field_issues f JOIN (SELECT _row, {exprs} FROM _valid) a USING (_row)"""
+            )
     except duckdb.Error as exc:
         _drop_staging(con)
         raise SourceError(f"source {name!r}: validation failed: {exc}") from None
@@ -588,8 +600,12 @@ def _ingest_source(
     retries: list[LoadResult] = []
     try:
         with store.transaction():
-            inserted, updated, unchanged = store.write_accepted(
-                table, "_accepted", columns=updates, now=now
+            inserted, updated, unchanged, n_kept = store.write_accepted(
+                table,
+                "_accepted",
+                columns=updates,
+                now=now,
+                kept="_field_issue_keys" if by_field else None,
             )
             if inserted + updated + unchanged != n_accepted:  # an invariant, checked anyway
                 raise LoadError(
@@ -661,6 +677,7 @@ def _ingest_source(
         keeps_columns=keeps,
         field_issues=n_field_issues,
         field_issues_by_field=by_field,
+        field_issues_kept=n_kept,
         retry_of=retry_of,
         retries=retries,
     )
@@ -857,6 +874,7 @@ _STAGING = (
     "_fi_rows",
     "_spelled",
     "_field_issues",
+    "_field_issue_keys",
     "_unparsed",
     "_load_row",
     "_held",

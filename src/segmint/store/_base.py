@@ -45,6 +45,11 @@ def same_sql(columns: list[str], s: str = "s", t: str = "t") -> str:
     return f"(row({row_s}) IS NOT DISTINCT FROM row({row_t}))"
 
 
+def _sql_text(text: str) -> str:
+    """A SQL string literal of ``text``."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def ts_sql(when: datetime | None) -> str:
     """A TIMESTAMPTZ literal of ``when`` (None: the transaction's current_timestamp)."""
     if when is None:
@@ -269,7 +274,8 @@ class Store:
         *,
         columns: Sequence[str] | None = None,
         now: datetime | None = None,
-    ) -> tuple[int, int, int]:
+        kept: str | None = None,
+    ) -> tuple[int, int, int, int]:
         """Upsert the rows of engine relation ``relation`` (every column of ``table``).
 
         New keys are inserted whole. On a stored key only ``columns`` change (the non-key
@@ -278,7 +284,13 @@ class Store:
         table's ``recorded`` column is set to ``now`` (default: the transaction's time) on
         new rows and never changed.
 
-        Returns (inserted, updated, unchanged). Must run inside :meth:`transaction`.
+        ``kept`` names an engine relation of (the key columns, ``_field``): the fields of
+        the batch that hold no usable value (field issues, NULL in ``relation``). On a
+        stored key such a field keeps its stored value, in the comparison and in the
+        update; on a new key it stays NULL.
+
+        Returns (inserted, updated, unchanged, fields kept as stored). Must run inside
+        :meth:`transaction`.
         """
         con = self._con
         names = table.column_names
@@ -290,11 +302,12 @@ class Store:
             row = con.execute(
                 f"INSERT INTO {table.name} ({cols}) SELECT {new_row} FROM {relation}"
             ).fetchone()
-            return (0 if row is None else int(row[0])), 0, 0
+            return (0 if row is None else int(row[0])), 0, 0, 0
         # incremental load: compare with what is stored (materialize the batch once)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _acc_mat AS SELECT {', '.join(names)} FROM {relation}"
         )
+        n_kept = self._keep_stored(table, kept, update) if kept is not None else 0
         key_join = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         stored = "".join(f", t.{c}" for c in keep + rec)  # what an update keeps
         con.execute(
@@ -329,7 +342,40 @@ class Store:
         n_total = int(con.execute("SELECT count(*) FROM _acc_mat").fetchone()[0])  # type: ignore[index]
         con.execute("DROP TABLE IF EXISTS _existing")
         con.execute("DROP TABLE IF EXISTS _acc_mat")
-        return n_total - n_unchanged - n_updated, int(n_updated), int(n_unchanged)
+        return n_total - n_unchanged - n_updated, int(n_updated), int(n_unchanged), n_kept
+
+    def _keep_stored(self, table: Table, kept: str, update: list[str]) -> int:
+        """Put the stored value back into ``_acc_mat`` for the (key, field) pairs of
+        ``kept`` whose key is stored (one UPDATE); returns how many pairs that is."""
+        con = self._con
+        k_join = " AND ".join(f"k.{c} = t.{c}" for c in table.key)
+        keys = ", ".join(f"k.{c}" for c in table.key)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _kept_mat AS
+            SELECT {keys}, list(k._field) AS _fields
+            FROM {kept} k JOIN {table.name} t ON {k_join} GROUP BY {keys}"""
+        )
+        fields = {
+            f for (f,) in con.execute("SELECT DISTINCT unnest(_fields) FROM _kept_mat").fetchall()
+        }
+        row = con.execute("SELECT coalesce(sum(len(_fields)), 0) FROM _kept_mat").fetchone()
+        n_kept = 0 if row is None else int(row[0])
+        kept_cols = [c for c in update if c in fields]
+        if kept_cols:
+            sets = ", ".join(
+                f"{c} = CASE WHEN list_contains(x._fields, {_sql_text(c)}) THEN x._stored_{c} "
+                f"ELSE s.{c} END"
+                for c in kept_cols
+            )
+            stored = ", ".join(f"t.{c} AS _stored_{c}" for c in kept_cols)
+            s_join = " AND ".join(f"s.{c} = x.{c}" for c in table.key)
+            con.execute(
+                f"""UPDATE _acc_mat AS s SET {sets}
+                FROM (SELECT k.*, {stored} FROM _kept_mat k JOIN {table.name} t ON {k_join}) x
+                WHERE {s_join}"""
+            )
+        con.execute("DROP TABLE IF EXISTS _kept_mat")
+        return n_kept
 
     def write_rows(self, table: str, relation: str, columns: list[str]) -> None:
         """Append engine relation rows to a system table (quarantine, loads)."""

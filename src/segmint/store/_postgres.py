@@ -224,7 +224,8 @@ class PostgresStore(Store):
         *,
         columns: Sequence[str] | None = None,
         now: datetime | None = None,
-    ) -> tuple[int, int, int]:
+        kept: str | None = None,
+    ) -> tuple[int, int, int, int]:
         names = table.column_names
         update, _ = split_columns(table, columns)
         self._pg.execute(
@@ -233,6 +234,7 @@ class PostgresStore(Store):
         )
         self._pg.execute(f"TRUNCATE _stage_{table.name}")
         n = self._copy_in(f"_stage_{table.name}", relation, names)
+        n_kept = self._keep_stored(table, kept, update) if kept is not None else 0
         key_join = " AND ".join(f"t.{k} = s.{k}" for k in table.key)
         same = same_sql(update)
         unchanged, updated = self._pg.execute(
@@ -252,7 +254,47 @@ class PostgresStore(Store):
             f"SELECT {', '.join(names + ([ts_sql(now)] if rec else []))} "
             f"FROM _stage_{table.name} ON CONFLICT ({', '.join(table.key)}) {conflict}"
         )
-        return n - unchanged - updated, int(updated), int(unchanged)
+        return n - unchanged - updated, int(updated), int(unchanged), n_kept
+
+    def _keep_stored(self, table: Table, kept: str, update: list[str]) -> int:
+        """Copy the (key, field) pairs of ``kept`` in and put the stored value back into
+        the stage for those whose key is stored (one UPDATE); returns how many pairs."""
+        stage, pairs = f"_stage_{table.name}", f"_kept_{table.name}"
+        row = self._pg.execute(f"SELECT EXISTS (SELECT 1 FROM {table.name})").fetchone()
+        if row is None or not row[0]:  # nothing stored: nothing to keep (a first load)
+            return 0
+        keys = ", ".join(table.key)
+        self._pg.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {pairs} AS "
+            f"SELECT {keys}, ''::text AS _field FROM {table.name} WITH NO DATA"
+        )
+        self._pg.execute(f"TRUNCATE {pairs}")
+        if not self._copy_in(pairs, kept, [*table.key, "_field"]):
+            return 0
+        k_join = " AND ".join(f"k.{c} = t.{c}" for c in table.key)
+        row = self._pg.execute(
+            f"SELECT count(*) FROM {pairs} k JOIN {table.name} t ON {k_join}"
+        ).fetchone()
+        n_kept = 0 if row is None else int(row[0])
+        fields = {f for (f,) in self._pg.execute(f"SELECT DISTINCT _field FROM {pairs}")}
+        kept_cols = [c for c in update if c in fields]
+        if n_kept and kept_cols:
+            sets = ", ".join(
+                f"{c} = CASE WHEN %s = ANY(x._fields) THEN x._stored_{c} ELSE s.{c} END"
+                for c in kept_cols
+            )
+            stored = ", ".join(f"t.{c} AS _stored_{c}" for c in kept_cols)
+            s_join = " AND ".join(f"s.{c} = x.{c}" for c in table.key)
+            self._pg.execute(
+                f"""UPDATE {stage} AS s SET {sets}
+                FROM (SELECT k.*, {stored}
+                      FROM (SELECT {keys}, array_agg(_field) AS _fields FROM {pairs}
+                            GROUP BY {keys}) k
+                      JOIN {table.name} t ON {k_join}) x
+                WHERE {s_join}""",
+                kept_cols,
+            )
+        return n_kept
 
     def write_rows(self, table: str, relation: str, columns: list[str]) -> None:
         self._copy_in(table, relation, columns)
