@@ -385,3 +385,36 @@ def test_a_full_source_after_a_partial_one_sets_every_column(
     assert (people.rows_updated, people.keeps_columns[:1]) == (1, ["phone"])
     row = p.store.query("SELECT email, country FROM users WHERE user_id = 'u1'").iloc[0]
     assert pd.isna(row["email"]) and row["country"] == "DE"  # mapped: cleared; unmapped: kept
+
+
+def _unmapped_users(tmp_path: Path, header: str) -> Path:
+    (tmp_path / "users.csv").write_text(
+        f"{header}\nu1,a@example.com,30\nu2,b@example.com,41\n", encoding="utf-8"
+    )
+    (tmp_path / "segmint.yaml").write_text(
+        "store: s.duckdb\nsources:\n  people: {type: csv, path: users.csv, table: users}\n",
+        encoding="utf-8",
+    )
+    return tmp_path
+
+
+def test_a_source_without_columns_takes_our_names_from_the_file(tmp_path: Path) -> None:
+    """No `columns:`: the file's columns named like ours are used, in any case (this was a
+    SQL syntax error from an empty SELECT list)."""
+    with segmint.open_project(_unmapped_users(tmp_path, "User_ID,EMAIL,age")) as p:
+        (res,) = p.ingest()
+        assert (res.rows_read, res.rows_accepted) == (2, 2)
+        got = p.store.query("SELECT user_id, email, age FROM users ORDER BY 1")
+    assert got.values.tolist() == [["u1", "a@example.com", 30], ["u2", "b@example.com", 41]]
+
+
+def test_a_source_without_columns_and_none_of_ours_says_how_to_map(tmp_path: Path) -> None:
+    from segmint.errors import SourceConfigError
+
+    with (
+        segmint.open_project(_unmapped_users(tmp_path, "kunde,mail,alter")) as p,
+        pytest.raises(
+            SourceConfigError, match=r"none of the file's columns \(kunde, mail, alter\)"
+        ),
+    ):
+        p.ingest()

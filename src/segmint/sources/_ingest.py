@@ -51,7 +51,7 @@ from typing import Any
 import duckdb
 
 from segmint.clean._rules import plan_cleaning
-from segmint.config import ColumnExpr, Config, CsvSource, JsonlSource, Source
+from segmint.config import ColumnExpr, ColumnRef, Config, CsvSource, JsonlSource, Source
 from segmint.errors import LoadError, MissingColumnError, SourceConfigError, SourceError
 from segmint.sources._checked import source_expression
 from segmint.sources._readers import Staged, _drop_relation, _short, _sql_str, stage
@@ -436,6 +436,27 @@ def _value_map(text: str, mapping: dict[str, str] | None, lower: bool) -> str:
     return f"CASE {text} {whens} ELSE {text} END" if whens else text
 
 
+def _by_name(name: str, source: Source, staged: Staged, table: Table) -> Source:
+    """A source without ``columns:`` takes the file's columns that carry our names (in
+    any case: ``User_ID`` is ``user_id``); one with ``columns:`` is used as written."""
+    if source.columns:
+        return source
+    by_lower = {c.lower(): c for c in reversed(staged.columns)}  # the first of equals wins
+    found: dict[str, ColumnRef] = {
+        c.name: (c.name if c.name in staged.columns else by_lower[c.name])
+        for c in table.columns
+        if c.name in staged.columns or c.name in by_lower
+    }
+    if not found:
+        shown = ", ".join(staged.columns[:12]) + (", ..." if len(staged.columns) > 12 else "")
+        raise SourceConfigError(
+            f"source {name!r}: none of the file's columns ({shown}) has the name of a column "
+            f"of {table.name} ({', '.join(table.column_names)}); map ours to yours under "
+            "`columns:` in segmint.yaml"
+        )
+    return source.model_copy(update={"columns": found})
+
+
 def _check_columns(name: str, source: Source, staged: Staged) -> None:
     wanted = [ref for ref in source.columns.values() if isinstance(ref, str)]
     if staged.is_json_lines:
@@ -532,6 +553,7 @@ def _ingest_source(
     if retry_of is None:
         step("reading")
         staged = stage(con, name, source, config)
+        source = _by_name(name, source, staged, table)
         _check_columns(name, source, staged)
         source_json = json.dumps(source.model_dump(mode="json"), sort_keys=True)
         checksum: str | None = hashlib.sha256((staged.checksum + source_json).encode()).hexdigest()
@@ -548,6 +570,7 @@ def _ingest_source(
     else:
         step("retrying held rows")
         staged = _stage_held(store, name, source)
+        source = _by_name(name, source, staged, table)
         _check_columns(name, source, staged)  # the mapping may have changed since
         checksum = None  # a retry reads the quarantine, not the file: it never skips one
 
