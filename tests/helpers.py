@@ -26,6 +26,25 @@ ORDERS_CSV = dedent(
 )
 
 
+def default_sources() -> dict[str, dict]:
+    """A fresh copy of the two sources make_project writes (people -> users, sales ->
+    orders), without the status mapping."""
+    return {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {"user_id": "id", "created_at": "signup", "email": "mail", "age": "yrs"},
+        },
+        "sales": {
+            "type": "csv",
+            "path": "orders.csv",
+            "table": "orders",
+            "columns": {"order_id": "oid", "user_id": "uid", "ts": "t", "amount": "amt"},
+        },
+    }
+
+
 def make_project(
     root: Path,
     *,
@@ -39,27 +58,9 @@ def make_project(
     for name, text in files.items():
         (root / name).write_text(text, encoding="utf-8")
     if sources is None:
-        sources = {
-            "people": {
-                "type": "csv",
-                "path": "users.csv",
-                "table": "users",
-                "columns": {"user_id": "id", "created_at": "signup", "email": "mail", "age": "yrs"},
-            },
-            "sales": {
-                "type": "csv",
-                "path": "orders.csv",
-                "table": "orders",
-                "columns": {
-                    "order_id": "oid",
-                    "user_id": "uid",
-                    "ts": "t",
-                    "amount": "amt",
-                    "status": "st",
-                },
-                "values": {"status": {"paid": "completed"}},
-            },
-        }
+        sources = default_sources()
+        sources["sales"]["columns"]["status"] = "st"
+        sources["sales"]["values"] = {"status": {"paid": "completed"}}
     config = {"store": store, "timezone": "UTC", "currency": "EUR", "sources": sources}
     config.update(extra or {})
     (root / "segmint.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

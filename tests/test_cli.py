@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.helpers import make_project
+from tests.helpers import default_sources, make_project
 from typer.testing import CliRunner
 
 from segmint.cli import app
@@ -159,20 +159,7 @@ def test_ingest_says_what_a_partial_source_does_to_existing_rows(tmp_path: Path)
 
 def _sources_with(**changes: dict) -> dict:
     """make_project's two sources (people -> users, sales -> orders), changed."""
-    base = {
-        "people": {
-            "type": "csv",
-            "path": "users.csv",
-            "table": "users",
-            "columns": {"user_id": "id", "created_at": "signup", "email": "mail", "age": "yrs"},
-        },
-        "sales": {
-            "type": "csv",
-            "path": "orders.csv",
-            "table": "orders",
-            "columns": {"order_id": "oid", "user_id": "uid", "ts": "t", "amount": "amt"},
-        },
-    }
+    base = default_sources()
     for name, change in changes.items():
         base[name] = {**base[name], **change}
     return base

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tests.helpers import default_sources
 from typer.testing import CliRunner
 
 import segmint
@@ -44,25 +45,12 @@ def _write(root: Path, store: str, users: str) -> Path:
     (root / "users.csv").write_text(users, encoding="utf-8")
     (root / "orders.csv").write_text(ORDERS, encoding="utf-8")
     (root / "lines.csv").write_text(LINES, encoding="utf-8")
-    sources = {
-        "people": {
-            "type": "csv",
-            "path": "users.csv",
-            "table": "users",
-            "columns": {"user_id": "id", "created_at": "signup", "email": "mail", "age": "yrs"},
-        },
-        "sales": {
-            "type": "csv",
-            "path": "orders.csv",
-            "table": "orders",
-            "columns": {"order_id": "oid", "user_id": "uid", "ts": "t", "amount": "amt"},
-        },
-        "lines": {
-            "type": "csv",
-            "path": "lines.csv",
-            "table": "order_items",
-            "columns": {"order_id": "oid", "item_id": "item", "quantity": "q"},
-        },
+    sources = default_sources()
+    sources["lines"] = {
+        "type": "csv",
+        "path": "lines.csv",
+        "table": "order_items",
+        "columns": {"order_id": "oid", "item_id": "item", "quantity": "q"},
     }
     config = {"store": store, "timezone": "UTC", "sources": sources}
     (root / "segmint.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
