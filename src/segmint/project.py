@@ -446,15 +446,18 @@ class Project:
         name: str,
         path: str | Path,
         *,
-        control_share: float,
+        control_share: float | None = None,
+        split: dict[str, float] | None = None,
+        control: str = "control",
         columns: dict[str, str] | None = None,
         timezone: str | None = None,
         cost_per_message: float = 0.0,
         cost_per_redemption: float = 0.0,
-    ) -> dict[str, int]:
+    ) -> dict[str, Any]:
         """Import a past randomized campaign from a CSV or Parquet file of
         ``user_id, arm, sent_at`` (renamed by ``columns``: ours -> the file's); naive send
-        times are in ``timezone`` (default: the project's). See
+        times are in ``timezone`` (default: the project's). Arms have any names; the design
+        is ``control_share`` or ``split``, the control arm ``control``. See
         :func:`segmint.experiments.import_assignments`."""
         from segmint.experiments._evaluate import import_assignments
 
@@ -492,6 +495,8 @@ class Project:
             name,
             frame,
             control_share=control_share,
+            split=split,
+            control=control,
             cost_per_message=cost_per_message,
             cost_per_redemption=cost_per_redemption,
             source=str(file),

@@ -156,8 +156,9 @@ def test_import_is_idempotent_and_counts_rejects(tmp_path: Path) -> None:
         ],
         ignore_index=True,
     )
-    a = import_assignments(store, "spring", frame, control_share=0.4)
-    b = import_assignments(store, "spring", frame, control_share=0.4)
+    split = {"treatment": 0.6, "control": 0.4}  # every arm named: others are bad rows
+    a = import_assignments(store, "spring", frame, split=split)
+    b = import_assignments(store, "spring", frame, split=split)
     assert a == b
     assert a["read"] == 13 and a["imported"] == 10
     assert a["rejected_bad_rows"] == 2  # the duplicate t1 and the arm 'maybe'

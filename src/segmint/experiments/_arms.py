@@ -27,6 +27,8 @@ from segmint.errors import ConfigError
 
 DEFAULT_CONTROL = "control"
 DEFAULT_TREATMENT = "treatment"
+POOLED = "any treatment"
+"""The label of the pooled comparison (every treatment arm together against the control)."""
 
 
 @dataclass(frozen=True)

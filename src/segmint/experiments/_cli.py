@@ -21,6 +21,9 @@ from rich.text import Text
 from segmint._cli_common import JsonOpt, ProjectOpt, console, frame_table, print_json
 from segmint._cli_common import run as _run
 from segmint.errors import ConfigError
+from segmint.experiments._arms import POOLED
+
+DEFAULT_RESAMPLES = 20_000  # = segmint.experiments._evaluate.DEFAULT_RESAMPLES (kept light)
 
 
 def _f(v: Any, fmt: str = ",.2f") -> str:
@@ -42,6 +45,60 @@ def _p(v: Any) -> str:
 
 
 PERCENT_METRICS = {"conversion", "visit_rate"}
+
+ROI_LABELS = {
+    "incremental_revenue": "incremental revenue",
+    "incremental_conversions": "incremental conversions",
+    "cost": "cost (messages + offers)",
+    "net": "net (incremental revenue - cost)",
+    "roi": "ROI (net / cost)",
+    "cost_per_incremental_conversion": "cost per incremental conversion",
+}
+COST_ITEMS = ("cost", "net", "roi", "cost_per_incremental_conversion")
+
+
+def _p_boot(v: Any, n_resamples: int) -> str:
+    """A bootstrap p-value at its true resolution: with N resamples and none past 0, all
+    one can say is p < 2/N (never "< 0.0001" from 2,000 resamples)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)) or not n_resamples:
+        return "—"
+    if v <= 2 / (n_resamples + 1) + 1e-15:
+        return f"<2/{n_resamples:,}"
+    return _p(v)
+
+
+def _srm_line(ev: Any) -> str:
+    s = ev.srm
+    arms = [*ev.treatments, ev.control]
+    got = " / ".join(f"{o:,.0f} {escape(a)}" for a, o in zip(arms, s.observed, strict=True))
+    want = " / ".join(f"{x:,.0f}" for x in s.expected)
+    verdict = "[bold red]MISMATCH[/]" if s.flagged else "ok"
+    return (
+        f"{got} vs expected {want}: chi2 = {s.chi2:.3f} ({s.df:.0f} df), p = {s.p:.3g} -> "
+        f"{verdict} (alpha {s.alpha})"
+    )
+
+
+def _print_roi(ev: Any, conf: str) -> None:
+    roi = ev.roi
+    if "arm" not in roi:
+        roi = roi.assign(arm=ev.treatments[0])
+    for arm, rows in roi.groupby("arm", sort=False):
+        costed = bool((rows.loc[rows["item"] == "cost", "value"] > 0).any())
+        t = Table(title=escape(f"return on the campaign ({arm}; bootstrap CIs)"))
+        for c in ("", "value", f"{conf} CI"):
+            t.add_column(c, justify="left" if c == "" else "right")
+        for r in rows.itertuples(index=False):
+            if r.item in COST_ITEMS and not costed:
+                continue
+            fmt = (
+                ".1%" if r.item == "roi"
+                else ",.1f" if r.item == "incremental_conversions" else ",.2f"
+            )  # fmt: skip
+            t.add_row(ROI_LABELS.get(r.item, r.item), _f(r.value, fmt), _ci(r.lo, r.hi, fmt))
+        if not costed:
+            t.add_row("cost, net, ROI", "no cost configured", "")
+        console.print(t)
 
 
 def print_evaluation(ev: Any) -> None:
@@ -66,43 +123,51 @@ def print_evaluation(ev: Any) -> None:
             _f(r.orders_per_user, ".3f"), _f(r.visit_rate, ".1%"), _f(r.pre_revenue_per_user),
         )  # fmt: skip
     console.print(a)
+    many = len(ev.treatments) > 1
     if ev.observed_days <= 0:
         # nothing after the send yet: only the design can be checked (arm sizes, balance)
-        s = ev.srm
-        bal = ev.effect("pre_revenue_per_user (balance)")
+        bal = ev.effects[ev.effects["metric"] == "pre_revenue_per_user (balance)"]
         console.print(
-            f"  no outcome data after the send yet. Design checks: sample ratio "
-            f"{s.observed[0]:,.0f} / {s.observed[1]:,.0f} vs expected {s.expected[0]:,.0f} / "
-            f"{s.expected[1]:,.0f}, p = {s.p:.3g} -> "
-            f"{'[bold red]MISMATCH[/]' if s.flagged else 'ok'}; pre-period revenue per user "
-            f"treatment - control {_f(bal['diff'], '+,.2f')} "
-            f"{_ci(bal['diff_lo'], bal['diff_hi'], '+,.2f')} (p = {_p(bal['p_value'])}; with "
-            "random arms, expect p < 0.05 one time in twenty)",
+            f"  no outcome data after the send yet. Design checks: {_srm_line(ev)}",
             markup=True,
         )
+        for r in bal.itertuples(index=False):
+            console.print(
+                f"  pre-period revenue per user, {escape(str(r.arm))} - {escape(ev.control)} "
+                f"{_f(r.diff, '+,.2f')} {_ci(r.diff_lo, r.diff_hi, '+,.2f')} "
+                f"(p = {_p(r.p_value)}; with random arms, expect p < 0.05 one time in twenty)"
+            )
         return
-    e = Table(title="effect of the campaign (treatment - control)")
-    for c in ("metric", "method", "treatment", "control", "lift", f"{conf} CI",
-              "relative", f"{conf} CI ", "p"):  # fmt: skip
-        e.add_column(c, justify="left" if c in ("metric", "method") else "right")
+    title = (
+        f"effect of each arm ({', '.join(ev.treatments)} and all of them pooled) against "
+        f"{ev.control}; p Holm/BH adjusted across the {len(ev.treatments)} arms"
+        if many
+        else f"effect of the campaign ({ev.treatments[0]} - {ev.control})"
+    )
+    e = Table(title=escape(title))
+    cols = ["arm"] if many else []
+    cols += ["metric", "method", "arm value", "control", "lift", f"{conf} CI", "relative",
+             f"{conf} CI ", "p"]  # fmt: skip
+    cols += ["p Holm", "p BH"] if many else []
+    for c in cols:
+        e.add_column(c, justify="left" if c in ("arm", "metric", "method") else "right")
     for r in ev.effects.itertuples(index=False):
         pct = r.metric in PERCENT_METRICS
         fmt = "+.2%" if pct else "+,.2f"
-        e.add_row(
+        p = _p_boot(r.p_value, ev.n_resamples) if r.method == "bootstrap" else _p(r.p_value)
+        row = [str(r.arm)] if many else []
+        row += [
             str(r.metric), str(r.method),
             _f(r.treatment, ".2%" if pct else ",.2f"), _f(r.control, ".2%" if pct else ",.2f"),
             _f(r.diff, fmt), _ci(r.diff_lo, r.diff_hi, fmt),
-            _f(r.rel, "+.1%"), _ci(r.rel_lo, r.rel_hi, "+.1%"), _p(r.p_value),
-        )  # fmt: skip
+            _f(r.rel, "+.1%"), _ci(r.rel_lo, r.rel_hi, "+.1%"), p,
+        ]  # fmt: skip
+        if many:
+            pooled = r.arm == POOLED
+            row += ["" if pooled else _p(r.p_holm), "" if pooled else _p(r.p_bh)]
+        e.add_row(*map(escape, row))
     console.print(e)
-    s = ev.srm
-    verdict = "[bold red]MISMATCH[/]" if s.flagged else "ok"
-    console.print(
-        f"  sample ratio: {s.observed[0]:,.0f} treatment / {s.observed[1]:,.0f} control vs "
-        f"expected {s.expected[0]:,.0f} / {s.expected[1]:,.0f}: chi2 = {s.chi2:.3f}, "
-        f"p = {s.p:.3g} -> {verdict} (alpha {s.alpha})",
-        markup=True,
-    )
+    console.print(f"  sample ratio: {_srm_line(ev)}", markup=True)
     console.print(
         f"  CUPED (pre-period revenue, {ev.pre_days} days): theta = {ev.cuped.theta:.4f}, "
         f"variance reduced by {_f(ev.cuped.variance_reduction, '.1%')}"
@@ -120,23 +185,7 @@ def print_evaluation(ev: Any) -> None:
                 _p(r.p_holm), _p(r.p_bh), _f(r.revenue_lift, "+,.2f"), _p(r.revenue_p_bh),
             )  # fmt: skip
         console.print(g)
-    t = Table(title="return on the campaign (treated arm; bootstrap CIs)")
-    for c in ("", "value", f"{conf} CI"):
-        t.add_column(c, justify="left" if c == "" else "right")
-    labels = {
-        "incremental_revenue": "incremental revenue",
-        "incremental_conversions": "incremental conversions",
-        "cost": "cost (messages + offers)",
-        "net": "net (incremental revenue - cost)",
-        "roi": "ROI (net / cost)",
-        "cost_per_incremental_conversion": "cost per incremental conversion",
-    }
-    for r in ev.roi.itertuples(index=False):
-        fmt = (
-            ".1%" if r.item == "roi" else ",.1f" if r.item == "incremental_conversions" else ",.2f"
-        )
-        t.add_row(labels.get(r.item, r.item), _f(r.value, fmt), _ci(r.lo, r.hi, fmt))
-    console.print(t)
+    _print_roi(ev, conf)
     if ev.uplift is not None:
         q = ev.uplift.qini
         top = q.iloc[(q["fraction"] - 0.2).abs().argsort().iloc[0]]
@@ -159,10 +208,17 @@ def evaluate(
     alpha: Annotated[float, typer.Option(help="1 - confidence level.")] = 0.05,
     uplift: Annotated[bool, typer.Option(help="Fit the uplift model and Qini curve.")] = True,
     seed: Annotated[int, typer.Option(help="Bootstrap and model seed.")] = 0,
+    resamples: Annotated[
+        int, typer.Option(help="Bootstrap resamples (0 skips the bootstrap).")
+    ] = DEFAULT_RESAMPLES,
+    uplift_outcome: Annotated[
+        str, typer.Option(help="What the uplift model ranks by: conversion, visit or revenue.")
+    ] = "conversion",
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Evaluate a campaign from its holdout: lift with CIs, SRM, CUPED, segments, ROI."""
+    """Evaluate a campaign from its holdout: every arm against the control, with CIs, SRM,
+    CUPED, segments, ROI and the uplift model."""
     from segmint import open_project
 
     def go() -> Any:
@@ -175,6 +231,8 @@ def evaluate(
                 alpha=alpha,
                 uplift=uplift,
                 seed=seed,
+                n_resamples=resamples,
+                uplift_outcome=uplift_outcome,
             )
 
     with console.status(f"evaluating {campaign}…", spinner="dots"):
@@ -191,10 +249,22 @@ def import_campaign(
     name: Annotated[str, typer.Argument(help="Campaign name to store it under.")],
     file: Annotated[Path, typer.Argument(help="CSV or Parquet: user, arm, send time.")],
     control_share: Annotated[
-        float, typer.Option(help="The designed control share (for the SRM check).")
-    ],
+        float | None,
+        typer.Option(
+            help="The designed control share (the SRM check); the other arms share the rest "
+            "equally. Or give --split."
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help='The designed share of every arm, e.g. "A=0.45,B=0.45,control=0.1"; rows '
+            "with another arm are counted as bad rows."
+        ),
+    ] = None,
+    control: Annotated[str, typer.Option(help="The control arm's name.")] = "control",
     user_column: Annotated[str, typer.Option(help="Column with the user id.")] = "user_id",
-    arm_column: Annotated[str, typer.Option(help="Column with treatment/control.")] = "arm",
+    arm_column: Annotated[str, typer.Option(help="Column with the arm.")] = "arm",
     sent_column: Annotated[str, typer.Option(help="Column with the send time.")] = "sent_at",
     timezone: Annotated[
         str | None, typer.Option(help="Timezone of naive send times (default: the project's).")
@@ -209,12 +279,16 @@ def import_campaign(
     """Import a past randomized campaign (its arms) so `segmint evaluate` can measure it."""
     from segmint import open_project
 
-    def go() -> dict[str, int]:
+    shares = _parse_split(split) if split is not None else None
+
+    def go() -> dict[str, Any]:
         with open_project(project) as p:
             return p.import_campaign(
                 name,
                 file,
                 control_share=control_share,
+                split=shares,
+                control=control,
                 columns={"user_id": user_column, "arm": arm_column, "sent_at": sent_column},
                 timezone=timezone,
                 cost_per_message=cost_per_message,
@@ -225,12 +299,32 @@ def import_campaign(
     if as_json:
         print_json(out)
         return
-    console.print(
-        f"{name}: read {out['read']:,} rows = {out['imported']:,} imported "
-        f"({out['treatment']:,} treatment, {out['control']:,} control) + "
-        f"{out['rejected_bad_rows']:,} bad rows + {out['rejected_unknown_users']:,} "
-        "unknown users"
+    arms = ", ".join(
+        f"{n:,} {a}" + (" (control)" if a == out["control_arm"] else "")
+        for a, n in out["arms"].items()
     )
+    console.print(
+        f"{escape(name)}: read {out['read']:,} rows = {out['imported']:,} imported "
+        f"({escape(arms)}) + {out['rejected_bad_rows']:,} bad rows + "
+        f"{out['rejected_unknown_users']:,} unknown users"
+    )
+
+
+def _parse_split(text: str) -> dict[str, float]:
+    """``"A=0.45,B=0.45,control=0.1"`` -> ``{"A": 0.45, ...}`` (a clear error otherwise)."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        arm, sep, share = part.rpartition("=")
+        try:
+            if not sep or not arm.strip():
+                raise ValueError
+            out[arm.strip()] = float(share)
+        except ValueError:
+            raise ConfigError(
+                f"--split: cannot read {part.strip()!r}; write ARM=SHARE pairs separated by "
+                'commas, e.g. "A=0.45,B=0.45,control=0.1"'
+            ) from None
+    return out
 
 
 def refresh(

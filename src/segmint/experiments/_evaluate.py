@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from difflib import get_close_matches
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,14 @@ import pandas as pd
 
 from segmint.campaigns._tables import ensure_campaign_tables, lit, ts_lit
 from segmint.errors import ConfigError, NotFoundError
+from segmint.experiments._arms import (
+    DEFAULT_CONTROL,
+    POOLED,
+    Design,
+    make_design,
+    normalize_arm,
+    run_designs,
+)
 from segmint.experiments._stats import (
     CupedResult,
     SrmResult,
@@ -111,19 +120,32 @@ class CampaignEvaluation:
     users: pd.DataFrame = field(repr=False)
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    control: str = DEFAULT_CONTROL
+    treatments: tuple[str, ...] = ("treatment",)
+    n_resamples: int = 0
+    uplift_outcome: str = "conversion"
 
     @property
     def complete(self) -> bool:
         """Whether the whole outcome window is covered by data in the store."""
         return self.observed_days >= self.window_days
 
-    def effect(self, metric: str, method: str | None = None) -> pd.Series:
-        """One row of :attr:`effects`."""
-        rows = self.effects[self.effects["metric"] == metric]
+    @property
+    def main_comparison(self) -> str:
+        """The arm whose effect :meth:`effect` returns by default: the only treatment arm,
+        or every treatment arm pooled (``"any treatment"``) when there are several."""
+        return self.treatments[0] if len(self.treatments) == 1 else POOLED
+
+    def effect(self, metric: str, method: str | None = None, arm: str | None = None) -> pd.Series:
+        """One row of :attr:`effects` (by default of :attr:`main_comparison`)."""
+        rows = self.effects[
+            (self.effects["metric"] == metric)
+            & (self.effects["arm"] == (arm or self.main_comparison))
+        ]
         if method is not None:
             rows = rows[rows["method"] == method]
         if rows.empty:
-            raise KeyError(f"no effect {metric!r} ({method or 'any method'})")
+            raise KeyError(f"no effect {metric!r} ({method or 'any method'}, arm {arm!r})")
         return rows.iloc[0]
 
     def to_dict(self) -> dict[str, Any]:
@@ -141,6 +163,10 @@ class CampaignEvaluation:
             "observed_days": round(self.observed_days, 3),
             "complete": self.complete,
             "alpha": self.alpha,
+            "control": self.control,
+            "treatments": list(self.treatments),
+            "n_resamples": self.n_resamples,
+            "uplift_outcome": self.uplift_outcome,
             "segmentation": self.segmentation,
             "arms": records(self.arms),
             "effects": records(self.effects),
@@ -278,9 +304,11 @@ def _segments_at_plan(store: Store, campaign: str) -> tuple[str | None, pd.DataF
 
 
 # -- statistics on the user table ------------------------------------------------------
-def _arms_table(users: pd.DataFrame, alpha: float) -> pd.DataFrame:
+
+
+def _arms_table(users: pd.DataFrame, arms: Sequence[str], alpha: float) -> pd.DataFrame:
     g = users.groupby("arm", sort=False)
-    arms = pd.DataFrame(
+    table = pd.DataFrame(
         {
             "users": g.size(),
             "converters": g["converted"].sum(),
@@ -291,23 +319,24 @@ def _arms_table(users: pd.DataFrame, alpha: float) -> pd.DataFrame:
             "events_per_user": g["events"].mean(),
             "pre_revenue_per_user": g["pre_revenue"].mean(),
         }
-    ).reindex(["treatment", "control"])
-    arms["users"] = arms["users"].fillna(0).astype("int64")
-    arms["converters"] = arms["converters"].fillna(0).astype("int64")
-    arms["conversion"] = arms["converters"] / arms["users"].where(arms["users"] > 0)
-    lo, hi = wilson_interval(arms["converters"].to_numpy(), arms["users"].to_numpy(), alpha)
-    arms["conversion_lo"], arms["conversion_hi"] = lo, hi
+    ).reindex(list(arms))
+    table["users"] = table["users"].fillna(0).astype("int64")
+    table["converters"] = table["converters"].fillna(0).astype("int64")
+    table["conversion"] = table["converters"] / table["users"].where(table["users"] > 0)
+    lo, hi = wilson_interval(table["converters"].to_numpy(), table["users"].to_numpy(), alpha)
+    table["conversion_lo"], table["conversion_hi"] = lo, hi
     cols = ["users", "converters", "conversion", "conversion_lo", "conversion_hi"]
-    rest = [c for c in arms.columns if c not in cols]
-    return arms[cols + rest].rename_axis("arm").reset_index()
+    rest = [c for c in table.columns if c not in cols]
+    return table[cols + rest].rename_axis("arm").reset_index()
 
 
 def _proportion_row(metric: str, x1: int, n1: int, x0: int, n0: int, alpha: float) -> dict:
+    if not n1 or not n0:
+        return _empty_row(metric, "newcombe")
     lo, hi = newcombe_interval(x1, n1, x0, n0, alpha)
     rlo, rhi = ratio_interval(x1, n1, x0, n0, alpha)
     _, p = two_proportion_ztest(x1, n1, x0, n0)
-    p1 = x1 / n1 if n1 else float("nan")
-    p0 = x0 / n0 if n0 else float("nan")
+    p1, p0 = x1 / n1, x0 / n0
     return {
         "metric": metric,
         "method": "newcombe",
@@ -321,6 +350,13 @@ def _proportion_row(metric: str, x1: int, n1: int, x0: int, n0: int, alpha: floa
         "rel_hi": float(rhi) - 1,
         "p_value": float(p),
     }
+
+
+def _empty_row(metric: str, method: str) -> dict:
+    """A comparison with an empty arm: every figure NaN (reported, never a crash)."""
+    nan = float("nan")
+    keys = ("treatment", "control", "diff", "diff_lo", "diff_hi", "rel", "rel_lo", "rel_hi")
+    return {"metric": metric, "method": method, **dict.fromkeys(keys, nan), "p_value": nan}
 
 
 def _relative_interval(
@@ -340,6 +376,8 @@ def _relative_interval(
 
 
 def _mean_row(metric: str, method: str, a: np.ndarray, b: np.ndarray, alpha: float) -> dict:
+    if not a.size or not b.size:
+        return _empty_row(metric, method)
     r = welch_ttest(a, b, alpha)
     var_m0 = float(np.var(b, ddof=1) / b.size) if b.size > 1 else float("nan")
     rel, rlo, rhi = _relative_interval(r.diff, r.se, r.mean0, var_m0, alpha)
@@ -358,86 +396,131 @@ def _mean_row(metric: str, method: str, a: np.ndarray, b: np.ndarray, alpha: flo
     }
 
 
-def _bootstrap_means(
-    values: np.ndarray, n_resamples: int, rng: np.random.Generator, chunk: int = 64
-) -> np.ndarray:
-    """Replicate column means of ``values`` (n x k), rows resampled jointly: (B x k)."""
+BOOTSTRAP_COLUMNS = ["revenue", "converted", "offer_cost"]
+_CHUNK = 1 << 22
+
+
+def _bootstrap_means(values: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicate column means of ``values`` (n x k), rows resampled jointly: (B x k).
+
+    Exact and fast for zero-inflated rows (most users buy nothing): a replicate's column
+    sums only depend on the draws that hit a row with a non-zero value, so the number of
+    such draws is drawn from ``Binomial(n, m/n)`` and only those are made, uniformly among
+    the ``m`` non-zero rows (the same distribution as drawing all ``n``; see
+    :func:`segmint.experiments.bootstrap_means`). Memory stays under ~4M draws per chunk.
+    """
     n, k = values.shape
-    out = np.empty((n_resamples, k))
+    out = np.zeros((n_resamples, k))
     if n == 0:
         out[:] = np.nan
         return out
-    step = max(1, min(chunk, int(2e7 // max(n * k, 1))))
+    rows = values[(values != 0).any(axis=1)]
+    m = len(rows)
+    if m == 0:
+        return out
+    picks = (
+        np.full(n_resamples, n, dtype=np.int64)
+        if m == n
+        else rng.binomial(n, m / n, size=n_resamples).astype(np.int64)
+    )
+    step = max(1, _CHUNK // n)
     for s in range(0, n_resamples, step):
-        m = min(step, n_resamples - s)
-        idx = rng.integers(0, n, size=(m, n))
-        out[s : s + m] = values[idx].mean(axis=1)
-    return out
+        counts = picks[s : s + step]
+        idx = rng.integers(0, m, size=int(counts.sum()))
+        replicate = np.repeat(np.arange(counts.size), counts)
+        for j in range(k):
+            out[s : s + counts.size, j] = np.bincount(
+                replicate, weights=rows[idx, j], minlength=counts.size
+            )
+    return out / n
 
 
-def _effects(
-    users: pd.DataFrame, alpha: float, n_resamples: int, rng: np.random.Generator
-) -> tuple[pd.DataFrame, CupedResult, np.ndarray, np.ndarray]:
-    t = users["arm"].to_numpy() == "treatment"
-    c = users["arm"].to_numpy() == "control"
+def bootstrap_p_value(diff_reps: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of "no difference": ``2 (1 + k) / (N + 1)`` with ``k``
+    the replicates on the far side of 0 (Davison & Hinkley, 1997, eq. 4.11; never 0, so its
+    resolution is honest: the smallest value N replicates can give is ``2 / (N + 1)``)."""
+    reps = diff_reps[np.isfinite(diff_reps)]
+    if not reps.size:
+        return float("nan")
+    k = min(int((reps <= 0).sum()), int((reps >= 0).sum()))
+    return float(min(1.0, 2 * (1 + k) / (reps.size + 1)))
+
+
+def _step_failed(warnings: list[str], step: str, exc: BaseException) -> None:
+    """An optional step (bootstrap, uplift) failed: say so in the result, go on."""
+    log.warning("evaluation step %s failed", step, exc_info=exc)
+    warnings.append(
+        f"the {step} step failed and is left out ({type(exc).__name__}: {exc}); "
+        "the other figures are unaffected"
+    )
+
+
+def _comparison(
+    users: pd.DataFrame,
+    arm: str,
+    t: np.ndarray,
+    c: np.ndarray,
+    alpha: float,
+    reps_t: np.ndarray | None,
+    reps_c: np.ndarray | None,
+) -> tuple[list[dict], CupedResult | None]:
+    """Every effect row of one arm (``t``) against the control (``c``)."""
     rows = []
     x1, n1 = int(users.loc[t, "converted"].sum()), int(t.sum())
     x0, n0 = int(users.loc[c, "converted"].sum()), int(c.sum())
     rows.append(_proportion_row("conversion", x1, n1, x0, n0, alpha))
     rev = users["revenue"].to_numpy(dtype=float)
     rows.append(_mean_row("revenue_per_user", "welch", rev[t], rev[c], alpha))
-    # the bootstrap (percentile; arms resampled independently) for the skewed revenue
-    cols = ["revenue", "converted", "offer_cost"]
-    reps_t = _bootstrap_means(users.loc[t, cols].to_numpy(dtype=float), n_resamples, rng)
-    reps_c = _bootstrap_means(users.loc[c, cols].to_numpy(dtype=float), n_resamples, rng)
-    diff_reps = reps_t[:, 0] - reps_c[:, 0]
-    blo, bhi = percentile_interval(diff_reps, alpha)
-    m1, m0 = float(rev[t].mean()) if n1 else np.nan, float(rev[c].mean()) if n0 else np.nan
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel_reps = reps_t[:, 0] / reps_c[:, 0] - 1
-    rlo, rhi = (
-        percentile_interval(rel_reps[np.isfinite(rel_reps)], alpha)
-        if np.isfinite(rel_reps).any()
-        else (np.nan, np.nan)
-    )
-    p_boot = (
-        float(min(1.0, 2 * min((diff_reps <= 0).mean(), (diff_reps >= 0).mean())))
-        if n_resamples
-        else np.nan
-    )
-    rows.append(
-        {
-            "metric": "revenue_per_user",
-            "method": "bootstrap",
-            "treatment": m1,
-            "control": m0,
-            "diff": m1 - m0,
-            "diff_lo": blo,
-            "diff_hi": bhi,
-            "rel": m1 / m0 - 1 if m0 else np.nan,
-            "rel_lo": rlo,
-            "rel_hi": rhi,
-            "p_value": p_boot,
-        }
-    )
-    cu = cuped(rev[t | c], users.loc[t | c, "pre_revenue"].to_numpy(float), t[t | c], alpha)
-    var_m0 = float(np.var(rev[c], ddof=1) / n0) if n0 > 1 else float("nan")
-    crel, crlo, crhi = _relative_interval(cu.diff, cu.se, m0, var_m0, alpha)
-    rows.append(
-        {
-            "metric": "revenue_per_user",
-            "method": "cuped",
-            "treatment": cu.mean1,
-            "control": cu.mean0,
-            "diff": cu.diff,
-            "diff_lo": cu.lo,
-            "diff_hi": cu.hi,
-            "rel": crel,
-            "rel_lo": crlo,
-            "rel_hi": crhi,
-            "p_value": cu.p,
-        }
-    )
+    m1 = float(rev[t].mean()) if n1 else np.nan
+    m0 = float(rev[c].mean()) if n0 else np.nan
+    if reps_t is not None and reps_c is not None and n1 and n0:
+        # the bootstrap (percentile; arms resampled independently) for the skewed revenue
+        diff_reps = reps_t[:, 0] - reps_c[:, 0]
+        blo, bhi = percentile_interval(diff_reps, alpha)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_reps = reps_t[:, 0] / reps_c[:, 0] - 1
+        fin = rel_reps[np.isfinite(rel_reps)]
+        rlo, rhi = percentile_interval(fin, alpha) if fin.size else (np.nan, np.nan)
+        rows.append(
+            {
+                "metric": "revenue_per_user",
+                "method": "bootstrap",
+                "treatment": m1,
+                "control": m0,
+                "diff": m1 - m0,
+                "diff_lo": blo,
+                "diff_hi": bhi,
+                "rel": m1 / m0 - 1 if m0 else np.nan,
+                "rel_lo": rlo,
+                "rel_hi": rhi,
+                "p_value": bootstrap_p_value(diff_reps),
+            }
+        )
+    else:
+        rows.append(_empty_row("revenue_per_user", "bootstrap"))
+    cu = None
+    if n1 >= 2 and n0 >= 2:
+        both = t | c
+        cu = cuped(rev[both], users.loc[both, "pre_revenue"].to_numpy(float), t[both], alpha)
+        var_m0 = float(np.var(rev[c], ddof=1) / n0)
+        crel, crlo, crhi = _relative_interval(cu.diff, cu.se, m0, var_m0, alpha)
+        rows.append(
+            {
+                "metric": "revenue_per_user",
+                "method": "cuped",
+                "treatment": cu.mean1,
+                "control": cu.mean0,
+                "diff": cu.diff,
+                "diff_lo": cu.lo,
+                "diff_hi": cu.hi,
+                "rel": crel,
+                "rel_lo": crlo,
+                "rel_hi": crhi,
+                "p_value": cu.p,
+            }
+        )
+    else:
+        rows.append(_empty_row("revenue_per_user", "cuped"))
     orders = users["orders"].to_numpy(float)
     rows.append(_mean_row("orders_per_user", "welch", orders[t], orders[c], alpha))
     v1, v0 = int(users.loc[t, "visited"].sum()), int(users.loc[c, "visited"].sum())
@@ -446,10 +529,66 @@ def _effects(
     rows.append(_mean_row("events_per_user", "welch", ev[t], ev[c], alpha))
     pre = users["pre_revenue"].to_numpy(float)
     rows.append(_mean_row("pre_revenue_per_user (balance)", "welch", pre[t], pre[c], alpha))
-    return pd.DataFrame(rows), cu, reps_t, reps_c
+    for r in rows:
+        r["arm"] = arm
+    return rows, cu
 
 
-def _segment_table(users: pd.DataFrame, alpha: float) -> pd.DataFrame:
+def _comparisons(users: pd.DataFrame, treatments: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """Each treatment arm's mask, then the pooled "any treatment" when there are several."""
+    arm = users["arm"].to_numpy()
+    out = [(a, arm == a) for a in treatments]
+    if len(treatments) > 1:
+        out.append((POOLED, np.isin(arm, list(treatments))))
+    return out
+
+
+def _effects(
+    users: pd.DataFrame,
+    treatments: Sequence[str],
+    control: str,
+    alpha: float,
+    n_resamples: int,
+    rng: np.random.Generator,
+    warnings: list[str],
+) -> tuple[pd.DataFrame, dict[str, CupedResult | None], dict[str, np.ndarray]]:
+    """Every arm against the control (and the pooled treatment), with Holm and BH across
+    the arms for each metric. Returns the effects, CUPED per comparison and the bootstrap
+    replicates (per arm, the control and the pooled arm) the ROI reuses."""
+    c = users["arm"].to_numpy() == control
+    comparisons = _comparisons(users, treatments)
+    reps: dict[str, np.ndarray] = {}
+    if n_resamples > 0:
+        try:
+            for name, mask in [(control, c), *comparisons]:
+                values = users.loc[mask, BOOTSTRAP_COLUMNS].to_numpy(float)
+                reps[name] = _bootstrap_means(values, n_resamples, rng)
+        except Exception as exc:  # an optional step: report it, keep the rest
+            _step_failed(warnings, "bootstrap", exc)
+            reps = {}
+    rows: list[dict] = []
+    cupeds: dict[str, CupedResult | None] = {}
+    for name, mask in comparisons:
+        r, cupeds[name] = _comparison(
+            users, name, mask, c, alpha, reps.get(name), reps.get(control)
+        )
+        rows.extend(r)
+    cols = ["arm", "metric", "method", "treatment", "control", "diff", "diff_lo", "diff_hi",
+            "rel", "rel_lo", "rel_hi", "p_value"]  # fmt: skip
+    effects = pd.DataFrame(rows)[cols]
+    # several arms against one control: adjust each metric's p-values across the arms
+    effects["p_holm"] = effects["p_value"]
+    effects["p_bh"] = effects["p_value"]
+    arms_only = effects["arm"] != POOLED
+    for _, idx in effects[arms_only].groupby(["metric", "method"], sort=False).groups.items():
+        p = effects.loc[idx, "p_value"].to_numpy(float)
+        effects.loc[idx, "p_holm"] = holm(p)
+        effects.loc[idx, "p_bh"] = benjamini_hochberg(p)
+    return effects, cupeds, reps
+
+
+def _segment_table(users: pd.DataFrame, control: str, alpha: float) -> pd.DataFrame:
+    """Lift by segment, every treatment arm pooled against the control."""
     cols = [
         "segment", "n_treatment", "n_control", "conversion_treatment", "conversion_control",
         "lift", "lift_lo", "lift_hi", "p_value", "p_holm", "p_bh", "revenue_lift",
@@ -458,7 +597,7 @@ def _segment_table(users: pd.DataFrame, alpha: float) -> pd.DataFrame:
     ]  # fmt: skip
     if "segment" not in users or users["segment"].isna().all():
         return pd.DataFrame(columns=cols)
-    u = users.dropna(subset=["segment"]).assign(t=lambda f: f["arm"] == "treatment")
+    u = users.dropna(subset=["segment"]).assign(t=lambda f: f["arm"] != control)
     g = u.groupby(["segment", "t"])
     agg = g.agg(
         n=("converted", "size"),
@@ -514,50 +653,57 @@ def _segment_table(users: pd.DataFrame, alpha: float) -> pd.DataFrame:
 
 def _roi_table(
     users: pd.DataFrame,
-    reps_t: np.ndarray,
-    reps_c: np.ndarray,
-    message_cost: float,
+    comparisons: list[tuple[str, np.ndarray]],
+    control: str,
+    reps: dict[str, np.ndarray],
+    message_cost: dict[str, float],
     alpha: float,
 ) -> pd.DataFrame:
-    """Incremental revenue, cost, net and ROI for the treated arm, with bootstrap CIs.
+    """Incremental revenue, cost, net and ROI of each treated arm, with bootstrap CIs.
 
-    ``reps_*`` hold bootstrap replicate means of (revenue, converted, offer_cost).
+    ``reps`` hold bootstrap replicate means of (revenue, converted, offer_cost) per arm.
     Incremental quantities scale the per-user difference to the treated arm's size.
     """
-    t = users["arm"] == "treatment"
-    c = users["arm"] == "control"
-    n_t = int(t.sum())
-    point_t = users.loc[t, ["revenue", "converted", "offer_cost"]].to_numpy(float).mean(axis=0)
-    point_c = users.loc[c, ["revenue", "converted"]].to_numpy(float).mean(axis=0)
+    c = users["arm"].to_numpy() == control
+    def mean(values: np.ndarray) -> np.ndarray:
+        return values.mean(axis=0) if len(values) else np.full(values.shape[1], np.nan)
 
-    def stats(mt: np.ndarray, mc: np.ndarray) -> dict[str, np.ndarray]:
-        inc_rev = n_t * (mt[..., 0] - mc[..., 0])
-        inc_conv = n_t * (mt[..., 1] - mc[..., 1])
-        cost = message_cost + n_t * mt[..., 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            roi = np.where(cost > 0, (inc_rev - cost) / cost, np.nan)
-            cpic = np.where(inc_conv > 0, cost / inc_conv, np.nan)
-        return {
-            "incremental_revenue": inc_rev,
-            "incremental_conversions": inc_conv,
-            "cost": cost,
-            "net": inc_rev - cost,
-            "roi": roi,
-            "cost_per_incremental_conversion": cpic,
-        }
-
-    point = stats(point_t, np.append(point_c, 0.0))
-    reps = stats(reps_t, reps_c)
+    point_c = mean(users.loc[c, ["revenue", "converted"]].to_numpy(float))
     rows = []
-    for item, value in point.items():
-        r = np.asarray(reps[item], float)
-        r = r[np.isfinite(r)]
-        if item == "cost_per_incremental_conversion" and len(r) < 0.975 * len(reps_t):
-            lo, hi = np.nan, np.nan  # the lift CI reaches 0: the ratio is unbounded
-        else:
-            lo, hi = percentile_interval(r, alpha) if r.size else (np.nan, np.nan)
-        rows.append({"item": item, "value": float(value), "lo": lo, "hi": hi})
-    return pd.DataFrame(rows)
+    for arm, t in comparisons:
+        n_t = int(t.sum())
+        point_t = mean(users.loc[t, BOOTSTRAP_COLUMNS].to_numpy(float))
+        msg = float(message_cost.get(arm, 0.0))
+
+        def stats(mt: np.ndarray, mc: np.ndarray, n_t: int = n_t, msg: float = msg) -> dict:
+            inc_rev = n_t * (mt[..., 0] - mc[..., 0])
+            inc_conv = n_t * (mt[..., 1] - mc[..., 1])
+            cost = msg + n_t * mt[..., 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                roi = np.where(cost > 0, (inc_rev - cost) / cost, np.nan)
+                cpic = np.where((inc_conv > 0) & (cost > 0), cost / inc_conv, np.nan)
+            return {
+                "incremental_revenue": inc_rev,
+                "incremental_conversions": inc_conv,
+                "cost": cost,
+                "net": inc_rev - cost,
+                "roi": roi,
+                "cost_per_incremental_conversion": cpic,
+            }
+
+        with np.errstate(invalid="ignore"):
+            point = stats(point_t, np.append(point_c, 0.0))
+        boot = stats(reps[arm], reps[control]) if arm in reps and control in reps else None
+        for item, value in point.items():
+            lo = hi = np.nan
+            if boot is not None:
+                r = np.asarray(boot[item], float)
+                fin = r[np.isfinite(r)]
+                # a ratio whose denominator's CI reaches 0 is unbounded: no interval
+                if fin.size and fin.size >= 0.975 * r.size:
+                    lo, hi = percentile_interval(fin, alpha)
+            rows.append({"arm": arm, "item": item, "value": float(value), "lo": lo, "hi": hi})
+    return pd.DataFrame(rows, columns=["arm", "item", "value", "lo", "hi"])
 
 
 # -- costs -----------------------------------------------------------------------------
@@ -568,8 +714,10 @@ def _costs(
     users: pd.DataFrame,
     runs: pd.DataFrame,
     plan_segmentation: str | None,
-) -> tuple[float, pd.Series]:
-    """Total message cost and the offer cost each treated user would cost on converting.
+    comparisons: list[tuple[str, np.ndarray]],
+) -> tuple[dict[str, float], pd.Series]:
+    """Message cost of each treated arm and the offer cost each user would cost on
+    converting.
 
     ``runs`` are the campaign's rows of ``campaign_runs``; ``plan_segmentation`` the
     segmentation its plan targeted (offers are looked up per segment at plan time).
@@ -579,29 +727,92 @@ def _costs(
     if not imported.empty:
         params = json.loads(imported["params"].iloc[0] or "{}")
         per_msg = float(params.get("cost_per_message", 0.0))
-        per_red = float(params.get("cost_per_redemption", 0.0))
-        n_sent = int((users["arm"] == "treatment").sum())
-        offer[:] = per_red
-        return per_msg * n_sent, offer
+        offer[:] = float(params.get("cost_per_redemption", 0.0))
+        return {arm: per_msg * int(mask.sum()) for arm, mask in comparisons}, offer
     sent = store.query(
-        "SELECT channel, count(*) AS n FROM deliveries "
-        f"WHERE campaign = {lit(campaign)} AND status = 'sent' GROUP BY channel"
+        "SELECT a.arm, d.channel, count(*) AS n FROM deliveries d "
+        "JOIN campaign_assignments a ON a.campaign = d.campaign AND a.run_id = d.run_id "
+        f"AND a.user_id = d.user_id WHERE d.campaign = {lit(campaign)} AND d.status = 'sent' "
+        "GROUP BY a.arm, d.channel"
     )
     playbook = config.playbook if config is not None else None
-    total = 0.0
-    for ch, n in zip(sent["channel"], sent["n"], strict=True):
+    per_arm: dict[str, float] = {}
+    for arm, ch, n in zip(sent["arm"], sent["channel"], sent["n"], strict=True):
         spec = playbook.channels.get(str(ch)) if playbook is not None else None
-        total += (float(spec.cost_per_message) if spec is not None else 0.0) * int(n)
+        cost = (float(spec.cost_per_message) if spec is not None else 0.0) * int(n)
+        per_arm[str(arm)] = per_arm.get(str(arm), 0.0) + cost
+    arms = users["arm"].to_numpy()
+    message = {
+        name: sum(v for a, v in per_arm.items() if mask[arms == a].any())
+        for name, mask in comparisons
+    }
     if playbook is not None and plan_segmentation is not None and "segment_at_plan" in users:
         costs = {}
         for seg in users["segment_at_plan"].dropna().unique():
             strategy = playbook.strategy_for(plan_segmentation, str(seg))
             costs[seg] = strategy.offer.cost_per_redemption if strategy is not None else 0.0
         offer = users["segment_at_plan"].map(costs).fillna(0.0).astype(float)
-    return total, offer
+    return message, offer
+
+
+def _design_check(
+    users: pd.DataFrame, designs: dict[str, Design], campaign: str, warnings: list[str]
+) -> tuple[str, list[str], SrmResult]:
+    """The control label, the treatment arms in design order, and the k-arm sample-ratio
+    test of the observed arm sizes against the split each run recorded."""
+    controls = {d.control for d in designs.values()}
+    if len(controls) != 1:
+        raise ConfigError(
+            f"campaign {campaign!r}: its runs name different control arms "
+            f"({', '.join(sorted(controls)) or 'none'})"
+        )
+    control = controls.pop()
+    per_run = users.groupby("run_id").size()
+    missing = [str(r) for r in per_run.index if not designs.get(str(r), Design(control)).split]
+    if missing:
+        raise ConfigError(f"campaign {campaign!r}: run {missing[0]} has no recorded split")
+    expected: dict[str, float] = {}
+    for run, n in per_run.items():
+        for arm, share in designs[str(run)].split.items():
+            expected[arm] = expected.get(arm, 0.0) + float(n) * share
+    observed = users["arm"].value_counts()
+    stray = [str(a) for a in observed.index if str(a) not in expected]
+    if stray:
+        warnings.append(
+            f"arm(s) {', '.join(stray)} are not in the campaign's design; their "
+            f"{int(observed[stray].sum()):,} users are left out of every comparison"
+        )
+    arms = list(expected)
+    if control not in expected:
+        raise ConfigError(
+            f"campaign {campaign!r}: no control arm {control!r} in its design ({', '.join(arms)})"
+        )
+    treatments = [a for a in arms if a != control]
+    for arm in arms:
+        if int(observed.get(arm, 0)) == 0:
+            warnings.append(f"arm {arm!r} has no users: its comparisons are empty (shown as —)")
+    counts = [int(observed.get(a, 0)) for a in arms]
+    srm = srm_test(counts, [expected[a] for a in arms], alpha=0.01)
+    if srm.flagged:
+        total = sum(expected.values())
+        got = " / ".join(f"{n:,} {a}" for a, n in zip(arms, counts, strict=True))
+        want = " / ".join(f"{expected[a] / total:.1%}" for a in arms)
+        warnings.append(
+            f"SAMPLE RATIO MISMATCH: {got} against a designed {want} split "
+            f"(chi-square p = {srm.p:.2g}, {len(arms) - 1} df); the assignment or the logging "
+            "is broken and the effects below are NOT trustworthy"
+        )
+    return control, treatments, srm
 
 
 # -- the entry point -------------------------------------------------------------------
+DEFAULT_RESAMPLES = 20_000
+"""Bootstrap resamples by default: the percentile interval's Monte-Carlo error is then
+under 0.5 % of its width (``bench/bootstrap_mc.py`` measures it on the demo)."""
+
+UPLIFT_OUTCOMES = ("conversion", "visit", "revenue")
+
+
 def evaluate_campaign(
     store: Store,
     campaign: str,
@@ -611,12 +822,13 @@ def evaluate_campaign(
     pre_days: int = 90,
     segmentation: str | None = None,
     alpha: float = 0.05,
-    n_resamples: int = 2000,
+    n_resamples: int = DEFAULT_RESAMPLES,
     uplift: bool = True,
+    uplift_outcome: str = "conversion",
     visit_events: Sequence[str] = VISIT_EVENTS,
     seed: int = 0,
 ) -> CampaignEvaluation:
-    """Evaluate a campaign from its holdout.
+    """Evaluate a campaign from its holdout: every arm against the control.
 
     Parameters
     ----------
@@ -638,20 +850,36 @@ def evaluate_campaign(
         segments its plan targeted; an imported campaign has no breakdown.
     alpha : float, default 0.05
         1 - confidence level of every interval.
-    n_resamples : int, default 2000
-        Bootstrap resamples (revenue CI, ROI).
+    n_resamples : int, default 20,000
+        Bootstrap resamples (revenue CI and p-value, ROI); 0 skips the bootstrap.
     uplift : bool, default True
         Fit the two-model uplift ranking (cross-fitted) and its Qini curve.
+    uplift_outcome : {"conversion", "visit", "revenue"}
+        What the uplift model ranks users by.
     visit_events : sequence of str
         Event names that count as a visit.
     seed : int, default 0
         Seeds the bootstrap and the uplift model's folds: reruns give the same numbers.
+
+    Notes
+    -----
+    Arms have any names; the control is the one the campaign's design names (see
+    :mod:`segmint.experiments._arms`). With several treatment arms each is compared with
+    the control (p-values also Holm- and BH-adjusted across the arms, ``p_holm``/``p_bh``)
+    and the arms pooled as ``"any treatment"`` are compared too. Optional steps (the
+    bootstrap, the uplift model) that fail become a warning, never a failed evaluation.
     """
     started = time.perf_counter()
     if window_days <= 0 or pre_days < 0:
         raise ConfigError("window_days must be > 0 and pre_days >= 0")
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be between 0 and 1 (got {alpha})")
+    if n_resamples < 0:
+        raise ConfigError(f"n_resamples must be >= 0 (got {n_resamples})")
+    if uplift_outcome not in UPLIFT_OUTCOMES:
+        raise ConfigError(
+            f"uplift_outcome must be one of {', '.join(UPLIFT_OUTCOMES)} (got {uplift_outcome!r})"
+        )
     ensure_campaign_tables(store)
     known = store.query(
         "SELECT campaign, count(*) AS n FROM campaign_assignments GROUP BY campaign"
@@ -666,6 +894,10 @@ def evaluate_campaign(
     rng = np.random.default_rng(seed)
     users = _user_outcomes(store, campaign, window_days, pre_days, visit_events)
     warnings: list[str] = []
+    control, treatments, srm = _design_check(
+        users, run_designs(store, campaign), campaign, warnings
+    )
+    users = users[users["arm"].isin([*treatments, control])].reset_index(drop=True)
     start = users["t0"].min().to_pydatetime()
     end = users["t0"].max().to_pydatetime() + timedelta(days=window_days)
     horizon = store.scalar(
@@ -729,47 +961,27 @@ def evaluate_campaign(
         users["segment"] = users["segment_at_plan"]
         seg_name = plan_seg
 
-    # design: the configured split, per run
     runs = store.query(
         f"SELECT run_id, status, params FROM campaign_runs WHERE campaign = {lit(campaign)}"
     )
-    holdout = {
-        str(r): float(json.loads(p or "{}").get("holdout", np.nan))
-        for r, p in zip(runs["run_id"], runs["params"], strict=True)
-    }
-    per_run = users.groupby("run_id").size()
-    h = per_run.index.map(lambda r: holdout.get(str(r), np.nan)).to_numpy(float)
-    if np.isnan(h).any():
-        raise ConfigError(f"campaign {campaign!r}: a run has no recorded holdout share")
-    expected_control = float((per_run.to_numpy() * h).sum())
-    n_all = len(users)
-    observed_counts = [
-        int((users["arm"] == "treatment").sum()),
-        int((users["arm"] == "control").sum()),
-    ]
-    srm = srm_test(
-        observed_counts, [1 - expected_control / n_all, expected_control / n_all], alpha=0.01
-    )
-    if srm.flagged:
-        warnings.append(
-            f"SAMPLE RATIO MISMATCH: {observed_counts[0]:,} treatment / {observed_counts[1]:,} "
-            f"control against a designed {1 - expected_control / n_all:.1%} / "
-            f"{expected_control / n_all:.1%} split (chi-square p = {srm.p:.2g}); the "
-            "assignment or the logging is broken and the effects below are NOT trustworthy"
-        )
-
-    message_cost, offer_cost = _costs(store, config, campaign, users, runs, plan_seg)
+    comparisons = _comparisons(users, treatments)
+    message_cost, offer_cost = _costs(store, config, campaign, users, runs, plan_seg, comparisons)
     users["offer_cost"] = offer_cost.to_numpy(float) * users["converted"].to_numpy(float)
-    arms = _arms_table(users, alpha)
-    effects, cu, reps_t, reps_c = _effects(users, alpha, n_resamples, rng)
-    segments = _segment_table(users, alpha)
-    roi = _roi_table(users, reps_t, reps_c, message_cost, alpha)
+    arms = _arms_table(users, [*treatments, control], alpha)
+    effects, cupeds, reps = _effects(users, treatments, control, alpha, n_resamples, rng, warnings)
+    segments = _segment_table(users, control, alpha)
+    roi = _roi_table(users, comparisons, control, reps, message_cost, alpha)
+    main = comparisons[-1][0] if comparisons else control
+    cu = cupeds.get(main) or _nan_cuped()
 
     up = None
     if uplift and features is not None:
-        up = _fit_uplift(users, features, seed, warnings)
+        try:
+            up = _fit_uplift(users, features, control, uplift_outcome, seed, warnings)
+        except Exception as exc:  # an optional step: report it, keep the rest
+            _step_failed(warnings, "uplift", exc)
     seconds = time.perf_counter() - started
-    log.info("evaluated campaign %s (%d users) in %.2fs", campaign, n_all, seconds)
+    log.info("evaluated campaign %s (%d users) in %.2fs", campaign, len(users), seconds)
     return CampaignEvaluation(
         campaign=campaign,
         window_days=window_days,
@@ -789,54 +1001,168 @@ def evaluate_campaign(
         users=users,
         warnings=tuple(warnings),
         seconds=seconds,
+        control=control,
+        treatments=tuple(treatments),
+        n_resamples=n_resamples,
+        uplift_outcome=uplift_outcome,
     )
 
 
+def _nan_cuped() -> CupedResult:
+    nan = float("nan")
+    return CupedResult(nan, nan, nan, nan, nan, nan, nan, nan, nan)
+
+
+def usable_features(matrix: pd.DataFrame, treated: np.ndarray) -> pd.DataFrame:
+    """The feature columns a model can learn from: numeric, not entirely missing, not
+    constant, and observed in both arms (a column missing in one arm would let the model
+    tell the arms apart by missingness alone)."""
+    keep = []
+    for col in matrix.columns:
+        v = matrix[col].to_numpy(dtype="float64", na_value=np.nan)
+        seen = ~np.isnan(v)
+        if not seen[treated].any() or not seen[~treated].any():
+            continue
+        if np.nanmin(v) == np.nanmax(v) and seen.all():
+            continue
+        keep.append(col)
+    return matrix[keep]
+
+
 def _fit_uplift(
-    users: pd.DataFrame, features: pd.DataFrame, seed: int, warnings: list[str]
+    users: pd.DataFrame,
+    features: pd.DataFrame,
+    control: str,
+    outcome: str,
+    seed: int,
+    warnings: list[str],
 ) -> UpliftResult | None:
-    """Cross-fitted two-model uplift on pre-treatment features, with its Qini curve."""
+    """Cross-fitted two-model uplift on pre-treatment features, with its Qini curve.
+
+    Every treatment arm together against the control. ``outcome`` is conversion, visit
+    (both classified) or revenue (regressed; no AUUC then)."""
     from segmint.experiments._uplift import TLearner, evaluate_uplift
 
-    t = (users["arm"] == "treatment").to_numpy()
-    y = users["converted"].to_numpy()
-    if min(t.sum(), (~t).sum()) < MIN_UPLIFT_USERS or min(y[t].sum(), y[~t].sum()) < (
+    t = (users["arm"] != control).to_numpy()
+    column = {"conversion": "converted", "visit": "visited", "revenue": "revenue"}[outcome]
+    y = users[column].to_numpy(dtype=float)
+    hits = y > 0
+    if min(t.sum(), (~t).sum()) < MIN_UPLIFT_USERS or min(hits[t].sum(), hits[~t].sum()) < (
         MIN_UPLIFT_CONVERSIONS
     ):
         warnings.append(
             f"uplift model skipped: it needs at least {MIN_UPLIFT_USERS} users and "
-            f"{MIN_UPLIFT_CONVERSIONS} conversions in each arm"
+            f"{MIN_UPLIFT_CONVERSIONS} users with a {outcome} in each arm"
         )
         return None
     numeric = features.select_dtypes(include=["number", "boolean", "bool"]).columns
     x = users[["user_id"]].merge(features[["user_id", *numeric]], on="user_id", how="left")
-    matrix = x[list(numeric)].astype("float64").to_numpy()
-    model = TLearner(random_state=seed)
-    scores = model.fit_predict(matrix, t, y)
-    return evaluate_uplift(scores, t, y, model=str(model.model_name_))
+    x = usable_features(x[list(numeric)].astype("float64"), t)
+    if x.shape[1] == 0:
+        warnings.append("uplift model skipped: no pre-treatment feature varies across users")
+        return None
+    estimator = None
+    if outcome == "revenue":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        estimator = HistGradientBoostingRegressor(
+            max_iter=100,
+            max_leaf_nodes=15,
+            min_samples_leaf=100,
+            l2_regularization=1.0,
+            early_stopping=False,
+            random_state=seed,
+        )
+    model = TLearner(estimator=estimator, random_state=seed)
+    target = y if outcome == "revenue" else hits.astype(float)
+    scores = model.fit_predict(x.to_numpy(), t, target)
+    return evaluate_uplift(scores, t, target, model=str(model.model_name_))
 
 
 # -- importing a past experiment -------------------------------------------------------
+def _import_design(
+    labels: pd.Series,
+    control: str,
+    control_share: float | None,
+    split: Mapping[str, float] | None,
+) -> tuple[Design, pd.Series]:
+    """The design of an imported experiment and each row's arm in the design's spelling
+    (NaN for a row whose arm is not in it). Labels match case-insensitively."""
+    control = normalize_arm(control)
+    if split is not None:
+        design = make_design(split, control)
+    else:
+        if control_share is None:
+            raise ConfigError(
+                "give the designed split: control_share (the control's share; the other "
+                "arms share the rest equally) or split {arm: share}"
+            )
+        if not 0 < control_share < 1:
+            raise ConfigError(f"control_share must be between 0 and 1 (got {control_share})")
+        found = labels[labels != ""]
+        spelling = (
+            found.groupby(found.str.casefold()).agg(lambda s: s.value_counts().index[0])
+            if not found.empty
+            else pd.Series(dtype=str)
+        )
+        sizes = found.str.casefold().value_counts()
+        if control.casefold() not in spelling.index:
+            raise ConfigError(
+                f"no arm named {control!r} in the file (arms found: "
+                f"{', '.join(map(str, spelling.to_numpy())) or 'none'}); name the control "
+                "arm with --control ARM"
+            )
+        others = [k for k in sizes.index if k != control.casefold()]
+        if not others:
+            raise ConfigError(f"the file has only the control arm {control!r}: nothing to compare")
+        for k in others:  # a tiny arm spelled like a big one is a typo, not an arm
+            near = get_close_matches(k, [o for o in sizes.index if o != k], n=1, cutoff=0.75)
+            if near and sizes[k] < 0.05 * sizes[near[0]]:
+                raise ConfigError(
+                    f"arm {spelling[k]!r} ({sizes[k]:,} rows) looks like a typo of "
+                    f"{spelling[near[0]]!r} ({sizes[near[0]]:,} rows): fix the file, or give "
+                    "the split of every arm (--split) to count such rows as bad"
+                )
+        share = (1 - control_share) / len(others)
+        design = make_design(
+            {
+                **{str(spelling[k]): share for k in others},
+                str(spelling[control.casefold()]): control_share,
+            },  # fmt: skip
+            str(spelling[control.casefold()]),
+        )
+    by_key = {a.casefold(): a for a in design.split}
+    if labels.str.casefold().isin([design.control.casefold()]).sum() == 0:
+        raise ConfigError(
+            f"no row of the file has the control arm {design.control!r} (arms found: "
+            f"{', '.join(sorted(set(labels) - {''})) or 'none'}); name it with --control ARM"
+        )
+    return design, labels.str.casefold().map(by_key)
+
+
 def import_assignments(
     store: Store,
     campaign: str,
     frame: pd.DataFrame,
     *,
-    control_share: float,
+    control_share: float | None = None,
+    split: Mapping[str, float] | None = None,
+    control: str = DEFAULT_CONTROL,
     cost_per_message: float = 0.0,
     cost_per_redemption: float = 0.0,
     source: str | None = None,
-) -> dict[str, int]:
-    """Store a past randomized campaign's assignments so it can be evaluated.
+) -> dict[str, Any]:
+    """Store a past randomized experiment's assignments so it can be evaluated.
 
-    ``frame`` has ``user_id``, ``arm`` (``treatment``/``control``) and ``sent_at`` (the
-    exposure time, one per user; naive times are UTC). ``control_share`` is the designed
-    holdout, which the sample-ratio check compares against. Users unknown to the store and
-    rows with a bad arm are refused with a count; importing the same file again replaces
-    the earlier import of that campaign (idempotent) in one transaction.
+    ``frame`` has ``user_id``, ``arm`` and ``sent_at`` (the exposure time, one per user;
+    naive times are UTC). Arms have any names (``message A``, ``message B``, ``holdout``);
+    ``control`` names the control arm. The designed split, which the sample-ratio check
+    compares against, is either ``split`` (``{arm: share}`` over every arm; rows with
+    another arm are counted as bad rows) or ``control_share`` (the other arms found in the
+    file share the rest equally). Users unknown to the store and bad rows are refused with
+    a count; importing the same file again replaces the earlier import of that campaign
+    (idempotent) in one transaction.
     """
-    if not 0 < control_share < 1:
-        raise ConfigError(f"control_share must be between 0 and 1 (got {control_share})")
     missing = {"user_id", "arm", "sent_at"} - set(frame.columns)
     if missing:
         raise ConfigError(
@@ -846,9 +1172,10 @@ def import_assignments(
     ensure_campaign_tables(store)
     f = frame[["user_id", "arm", "sent_at"]].copy()
     f["user_id"] = f["user_id"].astype(str)
-    f["arm"] = f["arm"].astype(str).str.strip().str.lower()
+    labels = f["arm"].fillna("").astype(str).map(normalize_arm)
+    design, f["arm"] = _import_design(labels, control, control_share, split)
     ts = pd.to_datetime(f["sent_at"], errors="coerce", utc=True)
-    bad = ~f["arm"].isin(["treatment", "control"]) | ts.isna() | f["user_id"].duplicated()
+    bad = f["arm"].isna() | ts.isna() | f["user_id"].duplicated()
     f = f.assign(sent_at=ts)[~bad]
     known = set(store.query("SELECT user_id FROM users")["user_id"].astype(str))
     unknown = ~f["user_id"].isin(known)
@@ -866,13 +1193,16 @@ def import_assignments(
     run_id = f"import-{campaign}"
     now = datetime.now(UTC)
     params = {
-        "holdout": control_share,
+        "holdout": design.split[design.control],
+        **design.to_params(),
         "source": source,
         "cost_per_message": cost_per_message,
         "cost_per_redemption": cost_per_redemption,
         "imported_at": now.isoformat(),
     }
-    n_t, n_c = int((f["arm"] == "treatment").sum()), int((f["arm"] == "control").sum())
+    per_arm = f["arm"].value_counts()
+    n_c = int(per_arm.get(design.control, 0))
+    n_t = len(f) - n_c
     rows = pd.DataFrame(
         {
             "campaign": campaign,
@@ -908,6 +1238,8 @@ def import_assignments(
     return {
         "read": len(frame),
         "imported": n_t + n_c,
+        "arms": {a: int(per_arm.get(a, 0)) for a in design.arms},
+        "control_arm": design.control,
         "treatment": n_t,
         "control": n_c,
         "rejected_bad_rows": int(bad.sum()),

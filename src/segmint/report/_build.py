@@ -31,6 +31,7 @@ import pandas as pd
 from segmint._i18n import Language, language
 from segmint._output import cannot_write, output_file
 from segmint.errors import NotFoundError
+from segmint.experiments._arms import POOLED
 from segmint.report import _charts as charts
 
 if TYPE_CHECKING:
@@ -1085,6 +1086,11 @@ _MONEY_METRICS = frozenset({"revenue_per_user", "pre_revenue_per_user (balance)"
 _MONEY_ITEMS = frozenset({"incremental_revenue", "cost", "net", "cost_per_incremental_conversion"})
 
 
+def _arm_word(tx: Any, arm: Any) -> str:
+    """An arm's name as the user wrote it; the pooled comparison in the report's language."""
+    return tx.t(POOLED) if arm == POOLED else str(arm or "")
+
+
 def _metric_value(tx: _Text, metric: str, value: Any, *, signed: bool = False) -> str:
     """A campaign metric: percent for proportions, money for revenue, a number otherwise."""
     if value is None or not np.isfinite(float(value)):
@@ -1128,27 +1134,24 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
     def label(e: dict[str, Any]) -> str:
         return e["campaign"] + ("" if e["complete"] else " " + tx.t("(interim)"))
 
-    def effect(e: dict[str, Any], metric: str, method: str) -> dict[str, Any] | None:
-        for r in e["effects"]:
-            if r["metric"] == metric and r["method"] == method:
-                return dict(r)
-        return None
+    def many(e: dict[str, Any]) -> bool:
+        return len(e.get("treatments") or ["treatment"]) > 1
 
     conv_rows, rev_rows = [], []
     for e in evals:
         if not e["observed_days"]:
             continue  # nothing after the send yet: no effect to draw
-        c, r = effect(e, "conversion", "newcombe"), effect(e, "revenue_per_user", "welch")
-        if c and c["diff_lo"] is not None:
-            conv_rows.append(
-                {"label": label(e), "diff": c["diff"], "lo": c["diff_lo"], "hi": c["diff_hi"],
-                 "p": c["p_value"]}
-            )  # fmt: skip
-        if r and r["diff_lo"] is not None:
-            rev_rows.append(
-                {"label": label(e), "diff": r["diff"], "lo": r["diff_lo"], "hi": r["diff_hi"],
-                 "p": r["p_value"]}
-            )  # fmt: skip
+        for r in e["effects"]:
+            arm = r.get("arm")
+            if arm == POOLED or r["diff_lo"] is None:
+                continue  # one marker per arm; the pooled row is in the table
+            name = f"{label(e)} · {arm}" if many(e) else label(e)
+            row = {"label": name, "diff": r["diff"], "lo": r["diff_lo"], "hi": r["diff_hi"],
+                   "p": r["p_value"]}  # fmt: skip
+            if (r["metric"], r["method"]) == ("conversion", "newcombe"):
+                conv_rows.append(row)
+            elif (r["metric"], r["method"]) == ("revenue_per_user", "welch"):
+                rev_rows.append(row)
     overview = []
     if conv_rows:
         overview.append(
@@ -1179,6 +1182,7 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
                 continue
             effects.append(
                 {
+                    "arm": _arm_word(tx, r.get("arm")),
                     "metric": tx.t(METRIC_WORDS.get(metric, metric)),
                     "metric_id": metric,
                     "method": r["method"],
@@ -1193,7 +1197,8 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
                 }
             )
         roi = [] if waiting else [
-            {"item": tx.t(ROI_WORDS.get(r["item"], r["item"].replace("_", " "))),
+            {"arm": _arm_word(tx, r.get("arm")),
+             "item": tx.t(ROI_WORDS.get(r["item"], r["item"].replace("_", " "))),
              "value": _roi_value(tx, r["item"], r["value"]),
              "ci": _ci(_roi_value(tx, r["item"], r["lo"]), _roi_value(tx, r["item"], r["hi"]))}
             for r in e["roi"]
@@ -1225,6 +1230,7 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
         blocks.append(
             {
                 "campaign": e["campaign"],
+                "many": many(e),
                 "window": e["window_days"],
                 "start": tx.day(e["start"]),
                 "complete": e["complete"],
