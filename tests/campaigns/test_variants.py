@@ -67,7 +67,9 @@ def _playbook(tmp_path: Path) -> dict[str, Any]:
             "story": {"subject": "A story for you", "body": "STORY {{ offer.label }} {{ arm }}"},
         },
         "strategies": {
-            "life": {"gold": {"template": "plain", "channels": ["export"], "offer": {"type": "none"}}}
+            "life": {
+                "gold": {"template": "plain", "channels": ["export"], "offer": {"type": "none"}}
+            }
         },
         "campaigns": {
             "ab": {
@@ -333,3 +335,49 @@ def test_playbook_check_reports_a_bad_variant_without_a_traceback(tmp_path: Path
     assert result.exit_code != 0
     assert isinstance(result.exception, SystemExit)
     assert "sum to 1.2, not 1" in " ".join(result.output.split())
+
+
+def _project(tmp_path: Path, n: int = 300) -> Path:
+    _store(str(tmp_path / "shop.duckdb"), n=n).close()
+    pb = _playbook(tmp_path)
+    (tmp_path / "segmint.yaml").write_text(
+        yaml.safe_dump({"project": "t", "store": "shop.duckdb", "playbook": pb}), encoding="utf-8"
+    )
+    return tmp_path
+
+
+def test_cli_plan_prints_the_arms(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from segmint.cli import app
+
+    root = _project(tmp_path)
+    result = CliRunner().invoke(app, ["campaign", "plan", "ab", "-p", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert list(data["n_by_arm"]) == list(SPLIT)
+    assert sum(data["n_by_arm"].values()) == data["n_eligible"] == 300
+    assert data["split"] == pytest.approx(SPLIT) and data["control"] == "control"
+    text = CliRunner().invoke(app, ["campaign", "plan", "ab", "-p", str(root)])
+    assert text.exit_code == 0, text.output
+    assert "message A" in text.output and "45.0%" in text.output
+    classic = CliRunner().invoke(app, ["campaign", "plan", "classic", "-p", str(root)])
+    assert "arms by segment" in classic.output and "message A" not in classic.output
+
+
+def test_export_audience_by_arm(tmp_path: Path) -> None:
+    import segmint
+
+    _project(tmp_path)
+    with segmint.open_project(tmp_path) as p:
+        plan = plan_campaign(p.store, p.config, "ab")
+        treated = p.export_audience("ab", tmp_path / "treated.csv")
+        one = p.export_audience("ab", tmp_path / "b.csv", arm="message B")
+        held = p.export_audience("ab", tmp_path / "control.csv", arm="control")
+        with pytest.raises(ConfigError, match=r"arm 'message C': did you mean 'message B'\?"):
+            p.export_audience("ab", tmp_path / "c.csv", arm="message C")
+    assert treated.n_rows == plan.n_treatment
+    assert one.n_rows == plan.n_by_arm["message B"]
+    assert held.n_rows == plan.n_control
+    frame = pd.read_csv(tmp_path / "treated.csv", encoding="utf-8-sig", dtype=str)
+    assert set(frame["arm"]) == {"message A", "message B"}
