@@ -381,3 +381,30 @@ def test_export_audience_by_arm(tmp_path: Path) -> None:
     assert held.n_rows == plan.n_control
     frame = pd.read_csv(tmp_path / "treated.csv", encoding="utf-8-sig", dtype=str)
     assert set(frame["arm"]) == {"message A", "message B"}
+
+
+def test_the_docs_example_loads() -> None:
+    """The YAML of docs/campaigns.md's Variants section is a valid campaign."""
+    from segmint.campaigns import Playbook
+
+    doc = (Path(__file__).parents[2] / "docs" / "campaigns.md").read_text(encoding="utf-8")
+    section = doc.split("## Variants (A/B/n)", 1)[1]
+    block = section.split("```yaml", 1)[1].split("```", 1)[0]
+    pb = yaml.safe_load(block)["playbook"]
+    pb["templates"] = {t: {"subject": "s", "body": "b"} for t in ("winback", "winback_story")}
+    pb["strategies"] = {"rfm": {"*": {"template": "winback", "channels": []}}}
+    campaign = Playbook.model_validate(pb).campaigns["winback_ab"]
+    assert campaign.arms(0.1) == {"message A": 0.4, "message B": 0.4, "holdout group": 0.2}
+
+
+def test_a_new_control_label_after_plans_is_refused(
+    shop: tuple[Store, Any], tmp_path: Path
+) -> None:
+    """Earlier control users keep the arm 'control': under another label they would be
+    sent to, so the plan stops."""
+    store, config = shop
+    plan_campaign(store, config, "ab")
+    pb = _playbook(tmp_path)
+    pb["campaigns"]["ab"]["control"] = "holdout group"
+    with pytest.raises(ConfigError, match=r"earlier plans named the control arm 'control'"):
+        plan_campaign(store, tiny_config(pb, root=tmp_path), "ab")

@@ -314,6 +314,21 @@ def _design_params(split: dict[str, float], control: str) -> dict[str, Any]:
     return make_design(split, control).to_params()
 
 
+def _same_control(store: Store, campaign: str, control: str) -> None:
+    """Refuse a control label other than the one earlier plans recorded: their control
+    users keep their arm, and under a new label they would be sent to."""
+    from segmint.experiments._arms import run_designs
+
+    earlier = {d.control for d in run_designs(store, campaign).values() if d.split}
+    if earlier and earlier != {control}:
+        raise ConfigError(
+            f"campaign {campaign!r}: earlier plans named the control arm "
+            f"{', '.join(sorted(earlier))!r}, this configuration {control!r}; its users keep "
+            f"their arm, so set `control: {sorted(earlier)[0]}` again (or start a campaign "
+            "under a new name)"
+        )
+
+
 def new_run_id(campaign: str, now: datetime) -> str:
     """``c-YYYYmmddTHHMMSS-<campaign>-xxxxxx`` (sorts by creation time)."""
     return f"c-{now.strftime('%Y%m%dT%H%M%S')}-{campaign}-{secrets.token_hex(3)}"
@@ -389,6 +404,7 @@ def plan_campaign(
     holdout = config.playbook.holdout if spec.holdout is None else spec.holdout
     split = spec.arms(config.playbook.holdout)
     control = list(split)[-1]
+    _same_control(store, name, control)
     run_id = new_run_id(name, now)
     builder = MessageBuilder(store, config, name, run_id, segment_run, recs=recs, control=control)
     builder.check_templates()  # every template against the full field schema, before SQL
