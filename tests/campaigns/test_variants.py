@@ -408,3 +408,20 @@ def test_a_new_control_label_after_plans_is_refused(
     pb["campaigns"]["ab"]["control"] = "holdout group"
     with pytest.raises(ConfigError, match=r"earlier plans named the control arm 'control'"):
         plan_campaign(store, tiny_config(pb, root=tmp_path), "ab")
+
+
+def test_postgres_assigns_and_sends_the_same_arms(tmp_path: Path, pg_url: str) -> None:
+    """The arm SQL and the delivery filters on PostgreSQL give DuckDB's arms."""
+    duck = _store(str(tmp_path / "d.duckdb"), n=500)
+    pg = _store(pg_url, n=500)
+    config = tiny_config(_playbook(tmp_path), root=tmp_path)
+    try:
+        arms = [_arms(s, plan_campaign(s, config, "ab").run_id) for s in (duck, pg)]
+        pd.testing.assert_series_equal(arms[0], arms[1])
+        report = send_campaign(pg, config, "ab")
+        assert report.sent == int((arms[1] != "control").sum())
+        params = pg.scalar("SELECT params FROM campaign_runs")
+        assert design_from_params(params).split == pytest.approx(SPLIT)
+    finally:
+        duck.close()
+        pg.close()
