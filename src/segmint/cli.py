@@ -925,6 +925,18 @@ def export_segment(
     _print_list_export(_run(go), as_json)
 
 
+def _audience_arm(control: bool, arm: str | None) -> str:
+    """The arm ``export audience`` writes: --arm, --control, else every treated arm."""
+    from segmint.campaigns._config import DEFAULT_CONTROL, DEFAULT_TREATMENT
+    from segmint.errors import ConfigError
+
+    if control and arm is not None:
+        raise ConfigError("--control and --arm: give one (--arm NAME picks any arm)")
+    if arm is not None:
+        return arm
+    return DEFAULT_CONTROL if control else DEFAULT_TREATMENT
+
+
 @export_app.command("audience")
 def export_audience(
     ctx: typer.Context,
@@ -937,6 +949,12 @@ def export_audience(
     control: Annotated[
         bool, typer.Option("--control", help="The control group instead of the treatment.")
     ] = False,
+    arm: Annotated[
+        str | None,
+        typer.Option(
+            "--arm", help="One arm of the plan (a variant's name) instead of every treated arm."
+        ),
+    ] = None,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -950,7 +968,7 @@ def export_audience(
                 out,
                 fmt=fmt,
                 purpose=purpose,
-                arm="control" if control else "treatment",
+                arm=_audience_arm(control, arm),
                 command=_command_line(ctx),
             )
 

@@ -384,13 +384,15 @@ class Project:
         """Write a campaign's audience (its latest plan, or the plan with this run id or
         unique start of one; the ``arm`` group, treatment by default) as a list for other
         tools: ``pseudonym, segment, channel`` by default, user ids and contacts with a
-        ``purpose``. Recorded in :meth:`exports`."""
+        ``purpose``. Recorded in :meth:`exports`.
+
+        ``arm`` is an arm of the plan (a variant's name), ``control`` (the plan's control,
+        whatever its label) or ``treatment`` (every arm but the control); a plan with
+        variants adds an ``arm`` column."""
         from segmint.campaigns._keys import pseudonym_key
-        from segmint.campaigns._plan import latest_plan, load_audience, load_plan
+        from segmint.campaigns._plan import latest_plan, load_plan
         from segmint.profiles._lists import export_list
 
-        if arm not in ("treatment", "control"):
-            raise ConfigError(f"arm {arm!r}: use treatment or control")
         plan = latest_plan(self.store, campaign)
         if plan is None:
             if campaign in self.config.playbook.campaigns:
@@ -408,7 +410,7 @@ class Project:
                     f"no campaign or campaign plan {campaign!r}; {hint}campaigns of the "
                     f"playbook: {', '.join(names) or 'none'} (plan ids: segmint campaign list)"
                 ) from None
-        members = load_audience(self.store, plan.run_id, arm)[["user_id", "segment", "channel"]]
+        members = self._audience_arm(plan, arm)
         return export_list(
             self.store,
             members,
@@ -422,6 +424,31 @@ class Project:
             run_id=plan.run_id,
             campaign=plan.campaign,
         )
+
+    def _audience_arm(self, plan: Any, arm: str) -> pd.DataFrame:
+        """The members of one arm of a plan (see :meth:`export_audience`)."""
+        from segmint.campaigns._config import DEFAULT_CONTROL, DEFAULT_TREATMENT, normalize_arm
+        from segmint.campaigns._plan import load_audience
+
+        arm = normalize_arm(arm)
+        arms = list(plan.n_by_arm) or list(plan.split)
+        variants = bool((set(arms) | set(plan.split)) - {DEFAULT_TREATMENT, DEFAULT_CONTROL})
+        if arm == DEFAULT_CONTROL:
+            arm = plan.control
+        audience = load_audience(self.store, plan.run_id)
+        if arm == DEFAULT_TREATMENT and arm not in arms:
+            audience = audience[audience["arm"].astype(str) != plan.control]
+        elif arm in arms or arm == plan.control:
+            audience = audience[audience["arm"].astype(str) == arm]
+        else:
+            close = get_close_matches(arm, arms, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"arm {arm!r}: {hint}plan {plan.run_id} has the arms {', '.join(arms)} "
+                f"(or use {DEFAULT_TREATMENT} for every arm but the control, {plan.control!r})"
+            )
+        columns = ["user_id", "segment", "channel"] + (["arm"] if variants else [])
+        return audience[columns].reset_index(drop=True)
 
     def exports(self, limit: int | None = None) -> pd.DataFrame:
         """The recorded exports, newest first: when, who, what, why, rows, file."""

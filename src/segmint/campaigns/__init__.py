@@ -34,6 +34,7 @@ from segmint.campaigns._config import (
     Playbook,
     Strategy,
     TemplateSpec,
+    VariantSpec,
     WebhookChannelSpec,
 )
 from segmint.campaigns._delivery import SendReport, delivery_log, make_channel, send_campaign
@@ -85,6 +86,7 @@ __all__ = [
     "Strategy",
     "TemplateSpec",
     "UnsubscribeResult",
+    "VariantSpec",
     "WebhookChannel",
     "WebhookChannelSpec",
     "WebhookSink",

@@ -121,6 +121,16 @@ class DeliveryResult:
     ambiguous: bool = False
 
 
+def _arm_header(message: Message) -> list[str]:
+    """``X-Segmint-Arm`` (the campaign arm, so replies and bounces tell variants apart),
+    encoded when the label is not ASCII."""
+    arm = message.payload.get("arm")
+    if not arm:
+        return []
+    value = arm if arm.isascii() else Header(arm, "utf-8").encode(linesep="\r\n")
+    return [f"X-Segmint-Arm: {value}"]
+
+
 def message_id_for(idempotency_key: str, domain: str = "segmint.local") -> str:
     """The Message-ID of a message: ``<md5 of the key>@domain``; the same key always gives
     the same id (the delivery log computes it the same way in SQL)."""
@@ -307,6 +317,8 @@ class EmailChannel(Channel):
         msg["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg["X-Segmint-Campaign"] = message.campaign
+        if message.payload.get("arm"):
+            msg["X-Segmint-Arm"] = message.payload["arm"]
         return msg
 
     def raw(self, message: Message) -> bytes:
@@ -330,6 +342,7 @@ class EmailChannel(Channel):
             f"List-Unsubscribe: <{message.unsubscribe_url}>",
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
             f"X-Segmint-Campaign: {message.campaign}",
+            *_arm_header(message),
             "MIME-Version: 1.0",
             'Content-Type: text/plain; charset="utf-8"',
             "Content-Transfer-Encoding: base64",
@@ -621,6 +634,8 @@ class FileChannel(Channel):
         "offer",
         "recommendations",
         "unsubscribe_url",
+        "arm",
+        "ui",
     )
 
     def __init__(self, spec: FileChannelSpec, path: str | Path, name: str = "file") -> None:
@@ -694,6 +709,8 @@ class FileChannel(Channel):
                     json.dumps(p.get("offer", {}), sort_keys=True),
                     json.dumps(p.get("recommendations", []), sort_keys=True, default=str),
                     message.unsubscribe_url,
+                    p.get("arm", ""),
+                    p.get("ui") or "",
                 )
             )
         )

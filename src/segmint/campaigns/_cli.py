@@ -53,16 +53,46 @@ def print_plan(plan: Any) -> None:
                 str(r.segment), str(r.channel), f"{int(r.treatment):,}", f"{int(r.control):,}"
             )
         console.print(s)
+    if has_variants(plan):
+        print_arms(plan)
     console.print(
         f"  {plan.n_treatment:,} to send, {plan.n_control:,} held out "
         f"(segmentation {plan.segmentation}, run {plan.segment_run_id})"
     )
 
 
+def has_variants(plan: Any) -> bool:
+    """Whether a plan's arms are other than the classic treatment and control."""
+    from segmint.campaigns._config import DEFAULT_CONTROL, DEFAULT_TREATMENT
+
+    return bool((set(plan.split) | set(plan.n_by_arm)) - {DEFAULT_TREATMENT, DEFAULT_CONTROL})
+
+
+def print_arms(plan: Any) -> None:
+    """Users per arm against the designed split."""
+    t = Table(title="arms")
+    for c in ("arm", "", "design", "users", "share"):
+        t.add_column(c, justify="left" if c in ("arm", "") else "right")
+    total = sum(plan.n_by_arm.values())
+    for arm, n in plan.n_by_arm.items():
+        design = plan.split.get(arm)
+        t.add_row(
+            arm,
+            "control" if arm == plan.control else "sent",
+            "" if design is None else f"{design:.1%}",
+            f"{n:,}",
+            f"{n / total:.1%}" if total else "",
+        )
+    console.print(t)
+
+
 def print_preview(messages: list[Any]) -> None:
     """Rendered examples, one panel-like block each."""
     for m in messages:
-        console.rule(f"{m.segment} · {m.channel} · {m.to or m.user_id}")
+        from segmint.campaigns._config import DEFAULT_TREATMENT
+
+        arm = f" · {m.arm}" if getattr(m, "arm", "") not in ("", DEFAULT_TREATMENT) else ""
+        console.rule(f"{m.segment}{arm} · {m.channel} · {m.to or m.user_id}")
         console.print(Text.assemble(("Subject: ", "bold"), m.subject))
         console.print(m.body)
 

@@ -37,6 +37,7 @@ __all__ = [
     "TemplateSpec",
     "Timing",
     "Trigger",
+    "VariantSpec",
     "WebhookChannelSpec",
 ]
 
@@ -261,8 +262,46 @@ class FrequencyCap(_Strict):
     window_days: int = Field(default=7, ge=1)
 
 
+# the labels of segmint.experiments._arms, which is not imported here: it loads the
+# statistics stack, and this module is loaded with every configuration
+DEFAULT_CONTROL = "control"
+DEFAULT_TREATMENT = "treatment"
+
+
+def normalize_arm(label: object) -> str:
+    """Arm labels trimmed, inner whitespace collapsed (as ``_arms.normalize_arm``)."""
+    return " ".join(str(label).split())
+
+
+class VariantSpec(_Strict):
+    """One treatment arm of a campaign with several variants (A/B/n).
+
+    ``share`` is the arm's share of the eligible users; the campaign's ``holdout`` is the
+    control's share, and the shares and the holdout sum to 1. ``template``, ``offer`` and
+    ``subject`` replace the strategy's for users in this arm; ``ui`` is a label for a UI
+    variant, handed to the message (``{{ ui }}``, the payload and the exports) for the
+    site or app to serve.
+    """
+
+    name: str = Field(description="the arm's label (as stored and evaluated)")
+    share: float = Field(gt=0, lt=1, description="share of the eligible users")
+    template: str | TemplateSpec | None = Field(
+        default=None, description="a template under playbook.templates, or an inline one"
+    )
+    offer: Offer | None = Field(default=None, description="replaces the strategy's offer")
+    subject: str | None = Field(
+        default=None, description="replaces the template's subject line; Jinja2"
+    )
+    ui: str | None = Field(default=None, description="a UI variant label for the site or app")
+
+
 class CampaignSpec(_Strict):
-    """One campaign: who (segments of a segmentation, a trigger) and why (a purpose)."""
+    """One campaign: who (segments of a segmentation, a trigger) and why (a purpose).
+
+    With ``variants`` the treated users are split into several arms with their own
+    template, offer, subject or UI label (see :class:`VariantSpec`); the control arm
+    (``holdout`` share) is labelled ``control`` or the campaign's ``control``.
+    """
 
     segmentation: str
     segments: list[str] | Literal["all"] = Field(
@@ -285,6 +324,82 @@ class CampaignSpec(_Strict):
         "promotion start or the segment run (lifecycle_transition)",
     )
     description: str | None = None
+    variants: list[VariantSpec] | None = Field(
+        default=None,
+        description="treatment arms with their own shares (A/B/n); without it one arm, "
+        "'treatment', gets 1 - holdout",
+    )
+    control: str | None = Field(
+        default=None, description="the control arm's label with variants ('control' by default)"
+    )
+
+    def arms(self, default_holdout: float) -> dict[str, float]:
+        """``{arm: share}``: the variants in order, then the control (the holdout).
+
+        A campaign without variants has the single arm ``treatment`` (``1 - holdout``).
+        """
+        holdout = default_holdout if self.holdout is None else self.holdout
+        control = normalize_arm(self.control or DEFAULT_CONTROL)
+        if not self.variants:
+            return {DEFAULT_TREATMENT: 1.0 - holdout, control: holdout}
+        return {**{normalize_arm(v.name): v.share for v in self.variants}, control: holdout}
+
+    def variant(self, arm: str) -> VariantSpec | None:
+        """The variant whose arm is ``arm`` (None for the control and a plain treatment)."""
+        for v in self.variants or []:
+            if normalize_arm(v.name) == arm:
+                return v
+        return None
+
+    def variant_problems(self, default_holdout: float, templates: list[str]) -> list[str]:
+        """What is wrong with the variants (shares, names, templates), one line each."""
+        if self.variants is None:
+            if self.control is not None:
+                return [
+                    "control: a control label needs variants (add `variants:`, or remove "
+                    "`control:`; a campaign without variants has arms treatment and control)"
+                ]
+            return []
+        if not self.variants:
+            return ["variants: empty; list at least one {name, share}, or remove `variants:`"]
+        problems = []
+        control = normalize_arm(self.control or DEFAULT_CONTROL)
+        if not control:
+            problems.append("control: the control arm's label is empty")
+        holdout = default_holdout if self.holdout is None else self.holdout
+        if holdout <= 0:
+            problems.append(
+                "holdout: variants need a control group (holdout > 0) to be measured against; "
+                "set the campaign's holdout, e.g. holdout: 0.1"
+            )
+        seen: set[str] = set()
+        for i, v in enumerate(self.variants):
+            name = normalize_arm(v.name)
+            where = f"variants[{i}]"
+            if not name:
+                problems.append(f"{where}.name: empty; name the arm (e.g. 'message A')")
+            elif name == control:
+                problems.append(
+                    f"{where}.name: {v.name!r} is the control arm's label; rename the variant "
+                    "or set the campaign's `control:` to another label"
+                )
+            elif name in seen:
+                problems.append(f"{where}.name: {v.name!r} is used twice; arm names are unique")
+            seen.add(name)
+            if isinstance(v.template, str) and v.template not in templates:
+                problems.append(
+                    f"{where}.template: unknown template {v.template!r}"
+                    f"{_closest(v.template, templates)}; templates: "
+                    f"{', '.join(templates) or '(none defined)'}"
+                )
+        total = holdout + sum(v.share for v in self.variants)
+        if abs(total - 1) > 1e-6:
+            shares = " + ".join(f"{v.share:g}" for v in self.variants)
+            problems.append(
+                f"variants: the shares ({shares}) and the holdout ({holdout:g}) sum to "
+                f"{total:.4g}, not 1; make the variants' shares sum to {1 - holdout:.4g}"
+            )
+        return problems
 
 
 class EmailChannelSpec(_Strict):
@@ -412,6 +527,9 @@ class Playbook(_Strict):
                         f"campaigns.{name}.channels: unknown channel {ch!r}"
                         f"{_closest(ch, channels)}; channels: {', '.join(channels) or '(none)'}"
                     )
+            problems += [
+                f"campaigns.{name}.{p}" for p in campaign.variant_problems(self.holdout, templates)
+            ]
             if campaign.segmentation not in self.strategies:
                 known = sorted(self.strategies)
                 problems.append(
@@ -455,6 +573,7 @@ CAMPAIGN_MODELS: tuple[type[BaseModel], ...] = (
     TemplateSpec,
     Timing,
     CampaignSpec,
+    VariantSpec,
     FrequencyCap,
     BirthdayTrigger,
     PromotionTrigger,

@@ -275,9 +275,10 @@ def _capped_at_send_time(
 
 
 def _pending_channels(
-    store: Store, run_id: str, max_attempts: int, deferred_segments: list[str]
+    store: Store, run_id: str, max_attempts: int, deferred_segments: list[str], control: str
 ) -> list[str]:
-    """The channels with messages of the plan still to send (not deferred)."""
+    """The channels with messages of the plan's treated arms still to send (not
+    deferred)."""
     later = (
         f"AND a.segment NOT IN ({', '.join(lit(s) for s in deferred_segments)}) "
         if deferred_segments
@@ -286,7 +287,7 @@ def _pending_channels(
     frame = store.query(
         "SELECT DISTINCT coalesce(d.channel, a.channel) AS channel FROM campaign_audiences a "
         "LEFT JOIN deliveries d ON d.idempotency_key = a.idempotency_key "
-        f"WHERE a.run_id = {lit(run_id)} AND a.arm = 'treatment' {later}"
+        f"WHERE a.run_id = {lit(run_id)} AND a.arm <> {lit(control)} {later}"
         "AND (d.idempotency_key IS NULL OR d.status IN ('pending', 'sending') OR "
         f"(d.status = 'failed' AND d.attempts < {int(max_attempts)}) OR "
         f"(d.status = 'skipped' AND d.error LIKE {lit(CAP_ERROR + '%')})) ORDER BY channel"
@@ -341,11 +342,14 @@ def _preflight(
     raise DeliveryError(message, report=report)
 
 
-def _enter_plan(store: Store, config: Config, name: str, run_id: str, max_attempts: int) -> None:
-    """One transaction: a pending delivery row for each treatment message of the plan not
-    in the log yet; the unfinished rows of earlier plans of the same messages move to this
-    plan; the plan is ``sending``."""
+def _enter_plan(
+    store: Store, config: Config, name: str, run_id: str, max_attempts: int, control: str
+) -> None:
+    """One transaction: a pending delivery row for each message of the plan's treated arms
+    (every arm but ``control``) not in the log yet; the unfinished rows of earlier plans
+    of the same messages move to this plan; the plan is ``sending``."""
     now_lit = ts_lit(datetime.now(UTC))
+    treated = f"a.arm <> {lit(control)}"
     with store.transaction():
         domains = " ".join(
             f"WHEN {lit(ch)} THEN {lit(channel_domain(cs))}"
@@ -359,10 +363,10 @@ def _enter_plan(store: Store, config: Config, name: str, run_id: str, max_attemp
             "status, attempts, ambiguous, message_id, created_at) SELECT a.idempotency_key, "
             "a.campaign, a.run_id, a.user_id, a.step, a.channel, 'pending', 0, FALSE, "
             f"'<' || md5(a.idempotency_key) || '@' || {domain_sql} || '>', {now_lit} "
-            f"FROM campaign_audiences a WHERE a.run_id = {lit(run_id)} AND a.arm = 'treatment' "
+            f"FROM campaign_audiences a WHERE a.run_id = {lit(run_id)} AND {treated} "
             "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.idempotency_key = a.idempotency_key) "
             "AND NOT EXISTS (SELECT 1 FROM campaign_assignments x WHERE x.campaign = a.campaign "
-            "AND x.user_id = a.user_id AND x.arm = 'control')"
+            f"AND x.user_id = a.user_id AND x.arm = {lit(control)})"
         )
         # messages an earlier plan skipped at send time for the frequency cap: this plan
         # found the user under the cap again, so they are pending here
@@ -371,7 +375,7 @@ def _enter_plan(store: Store, config: Config, name: str, run_id: str, max_attemp
             f"WHERE run_id <> {lit(run_id)} AND campaign = {lit(name)} AND status = 'skipped' "
             f"AND error LIKE {lit(CAP_ERROR + '%')} AND idempotency_key IN "
             "(SELECT a.idempotency_key FROM campaign_audiences a WHERE a.run_id = "
-            f"{lit(run_id)} AND a.arm = 'treatment')"
+            f"{lit(run_id)} AND {treated})"
         )
         # unfinished rows of an earlier plan of the same messages move to this plan
         store.execute(
@@ -379,7 +383,7 @@ def _enter_plan(store: Store, config: Config, name: str, run_id: str, max_attemp
             f"AND campaign = {lit(name)} AND (status IN ('pending', 'sending') OR "
             f"(status = 'failed' AND attempts < {int(max_attempts)})) AND idempotency_key IN "
             "(SELECT a.idempotency_key FROM campaign_audiences a WHERE a.run_id = "
-            f"{lit(run_id)} AND a.arm = 'treatment')"
+            f"{lit(run_id)} AND {treated})"
         )
         store.execute(f"UPDATE campaign_runs SET status = 'sending' WHERE run_id = {lit(run_id)}")
 
@@ -541,9 +545,17 @@ def send_campaign(
         open_channels, builder = _preflight(
             name,
             run_id,
-            _pending_channels(store, run_id, max_attempts, deferred_segments),
+            _pending_channels(store, run_id, max_attempts, deferred_segments, chosen.control),
             build,
-            lambda: MessageBuilder(store, config, name, run_id, chosen.segment_run_id, recs=recs),
+            lambda: MessageBuilder(
+                store,
+                config,
+                name,
+                run_id,
+                chosen.segment_run_id,
+                recs=recs,
+                control=chosen.control,
+            ),
             report,
         )
     except BaseException:
@@ -551,13 +563,13 @@ def send_campaign(
             journal.close()
         raise
     try:
-        _enter_plan(store, config, name, run_id, max_attempts)
+        _enter_plan(store, config, name, run_id, max_attempts, chosen.control)
         report.skipped = _skip_opted_out(store, config, run_id, spec.purpose)
         report.already_sent = int(
             store.scalar(
                 "SELECT count(*) FROM campaign_audiences a JOIN deliveries d "
                 "ON d.idempotency_key = a.idempotency_key WHERE a.run_id = "
-                f"{lit(run_id)} AND a.arm = 'treatment' AND d.status = 'sent'"
+                f"{lit(run_id)} AND a.arm <> {lit(chosen.control)} AND d.status = 'sent'"
             )
             or 0
         )

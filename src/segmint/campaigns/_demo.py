@@ -17,6 +17,7 @@ from segmint.campaigns._delivery import SendReport, send_campaign
 from segmint.campaigns._plan import CampaignPlan, PreviewMessage, plan_campaign, preview
 from segmint.campaigns._playbook import default_playbook
 from segmint.campaigns._sink import SmtpSink, WebhookSink
+from segmint.campaigns._tables import lit
 from segmint.errors import SegmintError
 
 __all__ = ["DemoCampaigns", "run_demo_campaigns"]
@@ -188,9 +189,12 @@ def run_demo_campaigns(
         out.smtp_received = smtp.n_received
         out.smtp_recipients = len(smtp.by_recipient)
         out.webhook_received = len(hook.requests)
+        held_out = " OR ".join(
+            f"(x.campaign = {lit(c)} AND x.arm = {lit(p.control)})" for c, p in out.plans.items()
+        )
         control = store.query(
             "SELECT x.campaign AS campaign, lower(u.email) AS email FROM campaign_assignments x "
-            "JOIN users u ON u.user_id = x.user_id WHERE x.arm = 'control'"
+            f"JOIN users u ON u.user_id = x.user_id WHERE {held_out or 'FALSE'}"
         )
         out.control_received = sum(
             smtp.by_campaign.get((c, e), 0)

@@ -19,9 +19,12 @@ from segmint._i18n import language
 from segmint.campaigns._channels import Message, channel_domain, message_id_for
 from segmint.campaigns._config import (
     ANY_SEGMENT,
+    DEFAULT_CONTROL,
     CampaignSpec,
+    Offer,
     Strategy,
     TemplateSpec,
+    normalize_arm,
 )
 from segmint.campaigns._keys import KeyRing, key_ring
 from segmint.campaigns._tables import column_exists, lit, table_exists
@@ -92,6 +95,10 @@ class MessageBuilder:
     recs : mapping, optional
         user_id -> list of {item_id, title, category, price, reason}; replaces the stored
         recommendations.
+    control : str, optional
+        The control arm's label; by default the one the plan recorded (its run's params),
+        else the campaign's. Every other arm gets messages; a variant's template, offer
+        and subject replace its strategy's.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class MessageBuilder:
         segment_run_id: str,
         *,
         recs: Recs | None = None,
+        control: str | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -118,6 +126,26 @@ class MessageBuilder:
                 templates[_template_key(self.spec.segmentation, segment, strategy)] = (
                     strategy.template
                 )
+        self.control = control if control is not None else self._run_control()
+        self._variant_templates: dict[tuple[str, str], str] = {}
+        bases = sorted(
+            {_template_key(self.spec.segmentation, seg, st) for seg, st in self._strategies()}
+        )
+        for v in self.spec.variants or []:
+            arm = normalize_arm(v.name)
+            own = v.template
+            if isinstance(own, TemplateSpec):
+                templates[f"variant {arm} (inline)"] = own
+                own = f"variant {arm} (inline)"
+            if v.subject is None:
+                continue
+            for base in [own] if own is not None else bases:
+                key = f"{base} [variant {arm}: subject]"
+                base_spec = templates[base]
+                templates[key] = TemplateSpec(
+                    subject=v.subject, body=base_spec.body, html=base_spec.html
+                )
+                self._variant_templates[(base, arm)] = key
         self.renderer = MessageRenderer(templates)
         self._keys_by_segment: dict[str, str] | None = None
         self._keys: KeyRing | None = None
@@ -130,7 +158,28 @@ class MessageBuilder:
             lambda p: None if p is None else lang.money(p, currency, whole=False)
         )
 
-    # -- what each segment gets ---------------------------------------------------------
+    # -- what each segment and arm gets -------------------------------------------------
+    def _strategies(self) -> list[tuple[str, Strategy]]:
+        return list(self.config.playbook.strategies.get(self.spec.segmentation, {}).items())
+
+    def _run_control(self) -> str:
+        """The control label the plan recorded (the campaign's until the plan is stored)."""
+        params = None
+        if table_exists(self.store, "campaign_runs"):
+            params = self.store.scalar(
+                f"SELECT params FROM campaign_runs WHERE run_id = {lit(self.run_id)}"
+            )
+        if params is None:
+            return normalize_arm(self.spec.control or DEFAULT_CONTROL)
+        from segmint.experiments._arms import design_from_params
+
+        return design_from_params(params).control
+
+    @property
+    def treated(self) -> str:
+        """SQL condition: an audience row ``a`` (or ``b``) that gets a message."""
+        return f"arm <> {lit(self.control)}"
+
     def strategy_keys(self) -> dict[str, str]:
         """Segment of the plan's run -> the key of its strategy (clusters matched across
         re-clusterings; see :mod:`segmint.campaigns._resolve`)."""
@@ -160,23 +209,43 @@ class MessageBuilder:
             )
         return s
 
-    def template_name(self, segment: str) -> str:
-        """The template a segment's messages use."""
+    def template_name(self, segment: str, arm: str | None = None) -> str:
+        """The template a segment's messages use (in ``arm``: its variant's, if any)."""
         key = self.strategy_keys().get(segment, ANY_SEGMENT)
-        return _template_key(self.spec.segmentation, key, self.strategy(segment))
+        base = _template_key(self.spec.segmentation, key, self.strategy(segment))
+        variant = self.spec.variant(arm) if arm is not None else None
+        if variant is None:
+            return base
+        if variant.template is not None:
+            base = (
+                variant.template
+                if isinstance(variant.template, str)
+                else f"variant {normalize_arm(variant.name)} (inline)"
+            )
+        return self._variant_templates.get((base, normalize_arm(variant.name)), base)
+
+    def offer(self, segment: str, arm: str | None = None) -> Offer:
+        """The offer of a segment's messages (in ``arm``: its variant's, if it has one)."""
+        variant = self.spec.variant(arm) if arm is not None else None
+        if variant is not None and variant.offer is not None:
+            return variant.offer
+        return self.strategy(segment).offer
 
     def check_templates(self, contexts: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
         """Render every template against the field schema and the given real contexts."""
         check_templates(self.renderer.compiled_, contexts)
 
     def first_contexts(self) -> list[tuple[str, dict[str, Any]]]:
-        """(template name, context) of the first treatment user of each segment of the
-        plan: the real messages :meth:`check_templates` tries."""
+        """(template name, context) of the first treated user of each segment and arm of
+        the plan: the real messages :meth:`check_templates` tries."""
         firsts = self.rows(
             "a.idempotency_key IN (SELECT min(b.idempotency_key) FROM campaign_audiences b "
-            f"WHERE b.run_id = {lit(self.run_id)} AND b.arm = 'treatment' GROUP BY b.segment)"
+            f"WHERE b.run_id = {lit(self.run_id)} AND b.{self.treated} "
+            "GROUP BY b.segment, b.arm)"
         )
-        return [(self.template_name(ctx["segment"]), ctx) for ctx in self.contexts(firsts)]
+        return [
+            (self.template_name(ctx["segment"], ctx["arm"]), ctx) for ctx in self.contexts(firsts)
+        ]
 
     # -- store lookups (once) ----------------------------------------------------------
     @property
@@ -250,7 +319,7 @@ class MessageBuilder:
 
     # -- rows -> contexts -> messages ---------------------------------------------------
     def rows(self, where: str = "TRUE", *, limit: int | None = None) -> pd.DataFrame:
-        """Treatment rows of the plan with the user fields templates need.
+        """Rows of the plan's treated arms with the user fields templates need.
 
         ``where`` is a SQL condition over ``a`` (campaign_audiences) and ``u`` (users).
         """
@@ -261,13 +330,14 @@ class MessageBuilder:
         )
         sql = (
             "SELECT a.idempotency_key AS idempotency_key, a.user_id AS user_id, "
-            "a.segment AS segment, a.channel AS channel, a.step AS step, u.email AS email, "
+            "a.segment AS segment, a.channel AS channel, a.step AS step, a.arm AS arm, "
+            "u.email AS email, "
             "u.country AS country, u.city AS city, u.gender AS gender, u.age AS age, "
             "CAST(u.traits AS JSON)->>'first_name' AS first_name, "
             "CAST(u.traits AS JSON)->>'name' AS name, "
             f"{fav} AS favourite_category "
             "FROM campaign_audiences a LEFT JOIN users u ON u.user_id = a.user_id "
-            f"{join} WHERE a.run_id = {lit(self.run_id)} AND a.arm = 'treatment' AND ({where}) "
+            f"{join} WHERE a.run_id = {lit(self.run_id)} AND a.{self.treated} AND ({where}) "
             "ORDER BY a.idempotency_key" + (f" LIMIT {int(limit)}" if limit else "")
         )
         return self.store.query(sql)
@@ -291,7 +361,7 @@ class MessageBuilder:
             "FROM campaign_audiences a JOIN recommendations r ON r.user_id = a.user_id "
             f'AND r.run_id = {lit(run)} AND r."rank" <= {int(n_max)} '
             "LEFT JOIN items i ON i.item_id = r.item_id "
-            f"WHERE a.run_id = {lit(self.run_id)} AND a.arm = 'treatment' "
+            f"WHERE a.run_id = {lit(self.run_id)} AND a.{self.treated} "
             f"AND a.idempotency_key >= {lit(str(keys.min()))} "
             f"AND a.idempotency_key <= {lit(str(keys.max()))} "
             'ORDER BY r.user_id, r."rank"'
@@ -326,16 +396,18 @@ class MessageBuilder:
         segments = rows["segment"].astype(str).unique().tolist()
         strategies = {s: self.strategy(s) for s in segments}
         lang = language(self.config.locale)
-        offers = {
-            s: {
-                "type": st.offer.type,
-                "value": st.offer.value,
-                "min_order": st.offer.min_order,
-                "code": st.offer.code,
-                "label": st.offer.text(lang, self.config.currency),
+        pairs = rows[["segment", "arm"]].astype(str).drop_duplicates().itertuples(index=False)
+        offers = {}
+        for s, arm in pairs:
+            o = self.offer(s, arm)
+            offers[(s, arm)] = {
+                "type": o.type,
+                "value": o.value,
+                "min_order": o.min_order,
+                "code": o.code,
+                "label": o.text(lang, self.config.currency),
             }
-            for s, st in strategies.items()
-        }
+        uis = {normalize_arm(v.name): v.ui for v in self.spec.variants or []}
         n_recs = {
             s: (st.n_recommendations if st.include_recommendations else 0)
             for s, st in strategies.items()
@@ -353,9 +425,10 @@ class MessageBuilder:
         }
         ages = _col(pd.to_numeric(rows["age"], errors="coerce"))
         out = []
-        for uid, seg, first, name, email, country, city, gender, age, fav in zip(
+        for uid, seg, arm, first, name, email, country, city, gender, age, fav in zip(
             _col(rows["user_id"]),
             _col(rows["segment"]),
+            _col(rows["arm"].astype(str)),
             _col(rows["first_name"]),
             _col(rows["name"]),
             _col(rows["email"]),
@@ -381,7 +454,9 @@ class MessageBuilder:
                     "age": None if age is None else int(age),
                     "favourite_category": fav,
                     "segment": seg,
-                    "offer": offers[seg],
+                    "arm": arm,
+                    "ui": uis.get(arm),
+                    "offer": offers[(seg, arm)],
                     "recommendations": user_recs,
                     "unsubscribe_url": url.replace(
                         "{token}", make_token(keys, uid, "email", purpose)
@@ -408,13 +483,16 @@ class MessageBuilder:
         domains = {
             name: channel_domain(spec) for name, spec in self.config.playbook.channels.items()
         }
-        names = {s: self.template_name(s) for s in {c["segment"] for c in contexts}}
+        names = {
+            (s, arm): self.template_name(s, arm)
+            for s, arm in {(c["segment"], c["arm"]) for c in contexts}
+        }
         compiled = self.renderer.compiled_
         out = []
         for ctx, channel, key in zip(
             contexts, _col(rows["channel"]), _col(rows["idempotency_key"]), strict=True
         ):
-            subject, body, html = compiled[names[ctx["segment"]]].render(ctx)
+            subject, body, html = compiled[names[(ctx["segment"], ctx["arm"])]].render(ctx)
             msg = Message(
                 idempotency_key=key,
                 campaign=self.campaign,
@@ -427,6 +505,8 @@ class MessageBuilder:
                 unsubscribe_url=ctx["unsubscribe_url"],
                 payload={
                     "segment": ctx["segment"],
+                    "arm": ctx["arm"],
+                    **({"ui": ctx["ui"]} if ctx["ui"] is not None else {}),
                     "offer": ctx["offer"],
                     "recommendations": ctx["recommendations"],
                 },

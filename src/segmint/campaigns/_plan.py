@@ -24,6 +24,7 @@ from segmint.campaigns._audience import (
 )
 from segmint.campaigns._config import (
     ANY_SEGMENT,
+    DEFAULT_CONTROL,
     CampaignSpec,
     FileChannelSpec,
     LifecycleTransitionTrigger,
@@ -66,9 +67,17 @@ class CampaignPlan:
         ``step, excluded, remaining``: segment members, then one row per exclusion reason
         in order, then the holdout; the last ``remaining`` is the treatment group.
     n_treatment, n_control : int
-        Sizes of the arms (stored in ``campaign_audiences``; see :func:`load_audience`).
+        Users sent to (every arm but the control, summed) and held out (stored in
+        ``campaign_audiences``; see :func:`load_audience`).
     by_segment : DataFrame
-        ``segment, channel, treatment, control``.
+        ``segment, channel, treatment, control`` (treatment: every treated arm).
+    control : str
+        The control arm's label.
+    split : dict of str to float
+        The designed share of every arm (treated arms in order, then the control).
+    n_by_arm : dict of str to int
+        Users in each arm, in the order of ``split`` (an arm a user kept from an earlier
+        design comes last).
     """
 
     run_id: str
@@ -86,6 +95,9 @@ class CampaignPlan:
     by_segment: pd.DataFrame = field(default_factory=pd.DataFrame)
     status: str = "planned"
     seconds: float = 0.0
+    control: str = DEFAULT_CONTROL
+    split: dict[str, float] = field(default_factory=dict)
+    n_by_arm: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -102,6 +114,9 @@ class CampaignPlan:
             "n_eligible": self.n_eligible,
             "n_treatment": self.n_treatment,
             "n_control": self.n_control,
+            "control": self.control,
+            "split": dict(self.split),
+            "n_by_arm": dict(self.n_by_arm),
             "funnel": self.funnel.to_dict("records"),
             "by_segment": self.by_segment.to_dict("records"),
         }
@@ -246,6 +261,74 @@ def _channel_rows(
     return rows
 
 
+def arm_sql(bucket: str, split: dict[str, float], control: str) -> str:
+    """SQL giving the arm of a bucket in [0, 1): the control below its share, then each
+    treated arm in order up to its cumulative share (the last one takes the rest)."""
+    treated = [a for a in split if a != control]
+    bound = split[control]
+    whens = [f"WHEN {bucket} < {float(bound)!r} THEN {lit(control)}"]
+    for arm in treated[:-1]:
+        bound += split[arm]
+        whens.append(f"WHEN {bucket} < {float(bound)!r} THEN {lit(arm)}")
+    return f"CASE {' '.join(whens)} ELSE {lit(treated[-1])} END"
+
+
+def _arm_counts(store: Store, run_id: str, control: str) -> tuple[pd.DataFrame, pd.Series]:
+    """By segment and channel (treated arms together, control), and users per arm."""
+    c = lit(control)
+    by_segment = store.query(
+        f"SELECT segment, channel, count(*) FILTER (WHERE arm <> {c}) AS treatment, "
+        f"count(*) FILTER (WHERE arm = {c}) AS control FROM campaign_audiences "
+        f"WHERE run_id = {lit(run_id)} GROUP BY segment, channel ORDER BY segment, channel"
+    )
+    for col in ("treatment", "control"):
+        by_segment[col] = pd.to_numeric(by_segment[col]).astype("int64")
+    arms = store.query(
+        "SELECT arm, count(*) AS n FROM campaign_audiences "
+        f"WHERE run_id = {lit(run_id)} GROUP BY arm ORDER BY arm"
+    )
+    by_arm = pd.Series(
+        pd.to_numeric(arms["n"]).astype("int64").to_numpy(), index=arms["arm"].astype(str)
+    )
+    return by_segment, by_arm
+
+
+def _ordered_counts(by_arm: pd.Series, split: dict[str, float]) -> dict[str, int]:
+    out = {a: int(by_arm.get(a, 0)) for a in split}
+    out.update({str(a): int(n) for a, n in by_arm.items() if a not in out})
+    return out
+
+
+def _unset_arm_keys(spec: CampaignSpec) -> set[str] | None:
+    """The arm keys a campaign without variants leaves out of its stored spec (as before)."""
+    return {"variants", "control"} if spec.variants is None and spec.control is None else None
+
+
+def _design_params(split: dict[str, float], control: str) -> dict[str, Any]:
+    """``control`` and ``split`` for the run's params (:mod:`segmint.experiments._arms`);
+    nothing for a campaign without a control group (its ``holdout`` 0 says it all)."""
+    if split[control] <= 0:
+        return {}
+    from segmint.experiments._arms import make_design
+
+    return make_design(split, control).to_params()
+
+
+def _same_control(store: Store, campaign: str, control: str) -> None:
+    """Refuse a control label other than the one earlier plans recorded: their control
+    users keep their arm, and under a new label they would be sent to."""
+    from segmint.experiments._arms import run_designs
+
+    earlier = {d.control for d in run_designs(store, campaign).values() if d.split}
+    if earlier and earlier != {control}:
+        raise ConfigError(
+            f"campaign {campaign!r}: earlier plans named the control arm "
+            f"{', '.join(sorted(earlier))!r}, this configuration {control!r}; its users keep "
+            f"their arm, so set `control: {sorted(earlier)[0]}` again (or start a campaign "
+            "under a new name)"
+        )
+
+
 def new_run_id(campaign: str, now: datetime) -> str:
     """``c-YYYYmmddTHHMMSS-<campaign>-xxxxxx`` (sorts by creation time)."""
     return f"c-{now.strftime('%Y%m%dT%H%M%S')}-{campaign}-{secrets.token_hex(3)}"
@@ -270,8 +353,9 @@ def plan_campaign(
     user, channel and purpose wins), not suppressed, under the frequency cap (deliveries
     of any campaign in the rolling window) and with a usable address. Each exclusion is
     counted under the first reason that applies. The eligible are split by a stable hash
-    of (campaign, user) into control (``holdout`` share) and treatment; a user's first arm
-    is stored and kept on every later plan.
+    of (campaign, user) into control (``holdout`` share) and treatment, or, with
+    ``variants``, the control and then each variant by cumulative share of the same number;
+    a user's first arm is stored and kept on every later plan.
 
     Parameters
     ----------
@@ -318,8 +402,11 @@ def plan_campaign(
         )
     targeted, keys = _targets(store, config, spec, segment_run)
     holdout = config.playbook.holdout if spec.holdout is None else spec.holdout
+    split = spec.arms(config.playbook.holdout)
+    control = list(split)[-1]
+    _same_control(store, name, control)
     run_id = new_run_id(name, now)
-    builder = MessageBuilder(store, config, name, run_id, segment_run, recs=recs)
+    builder = MessageBuilder(store, config, name, run_id, segment_run, recs=recs, control=control)
     builder.check_templates()  # every template against the full field schema, before SQL
     aspec = AudienceSpec(
         campaign=name,
@@ -346,8 +433,8 @@ def plan_campaign(
             store.execute(
                 "INSERT INTO campaign_audiences (run_id, campaign, user_id, segment, channel, "
                 f"step, arm, idempotency_key) SELECT {lit(run_id)}, {c}, p.user_id, p.segment, "
-                "p.channel, p.step, coalesce(x.arm, CASE WHEN "
-                f"{bucket_sql('p.h')} < {float(holdout)!r} THEN 'control' ELSE 'treatment' END), "
+                "p.channel, p.step, "
+                f"coalesce(x.arm, {arm_sql(bucket_sql('p.h'), split, control)}), "
                 "p.idempotency_key FROM (SELECT q.*, "
                 f"{hash_sql(name, 'q.user_id')} AS h FROM _segmint_campaign_plan q "
                 "WHERE q.reason IS NULL) p LEFT JOIN campaign_assignments x "
@@ -361,27 +448,17 @@ def plan_campaign(
                 f"(SELECT 1 FROM campaign_assignments x WHERE x.campaign = {c} "
                 "AND x.user_id = a.user_id)) p"
             )
-            by_segment = store.query(
-                "SELECT segment, channel, count(*) FILTER (WHERE arm = 'treatment') AS treatment, "
-                "count(*) FILTER (WHERE arm = 'control') AS control FROM campaign_audiences "
-                f"WHERE run_id = {lit(run_id)} GROUP BY segment, channel ORDER BY segment, channel"
-            )
-            for col in ("treatment", "control"):
-                by_segment[col] = pd.to_numeric(by_segment[col]).astype("int64")
+            by_segment, by_arm = _arm_counts(store, run_id, control)
             n_treatment = int(by_segment["treatment"].sum())
             n_control = int(by_segment["control"].sum())
             funnel = _funnel(counts, n_control)
             n_eligible = n_treatment + n_control
-            # every template on the first real user of each segment: fail now, not at send
-            firsts = builder.rows(
-                "a.idempotency_key IN (SELECT min(b.idempotency_key) FROM campaign_audiences b "
-                f"WHERE b.run_id = {lit(run_id)} AND b.arm = 'treatment' GROUP BY b.segment)"
-            )
-            builder.check_templates(
-                [(builder.template_name(ctx["segment"]), ctx) for ctx in builder.contexts(firsts)]
-            )
+            # every template on the first real user of each segment and arm: fail now, not
+            # at send
+            builder.check_templates(builder.first_contexts())
             params = {
-                "campaign": spec.model_dump(mode="json"),
+                "campaign": spec.model_dump(mode="json", exclude=_unset_arm_keys(spec)),
+                **_design_params(split, control),
                 "holdout": holdout,
                 "segments": targeted,
                 "frequency_cap": aspec.cap.model_dump(),
@@ -423,6 +500,9 @@ def plan_campaign(
         n_control=n_control,
         by_segment=by_segment,
         seconds=seconds,
+        control=control,
+        split=split,
+        n_by_arm=_ordered_counts(by_arm, split),
     )
 
 
@@ -475,11 +555,10 @@ def load_plan(store: Store, run_id: str) -> CampaignPlan:
     row = frame.iloc[0]
     params = json.loads(row["params"]) if row["params"] else {}
     funnel = pd.DataFrame(json.loads(row["funnel"]) if row["funnel"] else [])
-    by_segment = store.query(
-        "SELECT segment, channel, count(*) FILTER (WHERE arm = 'treatment') AS treatment, "
-        "count(*) FILTER (WHERE arm = 'control') AS control FROM campaign_audiences "
-        f"WHERE run_id = {lit(run_id)} GROUP BY segment, channel ORDER BY segment, channel"
-    )
+    from segmint.experiments._arms import design_from_params
+
+    design = design_from_params(params)
+    by_segment, by_arm = _arm_counts(store, run_id, design.control)
     as_of = pd.Timestamp(row["as_of"]).date()
     created = pd.Timestamp(row["created_at"])
     created = created.tz_localize("UTC") if created.tzinfo is None else created
@@ -499,6 +578,9 @@ def load_plan(store: Store, run_id: str) -> CampaignPlan:
         n_control=int(row["n_control"]),
         by_segment=by_segment,
         status=str(row["status"]),
+        control=design.control,
+        split=dict(design.split),
+        n_by_arm=_ordered_counts(by_arm, design.split),
     )
 
 
@@ -523,6 +605,7 @@ class PreviewMessage:
     subject: str
     body: str
     message_id: str
+    arm: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -539,7 +622,8 @@ def preview(
 ) -> list[PreviewMessage]:
     """Render real messages of a campaign's plan (the latest; planned now if none).
 
-    Examples are taken round-robin across segments, so each strategy shows up. Nothing is
+    Examples are taken round-robin across segments and treated arms, so each strategy
+    and each variant shows up. Nothing is
     sent or logged as a delivery.
 
     Parameters
@@ -565,23 +649,33 @@ def preview(
     plan = load_plan(store, run_id) if run_id else latest_plan(store, name)
     if plan is None:
         plan = plan_campaign(store, config, name, recs=recs)
-    builder = MessageBuilder(store, config, name, plan.run_id, plan.segment_run_id, recs=recs)
+    builder = MessageBuilder(
+        store, config, name, plan.run_id, plan.segment_run_id, recs=recs, control=plan.control
+    )
     rows = builder.rows(
         "a.idempotency_key IN (SELECT idempotency_key FROM (SELECT b.idempotency_key, "
-        "row_number() OVER (PARTITION BY b.segment ORDER BY b.idempotency_key) AS rn "
+        "row_number() OVER (PARTITION BY b.segment, b.arm ORDER BY b.idempotency_key) AS rn "
         f"FROM campaign_audiences b WHERE b.run_id = {lit(plan.run_id)} "
-        f"AND b.arm = 'treatment') r WHERE r.rn <= {int(n)})"
+        f"AND b.{builder.treated}) r WHERE r.rn <= {int(n)})"
     )
     if rows.empty:
         return []
-    rows["_rn"] = rows.groupby("segment").cumcount()
-    rows = rows.sort_values(["_rn", "segment"], kind="stable").head(n).drop(columns="_rn")
+    rows["_rn"] = rows.groupby(["segment", "arm"]).cumcount()
+    rows = rows.sort_values(["_rn", "segment", "arm"], kind="stable").head(n)
+    rows = rows.drop(columns="_rn")
     out = []
     for pm in builder.messages(rows.reset_index(drop=True)):
         m = pm.message
         out.append(
             PreviewMessage(
-                m.user_id, pm.segment, pm.channel, mask_email(m.to), m.subject, m.body, m.message_id
+                m.user_id,
+                pm.segment,
+                pm.channel,
+                mask_email(m.to),
+                m.subject,
+                m.body,
+                m.message_id,
+                str(m.payload.get("arm", "")),
             )
         )
     return out
