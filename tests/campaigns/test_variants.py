@@ -425,3 +425,32 @@ def test_postgres_assigns_and_sends_the_same_arms(tmp_path: Path, pg_url: str) -
     finally:
         duck.close()
         pg.close()
+
+
+def test_a_planned_ab_n_campaign_is_evaluated_arm_by_arm(
+    shop: tuple[Store, Any], tmp_path: Path
+) -> None:
+    """Plan, send, buy, evaluate: the evaluation reads the arms from the run's design."""
+    from segmint.experiments import evaluate_campaign
+
+    store, config = shop
+    plan = plan_campaign(store, config, "ab")
+    send_campaign(store, config, "ab")
+    arms = _arms(store, plan.run_id)
+    rng = np.random.default_rng(1)
+    rate = arms.map({"message A": 0.3, "message B": 0.2, "control": 0.1}).to_numpy(float)
+    buyers = arms.index[rng.random(len(arms)) < rate]
+    ts = "CAST(now() + INTERVAL '1 hour' AS TIMESTAMPTZ)"
+    store.execute(
+        "INSERT INTO orders (order_id, user_id, ts, amount, status) VALUES "
+        + ", ".join(f"('o{i}', '{u}', {ts}, 20.0, 'completed')" for i, u in enumerate(buyers))
+    )
+    ev = evaluate_campaign(store, "ab", config=config, n_resamples=200, uplift=False)
+    assert ev.control == "control" and ev.treatments == ("message A", "message B")
+    assert ev.srm.df == 2 and not ev.srm.flagged
+    conv = ev.effects[ev.effects["metric"] == "conversion"].set_index("arm")
+    assert conv.loc["message A", "diff"] == pytest.approx(
+        (arms.loc[buyers] == "message A").sum() / (arms == "message A").sum()
+        - (arms.loc[buyers] == "control").sum() / (arms == "control").sum()
+    )
+    assert conv.loc["message A", "p_holm"] <= 0.05 and "any treatment" in conv.index

@@ -782,10 +782,12 @@ def _design_check(
             f"arm(s) {', '.join(stray)} are not in the campaign's design; their "
             f"{int(observed[stray].sum()):,} users are left out of every comparison"
         )
-    arms = list(expected)
-    if control not in expected:
+    arms = [a for a in expected if expected[a] > 0]
+    if control not in arms:
         raise ConfigError(
-            f"campaign {campaign!r}: no control arm {control!r} in its design ({', '.join(arms)})"
+            f"campaign {campaign!r} has no control group ({control!r} is not among its arms "
+            f"with a share: {', '.join(arms) or 'none'}): there is nothing to compare with; "
+            "plan it with a holdout > 0"
         )
     treatments = [a for a in arms if a != control]
     for arm in arms:
