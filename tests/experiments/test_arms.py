@@ -222,7 +222,7 @@ def test_bootstrap_resamples_and_resolution(tmp_path: Path) -> None:
     assert p >= 2 / 301  # never below what 300 resamples can resolve
     assert bootstrap_p_value(np.ones(999)) == pytest.approx(2 / 1000)
     assert bootstrap_p_value(np.r_[-np.ones(10), np.ones(90)]) == pytest.approx(22 / 101)
-    assert DEFAULT_RESAMPLES >= 20_000
+    assert DEFAULT_RESAMPLES >= 25_000
     from segmint.experiments._cli import DEFAULT_RESAMPLES as CLI_DEFAULT
     from segmint.experiments._cli import _p_boot
 

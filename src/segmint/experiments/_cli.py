@@ -23,7 +23,7 @@ from segmint._cli_common import run as _run
 from segmint.errors import ConfigError
 from segmint.experiments._arms import POOLED
 
-DEFAULT_RESAMPLES = 20_000  # = segmint.experiments._evaluate.DEFAULT_RESAMPLES (kept light)
+DEFAULT_RESAMPLES = 25_000  # = segmint.experiments._evaluate.DEFAULT_RESAMPLES (kept light)
 
 
 def _f(v: Any, fmt: str = ",.2f") -> str:
