@@ -42,6 +42,8 @@ MISSING_LEVEL = "(missing)"
 OTHER_LEVEL = "(other)"
 #: Holdout rows used for permutation importances (the ranking settles well before this).
 IMPORTANCE_ROWS = 5000
+#: Below this many training users a model is fitted on one thread.
+SMALL_FIT = 50_000
 
 
 # --------------------------------------------------------------------------- target
@@ -413,7 +415,7 @@ def _rule(
         hi = None if b.upper is None else nice(f, b.upper)
         w, q = _numeric_condition(feat, lo, hi, col in design.integer, uniques[f])
         if has_missing[f] and b.missing:
-            w, q = f"{w} or missing", f"({q} OR {feat} IS NULL)"
+            w, q = f"({w} or missing)", f"({q} OR {feat} IS NULL)"
         words.append(w)
         sql.append(q)
     for feat, (eq, ne) in categorical.items():
@@ -714,6 +716,48 @@ def run_tree(
 
 # --------------------------------------------------------------------------- propensity
 
+
+def grouped_importances(
+    model: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    test: np.ndarray,
+    design: Design,
+    *,
+    seed: int,
+    n_repeats: int = 3,
+    top: int = 10,
+) -> list[dict[str, Any]]:
+    """Permutation importance per feature on the holdout: the drop in AUC when a
+    feature's columns (all one-hot levels of a category together) are shuffled."""
+    from sklearn.metrics import roc_auc_score
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(seed)
+    rows = test
+    if len(rows) > IMPORTANCE_ROWS:
+        rows = np.sort(rng.choice(test, IMPORTANCE_ROWS, replace=False))
+    Xh, yh = X[rows], y[rows]
+    cols: dict[str, list[int]] = {}
+    for i, c in enumerate(design.X.columns):
+        cols.setdefault(design.source[str(c)], []).append(i)
+    out: list[dict[str, Any]] = []
+    # one thread: many small predictions, where OpenMP start-up costs more than it saves
+    with threadpool_limits(1):
+        base = float(roc_auc_score(yh, model.predict_proba(Xh)[:, 1]))
+        for feat, idx in cols.items():
+            drops = []
+            for _ in range(n_repeats):
+                shuffled = Xh.copy()
+                shuffled[:, idx] = Xh[rng.permutation(len(Xh))][:, idx]
+                drops.append(base - float(roc_auc_score(yh, model.predict_proba(shuffled)[:, 1])))
+            out.append(
+                {"feature": feat, "label": feature_label(feat), "auc_drop": float(np.mean(drops))}
+            )
+    out.sort(key=lambda r: -float(r["auc_drop"]))
+    return out[:top]
+
+
 _GROUP_WORDS = {10: "decile", 5: "quintile", 4: "quartile", 20: "ventile"}
 
 
@@ -741,8 +785,8 @@ def run_propensity(
     observed per group) and the top-10 permutation importances on the holdout.
     """
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.inspection import permutation_importance
     from sklearn.metrics import roc_auc_score
+    from threadpoolctl import threadpool_limits
 
     features = with_user_columns(store, features.reset_index(drop=True))
     target, design, train, test = _prepare(store, name, spec, features, as_of, need_binary=True)
@@ -759,7 +803,9 @@ def run_propensity(
         )
     else:
         model = HistGradientBoostingClassifier(random_state=spec.seed)
-    model.fit(X[train], y[train].astype(int))
+    # small fits: one thread (OpenMP start-up and contention cost more than they save)
+    with threadpool_limits(1 if len(train) < SMALL_FIT else None):
+        model.fit(X[train], y[train].astype(int))
     p = np.asarray(model.predict_proba(X)[:, 1], dtype=float)
     auc = float(roc_auc_score(y[test], p[test]))
 
@@ -791,23 +837,7 @@ def run_propensity(
                 "observed": float(cal.loc[seg, "observed"]),
             }
         )
-    rows = test
-    if len(rows) > IMPORTANCE_ROWS:
-        rows = np.sort(
-            np.random.default_rng(spec.seed).choice(test, IMPORTANCE_ROWS, replace=False)
-        )
-    imp = permutation_importance(
-        model, X[rows], y[rows].astype(int), scoring="roc_auc", n_repeats=5, random_state=spec.seed
-    )
-    ranked = np.argsort(-imp.importances_mean, kind="stable")[:10]
-    importances = [
-        {
-            "feature": str(design.X.columns[i]),
-            "label": column_words(str(design.X.columns[i]), design),
-            "auc_drop": float(imp.importances_mean[i]),
-        }
-        for i in ranked
-    ]
+    importances = grouped_importances(model, X, y, test, design, seed=spec.seed)
     assignments = pd.DataFrame(
         {
             "user_id": features["user_id"].astype(str),
