@@ -354,19 +354,23 @@ def _quote(v: str) -> str:
     return "'" + v.replace("'", "''") + "'"
 
 
-def leaf_rules(tree: Any, design: Design, train_X: np.ndarray) -> dict[int, Rule]:
+def leaf_rules(
+    tree: Any, design: Design, train_X: np.ndarray, all_X: np.ndarray
+) -> dict[int, Rule]:
     """Each leaf node of a fitted sklearn tree -> its rule (thresholds rounded to the
-    roundest number that selects the same training users)."""
+    roundest number that selects the same training users). A condition says ``or
+    missing`` only when some user in the leaf has that feature missing."""
     st = tree.tree_
     names = list(design.X.columns)
     left, right = st.children_left, st.children_right
     missing_left = getattr(st, "missing_go_to_left", np.zeros(len(left), dtype=bool))
-    has_missing = np.isnan(train_X).any(axis=0)
     uniques = [np.unique(col[~np.isnan(col)]) for col in train_X.T]
+    leaf_of = tree.apply(all_X)
     out: dict[int, Rule] = {}
 
     def walk(node: int, path: list[tuple[int, bool, float, bool]]) -> None:
         if left[node] == -1:
+            has_missing = np.isnan(all_X[leaf_of == node]).any(axis=0)
             out[node] = _rule(path, names, design, uniques, has_missing)
             return
         f, thr = int(st.feature[node]), float(st.threshold[node])
@@ -662,7 +666,7 @@ def run_tree(
         quality["r2_holdout"] = float(r2_score(y[test], predicted[test]))
 
     leaf_of = tree.apply(X)
-    rules_by_node = leaf_rules(tree, design, X[train])
+    rules_by_node = leaf_rules(tree, design, X[train], X)
     holdout_mask = pd.Series(False, index=features.index)
     holdout_mask.iloc[test] = True
     stats = group_stats(
