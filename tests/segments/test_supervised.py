@@ -443,3 +443,41 @@ def test_cli_bad_target_is_one_line_not_a_traceback(shop: Path) -> None:
     assert res.exit_code == 2
     assert "campaign 'nope' has no assignments" in res.output
     assert "Traceback" not in res.output
+
+
+def test_no_signal_gives_one_leaf_and_a_tiny_holdout_is_refused(store: Store) -> None:
+    f = planted()
+    f["converted"] = np.random.default_rng(9).random(len(f)) < 0.2  # unrelated to anything
+    # no split leaves two sides of at least 60 %: one leaf, the documented "all users"
+    r = run_segmentation(store, "t", tree(target={"column": "converted"}, min_leaf=0.6), f)
+    assert r.rules == {"all users": "all users"} and r.metrics["auc_holdout"] == 0.5
+    assert r.details["leaves"][0]["lift"] == pytest.approx(1.0)
+    f.loc[:, "converted"] = False
+    f.loc[:11, "converted"] = True
+    with pytest.raises(ConfigError, match=r"holdout \(30 users\) has no positive.*raise `holdout`"):
+        run_segmentation(store, "t", tree(target={"column": "converted"}, holdout=0.01), f)
+
+
+def test_campaign_target_on_postgresql(pg_url: str) -> None:
+    s = open_store(pg_url)
+    try:
+        ensure_runs_schema(s)
+        f = planted(n=600)
+        _store_with_users(s, f["user_id"].tolist())
+        _orders(s, f.loc[f["converted"], "user_id"].tolist(), "2026-06-03 00:00:00")
+        arm = np.where(np.arange(len(f)) % 5 == 0, "control", "treatment")
+        import_assignments(
+            s,
+            "spring",
+            pd.DataFrame({"user_id": f["user_id"], "arm": arm, "sent_at": "2026-06-01"}),
+            control_share=0.2,
+        )
+        r = run_segmentation(
+            s, "resp", tree(target={"campaign": "spring"}), f.drop(columns="converted"), as_of=AS_OF
+        )
+        treated = f[arm == "treatment"]
+        assert r.metrics["n_target"] == len(treated)
+        assert r.metrics["base_rate"] == pytest.approx(treated["converted"].mean(), abs=1e-6)
+        assert load_run(s, "resp").details["leaves"] == r.details["leaves"]
+    finally:
+        s.close()

@@ -607,6 +607,12 @@ def _prepare(
     y = target.y.to_numpy(float)
     labeled = np.flatnonzero(~np.isnan(y))
     train, test = _split(labeled, y[labeled], target.binary, spec.holdout, spec.seed)
+    if target.binary and len(np.unique(y[test])) < 2:
+        raise ConfigError(
+            f"segmentation {name!r}: the holdout ({len(test):,} users) has no "
+            f"{'positive' if y[test].sum() == 0 else 'negative'}, so its AUC is undefined; "
+            f"raise `holdout` (now {spec.holdout})"
+        )
     return target, design, train, test
 
 
@@ -742,6 +748,8 @@ def grouped_importances(
     if len(rows) > IMPORTANCE_ROWS:
         rows = np.sort(rng.choice(test, IMPORTANCE_ROWS, replace=False))
     Xh, yh = X[rows], y[rows]
+    if len(np.unique(yh)) < 2:
+        return []
     cols: dict[str, list[int]] = {}
     for i, c in enumerate(design.X.columns):
         cols.setdefault(design.source[str(c)], []).append(i)
