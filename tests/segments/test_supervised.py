@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 import yaml
 from statsmodels.stats.proportion import proportion_confint
 
@@ -147,6 +148,15 @@ def test_numeric_target_above_and_regression(store: Store) -> None:
     assert reg.details["target_kind"] == "number" and reg.metrics["r2_holdout"] > 0.9
     assert "auc_holdout" not in reg.metrics
     assert reg.details["leaves"][0]["rate"] > 100  # a mean, not a rate
+    # a leaf's interval on the mean is Student's t (scipy)
+    a = reg.assignments.merge(f[["user_id", "spend"]], on="user_id")
+    for row in reg.details["leaves"]:
+        v = a.loc[a["segment"] == row["segment"], "spend"]
+        if v.nunique() == 1:  # no spread: the interval is the value itself
+            assert row["rate_lo"] == row["rate_hi"] == pytest.approx(v.iloc[0])
+            continue
+        lo, hi = scipy.stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=scipy.stats.sem(v))
+        assert (row["rate_lo"], row["rate_hi"]) == pytest.approx((lo, hi), abs=1e-5)
 
 
 def test_stored_run_loads_back(store: Store) -> None:

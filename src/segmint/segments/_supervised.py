@@ -510,7 +510,11 @@ def _interval(stats: pd.DataFrame, binary: bool) -> tuple[np.ndarray, np.ndarray
 
         lo, hi = wilson_interval(stats["positives"].to_numpy(), stats["n_target"].to_numpy())
         return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
-    half = 1.959963984540054 * stats["sd"] / np.sqrt(stats["n_target"].where(stats["n_target"] > 0))
+    from scipy.stats import t as student_t
+
+    n = stats["n_target"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = student_t.ppf(0.975, np.where(n > 1, n - 1, np.nan)) * stats["sd"] / np.sqrt(n)
     return (stats["rate"] - half).to_numpy(float), (stats["rate"] + half).to_numpy(float)
 
 
