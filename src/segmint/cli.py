@@ -399,7 +399,76 @@ def _add_campaign_apps() -> None:
 _add_campaign_apps()
 
 
+def _pct_or_num(v: Any, rate: bool) -> str:
+    if v is None:
+        return "—"
+    return f"{float(v):.1%}" if rate else _num(float(v))
+
+
+def _print_supervised_result(r: Any) -> None:
+    """A tree's leaves or a propensity model's groups: rule, users, share, rate, lift."""
+    d, m = r.details, r.metrics
+    rows = d.get("leaves") or d.get("groups") or []
+    rate = d.get("target_kind") != "number"
+    what = "rate" if rate else "mean"
+    t = Table(title=f"{r.segmentation} ({r.method}) — run {r.run_id}")
+    t.caption = f"target: {d.get('target', '?')}"
+    t.add_column("segment")
+    t.add_column("rule", overflow="fold")
+    t.add_column("users", justify="right")
+    t.add_column("share", justify="right")
+    t.add_column(f"target {what}", justify="right")
+    t.add_column("95% interval", justify="right")
+    t.add_column("lift", justify="right")
+    t.add_column(f"holdout {what}", justify="right")
+    for row in rows:
+        lo, hi = row.get("rate_lo"), row.get("rate_hi")
+        t.add_row(
+            row["segment"],
+            _shown(row.get("rule") or r.rules.get(row["segment"], ""), 200),
+            f"{row['n_users']:,}",
+            _pct_or_num(row.get("share"), True),
+            _pct_or_num(row.get("rate"), rate),
+            f"{_pct_or_num(lo, rate)} – {_pct_or_num(hi, rate)}",
+            "—" if row.get("lift") is None else f"{row['lift']:.2f}",
+            _pct_or_num(row.get("holdout_rate"), rate),
+        )
+    console.print(t)
+    base = _pct_or_num(m.get("base_rate"), rate)
+    line = f"  base {what} {base} over {m.get('n_target', 0):,} users with a target"
+    if m.get("auc_holdout") is not None:
+        line += f"; holdout AUC {m['auc_holdout']:.3f} ({m.get('n_holdout', 0):,} users)"
+        if m.get("auc_train") is not None:
+            line += f", training AUC {m['auc_train']:.3f}"
+    if m.get("r2_holdout") is not None:
+        line += f"; holdout R² {m['r2_holdout']:.3f} ({m.get('n_holdout', 0):,} users)"
+    console.print(line)
+    if d.get("calibration"):
+        cal = Table(title="calibration on the holdout")
+        for col in ("group", "holdout users", "mean predicted", "observed"):
+            cal.add_column(col, justify="left" if col == "group" else "right")
+        for c in d["calibration"]:
+            cal.add_row(
+                c["segment"],
+                f"{c['n_holdout']:,}",
+                _pct_or_num(c["predicted"], True),
+                _pct_or_num(c["observed"], True),
+            )
+        console.print(cal)
+    if d.get("importances"):
+        top = ", ".join(f"{i['label']} {i['auc_drop']:+.3f}" for i in d["importances"][:10])
+        console.print(f"  importance (AUC drop when shuffled): {top}")
+    if d.get("features_dropped"):
+        dropped = "; ".join(f"{k}: {v}" for k, v in d["features_dropped"].items())
+        console.print(f"  left out: {dropped}")
+    for w in d.get("warnings") or []:
+        err.print(f"warning: {w}")
+
+
 def _print_segment_result(r: Any) -> None:
+    if r.method in ("tree", "propensity"):
+        _print_supervised_result(r)
+        return
     names = r.details.get("names", {})
     t = Table(title=f"{r.segmentation} ({r.method}) — run {r.run_id}")
     t.add_column("segment")

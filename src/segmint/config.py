@@ -38,11 +38,14 @@ __all__ = [
     "RecommendConfig",
     "RulesSegmentation",
     "Segmentation",
+    "SupervisedTarget",
+    "TreeSegmentation",
     "ValueTiersSegmentation",
     "CsvSource",
     "JsonlSource",
     "ParquetSource",
     "PostgresSource",
+    "PropensitySegmentation",
     "QuerySource",
     "Source",
     "ValidationSettings",
@@ -499,12 +502,86 @@ class ClusterSegmentation(_Strict):
         return self
 
 
+class SupervisedTarget(_Strict):
+    """What a supervised segmentation splits users on: exactly one of ``column``,
+    ``campaign`` or ``converted_within_days``."""
+
+    column: str | None = Field(default=None, description="a feature column (bool or number)")
+    above: float | None = Field(
+        default=None, description="a numeric column counts as 1 when it is above this value"
+    )
+    campaign: str | None = Field(
+        default=None, description="converted after exposure, among the campaign's treated users"
+    )
+    window_days: int = Field(default=30, gt=0, description="the campaign's response window")
+    converted_within_days: int | None = Field(
+        default=None, gt=0, description="a completed order within this many days after as-of"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SupervisedTarget:
+        given = self.model_fields_set
+        kinds = [k for k in ("column", "campaign", "converted_within_days") if k in given]
+        if len(kinds) != 1:
+            raise ValueError(
+                "give exactly one of column, campaign or converted_within_days "
+                f"(got {', '.join(kinds) or 'none'}), e.g. `target: {{column: is_subscriber}}`"
+            )
+        if "above" in given and self.column is None:
+            raise ValueError("above is used only with column; remove it")
+        if "window_days" in given and self.campaign is None:
+            raise ValueError(
+                "window_days is used only with campaign; for conversion after the as-of date "
+                "write converted_within_days: N"
+            )
+        return self
+
+
+class _SupervisedBase(_Strict):
+    target: SupervisedTarget
+    features: list[str] | None = Field(
+        default=None, description="default: every numeric feature and categorical user column"
+    )
+    holdout: float = Field(default=0.3, gt=0, lt=1, description="share held out for the AUC")
+    max_levels: int = Field(
+        default=20, ge=1, description="categorical levels one-hot encoded (rest: other)"
+    )
+    seed: int = 0
+
+
+class TreeSegmentation(_SupervisedBase):
+    """A decision tree on a target: each leaf is a segment with a readable rule and lift."""
+
+    type: Literal["tree"]
+    max_depth: int = Field(default=3, ge=1, le=8)
+    min_leaf: float = Field(
+        default=0.05, gt=0, description="smallest leaf: a share of users (< 1) or a count"
+    )
+
+    @field_validator("min_leaf")
+    @classmethod
+    def _share_or_count(cls, v: float) -> float:
+        if v >= 1 and not float(v).is_integer():
+            raise ValueError("min_leaf is a share below 1 (0.05) or a whole count of users (200)")
+        return v
+
+
+class PropensitySegmentation(_SupervisedBase):
+    """Deciles of a forest's or boosting model's predicted probability of the target."""
+
+    type: Literal["propensity"]
+    model: Literal["forest", "boosting"] = "forest"
+    n_groups: int = Field(default=10, ge=2, le=100, description="quantile groups (10: deciles)")
+
+
 Segmentation = Annotated[
     RfmSegmentation
     | LifecycleSegmentation
     | ValueTiersSegmentation
     | RulesSegmentation
-    | ClusterSegmentation,
+    | ClusterSegmentation
+    | TreeSegmentation
+    | PropensitySegmentation,
     Field(discriminator="type"),
 ]
 
@@ -1009,6 +1086,8 @@ _TAGS = {
     "dbscan",
     "hdbscan",
     "gmm",
+    "tree",
+    "propensity",
     "str",
     "ColumnExpr",
     "ConstantFill",
@@ -1046,6 +1125,9 @@ def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | N
         RulesSegmentation,
         RuleSpec,
         ClusterSegmentation,
+        TreeSegmentation,
+        PropensitySegmentation,
+        SupervisedTarget,
         RecommendConfig,
         PriceBand,
         ALSSettings,

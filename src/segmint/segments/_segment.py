@@ -14,9 +14,11 @@ from segmint.config import (
     ClusterSegmentation,
     Config,
     LifecycleSegmentation,
+    PropensitySegmentation,
     RfmSegmentation,
     RulesSegmentation,
     Segmentation,
+    TreeSegmentation,
     ValueTiersSegmentation,
 )
 from segmint.errors import ConfigError, NotFoundError
@@ -122,6 +124,15 @@ def run_segmentation(
         metrics = {**segment_metrics(assignments, features), **metrics}
         previous_run, previous = _previous_details(store, name)
         link_clusters(details, previous, previous_run=previous_run)
+    elif isinstance(spec, TreeSegmentation | PropensitySegmentation):
+        from segmint.segments._supervised import run_propensity, run_tree
+
+        if isinstance(spec, TreeSegmentation):
+            out = run_tree(store, name, spec, features, as_of=as_of)
+        else:
+            out = run_propensity(store, name, spec, features, as_of=as_of)
+        assignments, metrics, rules, details = out
+        metrics = {**segment_metrics(assignments, features), **metrics}
     else:
         assignments, rules, details = _rules_based(name, spec, features)
         metrics = segment_metrics(assignments, features)
