@@ -666,6 +666,7 @@ def _roi_table(
     Incremental quantities scale the per-user difference to the treated arm's size.
     """
     c = users["arm"].to_numpy() == control
+
     def mean(values: np.ndarray) -> np.ndarray:
         return values.mean(axis=0) if len(values) else np.full(values.shape[1], np.nan)
 
