@@ -53,7 +53,7 @@ def print_evaluation(ev: Any) -> None:
         markup=True,
     )
     for w in ev.warnings:
-        style = "bold red" if w.startswith("SAMPLE RATIO") else "yellow"
+        style = "bold red" if w.startswith(("SAMPLE RATIO", "PRE-PERIOD IMBALANCE")) else "yellow"
         console.print(f"[{style}]warning:[/] {escape(w)}", soft_wrap=True, markup=True)
     a = Table(title="arms")
     for c in ("arm", "users", "conversion", f"{conf} CI", "revenue/user", "orders/user",
@@ -83,7 +83,7 @@ def print_evaluation(ev: Any) -> None:
         return
     e = Table(title="effect of the campaign (treatment - control)")
     for c in ("metric", "method", "treatment", "control", "lift", f"{conf} CI",
-              "relative", f"{conf} CI ", "p"):  # fmt: skip
+              "relative", f"{conf} CI ", "p", "verdict"):  # fmt: skip
         e.add_column(c, justify="left" if c in ("metric", "method") else "right")
     for r in ev.effects.itertuples(index=False):
         pct = r.metric in PERCENT_METRICS
@@ -93,8 +93,10 @@ def print_evaluation(ev: Any) -> None:
             _f(r.treatment, ".2%" if pct else ",.2f"), _f(r.control, ".2%" if pct else ",.2f"),
             _f(r.diff, fmt), _ci(r.diff_lo, r.diff_hi, fmt),
             _f(r.rel, "+.1%"), _ci(r.rel_lo, r.rel_hi, "+.1%"), _p(r.p_value),
+            str(getattr(r, "verdict", "")),
         )  # fmt: skip
     console.print(e)
+    _print_power(ev)
     s = ev.srm
     verdict = "[bold red]MISMATCH[/]" if s.flagged else "ok"
     console.print(
@@ -148,6 +150,27 @@ def print_evaluation(ev: Any) -> None:
         )
 
 
+def _print_power(ev: Any) -> None:
+    """One line per effect: what this experiment could detect, and what the observed
+    effect would need (see :mod:`segmint.experiments._power`)."""
+    if "mde" not in ev.effects:
+        return
+    for r in ev.effects.to_dict("records"):
+        if not math.isfinite(r["mde"]):
+            continue
+        fmt = ".2%" if r["metric"] in PERCENT_METRICS else ",.2f"
+        arm = f" {r['arm']}" if "arm" in r else ""
+        need = r["users_needed"]
+        needed = f"{need:,.0f} users per arm" if math.isfinite(need) else "— (no observed effect)"
+        console.print(
+            f"  {r['metric']} ({r['method']}{arm}): {r['verdict']}; detectable at this size: "
+            f"±{format(r['mde'], fmt)} ({_f(r['mde_rel'], '.1%')} relative); to detect the "
+            f"observed effect at 80% power: {needed}",
+            soft_wrap=True,
+            markup=False,
+        )
+
+
 def evaluate(
     campaign: Annotated[str, typer.Argument(help="Campaign name.")],
     window: Annotated[int, typer.Option(help="Attribution window in days.")] = 30,
@@ -183,7 +206,7 @@ def evaluate(
         print_json(ev.to_dict())
     else:
         print_evaluation(ev)
-    if ev.srm.flagged:
+    if ev.srm.flagged or "imbalance" in set(ev.effects.get("verdict", ())):
         raise typer.Exit(4)
 
 

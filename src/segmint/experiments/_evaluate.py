@@ -762,6 +762,13 @@ def evaluate_campaign(
     users["offer_cost"] = offer_cost.to_numpy(float) * users["converted"].to_numpy(float)
     arms = _arms_table(users, alpha)
     effects, cu, reps_t, reps_c = _effects(users, alpha, n_resamples, rng)
+    from segmint.experiments._arms import campaign_design
+    from segmint.experiments._power import add_verdicts, imbalance_warnings
+
+    effects = add_verdicts(
+        effects, users, control=campaign_design(store, campaign).control, alpha=alpha
+    )
+    warnings.extend(imbalance_warnings(effects))
     segments = _segment_table(users, alpha)
     roi = _roi_table(users, reps_t, reps_c, message_cost, alpha)
 
