@@ -69,6 +69,10 @@ class CampaignPlan:
         Sizes of the arms (stored in ``campaign_audiences``; see :func:`load_audience`).
     by_segment : DataFrame
         ``segment, channel, treatment, control``.
+    baseline, mde, warnings
+        The planned audience's conversion rate in the 30 days before ``as_of``, the
+        conversion MDE of each treatment arm against the control, and warnings when the
+        control is too small (see :mod:`segmint.campaigns._plan_power`).
     """
 
     run_id: str
@@ -86,6 +90,9 @@ class CampaignPlan:
     by_segment: pd.DataFrame = field(default_factory=pd.DataFrame)
     status: str = "planned"
     seconds: float = 0.0
+    baseline: float | None = None
+    mde: dict[str, float | None] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -104,6 +111,9 @@ class CampaignPlan:
             "n_control": self.n_control,
             "funnel": self.funnel.to_dict("records"),
             "by_segment": self.by_segment.to_dict("records"),
+            "baseline": self.baseline,
+            "mde": dict(self.mde),
+            "warnings": list(self.warnings),
         }
 
 
@@ -408,7 +418,9 @@ def plan_campaign(
         n_control,
         seconds,
     )
-    return CampaignPlan(
+    from segmint.campaigns._plan_power import with_power
+
+    plan = CampaignPlan(
         run_id=run_id,
         campaign=name,
         segmentation=spec.segmentation,
@@ -424,6 +436,7 @@ def plan_campaign(
         by_segment=by_segment,
         seconds=seconds,
     )
+    return with_power(store, plan)
 
 
 def mask_email(email: str | None) -> str | None:
