@@ -52,6 +52,8 @@ def print_evaluation(ev: Any) -> None:
         f"{ev.start:%Y-%m-%d %H:%M} UTC (intention to treat; CIs {conf})",
         markup=True,
     )
+    if getattr(ev, "outcomes_imported", ()):
+        console.print(f"  outcomes: imported (final): {', '.join(ev.outcomes_imported)}")
     for w in ev.warnings:
         style = "bold red" if w.startswith(("SAMPLE RATIO", "PRE-PERIOD IMBALANCE")) else "yellow"
         console.print(f"[{style}]warning:[/] {escape(w)}", soft_wrap=True, markup=True)
@@ -226,22 +228,44 @@ def import_campaign(
     cost_per_redemption: Annotated[
         float, typer.Option(help="Cost of one redeemed offer beyond the netted discount.")
     ] = 0.0,
+    converted_column: Annotated[
+        str | None, typer.Option(help="Column with each user's final conversion (1/0, yes/no).")
+    ] = None,
+    revenue_column: Annotated[
+        str | None, typer.Option(help="Column with each user's final revenue.")
+    ] = None,
+    visited_column: Annotated[
+        str | None, typer.Option(help="Column with each user's final visit flag (1/0, yes/no).")
+    ] = None,
+    outcome_end: Annotated[
+        str | None,
+        typer.Option(help="Last day outcomes were measured (YYYY-MM-DD): the window ends there."),
+    ] = None,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Import a past randomized campaign (its arms) so `segmint evaluate` can measure it."""
+    """Import a past randomized campaign (its arms, optionally its final outcomes) so
+    `segmint evaluate` can measure it."""
     from segmint import open_project
 
     def go() -> dict[str, int]:
+        outcomes = {"converted": converted_column, "revenue": revenue_column,
+                    "visited": visited_column}  # fmt: skip
+        try:
+            end = date.fromisoformat(outcome_end) if outcome_end else None
+        except ValueError:
+            raise ConfigError(f"--outcome-end: {outcome_end!r} is not a YYYY-MM-DD date") from None
         with open_project(project) as p:
             return p.import_campaign(
                 name,
                 file,
                 control_share=control_share,
-                columns={"user_id": user_column, "arm": arm_column, "sent_at": sent_column},
+                columns={"user_id": user_column, "arm": arm_column, "sent_at": sent_column}
+                | {k: v for k, v in outcomes.items() if v},
                 timezone=timezone,
                 cost_per_message=cost_per_message,
                 cost_per_redemption=cost_per_redemption,
+                outcome_end=end,
             )
 
     out = _run(go)
@@ -254,6 +278,12 @@ def import_campaign(
         f"{out['rejected_bad_rows']:,} bad rows + {out['rejected_unknown_users']:,} "
         "unknown users"
     )
+    for key in ("bad_converted", "bad_revenue", "bad_visited"):
+        if out.get(key):
+            console.print(
+                f"  {out[key]:,} of the bad rows have an unreadable {key[4:]} value "
+                "(expected 1/0, true/false, yes/no, or a number for revenue)"
+            )
 
 
 def refresh(

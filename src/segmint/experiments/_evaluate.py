@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,6 +111,7 @@ class CampaignEvaluation:
     users: pd.DataFrame = field(repr=False)
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    outcomes_imported: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -157,6 +158,7 @@ class CampaignEvaluation:
                 "qini": records(self.uplift.qini),
             },
             "warnings": list(self.warnings),
+            "outcomes_imported": list(self.outcomes_imported),
         }
 
 
@@ -227,8 +229,10 @@ def _user_outcomes(
     window_days: int,
     pre_days: int,
     visit_events: Sequence[str],
+    end: datetime | None = None,
 ) -> pd.DataFrame:
     w, p = f"INTERVAL '{int(window_days)} days'", f"INTERVAL '{int(pre_days)} days'"
+    close = ts_lit(end) if end is not None else f"u.t0 + {w}"  # an import's outcome end
     visits = ", ".join(lit(e) for e in visit_events) or "NULL"
     quiet = ", ".join(lit(e) for e in MESSAGE_EVENTS)
     orders = store.query(
@@ -238,7 +242,7 @@ def _user_outcomes(
         f"coalesce(sum(o.amount) FILTER (WHERE o.ts >= u.t0), 0) AS revenue, "
         f"coalesce(sum(o.amount) FILTER (WHERE o.ts < u.t0), 0) AS pre_revenue "
         "FROM u LEFT JOIN orders o ON o.user_id = u.user_id AND o.status = 'completed' "
-        f"AND o.ts >= u.t0 - {p} AND o.ts < u.t0 + {w} "
+        f"AND o.ts >= u.t0 - {p} AND o.ts < {close} "
         "GROUP BY u.user_id, u.arm, u.run_id, u.t0"
     )
     events = store.query(
@@ -246,7 +250,7 @@ def _user_outcomes(
         f"SELECT u.user_id, count(*) FILTER (WHERE e.event IN ({visits})) AS visits, "
         "count(*) AS events "
         "FROM u JOIN events e ON e.user_id = u.user_id "
-        f"AND e.ts >= u.t0 AND e.ts < u.t0 + {w} AND e.event NOT IN ({quiet}) "
+        f"AND e.ts >= u.t0 AND e.ts < {close} AND e.event NOT IN ({quiet}) "
         "GROUP BY u.user_id"
     )
     out = orders.merge(events, on="user_id", how="left")
@@ -664,7 +668,11 @@ def evaluate_campaign(
             "experiment with `segmint campaign import`)"
         )
     rng = np.random.default_rng(seed)
-    users = _user_outcomes(store, campaign, window_days, pre_days, visit_events)
+    from segmint.experiments._outcomes import FinalOutcomes, apply_outcomes
+
+    final = FinalOutcomes(store, campaign)
+    users = _user_outcomes(store, campaign, window_days, pre_days, visit_events, final.end)
+    users, imported = apply_outcomes(users, final.values)
     warnings: list[str] = []
     start = users["t0"].min().to_pydatetime()
     end = users["t0"].max().to_pydatetime() + timedelta(days=window_days)
@@ -681,6 +689,10 @@ def evaluate_campaign(
         if horizon_ts is None
         else float(np.clip((horizon_ts - last_t0).total_seconds() / 86_400, 0, window_days))
     )
+    window_days, observed = final.completeness(window_days, observed, last_t0, horizon_ts)
+    if final.end is not None:
+        end = final.end
+    warnings.extend(final.notes(imported))
     if observed < window_days:
         warnings.append(
             f"the outcome window is not complete: the store's data reaches "
@@ -796,6 +808,7 @@ def evaluate_campaign(
         users=users,
         warnings=tuple(warnings),
         seconds=seconds,
+        outcomes_imported=tuple(imported),
     )
 
 
@@ -833,8 +846,14 @@ def import_assignments(
     cost_per_message: float = 0.0,
     cost_per_redemption: float = 0.0,
     source: str | None = None,
+    outcome_end: date | None = None,
 ) -> dict[str, int]:
     """Store a past randomized campaign's assignments so it can be evaluated.
+
+    Optional columns ``converted``, ``revenue``, ``visited`` are the experiment's final
+    outcomes (see :mod:`segmint.experiments._outcomes`; an unreadable value rejects its row,
+    counted under ``bad_<column>``); ``outcome_end`` is the last day outcomes were measured
+    (every user's window ends with it).
 
     ``frame`` has ``user_id``, ``arm`` (``treatment``/``control``) and ``sent_at`` (the
     exposure time, one per user; naive times are UTC). ``control_share`` is the designed
@@ -856,6 +875,11 @@ def import_assignments(
     f["arm"] = f["arm"].astype(str).str.strip().str.lower()
     ts = pd.to_datetime(f["sent_at"], errors="coerce", utc=True)
     bad = ~f["arm"].isin(["treatment", "control"]) | ts.isna() | f["user_id"].duplicated()
+    from segmint.experiments._outcomes import parse_outcomes, replace_outcomes
+
+    outcome_values, bad_outcome, outcome_counts = parse_outcomes(frame)
+    bad = bad | bad_outcome
+    f = f.assign(**{c: outcome_values[c].to_numpy() for c in outcome_values.columns})
     f = f.assign(sent_at=ts)[~bad]
     known = set(store.query("SELECT user_id FROM users")["user_id"].astype(str))
     unknown = ~f["user_id"].isin(known)
@@ -878,6 +902,8 @@ def import_assignments(
         "cost_per_message": cost_per_message,
         "cost_per_redemption": cost_per_redemption,
         "imported_at": now.isoformat(),
+        "outcome_end": outcome_end.isoformat() if outcome_end is not None else None,
+        "outcomes": list(outcome_values.columns),
     }
     n_t, n_c = int((f["arm"] == "treatment").sum()), int((f["arm"] == "control").sum())
     rows = pd.DataFrame(
@@ -904,6 +930,7 @@ def import_assignments(
         store.execute(f"DELETE FROM campaign_assignments WHERE campaign = {c}")
         store.execute(f"DELETE FROM campaign_runs WHERE campaign = {c}")
         store.write_rows("campaign_assignments", "_import_rows", cols)
+        replace_outcomes(store, campaign, f[["user_id", *outcome_values.columns]])
         store.execute(
             "INSERT INTO campaign_runs (run_id, campaign, created_at, as_of, segmentation, "
             "segment_run_id, previous_run_id, status, n_eligible, n_treatment, n_control, "
@@ -919,4 +946,5 @@ def import_assignments(
         "control": n_c,
         "rejected_bad_rows": int(bad.sum()),
         "rejected_unknown_users": int(unknown.sum()),
+        **outcome_counts,
     }
