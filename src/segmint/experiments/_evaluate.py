@@ -886,6 +886,11 @@ def import_assignments(
     f = f[~unknown]
     if f.empty:
         raise ConfigError(f"no usable assignment rows for {campaign!r}")
+    if outcome_end is not None and outcome_end < f["sent_at"].max().date():
+        raise ConfigError(
+            f"the outcome end {outcome_end} is before the last send "
+            f"({f['sent_at'].max():%Y-%m-%d}): give the last day outcomes were measured"
+        )
     c = lit(campaign)
     existing = store.query(f"SELECT DISTINCT status FROM campaign_runs WHERE campaign = {c}")[
         "status"
