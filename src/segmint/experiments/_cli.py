@@ -166,7 +166,8 @@ def _print_power(ev: Any) -> None:
         needed = f"{need:,.0f} users per arm" if math.isfinite(need) else "— (no observed effect)"
         console.print(
             f"  {r['metric']} ({r['method']}{arm}): {r['verdict']}; detectable at this size: "
-            f"±{format(r['mde'], fmt)} ({_f(r['mde_rel'], '.1%')} relative); to detect the "
+            f"±{format(r['mde'], fmt)}{' points' if fmt == '.2%' else ''} "
+            f"({_f(r['mde_rel'], '.1%')} relative); to detect the "
             f"observed effect at 80% power: {needed}",
             soft_wrap=True,
             markup=False,
