@@ -55,6 +55,17 @@ def test_plan_mde_is_the_hand_computed_normal_approximation(tmp_path) -> None:
     store.close()
 
 
+def test_data_ending_before_the_plan_date_gives_its_own_last_30_days(tmp_path) -> None:
+    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+    _orders(store)
+    config = tiny_config(dict(TINY_PLAYBOOK, holdout=0.5))
+    plan = plan_campaign(store, config, "gold_once", as_of=date(2027, 6, 1))
+    # the newest completed order is o5 (2026-11-27 00:00): the window is the 30 days up to
+    # and including it, so u10's o5 and u01's o1 count, u02's o2 falls one microsecond out
+    assert plan.baseline == pytest.approx(2 / 4)
+    store.close()
+
+
 def test_no_holdout_and_no_recent_buyer_are_warned(tiny: Store) -> None:
     plan = plan_campaign(tiny, tiny_config(), "gold_once", as_of=TODAY)  # holdout 0
     assert plan.n_control == 0

@@ -60,12 +60,14 @@ def print_plan(plan: Any) -> None:
     )
     if plan.baseline is not None:
         for arm, mde in plan.mde.items():
-            rel = f" ({mde / plan.baseline:.0%} relative)" if mde is not None else ""
-            shown = "—" if mde is None else f"±{mde:.2%} points{rel}"
+            if mde is None:
+                continue
+            shown = f"±{mde:.2%} points ({mde / plan.baseline:.0%} relative)"
             console.print(
                 f"  detectable change in conversion ({arm} vs control, 80% power, alpha "
                 f"0.05): {shown} on a {plan.baseline:.2%} baseline (last 30 days)",
                 markup=False,
+                soft_wrap=True,
             )
     for w in plan.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True, markup=True)

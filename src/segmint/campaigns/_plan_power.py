@@ -3,7 +3,8 @@ when the control group is too small to measure anything.
 
 The baseline is the planned audience's recent conversion rate: the share of the users the
 plan placed (any arm) with a completed order in the ``BASELINE_DAYS`` days before the plan
-date (``[as_of - 30 days, as_of)``), computed in the store. The MDE is the normal
+date (``[as_of - 30 days, as_of)``; before the store's newest completed order when the data
+ends earlier), computed in the store. The MDE is the normal
 approximation of :func:`segmint.experiments._power.mde_proportion` (two-sided ``alpha``
 0.05, power 0.8), each treatment arm against the control.
 
@@ -19,6 +20,8 @@ import dataclasses
 import math
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 from segmint.campaigns._tables import lit, ts_lit
 from segmint.experiments._arms import design_from_params
@@ -44,6 +47,12 @@ def plan_power(store: Store, run_id: str) -> dict[str, Any]:
     as_of = run["as_of"].iloc[0] if not run.empty else None
     day = getattr(as_of, "date", lambda: as_of)() if as_of is not None else None
     end = datetime.combine(day, time(), tzinfo=UTC) if day is not None else datetime.now(UTC)
+    newest = store.scalar("SELECT max(ts) FROM orders WHERE status = 'completed'")
+    if newest is not None and not pd.isna(newest):
+        # data that ends before the plan date: the 30 days before its newest order
+        newest_ts = pd.Timestamp(newest)
+        newest_ts = newest_ts.tz_localize("UTC") if newest_ts.tzinfo is None else newest_ts
+        end = min(end, (newest_ts + pd.Timedelta(microseconds=1)).to_pydatetime())
     start = end - timedelta(days=BASELINE_DAYS)
     arms = store.query(
         "SELECT a.arm, count(*) AS n, count(o.user_id) AS converters FROM "
@@ -76,7 +85,7 @@ def plan_power(store: Store, run_id: str) -> dict[str, Any]:
         )
     if n_all and converters == 0:
         warnings.append(
-            f"no planned user converted in the {BASELINE_DAYS} days before {day}: the "
+            f"no planned user converted in the {BASELINE_DAYS} days before {end:%Y-%m-%d}: the "
             "detectable effect cannot be estimated"
         )
     elif n_control >= 1:
