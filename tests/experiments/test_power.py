@@ -158,3 +158,49 @@ def test_a_pre_period_imbalance_is_flagged_like_an_srm() -> None:
     assert bal.loc["B", "verdict"] == "balanced"
     warns = imbalance_warnings(out)
     assert len(warns) == 1 and warns[0].startswith("PRE-PERIOD IMBALANCE (A)")
+
+
+def test_evaluate_flags_a_pre_period_imbalance_and_the_cli_exits_4(tmp_path) -> None:
+    """120 extra treated users who all bought 100 the week before the send, 80 extra
+    controls who did not: the arms differ before the campaign."""
+    from typer.testing import CliRunner
+
+    from segmint.cli import app
+    from segmint.experiments._evaluate import evaluate_campaign, import_assignments
+
+    from .test_evaluate import T0, assignments, build_store
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "segmint.yaml").write_text("project: p\nstore: s.duckdb\n", encoding="utf-8")
+    store = build_store(str(root / "s.duckdb"))
+    treated, held = [f"xt{i}" for i in range(120)], [f"xc{i}" for i in range(80)]
+    store.execute(
+        "INSERT INTO users (user_id) VALUES " + ", ".join(f"('{u}')" for u in treated + held)
+    )
+    store.execute(
+        "INSERT INTO orders (order_id, user_id, ts, amount, status) VALUES "
+        + ", ".join(
+            f"('p{u}', '{u}', CAST('2026-05-25 00:00:00+00' AS TIMESTAMPTZ), {100 + i % 7}, "
+            "'completed')"
+            for i, u in enumerate(treated)
+        )
+    )
+    frame = pd.concat(
+        [
+            assignments(),
+            pd.DataFrame({"user_id": treated, "arm": "treatment", "sent_at": T0}),
+            pd.DataFrame({"user_id": held, "arm": "control", "sent_at": T0}),
+        ],
+        ignore_index=True,
+    )
+    import_assignments(store, "spring", frame, control_share=0.4)
+    ev = evaluate_campaign(store, "spring", window_days=10, uplift=False, n_resamples=50)
+    store.close()
+    bal = ev.effect("pre_revenue_per_user (balance)")
+    assert bal["verdict"] == "imbalance" and bal["p_value"] < 0.01
+    assert not ev.srm.flagged  # the sizes are right: only the pre-period is off
+    assert any(w.startswith("PRE-PERIOD IMBALANCE") for w in ev.warnings)
+    r = CliRunner().invoke(app, ["evaluate", "spring", "--no-uplift", "-p", str(root)])
+    assert r.exit_code == 4, r.output
+    assert "PRE-PERIOD IMBALANCE" in r.stdout and "imbalance" in r.stdout
