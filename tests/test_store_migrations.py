@@ -80,10 +80,10 @@ def _close(stores: list[Store]) -> object:
 
 
 def test_a_version_1_store_opens_and_is_migrated(v1_store: str, stores: list[Store]) -> None:
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     store = _opened(v1_store, stores)
     versions = store.query("SELECT version FROM schema_version ORDER BY version")["version"]
-    assert versions.tolist() == [1, 2, 3, 4]
+    assert versions.tolist() == [1, 2, 3, 4, 5]
     got = store.query(
         "SELECT user_id, channel, purpose, ts, granted, source, recorded_at FROM consents "
         "ORDER BY user_id, channel"
@@ -98,6 +98,21 @@ def test_a_version_1_store_opens_and_is_migrated(v1_store: str, stores: list[Sto
     assert got["recorded_at"].notna().all()
     assert store.count("users") == 2  # nothing else touched
     assert store.count("exports") == 0  # version 4: the export record exists, empty
+    assert store.scalar("SELECT count(*) FROM campaign_outcomes") == 0  # version 5
+
+
+def test_version_5_campaign_outcomes_is_keyed_by_campaign_and_user(
+    v1_store: str, stores: list[Store]
+) -> None:
+    store = _opened(v1_store, stores)
+    store.execute(
+        "INSERT INTO campaign_outcomes (campaign, user_id, converted, revenue, visited) "
+        "VALUES ('c', 'u1', TRUE, 12.5, NULL), ('c', 'u2', FALSE, 0, TRUE)"
+    )
+    got = store.query("SELECT * FROM campaign_outcomes ORDER BY user_id")
+    assert got["revenue"].tolist() == [12.5, 0.0] and got["converted"].tolist() == [True, False]
+    with pytest.raises(Exception, match="(?i)duplicate|primary key|unique"):
+        store.execute("INSERT INTO campaign_outcomes (campaign, user_id) VALUES ('c', 'u1')")
 
 
 def test_after_migration_a_grant_and_a_revoke_at_the_same_instant_are_both_kept(
@@ -135,7 +150,7 @@ def test_reopening_a_migrated_store_migrates_nothing(v1_store: str, stores: list
     _opened(v1_store, stores).close()
     stores.pop()
     store = _opened(v1_store, stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [1, 2, 3, 4]
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [1, 2, 3, 4, 5]
     assert store.count("consents") == 4
 
 
@@ -143,7 +158,7 @@ def test_a_fresh_store_is_created_at_the_latest_version(
     tmp_path: Path, stores: list[Store]
 ) -> None:
     store = _opened(str(tmp_path / "new.duckdb"), stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [4]
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [5]
 
 
 def _break_v1(url: str) -> Callable[[str], None]:

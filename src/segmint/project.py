@@ -480,11 +480,14 @@ class Project:
         timezone: str | None = None,
         cost_per_message: float = 0.0,
         cost_per_redemption: float = 0.0,
+        outcome_end: date | None = None,
     ) -> dict[str, Any]:
         """Import a past randomized campaign from a CSV or Parquet file of
         ``user_id, arm, sent_at`` (renamed by ``columns``: ours -> the file's); naive send
         times are in ``timezone`` (default: the project's). Arms have any names; the design
-        is ``control_share`` or ``split``, the control arm ``control``. See
+        is ``control_share`` or ``split``, the control arm ``control``. Final outcomes are
+        imported only from columns mapped in ``columns`` (``converted``, ``revenue``,
+        ``visited``); ``outcome_end`` is the last day they were measured. See
         :func:`segmint.experiments.import_assignments`."""
         from segmint.experiments._evaluate import import_assignments
 
@@ -510,6 +513,7 @@ class Project:
             raise ConfigError(
                 f"{file}: missing column(s) {', '.join(missing)} (found: {found}){hints}"
             )
+        frame = frame[list(dict.fromkeys(wanted.values()))]  # only what was mapped
         frame = frame.rename(columns={theirs: ours for ours, theirs in wanted.items()})
         sent = pd.to_datetime(frame["sent_at"], errors="coerce")
         if sent.dt.tz is None:
@@ -527,6 +531,7 @@ class Project:
             cost_per_message=cost_per_message,
             cost_per_redemption=cost_per_redemption,
             source=str(file),
+            outcome_end=outcome_end,
         )
 
     def refresh(self, names: str | Iterable[str] | None = None, **kwargs: Any) -> Any:

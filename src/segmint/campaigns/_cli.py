@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -59,6 +60,19 @@ def print_plan(plan: Any) -> None:
         f"  {plan.n_treatment:,} to send, {plan.n_control:,} held out "
         f"(segmentation {plan.segmentation}, run {plan.segment_run_id})"
     )
+    if plan.baseline is not None:
+        for arm, mde in plan.mde.items():
+            if mde is None:
+                continue
+            shown = f"±{mde:.2%} points ({mde / plan.baseline:.0%} relative)"
+            console.print(
+                f"  detectable change in conversion ({arm} vs control, 80% power, alpha "
+                f"0.05): {shown} on a {plan.baseline:.2%} baseline (last 30 days)",
+                markup=False,
+                soft_wrap=True,
+            )
+    for w in plan.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True, markup=True)
 
 
 def has_variants(plan: Any) -> bool:

@@ -78,6 +78,10 @@ class CampaignPlan:
     n_by_arm : dict of str to int
         Users in each arm, in the order of ``split`` (an arm a user kept from an earlier
         design comes last).
+    baseline, mde, warnings
+        The planned audience's conversion rate in the 30 days before ``as_of``, the
+        conversion MDE of each treatment arm against the control, and warnings when the
+        control is too small (see :mod:`segmint.campaigns._plan_power`).
     """
 
     run_id: str
@@ -98,6 +102,9 @@ class CampaignPlan:
     control: str = DEFAULT_CONTROL
     split: dict[str, float] = field(default_factory=dict)
     n_by_arm: dict[str, int] = field(default_factory=dict)
+    baseline: float | None = None
+    mde: dict[str, float | None] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data."""
@@ -119,6 +126,9 @@ class CampaignPlan:
             "n_by_arm": dict(self.n_by_arm),
             "funnel": self.funnel.to_dict("records"),
             "by_segment": self.by_segment.to_dict("records"),
+            "baseline": self.baseline,
+            "mde": dict(self.mde),
+            "warnings": list(self.warnings),
         }
 
 
@@ -485,7 +495,9 @@ def plan_campaign(
         n_control,
         seconds,
     )
-    return CampaignPlan(
+    from segmint.campaigns._plan_power import with_power
+
+    plan = CampaignPlan(
         run_id=run_id,
         campaign=name,
         segmentation=spec.segmentation,
@@ -504,6 +516,7 @@ def plan_campaign(
         split=split,
         n_by_arm=_ordered_counts(by_arm, split),
     )
+    return with_power(store, plan)
 
 
 def mask_email(email: str | None) -> str | None:

@@ -109,8 +109,10 @@ def print_evaluation(ev: Any) -> None:
         f"{ev.start:%Y-%m-%d %H:%M} UTC (intention to treat; CIs {conf})",
         markup=True,
     )
+    if getattr(ev, "outcomes_imported", ()):
+        console.print(f"  outcomes: imported (final): {', '.join(ev.outcomes_imported)}")
     for w in ev.warnings:
-        style = "bold red" if w.startswith("SAMPLE RATIO") else "yellow"
+        style = "bold red" if w.startswith(("SAMPLE RATIO", "PRE-PERIOD IMBALANCE")) else "yellow"
         console.print(f"[{style}]warning:[/] {escape(w)}", soft_wrap=True, markup=True)
     a = Table(title="arms")
     for c in ("arm", "users", "conversion", f"{conf} CI", "revenue/user", "orders/user",
@@ -147,7 +149,7 @@ def print_evaluation(ev: Any) -> None:
     e = Table(title=escape(title))
     cols = ["arm"] if many else []
     cols += ["metric", "method", "arm value", "control", "lift", f"{conf} CI", "relative",
-             f"{conf} CI ", "p"]  # fmt: skip
+             f"{conf} CI ", "p", "verdict"]  # fmt: skip
     cols += ["p Holm", "p BH"] if many else []
     for c in cols:
         e.add_column(c, justify="left" if c in ("arm", "metric", "method") else "right")
@@ -161,12 +163,14 @@ def print_evaluation(ev: Any) -> None:
             _f(r.treatment, ".2%" if pct else ",.2f"), _f(r.control, ".2%" if pct else ",.2f"),
             _f(r.diff, fmt), _ci(r.diff_lo, r.diff_hi, fmt),
             _f(r.rel, "+.1%"), _ci(r.rel_lo, r.rel_hi, "+.1%"), p,
+            str(getattr(r, "verdict", "")),
         ]  # fmt: skip
         if many:
             pooled = r.arm == POOLED
             row += ["" if pooled else _p(r.p_holm), "" if pooled else _p(r.p_bh)]
         e.add_row(*map(escape, row))
     console.print(e)
+    _print_power(ev)
     console.print(f"  sample ratio: {_srm_line(ev)}", markup=True)
     console.print(
         f"  CUPED (pre-period revenue, {ev.pre_days} days): theta = {ev.cuped.theta:.4f}, "
@@ -194,6 +198,31 @@ def print_evaluation(ev: Any) -> None:
             f"{ev.uplift.qini_coefficient:.3f}, AUUC {_f(ev.uplift.auuc, '.3f')}; targeting the top {top['fraction']:.0%} by "
             f"predicted uplift yields {top['qini']:,.1f} incremental conversions "
             f"(random targeting: {top['random']:,.1f})"
+        )
+
+
+POWER_ROWS = {("conversion", "newcombe"), ("revenue_per_user", "welch")}
+
+
+def _print_power(ev: Any) -> None:
+    """One line per effect: what this experiment could detect, and what the observed
+    effect would need (see :mod:`segmint.experiments._power`)."""
+    if "mde" not in ev.effects:
+        return
+    for r in ev.effects.to_dict("records"):
+        if (r["metric"], r["method"]) not in POWER_ROWS or not math.isfinite(r["mde"]):
+            continue
+        fmt = ".2%" if r["metric"] in PERCENT_METRICS else ",.2f"
+        arm = f" {r['arm']}" if "arm" in r else ""
+        need = r["users_needed"]
+        needed = f"{need:,.0f} users per arm" if math.isfinite(need) else "— (no observed effect)"
+        console.print(
+            f"  {r['metric']} ({r['method']}{arm}): {r['verdict']}; detectable at this size: "
+            f"±{format(r['mde'], fmt)}{' points' if fmt == '.2%' else ''} "
+            f"({_f(r['mde_rel'], '.1%')} relative); to detect the "
+            f"observed effect at 80% power: {needed}",
+            soft_wrap=True,
+            markup=False,
         )
 
 
@@ -241,7 +270,7 @@ def evaluate(
         print_json(ev.to_dict())
     else:
         print_evaluation(ev)
-    if ev.srm.flagged:
+    if ev.srm.flagged or "imbalance" in set(ev.effects.get("verdict", ())):
         raise typer.Exit(4)
 
 
@@ -273,15 +302,35 @@ def import_campaign(
     cost_per_redemption: Annotated[
         float, typer.Option(help="Cost of one redeemed offer beyond the netted discount.")
     ] = 0.0,
+    converted_column: Annotated[
+        str | None, typer.Option(help="Column with each user's final conversion (1/0, yes/no).")
+    ] = None,
+    revenue_column: Annotated[
+        str | None, typer.Option(help="Column with each user's final revenue.")
+    ] = None,
+    visited_column: Annotated[
+        str | None, typer.Option(help="Column with each user's final visit flag (1/0, yes/no).")
+    ] = None,
+    outcome_end: Annotated[
+        str | None,
+        typer.Option(help="Last day outcomes were measured (YYYY-MM-DD): the window ends there."),
+    ] = None,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
-    """Import a past randomized campaign (its arms) so `segmint evaluate` can measure it."""
+    """Import a past randomized campaign (its arms, optionally its final outcomes) so
+    `segmint evaluate` can measure it."""
     from segmint import open_project
 
     shares = _parse_split(split) if split is not None else None
 
     def go() -> dict[str, Any]:
+        outcomes = {"converted": converted_column, "revenue": revenue_column,
+                    "visited": visited_column}  # fmt: skip
+        try:
+            end = date.fromisoformat(outcome_end) if outcome_end else None
+        except ValueError:
+            raise ConfigError(f"--outcome-end: {outcome_end!r} is not a YYYY-MM-DD date") from None
         with open_project(project) as p:
             return p.import_campaign(
                 name,
@@ -289,10 +338,12 @@ def import_campaign(
                 control_share=control_share,
                 split=shares,
                 control=control,
-                columns={"user_id": user_column, "arm": arm_column, "sent_at": sent_column},
+                columns={"user_id": user_column, "arm": arm_column, "sent_at": sent_column}
+                | {k: v for k, v in outcomes.items() if v},
                 timezone=timezone,
                 cost_per_message=cost_per_message,
                 cost_per_redemption=cost_per_redemption,
+                outcome_end=end,
             )
 
     out = _run(go)
@@ -308,6 +359,12 @@ def import_campaign(
         f"({escape(arms)}) + {out['rejected_bad_rows']:,} bad rows + "
         f"{out['rejected_unknown_users']:,} unknown users"
     )
+    for key in ("bad_converted", "bad_revenue", "bad_visited"):
+        if out.get(key):
+            console.print(
+                f"  {out[key]:,} of the bad rows have an unreadable {key[4:]} value "
+                "(expected 1/0, true/false, yes/no, or a number for revenue)"
+            )
 
 
 def _parse_split(text: str) -> dict[str, float]:

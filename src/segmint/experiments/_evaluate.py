@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from difflib import get_close_matches
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +124,7 @@ class CampaignEvaluation:
     treatments: tuple[str, ...] = ("treatment",)
     n_resamples: int = 0
     uplift_outcome: str = "conversion"
+    outcomes_imported: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -183,6 +184,7 @@ class CampaignEvaluation:
                 "qini": records(self.uplift.qini),
             },
             "warnings": list(self.warnings),
+            "outcomes_imported": list(self.outcomes_imported),
         }
 
 
@@ -253,8 +255,10 @@ def _user_outcomes(
     window_days: int,
     pre_days: int,
     visit_events: Sequence[str],
+    end: datetime | None = None,
 ) -> pd.DataFrame:
     w, p = f"INTERVAL '{int(window_days)} days'", f"INTERVAL '{int(pre_days)} days'"
+    close = ts_lit(end) if end is not None else f"u.t0 + {w}"  # an import's outcome end
     visits = ", ".join(lit(e) for e in visit_events) or "NULL"
     quiet = ", ".join(lit(e) for e in MESSAGE_EVENTS)
     orders = store.query(
@@ -264,7 +268,7 @@ def _user_outcomes(
         f"coalesce(sum(o.amount) FILTER (WHERE o.ts >= u.t0), 0) AS revenue, "
         f"coalesce(sum(o.amount) FILTER (WHERE o.ts < u.t0), 0) AS pre_revenue "
         "FROM u LEFT JOIN orders o ON o.user_id = u.user_id AND o.status = 'completed' "
-        f"AND o.ts >= u.t0 - {p} AND o.ts < u.t0 + {w} "
+        f"AND o.ts >= u.t0 - {p} AND o.ts < {close} "
         "GROUP BY u.user_id, u.arm, u.run_id, u.t0"
     )
     events = store.query(
@@ -272,7 +276,7 @@ def _user_outcomes(
         f"SELECT u.user_id, count(*) FILTER (WHERE e.event IN ({visits})) AS visits, "
         "count(*) AS events "
         "FROM u JOIN events e ON e.user_id = u.user_id "
-        f"AND e.ts >= u.t0 AND e.ts < u.t0 + {w} AND e.event NOT IN ({quiet}) "
+        f"AND e.ts >= u.t0 AND e.ts < {close} AND e.event NOT IN ({quiet}) "
         "GROUP BY u.user_id"
     )
     out = orders.merge(events, on="user_id", how="left")
@@ -896,7 +900,11 @@ def evaluate_campaign(
             "experiment with `segmint campaign import`)"
         )
     rng = np.random.default_rng(seed)
-    users = _user_outcomes(store, campaign, window_days, pre_days, visit_events)
+    from segmint.experiments._outcomes import FinalOutcomes, apply_outcomes
+
+    final = FinalOutcomes(store, campaign)
+    users = _user_outcomes(store, campaign, window_days, pre_days, visit_events, final.end)
+    users, imported = apply_outcomes(users, final.values)
     warnings: list[str] = []
     control, treatments, srm = _design_check(
         users, run_designs(store, campaign), campaign, warnings
@@ -917,6 +925,10 @@ def evaluate_campaign(
         if horizon_ts is None
         else float(np.clip((horizon_ts - last_t0).total_seconds() / 86_400, 0, window_days))
     )
+    window_days, observed = final.completeness(window_days, observed, last_t0, horizon_ts)
+    if final.end is not None:
+        end = final.end
+    warnings.extend(final.notes(imported))
     if observed < window_days:
         warnings.append(
             f"the outcome window is not complete: the store's data reaches "
@@ -973,6 +985,10 @@ def evaluate_campaign(
     users["offer_cost"] = offer_cost.to_numpy(float) * users["converted"].to_numpy(float)
     arms = _arms_table(users, [*treatments, control], alpha)
     effects, cupeds, reps = _effects(users, treatments, control, alpha, n_resamples, rng, warnings)
+    from segmint.experiments._power import add_verdicts, imbalance_warnings
+
+    effects = add_verdicts(effects, users, control=control, alpha=alpha)
+    warnings.extend(imbalance_warnings(effects))
     segments = _segment_table(users, control, alpha)
     roi = _roi_table(users, comparisons, control, reps, message_cost, alpha)
     main = comparisons[-1][0] if comparisons else control
@@ -1009,6 +1025,7 @@ def evaluate_campaign(
         treatments=tuple(treatments),
         n_resamples=n_resamples,
         uplift_outcome=uplift_outcome,
+        outcomes_imported=tuple(imported),
     )
 
 
@@ -1155,6 +1172,7 @@ def import_assignments(
     cost_per_message: float = 0.0,
     cost_per_redemption: float = 0.0,
     source: str | None = None,
+    outcome_end: date | None = None,
 ) -> dict[str, Any]:
     """Store a past randomized experiment's assignments so it can be evaluated.
 
@@ -1166,6 +1184,11 @@ def import_assignments(
     file share the rest equally). Users unknown to the store and bad rows are refused with
     a count; importing the same file again replaces the earlier import of that campaign
     (idempotent) in one transaction.
+
+    Optional columns ``converted``, ``revenue``, ``visited`` are the experiment's final
+    outcomes (see :mod:`segmint.experiments._outcomes`; an unreadable value rejects its row,
+    counted under ``bad_<column>``); ``outcome_end`` is the last day outcomes were measured
+    (every user's window ends with it).
     """
     missing = {"user_id", "arm", "sent_at"} - set(frame.columns)
     if missing:
@@ -1180,12 +1203,22 @@ def import_assignments(
     design, f["arm"] = _import_design(labels, control, control_share, split)
     ts = pd.to_datetime(f["sent_at"], errors="coerce", utc=True)
     bad = f["arm"].isna() | ts.isna() | f["user_id"].duplicated()
+    from segmint.experiments._outcomes import parse_outcomes, replace_outcomes
+
+    outcome_values, bad_outcome, outcome_counts = parse_outcomes(frame)
+    bad = bad | bad_outcome
+    f = f.assign(**{c: outcome_values[c].to_numpy() for c in outcome_values.columns})
     f = f.assign(sent_at=ts)[~bad]
     known = set(store.query("SELECT user_id FROM users")["user_id"].astype(str))
     unknown = ~f["user_id"].isin(known)
     f = f[~unknown]
     if f.empty:
         raise ConfigError(f"no usable assignment rows for {campaign!r}")
+    if outcome_end is not None and outcome_end < f["sent_at"].max().date():
+        raise ConfigError(
+            f"the outcome end {outcome_end} is before the last send "
+            f"({f['sent_at'].max():%Y-%m-%d}): give the last day outcomes were measured"
+        )
     c = lit(campaign)
     existing = store.query(f"SELECT DISTINCT status FROM campaign_runs WHERE campaign = {c}")[
         "status"
@@ -1203,6 +1236,8 @@ def import_assignments(
         "cost_per_message": cost_per_message,
         "cost_per_redemption": cost_per_redemption,
         "imported_at": now.isoformat(),
+        "outcome_end": outcome_end.isoformat() if outcome_end is not None else None,
+        "outcomes": list(outcome_values.columns),
     }
     per_arm = f["arm"].value_counts()
     n_c = int(per_arm.get(design.control, 0))
@@ -1231,6 +1266,7 @@ def import_assignments(
         store.execute(f"DELETE FROM campaign_assignments WHERE campaign = {c}")
         store.execute(f"DELETE FROM campaign_runs WHERE campaign = {c}")
         store.write_rows("campaign_assignments", "_import_rows", cols)
+        replace_outcomes(store, campaign, f[["user_id", *outcome_values.columns]])
         store.execute(
             "INSERT INTO campaign_runs (run_id, campaign, created_at, as_of, segmentation, "
             "segment_run_id, previous_run_id, status, n_eligible, n_treatment, n_control, "
@@ -1248,4 +1284,5 @@ def import_assignments(
         "control": n_c,
         "rejected_bad_rows": int(bad.sum()),
         "rejected_unknown_users": int(unknown.sum()),
+        **outcome_counts,
     }

@@ -86,6 +86,13 @@ def _v4_exports(store: Store) -> None:
     store.execute(EXPORTS_DDL)
 
 
+def _v5_campaign_outcomes(store: Store) -> None:
+    """campaign_outcomes: the final outcomes of an imported experiment, per user."""
+    from segmint.store._schema import CAMPAIGN_OUTCOMES_DDL
+
+    store.execute(CAMPAIGN_OUTCOMES_DDL)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -99,5 +106,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         _v3_quarantine,
     ),
     Migration(4, "exports: the record of every export (who, what, why, how many)", _v4_exports),
+    Migration(
+        5,
+        "campaign_outcomes: final outcomes of an imported experiment",
+        _v5_campaign_outcomes,
+    ),
 )
 """Every step, in version order (version 1 is the first released schema)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,19 @@ CREATE TABLE IF NOT EXISTS exports (
 );
 """
 
+# the final outcomes of an imported experiment, one row per user (NULL: not imported, the
+# store's data is used); see segmint.experiments._outcomes
+CAMPAIGN_OUTCOMES_DDL = """
+CREATE TABLE IF NOT EXISTS campaign_outcomes (
+    campaign VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    converted BOOLEAN,
+    revenue DOUBLE,
+    visited BOOLEAN,
+    PRIMARY KEY (campaign, user_id)
+);
+"""
+
 SYSTEM_DDL = (
     """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -217,6 +230,7 @@ CREATE TABLE IF NOT EXISTS loads (
 );
 """
     + EXPORTS_DDL
+    + CAMPAIGN_OUTCOMES_DDL
     + "\n".join(QUARANTINE_DDL)
     + "\n"
 )
