@@ -91,6 +91,10 @@ class CampaignEvaluation:
         Two-model uplift ranking with its Qini curve (None when too few users).
     users : DataFrame
         The user-level table everything above is computed from.
+    breakdowns : DataFrame
+        Each arm against the control within each level of each ``by`` variable, with Holm
+        and BH p-values within the variable and across all (see
+        :func:`segmint.experiments.breakdown_table`); empty without ``by``.
     """
 
     campaign: str
@@ -111,6 +115,7 @@ class CampaignEvaluation:
     users: pd.DataFrame = field(repr=False)
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    breakdowns: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -157,6 +162,7 @@ class CampaignEvaluation:
                 "qini": records(self.uplift.qini),
             },
             "warnings": list(self.warnings),
+            "breakdowns": records(self.breakdowns),
         }
 
 
@@ -615,6 +621,8 @@ def evaluate_campaign(
     uplift: bool = True,
     visit_events: Sequence[str] = VISIT_EVENTS,
     seed: int = 0,
+    by: Sequence[str] = (),
+    max_levels: int = 20,
 ) -> CampaignEvaluation:
     """Evaluate a campaign from its holdout.
 
@@ -646,6 +654,12 @@ def evaluate_campaign(
         Event names that count as a visit.
     seed : int, default 0
         Seeds the bootstrap and the uplift model's folds: reruns give the same numbers.
+    by : sequence of str, optional
+        Break the effects down by these user columns, traits (``traits.zip_code``),
+        features or segmentations, as of the exposure (see
+        :func:`segmint.experiments.breakdown_attributes`).
+    max_levels : int, default 20
+        Levels shown per ``by`` variable; the smallest beyond are folded into ``(other)``.
     """
     started = time.perf_counter()
     if window_days <= 0 or pre_days < 0:
@@ -764,6 +778,12 @@ def evaluate_campaign(
     effects, cu, reps_t, reps_c = _effects(users, alpha, n_resamples, rng)
     segments = _segment_table(users, alpha)
     roi = _roi_table(users, reps_t, reps_c, message_cost, alpha)
+    from segmint.experiments._breakdown import evaluate_breakdowns
+
+    breakdowns = evaluate_breakdowns(
+        store, config, campaign, users, by, as_of=start.astimezone(UTC), alpha=alpha,
+        max_levels=max_levels, features=features, warnings=warnings,
+    )  # fmt: skip
 
     up = None
     if uplift and features is not None:
@@ -789,6 +809,7 @@ def evaluate_campaign(
         users=users,
         warnings=tuple(warnings),
         seconds=seconds,
+        breakdowns=breakdowns,
     )
 
 
