@@ -45,7 +45,10 @@ def _check(store: Store) -> None:
     assert pd.isna(f.loc["u3", "score"])
     rules = RulesSegmentation(
         type="rules",
-        rules=[{"segment": "gold", "when": "plan = 'gold'"}, {"segment": "scored", "when": "score > 1"}],
+        rules=[
+            {"segment": "gold", "when": "plan = 'gold'"},
+            {"segment": "scored", "when": "score > 1"},
+        ],
         default="rest",
     )
     seg = run_rules(rules, f.reset_index(), name="by_plan").set_index("user_id")["segment"]
@@ -105,4 +108,6 @@ def test_traits_are_only_offered_on_the_users_table() -> None:
 
 def test_rules_over_features_cannot_read_json() -> None:
     with pytest.raises(ConfigError, match="JSON keys may only be read"):
-        check_expression("json_extract_string(plan, 'x') = 'a'", {"plan"}, aggregates=False, context="r")
+        check_expression(
+            "json_extract_string(plan, 'x') = 'a'", {"plan"}, aggregates=False, context="r"
+        )

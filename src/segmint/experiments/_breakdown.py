@@ -110,10 +110,8 @@ def _levels(values: pd.Series, variable: str, max_levels: int) -> tuple[pd.Serie
     elif pd.api.types.is_numeric_dtype(values) and values.nunique() > MAX_EXACT_NUMBERS:
         x = values.astype(float)
         _, edges = pd.qcut(x, 4, retbins=True, duplicates="drop")
-        labels = [
-            f"Q{i + 1} [{edges[i]:.4g}, {edges[i + 1]:.4g}]" for i in range(len(edges) - 1)
-        ]
-        text = pd.cut(x, edges, include_lowest=True, labels=labels)
+        labels = [f"Q{i + 1} [{edges[i]:.4g}, {edges[i + 1]:.4g}]" for i in range(len(edges) - 1)]
+        text = pd.cut(x, [float(e) for e in edges], include_lowest=True, labels=labels)
     elif pd.api.types.is_numeric_dtype(values):
         categories = [format(v, "g") for v in np.sort(values.dropna().unique().astype(float))]
         text = values.map(lambda v: format(float(v), "g"), na_action="ignore")
@@ -218,7 +216,7 @@ def breakdown_attributes(
         raw["user_id"] = raw["user_id"].astype(str)
         values = base.merge(raw.drop_duplicates("user_id"), on="user_id", how="left")["v"]
         levels, note = _levels(values, variable, max_levels)
-        out[variable] = levels.to_numpy()
+        out[variable] = levels.array
         if note:
             notes.append(note)
     out.attrs["notes"] = notes
@@ -259,7 +257,9 @@ def _raw(
             store, variable, segmentations[variable], features, as_of=as_of, save=False
         )
         return result.assignments[["user_id", "segment"]].rename(columns={"segment": "v"})
-    feature_names = [c for c in (features.columns if features is not None else []) if c != "user_id"]
+    feature_names = [
+        c for c in (features.columns if features is not None else []) if c != "user_id"
+    ]
     raise _unknown(
         variable,
         {
