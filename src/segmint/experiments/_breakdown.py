@@ -205,9 +205,9 @@ def breakdown_attributes(
         features = _features(store, config, as_of)
     if features is not None and "user_id" not in features.columns:
         features = features.reset_index()
-    base = store.query("SELECT user_id FROM users")
-    base["user_id"] = base["user_id"].astype(str)
-    if user_ids is not None:
+    if user_ids is None:
+        base = store.query("SELECT user_id FROM users").astype({"user_id": str})
+    else:
         base = pd.DataFrame({"user_id": pd.unique(pd.Series(user_ids, dtype=str))})
     out = base.copy()
     notes: list[str] = []
