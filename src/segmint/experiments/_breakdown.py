@@ -328,34 +328,26 @@ def breakdown_table(
         user_id=lambda f: f["user_id"].astype(str), arm=lambda f: f["arm"].astype(str)
     )
     attrs = attributes.assign(user_id=attributes["user_id"].astype(str))
-    attrs = attrs.drop_duplicates("user_id").astype({v: object for v in variables})
-    merged = frame.merge(attrs, on="user_id", how="left")
-    long = merged.melt(
-        id_vars=["arm", "converted", "revenue"],
-        value_vars=variables,
-        var_name="variable",
-        value_name="level",
-    )
-    long["level"] = long["level"].fillna(MISSING).astype(str)
-    long["converted"] = long["converted"].astype(bool)
-    long["revenue"] = long["revenue"].astype(float)
-    g = long.groupby(["variable", "level", "arm"], sort=False)
-    agg = g.agg(
-        n=("converted", "size"),
-        x=("converted", "sum"),
-        mean=("revenue", "mean"),
-        var=("revenue", "var"),
-    )
+    merged = frame.merge(attrs.drop_duplicates("user_id"), on="user_id", how="left")
+    merged["converted"] = merged["converted"].astype(bool)
+    merged["revenue"] = merged["revenue"].astype(float)
+    parts = []
+    for v in variables:  # a few variables: each grouped set-wise over all users
+        level = merged[v].astype(object).where(merged[v].notna(), MISSING).astype(str)
+        agg_v = merged.groupby([level.rename("level"), "arm"], sort=False).agg(
+            n=("converted", "size"),
+            x=("converted", "sum"),
+            mean=("revenue", "mean"),
+            var=("revenue", "var"),
+        )
+        parts.append(pd.concat({v: agg_v}, names=["variable"]))
+    agg = pd.concat(parts)
     cells = agg.reset_index()[["variable", "level"]].drop_duplicates()
     grid = cells.merge(pd.DataFrame({"arm": treatments}), how="cross")
     key = ["variable", "level"]
-    ctl = agg.xs(control, level="arm").reset_index() if control in set(long["arm"]) else None
+    ctl = agg.xs(control, level="arm").reset_index()
     t = grid.merge(agg.reset_index(), on=[*key, "arm"], how="left")
-    c = (
-        grid[key].merge(ctl, on=key, how="left")
-        if ctl is not None
-        else grid[key].assign(n=np.nan, x=np.nan, mean=np.nan, var=np.nan)
-    )
+    c = grid[key].merge(ctl, on=key, how="left")
     n1 = t["n"].fillna(0).to_numpy(float)
     n0 = c["n"].fillna(0).to_numpy(float)
     x1 = t["x"].fillna(0).to_numpy(float)

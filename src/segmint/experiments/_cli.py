@@ -161,7 +161,9 @@ def print_breakdowns(table: Any, conf: str) -> None:
         )
         for c in ("level", "arm", "n", f"n {control}", "conv.", f"conv. {control}", "lift",
                   f"{conf} CI", "p", "p Holm within", "p Holm family", "p BH family"):  # fmt: skip
-            g.add_column(c, justify="left" if c in ("level", "arm") else "right")
+            g.add_column(
+                c, justify="left" if c in ("level", "arm") else "right", no_wrap=c.endswith("CI")
+            )
         for r in rows.itertuples(index=False):
             g.add_row(
                 escape(str(r.level)), escape(str(r.arm)), f"{int(r.n_arm):,}",
