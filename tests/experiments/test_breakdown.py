@@ -18,7 +18,6 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportions
 from typer.testing import CliRunner
 
 import segmint
-from segmint.config import load_config
 from segmint.errors import ConfigError
 from segmint.experiments import breakdown_attributes, breakdown_table
 from segmint.experiments._evaluate import evaluate_campaign, import_assignments
@@ -347,7 +346,3 @@ def test_cli_evaluate_by_two_attributes(project: Path) -> None:
     assert "Traceback" not in r.output
     r = runner.invoke(app, [*args, "--by", "traits.phone"])
     assert r.exit_code == 2 and "personal data" in r.output
-
-
-def test_config_loads(project: Path) -> None:
-    assert "tiers" in load_config(project / "segmint.yaml").segmentations
