@@ -19,6 +19,7 @@ imports nothing of segmint but the errors.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -164,6 +165,47 @@ STRUCTURE: tuple[type[exp.Expression], ...] = (
     exp.Var,  # units: date_diff('day', ...), extract(year FROM ...)
 )
 
+# Typed reading of one key of a JSON column (users' ``traits``): ``traits.zip_code``,
+# ``traits ->> 'zip_code'``, ``json_extract_string(traits, 'zip_code')`` and
+# ``json_extract_scalar(...)`` all parse to the same node; it gives text (NULL where the key is
+# missing), to cast with CAST / TRY_CAST. Only columns named in ``json_columns`` may be read.
+JSON_KEY_NODES: tuple[type[exp.Expression], ...] = (
+    exp.JSONExtractScalar,
+    exp.JSONPath,
+    exp.JSONPathRoot,
+    exp.JSONPathKey,
+)
+
+PERSONAL_KEY_WORDS = (
+    "email",
+    "mail",
+    "phone",
+    "mobile",
+    "tel",
+    "name",
+    "firstname",
+    "lastname",
+    "surname",
+    "fullname",
+    "username",
+    "address",
+    "street",
+    "addr",
+    "birthday",
+    "birthdate",
+    "dob",
+    "ssn",
+    "passport",
+    "iban",
+    "card",
+    "password",
+    "token",
+    "ip",
+    "contact",
+)
+"""Words that make a JSON key personal (``first_name``, ``email``, ``home_address``,
+``phoneNumber``...): such a trait is never read by a feature, a rule or a breakdown."""
+
 SOURCE_STRUCTURE: tuple[type[exp.Expression], ...] = (
     exp.JSONPath,
     exp.JSONPathRoot,
@@ -232,6 +274,8 @@ class Vocabulary:
     functions: tuple[str, ...]
     anonymous: frozenset[str] = frozenset()
     cast_types: frozenset[Any] = _CAST_TYPES  # of exp.DataType.Type
+    # JSON functions take any argument (sources); otherwise only a key of ``json_columns``
+    free_json: bool = False
 
 
 _AGGREGATE_NAMES = {
@@ -278,6 +322,7 @@ ALLOWED_FUNCTIONS = sorted(
         "if",
         "cast",
         "try_cast",
+        "json_extract_string",
     }
 )
 """Names of the functions custom features and segment rules may call."""
@@ -325,12 +370,15 @@ SOURCE_FUNCTIONS = sorted(
 )
 """Names of the functions a source's ``filter`` and column expressions may call."""
 
-FEATURE_VOCABULARY = Vocabulary(AGGREGATES + SCALARS + STRUCTURE, tuple(ALLOWED_FUNCTIONS))
+FEATURE_VOCABULARY = Vocabulary(
+    AGGREGATES + SCALARS + STRUCTURE + JSON_KEY_NODES, tuple(ALLOWED_FUNCTIONS)
+)
 SOURCE_VOCABULARY = Vocabulary(
     AGGREGATES + SCALARS + SOURCE_SCALARS + STRUCTURE + SOURCE_STRUCTURE,
     tuple(SOURCE_FUNCTIONS),
     anonymous=frozenset({"try_strptime", "strip_accents"}),
     cast_types=_SOURCE_CAST_TYPES,
+    free_json=True,
 )
 
 # Prefix operators: a run of them nests like parentheses (NOT NOT NOT x).
@@ -382,6 +430,7 @@ def check_expression(
     denied_columns: Mapping[str, str] | None = None,
     vocabulary: Vocabulary = FEATURE_VOCABULARY,
     resolve: Callable[[exp.Column], exp.Expression] | None = None,
+    json_columns: Collection[str] = (),
 ) -> exp.Expression:
     """Parse one SQL expression and check it against an allow-list.
 
@@ -414,6 +463,13 @@ def check_expression(
     resolve : callable, optional
         Gives the expression that replaces each (checked) column reference in the result;
         by default the column's name, lower-cased and unqualified.
+    json_columns : collection of str, optional
+        JSON columns (users' ``traits``) whose keys may be read one at a time, as text:
+        ``traits.zip_code`` (shorthand), ``traits ->> 'zip_code'`` or
+        ``json_extract_string(traits, 'zip_code')``. The column itself is never read whole,
+        even when ``denied_columns`` names it; keys that look personal (see
+        ``PERSONAL_KEY_WORDS``) are refused. A key missing for a user gives NULL. The
+        generated SQL reads ``CAST(col AS JSON)``, so a PostgreSQL JSONB or TEXT column works.
 
     Returns
     -------
@@ -459,6 +515,7 @@ def check_expression(
             denied_columns=denied_columns,
             vocabulary=vocabulary,
             resolve=resolve,
+            json_columns={c.lower() for c in json_columns},
         )
     except RecursionError:  # a last resort: the nesting bound above should prevent it
         raise _fail(
@@ -477,6 +534,7 @@ def _check_tree(
     denied_columns: Mapping[str, str] | None,
     vocabulary: Vocabulary,
     resolve: Callable[[exp.Column], exp.Expression] | None,
+    json_columns: set[str],
 ) -> exp.Expression:
     try:
         parsed = sqlglot.parse(expr, read="duckdb")
@@ -490,13 +548,20 @@ def _check_tree(
     quals = {t.lower(): {c.lower() for c in cols} for t, cols in (qualifiers or {}).items()}
     denied = {c.lower(): why for c, why in (denied_columns or {}).items()}
 
+    if json_columns:
+        tree = _expand_json_shorthand(tree, json_columns)
     for node in tree.walk():
         _check_node(node, context, vocabulary)
-    _check_columns(tree, allowed, quals, denied, context)
+    if not vocabulary.free_json:
+        _check_json_keys(tree, json_columns, context)
+    _check_columns(tree, allowed, quals, denied, context, json_columns)
     _check_aggregation(tree, aggregates=aggregates, context=context)
 
     checked = tree.copy()
     for col in list(checked.find_all(exp.Column)):
+        if _is_json_key_column(col, json_columns):
+            col.replace(exp.cast(exp.column(col.name.lower()), exp.DataType.build("JSON")))
+            continue
         col.replace(resolve(col) if resolve is not None else exp.column(col.name.lower()))
     # the SQL that runs is generated from this tree: generate it once here, so that any
     # failure to do so is the user's expression's, named as such
@@ -574,17 +639,79 @@ def _check_unit(node: exp.Expr, context: str) -> None:
     )
 
 
+def _expand_json_shorthand(tree: exp.Expression, json_columns: set[str]) -> exp.Expression:
+    """``traits.zip_code`` -> ``traits ->> '$.zip_code'`` (a column qualified by a JSON
+    column's name reads that key)."""
+    for col in list(tree.find_all(exp.Column)):
+        parts = [p.name for p in col.parts]
+        if len(parts) == 2 and parts[0].lower() in json_columns:
+            path = exp.JSONPath(expressions=[exp.JSONPathRoot(), exp.JSONPathKey(this=parts[1])])
+            node = exp.JSONExtractScalar(this=exp.column(parts[0].lower()), expression=path)
+            if col is tree:
+                return node
+            col.replace(node)
+    return tree
+
+
+def is_personal_key(key: str) -> bool:
+    """Whether a JSON key names personal data (``first_name``, ``eMail``, ``home_address``)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
+    words = [w for w in re.split(r"[^a-z0-9]+", spaced) if w]
+    joined = "".join(words)
+    return any(w in PERSONAL_KEY_WORDS for w in words) or any(
+        k in joined for k in ("email", "phone", "address", "name", "birth", "password")
+    )
+
+
+def _is_json_key_column(col: exp.Column, json_columns: Collection[str]) -> bool:
+    return (
+        col.name.lower() in json_columns
+        and not col.table
+        and isinstance(col.parent, exp.JSONExtractScalar)
+        and col.arg_key == "this"
+    )
+
+
+def _check_json_keys(tree: exp.Expr, json_columns: set[str], context: str) -> None:
+    """Each JSON extraction reads one non-personal key of a JSON column named in
+    ``json_columns``."""
+    for node in tree.find_all(exp.JSONExtractScalar):
+        target = node.this
+        shown = node.sql("duckdb")[:80]
+        if not (isinstance(target, exp.Column) and _is_json_key_column(target, json_columns)):
+            where = " or ".join(sorted(json_columns)) or "no column here"
+            raise _fail(f"{shown}: JSON keys may only be read from {where}", context)
+        path = node.expression
+        keys = path.expressions[1:] if isinstance(path, exp.JSONPath) else []
+        if len(keys) != 1 or not isinstance(keys[0], exp.JSONPathKey):
+            raise _fail(
+                f"{shown}: read one top-level key, e.g. {target.name}.zip_code or "
+                f"{target.name} ->> 'zip_code'",
+                context,
+            )
+        key = str(keys[0].this)
+        if is_personal_key(key):
+            raise _fail(
+                f"the trait {key!r}: personal data (names, contacts, addresses, birthdays) "
+                "is never read by features, rules or breakdowns; use a non-personal trait",
+                context,
+            )
+
+
 def _check_columns(
     tree: exp.Expr,
     allowed: dict[str, str],
     quals: dict[str, set[str]],
     denied: dict[str, str],
     context: str,
+    json_columns: Collection[str] = (),
 ) -> None:
     for col in tree.find_all(exp.Column):
         if isinstance(col.this, exp.Star):
             raise _fail(f"{col.sql('duckdb')}: '*' outside count(*) is not allowed", context)
         name = col.name.lower()
+        if _is_json_key_column(col, json_columns):
+            continue
         parts = [p.name.lower() for p in col.parts]
         if len(parts) > 2:
             raise _fail(f"the name {'.'.join(parts)[:100]} is not allowed", context)

@@ -210,7 +210,7 @@ def test_expression_that_does_not_type_is_refused_before_anything_runs(tiny_stor
 @pytest.mark.parametrize(
     ("expr", "table", "column", "instead"),
     [
-        ("max(CAST(traits AS VARCHAR))", "users", "traits", "map the trait you need"),
+        ("max(CAST(traits AS VARCHAR))", "users", "traits", "never read whole"),
         ("count(DISTINCT phone)", "users", "phone", "campaigns read contacts"),
         ("max(birthday)", "users", "birthday", "use age"),
         ("max(CAST(properties AS VARCHAR))", "events", "properties", "use event, channel"),

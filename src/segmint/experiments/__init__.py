@@ -14,6 +14,7 @@ The statistics (:mod:`segmint.experiments._stats`) are plain vectorised function
 against scipy and statsmodels; see docs/experiments.md for the definitions.
 """
 
+from segmint.experiments._breakdown import breakdown_attributes, breakdown_table
 from segmint.experiments._evaluate import (
     CampaignEvaluation,
     evaluate_campaign,
@@ -84,6 +85,8 @@ __all__ = [
     "WelchResult",
     "auuc_score",
     "before_after",
+    "breakdown_attributes",
+    "breakdown_table",
     "benjamini_hochberg",
     "bootstrap_diff_interval",
     "bootstrap_means",

@@ -190,6 +190,8 @@ def print_evaluation(ev: Any) -> None:
             )  # fmt: skip
         console.print(g)
     _print_roi(ev, conf)
+    if not ev.breakdowns.empty:
+        print_breakdowns(ev.breakdowns, conf)
     if ev.uplift is not None:
         q = ev.uplift.qini
         top = q.iloc[(q["fraction"] - 0.2).abs().argsort().iloc[0]]
@@ -226,6 +228,31 @@ def _print_power(ev: Any) -> None:
         )
 
 
+def print_breakdowns(table: Any, conf: str) -> None:
+    """One Rich table per breakdown variable: each arm against the control per level, p
+    adjusted within the variable and across every variable (the family)."""
+    for variable, rows in table.groupby("variable", sort=False):
+        control = str(rows["control"].iloc[0])
+        g = Table(
+            title=f"lift by {variable} (vs {control}; Holm within {variable}, Holm and BH "
+            f"across all {len(table)} tests)"
+        )
+        for c in ("level", "arm", "n", f"n {control}", "conv.", f"conv. {control}", "lift",
+                  f"{conf} CI", "p", "p Holm within", "p Holm family", "p BH family"):  # fmt: skip
+            g.add_column(
+                c, justify="left" if c in ("level", "arm") else "right", no_wrap=c.endswith("CI")
+            )
+        for r in rows.itertuples(index=False):
+            g.add_row(
+                escape(str(r.level)), escape(str(r.arm)), f"{int(r.n_arm):,}",
+                f"{int(r.n_control):,}", _f(r.conversion_arm, ".1%"),
+                _f(r.conversion_control, ".1%"), _f(r.lift, "+.1%"),
+                _ci(r.lift_lo, r.lift_hi, "+.1%"), _p(r.p_value), _p(r.p_holm_within),
+                _p(r.p_holm_family), _p(r.p_bh_family),
+            )  # fmt: skip
+        console.print(g)
+
+
 def evaluate(
     campaign: Annotated[str, typer.Argument(help="Campaign name.")],
     window: Annotated[int, typer.Option(help="Attribution window in days.")] = 30,
@@ -243,6 +270,16 @@ def evaluate(
     uplift_outcome: Annotated[
         str, typer.Option(help="What the uplift model ranks by: conversion, visit or revenue.")
     ] = "conversion",
+    by: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Break down by a user column, a trait (traits.zip_code), a feature or a "
+            "segmentation; repeat for several (p adjusted within each and across all)."
+        ),
+    ] = None,
+    max_levels: Annotated[
+        int, typer.Option(help="Levels shown per --by variable; the rest fold into (other).")
+    ] = 20,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -262,6 +299,8 @@ def evaluate(
                 seed=seed,
                 n_resamples=resamples,
                 uplift_outcome=uplift_outcome,
+                by=tuple(by or ()),
+                max_levels=max_levels,
             )
 
     with console.status(f"evaluating {campaign}…", spinner="dots"):

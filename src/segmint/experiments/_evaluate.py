@@ -100,6 +100,10 @@ class CampaignEvaluation:
         Two-model uplift ranking with its Qini curve (None when too few users).
     users : DataFrame
         The user-level table everything above is computed from.
+    breakdowns : DataFrame
+        Each arm against the control within each level of each ``by`` variable, with Holm
+        and BH p-values within the variable and across all (see
+        :func:`segmint.experiments.breakdown_table`); empty without ``by``.
     """
 
     campaign: str
@@ -125,6 +129,7 @@ class CampaignEvaluation:
     n_resamples: int = 0
     uplift_outcome: str = "conversion"
     outcomes_imported: tuple[str, ...] = ()
+    breakdowns: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
     def complete(self) -> bool:
@@ -185,6 +190,7 @@ class CampaignEvaluation:
             },
             "warnings": list(self.warnings),
             "outcomes_imported": list(self.outcomes_imported),
+            "breakdowns": records(self.breakdowns),
         }
 
 
@@ -835,6 +841,8 @@ def evaluate_campaign(
     uplift_outcome: str = "conversion",
     visit_events: Sequence[str] = VISIT_EVENTS,
     seed: int = 0,
+    by: Sequence[str] = (),
+    max_levels: int = 20,
 ) -> CampaignEvaluation:
     """Evaluate a campaign from its holdout: every arm against the control.
 
@@ -868,6 +876,12 @@ def evaluate_campaign(
         Event names that count as a visit.
     seed : int, default 0
         Seeds the bootstrap and the uplift model's folds: reruns give the same numbers.
+    by : sequence of str, optional
+        Break the effects down by these user columns, traits (``traits.zip_code``),
+        features or segmentations, as of the exposure (see
+        :func:`segmint.experiments.breakdown_attributes`).
+    max_levels : int, default 20
+        Levels shown per ``by`` variable; the smallest beyond are folded into ``(other)``.
 
     Notes
     -----
@@ -993,6 +1007,12 @@ def evaluate_campaign(
     roi = _roi_table(users, comparisons, control, reps, message_cost, alpha)
     main = comparisons[-1][0] if comparisons else control
     cu = cupeds.get(main) or _nan_cuped()
+    from segmint.experiments._breakdown import evaluate_breakdowns
+
+    breakdowns = evaluate_breakdowns(
+        store, config, campaign, users, by, as_of=start.astimezone(UTC), alpha=alpha,
+        max_levels=max_levels, features=features, warnings=warnings,
+    )  # fmt: skip
 
     up = None
     if uplift and features is not None:
@@ -1026,6 +1046,7 @@ def evaluate_campaign(
         n_resamples=n_resamples,
         uplift_outcome=uplift_outcome,
         outcomes_imported=tuple(imported),
+        breakdowns=breakdowns,
     )
 
 

@@ -62,9 +62,9 @@ _INSTEAD = {
     "phone": "campaigns read contacts themselves",
     "birthday": "use age",
     "traits": (
-        "free-form user traits may hold names or contacts; map the trait you need to a "
-        "users column (gender, age, country, city, income_band, acquisition_channel) in "
-        "the source's `columns:` and use that"
+        "free-form user traits may hold names or contacts, so they are never read whole; "
+        "read one non-personal key with traits.zip_code (text, NULL where missing; e.g. "
+        "max(traits.zip_code) in a custom feature of table users)"
     ),
     "properties": (
         "free-form event properties may hold e-mail addresses, names or search text; use "
@@ -78,6 +78,10 @@ PERSONAL_COLUMNS = {
     for c in t.columns
     if c.pii
 }
+
+TRAIT_COLUMNS = ("traits",)
+"""JSON columns whose keys features (of table ``users``), rules and breakdowns may read, one
+non-personal key at a time: ``traits.zip_code`` (text; NULL where missing)."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _RESERVED_NAMES = {"user_id", "run_id", *PERSONAL_COLUMNS}
@@ -164,4 +168,5 @@ class CustomFeature:
             context=self.context,
             qualifiers=sources,
             denied_columns=PERSONAL_COLUMNS,
+            json_columns=TRAIT_COLUMNS if self.table == "users" else (),
         )
