@@ -322,7 +322,7 @@ def test_campaign_without_assignments_or_treated_users(store: Store) -> None:
         store,
         "spring",
         pd.DataFrame({"user_id": f["user_id"], "arm": "control", "sent_at": "2026-06-01"}),
-        control_share=0.5,
+        split={"treatment": 0.5, "control": 0.5},  # designed 50/50, only control logged
     )
     with pytest.raises(ConfigError, match="all 300 assigned users are in the control arm"):
         run_segmentation(store, "resp", spec, f, as_of=AS_OF)
