@@ -46,6 +46,14 @@ def _p(v: Any) -> str:
 
 PERCENT_METRICS = {"conversion", "visit_rate"}
 
+METRIC_LABELS = {
+    "revenue_per_user": "revenue/user",
+    "orders_per_user": "orders/user",
+    "visit_rate": "visit rate",
+    "events_per_user": "events/user",
+    "pre_revenue_per_user (balance)": "pre-period revenue/user (balance)",
+}
+
 ROI_LABELS = {
     "incremental_revenue": "incremental revenue",
     "incremental_conversions": "incremental conversions",
@@ -140,36 +148,39 @@ def print_evaluation(ev: Any) -> None:
                 f"(p = {_p(r.p_value)}; with random arms, expect p < 0.05 one time in twenty)"
             )
         return
-    title = (
-        f"effect of each arm ({', '.join(ev.treatments)} and all of them pooled) against "
-        f"{ev.control}; p Holm/BH adjusted across the {len(ev.treatments)} arms"
-        if many
-        else f"effect of the campaign ({ev.treatments[0]} - {ev.control})"
-    )
-    e = Table(title=escape(title))
-    cols = ["arm"] if many else []
-    cols += ["metric", "method", "arm value", "control", "lift", f"{conf} CI", "relative",
-             f"{conf} CI ", "p", "verdict"]  # fmt: skip
-    cols += ["p Holm", "p BH"] if many else []
-    for c in cols:
-        e.add_column(c, justify="left" if c in ("arm", "metric", "method") else "right")
-    for r in ev.effects.itertuples(index=False):
-        pct = r.metric in PERCENT_METRICS
-        fmt = "+.2%" if pct else "+,.2f"
-        p = _p_boot(r.p_value, ev.n_resamples) if r.method == "bootstrap" else _p(r.p_value)
-        row = [str(r.arm)] if many else []
-        row += [
-            str(r.metric), str(r.method),
-            _f(r.treatment, ".2%" if pct else ",.2f"), _f(r.control, ".2%" if pct else ",.2f"),
-            _f(r.diff, fmt), _ci(r.diff_lo, r.diff_hi, fmt),
-            _f(r.rel, "+.1%"), _ci(r.rel_lo, r.rel_hi, "+.1%"), p,
-            str(getattr(r, "verdict", "")),
-        ]  # fmt: skip
-        if many:
-            pooled = r.arm == POOLED
-            row += ["" if pooled else _p(r.p_holm), "" if pooled else _p(r.p_bh)]
-        e.add_row(*map(escape, row))
-    console.print(e)
+    for arm, rows in ev.effects.groupby("arm", sort=False):
+        adjusted = many and arm != POOLED
+        title = (
+            f"effect of {arm} against {ev.control}"
+            + (
+                f" (p also Holm/BH-adjusted across the {len(ev.treatments)} arms)"
+                if adjusted
+                else ""
+            )
+            if many
+            else f"effect of the campaign ({arm} - {ev.control})"
+        )
+        e = Table(title=escape(title))
+        cols = ["metric", "method", str(arm), ev.control, "lift", f"{conf} CI", "relative",
+                f"{conf} CI ", "p"]  # fmt: skip
+        cols += ["p Holm", "p BH"] if adjusted else []
+        cols += ["verdict"]
+        for i, c in enumerate(cols):
+            e.add_column(escape(c), justify="left" if i < 2 else "right")
+        for r in rows.itertuples(index=False):
+            pct = r.metric in PERCENT_METRICS
+            fmt = "+.2%" if pct else "+,.2f"
+            p = _p_boot(r.p_value, ev.n_resamples) if r.method == "bootstrap" else _p(r.p_value)
+            row = [
+                METRIC_LABELS.get(r.metric, str(r.metric)), str(r.method),
+                _f(r.treatment, ".2%" if pct else ",.2f"), _f(r.control, ".2%" if pct else ",.2f"),
+                _f(r.diff, fmt), _ci(r.diff_lo, r.diff_hi, fmt),
+                _f(r.rel, "+.1%"), _ci(r.rel_lo, r.rel_hi, "+.1%"), p,
+            ]  # fmt: skip
+            row += [_p(r.p_holm), _p(r.p_bh)] if adjusted else []
+            row += [str(getattr(r, "verdict", ""))]
+            e.add_row(*map(escape, row))
+        console.print(e)
     _print_power(ev)
     console.print(f"  sample ratio: {_srm_line(ev)}", markup=True)
     console.print(
