@@ -304,3 +304,20 @@ def test_k_arm_holm_controls_the_family_wise_error() -> None:
         rejected = np.array([(holm(row) < 0.05).any() for row in np.atleast_2d(pv)])
         fwer = rejected.mean()
         assert 0.04 <= fwer <= 0.06, (k, fwer)
+
+
+def test_report_shows_arms_verdicts_and_breakdowns(three_arms: Path) -> None:
+    from segmint.report import build_report
+
+    with segmint.open_project(three_arms) as p:
+        p.import_campaign(
+            "three", "campaigns/three.csv", control_share=0.2, control="holdout",
+            columns={"user_id": "customer_id"},
+        )  # fmt: skip
+        p.evaluate("three", n_resamples=200, uplift=False, by=["country", "gender"])
+        html = build_report(p).path.read_text(encoding="utf-8")
+    section = html[html.index('<section id="campaigns"') :]
+    section = section[: section.index("</section>")]
+    assert "message A" in section and "message B" in section and "any treatment" in section
+    assert "Conversion lift by attribute" in section and "<td>country</td>" in section
+    assert "<td>inconclusive</td>" in section or "<td>win</td>" in section

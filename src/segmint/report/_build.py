@@ -1194,6 +1194,7 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
                         _metric_value(tx, metric, r["diff_hi"], signed=True),
                     ),
                     "p": "–" if r["p_value"] is None else f"{r['p_value']:.3g}",
+                    "verdict": tx.t(r["verdict"]) if r.get("verdict") else "",
                 }
             )
         roi = [] if waiting else [
@@ -1226,11 +1227,22 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
                 charts.qini_figure(pd.DataFrame(e["uplift"]["qini"]), lang=tx.lang)
             )
             qini_coef = f"{e['uplift']['qini_coefficient']:.3f}"
+        breakdowns = [
+            {"variable": r["variable"], "level": r["level"], "arm": _arm_word(tx, r["arm"]),
+             "n": tx.whole(r["n_arm"]), "n_control": tx.whole(r["n_control"]),
+             "lift": _metric_value(tx, "conversion", r["lift"], signed=True),
+             "ci": _ci(_metric_value(tx, "conversion", r["lift_lo"], signed=True),
+                       _metric_value(tx, "conversion", r["lift_hi"], signed=True)),
+             "p": "–" if r["p_value"] is None else f"{r['p_value']:.3g}",
+             "p_holm_family": "–" if r["p_holm_family"] is None else f"{r['p_holm_family']:.3g}"}
+            for r in e.get("breakdowns") or []
+        ] if not waiting else []  # fmt: skip
         srm = e["srm"]
         blocks.append(
             {
                 "campaign": e["campaign"],
                 "many": many(e),
+                "breakdowns": breakdowns,
                 "window": e["window_days"],
                 "start": tx.day(e["start"]),
                 "complete": e["complete"],
