@@ -1,0 +1,68 @@
+"""Functions and methods in src/segmint longer than a limit (issue 18, point 5).
+
+Usage: python bench/function_sizes.py [--limit 80] [--all]
+
+A function's length is ``end_lineno - lineno + 1`` (its decorators excluded, its
+docstring included). Nested functions count inside their parent and also on their own.
+A long function whose body starts with a ``# long on purpose:`` comment (the line after
+the signature) is listed apart as explained (``--all`` lists both kinds in full).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "src" / "segmint"
+REASON = "# long on purpose:"
+
+
+def long_functions(root: Path, limit: int) -> list[tuple[int, str, str, bool]]:
+    """(lines, path:line, qualified name, explained) of every function over ``limit``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        tree = ast.parse(text, filename=str(path))
+        stack: list[tuple[ast.AST, str]] = [(tree, "")]
+        while stack:
+            node, prefix = stack.pop()
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    name = f"{prefix}{child.name}"
+                    stack.append((child, name + "."))
+                    if isinstance(child, ast.ClassDef):
+                        continue
+                    assert child.end_lineno is not None
+                    n = child.end_lineno - child.lineno + 1
+                    if n > limit:
+                        first = child.body[0].lineno - 1
+                        head = lines[child.lineno - 1 : first + 1]
+                        explained = any(REASON in line for line in head)
+                        rel = path.relative_to(root.parent)
+                        found.append((n, f"{rel}:{child.lineno}", name, explained))
+                else:
+                    stack.append((child, prefix))
+    return sorted(found, reverse=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=80)
+    parser.add_argument("--all", action="store_true", help="list explained ones too")
+    args = parser.parse_args(argv)
+    found = long_functions(ROOT, args.limit)
+    unexplained = [f for f in found if not f[3]]
+    print(f"functions over {args.limit} lines: {len(found)} ({len(unexplained)} without a reason)")
+    for n, where, name, explained in found:
+        if explained and not args.all:
+            continue
+        mark = "  (explained)" if explained else ""
+        print(f"{n:5d}  {name:45s} {where}{mark}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
