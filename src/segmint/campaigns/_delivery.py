@@ -43,7 +43,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,7 @@ from segmint.campaigns._channels import (
     channel_domain,
 )
 from segmint.campaigns._config import (
+    CampaignSpec,
     EmailChannelSpec,
     FileChannelSpec,
     FrequencyCap,
@@ -440,6 +441,420 @@ def _reconcile(store: Store, journal: DeliveryJournal) -> tuple[int, int]:
     return recovered, unconfirmed
 
 
+# --- the staged sender: claim, render, hand over, record ---------------------------------
+#
+# A send is a loop over batches (``batch_size`` rows rendered per round trip) and, within
+# a batch, over groups (``group_size`` messages claimed per commit). Each step is a named
+# stage below; the state they share (outcomes not yet committed, claims not yet sent, the
+# open channels and their rate limiters, the failure streak) lives in one ``_Sender``.
+
+Mark = tuple[str, str, DeliveryResult, bool]
+"""An outcome not yet committed: key, message_id, result, resent-after-an-unclear-end."""
+
+
+def _todo_where(run_id: str, max_attempts: int) -> str:
+    """The rows of the run still to send (``d`` is ``deliveries``)."""
+    return (
+        f"d.run_id = {lit(run_id)} AND (d.status IN ('pending', 'sending') OR "
+        f"(d.status = 'failed' AND d.attempts < {int(max_attempts)}))"
+    )
+
+
+def _next_batch(store: Store, todo_where: str, after_key: str, batch_size: int) -> pd.DataFrame:
+    """The next ``batch_size`` rows to send (key and status), in key order after
+    ``after_key``."""
+    return store.query(
+        "SELECT d.idempotency_key AS idempotency_key, d.status AS status "
+        f"FROM deliveries d WHERE {todo_where} AND d.idempotency_key > {lit(after_key)} "
+        f"ORDER BY d.idempotency_key LIMIT {int(batch_size)}"
+    )
+
+
+def _render_batch(
+    builder: MessageBuilder,
+    keys: list[str],
+    deferred_segments: list[str],
+    *,
+    name: str,
+    n_sent: int,
+) -> tuple[list[PreparedMessage], int]:
+    """Render stage: the messages of ``keys``, less those of deferred segments (returned
+    as a count). A template error names the campaign and how to resume."""
+    rows = builder.rows("a.idempotency_key IN (" + ", ".join(lit(k) for k in keys) + ")")
+    n_deferred = 0
+    if deferred_segments:
+        later = rows["segment"].isin(deferred_segments)
+        n_deferred = int(later.sum())
+        rows = rows[~later].reset_index(drop=True)
+    try:
+        return builder.messages(rows), n_deferred
+    except TemplateError as exc:  # a user the checks before the send did not try
+        raise TemplateError(
+            f"campaign {name!r}: {exc}. Nothing of this batch was sent ({n_sent:,} "
+            f"sent before it); fix the template and run `segmint campaign send {name}` "
+            "to resume"
+        ) from None
+
+
+def _record_outcomes(
+    store: Store, marks: list[Mark], unattempted: Mapping[str, str], ts: datetime
+) -> None:
+    """Record stage, inside the caller's transaction: the outcomes in ``marks`` (one
+    statement per kind of outcome; in a group usually all 'sent'), and the claimed but
+    never attempted rows back to the status they had (``unattempted``: key -> status)."""
+    by_outcome: dict[tuple[str, str | None, bool], list[str]] = {}
+    for key, _message_id, result, amb in marks:
+        outcome = (result.status, result.error, bool(amb or result.ambiguous))
+        by_outcome.setdefault(outcome, []).append(key)
+    for (status, error, amb), keys in by_outcome.items():
+        store.execute(
+            "UPDATE deliveries SET status = ?, error = ?, ambiguous = ?, sent_at = ?, "
+            f"updated_at = ? WHERE idempotency_key IN ({', '.join('?' * len(keys))})",
+            [status, error, amb, ts if status == "sent" else None, ts, *keys],
+        )
+    for key, status in unattempted.items():  # back to what they were
+        store.execute(
+            "UPDATE deliveries SET status = ?, attempts = attempts - 1, updated_at = ? "
+            "WHERE idempotency_key = ?",
+            [status, ts, key],
+        )
+
+
+def _claim_group(store: Store, keys: list[str], cap: FrequencyCap, ts: datetime) -> dict[str, int]:
+    """Claim stage, inside the caller's transaction holding :data:`SEND_LOCK`: the rows of
+    ``keys`` become ``sending`` (attempts + 1), less those whose user reached the
+    frequency cap since the plan (skipped; returned with their count)."""
+    capped = _capped_at_send_time(store, keys, cap, ts)
+    keys = [k for k in keys if k not in capped]
+    if keys:
+        store.execute(
+            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
+            "claimed_at = ?, updated_at = ? WHERE idempotency_key IN "
+            f"({', '.join('?' * len(keys))})",
+            [ts, ts, *keys],
+        )
+    return capped
+
+
+class _Sender:
+    """The state of one send between two commits, and the stages that change it.
+
+    ``marks`` holds the outcomes seen since the last commit, ``unattempted`` the rows
+    claimed by the last commit and not handed to their channel yet (key -> the status to
+    go back to), ``channels`` the open channels (with their ``limiters``), ``consecutive``
+    the failure streak and ``done`` the messages settled (progress)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        name: str,
+        run_id: str,
+        report: SendReport,
+        journal: DeliveryJournal | None,
+        channels: dict[str, Channel],
+        build: Callable[[str], Channel],
+        cap: FrequencyCap,
+        todo_where: str,
+        started: float,
+        max_consecutive_failures: int,
+        after_claim: Callable[[PreparedMessage], None] | None = None,
+        after_send: Callable[[PreparedMessage, DeliveryResult], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.run_id = run_id
+        self.report = report
+        self.journal = journal
+        self.channels = channels
+        self.build = build
+        self.cap = cap
+        self.todo_where = todo_where
+        self.started = started
+        self.max_consecutive_failures = max_consecutive_failures
+        self.after_claim = after_claim
+        self.after_send = after_send
+        self.limiters: dict[str, _RateLimiter] = {}
+        self.marks: list[Mark] = []
+        self.unattempted: dict[str, str] = {}
+        self.consecutive = 0
+        self.done = 0
+
+    def commit(
+        self, claims: list[PreparedMessage], prior: dict[str, str], *, settled: bool = True
+    ) -> set[str]:
+        """One transaction: the outcomes of the messages sent since the last commit, the
+        release of claimed-but-unsent rows, and the claims of the next group, less those
+        whose user reached the frequency cap since the plan (returned; they are skipped).
+        The cap check and the claims hold :data:`SEND_LOCK`. ``settled``: every message
+        handed over since the last commit has its outcome in ``marks`` (not so when an
+        exception interrupted a send), so the journal can be emptied."""
+        ts = datetime.now(UTC)
+        capped: dict[str, int] = {}
+        with self.store.lock(SEND_LOCK) if claims else self.store.transaction():
+            _record_outcomes(self.store, self.marks, self.unattempted, ts)
+            if claims:
+                keys = [c.message.idempotency_key for c in claims]
+                capped = _claim_group(self.store, keys, self.cap, ts)
+        if self.journal is not None and settled:
+            self.journal.clear()  # its entries are in the log now
+        self.marks.clear()
+        self.unattempted.clear()
+        self.unattempted.update({k: v for k, v in prior.items() if k not in capped})
+        self.report.capped += len(capped)
+        return set(capped)
+
+    def _handed_over(self, message: Message) -> None:
+        assert self.journal is not None
+        self.journal.handed_over(message.idempotency_key)
+
+    def channel(self, ch: str) -> Channel:
+        """The open channel ``ch`` (opened now if its rows came in after the preflight),
+        wired to the journal and given its rate limiter on first use."""
+        if ch not in self.channels:  # not in the preflight (its rows came in since)
+            obj = self.build(ch)
+            obj.open()
+            self.channels[ch] = obj
+        obj = self.channels[ch]
+        if ch not in self.limiters:
+            if self.journal is not None and obj.supports_handover:
+                obj.on_handover = self._handed_over
+            self.limiters[ch] = _RateLimiter(obj.rate_per_second)
+        return obj
+
+    def send_batch(
+        self, prepared: list[PreparedMessage], status_of: dict[str, str], group: int
+    ) -> None:
+        """Claim each group of ``prepared`` (committing the previous group's outcomes),
+        then hand its messages over one by one and note their outcomes."""
+        for start in range(0, len(prepared), group):
+            chunk = prepared[start : start + group]
+            # mark the previous group, claim this one: one commit
+            capped = self.commit(
+                chunk,
+                {pm.message.idempotency_key: status_of[pm.message.idempotency_key] for pm in chunk},
+            )
+            self.done += len(capped)
+            for pm in chunk:
+                if pm.message.idempotency_key in capped:
+                    continue
+                if self.after_claim is not None:
+                    self.after_claim(pm)
+                result, was_ambiguous = self.hand_over(pm, status_of[pm.message.idempotency_key])
+                self.note(pm, result, was_ambiguous)
+
+    def hand_over(self, pm: PreparedMessage, prior_status: str) -> tuple[DeliveryResult, bool]:
+        """Hand-over stage: send one claimed message (rate-limited) and journal its
+        answer; returns the result and whether it is a resend after an unclear end. An
+        unavailable channel records what was done and stops the send (DeliveryError)."""
+        m = pm.message
+        try:
+            ch = self.channel(pm.channel)
+            # a row left 'sending' by a killed run: with the hand-over journal its receiver
+            # never got it whole (resending is safe); without, its fate is unknown and the
+            # resend is flagged
+            journaled = self.journal is not None and ch.supports_handover
+            was_ambiguous = prior_status == "sending" and not journaled
+            self.limiters[pm.channel].wait()
+            # from here on the fate is unknown until marked: no revert
+            self.unattempted.pop(m.idempotency_key, None)
+            result = ch.send(m)
+        except ChannelUnavailable as exc:
+            self.unattempted.pop(m.idempotency_key, None)
+            self.marks.append(
+                (m.idempotency_key, m.message_id, DeliveryResult("failed", str(exc)), False)
+            )
+            self.commit([], {})
+            self.report.failed += 1
+            self.finish(False)
+            report = self.report
+            raise DeliveryError(
+                f"campaign {self.name!r}: {exc}. Sent {report.sent:,} now "
+                f"({report.already_sent:,} before); the rest stay in the delivery "
+                f"log and `segmint campaign send {self.name}` resumes",
+                report=report,
+            ) from None
+        if journaled:
+            assert self.journal is not None
+            self.journal.outcome(m.idempotency_key, result.status, result.error, result.ambiguous)
+        return result, was_ambiguous
+
+    def note(self, pm: PreparedMessage, result: DeliveryResult, was_ambiguous: bool) -> None:
+        """Record stage, in memory: the outcome joins ``marks`` (committed with the next
+        claim) and the report's counts; too many failures in a row stop the send."""
+        if self.after_send is not None:
+            self.after_send(pm, result)
+        m = pm.message
+        self.marks.append((m.idempotency_key, m.message_id, result, was_ambiguous))
+        self.done += 1
+        report = self.report
+        if result.status == "sent":
+            report.sent += 1
+            report.by_channel[pm.channel] = report.by_channel.get(pm.channel, 0) + 1
+            if was_ambiguous:
+                report.resent_ambiguous += 1
+            self.consecutive = 0
+            return
+        if result.status == "failed":
+            report.failed += 1
+        else:
+            report.rejected += 1
+        self.consecutive += 1
+        if self.consecutive >= self.max_consecutive_failures:
+            self.commit([], {})
+            self.finish(False)
+            raise DeliveryError(
+                f"campaign {self.name!r}: {self.consecutive} failures in a row, the last: "
+                f"{result.error}; stopped. Every attempt is in the delivery log; "
+                f"fix the channel and run `segmint campaign send {self.name}` again",
+                report=report,
+            )
+
+    def finish(self, complete: bool) -> SendReport:
+        """The report's totals and time; the plan is ``completed`` when nothing is left."""
+        report = self.report
+        report.seconds = time.perf_counter() - self.started
+        report.totals = _counts(self.store, self.run_id)
+        left = int(
+            self.store.scalar(f"SELECT count(*) FROM deliveries d WHERE {self.todo_where}") or 0
+        )
+        report.complete = complete and left == 0
+        if report.complete:
+            self.store.execute(
+                f"UPDATE campaign_runs SET status = 'completed' WHERE run_id = {lit(self.run_id)}"
+            )
+        return report
+
+    def run(
+        self,
+        builder: MessageBuilder,
+        deferred_segments: list[str],
+        *,
+        batch_size: int,
+        group: int,
+        total: int,
+        callback: Callable[[int, int], None] | None,
+    ) -> SendReport:
+        """Every batch: render, then claim/hand over/record group by group. On any
+        exception the outcomes so far are recorded first; the channels and the journal
+        are closed whatever happens (the journal file goes only on success)."""
+        succeeded = False
+        last_key = ""
+        try:
+            while True:
+                batch = _next_batch(self.store, self.todo_where, last_key, batch_size)
+                if batch.empty:
+                    break
+                keys = batch["idempotency_key"].astype(str).tolist()
+                last_key = keys[-1]
+                status_of = dict(zip(keys, batch["status"].astype(str), strict=True))
+                prepared, n_deferred = _render_batch(
+                    builder, keys, deferred_segments, name=self.name, n_sent=self.report.sent
+                )
+                self.report.deferred += n_deferred
+                self.send_batch(prepared, status_of, group)
+                self.commit([], {})
+                if callback is not None:
+                    callback(self.done, total)
+            succeeded = True
+        except BaseException:
+            if self.marks or self.unattempted:  # record the outcomes so far before giving up
+                try:
+                    self.commit([], {}, settled=False)  # the journal keeps the interrupted one
+                except Exception:
+                    log.warning("could not record the last deliveries", exc_info=True)
+            raise
+        finally:
+            _close_all(self.channels)
+            if self.journal is not None:
+                # on success everything is in the log: the file goes; else it stays for the
+                # next run (emptied by the last commit, unless that commit failed)
+                self.journal.close(remove=succeeded)
+        return self.finish(True)
+
+
+# --- before the first claim ----------------------------------------------------------------
+
+
+def _open_journal(
+    store: Store, config: Config, name: str, report: SendReport
+) -> DeliveryJournal | None:
+    """The campaign's hand-over journal (None when it cannot be written), after applying
+    a killed run's entries to the log (``report.recovered/unconfirmed``)."""
+    try:
+        journal = DeliveryJournal.open_or_none(journal_path(config.root, name))
+    except JournalBusy as exc:
+        raise DeliveryError(
+            f"campaign {name!r} is being sent by another process (it holds the lock on {exc}); "
+            "wait for it to finish, or stop it and run the send again to resume"
+        ) from None
+    if journal is None:
+        log.warning(
+            "cannot write %s: without the hand-over journal a killed run resends its last message",
+            journal_path(config.root, name),
+        )
+    else:
+        report.recovered, report.unconfirmed = _reconcile(store, journal)
+    return journal
+
+
+def _deferred_segments(
+    config: Config, spec: CampaignSpec, chosen: CampaignPlan, today: date
+) -> list[str]:
+    """The plan's segments whose strategy's ``timing.not_before`` is after today."""
+    deferred = sorted(
+        seg
+        for seg, strategy in config.playbook.strategies.get(spec.segmentation, {}).items()
+        if strategy.timing.not_before is not None and strategy.timing.not_before > today
+    )
+    if "*" in deferred:  # the catch-all strategy: every segment without its own
+        own = set(config.playbook.strategies[spec.segmentation])
+        deferred += [s for s in chosen.by_segment["segment"].astype(str) if s not in own]
+    return deferred
+
+
+def _enter_and_count(
+    store: Store,
+    config: Config,
+    name: str,
+    spec: CampaignSpec,
+    chosen: CampaignPlan,
+    report: SendReport,
+) -> int:
+    """Enter the plan in the log, skip users who opted out since, count what an earlier
+    run sent (in ``report``); returns the number of messages to send."""
+    run_id = chosen.run_id
+    max_attempts = config.playbook.max_attempts
+    _enter_plan(store, config, name, run_id, max_attempts, chosen.control)
+    report.skipped = _skip_opted_out(store, config, run_id, spec.purpose)
+    report.already_sent = int(
+        store.scalar(
+            "SELECT count(*) FROM campaign_audiences a JOIN deliveries d "
+            "ON d.idempotency_key = a.idempotency_key WHERE a.run_id = "
+            f"{lit(run_id)} AND a.arm <> {lit(chosen.control)} AND d.status = 'sent'"
+        )
+        or 0
+    )
+    todo = _todo_where(run_id, max_attempts)
+    return int(store.scalar(f"SELECT count(*) FROM deliveries d WHERE {todo}") or 0)
+
+
+def _log_sent(report: SendReport) -> None:
+    log.info(
+        "campaign %s: run %s sent %d (%d resent after an unclear end), %d failed, "
+        "%d rejected, %d skipped (opted out), %d skipped at the frequency cap in %.1fs",
+        report.campaign,
+        report.run_id,
+        report.sent,
+        report.resent_ambiguous,
+        report.failed,
+        report.rejected,
+        report.skipped,
+        report.capped,
+        report.seconds,
+    )
+
+
 def send_campaign(
     store: Store,
     config: Config,
@@ -513,28 +928,8 @@ def send_campaign(
             f"campaign {name!r}: the promotion ended on {spec.trigger.end}; nothing was sent"
         )
     report = SendReport(run_id, name, chosen.n_treatment, chosen.n_control)
-    try:
-        journal = DeliveryJournal.open_or_none(journal_path(config.root, name))
-    except JournalBusy as exc:
-        raise DeliveryError(
-            f"campaign {name!r} is being sent by another process (it holds the lock on {exc}); "
-            "wait for it to finish, or stop it and run the send again to resume"
-        ) from None
-    if journal is None:
-        log.warning(
-            "cannot write %s: without the hand-over journal a killed run resends its last message",
-            journal_path(config.root, name),
-        )
-    else:
-        report.recovered, report.unconfirmed = _reconcile(store, journal)
-    deferred_segments = sorted(
-        seg
-        for seg, strategy in config.playbook.strategies.get(spec.segmentation, {}).items()
-        if strategy.timing.not_before is not None and strategy.timing.not_before > today
-    )
-    if "*" in deferred_segments:  # the catch-all strategy: every segment without its own
-        own = set(config.playbook.strategies[spec.segmentation])
-        deferred_segments += [s for s in chosen.by_segment["segment"].astype(str) if s not in own]
+    journal = _open_journal(store, config, name, report)
+    deferred = _deferred_segments(config, spec, chosen, today)
     max_attempts = config.playbook.max_attempts
     provided = dict(channels or {})
 
@@ -545,7 +940,7 @@ def send_campaign(
         open_channels, builder = _preflight(
             name,
             run_id,
-            _pending_channels(store, run_id, max_attempts, deferred_segments, chosen.control),
+            _pending_channels(store, run_id, max_attempts, deferred, chosen.control),
             build,
             lambda: MessageBuilder(
                 store,
@@ -563,243 +958,34 @@ def send_campaign(
             journal.close()
         raise
     try:
-        _enter_plan(store, config, name, run_id, max_attempts, chosen.control)
-        report.skipped = _skip_opted_out(store, config, run_id, spec.purpose)
-        report.already_sent = int(
-            store.scalar(
-                "SELECT count(*) FROM campaign_audiences a JOIN deliveries d "
-                "ON d.idempotency_key = a.idempotency_key WHERE a.run_id = "
-                f"{lit(run_id)} AND a.arm <> {lit(chosen.control)} AND d.status = 'sent'"
-            )
-            or 0
-        )
-        todo_where = (
-            f"d.run_id = {lit(run_id)} AND (d.status IN ('pending', 'sending') OR "
-            f"(d.status = 'failed' AND d.attempts < {int(max_attempts)}))"
-        )
-        total = int(store.scalar(f"SELECT count(*) FROM deliveries d WHERE {todo_where}") or 0)
+        total = _enter_and_count(store, config, name, spec, chosen, report)
     except BaseException:
         _close_all(open_channels)
         if journal is not None:
             journal.close()
         raise
-    cap = spec.frequency_cap or config.playbook.frequency_cap
-    limiters: dict[str, _RateLimiter] = {}
-    marks: list[tuple[str, str, DeliveryResult, bool]] = []  # key, message_id, result, amb
-    unattempted: dict[str, str] = {}  # claimed in this group, not sent yet: key -> status
-    consecutive = 0
-    done = 0
-    last_key = ""
-    group = max(1, int(group_size))
-
-    def handed_over(message: Message) -> None:
-        assert journal is not None
-        journal.handed_over(message.idempotency_key)
-
-    def channel(ch: str) -> Channel:
-        if ch not in open_channels:  # not in the preflight (its rows came in since)
-            obj = build(ch)
-            obj.open()
-            open_channels[ch] = obj
-        obj = open_channels[ch]
-        if ch not in limiters:
-            if journal is not None and obj.supports_handover:
-                obj.on_handover = handed_over
-            limiters[ch] = _RateLimiter(obj.rate_per_second)
-        return obj
-
-    def commit(
-        claims: list[PreparedMessage], prior: dict[str, str], *, settled: bool = True
-    ) -> set[str]:
-        """One transaction: the outcomes of the messages sent since the last commit, the
-        release of claimed-but-unsent rows, and the claims of the next group, less those
-        whose user reached the frequency cap since the plan (returned; they are skipped).
-        The cap check and the claims hold :data:`SEND_LOCK`. ``settled``: every message
-        handed over since the last commit has its outcome in ``marks`` (not so when an
-        exception interrupted a send), so the journal can be emptied."""
-        ts = datetime.now(UTC)
-        capped: dict[str, int] = {}
-        with store.lock(SEND_LOCK) if claims else store.transaction():
-            # outcomes: one statement per kind of outcome (in a group, usually all 'sent')
-            by_outcome: dict[tuple[str, str | None, bool], list[str]] = {}
-            for key, _message_id, result, amb in marks:
-                outcome = (result.status, result.error, bool(amb or result.ambiguous))
-                by_outcome.setdefault(outcome, []).append(key)
-            for (status, error, amb), keys in by_outcome.items():
-                store.execute(
-                    "UPDATE deliveries SET status = ?, error = ?, ambiguous = ?, sent_at = ?, "
-                    f"updated_at = ? WHERE idempotency_key IN ({', '.join('?' * len(keys))})",
-                    [status, error, amb, ts if status == "sent" else None, ts, *keys],
-                )
-            for key, status in unattempted.items():  # back to what they were
-                store.execute(
-                    "UPDATE deliveries SET status = ?, attempts = attempts - 1, updated_at = ? "
-                    "WHERE idempotency_key = ?",
-                    [status, ts, key],
-                )
-            if claims:
-                keys = [c.message.idempotency_key for c in claims]
-                capped = _capped_at_send_time(store, keys, cap, ts)
-                keys = [k for k in keys if k not in capped]
-                if keys:
-                    store.execute(
-                        "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, "
-                        "claimed_at = ?, updated_at = ? WHERE idempotency_key IN "
-                        f"({', '.join('?' * len(keys))})",
-                        [ts, ts, *keys],
-                    )
-        if journal is not None and settled:
-            journal.clear()  # its entries are in the log now
-        marks.clear()
-        unattempted.clear()
-        unattempted.update({k: v for k, v in prior.items() if k not in capped})
-        report.capped += len(capped)
-        return set(capped)
-
-    def finish(complete: bool) -> SendReport:
-        report.seconds = time.perf_counter() - started
-        report.totals = _counts(store, run_id)
-        left = int(store.scalar(f"SELECT count(*) FROM deliveries d WHERE {todo_where}") or 0)
-        report.complete = complete and left == 0
-        if report.complete:
-            store.execute(
-                f"UPDATE campaign_runs SET status = 'completed' WHERE run_id = {lit(run_id)}"
-            )
-        return report
-
-    succeeded = False
-    try:
-        while True:
-            batch = store.query(
-                "SELECT d.idempotency_key AS idempotency_key, d.status AS status "
-                f"FROM deliveries d WHERE {todo_where} AND d.idempotency_key > {lit(last_key)} "
-                f"ORDER BY d.idempotency_key LIMIT {int(batch_size)}"
-            )
-            if batch.empty:
-                break
-            keys = batch["idempotency_key"].astype(str).tolist()
-            last_key = keys[-1]
-            status_of = dict(zip(keys, batch["status"].astype(str), strict=True))
-            rows = builder.rows("a.idempotency_key IN (" + ", ".join(lit(k) for k in keys) + ")")
-            if deferred_segments:
-                later = rows["segment"].isin(deferred_segments)
-                report.deferred += int(later.sum())
-                rows = rows[~later].reset_index(drop=True)
-            try:
-                prepared = builder.messages(rows)
-            except TemplateError as exc:  # a user the checks before the send did not try
-                raise TemplateError(
-                    f"campaign {name!r}: {exc}. Nothing of this batch was sent ({report.sent:,} "
-                    f"sent before it); fix the template and run `segmint campaign send {name}` "
-                    "to resume"
-                ) from None
-            for start in range(0, len(prepared), group):
-                chunk = prepared[start : start + group]
-                # mark the previous group, claim this one: one commit
-                capped = commit(
-                    chunk,
-                    {
-                        pm.message.idempotency_key: status_of[pm.message.idempotency_key]
-                        for pm in chunk
-                    },
-                )
-                done += len(capped)
-                for pm in chunk:
-                    m = pm.message
-                    if m.idempotency_key in capped:
-                        continue
-                    if _after_claim is not None:
-                        _after_claim(pm)
-                    try:
-                        ch = channel(pm.channel)
-                        # a row left 'sending' by a killed run: with the hand-over journal
-                        # its receiver never got it whole (resending is safe); without,
-                        # its fate is unknown and the resend is flagged
-                        journaled = journal is not None and ch.supports_handover
-                        was_ambiguous = status_of[m.idempotency_key] == "sending" and (
-                            not journaled
-                        )
-                        limiters[pm.channel].wait()
-                        # from here on the fate is unknown until marked: no revert
-                        unattempted.pop(m.idempotency_key, None)
-                        result = ch.send(m)
-                    except ChannelUnavailable as exc:
-                        unattempted.pop(m.idempotency_key, None)
-                        marks.append(
-                            (
-                                m.idempotency_key,
-                                m.message_id,
-                                DeliveryResult("failed", str(exc)),
-                                False,
-                            )
-                        )
-                        commit([], {})
-                        report.failed += 1
-                        finish(False)
-                        raise DeliveryError(
-                            f"campaign {name!r}: {exc}. Sent {report.sent:,} now "
-                            f"({report.already_sent:,} before); the rest stay in the delivery "
-                            f"log and `segmint campaign send {name}` resumes",
-                            report=report,
-                        ) from None
-                    if journaled:
-                        journal.outcome(  # type: ignore[union-attr]
-                            m.idempotency_key, result.status, result.error, result.ambiguous
-                        )
-                    if _after_send is not None:
-                        _after_send(pm, result)
-                    marks.append((m.idempotency_key, m.message_id, result, was_ambiguous))
-                    done += 1
-                    if result.status == "sent":
-                        report.sent += 1
-                        report.by_channel[pm.channel] = report.by_channel.get(pm.channel, 0) + 1
-                        if was_ambiguous:
-                            report.resent_ambiguous += 1
-                        consecutive = 0
-                        continue
-                    if result.status == "failed":
-                        report.failed += 1
-                    else:
-                        report.rejected += 1
-                    consecutive += 1
-                    if consecutive >= max_consecutive_failures:
-                        commit([], {})
-                        finish(False)
-                        raise DeliveryError(
-                            f"campaign {name!r}: {consecutive} failures in a row, the last: "
-                            f"{result.error}; stopped. Every attempt is in the delivery log; "
-                            f"fix the channel and run `segmint campaign send {name}` again",
-                            report=report,
-                        )
-            commit([], {})
-            if callback is not None:
-                callback(done, total)
-        succeeded = True
-    except BaseException:
-        if marks or unattempted:  # record the outcomes so far before giving up
-            try:
-                commit([], {}, settled=False)  # the journal keeps the interrupted one
-            except Exception:
-                log.warning("could not record the last deliveries", exc_info=True)
-        raise
-    finally:
-        _close_all(open_channels)
-        if journal is not None:
-            # on success everything is in the log: the file goes; else it stays for the
-            # next run (emptied by the last commit, unless that commit failed)
-            journal.close(remove=succeeded)
-    finish(True)
-    log.info(
-        "campaign %s: run %s sent %d (%d resent after an unclear end), %d failed, "
-        "%d rejected, %d skipped (opted out), %d skipped at the frequency cap in %.1fs",
-        name,
-        run_id,
-        report.sent,
-        report.resent_ambiguous,
-        report.failed,
-        report.rejected,
-        report.skipped,
-        report.capped,
-        report.seconds,
+    sender = _Sender(
+        store,
+        name=name,
+        run_id=run_id,
+        report=report,
+        journal=journal,
+        channels=open_channels,
+        build=build,
+        cap=spec.frequency_cap or config.playbook.frequency_cap,
+        todo_where=_todo_where(run_id, max_attempts),
+        started=started,
+        max_consecutive_failures=max_consecutive_failures,
+        after_claim=_after_claim,
+        after_send=_after_send,
     )
+    sender.run(
+        builder,
+        deferred,
+        batch_size=batch_size,
+        group=max(1, int(group_size)),
+        total=total,
+        callback=callback,
+    )
+    _log_sent(report)
     return report
