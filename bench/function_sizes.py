@@ -4,8 +4,8 @@ Usage: python bench/function_sizes.py [--limit 80] [--all]
 
 A function's length is ``end_lineno - lineno + 1`` (its decorators excluded, its
 docstring included). Nested functions count inside their parent and also on their own.
-A long function whose body starts with a ``# long on purpose:`` comment (the line after
-the signature) is listed apart as explained (``--all`` lists both kinds in full).
+A long function with a ``# long on purpose: <why>`` comment on the line just above its
+``def`` (or its first decorator) counts as explained and is listed only with ``--all``.
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ def long_functions(root: Path, limit: int) -> list[tuple[int, str, str, bool]]:
                     assert child.end_lineno is not None
                     n = child.end_lineno - child.lineno + 1
                     if n > limit:
-                        first = child.body[0].lineno - 1
-                        head = lines[child.lineno - 1 : first + 1]
-                        explained = any(REASON in line for line in head)
+                        top = min([d.lineno for d in child.decorator_list] + [child.lineno])
+                        explained = top >= 2 and REASON in lines[top - 2]
                         rel = path.relative_to(root.parent)
                         found.append((n, f"{rel}:{child.lineno}", name, explained))
                 else:

@@ -839,6 +839,54 @@ def _enter_and_count(
     return int(store.scalar(f"SELECT count(*) FROM deliveries d WHERE {todo}") or 0)
 
 
+def _get_ready(
+    store: Store,
+    config: Config,
+    name: str,
+    spec: CampaignSpec,
+    chosen: CampaignPlan,
+    report: SendReport,
+    journal: DeliveryJournal | None,
+    deferred: list[str],
+    build: Callable[[str], Channel],
+    recs: Recs | None,
+) -> tuple[dict[str, Channel], MessageBuilder, int]:
+    """The preflight (channels open, templates checked), then the plan entered in the log;
+    returns the open channels, the message builder and the number of messages to send.
+    On any error the channels and the journal are closed again."""
+    run_id = chosen.run_id
+    max_attempts = config.playbook.max_attempts
+    try:
+        open_channels, builder = _preflight(
+            name,
+            run_id,
+            _pending_channels(store, run_id, max_attempts, deferred, chosen.control),
+            build,
+            lambda: MessageBuilder(
+                store,
+                config,
+                name,
+                run_id,
+                chosen.segment_run_id,
+                recs=recs,
+                control=chosen.control,
+            ),
+            report,
+        )
+    except BaseException:
+        if journal is not None:
+            journal.close()
+        raise
+    try:
+        total = _enter_and_count(store, config, name, spec, chosen, report)
+    except BaseException:
+        _close_all(open_channels)
+        if journal is not None:
+            journal.close()
+        raise
+    return open_channels, builder, total
+
+
 def _log_sent(report: SendReport) -> None:
     log.info(
         "campaign %s: run %s sent %d (%d resent after an unclear end), %d failed, "
@@ -855,6 +903,7 @@ def _log_sent(report: SendReport) -> None:
     )
 
 
+# long on purpose: a 58-line public docstring; the body is ~35 lines of named stages
 def send_campaign(
     store: Store,
     config: Config,
@@ -936,34 +985,9 @@ def send_campaign(
     def build(ch: str) -> Channel:
         return provided.get(ch) or make_channel(config, ch, campaign=name, run_id=run_id)
 
-    try:
-        open_channels, builder = _preflight(
-            name,
-            run_id,
-            _pending_channels(store, run_id, max_attempts, deferred, chosen.control),
-            build,
-            lambda: MessageBuilder(
-                store,
-                config,
-                name,
-                run_id,
-                chosen.segment_run_id,
-                recs=recs,
-                control=chosen.control,
-            ),
-            report,
-        )
-    except BaseException:
-        if journal is not None:
-            journal.close()
-        raise
-    try:
-        total = _enter_and_count(store, config, name, spec, chosen, report)
-    except BaseException:
-        _close_all(open_channels)
-        if journal is not None:
-            journal.close()
-        raise
+    open_channels, builder, total = _get_ready(
+        store, config, name, spec, chosen, report, journal, deferred, build, recs
+    )
     sender = _Sender(
         store,
         name=name,
