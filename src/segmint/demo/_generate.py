@@ -69,8 +69,10 @@ EVENT_TYPES: dict[str, tuple[tuple[str, ...], tuple[float, ...]]] = {
 SKU_EVENTS = ("product_view", "add_to_cart", "share", "like", "email_click")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Persona:
+    """One planted customer type: named fields, given by keyword (issue 18)."""
+
     name: str
     share: float
     signup_ago: tuple[int, int]  # signup between these many days before `end` (hi, lo)
@@ -99,49 +101,188 @@ class _Persona:
 
 PERSONAS: tuple[_Persona, ...] = (
     _Persona(
-        "loyal_high_spender", 0.10, (730, 150), 0.13, None, (0, 0), None, 0,
-        2.0, 0.3, 0.8, 0.05, (0.05, 0.10), (0.50, 0.35, 0.15), 20.0,
-        (0.45, 0.35, 0.05, 0.07, 0.08), ("fashion", "beauty", "home"), (44, 11),
-        (0.10, 0.45, 0.45), (0.35, 0.15, 0.10, 0.20, 0.15, 0.05), 0.04, 0.85, 0.85, 0.6,
+        name="loyal_high_spender",
+        share=0.1,
+        signup_ago=(730, 150),
+        rate=0.13,
+        count_p=None,
+        gap=(0, 0),
+        max_len=None,
+        event_tail=0,
+        lines=2.0,
+        qty=0.3,
+        tilt=0.8,
+        disc_p=0.05,
+        disc=(0.05, 0.1),
+        channels=(0.5, 0.35, 0.15),
+        events=20.0,
+        sources=(0.45, 0.35, 0.05, 0.07, 0.08),
+        top_cats=("fashion", "beauty", "home"),
+        age=(44, 11),
+        income=(0.1, 0.45, 0.45),
+        signup=(0.35, 0.15, 0.1, 0.2, 0.15, 0.05),
+        lift=0.04,
+        satisfaction=0.85,
+        email_consent=0.85,
+        push_consent=0.6,
     ),
     _Persona(
-        "bargain_hunter", 0.20, (730, 90), 0.11, None, (0, 3), None, 0,
-        0.5, 0.5, -0.8, 0.75, (0.10, 0.35), (0.45, 0.50, 0.05), 17.0,
-        (0.40, 0.45, 0.02, 0.08, 0.05), ("grocery", "toys", "pets"), (34, 10),
-        (0.50, 0.40, 0.10), (0.15, 0.25, 0.15, 0.10, 0.05, 0.30), 0.10, 0.60, 0.75, 0.55,
+        name="bargain_hunter",
+        share=0.2,
+        signup_ago=(730, 90),
+        rate=0.11,
+        count_p=None,
+        gap=(0, 3),
+        max_len=None,
+        event_tail=0,
+        lines=0.5,
+        qty=0.5,
+        tilt=-0.8,
+        disc_p=0.75,
+        disc=(0.1, 0.35),
+        channels=(0.45, 0.5, 0.05),
+        events=17.0,
+        sources=(0.4, 0.45, 0.02, 0.08, 0.05),
+        top_cats=("grocery", "toys", "pets"),
+        age=(34, 10),
+        income=(0.5, 0.4, 0.1),
+        signup=(0.15, 0.25, 0.15, 0.1, 0.05, 0.3),
+        lift=0.1,
+        satisfaction=0.6,
+        email_consent=0.75,
+        push_consent=0.55,
     ),
     _Persona(
-        "big_ticket_occasional", 0.10, (730, 120), 0.015, None, (0, 10), None, 0,
-        0.2, 0.0, 2.0, 0.10, (0.05, 0.15), (0.40, 0.10, 0.50), 9.0,
-        (0.55, 0.15, 0.20, 0.05, 0.05), ("electronics", "jewelry", "outdoor"), (47, 10),
-        (0.05, 0.35, 0.60), (0.40, 0.30, 0.05, 0.15, 0.05, 0.05), 0.03, 0.75, 0.60, 0.3,
+        name="big_ticket_occasional",
+        share=0.1,
+        signup_ago=(730, 120),
+        rate=0.015,
+        count_p=None,
+        gap=(0, 10),
+        max_len=None,
+        event_tail=0,
+        lines=0.2,
+        qty=0.0,
+        tilt=2.0,
+        disc_p=0.1,
+        disc=(0.05, 0.15),
+        channels=(0.4, 0.1, 0.5),
+        events=9.0,
+        sources=(0.55, 0.15, 0.2, 0.05, 0.05),
+        top_cats=("electronics", "jewelry", "outdoor"),
+        age=(47, 10),
+        income=(0.05, 0.35, 0.6),
+        signup=(0.4, 0.3, 0.05, 0.15, 0.05, 0.05),
+        lift=0.03,
+        satisfaction=0.75,
+        email_consent=0.6,
+        push_consent=0.3,
     ),
     _Persona(
-        "new_user", 0.12, (60, 2), None, (0.0, 0.6, 0.4), (0, 0), None, 0,
-        0.8, 0.3, 0.0, 0.35, (0.10, 0.15), (0.60, 0.35, 0.05), 12.0,
-        (0.50, 0.40, 0.02, 0.05, 0.03), ("fashion", "shoes", "beauty"), (29, 8),
-        (0.35, 0.45, 0.20), (0.20, 0.30, 0.30, 0.10, 0.0, 0.10), 0.0, 0.70, 0.70, 0.5,
+        name="new_user",
+        share=0.12,
+        signup_ago=(60, 2),
+        rate=None,
+        count_p=(0.0, 0.6, 0.4),
+        gap=(0, 0),
+        max_len=None,
+        event_tail=0,
+        lines=0.8,
+        qty=0.3,
+        tilt=0.0,
+        disc_p=0.35,
+        disc=(0.1, 0.15),
+        channels=(0.6, 0.35, 0.05),
+        events=12.0,
+        sources=(0.5, 0.4, 0.02, 0.05, 0.03),
+        top_cats=("fashion", "shoes", "beauty"),
+        age=(29, 8),
+        income=(0.35, 0.45, 0.2),
+        signup=(0.2, 0.3, 0.3, 0.1, 0.0, 0.1),
+        lift=0.0,
+        satisfaction=0.7,
+        email_consent=0.7,
+        push_consent=0.5,
     ),
     _Persona(
-        "at_risk_drifting", 0.15, (730, 330), 0.07, None, (120, 200), None, 20,
-        0.6, 0.2, -0.5, 0.20, (0.05, 0.20), (0.55, 0.25, 0.20), 7.0,
-        (0.55, 0.25, 0.10, 0.05, 0.05), ("sports", "outdoor", "shoes"), (40, 12),
-        (0.30, 0.50, 0.20), (0.35, 0.25, 0.10, 0.10, 0.10, 0.10), 0.15, 0.45, 0.70, 0.4,
+        name="at_risk_drifting",
+        share=0.15,
+        signup_ago=(730, 330),
+        rate=0.07,
+        count_p=None,
+        gap=(120, 200),
+        max_len=None,
+        event_tail=20,
+        lines=0.6,
+        qty=0.2,
+        tilt=-0.5,
+        disc_p=0.2,
+        disc=(0.05, 0.2),
+        channels=(0.55, 0.25, 0.2),
+        events=7.0,
+        sources=(0.55, 0.25, 0.1, 0.05, 0.05),
+        top_cats=("sports", "outdoor", "shoes"),
+        age=(40, 12),
+        income=(0.3, 0.5, 0.2),
+        signup=(0.35, 0.25, 0.1, 0.1, 0.1, 0.1),
+        lift=0.15,
+        satisfaction=0.45,
+        email_consent=0.7,
+        push_consent=0.4,
     ),
     _Persona(
-        "browser", 0.18, (730, 30), None, (0.30, 0.50, 0.20), (0, 0), None, 0,
-        0.5, 0.2, 0.0, 0.20, (0.05, 0.20), (0.30, 0.65, 0.05), 32.0,
-        (0.25, 0.60, 0.01, 0.12, 0.02), ("games", "electronics", "music"), (26, 7),
-        (0.45, 0.45, 0.10), (0.20, 0.15, 0.45, 0.10, 0.02, 0.08), 0.05, 0.60, 0.50, 0.7,
+        name="browser",
+        share=0.18,
+        signup_ago=(730, 30),
+        rate=None,
+        count_p=(0.3, 0.5, 0.2),
+        gap=(0, 0),
+        max_len=None,
+        event_tail=0,
+        lines=0.5,
+        qty=0.2,
+        tilt=0.0,
+        disc_p=0.2,
+        disc=(0.05, 0.2),
+        channels=(0.3, 0.65, 0.05),
+        events=32.0,
+        sources=(0.25, 0.6, 0.01, 0.12, 0.02),
+        top_cats=("games", "electronics", "music"),
+        age=(26, 7),
+        income=(0.45, 0.45, 0.1),
+        signup=(0.2, 0.15, 0.45, 0.1, 0.02, 0.08),
+        lift=0.05,
+        satisfaction=0.6,
+        email_consent=0.5,
+        push_consent=0.7,
     ),
     _Persona(
-        "lost", 0.15, (730, 560), None, (0.0, 0.25, 0.25, 0.20, 0.15, 0.10, 0.05), (380, 380),
-        (30, 180), 30,
-        0.7, 0.3, 0.0, 0.20, (0.05, 0.20), (0.60, 0.10, 0.30), 3.0,
-        (0.60, 0.20, 0.10, 0.05, 0.05), ("books", "office", "baby"), (43, 13),
-        (0.35, 0.45, 0.20), (0.30, 0.30, 0.10, 0.05, 0.05, 0.20), 0.06, 0.35, 0.65, 0.2,
+        name="lost",
+        share=0.15,
+        signup_ago=(730, 560),
+        rate=None,
+        count_p=(0.0, 0.25, 0.25, 0.2, 0.15, 0.1, 0.05),
+        gap=(380, 380),
+        max_len=(30, 180),
+        event_tail=30,
+        lines=0.7,
+        qty=0.3,
+        tilt=0.0,
+        disc_p=0.2,
+        disc=(0.05, 0.2),
+        channels=(0.6, 0.1, 0.3),
+        events=3.0,
+        sources=(0.6, 0.2, 0.1, 0.05, 0.05),
+        top_cats=("books", "office", "baby"),
+        age=(43, 13),
+        income=(0.35, 0.45, 0.2),
+        signup=(0.3, 0.3, 0.1, 0.05, 0.05, 0.2),
+        lift=0.06,
+        satisfaction=0.35,
+        email_consent=0.65,
+        push_consent=0.2,
     ),
-)  # fmt: skip
+)
 
 YAML_TEXT = """\
 # segmint configuration for the generated demo shop.
@@ -643,6 +784,443 @@ def _write_jsonl_gz(lines: np.ndarray, path: Path, chunk: int = 100_000) -> None
 # ----------------------------------------------------------------------------- main
 
 
+# --- generate_demo's stages. Each draws from the one generator in a fixed order: calling
+# them in another order (or drawing more inside one) changes every file after it.
+
+
+@dataclass(frozen=True)
+class _Consents:
+    """Consents at signup (per user) and the later e-mail withdrawals."""
+
+    email_ok: np.ndarray
+    sms_ok: np.ndarray
+    push_ok: np.ndarray
+    withdraw: np.ndarray
+    w_ts: np.ndarray
+
+
+def _draw_consents(
+    rng: np.random.Generator, persona: np.ndarray, signup_day: np.ndarray, cal: _Calendar
+) -> _Consents:
+    n_users = persona.size
+    last = HISTORY_DAYS - 1
+    email_ok = rng.random(n_users) < np.array([p.email_consent for p in PERSONAS])[persona]
+    sms_ok = rng.random(n_users) < 0.35
+    push_ok = rng.random(n_users) < np.array([p.push_consent for p in PERSONAS])[persona]
+    withdraw = email_ok & (rng.random(n_users) < 0.05 / max(email_ok.mean(), 1e-9))
+    w_day = rng.integers(signup_day + 1, last + 1)
+    w_ts = cal.times(rng, w_day)
+    return _Consents(email_ok, sms_ok, push_ok, withdraw, w_ts)
+
+
+@dataclass(frozen=True)
+class _Design:
+    """The planted randomized campaign: who was eligible, treated, and would respond."""
+
+    sent_day: int
+    sent_ts: np.datetime64
+    win_end_ts: np.datetime64
+    eligible_idx: np.ndarray
+    arm_control: np.ndarray
+    treated: np.ndarray
+    eligible: np.ndarray
+    responds: np.ndarray
+    camp_users: np.ndarray
+
+
+def _draw_design(
+    rng: np.random.Generator,
+    persona: np.ndarray,
+    signup_day: np.ndarray,
+    consents: _Consents,
+    cal: _Calendar,
+) -> _Design:
+    n_users = persona.size
+    sent_day = HISTORY_DAYS - 1 - CAMPAIGN_DAYS_BEFORE_END
+    sent_ts = (cal.start_day + np.timedelta64(sent_day, "D")).astype(
+        "datetime64[s]"
+    ) + np.timedelta64(10 * 3600, "s")
+    win_end_ts = sent_ts + np.timedelta64(CAMPAIGN_WINDOW_DAYS * 86_400, "s")
+    c = consents
+    reachable = (signup_day < sent_day - 30) & c.email_ok & ~(c.withdraw & (c.w_ts < sent_ts))
+    cand = np.flatnonzero(reachable)
+    n_elig = min(round(CAMPAIGN_ELIGIBLE_SHARE * n_users), cand.size)
+    eligible_idx = np.sort(rng.choice(cand, size=n_elig, replace=False))
+    n_control = round(CAMPAIGN_CONTROL_SHARE * n_elig)
+    arm_control = np.zeros(n_elig, dtype=bool)
+    arm_control[rng.permutation(n_elig)[:n_control]] = True
+    treated = np.zeros(n_users, dtype=bool)
+    treated[eligible_idx[~arm_control]] = True
+    eligible = np.zeros(n_users, dtype=bool)
+    eligible[eligible_idx] = True
+    lift_p = np.array([p.lift for p in PERSONAS])[persona]
+    responds = eligible & (rng.random(n_users) < lift_p)  # potential outcome under treatment
+    camp_users = np.flatnonzero(treated & responds)
+    return _Design(
+        sent_day, sent_ts, win_end_ts, eligible_idx, arm_control, treated, eligible, responds,
+        camp_users,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Orders:
+    """Every order (organic and campaign-driven) with its lines, amounts and state;
+    ``perm`` sorts them by time then customer, ``rank`` is each order's sorted position."""
+
+    o_user: np.ndarray
+    o_ts: np.ndarray
+    is_camp: np.ndarray
+    hi: np.ndarray  # last day of each user's order window
+    lines: dict[str, np.ndarray]
+    total: np.ndarray
+    discount: np.ndarray
+    ch: np.ndarray
+    state: np.ndarray
+    perm: np.ndarray
+    rank: np.ndarray
+    order_no_sorted: np.ndarray
+
+    @property
+    def n_orders(self) -> int:
+        return int(self.o_user.size)
+
+
+def _draw_orders(
+    rng: np.random.Generator,
+    persona: np.ndarray,
+    signup_day: np.ndarray,
+    design: _Design,
+    cal: _Calendar,
+    catalog: _Catalog,
+    pweights: np.ndarray,
+    fav_cat: np.ndarray,
+) -> _Orders:
+    n_users = persona.size
+    lo, hi = _order_windows(rng, persona, signup_day)
+    counts = _order_counts(rng, persona, lo, hi)
+    o_user = np.repeat(np.arange(n_users), counts)
+    o_day = cal.days(rng, lo[o_user], hi[o_user])
+    o_ts = cal.times(rng, o_day)
+    # campaign-driven orders (treated responders only), mostly in the first days
+    camp_users = design.camp_users
+    c_day = design.sent_day + np.minimum(
+        np.floor(rng.exponential(6.0, camp_users.size)), 29
+    ).astype(np.int64)
+    c_ts = cal.times(rng, c_day)
+    c_ts = np.maximum(c_ts, design.sent_ts + np.timedelta64(3600, "s"))
+    o_user = np.concatenate([o_user, camp_users])
+    o_ts = np.concatenate([o_ts, c_ts])
+    is_camp = np.concatenate([np.zeros(counts.sum(), bool), np.ones(camp_users.size, bool)])
+    o_persona = persona[o_user]
+    n_orders = o_user.size
+
+    lines = _make_lines(rng, o_user, o_persona, catalog, pweights, fav_cat)
+    subtotal = np.add.reduceat(lines["qty"] * lines["price_cents"], lines["starts"])
+    d_p = np.array([p.disc_p for p in PERSONAS])[o_persona]
+    d_lo = np.array([p.disc[0] for p in PERSONAS])[o_persona]
+    d_hi = np.array([p.disc[1] for p in PERSONAS])[o_persona]
+    rate = np.where(rng.random(n_orders) < d_p, d_lo + rng.random(n_orders) * (d_hi - d_lo), 0.0)
+    rate = np.where(is_camp, CAMPAIGN_DISCOUNT, rate)
+    discount = np.round(subtotal * rate).astype(np.int64)
+    total = subtotal - discount
+    ch = _choice_by_group(rng, o_persona, np.array([p.channels for p in PERSONAS]))
+    state = rng.choice(3, size=n_orders, p=STATE_P)
+    state = np.where(is_camp, 0, state)
+
+    # sort orders by time, then customer; number them in that order
+    perm = np.lexsort((o_user, o_ts))
+    rank = np.empty(n_orders, dtype=np.int64)
+    rank[perm] = np.arange(n_orders)
+    order_no_sorted = _ids("O", np.arange(1, n_orders + 1), 8)
+    return _Orders(
+        o_user, o_ts, is_camp, hi, lines, total, discount, ch, state, perm, rank, order_no_sorted
+    )
+
+
+@dataclass(frozen=True)
+class _Events:
+    """Events of known users (behaviour, campaign e-mails, surveys), unsorted."""
+
+    user: np.ndarray
+    ts: np.ndarray
+    type: np.ndarray
+    src: np.ndarray
+    props: np.ndarray
+
+
+def _draw_user_events(
+    rng: np.random.Generator,
+    persona: np.ndarray,
+    signup_day: np.ndarray,
+    hi: np.ndarray,
+    design: _Design,
+    cal: _Calendar,
+    aff: np.ndarray,
+) -> _Events:
+    n_users = persona.size
+    last = HISTORY_DAYS - 1
+    ev_mean = np.array([p.events for p in PERSONAS])[persona]
+    n_ev = rng.poisson(ev_mean * rng.gamma(3.0, 1 / 3.0, n_users))
+    tail = np.array([p.event_tail for p in PERSONAS])[persona]
+    has_gap = np.array([p.gap[1] > 0 or p.max_len is not None for p in PERSONAS])[persona]
+    e_hi = np.where(has_gap, np.minimum(hi + tail, last), last)
+    e_lo = signup_day + 1
+    e_hi = np.maximum(e_hi, e_lo)
+    e_user = np.repeat(np.arange(n_users), n_ev)
+    e_ts = cal.times(rng, cal.days(rng, e_lo[e_user], e_hi[e_user]))
+    e_persona = persona[e_user]
+    src = _choice_by_group(rng, e_persona, np.array([p.sources for p in PERSONAS]))
+    etype = np.empty(e_user.size, dtype=object)
+    for si, s in enumerate(EVENT_SOURCES):
+        m = np.flatnonzero(src == si)
+        types, probs = EVENT_TYPES[s]
+        etype[m] = _pick(types, rng.choice(len(types), size=m.size, p=probs))
+    props = _event_props(rng, etype, e_persona, aff)
+    e_src = _pick(EVENT_SOURCES, src)
+
+    # campaign emails for the treated: responders always open and click
+    t_idx = np.flatnonzero(design.treated)
+    opened = design.responds[t_idx] | (rng.random(t_idx.size) < 0.35)
+    clicked = design.responds[t_idx] | (opened & (rng.random(t_idx.size) < 0.25))
+    op_u, cl_u = t_idx[opened], t_idx[clicked]
+    sent_ts = design.sent_ts
+    op_ts = sent_ts + rng.integers(600, 2 * 86_400, op_u.size).astype("timedelta64[s]")
+    cl_ts = sent_ts + rng.integers(2 * 86_400, 3 * 86_400, cl_u.size).astype("timedelta64[s]")
+    camp_props = '{"campaign": "' + CAMPAIGN_NAME + '"}'
+
+    # surveys for ~10% of users
+    s_user = np.sort(rng.choice(n_users, size=round(SURVEY_SHARE * n_users), replace=False))
+    s_nps = rng.random(s_user.size) < 0.5
+    s_score = _survey_scores(rng, persona[s_user], s_nps)
+    s_ts = cal.times(rng, cal.days(rng, e_lo[s_user], e_hi[s_user]))
+    s_type = np.where(s_nps, "nps", "csat").astype(object)
+    s_props = _join('{"score": ', s_score.astype(str).astype(object), "}")
+
+    return _Events(
+        user=np.concatenate([e_user, op_u, cl_u, s_user]),
+        ts=np.concatenate([e_ts, op_ts, cl_ts, s_ts]),
+        type=np.concatenate(
+            [
+                etype,
+                np.full(op_u.size, "email_open", dtype=object),
+                np.full(cl_u.size, "email_click", dtype=object),
+                s_type,
+            ]
+        ),
+        src=np.concatenate(
+            [e_src, np.full(op_u.size + cl_u.size + s_user.size, "email", dtype=object)]
+        ),
+        props=np.concatenate(
+            [props, np.full(op_u.size + cl_u.size, camp_props, dtype=object), s_props]
+        ),
+    )
+
+
+def _event_lines(
+    rng: np.random.Generator,
+    events: _Events,
+    persona: np.ndarray,
+    cid: np.ndarray,
+    cal: _Calendar,
+    catalog: _Catalog,
+    pweights: np.ndarray,
+    aff: np.ndarray,
+) -> np.ndarray:
+    """The events file's JSON lines: known users' events with their products, plus
+    anonymous traffic, in UTC and sorted."""
+    n_users = persona.size
+    last = HISTORY_DAYS - 1
+    all_user = events.user
+    all_persona = persona[all_user]
+    needs_sku = np.isin(events.type, SKU_EVENTS)
+    sku_idx = _draw_products(rng, all_persona, pweights)
+    all_sku = np.where(needs_sku, _join('"', catalog.sku[sku_idx], '"'), "null").astype(object)
+    all_user_json = _join('"', cid[all_user], '"')
+    all_anon = np.full(all_user.size, "null", dtype=object)
+
+    # anonymous traffic (not logged in)
+    n_anon = round(ANON_EVENT_SHARE * all_user.size)
+    anon_pool = _ids("a-", rng.integers(0, 16**8, max(n_users // 5, 1)), 10)
+    a_ids = anon_pool[rng.integers(0, anon_pool.size, n_anon)]
+    a_ts = cal.times(rng, cal.days(rng, np.zeros(n_anon, np.int64), np.full(n_anon, last)))
+    a_src = _pick(("web", "app"), (rng.random(n_anon) < 0.3).astype(int))
+    a_type = _pick(
+        ("page_view", "product_view", "search"), rng.choice(3, n_anon, p=[0.5, 0.35, 0.15])
+    )
+    a_props = _event_props(rng, a_type, rng.integers(0, len(PERSONAS), n_anon), aff)
+    a_sku_idx = rng.choice(catalog.sku.size, size=n_anon, p=catalog.pop / catalog.pop.sum())
+    a_sku = np.where(a_type == "product_view", _join('"', catalog.sku[a_sku_idx], '"'), "null")
+
+    ev_user = np.concatenate([all_user_json, np.full(n_anon, "null", dtype=object)])
+    ev_anon = np.concatenate([all_anon, _join('"', a_ids, '"')])
+    ev_ts = np.concatenate([events.ts, a_ts])
+    ev_type = np.concatenate([events.type, a_type])
+    ev_src = np.concatenate([events.src, a_src])
+    ev_sku = np.concatenate([all_sku, a_sku.astype(object)])
+    ev_props = np.concatenate([events.props, a_props])
+    ev_key = np.concatenate([all_user, np.full(n_anon, n_users)])
+    # local wall time -> UTC
+    utc = (
+        pd.DatetimeIndex(ev_ts)
+        .tz_localize("Europe/Berlin", ambiguous="NaT", nonexistent="shift_forward")
+        .tz_convert("UTC")
+        .tz_localize(None)
+        .to_numpy()
+        .astype("datetime64[s]")
+    )
+    eperm = np.lexsort((ev_type.astype(str), ev_key, utc))
+    return _join(
+        '{"id": "',
+        _ids("E", np.arange(1, utc.size + 1), 9),
+        '", "user": ',
+        ev_user[eperm],
+        ', "anon": ',
+        ev_anon[eperm],
+        ', "type": "',
+        ev_type[eperm],
+        '", "timestamp": "',
+        _fmt_ts(utc[eperm], "%Y-%m-%dT%H:%M:%SZ"),
+        '", "source": "',
+        ev_src[eperm],
+        '", "sku": ',
+        ev_sku[eperm],
+        ', "props": ',
+        ev_props[eperm],
+        "}",
+    )
+
+
+def _order_tables(
+    orders: _Orders, catalog: _Catalog, cid: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """The orders and order-lines columns (sorted), and the number of lines per order."""
+    perm, rank, n_orders = orders.perm, orders.rank, orders.n_orders
+    lines = orders.lines
+    o_cols = {
+        "order_no": orders.order_no_sorted,
+        "customer": cid[orders.o_user[perm]],
+        "order_ts": orders.o_ts[perm],
+        "total": orders.total[perm] / 100.0,
+        "currency": np.full(n_orders, "EUR", dtype=object),
+        "sales_channel": _pick(ORDER_CHANNELS, orders.ch[perm]),
+        "discount_amount": orders.discount[perm] / 100.0,
+        "state": _pick(STATES, orders.state[perm]),
+    }
+    l_rank = rank[lines["order"]]
+    lperm = np.lexsort((lines["line_no"], l_rank))
+    l_cols = {
+        "order_no": orders.order_no_sorted[l_rank[lperm]],
+        "line_no": lines["line_no"][lperm],
+        "sku": catalog.sku[lines["prod"][lperm]],
+        "qty": lines["qty"][lperm],
+        "price": lines["price_cents"][lperm] / 100.0,
+    }
+    return o_cols, l_cols, np.bincount(l_rank, minlength=n_orders)
+
+
+class _Written:
+    """The files written so far and their row counts."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.paths: dict[str, Path] = {}
+        self.rows: dict[str, int] = {}
+
+    def record(self, rel: str, n: int) -> Path:
+        p = self.out / rel
+        self.paths[rel] = p
+        self.rows[rel] = n
+        return p
+
+
+def _write_orders(
+    written: _Written,
+    o_cols: dict[str, np.ndarray],
+    l_cols: dict[str, np.ndarray],
+    *,
+    dirty: bool,
+) -> int:
+    """orders.parquet and order_lines.parquet; returns the number of lines."""
+    o_fields = [
+        pa.field("order_no", pa.string()),
+        pa.field("customer", pa.string()),
+        pa.field("order_ts", pa.string() if dirty else pa.timestamp("us")),
+        pa.field("total", pa.float64()),
+        pa.field("currency", pa.string()),
+        pa.field("sales_channel", pa.string()),
+        pa.field("discount_amount", pa.float64()),
+        pa.field("state", pa.string()),
+    ]
+    o_table = pa.table(
+        [pa.array(o_cols[f.name], f.type) for f in o_fields], schema=pa.schema(o_fields)
+    )
+    _write_parquet(o_table, written.record("exports/orders.parquet", o_table.num_rows))
+    l_fields = [
+        pa.field("order_no", pa.string()),
+        pa.field("line_no", pa.int32()),
+        pa.field("sku", pa.string()),
+        pa.field("qty", pa.int32()),
+        pa.field("price", pa.float64()),
+    ]
+    l_table = pa.table(
+        [pa.array(l_cols[f.name], f.type) for f in l_fields], schema=pa.schema(l_fields)
+    )
+    _write_parquet(l_table, written.record("exports/order_lines.parquet", l_table.num_rows))
+    return int(l_table.num_rows)
+
+
+def _write_consents(
+    written: _Written, users: pd.DataFrame, cid: np.ndarray, consents: _Consents
+) -> None:
+    """consents.csv: three rows per user at signup, plus e-mail withdrawals."""
+    n_users = cid.size
+    signup_str = users["signup_date"].to_numpy()
+    wd = np.flatnonzero(consents.withdraw)
+    cons = pd.DataFrame(
+        {
+            "customer_id": np.concatenate([cid, cid, cid, cid[wd]]),
+            "channel": np.repeat(
+                np.array(["email", "sms", "push", "email"], dtype=object),
+                [n_users, n_users, n_users, wd.size],
+            ),
+            "purpose": "marketing",
+            "granted": np.where(
+                np.concatenate(
+                    [consents.email_ok, consents.sms_ok, consents.push_ok, np.zeros(wd.size, bool)]
+                ),
+                "true",
+                "false",
+            ).astype(object),
+            "recorded_at": np.concatenate(
+                [
+                    signup_str,
+                    signup_str,
+                    signup_str,
+                    _fmt_ts(consents.w_ts[wd], "%Y-%m-%d %H:%M:%S"),
+                ]
+            ),
+        }
+    )
+    cons = cons.sort_values(["customer_id", "recorded_at", "channel"], kind="stable")
+    _write_csv(cons.reset_index(drop=True), written.record("exports/consents.csv", len(cons)))
+
+
+def _write_campaign(written: _Written, cid: np.ndarray, design: _Design) -> str:
+    """The campaign's assignment file; returns its send time as written."""
+    sent_str = _fmt_ts(np.array([design.sent_ts]), "%Y-%m-%d %H:%M:%S")[0]
+    camp = pd.DataFrame(
+        {
+            "customer_id": cid[design.eligible_idx],
+            "campaign": CAMPAIGN_NAME,
+            "arm": np.where(design.arm_control, "control", "treatment").astype(object),
+            "sent_at": sent_str,
+        }
+    )
+    _write_csv(camp, written.record(f"campaigns/{CAMPAIGN_NAME}.csv", len(camp)))
+    return str(sent_str)
+
+
+# long on purpose: a 45-line public docstring; the body is a list of named stages
 def generate_demo(
     out_dir: str | Path,
     *,
@@ -695,9 +1273,8 @@ def generate_demo(
     end_ts = pd.Timestamp(end)
     rng = np.random.default_rng(seed)
     cal = _Calendar(end_ts)
-    last = HISTORY_DAYS - 1
-    n_p = len(PERSONAS)
 
+    # --- draw (in this order: the generator is shared)
     catalog = _make_catalog(rng)
     aff = _persona_affinity(rng)
     pweights = _product_weights(catalog, aff)
@@ -707,322 +1284,68 @@ def generate_demo(
     # a personal favourite category: drawn from a flattened persona affinity
     flat = aff**0.3
     fav_cat = _draw_products(rng, persona, flat / flat.sum(axis=1, keepdims=True))
-
-    # --- consents (at signup; some later email withdrawals)
-    email_ok = rng.random(n_users) < np.array([p.email_consent for p in PERSONAS])[persona]
-    sms_ok = rng.random(n_users) < 0.35
-    push_ok = rng.random(n_users) < np.array([p.push_consent for p in PERSONAS])[persona]
-    withdraw = email_ok & (rng.random(n_users) < 0.05 / max(email_ok.mean(), 1e-9))
-    w_day = rng.integers(signup_day + 1, last + 1)
-    w_ts = cal.times(rng, w_day)
-
-    # --- campaign design
-    sent_day = last - CAMPAIGN_DAYS_BEFORE_END
-    sent_ts = (cal.start_day + np.timedelta64(sent_day, "D")).astype(
-        "datetime64[s]"
-    ) + np.timedelta64(10 * 3600, "s")
-    win_end_ts = sent_ts + np.timedelta64(CAMPAIGN_WINDOW_DAYS * 86_400, "s")
-    reachable = (signup_day < sent_day - 30) & email_ok & ~(withdraw & (w_ts < sent_ts))
-    cand = np.flatnonzero(reachable)
-    n_elig = min(round(CAMPAIGN_ELIGIBLE_SHARE * n_users), cand.size)
-    eligible_idx = np.sort(rng.choice(cand, size=n_elig, replace=False))
-    n_control = round(CAMPAIGN_CONTROL_SHARE * n_elig)
-    arm_control = np.zeros(n_elig, dtype=bool)
-    arm_control[rng.permutation(n_elig)[:n_control]] = True
-    treated = np.zeros(n_users, dtype=bool)
-    treated[eligible_idx[~arm_control]] = True
-    eligible = np.zeros(n_users, dtype=bool)
-    eligible[eligible_idx] = True
-    lift_p = np.array([p.lift for p in PERSONAS])[persona]
-    responds = eligible & (rng.random(n_users) < lift_p)  # potential outcome under treatment
-    camp_users = np.flatnonzero(treated & responds)
-
-    # --- organic orders
-    lo, hi = _order_windows(rng, persona, signup_day)
-    counts = _order_counts(rng, persona, lo, hi)
-    o_user = np.repeat(np.arange(n_users), counts)
-    o_day = cal.days(rng, lo[o_user], hi[o_user])
-    o_ts = cal.times(rng, o_day)
-    # campaign-driven orders (treated responders only), mostly in the first days
-    c_day = sent_day + np.minimum(np.floor(rng.exponential(6.0, camp_users.size)), 29).astype(
-        np.int64
-    )
-    c_ts = cal.times(rng, c_day)
-    c_ts = np.maximum(c_ts, sent_ts + np.timedelta64(3600, "s"))
-    o_user = np.concatenate([o_user, camp_users])
-    o_ts = np.concatenate([o_ts, c_ts])
-    is_camp = np.concatenate([np.zeros(counts.sum(), bool), np.ones(camp_users.size, bool)])
-    o_persona = persona[o_user]
-    n_orders = o_user.size
-
-    lines = _make_lines(rng, o_user, o_persona, catalog, pweights, fav_cat)
-    subtotal = np.add.reduceat(lines["qty"] * lines["price_cents"], lines["starts"])
-    d_p = np.array([p.disc_p for p in PERSONAS])[o_persona]
-    d_lo = np.array([p.disc[0] for p in PERSONAS])[o_persona]
-    d_hi = np.array([p.disc[1] for p in PERSONAS])[o_persona]
-    rate = np.where(rng.random(n_orders) < d_p, d_lo + rng.random(n_orders) * (d_hi - d_lo), 0.0)
-    rate = np.where(is_camp, CAMPAIGN_DISCOUNT, rate)
-    discount = np.round(subtotal * rate).astype(np.int64)
-    total = subtotal - discount
-    ch = _choice_by_group(rng, o_persona, np.array([p.channels for p in PERSONAS]))
-    state = rng.choice(3, size=n_orders, p=STATE_P)
-    state = np.where(is_camp, 0, state)
-
-    # sort orders by time, then customer; number them in that order
-    perm = np.lexsort((o_user, o_ts))
-    rank = np.empty(n_orders, dtype=np.int64)
-    rank[perm] = np.arange(n_orders)
-    order_no_sorted = _ids("O", np.arange(1, n_orders + 1), 8)
+    consents = _draw_consents(rng, persona, signup_day, cal)
+    design = _draw_design(rng, persona, signup_day, consents, cal)
+    orders = _draw_orders(rng, persona, signup_day, design, cal, catalog, pweights, fav_cat)
 
     # --- campaign truth (potential outcomes are known for every eligible user)
-    in_win = (o_ts >= sent_ts) & (o_ts < win_end_ts) & (state == 0) & ~is_camp
+    o_user, o_ts, is_camp = orders.o_user, orders.o_ts, orders.is_camp
+    in_win = (o_ts >= design.sent_ts) & (o_ts < design.win_end_ts) & (orders.state == 0) & ~is_camp
     conv0 = np.bincount(o_user[in_win], minlength=n_users) > 0
-    camp_rev = np.bincount(o_user[is_camp], weights=total[is_camp] / 100.0, minlength=n_users)
-    gain = responds & ~conv0  # conversion under treatment minus under control
-
-    # --- events
-    ev_mean = np.array([p.events for p in PERSONAS])[persona]
-    n_ev = rng.poisson(ev_mean * rng.gamma(3.0, 1 / 3.0, n_users))
-    tail = np.array([p.event_tail for p in PERSONAS])[persona]
-    has_gap = np.array([p.gap[1] > 0 or p.max_len is not None for p in PERSONAS])[persona]
-    e_hi = np.where(has_gap, np.minimum(hi + tail, last), last)
-    e_lo = signup_day + 1
-    e_hi = np.maximum(e_hi, e_lo)
-    e_user = np.repeat(np.arange(n_users), n_ev)
-    e_ts = cal.times(rng, cal.days(rng, e_lo[e_user], e_hi[e_user]))
-    e_persona = persona[e_user]
-    src = _choice_by_group(rng, e_persona, np.array([p.sources for p in PERSONAS]))
-    etype = np.empty(e_user.size, dtype=object)
-    for si, s in enumerate(EVENT_SOURCES):
-        m = np.flatnonzero(src == si)
-        types, probs = EVENT_TYPES[s]
-        etype[m] = _pick(types, rng.choice(len(types), size=m.size, p=probs))
-    props = _event_props(rng, etype, e_persona, aff)
-    e_src = _pick(EVENT_SOURCES, src)
-
-    # campaign emails for the treated: responders always open and click
-    t_idx = np.flatnonzero(treated)
-    opened = responds[t_idx] | (rng.random(t_idx.size) < 0.35)
-    clicked = responds[t_idx] | (opened & (rng.random(t_idx.size) < 0.25))
-    op_u, cl_u = t_idx[opened], t_idx[clicked]
-    op_ts = sent_ts + rng.integers(600, 2 * 86_400, op_u.size).astype("timedelta64[s]")
-    cl_ts = sent_ts + rng.integers(2 * 86_400, 3 * 86_400, cl_u.size).astype("timedelta64[s]")
-    camp_props = '{"campaign": "' + CAMPAIGN_NAME + '"}'
-
-    # surveys for ~10% of users
-    s_user = np.sort(rng.choice(n_users, size=round(SURVEY_SHARE * n_users), replace=False))
-    s_nps = rng.random(s_user.size) < 0.5
-    s_score = _survey_scores(rng, persona[s_user], s_nps)
-    s_ts = cal.times(rng, cal.days(rng, e_lo[s_user], e_hi[s_user]))
-    s_type = np.where(s_nps, "nps", "csat").astype(object)
-    s_props = _join('{"score": ', s_score.astype(str).astype(object), "}")
-
-    all_user = np.concatenate([e_user, op_u, cl_u, s_user])
-    all_ts = np.concatenate([e_ts, op_ts, cl_ts, s_ts])
-    all_type = np.concatenate(
-        [
-            etype,
-            np.full(op_u.size, "email_open", dtype=object),
-            np.full(cl_u.size, "email_click", dtype=object),
-            s_type,
-        ]
+    camp_rev = np.bincount(
+        o_user[is_camp], weights=orders.total[is_camp] / 100.0, minlength=n_users
     )
-    all_src = np.concatenate(
-        [e_src, np.full(op_u.size + cl_u.size + s_user.size, "email", dtype=object)]
-    )
-    all_props = np.concatenate(
-        [props, np.full(op_u.size + cl_u.size, camp_props, dtype=object), s_props]
-    )
-    all_persona = persona[all_user]
-    needs_sku = np.isin(all_type, SKU_EVENTS)
-    sku_idx = _draw_products(rng, all_persona, pweights)
-    all_sku = np.where(needs_sku, _join('"', catalog.sku[sku_idx], '"'), "null").astype(object)
-    all_user_json = _join('"', cid[all_user], '"')
-    all_anon = np.full(all_user.size, "null", dtype=object)
+    gain = design.responds & ~conv0  # conversion under treatment minus under control
 
-    # anonymous traffic (not logged in)
-    n_anon = round(ANON_EVENT_SHARE * all_user.size)
-    anon_pool = _ids("a-", rng.integers(0, 16**8, max(n_users // 5, 1)), 10)
-    a_ids = anon_pool[rng.integers(0, anon_pool.size, n_anon)]
-    a_ts = cal.times(rng, cal.days(rng, np.zeros(n_anon, np.int64), np.full(n_anon, last)))
-    a_src = _pick(("web", "app"), (rng.random(n_anon) < 0.3).astype(int))
-    a_type = _pick(
-        ("page_view", "product_view", "search"), rng.choice(3, n_anon, p=[0.5, 0.35, 0.15])
-    )
-    a_props = _event_props(rng, a_type, rng.integers(0, n_p, n_anon), aff)
-    a_sku_idx = rng.choice(catalog.sku.size, size=n_anon, p=catalog.pop / catalog.pop.sum())
-    a_sku = np.where(a_type == "product_view", _join('"', catalog.sku[a_sku_idx], '"'), "null")
-
-    ev_user = np.concatenate([all_user_json, np.full(n_anon, "null", dtype=object)])
-    ev_anon = np.concatenate([all_anon, _join('"', a_ids, '"')])
-    ev_ts = np.concatenate([all_ts, a_ts])
-    ev_type = np.concatenate([all_type, a_type])
-    ev_src = np.concatenate([all_src, a_src])
-    ev_sku = np.concatenate([all_sku, a_sku.astype(object)])
-    ev_props = np.concatenate([all_props, a_props])
-    ev_key = np.concatenate([all_user, np.full(n_anon, n_users)])
-    # local wall time -> UTC
-    utc = (
-        pd.DatetimeIndex(ev_ts)
-        .tz_localize("Europe/Berlin", ambiguous="NaT", nonexistent="shift_forward")
-        .tz_convert("UTC")
-        .tz_localize(None)
-        .to_numpy()
-        .astype("datetime64[s]")
-    )
-    eperm = np.lexsort((ev_type.astype(str), ev_key, utc))
-    n_events = utc.size
-    ev_lines = _join(
-        '{"id": "',
-        _ids("E", np.arange(1, n_events + 1), 9),
-        '", "user": ',
-        ev_user[eperm],
-        ', "anon": ',
-        ev_anon[eperm],
-        ', "type": "',
-        ev_type[eperm],
-        '", "timestamp": "',
-        _fmt_ts(utc[eperm], "%Y-%m-%dT%H:%M:%SZ"),
-        '", "source": "',
-        ev_src[eperm],
-        '", "sku": ',
-        ev_sku[eperm],
-        ', "props": ',
-        ev_props[eperm],
-        "}",
-    )
-
-    # --- build order tables (sorted)
-    o_cols = {
-        "order_no": order_no_sorted,
-        "customer": cid[o_user[perm]],
-        "order_ts": o_ts[perm],
-        "total": total[perm] / 100.0,
-        "currency": np.full(n_orders, "EUR", dtype=object),
-        "sales_channel": _pick(ORDER_CHANNELS, ch[perm]),
-        "discount_amount": discount[perm] / 100.0,
-        "state": _pick(STATES, state[perm]),
-    }
-    l_rank = rank[lines["order"]]
-    lperm = np.lexsort((lines["line_no"], l_rank))
-    l_cols = {
-        "order_no": order_no_sorted[l_rank[lperm]],
-        "line_no": lines["line_no"][lperm],
-        "sku": catalog.sku[lines["prod"][lperm]],
-        "qty": lines["qty"][lperm],
-        "price": lines["price_cents"][lperm] / 100.0,
-    }
-    n_lines_per_order = np.bincount(l_rank, minlength=n_orders)
+    events = _draw_user_events(rng, persona, signup_day, orders.hi, design, cal, aff)
+    ev_lines = _event_lines(rng, events, persona, cid, cal, catalog, pweights, aff)
+    o_cols, l_cols, n_lines_per_order = _order_tables(orders, catalog, cid)
 
     defects: dict[str, int] | None = None
     age_col: pd.Series | np.ndarray = users["age"].to_numpy()
     if dirty:
+        perm = orders.perm
         defects, o_cols, age_col = _inject_defects(
             rng, o_cols, users["age"].to_numpy(), n_lines_per_order, is_camp[perm],
-            (o_ts[perm] >= sent_ts) & (o_ts[perm] < win_end_ts), n_users,
+            (o_ts[perm] >= design.sent_ts) & (o_ts[perm] < design.win_end_ts), n_users,
         )  # fmt: skip
     users = users.assign(age=age_col)
 
     # --- write
-    paths: dict[str, Path] = {}
-    rows: dict[str, int] = {}
-
-    def _record(rel: str, n: int) -> Path:
-        p = out / rel
-        paths[rel] = p
-        rows[rel] = n
-        return p
-
-    _write_csv(users, _record("exports/customers.csv", len(users)))
-    _write_csv(catalog.frame, _record("exports/products.csv", len(catalog.frame)))
-    o_fields = [
-        pa.field("order_no", pa.string()),
-        pa.field("customer", pa.string()),
-        pa.field("order_ts", pa.string() if dirty else pa.timestamp("us")),
-        pa.field("total", pa.float64()),
-        pa.field("currency", pa.string()),
-        pa.field("sales_channel", pa.string()),
-        pa.field("discount_amount", pa.float64()),
-        pa.field("state", pa.string()),
-    ]
-    o_table = pa.table(
-        [pa.array(o_cols[f.name], f.type) for f in o_fields], schema=pa.schema(o_fields)
-    )
-    _write_parquet(o_table, _record("exports/orders.parquet", o_table.num_rows))
-    l_fields = [
-        pa.field("order_no", pa.string()),
-        pa.field("line_no", pa.int32()),
-        pa.field("sku", pa.string()),
-        pa.field("qty", pa.int32()),
-        pa.field("price", pa.float64()),
-    ]
-    l_table = pa.table(
-        [pa.array(l_cols[f.name], f.type) for f in l_fields], schema=pa.schema(l_fields)
-    )
-    _write_parquet(l_table, _record("exports/order_lines.parquet", l_table.num_rows))
-    _write_jsonl_gz(ev_lines, _record("exports/events.jsonl.gz", n_events))
-
-    # consents: three rows per user at signup, plus email withdrawals
-    signup_str = users["signup_date"].to_numpy()
-    wd = np.flatnonzero(withdraw)
-    cons = pd.DataFrame(
-        {
-            "customer_id": np.concatenate([cid, cid, cid, cid[wd]]),
-            "channel": np.repeat(
-                np.array(["email", "sms", "push", "email"], dtype=object),
-                [n_users, n_users, n_users, wd.size],
-            ),
-            "purpose": "marketing",
-            "granted": np.where(
-                np.concatenate([email_ok, sms_ok, push_ok, np.zeros(wd.size, bool)]),
-                "true",
-                "false",
-            ).astype(object),
-            "recorded_at": np.concatenate(
-                [signup_str, signup_str, signup_str, _fmt_ts(w_ts[wd], "%Y-%m-%d %H:%M:%S")]
-            ),
-        }
-    )
-    cons = cons.sort_values(["customer_id", "recorded_at", "channel"], kind="stable")
-    _write_csv(cons.reset_index(drop=True), _record("exports/consents.csv", len(cons)))
-
-    sent_str = _fmt_ts(np.array([sent_ts]), "%Y-%m-%d %H:%M:%S")[0]
-    camp = pd.DataFrame(
-        {
-            "customer_id": cid[eligible_idx],
-            "campaign": CAMPAIGN_NAME,
-            "arm": np.where(arm_control, "control", "treatment").astype(object),
-            "sent_at": sent_str,
-        }
-    )
-    _write_csv(camp, _record(f"campaigns/{CAMPAIGN_NAME}.csv", len(camp)))
-
+    written = _Written(out)
+    _write_csv(users, written.record("exports/customers.csv", len(users)))
+    _write_csv(catalog.frame, written.record("exports/products.csv", len(catalog.frame)))
+    n_lines = _write_orders(written, o_cols, l_cols, dirty=dirty)
+    _write_jsonl_gz(ev_lines, written.record("exports/events.jsonl.gz", ev_lines.size))
+    _write_consents(written, users, cid, consents)
+    sent_str = _write_campaign(written, cid, design)
     truth_personas = pa.table(
         {"customer_id": pa.array(cid, pa.string()),
          "persona": pa.array(_pick([p.name for p in PERSONAS], persona), pa.string())}
     )  # fmt: skip
-    _write_parquet(truth_personas, _record("truth/personas.parquet", n_users))
+    _write_parquet(truth_personas, written.record("truth/personas.parquet", n_users))
 
     truth = _truth(
         seed=seed, n_users=n_users, end=end_ts, cal=cal, persona=persona, aff=aff,
-        sent=sent_str, treated=treated, eligible=eligible, responds=responds,
-        gain=gain, conv0=conv0, camp_rev=camp_rev, defects=defects, dirty=dirty,
+        sent=sent_str, treated=design.treated, eligible=design.eligible,
+        responds=design.responds, gain=gain, conv0=conv0, camp_rev=camp_rev,
+        defects=defects, dirty=dirty,
     )  # fmt: skip
     tp = out / "truth" / "truth.json"
     tp.write_text(json.dumps(truth, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    paths["truth/truth.json"] = tp
+    written.paths["truth/truth.json"] = tp
     yp = out / "segmint.yaml"
     yp.write_text(YAML_TEXT, encoding="utf-8")
-    paths["segmint.yaml"] = yp
+    written.paths["segmint.yaml"] = yp
 
     log.info(
         "demo written to %s: %d users, %d orders, %d lines, %d events in %.1fs",
-        out, n_users, n_orders, l_table.num_rows, n_events, time.perf_counter() - t0,
+        out, n_users, orders.n_orders, n_lines, ev_lines.size, time.perf_counter() - t0,
     )  # fmt: skip
     return DemoSummary(
         out_dir=out,
-        paths=tuple(sorted(paths.values())),
-        row_counts=dict(sorted(rows.items())),
+        paths=tuple(sorted(written.paths.values())),
+        row_counts=dict(sorted(written.rows.items())),
         defects=defects,
     )
 
