@@ -52,7 +52,13 @@ import duckdb
 
 from segmint.clean._rules import plan_cleaning
 from segmint.config import ColumnExpr, ColumnRef, Config, CsvSource, JsonlSource, Source
-from segmint.errors import LoadError, MissingColumnError, SourceConfigError, SourceError
+from segmint.errors import (
+    LoadError,
+    MissingColumnError,
+    NotFoundError,
+    SourceConfigError,
+    SourceError,
+)
 from segmint.sources._checked import source_expression
 from segmint.sources._readers import Staged, _drop_relation, _short, _sql_str, stage
 from segmint.store._base import Store, split_columns
@@ -527,53 +533,63 @@ def ingest_source(
         )
 
 
-def _ingest_source(
+# --- one load, as named stages: read, map, validate, quarantine, write (and record) ------
+
+
+def _read_stage(
     store: Store,
-    config: Config,
+    con: duckdb.DuckDBPyConnection,
     name: str,
+    source: Source,
+    config: Config,
     *,
-    force: bool,
-    now: datetime | None,
-    callback: Callback | None,
-    _before_commit: Callable[[], None] | None,
-    retry_of: str | None = None,
-) -> LoadResult:
-    if name not in config.sources:
-        from segmint.errors import NotFoundError
-
-        known = ", ".join(config.sources) or "(none)"
-        raise NotFoundError(f"no source named {name!r} in segmint.yaml; known sources: {known}")
-    source = config.sources[name]
-    table = TABLES[source.table]
-    now = now or datetime.now(UTC)
-    con = store.engine
-    step = callback or (lambda _s: None)
-    t0 = datetime.now(UTC)
-
-    if retry_of is None:
-        step("reading")
-        staged = stage(con, name, source, config)
-        source = _by_name(name, source, staged, table)
-        _check_columns(name, source, staged)
-        source_json = json.dumps(source.model_dump(mode="json"), sort_keys=True)
-        checksum: str | None = hashlib.sha256((staged.checksum + source_json).encode()).hexdigest()
-        if not force:
-            previous = store.scalar(
-                "SELECT load_id FROM loads WHERE source = ? AND checksum = ? "
-                "ORDER BY started_at DESC LIMIT 1",
-                [name, checksum],
-            )
-            if previous is not None:
-                _drop_staging(con)
-                log.info("source %s unchanged since load %s; skipped", name, previous)
-                return LoadResult(str(previous), name, table.name, 0, 0, 0, 0, 0, 0, skipped=True)
-    else:
+    retry_of: str | None,
+    step: Callback,
+) -> Staged:
+    """Read: the file into staging, or, for a retry, the source's held rows."""
+    if retry_of is not None:
         step("retrying held rows")
-        staged = _stage_held(store, name, source)
-        source = _by_name(name, source, staged, table)
-        _check_columns(name, source, staged)  # the mapping may have changed since
-        checksum = None  # a retry reads the quarantine, not the file: it never skips one
+        return _stage_held(store, name, source)
+    step("reading")
+    return stage(con, name, source, config)
 
+
+def _map_stage(name: str, source: Source, staged: Staged, table: Table) -> Source:
+    """Map: the source's columns by name against what was read, all present."""
+    source = _by_name(name, source, staged, table)
+    _check_columns(name, source, staged)  # for a retry: the mapping may have changed since
+    return source
+
+
+def _checksum(staged: Staged, source: Source) -> str:
+    """The checksum of the file read and the mapping: the same again skips the load."""
+    source_json = json.dumps(source.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256((staged.checksum + source_json).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Validated:
+    """What validation found: rejects by rule, field issues by field, the cleaning done."""
+
+    cleaning: Any
+    by_rule: dict[str, int]
+    by_field: dict[str, int]
+
+
+def _validate_stage(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    source: Source,
+    staged: Staged,
+    table: Table,
+    config: Config,
+    now: datetime,
+    step: Callback,
+) -> _Validated:
+    """Validate and clean: typed rows, rejects (``_rejected``, ``_unparsed``), field issues,
+    and the accepted rows as cleaned (view ``_accepted``; ``_field_issue_keys`` when there
+    are field issues). Staging is dropped on failure."""
     step("validating")
     try:
         typing = _build_typed(con, name, source, staged, table, config, now)
@@ -609,17 +625,146 @@ def _ingest_source(
     except LoadError:
         _drop_staging(con)
         raise
-    rows_read = staged.n_rows + staged.n_unparsed
-    rows_rejected = sum(by_rule.values())
-    n_accepted = rows_read - rows_rejected
-    n_field_issues = sum(by_field.values())
+    return _Validated(cleaning, by_rule, by_field)
 
-    load_id = _load_id(name)
-    updates, keeps = split_columns(table, list(source.columns))  # on rows already stored
+
+def _quarantine_stage(
+    con: duckdb.DuckDBPyConnection, load_id: str, name: str, table: Table
+) -> None:
+    """Quarantine: the rejected rows and field issues of this load (``_quarantine``,
+    ``_quarantine_fields``); the staging relations, all read now, are freed."""
     _build_quarantine(con, load_id, name, table)
     for staging in ("_typed", "_typed0", "_raw", "_raw0"):  # all read: free them before the write
         _drop_relation(con, staging)
+
+
+def _record_load(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    values: list[Any],
+) -> None:
+    """Record: the load's row in ``loads`` (inside the write's transaction); ``values`` in
+    the order of :data:`_LOAD_COLUMNS`."""
+    con.execute("DROP TABLE IF EXISTS _load_row")
+    con.execute(
+        "CREATE TEMP TABLE _load_row AS SELECT ?::VARCHAR AS load_id, ?::VARCHAR AS source, "
+        "?::VARCHAR AS target_table, ?::VARCHAR AS location, ?::VARCHAR AS checksum, "
+        "?::TIMESTAMPTZ AS started_at, ?::TIMESTAMPTZ AS finished_at, "
+        "?::BIGINT AS rows_read, ?::BIGINT AS rows_accepted, ?::BIGINT AS rows_rejected, "
+        "?::BIGINT AS rows_inserted, ?::BIGINT AS rows_updated, "
+        "?::BIGINT AS rows_unchanged, ?::JSON AS cleaning, ?::BIGINT AS field_issues, "
+        "?::JSON AS raw_types, ?::VARCHAR AS retry_of",
+        values,
+    )
+    store.write_rows("loads", "_load_row", _LOAD_COLUMNS)
+
+
+def _ingest_source(
+    store: Store,
+    config: Config,
+    name: str,
+    *,
+    force: bool,
+    now: datetime | None,
+    callback: Callback | None,
+    _before_commit: Callable[[], None] | None,
+    retry_of: str | None = None,
+) -> LoadResult:
+    if name not in config.sources:
+        known = ", ".join(config.sources) or "(none)"
+        raise NotFoundError(f"no source named {name!r} in segmint.yaml; known sources: {known}")
+    source = config.sources[name]
+    table = TABLES[source.table]
+    now = now or datetime.now(UTC)
+    con = store.engine
+    step = callback or (lambda _s: None)
+    t0 = datetime.now(UTC)
+
+    staged = _read_stage(store, con, name, source, config, retry_of=retry_of, step=step)
+    source = _map_stage(name, source, staged, table)
+    checksum: str | None = None  # a retry reads the quarantine, not the file: never skipped
+    if retry_of is None:
+        checksum = _checksum(staged, source)
+        previous = None if force else _loaded_before(store, name, checksum)
+        if previous is not None:
+            _drop_staging(con)
+            log.info("source %s unchanged since load %s; skipped", name, previous)
+            return LoadResult(previous, name, table.name, 0, 0, 0, 0, 0, 0, skipped=True)
+    found = _validate_stage(store, con, name, source, staged, table, config, now, step)
+    rows_read = staged.n_rows + staged.n_unparsed
+    rows_rejected = sum(found.by_rule.values())
+    n_accepted = rows_read - rows_rejected
+    n_field_issues = sum(found.by_field.values())
+
+    load_id = _load_id(name)
+    updates, keeps = split_columns(table, list(source.columns))  # on rows already stored
+    _quarantine_stage(con, load_id, name, table)
     step("writing")
+    inserted, updated, unchanged, n_kept, retries = _write_stage(
+        store, con, config, name, table, staged, found, updates,
+        load_id=load_id, checksum=checksum, started=t0, now=now, retry_of=retry_of,
+        counts=(rows_read, n_accepted, rows_rejected, n_field_issues),
+        callback=callback, before_commit=_before_commit,
+    )  # fmt: skip
+    log.info(
+        "loaded source %s into %s: read=%d accepted=%d rejected=%d inserted=%d field_issues=%d%s",
+        name,
+        table.name,
+        rows_read,
+        n_accepted,
+        rows_rejected,
+        inserted,
+        n_field_issues,
+        f" (retry after {retry_of} changed)" if retry_of else "",
+    )
+    return LoadResult(
+        load_id,
+        name,
+        table.name,
+        rows_read,
+        n_accepted,
+        rows_rejected,
+        inserted,
+        updated,
+        unchanged,
+        found.by_rule,
+        found.cleaning,
+        seconds=(datetime.now(UTC) - t0).total_seconds(),
+        updates_columns=updates,
+        keeps_columns=keeps,
+        field_issues=n_field_issues,
+        field_issues_by_field=found.by_field,
+        field_issues_kept=n_kept,
+        retry_of=retry_of,
+        retries=retries,
+    )
+
+
+def _write_stage(
+    store: Store,
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    name: str,
+    table: Table,
+    staged: Staged,
+    found: _Validated,
+    updates: list[str],
+    *,
+    load_id: str,
+    checksum: str | None,
+    started: datetime,
+    now: datetime,
+    retry_of: str | None,
+    counts: tuple[int, int, int, int],
+    callback: Callback | None,
+    before_commit: Callable[[], None] | None,
+) -> tuple[int, int, int, int, list[LoadResult]]:
+    """Write, in one transaction: the accepted rows, the quarantine (replacing what the
+    source's previous loads, or for a retry the held rows, put there) and the load's
+    record; then the retries of other sources' held rows that new keys may let pass.
+    Returns (inserted, updated, unchanged, field issues kept, retries)."""
+    rows_read, n_accepted, rows_rejected, n_field_issues = counts
+    t0 = started
     retries: list[LoadResult] = []
     try:
         with store.transaction():
@@ -628,7 +773,7 @@ def _ingest_source(
                 "_accepted",
                 columns=updates,
                 now=now,
-                kept="_field_issue_keys" if by_field else None,
+                kept="_field_issue_keys" if found.by_field else None,
             )
             if inserted + updated + unchanged != n_accepted:  # an invariant, checked anyway
                 raise LoadError(
@@ -641,81 +786,38 @@ def _ingest_source(
             store.execute(f"DELETE FROM quarantine WHERE source = ?{held}", [name])
             store.write_rows("quarantine", "_quarantine", _QUARANTINE_COLUMNS[:7])
             store.write_rows("quarantine", "_quarantine_fields", _QUARANTINE_COLUMNS)
-            finished = datetime.now(UTC)
-            con.execute("DROP TABLE IF EXISTS _load_row")
-            con.execute(
-                "CREATE TEMP TABLE _load_row AS SELECT ?::VARCHAR AS load_id, ?::VARCHAR AS source, "
-                "?::VARCHAR AS target_table, ?::VARCHAR AS location, ?::VARCHAR AS checksum, "
-                "?::TIMESTAMPTZ AS started_at, ?::TIMESTAMPTZ AS finished_at, "
-                "?::BIGINT AS rows_read, ?::BIGINT AS rows_accepted, ?::BIGINT AS rows_rejected, "
-                "?::BIGINT AS rows_inserted, ?::BIGINT AS rows_updated, "
-                "?::BIGINT AS rows_unchanged, ?::JSON AS cleaning, ?::BIGINT AS field_issues, "
-                "?::JSON AS raw_types, ?::VARCHAR AS retry_of",
+            _record_load(
+                store,
+                con,
                 [
-                    load_id,
-                    name,
-                    table.name,
-                    staged.location,
-                    checksum,
-                    t0,
-                    finished,
-                    rows_read,
-                    n_accepted,
-                    rows_rejected,
-                    inserted,
-                    updated,
-                    unchanged,
-                    json.dumps(cleaning),
-                    n_field_issues,
-                    json.dumps(staged.types),
-                    retry_of,
+                    load_id, name, table.name, staged.location, checksum, t0,
+                    datetime.now(UTC), rows_read, n_accepted, rows_rejected, inserted, updated,
+                    unchanged, json.dumps(found.cleaning), n_field_issues,
+                    json.dumps(staged.types), retry_of,
                 ],
-            )
-            store.write_rows("loads", "_load_row", _LOAD_COLUMNS)
+            )  # fmt: skip
             if inserted:  # new keys: rows of other sources held for a missing one may pass now
                 _drop_staging(con)
                 retries = _retry_held(store, config, table.name, now=now, callback=callback)
-            if _before_commit is not None:
-                _before_commit()
+            if before_commit is not None:
+                before_commit()
     except duckdb.Error as exc:
         raise LoadError(
             f"source {name!r}: the load failed and was rolled back; the store is unchanged: {exc}"
         ) from None
     finally:
         _drop_staging(con)
-    result = LoadResult(
-        load_id,
-        name,
-        table.name,
-        rows_read,
-        n_accepted,
-        rows_rejected,
-        inserted,
-        updated,
-        unchanged,
-        by_rule,
-        cleaning,
-        seconds=(datetime.now(UTC) - t0).total_seconds(),
-        updates_columns=updates,
-        keeps_columns=keeps,
-        field_issues=n_field_issues,
-        field_issues_by_field=by_field,
-        field_issues_kept=n_kept,
-        retry_of=retry_of,
-        retries=retries,
+    return inserted, updated, unchanged, n_kept, retries
+
+
+def _loaded_before(store: Store, name: str, checksum: str) -> str | None:
+    """The last load of ``name`` with this checksum (same file, same mapping), if any."""
+    previous = store.scalar(
+        "SELECT load_id FROM loads WHERE source = ? AND checksum = ? "
+        "ORDER BY started_at DESC LIMIT 1",
+        [name, checksum],
     )
-    log.info(
-        "loaded source %s into %s: read=%d accepted=%d rejected=%d inserted=%d field_issues=%d%s",
-        name,
-        table.name,
-        rows_read,
-        n_accepted,
-        rows_rejected,
-        inserted,
-        n_field_issues,
-        f" (retry after {retry_of} changed)" if retry_of else "",
-    )
-    return result
+    return None if previous is None else str(previous)
 
 
 _QUARANTINE_COLUMNS = [
