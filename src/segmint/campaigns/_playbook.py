@@ -270,6 +270,7 @@ def _clusters(store: Store | None, name: str) -> dict[str, Any]:
     return {**out, "*": generic}
 
 
+# long on purpose: mostly a table of the default campaigns as literal dicts, read top down
 def default_playbook(
     config: Config, *, store: Store | None = None, today: date | None = None
 ) -> str:

@@ -59,6 +59,7 @@ from segmint.store import Store
 
 if TYPE_CHECKING:
     from segmint.config import Config
+    from segmint.experiments._outcomes import FinalOutcomes
     from segmint.experiments._uplift import UpliftResult
 
 log = logging.getLogger(__name__)
@@ -827,6 +828,164 @@ under 0.5 % of its width (``bench/bootstrap_mc.py`` measures it on the demo)."""
 UPLIFT_OUTCOMES = ("conversion", "visit", "revenue")
 
 
+def _check_evaluation_args(
+    window_days: int, pre_days: int, alpha: float, n_resamples: int, uplift_outcome: str
+) -> None:
+    if window_days <= 0 or pre_days < 0:
+        raise ConfigError("window_days must be > 0 and pre_days >= 0")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be between 0 and 1 (got {alpha})")
+    if n_resamples < 0:
+        raise ConfigError(f"n_resamples must be >= 0 (got {n_resamples})")
+    if uplift_outcome not in UPLIFT_OUTCOMES:
+        raise ConfigError(
+            f"uplift_outcome must be one of {', '.join(UPLIFT_OUTCOMES)} (got {uplift_outcome!r})"
+        )
+
+
+def _require_assignments(store: Store, campaign: str) -> None:
+    known = store.query(
+        "SELECT campaign, count(*) AS n FROM campaign_assignments GROUP BY campaign"
+    )
+    if campaign not in set(known["campaign"].astype(str)):
+        names = ", ".join(sorted(known["campaign"].astype(str))) or "(none)"
+        raise NotFoundError(
+            f"campaign {campaign!r} has no assignments to evaluate; campaigns with "
+            f"assignments: {names} (plan one with `segmint campaign plan`, or import a past "
+            "experiment with `segmint campaign import`)"
+        )
+
+
+def _outcome_window(
+    store: Store,
+    users: pd.DataFrame,
+    window_days: int,
+    final: FinalOutcomes,
+    imported: list[str],
+    warnings: list[str],
+) -> tuple[datetime, datetime, int, float]:
+    """The evaluation's start and end, its window (as final outcomes set it) and the days
+    of it the store's data covers; a warning when the window is not complete."""
+    start = users["t0"].min().to_pydatetime()
+    end = users["t0"].max().to_pydatetime() + timedelta(days=window_days)
+    horizon = store.scalar(
+        "SELECT max(ts) FROM (SELECT max(ts) AS ts FROM orders UNION ALL "
+        "SELECT max(ts) FROM events) AS h"
+    )
+    horizon_ts = pd.Timestamp(horizon) if horizon is not None else None
+    if horizon_ts is not None and horizon_ts.tzinfo is None:
+        horizon_ts = horizon_ts.tz_localize("UTC")
+    last_t0 = users["t0"].max()
+    observed = (
+        0.0
+        if horizon_ts is None
+        else float(np.clip((horizon_ts - last_t0).total_seconds() / 86_400, 0, window_days))
+    )
+    window_days, observed = final.completeness(window_days, observed, last_t0, horizon_ts)
+    if final.end is not None:
+        end = final.end
+    warnings.extend(final.notes(imported))
+    if observed < window_days:
+        warnings.append(
+            f"the outcome window is not complete: the store's data reaches "
+            f"{horizon_ts:%Y-%m-%d %H:%M} UTC, {observed:.1f} of {window_days} days after the "
+            f"last exposure ({last_t0:%Y-%m-%d %H:%M} UTC); the effects below are interim"
+            if horizon_ts is not None
+            else "the store has no orders or events: nothing to measure yet"
+        )
+    return start, end, window_days, observed
+
+
+def _pre_treatment_segments(
+    store: Store,
+    config: Config | None,
+    campaign: str,
+    users: pd.DataFrame,
+    segmentation: str | None,
+    uplift: bool,
+    start: datetime,
+) -> tuple[pd.DataFrame, str | None, str | None, pd.DataFrame | None]:
+    """Each user's segment before the treatment (the named segmentation as of the start,
+    else the plan's), with the features as of the start when a step needs them; returns
+    (users, segmentation name, the plan's segmentation, features)."""
+    seg_name: str | None = None
+    plan_seg, at_plan = _segments_at_plan(store, campaign)
+    if not at_plan.empty:
+        users = users.merge(
+            at_plan.rename(columns={"segment": "segment_at_plan"}), on="user_id", how="left"
+        )
+    features: pd.DataFrame | None = None
+    if segmentation is not None or uplift:
+        from segmint.features import CustomFeature, features_as_of
+
+        custom = (
+            [CustomFeature(n, c.expr, c.table) for n, c in config.features.custom.items()]
+            if config is not None
+            else []
+        )
+        features = features_as_of(store, start.astimezone(UTC), custom)
+    if segmentation is not None:
+        if config is None or segmentation not in config.segmentations:
+            known_s = ", ".join(config.segmentations) if config is not None else "(no config)"
+            raise NotFoundError(f"no segmentation {segmentation!r}; known: {known_s}")
+        from segmint.segments._segment import run_segmentation
+
+        assert features is not None
+        result = run_segmentation(
+            store,
+            segmentation,
+            config.segmentations[segmentation],
+            features,
+            as_of=start.astimezone(UTC),
+            save=False,
+        )
+        seg = result.assignments[["user_id", "segment"]].astype(str)
+        users = users.merge(seg, on="user_id", how="left")
+        seg_name = segmentation
+    elif "segment_at_plan" in users:
+        users["segment"] = users["segment_at_plan"]
+        seg_name = plan_seg
+    return users, seg_name, plan_seg, features
+
+
+def _add_offer_costs(
+    store: Store,
+    config: Config | None,
+    campaign: str,
+    users: pd.DataFrame,
+    plan_seg: str | None,
+    comparisons: list[tuple[str, np.ndarray]],
+) -> dict[str, float]:
+    """Each converted user's offer cost into ``users["offer_cost"]``; returns the message
+    costs (for the ROI table)."""
+    runs = store.query(
+        f"SELECT run_id, status, params FROM campaign_runs WHERE campaign = {lit(campaign)}"
+    )
+    message_cost, offer_cost = _costs(store, config, campaign, users, runs, plan_seg, comparisons)
+    users["offer_cost"] = offer_cost.to_numpy(float) * users["converted"].to_numpy(float)
+    return message_cost
+
+
+def _judged_effects(
+    users: pd.DataFrame,
+    treatments: Sequence[str],
+    control: str,
+    alpha: float,
+    n_resamples: int,
+    rng: np.random.Generator,
+    warnings: list[str],
+) -> tuple[pd.DataFrame, dict[str, CupedResult | None], dict[str, np.ndarray]]:
+    """Every arm's effects against the control with their verdicts, and warnings for
+    imbalanced arms; returns (effects, CUPED by arm, bootstrap replicates)."""
+    effects, cupeds, reps = _effects(users, treatments, control, alpha, n_resamples, rng, warnings)
+    from segmint.experiments._power import add_verdicts, imbalance_warnings
+
+    effects = add_verdicts(effects, users, control=control, alpha=alpha)
+    warnings.extend(imbalance_warnings(effects))
+    return effects, cupeds, reps
+
+
+# long on purpose: a 55-line public docstring; the body is a list of named stages
 def evaluate_campaign(
     store: Store,
     campaign: str,
@@ -892,27 +1051,9 @@ def evaluate_campaign(
     bootstrap, the uplift model) that fail become a warning, never a failed evaluation.
     """
     started = time.perf_counter()
-    if window_days <= 0 or pre_days < 0:
-        raise ConfigError("window_days must be > 0 and pre_days >= 0")
-    if not 0 < alpha < 1:
-        raise ConfigError(f"alpha must be between 0 and 1 (got {alpha})")
-    if n_resamples < 0:
-        raise ConfigError(f"n_resamples must be >= 0 (got {n_resamples})")
-    if uplift_outcome not in UPLIFT_OUTCOMES:
-        raise ConfigError(
-            f"uplift_outcome must be one of {', '.join(UPLIFT_OUTCOMES)} (got {uplift_outcome!r})"
-        )
+    _check_evaluation_args(window_days, pre_days, alpha, n_resamples, uplift_outcome)
     ensure_campaign_tables(store)
-    known = store.query(
-        "SELECT campaign, count(*) AS n FROM campaign_assignments GROUP BY campaign"
-    )
-    if campaign not in set(known["campaign"].astype(str)):
-        names = ", ".join(sorted(known["campaign"].astype(str))) or "(none)"
-        raise NotFoundError(
-            f"campaign {campaign!r} has no assignments to evaluate; campaigns with "
-            f"assignments: {names} (plan one with `segmint campaign plan`, or import a past "
-            "experiment with `segmint campaign import`)"
-        )
+    _require_assignments(store, campaign)
     rng = np.random.default_rng(seed)
     from segmint.experiments._outcomes import FinalOutcomes, apply_outcomes
 
@@ -924,85 +1065,19 @@ def evaluate_campaign(
         users, run_designs(store, campaign), campaign, warnings
     )
     users = users[users["arm"].isin([*treatments, control])].reset_index(drop=True)
-    start = users["t0"].min().to_pydatetime()
-    end = users["t0"].max().to_pydatetime() + timedelta(days=window_days)
-    horizon = store.scalar(
-        "SELECT max(ts) FROM (SELECT max(ts) AS ts FROM orders UNION ALL "
-        "SELECT max(ts) FROM events) AS h"
+    start, end, window_days, observed = _outcome_window(
+        store, users, window_days, final, imported, warnings
     )
-    horizon_ts = pd.Timestamp(horizon) if horizon is not None else None
-    if horizon_ts is not None and horizon_ts.tzinfo is None:
-        horizon_ts = horizon_ts.tz_localize("UTC")
-    last_t0 = users["t0"].max()
-    observed = (
-        0.0
-        if horizon_ts is None
-        else float(np.clip((horizon_ts - last_t0).total_seconds() / 86_400, 0, window_days))
+    users, seg_name, plan_seg, features = _pre_treatment_segments(
+        store, config, campaign, users, segmentation, uplift, start
     )
-    window_days, observed = final.completeness(window_days, observed, last_t0, horizon_ts)
-    if final.end is not None:
-        end = final.end
-    warnings.extend(final.notes(imported))
-    if observed < window_days:
-        warnings.append(
-            f"the outcome window is not complete: the store's data reaches "
-            f"{horizon_ts:%Y-%m-%d %H:%M} UTC, {observed:.1f} of {window_days} days after the "
-            f"last exposure ({last_t0:%Y-%m-%d %H:%M} UTC); the effects below are interim"
-            if horizon_ts is not None
-            else "the store has no orders or events: nothing to measure yet"
-        )
 
-    # pre-treatment segments
-    seg_name: str | None = None
-    plan_seg, at_plan = _segments_at_plan(store, campaign)
-    if not at_plan.empty:
-        users = users.merge(
-            at_plan.rename(columns={"segment": "segment_at_plan"}), on="user_id", how="left"
-        )
-    features: pd.DataFrame | None = None
-    if segmentation is not None or uplift:
-        from segmint.features import CustomFeature, features_as_of
-
-        custom = (
-            [CustomFeature(n, c.expr, c.table) for n, c in config.features.custom.items()]
-            if config is not None
-            else []
-        )
-        features = features_as_of(store, start.astimezone(UTC), custom)
-    if segmentation is not None:
-        if config is None or segmentation not in config.segmentations:
-            known_s = ", ".join(config.segmentations) if config is not None else "(no config)"
-            raise NotFoundError(f"no segmentation {segmentation!r}; known: {known_s}")
-        from segmint.segments._segment import run_segmentation
-
-        assert features is not None
-        result = run_segmentation(
-            store,
-            segmentation,
-            config.segmentations[segmentation],
-            features,
-            as_of=start.astimezone(UTC),
-            save=False,
-        )
-        seg = result.assignments[["user_id", "segment"]].astype(str)
-        users = users.merge(seg, on="user_id", how="left")
-        seg_name = segmentation
-    elif "segment_at_plan" in users:
-        users["segment"] = users["segment_at_plan"]
-        seg_name = plan_seg
-
-    runs = store.query(
-        f"SELECT run_id, status, params FROM campaign_runs WHERE campaign = {lit(campaign)}"
-    )
     comparisons = _comparisons(users, treatments)
-    message_cost, offer_cost = _costs(store, config, campaign, users, runs, plan_seg, comparisons)
-    users["offer_cost"] = offer_cost.to_numpy(float) * users["converted"].to_numpy(float)
+    message_cost = _add_offer_costs(store, config, campaign, users, plan_seg, comparisons)
     arms = _arms_table(users, [*treatments, control], alpha)
-    effects, cupeds, reps = _effects(users, treatments, control, alpha, n_resamples, rng, warnings)
-    from segmint.experiments._power import add_verdicts, imbalance_warnings
-
-    effects = add_verdicts(effects, users, control=control, alpha=alpha)
-    warnings.extend(imbalance_warnings(effects))
+    effects, cupeds, reps = _judged_effects(
+        users, treatments, control, alpha, n_resamples, rng, warnings
+    )
     segments = _segment_table(users, control, alpha)
     roi = _roi_table(users, comparisons, control, reps, message_cost, alpha)
     main = comparisons[-1][0] if comparisons else control
