@@ -1407,6 +1407,47 @@ def _inject_defects(
     return defects, cols, age_s
 
 
+def _true_effect(
+    mask: np.ndarray,
+    treated: np.ndarray,
+    eligible: np.ndarray,
+    gain: np.ndarray,
+    conv0: np.ndarray,
+    camp_rev: np.ndarray,
+) -> dict[str, object]:
+    """The campaign's true effect on the treated users of ``mask``."""
+    t = mask & treated
+    nt = int(t.sum())
+    return {
+        "n_eligible": int((mask & eligible).sum()),
+        "n_treatment": nt,
+        "n_control": int((mask & eligible & ~treated).sum()),
+        "design_response_probability": None,
+        "conversion_lift": round(float(gain[t].mean()), 6) if nt else None,
+        "baseline_conversion_treated_without_campaign": (
+            round(float(conv0[t].mean()), 6) if nt else None
+        ),
+        "incremental_revenue_per_treated_user": (
+            round(float(camp_rev[t].sum() / nt), 4) if nt else None
+        ),
+    }
+
+
+def _persona_truth(i: int, p: _Persona, n: int, n_users: int, aff: np.ndarray) -> dict[str, object]:
+    """What was planted for persona ``i`` and how many users it got."""
+    return {
+        "name": p.name,
+        "target_share": p.share,
+        "n_users": n,
+        "share": round(float(n / n_users), 6),
+        "top_categories": list(p.top_cats),
+        "category_affinity": {c: round(float(aff[i, j]), 6) for j, c in enumerate(CATS)},
+        "order_channels": dict(zip(ORDER_CHANNELS, p.channels, strict=True)),
+        "event_sources": dict(zip(EVENT_SOURCES, p.sources, strict=True)),
+        "mean_events": p.events,
+    }
+
+
 def _truth(
     *,
     seed: int,
@@ -1426,21 +1467,7 @@ def _truth(
     dirty: bool,
 ) -> dict[str, object]:
     def effect(mask: np.ndarray) -> dict[str, object]:
-        t = mask & treated
-        nt = int(t.sum())
-        return {
-            "n_eligible": int((mask & eligible).sum()),
-            "n_treatment": nt,
-            "n_control": int((mask & eligible & ~treated).sum()),
-            "design_response_probability": None,
-            "conversion_lift": round(float(gain[t].mean()), 6) if nt else None,
-            "baseline_conversion_treated_without_campaign": (
-                round(float(conv0[t].mean()), 6) if nt else None
-            ),
-            "incremental_revenue_per_treated_user": (
-                round(float(camp_rev[t].sum() / nt), 4) if nt else None
-            ),
-        }
+        return _true_effect(mask, treated, eligible, gain, conv0, camp_rev)
 
     by_persona = {}
     for i, p in enumerate(PERSONAS):
@@ -1460,18 +1487,7 @@ def _truth(
         "dirty": dirty,
         "categories": list(CATS),
         "personas": [
-            {
-                "name": p.name,
-                "target_share": p.share,
-                "n_users": int(counts[i]),
-                "share": round(float(counts[i] / n_users), 6),
-                "top_categories": list(p.top_cats),
-                "category_affinity": {c: round(float(aff[i, j]), 6) for j, c in enumerate(CATS)},
-                "order_channels": dict(zip(ORDER_CHANNELS, p.channels, strict=True)),
-                "event_sources": dict(zip(EVENT_SOURCES, p.sources, strict=True)),
-                "mean_events": p.events,
-            }
-            for i, p in enumerate(PERSONAS)
+            _persona_truth(i, p, int(counts[i]), n_users, aff) for i, p in enumerate(PERSONAS)
         ],
         "campaign": {
             "name": CAMPAIGN_NAME,
