@@ -138,6 +138,7 @@ def _trigger_sql(spec: AudienceSpec) -> tuple[str, str]:
     return "TRUE", lit(spec.step or "main")
 
 
+# long on purpose: one SQL query (a chain of named CTEs) read top to bottom as the funnel
 def audience_sql(spec: AudienceSpec) -> str:
     """The audience query: one row per member of the campaign's segments.
 

@@ -166,23 +166,8 @@ def _mix(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     }
 
 
-def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = None) -> UserProfile:
-    """The profile of one user.
-
-    Parameters
-    ----------
-    store : segmint.store.Store
-        The project's store.
-    user_id : str
-        The user's id as stored (``users.user_id``).
-    feature_run_id : str, optional
-        Which feature run to read; the latest by default (features empty if none yet).
-
-    Raises
-    ------
-    segmint.errors.NotFoundError
-        When the user is not in ``users`` (the message suggests close ids).
-    """
+def _attributes(store: Store, user_id: str) -> dict[str, Any]:
+    """The user's attributes, contact details masked."""
     cols = ", ".join(PROFILE_ATTRIBUTES)
     user = store.query(f"SELECT {cols} FROM users WHERE user_id = ?", [user_id])
     if user.empty:
@@ -195,7 +180,14 @@ def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = Non
     attributes["phone"] = mask_phone(phone)
     attributes["has_email"] = bool(email and "@" in str(email))
     attributes["has_phone"] = bool(phone)
+    return attributes
 
+
+def _features_of(
+    store: Store, user_id: str, feature_run_id: str | None
+) -> tuple[dict[str, Any], datetime | None, str | None]:
+    """The user's features in the given (else the latest) feature run: (features, as of,
+    run id); empty when there is no run yet."""
     features: dict[str, Any] = {}
     as_of: datetime | None = None
     run_id: str | None = None
@@ -219,8 +211,12 @@ def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = Non
             row.pop("run_id", None)
             row.pop("user_id", None)
             features = row
+    return features, as_of, run_id
 
-    before = f"AND o.ts < {_ts(to_utc(as_of))}" if as_of is not None else ""
+
+def _favourite_categories(store: Store, user_id: str, before: str) -> pd.DataFrame:
+    """The user's top five categories by completed spend (``before``: the as-of filter),
+    with each one's share of the total."""
     favourite = store.query(
         f"""SELECT coalesce(i.category, '{UNKNOWN_CATEGORY}') AS category,
                    sum(oi.quantity * coalesce(oi.unit_price, i.price)) AS spend
@@ -243,19 +239,11 @@ def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = Non
         or 0.0
     )
     favourite["share"] = favourite["spend"] / total if total else 0.0
+    return favourite
 
-    order_mix = store.query(
-        f"""SELECT coalesce(channel, 'unknown') AS channel, count(*) AS n FROM orders AS o
-            WHERE user_id = ? AND status = 'completed' {before} GROUP BY 1 ORDER BY 2 DESC, 1""",
-        [user_id],
-    )
-    event_before = before.replace("o.ts", "ts")
-    event_mix = store.query(
-        f"""SELECT coalesce(channel, 'unknown') AS channel, count(*) AS n FROM events
-            WHERE user_id = ? {event_before} GROUP BY 1 ORDER BY 2 DESC, 1""",
-        [user_id],
-    )
 
+def _latest_segments(store: Store, user_id: str) -> pd.DataFrame:
+    """The user's segment in the latest run of each segmentation."""
     segments = pd.DataFrame(
         columns=[
             "segmentation",
@@ -279,7 +267,43 @@ def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = Non
                ORDER BY r.segmentation""",
             [user_id],
         )
+    return segments
 
+
+def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = None) -> UserProfile:
+    """The profile of one user.
+
+    Parameters
+    ----------
+    store : segmint.store.Store
+        The project's store.
+    user_id : str
+        The user's id as stored (``users.user_id``).
+    feature_run_id : str, optional
+        Which feature run to read; the latest by default (features empty if none yet).
+
+    Raises
+    ------
+    segmint.errors.NotFoundError
+        When the user is not in ``users`` (the message suggests close ids).
+    """
+    attributes = _attributes(store, user_id)
+    features, as_of, run_id = _features_of(store, user_id, feature_run_id)
+    before = f"AND o.ts < {_ts(to_utc(as_of))}" if as_of is not None else ""
+    favourite = _favourite_categories(store, user_id, before)
+    order_mix = store.query(
+        f"""SELECT coalesce(channel, 'unknown') AS channel, count(*) AS n FROM orders AS o
+            WHERE user_id = ? AND status = 'completed' {before} GROUP BY 1 ORDER BY 2 DESC, 1""",
+        [user_id],
+    )
+    event_before = before.replace("o.ts", "ts")
+    event_mix = store.query(
+        f"""SELECT coalesce(channel, 'unknown') AS channel, count(*) AS n FROM events
+            WHERE user_id = ? {event_before} GROUP BY 1 ORDER BY 2 DESC, 1""",
+        [user_id],
+    )
+
+    segments = _latest_segments(store, user_id)
     consents = store.query(
         f"""SELECT channel, purpose, granted, effective_at AS since, source
            FROM ({latest_consent_sql("?")}) l ORDER BY channel, purpose""",
