@@ -903,7 +903,7 @@ def _log_sent(report: SendReport) -> None:
     )
 
 
-# long on purpose: a 58-line public docstring; the body is ~35 lines of named stages
+# long on purpose: a 58-line docstring; the ~55-line body is a list of named stages
 def send_campaign(
     store: Store,
     config: Config,

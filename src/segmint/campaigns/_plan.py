@@ -371,7 +371,8 @@ def _insert_audience(
     )
 
 
-# long on purpose: a 50-line public docstring; the body is ~80 lines of one transaction
+# long on purpose: a 50-line docstring; the ~95-line body is one transaction whose steps
+# share a temporary table (splitting it would pass the transaction around)
 def plan_campaign(
     store: Store,
     config: Config,

@@ -1220,7 +1220,8 @@ def _write_campaign(written: _Written, cid: np.ndarray, design: _Design) -> str:
     return str(sent_str)
 
 
-# long on purpose: a 45-line public docstring; the body is a list of named stages
+# long on purpose: a 45-line docstring; the ~85-line body is a list of named stages that
+# must draw from the one generator in this order (reordering changes every file)
 def generate_demo(
     out_dir: str | Path,
     *,

@@ -985,7 +985,8 @@ def _judged_effects(
     return effects, cupeds, reps
 
 
-# long on purpose: a 55-line public docstring; the body is a list of named stages
+# long on purpose: a 55-line docstring and 17 parameters; the ~70-line body is a list of
+# named steps
 def evaluate_campaign(
     store: Store,
     campaign: str,
