@@ -4,8 +4,8 @@ Usage: python bench/function_sizes.py [--limit 80] [--all]
 
 A function's length is ``end_lineno - lineno + 1`` (its decorators excluded, its
 docstring included). Nested functions count inside their parent and also on their own.
-A long function with a ``# long on purpose: <why>`` comment on the line just above its
-``def`` (or its first decorator) counts as explained and is listed only with ``--all``.
+A long function with a ``# long on purpose: <why>`` comment in the comment block just
+above its ``def`` (or its first decorator) counts as explained and is listed only with ``--all``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,16 @@ def _doc_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     ):
         return first.end_lineno - first.lineno + 1
     return 0
+
+
+def _has_reason(lines: list[str], top: int) -> bool:
+    """Whether the comment block just above line ``top`` (1-based) gives a reason."""
+    i = top - 2
+    while i >= 0 and lines[i].lstrip().startswith("#"):
+        if REASON in lines[i]:
+            return True
+        i -= 1
+    return False
 
 
 def long_functions(
@@ -56,7 +66,7 @@ def long_functions(
                         n -= _doc_lines(child)
                     if n > limit:
                         top = min([d.lineno for d in child.decorator_list] + [child.lineno])
-                        explained = top >= 2 and REASON in lines[top - 2]
+                        explained = _has_reason(lines, top)
                         rel = path.relative_to(root.parent)
                         found.append((n, f"{rel}:{child.lineno}", name, explained))
                 else:
