@@ -21,6 +21,7 @@ from sqlglot import exp
 from segmint.errors import ConfigError
 from segmint.features._custom import CustomFeature
 from segmint.store import TABLES
+from segmint.store import ident as _q
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,6 @@ def to_utc(as_of: datetime | date) -> datetime:
 
 def _ts(value: datetime) -> str:
     return f"CAST('{value.strftime('%Y-%m-%d %H:%M:%S.%f')}+00' AS TIMESTAMPTZ)"
-
-
-def _q(name: str) -> str:
-    return f'"{name}"'
 
 
 def _category_spend_sql(as_of: datetime) -> str:

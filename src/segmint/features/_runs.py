@@ -36,6 +36,10 @@ from segmint.features._catalog import (
 )
 from segmint.features._custom import CustomFeature
 from segmint.store import Store
+from segmint.store import ident as _q
+from segmint.store import lit as _lit
+from segmint.store import table_exists as _table_exists
+from segmint.store import ts_lit as _ts_lit
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +75,6 @@ class FeatureRun:
     def frame(self) -> pd.DataFrame:
         """A copy of the features: one row per user, ``user_id`` then the features."""
         return self.data.copy()
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ts_lit(value: datetime) -> str:
-    return f"CAST('{value.strftime('%Y-%m-%d %H:%M:%S.%f')}+00' AS TIMESTAMPTZ)"
-
-
-def _q(name: str) -> str:
-    return f'"{name}"'
 
 
 def _as_utc_datetime(value: Any) -> datetime | None:
@@ -135,14 +127,6 @@ def new_run_id(now: datetime | None = None) -> str:
     """A run id that sorts by creation time: ``f-YYYYmmddTHHMMSS-xxxxxx``."""
     now = now or datetime.now(UTC)
     return f"f-{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-
-
-def _table_exists(store: Store, table: str) -> bool:
-    n = store.scalar(
-        "SELECT count(*) FROM information_schema.tables "
-        f"WHERE table_schema = current_schema() AND table_name = {_lit(table)}"
-    )
-    return bool(n)
 
 
 def _existing_columns(store: Store, table: str) -> set[str]:

@@ -24,6 +24,8 @@ from segmint._output import cannot_write, output_file, output_folder
 from segmint._spreadsheet import write_csv, write_xlsx
 from segmint.errors import ConfigError, NotFoundError
 from segmint.profiles._persona import Persona
+from segmint.store import ident as _ident
+from segmint.store import lit as _lit
 from segmint.store._base import Store
 
 Format = Literal["csv", "xlsx", "parquet", "json", "jsonl"]
@@ -122,14 +124,6 @@ def for_people(frame: pd.DataFrame) -> pd.DataFrame:
             rounded = np.array([_significant(v, SIGNIFICANT) for v in values], dtype="float64")
             out.isetitem(j, pd.Series(rounded, index=col.index, dtype=col.dtype).array)
     return out
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _has_table(store: Store, table: str) -> bool:

@@ -14,6 +14,7 @@ import pandas as pd
 from segmint.errors import NotFoundError
 from segmint.features._catalog import UNKNOWN_CATEGORY, _ts, to_utc
 from segmint.store import latest_consent_sql
+from segmint.store import table_exists as _table_exists
 from segmint.store._base import Store
 
 PROFILE_ATTRIBUTES = (
@@ -138,12 +139,6 @@ def _isna(v: Any) -> bool:
         return bool(pd.isna(v))
     except (TypeError, ValueError):
         return False
-
-
-def _table_exists(store: Store, table: str) -> bool:
-    return bool(
-        store.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table])
-    )
 
 
 def _unknown_user(store: Store, user_id: str) -> NotFoundError:

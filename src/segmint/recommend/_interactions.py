@@ -24,6 +24,7 @@ from segmint.features import default_as_of
 from segmint.features._catalog import to_utc
 from segmint.segments import load_run
 from segmint.store import Store
+from segmint.store import lit as _lit
 
 __all__ = ["DEFAULT_WEIGHTS", "Interactions", "build_interactions", "purchases_between"]
 
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS: dict[str, float] = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
 QuantityScaling = Literal["linear", "log", "none"]
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _ts(value: datetime) -> str:

@@ -30,6 +30,8 @@ import pyarrow as pa
 
 from segmint.errors import NotFoundError
 from segmint.store import Store
+from segmint.store import lit as _lit
+from segmint.store import table_exists as _table_exists
 
 __all__ = [
     "RecommendationRun",
@@ -102,10 +104,6 @@ def new_run_id(model: str, now: datetime | None = None) -> str:
     return f"r-{now.strftime('%Y%m%dT%H%M%S')}-{model}-{secrets.token_hex(3)}"
 
 
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _ts(value: datetime | None) -> str:
     if value is None:
         return "NULL"
@@ -121,14 +119,6 @@ def _json(value: Any) -> str:
         return str(o)
 
     return json.dumps(value, default=default, sort_keys=True)
-
-
-def _table_exists(store: Store, table: str) -> bool:
-    n = store.scalar(
-        "SELECT count(*) FROM information_schema.tables "
-        f"WHERE table_schema = current_schema() AND table_name = {_lit(table)}"
-    )
-    return bool(n)
 
 
 _ENSURED: weakref.WeakSet[Store] = weakref.WeakSet()

@@ -32,6 +32,7 @@ from segmint._labels import feature_label
 from segmint.config import PropensitySegmentation, SupervisedTarget, TreeSegmentation
 from segmint.errors import ConfigError
 from segmint.segments._explain import _format_number, round_threshold
+from segmint.store import lit as _quote
 from segmint.store._base import Store
 
 log = logging.getLogger(__name__)
@@ -348,10 +349,6 @@ class Rule:
 
 def _num(v: float) -> str:
     return _format_number(v)
-
-
-def _quote(v: str) -> str:
-    return "'" + v.replace("'", "''") + "'"
 
 
 def leaf_rules(
