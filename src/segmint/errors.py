@@ -37,11 +37,11 @@ tests/test_errors.py checks that this drawing is the real class hierarchy.
 Three private exceptions are not errors but control flow inside one module and never
 leave it: ``campaigns._templates._LimitExceeded`` (turned into a TemplateError) and
 ``campaigns._channels._LostBeforeEnd`` / ``_LostAfterEnd`` (a broken SMTP connection,
-turned into a retry or an ambiguous delivery result).
+turned into one resend, or a delivery counted as sent but flagged unconfirmed).
 
 ``exit_code`` is what the CLI exits with: 2 for a problem the user fixes in segmint.yaml or
-on the command line (ConfigError and its subclasses, NotFoundError), 1 for everything
-else. Each message says what was found, what was expected and how to fix it.
+on the command line (ConfigError and its subclasses, NotFoundError, InvalidTokenError), 1
+for everything else. Each message says what was found, what was expected and how to fix it.
 """
 
 from __future__ import annotations
