@@ -1,6 +1,6 @@
 """Stores: where the canonical tables live (DuckDB file by default, PostgreSQL in production)."""
 
-from segmint.store._base import DuckDBStore, Store, transpile
+from segmint.store._base import DuckDBStore, Store, scratch_engine, transpile
 from segmint.store._consent import latest_consent_sql
 from segmint.store._open import open_store
 from segmint.store._postgres import PostgresStore
@@ -17,5 +17,6 @@ __all__ = [
     "Table",
     "latest_consent_sql",
     "open_store",
+    "scratch_engine",
     "transpile",
 ]
