@@ -201,10 +201,10 @@ class Store:
             self.execute(SYSTEM_DDL)
             for table in TABLES.values():
                 self.execute(self._table_ddl(table))
-            self.execute(run_tables_ddl(secondary_indexes=self.secondary_indexes))
             current = self.scalar("SELECT max(version) FROM schema_version")
-            if current is None or pd.isna(current):
-                self._record_version(SCHEMA_VERSION)  # fresh: created at the latest schema
+            if current is None or pd.isna(current):  # fresh: created at the latest schema
+                self.execute(run_tables_ddl(secondary_indexes=self.secondary_indexes))
+                self._record_version(SCHEMA_VERSION)
             elif int(current) > SCHEMA_VERSION:
                 raise StoreError(
                     f"store {self.location} has schema version {current}, newer than this "
