@@ -138,7 +138,7 @@ def _has_table(store: Store, table: str) -> bool:
 def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.DataFrame:
     """One row per user: attributes (contacts masked), features and the latest segment of
     every segmentation, computed in the store with one query."""
-    if not _has_table(store, "feature_runs"):
+    if not store.scalar("SELECT count(*) FROM feature_runs"):
         raise NotFoundError(
             f"store {store.location} has no feature run yet: run `segmint segment` first "
             "(it computes the features and the segments), then export"

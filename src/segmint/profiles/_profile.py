@@ -194,7 +194,7 @@ def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = Non
     features: dict[str, Any] = {}
     as_of: datetime | None = None
     run_id: str | None = None
-    if _table_exists(store, "feature_runs"):
+    if store.scalar("SELECT count(*) FROM feature_runs"):
         where = "WHERE run_id = ?" if feature_run_id else ""
         run = store.query(
             f"SELECT run_id, as_of FROM feature_runs {where} "

@@ -138,12 +138,10 @@ def _window_target(
 def _campaign_target(
     store: Store, t: SupervisedTarget, features: pd.DataFrame, as_of: datetime | date | None
 ) -> Target:
-    from segmint.campaigns._tables import ensure_campaign_tables
     from segmint.experiments._arms import campaign_control
     from segmint.experiments._evaluate import _user_outcomes
 
     campaign = str(t.campaign)
-    ensure_campaign_tables(store)
     outcomes = _user_outcomes(store, campaign, t.window_days, 0, ())
     if outcomes.empty:
         known = store.query("SELECT DISTINCT campaign FROM campaign_assignments ORDER BY 1")

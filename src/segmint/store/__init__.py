@@ -1,6 +1,6 @@
 """Stores: where the canonical tables live (DuckDB file by default, PostgreSQL in production)."""
 
-from segmint.store._base import DuckDBStore, Store, transpile
+from segmint.store._base import DuckDBStore, Store, scratch_engine, transpile
 from segmint.store._consent import latest_consent_sql
 from segmint.store._open import open_store
 from segmint.store._postgres import PostgresStore
@@ -31,6 +31,7 @@ __all__ = [
     "lit",
     "literal",
     "open_store",
+    "scratch_engine",
     "table_exists",
     "transpile",
     "ts_lit",
