@@ -19,8 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail, print_json, show_time
-from segmint._cli_common import run as _run
+from segmint.cli._common import JsonOpt, ProjectOpt, console, err, fail, print_json, show_time
+from segmint.cli._common import run as _run
 
 __all__ = ["campaign_app", "playbook_app"]
 
