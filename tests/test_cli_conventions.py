@@ -15,8 +15,8 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 import segmint
-from segmint.cli._common import SHORT_OPTIONS, json_value
 from segmint.cli import app
+from segmint.cli._common import SHORT_OPTIONS, json_value
 
 runner = CliRunner()
 
