@@ -48,7 +48,9 @@ def main() -> None:
         env = dict(base, PYTHONPATH=str(src.resolve()))
         for flag in ("--help", "--version"):
             # the console script runs exactly this: import segmint.cli, call main()
-            rows.append((f"segmint {flag}", str(src), _time([py, "-c", ENTRY, flag], env, args.runs)))
+            rows.append(
+                (f"segmint {flag}", str(src), _time([py, "-c", ENTRY, flag], env, args.runs))
+            )
     print(f"{'command':<18} {'median':>8} {'min':>7} {'max':>7}  tree")
     for name, tree, t in rows:
         print(f"{name:<18} {statistics.median(t):8.3f} {min(t):7.3f} {max(t):7.3f}  {tree}")

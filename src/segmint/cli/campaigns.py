@@ -139,7 +139,7 @@ def print_report(r: Any) -> None:
 def list_campaigns(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """List the playbook's campaigns with their latest plan."""
     from segmint import open_project
-    from segmint.campaigns._plan import latest_plan
+    from segmint.campaigns import latest_plan
 
     def go() -> list[dict[str, Any]]:
         with open_project(project) as p:
