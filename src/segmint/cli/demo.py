@@ -76,7 +76,7 @@ def demo(
             )
             for r in segs:
                 _print_segment_result(r)
-                console.print(f"refresh (segments as of {month_ago.as_of:%Y-%m-%d} -> now):")
+            console.print(f"refresh (segments as of {month_ago.as_of:%Y-%m-%d} -> now):")
             print_refresh(refreshed)
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
