@@ -88,8 +88,7 @@ def demo(
             personas = p.personas("clusters")
             for x in personas[:2]:
                 console.print(f"persona: {x.summary}")
-        from segmint.campaigns import run_demo_campaigns
-        from segmint.campaigns._demo import print_summary
+        from segmint.demo import run_demo_campaigns
 
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
@@ -126,6 +125,44 @@ def demo(
     finally:
         console.quiet = False
     print_json(summary)
+
+
+def print_summary(summary: Any, console: Any) -> None:
+    """Draw a demo summary with Rich (used by ``segmint demo``)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="campaigns (planned and sent to a local SMTP sink)")
+    frame = summary.table()
+    for c in frame.columns:
+        t.add_column(c, justify="left" if c in ("campaign", "segmentation") else "right")
+    for r in frame.itertuples(index=False):
+        t.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in r])
+    console.print(t)
+    for name, why in summary.skipped.items():
+        console.print(f"  {name}: not planned - {why}")
+    first = summary.plans.get(summary.preview_campaign or "") or next(
+        iter(summary.plans.values()), None
+    )
+    if first is not None:
+        f = Table(title=f"funnel of {first.campaign}")
+        for c in ("step", "excluded", "remaining"):
+            f.add_column(c, justify="left" if c == "step" else "right")
+        fu = first.funnel
+        for step, excluded, remaining in zip(
+            fu["step"].tolist(), fu["excluded"].tolist(), fu["remaining"].tolist(), strict=True
+        ):
+            f.add_row(str(step), f"{int(excluded):,}", f"{int(remaining):,}")
+        console.print(f)
+    for m in summary.previews:
+        console.rule(f"{m.segment} · {m.channel} · {m.to or m.user_id}")
+        console.print(Text.assemble(("Subject: ", "bold"), m.subject))
+        console.print(m.body)
+    console.print(
+        f"SMTP sink received {summary.smtp_received:,} messages for "
+        f"{summary.smtp_recipients:,} recipients; webhook sink {summary.webhook_received:,} "
+        f"pushes; control-group users received {summary.control_received}"
+    )
 
 
 def _month_before(p: Any) -> Any:
