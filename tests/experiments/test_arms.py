@@ -219,8 +219,8 @@ def test_bootstrap_resamples_and_resolution(tmp_path: Path) -> None:
     assert bootstrap_p_value(np.ones(999)) == pytest.approx(2 / 1000)
     assert bootstrap_p_value(np.r_[-np.ones(10), np.ones(90)]) == pytest.approx(22 / 101)
     assert DEFAULT_RESAMPLES >= 25_000
-    from segmint.experiments._cli import DEFAULT_RESAMPLES as CLI_DEFAULT
-    from segmint.experiments._cli import _p_boot
+    from segmint.cli.experiments import DEFAULT_RESAMPLES as CLI_DEFAULT
+    from segmint.cli.experiments import _p_boot
 
     assert CLI_DEFAULT == DEFAULT_RESAMPLES
     assert _p_boot(2 / 2001, 2000) == "<2/2,000" and _p_boot(0.5, 2000) == "0.5000"

@@ -1,0 +1,5 @@
+"""``python -m segmint``: the ``segmint`` command."""
+
+from segmint.cli import main
+
+main()
