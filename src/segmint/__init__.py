@@ -7,9 +7,10 @@ The public names are loaded on first use (PEP 562), so that ``import segmint`` (
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+import typing
+from typing import Any
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from segmint.config import Config, load_config
     from segmint.errors import SegmintError
     from segmint.project import Project, open_project
