@@ -104,9 +104,6 @@ def config(smtp_port: int = 1025) -> Any:
 
 def generate(path: Path, n_users: int) -> dict[str, Any]:
     """The synthetic store, built with SQL in DuckDB (cached)."""
-    from segmint.campaigns._tables import ensure_campaign_tables
-    from segmint.recommend._runs import ensure_recommendation_tables
-    from segmint.segments._runs import ensure_runs_schema
     from segmint.store import open_store
 
     if path.exists():
@@ -115,9 +112,6 @@ def generate(path: Path, n_users: int) -> dict[str, Any]:
     tmp.unlink(missing_ok=True)
     t0 = time.perf_counter()
     store = open_store(str(tmp))
-    ensure_runs_schema(store)
-    ensure_campaign_tables(store)
-    ensure_recommendation_tables(store)
     con = store.engine
     n = int(n_users)
     con.execute(

@@ -15,8 +15,8 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 import segmint
-from segmint._cli_common import SHORT_OPTIONS, json_value
 from segmint.cli import app
+from segmint.cli._common import SHORT_OPTIONS, json_value
 
 runner = CliRunner()
 
@@ -122,7 +122,9 @@ def test_json_times_are_iso_8601_with_an_offset() -> None:
     assert datetime.fromisoformat(got["aware"]).astimezone(UTC).hour == 2
 
 
-CLI_MODULES = ("cli.py", "campaigns/_cli.py", "experiments/_cli.py")
+CLI_MODULES = tuple(
+    f"cli/{p.name}" for p in sorted((Path(segmint.__file__).parent / "cli").glob("*.py"))
+)
 
 
 def test_cli_modules_never_print_a_raw_frame_dict_or_list() -> None:

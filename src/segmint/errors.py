@@ -17,12 +17,31 @@ The tree::
     │                                 mislabelled compression, a header with repeated names)
     ├── LoadError                     a load failed and was rolled back; the store is unchanged
     ├── DeliveryError                 a send stopped (channel unreachable, too many failures);
-    │                                 the delivery log is intact and a rerun resumes
-    └── NotFoundError                 (exit 2) a named thing (source, table, user) does not exist
+    │   │                             the delivery log is intact and a rerun resumes
+    │   ├── ChannelUnavailable        the channel as a whole cannot deliver: SMTP server or
+    │   │                             webhook unreachable, login refused, file not writable
+    │   └── JournalBusy               another process holds the campaign's hand-over journal
+    │                                 lock (it is sending the same campaign); the sender turns
+    │                                 it into a DeliveryError that says to wait or stop it
+    ├── NotFoundError                 (exit 2) a named thing (source, table, user) does not exist
+    ├── InvalidTokenError             (exit 2) an unsubscribe token is malformed or its signature
+    │                                 does not match any configured key
+    └── NotFittedError                (also an AttributeError) a recommender was used before
+                                      its ``fit``
+
+Every class above is defined here; the modules that raise them re-export them under their
+old names (``segmint.recommend.NotFittedError``, ``segmint.campaigns.ChannelUnavailable``,
+``segmint.campaigns.InvalidTokenError``, ``segmint.campaigns._journal.JournalBusy``).
+tests/test_errors.py checks that this drawing is the real class hierarchy.
+
+Three private exceptions are not errors but control flow inside one module and never
+leave it: ``campaigns._templates._LimitExceeded`` (turned into a TemplateError) and
+``campaigns._channels._LostBeforeEnd`` / ``_LostAfterEnd`` (a broken SMTP connection,
+turned into one resend, or a delivery counted as sent but flagged unconfirmed).
 
 ``exit_code`` is what the CLI exits with: 2 for a problem the user fixes in segmint.yaml or
-on the command line (ConfigError and its subclasses, NotFoundError), 1 for everything
-else. Each message says what was found, what was expected and how to fix it.
+on the command line (ConfigError and its subclasses, NotFoundError, InvalidTokenError), 1
+for everything else. Each message says what was found, what was expected and how to fix it.
 """
 
 from __future__ import annotations
@@ -31,9 +50,13 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "ChannelUnavailable",
     "DeliveryError",
+    "InvalidTokenError",
+    "JournalBusy",
     "LoadError",
     "MissingColumnError",
+    "NotFittedError",
     "NotFoundError",
     "SegmintError",
     "SourceConfigError",
@@ -142,3 +165,24 @@ class DeliveryError(SegmintError):
     def __init__(self, message: str, *, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class ChannelUnavailable(DeliveryError):
+    """The channel as a whole cannot deliver (server unreachable, login refused)."""
+
+
+class JournalBusy(DeliveryError):
+    """Another process is sending the same campaign (it holds the journal's lock).
+
+    The message is the journal's path.
+    """
+
+
+class InvalidTokenError(SegmintError):
+    """The unsubscribe token is malformed or its signature does not match."""
+
+    exit_code = 2
+
+
+class NotFittedError(SegmintError, AttributeError):
+    """A recommender was used before :meth:`segmint.recommend.Recommender.fit`."""

@@ -15,7 +15,6 @@ import yaml
 import segmint
 from segmint.campaigns import SmtpSink, WebhookSink, default_playbook
 from segmint.config import Config
-from segmint.segments._runs import ensure_runs_schema
 from segmint.store import Store, open_store
 
 TODAY = date(2026, 11, 27)
@@ -125,10 +124,7 @@ def build_tiny_store(url: str) -> Store:
     """Users, consents, two runs of 'life' (u10 already 'gold' in the first), a
     suppression of u06 and two recent deliveries of u09 by another campaign."""
     store = open_store(url)
-    ensure_runs_schema(store)
-    from segmint.campaigns._tables import ensure_campaign_tables
 
-    ensure_campaign_tables(store)
     rows = ", ".join(
         f"('{u}', '{e}', CAST('{b}' AS DATE), CAST('2024-01-01 00:00:00+00' AS TIMESTAMPTZ))"
         for u, e, b in USERS

@@ -10,8 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 import segmint.campaigns
-from segmint.campaigns._cli import campaign_app, playbook_app
-from segmint.campaigns._demo import run_demo_campaigns
+from segmint.cli.campaigns import campaign_app, playbook_app
+from segmint.demo import run_demo_campaigns
 
 from .conftest import demo_playbook, write_playbook
 

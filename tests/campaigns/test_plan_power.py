@@ -110,7 +110,7 @@ def test_a_large_control_is_not_warned(tmp_path) -> None:
 
 
 def test_the_cli_prints_the_mde_and_the_warning(tmp_path, capsys) -> None:
-    from segmint.campaigns._cli import print_plan
+    from segmint.cli.campaigns import print_plan
 
     store = build_tiny_store(str(tmp_path / "t.duckdb"))
     _orders(store)

@@ -16,11 +16,9 @@ from scipy import stats
 
 from segmint.campaigns import plan_campaign, preview, send_campaign
 from segmint.campaigns._audience import holdout_bucket
-from segmint.campaigns._tables import ensure_campaign_tables
 from segmint.config import load_config
 from segmint.errors import ConfigError
 from segmint.experiments._arms import design_from_params
-from segmint.segments._runs import ensure_runs_schema
 from segmint.store import Store, open_store
 
 from .conftest import tiny_config
@@ -32,8 +30,6 @@ SPLIT = {"message A": 0.45, "message B": 0.35, "control": 0.2}
 def _store(url: str, n: int = N_USERS) -> Store:
     """n users with an e-mail and consent, all in segment 'gold' of one run of 'life'."""
     store = open_store(url)
-    ensure_runs_schema(store)
-    ensure_campaign_tables(store)
     users = [f"u{i:05d}" for i in range(n)]
     ts = "CAST('2024-01-01 00:00:00+00' AS TIMESTAMPTZ)"
     store.execute(

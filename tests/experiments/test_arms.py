@@ -15,7 +15,6 @@ from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
 import segmint
-from segmint.campaigns._tables import ensure_campaign_tables
 from segmint.errors import ConfigError
 from segmint.experiments._arms import POOLED, design_from_params, make_design
 from segmint.experiments._evaluate import (
@@ -25,7 +24,6 @@ from segmint.experiments._evaluate import (
     import_assignments,
     usable_features,
 )
-from segmint.segments._runs import ensure_runs_schema
 from segmint.store import Store, open_store
 
 CAMPAIGN = "spring_reactivation_2026"
@@ -123,8 +121,6 @@ def test_three_arm_cli_prints_every_arm(three_arms: Path) -> None:
 def _tiny_store(url: str, n: int = 600) -> Store:
     """Users with orders only: no ages, no order lines, no events (a real thin store)."""
     store = open_store(url)
-    ensure_runs_schema(store)
-    ensure_campaign_tables(store)
     users = pd.DataFrame(
         {"user_id": [f"u{i}" for i in range(n)], "created_at": pd.Timestamp("2025-01-01", tz="UTC")}
     )
@@ -223,8 +219,8 @@ def test_bootstrap_resamples_and_resolution(tmp_path: Path) -> None:
     assert bootstrap_p_value(np.ones(999)) == pytest.approx(2 / 1000)
     assert bootstrap_p_value(np.r_[-np.ones(10), np.ones(90)]) == pytest.approx(22 / 101)
     assert DEFAULT_RESAMPLES >= 25_000
-    from segmint.experiments._cli import DEFAULT_RESAMPLES as CLI_DEFAULT
-    from segmint.experiments._cli import _p_boot
+    from segmint.cli.experiments import DEFAULT_RESAMPLES as CLI_DEFAULT
+    from segmint.cli.experiments import _p_boot
 
     assert CLI_DEFAULT == DEFAULT_RESAMPLES
     assert _p_boot(2 / 2001, 2000) == "<2/2,000" and _p_boot(0.5, 2000) == "0.5000"

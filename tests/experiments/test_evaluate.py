@@ -14,7 +14,6 @@ import scipy.stats
 from typer.testing import CliRunner
 
 import segmint
-from segmint.campaigns._tables import ensure_campaign_tables
 from segmint.errors import ConfigError, NotFoundError
 from segmint.experiments._evaluate import (
     evaluate_campaign,
@@ -22,7 +21,6 @@ from segmint.experiments._evaluate import (
     latest_evaluations,
     save_evaluation,
 )
-from segmint.segments._runs import ensure_runs_schema
 from segmint.store import Store, open_store
 
 # -- a hand-made store --------------------------------------------------------------------
@@ -50,8 +48,6 @@ EVENTS = [
 
 def build_store(url: str) -> Store:
     store = open_store(url)
-    ensure_runs_schema(store)
-    ensure_campaign_tables(store)
     users = [f"t{i}" for i in range(1, 7)] + [f"c{i}" for i in range(1, 5)]
     store.execute(
         "INSERT INTO users (user_id, created_at) VALUES "

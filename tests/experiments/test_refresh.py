@@ -83,9 +83,7 @@ def test_drift_flags_on_hand_made_runs(shop: Path) -> None:
     """A segment that doubles is flagged for size; one whose members changed, for profile."""
     with segmint.open_project(shop) as p:
         store = p.store
-        from segmint.segments._runs import ensure_runs_schema
 
-        ensure_runs_schema(store)
         users = [f"u{i}" for i in range(400)]
         store.execute(
             "INSERT INTO segment_runs (run_id, segmentation, method, created_at, n_users) VALUES "

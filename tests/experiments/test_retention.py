@@ -38,7 +38,6 @@ from segmint.experiments._retention import (
     retention_by_segment,
     retention_matrix,
 )
-from segmint.segments._runs import ensure_runs_schema
 from segmint.store import Store, open_store
 
 AS_OF = datetime(2024, 4, 15, tzinfo=UTC)
@@ -84,7 +83,6 @@ def fill(store: Store, sql: str, *, runs: str | None = None) -> Store:
     with store.transaction():
         store.execute(sql)
     if runs is not None:
-        ensure_runs_schema(store)
         with store.transaction():
             store.execute(runs)
     return store

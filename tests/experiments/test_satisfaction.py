@@ -34,7 +34,6 @@ from scipy import stats
 from segmint.errors import ConfigError, NotFoundError
 from segmint.experiments._satisfaction import satisfaction_by_segment
 from segmint.experiments._stats import mean_interval, nps_interval
-from segmint.segments._runs import ensure_runs_schema
 from segmint.store import Store, open_store
 
 SINCE = date(2024, 1, 1)
@@ -101,7 +100,6 @@ INSERT INTO segment_assignments (run_id, user_id, segment) VALUES
 def fill(store: Store) -> Store:
     with store.transaction():
         store.execute(survey_sql())
-    ensure_runs_schema(store)
     with store.transaction():
         store.execute(RUN_SQL)
     return store

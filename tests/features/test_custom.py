@@ -196,12 +196,9 @@ def test_expression_that_does_not_type_is_refused_before_anything_runs(tiny_stor
     feature = CustomFeature("x", "sum(status)")
     with pytest.raises(ConfigError, match="feature 'x' does not compile"):
         compute_features(tiny_store, as_of=AS_OF, custom=[feature])
-    assert (
-        tiny_store.scalar(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'feature_runs'"
-        )
-        == 0
-    )
+    # nothing stored, no column added (every table exists from the store's open)
+    assert tiny_store.scalar("SELECT count(*) FROM feature_runs") == 0
+    assert "x" not in tiny_store.query("SELECT * FROM features LIMIT 0").columns
 
 
 # -- personal data (issue 15) -----------------------------------------------------------
@@ -301,8 +298,9 @@ def test_a_feature_failing_on_a_value_is_named_with_its_expression(
         compute_features(tiny_store, as_of=AS_OF, custom=features)
     with pytest.raises(ConfigError, match=r"its expression is 'MAX|its expression is 'SUM"):
         compute_features(tiny_store, as_of=AS_OF, custom=features)
-    stored = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'feature_runs'"
+    stored = "SELECT count(*) FROM feature_runs"
     assert tiny_store.scalar(stored) == 0  # nothing stored, the transaction rolled back
+    assert "fine" not in tiny_store.query("SELECT * FROM features LIMIT 0").columns
 
 
 def test_features_as_of_names_the_failing_feature_too(tiny_store: Store) -> None:

@@ -86,3 +86,28 @@ def test_from_matrix_checks_its_ids() -> None:
     assert it.n_users == 3 and it.n_items == 3
     with pytest.raises(ConfigError, match="sorted"):
         Interactions.from_matrix(m, user_ids=["b", "a", "c"])
+
+
+def test_from_matrix_fills_catalogue_columns_the_items_frame_lacks() -> None:
+    """A plain catalogue with only category and price is enough (docs/api.md)."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from segmint.recommend import ContentRecommender, Interactions
+
+    m = sp.csr_matrix(np.eye(3, 4))
+    items = pd.DataFrame({"category": ["a", "a", "b", "b"], "price": [1.0, 2.0, 3.0, 4.0]})
+    data = Interactions.from_matrix(m, items=items)
+    assert list(data.items.columns) == [
+        "category",
+        "price",
+        "item_id",
+        "title",
+        "in_stock",
+        "attributes",
+    ]
+    assert data.items["in_stock"].all()
+    assert list(data.items["category"]) == ["a", "a", "b", "b"]
+    top = ContentRecommender().fit(data).recommend(data.user_ids[0], n=1)
+    assert top["item_id"].tolist() == ["i0000001"]  # same category as its purchase i0000000

@@ -297,3 +297,11 @@ def test_thread_limit_does_not_change_the_result(blobs: tuple[pd.DataFrame, np.n
     with threadpool_limits(limits=2, user_api="openmp"):
         default = AutoKMeans(k_max=5).fit(X)
     np.testing.assert_array_equal(limited.labels_, default.labels_)
+
+
+def test_hdbscan_when_every_point_is_noise() -> None:
+    """Uniform scatter with a cluster size larger than any dense spot: all noise, no crash."""
+    X = np.random.default_rng(0).uniform(size=(60, 2))
+    model = DensityClustering(min_cluster_size=50).fit(X)
+    assert model.n_clusters_ == 0 and model.n_noise_ == 60
+    assert (model.predict(X) == -1).all()

@@ -15,7 +15,6 @@ import scipy.stats
 import yaml
 from statsmodels.stats.proportion import proportion_confint
 
-from segmint.campaigns._tables import ensure_campaign_tables
 from segmint.config import (
     PropensitySegmentation,
     TreeSegmentation,
@@ -25,7 +24,6 @@ from segmint.config import (
 from segmint.errors import ConfigError
 from segmint.experiments._evaluate import import_assignments
 from segmint.segments import load_run, run_segmentation
-from segmint.segments._runs import ensure_runs_schema
 from segmint.segments._supervised import design_matrix
 from segmint.store import Store, open_store
 
@@ -57,7 +55,6 @@ def planted(n: int = 3000, seed: int = 1) -> pd.DataFrame:
 @pytest.fixture()
 def store(tmp_path: Path) -> Iterator[Store]:
     s = open_store(str(tmp_path / "s.duckdb"))
-    ensure_runs_schema(s)
     yield s
     s.close()
 
@@ -267,7 +264,6 @@ def test_unknown_columns_suggest_a_name(store: Store) -> None:
 
 
 def _store_with_users(store: Store, users: list[str]) -> None:
-    ensure_campaign_tables(store)
     store.execute(
         "INSERT INTO users (user_id, created_at) VALUES "
         + ", ".join(f"('{u}', CAST('2025-01-01 00:00:00+00' AS TIMESTAMPTZ))" for u in users)
@@ -471,7 +467,6 @@ def test_no_signal_gives_one_leaf_and_a_tiny_holdout_is_refused(store: Store) ->
 def test_campaign_target_on_postgresql(pg_url: str) -> None:
     s = open_store(pg_url)
     try:
-        ensure_runs_schema(s)
         f = planted(n=600)
         _store_with_users(s, f["user_id"].tolist())
         _orders(s, f.loc[f["converted"], "user_id"].tolist(), "2026-06-03 00:00:00")

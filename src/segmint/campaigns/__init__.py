@@ -38,7 +38,6 @@ from segmint.campaigns._config import (
     WebhookChannelSpec,
 )
 from segmint.campaigns._delivery import SendReport, delivery_log, make_channel, send_campaign
-from segmint.campaigns._demo import DemoCampaigns, run_demo_campaigns
 from segmint.campaigns._keys import KeyRing, key_ring, retire_key, rotate_key
 from segmint.campaigns._plan import (
     CampaignPlan,
@@ -69,7 +68,6 @@ __all__ = [
     "Channel",
     "ChannelUnavailable",
     "DeliveryResult",
-    "DemoCampaigns",
     "EmailChannel",
     "EmailChannelSpec",
     "FileChannel",
@@ -105,7 +103,6 @@ __all__ = [
     "preview",
     "retire_key",
     "rotate_key",
-    "run_demo_campaigns",
     "send_campaign",
     "unsubscribe",
     "validate_playbook",

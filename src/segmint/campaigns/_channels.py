@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from segmint._spreadsheet import neutralise_row, restore, restore_frame, write_xlsx
 from segmint.campaigns._config import EmailChannelSpec, FileChannelSpec, WebhookChannelSpec
-from segmint.errors import ConfigError, DeliveryError, SegmintError
+from segmint.errors import ChannelUnavailable, ConfigError, SegmintError
 
 __all__ = [
     "Channel",
@@ -76,10 +76,6 @@ def _close_quietly(smtp: smtplib.SMTP | None) -> None:
     if smtp is not None:
         with contextlib.suppress(OSError, smtplib.SMTPException):
             smtp.close()
-
-
-class ChannelUnavailable(DeliveryError):
-    """The channel as a whole cannot deliver (server unreachable, login refused)."""
 
 
 @dataclass(slots=True)

@@ -70,7 +70,7 @@ from segmint.campaigns._config import (
 from segmint.campaigns._journal import DeliveryJournal, JournalBusy, journal_path
 from segmint.campaigns._messages import MessageBuilder, PreparedMessage, Recs
 from segmint.campaigns._plan import CampaignPlan, _campaign, latest_plan, load_plan, plan_campaign
-from segmint.campaigns._tables import ensure_campaign_tables, lit, ts_lit
+from segmint.campaigns._tables import lit, ts_lit
 from segmint.errors import ConfigError, DeliveryError, SegmintError, TemplateError
 from segmint.store import Store, latest_consent_sql
 
@@ -185,7 +185,6 @@ def _counts(store: Store, run_id: str) -> dict[str, int]:
 
 def delivery_log(store: Store, campaign: str | None = None) -> pd.DataFrame:
     """The delivery log (optionally of one campaign), newest first."""
-    ensure_campaign_tables(store)
     where = f"WHERE campaign = {lit(campaign)}" if campaign else ""
     return store.query(
         "SELECT idempotency_key, campaign, run_id, user_id, step, channel, status, attempts, "
@@ -968,7 +967,6 @@ def send_campaign(
     """
     started = time.perf_counter()
     spec = _campaign(config, name)
-    ensure_campaign_tables(store)
     chosen = _pick_plan(store, config, name, resume, plan, recs)
     run_id = chosen.run_id
     today = datetime.now(UTC).date()

@@ -40,6 +40,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from segmint.errors import JournalBusy
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no lock, the rest works
@@ -63,10 +65,6 @@ class JournalEntry:
     status: str | None = None  # the receiver's answer: sent / failed / rejected
     error: str | None = None
     ambiguous: bool = False  # sent without the receiver's answer (see the channel)
-
-
-class JournalBusy(Exception):
-    """Another process is sending the same campaign (it holds the journal's lock)."""
 
 
 class DeliveryJournal:

@@ -32,7 +32,7 @@ from segmint.campaigns._config import (
 )
 from segmint.campaigns._messages import MessageBuilder, Recs
 from segmint.campaigns._resolve import resolve_segments
-from segmint.campaigns._tables import ensure_campaign_tables, lit, table_exists, ts_lit
+from segmint.campaigns._tables import lit, ts_lit
 from segmint.errors import ConfigError, NotFoundError
 from segmint.store import Store
 
@@ -147,7 +147,7 @@ def _campaign(config: Config, name: str) -> CampaignSpec:
 
 
 def _segment_runs(store: Store, segmentation: str) -> list[str]:
-    if not table_exists(store, "segment_runs"):
+    if not store.scalar("SELECT count(*) FROM segment_runs"):
         raise NotFoundError(
             f"no segmentation runs in the store; run `segmint segment {segmentation}` first"
         )
@@ -429,7 +429,6 @@ def plan_campaign(
     spec = _campaign(config, name)
     now = now or datetime.now(UTC)
     as_of = as_of or now.astimezone(UTC).date()
-    ensure_campaign_tables(store)
     validate_playbook(store, config, name)
     runs = _segment_runs(store, spec.segmentation)
     segment_run, previous = runs[0], (runs[1] if len(runs) > 1 else None)
@@ -550,7 +549,6 @@ def _funnel(counts: pd.DataFrame, n_control: int) -> pd.DataFrame:
 
 def latest_plan(store: Store, campaign: str) -> CampaignPlan | None:
     """The newest stored plan of a campaign, or None."""
-    ensure_campaign_tables(store)
     rid = store.scalar(
         f"SELECT run_id FROM campaign_runs WHERE campaign = {lit(campaign)} "
         "ORDER BY created_at DESC, run_id DESC LIMIT 1"
@@ -560,7 +558,6 @@ def latest_plan(store: Store, campaign: str) -> CampaignPlan | None:
 
 def load_plan(store: Store, run_id: str) -> CampaignPlan:
     """A stored plan by run id (or the start of one, see :func:`segmint._ids.by_prefix`)."""
-    ensure_campaign_tables(store)
     frame = store.query(f"SELECT * FROM campaign_runs WHERE run_id = {lit(run_id)}")
     if frame.empty:
         from segmint._ids import by_prefix

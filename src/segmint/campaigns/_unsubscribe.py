@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from segmint.campaigns._keys import KEY_ID, KeyRing
 from segmint.campaigns._tables import lit, ts_lit
-from segmint.errors import NotFoundError, SegmintError
+from segmint.errors import InvalidTokenError, NotFoundError
 from segmint.store import Store, latest_consent_sql
 
 __all__ = ["UnsubscribeResult", "make_token", "unsubscribe", "verify_token"]
@@ -29,12 +29,6 @@ __all__ = ["UnsubscribeResult", "make_token", "unsubscribe", "verify_token"]
 log = logging.getLogger(__name__)
 
 _SEP = "\x1f"
-
-
-class InvalidTokenError(SegmintError):
-    """The unsubscribe token is malformed or its signature does not match."""
-
-    exit_code = 2
 
 
 def _b64(data: bytes) -> str:

@@ -14,11 +14,9 @@ from typing import Any
 import duckdb
 
 from segmint.config import CleaningRules, ConstantFill
+from segmint.store import ident as _q
+from segmint.store import literal as _literal
 from segmint.store._schema import Table
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
@@ -113,14 +111,6 @@ def plan_cleaning(
             "n_high": int(n_high),
         }
     return ", ".join(exprs.values()), report
-
-
-def _literal(value: Any) -> str:
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _name(strategy: object) -> str:

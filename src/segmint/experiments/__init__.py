@@ -22,6 +22,12 @@ from segmint.experiments._evaluate import (
     latest_evaluations,
     save_evaluation,
 )
+from segmint.experiments._power import (
+    mde_mean,
+    mde_proportion,
+    users_needed_mean,
+    users_needed_proportion,
+)
 from segmint.experiments._refresh import (
     RefreshResult,
     SegmentationRefresh,
@@ -72,6 +78,10 @@ from segmint.experiments._uplift import (
 )
 
 __all__ = [
+    "mde_mean",
+    "mde_proportion",
+    "users_needed_mean",
+    "users_needed_proportion",
     "BeforeAfterResult",
     "CampaignEvaluation",
     "CupedResult",

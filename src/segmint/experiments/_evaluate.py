@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from segmint.campaigns._tables import ensure_campaign_tables, lit, ts_lit
+from segmint.campaigns._tables import lit, ts_lit
 from segmint.errors import ConfigError, NotFoundError
 from segmint.experiments._arms import (
     DEFAULT_CONTROL,
@@ -195,22 +195,8 @@ class CampaignEvaluation:
         }
 
 
-EVALUATIONS_DDL = """
-CREATE TABLE IF NOT EXISTS campaign_evaluations (
-    evaluation_id VARCHAR PRIMARY KEY,
-    campaign VARCHAR NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL,
-    window_days INTEGER NOT NULL,
-    complete BOOLEAN NOT NULL,
-    result JSON NOT NULL
-);
-"""
-
-
 def save_evaluation(store: Store, ev: CampaignEvaluation) -> str:
     """Store an evaluation (its tables, not the user rows); returns its id."""
-    with store.schema_change():
-        store.execute(EVALUATIONS_DDL)
     now = datetime.now(UTC)
     eid = f"e-{now:%Y%m%dT%H%M%S%f}-{ev.campaign}"[:120]
     body = json.dumps(ev.to_dict(), allow_nan=False, default=str)
@@ -226,8 +212,6 @@ def save_evaluation(store: Store, ev: CampaignEvaluation) -> str:
 def latest_evaluations(store: Store) -> list[dict[str, Any]]:
     """The newest stored evaluation of every campaign (as :meth:`CampaignEvaluation.to_dict`
     data plus ``evaluation_id`` and ``created_at``), campaigns by name."""
-    with store.schema_change():
-        store.execute(EVALUATIONS_DDL)
     frame = store.query(
         "SELECT evaluation_id, campaign, created_at, result FROM campaign_evaluations "
         "ORDER BY campaign, created_at DESC, evaluation_id DESC"
@@ -1053,7 +1037,6 @@ def evaluate_campaign(
     """
     started = time.perf_counter()
     _check_evaluation_args(window_days, pre_days, alpha, n_resamples, uplift_outcome)
-    ensure_campaign_tables(store)
     _require_assignments(store, campaign)
     rng = np.random.default_rng(seed)
     from segmint.experiments._outcomes import FinalOutcomes, apply_outcomes
@@ -1293,7 +1276,6 @@ def import_assignments(
             f"assignments need columns user_id, arm, sent_at; missing: {', '.join(sorted(missing))}"
             f" (found: {', '.join(map(str, frame.columns))})"
         )
-    ensure_campaign_tables(store)
     f = frame[["user_id", "arm", "sent_at"]].copy()
     f["user_id"] = f["user_id"].astype(str)
     labels = f["arm"].fillna("").astype(str).map(normalize_arm)

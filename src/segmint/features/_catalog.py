@@ -20,7 +20,8 @@ from sqlglot import exp
 
 from segmint.errors import ConfigError
 from segmint.features._custom import CustomFeature
-from segmint.store import TABLES
+from segmint.store import ident as _q
+from segmint.store import scratch_engine
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,6 @@ def to_utc(as_of: datetime | date) -> datetime:
 
 def _ts(value: datetime) -> str:
     return f"CAST('{value.strftime('%Y-%m-%d %H:%M:%S.%f')}+00' AS TIMESTAMPTZ)"
-
-
-def _q(name: str) -> str:
-    return f'"{name}"'
 
 
 def _category_spend_sql(as_of: datetime) -> str:
@@ -347,12 +344,7 @@ def _normalize_type(duck_type: str, context: str) -> str:
 @functools.lru_cache(maxsize=1)
 def _scratch() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with empty canonical tables, to bind and type expressions."""
-    con = duckdb.connect()
-    con.execute("SET TimeZone='UTC'")
-    for table in TABLES.values():
-        cols = ", ".join(f"{c.name} {c.type}" for c in table.columns)
-        con.execute(f"CREATE TABLE {table.name} ({cols})")
-    return con
+    return scratch_engine()
 
 
 @functools.lru_cache(maxsize=256)

@@ -1,11 +1,11 @@
 """Feature runs: compute the features in the store and keep each run as a snapshot.
 
-Tables (created when missing, DDL in DuckDB's dialect, transpiled by the store)::
+Tables (part of the store's schema, see ``segmint.store._schema``)::
 
     feature_runs(run_id, as_of, created_at, n_users, features JSON, params JSON)
     features(run_id, user_id, <one column per feature>)
 
-A custom feature seen for the first time adds its column with ``ALTER TABLE``. The rows
+A custom feature seen for the first time gets its column (``Store.add_columns``). The rows
 of a run and its ``feature_runs`` record are written in one transaction.
 """
 
@@ -36,6 +36,9 @@ from segmint.features._catalog import (
 )
 from segmint.features._custom import CustomFeature
 from segmint.store import Store
+from segmint.store import ident as _q
+from segmint.store import lit as _lit
+from segmint.store import ts_lit as _ts_lit
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +74,6 @@ class FeatureRun:
     def frame(self) -> pd.DataFrame:
         """A copy of the features: one row per user, ``user_id`` then the features."""
         return self.data.copy()
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ts_lit(value: datetime) -> str:
-    return f"CAST('{value.strftime('%Y-%m-%d %H:%M:%S.%f')}+00' AS TIMESTAMPTZ)"
-
-
-def _q(name: str) -> str:
-    return f'"{name}"'
 
 
 def _as_utc_datetime(value: Any) -> datetime | None:
@@ -137,48 +128,8 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"f-{now.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def _table_exists(store: Store, table: str) -> bool:
-    n = store.scalar(
-        "SELECT count(*) FROM information_schema.tables "
-        f"WHERE table_schema = current_schema() AND table_name = {_lit(table)}"
-    )
-    return bool(n)
-
-
-def _existing_columns(store: Store, table: str) -> set[str]:
-    rows = store.query(
-        "SELECT column_name FROM information_schema.columns "
-        f"WHERE table_schema = current_schema() AND table_name = {_lit(table)}"
-    )
-    return {str(c).lower() for c in rows.iloc[:, 0]}
-
-
-def ensure_feature_tables(store: Store, columns: dict[str, str]) -> None:
-    """Create ``feature_runs`` and ``features`` if missing; add missing feature columns."""
-    with store.schema_change():
-        store.execute(
-            """CREATE TABLE IF NOT EXISTS feature_runs (
-                run_id VARCHAR NOT NULL PRIMARY KEY,
-                as_of TIMESTAMPTZ NOT NULL,
-                created_at TIMESTAMPTZ NOT NULL,
-                n_users BIGINT NOT NULL,
-                features JSON NOT NULL,
-                params JSON
-            )"""
-        )
-        if not _table_exists(store, "features"):
-            cols = ",\n    ".join(f"{_q(n)} {t}" for n, t in CATALOG_TYPES.items())
-            # PostgreSQL gets a primary key (index for loading one run); DuckDB does not, as an
-            # ART index would slow down writing millions of rows.
-            key = ",\n    PRIMARY KEY (run_id, user_id)" if store.dialect == "postgres" else ""
-            store.execute(
-                "CREATE TABLE features (\n    run_id VARCHAR NOT NULL,\n    "
-                f"user_id VARCHAR NOT NULL,\n    {cols}{key}\n)"
-            )
-        existing = _existing_columns(store, "features")
-        for name, sql_type in columns.items():
-            if name not in existing:
-                store.execute(f"ALTER TABLE features ADD COLUMN {_q(name)} {sql_type}")
+def _has_runs(store: Store) -> bool:
+    return bool(store.scalar("SELECT count(*) FROM feature_runs"))
 
 
 def _normalize(frame: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
@@ -292,7 +243,7 @@ def compute_features(
     }
     try:
         with store.transaction():
-            ensure_feature_tables(store, types)
+            store.add_columns("features", types)  # a new custom or catalog feature
             if store.scalar(f"SELECT count(*) FROM feature_runs WHERE run_id = {_lit(run_id)}"):
                 raise ConfigError(f"feature run {run_id!r} already exists; choose another run_id")
             if store.dialect == "duckdb":
@@ -377,7 +328,7 @@ def load_features(store: Store, run_id: str | None = None) -> pd.DataFrame:
     segmint.errors.NotFoundError
         When the store has no feature run (or none with ``run_id``).
     """
-    if not _table_exists(store, "feature_runs"):
+    if not _has_runs(store):
         raise NotFoundError(
             f"store {store.location} has no feature runs; compute features first "
             "(segmint.features.compute_features)"

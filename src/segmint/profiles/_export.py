@@ -24,6 +24,8 @@ from segmint._output import cannot_write, output_file, output_folder
 from segmint._spreadsheet import write_csv, write_xlsx
 from segmint.errors import ConfigError, NotFoundError
 from segmint.profiles._persona import Persona
+from segmint.store import ident as _ident
+from segmint.store import lit as _lit
 from segmint.store._base import Store
 
 Format = Literal["csv", "xlsx", "parquet", "json", "jsonl"]
@@ -124,14 +126,6 @@ def for_people(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _has_table(store: Store, table: str) -> bool:
     n = store.scalar(
         "SELECT count(*) FROM information_schema.tables "
@@ -144,7 +138,7 @@ def _has_table(store: Store, table: str) -> bool:
 def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.DataFrame:
     """One row per user: attributes (contacts masked), features and the latest segment of
     every segmentation, computed in the store with one query."""
-    if not _has_table(store, "feature_runs"):
+    if not store.scalar("SELECT count(*) FROM feature_runs"):
         raise NotFoundError(
             f"store {store.location} has no feature run yet: run `segmint segment` first "
             "(it computes the features and the segments), then export"

@@ -14,6 +14,7 @@ import pandas as pd
 from segmint.errors import NotFoundError
 from segmint.features._catalog import UNKNOWN_CATEGORY, _ts, to_utc
 from segmint.store import latest_consent_sql
+from segmint.store import table_exists as _table_exists
 from segmint.store._base import Store
 
 PROFILE_ATTRIBUTES = (
@@ -140,12 +141,6 @@ def _isna(v: Any) -> bool:
         return False
 
 
-def _table_exists(store: Store, table: str) -> bool:
-    return bool(
-        store.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table])
-    )
-
-
 def _unknown_user(store: Store, user_id: str) -> NotFoundError:
     prefix = user_id[:3]
     near = store.query(
@@ -191,7 +186,7 @@ def _features_of(
     features: dict[str, Any] = {}
     as_of: datetime | None = None
     run_id: str | None = None
-    if _table_exists(store, "feature_runs"):
+    if store.scalar("SELECT count(*) FROM feature_runs"):
         where = "WHERE run_id = ?" if feature_run_id else ""
         run = store.query(
             f"SELECT run_id, as_of FROM feature_runs {where} "

@@ -20,7 +20,6 @@ from segmint.recommend._registry import default_segmentation, filters_from_confi
 from segmint.recommend._runs import (
     RecommendationRun,
     _lit,
-    ensure_recommendation_tables,
     load_run_record,
     new_run_id,
     save_run,
@@ -199,7 +198,6 @@ def recommend_for_user(
     segmint.errors.NotFoundError
         When there is no batch run, or the user is not in the store.
     """
-    ensure_recommendation_tables(store)
     uid = _lit(str(user_id))
     run = (
         _lit(run_id)

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from threadpoolctl import ThreadpoolController
 
-from segmint.errors import ConfigError, NotFoundError, SegmintError
+from segmint.errors import ConfigError, NotFittedError, NotFoundError
 from segmint.recommend._interactions import Interactions
 from segmint.recommend._select import PairLookup, top_n_capped
 
@@ -64,10 +64,6 @@ def one_blas_thread() -> Any:
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=1, user_api="blas")
-
-
-class NotFittedError(SegmintError, AttributeError):
-    """A recommender was used before :meth:`Recommender.fit`."""
 
 
 @dataclass(frozen=True)

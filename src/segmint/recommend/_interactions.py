@@ -24,6 +24,7 @@ from segmint.features import default_as_of
 from segmint.features._catalog import to_utc
 from segmint.segments import load_run
 from segmint.store import Store
+from segmint.store import lit as _lit
 
 __all__ = ["DEFAULT_WEIGHTS", "Interactions", "build_interactions", "purchases_between"]
 
@@ -34,10 +35,6 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS: dict[str, float] = {"product_view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
 QuantityScaling = Literal["linear", "log", "none"]
-
-
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _ts(value: datetime) -> str:
@@ -144,7 +141,8 @@ class Interactions:
         purchases : scipy sparse matrix, optional
             Units bought; ``matrix`` itself by default (everything counts as bought).
         items : pandas.DataFrame, optional
-            Catalogue aligned with ``item_ids`` (see the class attributes).
+            Catalogue aligned with ``item_ids`` (see the class attributes); missing columns
+            are filled as unknown (``item_id`` from ``item_ids``, in stock, no price).
         segments : pandas.Series, optional
             Segment per user id.
 
@@ -167,7 +165,10 @@ class Interactions:
             raise ConfigError("user_ids and item_ids must be sorted and unique")
         p = m if purchases is None else sp.csr_matrix(purchases, dtype=np.float32)
         p.sort_indices()
-        cat = _empty_catalogue(iids) if items is None else items.reset_index(drop=True)
+        cat = _empty_catalogue(iids)
+        if items is not None:  # columns it lacks get the "unknown" default (in stock, no price)
+            given = items.reset_index(drop=True)
+            cat = given.assign(**{c: cat[c] for c in cat.columns if c not in given.columns})
         return cls(
             matrix=m,
             purchases=p,

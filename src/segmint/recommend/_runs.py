@@ -1,6 +1,6 @@
 """Versioned recommendation runs: batch top-n lists and evaluations, stored in the store.
 
-Tables (created when missing, DDL in DuckDB's dialect, transpiled by the store)::
+Tables (part of the store's schema, see ``segmint.store._schema``)::
 
     recommendation_runs(run_id, kind, created_at, as_of, model, n, n_users, params JSON,
                         metrics JSON)
@@ -18,7 +18,6 @@ import json
 import logging
 import secrets
 import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,10 +29,10 @@ import pyarrow as pa
 
 from segmint.errors import NotFoundError
 from segmint.store import Store
+from segmint.store import lit as _lit
 
 __all__ = [
     "RecommendationRun",
-    "ensure_recommendation_tables",
     "list_recommendation_runs",
     "load_run_record",
     "load_recommendations",
@@ -43,19 +42,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RUNS_DDL = """
-CREATE TABLE IF NOT EXISTS recommendation_runs (
-    run_id VARCHAR NOT NULL PRIMARY KEY,
-    kind VARCHAR NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL,
-    as_of TIMESTAMPTZ,
-    model VARCHAR NOT NULL,
-    n INTEGER,
-    n_users BIGINT,
-    params JSON,
-    metrics JSON
-)
-"""
 ROWS_COLUMNS = ["run_id", "user_id", "rank", "item_id", "score", "model", "reason"]
 
 
@@ -102,10 +88,6 @@ def new_run_id(model: str, now: datetime | None = None) -> str:
     return f"r-{now.strftime('%Y%m%dT%H%M%S')}-{model}-{secrets.token_hex(3)}"
 
 
-def _lit(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _ts(value: datetime | None) -> str:
     if value is None:
         return "NULL"
@@ -121,49 +103,6 @@ def _json(value: Any) -> str:
         return str(o)
 
     return json.dumps(value, default=default, sort_keys=True)
-
-
-def _table_exists(store: Store, table: str) -> bool:
-    n = store.scalar(
-        "SELECT count(*) FROM information_schema.tables "
-        f"WHERE table_schema = current_schema() AND table_name = {_lit(table)}"
-    )
-    return bool(n)
-
-
-_ENSURED: weakref.WeakSet[Store] = weakref.WeakSet()
-
-
-def ensure_recommendation_tables(store: Store) -> None:
-    """Create ``recommendation_runs`` and ``recommendations`` if missing (once per store)."""
-    if store in _ENSURED:
-        return
-    with store.schema_change():
-        _create_recommendation_tables(store)
-    _ENSURED.add(store)
-
-
-def _create_recommendation_tables(store: Store) -> None:
-    store.execute(RUNS_DDL)
-    if not _table_exists(store, "recommendations"):
-        store.execute(
-            """CREATE TABLE IF NOT EXISTS recommendations (
-                run_id VARCHAR NOT NULL,
-                user_id VARCHAR NOT NULL,
-                "rank" INTEGER NOT NULL,
-                item_id VARCHAR NOT NULL,
-                score DOUBLE,
-                model VARCHAR,
-                reason VARCHAR
-            )"""
-        )
-        if store.dialect == "postgres":
-            # one user's list is read by (run_id, user_id); DuckDB relies on zone maps
-            # (rows are written sorted by user) instead of an index that slows bulk writes
-            store.execute(
-                "CREATE INDEX IF NOT EXISTS recommendations_run_user "
-                'ON recommendations (run_id, user_id, "rank")'
-            )
 
 
 def save_run(
@@ -187,7 +126,6 @@ def save_run(
     int
         Number of recommendation rows written.
     """
-    ensure_recommendation_tables(store)
     engine = store.engine
     n_rows = 0
     cols = ", ".join(f'"{c}"' for c in ROWS_COLUMNS)
@@ -244,7 +182,6 @@ def list_recommendation_runs(store: Store, kind: str | None = None) -> pd.DataFr
     -------
     pandas.DataFrame
     """
-    ensure_recommendation_tables(store)
     where = "" if kind is None else f"WHERE kind = {_lit(kind)} "
     return store.query(
         "SELECT run_id, kind, created_at, as_of, model, n, n_users FROM recommendation_runs "
@@ -262,7 +199,6 @@ def load_run_record(
     segmint.errors.NotFoundError
         When there is no such run.
     """
-    ensure_recommendation_tables(store)
     where = f"run_id = {_lit(run_id)}" if run_id else f"kind = {_lit(kind)}"
     frame = store.query(
         "SELECT run_id, kind, created_at, as_of, model, n, n_users, "

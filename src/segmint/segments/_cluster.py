@@ -651,9 +651,11 @@ class DensityClustering(_Fitted, ClusterMixin, BaseEstimator):  # type: ignore[m
                 min_cluster_size=min_cluster, min_samples=self.min_samples, copy=True
             ).fit(sample)
             core = np.flatnonzero(model.labels_ >= 0)
-            neighbours = NearestNeighbors(n_neighbors=min(min_samples, sample.shape[0]))
-            distances, _ = neighbours.fit(sample).kneighbors(sample[core])
-            reach = distances[:, -1] if core.size else np.zeros(0)
+            reach = np.zeros(0)
+            if core.size:  # every point noise: nothing to measure reach from
+                neighbours = NearestNeighbors(n_neighbors=min(min_samples, sample.shape[0]))
+                distances, _ = neighbours.fit(sample).kneighbors(sample[core])
+                reach = distances[:, -1]
         self.estimator_ = model
         self.core_points_ = sample[core]
         self.core_labels_ = np.asarray(model.labels_, dtype=np.intp)[core]

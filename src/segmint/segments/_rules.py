@@ -15,6 +15,7 @@ from segmint.config import (
     ValueTiersSegmentation,
 )
 from segmint.errors import ConfigError
+from segmint.store import lit as _lit
 
 # (R score, FM score) -> segment. FM = round-half-up of (F + M) / 2.
 # Rows: R = 1..5, columns: FM = 1..5. See docs/segments.md.
@@ -42,10 +43,6 @@ NO_PURCHASE = "No Purchase"
 
 LIFECYCLE_SEGMENTS = ("new", "active", "silent", "churned")
 VALUE_TIERS = ("high-value", "potential", "general")
-
-
-def _lit(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def _score(col: str, ascending: bool) -> str:

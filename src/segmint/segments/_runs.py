@@ -13,28 +13,6 @@ import pandas as pd
 from segmint.errors import NotFoundError
 from segmint.store._base import Store
 
-RUNS_DDL = """
-CREATE TABLE IF NOT EXISTS segment_runs (
-    run_id VARCHAR PRIMARY KEY,
-    segmentation VARCHAR NOT NULL,
-    method VARCHAR NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL,
-    feature_run_id VARCHAR,
-    as_of TIMESTAMPTZ,
-    n_users BIGINT NOT NULL,
-    params JSON,
-    metrics JSON,
-    details JSON
-);
-CREATE TABLE IF NOT EXISTS segment_assignments (
-    run_id VARCHAR NOT NULL,
-    user_id VARCHAR NOT NULL,
-    segment VARCHAR NOT NULL,
-    probability DOUBLE,
-    detail VARCHAR
-);
-"""
-
 
 @dataclass(frozen=True)
 class SegmentResult:
@@ -83,18 +61,12 @@ def new_run_id(segmentation: str) -> str:
     return f"s-{stamp}-{segmentation}-{secrets.token_hex(3)}"
 
 
-def ensure_runs_schema(store: Store) -> None:
-    with store.schema_change():
-        store.execute(RUNS_DDL)
-
-
 def _json(v: Any) -> str:
     return json.dumps(v, default=lambda o: o.item() if hasattr(o, "item") else str(o))
 
 
 def save_run(store: Store, result: SegmentResult) -> None:
     """Store a run and its assignments in one transaction."""
-    ensure_runs_schema(store)
     a = result.assignments
     frame = pd.DataFrame(
         {
@@ -165,7 +137,6 @@ def save_run(store: Store, result: SegmentResult) -> None:
 
 def list_runs(store: Store, segmentation: str | None = None) -> pd.DataFrame:
     """Runs, newest first."""
-    ensure_runs_schema(store)
     where = "WHERE segmentation = ?" if segmentation else ""
     return store.query(
         "SELECT run_id, segmentation, method, created_at, as_of, n_users, feature_run_id "
@@ -177,7 +148,6 @@ def list_runs(store: Store, segmentation: str | None = None) -> pd.DataFrame:
 def resolve_run(store: Store, ref: str) -> str:
     """A run id from a run id, a segmentation name (its latest run) or the start of one
     run id (see :func:`segmint._ids.by_prefix`)."""
-    ensure_runs_schema(store)
     hit = store.scalar("SELECT run_id FROM segment_runs WHERE run_id = ?", [ref])
     if hit is not None:
         return str(hit)

@@ -30,7 +30,7 @@ from segmint.segments._rules import (
     run_sql,
     value_tiers_sql,
 )
-from segmint.segments._runs import SegmentResult, ensure_runs_schema, new_run_id, save_run
+from segmint.segments._runs import SegmentResult, new_run_id, save_run
 from segmint.store._base import Store
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,6 @@ def _rules_based(
 
 def _previous_details(store: Store, name: str) -> tuple[str | None, dict[str, Any] | None]:
     """The latest stored run of segmentation ``name``: its id and details (or Nones)."""
-    ensure_runs_schema(store)
     found = store.query(
         "SELECT run_id, details FROM segment_runs WHERE segmentation = ? "
         "ORDER BY created_at DESC, run_id DESC LIMIT 1",

@@ -32,6 +32,7 @@ from segmint._labels import feature_label
 from segmint.config import PropensitySegmentation, SupervisedTarget, TreeSegmentation
 from segmint.errors import ConfigError
 from segmint.segments._explain import _format_number, round_threshold
+from segmint.store import lit as _quote
 from segmint.store._base import Store
 
 log = logging.getLogger(__name__)
@@ -137,12 +138,10 @@ def _window_target(
 def _campaign_target(
     store: Store, t: SupervisedTarget, features: pd.DataFrame, as_of: datetime | date | None
 ) -> Target:
-    from segmint.campaigns._tables import ensure_campaign_tables
     from segmint.experiments._arms import campaign_control
     from segmint.experiments._evaluate import _user_outcomes
 
     campaign = str(t.campaign)
-    ensure_campaign_tables(store)
     outcomes = _user_outcomes(store, campaign, t.window_days, 0, ())
     if outcomes.empty:
         known = store.query("SELECT DISTINCT campaign FROM campaign_assignments ORDER BY 1")
@@ -348,10 +347,6 @@ class Rule:
 
 def _num(v: float) -> str:
     return _format_number(v)
-
-
-def _quote(v: str) -> str:
-    return "'" + v.replace("'", "''") + "'"
 
 
 def leaf_rules(

@@ -61,6 +61,7 @@ from segmint.errors import (
 )
 from segmint.sources._checked import source_expression
 from segmint.sources._readers import Staged, _drop_relation, _short, _sql_str, stage
+from segmint.store import ident as _q
 from segmint.store._base import Store, split_columns
 from segmint.store._schema import ALLOWED_VALUES, TABLES, Column, Table
 
@@ -119,10 +120,6 @@ class LoadResult:
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     row = con.execute(sql).fetchone()
     return 0 if row is None else int(row[0])
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _raw_expr(col: Column, ref: str | ColumnExpr | None, staged: Staged, source: str) -> str:

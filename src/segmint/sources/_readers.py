@@ -46,6 +46,8 @@ from segmint.sources._line_endings import (
     rewrite_line_endings,
     stray_reason,
 )
+from segmint.store import ident as _ident
+from segmint.store import lit as _sql_str
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +78,6 @@ class Staged:
     @property
     def checksum(self) -> str:
         return self.digest if isinstance(self.digest, str) else self.digest.result()
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def file_checksum(path: Path) -> str:

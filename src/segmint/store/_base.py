@@ -15,7 +15,14 @@ import sqlglot
 
 from segmint.errors import SegmintError, StoreError
 from segmint.store._migrations import MIGRATIONS, Migration
-from segmint.store._schema import SCHEMA_VERSION, SYSTEM_DDL, TABLES, Table, table_ddl
+from segmint.store._schema import (
+    SCHEMA_VERSION,
+    SYSTEM_DDL,
+    TABLES,
+    Table,
+    run_tables_ddl,
+    table_ddl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,17 @@ def ts_sql(when: datetime | None) -> str:
     return f"CAST('{when.astimezone(UTC).isoformat()}' AS TIMESTAMPTZ)"
 
 
+def scratch_engine() -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB with the canonical tables, empty and without constraints: a
+    place to bind and type expressions written against them (custom features)."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    for table in TABLES.values():
+        cols = ", ".join(f"{c.name} {c.type}" for c in table.columns)
+        con.execute(f"CREATE TABLE {table.name} ({cols})")
+    return con
+
+
 #: DuckDB's file header: a main header and two database headers of 4 KiB each
 _HEADER_BYTES = 3 * 4096
 
@@ -75,6 +93,10 @@ class Store:
     """
 
     dialect = "duckdb"
+
+    secondary_indexes = False
+    """Capability: the store keeps lookup indexes and primary keys on run tables (PostgreSQL);
+    DuckDB relies on zone maps, as an ART index would slow bulk writes."""
 
     def __init__(self, path: str | Path) -> None:
         self.location = str(path)
@@ -180,18 +202,45 @@ class Store:
             for table in TABLES.values():
                 self.execute(self._table_ddl(table))
             current = self.scalar("SELECT max(version) FROM schema_version")
-            if current is None or pd.isna(current):
-                self._record_version(SCHEMA_VERSION)  # fresh: created at the latest schema
+            if current is None or pd.isna(current):  # fresh: created at the latest schema
+                self.execute(run_tables_ddl(secondary_indexes=self.secondary_indexes))
+                self._record_version(SCHEMA_VERSION)
             elif int(current) > SCHEMA_VERSION:
                 raise StoreError(
                     f"store {self.location} has schema version {current}, newer than this "
                     f"segmint understands ({SCHEMA_VERSION}); upgrade segmint"
                 )
-            else:
-                for step in MIGRATIONS:
-                    if step.version > int(current):
-                        self._migrate(step)
+            elif int(current) < SCHEMA_VERSION:
+                steps = [step for step in MIGRATIONS if step.version > int(current)]
+                for step in steps:
+                    self._migrate(step)
+                log.warning(
+                    "store %s: migrated from schema version %d to %d (%s); a segmint older "
+                    "than this one can no longer open it",
+                    self.location,
+                    int(current),
+                    SCHEMA_VERSION,
+                    "; ".join(step.description for step in steps),
+                )
             self._after_schema()
+
+    def add_columns(self, table: str, columns: dict[str, str]) -> list[str]:
+        """Add the ``columns`` (name -> DuckDB type) that ``table`` lacks; returns their names.
+
+        For tables whose columns follow the data (``features``: a custom feature, or one
+        added to the catalog, gets its column when a run first stores it). One schema
+        change under the store's schema lock; it joins the caller's transaction.
+        """
+        with self.schema_change():
+            rows = self.query(
+                "SELECT column_name FROM information_schema.columns "
+                f"WHERE table_schema = current_schema() AND table_name = {_sql_text(table)}"
+            )
+            existing = {str(c).lower() for c in rows.iloc[:, 0]}
+            added = [name for name in columns if name not in existing]
+            for name in added:
+                self.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {columns[name]}')
+        return added
 
     def _migrate(self, step: Migration) -> None:
         log.info("store %s: migrating to schema version %d", self.location, step.version)

@@ -93,6 +93,16 @@ def _v5_campaign_outcomes(store: Store) -> None:
     store.execute(CAMPAIGN_OUTCOMES_DDL)
 
 
+def _v6_run_tables(store: Store) -> None:
+    """The layers' run tables (segment, feature, recommendation and campaign runs, the
+    delivery log, suppressions, evaluations), which earlier versions created on first
+    use outside the schema version: created where missing, a store that has them (with
+    the same columns) keeps them as they are."""
+    from segmint.store._schema import run_tables_ddl
+
+    store.execute(run_tables_ddl(secondary_indexes=store.secondary_indexes))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -110,6 +120,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         5,
         "campaign_outcomes: final outcomes of an imported experiment",
         _v5_campaign_outcomes,
+    ),
+    Migration(
+        6,
+        "run tables: segment, feature, recommendation and campaign runs, deliveries, "
+        "suppressions and evaluations join the schema",
+        _v6_run_tables,
     ),
 )
 """Every step, in version order (version 1 is the first released schema)."""

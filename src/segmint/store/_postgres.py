@@ -30,6 +30,7 @@ class PostgresStore(Store):
     """The canonical tables in a PostgreSQL database (``store: postgresql://...``)."""
 
     dialect = "postgres"
+    secondary_indexes = True
 
     def __init__(self, url: str) -> None:  # noqa: D107 - same contract as Store
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,212 @@ CREATE TABLE IF NOT EXISTS campaign_outcomes (
     PRIMARY KEY (campaign, user_id)
 );
 """
+
+# -- the tables the layers keep their runs in (schema version 6; created by each layer on
+# first use before it). Frozen: a later change is a new migration.
+
+# segmint.segments: versioned segmentation runs and their assignments
+SEGMENT_RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS segment_runs (
+    run_id VARCHAR PRIMARY KEY,
+    segmentation VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    feature_run_id VARCHAR,
+    as_of TIMESTAMPTZ,
+    n_users BIGINT NOT NULL,
+    params JSON,
+    metrics JSON,
+    details JSON
+);
+CREATE TABLE IF NOT EXISTS segment_assignments (
+    run_id VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    segment VARCHAR NOT NULL,
+    probability DOUBLE,
+    detail VARCHAR
+);
+"""
+
+# segmint.features: one row per feature run, and its rows
+FEATURE_RUNS_DDL = """CREATE TABLE IF NOT EXISTS feature_runs (
+    run_id VARCHAR NOT NULL PRIMARY KEY,
+    as_of TIMESTAMPTZ NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    n_users BIGINT NOT NULL,
+    features JSON NOT NULL,
+    params JSON
+);
+"""
+
+#: the feature catalog's columns (segmint.features.CATALOG, in its order) when schema
+#: version 6 was released: ``features`` is created with them; a feature added to the
+#: catalog later, or a custom feature, is added by :meth:`Store.add_columns` when a run
+#: first stores it
+FEATURES_V6_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("recency_days", "BIGINT"),
+    ("frequency", "BIGINT"),
+    ("monetary", "DOUBLE"),
+    ("avg_order_value", "DOUBLE"),
+    ("tenure_days", "BIGINT"),
+    ("mean_days_between_orders", "DOUBLE"),
+    ("orders_30d", "BIGINT"),
+    ("orders_90d", "BIGINT"),
+    ("orders_365d", "BIGINT"),
+    ("spend_30d", "DOUBLE"),
+    ("spend_90d", "DOUBLE"),
+    ("spend_365d", "DOUBLE"),
+    ("refund_rate", "DOUBLE"),
+    ("discount_share", "DOUBLE"),
+    ("last_active_days", "BIGINT"),
+    ("events_7d", "BIGINT"),
+    ("events_30d", "BIGINT"),
+    ("sessions_30d", "BIGINT"),
+    ("offline_share", "DOUBLE"),
+    ("app_share", "DOUBLE"),
+    ("favourite_category", "VARCHAR"),
+    ("favourite_category_share", "DOUBLE"),
+    ("shares_likes_90d", "BIGINT"),
+    ("age", "INTEGER"),
+    ("gender", "VARCHAR"),
+    ("country", "VARCHAR"),
+    ("city", "VARCHAR"),
+)
+
+
+def features_ddl(*, primary_key: bool) -> str:
+    """CREATE TABLE for ``features``. PostgreSQL gets a primary key (the index that loads
+    one run); DuckDB does not, as an ART index would slow down writing millions of rows."""
+    cols = ",\n    ".join(f'"{n}" {t}' for n, t in FEATURES_V6_COLUMNS)
+    key = ",\n    PRIMARY KEY (run_id, user_id)" if primary_key else ""
+    return (
+        "CREATE TABLE IF NOT EXISTS features (\n    run_id VARCHAR NOT NULL,\n    "
+        f"user_id VARCHAR NOT NULL,\n    {cols}{key}\n);\n"
+    )
+
+
+# segmint.recommend: batch and evaluation runs, and the batch's rows
+RECOMMENDATION_DDL = """
+CREATE TABLE IF NOT EXISTS recommendation_runs (
+    run_id VARCHAR NOT NULL PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    as_of TIMESTAMPTZ,
+    model VARCHAR NOT NULL,
+    n INTEGER,
+    n_users BIGINT,
+    params JSON,
+    metrics JSON
+);
+CREATE TABLE IF NOT EXISTS recommendations (
+    run_id VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    "rank" INTEGER NOT NULL,
+    item_id VARCHAR NOT NULL,
+    score DOUBLE,
+    model VARCHAR,
+    reason VARCHAR
+);
+"""
+
+# segmint.campaigns: runs, audiences, first arms, the delivery log, suppressions (see
+# segmint.campaigns._tables for what each holds)
+CAMPAIGN_DDL = """
+CREATE TABLE IF NOT EXISTS campaign_runs (
+    run_id VARCHAR PRIMARY KEY,
+    campaign VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    as_of DATE NOT NULL,
+    segmentation VARCHAR NOT NULL,
+    segment_run_id VARCHAR NOT NULL,
+    previous_run_id VARCHAR,
+    status VARCHAR NOT NULL,
+    n_eligible BIGINT NOT NULL,
+    n_treatment BIGINT NOT NULL,
+    n_control BIGINT NOT NULL,
+    params JSON,
+    funnel JSON
+);
+CREATE TABLE IF NOT EXISTS campaign_audiences (
+    run_id VARCHAR NOT NULL,
+    campaign VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    segment VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    step VARCHAR NOT NULL,
+    arm VARCHAR NOT NULL,
+    idempotency_key VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS campaign_assignments (
+    campaign VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    arm VARCHAR NOT NULL,
+    bucket DOUBLE NOT NULL,
+    assigned_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR NOT NULL,
+    PRIMARY KEY (campaign, user_id)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    idempotency_key VARCHAR PRIMARY KEY,
+    campaign VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    step VARCHAR NOT NULL,
+    channel VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    attempts INTEGER NOT NULL,
+    ambiguous BOOLEAN NOT NULL,
+    message_id VARCHAR,
+    error VARCHAR,
+    created_at TIMESTAMPTZ NOT NULL,
+    claimed_at TIMESTAMPTZ,
+    sent_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS suppressions (
+    user_id VARCHAR,
+    address VARCHAR,
+    channel VARCHAR,
+    reason VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+"""
+
+# segmint.experiments: one stored evaluation of a campaign (its tables as JSON)
+EVALUATIONS_DDL = """
+CREATE TABLE IF NOT EXISTS campaign_evaluations (
+    evaluation_id VARCHAR PRIMARY KEY,
+    campaign VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    window_days INTEGER NOT NULL,
+    complete BOOLEAN NOT NULL,
+    result JSON NOT NULL
+);
+"""
+
+# lookup indexes a store with secondary indexes gets (PostgreSQL): one run's audience and
+# deliveries, one user's deliveries, one user's recommendations. DuckDB relies on zone
+# maps (rows are written sorted) instead of indexes that slow bulk writes.
+LOOKUP_INDEXES_DDL = """
+CREATE INDEX IF NOT EXISTS campaign_audiences_run ON campaign_audiences (run_id, idempotency_key);
+CREATE INDEX IF NOT EXISTS deliveries_run_status ON deliveries (run_id, status, idempotency_key);
+CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id);
+CREATE INDEX IF NOT EXISTS recommendations_run_user ON recommendations (run_id, user_id, "rank");
+"""
+
+
+def run_tables_ddl(*, secondary_indexes: bool) -> str:
+    """The DDL of every run table (schema version 6), idempotent (IF NOT EXISTS)."""
+    return (
+        SEGMENT_RUNS_DDL
+        + FEATURE_RUNS_DDL
+        + features_ddl(primary_key=secondary_indexes)
+        + RECOMMENDATION_DDL
+        + CAMPAIGN_DDL
+        + EVALUATIONS_DDL
+        + (LOOKUP_INDEXES_DDL if secondary_indexes else "")
+    )
+
 
 SYSTEM_DDL = (
     """

@@ -1,7 +1,7 @@
 """``segmint evaluate``, ``refresh``, ``retention``, ``satisfaction``, ``before-after`` and
 ``campaign import``: thin Typer commands over :mod:`segmint.experiments`.
 
-Registered by :mod:`segmint.cli` (:func:`register`). Same conventions as the rest of the
+Imported by :mod:`segmint.cli`, which registers them in order. Same conventions as the rest of the
 CLI: Rich tables, ``--json`` for scripts, ``-p/--project``, one line on stderr and the
 error's exit code for a :class:`~segmint.errors.SegmintError`.
 """
@@ -18,10 +18,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, frame_table, print_json
-from segmint._cli_common import run as _run
+from segmint.cli._app import app
+from segmint.cli._common import JsonOpt, ProjectOpt, console, frame_table, print_json
+from segmint.cli._common import run as _run
+from segmint.cli.campaigns import campaign_app
 from segmint.errors import ConfigError
-from segmint.experiments._arms import POOLED
 
 DEFAULT_RESAMPLES = 25_000  # = segmint.experiments._evaluate.DEFAULT_RESAMPLES (kept light)
 
@@ -111,6 +112,8 @@ def _print_roi(ev: Any, conf: str) -> None:
 
 def print_evaluation(ev: Any) -> None:
     """The evaluation of a campaign as Rich tables (arms, effects, SRM, segments, ROI)."""
+    from segmint.experiments._arms import POOLED
+
     conf = f"{1 - ev.alpha:.0%}"
     console.print(
         f"[bold]{escape(ev.campaign)}[/]: outcomes over {ev.window_days} days from "
@@ -264,6 +267,7 @@ def print_breakdowns(table: Any, conf: str) -> None:
         console.print(g)
 
 
+@app.command()
 def evaluate(
     campaign: Annotated[str, typer.Argument(help="Campaign name.")],
     window: Annotated[int, typer.Option(help="Attribution window in days.")] = 30,
@@ -324,6 +328,7 @@ def evaluate(
         raise typer.Exit(4)
 
 
+@campaign_app.command("import")
 def import_campaign(
     name: Annotated[str, typer.Argument(help="Campaign name to store it under.")],
     file: Annotated[Path, typer.Argument(help="CSV or Parquet: user, arm, send time.")],
@@ -434,6 +439,7 @@ def _parse_split(text: str) -> dict[str, float]:
     return out
 
 
+@app.command()
 def refresh(
     names: Annotated[list[str] | None, typer.Argument(help="Segmentations (default: all).")] = None,
     as_of: Annotated[
@@ -544,6 +550,7 @@ def print_satisfaction(table: Any, title: str) -> None:
     console.print(t)
 
 
+@app.command()
 def retention(
     by: Annotated[str, typer.Option(help="Cohorts by 'first_purchase' or 'signup'.")] = (
         "first_purchase"
@@ -579,6 +586,7 @@ def retention(
         console.print(frame_table(out["by_segment"], f"retention by {segmentation}"))
 
 
+@app.command()
 def satisfaction(
     segmentation: Annotated[
         str | None, typer.Option(help="Segmentation (name or run id) to break down by.")
@@ -606,6 +614,7 @@ def satisfaction(
     print_satisfaction(res.table, "satisfaction by segment (NPS -100..100, CSAT mean 1..5; 95% CI)")
 
 
+@app.command("before-after")
 def before_after(
     on: Annotated[str, typer.Option("--date", help="The date of the change (YYYY-MM-DD).")],
     metric: Annotated[str, typer.Option(help="revenue, orders, conversion or events.")] = (
@@ -645,70 +654,3 @@ def before_after(
     )
     if res.did is not None:
         console.print(frame_table(res.did, "difference in differences"))
-
-
-def register(app: typer.Typer, campaign_app: typer.Typer) -> None:
-    """Add the commands to the main app and ``campaign import`` to the campaign app."""
-    app.command()(evaluate)
-    app.command()(refresh)
-    app.command()(retention)
-    app.command()(satisfaction)
-    app.command("before-after")(before_after)
-    campaign_app.command("import")(import_campaign)
-
-
-def run_demo_measurement(project_path: Path, own_campaigns: list[str]) -> None:
-    """The demo's measuring step: import and evaluate the shop's planted past campaign,
-    evaluate the demo's own largest campaign (interim: its window lies in the future of the
-    data), show retention cohorts and satisfaction by lifecycle segment."""
-    from segmint import open_project
-    from segmint.demo._generate import (
-        CAMPAIGN_CONTROL_SHARE,
-        CAMPAIGN_NAME,
-        CAMPAIGN_WINDOW_DAYS,
-    )
-
-    with open_project(project_path) as p:
-        out = p.import_campaign(
-            CAMPAIGN_NAME,
-            f"campaigns/{CAMPAIGN_NAME}.csv",
-            control_share=CAMPAIGN_CONTROL_SHARE,
-            columns={"user_id": "customer_id"},
-            cost_per_message=0.05,
-            cost_per_redemption=4.90,
-        )
-        console.rule(f"measuring: the past campaign {CAMPAIGN_NAME}")
-        console.print(
-            f"imported {out['imported']:,} assignments ({out['treatment']:,} treatment, "
-            f"{out['control']:,} control) from campaigns/{CAMPAIGN_NAME}.csv"
-        )
-        with console.status("evaluating…", spinner="dots"):
-            ev = p.evaluate(
-                CAMPAIGN_NAME, window_days=CAMPAIGN_WINDOW_DAYS, segmentation="lifecycle"
-            )
-        print_evaluation(ev)
-        if own_campaigns:
-            sizes = {
-                c: int(
-                    p.store.scalar(
-                        "SELECT count(*) FROM campaign_assignments WHERE campaign = ?", [c]
-                    )
-                    or 0
-                )
-                for c in own_campaigns
-            }
-            own = max(sizes, key=lambda c: sizes[c])
-            console.rule(f"measuring: the demo's own campaign {own} (sent just now)")
-            with console.status("evaluating…", spinner="dots"):
-                ev2 = p.evaluate(own, window_days=30, uplift=False)
-            print_evaluation(ev2)
-        console.rule("retention and satisfaction")
-        ret = p.retention(max_months=12, segmentation="lifecycle")
-        print_retention(
-            ret["matrix"].tail(6),
-            ret["repeat"],
-            title="retention by first-purchase cohort (last 6 cohorts, months 0-6)",
-            months=6,
-        )
-        sat = p.satisfaction("lifecycle")
-        print_satisfaction(sat.table, "satisfaction by lifecycle segment (95% CI)")

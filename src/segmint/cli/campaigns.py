@@ -19,8 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from segmint._cli_common import JsonOpt, ProjectOpt, console, err, fail, print_json, show_time
-from segmint._cli_common import run as _run
+from segmint.cli._common import JsonOpt, ProjectOpt, console, err, fail, print_json, show_time
+from segmint.cli._common import run as _run
 
 __all__ = ["campaign_app", "playbook_app"]
 
@@ -139,7 +139,7 @@ def print_report(r: Any) -> None:
 def list_campaigns(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
     """List the playbook's campaigns with their latest plan."""
     from segmint import open_project
-    from segmint.campaigns._plan import latest_plan
+    from segmint.campaigns import latest_plan
 
     def go() -> list[dict[str, Any]]:
         with open_project(project) as p:

@@ -206,3 +206,40 @@ def frame_table(frame: Any, title: str | None = None, *, locale: str = "en") -> 
     for row in frame.itertuples(index=False):
         t.add_row(*[cell(v) for v in row])
     return t
+
+
+def _rows(n: int, what: str = "row") -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
+
+
+def _shown(value: Any, width: int = 60) -> str:
+    """A raw value for a terminal: control and bidirectional characters escaped, cut to
+    ``width`` characters."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    # line breaks, tabs, other control characters and bidirectional overrides (all
+    # non-printable) are shown as escapes: a value cannot break or reorder the table
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(value))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _pct(v: Any) -> str:
+    return "" if v is None or v != v else f"{float(v):.0%}"
+
+
+def _num(v: Any) -> str:
+    """A number for reading: whole numbers grouped, others to 4 significant digits."""
+    from segmint._i18n import language
+
+    if v is None or v != v:
+        return "-"
+    if hasattr(v, "item") and not isinstance(v, str):
+        v = v.item()
+    if isinstance(v, float) and not v.is_integer():
+        return language(_LOCALE[0]).number(v, digits=4)
+    return language(_LOCALE[0]).integer(v) if isinstance(v, int | float) else str(v)
+
+
+_LOCALE = ["en", "UTC"]
+"""The locale and time zone of the project a command opened (set by the commands that
+format numbers and times)."""

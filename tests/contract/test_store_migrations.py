@@ -16,7 +16,7 @@ import pytest
 from segmint.errors import StoreError
 from segmint.store import SCHEMA_VERSION, Store, open_store
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 
 V1_ROWS = [
     "INSERT INTO schema_version VALUES (1, CAST('2025-01-01 00:00:00+00' AS TIMESTAMPTZ))",
@@ -80,10 +80,10 @@ def _close(stores: list[Store]) -> object:
 
 
 def test_a_version_1_store_opens_and_is_migrated(v1_store: str, stores: list[Store]) -> None:
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
     store = _opened(v1_store, stores)
     versions = store.query("SELECT version FROM schema_version ORDER BY version")["version"]
-    assert versions.tolist() == [1, 2, 3, 4, 5]
+    assert versions.tolist() == [1, 2, 3, 4, 5, 6]
     got = store.query(
         "SELECT user_id, channel, purpose, ts, granted, source, recorded_at FROM consents "
         "ORDER BY user_id, channel"
@@ -99,6 +99,7 @@ def test_a_version_1_store_opens_and_is_migrated(v1_store: str, stores: list[Sto
     assert store.count("users") == 2  # nothing else touched
     assert store.count("exports") == 0  # version 4: the export record exists, empty
     assert store.scalar("SELECT count(*) FROM campaign_outcomes") == 0  # version 5
+    assert store.count("campaign_runs") == 0  # version 6: the run tables exist, empty
 
 
 def test_version_5_campaign_outcomes_is_keyed_by_campaign_and_user(
@@ -150,7 +151,14 @@ def test_reopening_a_migrated_store_migrates_nothing(v1_store: str, stores: list
     _opened(v1_store, stores).close()
     stores.pop()
     store = _opened(v1_store, stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [1, 2, 3, 4, 5]
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
     assert store.count("consents") == 4
 
 
@@ -158,7 +166,7 @@ def test_a_fresh_store_is_created_at_the_latest_version(
     tmp_path: Path, stores: list[Store]
 ) -> None:
     store = _opened(str(tmp_path / "new.duckdb"), stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [5]
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [6]
 
 
 def _break_v1(url: str) -> Callable[[str], None]:

@@ -1,5 +1,8 @@
 """The campaign part of ``make demo``: default playbook, plans with funnels, two previews,
-real sends to local sinks started here (SMTP via aiosmtpd, a webhook endpoint), counts."""
+real sends to local sinks started here (SMTP via aiosmtpd, a webhook endpoint), counts.
+
+Orchestration over a whole project (it opens the project and writes its playbook into
+``segmint.yaml``), so it lives here, above the layers, not in :mod:`segmint.campaigns`."""
 
 from __future__ import annotations
 
@@ -11,12 +14,22 @@ from typing import Any
 
 import pandas as pd
 
-from segmint.campaigns._channels import Channel, EmailChannel, WebhookChannel
-from segmint.campaigns._config import EmailChannelSpec, WebhookChannelSpec
-from segmint.campaigns._delivery import SendReport, send_campaign
-from segmint.campaigns._plan import CampaignPlan, PreviewMessage, plan_campaign, preview
-from segmint.campaigns._playbook import default_playbook
-from segmint.campaigns._sink import SmtpSink, WebhookSink
+from segmint.campaigns import (
+    CampaignPlan,
+    Channel,
+    EmailChannel,
+    EmailChannelSpec,
+    PreviewMessage,
+    SendReport,
+    SmtpSink,
+    WebhookChannel,
+    WebhookChannelSpec,
+    WebhookSink,
+    default_playbook,
+    plan_campaign,
+    preview,
+    send_campaign,
+)
 from segmint.campaigns._tables import lit
 from segmint.errors import SegmintError
 
@@ -217,41 +230,3 @@ def _preview_choice(config: Any, names: Sequence[str]) -> str | None:
         ):
             return str(name)
     return names[0] if names else None
-
-
-def print_summary(summary: DemoCampaigns, console: Any) -> None:
-    """Draw a demo summary with Rich (used by ``segmint demo``)."""
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(title="campaigns (planned and sent to a local SMTP sink)")
-    frame = summary.table()
-    for c in frame.columns:
-        t.add_column(c, justify="left" if c in ("campaign", "segmentation") else "right")
-    for r in frame.itertuples(index=False):
-        t.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in r])
-    console.print(t)
-    for name, why in summary.skipped.items():
-        console.print(f"  {name}: not planned - {why}")
-    first = summary.plans.get(summary.preview_campaign or "") or next(
-        iter(summary.plans.values()), None
-    )
-    if first is not None:
-        f = Table(title=f"funnel of {first.campaign}")
-        for c in ("step", "excluded", "remaining"):
-            f.add_column(c, justify="left" if c == "step" else "right")
-        fu = first.funnel
-        for step, excluded, remaining in zip(
-            fu["step"].tolist(), fu["excluded"].tolist(), fu["remaining"].tolist(), strict=True
-        ):
-            f.add_row(str(step), f"{int(excluded):,}", f"{int(remaining):,}")
-        console.print(f)
-    for m in summary.previews:
-        console.rule(f"{m.segment} · {m.channel} · {m.to or m.user_id}")
-        console.print(Text.assemble(("Subject: ", "bold"), m.subject))
-        console.print(m.body)
-    console.print(
-        f"SMTP sink received {summary.smtp_received:,} messages for "
-        f"{summary.smtp_recipients:,} recipients; webhook sink {summary.webhook_received:,} "
-        f"pushes; control-group users received {summary.control_received}"
-    )

@@ -1,0 +1,230 @@
+"""``segmint demo``: generate the demo shop and run every step on it (the orchestration
+that calls several layers lives here, above them all)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from segmint.cli._app import app
+from segmint.cli._common import JsonOpt, console, err, print_json
+from segmint.cli._common import run as _run
+from segmint.cli.experiments import (
+    print_evaluation,
+    print_refresh,
+    print_retention,
+    print_satisfaction,
+)
+from segmint.cli.ingest import _ingest, _print_loads, _print_status
+from segmint.cli.recommend import _print_evaluation
+from segmint.cli.report import _write_report
+from segmint.cli.segments import _print_segment_result
+
+
+@app.command()
+def demo(
+    dir: Annotated[
+        Path, typer.Option("--dir", "--project", "-p", help="Where to write the demo project.")
+    ] = Path("segmint-demo"),
+    users: Annotated[int, typer.Option(help="Number of demo users.")] = 50_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 42,
+    dirty: Annotated[bool, typer.Option(help="Inject defects at known rates.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate a realistic demo shop, ingest it through the real path and report on it."""
+    from segmint import open_project
+    from segmint.demo import generate_demo
+
+    def go() -> dict[str, Any]:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            progress.add_task(f"generating {users:,} demo users (seed {seed})", total=None)
+            summary = generate_demo(dir, n_users=users, seed=seed, dirty=dirty)
+        console.print(f"demo exports written to {summary.out_dir}")
+        store_file = Path(dir) / "demo.duckdb"
+        store_file.unlink(missing_ok=True)  # the demo is rebuilt from its files every time
+        with open_project(dir) as p:
+            results = _ingest(p, None, True, False)
+            _print_loads(results)
+            _print_status(p.status())
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            ) as progress:
+                task = progress.add_task("computing features", total=None)
+                # segments a month earlier too, so that the refresh (and the report) can
+                # show who moved since then and which segments drifted
+                month_ago = p.compute_features(as_of=_month_before(p))
+                p.segment(["rfm", "lifecycle"], feature_run=month_ago)
+                progress.update(task, description="refresh: features and segments as of now")
+                refreshed = p.refresh(["rfm", "lifecycle", "value", "clusters"])
+            segs = [p.segment_run(s.run_id) for s in refreshed.segmentations]
+            console.print(
+                f"features: run {refreshed.feature_run_id}, {len(segs[0].assignments):,} users as of "
+                f"{refreshed.as_of:%Y-%m-%d}"
+            )
+            for r in segs:
+                _print_segment_result(r)
+            console.print(f"refresh (segments as of {month_ago.as_of:%Y-%m-%d} -> now):")
+            print_refresh(refreshed)
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+            ) as progress:
+                progress.add_task("evaluating recommenders on a time split", total=None)
+                evaluation = p.evaluate_recommenders()
+                p.recommend_all("best")
+            _print_evaluation(evaluation)
+            personas = p.personas("clusters")
+            for x in personas[:2]:
+                console.print(f"persona: {x.summary}")
+        from segmint.demo import run_demo_campaigns
+
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
+        ) as progress:
+            task = progress.add_task("campaigns", total=None)
+            campaigns = run_demo_campaigns(
+                dir, callback=lambda stage: progress.update(task, description=stage)
+            )
+        print_summary(campaigns, console)
+        run_demo_measurement(dir, list(campaigns.reports))
+        res = _write_report(open_project(dir), None, None, 5000, quiet=as_json)
+        console.print(f"store: {store_file}  (try: segmint status -p {dir})")
+        console.print(
+            f"report: {res.path.resolve()} ({res.size_bytes / 2**20:.1f} MiB; "
+            "open it in a browser, it works offline)"
+        )
+        return {
+            "path": Path(dir).resolve(),
+            "store": store_file.resolve(),
+            "report": res.path.resolve(),
+            "users": users,
+            "seed": seed,
+            "feature_run_id": refreshed.feature_run_id,
+            "segment_runs": {r.segmentation: r.run_id for r in segs},
+            "campaigns": list(campaigns.reports),
+        }
+
+    if not as_json:
+        _run(go)
+        return
+    console.quiet = True  # the JSON summary alone on stdout
+    try:
+        summary = _run(go)
+    finally:
+        console.quiet = False
+    print_json(summary)
+
+
+def print_summary(summary: Any, console: Any) -> None:
+    """Draw a demo summary with Rich (used by ``segmint demo``)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="campaigns (planned and sent to a local SMTP sink)")
+    frame = summary.table()
+    for c in frame.columns:
+        t.add_column(c, justify="left" if c in ("campaign", "segmentation") else "right")
+    for r in frame.itertuples(index=False):
+        t.add_row(*[f"{v:,}" if isinstance(v, int) else str(v) for v in r])
+    console.print(t)
+    for name, why in summary.skipped.items():
+        console.print(f"  {name}: not planned - {why}")
+    first = summary.plans.get(summary.preview_campaign or "") or next(
+        iter(summary.plans.values()), None
+    )
+    if first is not None:
+        f = Table(title=f"funnel of {first.campaign}")
+        for c in ("step", "excluded", "remaining"):
+            f.add_column(c, justify="left" if c == "step" else "right")
+        fu = first.funnel
+        for step, excluded, remaining in zip(
+            fu["step"].tolist(), fu["excluded"].tolist(), fu["remaining"].tolist(), strict=True
+        ):
+            f.add_row(str(step), f"{int(excluded):,}", f"{int(remaining):,}")
+        console.print(f)
+    for m in summary.previews:
+        console.rule(f"{m.segment} · {m.channel} · {m.to or m.user_id}")
+        console.print(Text.assemble(("Subject: ", "bold"), m.subject))
+        console.print(m.body)
+    console.print(
+        f"SMTP sink received {summary.smtp_received:,} messages for "
+        f"{summary.smtp_recipients:,} recipients; webhook sink {summary.webhook_received:,} "
+        f"pushes; control-group users received {summary.control_received}"
+    )
+
+
+def _month_before(p: Any) -> Any:
+    from datetime import timedelta
+
+    from segmint.features import default_as_of
+
+    return default_as_of(p.store) - timedelta(days=30)
+
+
+def run_demo_measurement(project_path: Path, own_campaigns: list[str]) -> None:
+    """The demo's measuring step: import and evaluate the shop's planted past campaign,
+    evaluate the demo's own largest campaign (interim: its window lies in the future of the
+    data), show retention cohorts and satisfaction by lifecycle segment."""
+    from segmint import open_project
+    from segmint.demo._generate import (
+        CAMPAIGN_CONTROL_SHARE,
+        CAMPAIGN_NAME,
+        CAMPAIGN_WINDOW_DAYS,
+    )
+
+    with open_project(project_path) as p:
+        out = p.import_campaign(
+            CAMPAIGN_NAME,
+            f"campaigns/{CAMPAIGN_NAME}.csv",
+            control_share=CAMPAIGN_CONTROL_SHARE,
+            columns={"user_id": "customer_id"},
+            cost_per_message=0.05,
+            cost_per_redemption=4.90,
+        )
+        console.rule(f"measuring: the past campaign {CAMPAIGN_NAME}")
+        console.print(
+            f"imported {out['imported']:,} assignments ({out['treatment']:,} treatment, "
+            f"{out['control']:,} control) from campaigns/{CAMPAIGN_NAME}.csv"
+        )
+        with console.status("evaluating…", spinner="dots"):
+            ev = p.evaluate(
+                CAMPAIGN_NAME, window_days=CAMPAIGN_WINDOW_DAYS, segmentation="lifecycle"
+            )
+        print_evaluation(ev)
+        if own_campaigns:
+            sizes = {
+                c: int(
+                    p.store.scalar(
+                        "SELECT count(*) FROM campaign_assignments WHERE campaign = ?", [c]
+                    )
+                    or 0
+                )
+                for c in own_campaigns
+            }
+            own = max(sizes, key=lambda c: sizes[c])
+            console.rule(f"measuring: the demo's own campaign {own} (sent just now)")
+            with console.status("evaluating…", spinner="dots"):
+                ev2 = p.evaluate(own, window_days=30, uplift=False)
+            print_evaluation(ev2)
+        console.rule("retention and satisfaction")
+        ret = p.retention(max_months=12, segmentation="lifecycle")
+        print_retention(
+            ret["matrix"].tail(6),
+            ret["repeat"],
+            title="retention by first-purchase cohort (last 6 cohorts, months 0-6)",
+            months=6,
+        )
+        sat = p.satisfaction("lifecycle")
+        print_satisfaction(sat.table, "satisfaction by lifecycle segment (95% CI)")

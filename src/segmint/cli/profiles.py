@@ -1,0 +1,191 @@
+"""``segmint profile`` and ``segmint persona``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from segmint.cli._app import app
+from segmint.cli._common import _LOCALE, JsonOpt, ProjectOpt, _num, console, print_json
+from segmint.cli._common import run as _run
+
+
+@app.command()
+def profile(
+    user_id: Annotated[str, typer.Argument(help="The user's id, as stored.")],
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """One user's profile: attributes, features, categories, channels, segments, consent."""
+    from segmint import open_project
+
+    def go() -> Any:
+        with open_project(project) as p:
+            _LOCALE[:] = [p.config.locale, p.config.timezone]
+            return p.profile(user_id)
+
+    pr = _run(go)
+    if as_json:
+        print_json(pr.to_dict())
+        return
+    a = pr.attributes
+    console.print(
+        f"[bold]{escape(pr.user_id)}[/]  "
+        + "  ".join(
+            f"{k}: {escape(str(a[k]))}"
+            for k in ("gender", "age", "country", "city", "acquisition_channel", "email")
+            if a.get(k) is not None
+        ),
+        markup=True,
+    )
+    from segmint.cli._common import show_time
+
+    tz = _LOCALE[1]
+    console.print(
+        f"  signed up {show_time(a.get('created_at'), tz) or 'unknown'}; features as of "
+        f"{show_time(pr.as_of)} ({pr.feature_run_id})"  # as-of cut-offs are UTC days
+    )
+    f = pr.features
+    t = Table(title="behaviour and transactions", show_header=False)
+    t.add_column("feature")
+    t.add_column("value", justify="right")
+    for k in (
+        "recency_days",
+        "frequency",
+        "monetary",
+        "avg_order_value",
+        "tenure_days",
+        "orders_90d",
+        "spend_365d",
+        "refund_rate",
+        "discount_share",
+        "last_active_days",
+        "events_30d",
+        "sessions_30d",
+        "offline_share",
+        "app_share",
+    ):
+        if k in f:
+            t.add_row(k, _num(f[k]))
+    console.print(t)
+    if not pr.favourite_categories.empty:
+        console.print(
+            "  favourite categories: "
+            + ", ".join(f"{r.category} {r.share:.0%}" for r in pr.favourite_categories.itertuples())
+        )
+    for kind, mix in pr.channel_mix.items():
+        if mix:
+            console.print(
+                f"  {kind} by channel: "
+                + ", ".join(f"{c} {v['count']:,} ({v['share']:.0%})" for c, v in mix.items())
+            )
+    s = Table(title="segments")
+    for c in ("segmentation", "segment", "detail", "run"):
+        s.add_column(c)
+    for r in pr.segments.itertuples():
+        s.add_row(
+            r.segmentation,
+            r.segment,
+            "" if r.detail is None or r.detail != r.detail else str(r.detail),
+            r.run_id,
+        )
+    console.print(s)
+    if pr.consents.empty:
+        console.print("  consent: none recorded (nothing may be sent)")
+    else:
+        console.print(
+            "  consent: "
+            + ", ".join(
+                f"{r.channel}/{r.purpose} {'granted' if r.granted else 'denied'}"
+                for r in pr.consents.itertuples()
+            )
+        )
+
+
+def _print_persona(p: Any) -> None:
+    console.print(
+        f"\n[bold]{escape(p.segment)}[/] — {p.n_users:,} user{'' if p.n_users == 1 else 's'} "
+        f"({p.user_share:.1%}), "
+        f"{p.revenue_share:.1%} of revenue  [dim]{escape(p.segmentation)} run {p.run_id}[/]",
+        markup=True,
+    )
+    console.print(f"  {p.summary}")
+    t = Table(title="most distinguishing features (standardized difference)")
+    for c in (
+        "feature",
+        "median",
+        "population median",
+        "mean",
+        "population mean",
+        "ratio",
+        "std diff",
+    ):
+        t.add_column(c, justify="left" if c == "feature" else "right")
+    from segmint._labels import feature_label
+
+    for name, r in p.distinguishing.iterrows():
+        t.add_row(
+            feature_label(str(name)),
+            _num(r["median"]),
+            _num(r["population_median"]),
+            _num(r["mean"]),
+            _num(r["population_mean"]),
+            _num(r["ratio"]),
+            f"{r['std_diff']:+.2f}",
+        )
+    console.print(t)
+    if not p.top_categories.empty:
+        console.print(
+            "  top categories: "
+            + ", ".join(
+                f"{r.category} {r.share:.0%} (x{r.index:.1f})"
+                for r in p.top_categories.itertuples()
+            )
+        )
+    if not p.top_items.empty:
+        console.print(
+            "  top items: "
+            + ", ".join(
+                f"{r.title or r.item_id} ({r.buyers:,} buyers)" for r in p.top_items.itertuples()
+            )
+        )
+    for dim, frame in p.demographics.items():
+        console.print(
+            f"  {dim}: "
+            + ", ".join(
+                f"{r.value} {r.share:.0%} (all {r.population_share:.0%})"
+                for r in frame.head(4).itertuples()
+            )
+        )
+    if not p.lifecycle.empty:
+        console.print(
+            "  lifecycle: "
+            + ", ".join(f"{r.value} {r.share:.0%}" for r in p.lifecycle.itertuples())
+        )
+
+
+@app.command()
+def persona(
+    segmentation: Annotated[str, typer.Argument(help="Segmentation name (latest run) or run id.")],
+    segment: Annotated[str | None, typer.Argument(help="One segment (default: all).")] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Who the people in a segment are, against the whole population."""
+    from segmint import open_project
+
+    def go() -> list[Any]:
+        with open_project(project) as p:
+            _LOCALE[0] = p.config.locale
+            return [p.persona(segmentation, segment)] if segment else p.personas(segmentation)
+
+    found = _run(go)
+    if as_json:
+        print_json([x.to_dict() for x in found])
+        return
+    for x in found:
+        _print_persona(x)
