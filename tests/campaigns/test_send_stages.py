@@ -24,7 +24,6 @@ from segmint.campaigns._delivery import (
 )
 from segmint.campaigns._journal import DeliveryJournal
 from segmint.campaigns._messages import PreparedMessage
-from segmint.campaigns._tables import ensure_campaign_tables
 from segmint.errors import DeliveryError, TemplateError
 from segmint.store import Store, open_store
 
@@ -37,7 +36,6 @@ def log_store(tmp_path: Path) -> Iterator[Store]:
     """A delivery log of run c-1 with three pending rows k1..k3 (users u1..u3) and one
     row of another campaign just sent to u3."""
     store = open_store(str(tmp_path / "log.duckdb"))
-    ensure_campaign_tables(store)
     for i in (1, 2, 3):
         store.execute(
             "INSERT INTO deliveries (idempotency_key, campaign, run_id, user_id, step, channel, "
