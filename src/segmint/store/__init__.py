@@ -4,6 +4,15 @@ from segmint.store._base import DuckDBStore, Store, scratch_engine, transpile
 from segmint.store._consent import latest_consent_sql
 from segmint.store._open import open_store
 from segmint.store._postgres import PostgresStore
+from segmint.store._relations import (
+    COMPLETED,
+    RUN_TABLES,
+    completed,
+    completed_orders,
+    latest_run_sql,
+    latest_runs_sql,
+    segment_at_sql,
+)
 from segmint.store._schema import LOAD_ORDER, SCHEMA_VERSION, TABLES, Column, Table
 from segmint.store._sql import (
     column_exists,
@@ -14,24 +23,34 @@ from segmint.store._sql import (
     table_exists,
     ts_lit,
 )
+from segmint.store._toolkit import Capabilities, Staging
 
 __all__ = [
+    "COMPLETED",
     "LOAD_ORDER",
+    "RUN_TABLES",
     "SCHEMA_VERSION",
     "TABLES",
+    "Capabilities",
     "Column",
     "DuckDBStore",
     "PostgresStore",
+    "Staging",
     "Store",
     "Table",
     "column_exists",
+    "completed",
+    "completed_orders",
     "date_lit",
     "ident",
     "latest_consent_sql",
+    "latest_run_sql",
+    "latest_runs_sql",
     "lit",
     "literal",
     "open_store",
     "scratch_engine",
+    "segment_at_sql",
     "table_exists",
     "transpile",
     "ts_lit",

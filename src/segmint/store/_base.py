@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import sqlglot
 
 from segmint.errors import SegmintError, StoreError
@@ -23,6 +24,7 @@ from segmint.store._schema import (
     run_tables_ddl,
     table_ddl,
 )
+from segmint.store._toolkit import Capabilities, Staging
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,12 @@ class Store:
     """Capability: the store keeps lookup indexes and primary keys on run tables (PostgreSQL);
     DuckDB relies on zone maps, as an ART index would slow bulk writes."""
 
+    capabilities = Capabilities(
+        engine_is_store=True, arrow_fetch=True, secondary_indexes=False, shared=False
+    )
+    """What this store can do (see :class:`~segmint.store.Capabilities`); callers branch on
+    these flags, never on :attr:`dialect`."""
+
     def __init__(self, path: str | Path) -> None:
         self.location = str(path)
         try:
@@ -140,10 +148,23 @@ class Store:
             )
 
     # -- engine ---------------------------------------------------------------------------
+    def _engine_connection(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection where staging and validation run (store internals and
+        :class:`Staging` only; layers use :meth:`staging`)."""
+        return self._con
+
     @property
     def engine(self) -> duckdb.DuckDBPyConnection:
-        """The DuckDB connection where staging and validation run."""
-        return self._con
+        """Transitional (issue 18): removed once no layer reads it; use :meth:`staging`."""
+        return self._engine_connection()
+
+    def staging(self) -> Staging:
+        """A staging area in the engine: ``with store.staging() as stage: ...``.
+
+        Temporary tables and registered frames made through it are named by it and dropped
+        when the block ends. See :class:`~segmint.store.Staging`.
+        """
+        return Staging(self)
 
     # -- plain SQL ------------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
@@ -155,8 +176,35 @@ class Store:
         return self._con.execute(sql, params).df()
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        """The first column of the first row of a SELECT (None when there is no row)."""
         row = self.query(sql, params)
         return None if row.empty else row.iat[0, 0]
+
+    def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """Run one DuckDB-dialect SELECT and return an Arrow table (zero-copy on DuckDB)."""
+        return self._con.sql(sql, params=params).to_arrow_table()
+
+    def insert(
+        self,
+        table: str,
+        data: pd.DataFrame | pa.Table,
+        columns: Sequence[str] | None = None,
+    ) -> int:
+        """Bulk-append the rows of a DataFrame or Arrow table to store table ``table``.
+
+        ``columns`` (default: the frame's columns) are matched by name. One INSERT from a
+        registered frame on DuckDB, COPY on PostgreSQL; joins the caller's transaction.
+        Returns the number of rows.
+        """
+        if columns is None:
+            columns = data.column_names if isinstance(data, pa.Table) else list(data.columns)
+        cols = [str(c) for c in columns]
+        n = int(data.num_rows if isinstance(data, pa.Table) else len(data))
+        if n == 0:
+            return 0
+        with self.staging() as stage:
+            stage.write(table, stage.frame(table, data), cols)
+        return n
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

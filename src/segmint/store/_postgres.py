@@ -18,10 +18,12 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from segmint.errors import StoreError
 from segmint.store._base import Store, same_sql, split_columns, transpile, ts_sql
 from segmint.store._schema import Table, table_ddl
+from segmint.store._toolkit import Capabilities
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,15 @@ class PostgresStore(Store):
         self._in_tx = False
         self._tmp = tempfile.TemporaryDirectory(prefix="segmint-pg-")
 
-    @property
-    def engine(self) -> duckdb.DuckDBPyConnection:
+    capabilities = Capabilities(
+        engine_is_store=False, arrow_fetch=False, secondary_indexes=True, shared=True
+    )
+
+    def _engine_connection(self) -> duckdb.DuckDBPyConnection:
         return self._engine
+
+    def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        return pa.Table.from_pandas(self.query(sql, params), preserve_index=False)
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
         for stmt in transpile(sql, self.dialect):
