@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from segmint._i18n import language
+from segmint.campaigns._arms import design_from_params
 from segmint.campaigns._channels import Message, channel_domain, message_id_for
 from segmint.campaigns._config import (
     ANY_SEGMENT,
@@ -27,11 +28,10 @@ from segmint.campaigns._config import (
     normalize_arm,
 )
 from segmint.campaigns._keys import KeyRing, key_ring
-from segmint.campaigns._tables import column_exists, lit, table_exists
 from segmint.campaigns._templates import MessageRenderer, check_templates
 from segmint.campaigns._unsubscribe import make_token
 from segmint.errors import ConfigError
-from segmint.store import Store
+from segmint.store import Store, column_exists, lit, table_exists
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -171,8 +171,6 @@ class MessageBuilder:
             )
         if params is None:
             return normalize_arm(self.spec.control or DEFAULT_CONTROL)
-        from segmint.experiments._arms import design_from_params
-
         return design_from_params(params).control
 
     @property

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from segmint.campaigns._arms import design_from_params, make_design, run_designs
 from segmint.campaigns._audience import (
     REASONS,
     AudienceSpec,
@@ -32,9 +33,8 @@ from segmint.campaigns._config import (
 )
 from segmint.campaigns._messages import MessageBuilder, Recs
 from segmint.campaigns._resolve import resolve_segments
-from segmint.campaigns._tables import lit, ts_lit
 from segmint.errors import ConfigError, NotFoundError
-from segmint.store import Store
+from segmint.store import Store, lit, ts_lit
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -319,16 +319,12 @@ def _design_params(split: dict[str, float], control: str) -> dict[str, Any]:
     nothing for a campaign without a control group (its ``holdout`` 0 says it all)."""
     if split[control] <= 0:
         return {}
-    from segmint.experiments._arms import make_design
-
     return make_design(split, control).to_params()
 
 
 def _same_control(store: Store, campaign: str, control: str) -> None:
     """Refuse a control label other than the one earlier plans recorded: their control
     users keep their arm, and under a new label they would be sent to."""
-    from segmint.experiments._arms import run_designs
-
     earlier = {d.control for d in run_designs(store, campaign).values() if d.split}
     if earlier and earlier != {control}:
         raise ConfigError(
@@ -571,8 +567,6 @@ def load_plan(store: Store, run_id: str) -> CampaignPlan:
     row = frame.iloc[0]
     params = json.loads(row["params"]) if row["params"] else {}
     funnel = pd.DataFrame(json.loads(row["funnel"]) if row["funnel"] else [])
-    from segmint.experiments._arms import design_from_params
-
     design = design_from_params(params)
     by_segment, by_arm = _arm_counts(store, run_id, design.control)
     as_of = pd.Timestamp(row["as_of"]).date()

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from segmint.campaigns._tables import lit, ts_lit
-from segmint.experiments._arms import design_from_params
-from segmint.experiments._power import mde_proportion
+from segmint.campaigns._arms import design_from_params
+from segmint.campaigns._power import mde_proportion
+from segmint.store import lit, ts_lit
 
 if TYPE_CHECKING:
     from segmint.campaigns._plan import CampaignPlan

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from segmint.campaigns._config import Playbook
-from segmint.campaigns._tables import lit, table_exists
+from segmint.store import lit, table_exists
 
 if TYPE_CHECKING:
     from segmint.config import Config

@@ -71,7 +71,7 @@ COLUMNS = [
 # -- attributes ----------------------------------------------------------------------------
 def _trait(store: Store, variable: str) -> pd.DataFrame:
     from segmint._expressions import check_expression
-    from segmint.features._custom import PERSONAL_COLUMNS, TRAIT_COLUMNS
+    from segmint.features import PERSONAL_COLUMNS, TRAIT_COLUMNS
 
     expr = check_expression(
         variable,
@@ -250,7 +250,7 @@ def _raw(
     if features is not None and variable in features.columns and variable != "user_id":
         return features[["user_id", variable]].rename(columns={variable: "v"})
     if variable in segmentations:
-        from segmint.segments._segment import run_segmentation
+        from segmint.segments import run_segmentation
 
         assert features is not None
         result = run_segmentation(
@@ -448,7 +448,7 @@ def evaluate_breakdowns(
 ) -> pd.DataFrame:
     """The breakdown table of a campaign's users (see :func:`breakdown_table`), the control
     taken from the campaign's design; notes on folded levels go to ``warnings``."""
-    from segmint.experiments._arms import campaign_design
+    from segmint.campaigns import campaign_design
 
     if not by:
         return pd.DataFrame(columns=COLUMNS)

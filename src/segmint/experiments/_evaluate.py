@@ -30,9 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from segmint.campaigns._tables import lit, ts_lit
-from segmint.errors import ConfigError, NotFoundError
-from segmint.experiments._arms import (
+from segmint.campaigns import (
     DEFAULT_CONTROL,
     POOLED,
     Design,
@@ -40,6 +38,7 @@ from segmint.experiments._arms import (
     normalize_arm,
     run_designs,
 )
+from segmint.errors import ConfigError, NotFoundError
 from segmint.experiments._stats import (
     CupedResult,
     SrmResult,
@@ -55,7 +54,7 @@ from segmint.experiments._stats import (
     welch_ttest,
     wilson_interval,
 )
-from segmint.store import Store
+from segmint.store import Store, lit, ts_lit
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -912,7 +911,7 @@ def _pre_treatment_segments(
         if config is None or segmentation not in config.segmentations:
             known_s = ", ".join(config.segmentations) if config is not None else "(no config)"
             raise NotFoundError(f"no segmentation {segmentation!r}; known: {known_s}")
-        from segmint.segments._segment import run_segmentation
+        from segmint.segments import run_segmentation
 
         assert features is not None
         result = run_segmentation(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from segmint.campaigns._tables import lit
+from segmint.store import lit
 
 if TYPE_CHECKING:
     from segmint.store import Store

@@ -35,14 +35,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from segmint.campaigns._tables import lit, ts_lit
+from segmint._time import to_utc
 from segmint.errors import ConfigError, NotFoundError
 from segmint.experiments._evaluate import MESSAGE_EVENTS
 from segmint.experiments._stats import welch_batch, wilson_interval
 from segmint.features import default_as_of
-from segmint.features._catalog import to_utc
-from segmint.segments._runs import resolve_run
-from segmint.store import Store
+from segmint.segments import resolve_run
+from segmint.store import Store, lit, ts_lit
 
 __all__ = [
     "BeforeAfterResult",

@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from segmint.campaigns._tables import lit, ts_lit
+from segmint._time import to_utc
 from segmint.errors import ConfigError
-from segmint.features._catalog import to_utc
-from segmint.segments._runs import resolve_run
-from segmint.store import Store
+from segmint.segments import resolve_run
+from segmint.store import Store, lit, ts_lit
 
 __all__ = ["SURVEYS", "SatisfactionResult", "satisfaction_by_segment", "satisfaction_sql"]
 

@@ -24,7 +24,7 @@ from segmint.segments._rules import (
     rfm_sql,
     value_tiers_sql,
 )
-from segmint.segments._runs import SegmentResult, diff_runs, list_runs, load_run
+from segmint.segments._runs import SegmentResult, diff_runs, list_runs, load_run, resolve_run
 from segmint.segments._segment import run_segmentation, run_segmentations, segment_metrics
 
 if typing.TYPE_CHECKING:
@@ -98,6 +98,7 @@ __all__ = [
     "list_runs",
     "load_run",
     "name_clusters",
+    "resolve_run",
     "rfm_sql",
     "run_segmentation",
     "run_segmentations",
