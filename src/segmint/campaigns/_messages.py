@@ -31,7 +31,7 @@ from segmint.campaigns._keys import KeyRing, key_ring
 from segmint.campaigns._templates import MessageRenderer, check_templates
 from segmint.campaigns._unsubscribe import make_token
 from segmint.errors import ConfigError
-from segmint.store import Store, column_exists, lit, table_exists
+from segmint.store import Store, column_exists, completed, lit, table_exists
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -274,6 +274,7 @@ class MessageBuilder:
             if table_exists(self.store, "recommendation_runs") and table_exists(
                 self.store, "recommendations"
             ):
+                # not latest_run_sql: its first parameter is named ``kind`` too
                 run = self.store.scalar(
                     "SELECT run_id FROM recommendation_runs WHERE kind = 'batch' "
                     "ORDER BY created_at DESC, run_id DESC LIMIT 1"
@@ -295,7 +296,7 @@ class MessageBuilder:
                 "i.price AS price, count(DISTINCT o.user_id) AS n_users "
                 "FROM order_items oi JOIN orders o ON o.order_id = oi.order_id "
                 "LEFT JOIN items i ON i.item_id = oi.item_id "
-                "WHERE o.status = 'completed' AND o.ts >= "
+                f"WHERE {completed('o')} AND o.ts >= "
                 "(SELECT max(ts) FROM orders) - INTERVAL '30 days' "
                 "GROUP BY oi.item_id, i.title, i.category, i.price "
                 "ORDER BY n_users DESC, oi.item_id LIMIT 20"

@@ -54,7 +54,7 @@ from segmint.experiments._stats import (
     welch_ttest,
     wilson_interval,
 )
-from segmint.store import Store, date_lit, lit, ts_lit
+from segmint.store import Store, completed, date_lit, lit, ts_lit
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -257,7 +257,7 @@ def _user_outcomes(
         f"count(o.order_id) FILTER (WHERE o.ts >= u.t0) AS orders, "
         f"coalesce(sum(o.amount) FILTER (WHERE o.ts >= u.t0), 0) AS revenue, "
         f"coalesce(sum(o.amount) FILTER (WHERE o.ts < u.t0), 0) AS pre_revenue "
-        "FROM u LEFT JOIN orders o ON o.user_id = u.user_id AND o.status = 'completed' "
+        f"FROM u LEFT JOIN orders o ON o.user_id = u.user_id AND {completed('o')} "
         f"AND o.ts >= u.t0 - {p} AND o.ts < {close} "
         "GROUP BY u.user_id, u.arm, u.run_id, u.t0"
     )

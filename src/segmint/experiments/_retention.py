@@ -41,7 +41,7 @@ from segmint.experiments._evaluate import MESSAGE_EVENTS
 from segmint.experiments._stats import welch_batch, wilson_interval
 from segmint.features import default_as_of
 from segmint.segments import resolve_run
-from segmint.store import Store, lit, ts_lit
+from segmint.store import COMPLETED, Store, lit, ts_lit
 
 __all__ = [
     "BeforeAfterResult",
@@ -56,8 +56,6 @@ log = logging.getLogger(__name__)
 
 ALL = "(all)"
 """The segment label of the rows that cover every user."""
-
-COMPLETED = "status = 'completed'"
 
 CohortBy = Literal["first_purchase", "signup"]
 Activity = Literal["order", "event"]
