@@ -7,8 +7,8 @@ rows. No Python loop touches a user.
 
 Conventions
 -----------
-* A **purchase** is an order with ``status = 'completed'`` (as in the feature catalog);
-  refunded and cancelled orders never count.
+* A **purchase** is a completed order (:data:`segmint.store.COMPLETED`, as in the feature
+  catalog); refunded and cancelled orders never count.
 * **Months are UTC calendar months.** Timestamps are ``TIMESTAMPTZ`` and both stores run
   their sessions in UTC, so an order at ``2024-01-31 23:30-05:00`` (= 04:30 UTC on
   1 February) belongs to February.
