@@ -99,8 +99,7 @@ def test_completed_orders_as_of_a_date(store: Store) -> None:
     every = store.query(f"SELECT order_id FROM ({completed_orders()}) o ORDER BY 1")
     assert every["order_id"].tolist() == ["o1", "o2", "o3", "o4"]  # not the refund
     as_of = store.query(
-        f"SELECT order_id FROM ({completed_orders(before=date(2025, 3, 2))}) o "
-        "ORDER BY 1"
+        f"SELECT order_id FROM ({completed_orders(before=date(2025, 3, 2))}) o ORDER BY 1"
     )
     assert as_of["order_id"].tolist() == ["o1", "o4"]  # o2 is at 12:00 on the as-of day
     window = store.query(
@@ -114,6 +113,14 @@ def test_latest_run_and_segment_at_a_time(store: Store) -> None:
     assert store.scalar(latest_run_sql("segment", segmentation="rfm", at=_ts(3))) == "r1"
     assert store.scalar(latest_run_sql("segment", segmentation="rfm", at=_ts(1, 1))) is None
     assert store.scalar(latest_run_sql("segment", method="lifecycle")) == "r3"
+    store.execute(
+        "INSERT INTO recommendation_runs (run_id, kind, created_at, model, n_users, params, "
+        "metrics) VALUES ('b1', 'batch', ?, 'als', 1, '{}', '{}'), "
+        "('e1', 'evaluation', ?, 'als', 1, '{}', '{}')",
+        [_ts(1), _ts(2)],
+    )
+    assert store.scalar(latest_run_sql("recommendation", kind="batch")) == "b1"
+    assert store.scalar(latest_run_sql("recommendation")) == "e1"
     now = store.query(segment_at_sql("rfm") + " ORDER BY 1")
     assert list(zip(now["user_id"], now["segment"], strict=True)) == [
         ("u1", "loyal"),
