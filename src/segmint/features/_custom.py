@@ -18,12 +18,13 @@ from sqlglot.tokens import TokenType
 
 from segmint._expressions import ALLOWED_FUNCTIONS, check_expression
 from segmint.errors import ConfigError
-from segmint.store._schema import TABLES
+from segmint.store import TABLES
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
     "PERSONAL_COLUMNS",
     "SOURCE_COLUMNS",
+    "TRAIT_COLUMNS",
     "CustomFeature",
     "check_expression",
 ]
