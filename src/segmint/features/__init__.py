@@ -7,7 +7,7 @@ value uses only data strictly before the as-of instant, and each computation is 
 as a run (``compute_features`` / ``load_features``).
 """
 
-from segmint.features._catalog import CATALOG, FeatureSpec, feature_sql
+from segmint.features._catalog import CATALOG, UNKNOWN_CATEGORY, FeatureSpec, feature_sql
 from segmint.features._custom import (
     ALLOWED_FUNCTIONS,
     PERSONAL_COLUMNS,
@@ -29,6 +29,7 @@ __all__ = [
     "CATALOG",
     "PERSONAL_COLUMNS",
     "TRAIT_COLUMNS",
+    "UNKNOWN_CATEGORY",
     "CustomFeature",
     "FeatureRun",
     "FeatureSpec",

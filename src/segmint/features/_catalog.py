@@ -18,6 +18,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from segmint._time import to_utc
 from segmint.errors import ConfigError
 from segmint.features._custom import CustomFeature
 from segmint.store import COMPLETED, completed, lit, scratch_engine, ts_lit
@@ -137,18 +138,8 @@ CATALOG: dict[str, FeatureSpec] = {s.name: s for s in _SPECS}
 
 SESSION_GAP_SECONDS = 30 * 60
 UNKNOWN_CATEGORY = "unknown"
+"""The category of an item that has none (in category spend, shares and personas)."""
 DIALECTS = ("duckdb", "postgres", "spark")
-
-
-def to_utc(as_of: datetime | date) -> datetime:
-    """An as-of value as an aware UTC datetime (a date means its midnight UTC)."""
-    if isinstance(as_of, datetime):
-        if as_of.tzinfo is None:
-            return as_of.replace(tzinfo=UTC)
-        return as_of.astimezone(UTC)
-    if isinstance(as_of, date):
-        return datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
-    raise ConfigError(f"as_of must be a datetime or a date, got {type(as_of).__name__} ({as_of!r})")
 
 
 def _ts(value: datetime) -> str:

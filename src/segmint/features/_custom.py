@@ -79,6 +79,8 @@ PERSONAL_COLUMNS = {
     for c in t.columns
     if c.pii
 }
+"""Personal columns of the store's tables (name -> why it is refused, and what to use
+instead): custom features, segment rules and breakdowns may not read them."""
 
 TRAIT_COLUMNS = ("traits",)
 """JSON columns whose keys features (of table ``users``), rules and breakdowns may read, one
