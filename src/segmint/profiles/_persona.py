@@ -463,9 +463,7 @@ def personas(
     lang = language(locale)
     if features is None:
         features = load_features(store, run.feature_run_id)
-    frame = run.assignments[["user_id", "segment"]].merge(features, on="user_id", how="left")
-    seg = frame["segment"].astype(str)
-    frame["segment"] = seg
+    frame, seg = _members(run, features)
     stats = _feature_stats(frame, _numeric(features))
     n_total = len(frame)
     revenue = _revenue(frame, seg)
@@ -473,9 +471,7 @@ def personas(
     demographics = _demographics(frame, seg)
     lifecycle = _mix(frame["user_id"].map(_lifecycle(store, run, features)), seg)
     cats, its = _categories_and_items(*_purchases(store, run))
-    empty_c = pd.DataFrame(columns=["category", "revenue", "share", "population_share", "index"])
-    empty_i = pd.DataFrame(columns=["item_id", "title", "category", "buyers", "revenue"])
-    empty_mix = pd.DataFrame(columns=["value", "share", "population_share"])
+    empty_c, empty_i, empty_mix = _empty_tables()
 
     out = []
     for s, n in seg.value_counts().items():
@@ -513,6 +509,23 @@ def personas(
             )
         )
     return out
+
+
+def _members(run: SegmentResult, features: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The run's users with their segment (as text) and features, and the segment column."""
+    frame = run.assignments[["user_id", "segment"]].merge(features, on="user_id", how="left")
+    seg = frame["segment"].astype(str)
+    frame["segment"] = seg
+    return frame, seg
+
+
+def _empty_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Empty top-categories, top-items and mix tables (for a segment without any)."""
+    return (
+        pd.DataFrame(columns=["category", "revenue", "share", "population_share", "index"]),
+        pd.DataFrame(columns=["item_id", "title", "category", "buyers", "revenue"]),
+        pd.DataFrame(columns=["value", "share", "population_share"]),
+    )
 
 
 def _revenue(frame: pd.DataFrame, seg: pd.Series) -> pd.Series:
