@@ -7,8 +7,14 @@ value uses only data strictly before the as-of instant, and each computation is 
 as a run (``compute_features`` / ``load_features``).
 """
 
-from segmint.features._catalog import CATALOG, FeatureSpec, feature_sql
-from segmint.features._custom import ALLOWED_FUNCTIONS, CustomFeature, check_expression
+from segmint.features._catalog import CATALOG, UNKNOWN_CATEGORY, FeatureSpec, feature_sql
+from segmint.features._custom import (
+    ALLOWED_FUNCTIONS,
+    PERSONAL_COLUMNS,
+    TRAIT_COLUMNS,
+    CustomFeature,
+    check_expression,
+)
 from segmint.features._runs import (
     FeatureRun,
     category_shares,
@@ -21,6 +27,9 @@ from segmint.features._runs import (
 __all__ = [
     "ALLOWED_FUNCTIONS",
     "CATALOG",
+    "PERSONAL_COLUMNS",
+    "TRAIT_COLUMNS",
+    "UNKNOWN_CATEGORY",
     "CustomFeature",
     "FeatureRun",
     "FeatureSpec",
