@@ -104,6 +104,8 @@ def config(smtp_port: int = 1025) -> Any:
 
 def generate(path: Path, n_users: int) -> dict[str, Any]:
     """The synthetic store, built with SQL in DuckDB (cached)."""
+    import duckdb
+
     from segmint.store import open_store
 
     if path.exists():
@@ -111,8 +113,8 @@ def generate(path: Path, n_users: int) -> dict[str, Any]:
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    store = open_store(str(tmp))
-    con = store.engine
+    open_store(str(tmp)).close()  # the store's schema; the synthetic rows go in with SQL
+    con = duckdb.connect(str(tmp))
     n = int(n_users)
     con.execute(
         f"""INSERT INTO users (user_id, created_at, email, birthday, country, city, gender, age)
@@ -174,7 +176,7 @@ def generate(path: Path, n_users: int) -> dict[str, Any]:
                'similar buyers' FROM range({n}) t(i), range(3) s(r) ORDER BY 2, 3"""
     )
     con.execute("CHECKPOINT")
-    store.close()
+    con.close()
     tmp.rename(path)
     return {"cached": False, "seconds": round(time.perf_counter() - t0, 1)}
 

@@ -30,7 +30,10 @@ PYTHON = REPO / ".venv" / "bin" / "python"
 def worktree(rev: str, base: Path) -> Path:
     """A detached worktree of ``rev`` under ``base`` (reused if present)."""
     sha = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", rev], check=True, capture_output=True, text=True
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     wt = base / f"wt-{sha}"
     if not wt.exists():
@@ -72,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("before")
     p.add_argument("after")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "revs")
-    p.add_argument("--bench", action="append", required=True, help="NAME:ARGS, e.g. 'segment:--users 1000'")
+    p.add_argument(
+        "--bench", action="append", required=True, help="NAME:ARGS, e.g. 'segment:--users 1000'"
+    )
     p.add_argument("--repeat", type=int, default=1, help="runs per revision (interleaved)")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,8 @@ def generate(out: Path, n_users: int, n_orders: int) -> Path:
     path = store_path(out, n_users, n_orders)
     if path.exists():
         return path
+    import duckdb
+
     from segmint.store import open_store
 
     out.mkdir(parents=True, exist_ok=True)
@@ -107,8 +109,8 @@ def generate(out: Path, n_users: int, n_orders: int) -> Path:
         p.unlink(missing_ok=True)
     print(f"generating {path} ...", flush=True)
     t0 = time.perf_counter()
-    store = open_store(str(tmp))
-    con = store.engine
+    open_store(str(tmp)).close()  # the store's schema; the synthetic rows go in with SQL
+    con = duckdb.connect(str(tmp))
     con.execute("SET enable_progress_bar = false")
     # deterministic pseudo-random numbers from hashes: same data on every machine
     con.execute(
@@ -175,10 +177,10 @@ def generate(out: Path, n_users: int, n_orders: int) -> Path:
     con.execute("DROP TABLE ug")
     con.execute("CHECKPOINT")
     n_u, n_o = (
-        store.scalar("SELECT count(*) FROM users"),
-        store.scalar("SELECT count(*) FROM orders"),
+        con.execute("SELECT count(*) FROM users").fetchall()[0][0],
+        con.execute("SELECT count(*) FROM orders").fetchall()[0][0],
     )
-    store.close()
+    con.close()
     tmp.rename(path)
     size = path.stat().st_size
     print(

@@ -113,6 +113,14 @@ def test_latest_run_and_segment_at_a_time(store: Store) -> None:
     assert store.scalar(latest_run_sql("segment", segmentation="rfm", at=_ts(3))) == "r1"
     assert store.scalar(latest_run_sql("segment", segmentation="rfm", at=_ts(1, 1))) is None
     assert store.scalar(latest_run_sql("segment", method="lifecycle")) == "r3"
+    store.execute(
+        "INSERT INTO recommendation_runs (run_id, kind, created_at, model, n_users, params, "
+        "metrics) VALUES ('b1', 'batch', ?, 'als', 1, '{}', '{}'), "
+        "('e1', 'evaluation', ?, 'als', 1, '{}', '{}')",
+        [_ts(1), _ts(2)],
+    )
+    assert store.scalar(latest_run_sql("recommendation", kind="batch")) == "b1"
+    assert store.scalar(latest_run_sql("recommendation")) == "e1"
     now = store.query(segment_at_sql("rfm") + " ORDER BY 1")
     assert list(zip(now["user_id"], now["segment"], strict=True)) == [
         ("u1", "loyal"),

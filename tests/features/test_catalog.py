@@ -36,6 +36,9 @@ def test_public_api_is_exactly_the_documented_names() -> None:
         "CustomFeature",
         "FeatureRun",
         "FeatureSpec",
+        "PERSONAL_COLUMNS",
+        "TRAIT_COLUMNS",
+        "UNKNOWN_CATEGORY",
         "category_shares",
         "check_expression",
         "compute_features",
@@ -44,6 +47,19 @@ def test_public_api_is_exactly_the_documented_names() -> None:
         "features_as_of",
         "load_features",
     ]
+
+
+def test_shared_names_of_the_feature_layer() -> None:
+    from segmint._time import to_utc
+    from segmint.store import TABLES
+
+    personal = {c.name for t in TABLES.values() for c in t.columns if c.pii}
+    assert set(segmint.features.PERSONAL_COLUMNS) == personal
+    assert "email" in segmint.features.PERSONAL_COLUMNS
+    assert segmint.features.TRAIT_COLUMNS == ("traits",)
+    assert segmint.features.UNKNOWN_CATEGORY == "unknown"
+    assert to_utc(date(2026, 1, 2)) == datetime(2026, 1, 2, tzinfo=UTC)
+    assert to_utc(datetime(2026, 1, 2, 3)) == datetime(2026, 1, 2, 3, tzinfo=UTC)
 
 
 def test_catalog_lists_every_column_of_the_sql_with_its_type() -> None:

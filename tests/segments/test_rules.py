@@ -187,3 +187,12 @@ def test_run_rules_assigns_like_the_sql(features: pd.DataFrame) -> None:
     got = run_rules(spec, features, name="t")
     want = run_sql(custom_rules_sql(spec, set(features.columns), name="t"), features)
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_run_sql_is_public_for_other_layers(features: pd.DataFrame) -> None:
+    import segmint.segments
+
+    spec = LifecycleSegmentation(type="lifecycle")
+    public = segmint.segments.run_sql(lifecycle_sql(spec), features)
+    assert public.equals(run_sql(lifecycle_sql(spec), features))
+    assert set(public.columns) == {"user_id", "segment"}

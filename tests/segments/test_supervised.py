@@ -486,3 +486,15 @@ def test_campaign_target_on_postgresql(pg_url: str) -> None:
         assert load_run(s, "resp").details["leaves"] == r.details["leaves"]
     finally:
         s.close()
+
+
+def test_wilson_interval_matches_the_experiments_layer() -> None:
+    from segmint.experiments._stats import wilson_interval
+    from segmint.segments._supervised import _wilson
+
+    x = np.array([0, 3, 10, 50, 7])
+    n = np.array([0, 10, 10, 200, 7])
+    lo, hi = _wilson(x, n)
+    want_lo, want_hi = wilson_interval(x, n)
+    np.testing.assert_array_equal(lo, want_lo)
+    np.testing.assert_array_equal(hi, want_hi)

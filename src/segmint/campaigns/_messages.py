@@ -31,7 +31,7 @@ from segmint.campaigns._keys import KeyRing, key_ring
 from segmint.campaigns._templates import MessageRenderer, check_templates
 from segmint.campaigns._unsubscribe import make_token
 from segmint.errors import ConfigError
-from segmint.store import Store, column_exists, completed, lit, table_exists
+from segmint.store import Store, column_exists, completed, latest_run_sql, lit, table_exists
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -274,11 +274,7 @@ class MessageBuilder:
             if table_exists(self.store, "recommendation_runs") and table_exists(
                 self.store, "recommendations"
             ):
-                # not latest_run_sql: its first parameter is named ``kind`` too
-                run = self.store.scalar(
-                    "SELECT run_id FROM recommendation_runs WHERE kind = 'batch' "
-                    "ORDER BY created_at DESC, run_id DESC LIMIT 1"
-                )
+                run = self.store.scalar(latest_run_sql("recommendation", kind="batch"))
             self._rec_run = None if run is None else str(run)
         return self._rec_run  # type: ignore[return-value]
 

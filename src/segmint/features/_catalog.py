@@ -18,10 +18,11 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from segmint._time import to_utc
 from segmint.errors import ConfigError
 from segmint.features._custom import CustomFeature
+from segmint.store import COMPLETED, completed, lit, scratch_engine, ts_lit
 from segmint.store import ident as _q
-from segmint.store import scratch_engine
 
 
 @dataclass(frozen=True)
@@ -137,36 +138,28 @@ CATALOG: dict[str, FeatureSpec] = {s.name: s for s in _SPECS}
 
 SESSION_GAP_SECONDS = 30 * 60
 UNKNOWN_CATEGORY = "unknown"
+"""The category of an item that has none (in category spend, shares and personas)."""
 DIALECTS = ("duckdb", "postgres", "spark")
 
 
-def to_utc(as_of: datetime | date) -> datetime:
-    """An as-of value as an aware UTC datetime (a date means its midnight UTC)."""
-    if isinstance(as_of, datetime):
-        if as_of.tzinfo is None:
-            return as_of.replace(tzinfo=UTC)
-        return as_of.astimezone(UTC)
-    if isinstance(as_of, date):
-        return datetime(as_of.year, as_of.month, as_of.day, tzinfo=UTC)
-    raise ConfigError(f"as_of must be a datetime or a date, got {type(as_of).__name__} ({as_of!r})")
-
-
 def _ts(value: datetime) -> str:
-    return f"CAST('{value.strftime('%Y-%m-%d %H:%M:%S.%f')}+00' AS TIMESTAMPTZ)"
+    """A TIMESTAMPTZ literal of an aware UTC instant."""
+    return ts_lit(value)
 
 
 def _category_spend_sql(as_of: datetime) -> str:
     """Per (user, category) completed item spend before ``as_of``, users as of then."""
     a = _ts(as_of)
+    unknown = lit(UNKNOWN_CATEGORY)
     return f"""
     SELECT o.user_id,
-           coalesce(i.category, '{UNKNOWN_CATEGORY}') AS category,
+           coalesce(i.category, {unknown}) AS category,
            sum(oi.quantity * coalesce(oi.unit_price, i.price)) AS spend
     FROM order_items AS oi
     JOIN orders AS o ON o.order_id = oi.order_id
     LEFT JOIN items AS i ON i.item_id = oi.item_id
-    WHERE o.status = 'completed' AND o.ts < {a} AND o.user_id IS NOT NULL
-    GROUP BY o.user_id, coalesce(i.category, '{UNKNOWN_CATEGORY}')"""
+    WHERE {completed("o")} AND o.ts < {a} AND o.user_id IS NOT NULL
+    GROUP BY o.user_id, coalesce(i.category, {unknown})"""
 
 
 def _users_sql(as_of: datetime) -> str:
@@ -179,7 +172,7 @@ def _users_sql(as_of: datetime) -> str:
 def _builtin_ctes(as_of: datetime) -> list[str]:
     a = _ts(as_of)
     t7, t30, t90, t365 = (_ts(as_of - timedelta(days=d)) for d in (7, 30, 90, 365))
-    completed = "status = 'completed'"
+    completed = COMPLETED
     return [
         f"u AS ({_users_sql(as_of)})",
         f"""o AS (

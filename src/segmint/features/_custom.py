@@ -18,12 +18,13 @@ from sqlglot.tokens import TokenType
 
 from segmint._expressions import ALLOWED_FUNCTIONS, check_expression
 from segmint.errors import ConfigError
-from segmint.store._schema import TABLES
+from segmint.store import TABLES
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
     "PERSONAL_COLUMNS",
     "SOURCE_COLUMNS",
+    "TRAIT_COLUMNS",
     "CustomFeature",
     "check_expression",
 ]
@@ -78,6 +79,8 @@ PERSONAL_COLUMNS = {
     for c in t.columns
     if c.pii
 }
+"""Personal columns of the store's tables (name -> why it is refused, and what to use
+instead): custom features, segment rules and breakdowns may not read them."""
 
 TRAIT_COLUMNS = ("traits",)
 """JSON columns whose keys features (of table ``users``), rules and breakdowns may read, one

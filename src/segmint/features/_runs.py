@@ -35,7 +35,7 @@ from segmint.features._catalog import (
     to_utc,
 )
 from segmint.features._custom import CustomFeature
-from segmint.store import Store
+from segmint.store import Store, latest_run_sql
 from segmint.store import ident as _q
 from segmint.store import lit as _lit
 from segmint.store import ts_lit as _ts_lit
@@ -43,7 +43,6 @@ from segmint.store import ts_lit as _ts_lit
 log = logging.getLogger(__name__)
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_TEMP = "_segmint_features_run"
 CATALOG_TYPES = {name: spec.type for name, spec in CATALOG.items()}
 
 
@@ -227,46 +226,20 @@ def compute_features(
     types = feature_columns(custom)
     created = datetime.now(UTC)
     run_id = run_id or new_run_id(created)
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ConfigError(
-            f"run id {run_id!r} is not allowed: use letters, digits and '_.:-' (at most 64)"
-        )
+    _check_run_id(run_id)
     sql = feature_sql(at, custom)
-    names = ", ".join(_q(n) for n in types)
-    params = {
-        "session_gap_seconds": SESSION_GAP_SECONDS,
-        "types": types,
-        "custom": [
-            {"name": f.name, "table": f.table, "expr": f.checked().sql(dialect="duckdb")}
-            for f in custom
-        ],
-    }
     try:
         with store.transaction():
             store.add_columns("features", types)  # a new custom or catalog feature
-            if store.scalar(f"SELECT count(*) FROM feature_runs WHERE run_id = {_lit(run_id)}"):
+            if store.scalar("SELECT count(*) FROM feature_runs WHERE run_id = ?", [run_id]):
                 raise ConfigError(f"feature run {run_id!r} already exists; choose another run_id")
-            if store.dialect == "duckdb":
-                store.execute(f"CREATE OR REPLACE TEMP TABLE {_TEMP} AS {sql}")
-                store.execute(
-                    f"INSERT INTO features (run_id, user_id, {names}) "
-                    f"SELECT {_lit(run_id)}, user_id, {names} FROM {_TEMP}"
-                )
-                data = store.query(f"SELECT user_id, {names} FROM {_TEMP}")
-                store.execute(f"DROP TABLE {_TEMP}")
-            else:
-                store.execute(
-                    f"INSERT INTO features (run_id, user_id, {names}) "
-                    f"SELECT {_lit(run_id)}, user_id, {names} FROM ({sql}) AS f"
-                )
-                data = store.query(
-                    f"SELECT user_id, {names} FROM features WHERE run_id = {_lit(run_id)}"
-                )
+            data = _write_feature_rows(store, sql, run_id, types)
             n_users = len(data)
             store.execute(
                 "INSERT INTO feature_runs (run_id, as_of, created_at, n_users, features, params) "
                 f"VALUES ({_lit(run_id)}, {_ts_lit(at)}, {_ts_lit(created)}, {n_users}, "
-                f"{_lit(json.dumps(list(types)))}, {_lit(json.dumps(params, sort_keys=True))})"
+                f"{_lit(json.dumps(list(types)))}, "
+                f"{_lit(json.dumps(_run_params(custom, types), sort_keys=True))})"
             )
     except Exception as exc:
         _name_failing_feature(store, custom, at, exc)
@@ -286,6 +259,50 @@ def compute_features(
         features=tuple(types),
         data=_normalize(data, types),
     )
+
+
+def _check_run_id(run_id: Any) -> None:
+    """Refuse a run id that is not a short word of letters, digits and ``_.:-``."""
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ConfigError(
+            f"run id {run_id!r} is not allowed: use letters, digits and '_.:-' (at most 64)"
+        )
+
+
+def _run_params(custom: Sequence[CustomFeature], types: dict[str, str]) -> dict[str, Any]:
+    """What a feature run records of how it was computed."""
+    return {
+        "session_gap_seconds": SESSION_GAP_SECONDS,
+        "types": types,
+        "custom": [
+            {"name": f.name, "table": f.table, "expr": f.checked().sql(dialect="duckdb")}
+            for f in custom
+        ],
+    }
+
+
+def _write_feature_rows(store: Store, sql: str, run_id: str, types: dict[str, str]) -> pd.DataFrame:
+    """Insert the rows of feature query ``sql`` as run ``run_id`` (in the caller's
+    transaction) and return them (``user_id`` then the features, as the store gives them).
+
+    Where the engine is the store (DuckDB) the rows are computed once into a staged table,
+    inserted from it and read back from it; otherwise the store computes and inserts them
+    in one statement and they are read back from ``features``.
+    """
+    names = ", ".join(_q(n) for n in types)
+    if store.capabilities.engine_is_store:
+        with store.staging() as stage:
+            rows = stage.table("features_run", sql)
+            stage.execute(
+                f"INSERT INTO features (run_id, user_id, {names}) "
+                f"SELECT {_lit(run_id)}, user_id, {names} FROM {rows}"
+            )
+            return stage.query(f"SELECT user_id, {names} FROM {rows}")
+    store.execute(
+        f"INSERT INTO features (run_id, user_id, {names}) "
+        f"SELECT {_lit(run_id)}, user_id, {names} FROM ({sql}) AS f"
+    )
+    return store.query(f"SELECT user_id, {names} FROM features WHERE run_id = {_lit(run_id)}")
 
 
 def features_as_of(
@@ -333,11 +350,8 @@ def load_features(store: Store, run_id: str | None = None) -> pd.DataFrame:
             f"store {store.location} has no feature runs; compute features first "
             "(segmint.features.compute_features)"
         )
-    where = "" if run_id is None else f"WHERE run_id = {_lit(run_id)} "
-    run = store.query(
-        f"SELECT run_id, features, params FROM feature_runs {where}"
-        "ORDER BY created_at DESC, run_id DESC LIMIT 1"
-    )
+    where: dict[str, Any] = {} if run_id is None else {"run_id": run_id}
+    run = store.query(latest_run_sql("feature", columns="run_id, features, params", **where))
     if run.empty:
         if run_id is None:
             raise NotFoundError(f"store {store.location} has no feature runs; compute first")

@@ -15,7 +15,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -24,9 +24,9 @@ from segmint._output import cannot_write, output_file, output_folder
 from segmint._spreadsheet import write_csv, write_xlsx
 from segmint.errors import ConfigError, NotFoundError
 from segmint.profiles._persona import Persona
+from segmint.store import Store, latest_run_sql, latest_runs_sql
 from segmint.store import ident as _ident
 from segmint.store import lit as _lit
-from segmint.store._base import Store
 
 Format = Literal["csv", "xlsx", "parquet", "json", "jsonl"]
 FORMATS: tuple[str, ...] = ("csv", "xlsx", "parquet", "json", "jsonl")
@@ -101,7 +101,7 @@ def _significant(x: float, digits: int) -> float:
 
 
 def _money_columns(frame: pd.DataFrame) -> set[str]:
-    from segmint.features._catalog import CATALOG
+    from segmint.features import CATALOG
 
     money = {n for n, spec in CATALOG.items() if spec.unit == "currency"} | MONEY_COLUMNS
     return {c for c in frame.columns if isinstance(c, str) and c in money}
@@ -126,15 +126,6 @@ def for_people(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _has_table(store: Store, table: str) -> bool:
-    n = store.scalar(
-        "SELECT count(*) FROM information_schema.tables "
-        "WHERE table_schema = current_schema() AND table_name = ?",
-        [table],
-    )
-    return bool(n)
-
-
 def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.DataFrame:
     """One row per user: attributes (contacts masked), features and the latest segment of
     every segmentation, computed in the store with one query."""
@@ -143,12 +134,8 @@ def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.Dat
             f"store {store.location} has no feature run yet: run `segmint segment` first "
             "(it computes the features and the segments), then export"
         )
-    run = store.query(
-        "SELECT run_id, features FROM feature_runs "
-        + ("WHERE run_id = ? " if feature_run_id else "")
-        + "ORDER BY created_at DESC, run_id DESC LIMIT 1",
-        [feature_run_id] if feature_run_id else None,
-    )
+    where: dict[str, Any] = {"run_id": feature_run_id} if feature_run_id else {}
+    run = store.query(latest_run_sql("feature", columns="run_id, features", **where))
     if run.empty:
         if feature_run_id:
             raise NotFoundError(f"no feature run {feature_run_id!r} in {store.location}")
@@ -156,15 +143,7 @@ def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.Dat
     fr = str(run.iat[0, 0])
     names = [n for n in json.loads(str(run.iat[0, 1])) if n not in {"user_id", "run_id"}]
     feature_cols = "".join(f", f.{_ident(n)}" for n in names)
-    if _has_table(store, "segment_runs"):
-        runs = store.query(
-            """SELECT segmentation, run_id FROM segment_runs
-               QUALIFY row_number() OVER (PARTITION BY segmentation
-                                          ORDER BY created_at DESC, run_id DESC) = 1
-               ORDER BY segmentation"""
-        )
-    else:  # features computed, nothing segmented yet: the profiles have no segment columns
-        runs = pd.DataFrame({"segmentation": [], "run_id": []})
+    runs = store.query(latest_runs_sql())
     seg_names = [_ident(f"segment_{r.segmentation}") for r in runs.itertuples()]
     seg_cols = "".join(
         f", max(CASE WHEN a.run_id = {_lit(str(r.run_id))} THEN a.segment END) AS {n}"

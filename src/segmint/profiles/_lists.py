@@ -31,8 +31,7 @@ import pandas as pd
 
 from segmint.errors import ConfigError
 from segmint.profiles._export import resolve_format, write_tables
-from segmint.store import latest_consent_sql
-from segmint.store._base import Store
+from segmint.store import Store, latest_consent_sql
 
 __all__ = ["ExportRecord", "export_list", "export_log", "pseudonymize", "record_export"]
 

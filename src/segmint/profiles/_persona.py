@@ -15,12 +15,11 @@ import pandas as pd
 
 from segmint._i18n import Language, language
 from segmint._labels import feature_label, segment_label
+from segmint._time import to_utc
 from segmint.config import LifecycleSegmentation
-from segmint.features import load_features
-from segmint.features._catalog import UNKNOWN_CATEGORY, _ts, to_utc
-from segmint.segments._rules import lifecycle_sql, run_sql
-from segmint.segments._runs import SegmentResult
-from segmint.store._base import Store
+from segmint.features import CATALOG, UNKNOWN_CATEGORY, load_features
+from segmint.segments import SegmentResult, lifecycle_sql, run_sql
+from segmint.store import Store, completed, latest_run_sql, ts_lit
 
 AGE_BANDS: tuple[tuple[int, int, str], ...] = (
     (0, 25, "<25"),
@@ -218,9 +217,7 @@ def _supported(row: pd.Series) -> bool:
 
 
 def _money_features() -> frozenset[str]:
-    from segmint.features._catalog import _SPECS
-
-    return frozenset(spec.name for spec in _SPECS if spec.unit == "currency")
+    return frozenset(spec.name for spec in CATALOG.values() if spec.unit == "currency")
 
 
 def _distinguishing(
@@ -288,9 +285,7 @@ def _lifecycle(store: Store, run: SegmentResult, features: pd.DataFrame) -> pd.S
         return run.assignments.set_index("user_id")["segment"]
     if run.feature_run_id is not None:
         found = store.query(
-            "SELECT run_id FROM segment_runs WHERE method = 'lifecycle' AND feature_run_id = ? "
-            "ORDER BY created_at DESC, run_id DESC LIMIT 1",
-            [run.feature_run_id],
+            latest_run_sql("segment", method="lifecycle", feature_run_id=run.feature_run_id)
         )
         if not found.empty:
             a = store.query(
@@ -307,7 +302,7 @@ def _lifecycle(store: Store, run: SegmentResult, features: pd.DataFrame) -> pd.S
 
 def _purchases(store: Store, run: SegmentResult) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Item revenue and buyers per segment (one query), and the items' titles/categories."""
-    as_of = "" if run.as_of is None else f"AND o.ts < {_ts(to_utc(run.as_of))}"
+    as_of = "" if run.as_of is None else f"AND o.ts < {ts_lit(to_utc(run.as_of))}"
     per_item = store.query(
         f"""
         WITH spend AS (
@@ -316,7 +311,7 @@ def _purchases(store: Store, run: SegmentResult) -> tuple[pd.DataFrame, pd.DataF
             FROM order_items AS oi
             JOIN orders AS o ON o.order_id = oi.order_id
             LEFT JOIN items AS i ON i.item_id = oi.item_id
-            WHERE o.status = 'completed' AND o.user_id IS NOT NULL {as_of}
+            WHERE {completed("o")} AND o.user_id IS NOT NULL {as_of}
             GROUP BY o.user_id, oi.item_id
         )
         SELECT a.segment, s.item_id, count(*) AS buyers, sum(s.revenue) AS revenue
@@ -468,37 +463,18 @@ def personas(
     lang = language(locale)
     if features is None:
         features = load_features(store, run.feature_run_id)
-    frame = run.assignments[["user_id", "segment"]].merge(features, on="user_id", how="left")
-    seg = frame["segment"].astype(str)
-    frame["segment"] = seg
-    cols = _numeric(features)
-    stats = _feature_stats(frame, cols)
+    frame, seg = _members(run, features)
+    stats = _feature_stats(frame, _numeric(features))
     n_total = len(frame)
-    sizes = seg.value_counts()
-    money = (
-        frame["monetary"].astype("float64").fillna(0.0)
-        if "monetary" in frame
-        else pd.Series(0.0, index=frame.index)
-    )
-    revenue = money.groupby(seg).sum()
+    revenue = _revenue(frame, seg)
     total_revenue = float(revenue.sum())
-
-    demographics: dict[str, dict[str, pd.DataFrame]] = {}
-    if "age" in frame:
-        demographics["age_band"] = _mix(_age_band(frame["age"]), seg)
-    for col in ("gender", "country"):
-        if col in frame:
-            demographics[col] = _mix(frame[col], seg)
-    stage = _lifecycle(store, run, features)
-    lifecycle = _mix(frame["user_id"].map(stage), seg)
-    per_item, items = _purchases(store, run)
-    cats, its = _categories_and_items(per_item, items)
-    empty_c = pd.DataFrame(columns=["category", "revenue", "share", "population_share", "index"])
-    empty_i = pd.DataFrame(columns=["item_id", "title", "category", "buyers", "revenue"])
-    empty_mix = pd.DataFrame(columns=["value", "share", "population_share"])
+    demographics = _demographics(frame, seg)
+    lifecycle = _mix(frame["user_id"].map(_lifecycle(store, run, features)), seg)
+    cats, its = _categories_and_items(*_purchases(store, run))
+    empty_c, empty_i, empty_mix = _empty_tables()
 
     out = []
-    for s, n in sizes.items():
+    for s, n in seg.value_counts().items():
         s = str(s)
         user_share = n / n_total
         revenue_share = float(revenue.get(s, 0.0)) / total_revenue if total_revenue else 0.0
@@ -533,3 +509,41 @@ def personas(
             )
         )
     return out
+
+
+def _members(run: SegmentResult, features: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """The run's users with their segment (as text) and features, and the segment column."""
+    frame = run.assignments[["user_id", "segment"]].merge(features, on="user_id", how="left")
+    seg = frame["segment"].astype(str)
+    frame["segment"] = seg
+    return frame, seg
+
+
+def _empty_tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Empty top-categories, top-items and mix tables (for a segment without any)."""
+    return (
+        pd.DataFrame(columns=["category", "revenue", "share", "population_share", "index"]),
+        pd.DataFrame(columns=["item_id", "title", "category", "buyers", "revenue"]),
+        pd.DataFrame(columns=["value", "share", "population_share"]),
+    )
+
+
+def _revenue(frame: pd.DataFrame, seg: pd.Series) -> pd.Series:
+    """Revenue (the ``monetary`` feature, missing as 0) per segment."""
+    money = (
+        frame["monetary"].astype("float64").fillna(0.0)
+        if "monetary" in frame
+        else pd.Series(0.0, index=frame.index)
+    )
+    return money.groupby(seg).sum()
+
+
+def _demographics(frame: pd.DataFrame, seg: pd.Series) -> dict[str, dict[str, pd.DataFrame]]:
+    """Age band, gender and country mix per segment (those the features have)."""
+    demographics: dict[str, dict[str, pd.DataFrame]] = {}
+    if "age" in frame:
+        demographics["age_band"] = _mix(_age_band(frame["age"]), seg)
+    for col in ("gender", "country"):
+        if col in frame:
+            demographics[col] = _mix(frame[col], seg)
+    return demographics

@@ -11,11 +11,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from segmint._time import to_utc
 from segmint.errors import NotFoundError
-from segmint.features._catalog import UNKNOWN_CATEGORY, _ts, to_utc
-from segmint.store import latest_consent_sql
-from segmint.store import table_exists as _table_exists
-from segmint.store._base import Store
+from segmint.features import UNKNOWN_CATEGORY
+from segmint.store import (
+    COMPLETED,
+    Store,
+    completed,
+    latest_consent_sql,
+    latest_run_sql,
+    lit,
+    ts_lit,
+)
 
 PROFILE_ATTRIBUTES = (
     "user_id",
@@ -187,12 +194,8 @@ def _features_of(
     as_of: datetime | None = None
     run_id: str | None = None
     if store.scalar("SELECT count(*) FROM feature_runs"):
-        where = "WHERE run_id = ?" if feature_run_id else ""
-        run = store.query(
-            f"SELECT run_id, as_of FROM feature_runs {where} "
-            "ORDER BY created_at DESC, run_id DESC LIMIT 1",
-            [feature_run_id] if feature_run_id else None,
-        )
+        where: dict[str, Any] = {"run_id": feature_run_id} if feature_run_id else {}
+        run = store.query(latest_run_sql("feature", columns="run_id, as_of", **where))
         if run.empty and feature_run_id:
             raise NotFoundError(f"feature run {feature_run_id!r} not found")
         if not run.empty:
@@ -213,12 +216,12 @@ def _favourite_categories(store: Store, user_id: str, before: str) -> pd.DataFra
     """The user's top five categories by completed spend (``before``: the as-of filter),
     with each one's share of the total."""
     favourite = store.query(
-        f"""SELECT coalesce(i.category, '{UNKNOWN_CATEGORY}') AS category,
+        f"""SELECT coalesce(i.category, {lit(UNKNOWN_CATEGORY)}) AS category,
                    sum(oi.quantity * coalesce(oi.unit_price, i.price)) AS spend
             FROM order_items AS oi
             JOIN orders AS o ON o.order_id = oi.order_id
             LEFT JOIN items AS i ON i.item_id = oi.item_id
-            WHERE o.user_id = ? AND o.status = 'completed' {before}
+            WHERE o.user_id = ? AND {completed("o")} {before}
             GROUP BY 1 ORDER BY spend DESC, category LIMIT 5""",
         [user_id],
     )
@@ -228,7 +231,7 @@ def _favourite_categories(store: Store, user_id: str, before: str) -> pd.DataFra
             f"""SELECT coalesce(sum(oi.quantity * coalesce(oi.unit_price, i.price)), 0)
                 FROM order_items AS oi JOIN orders AS o ON o.order_id = oi.order_id
                 LEFT JOIN items AS i ON i.item_id = oi.item_id
-                WHERE o.user_id = ? AND o.status = 'completed' {before}""",
+                WHERE o.user_id = ? AND {completed("o")} {before}""",
             [user_id],
         )
         or 0.0
@@ -238,31 +241,18 @@ def _favourite_categories(store: Store, user_id: str, before: str) -> pd.DataFra
 
 
 def _latest_segments(store: Store, user_id: str) -> pd.DataFrame:
-    """The user's segment in the latest run of each segmentation."""
-    segments = pd.DataFrame(
-        columns=[
-            "segmentation",
-            "method",
-            "run_id",
-            "created_at",
-            "segment",
-            "detail",
-            "probability",
-        ]
+    """The user's segment in the latest run of each segmentation that assigned them."""
+    return store.query(
+        """SELECT r.segmentation, r.method, r.run_id, r.created_at, a.segment, a.detail,
+                  a.probability
+           FROM segment_assignments AS a
+           JOIN segment_runs AS r ON r.run_id = a.run_id
+           WHERE a.user_id = ?
+           QUALIFY row_number() OVER (
+               PARTITION BY r.segmentation ORDER BY r.created_at DESC, r.run_id DESC) = 1
+           ORDER BY r.segmentation""",
+        [user_id],
     )
-    if _table_exists(store, "segment_runs"):
-        segments = store.query(
-            """SELECT r.segmentation, r.method, r.run_id, r.created_at, a.segment, a.detail,
-                      a.probability
-               FROM segment_assignments AS a
-               JOIN segment_runs AS r ON r.run_id = a.run_id
-               WHERE a.user_id = ?
-               QUALIFY row_number() OVER (
-                   PARTITION BY r.segmentation ORDER BY r.created_at DESC, r.run_id DESC) = 1
-               ORDER BY r.segmentation""",
-            [user_id],
-        )
-    return segments
 
 
 def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = None) -> UserProfile:
@@ -284,11 +274,11 @@ def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = Non
     """
     attributes = _attributes(store, user_id)
     features, as_of, run_id = _features_of(store, user_id, feature_run_id)
-    before = f"AND o.ts < {_ts(to_utc(as_of))}" if as_of is not None else ""
+    before = f"AND o.ts < {ts_lit(to_utc(as_of))}" if as_of is not None else ""
     favourite = _favourite_categories(store, user_id, before)
     order_mix = store.query(
         f"""SELECT coalesce(channel, 'unknown') AS channel, count(*) AS n FROM orders AS o
-            WHERE user_id = ? AND status = 'completed' {before} GROUP BY 1 ORDER BY 2 DESC, 1""",
+            WHERE user_id = ? AND {COMPLETED} {before} GROUP BY 1 ORDER BY 2 DESC, 1""",
         [user_id],
     )
     event_before = before.replace("o.ts", "ts")

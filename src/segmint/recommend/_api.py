@@ -19,12 +19,13 @@ from segmint.recommend._interactions import Interactions, build_interactions
 from segmint.recommend._registry import default_segmentation, filters_from_config, make_model
 from segmint.recommend._runs import (
     RecommendationRun,
+    _latest_of_kind_sql,
     _lit,
     load_run_record,
     new_run_id,
     save_run,
 )
-from segmint.store import Store
+from segmint.store import Store, completed, ts_lit
 
 __all__ = ["recommend_all", "recommend_for_user", "resolve_model"]
 
@@ -46,6 +47,8 @@ def resolve_model(store: Store, model: str | Recommender, config: RecommendConfi
     return make_model(model, config)
 
 
+# long on purpose: a 40-line docstring; the ~40-line body is a list of named steps
+# (_build_for, _users_to_recommend, _batch_record, save_run) around a batch generator.
 def recommend_all(
     store: Store,
     model: str | Recommender = "best",
@@ -102,54 +105,26 @@ def recommend_all(
     filters = filters or filters_from_config(cfg)
     started = time.perf_counter()
     rec = resolve_model(store, model, cfg)
-    data: Interactions = (
-        build_interactions(
-            store,
-            weights=cfg.event_weights,
-            quantity=cfg.quantity,
-            half_life_days=cfg.half_life_days,
-            binary=cfg.binary,
-            segmentation=cfg.segmentation or default_segmentation(store),
-        )
-        if interactions is None
-        else interactions
-    )
+    data = interactions if interactions is not None else _build_for(store, cfg)
     t_data = time.perf_counter()
     if getattr(rec, "interactions_", None) is not data:
         rec.fit(data)
     t_fit = time.perf_counter()
-    if user_ids is None:
-        users = store.query("SELECT user_id FROM users ORDER BY user_id")["user_id"]
-        ids = np.union1d(users.astype(str).to_numpy(dtype=object), data.user_ids)
-    else:
-        ids = np.unique(np.asarray(user_ids, dtype=object))
-    created = datetime.now(UTC)
-    run = RecommendationRun(
-        run_id=new_run_id(rec.name, created),
-        kind="batch",
-        created_at=created,
-        as_of=data.as_of,
-        model=rec.name,
-        n=n,
-        n_users=int(ids.size),
-        params={
-            "model": rec.name,
-            "model_params": rec.get_params(),
-            "interactions": data.params,
-            "filters": filters.as_dict(),
-        },
-        metrics={
+    ids = _users_to_recommend(store, data, user_ids)
+    run = _batch_record(rec, data, filters, n, ids)
+    run.metrics.update(
+        {
             "interactions_seconds": round(t_data - started, 3),
             "fit_seconds": round(t_fit - t_data, 3),
             "n_interactions": data.nnz,
-        },
+        }
     )
-    counts = {"rows": 0, "by_model": {}}
+    counts = {"rows": 0}
 
     def batches() -> Iterator[pa.Table]:
         t0 = time.perf_counter()
         for table in rec.recommend_batches(ids, n, filters=filters, n_jobs=n_jobs or n_cpus()):
-            counts["rows"] += table.num_rows  # type: ignore[operator]
+            counts["rows"] += table.num_rows
             yield table
         run.metrics["recommend_seconds"] = round(time.perf_counter() - t0, 3)
         run.metrics["n_rows"] = counts["rows"]
@@ -169,6 +144,52 @@ def recommend_all(
         run.metrics["total_seconds"],
     )
     return run
+
+
+def _build_for(store: Store, cfg: RecommendConfig) -> Interactions:
+    """The interactions of the whole store, weighted as the project's settings say."""
+    return build_interactions(
+        store,
+        weights=cfg.event_weights,
+        quantity=cfg.quantity,
+        half_life_days=cfg.half_life_days,
+        binary=cfg.binary,
+        segmentation=cfg.segmentation or default_segmentation(store),
+    )
+
+
+def _users_to_recommend(
+    store: Store, data: Interactions, user_ids: Sequence[str] | None
+) -> np.ndarray:
+    """The sorted distinct users to give lists: ``user_ids``, or every user of the
+    ``users`` table and of the interactions."""
+    if user_ids is not None:
+        return np.unique(np.asarray(user_ids, dtype=object))
+    users = store.query("SELECT user_id FROM users ORDER BY user_id")["user_id"]
+    return np.union1d(users.astype(str).to_numpy(dtype=object), data.user_ids)
+
+
+def _batch_record(
+    rec: Recommender, data: Interactions, filters: Filters, n: int, ids: np.ndarray
+) -> RecommendationRun:
+    """The record of a new batch run of ``rec`` (its metrics are filled in as it runs)."""
+    created = datetime.now(UTC)
+    return RecommendationRun(
+        run_id=new_run_id(rec.name, created),
+        kind="batch",
+        created_at=created,
+        as_of=data.as_of,
+        model=rec.name,
+        n=n,
+        n_users=int(ids.size),
+        params={
+            "model": rec.name,
+            "model_params": rec.get_params(),
+            "interactions": data.params,
+            "filters": filters.as_dict(),
+        },
+        metrics={},
+    )
 
 
 def recommend_for_user(
@@ -199,12 +220,7 @@ def recommend_for_user(
         When there is no batch run, or the user is not in the store.
     """
     uid = _lit(str(user_id))
-    run = (
-        _lit(run_id)
-        if run_id
-        else "(SELECT run_id FROM recommendation_runs WHERE kind = 'batch' "
-        "ORDER BY created_at DESC, run_id DESC LIMIT 1)"
-    )
+    run = _lit(run_id) if run_id else f"({_latest_of_kind_sql('batch')})"
     # one round trip on the fast path; the latest run is found inside the query
     frame = store.query(
         'SELECT r."rank" AS "rank", r.item_id AS item_id, i.title AS title, r.score AS score, '
@@ -225,8 +241,8 @@ def recommend_for_user(
             "CAST(p.n_users AS DOUBLE) AS score, 'popular now' AS reason, "
             "'popularity' AS model FROM (SELECT oi.item_id AS item_id, "
             "count(DISTINCT o.user_id) AS n_users FROM order_items oi JOIN orders o "
-            "ON o.order_id = oi.order_id WHERE o.status = 'completed' "
-            f"AND o.ts >= CAST('{start:%Y-%m-%d %H:%M:%S}+00' AS TIMESTAMPTZ) "
+            f"ON o.order_id = oi.order_id WHERE {completed('o')} "
+            f"AND o.ts >= {ts_lit(start.replace(microsecond=0))} "
             "GROUP BY oi.item_id) p LEFT JOIN items i ON i.item_id = p.item_id "
             f"ORDER BY p.n_users DESC, p.item_id LIMIT {int(n)}"
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -198,6 +198,8 @@ def _resolve_models(
     return out
 
 
+# long on purpose: a 50-line docstring; the ~45-line body is a list of named steps
+# (_split_window, _models_to_compare, evaluate_on_split, _save_evaluation).
 def evaluate_models(
     store: Store,
     *,
@@ -257,17 +259,9 @@ def evaluate_models(
     """
     cfg = config or RecommendConfig()
     k = cfg.k if k is None else k
-    days = cfg.test_days if test_days is None else test_days
-    if not isinstance(days, int) or days < 1:
-        raise ConfigError(f"test_days must be a whole number of days >= 1, got {days!r}")
-    end = default_as_of(store)
-    cut_ts = _as_utc(cut if cut is not None else cfg.cut) or (end - timedelta(days=days))
-    test_end = cut_ts + timedelta(days=days)
+    end, cut_ts, test_end = _split_window(store, cfg, cut, test_days)
     filters = filters or filters_from_config(cfg)
-    chosen = _resolve_models(models, cfg)
-    segmentation = cfg.segmentation or default_segmentation(store)
-    if segmentation is None:
-        chosen.pop("segment_popularity", None)
+    chosen, segmentation = _models_to_compare(store, models, cfg)
     started = time.perf_counter()
     train = build_interactions(
         store,
@@ -281,62 +275,97 @@ def evaluate_models(
     test = purchases_between(store, since=cut_ts, before=test_end)
     table, n_users, n_cold = evaluate_on_split(train, test, chosen, k=k, filters=filters)
     ndcg = table[f"ndcg@{k}"]
-    best = str(ndcg.idxmax())
-    gain = None
-    if "popularity" in table.index:
-        personal = ndcg.drop([m for m in ("popularity", "segment_popularity") if m in ndcg.index])
-        base = float(ndcg["popularity"])
-        if len(personal) and base > 0:
-            gain = float(personal.max()) / base - 1.0
-    params = {
-        "cut": cut_ts.isoformat(),
-        "test_end": test_end.isoformat(),
-        "k": k,
-        "interactions": train.params,
-        "filters": filters.as_dict(),
-        "models": {name: m.get_params() for name, m in chosen.items()},
-    }
-    run_id = None
-    if save:
-        run_id = new_run_id("evaluation")
-        save_run(
-            store,
-            RecommendationRun(
-                run_id=run_id,
-                kind="evaluation",
-                created_at=datetime.now(end.tzinfo),
-                as_of=cut_ts,
-                model=best,
-                n=k,
-                n_users=n_users,
-                params=params,
-                metrics={
-                    "table": table.reset_index().to_dict(orient="records"),
-                    "best": best,
-                    "gain_over_popularity": gain,
-                    "n_cold_users": n_cold,
-                },
-            ),
-        )
-    log.info(
-        "evaluated %d models on %d users (cut %s): best %s, ndcg@%d %.4f in %.1fs",
-        len(chosen),
-        n_users,
-        cut_ts.date(),
-        best,
-        k,
-        float(ndcg[best]),
-        time.perf_counter() - started,
-    )
-    return EvaluationResult(
+    result = EvaluationResult(
         table=table,
-        best=best,
+        best=str(ndcg.idxmax()),
         k=k,
         cut=cut_ts,
         test_end=test_end,
         n_users=n_users,
         n_cold_users=n_cold,
-        gain_over_popularity=gain,
-        run_id=run_id,
-        params=params,
+        gain_over_popularity=_gain_over_popularity(ndcg),
+        params={
+            "cut": cut_ts.isoformat(),
+            "test_end": test_end.isoformat(),
+            "k": k,
+            "interactions": train.params,
+            "filters": filters.as_dict(),
+            "models": {name: m.get_params() for name, m in chosen.items()},
+        },
     )
+    if save:
+        result = replace(result, run_id=_save_evaluation(store, result, datetime.now(end.tzinfo)))
+    log.info(
+        "evaluated %d models on %d users (cut %s): best %s, ndcg@%d %.4f in %.1fs",
+        len(chosen),
+        n_users,
+        cut_ts.date(),
+        result.best,
+        k,
+        float(ndcg[result.best]),
+        time.perf_counter() - started,
+    )
+    return result
+
+
+def _split_window(
+    store: Store, cfg: RecommendConfig, cut: datetime | date | str | None, test_days: int | None
+) -> tuple[datetime, datetime, datetime]:
+    """The store's as-of end, the cut and the end of the test window."""
+    days = cfg.test_days if test_days is None else test_days
+    if not isinstance(days, int) or days < 1:
+        raise ConfigError(f"test_days must be a whole number of days >= 1, got {days!r}")
+    end = default_as_of(store)
+    cut_ts = _as_utc(cut if cut is not None else cfg.cut) or (end - timedelta(days=days))
+    return end, cut_ts, cut_ts + timedelta(days=days)
+
+
+def _models_to_compare(
+    store: Store,
+    models: Sequence[str | Recommender] | Mapping[str, Recommender] | None,
+    cfg: RecommendConfig,
+) -> tuple[dict[str, Recommender], str | None]:
+    """The models by name and the segmentation they use (without one, segment
+    popularity is left out)."""
+    chosen = _resolve_models(models, cfg)
+    segmentation = cfg.segmentation or default_segmentation(store)
+    if segmentation is None:
+        chosen.pop("segment_popularity", None)
+    return chosen, segmentation
+
+
+def _gain_over_popularity(ndcg: pd.Series) -> float | None:
+    """The best personal model's NDCG relative to popularity's, minus 1 (None without a
+    popularity baseline, a personal model or a positive baseline)."""
+    if "popularity" not in ndcg.index:
+        return None
+    personal = ndcg.drop([m for m in ("popularity", "segment_popularity") if m in ndcg.index])
+    base = float(ndcg["popularity"])
+    if len(personal) and base > 0:
+        return float(personal.max()) / base - 1.0
+    return None
+
+
+def _save_evaluation(store: Store, result: EvaluationResult, created: datetime) -> str:
+    """Record an evaluation as an ``evaluation`` run; returns its run id."""
+    run_id = new_run_id("evaluation")
+    save_run(
+        store,
+        RecommendationRun(
+            run_id=run_id,
+            kind="evaluation",
+            created_at=created,
+            as_of=result.cut,
+            model=result.best,
+            n=result.k,
+            n_users=result.n_users,
+            params=result.params,
+            metrics={
+                "table": result.table.reset_index().to_dict(orient="records"),
+                "best": result.best,
+                "gain_over_popularity": result.gain_over_popularity,
+                "n_cold_users": result.n_cold_users,
+            },
+        ),
+    )
+    return run_id

@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from segmint._time import to_utc
 from segmint.errors import ConfigError
 from segmint.features import default_as_of
-from segmint.features._catalog import to_utc
 from segmint.segments import load_run
-from segmint.store import Store
+from segmint.store import Store, completed
 from segmint.store import lit as _lit
 
 __all__ = ["DEFAULT_WEIGHTS", "Interactions", "build_interactions", "purchases_between"]
@@ -261,7 +261,7 @@ def interactions_sql(
                CAST({purchase_w!r} AS DOUBLE) * {qty}{decay("o.ts")} AS weight,
                CAST(oi.quantity AS DOUBLE) AS bought
         FROM order_items oi JOIN orders o ON o.order_id = oi.order_id
-        WHERE o.status = 'completed' AND oi.quantity > 0
+        WHERE {completed("o")} AND oi.quantity > 0
               {_time_filter("o.ts", since, before)}"""
     ]
     events = {k: v for k, v in weights.items() if k != "purchase"}
@@ -284,9 +284,7 @@ def interactions_sql(
 
 def _fetch(store: Store, sql: str) -> pa.Table:
     """A query's result as an Arrow table (zero-copy from DuckDB)."""
-    if store.dialect == "duckdb":
-        return store.engine.sql(sql).to_arrow_table()
-    return pa.Table.from_pandas(store.query(sql), preserve_index=False)
+    return store.arrow(sql)
 
 
 def _codes(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -330,6 +328,8 @@ def load_segments(store: Store, segmentation: str) -> pd.Series:
     return s.sort_index()
 
 
+# long on purpose: a 52-line docstring; the ~50-line body checks the options, runs one
+# query and assembles the matrices from it in named steps (_item_axis, _matrices, _items_of).
 def build_interactions(
     store: Store,
     *,
@@ -394,15 +394,7 @@ def build_interactions(
     """
     started = time.perf_counter()
     w = _check_weights(DEFAULT_WEIGHTS if weights is None else weights)
-    if quantity not in ("linear", "log", "none"):
-        raise ConfigError(f"quantity must be 'linear', 'log' or 'none', got {quantity!r}")
-    if half_life_days is not None and not half_life_days > 0:
-        raise ConfigError(f"half_life_days must be positive, got {half_life_days!r}")
-    if binary and half_life_days is not None:
-        raise ConfigError(
-            "binary interactions count 1 each, so a recency decay (half_life_days) cannot "
-            "change them; drop half_life_days or binary"
-        )
+    _check_scaling(quantity, half_life_days, binary)
     before_ts = _as_utc(before)
     since_ts = _as_utc(since)
     ref = _as_utc(as_of) or before_ts or default_as_of(store)
@@ -417,32 +409,12 @@ def build_interactions(
     table = _fetch(store, sql)
     catalogue = load_catalogue(store)
     u_codes, user_ids = _codes(table.column("user_id"))
-    # the item axis: the catalogue plus any item interacted with but missing from it
-    interacted = pa.array(pc.unique(table.column("item_id").combine_chunks()), pa.string())
-    all_items = pa.concat_arrays(
-        [pa.array(catalogue["item_id"].to_numpy(dtype=object), pa.string()), interacted]
-    )
-    item_ids = np.asarray(pc.unique(all_items).to_numpy(zero_copy_only=False), dtype=object)
-    item_ids = np.sort(item_ids)
+    item_ids = _item_axis(table, catalogue)
     i_codes = _lookup(item_ids, table.column("item_id").to_numpy())
-    shape = (user_ids.size, item_ids.size)
-    weight = table.column("weight").to_numpy().astype(np.float32)
-    bought = table.column("bought").to_numpy().astype(np.float32)
-    if binary:
-        weight = (weight > 0).astype(np.float32)
-    matrix = sp.csr_matrix((weight, (u_codes, i_codes)), shape=shape, dtype=np.float32)
-    if binary:
-        matrix.eliminate_zeros()
-    purchases = sp.csr_matrix((bought, (u_codes, i_codes)), shape=shape, dtype=np.float32)
-    purchases.eliminate_zeros()
-    matrix.sort_indices()
-    purchases.sort_indices()
-    items = _empty_catalogue(item_ids)
-    pos = _lookup(item_ids, catalogue["item_id"].to_numpy(dtype=object))
-    for col in ("title", "category", "price", "in_stock", "attributes"):
-        values = items[col].to_numpy(copy=True)
-        values[pos] = catalogue[col].to_numpy()
-        items[col] = values
+    matrix, purchases = _matrices(
+        table, u_codes, i_codes, (user_ids.size, item_ids.size), binary=binary
+    )
+    items = _items_of(item_ids, catalogue)
     segments = load_segments(store, segmentation) if segmentation else pd.Series(dtype=object)
     result = Interactions(
         matrix=matrix,
@@ -475,6 +447,66 @@ def build_interactions(
     return result
 
 
+def _check_scaling(quantity: str, half_life_days: float | None, binary: bool) -> None:
+    """Refuse an unknown quantity scaling, a non-positive half-life, or a half-life with
+    binary interactions."""
+    if quantity not in ("linear", "log", "none"):
+        raise ConfigError(f"quantity must be 'linear', 'log' or 'none', got {quantity!r}")
+    if half_life_days is not None and not half_life_days > 0:
+        raise ConfigError(f"half_life_days must be positive, got {half_life_days!r}")
+    if binary and half_life_days is not None:
+        raise ConfigError(
+            "binary interactions count 1 each, so a recency decay (half_life_days) cannot "
+            "change them; drop half_life_days or binary"
+        )
+
+
+def _item_axis(table: pa.Table, catalogue: pd.DataFrame) -> np.ndarray:
+    """The sorted item axis: the catalogue plus any item interacted with but missing
+    from it."""
+    interacted = pa.array(pc.unique(table.column("item_id").combine_chunks()), pa.string())
+    all_items = pa.concat_arrays(
+        [pa.array(catalogue["item_id"].to_numpy(dtype=object), pa.string()), interacted]
+    )
+    item_ids = np.asarray(pc.unique(all_items).to_numpy(zero_copy_only=False), dtype=object)
+    return np.sort(item_ids)
+
+
+def _matrices(
+    table: pa.Table,
+    u_codes: np.ndarray,
+    i_codes: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    binary: bool,
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The weight matrix (1 per weighted pair when ``binary``) and the units-bought
+    matrix, as sorted CSR matrices without stored zeros."""
+    weight = table.column("weight").to_numpy().astype(np.float32)
+    bought = table.column("bought").to_numpy().astype(np.float32)
+    if binary:
+        weight = (weight > 0).astype(np.float32)
+    matrix = sp.csr_matrix((weight, (u_codes, i_codes)), shape=shape, dtype=np.float32)
+    if binary:
+        matrix.eliminate_zeros()
+    purchases = sp.csr_matrix((bought, (u_codes, i_codes)), shape=shape, dtype=np.float32)
+    purchases.eliminate_zeros()
+    matrix.sort_indices()
+    purchases.sort_indices()
+    return matrix, purchases
+
+
+def _items_of(item_ids: np.ndarray, catalogue: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue on the item axis (items missing from it get empty values)."""
+    items = _empty_catalogue(item_ids)
+    pos = _lookup(item_ids, catalogue["item_id"].to_numpy(dtype=object))
+    for col in ("title", "category", "price", "in_stock", "attributes"):
+        values = items[col].to_numpy(copy=True)
+        values[pos] = catalogue[col].to_numpy()
+        items[col] = values
+    return items
+
+
 def purchases_between(
     store: Store,
     *,
@@ -502,7 +534,7 @@ def purchases_between(
     frame = store.query(
         "SELECT o.user_id AS user_id, oi.item_id AS item_id, sum(oi.quantity) AS quantity "
         "FROM order_items oi JOIN orders o ON o.order_id = oi.order_id "
-        "WHERE o.status = 'completed' AND oi.quantity > 0"
+        f"WHERE {completed('o')} AND oi.quantity > 0"
         f"{_time_filter('o.ts', since_ts, before_ts)} GROUP BY o.user_id, oi.item_id"
     )
     return pd.DataFrame(

@@ -8,8 +8,8 @@ Tables (part of the store's schema, see ``segmint.store._schema``)::
 
 ``kind`` is ``batch`` (a run that wrote lists) or ``evaluation`` (a model comparison; its
 chosen model and the comparison table are in ``model`` and ``metrics``). Rows are written
-set-based: batches of Arrow tables are registered in the store's engine and appended with
-``INSERT ... SELECT`` (DuckDB) or COPY (PostgreSQL), all in one transaction.
+set-based: batches of Arrow tables are staged in the store's engine (zero-copy) and appended
+with ``INSERT ... SELECT`` (DuckDB) or COPY (PostgreSQL), all in one transaction.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from segmint.errors import NotFoundError
-from segmint.store import Store
+from segmint.store import Store, latest_run_sql
 from segmint.store import lit as _lit
 
 __all__ = [
@@ -126,27 +126,21 @@ def save_run(
     int
         Number of recommendation rows written.
     """
-    engine = store.engine
     n_rows = 0
-    cols = ", ".join(f'"{c}"' for c in ROWS_COLUMNS)
     started = time.perf_counter()
-    with store.transaction():
-        for k, batch in enumerate(rows):
+    with store.transaction(), store.staging() as stage:
+        for batch in rows:
             if batch.num_rows == 0:
                 continue
-            name = f"_segmint_rec_batch_{k % 2}"
-            engine.register(name, batch)
+            name = stage.frame("rec_batch", batch)
             try:
                 relation = (
                     f'(SELECT {_lit(run.run_id)} AS run_id, user_id, CAST("rank" AS INTEGER) '
                     f'AS "rank", item_id, score, model, reason FROM {name})'
                 )
-                if store.dialect == "duckdb":
-                    engine.execute(f"INSERT INTO recommendations ({cols}) SELECT * FROM {relation}")
-                else:
-                    store.write_rows("recommendations", relation, ROWS_COLUMNS)
+                stage.write("recommendations", relation, ROWS_COLUMNS)
             finally:
-                engine.unregister(name)
+                stage.drop(name)
             n_rows += batch.num_rows
         # the record last: a run's metrics may be completed while its rows are written
         store.execute(
@@ -189,6 +183,18 @@ def list_recommendation_runs(store: Store, kind: str | None = None) -> pd.DataFr
     )
 
 
+def _latest_of_kind_sql(kind: str, columns: str = "run_id") -> str:
+    """The newest recommendation run of ``kind`` (``batch`` or ``evaluation``).
+
+    Not :func:`segmint.store.latest_run_sql`: its first parameter is named ``kind``, so it
+    cannot filter on the ``kind`` column of ``recommendation_runs``.
+    """
+    return (
+        f"SELECT {columns} FROM recommendation_runs WHERE kind = {_lit(kind)} "
+        "ORDER BY created_at DESC, run_id DESC LIMIT 1"
+    )
+
+
 def load_run_record(
     store: Store, run_id: str | None = None, kind: str = "batch"
 ) -> RecommendationRun:
@@ -199,11 +205,14 @@ def load_run_record(
     segmint.errors.NotFoundError
         When there is no such run.
     """
-    where = f"run_id = {_lit(run_id)}" if run_id else f"kind = {_lit(kind)}"
+    columns = (
+        "run_id, kind, created_at, as_of, model, n, n_users, "
+        "CAST(params AS VARCHAR) AS params, CAST(metrics AS VARCHAR) AS metrics"
+    )
     frame = store.query(
-        "SELECT run_id, kind, created_at, as_of, model, n, n_users, "
-        "CAST(params AS VARCHAR) AS params, CAST(metrics AS VARCHAR) AS metrics "
-        f"FROM recommendation_runs WHERE {where} ORDER BY created_at DESC, run_id DESC LIMIT 1"
+        latest_run_sql("recommendation", columns=columns, run_id=run_id)
+        if run_id
+        else _latest_of_kind_sql(kind, columns)
     )
     if frame.empty:
         if run_id:

@@ -22,6 +22,7 @@ from segmint.segments._rules import (
     custom_rules_sql,
     lifecycle_sql,
     rfm_sql,
+    run_sql,
     value_tiers_sql,
 )
 from segmint.segments._runs import SegmentResult, diff_runs, list_runs, load_run, resolve_run
@@ -102,6 +103,7 @@ __all__ = [
     "rfm_sql",
     "run_segmentation",
     "run_segmentations",
+    "run_sql",
     "segment_metrics",
     "silhouette_many",
     "value_tiers_sql",

@@ -182,6 +182,45 @@ def evaluate_clustering(
         Scores that are undefined (a single cluster) are None.
     """
     started = time.perf_counter()
+    X, labels_arr = _check_inputs(X_scaled, labels)
+    rng = np.random.default_rng(random_state)
+    n = X.shape[0]
+    is_noise = _is_noise(labels_arr)
+    Xc, lc = X[~is_noise], labels_arr[~is_noise]
+    codes, counts = _codes(lc) if lc.size else (np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+    n_clusters = len(counts)
+
+    result: dict[str, Any] = {"n_users": int(n), "n_clusters": int(n_clusters)}
+    result.update(_separation(Xc, lc, codes, n_clusters, sample_size, rng))
+    result["sse"] = _sse(Xc, codes, n_clusters) if n_clusters else 0.0
+
+    if refit is not None and n_bootstrap > 0:
+        aris = _stability(X, labels_arr, refit, n_bootstrap=n_bootstrap, rng=rng)
+        result["stability"] = float(np.mean(aris))
+        result["stability_ari"] = aris
+    else:
+        result["stability"] = None
+        result["stability_ari"] = []
+    result.update(_balance(counts))
+    result.update(_sizes_and_revenue(labels_arr, is_noise, revenue))
+    log.debug(
+        "evaluated %d users in %d clusters in %.2fs",
+        n,
+        n_clusters,
+        time.perf_counter() - started,
+    )
+    return result
+
+
+def _is_noise(labels_arr: np.ndarray) -> np.ndarray:
+    """True for the users labelled as noise (-1; only numeric labels can be noise)."""
+    if labels_arr.dtype.kind in "iuf":
+        return labels_arr == NOISE_LABEL
+    return np.zeros(labels_arr.shape[0], dtype=bool)
+
+
+def _check_inputs(X_scaled: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The features as a finite 2-D float array and one label per row, or a ValueError."""
     X = np.asarray(X_scaled, dtype=float)
     labels_arr = np.asarray(labels)
     if X.ndim != 2:
@@ -193,59 +232,68 @@ def evaluate_clustering(
         )
     if not np.isfinite(X).all():
         raise ValueError("X_scaled contains NaN or infinite values; scale with FeatureScaler first")
-    rng = np.random.default_rng(random_state)
-    n = X.shape[0]
-    if labels_arr.dtype.kind in "iuf":
-        is_noise = labels_arr == NOISE_LABEL
+    return X, labels_arr
+
+
+def _separation(
+    Xc: np.ndarray,
+    lc: np.ndarray,
+    codes: np.ndarray,
+    n_clusters: int,
+    sample_size: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Silhouette (on a sample of ``sample_size`` rows at most), Calinski-Harabasz and
+    Davies-Bouldin of the clustered (not noise) users; None where undefined."""
+    if not 2 <= n_clusters <= len(lc) - 1:
+        return {
+            "silhouette": None,
+            "silhouette_sample_size": 0,
+            "calinski_harabasz": None,
+            "davies_bouldin": None,
+        }
+    out: dict[str, Any] = {}
+    if len(lc) > sample_size:
+        idx = np.sort(rng.choice(len(lc), sample_size, replace=False))
+        out["silhouette"] = silhouette_many(Xc[idx], [lc[idx]])[0]
+        out["silhouette_sample_size"] = int(sample_size)
     else:
-        is_noise = np.zeros(n, dtype=bool)
-    Xc, lc = X[~is_noise], labels_arr[~is_noise]
-    codes, counts = _codes(lc) if lc.size else (np.zeros(0, dtype=int), np.zeros(0, dtype=int))
+        out["silhouette"] = silhouette_many(Xc, [lc])[0]
+        out["silhouette_sample_size"] = int(len(lc))
+    out["calinski_harabasz"] = float(calinski_harabasz_score(Xc, codes))
+    out["davies_bouldin"] = float(davies_bouldin_score(Xc, codes))
+    return out
+
+
+def _balance(counts: np.ndarray) -> dict[str, Any]:
+    """Smallest / largest cluster and the normalised entropy of the cluster shares."""
     n_clusters = len(counts)
+    if not n_clusters:
+        return {"size_ratio": None, "size_entropy": None}
+    shares = counts / counts.sum()
+    entropy = float(-(shares * np.log(shares)).sum())
+    return {
+        "size_ratio": float(counts.min() / counts.max()),
+        "size_entropy": entropy / float(np.log(n_clusters)) if n_clusters > 1 else 1.0,
+    }
 
-    result: dict[str, Any] = {"n_users": int(n), "n_clusters": int(n_clusters)}
-    defined = 2 <= n_clusters <= len(lc) - 1
-    if defined:
-        if len(lc) > sample_size:
-            idx = np.sort(rng.choice(len(lc), sample_size, replace=False))
-            result["silhouette"] = silhouette_many(Xc[idx], [lc[idx]])[0]
-            result["silhouette_sample_size"] = int(sample_size)
-        else:
-            result["silhouette"] = silhouette_many(Xc, [lc])[0]
-            result["silhouette_sample_size"] = int(len(lc))
-        result["calinski_harabasz"] = float(calinski_harabasz_score(Xc, codes))
-        result["davies_bouldin"] = float(davies_bouldin_score(Xc, codes))
-    else:
-        result.update(
-            silhouette=None, silhouette_sample_size=0, calinski_harabasz=None, davies_bouldin=None
-        )
-    result["sse"] = _sse(Xc, codes, n_clusters) if n_clusters else 0.0
 
-    if refit is not None and n_bootstrap > 0:
-        aris = _stability(X, labels_arr, refit, n_bootstrap=n_bootstrap, rng=rng)
-        result["stability"] = float(np.mean(aris))
-        result["stability_ari"] = aris
-    else:
-        result["stability"] = None
-        result["stability_ari"] = []
-
-    if n_clusters:
-        result["size_ratio"] = float(counts.min() / counts.max())
-        shares = counts / counts.sum()
-        entropy = float(-(shares * np.log(shares)).sum())
-        result["size_entropy"] = entropy / float(np.log(n_clusters)) if n_clusters > 1 else 1.0
-    else:
-        result["size_ratio"] = None
-        result["size_entropy"] = None
-
+def _sizes_and_revenue(
+    labels_arr: np.ndarray, is_noise: np.ndarray, revenue: Any
+) -> dict[str, Any]:
+    """Sizes and shares per label (largest first), the noise, and each label's revenue
+    share when ``revenue`` is given."""
+    n = labels_arr.shape[0]
     groups, group_codes, group_counts = np.unique(
         labels_arr, return_inverse=True, return_counts=True
     )
     order = np.argsort(-group_counts, kind="stable")
-    result["sizes"] = {_key(groups[i]): int(group_counts[i]) for i in order}
-    result["shares"] = {_key(groups[i]): float(group_counts[i] / n) for i in order}
-    result["n_noise"] = int(is_noise.sum())
-    result["noise_share"] = float(is_noise.mean()) if n else 0.0
+    result: dict[str, Any] = {
+        "sizes": {_key(groups[i]): int(group_counts[i]) for i in order},
+        "shares": {_key(groups[i]): float(group_counts[i] / n) for i in order},
+        "n_noise": int(is_noise.sum()),
+        "noise_share": float(is_noise.mean()) if n else 0.0,
+    }
     if revenue is not None:
         money = np.nan_to_num(np.asarray(revenue, dtype=float).ravel())
         if money.shape != (n,):
@@ -255,10 +303,4 @@ def evaluate_clustering(
         result["revenue_share"] = {
             _key(groups[i]): float(per_group[i] / total) if total else 0.0 for i in order
         }
-    log.debug(
-        "evaluated %d users in %d clusters in %.2fs",
-        n,
-        n_clusters,
-        time.perf_counter() - started,
-    )
     return result

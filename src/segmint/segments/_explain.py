@@ -649,7 +649,17 @@ def name_clusters(
         strong = [c for c in options[cluster] if c[0] >= min_effect]
         used[cluster] = min(max_terms, len(strong))
         names[cluster] = _compose(options[cluster][: used[cluster]])
-    # disambiguate: colliding clusters add their next strongest word, then a number
+    _disambiguate(names, options, used)
+    return _number_duplicates(names, clusters)
+
+
+def _disambiguate(
+    names: dict[Any, str],
+    options: dict[Any, list[tuple[float, int, str, str]]],
+    used: dict[Any, int],
+) -> None:
+    """Clusters whose names collide each add their next strongest word (in place), until
+    the names differ or no colliding cluster has a word left."""
     for _ in range(len(NAME_VOCABULARY)):
         groups: dict[str, list[Any]] = {}
         for cluster in options:
@@ -666,6 +676,10 @@ def name_clusters(
                     grew = True
         if not grew:
             break
+
+
+def _number_duplicates(names: dict[Any, str], clusters: list[Any]) -> dict[Any, str]:
+    """Names still shared get a number from the second on (``Typical (2)``)."""
     seen: dict[str, int] = {}
     for cluster in clusters:
         name = names[cluster]

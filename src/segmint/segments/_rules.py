@@ -127,8 +127,7 @@ def _rule_conditions(
 ) -> list[tuple[str, str, str]]:
     """Each rule's context, checked condition (DuckDB SQL generated from the checked tree)
     and segment, in order."""
-    from segmint.features import check_expression
-    from segmint.features._custom import PERSONAL_COLUMNS
+    from segmint.features import PERSONAL_COLUMNS, check_expression
 
     if not spec.rules:
         raise ConfigError(f"segmentation {name!r}: `rules` is empty")

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from segmint.errors import NotFoundError
-from segmint.store._base import Store
+from segmint.store import Store, latest_run_sql
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,6 @@ def save_run(store: Store, result: SegmentResult) -> None:
     )
     frame["probability"] = frame["probability"].astype("float64")
     frame["detail"] = frame["detail"].astype("object")
-    con = store.engine
-    con.register("_assign_df", frame)
     run_row = pd.DataFrame(
         [
             {
@@ -97,19 +95,20 @@ def save_run(store: Store, result: SegmentResult) -> None:
             }
         ]
     )
-    con.register("_run_df", run_row)
-    try:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _run_row AS SELECT run_id, segmentation, method, "
+    with store.staging() as stage:
+        run_df = stage.frame("run_df", run_row)
+        run_table = stage.table(
+            "run_row",
+            "SELECT run_id, segmentation, method, "
             "created_at::TIMESTAMPTZ AS created_at, feature_run_id, as_of::TIMESTAMPTZ AS as_of, "
             "n_users, params::JSON AS params, metrics::JSON AS metrics, "
-            "details::JSON AS details FROM _run_df"
+            f"details::JSON AS details FROM {run_df}",
         )
-        con.execute("CREATE OR REPLACE TEMP TABLE _assign AS SELECT * FROM _assign_df")
+        assign = stage.frame("assign", frame, copy=True)
         with store.transaction():
-            store.write_rows(
+            stage.write(
                 "segment_runs",
-                "_run_row",
+                run_table,
                 [
                     "run_id",
                     "segmentation",
@@ -123,16 +122,11 @@ def save_run(store: Store, result: SegmentResult) -> None:
                     "details",
                 ],
             )
-            store.write_rows(
+            stage.write(
                 "segment_assignments",
-                "_assign",
+                assign,
                 ["run_id", "user_id", "segment", "probability", "detail"],
             )
-    finally:
-        con.unregister("_assign_df")
-        con.unregister("_run_df")
-        con.execute("DROP TABLE IF EXISTS _run_row")
-        con.execute("DROP TABLE IF EXISTS _assign")
 
 
 def list_runs(store: Store, segmentation: str | None = None) -> pd.DataFrame:
@@ -151,11 +145,7 @@ def resolve_run(store: Store, ref: str) -> str:
     hit = store.scalar("SELECT run_id FROM segment_runs WHERE run_id = ?", [ref])
     if hit is not None:
         return str(hit)
-    hit = store.scalar(
-        "SELECT run_id FROM segment_runs WHERE segmentation = ? "
-        "ORDER BY created_at DESC, run_id DESC LIMIT 1",
-        [ref],
-    )
+    hit = store.scalar(latest_run_sql("segment", segmentation=ref))
     if hit is None:
         from segmint._ids import by_prefix
 

@@ -133,34 +133,8 @@ class FeatureScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         if frame.shape[0] == 0:
             raise ValueError("FeatureScaler.fit got 0 rows; pass at least one user")
         columns = [str(c) for c in frame.columns]
-        overrides = dict(self.column_scaling or {})
-        for method in [self.scaling, *overrides.values()]:
-            if method not in _METHODS:
-                raise ValueError(
-                    f"unknown scaling {method!r}; expected one of {', '.join(_METHODS)}"
-                )
-        unknown = sorted(set(overrides) - set(columns))
-        if unknown:
-            raise ValueError(
-                f"column_scaling names column(s) {unknown} that are not in the data; "
-                f"columns are {columns}"
-            )
-        if self.log1p is None:
-            log_cols: list[str] = []
-        elif isinstance(self.log1p, str):
-            if self.log1p != "auto":
-                raise ValueError(
-                    f"log1p must be 'auto', a list of column names or None, got {self.log1p!r}"
-                )
-            log_cols = auto_log1p_columns(columns)
-        else:
-            log_cols = [str(c) for c in self.log1p]
-            missing = sorted(set(log_cols) - set(columns))
-            if missing:
-                raise ValueError(
-                    f"log1p names column(s) {missing} that are not in the data; "
-                    f"columns are {columns}"
-                )
+        overrides = self._checked_overrides(columns)
+        log_cols = self._log1p_columns(columns)
 
         values = frame.to_numpy()
         n_missing = np.isnan(values).sum(axis=0)
@@ -171,21 +145,7 @@ class FeatureScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         filled[:, is_log] = signed_log1p(filled[:, is_log])
 
         methods = [overrides.get(c, self.scaling) for c in columns]
-        center = np.zeros(len(columns))
-        scale = np.ones(len(columns))
-        for j, method in enumerate(methods):
-            col = filled[:, j]
-            if method == "standard":
-                center[j] = col.mean()
-                scale[j] = col.std()
-            elif method == "robust":
-                q1, med, q3 = np.percentile(col, [25, 50, 75])
-                center[j] = med
-                scale[j] = q3 - q1
-                if not scale[j] > 0:  # more than half the users share one value: fall back
-                    scale[j] = col.std()
-            if not scale[j] > 0:
-                scale[j] = 1.0
+        center, scale = _centre_and_scale(filled, methods)
 
         self.feature_names_in_ = np.asarray(columns, dtype=object)
         self.n_features_in_ = len(columns)
@@ -203,6 +163,40 @@ class FeatureScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             self.log1p_columns_,
         )
         return self
+
+    def _checked_overrides(self, columns: list[str]) -> dict[str, str]:
+        """The per-column scaling methods, checked against the known methods and columns."""
+        overrides = dict(self.column_scaling or {})
+        for method in [self.scaling, *overrides.values()]:
+            if method not in _METHODS:
+                raise ValueError(
+                    f"unknown scaling {method!r}; expected one of {', '.join(_METHODS)}"
+                )
+        unknown = sorted(set(overrides) - set(columns))
+        if unknown:
+            raise ValueError(
+                f"column_scaling names column(s) {unknown} that are not in the data; "
+                f"columns are {columns}"
+            )
+        return overrides
+
+    def _log1p_columns(self, columns: list[str]) -> list[str]:
+        """The columns to take the signed log1p of (``auto``: the skewed catalog ones)."""
+        if self.log1p is None:
+            return []
+        if isinstance(self.log1p, str):
+            if self.log1p != "auto":
+                raise ValueError(
+                    f"log1p must be 'auto', a list of column names or None, got {self.log1p!r}"
+                )
+            return auto_log1p_columns(columns)
+        log_cols = [str(c) for c in self.log1p]
+        missing = sorted(set(log_cols) - set(columns))
+        if missing:
+            raise ValueError(
+                f"log1p names column(s) {missing} that are not in the data; columns are {columns}"
+            )
+        return log_cols
 
     def _columns_of(self, X: Any) -> pd.DataFrame:
         columns = list(self.feature_names_in_)
@@ -302,3 +296,25 @@ class FeatureScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         """Output column names: the same as the input columns."""
         check_is_fitted(self, "scale_")
         return np.asarray(self.feature_names_in_, dtype=object)
+
+
+def _centre_and_scale(filled: np.ndarray, methods: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's centre and scale by its method (standard: mean and standard deviation;
+    robust: median and IQR, the standard deviation when the IQR is 0; none: 0 and 1); a
+    scale of 0 becomes 1."""
+    center = np.zeros(len(methods))
+    scale = np.ones(len(methods))
+    for j, method in enumerate(methods):
+        col = filled[:, j]
+        if method == "standard":
+            center[j] = col.mean()
+            scale[j] = col.std()
+        elif method == "robust":
+            q1, med, q3 = np.percentile(col, [25, 50, 75])
+            center[j] = med
+            scale[j] = q3 - q1
+            if not scale[j] > 0:  # more than half the users share one value: fall back
+                scale[j] = col.std()
+        if not scale[j] > 0:
+            scale[j] = 1.0
+    return center, scale

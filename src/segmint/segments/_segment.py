@@ -31,7 +31,7 @@ from segmint.segments._rules import (
     value_tiers_sql,
 )
 from segmint.segments._runs import SegmentResult, new_run_id, save_run
-from segmint.store._base import Store
+from segmint.store import Store, latest_run_sql
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,7 @@ def _rules_based(
 
 def _previous_details(store: Store, name: str) -> tuple[str | None, dict[str, Any] | None]:
     """The latest stored run of segmentation ``name``: its id and details (or Nones)."""
-    found = store.query(
-        "SELECT run_id, details FROM segment_runs WHERE segmentation = ? "
-        "ORDER BY created_at DESC, run_id DESC LIMIT 1",
-        [name],
-    )
+    found = store.query(latest_run_sql("segment", columns="run_id, details", segmentation=name))
     if found.empty:
         return None, None
     raw: Any = found.iat[0, 1]

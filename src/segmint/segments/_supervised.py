@@ -19,6 +19,7 @@ users without a target (a campaign's control arm, users never assigned).
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -32,8 +33,8 @@ from segmint._labels import feature_label
 from segmint.config import PropensitySegmentation, SupervisedTarget, TreeSegmentation
 from segmint.errors import ConfigError
 from segmint.segments._explain import _format_number, round_threshold
+from segmint.store import Store, completed, completed_orders
 from segmint.store import lit as _quote
-from segmint.store._base import Store
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +109,14 @@ def _as_datetime(as_of: datetime | date | None) -> datetime:
 def _window_target(
     store: Store, t: SupervisedTarget, features: pd.DataFrame, as_of: datetime | date | None
 ) -> Target:
-    from segmint.campaigns._tables import ts_lit
-
     days = int(t.converted_within_days or 0)
     start = _as_datetime(as_of)
     end = start + timedelta(days=days)
-    buyers = store.query(
-        "SELECT DISTINCT user_id FROM orders WHERE status = 'completed' "
-        f"AND ts >= {ts_lit(start)} AND ts < {ts_lit(end)}"
-    )
+    buyers = store.query(completed_orders(since=start, before=end, columns="DISTINCT user_id"))
     bought = set(buyers["user_id"].astype(str))
     y = features["user_id"].astype(str).isin(bought).astype("float64")
     y.index = features.index
-    newest = store.scalar("SELECT max(ts) FROM orders WHERE status = 'completed'")
+    newest = store.scalar(completed_orders(columns="max(ts)"))
     notes = []
     newest_ts = pd.Timestamp(newest) if newest is not None else None
     if newest_ts is not None and newest_ts.tzinfo is None:
@@ -135,14 +131,66 @@ def _window_target(
     return Target(y, True, f"converted within {days} days after {start:%Y-%m-%d}", notes)
 
 
+#: The control arm's label when a campaign run's params name none (as in experiments).
+DEFAULT_CONTROL = "control"
+
+
+def _normalize_arm(label: Any) -> str:
+    """An arm label trimmed, inner whitespace collapsed (as experiments compare them)."""
+    return " ".join(str(label).split())
+
+
+def _campaign_control(store: Store, campaign: str) -> str:
+    """The control arm of a campaign: the label its runs' params name (``control`` unless
+    they say otherwise). The same rule as the experiments layer, read here from the store's
+    ``campaign_runs`` so segments need not import a layer above them."""
+    runs = store.query(
+        "SELECT params FROM campaign_runs WHERE campaign = ? ORDER BY created_at, run_id",
+        [campaign],
+    )
+    controls: list[str] = []
+    for params in runs["params"]:
+        parsed = json.loads(params or "{}") if isinstance(params, str) or params is None else params
+        controls.append(_normalize_arm(parsed.get("control") or DEFAULT_CONTROL))
+    if not controls:
+        return DEFAULT_CONTROL
+    if len(set(controls)) > 1:
+        raise ConfigError(
+            f"campaign {campaign!r}: runs name different control arms ({', '.join(set(controls))})"
+        )
+    return controls[-1]
+
+
+def _campaign_outcomes(store: Store, campaign: str, window_days: int) -> pd.DataFrame:
+    """Every user assigned in ``campaign``: arm, run, exposure time ``t0`` and whether
+    they bought within ``window_days`` after it (the campaign evaluation's outcome)."""
+    window = f"INTERVAL '{int(window_days)} days'"
+    out = store.query(
+        "WITH u AS (SELECT a.user_id, a.arm, a.run_id, "
+        "CASE WHEN r.status = 'imported' THEN a.assigned_at "
+        "ELSE coalesce(d.first_sent, r.created_at) END AS t0 "
+        "FROM campaign_assignments a JOIN campaign_runs r ON r.run_id = a.run_id "
+        "LEFT JOIN (SELECT run_id, min(sent_at) AS first_sent FROM deliveries "
+        "WHERE campaign = ? AND sent_at IS NOT NULL GROUP BY run_id) d "
+        "ON d.run_id = a.run_id WHERE a.campaign = ?) "
+        "SELECT u.user_id, u.arm, u.run_id, u.t0, count(o.order_id) AS orders "
+        f"FROM u LEFT JOIN orders o ON o.user_id = u.user_id AND {completed('o')} "
+        f"AND o.ts >= u.t0 AND o.ts < u.t0 + {window} "
+        "GROUP BY u.user_id, u.arm, u.run_id, u.t0",
+        [campaign, campaign],
+    )
+    out["orders"] = pd.to_numeric(out["orders"]).fillna(0).astype("int64")
+    out["t0"] = pd.to_datetime(out["t0"], utc=True)
+    out["user_id"] = out["user_id"].astype(str)
+    out["converted"] = out["orders"] > 0
+    return out.sort_values("user_id", kind="stable").reset_index(drop=True)
+
+
 def _campaign_target(
     store: Store, t: SupervisedTarget, features: pd.DataFrame, as_of: datetime | date | None
 ) -> Target:
-    from segmint.experiments._arms import campaign_control
-    from segmint.experiments._evaluate import _user_outcomes
-
     campaign = str(t.campaign)
-    outcomes = _user_outcomes(store, campaign, t.window_days, 0, ())
+    outcomes = _campaign_outcomes(store, campaign, t.window_days)
     if outcomes.empty:
         known = store.query("SELECT DISTINCT campaign FROM campaign_assignments ORDER BY 1")
         names = [str(c) for c in known["campaign"]]
@@ -151,7 +199,7 @@ def _campaign_target(
             "a past campaign with `segmint campaign import` or run one first "
             f"(campaigns with assignments: {', '.join(names) or 'none'})"
         )
-    control = campaign_control(store, campaign)
+    control = _campaign_control(store, campaign)
     treated = outcomes[outcomes["arm"].astype(str) != control]
     if treated.empty:
         raise ConfigError(
@@ -499,11 +547,26 @@ def _split(
     return np.sort(train), np.sort(test)
 
 
+def _wilson(successes: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 95% Wilson score interval of each proportion ``successes / n`` (NaN where n is 0),
+    computed as the experiments layer does (equal to statsmodels' ``proportion_confint(...,
+    method="wilson")``)."""
+    from scipy.stats import norm
+
+    z = float(norm.isf(0.025))
+    x, m = np.broadcast_arrays(np.asarray(successes, dtype=float), np.asarray(n, dtype=float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = x / m
+        z2 = z * z
+        denom = 1.0 + z2 / m
+        center = (p + z2 / (2.0 * m)) / denom
+        half = z * np.sqrt(p * (1.0 - p) / m + z2 / (4.0 * m * m)) / denom
+    return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
+
+
 def _interval(stats: pd.DataFrame, binary: bool) -> tuple[np.ndarray, np.ndarray]:
     if binary:
-        from segmint.experiments._stats import wilson_interval
-
-        lo, hi = wilson_interval(stats["positives"].to_numpy(), stats["n_target"].to_numpy())
+        lo, hi = _wilson(stats["positives"].to_numpy(), stats["n_target"].to_numpy())
         return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     from scipy.stats import t as student_t
 
@@ -628,6 +691,87 @@ def _base_details(target: Target, design: Design, spec: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- tree
 
 
+def _fit_tree(
+    spec: TreeSegmentation, binary: bool, X: np.ndarray, y: np.ndarray, train: np.ndarray
+) -> tuple[Any, int]:
+    """The fitted decision tree (classifier for a yes/no target) and its minimum leaf size
+    in users."""
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    min_leaf = (
+        max(1, math.ceil(spec.min_leaf * len(train))) if spec.min_leaf < 1 else int(spec.min_leaf)
+    )
+    model_cls = DecisionTreeClassifier if binary else DecisionTreeRegressor
+    tree = model_cls(max_depth=spec.max_depth, min_samples_leaf=min_leaf, random_state=spec.seed)
+    tree.fit(X[train], y[train])
+    return tree, min_leaf
+
+
+def _tree_quality(
+    binary: bool, y: np.ndarray, predicted: np.ndarray, train: np.ndarray, test: np.ndarray
+) -> dict[str, Any]:
+    """Holdout (and training) AUC for a yes/no target, holdout R² for a number."""
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    quality: dict[str, Any] = {}
+    if binary:
+        quality["auc_holdout"] = float(roc_auc_score(y[test], predicted[test]))
+        quality["auc_train"] = float(roc_auc_score(y[train], predicted[train]))
+    else:
+        quality["r2_holdout"] = float(r2_score(y[test], predicted[test]))
+    return quality
+
+
+def _holdout_mask(index: pd.Index, test: np.ndarray) -> pd.Series:
+    """True for the holdout users."""
+    mask = pd.Series(False, index=index)
+    mask.iloc[test] = True
+    return mask
+
+
+def _leaf_stats(
+    features: pd.DataFrame,
+    leaf_of: np.ndarray,
+    target: Target,
+    train: np.ndarray,
+    test: np.ndarray,
+) -> tuple[pd.DataFrame, dict[Any, str]]:
+    """Per leaf statistics, renamed ``leaf 1 (top)`` … by training rate, and the names by
+    node id."""
+    y = target.y.to_numpy(float)
+    stats = group_stats(
+        pd.Series(leaf_of, index=features.index),
+        target.y,
+        _holdout_mask(features.index, test),
+        target.binary,
+    )
+    # order leaves by the target rate among the training users (what the tree saw), so the
+    # names do not move with the holdout; ties by node id
+    train_rate = pd.Series(y[train]).groupby(leaf_of[train]).mean()
+    stats["train_rate"] = train_rate.reindex(stats.index)
+    stats = stats.assign(node=stats.index).sort_values(
+        ["train_rate", "node"], ascending=[False, True], kind="stable"
+    )
+    n = len(stats)
+    names = {}
+    for i, node in enumerate(stats.index, start=1):
+        suffix = " (top)" if i == 1 and n > 1 else " (bottom)" if i == n and n > 1 else ""
+        names[node] = f"leaf {i}{suffix}" if n > 1 else "all users"
+    return stats.rename(index=names), names
+
+
+def _leaves_with_rules(
+    leaves: list[dict[str, Any]], names: dict[Any, str], rules_by_node: dict[int, Rule]
+) -> dict[str, str]:
+    """Add each leaf's rule (words and SQL) to its row; return segment -> rule in words."""
+    rules: dict[str, str] = {}
+    for leaf_row, node in zip(leaves, names, strict=True):
+        rule = rules_by_node[int(node)]
+        leaf_row["rule"], leaf_row["sql"] = rule.words, rule.sql
+        rules[leaf_row["segment"]] = rule.words
+    return rules
+
+
 def run_tree(
     store: Store,
     name: str,
@@ -642,61 +786,24 @@ def run_tree(
     R², base rate), rules (segment -> rule in words) and details (the leaves table, SQL
     conditions, dropped features).
     """
-    from sklearn.metrics import r2_score, roc_auc_score
-    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-
     features = with_user_columns(store, features.reset_index(drop=True))
     target, design, train, test = _prepare(store, name, spec, features, as_of, need_binary=False)
     X = design.X.to_numpy(float)
     y = target.y.to_numpy(float)
-    min_leaf = (
-        max(1, math.ceil(spec.min_leaf * len(train))) if spec.min_leaf < 1 else int(spec.min_leaf)
-    )
-    model_cls = DecisionTreeClassifier if target.binary else DecisionTreeRegressor
-    tree = model_cls(max_depth=spec.max_depth, min_samples_leaf=min_leaf, random_state=spec.seed)
-    tree.fit(X[train], y[train])
-
-    def score(rows: np.ndarray) -> np.ndarray:
-        if target.binary:
-            return np.asarray(tree.predict_proba(X[rows])[:, 1], dtype=float)
-        return np.asarray(tree.predict(X[rows]), dtype=float)
-
-    everyone = np.arange(len(X))
-    predicted = score(everyone)
-    quality: dict[str, Any] = {}
+    tree, min_leaf = _fit_tree(spec, target.binary, X, y, train)
     if target.binary:
-        quality["auc_holdout"] = float(roc_auc_score(y[test], predicted[test]))
-        quality["auc_train"] = float(roc_auc_score(y[train], predicted[train]))
+        predicted = np.asarray(tree.predict_proba(X)[:, 1], dtype=float)
     else:
-        quality["r2_holdout"] = float(r2_score(y[test], predicted[test]))
+        predicted = np.asarray(tree.predict(X), dtype=float)
+    quality = _tree_quality(target.binary, y, predicted, train, test)
 
     leaf_of = tree.apply(X)
     rules_by_node = leaf_rules(tree, design, X[train], X)
-    holdout_mask = pd.Series(False, index=features.index)
-    holdout_mask.iloc[test] = True
-    stats = group_stats(
-        pd.Series(leaf_of, index=features.index), target.y, holdout_mask, target.binary
-    )
-    # order leaves by the target rate among the training users (what the tree saw), so the
-    # names do not move with the holdout; ties by node id
-    train_rate = pd.Series(y[train]).groupby(leaf_of[train]).mean()
-    stats["train_rate"] = train_rate.reindex(stats.index)
-    stats = stats.assign(node=stats.index).sort_values(
-        ["train_rate", "node"], ascending=[False, True], kind="stable"
-    )
+    stats, names = _leaf_stats(features, leaf_of, target, train, test)
     n = len(stats)
-    names = {}
-    for i, node in enumerate(stats.index, start=1):
-        suffix = " (top)" if i == 1 and n > 1 else " (bottom)" if i == n and n > 1 else ""
-        names[node] = f"leaf {i}{suffix}" if n > 1 else "all users"
-    stats = stats.rename(index=names)
     base = float(np.nanmean(y))
     leaves = _table(stats, base, len(features))
-    rules: dict[str, str] = {}
-    for leaf_row, node in zip(leaves, names, strict=True):
-        rule = rules_by_node[int(node)]
-        leaf_row["rule"], leaf_row["sql"] = rule.words, rule.sql
-        rules[leaf_row["segment"]] = rule.words
+    rules = _leaves_with_rules(leaves, names, rules_by_node)
     assignments = pd.DataFrame(
         {
             "user_id": features["user_id"].astype(str),
@@ -781,32 +888,13 @@ def group_names(n_groups: int) -> list[str]:
     return out
 
 
-def run_propensity(
-    store: Store,
-    name: str,
-    spec: PropensitySegmentation,
-    features: pd.DataFrame,
-    *,
-    as_of: datetime | date | None = None,
-) -> tuple[pd.DataFrame, dict[str, Any], dict[str, str], dict[str, Any]]:
-    """Fit a random forest or gradient boosting on a yes/no target and cut every user's
-    predicted probability into equal-size groups (deciles by default), highest first.
-
-    Details hold the groups table, a holdout calibration table (mean predicted vs
-    observed per group) and the top-10 permutation importances on the holdout.
-    """
+def _fit_propensity(
+    spec: PropensitySegmentation, X: np.ndarray, y: np.ndarray, train: np.ndarray
+) -> Any:
+    """The fitted random forest or gradient boosting classifier."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from sklearn.metrics import roc_auc_score
     from threadpoolctl import threadpool_limits
 
-    features = with_user_columns(store, features.reset_index(drop=True))
-    target, design, train, test = _prepare(store, name, spec, features, as_of, need_binary=True)
-    if len(features) < spec.n_groups:
-        raise ConfigError(
-            f"segmentation {name!r}: {len(features)} users cannot fill {spec.n_groups} groups"
-        )
-    X = design.X.to_numpy(float)
-    y = target.y.to_numpy(float)
     model: Any
     if spec.model == "forest":
         model = RandomForestClassifier(
@@ -817,22 +905,31 @@ def run_propensity(
     # small fits: one thread (OpenMP start-up and contention cost more than they save)
     with threadpool_limits(1 if len(train) < SMALL_FIT else None):
         model.fit(X[train], y[train].astype(int))
-    p = np.asarray(model.predict_proba(X)[:, 1], dtype=float)
-    auc = float(roc_auc_score(y[test], p[test]))
+    return model
 
+
+def _rank_groups(p: np.ndarray, n_groups: int, index: pd.Index) -> tuple[pd.Series, list[str]]:
+    """Each user's group name by predicted probability, highest first, and the names."""
     # equal-size groups by rank (ties broken by position, so sizes differ by at most one)
     order = np.argsort(-p, kind="stable")
     rank = np.empty(len(p), dtype=np.int64)
     rank[order] = np.arange(len(p))
-    labels = group_names(spec.n_groups)
-    group_idx = rank * spec.n_groups // len(p)
-    groups = pd.Series(np.asarray(labels, dtype=object)[group_idx], index=features.index)
-    holdout_mask = pd.Series(False, index=features.index)
-    holdout_mask.iloc[test] = True
-    stats = group_stats(groups, target.y, holdout_mask, True).reindex(labels)
-    base = float(np.nanmean(y))
-    table = _table(stats, base, len(features))
-    mean_p = pd.Series(p, index=features.index).groupby(groups).mean()
+    labels = group_names(n_groups)
+    group_idx = rank * n_groups // len(p)
+    return pd.Series(np.asarray(labels, dtype=object)[group_idx], index=index), labels
+
+
+def _calibration(
+    table: list[dict[str, Any]],
+    groups: pd.Series,
+    labels: list[str],
+    p: np.ndarray,
+    y: np.ndarray,
+    test: np.ndarray,
+) -> list[dict[str, Any]]:
+    """Add each group's mean predicted probability to its row; return the holdout
+    calibration table (mean predicted vs observed per group)."""
+    mean_p = pd.Series(p, index=groups.index).groupby(groups).mean()
     held = pd.DataFrame({"g": groups.iloc[test], "p": p[test], "y": y[test]})
     cal = held.groupby("g").agg(n=("y", "size"), predicted=("p", "mean"), observed=("y", "mean"))
     cal = cal.reindex(labels)
@@ -848,6 +945,52 @@ def run_propensity(
                 "observed": float(cal.loc[seg, "observed"]),
             }
         )
+    return calibration
+
+
+def _probability_rules(p: np.ndarray, groups: pd.Series, labels: list[str]) -> dict[str, str]:
+    """Segment -> the span of predicted probabilities it holds, in words."""
+    span = pd.Series(p, index=groups.index).groupby(groups).agg(["min", "max"]).reindex(labels)
+    return {
+        str(seg): f"predicted probability {float(lo):.3f}–{float(hi):.3f}"
+        for seg, lo, hi in zip(span.index, span["min"], span["max"], strict=True)
+    }
+
+
+def run_propensity(
+    store: Store,
+    name: str,
+    spec: PropensitySegmentation,
+    features: pd.DataFrame,
+    *,
+    as_of: datetime | date | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, str], dict[str, Any]]:
+    """Fit a random forest or gradient boosting on a yes/no target and cut every user's
+    predicted probability into equal-size groups (deciles by default), highest first.
+
+    Details hold the groups table, a holdout calibration table (mean predicted vs
+    observed per group) and the top-10 permutation importances on the holdout.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    features = with_user_columns(store, features.reset_index(drop=True))
+    target, design, train, test = _prepare(store, name, spec, features, as_of, need_binary=True)
+    if len(features) < spec.n_groups:
+        raise ConfigError(
+            f"segmentation {name!r}: {len(features)} users cannot fill {spec.n_groups} groups"
+        )
+    X = design.X.to_numpy(float)
+    y = target.y.to_numpy(float)
+    model = _fit_propensity(spec, X, y, train)
+    p = np.asarray(model.predict_proba(X)[:, 1], dtype=float)
+    auc = float(roc_auc_score(y[test], p[test]))
+
+    groups, labels = _rank_groups(p, spec.n_groups, features.index)
+    holdout_mask = _holdout_mask(features.index, test)
+    stats = group_stats(groups, target.y, holdout_mask, True).reindex(labels)
+    base = float(np.nanmean(y))
+    table = _table(stats, base, len(features))
+    calibration = _calibration(table, groups, labels, p, y, test)
     importances = grouped_importances(model, X, y, test, design, seed=spec.seed)
     assignments = pd.DataFrame(
         {
@@ -869,10 +1012,6 @@ def run_propensity(
         "calibration": calibration,
         "importances": importances,
     }
-    span = pd.Series(p, index=features.index).groupby(groups).agg(["min", "max"]).reindex(labels)
-    rules = {
-        str(seg): f"predicted probability {float(lo):.3f}–{float(hi):.3f}"
-        for seg, lo, hi in zip(span.index, span["min"], span["max"], strict=True)
-    }
+    rules = _probability_rules(p, groups, labels)
     log.info("propensity %s (%s): holdout AUC %.3f", name, spec.model, auc)
     return assignments, _clean(metrics), rules, _clean(details)

@@ -83,6 +83,7 @@ def completed_orders(
 
 def latest_run_sql(
     kind: RunKind,
+    /,
     *,
     at: date | datetime | None = None,
     columns: str = "run_id",
@@ -93,7 +94,8 @@ def latest_run_sql(
     Newest is by ``created_at``, then ``run_id`` (both descending), as everywhere in
     segmint. ``at`` keeps runs created at or before that instant (a user's segment *at a
     time*); keyword arguments are equality filters on the run table's columns
-    (``segmentation="rfm"``, ``kind="batch"``, ``method="lifecycle"``).
+    (``segmentation="rfm"``, ``method="lifecycle"``; ``kind="batch"`` filters the
+    ``kind`` column of recommendation runs, as ``kind`` itself is positional-only).
     """
     table = RUN_TABLES[kind]
     conds = [f"{ident(col)} = {literal(value)}" for col, value in where.items()]
