@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from segmint.store._base import Store
-from segmint.store._schema import LOAD_ORDER, TABLES
+from segmint.store import LOAD_ORDER, TABLES, Store
 
 # (child table, column) -> (parent table, column): checked and reported
 INTEGRITY = (

@@ -14,9 +14,9 @@ from typing import Any
 import duckdb
 
 from segmint.config import CleaningRules, ConstantFill
+from segmint.store import Table
 from segmint.store import ident as _q
 from segmint.store import literal as _literal
-from segmint.store._schema import Table
 
 
 def _one(con: duckdb.DuckDBPyConnection, sql: str) -> Any:

@@ -178,7 +178,7 @@ def run_demo_measurement(project_path: Path, own_campaigns: list[str]) -> None:
     evaluate the demo's own largest campaign (interim: its window lies in the future of the
     data), show retention cohorts and satisfaction by lifecycle segment."""
     from segmint import open_project
-    from segmint.demo._generate import (
+    from segmint.demo import (
         CAMPAIGN_CONTROL_SHARE,
         CAMPAIGN_NAME,
         CAMPAIGN_WINDOW_DAYS,

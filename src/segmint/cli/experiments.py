@@ -112,7 +112,7 @@ def _print_roi(ev: Any, conf: str) -> None:
 
 def print_evaluation(ev: Any) -> None:
     """The evaluation of a campaign as Rich tables (arms, effects, SRM, segments, ROI)."""
-    from segmint.experiments._arms import POOLED
+    from segmint.experiments import POOLED
 
     conf = f"{1 - ev.alpha:.0%}"
     console.print(

@@ -158,7 +158,7 @@ def export_segment(
 
 def _audience_arm(control: bool, arm: str | None) -> str:
     """The arm ``export audience`` writes: --arm, --control, else every treated arm."""
-    from segmint.campaigns._config import DEFAULT_CONTROL, DEFAULT_TREATMENT
+    from segmint.campaigns import DEFAULT_CONTROL, DEFAULT_TREATMENT
 
     if control and arm is not None:
         raise ConfigError("--control and --arm: give one (--arm NAME picks any arm)")

@@ -50,7 +50,7 @@ from typing import Any
 
 import duckdb
 
-from segmint.clean._rules import plan_cleaning
+from segmint.clean import plan_cleaning
 from segmint.config import ColumnExpr, ColumnRef, Config, CsvSource, JsonlSource, Source
 from segmint.errors import (
     LoadError,
@@ -61,9 +61,10 @@ from segmint.errors import (
 )
 from segmint.sources._checked import source_expression
 from segmint.sources._readers import Staged, _drop_relation, _short, _sql_str, stage
+from segmint.store import TABLES, Column, Store, Table
 from segmint.store import ident as _q
-from segmint.store._base import Store, split_columns
-from segmint.store._schema import ALLOWED_VALUES, TABLES, Column, Table
+from segmint.store._base import split_columns
+from segmint.store._schema import ALLOWED_VALUES
 
 log = logging.getLogger(__name__)
 
