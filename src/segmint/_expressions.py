@@ -483,6 +483,29 @@ def check_expression(
         When the expression cannot be parsed or uses anything outside the allow-list. The
         message names the offending part and ``context``.
     """
+    _check_text(expr, context)
+    try:
+        return _check_tree(
+            expr,
+            allowed_columns,
+            aggregates=aggregates,
+            context=context,
+            qualifiers=qualifiers,
+            denied_columns=denied_columns,
+            vocabulary=vocabulary,
+            resolve=resolve,
+            json_columns={c.lower() for c in json_columns},
+        )
+    except RecursionError:  # a last resort: the nesting bound above should prevent it
+        raise _fail(
+            f"an expression nested too deeply (at most {MAX_NESTING} levels): simplify it",
+            context,
+        ) from None
+
+
+def _check_text(expr: Any, context: str) -> None:
+    """The checks before parsing: not empty, not too long, readable tokens without a
+    comment or a ``;``, nested at most :data:`MAX_NESTING` deep."""
     if not isinstance(expr, str) or not expr.strip():
         raise _fail("an empty expression", context)
     if len(expr) > MAX_EXPRESSION_CHARS:
@@ -505,23 +528,6 @@ def check_expression(
             f"NOT/- in a row; at most {MAX_NESTING}): simplify it",
             context,
         )
-    try:
-        return _check_tree(
-            expr,
-            allowed_columns,
-            aggregates=aggregates,
-            context=context,
-            qualifiers=qualifiers,
-            denied_columns=denied_columns,
-            vocabulary=vocabulary,
-            resolve=resolve,
-            json_columns={c.lower() for c in json_columns},
-        )
-    except RecursionError:  # a last resort: the nesting bound above should prevent it
-        raise _fail(
-            f"an expression nested too deeply (at most {MAX_NESTING} levels): simplify it",
-            context,
-        ) from None
 
 
 def _check_tree(

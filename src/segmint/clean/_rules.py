@@ -46,71 +46,97 @@ def plan_cleaning(
     if rules is None:
         return ", ".join(exprs.values()), report
     for col, strategy in rules.missing.items():
-        if col not in table.column_names:
-            raise _unknown_column(table, col, "missing")
-        c = _q(col)
-        if strategy == "drop":  # a validation check: those rows are already quarantined
-            report["missing"][col] = {"strategy": "drop", "n_filled": 0}
-            continue
-        if isinstance(strategy, ConstantFill):
-            n_missing = int(
-                _one(con, f"SELECT count(*) FILTER (WHERE {c} IS NULL) FROM {relation}")
-            )
-            value: Any = strategy.constant
-        else:
-            agg = "median" if strategy == "median" else "mode"
-            n_missing, value = con.execute(
-                f"SELECT count(*) FILTER (WHERE {c} IS NULL), {agg}({c}) FROM {relation}"
-            ).fetchone()  # type: ignore[misc]
-            n_missing = int(n_missing)
-            if value is None:
-                report["missing"][col] = {"strategy": agg, "n_filled": 0, "note": "all missing"}
-                continue
-        ctype = table.column(col).type
-        if ctype == "INTEGER":
-            value = round(float(value))
-        literal = _literal(value)
-        exprs[col] = f"coalesce({c}, CAST({literal} AS {ctype})) AS {c}"
-        report["missing"][col] = {
-            "strategy": _name(strategy),
-            "n_filled": n_missing,
-            "value": value if isinstance(value, int | float | str | bool) else str(value),
-        }
+        _plan_fill(con, table, relation, col, strategy, exprs, report["missing"])
     for col, rule in rules.outliers.items():
-        if col not in table.column_names:
-            raise _unknown_column(table, col, "outliers")
-        c = _q(col)
-        if rule.method == "iqr":
-            q1, q3 = con.execute(
-                f"SELECT quantile_cont({c}, 0.25), quantile_cont({c}, 0.75) FROM {relation}"
-            ).fetchone()  # type: ignore[misc]
-            if q1 is None:
-                continue
-            lo, hi = q1 - rule.factor * (q3 - q1), q3 + rule.factor * (q3 - q1)
-        else:
-            lo, hi = con.execute(
-                f"SELECT quantile_cont({c}, {rule.lower}), quantile_cont({c}, {rule.upper}) "
-                f"FROM {relation}"
-            ).fetchone()  # type: ignore[misc]
-            if lo is None:
-                continue
-        n_low, n_high = con.execute(
-            f"SELECT count(*) FILTER (WHERE {c} < {lo}), count(*) FILTER (WHERE {c} > {hi}) "
+        _plan_outliers(con, table, relation, col, rule, exprs, report["outliers"])
+    return ", ".join(exprs.values()), report
+
+
+def _plan_fill(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    relation: str,
+    col: str,
+    strategy: Any,
+    exprs: dict[str, str],
+    report: dict[str, Any],
+) -> None:
+    """The fill of ``col``'s missing values: its statistic over ``relation``, the
+    ``coalesce`` in ``exprs[col]`` and the entry in ``report`` (the report's "missing")."""
+    if col not in table.column_names:
+        raise _unknown_column(table, col, "missing")
+    c = _q(col)
+    if strategy == "drop":  # a validation check: those rows are already quarantined
+        report[col] = {"strategy": "drop", "n_filled": 0}
+        return
+    if isinstance(strategy, ConstantFill):
+        n_missing = int(_one(con, f"SELECT count(*) FILTER (WHERE {c} IS NULL) FROM {relation}"))
+        value: Any = strategy.constant
+    else:
+        agg = "median" if strategy == "median" else "mode"
+        n_missing, value = con.execute(
+            f"SELECT count(*) FILTER (WHERE {c} IS NULL), {agg}({c}) FROM {relation}"
+        ).fetchone()  # type: ignore[misc]
+        n_missing = int(n_missing)
+        if value is None:
+            report[col] = {"strategy": agg, "n_filled": 0, "note": "all missing"}
+            return
+    ctype = table.column(col).type
+    if ctype == "INTEGER":
+        value = round(float(value))
+    literal = _literal(value)
+    exprs[col] = f"coalesce({c}, CAST({literal} AS {ctype})) AS {c}"
+    report[col] = {
+        "strategy": _name(strategy),
+        "n_filled": n_missing,
+        "value": value if isinstance(value, int | float | str | bool) else str(value),
+    }
+
+
+def _plan_outliers(
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    relation: str,
+    col: str,
+    rule: Any,
+    exprs: dict[str, str],
+    report: dict[str, Any],
+) -> None:
+    """The outlier bounds of ``col`` over ``relation`` (IQR or percentiles), the cap in
+    ``exprs[col]`` when the rule caps, and the entry in ``report`` (its "outliers")."""
+    if col not in table.column_names:
+        raise _unknown_column(table, col, "outliers")
+    c = _q(col)
+    if rule.method == "iqr":
+        q1, q3 = con.execute(
+            f"SELECT quantile_cont({c}, 0.25), quantile_cont({c}, 0.75) FROM {relation}"
+        ).fetchone()  # type: ignore[misc]
+        if q1 is None:
+            return
+        lo, hi = q1 - rule.factor * (q3 - q1), q3 + rule.factor * (q3 - q1)
+    else:
+        lo, hi = con.execute(
+            f"SELECT quantile_cont({c}, {rule.lower}), quantile_cont({c}, {rule.upper}) "
             f"FROM {relation}"
         ).fetchone()  # type: ignore[misc]
-        if rule.action == "cap" and n_low + n_high:
-            base = exprs[col].removesuffix(f" AS {c}")
-            ctype = table.column(col).type
-            exprs[col] = f"CAST(greatest(least({base}, {hi}), {lo}) AS {ctype}) AS {c}"
-        report["outliers"][col] = {
-            "method": rule.method,
-            "action": rule.action,
-            "lower_bound": float(lo),
-            "upper_bound": float(hi),
-            "n_low": int(n_low),
-            "n_high": int(n_high),
-        }
-    return ", ".join(exprs.values()), report
+        if lo is None:
+            return
+    n_low, n_high = con.execute(
+        f"SELECT count(*) FILTER (WHERE {c} < {lo}), count(*) FILTER (WHERE {c} > {hi}) "
+        f"FROM {relation}"
+    ).fetchone()  # type: ignore[misc]
+    if rule.action == "cap" and n_low + n_high:
+        base = exprs[col].removesuffix(f" AS {c}")
+        ctype = table.column(col).type
+        exprs[col] = f"CAST(greatest(least({base}, {hi}), {lo}) AS {ctype}) AS {c}"
+    report[col] = {
+        "method": rule.method,
+        "action": rule.action,
+        "lower_bound": float(lo),
+        "upper_bound": float(hi),
+        "n_low": int(n_low),
+        "n_high": int(n_high),
+    }
 
 
 def _name(strategy: object) -> str:

@@ -145,27 +145,59 @@ def compare_runs(
     size_change: float = 0.2,
 ) -> SegmentationRefresh:
     """Sizes, migrations and drift of ``run_id`` against ``previous_run_id``."""
-    from segmint.segments import load_run
+    from segmint.segments import diff_runs, load_run
 
     new = load_run(store, run_id)
     after = new.assignments[["user_id", "segment"]].astype(str)
     n_after = len(after)
     if previous_run_id is None:
-        sizes = after.groupby("segment").size().rename("users_after").reset_index()
-        sizes["users_before"] = 0
-        sizes["share_before"] = np.nan
-        sizes["share_after"] = sizes["users_after"] / max(n_after, 1)
-        sizes["share_change"] = np.nan
-        sizes["size_flag"] = False
-        sizes["profile_psi"] = np.nan
-        sizes["profile_feature"] = None
-        sizes["profile_flag"] = False
         return SegmentationRefresh(
             new.segmentation, run_id, None, float("nan"), 0, n_after,
-            _order(sizes), pd.DataFrame(), pd.DataFrame(columns=["segment", "feature", "psi"]),
+            _order(_first_sizes(after, n_after)), pd.DataFrame(),
+            pd.DataFrame(columns=["segment", "feature", "psi"]),
         )  # fmt: skip
     old = load_run(store, previous_run_id)
     before = old.assignments[["user_id", "segment"]].astype(str)
+    sizes, size_psi = _sizes(before, after, size_change)
+    migrations = diff_runs(store, previous_run_id, run_id)
+    profile = pd.DataFrame(
+        _profile_psi(before, after, features_before, features_after, profile_features),
+        columns=["segment", "feature", "psi"],
+    )
+    if profile.empty or profile["psi"].isna().all():
+        sizes["profile_psi"] = np.nan
+        sizes["profile_feature"] = None
+    else:
+        top = profile.dropna(subset=["psi"]).sort_values("psi", ascending=False)
+        top = top.drop_duplicates("segment").set_index("segment")
+        sizes["profile_psi"] = sizes["segment"].map(top["psi"])
+        sizes["profile_feature"] = sizes["segment"].map(top["feature"])
+    sizes["profile_flag"] = sizes["profile_psi"].fillna(0) > psi_threshold
+    return SegmentationRefresh(
+        new.segmentation, run_id, previous_run_id, size_psi, _moved(before, after), n_after,
+        _order(sizes), migrations, profile,
+    )  # fmt: skip
+
+
+def _first_sizes(after: pd.DataFrame, n_after: int) -> pd.DataFrame:
+    """The sizes of a segmentation's first run: nothing before, nothing flagged."""
+    sizes = after.groupby("segment").size().rename("users_after").reset_index()
+    sizes["users_before"] = 0
+    sizes["share_before"] = np.nan
+    sizes["share_after"] = sizes["users_after"] / max(n_after, 1)
+    sizes["share_change"] = np.nan
+    sizes["size_flag"] = False
+    sizes["profile_psi"] = np.nan
+    sizes["profile_feature"] = None
+    sizes["profile_flag"] = False
+    return sizes
+
+
+def _sizes(
+    before: pd.DataFrame, after: pd.DataFrame, size_change: float
+) -> tuple[pd.DataFrame, float]:
+    """Per segment of either run: users and shares before and after, the relative change
+    and its flag; and the PSI of the segment shares."""
     nb, na = before.groupby("segment").size(), after.groupby("segment").size()
     segs = sorted(set(nb.index) | set(na.index))
     nb, na = nb.reindex(segs, fill_value=0), na.reindex(segs, fill_value=0)
@@ -188,42 +220,45 @@ def compare_runs(
         | (sizes["users_after"] == 0)
         | (sizes["share_change"].abs() > size_change)
     )
+    return sizes, size_psi
+
+
+def _moved(before: pd.DataFrame, after: pd.DataFrame) -> int:
+    """Users whose segment changed, plus those in one run only."""
     merged = before.merge(after, on="user_id", how="inner", suffixes=("_a", "_b"))
     moved = int((merged["segment_a"] != merged["segment_b"]).sum())
     moved += int((~before["user_id"].isin(after["user_id"])).sum())
     moved += int((~after["user_id"].isin(before["user_id"])).sum())
-    from segmint.segments import diff_runs
+    return moved
 
-    migrations = diff_runs(store, previous_run_id, run_id)
 
+def _profile_psi(
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    features_before: pd.DataFrame | None,
+    features_after: pd.DataFrame,
+    profile_features: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Per segment and profile feature: the PSI of the feature among the segment's members
+    before and after (none without the previous features)."""
+    if features_before is None:
+        return []
+    nb, na = before.groupby("segment").size(), after.groupby("segment").size()
+    segs = sorted(set(nb.index) | set(na.index))
+    fb = before.merge(features_before, on="user_id", how="left")
+    fa = after.merge(features_after, on="user_id", how="left")
+    feats = [f for f in profile_features if f in fb.columns and f in fa.columns]
     rows = []
-    if features_before is not None:
-        fb = before.merge(features_before, on="user_id", how="left")
-        fa = after.merge(features_after, on="user_id", how="left")
-        feats = [f for f in profile_features if f in fb.columns and f in fa.columns]
-        for seg in segs:
-            xb, xa = fb[fb["segment"] == seg], fa[fa["segment"] == seg]
-            for feat in feats:
-                value = (
-                    feature_psi(xb[feat].to_numpy(float), xa[feat].to_numpy(float))
-                    if len(xb) and len(xa)
-                    else np.nan
-                )
-                rows.append({"segment": seg, "feature": feat, "psi": value})
-    profile = pd.DataFrame(rows, columns=["segment", "feature", "psi"])
-    if profile.empty or profile["psi"].isna().all():
-        sizes["profile_psi"] = np.nan
-        sizes["profile_feature"] = None
-    else:
-        top = profile.dropna(subset=["psi"]).sort_values("psi", ascending=False)
-        top = top.drop_duplicates("segment").set_index("segment")
-        sizes["profile_psi"] = sizes["segment"].map(top["psi"])
-        sizes["profile_feature"] = sizes["segment"].map(top["feature"])
-    sizes["profile_flag"] = sizes["profile_psi"].fillna(0) > psi_threshold
-    return SegmentationRefresh(
-        new.segmentation, run_id, previous_run_id, size_psi, moved, n_after,
-        _order(sizes), migrations, profile,
-    )  # fmt: skip
+    for seg in segs:
+        xb, xa = fb[fb["segment"] == seg], fa[fa["segment"] == seg]
+        for feat in feats:
+            value = (
+                feature_psi(xb[feat].to_numpy(float), xa[feat].to_numpy(float))
+                if len(xb) and len(xa)
+                else np.nan
+            )
+            rows.append({"segment": seg, "feature": feat, "psi": value})
+    return rows
 
 
 def _order(sizes: pd.DataFrame) -> pd.DataFrame:
