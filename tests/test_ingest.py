@@ -6,6 +6,7 @@ backends differ only in the factory below.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,7 +203,7 @@ def test_a_rejected_row_not_found_again_stops_the_load_before_any_write(
     def sql_missing_every_row(
         self: _ingest.Typing, relation: str, keep: tuple[str, str] | None = None
     ) -> str:
-        if relation == "_raw":
+        if re.fullmatch(r"_stage_raw_\d+", relation):  # the source as staged
             return real_sql(self, relation, keep)
         return real_sql(self, f"(SELECT * FROM {relation} WHERE FALSE)", keep)
 

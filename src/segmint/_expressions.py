@@ -18,9 +18,10 @@ imports nothing of segmint but the errors.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -484,7 +485,7 @@ def check_expression(
         message names the offending part and ``context``.
     """
     _check_text(expr, context)
-    try:
+    with _depth_guard(context):
         return _check_tree(
             expr,
             allowed_columns,
@@ -496,7 +497,15 @@ def check_expression(
             resolve=resolve,
             json_columns={c.lower() for c in json_columns},
         )
-    except RecursionError:  # a last resort: the nesting bound above should prevent it
+
+
+@contextlib.contextmanager
+def _depth_guard(context: str) -> Iterator[None]:
+    """A RecursionError as the ConfigError it means: a last resort, as the nesting bound
+    of :func:`_check_text` should prevent it."""
+    try:
+        yield
+    except RecursionError:
         raise _fail(
             f"an expression nested too deeply (at most {MAX_NESTING} levels): simplify it",
             context,

@@ -21,7 +21,7 @@ from segmint.sources import (
     ingest_source,
     prefetch_checksums,
 )
-from segmint.store import LOAD_ORDER, TABLES, Store, open_store
+from segmint.store import LOAD_ORDER, TABLES, Store, lit, open_store
 
 if TYPE_CHECKING:
     from segmint.experiments import RefreshResult
@@ -697,7 +697,6 @@ class Project:
         name, segment = ref.split(":", 1)
         run_id = self._run_id(name)
         assert run_id is not None
-        seg = segment.replace("'", "''")
         n = self.store.scalar(
             "SELECT count(*) FROM segment_assignments WHERE run_id = ? AND segment = ?",
             [run_id, segment],
@@ -705,8 +704,8 @@ class Project:
         if not n:
             raise NotFoundError(f"segment {segment!r} has no users in run {run_id}")
         return (
-            f"SELECT user_id FROM segment_assignments WHERE run_id = '{run_id}' "
-            f"AND segment = '{seg}'"
+            f"SELECT user_id FROM segment_assignments WHERE run_id = {lit(run_id)} "
+            f"AND segment = {lit(segment)}"
         )
 
     def before_after(

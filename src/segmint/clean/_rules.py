@@ -9,28 +9,26 @@ report and stored with the load in ``loads.cleaning``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
-
+from segmint._rows import first_row
 from segmint.config import CleaningRules, ConstantFill
 from segmint.store import Table
 from segmint.store import ident as _q
 from segmint.store import literal as _literal
 
-
-def _one(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
-    row = con.execute(sql).fetchone()
-    return None if row is None else row[0]
+if TYPE_CHECKING:
+    from segmint.store import Staging
 
 
 def plan_cleaning(
-    con: duckdb.DuckDBPyConnection,
+    stage: Staging,
     table: Table,
     rules: CleaningRules | None,
     relation: str,
 ) -> tuple[str, dict[str, Any]]:
-    """Plan the cleaning of the rows of ``relation`` (the valid rows of a load).
+    """Plan the cleaning of the rows of ``relation`` (the valid rows of a load, staged in
+    ``stage``).
 
     Statistics are computed with one aggregate query per rule; the cleaning itself is a
     select list (``coalesce`` for fills, ``greatest/least`` for caps) applied as the rows are
@@ -46,14 +44,14 @@ def plan_cleaning(
     if rules is None:
         return ", ".join(exprs.values()), report
     for col, strategy in rules.missing.items():
-        _plan_fill(con, table, relation, col, strategy, exprs, report["missing"])
+        _plan_fill(stage, table, relation, col, strategy, exprs, report["missing"])
     for col, rule in rules.outliers.items():
-        _plan_outliers(con, table, relation, col, rule, exprs, report["outliers"])
+        _plan_outliers(stage, table, relation, col, rule, exprs, report["outliers"])
     return ", ".join(exprs.values()), report
 
 
 def _plan_fill(
-    con: duckdb.DuckDBPyConnection,
+    stage: Staging,
     table: Table,
     relation: str,
     col: str,
@@ -70,13 +68,13 @@ def _plan_fill(
         report[col] = {"strategy": "drop", "n_filled": 0}
         return
     if isinstance(strategy, ConstantFill):
-        n_missing = int(_one(con, f"SELECT count(*) FILTER (WHERE {c} IS NULL) FROM {relation}"))
+        n_missing = int(stage.scalar(f"SELECT count(*) FILTER (WHERE {c} IS NULL) FROM {relation}"))
         value: Any = strategy.constant
     else:
         agg = "median" if strategy == "median" else "mode"
-        n_missing, value = con.execute(
-            f"SELECT count(*) FILTER (WHERE {c} IS NULL), {agg}({c}) FROM {relation}"
-        ).fetchone()  # type: ignore[misc]
+        n_missing, value = first_row(  # type: ignore[misc]
+            stage, f"SELECT count(*) FILTER (WHERE {c} IS NULL), {agg}({c}) FROM {relation}"
+        )
         n_missing = int(n_missing)
         if value is None:
             report[col] = {"strategy": agg, "n_filled": 0, "note": "all missing"}
@@ -94,7 +92,7 @@ def _plan_fill(
 
 
 def _plan_outliers(
-    con: duckdb.DuckDBPyConnection,
+    stage: Staging,
     table: Table,
     relation: str,
     col: str,
@@ -108,23 +106,25 @@ def _plan_outliers(
         raise _unknown_column(table, col, "outliers")
     c = _q(col)
     if rule.method == "iqr":
-        q1, q3 = con.execute(
-            f"SELECT quantile_cont({c}, 0.25), quantile_cont({c}, 0.75) FROM {relation}"
-        ).fetchone()  # type: ignore[misc]
+        q1, q3 = first_row(  # type: ignore[misc]
+            stage, f"SELECT quantile_cont({c}, 0.25), quantile_cont({c}, 0.75) FROM {relation}"
+        )
         if q1 is None:
             return
         lo, hi = q1 - rule.factor * (q3 - q1), q3 + rule.factor * (q3 - q1)
     else:
-        lo, hi = con.execute(
+        lo, hi = first_row(  # type: ignore[misc]
+            stage,
             f"SELECT quantile_cont({c}, {rule.lower}), quantile_cont({c}, {rule.upper}) "
-            f"FROM {relation}"
-        ).fetchone()  # type: ignore[misc]
+            f"FROM {relation}",
+        )
         if lo is None:
             return
-    n_low, n_high = con.execute(
+    n_low, n_high = first_row(  # type: ignore[misc]
+        stage,
         f"SELECT count(*) FILTER (WHERE {c} < {lo}), count(*) FILTER (WHERE {c} > {hi}) "
-        f"FROM {relation}"
-    ).fetchone()  # type: ignore[misc]
+        f"FROM {relation}",
+    )
     if rule.action == "cap" and n_low + n_high:
         base = exprs[col].removesuffix(f" AS {c}")
         ctype = table.column(col).type
