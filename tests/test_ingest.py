@@ -419,3 +419,16 @@ def test_a_source_without_columns_and_none_of_ours_says_how_to_map(tmp_path: Pat
         ),
     ):
         p.ingest()
+
+
+def test_the_store_names_the_columns_a_load_updates_and_the_allowed_values() -> None:
+    """``split_columns`` and ``ALLOWED_VALUES`` are public in segmint.store (ingestion uses
+    them): a load mapping some columns updates those of the stored rows, keeps the others."""
+    from segmint.store import ALLOWED_VALUES, TABLES, split_columns
+
+    users = TABLES["users"]
+    updates, keeps = split_columns(users, ["user_id", "email"])
+    assert updates == ["email"]
+    assert "email" not in keeps and "user_id" not in keeps and keeps
+    assert split_columns(users, None)[1] == []
+    assert ALLOWED_VALUES[("orders", "status")] == ("completed", "refunded", "cancelled")

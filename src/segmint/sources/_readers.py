@@ -516,9 +516,10 @@ def _breaks_in_rejects(area: Area) -> bool:
 
 def _rename(area: Area, pairs: dict[str, str]) -> None:
     """Rename relations by role (``{old role: new role}``)."""
-    for old, new in pairs.items():
-        area.execute(f"DROP TABLE IF EXISTS {getattr(area, new)}")
-        area.execute(f"ALTER TABLE {getattr(area, old)} RENAME TO {getattr(area, new)}")
+    for old_role, new_role in pairs.items():
+        old, new = getattr(area, old_role), getattr(area, new_role)
+        area.execute(f"DROP TABLE IF EXISTS {new}")
+        area.execute(f"ALTER TABLE {old} RENAME TO {new}")
 
 
 _FIRST = {"raw0": "first_raw0", "text_rejects": "first_rejects"}  # roles
