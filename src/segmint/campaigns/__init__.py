@@ -27,6 +27,8 @@ from segmint.campaigns._channels import (
     message_id_for,
 )
 from segmint.campaigns._config import (
+    DEFAULT_CONTROL,
+    DEFAULT_TREATMENT,
     CampaignSpec,
     EmailChannelSpec,
     FileChannelSpec,
@@ -36,9 +38,10 @@ from segmint.campaigns._config import (
     TemplateSpec,
     VariantSpec,
     WebhookChannelSpec,
+    normalize_arm,
 )
 from segmint.campaigns._delivery import SendReport, delivery_log, make_channel, send_campaign
-from segmint.campaigns._keys import KeyRing, key_ring, retire_key, rotate_key
+from segmint.campaigns._keys import KeyRing, key_ring, pseudonym_key, retire_key, rotate_key
 from segmint.campaigns._plan import (
     CampaignPlan,
     PreviewMessage,
@@ -61,6 +64,8 @@ from segmint.campaigns._unsubscribe import (
 )
 
 __all__ = [
+    "DEFAULT_CONTROL",
+    "DEFAULT_TREATMENT",
     "FIELDS",
     "REASONS",
     "CampaignPlan",
@@ -99,8 +104,10 @@ __all__ = [
     "make_channel",
     "make_token",
     "message_id_for",
+    "normalize_arm",
     "plan_campaign",
     "preview",
+    "pseudonym_key",
     "retire_key",
     "rotate_key",
     "send_campaign",

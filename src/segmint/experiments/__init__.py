@@ -30,11 +30,11 @@ from segmint.experiments._power import (
     users_needed_proportion,
 )
 from segmint.experiments._refresh import (
+    PROFILE_FEATURES,
     RefreshResult,
     SegmentationRefresh,
     compare_runs,
     feature_psi,
-    refresh,
 )
 from segmint.experiments._retention import (
     BeforeAfterResult,
@@ -79,6 +79,8 @@ from segmint.experiments._uplift import (
 )
 
 __all__ = [
+    "POOLED",
+    "PROFILE_FEATURES",
     "mde_mean",
     "mde_proportion",
     "users_needed_mean",
@@ -119,7 +121,6 @@ __all__ = [
     "qini_coefficient",
     "qini_curve",
     "ratio_interval",
-    "refresh",
     "repeat_purchase_rate",
     "retention_by_segment",
     "retention_matrix",

@@ -25,7 +25,7 @@ from segmint.segments._rules import (
     run_sql,
     value_tiers_sql,
 )
-from segmint.segments._runs import SegmentResult, diff_runs, list_runs, load_run
+from segmint.segments._runs import SegmentResult, diff_runs, list_runs, load_run, resolve_run
 from segmint.segments._segment import run_segmentation, run_segmentations, segment_metrics
 
 if typing.TYPE_CHECKING:
@@ -39,6 +39,7 @@ if typing.TYPE_CHECKING:
         choose_k,
         elbow_k,
     )
+    from segmint.segments._clustering import assign_segments
     from segmint.segments._evaluate import evaluate_clustering, silhouette_many
     from segmint.segments._explain import SegmentAssigner, SurrogateTree, name_clusters
     from segmint.segments._scaling import FeatureScaler
@@ -53,6 +54,7 @@ _LAZY = {
     "WardClustering": "segmint.segments._cluster",
     "choose_k": "segmint.segments._cluster",
     "elbow_k": "segmint.segments._cluster",
+    "assign_segments": "segmint.segments._clustering",
     "evaluate_clustering": "segmint.segments._evaluate",
     "silhouette_many": "segmint.segments._evaluate",
     "SegmentAssigner": "segmint.segments._explain",
@@ -90,6 +92,7 @@ __all__ = [
     "SegmentResult",
     "SurrogateTree",
     "WardClustering",
+    "assign_segments",
     "choose_k",
     "custom_rules_sql",
     "diff_runs",
@@ -99,6 +102,7 @@ __all__ = [
     "list_runs",
     "load_run",
     "name_clusters",
+    "resolve_run",
     "rfm_sql",
     "run_segmentation",
     "run_segmentations",
