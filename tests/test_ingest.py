@@ -6,6 +6,7 @@ backends differ only in the factory below.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,7 +203,7 @@ def test_a_rejected_row_not_found_again_stops_the_load_before_any_write(
     def sql_missing_every_row(
         self: _ingest.Typing, relation: str, keep: tuple[str, str] | None = None
     ) -> str:
-        if relation == "_raw":
+        if re.fullmatch(r"_stage_raw_\d+", relation):  # the source as staged
             return real_sql(self, relation, keep)
         return real_sql(self, f"(SELECT * FROM {relation} WHERE FALSE)", keep)
 
@@ -418,3 +419,16 @@ def test_a_source_without_columns_and_none_of_ours_says_how_to_map(tmp_path: Pat
         ),
     ):
         p.ingest()
+
+
+def test_the_store_names_the_columns_a_load_updates_and_the_allowed_values() -> None:
+    """``split_columns`` and ``ALLOWED_VALUES`` are public in segmint.store (ingestion uses
+    them): a load mapping some columns updates those of the stored rows, keeps the others."""
+    from segmint.store import ALLOWED_VALUES, TABLES, split_columns
+
+    users = TABLES["users"]
+    updates, keeps = split_columns(users, ["user_id", "email"])
+    assert updates == ["email"]
+    assert "email" not in keeps and "user_id" not in keeps and keeps
+    assert split_columns(users, None)[1] == []
+    assert ALLOWED_VALUES[("orders", "status")] == ("completed", "refunded", "cancelled")

@@ -18,9 +18,10 @@ imports nothing of segmint but the errors.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -483,6 +484,37 @@ def check_expression(
         When the expression cannot be parsed or uses anything outside the allow-list. The
         message names the offending part and ``context``.
     """
+    _check_text(expr, context)
+    with _depth_guard(context):
+        return _check_tree(
+            expr,
+            allowed_columns,
+            aggregates=aggregates,
+            context=context,
+            qualifiers=qualifiers,
+            denied_columns=denied_columns,
+            vocabulary=vocabulary,
+            resolve=resolve,
+            json_columns={c.lower() for c in json_columns},
+        )
+
+
+@contextlib.contextmanager
+def _depth_guard(context: str) -> Iterator[None]:
+    """A RecursionError as the ConfigError it means: a last resort, as the nesting bound
+    of :func:`_check_text` should prevent it."""
+    try:
+        yield
+    except RecursionError:
+        raise _fail(
+            f"an expression nested too deeply (at most {MAX_NESTING} levels): simplify it",
+            context,
+        ) from None
+
+
+def _check_text(expr: Any, context: str) -> None:
+    """The checks before parsing: not empty, not too long, readable tokens without a
+    comment or a ``;``, nested at most :data:`MAX_NESTING` deep."""
     if not isinstance(expr, str) or not expr.strip():
         raise _fail("an empty expression", context)
     if len(expr) > MAX_EXPRESSION_CHARS:
@@ -505,23 +537,6 @@ def check_expression(
             f"NOT/- in a row; at most {MAX_NESTING}): simplify it",
             context,
         )
-    try:
-        return _check_tree(
-            expr,
-            allowed_columns,
-            aggregates=aggregates,
-            context=context,
-            qualifiers=qualifiers,
-            denied_columns=denied_columns,
-            vocabulary=vocabulary,
-            resolve=resolve,
-            json_columns={c.lower() for c in json_columns},
-        )
-    except RecursionError:  # a last resort: the nesting bound above should prevent it
-        raise _fail(
-            f"an expression nested too deeply (at most {MAX_NESTING} levels): simplify it",
-            context,
-        ) from None
 
 
 def _check_tree(

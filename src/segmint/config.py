@@ -22,9 +22,9 @@ from pydantic import (
     model_validator,
 )
 
-from segmint.campaigns._config import CAMPAIGN_MODELS, CAMPAIGN_TAGS, Playbook
+from segmint._playbook import CAMPAIGN_MODELS, CAMPAIGN_TAGS, Playbook
 from segmint.errors import ConfigError
-from segmint.store._schema import TABLES
+from segmint.store import TABLES
 
 __all__ = [
     "CleaningRules",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from difflib import get_close_matches
 from pathlib import Path
@@ -12,17 +14,40 @@ import pandas as pd
 
 from segmint.config import Config, load_config
 from segmint.errors import ConfigError, NotFoundError, SegmintError
-from segmint.sources._checked import check_source_sql
-from segmint.sources._ingest import LoadResult, ingest_source
-from segmint.sources._readers import check_files, prefetch_checksums
-from segmint.store._base import Store
-from segmint.store._open import open_store
-from segmint.store._schema import LOAD_ORDER, TABLES
+from segmint.sources import (
+    LoadResult,
+    check_files,
+    check_source_sql,
+    ingest_source,
+    prefetch_checksums,
+)
+from segmint.store import LOAD_ORDER, TABLES, Store, lit, open_store
 
 if TYPE_CHECKING:
+    from segmint.experiments import RefreshResult
     from segmint.features import FeatureRun
     from segmint.profiles import Persona, UserProfile
     from segmint.segments import SegmentResult
+
+log = logging.getLogger(__name__)
+
+
+def _previous_runs(store: Store, names: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """Per segmentation: (its latest run, that run's feature run), or Nones if it has none."""
+    from segmint.segments import list_runs
+
+    previous: dict[str, tuple[str | None, str | None]] = {}
+    for name in names:
+        runs = list_runs(store, name)
+        if runs.empty:
+            previous[name] = (None, None)
+        else:
+            fr = runs["feature_run_id"].iloc[0]
+            previous[name] = (
+                str(runs["run_id"].iloc[0]),
+                None if fr is None or fr != fr else str(fr),
+            )
+    return previous
 
 
 def _done(results: list[LoadResult]) -> str:
@@ -157,7 +182,7 @@ class Project:
         A fresh feature run is computed first unless ``feature_run`` is given, so every
         segment run records the exact features it used.
         """
-        from segmint.segments._segment import run_segmentations
+        from segmint.segments import run_segmentations
 
         run = feature_run or self.compute_features(as_of=as_of)
         single = isinstance(names, str)
@@ -175,13 +200,13 @@ class Project:
 
     def segment_runs(self, segmentation: str | None = None) -> pd.DataFrame:
         """Stored segmentation runs, newest first."""
-        from segmint.segments._runs import list_runs
+        from segmint.segments import list_runs
 
         return list_runs(self.store, segmentation)
 
     def segment_run(self, ref: str) -> SegmentResult:
         """A stored run, by run id or by segmentation name (its latest run)."""
-        from segmint.segments._runs import load_run
+        from segmint.segments import load_run
 
         return load_run(self.store, ref)
 
@@ -193,7 +218,7 @@ class Project:
         users whose behaviour changed included.
         """
         from segmint.features import load_features
-        from segmint.segments._clustering import assign_segments
+        from segmint.segments import assign_segments
 
         run = self.segment_run(ref)
         columns = run.params.get("features")
@@ -208,7 +233,7 @@ class Project:
 
     def segments_diff(self, run_a: str, run_b: str) -> pd.DataFrame:
         """Migration matrix between two runs (users from segment in A to segment in B)."""
-        from segmint.segments._runs import diff_runs
+        from segmint.segments import diff_runs
 
         return diff_runs(self.store, run_a, run_b)
 
@@ -287,8 +312,13 @@ class Project:
         segment of every segmentation) in the format of ``out``'s extension (csv, xlsx,
         parquet, json, jsonl; ``fmt`` when it has none, else csv). Recorded in
         :meth:`exports`."""
-        from segmint.profiles._export import profiles_table, resolve_format, write_tables
-        from segmint.profiles._lists import new_record, record_export
+        from segmint.profiles import (
+            new_record,
+            profiles_table,
+            record_export,
+            resolve_format,
+            write_tables,
+        )
 
         table = profiles_table(self.store, feature_run_id=feature_run_id)
         path, fmt = resolve_format(out, fmt)
@@ -305,8 +335,13 @@ class Project:
         """Write the personas of a run: one workbook with a sheet per table (``.xlsx``),
         one JSON object (``.json``), or a folder with one file per table (``out`` without
         extension: ``fmt``, default csv). Recorded in :meth:`exports`."""
-        from segmint.profiles._export import persona_tables, resolve_format, write_tables
-        from segmint.profiles._lists import new_record, record_export
+        from segmint.profiles import (
+            new_record,
+            persona_tables,
+            record_export,
+            resolve_format,
+            write_tables,
+        )
 
         found = self.personas(ref)
         tables = persona_tables(found)
@@ -342,8 +377,8 @@ class Project:
 
         Returns a :class:`segmint.profiles.ExportRecord` (rows written, users left out).
         """
-        from segmint.campaigns._keys import pseudonym_key
-        from segmint.profiles._lists import export_list
+        from segmint.campaigns import pseudonym_key
+        from segmint.profiles import export_list
 
         run = self.segment_run(ref)
         members = run.assignments[["user_id", "segment"]]
@@ -389,9 +424,8 @@ class Project:
         ``arm`` is an arm of the plan (a variant's name), ``control`` (the plan's control,
         whatever its label) or ``treatment`` (every arm but the control); a plan with
         variants adds an ``arm`` column."""
-        from segmint.campaigns._keys import pseudonym_key
-        from segmint.campaigns._plan import latest_plan, load_plan
-        from segmint.profiles._lists import export_list
+        from segmint.campaigns import latest_plan, load_plan, pseudonym_key
+        from segmint.profiles import export_list
 
         plan = latest_plan(self.store, campaign)
         if plan is None:
@@ -427,8 +461,12 @@ class Project:
 
     def _audience_arm(self, plan: Any, arm: str) -> pd.DataFrame:
         """The members of one arm of a plan (see :meth:`export_audience`)."""
-        from segmint.campaigns._config import DEFAULT_CONTROL, DEFAULT_TREATMENT, normalize_arm
-        from segmint.campaigns._plan import load_audience
+        from segmint.campaigns import (
+            DEFAULT_CONTROL,
+            DEFAULT_TREATMENT,
+            load_audience,
+            normalize_arm,
+        )
 
         arm = normalize_arm(arm)
         arms = list(plan.n_by_arm) or list(plan.split)
@@ -452,7 +490,7 @@ class Project:
 
     def exports(self, limit: int | None = None) -> pd.DataFrame:
         """The recorded exports, newest first: when, who, what, why, rows, file."""
-        from segmint.profiles._lists import export_log
+        from segmint.profiles import export_log
 
         return export_log(self.store, limit=limit)
 
@@ -461,7 +499,7 @@ class Project:
         """Evaluate a campaign from its holdout (see
         :func:`segmint.experiments.evaluate_campaign`); the result is stored in
         ``campaign_evaluations`` (for the report) unless ``save=False``."""
-        from segmint.experiments._evaluate import evaluate_campaign, save_evaluation
+        from segmint.experiments import evaluate_campaign, save_evaluation
 
         ev = evaluate_campaign(self.store, campaign, config=self.config, **kwargs)
         if save:
@@ -489,7 +527,7 @@ class Project:
         imported only from columns mapped in ``columns`` (``converted``, ``revenue``,
         ``visited``); ``outcome_end`` is the last day they were measured. See
         :func:`segmint.experiments.import_assignments`."""
-        from segmint.experiments._evaluate import import_assignments
+        from segmint.experiments import import_assignments
 
         file = self.config.resolve(str(path)) if not Path(path).is_absolute() else Path(path)
         if not file.exists():
@@ -534,17 +572,84 @@ class Project:
             outcome_end=outcome_end,
         )
 
-    def refresh(self, names: str | Iterable[str] | None = None, **kwargs: Any) -> Any:
-        """Recompute features and segments, compare with the previous runs and flag drift
-        (see :func:`segmint.experiments.refresh`)."""
-        from segmint.experiments._refresh import refresh
+    def refresh(
+        self,
+        names: str | Iterable[str] | None = None,
+        *,
+        as_of: str | date | datetime | None = None,
+        psi_threshold: float = 0.25,
+        size_change: float = 0.2,
+        profile_features: Sequence[str] | None = None,
+    ) -> RefreshResult:
+        """Recompute features and segments and compare every segmentation with its last run.
 
-        return refresh(self, names, **kwargs)
+        Parameters
+        ----------
+        names : str or iterable of str, optional
+            Segmentations to refresh (default: all in segmint.yaml).
+        as_of : date, datetime or str, optional
+            The features' as-of ("today", "latest" or a date); the config's by default.
+        psi_threshold : float, default 0.25
+            A segment's profile is flagged when a profile feature's PSI exceeds this.
+        size_change : float, default 0.2
+            A segment's size is flagged when its share changed by more than this (relative).
+        profile_features : sequence of str, optional
+            The features whose drift defines a profile's
+            (default :data:`segmint.experiments.PROFILE_FEATURES`).
+        """
+        from segmint.experiments import PROFILE_FEATURES, RefreshResult, compare_runs
+        from segmint.features import load_features
+
+        started = time.perf_counter()
+        wanted = (
+            [names]
+            if isinstance(names, str)
+            else list(names)
+            if names is not None
+            else list(self.config.segmentations)
+        )
+        previous = _previous_runs(self.store, wanted)
+        feature_run = self.compute_features(as_of=as_of)
+        results = self.segment(wanted, feature_run=feature_run)
+        assert isinstance(results, list)
+        cache: dict[str, pd.DataFrame] = {}
+        out = []
+        for result in results:
+            prev_run, prev_features = previous[result.segmentation]
+            fb = None
+            if prev_features is not None:
+                if prev_features not in cache:
+                    cache[prev_features] = load_features(self.store, prev_features)
+                fb = cache[prev_features]
+            out.append(
+                compare_runs(
+                    self.store,
+                    prev_run,
+                    result.run_id,
+                    features_before=fb,
+                    features_after=feature_run.data,
+                    profile_features=(
+                        PROFILE_FEATURES if profile_features is None else profile_features
+                    ),
+                    psi_threshold=psi_threshold,
+                    size_change=size_change,
+                )
+            )
+        seconds = time.perf_counter() - started
+        log.info("refreshed %d segmentations in %.2fs", len(out), seconds)
+        return RefreshResult(
+            feature_run_id=feature_run.run_id,
+            as_of=feature_run.as_of,
+            segmentations=out,
+            psi_threshold=psi_threshold,
+            size_change=size_change,
+            seconds=seconds,
+        )
 
     def _run_id(self, ref: str | None) -> str | None:
         if ref is None:
             return None
-        from segmint.segments._runs import resolve_run
+        from segmint.segments import resolve_run
 
         return resolve_run(self.store, ref)
 
@@ -557,7 +662,7 @@ class Project:
     ) -> dict[str, pd.DataFrame]:
         """Cohort retention (wide matrix), repeat-purchase rate and, given a segmentation
         (name or run id), retention and repeat rate by segment."""
-        from segmint.experiments._retention import (
+        from segmint.experiments import (
             repeat_purchase_rate,
             retention_by_segment,
             retention_matrix,
@@ -579,7 +684,7 @@ class Project:
     def satisfaction(self, segmentation: str | None = None) -> Any:
         """NPS / CSAT by segment with CIs (see
         :func:`segmint.experiments.satisfaction_by_segment`)."""
-        from segmint.experiments._satisfaction import satisfaction_by_segment
+        from segmint.experiments import satisfaction_by_segment
 
         return satisfaction_by_segment(self.store, self._run_id(segmentation))
 
@@ -592,7 +697,6 @@ class Project:
         name, segment = ref.split(":", 1)
         run_id = self._run_id(name)
         assert run_id is not None
-        seg = segment.replace("'", "''")
         n = self.store.scalar(
             "SELECT count(*) FROM segment_assignments WHERE run_id = ? AND segment = ?",
             [run_id, segment],
@@ -600,8 +704,8 @@ class Project:
         if not n:
             raise NotFoundError(f"segment {segment!r} has no users in run {run_id}")
         return (
-            f"SELECT user_id FROM segment_assignments WHERE run_id = '{run_id}' "
-            f"AND segment = '{seg}'"
+            f"SELECT user_id FROM segment_assignments WHERE run_id = {lit(run_id)} "
+            f"AND segment = {lit(segment)}"
         )
 
     def before_after(
@@ -615,7 +719,7 @@ class Project:
     ) -> Any:
         """A metric before vs after a date (not causal) and, with a comparison group,
         difference-in-differences (see :func:`segmint.experiments.before_after`)."""
-        from segmint.experiments._retention import before_after
+        from segmint.experiments import before_after
 
         return before_after(
             self.store,
@@ -628,7 +732,7 @@ class Project:
 
     def status(self) -> dict[str, Any]:
         """The data-quality report of the store (see :func:`segmint.clean.quality_report`)."""
-        from segmint.clean._report import quality_report
+        from segmint.clean import quality_report
 
         return quality_report(self.store)
 

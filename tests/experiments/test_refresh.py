@@ -103,7 +103,12 @@ def test_drift_flags_on_hand_made_runs(shop: Path) -> None:
         # B's members (users 200..399) now spend much more; A's stay the same
         fa.loc[200:, "monetary"] = rng.normal(300, 10, 200)
         s = compare_runs(
-            p, "s-a", "s-b", features_before=fb, features_after=fa, profile_features=["monetary"]
+            store,
+            "s-a",
+            "s-b",
+            features_before=fb,
+            features_after=fa,
+            profile_features=["monetary"],
         )
     sizes = s.sizes.set_index("segment")
     assert sizes.loc["A", "share_change"] == pytest.approx(1.0)  # 25% -> 50%

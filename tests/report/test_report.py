@@ -101,6 +101,14 @@ def test_public_surface() -> None:
     assert segmint.report.__all__ == ["ReportResult", "build_report"]
 
 
+def test_pooled_arm_label_is_public() -> None:
+    # the campaign section tells the pooled comparison from the arms by this public name
+    from segmint.experiments import POOLED
+    from segmint.experiments._arms import POOLED as defined
+
+    assert POOLED == defined == "any treatment"
+
+
 def test_every_section_shows_data(demo_report: ReportResult, demo_html: str) -> None:
     assert demo_report.sections == ALL_SECTIONS
     for sid in ALL_SECTIONS:

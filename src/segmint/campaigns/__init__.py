@@ -50,7 +50,7 @@ from segmint.campaigns._config import (
     normalize_arm,
 )
 from segmint.campaigns._delivery import SendReport, delivery_log, make_channel, send_campaign
-from segmint.campaigns._keys import KeyRing, key_ring, retire_key, rotate_key
+from segmint.campaigns._keys import KeyRing, key_ring, pseudonym_key, retire_key, rotate_key
 from segmint.campaigns._plan import (
     CampaignPlan,
     PreviewMessage,
@@ -130,6 +130,7 @@ __all__ = [
     "normalize_arm",
     "plan_campaign",
     "preview",
+    "pseudonym_key",
     "retire_key",
     "rotate_key",
     "run_designs",

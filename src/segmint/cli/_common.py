@@ -98,6 +98,27 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(json_value(value), indent=2, ensure_ascii=False) + "\n")
 
 
+def print_result(result: Any, as_json: bool, show: Any, *, to_json: Any = None) -> None:
+    """End a command: with ``--json`` print ``result`` as JSON (``to_json(result)`` when
+    given, e.g. a result's ``to_dict``), else draw it with ``show(result)``."""
+    if as_json:
+        print_json(result if to_json is None else to_json(result))
+    else:
+        show(result)
+
+
+def spinner(*, elapsed: bool = True, disable: bool = False) -> Any:
+    """The progress line a long step draws on stderr (a spinner, the step's description
+    and, with ``elapsed``, the time so far); it disappears when the step is done.
+    ``disable``: draw nothing (``--json``)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns: list[Any] = [SpinnerColumn(), TextColumn("{task.description}")]
+    if elapsed:
+        columns.append(TimeElapsedColumn())
+    return Progress(*columns, console=err, transient=True, disable=disable)
+
+
 def show_time(value: Any, timezone: str = "UTC") -> str:
     """A stored time as a person reads it: ``2026-11-27 10:15 CET`` in the project's time
     zone (a naive time is taken as UTC); empty for a missing one."""

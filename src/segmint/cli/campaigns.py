@@ -77,7 +77,7 @@ def print_plan(plan: Any) -> None:
 
 def has_variants(plan: Any) -> bool:
     """Whether a plan's arms are other than the classic treatment and control."""
-    from segmint.campaigns._config import DEFAULT_CONTROL, DEFAULT_TREATMENT
+    from segmint.campaigns import DEFAULT_CONTROL, DEFAULT_TREATMENT
 
     return bool((set(plan.split) | set(plan.n_by_arm)) - {DEFAULT_TREATMENT, DEFAULT_CONTROL})
 
@@ -103,7 +103,7 @@ def print_arms(plan: Any) -> None:
 def print_preview(messages: list[Any]) -> None:
     """Rendered examples, one panel-like block each."""
     for m in messages:
-        from segmint.campaigns._config import DEFAULT_TREATMENT
+        from segmint.campaigns import DEFAULT_TREATMENT
 
         arm = f" · {m.arm}" if getattr(m, "arm", "") not in ("", DEFAULT_TREATMENT) else ""
         console.rule(f"{m.segment}{arm} · {m.channel} · {m.to or m.user_id}")

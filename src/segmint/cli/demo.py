@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from segmint.cli._app import app
-from segmint.cli._common import JsonOpt, console, err, print_json
+from segmint.cli._common import JsonOpt, console, print_json, spinner
 from segmint.cli._common import run as _run
 from segmint.cli.experiments import (
     print_evaluation,
@@ -36,68 +35,16 @@ def demo(
 ) -> None:
     """Generate a realistic demo shop, ingest it through the real path and report on it."""
     from segmint import open_project
-    from segmint.demo import generate_demo
 
     def go() -> dict[str, Any]:
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-        ) as progress:
-            progress.add_task(f"generating {users:,} demo users (seed {seed})", total=None)
-            summary = generate_demo(dir, n_users=users, seed=seed, dirty=dirty)
-        console.print(f"demo exports written to {summary.out_dir}")
-        store_file = Path(dir) / "demo.duckdb"
-        store_file.unlink(missing_ok=True)  # the demo is rebuilt from its files every time
+        store_file = _demo_shop(dir, users, seed, dirty)
         with open_project(dir) as p:
             results = _ingest(p, None, True, False)
             _print_loads(results)
             _print_status(p.status())
-            with Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-            ) as progress:
-                task = progress.add_task("computing features", total=None)
-                # segments a month earlier too, so that the refresh (and the report) can
-                # show who moved since then and which segments drifted
-                month_ago = p.compute_features(as_of=_month_before(p))
-                p.segment(["rfm", "lifecycle"], feature_run=month_ago)
-                progress.update(task, description="refresh: features and segments as of now")
-                refreshed = p.refresh(["rfm", "lifecycle", "value", "clusters"])
-            segs = [p.segment_run(s.run_id) for s in refreshed.segmentations]
-            console.print(
-                f"features: run {refreshed.feature_run_id}, {len(segs[0].assignments):,} users as of "
-                f"{refreshed.as_of:%Y-%m-%d}"
-            )
-            for r in segs:
-                _print_segment_result(r)
-            console.print(f"refresh (segments as of {month_ago.as_of:%Y-%m-%d} -> now):")
-            print_refresh(refreshed)
-            with Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
-            ) as progress:
-                progress.add_task("evaluating recommenders on a time split", total=None)
-                evaluation = p.evaluate_recommenders()
-                p.recommend_all("best")
-            _print_evaluation(evaluation)
-            personas = p.personas("clusters")
-            for x in personas[:2]:
-                console.print(f"persona: {x.summary}")
-        from segmint.demo import run_demo_campaigns
-
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), console=err, transient=True
-        ) as progress:
-            task = progress.add_task("campaigns", total=None)
-            campaigns = run_demo_campaigns(
-                dir, callback=lambda stage: progress.update(task, description=stage)
-            )
-        print_summary(campaigns, console)
+            refreshed, segs = _demo_segments(p)
+            _demo_recommenders(p)
+        campaigns = _demo_campaigns(dir)
         run_demo_measurement(dir, list(campaigns.reports))
         res = _write_report(open_project(dir), None, None, 5000, quiet=as_json)
         console.print(f"store: {store_file}  (try: segmint status -p {dir})")
@@ -125,6 +72,68 @@ def demo(
     finally:
         console.quiet = False
     print_json(summary)
+
+
+def _demo_shop(dir: Path, users: int, seed: int, dirty: bool) -> Path:
+    """Write the demo's raw exports; returns the store file, deleted (the demo is rebuilt
+    from its files every time)."""
+    from segmint.demo import generate_demo
+
+    with spinner() as progress:
+        progress.add_task(f"generating {users:,} demo users (seed {seed})", total=None)
+        summary = generate_demo(dir, n_users=users, seed=seed, dirty=dirty)
+    console.print(f"demo exports written to {summary.out_dir}")
+    store_file = Path(dir) / "demo.duckdb"
+    store_file.unlink(missing_ok=True)
+    return store_file
+
+
+def _demo_segments(p: Any) -> tuple[Any, list[Any]]:
+    """Features and segments a month ago, then a refresh as of now, shown; returns the
+    refresh and its segmentation runs."""
+    with spinner() as progress:
+        task = progress.add_task("computing features", total=None)
+        # segments a month earlier too, so that the refresh (and the report) can
+        # show who moved since then and which segments drifted
+        month_ago = p.compute_features(as_of=_month_before(p))
+        p.segment(["rfm", "lifecycle"], feature_run=month_ago)
+        progress.update(task, description="refresh: features and segments as of now")
+        refreshed = p.refresh(["rfm", "lifecycle", "value", "clusters"])
+    segs = [p.segment_run(s.run_id) for s in refreshed.segmentations]
+    console.print(
+        f"features: run {refreshed.feature_run_id}, {len(segs[0].assignments):,} users as of "
+        f"{refreshed.as_of:%Y-%m-%d}"
+    )
+    for r in segs:
+        _print_segment_result(r)
+    console.print(f"refresh (segments as of {month_ago.as_of:%Y-%m-%d} -> now):")
+    print_refresh(refreshed)
+    return refreshed, segs
+
+
+def _demo_recommenders(p: Any) -> None:
+    """Evaluate the recommenders, recommend with the best, show two personas."""
+    with spinner(elapsed=False) as progress:
+        progress.add_task("evaluating recommenders on a time split", total=None)
+        evaluation = p.evaluate_recommenders()
+        p.recommend_all("best")
+    _print_evaluation(evaluation)
+    personas = p.personas("clusters")
+    for x in personas[:2]:
+        console.print(f"persona: {x.summary}")
+
+
+def _demo_campaigns(dir: Path) -> Any:
+    """Plan and send the demo's campaigns to the local sinks, shown; returns their summary."""
+    from segmint.demo import run_demo_campaigns
+
+    with spinner(elapsed=False) as progress:
+        task = progress.add_task("campaigns", total=None)
+        campaigns = run_demo_campaigns(
+            dir, callback=lambda stage: progress.update(task, description=stage)
+        )
+    print_summary(campaigns, console)
+    return campaigns
 
 
 def print_summary(summary: Any, console: Any) -> None:
@@ -178,7 +187,7 @@ def run_demo_measurement(project_path: Path, own_campaigns: list[str]) -> None:
     evaluate the demo's own largest campaign (interim: its window lies in the future of the
     data), show retention cohorts and satisfaction by lifecycle segment."""
     from segmint import open_project
-    from segmint.demo._generate import (
+    from segmint.demo import (
         CAMPAIGN_CONTROL_SHARE,
         CAMPAIGN_NAME,
         CAMPAIGN_WINDOW_DAYS,

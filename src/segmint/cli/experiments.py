@@ -19,12 +19,24 @@ from rich.table import Table
 from rich.text import Text
 
 from segmint.cli._app import app
-from segmint.cli._common import JsonOpt, ProjectOpt, console, frame_table, print_json
+from segmint.cli._common import (
+    JsonOpt,
+    ProjectOpt,
+    console,
+    frame_table,
+    print_json,
+    print_result,
+)
 from segmint.cli._common import run as _run
 from segmint.cli.campaigns import campaign_app
 from segmint.errors import ConfigError
 
 DEFAULT_RESAMPLES = 25_000  # = segmint.experiments._evaluate.DEFAULT_RESAMPLES (kept light)
+
+
+def _to_dict(result: Any) -> Any:
+    """A result's JSON form (``--json``)."""
+    return result.to_dict()
 
 
 def _f(v: Any, fmt: str = ",.2f") -> str:
@@ -112,9 +124,30 @@ def _print_roi(ev: Any, conf: str) -> None:
 
 def print_evaluation(ev: Any) -> None:
     """The evaluation of a campaign as Rich tables (arms, effects, SRM, segments, ROI)."""
-    from segmint.experiments._arms import POOLED
-
     conf = f"{1 - ev.alpha:.0%}"
+    _print_heading(ev, conf)
+    _print_arms(ev, conf)
+    if ev.observed_days <= 0:
+        _print_design_checks(ev)
+        return
+    _print_effects(ev, conf)
+    _print_power(ev)
+    console.print(f"  sample ratio: {_srm_line(ev)}", markup=True)
+    console.print(
+        f"  CUPED (pre-period revenue, {ev.pre_days} days): theta = {ev.cuped.theta:.4f}, "
+        f"variance reduced by {_f(ev.cuped.variance_reduction, '.1%')}"
+    )
+    if not ev.segments.empty:
+        _print_segment_lifts(ev, conf)
+    _print_roi(ev, conf)
+    if not ev.breakdowns.empty:
+        print_breakdowns(ev.breakdowns, conf)
+    if ev.uplift is not None:
+        _print_uplift(ev)
+
+
+def _print_heading(ev: Any, conf: str) -> None:
+    """The campaign, its outcome window, imported outcomes and the warnings."""
     console.print(
         f"[bold]{escape(ev.campaign)}[/]: outcomes over {ev.window_days} days from "
         f"{ev.start:%Y-%m-%d %H:%M} UTC (intention to treat; CIs {conf})",
@@ -125,6 +158,10 @@ def print_evaluation(ev: Any) -> None:
     for w in ev.warnings:
         style = "bold red" if w.startswith(("SAMPLE RATIO", "PRE-PERIOD IMBALANCE")) else "yellow"
         console.print(f"[{style}]warning:[/] {escape(w)}", soft_wrap=True, markup=True)
+
+
+def _print_arms(ev: Any, conf: str) -> None:
+    """One row per arm: users, conversion with its CI, revenue, orders, visits, pre-period."""
     a = Table(title="arms")
     for c in ("arm", "users", "conversion", f"{conf} CI", "revenue/user", "orders/user",
               "visit rate", "pre-period revenue/user"):  # fmt: skip
@@ -136,21 +173,28 @@ def print_evaluation(ev: Any) -> None:
             _f(r.orders_per_user, ".3f"), _f(r.visit_rate, ".1%"), _f(r.pre_revenue_per_user),
         )  # fmt: skip
     console.print(a)
-    many = len(ev.treatments) > 1
-    if ev.observed_days <= 0:
-        # nothing after the send yet: only the design can be checked (arm sizes, balance)
-        bal = ev.effects[ev.effects["metric"] == "pre_revenue_per_user (balance)"]
+
+
+def _print_design_checks(ev: Any) -> None:
+    """Nothing after the send yet: only the design can be checked (arm sizes, balance)."""
+    bal = ev.effects[ev.effects["metric"] == "pre_revenue_per_user (balance)"]
+    console.print(
+        f"  no outcome data after the send yet. Design checks: {_srm_line(ev)}",
+        markup=True,
+    )
+    for r in bal.itertuples(index=False):
         console.print(
-            f"  no outcome data after the send yet. Design checks: {_srm_line(ev)}",
-            markup=True,
+            f"  pre-period revenue per user, {escape(str(r.arm))} - {escape(ev.control)} "
+            f"{_f(r.diff, '+,.2f')} {_ci(r.diff_lo, r.diff_hi, '+,.2f')} "
+            f"(p = {_p(r.p_value)}; with random arms, expect p < 0.05 one time in twenty)"
         )
-        for r in bal.itertuples(index=False):
-            console.print(
-                f"  pre-period revenue per user, {escape(str(r.arm))} - {escape(ev.control)} "
-                f"{_f(r.diff, '+,.2f')} {_ci(r.diff_lo, r.diff_hi, '+,.2f')} "
-                f"(p = {_p(r.p_value)}; with random arms, expect p < 0.05 one time in twenty)"
-            )
-        return
+
+
+def _print_effects(ev: Any, conf: str) -> None:
+    """One table per treated arm (and the pooled arms): every metric against the control."""
+    from segmint.experiments import POOLED
+
+    many = len(ev.treatments) > 1
     for arm, rows in ev.effects.groupby("arm", sort=False):
         adjusted = many and arm != POOLED
         title = (
@@ -171,50 +215,52 @@ def print_evaluation(ev: Any) -> None:
         for i, c in enumerate(cols):
             e.add_column(escape(c), justify="left" if i < 2 else "right")
         for r in rows.itertuples(index=False):
-            pct = r.metric in PERCENT_METRICS
-            fmt = "+.2%" if pct else "+,.2f"
-            p = _p_boot(r.p_value, ev.n_resamples) if r.method == "bootstrap" else _p(r.p_value)
-            row = [
-                METRIC_LABELS.get(r.metric, str(r.metric)), str(r.method),
-                _f(r.treatment, ".2%" if pct else ",.2f"), _f(r.control, ".2%" if pct else ",.2f"),
-                _f(r.diff, fmt), _ci(r.diff_lo, r.diff_hi, fmt),
-                _f(r.rel, "+.1%"), _ci(r.rel_lo, r.rel_hi, "+.1%"), p,
-            ]  # fmt: skip
-            row += [_p(r.p_holm), _p(r.p_bh)] if adjusted else []
-            row += [str(getattr(r, "verdict", ""))]
-            e.add_row(*map(escape, row))
+            e.add_row(*map(escape, _effect_row(r, ev.n_resamples, adjusted)))
         console.print(e)
-    _print_power(ev)
-    console.print(f"  sample ratio: {_srm_line(ev)}", markup=True)
+
+
+def _effect_row(r: Any, n_resamples: int, adjusted: bool) -> list[str]:
+    """The cells of one metric's effect (``r`` a row of ``ev.effects``)."""
+    pct = r.metric in PERCENT_METRICS
+    fmt = "+.2%" if pct else "+,.2f"
+    p = _p_boot(r.p_value, n_resamples) if r.method == "bootstrap" else _p(r.p_value)
+    row = [
+        METRIC_LABELS.get(r.metric, str(r.metric)), str(r.method),
+        _f(r.treatment, ".2%" if pct else ",.2f"), _f(r.control, ".2%" if pct else ",.2f"),
+        _f(r.diff, fmt), _ci(r.diff_lo, r.diff_hi, fmt),
+        _f(r.rel, "+.1%"), _ci(r.rel_lo, r.rel_hi, "+.1%"), p,
+    ]  # fmt: skip
+    row += [_p(r.p_holm), _p(r.p_bh)] if adjusted else []
+    row += [str(getattr(r, "verdict", ""))]
+    return row
+
+
+def _print_segment_lifts(ev: Any, conf: str) -> None:
+    """The lift in each segment of the segmentation as of the send, with adjusted p."""
+    g = Table(title=f"lift by segment ({ev.segmentation}; Holm and BH adjusted p)")
+    for c in ("segment", "treated", "control", "conv. T", "conv. C", "lift",
+              f"{conf} CI", "p", "p Holm", "p BH", "revenue lift", "p BH (rev)"):  # fmt: skip
+        g.add_column(c, justify="left" if c == "segment" else "right")
+    for r in ev.segments.itertuples(index=False):
+        g.add_row(
+            str(r.segment), f"{int(r.n_treatment):,}", f"{int(r.n_control):,}",
+            _f(r.conversion_treatment, ".1%"), _f(r.conversion_control, ".1%"),
+            _f(r.lift, "+.1%"), _ci(r.lift_lo, r.lift_hi, "+.1%"), _p(r.p_value),
+            _p(r.p_holm), _p(r.p_bh), _f(r.revenue_lift, "+,.2f"), _p(r.revenue_p_bh),
+        )  # fmt: skip
+    console.print(g)
+
+
+def _print_uplift(ev: Any) -> None:
+    """The uplift model's Qini and AUUC, and what targeting its top fifth would yield."""
+    q = ev.uplift.qini
+    top = q.iloc[(q["fraction"] - 0.2).abs().argsort().iloc[0]]
     console.print(
-        f"  CUPED (pre-period revenue, {ev.pre_days} days): theta = {ev.cuped.theta:.4f}, "
-        f"variance reduced by {_f(ev.cuped.variance_reduction, '.1%')}"
+        f"  uplift model ({ev.uplift.model}, cross-fitted): Qini coefficient "
+        f"{ev.uplift.qini_coefficient:.3f}, AUUC {_f(ev.uplift.auuc, '.3f')}; targeting the top {top['fraction']:.0%} by "
+        f"predicted uplift yields {top['qini']:,.1f} incremental conversions "
+        f"(random targeting: {top['random']:,.1f})"
     )
-    if not ev.segments.empty:
-        g = Table(title=f"lift by segment ({ev.segmentation}; Holm and BH adjusted p)")
-        for c in ("segment", "treated", "control", "conv. T", "conv. C", "lift",
-                  f"{conf} CI", "p", "p Holm", "p BH", "revenue lift", "p BH (rev)"):  # fmt: skip
-            g.add_column(c, justify="left" if c == "segment" else "right")
-        for r in ev.segments.itertuples(index=False):
-            g.add_row(
-                str(r.segment), f"{int(r.n_treatment):,}", f"{int(r.n_control):,}",
-                _f(r.conversion_treatment, ".1%"), _f(r.conversion_control, ".1%"),
-                _f(r.lift, "+.1%"), _ci(r.lift_lo, r.lift_hi, "+.1%"), _p(r.p_value),
-                _p(r.p_holm), _p(r.p_bh), _f(r.revenue_lift, "+,.2f"), _p(r.revenue_p_bh),
-            )  # fmt: skip
-        console.print(g)
-    _print_roi(ev, conf)
-    if not ev.breakdowns.empty:
-        print_breakdowns(ev.breakdowns, conf)
-    if ev.uplift is not None:
-        q = ev.uplift.qini
-        top = q.iloc[(q["fraction"] - 0.2).abs().argsort().iloc[0]]
-        console.print(
-            f"  uplift model ({ev.uplift.model}, cross-fitted): Qini coefficient "
-            f"{ev.uplift.qini_coefficient:.3f}, AUUC {_f(ev.uplift.auuc, '.3f')}; targeting the top {top['fraction']:.0%} by "
-            f"predicted uplift yields {top['qini']:,.1f} incremental conversions "
-            f"(random targeting: {top['random']:,.1f})"
-        )
 
 
 POWER_ROWS = {("conversion", "newcombe"), ("revenue_per_user", "welch")}
@@ -320,10 +366,7 @@ def evaluate(
 
     with console.status(f"evaluating {campaign}…", spinner="dots"):
         ev = _run(go)
-    if as_json:
-        print_json(ev.to_dict())
-    else:
-        print_evaluation(ev)
+    print_result(ev, as_json, print_evaluation, to_json=_to_dict)
     if ev.srm.flagged or "imbalance" in set(ev.effects.get("verdict", ())):
         raise typer.Exit(4)
 
@@ -401,10 +444,11 @@ def import_campaign(
                 outcome_end=end,
             )
 
-    out = _run(go)
-    if as_json:
-        print_json(out)
-        return
+    print_result(_run(go), as_json, lambda out: _print_import(name, out))
+
+
+def _print_import(name: str, out: dict[str, Any]) -> None:
+    """What ``campaign import`` read: rows imported per arm, bad rows, unknown users."""
     arms = ", ".join(
         f"{n:,} {a}" + (" (control)" if a == out["control_arm"] else "")
         for a, n in out["arms"].items()
@@ -465,10 +509,7 @@ def refresh(
 
     with console.status("refreshing features and segments…", spinner="dots"):
         res = _run(go)
-    if as_json:
-        print_json(res.to_dict())
-        return
-    print_refresh(res)
+    print_result(res, as_json, print_refresh, to_json=_to_dict)
 
 
 def print_refresh(res: Any) -> None:
@@ -601,10 +642,10 @@ def satisfaction(
         with open_project(project) as p:
             return p.satisfaction(segmentation)
 
-    res = _run(go)
-    if as_json:
-        print_json(res.to_dict())
-        return
+    print_result(_run(go), as_json, _print_satisfaction_result, to_json=_to_dict)
+
+
+def _print_satisfaction_result(res: Any) -> None:
     if res.table.empty:
         console.print(
             "no survey answers in the store (NPS and CSAT answers are events named 'nps' or "
@@ -642,10 +683,12 @@ def before_after(
                 compare=compare,
             )  # fmt: skip
 
-    res = _run(go)
-    if as_json:
-        print_json(res.to_dict())
-        return
+    print_result(
+        _run(go), as_json, lambda res: _print_before_after(res, metric, on), to_json=_to_dict
+    )
+
+
+def _print_before_after(res: Any, metric: str, on: str) -> None:
     console.print(Text(res.warning, style="bold yellow"), soft_wrap=True)
     console.print(frame_table(res.table, f"{metric}: before and after {on}"))
     console.print(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from segmint.cli._common import CountOpt, JsonOpt, ProjectOpt, console, print_json
+from segmint.cli._common import CountOpt, JsonOpt, ProjectOpt, console, print_json, print_result
 from segmint.cli._common import run as _run
 from segmint.errors import ConfigError
 
@@ -61,9 +61,10 @@ def _command_line(ctx: typer.Context) -> str:
 
 
 def _print_paths(paths: list[Path], as_json: bool) -> None:
-    if as_json:
-        print_json({"paths": paths})
-        return
+    print_result(paths, as_json, _print_wrote, to_json=lambda paths: {"paths": paths})
+
+
+def _print_wrote(paths: list[Path]) -> None:
     for path in paths:
         console.print(f"wrote {path}")
 
@@ -111,9 +112,11 @@ def export_personas(
 
 
 def _print_list_export(rec: Any, as_json: bool) -> None:
-    if as_json:
-        print_json(rec.to_dict())
-        return
+    print_result(rec, as_json, _print_list_record, to_json=lambda rec: rec.to_dict())
+
+
+def _print_list_record(rec: Any) -> None:
+    """The list written, how many users, and who was left out and why."""
     what = "user ids and contacts" if rec.contact else "pseudonymous ids"
     console.print(f"wrote {rec.path}: {rec.n_rows:,} users ({what}); recorded as {rec.export_id}")
     from segmint._i18n import language
@@ -158,7 +161,7 @@ def export_segment(
 
 def _audience_arm(control: bool, arm: str | None) -> str:
     """The arm ``export audience`` writes: --arm, --control, else every treated arm."""
-    from segmint.campaigns._config import DEFAULT_CONTROL, DEFAULT_TREATMENT
+    from segmint.campaigns import DEFAULT_CONTROL, DEFAULT_TREATMENT
 
     if control and arm is not None:
         raise ConfigError("--control and --arm: give one (--arm NAME picks any arm)")

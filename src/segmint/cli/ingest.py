@@ -6,12 +6,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from segmint.cli._app import app
-from segmint.cli._common import JsonOpt, ProjectOpt, _rows, _shown, console, err, fail, print_json
+from segmint.cli._common import (
+    JsonOpt,
+    ProjectOpt,
+    _rows,
+    _shown,
+    console,
+    fail,
+    print_json,
+    spinner,
+)
 from segmint.cli._common import run as _run
 from segmint.errors import ConfigError, SegmintError
 
@@ -161,13 +169,7 @@ def _print_committed(committed: list[Any], exc: SegmintError, as_json: bool) -> 
 def _ingest(project: Any, sources: list[str] | None, force: bool, as_json: bool) -> list[Any]:
     if as_json:
         return project.ingest(sources, force=force)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
+    with spinner() as progress:
         task = progress.add_task("ingesting", total=None)
 
         def cb(source: str, stage: str) -> None:

@@ -10,7 +10,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from segmint.cli._app import app
-from segmint.cli._common import _LOCALE, JsonOpt, ProjectOpt, _num, console, print_json
+from segmint.cli._common import (
+    _LOCALE,
+    JsonOpt,
+    ProjectOpt,
+    _num,
+    console,
+    print_json,
+    print_result,
+)
 from segmint.cli._common import run as _run
 
 
@@ -28,61 +36,40 @@ def profile(
             _LOCALE[:] = [p.config.locale, p.config.timezone]
             return p.profile(user_id)
 
-    pr = _run(go)
-    if as_json:
-        print_json(pr.to_dict())
-        return
-    a = pr.attributes
-    console.print(
-        f"[bold]{escape(pr.user_id)}[/]  "
-        + "  ".join(
-            f"{k}: {escape(str(a[k]))}"
-            for k in ("gender", "age", "country", "city", "acquisition_channel", "email")
-            if a.get(k) is not None
-        ),
-        markup=True,
-    )
-    from segmint.cli._common import show_time
+    print_result(_run(go), as_json, _print_profile, to_json=lambda pr: pr.to_dict())
 
-    tz = _LOCALE[1]
-    console.print(
-        f"  signed up {show_time(a.get('created_at'), tz) or 'unknown'}; features as of "
-        f"{show_time(pr.as_of)} ({pr.feature_run_id})"  # as-of cut-offs are UTC days
-    )
+
+_PROFILE_FEATURES = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "orders_90d",
+    "spend_365d",
+    "refund_rate",
+    "discount_share",
+    "last_active_days",
+    "events_30d",
+    "sessions_30d",
+    "offline_share",
+    "app_share",
+)
+"""The features ``segmint profile`` shows, in this order."""
+
+
+def _print_profile(pr: Any) -> None:
+    """One user's profile: who, features, tastes, segments, consent."""
+    _print_who(pr)
     f = pr.features
     t = Table(title="behaviour and transactions", show_header=False)
     t.add_column("feature")
     t.add_column("value", justify="right")
-    for k in (
-        "recency_days",
-        "frequency",
-        "monetary",
-        "avg_order_value",
-        "tenure_days",
-        "orders_90d",
-        "spend_365d",
-        "refund_rate",
-        "discount_share",
-        "last_active_days",
-        "events_30d",
-        "sessions_30d",
-        "offline_share",
-        "app_share",
-    ):
+    for k in _PROFILE_FEATURES:
         if k in f:
             t.add_row(k, _num(f[k]))
     console.print(t)
-    if not pr.favourite_categories.empty:
-        console.print(
-            "  favourite categories: "
-            + ", ".join(f"{r.category} {r.share:.0%}" for r in pr.favourite_categories.itertuples())
-        )
-    for kind, mix in pr.channel_mix.items():
-        if mix:
-            console.print(
-                f"  {kind} by channel: "
-                + ", ".join(f"{c} {v['count']:,} ({v['share']:.0%})" for c, v in mix.items())
-            )
+    _print_tastes(pr)
     s = Table(title="segments")
     for c in ("segmentation", "segment", "detail", "run"):
         s.add_column(c)
@@ -104,6 +91,42 @@ def profile(
                 for r in pr.consents.itertuples()
             )
         )
+
+
+def _print_who(pr: Any) -> None:
+    """The user's id and attributes, when they signed up, the features' as-of."""
+    from segmint.cli._common import show_time
+
+    a = pr.attributes
+    console.print(
+        f"[bold]{escape(pr.user_id)}[/]  "
+        + "  ".join(
+            f"{k}: {escape(str(a[k]))}"
+            for k in ("gender", "age", "country", "city", "acquisition_channel", "email")
+            if a.get(k) is not None
+        ),
+        markup=True,
+    )
+    tz = _LOCALE[1]
+    console.print(
+        f"  signed up {show_time(a.get('created_at'), tz) or 'unknown'}; features as of "
+        f"{show_time(pr.as_of)} ({pr.feature_run_id})"  # as-of cut-offs are UTC days
+    )
+
+
+def _print_tastes(pr: Any) -> None:
+    """Favourite categories and the channel mix of orders and events."""
+    if not pr.favourite_categories.empty:
+        console.print(
+            "  favourite categories: "
+            + ", ".join(f"{r.category} {r.share:.0%}" for r in pr.favourite_categories.itertuples())
+        )
+    for kind, mix in pr.channel_mix.items():
+        if mix:
+            console.print(
+                f"  {kind} by channel: "
+                + ", ".join(f"{c} {v['count']:,} ({v['share']:.0%})" for c, v in mix.items())
+            )
 
 
 def _print_persona(p: Any) -> None:

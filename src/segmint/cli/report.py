@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from segmint.cli._app import app
-from segmint.cli._common import JsonOpt, ProjectOpt, console, err, print_json
+from segmint.cli._common import JsonOpt, ProjectOpt, console, print_json, spinner
 from segmint.cli._common import run as _run
 
 
@@ -58,14 +57,7 @@ def _write_report(
 
     with (
         p,
-        Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=quiet,
-        ) as progress,
+        spinner(disable=quiet) as progress,
     ):
         task = progress.add_task("report", total=None)
         return build_report(

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from segmint.cli._app import app
-from segmint.cli._common import JsonOpt, ProjectOpt, _num, _shown, console, err, print_json
+from segmint.cli._common import JsonOpt, ProjectOpt, _num, _shown, console, err, print_json, spinner
 from segmint.cli._common import run as _run
 
 segments_app = typer.Typer(
@@ -150,14 +149,7 @@ def segment(
     def go() -> list[Any]:
         with (
             open_project(project) as p,
-            Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                TimeElapsedColumn(),
-                console=err,
-                transient=True,
-                disable=as_json,
-            ) as progress,
+            spinner(disable=as_json) as progress,
         ):
             task = progress.add_task("computing features", total=None)
             run = p.compute_features(as_of=as_of)

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,8 +30,10 @@ from segmint.campaigns import (
     preview,
     send_campaign,
 )
-from segmint.campaigns._tables import lit
 from segmint.errors import SegmintError
+
+if TYPE_CHECKING:
+    from segmint.store import Store
 
 __all__ = ["DemoCampaigns", "run_demo_campaigns"]
 
@@ -137,83 +139,127 @@ def run_demo_campaigns(
 
     root = Path(project_path)
     out = DemoCampaigns()
-    with segmint.open_project(root) as p:
-        if not p.config.playbook.campaigns:
-            text = default_playbook(p.config, store=p.store)
-            path = root / "segmint.yaml"
-            path.write_text(
-                path.read_text(encoding="utf-8").rstrip() + "\n\n" + text, encoding="utf-8"
-            )
-            out.wrote_playbook = True
+    out.wrote_playbook = _ensure_playbook(root)
     with (
         segmint.open_project(root) as p,
         SmtpSink(keep_messages=False) as smtp,
         WebhookSink() as hook,
     ):
         store, config = p.store, p.config
-        channels: dict[str, Channel] = {}
-        for name, spec in config.playbook.channels.items():
-            if isinstance(spec, EmailChannelSpec):
-                # the local sink needs no rate limit (the playbook's is for a real server)
-                local = spec.model_copy(
-                    update={"host": "127.0.0.1", "port": smtp.port, "rate_per_second": None}
-                )
-                channels[name] = EmailChannel(local, name)
-            elif isinstance(spec, WebhookChannelSpec):
-                # the demo's endpoint checks nothing: unsigned unless the env var is set
-                import os
-
-                env = (
-                    spec.secret_env if spec.secret_env and os.environ.get(spec.secret_env) else None
-                )
-                hook_spec = spec.model_copy(
-                    update={"url": hook.url, "secret_env": env, "rate_per_second": None}
-                )
-                channels[name] = WebhookChannel(hook_spec, name)
+        channels = _local_channels(config, smtp_port=smtp.port, hook_url=hook.url)
         names = list(campaigns) if campaigns else list(config.playbook.campaigns)
         for name in names:
-            if callback:
-                callback(f"plan {name}")
-            try:
-                plan = plan_campaign(store, config, name)
-            except SegmintError as exc:
-                out.skipped[name] = str(exc)
-                continue
-            out.plans[name] = plan
-            if (
-                not out.previews
-                and plan.n_treatment
-                and name == (preview_campaign or _preview_choice(config, names))
-            ):
-                out.previews = preview(store, config, name, n=n_preview, run_id=plan.run_id)
-                out.preview_campaign = name
-            if callback:
-                callback(f"send {name} ({plan.n_treatment:,} messages)")
-            out.reports[name] = send_campaign(
-                store, config, name, plan=plan, channels=channels, group_size=group_size
+            _plan_and_send(
+                store,
+                config,
+                name,
+                out,
+                channels=channels,
+                chosen=lambda: preview_campaign or _preview_choice(config, names),
+                n_preview=n_preview,
+                group_size=group_size,
+                callback=callback,
             )
         if not out.previews:  # the preferred campaign had nobody to send to
-            first = next((p for p in out.plans.values() if p.n_treatment), None)
-            if first is not None:
-                out.previews = preview(
-                    store, config, first.campaign, n=n_preview, run_id=first.run_id
-                )
-                out.preview_campaign = first.campaign
+            _preview_first_sent(store, config, out, n_preview=n_preview)
         out.smtp_received = smtp.n_received
         out.smtp_recipients = len(smtp.by_recipient)
         out.webhook_received = len(hook.requests)
-        held_out = " OR ".join(
-            f"(x.campaign = {lit(c)} AND x.arm = {lit(p.control)})" for c, p in out.plans.items()
-        )
-        control = store.query(
-            "SELECT x.campaign AS campaign, lower(u.email) AS email FROM campaign_assignments x "
-            f"JOIN users u ON u.user_id = x.user_id WHERE {held_out or 'FALSE'}"
-        )
-        out.control_received = sum(
-            smtp.by_campaign.get((c, e), 0)
-            for c, e in zip(control["campaign"], control["email"], strict=True)
-        )
+        out.control_received = _control_received(store, out.plans, smtp.by_campaign)
     return out
+
+
+def _ensure_playbook(root: Path) -> bool:
+    """Append the default playbook to ``segmint.yaml`` when the project has no campaigns;
+    True when it did."""
+    import segmint
+
+    with segmint.open_project(root) as p:
+        if p.config.playbook.campaigns:
+            return False
+        text = default_playbook(p.config, store=p.store)
+        path = root / "segmint.yaml"
+        path.write_text(path.read_text(encoding="utf-8").rstrip() + "\n\n" + text, encoding="utf-8")
+    return True
+
+
+def _local_channels(config: Any, *, smtp_port: int, hook_url: str) -> dict[str, Channel]:
+    """The playbook's channels pointed at the local sinks (127.0.0.1, no rate limits)."""
+    channels: dict[str, Channel] = {}
+    for name, spec in config.playbook.channels.items():
+        if isinstance(spec, EmailChannelSpec):
+            # the local sink needs no rate limit (the playbook's is for a real server)
+            local = spec.model_copy(
+                update={"host": "127.0.0.1", "port": smtp_port, "rate_per_second": None}
+            )
+            channels[name] = EmailChannel(local, name)
+        elif isinstance(spec, WebhookChannelSpec):
+            # the demo's endpoint checks nothing: unsigned unless the env var is set
+            import os
+
+            env = spec.secret_env if spec.secret_env and os.environ.get(spec.secret_env) else None
+            hook_spec = spec.model_copy(
+                update={"url": hook_url, "secret_env": env, "rate_per_second": None}
+            )
+            channels[name] = WebhookChannel(hook_spec, name)
+    return channels
+
+
+def _plan_and_send(
+    store: Store,
+    config: Any,
+    name: str,
+    out: DemoCampaigns,
+    *,
+    channels: dict[str, Channel],
+    chosen: Callable[[], str | None],
+    n_preview: int,
+    group_size: int,
+    callback: Callable[[str], None] | None,
+) -> None:
+    """Plan one campaign (or record why not), preview it when it is the ``chosen()`` one
+    and nothing was previewed yet, then send it; results go into ``out``."""
+    if callback:
+        callback(f"plan {name}")
+    try:
+        plan = plan_campaign(store, config, name)
+    except SegmintError as exc:
+        out.skipped[name] = str(exc)
+        return
+    out.plans[name] = plan
+    if not out.previews and plan.n_treatment and name == chosen():
+        out.previews = preview(store, config, name, n=n_preview, run_id=plan.run_id)
+        out.preview_campaign = name
+    if callback:
+        callback(f"send {name} ({plan.n_treatment:,} messages)")
+    out.reports[name] = send_campaign(
+        store, config, name, plan=plan, channels=channels, group_size=group_size
+    )
+
+
+def _preview_first_sent(store: Store, config: Any, out: DemoCampaigns, *, n_preview: int) -> None:
+    """Preview the first planned campaign with a treatment group (if any)."""
+    first = next((p for p in out.plans.values() if p.n_treatment), None)
+    if first is not None:
+        out.previews = preview(store, config, first.campaign, n=n_preview, run_id=first.run_id)
+        out.preview_campaign = first.campaign
+
+
+def _control_received(
+    store: Store, plans: dict[str, CampaignPlan], by_campaign: dict[tuple[str, str], int]
+) -> int:
+    """Messages the SMTP sink received for users of a control arm (should be 0)."""
+    held_out = " OR ".join("(x.campaign = ? AND x.arm = ?)" for _ in plans)
+    params = [value for c, plan in plans.items() for value in (c, plan.control)]
+    control = store.query(
+        "SELECT x.campaign AS campaign, lower(u.email) AS email FROM campaign_assignments x "
+        f"JOIN users u ON u.user_id = x.user_id WHERE {held_out or 'FALSE'}",
+        params or None,
+    )
+    return sum(
+        by_campaign.get((c, e), 0)
+        for c, e in zip(control["campaign"], control["email"], strict=True)
+    )
 
 
 def _preview_choice(config: Any, names: Sequence[str]) -> str | None:

@@ -14,6 +14,7 @@ The statistics (:mod:`segmint.experiments._stats`) are plain vectorised function
 against scipy and statsmodels; see docs/experiments.md for the definitions.
 """
 
+from segmint.experiments._arms import POOLED
 from segmint.experiments._breakdown import breakdown_attributes, breakdown_table
 from segmint.experiments._evaluate import (
     CampaignEvaluation,
@@ -29,11 +30,11 @@ from segmint.experiments._power import (
     users_needed_proportion,
 )
 from segmint.experiments._refresh import (
+    PROFILE_FEATURES,
     RefreshResult,
     SegmentationRefresh,
     compare_runs,
     feature_psi,
-    refresh,
 )
 from segmint.experiments._retention import (
     BeforeAfterResult,
@@ -78,6 +79,8 @@ from segmint.experiments._uplift import (
 )
 
 __all__ = [
+    "POOLED",
+    "PROFILE_FEATURES",
     "mde_mean",
     "mde_proportion",
     "users_needed_mean",
@@ -85,6 +88,7 @@ __all__ = [
     "BeforeAfterResult",
     "CampaignEvaluation",
     "CupedResult",
+    "POOLED",
     "RefreshResult",
     "RetentionResult",
     "SatisfactionResult",
@@ -117,7 +121,6 @@ __all__ = [
     "qini_coefficient",
     "qini_curve",
     "ratio_interval",
-    "refresh",
     "repeat_purchase_rate",
     "retention_by_segment",
     "retention_matrix",

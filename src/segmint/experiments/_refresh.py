@@ -1,4 +1,7 @@
-"""The refresh loop: recompute features and segments, show who moved, flag what drifted.
+"""The refresh loop's measures: who moved between two runs, and what drifted.
+
+:meth:`segmint.Project.refresh` recomputes features and segments, then compares every
+segmentation's new run with its previous one here (:func:`compare_runs`, on the store).
 
 Drift is measured with the population stability index (PSI; Siddiqi 2006), the usual
 credit-scoring measure of how far one distribution moved from another:
@@ -16,11 +19,9 @@ below 0.1 stable, 0.1-0.25 a moderate shift, above 0.25 a major shift.
 from __future__ import annotations
 
 import json
-import logging
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,9 +30,7 @@ import pandas as pd
 from segmint.experiments._stats import psi
 
 if TYPE_CHECKING:
-    from segmint.project import Project
-
-log = logging.getLogger(__name__)
+    from segmint.store import Store
 
 PROFILE_FEATURES = (
     "recency_days",
@@ -135,7 +134,7 @@ def feature_psi(before: np.ndarray, after: np.ndarray, bins: int = 10) -> float:
 
 
 def compare_runs(
-    project: Project,
+    store: Store,
     previous_run_id: str | None,
     run_id: str,
     *,
@@ -146,27 +145,59 @@ def compare_runs(
     size_change: float = 0.2,
 ) -> SegmentationRefresh:
     """Sizes, migrations and drift of ``run_id`` against ``previous_run_id``."""
-    from segmint.segments._runs import load_run
+    from segmint.segments import diff_runs, load_run
 
-    new = load_run(project.store, run_id)
+    new = load_run(store, run_id)
     after = new.assignments[["user_id", "segment"]].astype(str)
     n_after = len(after)
     if previous_run_id is None:
-        sizes = after.groupby("segment").size().rename("users_after").reset_index()
-        sizes["users_before"] = 0
-        sizes["share_before"] = np.nan
-        sizes["share_after"] = sizes["users_after"] / max(n_after, 1)
-        sizes["share_change"] = np.nan
-        sizes["size_flag"] = False
-        sizes["profile_psi"] = np.nan
-        sizes["profile_feature"] = None
-        sizes["profile_flag"] = False
         return SegmentationRefresh(
             new.segmentation, run_id, None, float("nan"), 0, n_after,
-            _order(sizes), pd.DataFrame(), pd.DataFrame(columns=["segment", "feature", "psi"]),
+            _order(_first_sizes(after, n_after)), pd.DataFrame(),
+            pd.DataFrame(columns=["segment", "feature", "psi"]),
         )  # fmt: skip
-    old = load_run(project.store, previous_run_id)
+    old = load_run(store, previous_run_id)
     before = old.assignments[["user_id", "segment"]].astype(str)
+    sizes, size_psi = _sizes(before, after, size_change)
+    migrations = diff_runs(store, previous_run_id, run_id)
+    profile = pd.DataFrame(
+        _profile_psi(before, after, features_before, features_after, profile_features),
+        columns=["segment", "feature", "psi"],
+    )
+    if profile.empty or profile["psi"].isna().all():
+        sizes["profile_psi"] = np.nan
+        sizes["profile_feature"] = None
+    else:
+        top = profile.dropna(subset=["psi"]).sort_values("psi", ascending=False)
+        top = top.drop_duplicates("segment").set_index("segment")
+        sizes["profile_psi"] = sizes["segment"].map(top["psi"])
+        sizes["profile_feature"] = sizes["segment"].map(top["feature"])
+    sizes["profile_flag"] = sizes["profile_psi"].fillna(0) > psi_threshold
+    return SegmentationRefresh(
+        new.segmentation, run_id, previous_run_id, size_psi, _moved(before, after), n_after,
+        _order(sizes), migrations, profile,
+    )  # fmt: skip
+
+
+def _first_sizes(after: pd.DataFrame, n_after: int) -> pd.DataFrame:
+    """The sizes of a segmentation's first run: nothing before, nothing flagged."""
+    sizes = after.groupby("segment").size().rename("users_after").reset_index()
+    sizes["users_before"] = 0
+    sizes["share_before"] = np.nan
+    sizes["share_after"] = sizes["users_after"] / max(n_after, 1)
+    sizes["share_change"] = np.nan
+    sizes["size_flag"] = False
+    sizes["profile_psi"] = np.nan
+    sizes["profile_feature"] = None
+    sizes["profile_flag"] = False
+    return sizes
+
+
+def _sizes(
+    before: pd.DataFrame, after: pd.DataFrame, size_change: float
+) -> tuple[pd.DataFrame, float]:
+    """Per segment of either run: users and shares before and after, the relative change
+    and its flag; and the PSI of the segment shares."""
     nb, na = before.groupby("segment").size(), after.groupby("segment").size()
     segs = sorted(set(nb.index) | set(na.index))
     nb, na = nb.reindex(segs, fill_value=0), na.reindex(segs, fill_value=0)
@@ -189,125 +220,46 @@ def compare_runs(
         | (sizes["users_after"] == 0)
         | (sizes["share_change"].abs() > size_change)
     )
+    return sizes, size_psi
+
+
+def _moved(before: pd.DataFrame, after: pd.DataFrame) -> int:
+    """Users whose segment changed, plus those in one run only."""
     merged = before.merge(after, on="user_id", how="inner", suffixes=("_a", "_b"))
     moved = int((merged["segment_a"] != merged["segment_b"]).sum())
     moved += int((~before["user_id"].isin(after["user_id"])).sum())
     moved += int((~after["user_id"].isin(before["user_id"])).sum())
-    from segmint.segments._runs import diff_runs
+    return moved
 
-    migrations = diff_runs(project.store, previous_run_id, run_id)
 
+def _profile_psi(
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    features_before: pd.DataFrame | None,
+    features_after: pd.DataFrame,
+    profile_features: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Per segment and profile feature: the PSI of the feature among the segment's members
+    before and after (none without the previous features)."""
+    if features_before is None:
+        return []
+    nb, na = before.groupby("segment").size(), after.groupby("segment").size()
+    segs = sorted(set(nb.index) | set(na.index))
+    fb = before.merge(features_before, on="user_id", how="left")
+    fa = after.merge(features_after, on="user_id", how="left")
+    feats = [f for f in profile_features if f in fb.columns and f in fa.columns]
     rows = []
-    if features_before is not None:
-        fb = before.merge(features_before, on="user_id", how="left")
-        fa = after.merge(features_after, on="user_id", how="left")
-        feats = [f for f in profile_features if f in fb.columns and f in fa.columns]
-        for seg in segs:
-            xb, xa = fb[fb["segment"] == seg], fa[fa["segment"] == seg]
-            for feat in feats:
-                value = (
-                    feature_psi(xb[feat].to_numpy(float), xa[feat].to_numpy(float))
-                    if len(xb) and len(xa)
-                    else np.nan
-                )
-                rows.append({"segment": seg, "feature": feat, "psi": value})
-    profile = pd.DataFrame(rows, columns=["segment", "feature", "psi"])
-    if profile.empty or profile["psi"].isna().all():
-        sizes["profile_psi"] = np.nan
-        sizes["profile_feature"] = None
-    else:
-        top = profile.dropna(subset=["psi"]).sort_values("psi", ascending=False)
-        top = top.drop_duplicates("segment").set_index("segment")
-        sizes["profile_psi"] = sizes["segment"].map(top["psi"])
-        sizes["profile_feature"] = sizes["segment"].map(top["feature"])
-    sizes["profile_flag"] = sizes["profile_psi"].fillna(0) > psi_threshold
-    return SegmentationRefresh(
-        new.segmentation, run_id, previous_run_id, size_psi, moved, n_after,
-        _order(sizes), migrations, profile,
-    )  # fmt: skip
+    for seg in segs:
+        xb, xa = fb[fb["segment"] == seg], fa[fa["segment"] == seg]
+        for feat in feats:
+            value = (
+                feature_psi(xb[feat].to_numpy(float), xa[feat].to_numpy(float))
+                if len(xb) and len(xa)
+                else np.nan
+            )
+            rows.append({"segment": seg, "feature": feat, "psi": value})
+    return rows
 
 
 def _order(sizes: pd.DataFrame) -> pd.DataFrame:
     return sizes.sort_values("users_after", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def refresh(
-    project: Project,
-    names: str | Iterable[str] | None = None,
-    *,
-    as_of: str | date | datetime | None = None,
-    psi_threshold: float = 0.25,
-    size_change: float = 0.2,
-    profile_features: Sequence[str] = PROFILE_FEATURES,
-) -> RefreshResult:
-    """Recompute features and segments and compare every segmentation with its last run.
-
-    Parameters
-    ----------
-    project : Project
-        The open project.
-    names : str or iterable of str, optional
-        Segmentations to refresh (default: all in segmint.yaml).
-    as_of : date, datetime or str, optional
-        The features' as-of ("today", "latest" or a date); the config's by default.
-    psi_threshold : float, default 0.25
-        A segment's profile is flagged when a profile feature's PSI exceeds this.
-    size_change : float, default 0.2
-        A segment's size is flagged when its share changed by more than this (relative).
-    """
-    from segmint.features import load_features
-    from segmint.segments._runs import list_runs
-
-    started = time.perf_counter()
-    wanted = (
-        [names]
-        if isinstance(names, str)
-        else list(names)
-        if names is not None
-        else list(project.config.segmentations)
-    )
-    previous: dict[str, tuple[str | None, str | None]] = {}
-    for name in wanted:
-        runs = list_runs(project.store, name)
-        if runs.empty:
-            previous[name] = (None, None)
-        else:
-            fr = runs["feature_run_id"].iloc[0]
-            previous[name] = (
-                str(runs["run_id"].iloc[0]),
-                None if fr is None or fr != fr else str(fr),
-            )
-    feature_run = project.compute_features(as_of=as_of)
-    results = project.segment(wanted, feature_run=feature_run)
-    assert isinstance(results, list)
-    cache: dict[str, pd.DataFrame] = {}
-    out = []
-    for result in results:
-        prev_run, prev_features = previous[result.segmentation]
-        fb = None
-        if prev_features is not None:
-            if prev_features not in cache:
-                cache[prev_features] = load_features(project.store, prev_features)
-            fb = cache[prev_features]
-        out.append(
-            compare_runs(
-                project,
-                prev_run,
-                result.run_id,
-                features_before=fb,
-                features_after=feature_run.data,
-                profile_features=profile_features,
-                psi_threshold=psi_threshold,
-                size_change=size_change,
-            )
-        )
-    seconds = time.perf_counter() - started
-    log.info("refreshed %d segmentations in %.2fs", len(out), seconds)
-    return RefreshResult(
-        feature_run_id=feature_run.run_id,
-        as_of=feature_run.as_of,
-        segmentations=out,
-        psi_threshold=psi_threshold,
-        size_change=size_change,
-        seconds=seconds,
-    )

@@ -8,8 +8,29 @@ lifecycle mix, and a templated plain-language summary. Exports (profiles, person
 written by :class:`segmint.Project` and recorded as :class:`ExportRecord` rows.
 """
 
-from segmint.profiles._lists import ExportRecord
+from segmint.profiles._export import persona_tables, profiles_table, resolve_format, write_tables
+from segmint.profiles._lists import (
+    ExportRecord,
+    export_list,
+    export_log,
+    new_record,
+    record_export,
+)
 from segmint.profiles._persona import Persona, personas
 from segmint.profiles._profile import UserProfile, user_profile
 
-__all__ = ["ExportRecord", "Persona", "UserProfile", "personas", "user_profile"]
+__all__ = [
+    "ExportRecord",
+    "Persona",
+    "UserProfile",
+    "export_list",
+    "export_log",
+    "new_record",
+    "persona_tables",
+    "personas",
+    "profiles_table",
+    "record_export",
+    "resolve_format",
+    "user_profile",
+    "write_tables",
+]

@@ -31,7 +31,7 @@ import pandas as pd
 from segmint._i18n import Language, language
 from segmint._output import cannot_write, output_file
 from segmint.errors import NotFoundError
-from segmint.experiments._arms import POOLED
+from segmint.experiments import POOLED
 from segmint.report import _charts as charts
 
 if TYPE_CHECKING:
@@ -275,13 +275,7 @@ def build_report(
         ``runs`` is a single string, or ``sample`` is below 1.
     """
     t0 = time.perf_counter()
-    if isinstance(runs, str):
-        raise ValueError(f"runs must be a list of names or run ids, e.g. [{runs!r}]")
-    if sample < 1:
-        raise ValueError(f"sample must be at least 1, got {sample}")
-    path = Path(out_path) if out_path is not None else project.root / "report.html"
-    # checked (and its folders created) before the work: a folder is not a file name
-    path = output_file(path, example="report.html")
+    path = _checked_arguments(project, out_path, runs, sample)
 
     def stage(text: str) -> None:
         log.debug("report: %s (%.2f s)", text, time.perf_counter() - t0)
@@ -292,16 +286,60 @@ def build_report(
     stage("loading runs")
     results = _resolve_runs(project, runs)
     listing = project.segment_runs()
-    features: dict[str | None, pd.DataFrame | None] = {}
-    for r in results:
-        if r.feature_run_id not in features:
-            features[r.feature_run_id] = _load_features(project, r.feature_run_id)
-    primary = features[results[0].feature_run_id] if results else _load_features(project, None)
+    features = _features_by_run(project, results)
     as_of = _as_of(results)
+    figs = _Figures()
+    sections = _fill_sections(
+        project, results, features, listing, as_of, figs, tx, sample=sample, stage=stage
+    )
+
+    stage("writing HTML")
+    html = _render(
+        project=project,
+        sections=[sections[sid] for sid, _ in SECTIONS],
+        results=results,
+        as_of=as_of,
+        n_figures=figs.n,
+        tx=tx,
+    )
+    _write_html(path, html)
+    return _written(path, t0, results, as_of, sections, n_figures=figs.n)
+
+
+def _checked_arguments(
+    project: Project,
+    out_path: str | os.PathLike[str] | None,
+    runs: Sequence[str] | None,
+    sample: int,
+) -> Path:
+    """Check :func:`build_report`'s arguments; the output file (its folders created)."""
+    if isinstance(runs, str):
+        raise ValueError(f"runs must be a list of names or run ids, e.g. [{runs!r}]")
+    if sample < 1:
+        raise ValueError(f"sample must be at least 1, got {sample}")
+    path = Path(out_path) if out_path is not None else project.root / "report.html"
+    # checked (and its folders created) before the work: a folder is not a file name
+    return output_file(path, example="report.html")
+
+
+def _fill_sections(
+    project: Project,
+    results: list[SegmentResult],
+    features: dict[str | None, pd.DataFrame | None],
+    listing: pd.DataFrame,
+    as_of: datetime | None,
+    figs: _Figures,
+    tx: _Text,
+    *,
+    sample: int,
+    stage: Callable[[str], None],
+) -> dict[str, _Section]:
+    """Every section by id, filled (data, or a note saying why it is empty); figures are
+    made in the order the stages run."""
+    primary = features[results[0].feature_run_id] if results else _load_features(project, None)
 
     stage("data quality")
     status = project.status()
-    figs = _Figures()
     sections = {
         sid: _Section(sid, tx.t(title), appendix=sid in APPENDIX) for sid, title in SECTIONS
     }
@@ -332,23 +370,19 @@ def build_report(
     stage("campaign results")
     _campaigns_section(sections["campaigns"], project, figs, tx)
     _retention_section(sections["retention"], project, figs, tx)
+    return sections
 
-    stage("writing HTML")
-    html = _render(
-        project=project,
-        sections=[sections[sid] for sid, _ in SECTIONS],
-        results=results,
-        as_of=as_of,
-        n_figures=figs.n,
-        tx=tx,
-    )
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(html, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise cannot_write(path, exc) from None
+
+def _written(
+    path: Path,
+    t0: float,
+    results: list[SegmentResult],
+    as_of: datetime | None,
+    sections: dict[str, _Section],
+    *,
+    n_figures: int,
+) -> ReportResult:
+    """What was written (wall time since ``t0``), logged."""
     seconds = time.perf_counter() - t0
     shown = [sid for sid, _ in SECTIONS if sections[sid].note is None]
     result = ReportResult(
@@ -363,14 +397,36 @@ def build_report(
         "report written to %s: %d runs, %d figures, %d bytes in %.1f s",
         path,
         len(results),
-        figs.n,
+        n_figures,
         result.size_bytes,
         seconds,
     )
     return result
 
 
+def _write_html(path: Path, html: str) -> None:
+    """Write ``html`` to ``path`` through a temporary file, so a reader never sees half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise cannot_write(path, exc) from None
+
+
 # -- gathering -------------------------------------------------------------------------------
+
+
+def _features_by_run(
+    project: Project, results: list[SegmentResult]
+) -> dict[str | None, pd.DataFrame | None]:
+    """Each shown run's feature table, loaded once per feature run."""
+    features: dict[str | None, pd.DataFrame | None] = {}
+    for r in results:
+        if r.feature_run_id not in features:
+            features[r.feature_run_id] = _load_features(project, r.feature_run_id)
+    return features
 
 
 def _resolve_runs(project: Project, runs: Sequence[str] | None) -> list[SegmentResult]:
@@ -1121,7 +1177,7 @@ def _ci(lo: str, hi: str) -> str:
 
 def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Text) -> None:
     """Latest stored evaluation of every campaign: lift forest plots, tables, Qini."""
-    from segmint.experiments._evaluate import latest_evaluations
+    from segmint.experiments import latest_evaluations
 
     evals = latest_evaluations(project.store)
     if not evals:
@@ -1130,13 +1186,25 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
             "against its holdout and stores the result shown here."
         )
         return
+    overview = _lift_overview(evals, figs, tx)
+    blocks = [_campaign_block(e, figs, tx) for e in evals]
+    sec.data = {"overview": overview, "blocks": blocks}
 
-    def label(e: dict[str, Any]) -> str:
-        return e["campaign"] + ("" if e["complete"] else " " + tx.t("(interim)"))
 
-    def many(e: dict[str, Any]) -> bool:
-        return len(e.get("treatments") or ["treatment"]) > 1
+def _eval_label(e: dict[str, Any], tx: _Text) -> str:
+    """The campaign's name, marked "(interim)" while its window is still open."""
+    return e["campaign"] + ("" if e["complete"] else " " + tx.t("(interim)"))
 
+
+def _many_arms(e: dict[str, Any]) -> bool:
+    """Whether the evaluation has several treatment arms."""
+    return len(e.get("treatments") or ["treatment"]) > 1
+
+
+def _lift_rows(
+    evals: list[dict[str, Any]], tx: _Text
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One forest-plot row per campaign arm: (conversion rows, revenue-per-user rows)."""
     conv_rows, rev_rows = [], []
     for e in evals:
         if not e["observed_days"]:
@@ -1145,13 +1213,19 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
             arm = r.get("arm")
             if arm == POOLED or r["diff_lo"] is None:
                 continue  # one marker per arm; the pooled row is in the table
-            name = f"{label(e)} · {arm}" if many(e) else label(e)
+            name = f"{_eval_label(e, tx)} · {arm}" if _many_arms(e) else _eval_label(e, tx)
             row = {"label": name, "diff": r["diff"], "lo": r["diff_lo"], "hi": r["diff_hi"],
                    "p": r["p_value"]}  # fmt: skip
             if (r["metric"], r["method"]) == ("conversion", "newcombe"):
                 conv_rows.append(row)
             elif (r["metric"], r["method"]) == ("revenue_per_user", "welch"):
                 rev_rows.append(row)
+    return conv_rows, rev_rows
+
+
+def _lift_overview(evals: list[dict[str, Any]], figs: _Figures, tx: _Text) -> list[str]:
+    """The forest plots over every campaign: conversion lift, then revenue-per-user lift."""
+    conv_rows, rev_rows = _lift_rows(evals, tx)
     overview = []
     if conv_rows:
         overview.append(
@@ -1172,101 +1246,128 @@ def _campaigns_section(sec: _Section, project: Project, figs: _Figures, tx: _Tex
                 )
             )
         )  # fmt: skip
-    blocks = []
-    for e in evals:
-        effects = []
-        waiting = not e["observed_days"]
-        for r in e["effects"]:
-            metric = r["metric"]
-            if waiting and not metric.endswith("(balance)"):
-                continue
-            effects.append(
-                {
-                    "arm": _arm_word(tx, r.get("arm")),
-                    "metric": tx.t(METRIC_WORDS.get(metric, metric)),
-                    "metric_id": metric,
-                    "method": r["method"],
-                    "treatment": _metric_value(tx, metric, r["treatment"]),
-                    "control": _metric_value(tx, metric, r["control"]),
-                    "diff": _metric_value(tx, metric, r["diff"], signed=True),
-                    "ci": _ci(
-                        _metric_value(tx, metric, r["diff_lo"], signed=True),
-                        _metric_value(tx, metric, r["diff_hi"], signed=True),
-                    ),
-                    "p": "–" if r["p_value"] is None else f"{r['p_value']:.3g}",
-                    "verdict": tx.t(r["verdict"]) if r.get("verdict") else "",
-                }
-            )
-        roi = [] if waiting else [
-            {"arm": _arm_word(tx, r.get("arm")),
-             "item": tx.t(ROI_WORDS.get(r["item"], r["item"].replace("_", " "))),
-             "value": _roi_value(tx, r["item"], r["value"]),
-             "ci": _ci(_roi_value(tx, r["item"], r["lo"]), _roi_value(tx, r["item"], r["hi"]))}
-            for r in e["roi"]
-        ]  # fmt: skip
-        seg_fig = None
-        seg_rows = [
-            {"label": tx.segment(r["segment"]), "diff": r["lift"], "lo": r["lift_lo"], "hi": r["lift_hi"],
-             "p": r["p_bh"]}
-            for r in e["segments"] if r["lift_lo"] is not None
-        ]  # fmt: skip
-        if seg_rows and not waiting:
-            seg_fig = figs.html(
-                charts.lift_forest_figure(
-                    pd.DataFrame(seg_rows), percent=True,
-                    title=tx.t(
-                        "conversion lift by {segmentation} segment (hover: BH p)",
-                        segmentation=e["segmentation"],
-                    ),
-                    lang=tx.lang,
-                )
-            )  # fmt: skip
-        qini_fig, qini_coef = None, None
-        if e.get("uplift"):
-            qini_fig = figs.html(
-                charts.qini_figure(pd.DataFrame(e["uplift"]["qini"]), lang=tx.lang)
-            )
-            qini_coef = f"{e['uplift']['qini_coefficient']:.3f}"
-        breakdowns = [
-            {"variable": r["variable"], "level": r["level"], "arm": _arm_word(tx, r["arm"]),
-             "n": tx.whole(r["n_arm"]), "n_control": tx.whole(r["n_control"]),
-             "lift": _metric_value(tx, "conversion", r["lift"], signed=True),
-             "ci": _ci(_metric_value(tx, "conversion", r["lift_lo"], signed=True),
-                       _metric_value(tx, "conversion", r["lift_hi"], signed=True)),
-             "p": "–" if r["p_value"] is None else f"{r['p_value']:.3g}",
-             "p_holm_family": "–" if r["p_holm_family"] is None else f"{r['p_holm_family']:.3g}"}
-            for r in e.get("breakdowns") or []
-        ] if not waiting else []  # fmt: skip
-        srm = e["srm"]
-        blocks.append(
+    return overview
+
+
+def _campaign_block(e: dict[str, Any], figs: _Figures, tx: _Text) -> dict[str, Any]:
+    """One campaign's block: effects, ROI, segment lifts, Qini, breakdowns, checks.
+
+    While nothing has been observed after the send (``waiting``), only the balance rows
+    are shown."""
+    waiting = not e["observed_days"]
+    effects = _effect_rows(e, tx, waiting=waiting)
+    roi = [] if waiting else _roi_rows(e, tx)
+    seg_fig = _segment_lift_figure(e, figs, tx, waiting=waiting)
+    qini_fig, qini_coef = _qini(e, figs, tx)
+    breakdowns = _breakdown_rows(e, tx) if not waiting else []
+    srm = e["srm"]
+    return {
+        "campaign": e["campaign"],
+        "many": _many_arms(e),
+        "breakdowns": breakdowns,
+        "window": e["window_days"],
+        "start": tx.day(e["start"]),
+        "complete": e["complete"],
+        "warnings": e["warnings"],
+        "effects": effects,
+        "roi": roi,
+        "srm": f"chi2 = {srm['chi2']:.3f}, p = {srm['p']:.3g}" if srm["chi2"] is not None else "–",
+        "srm_flagged": bool(srm["flagged"]),
+        "cuped": "–"
+        if e["cuped"]["variance_reduction"] is None
+        else tx.pct(e["cuped"]["variance_reduction"]),
+        "segment_figure": seg_fig,
+        "qini_figure": qini_fig,
+        "qini": qini_coef,
+        "evaluated": tx.day(e["created_at"]),
+    }
+
+
+def _effect_rows(e: dict[str, Any], tx: _Text, *, waiting: bool) -> list[dict[str, Any]]:
+    """The effects table (only the balance checks while ``waiting``)."""
+    effects = []
+    for r in e["effects"]:
+        metric = r["metric"]
+        if waiting and not metric.endswith("(balance)"):
+            continue
+        effects.append(
             {
-                "campaign": e["campaign"],
-                "many": many(e),
-                "breakdowns": breakdowns,
-                "window": e["window_days"],
-                "start": tx.day(e["start"]),
-                "complete": e["complete"],
-                "warnings": e["warnings"],
-                "effects": effects,
-                "roi": roi,
-                "srm": f"chi2 = {srm['chi2']:.3f}, p = {srm['p']:.3g}"
-                if srm["chi2"] is not None
-                else "–",
-                "srm_flagged": bool(srm["flagged"]),
-                "cuped": "–"
-                if e["cuped"]["variance_reduction"] is None
-                else tx.pct(e["cuped"]["variance_reduction"]),
-                "segment_figure": seg_fig,
-                "qini_figure": qini_fig,
-                "qini": qini_coef,
-                "evaluated": tx.day(e["created_at"]),
+                "arm": _arm_word(tx, r.get("arm")),
+                "metric": tx.t(METRIC_WORDS.get(metric, metric)),
+                "metric_id": metric,
+                "method": r["method"],
+                "treatment": _metric_value(tx, metric, r["treatment"]),
+                "control": _metric_value(tx, metric, r["control"]),
+                "diff": _metric_value(tx, metric, r["diff"], signed=True),
+                "ci": _ci(
+                    _metric_value(tx, metric, r["diff_lo"], signed=True),
+                    _metric_value(tx, metric, r["diff_hi"], signed=True),
+                ),
+                "p": "–" if r["p_value"] is None else f"{r['p_value']:.3g}",
+                "verdict": tx.t(r["verdict"]) if r.get("verdict") else "",
             }
         )
-    sec.data = {"overview": overview, "blocks": blocks}
+    return effects
+
+
+def _roi_rows(e: dict[str, Any], tx: _Text) -> list[dict[str, Any]]:
+    """The ROI table: each item per arm with its interval."""
+    return [
+        {"arm": _arm_word(tx, r.get("arm")),
+         "item": tx.t(ROI_WORDS.get(r["item"], r["item"].replace("_", " "))),
+         "value": _roi_value(tx, r["item"], r["value"]),
+         "ci": _ci(_roi_value(tx, r["item"], r["lo"]), _roi_value(tx, r["item"], r["hi"]))}
+        for r in e["roi"]
+    ]  # fmt: skip
+
+
+def _segment_lift_figure(
+    e: dict[str, Any], figs: _Figures, tx: _Text, *, waiting: bool
+) -> str | None:
+    """The conversion lift per segment as a forest plot (None while waiting or empty)."""
+    seg_rows = [
+        {"label": tx.segment(r["segment"]), "diff": r["lift"], "lo": r["lift_lo"], "hi": r["lift_hi"],
+         "p": r["p_bh"]}
+        for r in e["segments"] if r["lift_lo"] is not None
+    ]  # fmt: skip
+    if not seg_rows or waiting:
+        return None
+    return figs.html(
+        charts.lift_forest_figure(
+            pd.DataFrame(seg_rows), percent=True,
+            title=tx.t(
+                "conversion lift by {segmentation} segment (hover: BH p)",
+                segmentation=e["segmentation"],
+            ),
+            lang=tx.lang,
+        )
+    )  # fmt: skip
+
+
+def _qini(e: dict[str, Any], figs: _Figures, tx: _Text) -> tuple[str | None, str | None]:
+    """The uplift model's Qini curve and coefficient (None, None without a model)."""
+    if not e.get("uplift"):
+        return None, None
+    qini_fig = figs.html(charts.qini_figure(pd.DataFrame(e["uplift"]["qini"]), lang=tx.lang))
+    return qini_fig, f"{e['uplift']['qini_coefficient']:.3f}"
+
+
+def _breakdown_rows(e: dict[str, Any], tx: _Text) -> list[dict[str, Any]]:
+    """The conversion lift per level of each breakdown variable, per arm."""
+    return [
+        {"variable": r["variable"], "level": r["level"], "arm": _arm_word(tx, r["arm"]),
+         "n": tx.whole(r["n_arm"]), "n_control": tx.whole(r["n_control"]),
+         "lift": _metric_value(tx, "conversion", r["lift"], signed=True),
+         "ci": _ci(_metric_value(tx, "conversion", r["lift_lo"], signed=True),
+                   _metric_value(tx, "conversion", r["lift_hi"], signed=True)),
+         "p": "–" if r["p_value"] is None else f"{r['p_value']:.3g}",
+         "p_holm_family": "–" if r["p_holm_family"] is None else f"{r['p_holm_family']:.3g}"}
+        for r in e.get("breakdowns") or []
+    ]  # fmt: skip
 
 
 def _retention_section(sec: _Section, project: Project, figs: _Figures, tx: _Text) -> None:
-    from segmint.experiments._retention import repeat_purchase_rate, retention_matrix
+    from segmint.experiments import repeat_purchase_rate, retention_matrix
 
     result = retention_matrix(project.store, cohort_by="first_purchase", max_months=12)
     wide = result.wide()

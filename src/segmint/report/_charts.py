@@ -329,6 +329,26 @@ def heatmap_figure(
     """
     lang = lang or language()
     labels = labels or {}
+    z, text = _ratio_cells(ratio, lang)
+    features = [labels.get(c, c) for c in (str(c) for c in ratio.columns)]
+    hover = _heatmap_hover(
+        ratio, text, segment_mean=segment_mean, population_mean=population_mean,
+        std_diff=std_diff, labels=labels, money_features=money_features, currency=currency,
+        lang=lang,
+    )  # fmt: skip
+    fig = _ratio_heatmap(z, text, hover, rows=list(ratio.index), columns=features, lang=lang)
+    fig.update_xaxes(tickangle=-40, side="bottom")
+    fig.update_yaxes(autorange="reversed")
+    _cell_text(fig, text)
+    _layout(fig, height=170 + 32 * len(ratio))
+    phone = _heatmap_phone(z, text, hover, segments=list(ratio.index), features=features, lang=lang)
+    _phone(fig, figure=json.loads(phone.to_json()))
+    return fig
+
+
+def _ratio_cells(ratio: pd.DataFrame, lang: Language) -> tuple[np.ndarray, list[list[str]]]:
+    """The colour of each cell (``log2`` of the ratio clipped to the ticks; NaN where there
+    is no ratio) and its text (the ratio, blank where there is none)."""
     values = ratio.to_numpy(dtype="float64")
     valid = np.isfinite(values) & (values >= 0)
     clipped = np.clip(np.where(valid, values, 1.0), RATIO_TICKS[0], RATIO_TICKS[-1])
@@ -337,6 +357,23 @@ def heatmap_figure(
         [lang.number(float(v), 2) if ok else "" for v, ok in zip(row, oks, strict=True)]
         for row, oks in zip(values, valid, strict=True)
     ]
+    return z, text
+
+
+def _heatmap_hover(
+    ratio: pd.DataFrame,
+    text: list[list[str]],
+    *,
+    segment_mean: pd.DataFrame,
+    population_mean: pd.Series,
+    std_diff: pd.DataFrame,
+    labels: dict[str, str],
+    money_features: frozenset[str],
+    currency: str,
+    lang: Language,
+) -> list[list[str]]:
+    """Each cell's hover text: segment, feature, both means, the ratio and the
+    standardized difference."""
     pop = population_mean.reindex(ratio.columns).to_numpy(float)
     means = segment_mean.to_numpy(dtype="float64")
     stds = std_diff.to_numpy(dtype="float64")
@@ -347,7 +384,7 @@ def heatmap_figure(
             return "–"
         return lang.money(x, currency) if feature in money_features else lang.number(x)
 
-    hover = [
+    return [
         [
             "<br>".join(
                 [
@@ -366,23 +403,26 @@ def heatmap_figure(
         ]
         for i, seg in enumerate(ratio.index)
     ]
-    fig = _ratio_heatmap(
-        z, text, hover, rows=list(ratio.index), columns=[labels.get(c, c) for c in columns],
-        lang=lang,
-    )  # fmt: skip
-    fig.update_xaxes(tickangle=-40, side="bottom")
-    fig.update_yaxes(autorange="reversed")
-    _cell_text(fig, text)
-    _layout(fig, height=170 + 32 * len(ratio))
-    # a phone gets the table turned: features down the side (they are many), segments
-    # across (with their ratios while they fit, about six columns)
-    upright = len(ratio) <= 4
+
+
+def _heatmap_phone(
+    z: np.ndarray,
+    text: list[list[str]],
+    hover: list[list[str]],
+    *,
+    segments: list[Any],
+    features: list[str],
+    lang: Language,
+) -> go.Figure:
+    """The heatmap for a phone: the table turned, features down the side (they are many),
+    segments across (with their ratios while they fit, about six columns)."""
+    upright = len(segments) <= 4
     phone = _ratio_heatmap(
         z.T,
         [list(r) for r in zip(*text, strict=True)],
         [list(r) for r in zip(*hover, strict=True)],
-        rows=[labels.get(c, c) for c in columns],
-        columns=[wrap_label(str(s), 12) if upright else str(s) for s in ratio.index],
+        rows=features,
+        columns=[wrap_label(str(s), 12) if upright else str(s) for s in segments],
         lang=lang,
     )
     phone.update_traces(showscale=False)
@@ -393,11 +433,10 @@ def heatmap_figure(
         ticktext=heads,
     )  # fmt: skip
     phone.update_yaxes(autorange="reversed")
-    if len(ratio) <= 6:
+    if len(segments) <= 6:
         _cell_text(phone, [list(r) for r in zip(*text, strict=True)])
-    _layout(phone, height=120 + 26 * len(columns), margin={"l": 4, "r": 16, "t": 10, "b": 10})
-    _phone(fig, figure=json.loads(phone.to_json()))
-    return fig
+    _layout(phone, height=120 + 26 * len(features), margin={"l": 4, "r": 16, "t": 10, "b": 10})
+    return phone
 
 
 def _ratio_heatmap(
@@ -587,76 +626,96 @@ def k_selection_figure(
         vertical_spacing=0.18,
     )
     for i, (col, _) in enumerate(metrics):
-        row, c = i // 2 + 1, i % 2 + 1
-        fig.add_scatter(
-            x=scores["k"],
-            y=scores[col],
-            mode="lines+markers",
-            line={"color": USERS_COLOR, "width": 2},
-            marker={"size": 6},
-            name=col,
-            showlegend=False,
-            hovertemplate="k=%{x}<br>" + col + " %{y:,.4g}<extra></extra>",
-            row=row,
-            col=c,
-        )
-        if chosen_k is not None and (scores["k"] == chosen_k).any():
-            y = float(scores.loc[scores["k"] == chosen_k, col].iloc[0])
-            fig.add_scatter(
-                x=[chosen_k],
-                y=[y],
-                mode="markers",
-                marker={"size": 15, "symbol": "star", "color": REVENUE_COLOR},
-                name=lang.t("chosen k = {k}", k=chosen_k),
-                showlegend=i == 0,
-                hovertemplate=f"chosen k={chosen_k}<br>{col} %{{y:,.4g}}<extra></extra>",
-                row=row,
-                col=c,
-            )
-            fig.add_vline(
-                x=chosen_k,
-                line={"dash": "dash", "color": REVENUE_COLOR, "width": 1},
-                row=row,
-                col=c,
-            )
-        if col == "inertia" and elbow_k is not None and (scores["k"] == elbow_k).any():
-            y = float(scores.loc[scores["k"] == elbow_k, col].iloc[0])
-            fig.add_scatter(
-                x=[elbow_k],
-                y=[y],
-                mode="markers",
-                marker={"size": 12, "symbol": "circle-open", "color": INK, "line": {"width": 2}},
-                name=lang.t("inertia elbow k = {k}", k=elbow_k),
-                hovertemplate=f"elbow k={elbow_k}<extra></extra>",
-                row=row,
-                col=c,
-            )
+        _k_panel(fig, scores, col, i, chosen_k=chosen_k, elbow_k=elbow_k, lang=lang)
     fig.update_xaxes(dtick=1, gridcolor=GRID, title_text="k")
     fig.update_yaxes(gridcolor=GRID)
     fig.update_annotations(font={"size": 12, "color": MUTED})
-    # a phone stacks the panels: one column, each panel a quarter of the height
-    n = len(metrics)
-    gap = 0.08
-    size = (1 - gap * (n - 1)) / max(n, 1)
-    stacked: dict[str, Any] = {}
-    titles = []
-    for i, (_, text) in enumerate(metrics):
-        top = 1 - i * (size + gap)
-        suffix = "" if i == 0 else str(i + 1)
-        stacked[f"xaxis{suffix}"] = {"domain": [0, 1], "nticks": 6}
-        stacked[f"yaxis{suffix}"] = {"domain": [top - size, top], "nticks": 4}
-        titles.append(
-            {"text": text, "x": 0.5, "xref": "paper", "xanchor": "center", "y": top,
-             "yref": "paper", "yanchor": "bottom", "showarrow": False,
-             "font": {"size": 12, "color": MUTED}}
-        )  # fmt: skip
-    _phone(fig, height=260 * n + 60, annotations=titles, **stacked)
+    _k_phone(fig, [text for _, text in metrics])
     return _layout(
         fig,
         height=600,
         margin={"l": 10, "r": 10, "t": 80, "b": 10},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.08, "x": 0},
     )
+
+
+def _k_panel(
+    fig: go.Figure,
+    scores: pd.DataFrame,
+    col: str,
+    i: int,
+    *,
+    chosen_k: int | None,
+    elbow_k: int | None,
+    lang: Language,
+) -> None:
+    """Panel ``i`` (of a 2 x 2 grid): metric ``col`` by k, the chosen k starred and
+    dashed (its legend entry on the first panel only), the inertia elbow circled."""
+    row, c = i // 2 + 1, i % 2 + 1
+    fig.add_scatter(
+        x=scores["k"],
+        y=scores[col],
+        mode="lines+markers",
+        line={"color": USERS_COLOR, "width": 2},
+        marker={"size": 6},
+        name=col,
+        showlegend=False,
+        hovertemplate="k=%{x}<br>" + col + " %{y:,.4g}<extra></extra>",
+        row=row,
+        col=c,
+    )
+    if chosen_k is not None and (scores["k"] == chosen_k).any():
+        y = float(scores.loc[scores["k"] == chosen_k, col].iloc[0])
+        fig.add_scatter(
+            x=[chosen_k],
+            y=[y],
+            mode="markers",
+            marker={"size": 15, "symbol": "star", "color": REVENUE_COLOR},
+            name=lang.t("chosen k = {k}", k=chosen_k),
+            showlegend=i == 0,
+            hovertemplate=f"chosen k={chosen_k}<br>{col} %{{y:,.4g}}<extra></extra>",
+            row=row,
+            col=c,
+        )
+        fig.add_vline(
+            x=chosen_k,
+            line={"dash": "dash", "color": REVENUE_COLOR, "width": 1},
+            row=row,
+            col=c,
+        )
+    if col == "inertia" and elbow_k is not None and (scores["k"] == elbow_k).any():
+        y = float(scores.loc[scores["k"] == elbow_k, col].iloc[0])
+        fig.add_scatter(
+            x=[elbow_k],
+            y=[y],
+            mode="markers",
+            marker={"size": 12, "symbol": "circle-open", "color": INK, "line": {"width": 2}},
+            name=lang.t("inertia elbow k = {k}", k=elbow_k),
+            hovertemplate=f"elbow k={elbow_k}<extra></extra>",
+            row=row,
+            col=c,
+        )
+
+
+def _k_phone(fig: go.Figure, titles: list[str]) -> None:
+    """A phone stacks the panels: one column, each panel a quarter of the height, its
+    title above it."""
+    n = len(titles)
+    gap = 0.08
+    size = (1 - gap * (n - 1)) / max(n, 1)
+    stacked: dict[str, Any] = {}
+    annotations = []
+    for i, text in enumerate(titles):
+        top = 1 - i * (size + gap)
+        suffix = "" if i == 0 else str(i + 1)
+        stacked[f"xaxis{suffix}"] = {"domain": [0, 1], "nticks": 6}
+        stacked[f"yaxis{suffix}"] = {"domain": [top - size, top], "nticks": 4}
+        annotations.append(
+            {"text": text, "x": 0.5, "xref": "paper", "xanchor": "center", "y": top,
+             "yref": "paper", "yanchor": "bottom", "showarrow": False,
+             "font": {"size": 12, "color": MUTED}}
+        )  # fmt: skip
+    _phone(fig, height=260 * n + 60, annotations=annotations, **stacked)
 
 
 def sankey_figure(
@@ -762,25 +821,7 @@ def lift_forest_figure(
     hi = rows["hi"].to_numpy(float) * scale
     sig = (lo > 0) | (hi < 0)
     p = rows["p"].to_numpy(float) if "p" in rows else np.full(len(rows), np.nan)
-
-    def show(x: float) -> str:
-        if not np.isfinite(x):
-            return "–"
-        if percent:
-            return lang.t("{value} pp", value=f"{x:+.2f}")
-        sign = "+" if x > 0 else ""
-        return sign + lang.money(x, currency, whole=False)
-
-    hover = [
-        "<br>".join(
-            [
-                lang.t("lift {value}", value=show(d)),
-                lang.t("95% CI [{lo}, {hi}]", lo=show(a), hi=show(b)),
-                "p " + ("–" if not np.isfinite(q) else f"{q:.3g}"),
-            ]
-        )
-        for d, a, b, q in zip(diff, lo, hi, p, strict=True)
-    ]
+    hover = _lift_hover(diff, lo, hi, p, percent=percent, currency=currency, lang=lang)
     fig = go.Figure(
         go.Scatter(
             x=diff,
@@ -807,6 +848,46 @@ def lift_forest_figure(
     )
     fig.add_vline(x=0, line_color=MUTED, line_dash="dash")
     fig.update_yaxes(autorange="reversed")
+    _lift_axis(fig, percent=percent, currency=currency, lang=lang)
+    _phone(fig, xaxis={"nticks": 5})
+    extra = {"title": {"text": title, "font": {"size": 13}}} if title else {}
+    return _layout(fig, height=max(220, 110 + 34 * len(rows)), **extra)
+
+
+def _lift_hover(
+    diff: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    p: np.ndarray,
+    *,
+    percent: bool,
+    currency: str,
+    lang: Language,
+) -> list[str]:
+    """Each bar's hover text: the lift, its interval and the p-value."""
+
+    def show(x: float) -> str:
+        if not np.isfinite(x):
+            return "–"
+        if percent:
+            return lang.t("{value} pp", value=f"{x:+.2f}")
+        sign = "+" if x > 0 else ""
+        return sign + lang.money(x, currency, whole=False)
+
+    return [
+        "<br>".join(
+            [
+                lang.t("lift {value}", value=show(d)),
+                lang.t("95% CI [{lo}, {hi}]", lo=show(a), hi=show(b)),
+                "p " + ("–" if not np.isfinite(q) else f"{q:.3g}"),
+            ]
+        )
+        for d, a, b, q in zip(diff, lo, hi, p, strict=True)
+    ]
+
+
+def _lift_axis(fig: go.Figure, *, percent: bool, currency: str, lang: Language) -> None:
+    """The lift axis: percentage points, or money per user with the currency's symbol."""
     symbol = currency_symbol(currency, lang)
     fig.update_xaxes(
         title_text=(
@@ -819,9 +900,6 @@ def lift_forest_figure(
     )
     if not percent:
         fig.update_xaxes(tickprefix=symbol if len(symbol) == 1 else "")
-    _phone(fig, xaxis={"nticks": 5})
-    extra = {"title": {"text": title, "font": {"size": 13}}} if title else {}
-    return _layout(fig, height=max(220, 110 + 34 * len(rows)), **extra)
 
 
 def qini_figure(qini: pd.DataFrame, *, lang: Language | None = None) -> go.Figure:

@@ -39,6 +39,7 @@ if typing.TYPE_CHECKING:
         choose_k,
         elbow_k,
     )
+    from segmint.segments._clustering import assign_segments
     from segmint.segments._evaluate import evaluate_clustering, silhouette_many
     from segmint.segments._explain import SegmentAssigner, SurrogateTree, name_clusters
     from segmint.segments._scaling import FeatureScaler
@@ -53,6 +54,7 @@ _LAZY = {
     "WardClustering": "segmint.segments._cluster",
     "choose_k": "segmint.segments._cluster",
     "elbow_k": "segmint.segments._cluster",
+    "assign_segments": "segmint.segments._clustering",
     "evaluate_clustering": "segmint.segments._evaluate",
     "silhouette_many": "segmint.segments._evaluate",
     "SegmentAssigner": "segmint.segments._explain",
@@ -90,6 +92,7 @@ __all__ = [
     "SegmentResult",
     "SurrogateTree",
     "WardClustering",
+    "assign_segments",
     "choose_k",
     "custom_rules_sql",
     "diff_runs",

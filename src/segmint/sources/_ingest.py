@@ -1,23 +1,25 @@
 """Validated, transactional, idempotent ingestion of one source into the store.
 
-The whole pipeline is set-based SQL in the DuckDB engine; the source is typed once, into
-one temp table that the checks and the insert both read:
+The whole pipeline is set-based SQL in the DuckDB engine, in the load's staging area
+(:class:`~segmint.sources._area.Area`: each relation below is a role there, under a name
+the store's staging area makes, dropped when the load ends); the source is typed once,
+into one temp table that the checks and the insert both read:
 
-1. a reader stages the source as ``_raw`` (its own columns + ``_row``; a view over
-   Parquet, the parsed table for text files); unparseable rows go to ``_unparsed``;
-2. ``_typed`` (a view): the column map applied, values coerced to our types, timestamps in
+1. a reader stages the source as ``raw`` (its own columns + ``_row``; a view over
+   Parquet, the parsed table for text files); unparseable rows go to ``unparsed``;
+2. ``typed`` (a view): the column map applied, values coerced to our types, timestamps in
    UTC; text values are cast, value-mapped and trimmed once each, in select layers below
    the coercions;
-3. ``_typed_rows`` (a temp table): one scan of ``_typed`` materialises the typed rows once
+3. ``typed_rows`` (a temp table): one scan of ``typed`` materialises the typed rows once
    (the mapped columns; the views over it add the unmapped ones as constants), with a flag
    on the rows failing a row-level check and a 32-bit hash of each row's key, so neither
    the coercions nor the hash are evaluated again; where the source numbers its rows by
    position, the rowid gives the row number, which is then neither read nor stored;
-4. ``_rejects`` (small): every flagged row, then, among the others (``_checked``),
+4. ``rejects`` (small): every flagged row, then, among the others (``checked``),
    duplicate keys (exact copies vs conflicting rows; resolved only for the duplicated
    keys), the business-key rule of the cleaning config, and unknown references (orders ->
-   users, order_items -> orders, events/consents -> users); ``_valid`` is the rows not
-   rejected (an anti-join: nothing is deleted from ``_typed_rows``). ``_rejected`` then
+   users, order_items -> orders, events/consents -> users); ``valid`` is the rows not
+   rejected (an anti-join: nothing is deleted from ``typed_rows``). ``rejected`` then
    reads the rejected rows again from the source, alone, for their raw content and the
    reasons of the flagged ones;
 5. cleaning statistics are computed on the valid rows and applied as a select list;
@@ -27,13 +29,13 @@ one temp table that the checks and the insert both read:
    is recorded in ``loads`` with read = accepted + rejected;
 7. still in that transaction, if rows were inserted, the rows of other sources held in
    the quarantine for a missing reference into this table are loaded again: the same
-   pipeline over the held raw rows (:func:`_stage_held` stages them as ``_raw``).
+   pipeline over the held raw rows (:func:`_stage_held` stages them as ``raw``).
 
 Field issues: a check on an optional column (neither key nor required) does not reject
-the row. ``_typed_rows`` holds the failing value as NULL and flags the row (``_fi``); the
+the row. ``typed_rows`` holds the failing value as NULL and flags the row (``_fi``); the
 flagged accepted rows are read again with the rejected ones, and each bad value becomes
 one quarantine record (kind ``field_issue``, its field and raw value). On a row whose key
-is already stored the field keeps its stored value (``_field_issue_keys`` tells the store
+is already stored the field keeps its stored value (``field_issue_keys`` tells the store
 which (key, field) pairs); on a new row it stays NULL.
 """
 
@@ -50,7 +52,7 @@ from typing import Any
 
 import duckdb
 
-from segmint.clean._rules import plan_cleaning
+from segmint.clean import plan_cleaning
 from segmint.config import ColumnExpr, ColumnRef, Config, CsvSource, JsonlSource, Source
 from segmint.errors import (
     LoadError,
@@ -59,11 +61,11 @@ from segmint.errors import (
     SourceConfigError,
     SourceError,
 )
+from segmint.sources._area import Area
 from segmint.sources._checked import source_expression
-from segmint.sources._readers import Staged, _drop_relation, _short, _sql_str, stage
+from segmint.sources._readers import Staged, _short, _sql_str, stage
+from segmint.store import ALLOWED_VALUES, TABLES, Column, Store, Table, split_columns
 from segmint.store import ident as _q
-from segmint.store._base import Store, split_columns
-from segmint.store._schema import ALLOWED_VALUES, TABLES, Column, Table
 
 log = logging.getLogger(__name__)
 
@@ -115,11 +117,6 @@ class LoadResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = con.execute(sql).fetchone()
-    return 0 if row is None else int(row[0])
 
 
 def _raw_expr(col: Column, ref: str | ColumnExpr | None, staged: Staged, source: str) -> str:
@@ -320,8 +317,8 @@ def _checks(
 def _column_checks(
     table: Table, col: Column, mapped: bool, config: Config, now: datetime
 ) -> tuple[list[Check], list[Check]]:
+    """The checks of one column (before the cleaning rules): (row-level, field-level)."""
     c, r = _q(col.name), _q("r_" + col.name)
-    v = config.validation
     out: list[Check] = []
     if col.required and col.name not in table.generated:
         out.append(
@@ -332,6 +329,16 @@ def _column_checks(
         )
     if not mapped:
         return out, []
+    out.append(_type_check(col, c, r))
+    if col.type in ("TIMESTAMPTZ", "DATE"):
+        out += _time_checks(col, c, config, now)
+    out += _range_checks(col, c, config)
+    out += _allowed_check(table, col, c, config)
+    return ([], out) if is_optional(table, col) else (out, [])
+
+
+def _type_check(col: Column, c: str, r: str) -> Check:
+    """A value present in the source (``r``) but not read as the column's type (``c``)."""
     kind = {
         "TIMESTAMPTZ": "unparseable_timestamp",
         "DATE": "unparseable_timestamp",
@@ -342,23 +349,31 @@ def _column_checks(
         "malformed_json": f"malformed JSON in {col.name}: ",
         "bad_type": f"cannot read {col.name} as {col.type}: ",
     }[kind]
-    out.append((f"{c} IS NULL AND {_present(r)}", f"'{kind}|{what}' || {_show(r)}"))
-    if col.type in ("TIMESTAMPTZ", "DATE"):
-        limit = (now + timedelta(hours=v.future_tolerance_hours)).strftime("%Y-%m-%d %H:%M:%S")
-        out.append(
-            (
-                f"{c} > TIMESTAMPTZ '{limit}+00'",
-                f"'future_timestamp|{col.name} is in the future: ' || {_show(c)}",
-            )
-        )
-        # event times before validation.min_date are implausible; dates (birthdays) before 1900
-        floor = v.min_date if col.type == "TIMESTAMPTZ" else "1900-01-01"
-        out.append(
-            (
-                f"{c} < TIMESTAMPTZ '{floor} 00:00:00+00'",
-                f"'implausible_timestamp|{col.name} is before {floor}: ' || {_show(c)}",
-            )
-        )
+    return (f"{c} IS NULL AND {_present(r)}", f"'{kind}|{what}' || {_show(r)}")
+
+
+def _time_checks(col: Column, c: str, config: Config, now: datetime) -> list[Check]:
+    """A time in the future (beyond the tolerance) or implausibly old."""
+    v = config.validation
+    limit = (now + timedelta(hours=v.future_tolerance_hours)).strftime("%Y-%m-%d %H:%M:%S")
+    # event times before validation.min_date are implausible; dates (birthdays) before 1900
+    floor = v.min_date if col.type == "TIMESTAMPTZ" else "1900-01-01"
+    return [
+        (
+            f"{c} > TIMESTAMPTZ {_sql_str(limit + '+00')}",
+            f"'future_timestamp|{col.name} is in the future: ' || {_show(c)}",
+        ),
+        (
+            f"{c} < TIMESTAMPTZ {_sql_str(floor + ' 00:00:00+00')}",
+            f"{_sql_str(f'implausible_timestamp|{col.name} is before {floor}: ')} || {_show(c)}",
+        ),
+    ]
+
+
+def _range_checks(col: Column, c: str, config: Config) -> list[Check]:
+    """The plausible ranges of amounts, quantities and ages, and the shape of an email."""
+    v = config.validation
+    out: list[Check] = []
     if col.name in ("amount", "price", "unit_price", "discount"):
         out.append((f"{c} < 0", f"'negative_amount|negative {col.name}: ' || {_show(c)}"))
         out.append(
@@ -386,23 +401,28 @@ def _column_checks(
                 "'malformed_email|malformed email address'",
             )
         )
+    return out
+
+
+def _allowed_check(table: Table, col: Column, c: str, config: Config) -> list[Check]:
+    """An enumerated column's value outside its allowed values (with a did-you-mean)."""
     allowed = _allowed_values(table, col.name, config)
-    if allowed:
-        lst = ", ".join(_sql_str(a) for a in allowed)
-        fix = (
-            f"add it under consent.{col.name}s in segmint.yaml or map it under values:"
-            if table.name == "consents"
-            else "map it under values:"
+    if not allowed:
+        return []
+    lst = ", ".join(_sql_str(a) for a in allowed)
+    fix = (
+        f"add it under consent.{col.name}s in segmint.yaml or map it under values:"
+        if table.name == "consents"
+        else "map it under values:"
+    )
+    return [
+        (
+            f"{c} IS NOT NULL AND {c} NOT IN ({lst})",
+            f"'unknown_value|{col.name} ''' || {_show(c)} || "
+            f"''' is not one of {', '.join(allowed)}' || {_did_you_mean(c, allowed)} || "
+            f"' ({fix})'",
         )
-        out.append(
-            (
-                f"{c} IS NOT NULL AND {c} NOT IN ({lst})",
-                f"'unknown_value|{col.name} ''' || {_show(c)} || "
-                f"''' is not one of {', '.join(allowed)}' || {_did_you_mean(c, allowed)} || "
-                f"' ({fix})'",
-            )
-        )
-    return ([], out) if is_optional(table, col) else (out, [])
+    ]
 
 
 def _allowed_values(table: Table, column: str, config: Config) -> tuple[str, ...] | None:
@@ -535,7 +555,7 @@ def ingest_source(
 
 def _read_stage(
     store: Store,
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     name: str,
     source: Source,
     config: Config,
@@ -546,9 +566,9 @@ def _read_stage(
     """Read: the file into staging, or, for a retry, the source's held rows."""
     if retry_of is not None:
         step("retrying held rows")
-        return _stage_held(store, name, source)
+        return _stage_held(store, area, name, source)
     step("reading")
-    return stage(con, name, source, config)
+    return stage(area, name, source, config)
 
 
 def _map_stage(name: str, source: Source, staged: Staged, table: Table) -> Source:
@@ -575,7 +595,7 @@ class _Validated:
 
 def _validate_stage(
     store: Store,
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     name: str,
     source: Source,
     staged: Staged,
@@ -584,67 +604,60 @@ def _validate_stage(
     now: datetime,
     step: Callback,
 ) -> _Validated:
-    """Validate and clean: typed rows, rejects (``_rejected``, ``_unparsed``), field issues,
-    and the accepted rows as cleaned (view ``_accepted``; ``_field_issue_keys`` when there
-    are field issues). Staging is dropped on failure."""
+    """Validate and clean: typed rows, rejects (``rejected``, ``unparsed``), field issues,
+    and the accepted rows as cleaned (view ``accepted``; ``field_issue_keys`` when there
+    are field issues)."""
     step("validating")
     try:
-        typing = _build_typed(con, name, source, staged, table, config, now)
-        _build_rejects(con, store, source, table, config, typing, staged)
-        _fetch_rejected(con, staged, typing)
+        typing = _build_typed(area, name, source, staged, table, config, now)
+        _build_rejects(area, store, source, table, config, typing, staged)
+        _fetch_rejected(area, staged, typing)
         step("cleaning")
-        exprs, cleaning = plan_cleaning(con, table, config.cleaning_for(table.name), "_valid")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _accepted AS SELECT {exprs} FROM _valid")
+        rules = config.cleaning_for(table.name)
+        exprs, cleaning = plan_cleaning(area.stage, table, rules, area.valid)
+        area.execute(
+            f"CREATE OR REPLACE TEMP VIEW {area.accepted} AS SELECT {exprs} FROM {area.valid}"
+        )
         by_rule = dict(
-            con.execute(
-                """SELECT rule, count(*) FROM (
-                       SELECT split_part(reasons[1], '|', 1) AS rule FROM _rejected
-                       UNION ALL SELECT 'unparseable_row' FROM _unparsed)
+            area.rows(
+                f"""SELECT rule, count(*) FROM (
+                       SELECT split_part(reasons[1], '|', 1) AS rule FROM {area.rejected}
+                       UNION ALL SELECT 'unparseable_row' FROM {area.unparsed})
                    GROUP BY rule ORDER BY 2 DESC, 1"""
-            ).fetchall()
+            )
         )
         by_field = dict(
-            con.execute(
-                "SELECT field, count(*) FROM _field_issues GROUP BY field ORDER BY 2 DESC, 1"
-            ).fetchall()
+            area.rows(
+                f"SELECT field, count(*) FROM {area.field_issues} GROUP BY field ORDER BY 2 DESC, 1"
+            )
         )
         if by_field:  # the accepted rows' keys (as cleaned) of the fields with an issue; a
             # view: only a store holding rows reads it (a first load never does)
             keys = ", ".join(f"a.{_q(k)}" for k in table.key)
-            con.execute(
-                f"""CREATE OR REPLACE TEMP VIEW _field_issue_keys AS
+            area.execute(
+                f"""CREATE OR REPLACE TEMP VIEW {area.field_issue_keys} AS
                 SELECT {keys}, f.field AS _field
-                FROM _field_issues f JOIN (SELECT _row, {exprs} FROM _valid) a USING (_row)"""
+                FROM {area.field_issues} f JOIN (SELECT _row, {exprs} FROM {area.valid}) a USING (_row)"""
             )
     except duckdb.Error as exc:
-        _drop_staging(con)
         raise SourceError(f"source {name!r}: validation failed: {exc}") from None
-    except LoadError:
-        _drop_staging(con)
-        raise
     return _Validated(cleaning, by_rule, by_field)
 
 
-def _quarantine_stage(
-    con: duckdb.DuckDBPyConnection, load_id: str, name: str, table: Table
-) -> None:
-    """Quarantine: the rejected rows and field issues of this load (``_quarantine``,
-    ``_quarantine_fields``); the staging relations, all read now, are freed."""
-    _build_quarantine(con, load_id, name, table)
-    for staging in ("_typed", "_typed0", "_raw", "_raw0"):  # all read: free them before the write
-        _drop_relation(con, staging)
+def _quarantine_stage(area: Area, load_id: str, name: str, table: Table) -> None:
+    """Quarantine: the rejected rows and field issues of this load (``quarantine``,
+    ``quarantine_fields``); the staging relations, all read now, are freed."""
+    _build_quarantine(area, load_id, name, table)
+    for staging in (area.typed, area.typed0, area.raw, area.raw0):  # all read: free them now
+        area.drop(staging)
 
 
-def _record_load(
-    store: Store,
-    con: duckdb.DuckDBPyConnection,
-    values: list[Any],
-) -> None:
+def _record_load(area: Area, values: list[Any]) -> None:
     """Record: the load's row in ``loads`` (inside the write's transaction); ``values`` in
     the order of :data:`_LOAD_COLUMNS`."""
-    con.execute("DROP TABLE IF EXISTS _load_row")
-    con.execute(
-        "CREATE TEMP TABLE _load_row AS SELECT ?::VARCHAR AS load_id, ?::VARCHAR AS source, "
+    area.execute(f"DROP TABLE IF EXISTS {area.load_row}")
+    area.execute(
+        f"CREATE TEMP TABLE {area.load_row} AS SELECT ?::VARCHAR AS load_id, ?::VARCHAR AS source, "
         "?::VARCHAR AS target_table, ?::VARCHAR AS location, ?::VARCHAR AS checksum, "
         "?::TIMESTAMPTZ AS started_at, ?::TIMESTAMPTZ AS finished_at, "
         "?::BIGINT AS rows_read, ?::BIGINT AS rows_accepted, ?::BIGINT AS rows_rejected, "
@@ -653,7 +666,7 @@ def _record_load(
         "?::JSON AS raw_types, ?::VARCHAR AS retry_of",
         values,
     )
-    store.write_rows("loads", "_load_row", _LOAD_COLUMNS)
+    area.stage.write("loads", area.load_row, _LOAD_COLUMNS)
 
 
 def _ingest_source(
@@ -673,21 +686,46 @@ def _ingest_source(
     source = config.sources[name]
     table = TABLES[source.table]
     now = now or datetime.now(UTC)
-    con = store.engine
+    with store.staging() as stage_area:
+        area = Area(stage_area)
+        try:
+            return _load(
+                store, area, config, name, source, table, force=force,
+                now=now, callback=callback, before_commit=_before_commit, retry_of=retry_of,
+            )  # fmt: skip
+        finally:
+            area.close()
+
+
+def _load(
+    store: Store,
+    area: Area,
+    config: Config,
+    name: str,
+    source: Source,
+    table: Table,
+    *,
+    force: bool,
+    now: datetime,
+    callback: Callback | None,
+    before_commit: Callable[[], None] | None,
+    retry_of: str | None,
+) -> LoadResult:
+    """One load in its staging area, stage by stage: read, map, validate, quarantine,
+    write (and record); see the module's docstring."""
     step = callback or (lambda _s: None)
     t0 = datetime.now(UTC)
 
-    staged = _read_stage(store, con, name, source, config, retry_of=retry_of, step=step)
+    staged = _read_stage(store, area, name, source, config, retry_of=retry_of, step=step)
     source = _map_stage(name, source, staged, table)
     checksum: str | None = None  # a retry reads the quarantine, not the file: never skipped
     if retry_of is None:
         checksum = _checksum(staged, source)
         previous = None if force else _loaded_before(store, name, checksum)
         if previous is not None:
-            _drop_staging(con)
             log.info("source %s unchanged since load %s; skipped", name, previous)
             return LoadResult(previous, name, table.name, 0, 0, 0, 0, 0, 0, skipped=True)
-    found = _validate_stage(store, con, name, source, staged, table, config, now, step)
+    found = _validate_stage(store, area, name, source, staged, table, config, now, step)
     rows_read = staged.n_rows + staged.n_unparsed
     rows_rejected = sum(found.by_rule.values())
     n_accepted = rows_read - rows_rejected
@@ -695,13 +733,13 @@ def _ingest_source(
 
     load_id = _load_id(name)
     updates, keeps = split_columns(table, list(source.columns))  # on rows already stored
-    _quarantine_stage(con, load_id, name, table)
+    _quarantine_stage(area, load_id, name, table)
     step("writing")
     inserted, updated, unchanged, n_kept, retries = _write_stage(
-        store, con, config, name, table, staged, found, updates,
+        store, area, config, name, table, staged, found, updates,
         load_id=load_id, checksum=checksum, started=t0, now=now, retry_of=retry_of,
         counts=(rows_read, n_accepted, rows_rejected, n_field_issues),
-        callback=callback, before_commit=_before_commit,
+        callback=callback, before_commit=before_commit,
     )  # fmt: skip
     log.info(
         "loaded source %s into %s: read=%d accepted=%d rejected=%d inserted=%d field_issues=%d%s",
@@ -739,7 +777,7 @@ def _ingest_source(
 
 def _write_stage(
     store: Store,
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     config: Config,
     name: str,
     table: Table,
@@ -767,10 +805,10 @@ def _write_stage(
         with store.transaction():
             inserted, updated, unchanged, n_kept = store.write_accepted(
                 table,
-                "_accepted",
+                area.accepted,
                 columns=updates,
                 now=now,
-                kept="_field_issue_keys" if found.by_field else None,
+                kept=area.field_issue_keys if found.by_field else None,
             )
             if inserted + updated + unchanged != n_accepted:  # an invariant, checked anyway
                 raise LoadError(
@@ -781,11 +819,10 @@ def _write_stage(
             # source's previous loads put there, a retry the held rows it read again
             held = " AND kind = 'rejected' AND rule = 'unknown_reference'" if retry_of else ""
             store.execute(f"DELETE FROM quarantine WHERE source = ?{held}", [name])
-            store.write_rows("quarantine", "_quarantine", _QUARANTINE_COLUMNS[:7])
-            store.write_rows("quarantine", "_quarantine_fields", _QUARANTINE_COLUMNS)
+            area.stage.write("quarantine", area.quarantine, _QUARANTINE_COLUMNS[:7])
+            area.stage.write("quarantine", area.quarantine_fields, _QUARANTINE_COLUMNS)
             _record_load(
-                store,
-                con,
+                area,
                 [
                     load_id, name, table.name, staged.location, checksum, t0,
                     datetime.now(UTC), rows_read, n_accepted, rows_rejected, inserted, updated,
@@ -794,7 +831,7 @@ def _write_stage(
                 ],
             )  # fmt: skip
             if inserted:  # new keys: rows of other sources held for a missing one may pass now
-                _drop_staging(con)
+                area.close()  # this load's staging is all written: free it for the retries
                 retries = _retry_held(store, config, table.name, now=now, callback=callback)
             if before_commit is not None:
                 before_commit()
@@ -802,8 +839,6 @@ def _write_stage(
         raise LoadError(
             f"source {name!r}: the load failed and was rolled back; the store is unchanged: {exc}"
         ) from None
-    finally:
-        _drop_staging(con)
     return inserted, updated, unchanged, n_kept, retries
 
 
@@ -891,7 +926,6 @@ def _retry_held(
                 )
             )
         except SourceError as exc:  # raised before the retry writes anything
-            _drop_staging(store.engine)
             log.warning("source %s: held rows not retried: %s", name, exc)
             results.append(
                 LoadResult(
@@ -912,44 +946,41 @@ def _retry_held(
     return results
 
 
-def _stage_held(store: Store, name: str, source: Source) -> Staged:
+def _stage_held(store: Store, area: Area, name: str, source: Source) -> Staged:
     """Stage the rows of source ``name`` held in the quarantine for a missing reference as
-    ``_raw`` (each under its row number), typed as the source's last load read them."""
-    con = store.engine
-    con.execute("DROP TABLE IF EXISTS _unparsed")
-    con.execute("CREATE TEMP TABLE _unparsed (_row BIGINT, raw VARCHAR, reason VARCHAR)")
-    for leftover in ("_raw", "_raw0"):
-        _drop_relation(con, leftover)
+    ``raw`` (each under its row number), typed as the source's last load read them."""
+    area.execute(f"CREATE TEMP TABLE {area.unparsed} (_row BIGINT, raw VARCHAR, reason VARCHAR)")
     last = store.query(
         "SELECT location, CAST(raw_types AS VARCHAR) AS raw_types FROM loads "
         "WHERE source = ? AND raw_types IS NOT NULL ORDER BY started_at DESC LIMIT 1",
         [name],
     )
-    held = store.to_engine(
+    held = area.stage.from_store(
+        "held",
         'SELECT "row", CAST(raw AS VARCHAR) AS raw FROM quarantine WHERE source = '
         f"{_sql_str(name)} AND kind = 'rejected' AND rule = 'unknown_reference'",
         {"row": "BIGINT", "raw": "VARCHAR"},
-        "_held",
     )
     location = str(last["location"].iat[0]) if len(last) else "quarantine"
     if isinstance(source, JsonlSource):
-        con.execute(
-            f'CREATE TEMP TABLE _raw AS SELECT CAST(raw AS JSON) AS _json, "row" AS _row FROM {held}'
+        area.execute(
+            f"CREATE TEMP TABLE {area.raw} AS "
+            f'SELECT CAST(raw AS JSON) AS _json, "row" AS _row FROM {held}'
         )
         keys = [
             r[0]
-            for r in con.execute(
-                "SELECT DISTINCT unnest(json_keys(_json)) FROM _raw ORDER BY 1"
-            ).fetchall()
+            for r in area.rows(
+                f"SELECT DISTINCT unnest(json_keys(_json)) FROM {area.raw} ORDER BY 1"
+            )
         ]
         types = dict.fromkeys(keys, "JSON")
     else:
         if len(last):
             types = json.loads(str(last["raw_types"].iat[0]))
         else:  # held before segmint recorded the types (schema 2): the text as read
-            keys = con.execute(
+            keys = area.rows(
                 f"SELECT DISTINCT unnest(json_keys(CAST(raw AS JSON))) FROM {held} ORDER BY 1"
-            ).fetchall()
+            )
             types = {r[0]: "VARCHAR" for r in keys}
         cols = ", ".join(
             (
@@ -960,9 +991,9 @@ def _stage_held(store: Store, name: str, source: Source) -> Staged:
             + f" AS {_q(c)}"
             for c, t in types.items()
         )
-        con.execute(f'CREATE TEMP TABLE _raw AS SELECT {cols}, "row" AS _row FROM {held}')
-    n_rows = _count(con, "SELECT count(*) FROM _raw")
-    _drop_relation(con, held)
+        area.execute(f'CREATE TEMP TABLE {area.raw} AS SELECT {cols}, "row" AS _row FROM {held}')
+    n_rows = area.count(area.raw)
+    area.stage.drop(held)
     return Staged(
         list(types),
         types,
@@ -978,44 +1009,11 @@ def _json_path(column: str) -> str:
     return '$."' + column.replace('"', '\\"') + '"'
 
 
-_STAGING = (
-    "_typed0",
-    "_typed",
-    "_valid",
-    "_checked",
-    "_typed_rows",
-    "_accepted",
-    "_rejects",
-    "_rejected",
-    "_dupkeys",
-    "_dups",
-    "_bizdups",
-    "_badref",
-    "_quarantine",
-    "_quarantine_fields",
-    "_fi_rows",
-    "_spelled",
-    "_field_issues",
-    "_field_issue_keys",
-    "_unparsed",
-    "_load_row",
-    "_held",
-    "_acc_mat",
-    "_raw",
-    "_raw0",
-)
-
-
-def _drop_staging(con: duckdb.DuckDBPyConnection) -> None:
-    for name in _STAGING:
-        _drop_relation(con, name)
-
-
 @dataclass(frozen=True)
 class Typing:
     """How one source is typed: the row-level checks ((condition, 'rule|reason') SQL
     pairs), the columns the source does not map with their (constant) typed value, and the
-    typing query over any relation shaped like ``_raw`` (``_typed0`` is it over ``_raw``;
+    typing query over any relation shaped like ``raw`` (``typed0`` is it over ``raw``;
     the rejected rows are typed again, alone, to spell out their reasons)."""
 
     checks: list[Check]
@@ -1077,7 +1075,7 @@ class Typing:
 
 
 def _build_typed(
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     name: str,
     source: Source,
     staged: Staged,
@@ -1085,75 +1083,22 @@ def _build_typed(
     config: Config,
     now: datetime,
 ) -> Typing:
-    """Create the view ``_typed`` (the column map applied, values coerced) and return how
+    """Create the view ``typed`` (the column map applied, values coerced) and return how
     the source is typed (its checks, its constant columns, its typing query)."""
-    tz = source.timezone or config.timezone
     raw_cols = {
         c.name: _raw_expr(c, source.columns.get(c.name), staged, name) for c in table.columns
     }
     if "currency" in raw_cols and "currency" not in source.columns:
         raw_cols["currency"] = _sql_str(config.currency)
-    # types of the raw expressions decide the coercion
-    probe = ", ".join(f"{e} AS {_q('r_' + n)}" for n, e in raw_cols.items())
-    try:
-        desc = con.execute(f"DESCRIBE SELECT {probe} FROM _raw").fetchall()
-    except duckdb.Error as exc:
-        raise SourceConfigError(
-            f"source {name!r}: a column expression is invalid: {_short(exc, 300).rstrip('.')}. "
-            "Cast text columns "
-            "where a number or a date is needed, e.g. CAST(qty AS INTEGER)"
-        ) from None
-    raw_types = {r[0][2:]: r[1] for r in desc}
-
-    # Text is typed through select layers under the typed one, so that each value is cast
-    # to text, value-mapped and trimmed once, however many times the coercion refers to it:
-    # m_<col> the source value as text (lower-cased for an enumerated column), which a value
-    # map compares per WHEN; v_<col> the (mapped) text; t_<col> the trimmed text or NULL.
-    as_source: list[str] = []
-    as_text: list[str] = []
-    trimmed: list[str] = []
-
-    def coerce(c: Column, rexpr: str, layered: bool = False) -> str:
-        lower = _allowed_values(table, c.name, config) is not None
-        mapped_raw = rexpr
-        if c.name in source.values or lower:
-            src = f"CAST({rexpr} AS VARCHAR)"
-            src = f"lower({src})" if lower else src
-            if layered:
-                as_source.append(f"{src} AS {_q('m_' + c.name)}")
-                src = _q("m_" + c.name)
-            mapped_raw = _value_map(src, source.values.get(c.name), lower)
-        t = "VARCHAR" if mapped_raw != rexpr else raw_types[c.name]
-        # a column's own format; the source's timestamp_format for timestamps without one
-        fmt = source.formats.get(c.name)
-        if fmt is None and c.type == "TIMESTAMPTZ":
-            fmt = source.timestamp_format
-        marks = (source.decimal, source.thousands) if isinstance(source, CsvSource) else (".", None)
-        if not layered:
-            return _typed_expr(c, mapped_raw, t, tz, fmt, decimal=marks[0], thousands=marks[1])
-        text = _q("t_" + c.name)
-        expr = _typed_expr(
-            c, mapped_raw, t, tz, fmt, text=text, decimal=marks[0], thousands=marks[1]
-        )
-        if text in expr:
-            as_text.append(f"CAST({mapped_raw} AS VARCHAR) AS {_q('v_' + c.name)}")
-            trimmed.append(f"{_trimmed(_q('v_' + c.name))} AS {text}")
-        return expr
-
-    typed = [f"{coerce(c, _q('r_' + c.name), True)} AS {_q(c.name)}" for c in table.columns]
+    coercion = _Coercion(source, table, config, _raw_types(area, name, raw_cols))
+    typed = [f"{coercion.layered(c, _q('r_' + c.name))} AS {_q(c.name)}" for c in table.columns]
     # unmapped (and not generated) columns hold a default or NULL: the same on every row
     constants = {
-        c.name: coerce(c, f"({raw_cols[c.name]})")
+        c.name: coercion.plain(c, f"({raw_cols[c.name]})")
         for c in table.columns
         if c.name not in source.columns and c.name not in table.generated
     }
-    checks: list[Check] = []
-    field_checks: dict[str, list[Check]] = {}
-    for c in table.columns:
-        row_level, field_level = _checks(table, c, c.name in source.columns, config, now, source)
-        checks += row_level
-        if field_level:
-            field_checks[c.name] = field_level
+    checks, field_checks = _all_checks(table, source, config, now)
     keep = ""
     if source.filter:
         # evaluated over the source's own columns, before the column map
@@ -1172,14 +1117,16 @@ def _build_typed(
         checks,
         constants,
         innermost=f"_row, {raw_select}{keep}",
-        layers=(as_source, as_text, trimmed),
+        layers=(coercion.as_source, coercion.as_text, coercion.trimmed),
         outer=f"_row, {r_cols}{', _keep' if keep else ''}, {', '.join(typed)}",
         field_checks=field_checks,
     )
     try:
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _typed0 AS {typing.sql('_raw')}")
-        con.execute(f"CREATE OR REPLACE TEMP VIEW _typed AS SELECT {_generated(source, table)}")
-        con.execute("DESCRIBE SELECT * FROM _typed")
+        area.execute(f"CREATE OR REPLACE TEMP VIEW {area.typed0} AS {typing.sql(area.raw)}")
+        area.execute(
+            f"CREATE OR REPLACE TEMP VIEW {area.typed} AS SELECT {_generated(area, source, table)}"
+        )
+        area.rows(f"DESCRIBE SELECT * FROM {area.typed}")
     except duckdb.Error as exc:
         raise SourceConfigError(
             f"source {name!r}: cannot apply the column map: {_short(exc, 300)}"
@@ -1187,23 +1134,116 @@ def _build_typed(
     return typing
 
 
-def _generated(source: Source, table: Table) -> str:
-    """The select list of ``_typed``: generated keys filled in when the source lacks them."""
+def _raw_types(area: Area, name: str, raw_cols: dict[str, str]) -> dict[str, str]:
+    """The type of each column's raw expression over ``raw`` (it decides the coercion)."""
+    probe = ", ".join(f"{e} AS {_q('r_' + n)}" for n, e in raw_cols.items())
+    try:
+        desc = area.rows(f"DESCRIBE SELECT {probe} FROM {area.raw}")
+    except duckdb.Error as exc:
+        raise SourceConfigError(
+            f"source {name!r}: a column expression is invalid: {_short(exc, 300).rstrip('.')}. "
+            "Cast text columns "
+            "where a number or a date is needed, e.g. CAST(qty AS INTEGER)"
+        ) from None
+    return {r[0][2:]: r[1] for r in desc}
+
+
+class _Coercion:
+    """The coercion of each column's raw value to its type.
+
+    Text is typed through select layers under the typed one, so that each value is cast
+    to text, value-mapped and trimmed once, however many times the coercion refers to it:
+    ``m_<col>`` the source value as text (lower-cased for an enumerated column), which a
+    value map compares per WHEN (:attr:`as_source`); ``v_<col>`` the (mapped) text
+    (:attr:`as_text`); ``t_<col>`` the trimmed text or NULL (:attr:`trimmed`).
+    """
+
+    def __init__(
+        self, source: Source, table: Table, config: Config, raw_types: dict[str, str]
+    ) -> None:
+        self.source, self.table, self.config, self.raw_types = source, table, config, raw_types
+        self.tz = source.timezone or config.timezone
+        self.as_source: list[str] = []
+        self.as_text: list[str] = []
+        self.trimmed: list[str] = []
+
+    def _mapped(self, c: Column, rexpr: str, layered: bool) -> tuple[str, str | None]:
+        """The raw value, value-mapped (and lower-cased for an enumerated column), and its
+        format (the column's own; the source's timestamp_format for a timestamp)."""
+        source = self.source
+        lower = _allowed_values(self.table, c.name, self.config) is not None
+        mapped_raw = rexpr
+        if c.name in source.values or lower:
+            src = f"CAST({rexpr} AS VARCHAR)"
+            src = f"lower({src})" if lower else src
+            if layered:
+                self.as_source.append(f"{src} AS {_q('m_' + c.name)}")
+                src = _q("m_" + c.name)
+            mapped_raw = _value_map(src, source.values.get(c.name), lower)
+        fmt = source.formats.get(c.name)
+        if fmt is None and c.type == "TIMESTAMPTZ":
+            fmt = source.timestamp_format
+        return mapped_raw, fmt
+
+    def _marks(self) -> tuple[str, str | None]:
+        """The decimal and thousands marks of numbers written as text."""
+        source = self.source
+        return (source.decimal, source.thousands) if isinstance(source, CsvSource) else (".", None)
+
+    def plain(self, c: Column, rexpr: str) -> str:
+        """The typed value of ``rexpr``, computed in place (a constant column)."""
+        mapped_raw, fmt = self._mapped(c, rexpr, False)
+        t = "VARCHAR" if mapped_raw != rexpr else self.raw_types[c.name]
+        decimal, thousands = self._marks()
+        return _typed_expr(c, mapped_raw, t, self.tz, fmt, decimal=decimal, thousands=thousands)
+
+    def layered(self, c: Column, rexpr: str) -> str:
+        """The typed value of ``rexpr``, its text computed once in the layers below."""
+        mapped_raw, fmt = self._mapped(c, rexpr, True)
+        t = "VARCHAR" if mapped_raw != rexpr else self.raw_types[c.name]
+        decimal, thousands = self._marks()
+        text = _q("t_" + c.name)
+        expr = _typed_expr(
+            c, mapped_raw, t, self.tz, fmt, text=text, decimal=decimal, thousands=thousands
+        )
+        if text in expr:
+            self.as_text.append(f"CAST({mapped_raw} AS VARCHAR) AS {_q('v_' + c.name)}")
+            self.trimmed.append(f"{_trimmed(_q('v_' + c.name))} AS {text}")
+        return expr
+
+
+def _all_checks(
+    table: Table, source: Source, config: Config, now: datetime
+) -> tuple[list[Check], dict[str, list[Check]]]:
+    """Every column's checks: those rejecting the row, and per optional column those that
+    only null its value."""
+    checks: list[Check] = []
+    field_checks: dict[str, list[Check]] = {}
+    for c in table.columns:
+        row_level, field_level = _checks(table, c, c.name in source.columns, config, now, source)
+        checks += row_level
+        if field_level:
+            field_checks[c.name] = field_level
+    return checks, field_checks
+
+
+def _generated(area: Area, source: Source, table: Table) -> str:
+    """The select list of ``typed``: generated keys filled in when the source lacks them."""
     if "event_id" in table.generated and "event_id" not in source.columns:
         content = ", ".join(
             f"coalesce(CAST({_q(c)} AS VARCHAR), '')" for c in table.column_names if c != "event_id"
         )
-        return f"* REPLACE (md5(concat_ws('|', {content})) AS event_id) FROM _typed0"
+        return f"* REPLACE (md5(concat_ws('|', {content})) AS event_id) FROM {area.typed0}"
     if "line" in table.generated and "line" not in source.columns:
         return (
             "* REPLACE (CAST(row_number() OVER (PARTITION BY order_id ORDER BY _row) AS INTEGER)"
-            " AS line) FROM _typed0"
+            f" AS line) FROM {area.typed0}"
         )
-    return "* FROM _typed0"
+    return f"* FROM {area.typed0}"
 
 
 def _build_rejects(
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     store: Store,
     source: Source,
     table: Table,
@@ -1211,19 +1251,18 @@ def _build_rejects(
     typing: Typing,
     staged: Staged,
 ) -> None:
-    """Collect every rejected row into ``_rejects`` (small), set-based.
+    """Collect every rejected row into ``rejects`` (small), set-based.
 
-    One scan of ``_typed`` materialises the typed rows once in the temp table ``_typed_rows``
+    One scan of ``typed`` materialises the typed rows once in the temp table ``typed_rows``
     (row number, the mapped columns, and a flag on the rows failing a row-level check), so
     the coercions are evaluated once for the checks and the insert alike. Flagged rows go
-    to ``_rejects`` (their reasons are spelled out later, by :func:`_fetch_rejected`);
+    to ``rejects`` (their reasons are spelled out later, by :func:`_fetch_rejected`);
     duplicate keys (exact copies vs conflicting rows) and unknown references are then found
-    among the others (the view ``_checked``) with a sort of the key hashes, a window over
+    among the others (the view ``checked``) with a sort of the key hashes, a window over
     the few duplicated keys, and anti-joins, and the business-key rule among the rows not
-    rejected yet. The view ``_valid`` holds the rows not rejected, with the unmapped
+    rejected yet. The view ``valid`` holds the rows not rejected, with the unmapped
     columns as constants: once every check has run, the accepted rows.
     """
-    checks, constants = typing.checks, typing.constants
     content = [c for c in table.column_names if c not in table.generated]
     if "line" in table.generated and "line" not in source.columns:
         dup_key = content  # lines numbered by us: a duplicate is a repeated line
@@ -1231,6 +1270,31 @@ def _build_rejects(
         dup_key = list(table.key)  # (a generated event_id is already an md5 of the content)
     rules = config.cleaning_for(table.name)
     biz = rules.duplicates if rules else None
+    row = _stage_typed_rows(area, source, table, typing, staged, dup_key)
+    _find_duplicates(area, table, content, dup_key)
+    if biz:
+        _find_business_duplicates(area, store, table, biz)
+    _find_unknown_references(area, store, table)
+    # the accepted rows holding a field issue (a rejected row's issues join its reasons)
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.fi_rows} AS
+        SELECT _row FROM (SELECT {row} AS _row FROM {area.typed_rows} WHERE _fi) f
+        WHERE NOT EXISTS (SELECT 1 FROM {area.rejects} r WHERE r._row = f._row)"""
+    )
+
+
+def _stage_typed_rows(
+    area: Area,
+    source: Source,
+    table: Table,
+    typing: Typing,
+    staged: Staged,
+    dup_key: list[str],
+) -> str:
+    """The scan materialising the typed rows (``typed_rows``, with the key hash and the
+    flags), the rows failing a row-level check (``rejects``), and the views ``checked``
+    and ``valid`` over them. Returns the expression of a row's number in ``typed_rows``."""
+    checks, constants = typing.checks, typing.constants
     part = ", ".join(_q(k) for k in dup_key)
 
     # Each row's key hash is stored by the scan that materialises the typed rows; the keys
@@ -1248,60 +1312,66 @@ def _build_rejects(
     # holding one of them evaluates the whole list (bench/ingest_forms.py times both).
     any_problem = " OR ".join(f"({cond})" for cond, _ in checks) or "FALSE"
     stored = ", ".join(_q(c) for c in table.column_names if c not in constants)
-    # Row numbers: where the source numbers its rows by position and ``_typed`` keeps that
+    # Row numbers: where the source numbers its rows by position and ``typed`` keeps that
     # order (no generated line numbers, which a window computes), the materialised rows
     # keep it too (insertion order is preserved), so their rowid gives the row number and
     # it is neither read (Parquet's file_row_number) nor stored.
-    in_order = staged.row_offset is not None and "OVER" not in _generated(source, table)
+    in_order = staged.row_offset is not None and "OVER" not in _generated(area, source, table)
     row = f"(rowid + {staged.row_offset})" if in_order else "_row"
     t_row = f"(t.rowid + {staged.row_offset})" if in_order else "t._row"
     # optional values failing a field check are NULL from here on (the row-level checks
     # read them so); _fi flags the rows holding one (spelled out later, like the rejects)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _typed_rows AS
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.typed_rows} AS
         SELECT {"" if in_order else "_row, "}{stored}, {key_hash} AS _kh,
                CASE WHEN {any_problem} THEN TRUE END AS _bad,
                CASE WHEN {typing.any_field_issue()} THEN TRUE END AS _fi
-        FROM ({typing.nulled("_typed")})"""
+        FROM ({typing.nulled(area.typed)})"""
     )
     columns = ", ".join(
         f"{constants[c]} AS {_q(c)}" if c in constants else _q(c) for c in table.column_names
     )
     # reasons NULL: a row failing a row-level check, whose reasons _fetch_rejected finds
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _rejects AS "
-        f"SELECT {row} AS _row, CAST(NULL AS VARCHAR[]) AS reasons FROM _typed_rows WHERE _bad"
+    area.execute(
+        f"CREATE OR REPLACE TEMP TABLE {area.rejects} AS "
+        f"SELECT {row} AS _row, CAST(NULL AS VARCHAR[]) AS reasons FROM {area.typed_rows} WHERE _bad"
     )
-    # Rejected rows are not deleted from _typed_rows: reading a table holding deletes (or
+    # Rejected rows are not deleted from typed_rows: reading a table holding deletes (or
     # through a filter) made the insert of 20M rows read from a CSV 1.4 s slower; reading
     # through an anti-join did not (bench/ingest_forms.py; for Parquet it is a wash). So
-    # the checks read _checked, the rows passing the row-level checks (a filter, cheap
-    # under a sort or a join), and add to _rejects only the rows not rejected yet; _valid,
-    # the rows not rejected (an anti-join against the small _rejects), is read by the
+    # the checks read checked, the rows passing the row-level checks (a filter, cheap
+    # under a sort or a join), and add to rejects only the rows not rejected yet; valid,
+    # the rows not rejected (an anti-join against the small rejects), is read by the
     # business-key rule, the cleaning and the insert. The price: a join does not keep row
     # order (DuckDB documents it; in practice one block of rows lands out of place), so
     # the accepted rows are stored in source order only up to that; no reader relies on
     # the physical order of a canonical table.
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW _checked AS
-        SELECT {row} AS _row, {columns}, _kh FROM _typed_rows WHERE _bad IS NULL"""
+    area.execute(
+        f"""CREATE OR REPLACE TEMP VIEW {area.checked} AS
+        SELECT {row} AS _row, {columns}, _kh FROM {area.typed_rows} WHERE _bad IS NULL"""
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW _valid AS
+    area.execute(
+        f"""CREATE OR REPLACE TEMP VIEW {area.valid} AS
         SELECT {t_row} AS _row, {columns}, _kh
-        FROM _typed_rows t ANTI JOIN _rejects r ON {t_row} = r._row"""
+        FROM {area.typed_rows} t ANTI JOIN {area.rejects} r ON {t_row} = r._row"""
     )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _dupkeys AS
+    return row
+
+
+def _find_duplicates(area: Area, table: Table, content: list[str], dup_key: list[str]) -> None:
+    """Duplicate keys among the ``checked`` rows: exact copies and conflicting rows (the
+    first row of a key is kept), added to ``rejects``."""
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.dupkeys} AS
         SELECT DISTINCT kh FROM (
-            SELECT _kh AS kh, lag(_kh) OVER (ORDER BY _kh) AS _prev FROM _checked
+            SELECT _kh AS kh, lag(_kh) OVER (ORDER BY _kh) AS _prev FROM {area.checked}
         ) WHERE kh = _prev"""
     )
     key_text = " || '/' || ".join(f"coalesce(CAST({_q(k)} AS VARCHAR), '')" for k in table.key)
     h = "hash(" + ", ".join(f"t.{_q(c)}" for c in content) + ")"  # only for duplicated keys
     # rows matched by the key hash (stored by the materialising scan), then by the key
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _dups AS
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.dups} AS
         SELECT _row, [CASE WHEN _h = _first_h
                            THEN 'exact_duplicate|exact duplicate of row ' || _first_row
                            ELSE 'duplicate_key|duplicate key ' || {key_text} ||
@@ -1310,65 +1380,68 @@ def _build_rejects(
         FROM (
             SELECT t.*, row_number() OVER w AS _krn, first_value({h}) OVER w AS _first_h,
                    {h} AS _h, first_value(t._row) OVER w AS _first_row
-            FROM _checked t SEMI JOIN _dupkeys d ON t._kh = d.kh
+            FROM {area.checked} t SEMI JOIN {area.dupkeys} d ON t._kh = d.kh
             WINDOW w AS (PARTITION BY {", ".join("t." + _q(k) for k in dup_key)} ORDER BY t._row)
         ) WHERE _krn > 1"""
     )
-    _move_to_rejects(con, "_dups")
-    if biz:
-        bkey = ", ".join(_q(k) for k in biz.key)
-        order = _q(biz.order_by) if biz.order_by else "_row"
-        direction = "ASC" if biz.keep == "first" else "DESC"
-        not_null = " AND ".join(f"{_q(k)} IS NOT NULL" for k in biz.key)
-        pk = table.key[0]
-        existing = store.columns_relation(table.name, [pk, *biz.key])
-        exists = " AND ".join(f"e.{_q(k)} = b.{_q(k)}" for k in biz.key)
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _bizdups AS
-            SELECT _row, ['duplicate_business_key|duplicate {"/".join(biz.key)} (cleaning rule '
-                          || 'duplicates, keep {biz.keep})'] AS reasons
-            FROM (
-                SELECT t.*, row_number() OVER (PARTITION BY {bkey}
-                                               ORDER BY {order} {direction}, _row) AS _brn
-                FROM _valid t WHERE {not_null}
-            ) b
-            WHERE _brn > 1 OR EXISTS (SELECT 1 FROM {existing} e
-                                      WHERE {exists} AND e.{_q(pk)} <> b.{_q(pk)})"""
-        )
-        _move_to_rejects(con, "_bizdups")
+    _move_to_rejects(area, area.dups)
+
+
+def _find_business_duplicates(area: Area, store: Store, table: Table, biz: Any) -> None:
+    """The cleaning config's business-key rule among the ``valid`` rows (and against the
+    rows stored), added to ``rejects``."""
+    bkey = ", ".join(_q(k) for k in biz.key)
+    order = _q(biz.order_by) if biz.order_by else "_row"
+    direction = "ASC" if biz.keep == "first" else "DESC"
+    not_null = " AND ".join(f"{_q(k)} IS NOT NULL" for k in biz.key)
+    pk = table.key[0]
+    existing = store.columns_relation(table.name, [pk, *biz.key])
+    exists = " AND ".join(f"e.{_q(k)} = b.{_q(k)}" for k in biz.key)
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.bizdups} AS
+        SELECT _row, ['duplicate_business_key|duplicate {"/".join(biz.key)} (cleaning rule '
+                      || 'duplicates, keep {biz.keep})'] AS reasons
+        FROM (
+            SELECT t.*, row_number() OVER (PARTITION BY {bkey}
+                                           ORDER BY {order} {direction}, _row) AS _brn
+            FROM {area.valid} t WHERE {not_null}
+        ) b
+        WHERE _brn > 1 OR EXISTS (SELECT 1 FROM {existing} e
+                                  WHERE {exists} AND e.{_q(pk)} <> b.{_q(pk)})"""
+    )
+    _move_to_rejects(area, area.bizdups)
+
+
+def _find_unknown_references(area: Area, store: Store, table: Table) -> None:
+    """References to keys not stored (orders -> users, ...) among the ``checked`` rows,
+    added to ``rejects``."""
     for col, (ref_table, ref_col) in table.references.items():
         rel = store.reference_keys(ref_table, ref_col)
         c = _q(col)
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE _badref AS
+        area.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {area.badref} AS
             SELECT _row, ['unknown_reference|unknown {col} ' || {_show("t." + c)} ||
                           ' (not in {ref_table})'] AS reasons
-            FROM _checked t
+            FROM {area.checked} t
             WHERE t.{c} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {rel} r WHERE r.k = t.{c})"""
         )
-        _move_to_rejects(con, "_badref")
-    # the accepted rows holding a field issue (a rejected row's issues join its reasons)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _fi_rows AS
-        SELECT _row FROM (SELECT {row} AS _row FROM _typed_rows WHERE _fi) f
-        WHERE NOT EXISTS (SELECT 1 FROM _rejects r WHERE r._row = f._row)"""
-    )
+        _move_to_rejects(area, area.badref)
 
 
-def _move_to_rejects(con: duckdb.DuckDBPyConnection, found: str) -> None:
+def _move_to_rejects(area: Area, found: str) -> None:
     """Add the newly found rejects not rejected yet (a row keeps the reason of the first
-    check that rejected it), which takes them out of the accepted rows (``_valid``)."""
-    if _count(con, f"SELECT count(*) FROM {found}") == 0:
+    check that rejected it), which takes them out of the accepted rows (``valid``)."""
+    if area.count(found) == 0:
         return
-    con.execute(
-        f"INSERT INTO _rejects SELECT _row, reasons FROM {found} f "
-        "WHERE NOT EXISTS (SELECT 1 FROM _rejects r WHERE r._row = f._row)"
+    area.execute(
+        f"INSERT INTO {area.rejects} SELECT _row, reasons FROM {found} f "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {area.rejects} r WHERE r._row = f._row)"
     )
 
 
-def _fetch_rejected(con: duckdb.DuckDBPyConnection, staged: Staged, typing: Typing) -> None:
-    """``_rejected``: each rejected row with all its reasons and its raw content as read;
-    ``_field_issues``: each field issue of an accepted row (field, reason, raw value).
+def _fetch_rejected(area: Area, staged: Staged, typing: Typing) -> None:
+    """``rejected``: each rejected row with all its reasons and its raw content as read;
+    ``field_issues``: each field issue of an accepted row (field, reason, raw value).
 
     The rejected rows and the accepted rows holding a field issue are read again from the
     source, alone (by their position where the reader gives one: the scan then skips the
@@ -1382,15 +1455,15 @@ def _fetch_rejected(con: duckdb.DuckDBPyConnection, staged: Staged, typing: Typi
         raw = (
             "to_json(struct_pack(" + ", ".join(f"{_q(c)} := {_q(c)}" for c in staged.columns) + "))"
         )
-    wanted = "(SELECT _row FROM _rejects UNION ALL SELECT _row FROM _fi_rows)"
+    wanted = f"(SELECT _row FROM {area.rejects} UNION ALL SELECT _row FROM {area.fi_rows})"
     k, pos = staged.row_offset, staged.row_position
     if k is not None and pos is not None:
         rows = (
-            f"(SELECT *, {pos} + {k} AS _row FROM _raw0 "
+            f"(SELECT *, {pos} + {k} AS _row FROM {area.raw0} "
             f"WHERE {pos} IN (SELECT _row - {k} FROM {wanted}))"
         )
     else:
-        rows = f"(SELECT * FROM _raw WHERE _row IN {wanted})"
+        rows = f"(SELECT * FROM {area.raw} WHERE _row IN {wanted})"
     found = (
         "list_filter(["
         + ", ".join(f"CASE WHEN {cond} THEN {reason} END" for cond, reason in typing.checks)
@@ -1403,31 +1476,31 @@ def _fetch_rejected(con: duckdb.DuckDBPyConnection, staged: Staged, typing: Typi
     with_issues = (
         f"(SELECT *, {typing.field_issues()} AS _ff FROM ({typing.sql(rows, (raw, '_raw_json'))}))"
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _spelled AS
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.spelled} AS
         SELECT _row, {found} AS _found, _ff, _raw_json FROM ({typing.nulled(with_issues)})"""
     )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _rejected AS
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.rejected} AS
         SELECT c._row, coalesce(c.reasons, r._found || list_transform(r._ff, lambda x: x.reason))
                    AS reasons,
                r._raw_json AS raw
-        FROM _rejects c JOIN _spelled r ON r._row = c._row"""
+        FROM {area.rejects} c JOIN {area.spelled} r ON r._row = c._row"""
     )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _field_issues AS
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.field_issues} AS
         SELECT _row, f.field AS field, f.reason AS reasons, f.raw_value AS raw_value, raw
         FROM (SELECT _row, unnest(_ff) AS f, _raw_json AS raw
-              FROM _spelled WHERE _row IN (SELECT _row FROM _fi_rows))"""
+              FROM {area.spelled} WHERE _row IN (SELECT _row FROM {area.fi_rows}))"""
     )
     # the flags and the reasons come from the same conditions over the same values
-    n_rejects, n_found, n_without = con.execute(
-        "SELECT (SELECT count(*) FROM _rejects), count(*), "
-        "count(*) FILTER (WHERE len(reasons) = 0) FROM _rejected"
-    ).fetchone()  # type: ignore[misc]
-    n_fi, n_fi_found = con.execute(
-        "SELECT (SELECT count(*) FROM _fi_rows), count(DISTINCT _row) FROM _field_issues"
-    ).fetchone()  # type: ignore[misc]
+    n_rejects, n_found, n_without = area.row(
+        f"SELECT (SELECT count(*) FROM {area.rejects}), count(*), "
+        f"count(*) FILTER (WHERE len(reasons) = 0) FROM {area.rejected}"
+    )  # type: ignore[misc]
+    n_fi, n_fi_found = area.row(
+        f"SELECT (SELECT count(*) FROM {area.fi_rows}), count(DISTINCT _row) FROM {area.field_issues}"
+    )  # type: ignore[misc]
     if n_found != n_rejects or n_without or n_fi != n_fi_found:
         raise LoadError(
             f"internal error: {n_rejects} rows rejected, {n_found} found again, "
@@ -1436,27 +1509,25 @@ def _fetch_rejected(con: duckdb.DuckDBPyConnection, staged: Staged, typing: Typi
         )
 
 
-def _build_quarantine(
-    con: duckdb.DuckDBPyConnection, load_id: str, name: str, table: Table
-) -> None:
+def _build_quarantine(area: Area, load_id: str, name: str, table: Table) -> None:
     lid, src, tbl = _sql_str(load_id), _sql_str(name), _sql_str(table.name)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _quarantine AS
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.quarantine} AS
         SELECT {lid} AS load_id, _row AS "row", {src} AS source, {tbl} AS target_table,
                split_part(reasons[1], '|', 1) AS rule,
                array_to_string(list_transform(reasons, lambda x: substr(x, strpos(x, '|') + 1)), '; ')
                    AS reason,
                raw
-        FROM _rejected
+        FROM {area.rejected}
         UNION ALL
         SELECT {lid}, _row, {src}, {tbl}, 'unparseable_row', reason, to_json(raw)
-        FROM _unparsed"""
+        FROM {area.unparsed}"""
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _quarantine_fields AS
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.quarantine_fields} AS
         SELECT {lid} AS load_id, _row AS "row", {src} AS source, {tbl} AS target_table,
                split_part(reasons, '|', 1) AS rule, substr(reasons, strpos(reasons, '|') + 1)
                    AS reason,
                raw, 'field_issue' AS kind, field, raw_value
-        FROM _field_issues"""
+        FROM {area.field_issues}"""
     )

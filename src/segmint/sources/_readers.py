@@ -1,9 +1,10 @@
 """Readers: put one source's rows into a staging relation of the DuckDB engine.
 
-Each reader creates ``_raw`` in the engine: the source's own columns plus ``_row`` (the
-1-based row number in the source: the line number for text files, the row index for
-Parquet and databases). Rows the reader cannot even parse go to ``_unparsed``
-(``_row``, ``raw``, ``reason``) so they are quarantined, never lost.
+Each reader creates the load's ``raw`` relation (:class:`~segmint.sources._area.Area`) in
+the store's staging area: the source's own columns plus ``_row`` (the 1-based row number
+in the source: the line number for text files, the row index for Parquet and databases).
+Rows the reader cannot even parse go to ``unparsed`` (``_row``, ``raw``, ``reason``) so
+they are quarantined, never lost.
 
 Text files are read by DuckDB's CSV reader as they are, in one pass. Only when it stops at
 an unexpected line ending, or reads no row of a file that has some, the file is copied
@@ -39,6 +40,7 @@ from segmint.config import (
     Source,
 )
 from segmint.errors import SourceConfigError, SourceError
+from segmint.sources._area import Area
 from segmint.sources._encodings import is_utf8, transcode_to_utf8
 from segmint.sources._line_endings import (
     Rewritten,
@@ -67,11 +69,11 @@ class Staged:
     location: str
     digest: str | Future[str]
     is_json_lines: bool = False
-    # When set, ``_row`` is the scan position in ``_raw`` plus this offset, so a table
+    # When set, ``_row`` is the scan position in ``raw`` plus this offset, so a table
     # materialised from it in scan order can number its rows by ``rowid`` instead of
     # storing them (Parquet: file_row_number + 1; CSV without broken lines: the line).
     row_offset: int | None = None
-    # ... and the column of ``_raw0`` (the source as read) holding that position, so that
+    # ... and the column of ``raw0`` (the source as read) holding that position, so that
     # rows can be fetched by number with a filter the scan itself applies.
     row_position: str | None = None
 
@@ -195,31 +197,20 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _drop_relation(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    kind = con.execute(
-        "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]
-    ).fetchone()
-    if kind:
-        con.execute(f"DROP {'VIEW' if kind[0] == 'VIEW' else 'TABLE'} {name}")
-
-
-def stage(con: duckdb.DuckDBPyConnection, name: str, source: Source, config: Config) -> Staged:
-    """Stage ``source`` into ``_raw`` (and ``_unparsed``) in the engine ``con``."""
-    con.execute("DROP TABLE IF EXISTS _unparsed")
-    con.execute("CREATE TEMP TABLE _unparsed (_row BIGINT, raw VARCHAR, reason VARCHAR)")
-    for leftover in ("_raw", "_raw0"):
-        _drop_relation(con, leftover)
+def stage(area: Area, name: str, source: Source, config: Config) -> Staged:
+    """Stage ``source`` into the load's ``raw`` (and ``unparsed``) relations."""
+    area.execute(f"CREATE TEMP TABLE {area.unparsed} (_row BIGINT, raw VARCHAR, reason VARCHAR)")
     try:
         if isinstance(source, CsvSource):
-            return _stage_csv(con, name, source, config)
+            return _stage_csv(area, name, source, config)
         if isinstance(source, ParquetSource):
-            return _stage_parquet(con, name, source, config)
+            return _stage_parquet(area, name, source, config)
         if isinstance(source, JsonlSource):
-            return _stage_jsonl(con, name, source, config)
+            return _stage_jsonl(area, name, source, config)
         if isinstance(source, QuerySource):
-            return _stage_query(con, name, source, config)
+            return _stage_query(area, name, source, config)
         if isinstance(source, PostgresSource):
-            return _stage_postgres(con, name, source, config)
+            return _stage_postgres(area, name, source, config)
     except duckdb.IOException as exc:
         if "No files found" in str(exc):  # a query source naming a file that is not there
             raise SourceConfigError(
@@ -234,17 +225,17 @@ def stage(con: duckdb.DuckDBPyConnection, name: str, source: Source, config: Con
 
 
 def _finish(
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     location: str,
     checksum: str | Future[str],
     is_json_lines: bool = False,
     row_offset: int | None = None,
     row_position: str | None = None,
 ) -> Staged:
-    desc = con.execute("DESCRIBE _raw").fetchall()
+    desc = area.rows(f"DESCRIBE {area.raw}")
     types = {r[0]: r[1] for r in desc if r[0] != "_row"}
-    n_rows = int(con.execute("SELECT count(*) FROM _raw").fetchone()[0])  # type: ignore[index]
-    n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed").fetchone()[0])  # type: ignore[index]
+    n_rows = area.count(area.raw)
+    n_unparsed = area.count(area.unparsed)
     return Staged(
         list(types),
         types,
@@ -264,20 +255,20 @@ MAX_LINE_BYTES = 2_000_000
 _RAW_CHARS = 10_000
 
 
-def _head(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> bytes:
+def _head(area: Area, name: str, path: Path) -> bytes:
     """The first 64 KiB of the file's content (decompressed)."""
     if path.suffix.lower() == ".zst":  # no zstd in Python's standard library: ask DuckDB
         try:
-            row = con.execute(
+            line = area.scalar(
                 f"""SELECT line FROM read_csv({_sql_str(str(path))}, columns={{'line': 'VARCHAR'}},
                     header=false, auto_detect=false, delim=chr(1), quote='', escape='',
                     strict_mode=false, null_padding=true) LIMIT 1"""
-            ).fetchone()
+            )
         except duckdb.InvalidInputException:
             return b"\xff"  # not UTF-8: said as such by the caller
         except duckdb.Error as exc:
             raise SourceError(f"source {name!r}: cannot read {path}: {_short(exc)}") from None
-        return b"" if row is None or row[0] is None else str(row[0]).encode()
+        return b"" if line is None else str(line).encode()
     try:
         with open_decompressed(path) as fb:
             return fb.read(1 << 16)
@@ -306,13 +297,11 @@ def headerless_names(n_columns: int) -> list[str]:
     return [f"column{i:0{width}d}" for i in range(n_columns)]
 
 
-def _csv_header(
-    con: duckdb.DuckDBPyConnection, name: str, path: Path, source: CsvSource
-) -> list[str]:
+def _csv_header(area: Area, name: str, path: Path, source: CsvSource) -> list[str]:
     """Column names from the first line (or :func:`headerless_names` without a header)."""
     import csv
 
-    first = re.split(rb"\r\n|\r|\n", _head(con, name, path), maxsplit=1)[0]
+    first = re.split(rb"\r\n|\r|\n", _head(area, name, path), maxsplit=1)[0]
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -348,20 +337,19 @@ def _csv_header(
     return headerless_names(len(row))
 
 
-def _read_text(
-    con: duckdb.DuckDBPyConnection, path: str, columns: dict[str, str], options: str
-) -> None:
-    """``_raw0`` (the rows, in file order) and ``_text_rejects`` (DuckDB's rejects) from one
+def _read_text(area: Area, path: str, columns: dict[str, str], options: str) -> None:
+    """``raw0`` (the rows, in file order) and ``text_rejects`` (DuckDB's rejects) from one
     scan of a text file: strict (a record DuckDB cannot split is a reject, never guessed
     at), every column VARCHAR, no sniffing."""
-    for leftover in ("_text_rejects", "_text_scans", "_raw0"):
-        con.execute(f"DROP TABLE IF EXISTS {leftover}")
+    for leftover in (area.text_rejects, area.text_scans, area.raw0):
+        area.execute(f"DROP TABLE IF EXISTS {leftover}")
     spec = "{" + ", ".join(f"{_sql_str(c)}: {_sql_str(t)}" for c, t in columns.items()) + "}"
-    con.execute(
-        f"""CREATE TEMP TABLE _raw0 AS SELECT * FROM read_csv({_sql_str(path)}, columns={spec},
-            header=false, auto_detect=false, strict_mode=true, max_line_size={MAX_LINE_BYTES},
-            store_rejects=true, rejects_table='_text_rejects', rejects_scan='_text_scans',
-            {options})"""
+    area.execute(
+        f"""CREATE TEMP TABLE {area.raw0} AS SELECT * FROM read_csv({_sql_str(path)},
+            columns={spec}, header=false, auto_detect=false, strict_mode=true,
+            max_line_size={MAX_LINE_BYTES}, store_rejects=true,
+            rejects_table={_sql_str(area.text_rejects)},
+            rejects_scan={_sql_str(area.text_scans)}, {options})"""
     )
 
 
@@ -380,7 +368,6 @@ class _Lines:
 
 
 def _rewrite(
-    con: duckdb.DuckDBPyConnection,
     name: str,
     path: Path,
     out: Path,
@@ -419,26 +406,24 @@ def _rewrite(
         raise SourceError(f"source {name!r}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _register_lines(
-    con: duckdb.DuckDBPyConnection, table: str, lines: npt.NDArray[np.int64]
-) -> None:
+def _register_lines(area: Area, table: str, lines: npt.NDArray[np.int64]) -> None:
     import pyarrow as pa
 
-    con.execute(f"DROP TABLE IF EXISTS {table}")
-    con.register("_segmint_lines", pa.table({"line": pa.array(lines, pa.int64())}))
+    area.execute(f"DROP TABLE IF EXISTS {table}")
+    view = area.frame("lines", pa.table({"line": pa.array(lines, pa.int64())}))
     try:
-        con.execute(f"CREATE TEMP TABLE {table} AS SELECT line FROM _segmint_lines")
+        area.execute(f"CREATE TEMP TABLE {table} AS SELECT line FROM {view}")
     finally:
-        con.unregister("_segmint_lines")
+        area.stage.drop(view)
 
 
 def _unparsed_from_rejects(
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     lines: _Lines,
     what: str,
     overrides: dict[str, str] | None = None,
 ) -> None:
-    """Gather DuckDB's rejects (one row per line and error) into ``_unparsed_lines`` (one
+    """Gather DuckDB's rejects (one row per line and error) into ``unparsed_lines`` (one
     row per record: its number, raw text, reasons).
 
     The reason holds no row content beyond DuckDB's own message (cut to 200 characters);
@@ -450,10 +435,10 @@ def _unparsed_from_rejects(
         errors = f"CASE WHEN error_type = {_sql_str(error_type)} THEN {_sql_str(reason)} ELSE {errors} END"
     limit_mb = f"{MAX_LINE_BYTES / 1e6:g}"
     size = "TRY_CAST(regexp_extract(error_message, 'Actual Size:\\s*([0-9]+)', 1) AS BIGINT)"
-    stray = "line IN (SELECT line FROM _stray_lines)" if lines.stray is not None else "FALSE"
-    con.execute("DROP TABLE IF EXISTS _unparsed_lines")
-    con.execute(
-        f"""CREATE TEMP TABLE _unparsed_lines AS
+    stray = f"line IN (SELECT line FROM {area.stray_lines})" if lines.stray is not None else "FALSE"
+    area.execute(f"DROP TABLE IF EXISTS {area.unparsed_lines}")
+    area.execute(
+        f"""CREATE TEMP TABLE {area.unparsed_lines} AS
         SELECT line, CASE WHEN n_chars >= {_RAW_CHARS} OR over_limit
                           THEN left(raw, {_RAW_CHARS}) || ' …[truncated: only the first '
                                || least(n_chars, {_RAW_CHARS}) || ' characters are kept]'
@@ -469,42 +454,39 @@ def _unparsed_from_rejects(
                    bool_or(error_type = 'LINE SIZE OVER MAXIMUM') AS over_limit,
                    max({size}) AS bytes,
                    string_agg(DISTINCT {errors}, '; ') AS errors
-            FROM _text_rejects GROUP BY line
+            FROM {area.text_rejects} GROUP BY line
         )"""
     )
 
 
-def _number_rows(
-    con: duckdb.DuckDBPyConnection, lines: _Lines, n_data: int, n_unparsed: int, target: str
-) -> None:
-    """``target`` (a table): the rows of ``_raw0`` with ``_row``, their record numbers: the
+def _number_rows(area: Area, lines: _Lines, n_data: int, n_unparsed: int, target: str) -> None:
+    """``target`` (a table): the rows of ``raw0`` with ``_row``, their record numbers: the
     records neither rejected nor blank, in order."""
     total = lines.n_records if lines.n_records is not None else n_data + n_unparsed
-    blank = "AND l NOT IN (SELECT line FROM _blank_lines)" if lines.blank is not None else ""
-    con.execute(
+    blank = f"AND l NOT IN (SELECT line FROM {area.blank_lines})" if lines.blank is not None else ""
+    area.execute(
         f"""CREATE TEMP TABLE {target} AS
         WITH lines AS (
             SELECT l AS line, row_number() OVER (ORDER BY l) AS ord
             FROM range({lines.first}, {lines.first + total}) r(l)
-            WHERE l NOT IN (SELECT line FROM _unparsed_lines) {blank}
-        ), recs AS (SELECT *, rowid + 1 AS ord FROM _raw0)
+            WHERE l NOT IN (SELECT line FROM {area.unparsed_lines}) {blank}
+        ), recs AS (SELECT *, rowid + 1 AS ord FROM {area.raw0})
         SELECT recs.* EXCLUDE (ord), lines.line::BIGINT AS _row
         FROM recs JOIN lines USING (ord)"""
     )
 
 
-def _unaccounted(
-    con: duckdb.DuckDBPyConnection, name: str, path: Path, lines: _Lines
-) -> str | None:
+def _unaccounted(area: Area, name: str, path: Path, lines: _Lines) -> str | None:
     """After a rewrite, every record must be accounted for: read, rejected, or blank (and
     each record holding a stray line ending rejected). Returns what does not add up."""
-    n_data = int(con.execute("SELECT count(*) FROM _raw0").fetchone()[0])  # type: ignore[index]
-    n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
+    n_data = area.count(area.raw0)
+    n_unparsed = area.count(area.unparsed_lines)
     n_blank = 0 if lines.blank is None else len(lines.blank)
     unrejected = int(
-        con.execute(  # type: ignore[index]
-            "SELECT count(*) FROM _stray_lines WHERE line NOT IN (SELECT line FROM _unparsed_lines)"
-        ).fetchone()[0]
+        area.scalar(
+            f"SELECT count(*) FROM {area.stray_lines} "
+            f"WHERE line NOT IN (SELECT line FROM {area.unparsed_lines})"
+        )
     )
     found = n_data + n_unparsed + n_blank
     if found == lines.n_records and not unrejected:
@@ -517,28 +499,30 @@ def _unaccounted(
     )
 
 
-def _empty_read(con: duckdb.DuckDBPyConnection) -> bool:
-    row = con.execute("SELECT EXISTS (FROM _raw0) OR EXISTS (FROM _text_rejects)").fetchone()
-    return not (row and row[0])
+def _empty_read(area: Area) -> bool:
+    return not area.scalar(f"SELECT EXISTS (FROM {area.raw0}) OR EXISTS (FROM {area.text_rejects})")
 
 
-def _breaks_in_rejects(con: duckdb.DuckDBPyConnection) -> bool:
+def _breaks_in_rejects(area: Area) -> bool:
     """Whether a rejected record holds a line break: a line ending DuckDB took for data
     (an LF line in a file it reads as CRLF) makes two records one, and a reject."""
-    row = con.execute(
-        "SELECT EXISTS (FROM _text_rejects "
-        "WHERE contains(csv_line, chr(10)) OR contains(csv_line, chr(13)))"
-    ).fetchone()
-    return bool(row and row[0])
+    return bool(
+        area.scalar(
+            f"SELECT EXISTS (FROM {area.text_rejects} "
+            "WHERE contains(csv_line, chr(10)) OR contains(csv_line, chr(13)))"
+        )
+    )
 
 
-def _rename(con: duckdb.DuckDBPyConnection, pairs: dict[str, str]) -> None:
-    for old, new in pairs.items():
-        con.execute(f"DROP TABLE IF EXISTS {new}")
-        con.execute(f"ALTER TABLE {old} RENAME TO {new}")
+def _rename(area: Area, pairs: dict[str, str]) -> None:
+    """Rename relations by role (``{old role: new role}``)."""
+    for old_role, new_role in pairs.items():
+        old, new = getattr(area, old_role), getattr(area, new_role)
+        area.execute(f"DROP TABLE IF EXISTS {new}")
+        area.execute(f"ALTER TABLE {old} RENAME TO {new}")
 
 
-_FIRST = {"_raw0": "_first_raw0", "_text_rejects": "_first_rejects"}
+_FIRST = {"raw0": "first_raw0", "text_rejects": "first_rejects"}  # roles
 
 
 def _mixed_line_endings(head: bytes) -> bool:
@@ -554,7 +538,7 @@ def _mixed_line_endings(head: bytes) -> bool:
 
 
 def _read_lines(
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     name: str,
     path: Path,
     columns: dict[str, str],
@@ -566,7 +550,7 @@ def _read_lines(
     what: str,
     overrides: dict[str, str] | None = None,
 ) -> _Lines:
-    """Read a text file into ``_raw0`` (the rows) and ``_unparsed_lines`` (the records
+    """Read a text file into ``raw0`` (the rows) and ``unparsed_lines`` (the records
     DuckDB rejected): as it is, in one pass. Only when something looks wrong (DuckDB
     stopped at a line ending, read nothing, or rejected a record holding a line break) the
     file is copied with uniform line endings and read again; the copy's reading is kept
@@ -575,23 +559,22 @@ def _read_lines(
     as_is = _Lines(first=header + 1)
     failure: duckdb.Error | None = None
     try:
-        _read_text(con, str(path), columns, f"skip={header}, {options}")
+        _read_text(area, str(path), columns, f"skip={header}, {options}")
     except duckdb.InvalidInputException as exc:  # e.g. an unexpected carriage return
         failure = exc
-    read_as_is = failure is None and not _empty_read(con)
+    read_as_is = failure is None and not _empty_read(area)
     if (
         read_as_is
-        and not _breaks_in_rejects(con)
-        and not _mixed_line_endings(_head(con, name, path))
+        and not _breaks_in_rejects(area)
+        and not _mixed_line_endings(_head(area, name, path))
     ):
-        _unparsed_from_rejects(con, as_is, what, overrides)
+        _unparsed_from_rejects(area, as_is, what, overrides)
         return as_is
     if failure is None:
-        _rename(con, _FIRST)
+        _rename(area, _FIRST)
     with tempfile.TemporaryDirectory(prefix="segmint-") as tmp:
         out = Path(tmp) / "lines.txt"
         fixed = _rewrite(
-            con,
             name,
             path,
             out,
@@ -602,11 +585,11 @@ def _read_lines(
         )
         skips_blank = len(columns) > 1  # DuckDB reads a blank line as a row of one column
         if failure is None and fixed.n_records == (len(fixed.blank) if skips_blank else 0):
-            _rename(con, {v: k for k, v in _FIRST.items()})  # only a header and blank lines
-            _unparsed_from_rejects(con, as_is, what, overrides)
+            _rename(area, {v: k for k, v in _FIRST.items()})  # only a header and blank lines
+            _unparsed_from_rejects(area, as_is, what, overrides)
             return as_is
         try:
-            _read_text(con, str(out), columns, f"skip=0, new_line='\\n', {options}")
+            _read_text(area, str(out), columns, f"skip=0, new_line='\\n', {options}")
         except duckdb.Error as exc:
             raise SourceError(f"source {name!r}: cannot read {path}: {_short(exc)}") from None
     lines = _Lines(
@@ -617,43 +600,42 @@ def _read_lines(
         stray=fixed.stray,
         ending=fixed.ending,
     )
-    _register_lines(con, "_stray_lines", fixed.stray)
+    _register_lines(area, area.stray_lines, fixed.stray)
     if lines.blank is not None:
-        _register_lines(con, "_blank_lines", lines.blank)
-    _unparsed_from_rejects(con, lines, what, overrides)
-    problem = _unaccounted(con, name, path, lines)
+        _register_lines(area, area.blank_lines, lines.blank)
+    _unparsed_from_rejects(area, lines, what, overrides)
+    problem = _unaccounted(area, name, path, lines)
     if problem is None:
-        for table in _FIRST.values():
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+        for role in _FIRST.values():
+            area.execute(f"DROP TABLE IF EXISTS {getattr(area, role)}")
         return lines
     if not read_as_is:
         raise SourceError(problem)
     log.info("%s; DuckDB's reading of the file as it is stands", problem)
-    _rename(con, {v: k for k, v in _FIRST.items()})
-    _unparsed_from_rejects(con, as_is, what, overrides)
+    _rename(area, {v: k for k, v in _FIRST.items()})
+    _unparsed_from_rejects(area, as_is, what, overrides)
     return as_is
 
 
 def _numbered(
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     lines: _Lines,
-    target: str = "_raw",
+    target: str | None = None,
     blank_column: str | None = None,
 ) -> bool:
-    """Quarantine the unreadable records (``_unparsed_lines``) and number the rows:
-    ``target`` as a view over ``_raw0`` numbered by position when no record was rejected
+    """Quarantine the unreadable records (``unparsed_lines``) and number the rows:
+    ``target`` (default ``raw``) as a view over ``raw0`` numbered by position when no record was rejected
     or skipped (returns True), else as a table numbered by :func:`_number_rows` (returns
     False). ``blank_column``: the only column of a CSV file read with quoted empty values
     kept as '', where DuckDB reads a blank line as a row holding NULL: such rows are
     numbered, then left out (blank lines are not rows), and '' becomes NULL, as in any
     other file."""
-    n_data = int(con.execute("SELECT count(*) FROM _raw0").fetchone()[0])  # type: ignore[index]
-    n_unparsed = int(con.execute("SELECT count(*) FROM _unparsed_lines").fetchone()[0])  # type: ignore[index]
-    con.execute("INSERT INTO _unparsed SELECT line, raw, reason FROM _unparsed_lines")
+    target = target or area.raw
+    n_data = area.count(area.raw0)
+    n_unparsed = area.count(area.unparsed_lines)
+    area.execute(f"INSERT INTO {area.unparsed} SELECT line, raw, reason FROM {area.unparsed_lines}")
     blank_rows = blank_column is not None and bool(
-        con.execute(f"SELECT EXISTS (FROM _raw0 WHERE {_ident(blank_column)} IS NULL)").fetchone()[
-            0
-        ]  # type: ignore[index]
+        area.scalar(f"SELECT EXISTS (FROM {area.raw0} WHERE {_ident(blank_column)} IS NULL)")
     )
     try:
         if n_unparsed == 0 and not blank_rows and (lines.blank is None or len(lines.blank) == 0):
@@ -662,43 +644,41 @@ def _numbered(
             if blank_column is not None:
                 col = _ident(blank_column)
                 values = f"NULLIF({col}, '') AS {col}"
-            con.execute(
+            area.execute(
                 f"CREATE TEMP VIEW {target} AS "
-                f"SELECT {values}, (rowid + {lines.first})::BIGINT AS _row FROM _raw0"
+                f"SELECT {values}, (rowid + {lines.first})::BIGINT AS _row FROM {area.raw0}"
             )
             return True
-        _number_rows(con, lines, n_data, n_unparsed, target)
-        con.execute("DROP TABLE _raw0")
+        _number_rows(area, lines, n_data, n_unparsed, target)
+        area.execute(f"DROP TABLE {area.raw0}")
         if blank_column is not None:
             col = _ident(blank_column)
-            con.execute(f"DELETE FROM {target} WHERE {col} IS NULL")
-            con.execute(f"UPDATE {target} SET {col} = NULL WHERE {col} = ''")
+            area.execute(f"DELETE FROM {target} WHERE {col} IS NULL")
+            area.execute(f"UPDATE {target} SET {col} = NULL WHERE {col} = ''")
         return False
     finally:
         for helper in (
-            "_unparsed_lines",
-            "_stray_lines",
-            "_blank_lines",
-            "_text_rejects",
-            "_text_scans",
+            area.unparsed_lines,
+            area.stray_lines,
+            area.blank_lines,
+            area.text_rejects,
+            area.text_scans,
         ):
-            con.execute(f"DROP TABLE IF EXISTS {helper}")
+            area.execute(f"DROP TABLE IF EXISTS {helper}")
 
 
-def _stage_csv(
-    con: duckdb.DuckDBPyConnection, name: str, source: CsvSource, config: Config
-) -> Staged:
+def _stage_csv(area: Area, name: str, source: CsvSource, config: Config) -> Staged:
     path = config.resolve(source.path)
     _need_file(name, path, text=True)
     if path.stat().st_size == 0:
         raise SourceError(f"source {name!r}: file {path} is empty (0 bytes, not even a header row)")
     digest = file_checksum_async(path)
     if is_utf8(source.encoding):
-        return _stage_csv_utf8(con, name, path, source, digest)
+        return _stage_csv_utf8(area, name, path, source, digest)
     with tempfile.TemporaryDirectory(prefix="segmint-") as tmp:
         copy = _as_utf8(name, path, source.encoding, Path(tmp) / "utf8.csv")
         try:
-            staged = _stage_csv_utf8(con, name, copy, source, digest)
+            staged = _stage_csv_utf8(area, name, copy, source, digest)
         except SourceError as exc:  # name the user's file, not the copy
             raise type(exc)(str(exc).replace(str(copy), str(path))) from None
     return Staged(
@@ -746,21 +726,21 @@ def _as_utf8(name: str, path: Path, encoding: str, out: Path) -> Path:
 
 
 def _stage_csv_utf8(
-    con: duckdb.DuckDBPyConnection,
+    area: Area,
     name: str,
     path: Path,
     source: CsvSource,
     digest: str | Future[str],
 ) -> Staged:
     """Stage a CSV file in UTF-8 (``path``: the user's file, or its UTF-8 copy)."""
-    columns = _csv_header(con, name, path, source)
+    columns = _csv_header(area, name, path, source)
     # No sniffing: the header is read here and every column is text, so one stray quote
     # cannot make the sniffer pick another dialect for the whole file. No `new_line`
     # either: DuckDB finds the line ending as it parses, quotes understood (a guess from
     # the first bytes read a file of LF lines with a CRLF in one quoted value as nothing).
     header = 1 if source.header else 0
     lines = _read_lines(
-        con,
+        area,
         name,
         path,
         dict.fromkeys(columns, "VARCHAR"),
@@ -772,9 +752,9 @@ def _stage_csv_utf8(
         what="CSV",
         overrides={"INVALID ENCODING": _invalid_encoding(source.encoding)},
     )
-    if _numbered(con, lines, blank_column=columns[0] if len(columns) == 1 else None):
-        return _finish(con, str(path), digest, row_offset=lines.first, row_position="rowid")
-    return _finish(con, str(path), digest)  # row numbers skip the broken lines
+    if _numbered(area, lines, blank_column=columns[0] if len(columns) == 1 else None):
+        return _finish(area, str(path), digest, row_offset=lines.first, row_position="rowid")
+    return _finish(area, str(path), digest)  # row numbers skip the broken lines
 
 
 def _invalid_encoding(encoding: str) -> str:
@@ -787,27 +767,23 @@ def _invalid_encoding(encoding: str) -> str:
     return f"the line holds bytes that are not valid {encoding} (shown as ? in raw)"
 
 
-def _stage_parquet(
-    con: duckdb.DuckDBPyConnection, name: str, source: ParquetSource, config: Config
-) -> Staged:
+def _stage_parquet(area: Area, name: str, source: ParquetSource, config: Config) -> Staged:
     path = config.resolve(source.path)
     _need_file(name, path)
     digest = file_checksum_async(path)
     # A view, not a copy: Parquet is already typed and columnar; validation reads it once.
-    con.execute(
-        f"CREATE TEMP VIEW _raw0 AS "
+    area.execute(
+        f"CREATE TEMP VIEW {area.raw0} AS "
         f"SELECT * FROM read_parquet({_sql_str(str(path))}, file_row_number=true)"
     )
-    con.execute(
-        "CREATE TEMP VIEW _raw AS "
-        "SELECT * EXCLUDE (file_row_number), (file_row_number + 1)::BIGINT AS _row FROM _raw0"
+    area.execute(
+        f"CREATE TEMP VIEW {area.raw} AS SELECT * EXCLUDE (file_row_number), "
+        f"(file_row_number + 1)::BIGINT AS _row FROM {area.raw0}"
     )
-    return _finish(con, str(path), digest, row_offset=1, row_position="file_row_number")
+    return _finish(area, str(path), digest, row_offset=1, row_position="file_row_number")
 
 
-def _stage_jsonl(
-    con: duckdb.DuckDBPyConnection, name: str, source: JsonlSource, config: Config
-) -> Staged:
+def _stage_jsonl(area: Area, name: str, source: JsonlSource, config: Config) -> Staged:
     path = config.resolve(source.path)
     _need_file(name, path, text=True)
     digest = file_checksum_async(path)
@@ -815,7 +791,7 @@ def _stage_jsonl(
     # a line holding the byte 0x01 (the "delimiter", never valid in JSON) is rejected whole,
     # not cut there.
     lines = _read_lines(
-        con,
+        area,
         name,
         path,
         {"line": "VARCHAR"},
@@ -829,29 +805,26 @@ def _stage_jsonl(
             "INVALID ENCODING": "the line is not valid UTF-8",
         },
     )
-    _drop_relation(con, "_lines")
-    _numbered(con, lines, target="_lines")
-    con.execute(
-        """INSERT INTO _unparsed
-        SELECT _row, line, 'malformed JSON line' FROM _lines
+    _numbered(area, lines, target=area.lines)
+    area.execute(
+        f"""INSERT INTO {area.unparsed}
+        SELECT _row, line, 'malformed JSON line' FROM {area.lines}
         WHERE line IS NOT NULL AND trim(line) <> ''
           AND (NOT json_valid(line) OR json_type(line) <> 'OBJECT')"""
     )
-    con.execute(
-        """CREATE TEMP TABLE _raw AS
-        SELECT line::JSON AS _json, _row FROM _lines
+    area.execute(
+        f"""CREATE TEMP TABLE {area.raw} AS
+        SELECT line::JSON AS _json, _row FROM {area.lines}
         WHERE line IS NOT NULL AND trim(line) <> '' AND json_valid(line)
           AND json_type(line) = 'OBJECT'"""
     )
-    _drop_relation(con, "_lines")
-    _drop_relation(con, "_raw0")
+    area.drop(area.lines)
+    area.drop(area.raw0)
     keys = [
         r[0]
-        for r in con.execute(
-            "SELECT DISTINCT unnest(json_keys(_json)) FROM _raw ORDER BY 1"
-        ).fetchall()
+        for r in area.rows(f"SELECT DISTINCT unnest(json_keys(_json)) FROM {area.raw} ORDER BY 1")
     ]
-    staged = _finish(con, str(path), digest, is_json_lines=True)
+    staged = _finish(area, str(path), digest, is_json_lines=True)
     return Staged(
         keys,
         dict.fromkeys(keys, "JSON"),
@@ -863,22 +836,19 @@ def _stage_jsonl(
     )
 
 
-def _stage_query(
-    con: duckdb.DuckDBPyConnection, name: str, source: QuerySource, config: Config
-) -> Staged:
+def _stage_query(area: Area, name: str, source: QuerySource, config: Config) -> Staged:
     from segmint.sources._checked import checked_query  # it reads Staged from here
 
     sql = checked_query(name, source.query.replace("{here}", str(config.root)))
-    con.execute(
-        f"CREATE TEMP TABLE _raw AS SELECT *, (row_number() OVER ())::BIGINT AS _row FROM ({sql})"
+    area.execute(
+        f"CREATE TEMP TABLE {area.raw} AS "
+        f"SELECT *, (row_number() OVER ())::BIGINT AS _row FROM ({sql})"
     )
     checksum = hashlib.sha256(sql.encode()).hexdigest()
-    return _finish(con, f"query:{name}", checksum)
+    return _finish(area, f"query:{name}", checksum)
 
 
-def _stage_postgres(
-    con: duckdb.DuckDBPyConnection, name: str, source: PostgresSource, config: Config
-) -> Staged:
+def _stage_postgres(area: Area, name: str, source: PostgresSource, config: Config) -> Staged:
     import psycopg
 
     dsn = source.dsn
@@ -899,10 +869,10 @@ def _stage_postgres(
                         f.write(chunk)
         except psycopg.Error as exc:
             raise SourceError(f"source {name!r}: PostgreSQL read failed: {exc}") from None
-        con.execute(
-            f"""CREATE TEMP TABLE _raw AS
+        area.execute(
+            f"""CREATE TEMP TABLE {area.raw} AS
             SELECT *, (row_number() OVER ())::BIGINT AS _row
             FROM read_csv({_sql_str(str(out))}, all_varchar=true, header=true)"""
         )
         checksum = file_checksum(out)
-    return _finish(con, f"postgres:{source.relation or 'query'}", checksum)
+    return _finish(area, f"postgres:{source.relation or 'query'}", checksum)

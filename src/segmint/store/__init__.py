@@ -1,6 +1,6 @@
 """Stores: where the canonical tables live (DuckDB file by default, PostgreSQL in production)."""
 
-from segmint.store._base import DuckDBStore, Store, scratch_engine, transpile
+from segmint.store._base import DuckDBStore, Store, scratch_engine, split_columns, transpile
 from segmint.store._consent import latest_consent_sql
 from segmint.store._open import open_store
 from segmint.store._postgres import PostgresStore
@@ -13,7 +13,7 @@ from segmint.store._relations import (
     latest_runs_sql,
     segment_at_sql,
 )
-from segmint.store._schema import LOAD_ORDER, SCHEMA_VERSION, TABLES, Column, Table
+from segmint.store._schema import ALLOWED_VALUES, LOAD_ORDER, SCHEMA_VERSION, TABLES, Column, Table
 from segmint.store._sql import (
     column_exists,
     date_lit,
@@ -26,6 +26,7 @@ from segmint.store._sql import (
 from segmint.store._toolkit import Capabilities, Staging
 
 __all__ = [
+    "ALLOWED_VALUES",
     "COMPLETED",
     "LOAD_ORDER",
     "RUN_TABLES",
@@ -51,6 +52,7 @@ __all__ = [
     "open_store",
     "scratch_engine",
     "segment_at_sql",
+    "split_columns",
     "table_exists",
     "transpile",
     "ts_lit",
