@@ -79,7 +79,6 @@ from segmint.experiments._uplift import (
 )
 
 __all__ = [
-    "POOLED",
     "PROFILE_FEATURES",
     "mde_mean",
     "mde_proportion",
