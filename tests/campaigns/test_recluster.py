@@ -22,7 +22,7 @@ from segmint.config import ClusterSegmentation
 from segmint.segments import run_segmentation
 from segmint.segments._identity import link_clusters, match_clusters
 from segmint.segments._runs import SegmentResult, save_run
-from segmint.store import Store, open_store
+from segmint.store import Store, latest_run_sql, open_store
 
 from .conftest import TINY_PLAYBOOK, build_tiny_store, tiny_config
 
@@ -59,10 +59,7 @@ def _run(
 ) -> dict[str, Any]:
     """Store a run of 'clus' (label = position in ``clusters``), keys linked to the
     previous run as run_segmentation does."""
-    previous = store.scalar(
-        "SELECT details FROM segment_runs WHERE segmentation = 'clus' "
-        "ORDER BY created_at DESC LIMIT 1"
-    )
+    previous = store.scalar(latest_run_sql("segment", columns="details", segmentation="clus"))
     details: dict[str, Any] = {
         "clusters": [
             {"label": i, "name": name, "n_users": len(users), "centroid": centroid}

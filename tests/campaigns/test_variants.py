@@ -14,11 +14,10 @@ import pytest
 import yaml
 from scipy import stats
 
-from segmint.campaigns import plan_campaign, preview, send_campaign
+from segmint.campaigns import design_from_params, plan_campaign, preview, send_campaign
 from segmint.campaigns._audience import holdout_bucket
 from segmint.config import load_config
 from segmint.errors import ConfigError
-from segmint.experiments._arms import design_from_params
 from segmint.store import Store, open_store
 
 from .conftest import tiny_config

@@ -124,8 +124,7 @@ def _tiny_store(url: str, n: int = 600) -> Store:
     users = pd.DataFrame(
         {"user_id": [f"u{i}" for i in range(n)], "created_at": pd.Timestamp("2025-01-01", tz="UTC")}
     )
-    store.engine.register("_u", users)
-    store.execute("INSERT INTO users (user_id, created_at) SELECT user_id, created_at FROM _u")
+    store.insert("users", users)
     rng = np.random.default_rng(3)
     buyers = rng.random(n) < 0.3
     orders = pd.DataFrame(
@@ -138,11 +137,7 @@ def _tiny_store(url: str, n: int = 600) -> Store:
         }
     )
     pre = orders.assign(order_id=lambda f: "p" + f["order_id"], ts=T0 - pd.Timedelta(days=5))
-    store.engine.register("_o", pd.concat([orders, pre]))
-    store.execute(
-        "INSERT INTO orders (order_id, user_id, ts, amount, status) "
-        "SELECT order_id, user_id, ts, amount, status FROM _o"
-    )
+    store.insert("orders", pd.concat([orders, pre]))
     return store
 
 

@@ -38,7 +38,7 @@ from segmint.experiments._retention import (
     retention_by_segment,
     retention_matrix,
 )
-from segmint.store import Store, open_store
+from segmint.store import Store, completed_orders, open_store
 
 AS_OF = datetime(2024, 4, 15, tzinfo=UTC)
 JAN, FEB, MAR, APR = (date(2024, m, 1) for m in (1, 2, 3, 4))
@@ -451,10 +451,8 @@ def test_demo_shop_sanity(small_demo: tuple[Path, str]) -> None:
     with segmint.open_project(root) as p:
         store = p.store
         res = retention_matrix(store, max_months=12)
-        n_buyers = store.scalar(
-            "SELECT count(DISTINCT user_id) FROM orders WHERE status = 'completed' "
-            f"AND ts < CAST('{res.as_of:%Y-%m-%d %H:%M:%S}+00' AS TIMESTAMPTZ)"
-        )
+        as_of = res.as_of.replace(microsecond=0)
+        n_buyers = store.scalar(completed_orders(before=as_of, columns="count(DISTINCT user_id)"))
         m = res.matrix
         month0 = m[m["months_since"] == 0]
         assert month0["cohort_size"].sum() == n_buyers > 1000

@@ -15,6 +15,15 @@ The playbook lives in ``segmint.yaml`` under ``playbook:`` (see docs/campaigns.m
 :func:`default_playbook` writes one for the standard segmentations.
 """
 
+from segmint.campaigns._arms import (
+    POOLED,
+    Design,
+    campaign_control,
+    campaign_design,
+    design_from_params,
+    make_design,
+    run_designs,
+)
 from segmint.campaigns._audience import REASONS, audience_sql, holdout_bucket
 from segmint.campaigns._channels import (
     Channel,
@@ -53,6 +62,12 @@ from segmint.campaigns._plan import (
     validate_playbook,
 )
 from segmint.campaigns._playbook import default_playbook
+from segmint.campaigns._power import (
+    mde_mean,
+    mde_proportion,
+    users_needed_mean,
+    users_needed_proportion,
+)
 from segmint.campaigns._sink import SmtpSink, WebhookSink
 from segmint.campaigns._templates import FIELDS, MessageRenderer
 from segmint.campaigns._unsubscribe import (
@@ -67,12 +82,14 @@ __all__ = [
     "DEFAULT_CONTROL",
     "DEFAULT_TREATMENT",
     "FIELDS",
+    "POOLED",
     "REASONS",
     "CampaignPlan",
     "CampaignSpec",
     "Channel",
     "ChannelUnavailable",
     "DeliveryResult",
+    "Design",
     "EmailChannel",
     "EmailChannelSpec",
     "FileChannel",
@@ -94,15 +111,21 @@ __all__ = [
     "WebhookChannelSpec",
     "WebhookSink",
     "audience_sql",
+    "campaign_control",
+    "campaign_design",
     "default_playbook",
     "delivery_log",
+    "design_from_params",
     "holdout_bucket",
     "key_ring",
     "latest_plan",
     "load_audience",
     "load_plan",
     "make_channel",
+    "make_design",
     "make_token",
+    "mde_mean",
+    "mde_proportion",
     "message_id_for",
     "normalize_arm",
     "plan_campaign",
@@ -110,8 +133,11 @@ __all__ = [
     "pseudonym_key",
     "retire_key",
     "rotate_key",
+    "run_designs",
     "send_campaign",
     "unsubscribe",
+    "users_needed_mean",
+    "users_needed_proportion",
     "validate_playbook",
     "verify_token",
 ]

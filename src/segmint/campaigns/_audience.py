@@ -20,8 +20,7 @@ from segmint.campaigns._config import (
     PromotionTrigger,
     Trigger,
 )
-from segmint.campaigns._tables import lit, ts_lit
-from segmint.store import latest_consent_sql
+from segmint.store import latest_consent_sql, lit, ts_lit
 
 __all__ = [
     "REASONS",

@@ -70,9 +70,8 @@ from segmint.campaigns._config import (
 from segmint.campaigns._journal import DeliveryJournal, JournalBusy, journal_path
 from segmint.campaigns._messages import MessageBuilder, PreparedMessage, Recs
 from segmint.campaigns._plan import CampaignPlan, _campaign, latest_plan, load_plan, plan_campaign
-from segmint.campaigns._tables import lit, ts_lit
 from segmint.errors import ConfigError, DeliveryError, SegmintError, TemplateError
-from segmint.store import Store, latest_consent_sql
+from segmint.store import Store, latest_consent_sql, lit, ts_lit
 
 if TYPE_CHECKING:
     from segmint.config import Config

@@ -195,7 +195,7 @@ def _entry(kid: str, secret: str, note: str | None = None, created: str | None =
 
 def _legacy_key(store: Store) -> tuple[str, str] | None:
     """(secret, created_at) of the key earlier versions kept in the store, if any."""
-    from segmint.campaigns._tables import table_exists
+    from segmint.store import table_exists
 
     if not table_exists(store, "campaign_secrets"):
         return None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from segmint._i18n import language
+from segmint.campaigns._arms import design_from_params
 from segmint.campaigns._channels import Message, channel_domain, message_id_for
 from segmint.campaigns._config import (
     ANY_SEGMENT,
@@ -27,11 +28,10 @@ from segmint.campaigns._config import (
     normalize_arm,
 )
 from segmint.campaigns._keys import KeyRing, key_ring
-from segmint.campaigns._tables import column_exists, lit, table_exists
 from segmint.campaigns._templates import MessageRenderer, check_templates
 from segmint.campaigns._unsubscribe import make_token
 from segmint.errors import ConfigError
-from segmint.store import Store
+from segmint.store import Store, column_exists, completed, latest_run_sql, lit, table_exists
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -171,8 +171,6 @@ class MessageBuilder:
             )
         if params is None:
             return normalize_arm(self.spec.control or DEFAULT_CONTROL)
-        from segmint.experiments._arms import design_from_params
-
         return design_from_params(params).control
 
     @property
@@ -276,10 +274,7 @@ class MessageBuilder:
             if table_exists(self.store, "recommendation_runs") and table_exists(
                 self.store, "recommendations"
             ):
-                run = self.store.scalar(
-                    "SELECT run_id FROM recommendation_runs WHERE kind = 'batch' "
-                    "ORDER BY created_at DESC, run_id DESC LIMIT 1"
-                )
+                run = self.store.scalar(latest_run_sql("recommendation", kind="batch"))
             self._rec_run = None if run is None else str(run)
         return self._rec_run  # type: ignore[return-value]
 
@@ -297,7 +292,7 @@ class MessageBuilder:
                 "i.price AS price, count(DISTINCT o.user_id) AS n_users "
                 "FROM order_items oi JOIN orders o ON o.order_id = oi.order_id "
                 "LEFT JOIN items i ON i.item_id = oi.item_id "
-                "WHERE o.status = 'completed' AND o.ts >= "
+                f"WHERE {completed('o')} AND o.ts >= "
                 "(SELECT max(ts) FROM orders) - INTERVAL '30 days' "
                 "GROUP BY oi.item_id, i.title, i.category, i.price "
                 "ORDER BY n_users DESC, oi.item_id LIMIT 20"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from segmint.campaigns._arms import design_from_params, make_design, run_designs
 from segmint.campaigns._audience import (
     REASONS,
     AudienceSpec,
@@ -32,12 +33,12 @@ from segmint.campaigns._config import (
 )
 from segmint.campaigns._messages import MessageBuilder, Recs
 from segmint.campaigns._resolve import resolve_segments
-from segmint.campaigns._tables import lit, ts_lit
 from segmint.errors import ConfigError, NotFoundError
-from segmint.store import Store
+from segmint.store import Store, date_lit, latest_run_sql, lit, ts_lit
 
 if TYPE_CHECKING:
     from segmint.config import Config
+    from segmint.store import Staging
 
 __all__ = [
     "CampaignPlan",
@@ -319,16 +320,12 @@ def _design_params(split: dict[str, float], control: str) -> dict[str, Any]:
     nothing for a campaign without a control group (its ``holdout`` 0 says it all)."""
     if split[control] <= 0:
         return {}
-    from segmint.experiments._arms import make_design
-
     return make_design(split, control).to_params()
 
 
 def _same_control(store: Store, campaign: str, control: str) -> None:
     """Refuse a control label other than the one earlier plans recorded: their control
     users keep their arm, and under a new label they would be sent to."""
-    from segmint.experiments._arms import run_designs
-
     earlier = {d.control for d in run_designs(store, campaign).values() if d.split}
     if earlier and earlier != {control}:
         raise ConfigError(
@@ -344,35 +341,56 @@ def new_run_id(campaign: str, now: datetime) -> str:
     return f"c-{now.strftime('%Y%m%dT%H%M%S')}-{campaign}-{secrets.token_hex(3)}"
 
 
+_PLAN_COLUMNS = dict.fromkeys(
+    ("user_id", "segment", "channel", "step", "idempotency_key", "reason"), "VARCHAR"
+)
+"""The columns of :func:`~segmint.campaigns.audience_sql`, as staged in the engine."""
+
+_AUDIENCE_COLUMNS = (
+    "run_id", "campaign", "user_id", "segment", "channel", "step", "arm", "idempotency_key",
+)  # fmt: skip
+"""The columns of ``campaign_audiences``."""
+
+
 def _insert_audience(
-    store: Store, name: str, run_id: str, split: dict[str, float], control: str, now: datetime
+    store: Store,
+    stage: Staging,
+    plan: str,
+    name: str,
+    run_id: str,
+    split: dict[str, float],
+    control: str,
+    now: datetime,
 ) -> None:
-    """The eligible rows of ``_segmint_campaign_plan`` into ``campaign_audiences``, each
-    with its arm (a user's first arm is kept; new users by the hash of campaign and user),
-    and the new users' arms into ``campaign_assignments``."""
+    """The eligible rows of staged ``plan`` into ``campaign_audiences``, each with its arm
+    (a user's first arm is kept; new users by the hash of campaign and user), and the new
+    users' arms into ``campaign_assignments``."""
     c = lit(name)
-    store.execute(
-        "INSERT INTO campaign_audiences (run_id, campaign, user_id, segment, channel, "
-        f"step, arm, idempotency_key) SELECT {lit(run_id)}, {c}, p.user_id, p.segment, "
-        "p.channel, p.step, "
-        f"coalesce(x.arm, {arm_sql(bucket_sql('p.h'), split, control)}), "
-        "p.idempotency_key FROM (SELECT q.*, "
-        f"{hash_sql(name, 'q.user_id')} AS h FROM _segmint_campaign_plan q "
-        "WHERE q.reason IS NULL) p LEFT JOIN campaign_assignments x "
-        f"ON x.campaign = {c} AND x.user_id = p.user_id"
+    assigned = stage.from_store(
+        "assigned",
+        f"SELECT user_id, arm FROM campaign_assignments WHERE campaign = {c}",
+        dict.fromkeys(("user_id", "arm"), "VARCHAR"),
     )
-    store.execute(
-        "INSERT INTO campaign_assignments (campaign, user_id, arm, bucket, assigned_at, "
-        f"run_id) SELECT {c}, p.user_id, p.arm, {bucket_sql('p.h')}, {ts_lit(now)}, "
-        f"{lit(run_id)} FROM (SELECT a.user_id, a.arm, {hash_sql(name, 'a.user_id')} "
-        f"AS h FROM campaign_audiences a WHERE a.run_id = {lit(run_id)} AND NOT EXISTS "
-        f"(SELECT 1 FROM campaign_assignments x WHERE x.campaign = {c} "
-        "AND x.user_id = a.user_id)) p"
+    audience = stage.table(
+        "audience",
+        f"SELECT {lit(run_id)} AS run_id, {c} AS campaign, p.user_id, p.segment, p.channel, "
+        f"p.step, coalesce(x.arm, {arm_sql(bucket_sql('p.h'), split, control)}) AS arm, "
+        "p.idempotency_key, p.h, x.arm IS NULL AS is_new FROM (SELECT q.*, "
+        f"{hash_sql(name, 'q.user_id')} AS h FROM {plan} q WHERE q.reason IS NULL) p "
+        f"LEFT JOIN {assigned} x ON x.user_id = p.user_id",
+    )
+    stage.write("campaign_audiences", audience, _AUDIENCE_COLUMNS)
+    stage.write(
+        "campaign_assignments",
+        f"(SELECT {c} AS campaign, a.user_id, a.arm, {bucket_sql('a.h')} AS bucket, "
+        f"{ts_lit(now)} AS assigned_at, {lit(run_id)} AS run_id FROM {audience} a "
+        "WHERE a.is_new)",
+        ["campaign", "user_id", "arm", "bucket", "assigned_at", "run_id"],
     )
 
 
 # long on purpose: a 50-line docstring; the ~95-line body is one transaction whose steps
-# share a temporary table (splitting it would pass the transaction around)
+# share a staging area (splitting it would pass the transaction and the stage around)
 def plan_campaign(
     store: Store,
     config: Config,
@@ -460,41 +478,35 @@ def plan_campaign(
         step=spec.step,
     )
     sql = audience_sql(aspec)
-    store.execute("DROP TABLE IF EXISTS _segmint_campaign_plan")
-    try:
-        with store.transaction():
-            store.execute(f"CREATE TEMP TABLE _segmint_campaign_plan AS {sql}")
-            counts = store.query(
-                "SELECT reason, count(*) AS n FROM _segmint_campaign_plan GROUP BY reason"
-            )
-            _insert_audience(store, name, run_id, split, control, now)
-            by_segment, by_arm = _arm_counts(store, run_id, control)
-            n_treatment = int(by_segment["treatment"].sum())
-            n_control = int(by_segment["control"].sum())
-            funnel = _funnel(counts, n_control)
-            n_eligible = n_treatment + n_control
-            # every template on the first real user of each segment and arm: fail now, not
-            # at send
-            builder.check_templates(builder.first_contexts())
-            params = {
-                "campaign": spec.model_dump(mode="json", exclude=_unset_arm_keys(spec)),
-                **_design_params(split, control),
-                "holdout": holdout,
-                "segments": targeted,
-                "frequency_cap": aspec.cap.model_dump(),
-            }
-            store.execute(
-                "INSERT INTO campaign_runs (run_id, campaign, created_at, as_of, segmentation, "
-                "segment_run_id, previous_run_id, status, n_eligible, n_treatment, n_control, "
-                f"params, funnel) VALUES ({lit(run_id)}, {lit(name)}, {ts_lit(now)}, "
-                f"CAST('{as_of.isoformat()}' AS DATE), {lit(spec.segmentation)}, "
-                f"{lit(segment_run)}, {lit(previous) if previous else 'NULL'}, 'planned', "
-                f"{n_eligible}, {n_treatment}, {n_control}, "
-                f"CAST({lit(json.dumps(params))} AS JSON), "
-                f"CAST({lit(funnel.to_json(orient='records'))} AS JSON))"
-            )
-    finally:
-        store.execute("DROP TABLE IF EXISTS _segmint_campaign_plan")
+    with store.staging() as stage, store.transaction():
+        staged = stage.from_store("plan", sql, _PLAN_COLUMNS)
+        counts = stage.query(f"SELECT reason, count(*) AS n FROM {staged} GROUP BY reason")
+        _insert_audience(store, stage, staged, name, run_id, split, control, now)
+        by_segment, by_arm = _arm_counts(store, run_id, control)
+        n_treatment = int(by_segment["treatment"].sum())
+        n_control = int(by_segment["control"].sum())
+        funnel = _funnel(counts, n_control)
+        n_eligible = n_treatment + n_control
+        # every template on the first real user of each segment and arm: fail now, not
+        # at send
+        builder.check_templates(builder.first_contexts())
+        params = {
+            "campaign": spec.model_dump(mode="json", exclude=_unset_arm_keys(spec)),
+            **_design_params(split, control),
+            "holdout": holdout,
+            "segments": targeted,
+            "frequency_cap": aspec.cap.model_dump(),
+        }
+        store.execute(
+            "INSERT INTO campaign_runs (run_id, campaign, created_at, as_of, segmentation, "
+            "segment_run_id, previous_run_id, status, n_eligible, n_treatment, n_control, "
+            f"params, funnel) VALUES ({lit(run_id)}, {lit(name)}, {ts_lit(now)}, "
+            f"{date_lit(as_of)}, {lit(spec.segmentation)}, "
+            f"{lit(segment_run)}, {lit(previous) if previous else 'NULL'}, 'planned', "
+            f"{n_eligible}, {n_treatment}, {n_control}, "
+            f"CAST({lit(json.dumps(params))} AS JSON), "
+            f"CAST({lit(funnel.to_json(orient='records'))} AS JSON))"
+        )
     seconds = time.perf_counter() - started
     log.info(
         "campaign %s: planned %s, %d eligible (%d treatment, %d control) in %.2fs",
@@ -549,10 +561,7 @@ def _funnel(counts: pd.DataFrame, n_control: int) -> pd.DataFrame:
 
 def latest_plan(store: Store, campaign: str) -> CampaignPlan | None:
     """The newest stored plan of a campaign, or None."""
-    rid = store.scalar(
-        f"SELECT run_id FROM campaign_runs WHERE campaign = {lit(campaign)} "
-        "ORDER BY created_at DESC, run_id DESC LIMIT 1"
-    )
+    rid = store.scalar(latest_run_sql("campaign", campaign=campaign))
     return None if rid is None else load_plan(store, str(rid))
 
 
@@ -571,8 +580,6 @@ def load_plan(store: Store, run_id: str) -> CampaignPlan:
     row = frame.iloc[0]
     params = json.loads(row["params"]) if row["params"] else {}
     funnel = pd.DataFrame(json.loads(row["funnel"]) if row["funnel"] else [])
-    from segmint.experiments._arms import design_from_params
-
     design = design_from_params(params)
     by_segment, by_arm = _arm_counts(store, run_id, design.control)
     as_of = pd.Timestamp(row["as_of"]).date()

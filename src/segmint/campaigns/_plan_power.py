@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from segmint.campaigns._tables import lit, ts_lit
-from segmint.experiments._arms import design_from_params
-from segmint.experiments._power import mde_proportion
+from segmint.campaigns._arms import design_from_params
+from segmint.campaigns._power import mde_proportion
+from segmint.store import completed_orders, lit
 
 if TYPE_CHECKING:
     from segmint.campaigns._plan import CampaignPlan
@@ -47,7 +47,7 @@ def plan_power(store: Store, run_id: str) -> dict[str, Any]:
     as_of = run["as_of"].iloc[0] if not run.empty else None
     day = getattr(as_of, "date", lambda: as_of)() if as_of is not None else None
     end = datetime.combine(day, time(), tzinfo=UTC) if day is not None else datetime.now(UTC)
-    newest = store.scalar("SELECT max(ts) FROM orders WHERE status = 'completed'")
+    newest = store.scalar(completed_orders(columns="max(ts)"))
     if newest is not None and not pd.isna(newest):
         # data that ends before the plan date: the 30 days before its newest order
         newest_ts = pd.Timestamp(newest)
@@ -57,8 +57,8 @@ def plan_power(store: Store, run_id: str) -> dict[str, Any]:
     arms = store.query(
         "SELECT a.arm, count(*) AS n, count(o.user_id) AS converters FROM "
         f"(SELECT DISTINCT user_id, arm FROM campaign_audiences WHERE run_id = {lit(run_id)}) a "
-        "LEFT JOIN (SELECT DISTINCT user_id FROM orders WHERE status = 'completed' "
-        f"AND ts >= {ts_lit(start)} AND ts < {ts_lit(end)}) o ON o.user_id = a.user_id "
+        f"LEFT JOIN ({completed_orders(since=start, before=end, columns='DISTINCT user_id')}) o "
+        "ON o.user_id = a.user_id "
         "GROUP BY a.arm ORDER BY a.arm"
     )
     sizes = {str(a): int(n) for a, n in zip(arms["arm"], arms["n"], strict=True)}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from segmint.campaigns._config import Playbook
-from segmint.campaigns._tables import lit, table_exists
+from segmint.store import latest_run_sql, table_exists
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -255,10 +255,7 @@ def _clusters(store: Store | None, name: str) -> dict[str, Any]:
     generic = _strategy("tailored_recs", recs=True)
     if store is None or not table_exists(store, "segment_runs"):
         return {"*": generic}
-    raw = store.scalar(
-        f"SELECT details FROM segment_runs WHERE segmentation = {lit(name)} "
-        "ORDER BY created_at DESC, run_id DESC LIMIT 1"
-    )
+    raw = store.scalar(latest_run_sql("segment", columns="details", segmentation=name))
     if raw is None:
         return {"*": generic}
     details = json.loads(raw) if isinstance(raw, str) else dict(raw)

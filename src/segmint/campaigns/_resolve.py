@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from segmint.campaigns._config import ANY_SEGMENT, Playbook
-from segmint.campaigns._tables import lit
-from segmint.store import Store
+from segmint.store import Store, lit
 
 __all__ = ["Resolution", "SegmentMatch", "resolve_segments"]
 

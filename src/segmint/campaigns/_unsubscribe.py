@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from segmint.campaigns._keys import KEY_ID, KeyRing
-from segmint.campaigns._tables import lit, ts_lit
 from segmint.errors import InvalidTokenError, NotFoundError
-from segmint.store import Store, latest_consent_sql
+from segmint.store import Store, latest_consent_sql, lit, ts_lit
 
 __all__ = ["UnsubscribeResult", "make_token", "unsubscribe", "verify_token"]
 

@@ -71,7 +71,7 @@ COLUMNS = [
 # -- attributes ----------------------------------------------------------------------------
 def _trait(store: Store, variable: str) -> pd.DataFrame:
     from segmint._expressions import check_expression
-    from segmint.features._custom import PERSONAL_COLUMNS, TRAIT_COLUMNS
+    from segmint.features import PERSONAL_COLUMNS, TRAIT_COLUMNS
 
     expr = check_expression(
         variable,
@@ -250,7 +250,7 @@ def _raw(
     if features is not None and variable in features.columns and variable != "user_id":
         return features[["user_id", variable]].rename(columns={variable: "v"})
     if variable in segmentations:
-        from segmint.segments._segment import run_segmentation
+        from segmint.segments import run_segmentation
 
         assert features is not None
         result = run_segmentation(
@@ -304,15 +304,7 @@ def breakdown_table(
     segmint.errors.ConfigError
         When ``control`` is not one of the arms, or a column is missing.
     """
-    missing = [c for c in ("user_id", "arm", "converted", "revenue") if c not in users.columns]
-    if missing:
-        raise ConfigError(f"users needs the columns {', '.join(missing)}")
-    arms = [str(a) for a in pd.unique(users["arm"].astype(str))]
-    if control not in arms:
-        raise ConfigError(
-            f"the control arm {control!r} is not among the arms ({', '.join(arms) or 'none'})"
-        )
-    treatments = sorted(a for a in arms if a != control)
+    treatments = _treatments(users, control)
     variables = [c for c in attributes.columns if c != "user_id"]
     if not variables or not treatments:
         return pd.DataFrame(columns=COLUMNS)
@@ -324,6 +316,30 @@ def breakdown_table(
         )
         for v in variables
     }
+    agg = _cell_counts(users, attributes, variables)
+    out = _sorted(_cell_tests(agg, treatments, control, alpha), variables, order, treatments)
+    return _adjusted(out)[COLUMNS]
+
+
+def _treatments(users: pd.DataFrame, control: str) -> list[str]:
+    """The non-control arms of ``users``, sorted; raises when a column or the control is
+    missing."""
+    missing = [c for c in ("user_id", "arm", "converted", "revenue") if c not in users.columns]
+    if missing:
+        raise ConfigError(f"users needs the columns {', '.join(missing)}")
+    arms = [str(a) for a in pd.unique(users["arm"].astype(str))]
+    if control not in arms:
+        raise ConfigError(
+            f"the control arm {control!r} is not among the arms ({', '.join(arms) or 'none'})"
+        )
+    return sorted(a for a in arms if a != control)
+
+
+def _cell_counts(
+    users: pd.DataFrame, attributes: pd.DataFrame, variables: list[str]
+) -> pd.DataFrame:
+    """Per (variable, level, arm): users ``n``, converters ``x``, revenue ``mean`` and
+    ``var`` (a user without attributes is ``(missing)``)."""
     frame = users[["user_id", "arm", "converted", "revenue"]].assign(
         user_id=lambda f: f["user_id"].astype(str), arm=lambda f: f["arm"].astype(str)
     )
@@ -341,7 +357,15 @@ def breakdown_table(
             var=("revenue", "var"),
         )
         parts.append(pd.concat({v: agg_v}, names=["variable"]))
-    agg = pd.concat(parts)
+    return pd.concat(parts)
+
+
+def _cell_tests(
+    agg: pd.DataFrame, treatments: list[str], control: str, alpha: float
+) -> pd.DataFrame:
+    """Every treatment arm against the control in every (variable, level) of ``agg``:
+    conversion lift (Newcombe CI, z-test) and revenue difference (Welch), NaN where the
+    arm or the control has no user."""
     cells = agg.reset_index()[["variable", "level"]].drop_duplicates()
     grid = cells.merge(pd.DataFrame({"arm": treatments}), how="cross")
     key = ["variable", "level"]
@@ -367,7 +391,7 @@ def breakdown_table(
             alpha,
         )
     na = np.where(empty, np.nan, 1.0)
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "variable": grid["variable"].to_numpy(),
             "level": grid["level"].to_numpy(),
@@ -389,7 +413,11 @@ def breakdown_table(
             "revenue_p_value": np.asarray(w["p"], float) * na,
         }
     )
-    out = _sorted(out, variables, order, treatments)
+
+
+def _adjusted(out: pd.DataFrame) -> pd.DataFrame:
+    """``out`` with the Holm and BH adjusted p-values of both tests, across the table
+    (``*_family``) and within each variable (``*_within``)."""
     for prefix in ("", "revenue_"):
         raw = out[f"{prefix}p_value"].to_numpy(float)
         out[f"{prefix}p_holm_family"] = holm(raw)
@@ -401,7 +429,7 @@ def breakdown_table(
             within_bh[idx] = benjamini_hochberg(raw[idx])
         out[f"{prefix}p_holm_within"] = within_holm
         out[f"{prefix}p_bh_within"] = within_bh
-    return out[COLUMNS]
+    return out
 
 
 def _sorted(
@@ -448,7 +476,7 @@ def evaluate_breakdowns(
 ) -> pd.DataFrame:
     """The breakdown table of a campaign's users (see :func:`breakdown_table`), the control
     taken from the campaign's design; notes on folded levels go to ``warnings``."""
-    from segmint.experiments._arms import campaign_design
+    from segmint.campaigns import campaign_design
 
     if not by:
         return pd.DataFrame(columns=COLUMNS)

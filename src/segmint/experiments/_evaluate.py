@@ -30,9 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from segmint.campaigns._tables import lit, ts_lit
-from segmint.errors import ConfigError, NotFoundError
-from segmint.experiments._arms import (
+from segmint.campaigns import (
     DEFAULT_CONTROL,
     POOLED,
     Design,
@@ -40,6 +38,7 @@ from segmint.experiments._arms import (
     normalize_arm,
     run_designs,
 )
+from segmint.errors import ConfigError, NotFoundError
 from segmint.experiments._stats import (
     CupedResult,
     SrmResult,
@@ -55,7 +54,7 @@ from segmint.experiments._stats import (
     welch_ttest,
     wilson_interval,
 )
-from segmint.store import Store
+from segmint.store import Store, completed, date_lit, lit, ts_lit
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -258,7 +257,7 @@ def _user_outcomes(
         f"count(o.order_id) FILTER (WHERE o.ts >= u.t0) AS orders, "
         f"coalesce(sum(o.amount) FILTER (WHERE o.ts >= u.t0), 0) AS revenue, "
         f"coalesce(sum(o.amount) FILTER (WHERE o.ts < u.t0), 0) AS pre_revenue "
-        "FROM u LEFT JOIN orders o ON o.user_id = u.user_id AND o.status = 'completed' "
+        f"FROM u LEFT JOIN orders o ON o.user_id = u.user_id AND {completed('o')} "
         f"AND o.ts >= u.t0 - {p} AND o.ts < {close} "
         "GROUP BY u.user_id, u.arm, u.run_id, u.t0"
     )
@@ -912,7 +911,7 @@ def _pre_treatment_segments(
         if config is None or segmentation not in config.segmentations:
             known_s = ", ".join(config.segmentations) if config is not None else "(no config)"
             raise NotFoundError(f"no segmentation {segmentation!r}; known: {known_s}")
-        from segmint.segments._segment import run_segmentation
+        from segmint.segments import run_segmentation
 
         assert features is not None
         result = run_segmentation(
@@ -1270,43 +1269,11 @@ def import_assignments(
     counted under ``bad_<column>``); ``outcome_end`` is the last day outcomes were measured
     (every user's window ends with it).
     """
-    missing = {"user_id", "arm", "sent_at"} - set(frame.columns)
-    if missing:
-        raise ConfigError(
-            f"assignments need columns user_id, arm, sent_at; missing: {', '.join(sorted(missing))}"
-            f" (found: {', '.join(map(str, frame.columns))})"
-        )
-    f = frame[["user_id", "arm", "sent_at"]].copy()
-    f["user_id"] = f["user_id"].astype(str)
-    labels = f["arm"].fillna("").astype(str).map(normalize_arm)
-    design, f["arm"] = _import_design(labels, control, control_share, split)
-    ts = pd.to_datetime(f["sent_at"], errors="coerce", utc=True)
-    bad = f["arm"].isna() | ts.isna() | f["user_id"].duplicated()
-    from segmint.experiments._outcomes import parse_outcomes, replace_outcomes
-
-    outcome_values, bad_outcome, outcome_counts = parse_outcomes(frame)
-    bad = bad | bad_outcome
-    f = f.assign(**{c: outcome_values[c].to_numpy() for c in outcome_values.columns})
-    f = f.assign(sent_at=ts)[~bad]
-    known = set(store.query("SELECT user_id FROM users")["user_id"].astype(str))
-    unknown = ~f["user_id"].isin(known)
-    f = f[~unknown]
-    if f.empty:
-        raise ConfigError(f"no usable assignment rows for {campaign!r}")
-    if outcome_end is not None and outcome_end < f["sent_at"].max().date():
-        raise ConfigError(
-            f"the outcome end {outcome_end} is before the last send "
-            f"({f['sent_at'].max():%Y-%m-%d}): give the last day outcomes were measured"
-        )
-    c = lit(campaign)
-    existing = store.query(f"SELECT DISTINCT status FROM campaign_runs WHERE campaign = {c}")[
-        "status"
-    ].tolist()
-    if existing and set(existing) != {"imported"}:
-        raise ConfigError(
-            f"campaign {campaign!r} was planned by segmint; import under another name"
-        )
-    run_id = f"import-{campaign}"
+    f, design, bad, outcome_values, outcome_counts = _parse_import(
+        frame, control, control_share, split
+    )
+    f, unknown = _usable_rows(store, campaign, f[~bad], outcome_end)
+    _check_not_planned(store, campaign)
     now = datetime.now(UTC)
     params = {
         "holdout": design.split[design.control],
@@ -1321,39 +1288,7 @@ def import_assignments(
     per_arm = f["arm"].value_counts()
     n_c = int(per_arm.get(design.control, 0))
     n_t = len(f) - n_c
-    rows = pd.DataFrame(
-        {
-            "campaign": campaign,
-            "user_id": f["user_id"],
-            "arm": f["arm"],
-            "bucket": -1.0,
-            "assigned_at": f["sent_at"],
-            "run_id": run_id,
-        }
-    )
-    first = f["sent_at"].min()
-    con = store.engine
-    con.register("_import_df", rows)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _import_rows AS SELECT campaign, user_id, arm, "
-        "bucket::DOUBLE AS bucket, assigned_at::TIMESTAMPTZ AS assigned_at, run_id "
-        "FROM _import_df"
-    )
-    con.unregister("_import_df")
-    cols = ["campaign", "user_id", "arm", "bucket", "assigned_at", "run_id"]
-    with store.transaction():
-        store.execute(f"DELETE FROM campaign_assignments WHERE campaign = {c}")
-        store.execute(f"DELETE FROM campaign_runs WHERE campaign = {c}")
-        store.write_rows("campaign_assignments", "_import_rows", cols)
-        replace_outcomes(store, campaign, f[["user_id", *outcome_values.columns]])
-        store.execute(
-            "INSERT INTO campaign_runs (run_id, campaign, created_at, as_of, segmentation, "
-            "segment_run_id, previous_run_id, status, n_eligible, n_treatment, n_control, "
-            f"params, funnel) VALUES ({lit(run_id)}, {c}, {ts_lit(now)}, "
-            f"CAST('{first.date().isoformat()}' AS DATE), '', '', NULL, 'imported', "
-            f"{n_t + n_c}, {n_t}, {n_c}, CAST({lit(json.dumps(params))} AS JSON), NULL)"
-        )
-    con.execute("DROP TABLE IF EXISTS _import_rows")
+    _write_import(store, campaign, f, list(outcome_values.columns), params, now, (n_t, n_c))
     return {
         "read": len(frame),
         "imported": n_t + n_c,
@@ -1365,3 +1300,113 @@ def import_assignments(
         "rejected_unknown_users": int(unknown.sum()),
         **outcome_counts,
     }
+
+
+def _parse_import(
+    frame: pd.DataFrame,
+    control: str,
+    control_share: float | None,
+    split: Mapping[str, float] | None,
+) -> tuple[pd.DataFrame, Design, pd.Series, pd.DataFrame, dict[str, int]]:
+    """The file's rows read: ``(rows, design, bad, outcome values, outcome counts)``.
+
+    ``rows`` has ``user_id``, ``arm`` (the design's label, NaN when unknown), ``sent_at``
+    (UTC) and the outcome columns; ``bad`` marks rows with no arm, an unreadable time, a
+    repeated user or an unreadable outcome.
+    """
+    missing = {"user_id", "arm", "sent_at"} - set(frame.columns)
+    if missing:
+        raise ConfigError(
+            f"assignments need columns user_id, arm, sent_at; missing: {', '.join(sorted(missing))}"
+            f" (found: {', '.join(map(str, frame.columns))})"
+        )
+    f = frame[["user_id", "arm", "sent_at"]].copy()
+    f["user_id"] = f["user_id"].astype(str)
+    labels = f["arm"].fillna("").astype(str).map(normalize_arm)
+    design, f["arm"] = _import_design(labels, control, control_share, split)
+    ts = pd.to_datetime(f["sent_at"], errors="coerce", utc=True)
+    bad = f["arm"].isna() | ts.isna() | f["user_id"].duplicated()
+    from segmint.experiments._outcomes import parse_outcomes
+
+    outcome_values, bad_outcome, outcome_counts = parse_outcomes(frame)
+    bad = bad | bad_outcome
+    f = f.assign(**{c: outcome_values[c].to_numpy() for c in outcome_values.columns})
+    return f.assign(sent_at=ts), design, bad, outcome_values, outcome_counts
+
+
+def _usable_rows(
+    store: Store, campaign: str, f: pd.DataFrame, outcome_end: date | None
+) -> tuple[pd.DataFrame, pd.Series]:
+    """The good rows of known users, and the mask of the unknown ones; raises when none is
+    left or when ``outcome_end`` is before the last send."""
+    known = set(store.query("SELECT user_id FROM users")["user_id"].astype(str))
+    unknown = ~f["user_id"].isin(known)
+    f = f[~unknown]
+    if f.empty:
+        raise ConfigError(f"no usable assignment rows for {campaign!r}")
+    if outcome_end is not None and outcome_end < f["sent_at"].max().date():
+        raise ConfigError(
+            f"the outcome end {outcome_end} is before the last send "
+            f"({f['sent_at'].max():%Y-%m-%d}): give the last day outcomes were measured"
+        )
+    return f, unknown
+
+
+def _check_not_planned(store: Store, campaign: str) -> None:
+    """Refuse to import over a campaign segmint planned (only an import replaces one)."""
+    existing = store.query(
+        "SELECT DISTINCT status FROM campaign_runs WHERE campaign = ?", [campaign]
+    )["status"].tolist()
+    if existing and set(existing) != {"imported"}:
+        raise ConfigError(
+            f"campaign {campaign!r} was planned by segmint; import under another name"
+        )
+
+
+def _write_import(
+    store: Store,
+    campaign: str,
+    f: pd.DataFrame,
+    outcomes: list[str],
+    params: dict[str, Any],
+    now: datetime,
+    counts: tuple[int, int],
+) -> None:
+    """Replace the campaign's assignments, outcomes and run by the imported ones, in one
+    transaction (``counts``: treated and control users)."""
+    from segmint.experiments._outcomes import replace_outcomes
+
+    n_t, n_c = counts
+    run_id = f"import-{campaign}"
+    rows = pd.DataFrame(
+        {
+            "campaign": campaign,
+            "user_id": f["user_id"],
+            "arm": f["arm"],
+            "bucket": -1.0,
+            "assigned_at": f["sent_at"],
+            "run_id": run_id,
+        }
+    )
+    first = f["sent_at"].min()
+    c = lit(campaign)
+    cols = ["campaign", "user_id", "arm", "bucket", "assigned_at", "run_id"]
+    with store.staging() as stage:
+        staged = stage.table(
+            "import_rows",
+            "SELECT campaign, user_id, arm, bucket::DOUBLE AS bucket, "
+            "assigned_at::TIMESTAMPTZ AS assigned_at, run_id "
+            f"FROM {stage.frame('import', rows)}",
+        )
+        with store.transaction():
+            store.execute(f"DELETE FROM campaign_assignments WHERE campaign = {c}")
+            store.execute(f"DELETE FROM campaign_runs WHERE campaign = {c}")
+            stage.write("campaign_assignments", staged, cols)
+            replace_outcomes(store, campaign, f[["user_id", *outcomes]])
+            store.execute(
+                "INSERT INTO campaign_runs (run_id, campaign, created_at, as_of, segmentation, "
+                "segment_run_id, previous_run_id, status, n_eligible, n_treatment, n_control, "
+                f"params, funnel) VALUES ({lit(run_id)}, {c}, {ts_lit(now)}, "
+                f"{date_lit(first.date())}, '', '', NULL, 'imported', "
+                f"{n_t + n_c}, {n_t}, {n_c}, CAST({lit(json.dumps(params))} AS JSON), NULL)"
+            )

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from segmint.campaigns._tables import lit
+from segmint.store import lit
 
 if TYPE_CHECKING:
     from segmint.store import Store
@@ -88,20 +88,14 @@ def replace_outcomes(store: Store, campaign: str, rows: pd.DataFrame) -> None:
             else None,
         }
     )
-    con = store.engine
-    con.register("_outcomes_df", full)
-    try:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _outcome_rows AS SELECT campaign::VARCHAR AS campaign, "
-            "user_id::VARCHAR AS user_id, converted::BOOLEAN AS converted, "
-            "revenue::DOUBLE AS revenue, visited::BOOLEAN AS visited FROM _outcomes_df"
+    with store.staging() as stage:
+        staged = stage.table(
+            "outcome_rows",
+            "SELECT campaign::VARCHAR AS campaign, user_id::VARCHAR AS user_id, "
+            "converted::BOOLEAN AS converted, revenue::DOUBLE AS revenue, "
+            f"visited::BOOLEAN AS visited FROM {stage.frame('outcomes', full)}",
         )
-    finally:
-        con.unregister("_outcomes_df")
-    store.write_rows(
-        "campaign_outcomes", "_outcome_rows", ["campaign", "user_id", *OUTCOME_COLUMNS]
-    )
-    con.execute("DROP TABLE IF EXISTS _outcome_rows")
+        stage.write("campaign_outcomes", staged, ["campaign", "user_id", *OUTCOME_COLUMNS])
 
 
 def imported_outcomes(store: Store, campaign: str) -> pd.DataFrame:

@@ -7,8 +7,8 @@ rows. No Python loop touches a user.
 
 Conventions
 -----------
-* A **purchase** is an order with ``status = 'completed'`` (as in the feature catalog);
-  refunded and cancelled orders never count.
+* A **purchase** is a completed order (:data:`segmint.store.COMPLETED`, as in the feature
+  catalog); refunded and cancelled orders never count.
 * **Months are UTC calendar months.** Timestamps are ``TIMESTAMPTZ`` and both stores run
   their sessions in UTC, so an order at ``2024-01-31 23:30-05:00`` (= 04:30 UTC on
   1 February) belongs to February.
@@ -35,14 +35,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from segmint.campaigns._tables import lit, ts_lit
+from segmint._time import to_utc
 from segmint.errors import ConfigError, NotFoundError
 from segmint.experiments._evaluate import MESSAGE_EVENTS
 from segmint.experiments._stats import welch_batch, wilson_interval
 from segmint.features import default_as_of
-from segmint.features._catalog import to_utc
-from segmint.segments._runs import resolve_run
-from segmint.store import Store
+from segmint.segments import resolve_run
+from segmint.store import COMPLETED, Store, lit, ts_lit
 
 __all__ = [
     "BeforeAfterResult",
@@ -57,8 +56,6 @@ log = logging.getLogger(__name__)
 
 ALL = "(all)"
 """The segment label of the rows that cover every user."""
-
-COMPLETED = "status = 'completed'"
 
 CohortBy = Literal["first_purchase", "signup"]
 Activity = Literal["order", "event"]
@@ -267,6 +264,40 @@ def retention_sql(
     FROM sizes AS s LEFT JOIN hits AS h ON h.cohort = s.cohort"""
 
 
+def _cohort_grid(raw: pd.DataFrame, end: dt.datetime, max_months: int) -> pd.DataFrame:
+    """The rows of :func:`retention_sql` on the full grid of every cohort x month since
+    that has started by ``end`` (0 active users where none), with ``retention`` and
+    ``complete`` (the month ended before ``end``)."""
+    raw = _numeric(raw, ["cohort", "cohort_size"], "int64")
+    raw = _numeric(raw, ["months_since", "active_users"])
+    last_started = _py_month_index(end - dt.timedelta(microseconds=1))
+    first_running = _py_month_index(end)  # months before it have ended by as_of
+    # the grid of every cohort x month since that has started by as_of (vectorised)
+    sizes = raw.drop_duplicates("cohort")[["cohort", "cohort_size"]].sort_values("cohort")
+    k = np.arange(max_months + 1, dtype="int64")
+    grid = pd.DataFrame(
+        {
+            "cohort": np.repeat(sizes["cohort"].to_numpy(), k.size),
+            "cohort_size": np.repeat(sizes["cohort_size"].to_numpy(), k.size),
+            "months_since": np.tile(k, len(sizes)),
+        }
+    )
+    grid = grid[grid["cohort"] + grid["months_since"] <= last_started]
+    hits = raw.dropna(subset=["months_since"]).astype({"months_since": "int64"})
+    out = grid.merge(
+        hits[["cohort", "months_since", "active_users"]],
+        on=["cohort", "months_since"],
+        how="left",
+    )
+    out["active_users"] = out["active_users"].fillna(0).astype("int64")
+    out["retention"] = out["active_users"] / out["cohort_size"]
+    out["complete"] = (out["cohort"] + out["months_since"]) < first_running
+    out["cohort"] = _month_start(out["cohort"]).to_numpy()
+    return out[
+        ["cohort", "months_since", "cohort_size", "active_users", "retention", "complete"]
+    ].reset_index(drop=True)
+
+
 def retention_matrix(
     store: Store,
     *,
@@ -313,37 +344,10 @@ def retention_matrix(
     raw = store.query(
         retention_sql(cohort_by=cohort_by, activity=activity, as_of=end, max_months=max_months)
     )
-    raw = _numeric(raw, ["cohort", "cohort_size"], "int64")
-    raw = _numeric(raw, ["months_since", "active_users"])
-    last_started = _py_month_index(end - dt.timedelta(microseconds=1))
-    first_running = _py_month_index(end)  # months before it have ended by as_of
-    # the grid of every cohort x month since that has started by as_of (vectorised)
-    sizes = raw.drop_duplicates("cohort")[["cohort", "cohort_size"]].sort_values("cohort")
-    k = np.arange(max_months + 1, dtype="int64")
-    grid = pd.DataFrame(
-        {
-            "cohort": np.repeat(sizes["cohort"].to_numpy(), k.size),
-            "cohort_size": np.repeat(sizes["cohort_size"].to_numpy(), k.size),
-            "months_since": np.tile(k, len(sizes)),
-        }
-    )
-    grid = grid[grid["cohort"] + grid["months_since"] <= last_started]
-    hits = raw.dropna(subset=["months_since"]).astype({"months_since": "int64"})
-    out = grid.merge(
-        hits[["cohort", "months_since", "active_users"]],
-        on=["cohort", "months_since"],
-        how="left",
-    )
-    out["active_users"] = out["active_users"].fillna(0).astype("int64")
-    out["retention"] = out["active_users"] / out["cohort_size"]
-    out["complete"] = (out["cohort"] + out["months_since"]) < first_running
-    out["cohort"] = _month_start(out["cohort"]).to_numpy()
-    matrix = out[
-        ["cohort", "months_since", "cohort_size", "active_users", "retention", "complete"]
-    ].reset_index(drop=True)
+    matrix = _cohort_grid(raw, end, max_months)
     log.debug(
         "retention matrix: %d cohorts, %d cells in %.2fs",
-        len(sizes),
+        matrix["cohort"].nunique(),
         len(matrix),
         time.perf_counter() - started,
     )
@@ -722,11 +726,7 @@ def before_after(
     -------
     BeforeAfterResult
     """
-    if window_days < 1:
-        raise ConfigError(f"window_days must be 1 or more, got {window_days}")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must be between 0 and 1, got {alpha}")
-    _metric_source(metric)  # validates the metric
+    _check_before_after(metric, window_days, alpha)
     t = to_utc(date)
     raw = store.query(
         before_after_sql(
@@ -736,24 +736,8 @@ def before_after(
     raw["grp"] = raw["grp"].astype(str)
     raw = _numeric(raw, [c for c in raw.columns if c != "grp"]).set_index("grp")
     groups = ["treated"] + (["comparison"] if comparison is not None else [])
-    empty = pd.Series(np.nan, index=raw.columns).fillna({"n": 0.0})
-    g = pd.DataFrame({k: raw.loc[k] if k in raw.index else empty for k in groups}).T
-    g = g.astype("float64")
-    # per group and period: mean with its t interval (vectorised over the rows)
-    table = pd.DataFrame(
-        {
-            "group": np.repeat(groups, 2),
-            "period": ["before", "after"] * len(groups),
-            "users": np.repeat(g["n"].to_numpy(), 2).astype("int64"),
-            "mean": g[["mean_before", "mean_after"]].to_numpy().ravel(),
-            "var": g[["var_before", "var_after"]].to_numpy().ravel(),
-        }
-    )
-    lo, hi, _ = _t_interval(
-        table["mean"].to_numpy(), table["var"].to_numpy(), table["users"].to_numpy(), alpha
-    )
-    table["ci_lo"], table["ci_hi"] = lo, hi
-    table = table.drop(columns="var")
+    g = _group_rows(raw, groups)
+    table = _period_table(g, groups, alpha)
     tr: dict[Any, float] = g.loc["treated"].to_dict()
     d_lo, d_hi, d_p = _t_interval(
         np.array([tr["mean_delta"]]), np.array([tr["var_delta"]]), np.array([tr["n"]]), alpha
@@ -761,40 +745,12 @@ def before_after(
     notes = [BEFORE_AFTER_WARNING]
     did = None
     if comparison is not None:
-        c: dict[Any, float] = g.loc["comparison"].to_dict()
-        names = ["before", "after", "delta", "pre_delta"]
-        w = welch_batch(
-            [tr[f"mean_{v}"] for v in names],
-            [tr[f"var_{v}"] for v in names],
-            tr["n"],
-            [c[f"mean_{v}"] for v in names],
-            [c[f"var_{v}"] for v in names],
-            c["n"],
-            alpha,
-        )
-        did = pd.DataFrame(
-            {
-                "quantity": ["before", "after", "difference-in-differences", "pre-trend (placebo)"],
-                "treated": w["mean1"],
-                "comparison": w["mean0"],
-                "difference": w["diff"],
-                "ci_lo": w["lo"],
-                "ci_hi": w["hi"],
-                "p_value": w["p"],
-            }
-        )
+        did = _did_table(tr, g.loc["comparison"].to_dict(), alpha)
         notes.append(DID_NOTE)
     n_both = int(raw["n"].to_dict().get("both", 0))
     if n_both:
         notes.append(f"{n_both:,} users are in both groups and were left out of both.")
-    data_end = _as_of(store, None)
-    window_end = t + dt.timedelta(days=window_days)
-    if data_end < window_end:
-        observed = max((data_end - t).total_seconds() / 86400.0, 0.0)
-        notes.append(
-            f"The after window is not complete: the data ends {observed:.1f} days after "
-            f"the date, not {window_days}; 'after' is understated."
-        )
+    notes.extend(_incomplete_after(store, t, window_days))
     log.debug("before/after %s on %s: %d treated users", metric, t.date(), int(tr["n"]))
     return BeforeAfterResult(
         table=table,
@@ -808,3 +764,78 @@ def before_after(
         window_days=window_days,
         alpha=alpha,
     )
+
+
+def _check_before_after(metric: str, window_days: int, alpha: float) -> None:
+    """Refuse a window under a day, an alpha outside (0, 1) or an unknown metric."""
+    if window_days < 1:
+        raise ConfigError(f"window_days must be 1 or more, got {window_days}")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must be between 0 and 1, got {alpha}")
+    _metric_source(metric)  # validates the metric
+
+
+def _group_rows(raw: pd.DataFrame, groups: list[str]) -> pd.DataFrame:
+    """One float row per group of ``raw`` (indexed by group); a group without users has
+    ``n`` 0 and NaN statistics."""
+    empty = pd.Series(np.nan, index=raw.columns).fillna({"n": 0.0})
+    g = pd.DataFrame({k: raw.loc[k] if k in raw.index else empty for k in groups}).T
+    return g.astype("float64")
+
+
+def _period_table(g: pd.DataFrame, groups: list[str], alpha: float) -> pd.DataFrame:
+    """Per group and period (before, after): users and the mean with its t interval
+    (vectorised over the rows)."""
+    table = pd.DataFrame(
+        {
+            "group": np.repeat(groups, 2),
+            "period": ["before", "after"] * len(groups),
+            "users": np.repeat(g["n"].to_numpy(), 2).astype("int64"),
+            "mean": g[["mean_before", "mean_after"]].to_numpy().ravel(),
+            "var": g[["var_before", "var_after"]].to_numpy().ravel(),
+        }
+    )
+    lo, hi, _ = _t_interval(
+        table["mean"].to_numpy(), table["var"].to_numpy(), table["users"].to_numpy(), alpha
+    )
+    table["ci_lo"], table["ci_hi"] = lo, hi
+    return table.drop(columns="var")
+
+
+def _did_table(tr: dict[Any, float], c: dict[Any, float], alpha: float) -> pd.DataFrame:
+    """Treated against comparison (Welch): before, after, the difference-in-differences
+    and the placebo pre-trend."""
+    names = ["before", "after", "delta", "pre_delta"]
+    w = welch_batch(
+        [tr[f"mean_{v}"] for v in names],
+        [tr[f"var_{v}"] for v in names],
+        tr["n"],
+        [c[f"mean_{v}"] for v in names],
+        [c[f"var_{v}"] for v in names],
+        c["n"],
+        alpha,
+    )
+    return pd.DataFrame(
+        {
+            "quantity": ["before", "after", "difference-in-differences", "pre-trend (placebo)"],
+            "treated": w["mean1"],
+            "comparison": w["mean0"],
+            "difference": w["diff"],
+            "ci_lo": w["lo"],
+            "ci_hi": w["hi"],
+            "p_value": w["p"],
+        }
+    )
+
+
+def _incomplete_after(store: Store, t: dt.datetime, window_days: int) -> list[str]:
+    """A note when the data ends before the after window does (else none)."""
+    data_end = _as_of(store, None)
+    window_end = t + dt.timedelta(days=window_days)
+    if data_end >= window_end:
+        return []
+    observed = max((data_end - t).total_seconds() / 86400.0, 0.0)
+    return [
+        f"The after window is not complete: the data ends {observed:.1f} days after "
+        f"the date, not {window_days}; 'after' is understated."
+    ]

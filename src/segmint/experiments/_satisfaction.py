@@ -25,11 +25,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from segmint.campaigns._tables import lit, ts_lit
+from segmint._time import to_utc
 from segmint.errors import ConfigError
-from segmint.features._catalog import to_utc
-from segmint.segments._runs import resolve_run
-from segmint.store import Store
+from segmint.segments import resolve_run
+from segmint.store import Store, lit, ts_lit
 
 __all__ = ["SURVEYS", "SatisfactionResult", "satisfaction_by_segment", "satisfaction_sql"]
 
@@ -243,7 +242,21 @@ def satisfaction_by_segment(
             f"until ({hi_ts:%Y-%m-%d %H:%M}) must be after since ({lo_ts:%Y-%m-%d %H:%M})"
         )
     run_id = None if segment_run_id is None else resolve_run(store, segment_run_id)
-    raw = store.query(satisfaction_sql(run_id, since=lo_ts, until=hi_ts))
+    table = _score_table(store.query(satisfaction_sql(run_id, since=lo_ts, until=hi_ts)), alpha)
+    invalid = _invalid_responses(store, lo_ts, hi_ts)
+    return SatisfactionResult(
+        table=table,
+        invalid=invalid,
+        segment_run_id=run_id,
+        alpha=alpha,
+        since=lo_ts,
+        until=hi_ts,
+    )
+
+
+def _score_table(raw: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The rows of :func:`satisfaction_sql` typed and scored (NPS or CSAT with its
+    interval), the ``"(all)"`` rows first, then segments by name, surveys in order."""
     counts = ["responses", "invalid", "promoters", "passives", "detractors"]
     for col in counts:
         raw[col] = pd.to_numeric(raw[col]).astype("int64")
@@ -267,7 +280,7 @@ def satisfaction_by_segment(
         + raw["survey"].map({s: str(i) for i, s in enumerate(SURVEYS)})
     )
     table = raw.loc[order.sort_values(kind="stable").index].reset_index(drop=True)
-    table = table[
+    return table[
         [
             "segment",
             "survey",
@@ -281,6 +294,12 @@ def satisfaction_by_segment(
             "detractors",
         ]
     ]
+
+
+def _invalid_responses(
+    store: Store, lo_ts: dt.datetime | None, hi_ts: dt.datetime | None
+) -> pd.DataFrame:
+    """Invalid responses of the period by survey and reason (logged when there are any)."""
     invalid = store.query(
         f"SELECT survey, problem AS reason, count(*) AS responses "
         f"FROM ({_responses_sql(lo_ts, hi_ts)}) AS v WHERE problem IS NOT NULL "
@@ -295,11 +314,4 @@ def satisfaction_by_segment(
             n_bad,
             ", ".join(f"{r.survey} {r.reason}: {r.responses}" for r in invalid.itertuples()),
         )
-    return SatisfactionResult(
-        table=table,
-        invalid=invalid,
-        segment_run_id=run_id,
-        alpha=alpha,
-        since=lo_ts,
-        until=hi_ts,
-    )
+    return invalid

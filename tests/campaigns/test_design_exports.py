@@ -1,0 +1,46 @@
+"""The arm design and the power formulas belong to the campaign layer (which plans the
+experiment); the experiments layer re-exports the same objects, and planning loads no
+statistics library until a formula runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import segmint.campaigns as campaigns
+import segmint.experiments as experiments
+from segmint.experiments import _arms, _power
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["POOLED", "Design", "campaign_control", "campaign_design", "design_from_params",
+     "make_design", "normalize_arm", "run_designs", "DEFAULT_CONTROL", "DEFAULT_TREATMENT"],
+)  # fmt: skip
+def test_experiments_arms_are_the_campaign_layers(name: str) -> None:
+    assert getattr(_arms, name) is getattr(campaigns, name)
+
+
+@pytest.mark.parametrize(
+    "name", ["mde_mean", "mde_proportion", "users_needed_mean", "users_needed_proportion"]
+)
+def test_power_formulas_are_the_campaign_layers(name: str) -> None:
+    assert getattr(experiments, name) is getattr(campaigns, name) is getattr(_power, name)
+
+
+def test_a_design_round_trips_through_run_params() -> None:
+    design = campaigns.make_design(
+        {" message  A ": 0.4, "message B": 0.4, "holdout": 0.2}, "holdout"
+    )
+    assert design.arms == ["message A", "message B", "holdout"]
+    assert campaigns.design_from_params(json.dumps(design.to_params())) == design
+
+
+def test_importing_campaigns_loads_no_scipy() -> None:
+    code = "import sys, segmint.campaigns; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert campaigns.mde_proportion(0.1, 1000, 1000) > 0
