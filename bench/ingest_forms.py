@@ -52,13 +52,13 @@ TRIM_FORMS = {
 }
 
 
-def _timed(con: duckdb.DuckDBPyConnection, sql: str) -> float:
+def _timed(con: Any, sql: str) -> float:
     t0 = time.perf_counter()
     con.execute(sql)
     return time.perf_counter() - t0
 
 
-def _best(con: duckdb.DuckDBPyConnection, sql: str, rounds: int) -> float:
+def _best(con: Any, sql: str, rounds: int) -> float:
     return min(_timed(con, sql) for _ in range(rounds))
 
 
@@ -89,30 +89,32 @@ def trim_forms(orders: Path, rounds: int) -> None:
 
 def _pipeline(fmt: str, files: dict[str, Path], work: Path, through: str) -> tuple[Any, ...]:
     """A fresh store with the users loaded and the orders staged and typed (``through``
-    "typed") or also checked (``through`` "checked"), by the real ingestion code."""
+    "typed") or also checked (``through`` "checked"), by the real ingestion code, in a
+    staging area of the store's engine (``area.raw``, ``area.typed`` ... name its tables)."""
     from segmint.config import load_config
     from segmint.sources import _ingest as ing
+    from segmint.sources._area import Area
     from segmint.sources._readers import stage
-    from segmint.store._base import Store
-    from segmint.store._schema import TABLES
+    from segmint.store import TABLES, open_store
 
     write_project(fmt, files["users"], files["orders"], work)
     for f in work.glob("bench.duckdb*"):
         f.unlink()
     config = load_config(work / "segmint.yaml")
-    store = Store(work / "bench.duckdb")
-    store.ensure_schema()
+    store = open_store(str(work / "bench.duckdb"))
     ing.ingest_source(store, config, "users")
-    con, source, table = store.engine, config.sources["orders"], TABLES["orders"]
-    staged = stage(con, "orders", source, config)
-    typing = ing._build_typed(con, "orders", source, staged, table, config, datetime.now(UTC))
+    area = Area(store.staging())
+    source, table = config.sources["orders"], TABLES["orders"]
+    staged = stage(area, "orders", source, config)
+    typing = ing._build_typed(area, "orders", source, staged, table, config, datetime.now(UTC))
     if through == "checked":
-        ing._build_rejects(con, store, source, table, config, typing, staged)
-    return store, con, staged, typing, table
+        ing._build_rejects(area, store, source, table, config, typing, staged)
+    return store, area, staged, typing, table
 
 
 def check_forms(fmt: str, files: dict[str, Path], work: Path, rounds: int) -> None:
-    store, con, _staged, typing, table = _pipeline(fmt, files, work, "typed")
+    store, area, _staged, typing, table = _pipeline(fmt, files, work, "typed")
+    con = area.stage
     any_fails = " OR ".join(f"({cond})" for cond, _ in typing.checks)
     reasons = ", ".join(f"CASE WHEN {cond} THEN {reason} END" for cond, reason in typing.checks)
     cols = ", ".join(f'"{c}"' for c in table.column_names if c not in typing.constants)
@@ -126,16 +128,17 @@ def check_forms(fmt: str, files: dict[str, Path], work: Path, rounds: int) -> No
         ),
         "nothing (the typed rows alone)": "NULL",
     }
-    n = con.execute("SELECT count(*) FROM _raw").fetchone()[0]  # type: ignore[index]
+    n = area.count(area.raw)
     print(f"\n[checks] materialise {n:,} typed orders ({fmt}) with ..., best of {rounds}")
     for label, form in forms.items():
-        sql = f"CREATE OR REPLACE TEMP TABLE _x AS SELECT {cols}, {form} AS _c FROM _typed"
+        sql = f"CREATE OR REPLACE TEMP TABLE _x AS SELECT {cols}, {form} AS _c FROM {area.typed}"
         print(f"  {label:55s} {_best(con, sql, rounds):8.2f} s")
     store.close()
 
 
 def insert_forms(fmt: str, files: dict[str, Path], work: Path, rounds: int) -> None:
-    store, con, staged, typing, table = _pipeline(fmt, files, work, "checked")
+    store, area, staged, typing, table = _pipeline(fmt, files, work, "checked")
+    con = area.stage
     cols = ", ".join(f'"{c}"' for c in table.column_names)
     const = ", ".join(
         f"{typing.constants[c]} AS {c}" if c in typing.constants else f'"{c}"'
@@ -143,12 +146,12 @@ def insert_forms(fmt: str, files: dict[str, Path], work: Path, rounds: int) -> N
     )
     # the previous way: the rejected rows deleted from (a copy of) the typed rows
     row = f"(rowid + {staged.row_offset})" if staged.row_offset is not None else "_row"
-    con.execute("CREATE TEMP TABLE _deleted AS SELECT * FROM _typed_rows")
-    con.execute(f"DELETE FROM _deleted WHERE {row} IN (SELECT _row FROM _rejects)")
+    con.execute(f"CREATE TEMP TABLE _deleted AS SELECT * FROM {area.typed_rows}")
+    con.execute(f"DELETE FROM _deleted WHERE {row} IN (SELECT _row FROM {area.rejects})")
     forms = {
-        "anti-join against the rejects (segmint)": f"SELECT {cols} FROM _valid",
+        "anti-join against the rejects (segmint)": f"SELECT {cols} FROM {area.valid}",
         "rejects deleted (before)": f"SELECT {const} FROM _deleted",
-        "filter on the row-check flag": f"SELECT {const} FROM _typed_rows WHERE _bad IS NULL",
+        "filter on the row-check flag": f"SELECT {const} FROM {area.typed_rows} WHERE _bad IS NULL",
     }
     print(f"\n[insert] the accepted orders ({fmt}) into the store, each round rolled back")
     times: dict[str, list[float]] = {k: [] for k in forms}

@@ -15,8 +15,8 @@ where SQL is allowed to be raw):
   ``.register(``; the staging area names its own);
 * DDL outside the store (``CREATE TABLE`` / ``ALTER TABLE`` of a permanent table);
 * functions over 80 lines without a reason (bench/function_sizes.py's rule);
-* private cross-package imports (import-linter's private-modules contract,
-  lint-imports-private.toml, run on that checkout).
+* private cross-package imports (import-linter's ``private`` contract of this repo's
+  pyproject.toml, run on that checkout's ``src``).
 """
 
 from __future__ import annotations
@@ -59,9 +59,15 @@ def count(root: Path) -> dict[str, object]:
         for name, rx in PATTERNS.items():
             found[name] += len(rx.findall(text))
     long = [f for f in long_functions(src, 80) if not f[3]]
-    config = HERE.parent / "lint-imports-private.toml"  # this repo's contract, on any checkout
+    config = HERE.parent / "pyproject.toml"  # this repo's contract, on any checkout
     lint = subprocess.run(
-        [str(HERE.parent / ".venv" / "bin" / "lint-imports"), "--config", str(config)],
+        [
+            str(HERE.parent / ".venv" / "bin" / "lint-imports"),
+            str(config),
+            "--contract",
+            "private",
+            "--no-cache",
+        ],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root / "src")},
         capture_output=True,

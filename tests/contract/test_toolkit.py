@@ -204,6 +204,10 @@ def test_staging_names_and_drops_its_tables(store: Store) -> None:
         assert stage.count(a) == 5 and stage.count(b) == 2 and stage.count(c) == 1
         assert stage.scalar(f"SELECT sum(x) FROM {a}") == 10
         assert stage.arrow(f"SELECT * FROM {b}").num_rows == 2
+        v = stage.view("v", f"SELECT x * 2 AS y FROM {a}")
+        assert stage.scalar(f"SELECT sum(y) FROM {v}") == 20
+        by_sql = stage.name("made by sql")  # a name given to SQL that makes a view
+        stage.execute(f"CREATE TEMP VIEW {by_sql} AS SELECT 1 AS one")
         stage.drop(a)
         assert stage.name("x") != stage.name("x")
     assert _staged_names(store) == before

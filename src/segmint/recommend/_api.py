@@ -19,13 +19,12 @@ from segmint.recommend._interactions import Interactions, build_interactions
 from segmint.recommend._registry import default_segmentation, filters_from_config, make_model
 from segmint.recommend._runs import (
     RecommendationRun,
-    _latest_of_kind_sql,
     _lit,
     load_run_record,
     new_run_id,
     save_run,
 )
-from segmint.store import Store, completed, ts_lit
+from segmint.store import Store, completed, latest_run_sql, ts_lit
 
 __all__ = ["recommend_all", "recommend_for_user", "resolve_model"]
 
@@ -220,7 +219,7 @@ def recommend_for_user(
         When there is no batch run, or the user is not in the store.
     """
     uid = _lit(str(user_id))
-    run = _lit(run_id) if run_id else f"({_latest_of_kind_sql('batch')})"
+    run = _lit(run_id) if run_id else f"({latest_run_sql('recommendation', kind='batch')})"
     # one round trip on the fast path; the latest run is found inside the query
     frame = store.query(
         'SELECT r."rank" AS "rank", r.item_id AS item_id, i.title AS title, r.score AS score, '

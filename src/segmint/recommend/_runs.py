@@ -183,18 +183,6 @@ def list_recommendation_runs(store: Store, kind: str | None = None) -> pd.DataFr
     )
 
 
-def _latest_of_kind_sql(kind: str, columns: str = "run_id") -> str:
-    """The newest recommendation run of ``kind`` (``batch`` or ``evaluation``).
-
-    Not :func:`segmint.store.latest_run_sql`: its first parameter is named ``kind``, so it
-    cannot filter on the ``kind`` column of ``recommendation_runs``.
-    """
-    return (
-        f"SELECT {columns} FROM recommendation_runs WHERE kind = {_lit(kind)} "
-        "ORDER BY created_at DESC, run_id DESC LIMIT 1"
-    )
-
-
 def load_run_record(
     store: Store, run_id: str | None = None, kind: str = "batch"
 ) -> RecommendationRun:
@@ -212,7 +200,7 @@ def load_run_record(
     frame = store.query(
         latest_run_sql("recommendation", columns=columns, run_id=run_id)
         if run_id
-        else _latest_of_kind_sql(kind, columns)
+        else latest_run_sql("recommendation", columns=columns, kind=kind)
     )
     if frame.empty:
         if run_id:

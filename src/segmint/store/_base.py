@@ -153,11 +153,6 @@ class Store:
         :class:`Staging` only; layers use :meth:`staging`)."""
         return self._con
 
-    @property
-    def engine(self) -> duckdb.DuckDBPyConnection:
-        """Transitional (issue 18): removed once no layer reads it; use :meth:`staging`."""
-        return self._engine_connection()
-
     def staging(self) -> Staging:
         """A staging area in the engine: ``with store.staging() as stage: ...``.
 

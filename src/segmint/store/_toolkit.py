@@ -95,6 +95,13 @@ class Staging:
         self._con.execute(f"CREATE TEMP TABLE {name} AS {sql}", params)
         return name
 
+    def view(self, hint: str, sql: str) -> str:
+        """``CREATE TEMP VIEW <new name> AS <sql>`` in the engine (nothing is copied;
+        the query runs where the view is read); returns the name."""
+        name = self.name(hint)
+        self._con.execute(f"CREATE TEMP VIEW {name} AS {sql}")
+        return name
+
     def frame(self, hint: str, data: pd.DataFrame | pa.Table, *, copy: bool = False) -> str:
         """Make a DataFrame or Arrow table readable by name in the engine.
 
@@ -158,17 +165,27 @@ class Staging:
         else:
             if name in self._tables:
                 self._tables.remove(name)
-            self._con.execute(f"DROP TABLE IF EXISTS {ident(name)}")
+            self._drop_relation(name)
+
+    def _drop_relation(self, name: str) -> None:
+        """Drop a staged name, whether SQL made it a table or a view."""
+        found = self._con.execute(
+            "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchall()
+        if found:
+            kind = "VIEW" if found[0][0] == "VIEW" else "TABLE"
+            self._con.execute(f"DROP {kind} IF EXISTS {ident(name)}")
 
     def close(self) -> None:
-        """Drop every table and view this staging area made."""
+        """Drop every table and view this staging area made (also those that SQL run
+        through it created under a name from :meth:`name`)."""
         for name in reversed(self._views):
             with contextlib.suppress(duckdb.Error):  # the connection is gone
                 self._con.unregister(name)
         for name in reversed(self._tables):
             # in an aborted transaction its temp tables go with the rollback
             with contextlib.suppress(duckdb.Error):
-                self._con.execute(f"DROP TABLE IF EXISTS {name}")
+                self._drop_relation(name)
         self._views.clear()
         self._tables.clear()
 
