@@ -287,7 +287,7 @@ def _planned(path: Path) -> tuple[Any, Any, Any]:
 
 
 def child_render(path: Path, chunk: int) -> dict[str, Any]:
-    from segmint.campaigns._tables import lit
+    from segmint.store import lit
 
     store, plan, builder = _planned(path)
     n = 0

@@ -264,8 +264,7 @@ class FrequencyCap(_Strict):
     window_days: int = Field(default=7, ge=1)
 
 
-# the labels of segmint.experiments._arms, which is not imported here: it loads the
-# statistics stack, and this module is loaded with every configuration
+# the default arm labels (segmint.campaigns._arms builds experiment designs on them)
 DEFAULT_CONTROL = "control"
 DEFAULT_TREATMENT = "treatment"
 

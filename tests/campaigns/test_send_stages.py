@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from segmint._playbook import FrequencyCap
 from segmint.campaigns import Channel, ChannelUnavailable, DeliveryResult, Message
-from segmint.campaigns._config import FrequencyCap
 from segmint.campaigns._delivery import (
     SendReport,
     _claim_group,

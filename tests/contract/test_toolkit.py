@@ -208,6 +208,8 @@ def test_staging_names_and_drops_its_tables(store: Store) -> None:
         assert stage.scalar(f"SELECT sum(y) FROM {v}") == 20
         by_sql = stage.name("made by sql")  # a name given to SQL that makes a view
         stage.execute(f"CREATE TEMP VIEW {by_sql} AS SELECT 1 AS one")
+        stage.execute(f"DESCRIBE {a}")  # a statement returning rows leaves nothing pending
+        assert stage.arrow(f"SELECT count(*) AS n FROM {a}").column("n").to_pylist() == [5]
         stage.drop(a)
         assert stage.name("x") != stage.name("x")
     assert _staged_names(store) == before

@@ -15,8 +15,8 @@ from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
 import segmint
+from segmint.campaigns import POOLED, design_from_params, make_design
 from segmint.errors import ConfigError
-from segmint.experiments._arms import POOLED, design_from_params, make_design
 from segmint.experiments._evaluate import (
     DEFAULT_RESAMPLES,
     bootstrap_p_value,

@@ -103,8 +103,8 @@ def test_public_surface() -> None:
 
 def test_pooled_arm_label_is_public() -> None:
     # the campaign section tells the pooled comparison from the arms by this public name
+    from segmint.campaigns import POOLED as defined
     from segmint.experiments import POOLED
-    from segmint.experiments._arms import POOLED as defined
 
     assert POOLED == defined == "any treatment"
 

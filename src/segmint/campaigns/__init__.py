@@ -15,6 +15,20 @@ The playbook lives in ``segmint.yaml`` under ``playbook:`` (see docs/campaigns.m
 :func:`default_playbook` writes one for the standard segmentations.
 """
 
+from segmint._playbook import (
+    DEFAULT_CONTROL,
+    DEFAULT_TREATMENT,
+    CampaignSpec,
+    EmailChannelSpec,
+    FileChannelSpec,
+    Offer,
+    Playbook,
+    Strategy,
+    TemplateSpec,
+    VariantSpec,
+    WebhookChannelSpec,
+    normalize_arm,
+)
 from segmint.campaigns._arms import (
     POOLED,
     Design,
@@ -34,20 +48,6 @@ from segmint.campaigns._channels import (
     Message,
     WebhookChannel,
     message_id_for,
-)
-from segmint.campaigns._config import (
-    DEFAULT_CONTROL,
-    DEFAULT_TREATMENT,
-    CampaignSpec,
-    EmailChannelSpec,
-    FileChannelSpec,
-    Offer,
-    Playbook,
-    Strategy,
-    TemplateSpec,
-    VariantSpec,
-    WebhookChannelSpec,
-    normalize_arm,
 )
 from segmint.campaigns._delivery import SendReport, delivery_log, make_channel, send_campaign
 from segmint.campaigns._keys import KeyRing, key_ring, pseudonym_key, retire_key, rotate_key

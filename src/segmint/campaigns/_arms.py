@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from segmint.campaigns._config import DEFAULT_CONTROL, DEFAULT_TREATMENT, normalize_arm
+from segmint._playbook import DEFAULT_CONTROL, DEFAULT_TREATMENT, normalize_arm
 from segmint.errors import ConfigError
 
 __all__ = [

@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from segmint.campaigns._config import (
+from segmint._playbook import (
     BirthdayTrigger,
     FrequencyCap,
     LifecycleTransitionTrigger,

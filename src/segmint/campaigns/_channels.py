@@ -42,8 +42,8 @@ from email.utils import formataddr, formatdate, parseaddr
 from pathlib import Path
 from typing import Any, Literal
 
+from segmint._playbook import EmailChannelSpec, FileChannelSpec, WebhookChannelSpec
 from segmint._spreadsheet import neutralise_row, restore, restore_frame, write_xlsx
-from segmint.campaigns._config import EmailChannelSpec, FileChannelSpec, WebhookChannelSpec
 from segmint.errors import ChannelUnavailable, ConfigError, SegmintError
 
 __all__ = [

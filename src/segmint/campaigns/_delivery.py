@@ -49,6 +49,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from segmint._playbook import (
+    CampaignSpec,
+    EmailChannelSpec,
+    FileChannelSpec,
+    FrequencyCap,
+    PromotionTrigger,
+    WebhookChannelSpec,
+)
 from segmint.campaigns._channels import (
     Channel,
     ChannelUnavailable,
@@ -58,14 +66,6 @@ from segmint.campaigns._channels import (
     Message,
     WebhookChannel,
     channel_domain,
-)
-from segmint.campaigns._config import (
-    CampaignSpec,
-    EmailChannelSpec,
-    FileChannelSpec,
-    FrequencyCap,
-    PromotionTrigger,
-    WebhookChannelSpec,
 )
 from segmint.campaigns._journal import DeliveryJournal, JournalBusy, journal_path
 from segmint.campaigns._messages import MessageBuilder, PreparedMessage, Recs

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from segmint._i18n import language
-from segmint.campaigns._arms import design_from_params
-from segmint.campaigns._channels import Message, channel_domain, message_id_for
-from segmint.campaigns._config import (
+from segmint._playbook import (
     ANY_SEGMENT,
     DEFAULT_CONTROL,
     CampaignSpec,
@@ -27,6 +25,8 @@ from segmint.campaigns._config import (
     TemplateSpec,
     normalize_arm,
 )
+from segmint.campaigns._arms import design_from_params
+from segmint.campaigns._channels import Message, channel_domain, message_id_for
 from segmint.campaigns._keys import KeyRing, key_ring
 from segmint.campaigns._templates import MessageRenderer, check_templates
 from segmint.campaigns._unsubscribe import make_token

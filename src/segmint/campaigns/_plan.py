@@ -14,6 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from segmint._playbook import (
+    ANY_SEGMENT,
+    DEFAULT_CONTROL,
+    CampaignSpec,
+    FileChannelSpec,
+    LifecycleTransitionTrigger,
+    WebhookChannelSpec,
+)
 from segmint.campaigns._arms import design_from_params, make_design, run_designs
 from segmint.campaigns._audience import (
     REASONS,
@@ -22,14 +30,6 @@ from segmint.campaigns._audience import (
     audience_sql,
     bucket_sql,
     hash_sql,
-)
-from segmint.campaigns._config import (
-    ANY_SEGMENT,
-    DEFAULT_CONTROL,
-    CampaignSpec,
-    FileChannelSpec,
-    LifecycleTransitionTrigger,
-    WebhookChannelSpec,
 )
 from segmint.campaigns._messages import MessageBuilder, Recs
 from segmint.campaigns._resolve import resolve_segments
@@ -316,7 +316,7 @@ def _unset_arm_keys(spec: CampaignSpec) -> set[str] | None:
 
 
 def _design_params(split: dict[str, float], control: str) -> dict[str, Any]:
-    """``control`` and ``split`` for the run's params (:mod:`segmint.experiments._arms`);
+    """``control`` and ``split`` for the run's params (:mod:`segmint.campaigns._arms`);
     nothing for a campaign without a control group (its ``holdout`` 0 says it all)."""
     if split[control] <= 0:
         return {}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from segmint.campaigns._config import Playbook
+from segmint._playbook import Playbook
 from segmint.store import latest_run_sql, table_exists
 
 if TYPE_CHECKING:

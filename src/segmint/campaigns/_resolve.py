@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from segmint.campaigns._config import ANY_SEGMENT, Playbook
+from segmint._playbook import ANY_SEGMENT, Playbook
 from segmint.store import Store, lit
 
 __all__ = ["Resolution", "SegmentMatch", "resolve_segments"]

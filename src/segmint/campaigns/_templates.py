@@ -41,7 +41,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
-from segmint.campaigns._config import TemplateSpec
+from segmint._playbook import TemplateSpec
 from segmint.errors import TemplateError
 
 __all__ = [

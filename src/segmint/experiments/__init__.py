@@ -14,7 +14,7 @@ The statistics (:mod:`segmint.experiments._stats`) are plain vectorised function
 against scipy and statsmodels; see docs/experiments.md for the definitions.
 """
 
-from segmint.experiments._arms import POOLED
+from segmint.campaigns import POOLED
 from segmint.experiments._breakdown import breakdown_attributes, breakdown_table
 from segmint.experiments._evaluate import (
     CampaignEvaluation,

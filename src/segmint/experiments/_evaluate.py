@@ -1029,7 +1029,7 @@ def evaluate_campaign(
     Notes
     -----
     Arms have any names; the control is the one the campaign's design names (see
-    :mod:`segmint.experiments._arms`). With several treatment arms each is compared with
+    :mod:`segmint.campaigns._arms`). With several treatment arms each is compared with
     the control (p-values also Holm- and BH-adjusted across the arms, ``p_holm``/``p_bh``)
     and the arms pooled as ``"any treatment"`` are compared too. Optional steps (the
     bootstrap, the uplift model) that fail become a warning, never a failed evaluation.

@@ -310,8 +310,14 @@ CREATE TABLE IF NOT EXISTS recommendations (
 );
 """
 
-# segmint.campaigns: runs, audiences, first arms, the delivery log, suppressions (see
-# segmint.campaigns._tables for what each holds)
+# segmint.campaigns: runs (one per plan), audiences (one row per eligible user and plan),
+# first arms (a user's first arm in a campaign; never changes), the delivery log (one row
+# per message ever attempted), suppressions. Delivery ``status``: ``pending`` (not tried
+# yet), ``sending`` (claimed and committed before the channel was called), ``sent``,
+# ``failed`` (retried on the next send until ``playbook.max_attempts``), ``rejected``
+# (permanent: the address or payload was refused), ``skipped`` (consent withdrawn,
+# unsubscribed or suppressed between plan and send). The unsubscribe signing keys are never
+# in the store (see segmint.campaigns._keys).
 CAMPAIGN_DDL = """
 CREATE TABLE IF NOT EXISTS campaign_runs (
     run_id VARCHAR PRIMARY KEY,

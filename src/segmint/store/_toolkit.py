@@ -130,8 +130,10 @@ class Staging:
 
     # -- reading and changing staged rows ---------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
-        """Run DuckDB SQL on the engine."""
-        self._con.execute(sql, params)
+        """Run DuckDB SQL on the engine. Any rows it returns are read and dropped, so the
+        connection is free for the next statement (DuckDB refuses new work while a result
+        is pending)."""
+        self._con.execute(sql, params).fetchall()
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
         """A SELECT on the engine as a DataFrame."""
