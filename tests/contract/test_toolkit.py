@@ -99,8 +99,7 @@ def test_completed_orders_as_of_a_date(store: Store) -> None:
     every = store.query(f"SELECT order_id FROM ({completed_orders()}) o ORDER BY 1")
     assert every["order_id"].tolist() == ["o1", "o2", "o3", "o4"]  # not the refund
     as_of = store.query(
-        f"SELECT order_id FROM ({completed_orders(before=date(2025, 3, 2))}) o "
-        "ORDER BY 1"
+        f"SELECT order_id FROM ({completed_orders(before=date(2025, 3, 2))}) o ORDER BY 1"
     )
     assert as_of["order_id"].tolist() == ["o1", "o4"]  # o2 is at 12:00 on the as-of day
     window = store.query(
