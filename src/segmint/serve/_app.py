@@ -64,6 +64,9 @@ def create_app(project: Any) -> FastAPI:
     app.state.store_lock = threading.RLock()
     install_problem_handlers(app)
     app.mount("/static/swagger", StaticFiles(directory=_swagger_dir()), name="swagger")
+    from segmint.serve._pages import router as pages
+
+    app.include_router(pages)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
