@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/segmint demo --dir segmint-demo --users $${SEGMINT_DEMO_USERS:-50000} --seed $${SEGMINT_DEMO_SEED:-42}
+	@echo
+	@echo "Serve the demo (API docs at http://127.0.0.1:8000/docs, unsubscribe links resolve):"
+	@echo "  $(BIN)/segmint serve -p segmint-demo"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

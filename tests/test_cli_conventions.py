@@ -31,7 +31,7 @@ MEANING = {
 # parameters that must carry the short option of their meaning
 MUST = {"project": "-p", "out": "-o", "fmt": "-f", "n": "-n", "limit": "-n"}
 # commands that print nothing but their exit code would be listed here; there are none
-NO_OUTPUT: set[str] = set()
+NO_OUTPUT: set[str] = {"serve"}  # a server: it runs until stopped, its output is a log
 
 
 def _commands() -> Iterator[tuple[str, object]]:

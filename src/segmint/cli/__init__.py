@@ -17,7 +17,7 @@ import sys
 # the order of these imports is the order of the commands in `segmint --help`
 from segmint.cli._app import app
 from segmint.cli import ingest, campaigns, experiments, segments, profiles  # noqa: F401
-from segmint.cli import export, recommend, report, demo  # noqa: F401
+from segmint.cli import export, recommend, report, serve, demo  # noqa: F401
 
 # isort: on
 

@@ -1,0 +1,63 @@
+"""``segmint serve``: run the HTTP service of a project on uvicorn."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from segmint.cli._app import app
+from segmint.cli._common import ProjectOpt, console
+from segmint.cli._common import run as _run
+
+if TYPE_CHECKING:
+    from segmint.project import Project
+
+
+@app.command()
+def serve(
+    project: ProjectOpt = Path("."),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (more than 1 needs a PostgreSQL store).")
+    ] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the project over HTTP: health, version, the API and its docs at /docs."""
+    import uvicorn
+
+    from segmint.errors import ConfigError
+    from segmint.project import open_project
+    from segmint.serve import create_app
+    from segmint.serve._app import PROJECT_ENV
+
+    def prepare() -> Project:
+        p = open_project(project)
+        if workers < 1:
+            raise ConfigError(f"--workers must be 1 or more (got {workers})")
+        if workers > 1 and not p.store.capabilities.shared:
+            raise ConfigError(
+                f"--workers {workers}: the DuckDB store {p.config.store_url} has one writer, "
+                "so it is served by one worker; use a PostgreSQL store (`store: "
+                "postgresql://...`) for several"
+            )
+        return p
+
+    p = _run(prepare)
+    console.print(f"segmint serving {p.root} on http://{host}:{port} (docs: /docs)")
+    if workers == 1:
+        uvicorn.run(create_app(p), host=host, port=port, log_level=log_level)
+    else:
+        p.store.close()  # each worker opens its own
+        os.environ[PROJECT_ENV] = str(p.root)
+        uvicorn.run(
+            "segmint.serve._app:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+        )

@@ -1,0 +1,10 @@
+"""``segmint serve``: the HTTP service a product talks to (issue 19).
+
+:func:`create_app` builds the FastAPI application for an open project; ``segmint serve``
+runs it on uvicorn. Every error is an RFC 9457 problem detail.
+"""
+
+from segmint.serve._app import create_app
+from segmint.serve._problems import Problem, problem
+
+__all__ = ["Problem", "create_app", "problem"]

@@ -1,0 +1,149 @@
+"""The ASGI application behind ``segmint serve``.
+
+One FastAPI app per project. It holds the project (configuration and store) in
+``app.state``; endpoints reach the store through :func:`store_access`, which serialises
+use of the store's connection (a DuckDB connection is not safe to share between threads
+at once; FastAPI runs plain ``def`` endpoints in a thread pool).
+
+Every error is a problem detail (:mod:`segmint.serve._problems`); the OpenAPI document is
+at ``/openapi.json`` and its pages at ``/docs`` (Swagger UI) with every asset served from
+the installed ``swagger-ui-bundle`` package, so the pages work offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from segmint.serve._problems import Problem, install_problem_handlers
+
+__all__ = ["PROJECT_ENV", "app_from_environment", "create_app", "store_access"]
+
+log = logging.getLogger("segmint.serve")
+
+PROJECT_ENV = "SEGMINT_PROJECT"
+"""Environment variable naming the project folder for :func:`app_from_environment` (how
+``segmint serve --workers N`` hands the project to each worker process)."""
+
+DESCRIPTION = """segmint as a service: health and version today; event tracking (the Segment
+HTTP spec), personalization decisions, unsubscribe and preference pages and scheduled jobs
+are added by later steps of issue 19.
+
+Every error is an RFC 9457 problem detail (`application/problem+json`)."""
+
+
+def _swagger_dir() -> Path:
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+def create_app(project: Any) -> FastAPI:
+    """The service for an open :class:`~segmint.project.Project`."""
+    from segmint import __version__
+
+    app = FastAPI(
+        title="segmint",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url=None,  # served below with local assets
+        redoc_url=None,
+    )
+    app.state.project = project
+    app.state.store_lock = threading.RLock()
+    install_problem_handlers(app)
+    app.mount("/static/swagger", StaticFiles(directory=_swagger_dir()), name="swagger")
+    from segmint.serve._pages import router as pages
+
+    app.include_router(pages)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="segmint API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+    @app.get("/healthz", tags=["service"], summary="The process is alive")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        tags=["service"],
+        summary="The store answers and is at this segmint's schema version",
+        responses={503: {"description": "The store cannot be reached or is not ready"}},
+    )
+    def readyz(request: Request) -> dict[str, Any]:
+        from segmint.store import SCHEMA_VERSION
+
+        try:
+            with store_access(request) as store:
+                version = int(store.scalar("SELECT max(version) FROM schema_version"))
+        except Problem:
+            raise
+        except Exception as exc:  # the store is down: say so, do not crash
+            raise Problem(503, f"the store is not reachable: {str(exc)[:200]}") from None
+        if version != SCHEMA_VERSION:
+            raise Problem(
+                503,
+                f"the store is at schema version {version}, this segmint needs {SCHEMA_VERSION}",
+            )
+        return {"status": "ready", "schema_version": version}
+
+    @app.get("/version", tags=["service"], summary="Versions of segmint, its schema and Python")
+    def version() -> dict[str, Any]:
+        from segmint.store import SCHEMA_VERSION
+
+        return {
+            "segmint": __version__,
+            "schema_version": SCHEMA_VERSION,
+            "python": platform.python_version(),
+        }
+
+    @app.get("/", include_in_schema=False)
+    def root() -> JSONResponse:
+        return JSONResponse(
+            {
+                "service": "segmint",
+                "docs": "/docs",
+                "openapi": "/openapi.json",
+                "health": "/healthz",
+            }
+        )
+
+    return app
+
+
+@contextmanager
+def store_access(request: Request) -> Iterator[Any]:
+    """The project's store, held by this request alone until the block ends."""
+    app = request.app
+    with app.state.store_lock:
+        yield app.state.project.store
+
+
+def app_from_environment() -> FastAPI:
+    """The app for the project named by ``$SEGMINT_PROJECT`` (a uvicorn factory)."""
+    from segmint.project import open_project
+
+    path = os.environ.get(PROJECT_ENV)
+    if not path:
+        from segmint.errors import ConfigError
+
+        raise ConfigError(f"set {PROJECT_ENV} to the project folder (segmint serve does this)")
+    return create_app(open_project(path))

@@ -1,0 +1,128 @@
+"""The service's core on a real uvicorn: health, readiness, version, docs served offline,
+and every error a JSON problem detail (never a traceback)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from tests.serve.conftest import Served, free_port
+
+import segmint
+from segmint.store import SCHEMA_VERSION
+
+
+def test_health_readiness_and_version(client: httpx.Client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "schema_version": SCHEMA_VERSION}
+    v = client.get("/version").json()
+    assert v["segmint"] == segmint.__version__ and v["schema_version"] == SCHEMA_VERSION
+
+
+def test_docs_page_loads_every_asset_from_the_service(client: httpx.Client) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert assets, page.text
+    for url in assets:
+        assert url.startswith("/"), f"asset from outside the service: {url}"
+        got = client.get(url)
+        assert got.status_code == 200 and len(got.content) > 100, url
+    spec = client.get("/openapi.json").json()
+    assert {"/healthz", "/readyz", "/version"} <= set(spec["paths"])
+
+
+def _is_problem(r: httpx.Response, status: int) -> dict[str, object]:
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    assert "Traceback" not in r.text
+    return body
+
+
+def test_unknown_paths_and_methods_are_problem_details(client: httpx.Client) -> None:
+    body = _is_problem(client.get("/nope"), 404)
+    assert "GET /nope" in str(body["detail"])
+    _is_problem(client.post("/healthz"), 405)
+
+
+def test_an_unexpected_failure_is_a_500_problem_with_an_incident_id(
+    shop: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from segmint.errors import NotFoundError
+    from segmint.serve import create_app
+
+    with segmint.open_project(shop) as p:
+        app: FastAPI = create_app(p)
+
+        @app.get("/boom")
+        def boom() -> None:
+            raise RuntimeError("secret internals")
+
+        @app.get("/missing")
+        def missing() -> None:
+            raise NotFoundError("no user 'x'")
+
+        with Served(app) as s, httpx.Client(base_url=s.url) as c:
+            body = _is_problem(c.get("/boom"), 500)
+            assert "secret" not in str(body) and body["incident"]
+            assert any(str(body["incident"]) in r.getMessage() for r in caplog.records)
+            assert _is_problem(c.get("/missing"), 404)["detail"] == "no user 'x'"
+
+
+def test_readyz_says_when_the_store_is_gone(shop: Path) -> None:
+    from segmint.serve import create_app
+
+    with segmint.open_project(shop) as p:
+        app = create_app(p)
+        with Served(app) as s, httpx.Client(base_url=s.url) as c:
+            p.store.close()
+            body = _is_problem(c.get("/readyz"), 503)
+            assert "not reachable" in str(body["detail"])
+            assert c.get("/healthz").status_code == 200
+
+
+def test_segmint_serve_command_starts_and_answers(shop: Path, tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segmint", "serve", "-p", str(shop), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError(proc.stdout.read() if proc.stdout else "") from None
+                time.sleep(0.2)
+        assert r.status_code == 200
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=20)[0]
+    assert f"on http://127.0.0.1:{port}" in out
+
+
+def test_several_workers_on_duckdb_is_a_clear_error(shop: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "segmint", "serve", "-p", str(shop), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    assert "one writer" in res.stdout + res.stderr and "PostgreSQL" in res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
