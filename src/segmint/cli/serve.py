@@ -31,8 +31,7 @@ def serve(
 
     from segmint.errors import ConfigError
     from segmint.project import open_project
-    from segmint.serve import create_app
-    from segmint.serve._app import PROJECT_ENV
+    from segmint.serve import PROJECT_ENV, create_app
 
     def prepare() -> Project:
         p = open_project(project)

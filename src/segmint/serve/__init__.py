@@ -4,7 +4,7 @@
 runs it on uvicorn. Every error is an RFC 9457 problem detail.
 """
 
-from segmint.serve._app import create_app
+from segmint.serve._app import PROJECT_ENV, create_app
 from segmint.serve._problems import Problem, problem
 
-__all__ = ["Problem", "create_app", "problem"]
+__all__ = ["PROJECT_ENV", "Problem", "create_app", "problem"]
