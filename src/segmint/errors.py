@@ -26,6 +26,8 @@ The tree::
     ├── NotFoundError                 (exit 2) a named thing (source, table, user) does not exist
     ├── InvalidTokenError             (exit 2) an unsubscribe token is malformed or its signature
     │                                 does not match any configured key
+    ├── RequestError                  (exit 2) `segmint serve` refuses a request: its HTTP
+    │                                 ``status`` and reason go back as a problem detail
     └── NotFittedError                (also an AttributeError) a recommender was used before
                                       its ``fit``
 
@@ -58,6 +60,7 @@ __all__ = [
     "MissingColumnError",
     "NotFittedError",
     "NotFoundError",
+    "RequestError",
     "SegmintError",
     "SourceConfigError",
     "SourceError",
@@ -182,6 +185,22 @@ class InvalidTokenError(SegmintError):
     """The unsubscribe token is malformed or its signature does not match."""
 
     exit_code = 2
+
+
+class RequestError(SegmintError):
+    """``segmint serve`` refuses a request; ``status`` is the HTTP status of the answer,
+    the message its problem detail's ``detail``, ``extra`` more members of the problem."""
+
+    exit_code = 2
+
+    def __init__(
+        self, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
 
 
 class NotFittedError(SegmintError, AttributeError):

@@ -4,7 +4,8 @@
 runs it on uvicorn. Every error is an RFC 9457 problem detail.
 """
 
+from segmint.errors import RequestError
 from segmint.serve._app import PROJECT_ENV, create_app
-from segmint.serve._problems import Problem, problem
+from segmint.serve._problems import problem
 
-__all__ = ["PROJECT_ENV", "Problem", "create_app", "problem"]
+__all__ = ["PROJECT_ENV", "RequestError", "create_app", "problem"]

@@ -26,7 +26,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from segmint.serve._problems import Problem, install_problem_handlers
+from segmint.errors import RequestError
+from segmint.serve._problems import install_problem_handlers
 
 __all__ = ["PROJECT_ENV", "app_from_environment", "create_app", "store_access"]
 
@@ -94,12 +95,12 @@ def create_app(project: Any) -> FastAPI:
         try:
             with store_access(request) as store:
                 version = int(store.scalar("SELECT max(version) FROM schema_version"))
-        except Problem:
+        except RequestError:
             raise
         except Exception as exc:  # the store is down: say so, do not crash
-            raise Problem(503, f"the store is not reachable: {str(exc)[:200]}") from None
+            raise RequestError(503, f"the store is not reachable: {str(exc)[:200]}") from None
         if version != SCHEMA_VERSION:
-            raise Problem(
+            raise RequestError(
                 503,
                 f"the store is at schema version {version}, this segmint needs {SCHEMA_VERSION}",
             )

@@ -23,11 +23,12 @@ from segmint.errors import (
     ConfigError,
     InvalidTokenError,
     NotFoundError,
+    RequestError,
     SegmintError,
     StoreError,
 )
 
-__all__ = ["PROBLEM_JSON", "Problem", "install_problem_handlers", "problem"]
+__all__ = ["PROBLEM_JSON", "RequestError", "install_problem_handlers", "problem"]
 
 log = logging.getLogger("segmint.serve")
 
@@ -47,19 +48,6 @@ _TITLES = {
     500: "Internal server error",
     503: "Service unavailable",
 }
-
-
-class Problem(Exception):
-    """Raise inside an endpoint to answer with a problem detail."""
-
-    def __init__(
-        self, status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers
-        self.extra = extra
 
 
 def problem(
@@ -96,8 +84,8 @@ def _where(err: dict[str, Any]) -> str:
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error of ``app`` through :func:`problem`."""
 
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+    @app.exception_handler(RequestError)
+    async def _problem(request: Request, exc: RequestError) -> JSONResponse:
         return problem(exc.status, exc.detail, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
