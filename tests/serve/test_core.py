@@ -110,10 +110,14 @@ def test_segmint_serve_command_starts_and_answers(shop: Path, tmp_path: Path) ->
                     raise AssertionError(proc.stdout.read() if proc.stdout else "") from None
                 time.sleep(0.2)
         assert r.status_code == 200
+        httpx.get(f"http://127.0.0.1:{port}/u/c2VjcmV0LXVzZXI.c2ln.k1?x=1", timeout=5)
     finally:
         proc.terminate()
         out = proc.communicate(timeout=20)[0]
     assert f"on http://127.0.0.1:{port}" in out
+    # segmint's access log, not uvicorn's (which prints the client address and full URL)
+    assert "GET /readyz 200" in out and "GET /u/{token} 400" in out
+    assert "c2VjcmV0" not in out and "x=1" not in out and "HTTP/1.1" not in out
 
 
 def test_several_workers_on_duckdb_is_a_clear_error(shop: Path) -> None:
@@ -126,3 +130,18 @@ def test_several_workers_on_duckdb_is_a_clear_error(shop: Path) -> None:
     assert res.returncode == 2
     assert "one writer" in res.stdout + res.stderr and "PostgreSQL" in res.stdout + res.stderr
     assert "Traceback" not in res.stdout + res.stderr
+
+
+def test_the_access_log_holds_no_token_and_no_query(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    from segmint.serve._app import loggable_path
+
+    assert loggable_path("/u/abc.def.k1/preferences") == "/u/{token}/preferences"
+    with caplog.at_level("INFO", logger="segmint.serve.access"):
+        client.get("/u/dXNlci00Mg.c2ln.k1", params={"email": "a@b.example"})
+        client.get("/healthz")
+    lines = [r.getMessage() for r in caplog.records if r.name == "segmint.serve.access"]
+    assert any(line.startswith("GET /u/{token} 400 ") for line in lines), lines
+    assert any(line.startswith("GET /healthz 200 ") for line in lines), lines
+    assert not any("dXNlci00Mg" in line or "a@b.example" in line for line in lines)

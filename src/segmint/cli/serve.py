@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -46,9 +47,11 @@ def serve(
         return p
 
     p = _run(prepare)
+    if log_level in ("debug", "trace", "info"):  # the access log (tokens masked) at info
+        logging.getLogger("segmint.serve.access").setLevel(logging.INFO)
     console.print(f"segmint serving {p.root} on http://{host}:{port} (docs: /docs)")
     if workers == 1:
-        uvicorn.run(create_app(p), host=host, port=port, log_level=log_level)
+        uvicorn.run(create_app(p), host=host, port=port, log_level=log_level, access_log=False)
     else:
         p.store.close()  # each worker opens its own
         os.environ[PROJECT_ENV] = str(p.root)
@@ -59,4 +62,5 @@ def serve(
             port=port,
             workers=workers,
             log_level=log_level,
+            access_log=False,  # segmint's own access log masks tokens (serve._app.AccessLog)
         )

@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +31,14 @@ from fastapi.staticfiles import StaticFiles
 from segmint.errors import RequestError
 from segmint.serve._problems import install_problem_handlers
 
-__all__ = ["PROJECT_ENV", "app_from_environment", "create_app", "store_access"]
+__all__ = [
+    "PROJECT_ENV",
+    "AccessLog",
+    "app_from_environment",
+    "create_app",
+    "loggable_path",
+    "store_access",
+]
 
 log = logging.getLogger("segmint.serve")
 
@@ -64,6 +73,7 @@ def create_app(project: Any) -> FastAPI:
     app.state.project = project
     app.state.store_lock = threading.RLock()
     install_problem_handlers(app)
+    app.add_middleware(AccessLog)
     app.mount("/static/swagger", StaticFiles(directory=_swagger_dir()), name="swagger")
     from segmint.serve._pages import router as pages
 
@@ -128,6 +138,51 @@ def create_app(project: Any) -> FastAPI:
         )
 
     return app
+
+
+access_log = logging.getLogger("segmint.serve.access")
+
+_SECRET_SEGMENT = re.compile(r"^/u/[^/]+")
+
+
+def loggable_path(path: str) -> str:
+    """The request path as the access log writes it: an unsubscribe token (it names a
+    person) becomes ``{token}``; query strings are never logged."""
+    return _SECRET_SEGMENT.sub("/u/{token}", path)
+
+
+class AccessLog:
+    """ASGI middleware: one access-log line per request with no personal data — method,
+    path with tokens masked, no query string, no client address, status, milliseconds.
+    ``segmint serve`` turns uvicorn's own access log (which prints the full URL and the
+    client's address) off in favour of this one."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def tracked(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        finally:
+            access_log.info(
+                "%s %s %d %.1fms",
+                scope.get("method", "?"),
+                loggable_path(scope.get("path", "")),
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
 
 
 @contextmanager
