@@ -138,10 +138,18 @@ def test_the_access_log_holds_no_token_and_no_query(
     from segmint.serve._app import loggable_path
 
     assert loggable_path("/u/abc.def.k1/preferences") == "/u/{token}/preferences"
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "segmint.serve.access"]
+
     with caplog.at_level("INFO", logger="segmint.serve.access"):
         client.get("/u/dXNlci00Mg.c2ln.k1", params={"email": "a@b.example"})
         client.get("/healthz")
-    lines = [r.getMessage() for r in caplog.records if r.name == "segmint.serve.access"]
-    assert any(line.startswith("GET /u/{token} 400 ") for line in lines), lines
-    assert any(line.startswith("GET /healthz 200 ") for line in lines), lines
-    assert not any("dXNlci00Mg" in line or "a@b.example" in line for line in lines)
+        # the server thread writes its line just after the response has gone out
+        deadline = time.monotonic() + 5
+        while len(lines()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    got = lines()
+    assert any(line.startswith("GET /u/{token} 400 ") for line in got), got
+    assert any(line.startswith("GET /healthz 200 ") for line in got), got
+    assert not any("dXNlci00Mg" in line or "a@b.example" in line for line in got)
