@@ -748,6 +748,63 @@ class ConsentVocabulary(_Strict):
         return tuple(dict.fromkeys((*DEFAULT_CONSENT_PURPOSES, *self.purposes)))
 
 
+class ServeSettings(_Strict):
+    """The ``serve:`` section: how ``segmint serve`` faces the outside world (issue 19)."""
+
+    public_url: str = Field(
+        default="http://localhost:8000",
+        description="the service's address as people and products reach it (links in e-mails)",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to call the tracking and decision endpoints from a browser",
+    )
+    rate_per_second: float = Field(
+        default=200.0, gt=0, description="requests per second allowed per key (token bucket)"
+    )
+    burst: int = Field(default=400, gt=0, description="requests a key may send at once")
+
+
+DEFAULT_TRACKING_EVENTS: dict[str, str] = {
+    "Product Viewed": "product_view",
+    "Product Clicked": "click",
+    "Product Added": "add_to_cart",
+    "Product Removed": "remove_from_cart",
+    "Cart Viewed": "cart_view",
+    "Checkout Started": "checkout",
+    "Products Searched": "search",
+    "Product Added to Wishlist": "wishlist",
+    "Order Completed": "order",
+}
+
+
+class TrackingSettings(_Strict):
+    """The ``tracking:`` section: the Segment-compatible tracking API (issue 19)."""
+
+    spool: str = Field(
+        default=".segmint/spool", description="folder of the append-only spool (project-relative)"
+    )
+    batch_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="how often accepted events are loaded into the store"
+    )
+    events: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_TRACKING_EVENTS),
+        description="Segment event name -> segmint event type ('order' stores an order)",
+    )
+    consent_event: str = Field(
+        default="Consent Updated",
+        description="the track event whose properties (channel, purpose, granted) change consent",
+    )
+
+
+class JobSpec(_Strict):
+    """One scheduled job: what to run and when (a cron expression in ``timezone``)."""
+
+    cron: str = Field(description="five-field cron expression, e.g. '0 3 * * *'")
+    task: Literal["ingest", "refresh", "recommend", "campaign", "segment"]
+    args: dict[str, Any] = Field(default_factory=dict, description="the task's options")
+
+
 class Config(_Strict):
     """The whole of one project's ``segmint.yaml``."""
 
@@ -767,6 +824,11 @@ class Config(_Strict):
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     consent: ConsentVocabulary = Field(default_factory=ConsentVocabulary)  # before playbook
     playbook: Playbook = Field(default_factory=Playbook)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    schedule: dict[str, JobSpec] = Field(
+        default_factory=dict, description="job name -> cron and task, run by segmint serve"
+    )
 
     # where the file was loaded from; relative paths resolve against it
     root: Path = Field(default=Path("."), exclude=True)

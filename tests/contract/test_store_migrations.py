@@ -80,10 +80,10 @@ def _close(stores: list[Store]) -> object:
 
 
 def test_a_version_1_store_opens_and_is_migrated(v1_store: str, stores: list[Store]) -> None:
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 7
     store = _opened(v1_store, stores)
     versions = store.query("SELECT version FROM schema_version ORDER BY version")["version"]
-    assert versions.tolist() == [1, 2, 3, 4, 5, 6]
+    assert versions.tolist() == [1, 2, 3, 4, 5, 6, 7]
     got = store.query(
         "SELECT user_id, channel, purpose, ts, granted, source, recorded_at FROM consents "
         "ORDER BY user_id, channel"
@@ -151,14 +151,8 @@ def test_reopening_a_migrated_store_migrates_nothing(v1_store: str, stores: list
     _opened(v1_store, stores).close()
     stores.pop()
     store = _opened(v1_store, stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [
-        1,
-        2,
-        3,
-        4,
-        5,
-        6,
-    ]
+    versions = store.query("SELECT version FROM schema_version ORDER BY version")["version"]
+    assert versions.tolist() == list(range(1, SCHEMA_VERSION + 1))
     assert store.count("consents") == 4
 
 
@@ -166,7 +160,7 @@ def test_a_fresh_store_is_created_at_the_latest_version(
     tmp_path: Path, stores: list[Store]
 ) -> None:
     store = _opened(str(tmp_path / "new.duckdb"), stores)
-    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [6]
+    assert store.query("SELECT version FROM schema_version")["version"].tolist() == [SCHEMA_VERSION]
 
 
 def _break_v1(url: str) -> Callable[[str], None]:

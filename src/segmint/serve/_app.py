@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from segmint.errors import RequestError
+from segmint.serve._auth import KeyRing
 from segmint.serve._problems import install_problem_handlers
 
 __all__ = [
@@ -72,6 +73,7 @@ def create_app(project: Any) -> FastAPI:
     )
     app.state.project = project
     app.state.store_lock = threading.RLock()
+    app.state.keys = KeyRing(lambda: _key_rows(app))
     install_problem_handlers(app)
     app.add_middleware(AccessLog)
     app.mount("/static/swagger", StaticFiles(directory=_swagger_dir()), name="swagger")
@@ -191,6 +193,15 @@ def store_access(request: Request) -> Iterator[Any]:
     app = request.app
     with app.state.store_lock:
         yield app.state.project.store
+
+
+def _key_rows(app: FastAPI) -> list[tuple[Any, ...]]:
+    with app.state.store_lock:
+        frame = app.state.project.store.query(
+            "SELECT key_id, name, scope, key_hash, rate_per_second FROM api_keys "
+            "WHERE revoked_at IS NULL"
+        )
+    return [tuple(None if v != v else v for v in row) for row in frame.itertuples(index=False)]
 
 
 def app_from_environment() -> FastAPI:

@@ -18,6 +18,7 @@ from segmint.errors import SegmintError, StoreError
 from segmint.store._migrations import MIGRATIONS, Migration
 from segmint.store._schema import (
     SCHEMA_VERSION,
+    SERVICE_DDL,
     SYSTEM_DDL,
     TABLES,
     Table,
@@ -247,6 +248,7 @@ class Store:
             current = self.scalar("SELECT max(version) FROM schema_version")
             if current is None or pd.isna(current):  # fresh: created at the latest schema
                 self.execute(run_tables_ddl(secondary_indexes=self.secondary_indexes))
+                self.execute(SERVICE_DDL)
                 self._record_version(SCHEMA_VERSION)
             elif int(current) > SCHEMA_VERSION:
                 raise StoreError(

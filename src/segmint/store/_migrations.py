@@ -103,6 +103,14 @@ def _v6_run_tables(store: Store) -> None:
     store.execute(run_tables_ddl(secondary_indexes=store.secondary_indexes))
 
 
+def _v7_service(store: Store) -> None:
+    """The service's tables (``segmint serve``): API keys, tracked message ids, spool
+    offsets, identities, exposures and the job history."""
+    from segmint.store._schema import SERVICE_DDL
+
+    store.execute(SERVICE_DDL)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -126,6 +134,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "run tables: segment, feature, recommendation and campaign runs, deliveries, "
         "suppressions and evaluations join the schema",
         _v6_run_tables,
+    ),
+    Migration(
+        7,
+        "service tables: api keys, tracked messages, spool offsets, identities, exposures, "
+        "job runs",
+        _v7_service,
     ),
 )
 """Every step, in version order (version 1 is the first released schema)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 @dataclass(frozen=True)
@@ -399,6 +399,72 @@ CREATE INDEX IF NOT EXISTS campaign_audiences_run ON campaign_audiences (run_id,
 CREATE INDEX IF NOT EXISTS deliveries_run_status ON deliveries (run_id, status, idempotency_key);
 CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (user_id);
 CREATE INDEX IF NOT EXISTS recommendations_run_user ON recommendations (run_id, user_id, "rank");
+"""
+
+
+# segmint.serve (schema version 7): API keys (only a SHA-256 of the secret is stored; the
+# ``key_id`` is the key's public prefix), the message ids already stored per tracking source
+# (de-duplication across restarts), how far each spool file has been loaded, anonymous ids
+# stitched to user ids, personalization decisions served (exposures, measured like a
+# campaign) and the scheduler's job history (one row per job and scheduled slot, so a slot
+# never runs twice).
+SERVICE_DDL = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    scope VARCHAR NOT NULL,
+    key_hash VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    revoked_at TIMESTAMPTZ,
+    rate_per_second DOUBLE
+);
+CREATE TABLE IF NOT EXISTS tracked_messages (
+    source VARCHAR NOT NULL,
+    message_id VARCHAR NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    load_id VARCHAR,
+    PRIMARY KEY (source, message_id)
+);
+CREATE TABLE IF NOT EXISTS tracking_spool (
+    spool_file VARCHAR PRIMARY KEY,
+    loaded_bytes BIGINT NOT NULL,
+    loaded_messages BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    closed BOOLEAN NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identities (
+    anonymous_id VARCHAR PRIMARY KEY,
+    user_id VARCHAR NOT NULL,
+    source VARCHAR,
+    linked_at TIMESTAMPTZ NOT NULL,
+    message_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS exposures (
+    exposure_id VARCHAR PRIMARY KEY,
+    served_at TIMESTAMPTZ NOT NULL,
+    user_id VARCHAR,
+    anonymous_id VARCHAR,
+    campaign VARCHAR,
+    arm VARCHAR,
+    segmentation VARCHAR,
+    segment VARCHAR,
+    ui_variant VARCHAR,
+    offer_code VARCHAR,
+    snapshot_id VARCHAR
+);
+CREATE TABLE IF NOT EXISTS job_runs (
+    job VARCHAR NOT NULL,
+    slot TIMESTAMPTZ NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    status VARCHAR NOT NULL,
+    trigger VARCHAR NOT NULL,
+    error VARCHAR,
+    host VARCHAR,
+    pid INTEGER,
+    detail JSON,
+    PRIMARY KEY (job, slot)
+);
 """
 
 

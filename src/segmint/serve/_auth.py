@@ -1,0 +1,135 @@
+"""API keys: who may call what.
+
+A key is a random secret shown once when it is created (``segmint keys create``); the
+store keeps only its SHA-256 (``api_keys.key_hash``) and its public prefix
+(``api_keys.key_id``, shown in listings and logs). Three scopes:
+
+- ``write``: a tracking source's write key; may only send events (``/v1/track`` ...).
+  Segment's libraries send it as the HTTP Basic user name with an empty password.
+- ``decide``: may read personalization decisions (``/v1/decide``); safe to ship in a page.
+- ``admin``: everything (jobs, keys, loads).
+
+A request names its key either way: ``Authorization: Basic base64(key:)`` or
+``Authorization: Bearer key``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from segmint.errors import RequestError
+
+__all__ = ["SCOPES", "ApiKey", "KeyRing", "create_key", "hash_key", "require"]
+
+SCOPES = ("write", "decide", "admin")
+
+_PREFIX = {"write": "wk", "decide": "dk", "admin": "ak"}
+
+
+def hash_key(secret: str) -> str:
+    """What the store keeps of a key: its SHA-256, hex."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    key_id: str
+    name: str  # for a write key, the tracking source's name
+    scope: str
+    rate_per_second: float | None = None
+
+
+def create_key(store: Any, name: str, scope: str, *, rate_per_second: float | None = None) -> str:
+    """Create a key, store its hash and return the secret (the only time it is seen)."""
+    if scope not in SCOPES:
+        raise RequestError(400, f"unknown scope {scope!r}; one of {', '.join(SCOPES)}")
+    secret = f"{_PREFIX[scope]}_{secrets.token_urlsafe(24)}"
+    key_id = secret[:11]
+    from segmint.store import lit
+
+    rate = "NULL" if rate_per_second is None else repr(float(rate_per_second))
+    store.execute(
+        "INSERT INTO api_keys (key_id, name, scope, key_hash, created_at, revoked_at, "
+        f"rate_per_second) VALUES ({lit(key_id)}, {lit(name)}, {lit(scope)}, "
+        f"{lit(hash_key(secret))}, now(), NULL, {rate})"
+    )
+    return secret
+
+
+class KeyRing:
+    """The live keys by hash, read from the store and refreshed every ``ttl`` seconds (a
+    revoked key stops working within that time)."""
+
+    def __init__(self, load: Callable[[], list[tuple[Any, ...]]], ttl: float = 5.0) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._keys: dict[str, ApiKey] = {}
+        self._loaded = 0.0
+
+    def lookup(self, secret: str) -> ApiKey | None:
+        with self._lock:
+            if time.monotonic() - self._loaded > self._ttl:
+                self._keys = {
+                    str(h): ApiKey(str(k), str(n), str(s), None if r is None else float(r))
+                    for k, n, s, h, r in self._load()
+                }
+                self._loaded = time.monotonic()
+            return self._keys.get(hash_key(secret))
+
+
+def presented_key(request: Request) -> str | None:
+    """The key a request carries (Basic user name or Bearer token), or None."""
+    header = request.headers.get("authorization", "")
+    kind, _, value = header.partition(" ")
+    value = value.strip()
+    if kind.lower() == "bearer" and value:
+        return value
+    if kind.lower() == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user = decoded.partition(":")[0]
+        return user or None
+    return None
+
+
+def require(*scopes: str) -> Callable[[Request], ApiKey]:
+    """A FastAPI dependency: the request's key, which must have one of ``scopes`` (an
+    admin key has every scope). 401 without a usable key, 403 with the wrong one."""
+
+    def dependency(request: Request) -> ApiKey:
+        secret = presented_key(request)
+        if secret is None:
+            raise RequestError(
+                401,
+                "this endpoint needs a key: HTTP Basic with the key as user name, or "
+                "'Authorization: Bearer KEY' (create one with 'segmint keys create')",
+                headers={"WWW-Authenticate": 'Basic realm="segmint"'},
+            )
+        key = request.app.state.keys.lookup(secret)
+        if key is None:
+            raise RequestError(
+                401,
+                "unknown or revoked key",
+                headers={"WWW-Authenticate": 'Basic realm="segmint"'},
+            )
+        if key.scope != "admin" and key.scope not in scopes:
+            raise RequestError(
+                403, f"a {key.scope} key cannot call this endpoint (needs {' or '.join(scopes)})"
+            )
+        request.state.api_key = key
+        return key
+
+    return dependency
