@@ -18,10 +18,10 @@ import platform
 import re
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -35,6 +35,7 @@ from segmint.serve._problems import install_problem_handlers
 __all__ = [
     "PROJECT_ENV",
     "AccessLog",
+    "Worker",
     "app_from_environment",
     "create_app",
     "loggable_path",
@@ -70,6 +71,7 @@ def create_app(project: Any) -> FastAPI:
         description=DESCRIPTION,
         docs_url=None,  # served below with local assets
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.project = project
     app.state.store_lock = threading.RLock()
@@ -80,6 +82,9 @@ def create_app(project: Any) -> FastAPI:
     from segmint.serve._pages import router as pages
 
     app.include_router(pages)
+    # -- routers: one include_router line each ------------------------------------------
+    # -- background workers (started in this order, stopped in reverse): one line each ----
+    app.state.workers = []
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -140,6 +145,31 @@ def create_app(project: Any) -> FastAPI:
         )
 
     return app
+
+
+class Worker(Protocol):
+    """Something the service runs beside its endpoints (a loader thread, the scheduler):
+    started when the app starts, stopped (and drained) when it stops."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    started: list[Worker] = []
+    try:
+        for worker in app.state.workers:
+            worker.start()
+            started.append(worker)
+        yield
+    finally:
+        for worker in reversed(started):
+            try:
+                worker.stop()
+            except Exception:  # one worker's failure to stop must not hide the others'
+                log.exception("stopping %s failed", type(worker).__name__)
 
 
 access_log = logging.getLogger("segmint.serve.access")
