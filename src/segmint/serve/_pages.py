@@ -29,6 +29,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from segmint._i18n import Language, language
 from segmint.errors import InvalidTokenError, NotFoundError
+from segmint.serve._problems import problem_responses
 
 __all__ = ["TEXTS", "pick_locale", "router"]
 
@@ -144,7 +145,15 @@ def _user_exists(request: Request, user_id: str) -> bool:
         return bool(store.scalar("SELECT count(*) FROM users WHERE user_id = ?", [user_id]))
 
 
-@router.get("/u/{token}", response_class=HTMLResponse, summary="Confirm an unsubscribe")
+_PAGE_ERRORS = problem_responses(400, 404, html=True)
+
+
+@router.get(
+    "/u/{token}",
+    response_class=HTMLResponse,
+    summary="Confirm an unsubscribe",
+    responses=_PAGE_ERRORS,
+)
 @router.get("/unsubscribe", response_class=HTMLResponse, include_in_schema=False)
 def confirm(request: Request, token: str = "") -> HTMLResponse:
     """The confirmation page of an unsubscribe link."""
@@ -173,7 +182,11 @@ async def _is_one_click(request: Request) -> bool:
     return "List-Unsubscribe=One-Click" in body
 
 
-@router.post("/u/{token}", summary="Unsubscribe (a person's form, or RFC 8058 one-click)")
+@router.post(
+    "/u/{token}",
+    summary="Unsubscribe (a person's form, or RFC 8058 one-click)",
+    responses=_PAGE_ERRORS,
+)
 @router.post("/unsubscribe", include_in_schema=False)
 async def perform(request: Request, token: str = "") -> Response:
     """Record the opt-out. Idempotent: a second request records nothing more."""
@@ -234,7 +247,12 @@ def _choices(request: Request, user_id: str, channel: str, purpose: str) -> list
     ]
 
 
-@router.get("/u/{token}/preferences", response_class=HTMLResponse, summary="Preferences page")
+@router.get(
+    "/u/{token}/preferences",
+    response_class=HTMLResponse,
+    summary="Preferences page",
+    responses=_PAGE_ERRORS,
+)
 def preferences(request: Request, token: str, saved: int | None = None) -> HTMLResponse:
     """Each channel and purpose with a switch."""
     try:
@@ -256,7 +274,12 @@ def preferences(request: Request, token: str, saved: int | None = None) -> HTMLR
     )
 
 
-@router.post("/u/{token}/preferences", response_class=HTMLResponse, summary="Save preferences")
+@router.post(
+    "/u/{token}/preferences",
+    response_class=HTMLResponse,
+    summary="Save preferences",
+    responses=_PAGE_ERRORS,
+)
 async def save_preferences(request: Request, token: str) -> Response:
     """Append a consent row for every switch that changed (source ``preferences``)."""
     from starlette.concurrency import run_in_threadpool

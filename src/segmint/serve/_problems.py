@@ -28,7 +28,14 @@ from segmint.errors import (
     StoreError,
 )
 
-__all__ = ["PROBLEM_JSON", "RequestError", "install_problem_handlers", "problem"]
+__all__ = [
+    "PROBLEM_JSON",
+    "RequestError",
+    "document_problems",
+    "install_problem_handlers",
+    "problem",
+    "problem_responses",
+]
 
 log = logging.getLogger("segmint.serve")
 
@@ -81,6 +88,75 @@ def _where(err: dict[str, Any]) -> str:
     return ".".join(loc) or "request"
 
 
+#: the OpenAPI schema of a problem detail (components/schemas/Problem)
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "An RFC 9457 problem detail.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def problem_responses(*statuses: int, html: bool = False) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status answered with a problem detail (or, for a
+    page, ``html=True``, with an HTML page)."""
+    content = (
+        {"text/html": {"schema": {"type": "string"}}}
+        if html
+        else {PROBLEM_JSON: {"schema": _PROBLEM_REF}}
+    )
+    return {
+        code: {"description": _TITLES.get(code, "Error"), "content": content} for code in statuses
+    }
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI document say what the handlers below do: a request that fails
+    validation is a 400 problem detail (FastAPI documents a 422 it never sends here), and
+    the Problem schema is a component."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        for path in doc.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.get("responses", {})
+                if responses.pop("422", None) is None:
+                    continue
+                bad = responses.setdefault("400", {"description": "The request is not valid"})
+                bad.setdefault("content", {})[PROBLEM_JSON] = {"schema": _PROBLEM_REF}
+        for name in ("HTTPValidationError", "ValidationError"):
+            doc["components"]["schemas"].pop(name, None)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error of ``app`` through :func:`problem`."""
 
@@ -116,6 +192,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(status, str(exc))
 
     app.add_middleware(_CatchAll)
+    document_problems(app)
 
 
 class _CatchAll:
