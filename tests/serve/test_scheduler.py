@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.helpers import make_project
+from tests.serve.conftest import Served
 
 import segmint
 from segmint.config import parse_config
@@ -26,8 +28,6 @@ from segmint.errors import ConfigError
 from segmint.serve import JobScheduler
 from segmint.serve._scheduler import STOPPED_DURING_RUN, claim_slot, job_history
 from segmint.store import literal
-from tests.helpers import make_project
-from tests.serve.conftest import Served
 
 SCHEDULE = {
     "load": {"cron": "0 3 * * *", "task": "ingest"},
@@ -228,7 +228,7 @@ def test_a_slot_missed_while_down_is_run_once_on_start_within_the_grace(shop: Pa
         with segmint.open_project(shop) as p:
             scheduler = JobScheduler(p)
             scheduler.start()
-            _wait(lambda: [r for r in _runs(scheduler, "seg") if r.status != "running"])
+            _wait(lambda s=scheduler: [r for r in _runs(s, "seg") if r.status != "running"])
             scheduler.stop()
             runs = _rows(p.store)
             assert [(r.job, r.slot, r.trigger, r.status) for r in runs] == [
