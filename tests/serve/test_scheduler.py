@@ -47,18 +47,18 @@ def _project(root: Path, *, store: str = "store.duckdb", schedule: dict | None =
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny shop with a schedule, ingested once (copied per test)."""
-    root = _project(tmp_path_factory.mktemp("sched-base"))
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny tiny with a schedule, ingested once (copied per test)."""
+    root = _project(tmp_path_factory.mktemp("sched-tiny_base"))
     with segmint.open_project(root) as p:
         p.ingest()
     return root
 
 
 @pytest.fixture()
-def shop(base: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "shop"
-    shutil.copytree(base, root)
+def tiny(tiny_base: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_base, root)
     return root
 
 
@@ -147,9 +147,9 @@ def test_cron_is_read_in_the_project_time_zone() -> None:
 
 
 # -- claims ------------------------------------------------------------------------------
-def test_a_slot_is_claimed_once(shop: Path) -> None:
+def test_a_slot_is_claimed_once(tiny: Path) -> None:
     slot = datetime(2026, 12, 4, 3, tzinfo=UTC)
-    with segmint.open_project(shop) as p:
+    with segmint.open_project(tiny) as p:
         assert claim_slot(p.store, "load", slot, trigger="schedule") is None
         again = claim_slot(p.store, "load", slot + timedelta(hours=1), trigger="schedule")
         assert again is not None and "still running" in again
@@ -159,21 +159,21 @@ def test_a_slot_is_claimed_once(shop: Path) -> None:
         assert len(_rows(p.store)) == 1
 
 
-def test_a_slot_run_before_a_restart_is_never_run_again(shop: Path) -> None:
+def test_a_slot_run_before_a_restart_is_never_run_again(tiny: Path) -> None:
     slot = datetime(2026, 12, 4, 3, 30, tzinfo=UTC)
-    with segmint.open_project(shop) as p:
+    with segmint.open_project(tiny) as p:
         first = JobScheduler(p)._run_slot("seg", slot, "schedule")
         assert first is not None and first.status == "ok"
-    with segmint.open_project(shop) as p:  # the service restarted: a new scheduler
+    with segmint.open_project(tiny) as p:  # the service restarted: a new scheduler
         assert JobScheduler(p)._run_slot("seg", slot, "schedule") is None
         runs = _rows(p.store, "seg")
         assert [(r.slot, r.status) for r in runs] == [(slot, "ok")]
         assert len(p.segment_runs("life")) == 1  # the task ran once
 
 
-def test_a_failing_job_is_failed_with_its_error(shop: Path) -> None:
-    (shop / "users.csv").unlink()
-    with segmint.open_project(shop) as p:
+def test_a_failing_job_is_failed_with_its_error(tiny: Path) -> None:
+    (tiny / "users.csv").unlink()
+    with segmint.open_project(tiny) as p:
         run = JobScheduler(p).run("load")
         assert run.status == "failed" and run.trigger == "manual"
         assert run.error is not None and "users.csv" in run.error
@@ -197,10 +197,10 @@ def _insert_running(store: Any, job: str, slot: datetime, host: str, pid: int) -
     )
 
 
-def test_a_run_whose_process_died_is_failed_at_start(shop: Path) -> None:
+def test_a_run_whose_process_died_is_failed_at_start(tiny: Path) -> None:
     host = socket.gethostname()
     old = datetime(2026, 12, 1, 3, tzinfo=UTC)
-    with segmint.open_project(shop) as p:
+    with segmint.open_project(tiny) as p:
         _insert_running(p.store, "load", old, host, _dead_pid())
         # this process's own pid, but not a run it claimed: a container restarted as pid 1
         _insert_running(p.store, "seg", old, host, os.getpid())
@@ -216,16 +216,16 @@ def test_a_run_whose_process_died_is_failed_at_start(shop: Path) -> None:
     assert got[("seg", old + timedelta(days=1))].status == "running"
 
 
-def test_a_slot_missed_while_down_is_run_once_on_start_within_the_grace(shop: Path) -> None:
+def test_a_slot_missed_while_down_is_run_once_on_start_within_the_grace(tiny: Path) -> None:
     due = (datetime.now(UTC) - timedelta(minutes=2)).replace(second=0, microsecond=0)
     cron = f"{due.minute} {due.hour} * * *"
     schedule = {
         "seg": {"cron": cron, "task": "segment", "grace_seconds": 3600},
         "load": {"cron": cron, "task": "ingest", "grace_seconds": 30},  # missed for good
     }
-    _project(shop, schedule=schedule)
+    _project(tiny, schedule=schedule)
     for _ in range(2):  # a start, then a restart: the caught-up slot is not run again
-        with segmint.open_project(shop) as p:
+        with segmint.open_project(tiny) as p:
             scheduler = JobScheduler(p)
             scheduler.start()
             _wait(lambda s=scheduler: [r for r in _runs(s, "seg") if r.status != "running"])
@@ -236,11 +236,11 @@ def test_a_slot_missed_while_down_is_run_once_on_start_within_the_grace(shop: Pa
             ]
 
 
-def test_the_scheduler_fires_jobs_by_itself(shop: Path) -> None:
+def test_the_scheduler_fires_jobs_by_itself(tiny: Path) -> None:
     """APScheduler, not a manual call, runs the job: a trigger firing every second."""
     from apscheduler.triggers.cron import CronTrigger
 
-    with segmint.open_project(shop) as p:
+    with segmint.open_project(tiny) as p:
         scheduler = JobScheduler(
             p, trigger_for=lambda name, spec: CronTrigger(second="*", timezone="UTC")
         )
@@ -294,11 +294,11 @@ def test_two_schedulers_on_postgresql_run_a_slot_once(tmp_path: Path, pg_url: st
 
 
 # -- the service ----------------------------------------------------------------------------
-def test_the_service_lists_jobs_and_runs_one_on_request(shop: Path) -> None:
+def test_the_service_lists_jobs_and_runs_one_on_request(tiny: Path) -> None:
     from segmint.serve import create_app
     from segmint.serve._auth import create_key
 
-    with segmint.open_project(shop) as p:
+    with segmint.open_project(tiny) as p:
         admin = create_key(p.store, "ops", "admin")
         writer = create_key(p.store, "web", "write")
         app = create_app(p)
@@ -336,3 +336,46 @@ def test_the_service_lists_jobs_and_runs_one_on_request(shop: Path) -> None:
                 claim_slot(p.store, "load", datetime.now(UTC), trigger="schedule")
             busy = c.post("/v1/jobs/load/run", headers=auth)
             assert busy.status_code == 409 and "still running" in busy.json()["detail"]
+
+
+# -- a triggered campaign is a campaign job on a cron ---------------------------------------
+def test_a_birthday_campaign_job_plans_for_its_day_and_sends_once(
+    shop: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    from segmint.campaigns import SmtpSink, default_playbook
+
+    root = tmp_path / "demo"
+    shutil.copytree(shop, root)
+    with segmint.open_project(root) as p:
+        p.segment(["lifecycle"])
+        pb = yaml.safe_load(default_playbook(p.config, store=p.store))["playbook"]
+    pb["campaigns"] = {"birthday": pb["campaigns"]["birthday"]}
+    for strategies in pb["strategies"].values():
+        for strategy in strategies.values():
+            strategy.pop("timing", None)
+    with SmtpSink() as sink:
+        pb["channels"]["email"].update(host="127.0.0.1", port=sink.port)
+        pb["channels"]["email"].pop("rate_per_second", None)
+        doc = yaml.safe_load((root / "segmint.yaml").read_text(encoding="utf-8"))
+        doc["playbook"] = pb
+        doc["schedule"] = {
+            "birthdays": {"cron": "0 9 * * *", "task": "campaign", "args": {"campaign": "birthday"}}
+        }
+        (root / "segmint.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), "utf-8")
+        with segmint.open_project(root) as p:
+            scheduler = JobScheduler(p)
+            slot = datetime.now(UTC).replace(microsecond=0)
+            first = scheduler._run_slot("birthdays", slot, "schedule")
+            assert first is not None and first.status == "ok", first
+            detail = first.detail
+            from zoneinfo import ZoneInfo
+
+            assert detail["as_of"] == slot.astimezone(ZoneInfo("Europe/Berlin")).date().isoformat()
+            assert detail["treatment"] > 0 and detail["sent"] == detail["treatment"]
+            assert sink.n_received == detail["sent"]
+            # the next day's run plans again; nobody gets the same message twice
+            second = scheduler._run_slot("birthdays", slot + timedelta(seconds=1), "schedule")
+            assert second is not None and second.status == "ok"
+            assert second.detail["sent"] == 0 and sink.n_received == detail["sent"]
