@@ -1310,6 +1310,7 @@ def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | N
         ItemKNNSettings,
         HybridSettings,
         ConsentVocabulary,
+        JobSpec,
     ):
         known.update(name for name in model.model_fields if name != "root")
     for campaign_model in CAMPAIGN_MODELS:

@@ -379,3 +379,52 @@ def test_a_birthday_campaign_job_plans_for_its_day_and_sends_once(
             second = scheduler._run_slot("birthdays", slot + timedelta(seconds=1), "schedule")
             assert second is not None and second.status == "ok"
             assert second.detail["sent"] == 0 and sink.n_received == detail["sent"]
+
+
+def _lock_free_elsewhere(lock: Any) -> bool:
+    """Whether another thread can take ``lock`` now."""
+    got: list[bool] = []
+
+    def probe() -> None:
+        got.append(lock.acquire(timeout=0.2))
+        if got[0]:
+            lock.release()
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return got[0]
+
+
+def test_a_run_holds_the_store_lock_on_duckdb_only(tiny: Path, tmp_path: Path, pg_url: str) -> None:
+    """DuckDB: one connection, the run holds the service's lock (pages wait). PostgreSQL:
+    the run has its own connection and the lock stays free (pages keep answering)."""
+    (tmp_path / "pg").mkdir()
+    pg = _project(tmp_path / "pg", store=pg_url)
+    for root, shared in ((tiny, False), (pg, True)):
+        with segmint.open_project(root) as p:
+            lock = threading.RLock()
+            with JobScheduler(p, lock=lock)._run_project() as project:
+                assert (project is p) is not shared
+                assert _lock_free_elsewhere(lock) is shared
+                assert project.store.count("users") == (0 if shared else 3)
+
+
+def test_the_service_on_postgresql_runs_a_job(tmp_path: Path, pg_url: str) -> None:
+    from segmint.serve import create_app
+    from segmint.serve._auth import create_key
+
+    root = _project(tmp_path, store=pg_url)
+    with segmint.open_project(root) as p:
+        admin = create_key(p.store, "ops", "admin")
+        with Served(create_app(p)) as s, httpx.Client(base_url=s.url, timeout=20) as c:
+            auth = {"Authorization": f"Bearer {admin}"}
+            assert c.post("/v1/jobs/load/run", headers=auth).status_code == 202
+
+            def done() -> Any:
+                doc = c.get("/v1/jobs", headers=auth, params={"job": "load"}).json()
+                return [r for r in doc["history"] if r["status"] != "running"]
+
+            (run,) = _wait(done, seconds=20)
+            assert run["status"] == "ok" and run["detail"]["rows_accepted"] == 6
+            assert c.get("/readyz").status_code == 200

@@ -417,8 +417,11 @@ class JobScheduler:
     # -- worker --------------------------------------------------------------------------
     def start(self) -> None:
         """Mark stale runs failed, start firing the jobs, run missed slots once."""
-        with self.service_store() as store:
-            recover_stale_runs(store)
+        try:
+            with self.service_store() as store:
+                recover_stale_runs(store)
+        except Exception:  # the store is down: the service still starts (/readyz says so)
+            log.exception("could not check job_runs for runs left by a stopped service")
         if not self.project.config.schedule:
             return
         from apscheduler.schedulers.background import BackgroundScheduler
