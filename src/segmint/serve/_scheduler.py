@@ -561,16 +561,20 @@ def scheduler_for(app: Any) -> JobScheduler:
 
 
 # -- endpoints ---------------------------------------------------------------------------
-router = APIRouter(tags=["jobs"], dependencies=[Depends(require("admin"))])
+router = APIRouter(
+    tags=["jobs"],
+    dependencies=[Depends(require("admin"))],
+    responses={
+        401: {"description": "No key, or an unknown or revoked one"},
+        403: {"description": "Not an admin key"},
+    },
+)
 
 
 @router.get(
     "/v1/jobs",
     summary="The scheduled jobs (cron, next run, last run) and the latest runs",
-    responses={
-        401: {"description": "No key or an unknown key"},
-        403: {"description": "Not an admin key"},
-    },
+    responses={404: {"description": "?job= names no job of schedule:"}},
 )
 def list_jobs(
     request: Request,
