@@ -490,6 +490,9 @@ class JobScheduler:
                 detail = run_task(project, spec, slot)
         except Exception as exc:
             status, error = "failed", _error_text(exc)
+            report = getattr(exc, "report", None)  # a send that stopped: its counts so far
+            if report is not None and hasattr(report, "to_dict"):
+                detail = {k: v for k, v in report.to_dict().items() if isinstance(v, int | float)}
             if isinstance(exc, SegmintError):
                 log.warning("job %s (slot %s) failed: %s", name, slot.isoformat(), error)
             else:
