@@ -460,7 +460,11 @@ class JobScheduler:
         """Run ``func(*args)`` on the scheduler's threads (or a thread of its own)."""
         if self._scheduler is not None:
             self._scheduler.add_job(
-                func, "date", args=list(args), id=f"{args[0]}-{uuid.uuid4().hex}"
+                func,
+                "date",
+                args=list(args),
+                id=f"{args[0]}-{uuid.uuid4().hex}",
+                misfire_grace_time=None,  # a claimed slot must run, however late
             )
         else:
             threading.Thread(target=func, args=args, daemon=False).start()
@@ -524,7 +528,12 @@ class JobScheduler:
         """Claim a ``manual`` run of ``name`` now and start it in the background; return
         its slot (``POST /v1/jobs/{name}/run``)."""
         slot = self._claim_now(name)
-        self._submit(self._execute, name, slot, "manual")
+        try:
+            self._submit(self._execute, name, slot, "manual")
+        except Exception as exc:  # the scheduler is stopping: do not leave the slot running
+            with self.service_store() as store:
+                _finish(store, name, slot, "failed", _error_text(exc), {})
+            raise RequestError(503, f"job {name!r} could not be started: {exc}") from None
         return slot
 
     def overview(self, *, limit: int = 20, job: str | None = None) -> dict[str, Any]:
