@@ -201,7 +201,7 @@ def recover_stale_runs(store: Any, *, job: str | None = None) -> list[JobRun]:
         log.warning(
             "job %s: the run of slot %s was marked failed: %s",
             run.job,
-            run.slot,
+            run.slot.isoformat(),
             STOPPED_DURING_RUN,
         )
     return stale
