@@ -797,12 +797,121 @@ class TrackingSettings(_Strict):
     )
 
 
+class IngestJobArgs(_Strict):
+    """``args`` of an ``ingest`` job: what ``segmint ingest`` takes."""
+
+    sources: list[str] | None = Field(default=None, description="sources to load (default: all)")
+    force: bool = Field(default=False, description="load files even when unchanged")
+
+
+class SegmentJobArgs(_Strict):
+    """``args`` of a ``refresh`` or ``segment`` job."""
+
+    segmentations: list[str] | None = Field(
+        default=None, description="segmentations to run (default: all)"
+    )
+
+
+class RecommendJobArgs(_Strict):
+    """``args`` of a ``recommend`` job: what ``segmint recommend`` takes."""
+
+    model: ModelName | Literal["best"] | None = Field(
+        default=None, description="model (default: recommend.model)"
+    )
+    n: int | None = Field(default=None, ge=1, description="items per user (default: recommend.n)")
+
+
+class CampaignJobArgs(_Strict):
+    """``args`` of a ``campaign`` job: plan the campaign for the run's day, then send it."""
+
+    campaign: str = Field(description="a campaign of playbook.campaigns")
+
+
+JOB_ARGS: dict[str, type[_Strict]] = {
+    "ingest": IngestJobArgs,
+    "refresh": SegmentJobArgs,
+    "segment": SegmentJobArgs,
+    "recommend": RecommendJobArgs,
+    "campaign": CampaignJobArgs,
+}
+"""The ``args`` each task of ``schedule:`` accepts."""
+
+
 class JobSpec(_Strict):
     """One scheduled job: what to run and when (a cron expression in ``timezone``)."""
 
     cron: str = Field(description="five-field cron expression, e.g. '0 3 * * *'")
     task: Literal["ingest", "refresh", "recommend", "campaign", "segment"]
     args: dict[str, Any] = Field(default_factory=dict, description="the task's options")
+    grace_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="a run missed (service down, busy) is still made this late, once",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from segmint._cron import check_cron
+
+        return check_cron(value)
+
+    @model_validator(mode="after")
+    def _task_args(self) -> JobSpec:
+        """``args`` are those of the task (see :data:`JOB_ARGS`)."""
+        model = JOB_ARGS[self.task]
+        unknown = sorted(set(self.args) - set(model.model_fields))
+        if unknown:
+            import difflib
+
+            close = difflib.get_close_matches(unknown[0], list(model.model_fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"args: a {self.task} job takes no {unknown[0]!r}{hint} (known: "
+                f"{', '.join(model.model_fields)})"
+            )
+        try:
+            model.model_validate(self.args)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = f"args.{first['loc'][0]}" if first["loc"] else "args"
+            if first["type"] == "missing":
+                raise ValueError(f"{where}: required for a {self.task} job") from None
+            raise ValueError(f"{where}: {first['msg']} (got {first['input']!r})") from None
+        return self
+
+    def options(self) -> Any:
+        """``args`` as the task's typed options (an instance of ``JOB_ARGS[task]``)."""
+        return JOB_ARGS[self.task].model_validate(self.args)
+
+
+def _check_schedule(value: dict[str, JobSpec], data: dict[str, Any]) -> dict[str, JobSpec]:
+    """The names a job's args refer to exist (sources, segmentations, campaigns)."""
+    problems = []
+    playbook = data.get("playbook")
+    for name, spec in value.items():
+        options = spec.options()
+        wanted: list[tuple[str, list[str], Any]] = []
+        if isinstance(options, IngestJobArgs):
+            wanted.append(("sources", options.sources or [], data.get("sources")))
+        elif isinstance(options, SegmentJobArgs):
+            wanted.append(("segmentations", options.segmentations or [], data.get("segmentations")))
+        elif isinstance(options, CampaignJobArgs):
+            wanted.append(
+                ("campaign", [options.campaign], playbook.campaigns if playbook else None)
+            )
+        for key, names, known in wanted:
+            if known is None:  # that section failed validation itself; said there
+                continue
+            for n in names:
+                if n not in known:
+                    problems.append(
+                        f"schedule.{name}.args.{key}: no {key.rstrip('s')} named {n!r} "
+                        f"(known: {', '.join(known) or 'none'})"
+                    )
+    if problems:
+        raise ValueError("; ".join(problems))
+    return value
 
 
 class Config(_Strict):
@@ -872,6 +981,11 @@ class Config(_Strict):
     def resolve(self, path: str) -> Path:
         p = Path(path.replace("{here}", str(self.root)))
         return p if p.is_absolute() else (self.root / p)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_names(cls, value: dict[str, JobSpec], info: ValidationInfo) -> dict[str, JobSpec]:
+        return _check_schedule(value, info.data)
 
     @field_validator("playbook")
     @classmethod
@@ -1196,6 +1310,7 @@ def _suggest(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str | N
         ItemKNNSettings,
         HybridSettings,
         ConsentVocabulary,
+        JobSpec,
     ):
         known.update(name for name in model.model_fields if name != "root")
     for campaign_model in CAMPAIGN_MODELS:

@@ -18,6 +18,7 @@ import sys
 from segmint.cli._app import app
 from segmint.cli import ingest, campaigns, experiments, segments, profiles  # noqa: F401
 from segmint.cli import export, recommend, report, serve, demo  # noqa: F401
+from segmint.cli import jobs  # noqa: F401
 
 # isort: on
 
@@ -26,6 +27,7 @@ app.add_typer(export.export_app, name="export")
 app.add_typer(recommend.recommend_app, name="recommend")
 app.add_typer(campaigns.campaign_app, name="campaign")
 app.add_typer(campaigns.playbook_app, name="playbook")
+app.add_typer(jobs.jobs_app, name="jobs")
 
 __all__ = ["app", "main"]
 

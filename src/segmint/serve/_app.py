@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from segmint.errors import RequestError
+from segmint.serve import _scheduler
 from segmint.serve._auth import KeyRing
 from segmint.serve._problems import install_problem_handlers
 
@@ -83,8 +84,10 @@ def create_app(project: Any) -> FastAPI:
 
     app.include_router(pages)
     # -- routers: one include_router line each ------------------------------------------
+    app.include_router(_scheduler.router)
     # -- background workers (started in this order, stopped in reverse): one line each ----
     app.state.workers = []
+    app.state.workers.append(_scheduler.scheduler_for(app))
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
