@@ -21,7 +21,7 @@ from segmint.sources import (
     ingest_source,
     prefetch_checksums,
 )
-from segmint.store import LOAD_ORDER, TABLES, Store, lit, open_store
+from segmint.store import LOAD_ORDER, TABLES, Store, lit, open_project_store
 
 if TYPE_CHECKING:
     from segmint.experiments import RefreshResult
@@ -79,10 +79,15 @@ class Project:
     ----------
     config : Config
         The loaded configuration. Use :func:`open_project` to load it from a folder.
+    read_only : bool, optional
+        Open a DuckDB store read-only (beside a running ``segmint serve``, which owns the
+        file). None: as :func:`segmint.store.access_mode` says (the CLI sets it per
+        command), else read-write.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, read_only: bool | None = None) -> None:
         self.config = config
+        self.read_only = read_only
         self._store: Store | None = None
 
     @property
@@ -93,7 +98,9 @@ class Project:
     def store(self) -> Store:
         """The store, opened (and its schema created or migrated) on first use."""
         if self._store is None:
-            self._store = open_store(self.config.store_url)
+            self._store = open_project_store(
+                self.root, self.config.store_url, read_only=self.read_only
+            )
         return self._store
 
     def ingest(
@@ -824,6 +831,9 @@ def _api(what: str) -> str:
     return f"python: Project.export_{what}"
 
 
-def open_project(path: str | Path = ".") -> Project:
-    """Open the project in ``path`` (a folder holding ``segmint.yaml``, or the file)."""
-    return Project(load_config(path))
+def open_project(path: str | Path = ".", *, read_only: bool | None = None) -> Project:
+    """Open the project in ``path`` (a folder holding ``segmint.yaml``, or the file).
+
+    ``read_only``: see :class:`Project` (True to read a DuckDB project that a running
+    ``segmint serve`` owns)."""
+    return Project(load_config(path), read_only=read_only)

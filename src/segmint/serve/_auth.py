@@ -25,11 +25,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from fastapi import Request
 
 from segmint.errors import RequestError
 
-__all__ = ["SCOPES", "ApiKey", "KeyRing", "create_key", "hash_key", "require"]
+__all__ = [
+    "SCOPES",
+    "ApiKey",
+    "KeyRing",
+    "create_key",
+    "hash_key",
+    "list_keys",
+    "require",
+    "revoke_key",
+]
 
 SCOPES = ("write", "decide", "admin")
 
@@ -64,6 +74,39 @@ def create_key(store: Any, name: str, scope: str, *, rate_per_second: float | No
         f"{lit(hash_key(secret))}, now(), NULL, {rate})"
     )
     return secret
+
+
+def list_keys(store: Any) -> list[dict[str, Any]]:
+    """Every key, newest first: key_id (the public prefix), name, scope, created, revoked,
+    rate_per_second. Never the secret (not stored) nor its hash."""
+    frame = store.query(
+        "SELECT key_id, name, scope, created_at AS created, revoked_at AS revoked, "
+        "rate_per_second FROM api_keys ORDER BY created_at DESC, key_id"
+    )
+    return [
+        {k: (None if v is None or (isinstance(v, float) and v != v) or v is pd.NaT else v)
+         for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]  # fmt: skip
+
+
+def revoke_key(store: Any, key_id: str) -> bool:
+    """Revoke the key ``key_id`` (its public prefix); False if it was already revoked.
+    Raises :class:`~segmint.errors.NotFoundError` for an unknown key."""
+    from segmint.errors import NotFoundError
+
+    with store.transaction():
+        row = store.query("SELECT revoked_at FROM api_keys WHERE key_id = ?", [key_id])
+        if row.empty:
+            known = store.query("SELECT key_id FROM api_keys ORDER BY key_id")["key_id"].tolist()
+            raise NotFoundError(
+                f"no API key {key_id!r}; keys: {', '.join(known) or '(none)'} "
+                "(`segmint keys list` shows them)"
+            )
+        if row["revoked_at"].notna().iloc[0]:
+            return False
+        store.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = ?", [key_id])
+    return True
 
 
 class KeyRing:
