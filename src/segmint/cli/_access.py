@@ -127,8 +127,8 @@ def guard(app: typer.Typer, prefix: str = "") -> None:
             continue
         name = group.name or (sub.info.name if sub.info else None)
         path = f"{prefix}{name}"
-        callback = sub.registered_callback
-        if callback is not None and callback.callback is not None:
-            if not hasattr(callback.callback, "_segmint_access"):
-                callback.callback = _wrap(path, callback.callback)
+        group_cb = sub.registered_callback
+        fn = group_cb.callback if group_cb is not None else None
+        if group_cb is not None and fn is not None and not hasattr(fn, "_segmint_access"):
+            group_cb.callback = _wrap(path, fn)
         guard(sub, f"{path} ")

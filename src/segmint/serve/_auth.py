@@ -36,6 +36,7 @@ __all__ = [
     "KeyRing",
     "create_key",
     "hash_key",
+    "install_auth_docs",
     "list_keys",
     "require",
     "revoke_key",
@@ -172,7 +173,91 @@ def require(*scopes: str) -> Callable[[Request], ApiKey]:
             raise RequestError(
                 403, f"a {key.scope} key cannot call this endpoint (needs {' or '.join(scopes)})"
             )
+        limits = getattr(request.app.state, "rates", None)
+        if limits is not None:
+            limits.check(key.key_id, key.rate_per_second, who=f"key {key.key_id}")
         request.state.api_key = key
         return key
 
+    dependency.scopes = scopes  # type: ignore[attr-defined]  # read by install_auth_docs
     return dependency
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+}
+
+_AUTH_RESPONSES = {
+    "401": "No key, or an unknown or revoked one",
+    "403": "The key's scope does not allow this endpoint",
+    "429": "The key is over its rate limit (see Retry-After)",
+}
+
+
+def _scopes_of(dependant: Any) -> tuple[str, ...] | None:
+    for dep in dependant.dependencies:
+        scopes = getattr(dep.call, "scopes", None)
+        if scopes is not None:
+            return tuple(scopes)
+        found = _scopes_of(dep)
+        if found is not None:
+            return found
+    return None
+
+
+def install_auth_docs(app: Any) -> None:
+    r"""Declare, in ``app``'s OpenAPI document, the keys (HTTP Basic user name or Bearer)
+    and the 401/403/429 problem details of every endpoint that :func:`require`\ s one."""
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.routing import APIRoute
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return dict(app.openapi_schema)
+        doc = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = doc.setdefault("components", {})
+        components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        components["securitySchemes"] = {
+            "basicKey": {"type": "http", "scheme": "basic",
+                         "description": "the key as user name, empty password (Segment style)"},
+            "bearerKey": {"type": "http", "scheme": "bearer"},
+        }  # fmt: skip
+        for route in app.routes:
+            if not isinstance(route, APIRoute) or not route.include_in_schema:
+                continue
+            scopes = _scopes_of(route.dependant)
+            if scopes is None:
+                continue
+            path = doc.get("paths", {}).get(route.path_format, {})
+            for method in route.methods or ():
+                op = path.get(method.lower())
+                if op is None:
+                    continue
+                op["security"] = [{"basicKey": []}, {"bearerKey": []}]
+                op.setdefault("description", "")
+                op["description"] = (
+                    op["description"] + f"\n\nNeeds a {' or '.join(scopes)} key (or admin)."
+                ).strip()
+                responses = op.setdefault("responses", {})
+                for status, text in _AUTH_RESPONSES.items():
+                    responses.setdefault(status, {
+                        "description": text,
+                        "content": {"application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}}},
+                    })  # fmt: skip
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi
