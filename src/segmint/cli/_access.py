@@ -38,6 +38,10 @@ ACCESS: dict[str, Kind] = {
     "campaign unsubscribe": "write",
     "campaign rotate-key": "write",
     "campaign preview": "write",  # may create the signing key kept in the store
+    "export profiles": "write",  # every export of personal data is logged in the store
+    "export segment": "write",
+    "export audience": "write",
+    "recommend evaluate": "write",  # stores the evaluation ("best" reads it)
     "keys create": "write",
     "keys revoke": "write",
     # -- commands that only read it (read-only beside a running service) -------------------
@@ -52,14 +56,10 @@ ACCESS: dict[str, Kind] = {
     "segments list": "read",
     "segments show": "read",
     "segments diff": "read",
-    "recommend evaluate": "read",
     "campaign list": "read",
     "playbook init": "read",  # writes segmint.yaml, not the store
     "playbook check": "read",
-    "export profiles": "read",
     "export personas": "read",
-    "export segment": "read",
-    "export audience": "read",
     "export log": "read",
     "keys list": "read",
 }

@@ -178,6 +178,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             except Exception:  # one worker's failure to stop must not hide the others'
                 log.exception("stopping %s failed", type(worker).__name__)
         app.state.holder.close()
+        from segmint.store import remove_claim
+
+        remove_claim(app.state.project.root)  # ours only (segmint serve wrote it)
 
 
 access_log = logging.getLogger("segmint.serve.access")
