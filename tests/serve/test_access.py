@@ -26,8 +26,9 @@ def _app_with_guarded_routes(project: Any) -> Any:
 
     app = create_app(project)
     for scope in ("write", "decide", "admin"):
+        needs = Depends(require(scope))
 
-        def endpoint(key: Any = Depends(require(scope))) -> dict[str, str]:
+        def endpoint(key: Any = needs) -> dict[str, str]:
             return {"key": key.key_id, "scope": key.scope}
 
         app.add_api_route(f"/t/{scope}", endpoint, methods=["GET"], summary=f"needs {scope}")
