@@ -153,3 +153,19 @@ def test_openapi_declares_keys_and_their_problems(keyed: tuple[str, dict[str, st
             content = op["responses"][status]["content"]["application/problem+json"]
             assert content["schema"]["$ref"] == "#/components/schemas/Problem"
     assert "security" not in doc["paths"]["/healthz"]["get"]
+
+
+def test_admin_keys_endpoints_create_list_and_revoke(keyed: tuple[str, dict[str, str]]) -> None:
+    url, keys = keyed
+    with httpx.Client(base_url=url, auth=(keys["admin"], "")) as c:
+        made = c.post("/v1/keys", json={"name": "shop-web", "scope": "write"})
+        assert made.status_code == 201, made.text
+        secret, key_id = made.json()["secret"], made.json()["key_id"]
+        listed = c.get("/v1/keys").json()
+        assert key_id in {k["key_id"] for k in listed}
+        assert secret not in str(listed) and "hash" not in str(listed)
+        assert c.delete(f"/v1/keys/{key_id}").json()["already_revoked"] is False
+        assert "no API key" in _problem(c.delete("/v1/keys/wk_nothing"), 404)["detail"]
+        assert _problem(c.post("/v1/keys", json={"name": "x", "scope": "root"}), 400)
+    with httpx.Client(base_url=url, auth=(keys["decide"], "")) as c:
+        assert _problem(c.get("/v1/keys"), 403)

@@ -90,6 +90,9 @@ def create_app(project: Any) -> FastAPI:
 
     app.include_router(pages)
     # -- routers: one include_router line each ------------------------------------------
+    from segmint.serve._keys import router as keys
+
+    app.include_router(keys)
     # -- background workers (started in this order, stopped in reverse): one line each ----
     app.state.workers = []
 
