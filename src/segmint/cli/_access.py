@@ -37,7 +37,7 @@ ACCESS: dict[str, Kind] = {
     "campaign import": "write",
     "campaign unsubscribe": "write",
     "campaign rotate-key": "write",
-    "campaign preview": "write",  # may create the signing key kept in the store
+    "campaign preview": "write",  # plans the campaign when it has no plan yet
     "export profiles": "write",  # every export of personal data is logged in the store
     "export segment": "write",
     "export audience": "write",
