@@ -16,7 +16,7 @@ import sys
 # isort: off
 # the order of these imports is the order of the commands in `segmint --help`
 from segmint.cli._app import app
-from segmint.cli._access import guard
+from segmint.cli._access import guard as _guard
 from segmint.cli import ingest, campaigns, experiments, segments, profiles  # noqa: F401
 from segmint.cli import export, recommend, report, serve, demo  # noqa: F401
 from segmint.cli import keys  # noqa: F401
@@ -31,7 +31,7 @@ app.add_typer(campaigns.playbook_app, name="playbook")
 app.add_typer(keys.keys_app, name="keys")
 
 # last: every command runs in the access mode of its kind (segmint.cli._access.ACCESS)
-guard(app)
+_guard(app)
 
 __all__ = ["app", "main"]
 

@@ -215,18 +215,14 @@ def _scopes_of(dependant: Any) -> tuple[str, ...] | None:
 def install_auth_docs(app: Any) -> None:
     r"""Declare, in ``app``'s OpenAPI document, the keys (HTTP Basic user name or Bearer)
     and the 401/403/429 problem details of every endpoint that :func:`require`\ s one."""
-    from fastapi.openapi.utils import get_openapi
     from fastapi.routing import APIRoute
 
+    previous = app.openapi  # FastAPI's, or another step's: this adds to what it makes
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
+        if app.openapi_schema and "securitySchemes" in app.openapi_schema.get("components", {}):
             return dict(app.openapi_schema)
-        doc = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-        )
+        doc = previous()
         components = doc.setdefault("components", {})
         components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
         components["securitySchemes"] = {
