@@ -169,3 +169,51 @@ def test_admin_keys_endpoints_create_list_and_revoke(keyed: tuple[str, dict[str,
         assert _problem(c.post("/v1/keys", json={"name": "x", "scope": "root"}), 400)
     with httpx.Client(base_url=url, auth=(keys["decide"], "")) as c:
         assert _problem(c.get("/v1/keys"), 403)
+
+
+def test_token_buckets_are_exact_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from segmint.serve._limits import RateLimits
+
+    limits = RateLimits(rate_per_second=0.001, burst=100)  # no refill during the test
+    with ThreadPoolExecutor(8) as pool:
+        waits = list(pool.map(lambda _: limits.wait_for("k"), range(400)))
+    assert sum(w == 0 for w in waits) == 100  # the burst, not one more
+
+
+def test_proxy_headers_give_each_client_its_own_limit(shop: Path, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.serve.conftest import free_port
+
+    root = tmp_path / "shop"
+    shutil.copytree(shop, root)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segmint", "serve", "-p", str(root), "--port", str(port),
+         "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+            time.sleep(0.1)
+        with httpx.Client(base_url=url) as c:
+            one = {"X-Forwarded-For": "203.0.113.7"}
+            codes = [c.get(f"/u/guess-{i}", headers=one).status_code for i in range(80)]
+            assert 429 in codes
+            other = {"X-Forwarded-For": "198.51.100.9"}
+            assert c.get("/u/guess", headers=other).status_code == 400  # its own bucket
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
