@@ -33,8 +33,11 @@ log = logging.getLogger("segmint.serve")
 class StoreHolder:
     """The service's store: ``with holder.hold() as store: ...`` (one user at a time)."""
 
-    idle_close: float = 0.2
-    """Seconds without use after which a DuckDB file is let go."""
+    idle_close: float = 1.0
+    """Seconds without use after which a DuckDB file is let go (a waiting reader gets it
+    sooner: the holder looks for one every :attr:`poll` seconds)."""
+
+    poll: float = 0.1
 
     wait: float = 15.0
     """Seconds a use waits for a read-only command holding the DuckDB file."""
@@ -120,7 +123,7 @@ class StoreHolder:
     def _close_when_idle(self) -> None:
         from segmint.store import readers_waiting
 
-        while not self._stopping.wait(self.idle_close / 2):
+        while not self._stopping.wait(self.poll):
             if self._store is None:
                 continue
             idle = time.monotonic() - self._released >= self.idle_close
