@@ -146,13 +146,18 @@ def test_openapi_declares_keys_and_their_problems(keyed: tuple[str, dict[str, st
     doc = httpx.get(f"{url}/openapi.json").json()
     schemes = doc["components"]["securitySchemes"]
     assert schemes["basicKey"]["scheme"] == "basic" and schemes["bearerKey"]["scheme"] == "bearer"
-    for scope in ("write", "decide", "admin"):
-        op = doc["paths"][f"/t/{scope}"]["get"]
+    operations = [doc["paths"][f"/t/{s}"]["get"] for s in ("write", "decide", "admin")]
+    operations += [doc["paths"]["/v1/keys"]["get"], doc["paths"]["/v1/keys"]["post"]]
+    for op in operations:  # routes added directly and through an included router
         assert op["security"]
         for status in ("401", "403", "429"):
             content = op["responses"][status]["content"]["application/problem+json"]
             assert content["schema"]["$ref"] == "#/components/schemas/Problem"
     assert "security" not in doc["paths"]["/healthz"]["get"]
+    page = doc["paths"]["/u/{token}"]["post"]  # public, but limited per address
+    assert (
+        "security" not in page and "application/problem+json" in page["responses"]["429"]["content"]
+    )
 
 
 def test_admin_keys_endpoints_create_list_and_revoke(keyed: tuple[str, dict[str, str]]) -> None:

@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.openapi.models import HTTPBase as HTTPBaseModel
+from fastapi.security.base import SecurityBase
 
 from segmint.errors import RequestError
+from segmint.serve._limits import PUBLIC_PREFIXES
 
 __all__ = [
     "SCOPES",
@@ -149,11 +152,32 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
-def require(*scopes: str) -> Callable[[Request], ApiKey]:
-    """A FastAPI dependency: the request's key, which must have one of ``scopes`` (an
-    admin key has every scope). 401 without a usable key, 403 with the wrong one."""
+class _Declared(SecurityBase):
+    """A security scheme FastAPI writes into the OpenAPI document; it checks nothing
+    (:func:`require` does), so a request without it still gets segmint's own 401."""
 
-    def dependency(request: Request) -> ApiKey:
+    def __init__(self, scheme: str, name: str, description: str) -> None:
+        self.model = HTTPBaseModel(scheme=scheme, description=description)
+        self.scheme_name = name
+
+    async def __call__(self, request: Request) -> None:
+        return None
+
+
+_BASIC = _Declared("basic", "basicKey", "the key as user name, empty password (Segment style)")
+_BEARER = _Declared("bearer", "bearerKey", "Authorization: Bearer KEY")
+_DECLARED_BASIC = Depends(_BASIC)
+_DECLARED_BEARER = Depends(_BEARER)
+
+
+def require(*scopes: str) -> Callable[..., ApiKey]:
+    """A FastAPI dependency: the request's key, which must have one of ``scopes`` (an
+    admin key has every scope). 401 without a usable key, 403 with the wrong one, 429 over
+    the key's rate."""
+
+    def dependency(
+        request: Request, _basic: None = _DECLARED_BASIC, _bearer: None = _DECLARED_BEARER
+    ) -> ApiKey:
         secret = presented_key(request)
         if secret is None:
             raise RequestError(
@@ -179,7 +203,6 @@ def require(*scopes: str) -> Callable[[Request], ApiKey]:
         request.state.api_key = key
         return key
 
-    dependency.scopes = scopes  # type: ignore[attr-defined]  # read by install_auth_docs
     return dependency
 
 
@@ -201,58 +224,41 @@ _AUTH_RESPONSES = {
 }
 
 
-def _scopes_of(dependant: Any) -> tuple[str, ...] | None:
-    for dep in dependant.dependencies:
-        scopes = getattr(dep.call, "scopes", None)
-        if scopes is not None:
-            return tuple(scopes)
-        found = _scopes_of(dep)
-        if found is not None:
-            return found
-    return None
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+
+
+_PAGE_LIMITED = _problem_response("Too many requests from this address (see Retry-After)")
 
 
 def install_auth_docs(app: Any) -> None:
-    r"""Declare, in ``app``'s OpenAPI document, the keys (HTTP Basic user name or Bearer)
-    and the 401/403/429 problem details of every endpoint that :func:`require`\ s one."""
-    from fastapi.routing import APIRoute
-
+    """Declare, in ``app``'s OpenAPI document, the 401/403/429 problem details of every
+    operation that needs a key (FastAPI marks them with the key's security schemes), and
+    the 429 of the public pages (limited per client address)."""
     previous = app.openapi  # FastAPI's, or another step's: this adds to what it makes
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema and "securitySchemes" in app.openapi_schema.get("components", {}):
+        if app.openapi_schema and "Problem" in app.openapi_schema.get("components", {}).get(
+            "schemas", {}
+        ):
             return dict(app.openapi_schema)
         doc = previous()
-        components = doc.setdefault("components", {})
-        components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
-        components["securitySchemes"] = {
-            "basicKey": {"type": "http", "scheme": "basic",
-                         "description": "the key as user name, empty password (Segment style)"},
-            "bearerKey": {"type": "http", "scheme": "bearer"},
-        }  # fmt: skip
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
-                continue
-            scopes = _scopes_of(route.dependant)
-            if scopes is None:
-                continue
-            path = doc.get("paths", {}).get(route.path_format, {})
-            for method in route.methods or ():
-                op = path.get(method.lower())
-                if op is None:
+        doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        for path, item in doc.get("paths", {}).items():
+            for op in item.values():
+                if not isinstance(op, dict) or "responses" not in op:
                     continue
-                op["security"] = [{"basicKey": []}, {"bearerKey": []}]
-                op.setdefault("description", "")
-                op["description"] = (
-                    op["description"] + f"\n\nNeeds a {' or '.join(scopes)} key (or admin)."
-                ).strip()
-                responses = op.setdefault("responses", {})
-                for status, text in _AUTH_RESPONSES.items():
-                    responses.setdefault(status, {
-                        "description": text,
-                        "content": {"application/problem+json": {
-                            "schema": {"$ref": "#/components/schemas/Problem"}}},
-                    })  # fmt: skip
+                keyed = any("basicKey" in req for req in op.get("security", ()))
+                if keyed:
+                    for status, text in _AUTH_RESPONSES.items():
+                        op["responses"].setdefault(status, _problem_response(text))
+                elif path.startswith(PUBLIC_PREFIXES):
+                    op["responses"].setdefault("429", _PAGE_LIMITED)
         app.openapi_schema = doc
         return doc
 
