@@ -235,7 +235,9 @@ def open_project_store(root: str | Path, url: str, *, read_only: bool | None = N
     claim = read_claim(root)
     if claim is not None and not claim.is_mine():
         if not reading:
-            raise StoreBusyError(owned_message(claim, url), pid=claim.pid)
+            python = read_only is None and _ACCESS.get() is None  # not a CLI command
+            hint = " (to read in Python: open_project(path, read_only=True))" if python else ""
+            raise StoreBusyError(owned_message(claim, url) + hint, pid=claim.pid)
         return _open_beside_service(Path(root), url, claim)
     if not reading:
         return open_store(url, wait=LOCK_WAIT)
