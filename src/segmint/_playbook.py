@@ -482,8 +482,9 @@ class Playbook(_Strict):
     frequency_cap: FrequencyCap = Field(default_factory=FrequencyCap)
     max_attempts: int = Field(default=3, ge=1, description="sends per message before giving up")
     unsubscribe_url: str = Field(
-        default="http://localhost:8000/unsubscribe?token={token}",
-        description="link put in every e-mail; must contain {token}",
+        default="http://localhost:8000/u/{token}",
+        description="link put in every e-mail; must contain {token}; default: "
+        "{serve.public_url}/u/{token}, the unsubscribe page of segmint serve",
     )
     secret_env: str = Field(
         default="SEGMINT_SECRET",

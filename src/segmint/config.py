@@ -764,6 +764,19 @@ class ServeSettings(_Strict):
     )
     burst: int = Field(default=400, gt=0, description="requests a key may send at once")
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError(
+                f"serve.public_url: {value!r} is not an http(s) address such as "
+                "https://shop.example or https://shop.example/segmint"
+            )
+        return value.strip().rstrip("/")
+
 
 DEFAULT_TRACKING_EVENTS: dict[str, str] = {
     "Product Viewed": "product_view",
@@ -946,6 +959,15 @@ class Config(_Strict):
     @classmethod
     def _timezone(cls, value: str) -> str:
         return check_timezone(value)
+
+    @model_validator(mode="after")
+    def _unsubscribe_at_the_service(self) -> Config:
+        """Unless ``playbook.unsubscribe_url`` is set, links point at the service's public
+        address: ``{serve.public_url}/u/{token}``."""
+        if "unsubscribe_url" not in self.playbook.model_fields_set:
+            url = f"{self.serve.public_url}/u/{{token}}"
+            object.__setattr__(self.playbook, "unsubscribe_url", url)  # frozen; stays "unset"
+        return self
 
     @field_validator("engine")
     @classmethod

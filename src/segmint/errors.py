@@ -13,6 +13,8 @@ The tree::
     │       │                         in the declared encoding, an unset $ENV_VAR
     │       └── MissingColumnError    a mapped column is not in the source; suggests the closest
     ├── StoreError                    the store cannot be opened, migrated or written
+    │   └── StoreBusyError            a DuckDB store is held by another process (its lock), or
+    │                                 owned by a running `segmint serve` (a write command stops)
     ├── SourceError                   a source's data cannot be read (empty, damaged or
     │                                 mislabelled compression, a header with repeated names)
     ├── LoadError                     a load failed and was rolled back; the store is unchanged
@@ -64,6 +66,7 @@ __all__ = [
     "SegmintError",
     "SourceConfigError",
     "SourceError",
+    "StoreBusyError",
     "StoreError",
     "TemplateError",
 ]
@@ -88,6 +91,16 @@ class ConfigError(SegmintError):
 
 class StoreError(SegmintError):
     """The store cannot be opened, migrated or written."""
+
+
+class StoreBusyError(StoreError):
+    """A DuckDB store is in use: another process holds its lock, or a running
+    ``segmint serve`` owns it (see :mod:`segmint.store`). ``pid``: the holder's process id
+    when known."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class SourceError(SegmintError):

@@ -21,7 +21,7 @@ from segmint.sources import (
     ingest_source,
     prefetch_checksums,
 )
-from segmint.store import LOAD_ORDER, TABLES, Store, lit, open_store
+from segmint.store import LOAD_ORDER, TABLES, Store, lit, open_project_store
 
 if TYPE_CHECKING:
     from segmint.experiments import RefreshResult
@@ -79,11 +79,22 @@ class Project:
     ----------
     config : Config
         The loaded configuration. Use :func:`open_project` to load it from a folder.
+    read_only : bool, optional
+        Open a DuckDB store read-only (beside a running ``segmint serve``, which owns the
+        file). None: as :func:`segmint.store.access_mode` says (the CLI sets it per
+        command), else read-write.
+    store : Store, optional
+        An open store to work on instead of opening one (``segmint serve`` lends the store
+        it holds to a scheduled job); :meth:`close` leaves it open.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, *, read_only: bool | None = None, store: Store | None = None
+    ) -> None:
         self.config = config
-        self._store: Store | None = None
+        self.read_only = read_only
+        self._store: Store | None = store
+        self._borrowed = store is not None  # an open store lent by its owner: not closed here
 
     @property
     def root(self) -> Path:
@@ -93,7 +104,9 @@ class Project:
     def store(self) -> Store:
         """The store, opened (and its schema created or migrated) on first use."""
         if self._store is None:
-            self._store = open_store(self.config.store_url)
+            self._store = open_project_store(
+                self.root, self.config.store_url, read_only=self.read_only
+            )
         return self._store
 
     def ingest(
@@ -806,9 +819,9 @@ class Project:
         return (f"WHERE {where}" if where else ""), [value for _, value in conds]
 
     def close(self) -> None:
-        if self._store is not None:
+        if self._store is not None and not self._borrowed:
             self._store.close()
-            self._store = None
+        self._store = None
 
     def __enter__(self) -> Project:
         return self
@@ -824,6 +837,9 @@ def _api(what: str) -> str:
     return f"python: Project.export_{what}"
 
 
-def open_project(path: str | Path = ".") -> Project:
-    """Open the project in ``path`` (a folder holding ``segmint.yaml``, or the file)."""
-    return Project(load_config(path))
+def open_project(path: str | Path = ".", *, read_only: bool | None = None) -> Project:
+    """Open the project in ``path`` (a folder holding ``segmint.yaml``, or the file).
+
+    ``read_only``: see :class:`Project` (True to read a DuckDB project that a running
+    ``segmint serve`` owns)."""
+    return Project(load_config(path), read_only=read_only)

@@ -66,6 +66,8 @@ def test_the_whole_link_pasted_verifies_like_its_token(tmp_path: Path) -> None:
     token = make_token(ring, "u1", "email", "marketing")
     for link in (
         f"http://localhost:8000/unsubscribe?token={token}",
+        f"https://shop.example/segmint/u/{token}",
+        f"https://shop.example/u/{token}/preferences",
         f" https://shop.example/u?lang=en&token={token}&utm=x ",
     ):
         assert verify_token(ring, link) == ("u1", "email", "marketing")

@@ -79,13 +79,21 @@ def test_an_unexpected_failure_is_a_500_problem_with_an_incident_id(
             assert _is_problem(c.get("/missing"), 404)["detail"] == "no user 'x'"
 
 
-def test_readyz_says_when_the_store_is_gone(shop: Path) -> None:
+def test_readyz_says_when_the_store_is_gone(shop: Path, tmp_path: Path) -> None:
+    import shutil
+
     from segmint.serve import create_app
 
-    with segmint.open_project(shop) as p:
+    root = tmp_path / "shop"
+    shutil.copytree(shop, root)
+    with segmint.open_project(root) as p:
         app = create_app(p)
         with Served(app) as s, httpx.Client(base_url=s.url) as c:
-            p.store.close()
+            assert c.get("/readyz").status_code == 200
+            deadline = time.monotonic() + 5
+            while app.state.holder.is_open and time.monotonic() < deadline:
+                time.sleep(0.05)  # the service lets go of an idle DuckDB file
+            Path(p.config.store_url).write_bytes(b"not a database" * 1000)
             body = _is_problem(c.get("/readyz"), 503)
             assert "not reachable" in str(body["detail"])
             assert c.get("/healthz").status_code == 200

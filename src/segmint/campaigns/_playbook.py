@@ -382,7 +382,6 @@ def default_playbook(
             "holdout": 0.1,
             "frequency_cap": {"max_messages": 2, "window_days": 7},
             "max_attempts": 3,
-            "unsubscribe_url": "http://localhost:8000/unsubscribe?token={token}",
             "secret_env": "SEGMINT_SECRET",
             "channels": {
                 "email": {

@@ -54,9 +54,16 @@ def make_token(
 
 
 def token_of(text: str) -> str:
-    """The token in ``text``: the text itself, or the ``token`` parameter of an unsubscribe
-    link pasted whole (``https://shop.example/unsubscribe?token=...``)."""
+    """The token in ``text``: the text itself, or the token of an unsubscribe link pasted
+    whole (``https://shop.example/u/TOKEN``, or the older
+    ``https://shop.example/unsubscribe?token=TOKEN``)."""
     text = text.strip()
+    if text.startswith(("http://", "https://")) and "/u/" in text:
+        from urllib.parse import unquote, urlsplit
+
+        found_in_path = urlsplit(text).path.rsplit("/u/", 1)[-1].split("/")[0]
+        if found_in_path:
+            return unquote(found_in_path)
     if "token=" in text and ("?" in text or "&" in text):
         from urllib.parse import parse_qs, urlsplit
 

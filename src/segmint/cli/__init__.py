@@ -16,9 +16,11 @@ import sys
 # isort: off
 # the order of these imports is the order of the commands in `segmint --help`
 from segmint.cli._app import app
+from segmint.cli._access import guard as _guard
 from segmint.cli import ingest, campaigns, experiments, segments, profiles  # noqa: F401
 from segmint.cli import export, recommend, report, serve, demo  # noqa: F401
 from segmint.cli import jobs  # noqa: F401
+from segmint.cli import keys  # noqa: F401
 
 # isort: on
 
@@ -28,6 +30,10 @@ app.add_typer(recommend.recommend_app, name="recommend")
 app.add_typer(campaigns.campaign_app, name="campaign")
 app.add_typer(campaigns.playbook_app, name="playbook")
 app.add_typer(jobs.jobs_app, name="jobs")
+app.add_typer(keys.keys_app, name="keys")
+
+# last: every command runs in the access mode of its kind (segmint.cli._access.ACCESS)
+_guard(app)
 
 __all__ = ["app", "main"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -26,6 +26,17 @@ def serve(
         int, typer.Option(help="Worker processes (more than 1 needs a PostgreSQL store).")
     ] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    proxy_headers: Annotated[
+        bool,
+        typer.Option(
+            help="Behind a reverse proxy: take the client address and scheme from its "
+            "X-Forwarded-For / X-Forwarded-Proto (only from --forwarded-allow-ips)."
+        ),
+    ] = False,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(help="Comma-separated proxy addresses trusted with --proxy-headers."),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve the project over HTTP: health, version, the API and its docs at /docs."""
     import uvicorn
@@ -49,18 +60,32 @@ def serve(
     p = _run(prepare)
     if log_level in ("debug", "trace", "info"):  # the access log (tokens masked) at info
         logging.getLogger("segmint.serve.access").setLevel(logging.INFO)
-    console.print(f"segmint serving {p.root} on http://{host}:{port} (docs: /docs)")
-    if workers == 1:
-        uvicorn.run(create_app(p), host=host, port=port, log_level=log_level, access_log=False)
-    else:
-        p.store.close()  # each worker opens its own
-        os.environ[PROJECT_ENV] = str(p.root)
-        uvicorn.run(
-            "segmint.serve._app:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_level=log_level,
-            access_log=False,  # segmint's own access log masks tokens (serve._app.AccessLog)
-        )
+    url = f"http://{host}:{port}"
+    owned = not p.store.capabilities.shared
+    p.close()  # the service opens the store on demand (a DuckDB file only while it uses it)
+    if owned:
+        from segmint.store import write_claim
+
+        _run(lambda: write_claim(p.root, url=url, store=p.config.store_url))
+    console.print(f"segmint serving {p.root} on {url} (docs: /docs)")
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,  # segmint's own access log masks tokens (serve._app.AccessLog)
+        "proxy_headers": proxy_headers,
+        "forwarded_allow_ips": forwarded_allow_ips if proxy_headers else None,
+    }
+    try:
+        if workers == 1:
+            uvicorn.run(create_app(p), **options)
+        else:
+            os.environ[PROJECT_ENV] = str(p.root)
+            uvicorn.run(
+                "segmint.serve._app:app_from_environment", factory=True, workers=workers, **options
+            )
+    finally:
+        if owned:
+            from segmint.store import remove_claim
+
+            remove_claim(p.root)

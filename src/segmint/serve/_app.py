@@ -16,7 +16,6 @@ import logging
 import os
 import platform
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -31,6 +30,9 @@ from fastapi.staticfiles import StaticFiles
 from segmint.errors import RequestError
 from segmint.serve import _scheduler
 from segmint.serve._auth import KeyRing
+from segmint.serve._auth import KeyRing, install_auth_docs
+from segmint.serve._claim import StoreHolder
+from segmint.serve._limits import PublicPageLimit, RateLimits
 from segmint.serve._problems import install_problem_handlers
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "Worker",
     "app_from_environment",
     "create_app",
+    "hold_store",
     "loggable_path",
     "store_access",
 ]
@@ -75,9 +78,14 @@ def create_app(project: Any) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.project = project
-    app.state.store_lock = threading.RLock()
+    app.state.holder = StoreHolder(project)
+    app.state.store_lock = app.state.holder.lock
     app.state.keys = KeyRing(lambda: _key_rows(app))
+    serve = project.config.serve
+    app.state.rates = RateLimits(serve.rate_per_second, serve.burst)
     install_problem_handlers(app)
+    install_auth_docs(app)
+    app.add_middleware(PublicPageLimit)
     app.add_middleware(AccessLog)
     app.mount("/static/swagger", StaticFiles(directory=_swagger_dir()), name="swagger")
     from segmint.serve._pages import router as pages
@@ -85,6 +93,9 @@ def create_app(project: Any) -> FastAPI:
     app.include_router(pages)
     # -- routers: one include_router line each ------------------------------------------
     app.include_router(_scheduler.router)
+    from segmint.serve._keys import router as keys
+
+    app.include_router(keys)
     # -- background workers (started in this order, stopped in reverse): one line each ----
     app.state.workers = []
     app.state.workers.append(_scheduler.scheduler_for(app))
@@ -173,6 +184,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 worker.stop()
             except Exception:  # one worker's failure to stop must not hide the others'
                 log.exception("stopping %s failed", type(worker).__name__)
+        app.state.holder.close()
+        from segmint.store import remove_claim
+
+        remove_claim(app.state.project.root)  # ours only (segmint serve wrote it)
 
 
 access_log = logging.getLogger("segmint.serve.access")
@@ -223,14 +238,23 @@ class AccessLog:
 @contextmanager
 def store_access(request: Request) -> Iterator[Any]:
     """The project's store, held by this request alone until the block ends."""
-    app = request.app
-    with app.state.store_lock:
-        yield app.state.project.store
+    with hold_store(request.app) as store:
+        yield store
+
+
+@contextmanager
+def hold_store(app: FastAPI) -> Iterator[Any]:
+    """The project's store for code without a request (background workers): held by the
+    caller alone until the block ends. A DuckDB file is opened on demand and let go when
+    idle (see :class:`segmint.serve._claim.StoreHolder`): never keep the store beyond the
+    block, and never use ``project.store`` in the service."""
+    with app.state.holder.hold() as store:
+        yield store
 
 
 def _key_rows(app: FastAPI) -> list[tuple[Any, ...]]:
-    with app.state.store_lock:
-        frame = app.state.project.store.query(
+    with hold_store(app) as store:
+        frame = store.query(
             "SELECT key_id, name, scope, key_hash, rate_per_second FROM api_keys "
             "WHERE revoked_at IS NULL"
         )

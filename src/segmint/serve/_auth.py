@@ -25,11 +25,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
+import pandas as pd
+from fastapi import Depends, Request
+from fastapi.openapi.models import HTTPBase as HTTPBaseModel
+from fastapi.security.base import SecurityBase
 
 from segmint.errors import RequestError
+from segmint.serve._limits import PUBLIC_PREFIXES
 
-__all__ = ["SCOPES", "ApiKey", "KeyRing", "create_key", "hash_key", "require"]
+__all__ = [
+    "SCOPES",
+    "ApiKey",
+    "KeyRing",
+    "create_key",
+    "hash_key",
+    "install_auth_docs",
+    "list_keys",
+    "require",
+    "revoke_key",
+]
 
 SCOPES = ("write", "decide", "admin")
 
@@ -64,6 +78,39 @@ def create_key(store: Any, name: str, scope: str, *, rate_per_second: float | No
         f"{lit(hash_key(secret))}, now(), NULL, {rate})"
     )
     return secret
+
+
+def list_keys(store: Any) -> list[dict[str, Any]]:
+    """Every key, newest first: key_id (the public prefix), name, scope, created, revoked,
+    rate_per_second. Never the secret (not stored) nor its hash."""
+    frame = store.query(
+        "SELECT key_id, name, scope, created_at AS created, revoked_at AS revoked, "
+        "rate_per_second FROM api_keys ORDER BY created_at DESC, key_id"
+    )
+    return [
+        {k: (None if v is None or (isinstance(v, float) and v != v) or v is pd.NaT else v)
+         for k, v in row.items()}
+        for row in frame.to_dict(orient="records")
+    ]  # fmt: skip
+
+
+def revoke_key(store: Any, key_id: str) -> bool:
+    """Revoke the key ``key_id`` (its public prefix); False if it was already revoked.
+    Raises :class:`~segmint.errors.NotFoundError` for an unknown key."""
+    from segmint.errors import NotFoundError
+
+    with store.transaction():
+        row = store.query("SELECT revoked_at FROM api_keys WHERE key_id = ?", [key_id])
+        if row.empty:
+            known = store.query("SELECT key_id FROM api_keys ORDER BY key_id")["key_id"].tolist()
+            raise NotFoundError(
+                f"no API key {key_id!r}; keys: {', '.join(known) or '(none)'} "
+                "(`segmint keys list` shows them)"
+            )
+        if row["revoked_at"].notna().iloc[0]:
+            return False
+        store.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = ?", [key_id])
+    return True
 
 
 class KeyRing:
@@ -105,11 +152,32 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
-def require(*scopes: str) -> Callable[[Request], ApiKey]:
-    """A FastAPI dependency: the request's key, which must have one of ``scopes`` (an
-    admin key has every scope). 401 without a usable key, 403 with the wrong one."""
+class _Declared(SecurityBase):
+    """A security scheme FastAPI writes into the OpenAPI document; it checks nothing
+    (:func:`require` does), so a request without it still gets segmint's own 401."""
 
-    def dependency(request: Request) -> ApiKey:
+    def __init__(self, scheme: str, name: str, description: str) -> None:
+        self.model = HTTPBaseModel(scheme=scheme, description=description)
+        self.scheme_name = name
+
+    async def __call__(self, request: Request) -> None:
+        return None
+
+
+_BASIC = _Declared("basic", "basicKey", "the key as user name, empty password (Segment style)")
+_BEARER = _Declared("bearer", "bearerKey", "Authorization: Bearer KEY")
+_DECLARED_BASIC = Depends(_BASIC)
+_DECLARED_BEARER = Depends(_BEARER)
+
+
+def require(*scopes: str) -> Callable[..., ApiKey]:
+    """A FastAPI dependency: the request's key, which must have one of ``scopes`` (an
+    admin key has every scope). 401 without a usable key, 403 with the wrong one, 429 over
+    the key's rate."""
+
+    def dependency(
+        request: Request, _basic: None = _DECLARED_BASIC, _bearer: None = _DECLARED_BEARER
+    ) -> ApiKey:
         secret = presented_key(request)
         if secret is None:
             raise RequestError(
@@ -129,7 +197,69 @@ def require(*scopes: str) -> Callable[[Request], ApiKey]:
             raise RequestError(
                 403, f"a {key.scope} key cannot call this endpoint (needs {' or '.join(scopes)})"
             )
+        limits = getattr(request.app.state, "rates", None)
+        if limits is not None:
+            limits.check(key.key_id, key.rate_per_second, who=f"key {key.key_id}")
         request.state.api_key = key
         return key
 
     return dependency
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+    },
+}
+
+_AUTH_RESPONSES = {
+    "401": "No key, or an unknown or revoked one",
+    "403": "The key's scope does not allow this endpoint",
+    "429": "The key is over its rate limit (see Retry-After)",
+}
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        },
+    }
+
+
+_PAGE_LIMITED = _problem_response("Too many requests from this address (see Retry-After)")
+
+
+def install_auth_docs(app: Any) -> None:
+    """Declare, in ``app``'s OpenAPI document, the 401/403/429 problem details of every
+    operation that needs a key (FastAPI marks them with the key's security schemes), and
+    the 429 of the public pages (limited per client address)."""
+    previous = app.openapi  # FastAPI's, or another step's: this adds to what it makes
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema and "Problem" in app.openapi_schema.get("components", {}).get(
+            "schemas", {}
+        ):
+            return dict(app.openapi_schema)
+        doc = previous()
+        doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        for path, item in doc.get("paths", {}).items():
+            for op in item.values():
+                if not isinstance(op, dict) or "responses" not in op:
+                    continue
+                keyed = any("basicKey" in req for req in op.get("security", ()))
+                if keyed:
+                    for status, text in _AUTH_RESPONSES.items():
+                        op["responses"].setdefault(status, _problem_response(text))
+                elif path.startswith(PUBLIC_PREFIXES):
+                    op["responses"].setdefault("429", _PAGE_LIMITED)
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi

@@ -358,9 +358,13 @@ class JobScheduler:
         (tests fire a job every second this way).
     """
 
-    def __init__(self, project: Any, *, lock: Any = None, trigger_for: Any = None) -> None:
+    def __init__(
+        self, project: Any, *, lock: Any = None, hold: Any = None, trigger_for: Any = None
+    ) -> None:
         self.project = project
         self._lock = lock if lock is not None else threading.RLock()
+        self._hold = hold
+        self._shared = str(project.config.store_url).startswith(("postgresql://", "postgres://"))
         self._trigger_for = trigger_for
         self._scheduler: Any = None
         self._triggers: dict[str, Any] = {}
@@ -398,6 +402,10 @@ class JobScheduler:
     @contextmanager
     def service_store(self) -> Iterator[Any]:
         """The service's store, held (briefly) by the caller alone."""
+        if self._hold is not None:  # the service: its holder opens and lets go of the file
+            with self._hold() as store:
+                yield store
+            return
         with self._lock:
             yield self.project.store
 
@@ -405,11 +413,14 @@ class JobScheduler:
     def _run_project(self) -> Iterator[Any]:
         """The project a run works on: on a shared store its own connection (the service
         keeps answering); on DuckDB the service's, held for the whole run."""
-        if self.project.store.capabilities.shared:
-            from segmint.project import Project
+        from segmint.project import Project
 
+        if self._shared:
             with Project(self.project.config) as own:
                 yield own
+        elif self._hold is not None:  # the service's held store, lent for the whole run
+            with self._hold() as store, Project(self.project.config, store=store) as lent:
+                yield lent
         else:
             with self._lock:
                 yield self.project
@@ -567,8 +578,13 @@ class JobScheduler:
 
 
 def scheduler_for(app: Any) -> JobScheduler:
-    """The service's scheduler (kept as ``app.state.scheduler``), using its store lock."""
-    app.state.scheduler = JobScheduler(app.state.project, lock=app.state.store_lock)
+    """The service's scheduler (kept as ``app.state.scheduler``), holding the service's
+    store through its holder (never ``project.store``)."""
+    from segmint.serve._app import hold_store
+
+    app.state.scheduler = JobScheduler(
+        app.state.project, lock=app.state.store_lock, hold=lambda: hold_store(app)
+    )
     return app.state.scheduler
 
 

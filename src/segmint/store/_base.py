@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlglot
 
-from segmint.errors import SegmintError, StoreError
+from segmint.errors import SegmintError, StoreBusyError, StoreError
 from segmint.store._migrations import MIGRATIONS, Migration
 from segmint.store._schema import (
     SCHEMA_VERSION,
@@ -97,6 +97,9 @@ class Store:
 
     dialect = "duckdb"
 
+    read_only: bool = False
+    """Opened read-only (a DuckDB file other processes may read at the same time)."""
+
     secondary_indexes = False
     """Capability: the store keeps lookup indexes and primary keys on run tables (PostgreSQL);
     DuckDB relies on zone maps, as an ART index would slow bulk writes."""
@@ -107,11 +110,17 @@ class Store:
     """What this store can do (see :class:`~segmint.store.Capabilities`); callers branch on
     these flags, never on :attr:`dialect`."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.location = str(path)
+        self.read_only = read_only
+        if read_only and not Path(path).is_file():
+            raise StoreError(
+                f"there is no DuckDB store at {path} yet: run `segmint ingest` (or any command "
+                "that writes) to create it"
+            )
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._con = duckdb.connect(str(path))
+            self._con = duckdb.connect(str(path), read_only=read_only)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the folder of the DuckDB store {path}: {exc.strerror}; "
@@ -504,13 +513,14 @@ def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
             f"the DuckDB store {path} is a folder, not a file; set `store:` in segmint.yaml "
             "to a file path such as store.duckdb"
         )
-    if "Could not set lock" in text or "Conflicting lock" in text:
+    if is_lock_error(exc):
         held = re.search(r"Conflicting lock is held in (.*?) \(PID (\d+)\)", text)
         by = f" (PID {held.group(2)}, {held.group(1)})" if held else ""
-        return StoreError(
+        return StoreBusyError(
             f"the DuckDB store {path} is in use by another process{by}: DuckDB allows one "
             "writer at a time. Wait for it to finish or stop it (while `segmint serve` runs, "
-            "go through the service), then run the command again"
+            "go through the service), then run the command again",
+            pid=int(held.group(2)) if held else None,
         )
     unreadable = (
         "not a valid DuckDB database",
@@ -521,6 +531,12 @@ def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
     if any(s in text for s in unreadable):
         return _unreadable(path, first)
     return StoreError(f"cannot open the DuckDB store {path}: {first}")
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """``exc`` is DuckDB refusing a file another process holds (its lock)."""
+    text = str(exc)
+    return "Could not set lock" in text or "Conflicting lock" in text
 
 
 def _unreadable(path: Path, found: str) -> StoreError:
