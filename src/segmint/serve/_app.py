@@ -83,8 +83,14 @@ def create_app(project: Any) -> FastAPI:
 
     app.include_router(pages)
     # -- routers: one include_router line each ------------------------------------------
+    from segmint.serve._tracking import router as tracking
+
+    app.include_router(tracking)
     # -- background workers (started in this order, stopped in reverse): one line each ----
     app.state.workers = []
+    from segmint.serve._loader import tracking_worker
+
+    app.state.workers.append(tracking_worker(app))
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
