@@ -164,13 +164,13 @@ class TrackingLoader:
         return n
 
     def _load_batch(self, name: str, messages: list[dict[str, Any]], end: int, before: int) -> None:
-        store = self.project.store
-
-        def inside() -> None:
-            self._save_offset(store, name, end, before + len(messages), closed=False)
-
         started = time.perf_counter()
         with self.lock:
+            store = self.project.store
+
+            def inside() -> None:
+                self._save_offset(store, name, end, before + len(messages), closed=False)
+
             self.load(store, self.project.config, messages, inside=inside)
         log.info(
             "loaded %d tracked messages from %s in %.0f ms",
@@ -209,9 +209,10 @@ class TrackingLoader:
     def _close(self, path: Path) -> None:
         """A gone writer's file is fully loaded: say so, delete it, then forget its row."""
         loaded_bytes, loaded_messages, _ = self._offset(path.name)
-        store = self.project.store
-        with self.lock, store.transaction():
-            self._save_offset(store, path.name, loaded_bytes, loaded_messages, closed=True)
+        with self.lock, self.project.store.transaction():
+            self._save_offset(
+                self.project.store, path.name, loaded_bytes, loaded_messages, closed=True
+            )
         log.info(
             "tracking spool %s is loaded (%d messages); deleting it", path.name, loaded_messages
         )
