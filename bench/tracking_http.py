@@ -40,8 +40,12 @@ def _cpu_seconds(pid: int) -> float:
 
 async def _client(url: str, key: str, batch_size: int, until: float, counts: list[int]) -> None:
     prefix = uuid.uuid4().hex[:8]
-    template = {"type": "track", "userId": "u", "event": "Product Viewed",
-                "properties": {"sku": "A-1", "price": 12.5}}
+    template = {
+        "type": "track",
+        "userId": "u",
+        "event": "Product Viewed",
+        "properties": {"sku": "A-1", "price": 12.5},
+    }
     n = 0
     async with httpx.AsyncClient(base_url=url, auth=(key, ""), timeout=30) as c:
         while time.monotonic() < until:
@@ -50,8 +54,9 @@ async def _client(url: str, key: str, batch_size: int, until: float, counts: lis
                 n += 1
                 batch.append({**template, "messageId": f"{prefix}-{n}"})
             body = json.dumps({"batch": batch}).encode()
-            r = await c.post("/v1/batch", content=body,
-                             headers={"Content-Type": "application/json"})
+            r = await c.post(
+                "/v1/batch", content=body, headers={"Content-Type": "application/json"}
+            )
             r.raise_for_status()
             counts.append(batch_size)
 
@@ -81,7 +86,8 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "segmint", "serve", "-p", str(root), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(300):
@@ -103,10 +109,12 @@ def main() -> None:
     lines = sum(
         len(f.read_bytes().splitlines()) for f in (root / ".segmint" / "spool").glob("*.jsonl")
     )
-    print(f"{args.clients} clients x batches of {args.batch_size}, {wall:.1f} s: "
-          f"{n / wall:,.0f} messages/s accepted ({len(counts) / wall:,.0f} requests/s); "
-          f"server CPU {cpu / max(n, 1) * 1000 * 1000:.1f} ms per 1,000 messages; "
-          f"{lines:,} lines left in the spool after shutdown")
+    print(
+        f"{args.clients} clients x batches of {args.batch_size}, {wall:.1f} s: "
+        f"{n / wall:,.0f} messages/s accepted ({len(counts) / wall:,.0f} requests/s); "
+        f"server CPU {cpu / max(n, 1) * 1000 * 1000:.1f} ms per 1,000 messages; "
+        f"{lines:,} lines left in the spool after shutdown"
+    )
 
 
 if __name__ == "__main__":
