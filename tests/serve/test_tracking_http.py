@@ -351,3 +351,24 @@ def test_the_openapi_document_describes_every_message(tracking: Tracking) -> Non
     assert "event" in track["schema"]["required"]
     batch = doc["paths"]["/v1/batch"]["post"]["requestBody"]["content"]["application/json"]
     assert len(batch["schema"]["properties"]["batch"]["items"]["oneOf"]) == 6
+
+
+def test_odd_but_valid_input_found_by_schemathesis(tracking: Tracking) -> None:
+    """A type that is an object is a 400 (it was a 500); a client time so far off that the
+    correction leaves years 1..9999 is kept as sent (it was a 400 for a schema-valid body)."""
+    mid = _mid()
+    with tracking.client() as c:
+        body = _problem(c.post("/v1/batch", json={"batch": [{"type": {"a": 1}}]}), 400)
+        assert body["errors"][0]["field"] == "type"
+        r = c.post(
+            "/v1/track",
+            json={
+                "userId": "u",
+                "event": "E",
+                "messageId": mid,
+                "timestamp": "1420-07-30T01:20:18.578-06:03",
+                "sentAt": "7171-05-25T03:45:28Z",
+            },
+        )
+    assert r.status_code == 200, r.text
+    assert tracking.spooled()[mid]["timestamp"] == "1420-07-30T01:20:18.578-06:03"

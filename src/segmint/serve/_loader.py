@@ -249,6 +249,15 @@ class TrackingLoader:
             "files": files,
         }
 
+    def _writer_of(self, path: Path) -> str:
+        if path == self.writer.path and self.writer.running:
+            return "this process"
+        claim = claim_if_dead(path)
+        if claim is None:
+            return "another process"
+        claim.close()
+        return "gone"
+
     def _file_status(self, path: Path, now: datetime) -> dict[str, Any]:
         loaded_bytes, loaded_messages, closed = self._offset(path.name)
         written = complete_size(path)
@@ -263,7 +272,7 @@ class TrackingLoader:
             lag_seconds = _age(first.get("receivedAt"), now)
         return {
             "file": path.name,
-            "writer": "this process" if path == self.writer.path else "another process",
+            "writer": self._writer_of(path),
             "bytes_written": written,
             "bytes_loaded": loaded_bytes,
             "messages_loaded": loaded_messages,

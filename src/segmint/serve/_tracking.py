@@ -17,7 +17,7 @@ import json
 import re
 import uuid
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
@@ -62,26 +62,29 @@ _ISO = re.compile(
 
 
 def parse_time(value: str) -> datetime:
-    """An ISO-8601 date-time as an aware UTC datetime (no zone is taken as UTC)."""
+    """An ISO-8601 date-time as an aware datetime (no zone is taken as UTC)."""
     if not _ISO.match(value):
         raise ValueError("not an ISO-8601 date-time such as 2026-01-31T12:00:00.000Z")
     text = value.upper().replace("Z", "+00:00")
     # Python < 3.12 takes at most 6 fraction digits
     text = re.sub(r"(\.\d{6})\d+", r"\1", text)
+    leap = re.match(r"^(.{10}[T ]\d{2}:\d{2}:)60", text)
+    if leap:  # a leap second (RFC 3339 allows :60): the next second
+        text = f"{leap.group(1)}59{text[leap.end() :]}"
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"not a valid date-time ({exc})") from None
+    if leap:
+        moment += timedelta(seconds=1)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    return moment
 
 
 def format_time(moment: datetime) -> str:
     """``2026-01-31T12:00:00.000Z``: UTC with milliseconds, as Segment writes times."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _check_time(value: str) -> str:
@@ -250,7 +253,7 @@ def _check(item: Any, kind: str | None, index: int | None) -> list[dict[str, Any
         return [{"index": index, "field": "message", "message": "must be a JSON object"}]
     if kind is None:
         kind = item.get("type")
-        if kind not in MODELS:
+        if not isinstance(kind, str) or kind not in MODELS:
             return [
                 {
                     "index": index,
@@ -290,19 +293,27 @@ def _stamped(
     sent_at = msg.get("sentAt") or batch.get("sentAt")
     original = msg.get("originalTimestamp") or msg.get("timestamp")
     msg["receivedAt"] = format_time(received)
+    if sent_at:
+        msg["sentAt"] = sent_at
     if original:
-        happened = parse_time(original)
         msg["originalTimestamp"] = original
-        if sent_at:
-            msg["sentAt"] = sent_at
-            happened = received - (parse_time(sent_at) - happened)
-        msg["timestamp"] = format_time(happened)
+        msg["timestamp"] = _corrected(original, sent_at, received)
     else:
-        if sent_at:
-            msg["sentAt"] = sent_at
         msg["timestamp"] = msg["receivedAt"]
     msg["_source"] = source
     return msg
+
+
+def _corrected(original: str, sent_at: str | None, received: datetime) -> str:
+    """``receivedAt - (sentAt - originalTimestamp)``; without ``sentAt`` the client's time.
+    A time that cannot be written as a UTC year 1..9999 is kept as the client sent it."""
+    try:
+        happened = parse_time(original)
+        if sent_at:
+            happened = received - (parse_time(sent_at) - happened)
+        return format_time(happened)
+    except (OverflowError, ValueError):
+        return original
 
 
 def prepare_messages(
@@ -466,9 +477,13 @@ def _inline(schema: Any, defs: dict[str, Any]) -> Any:
 def _body_schema(model: Any) -> dict[str, Any]:
     schema = TypeAdapter(model).json_schema()
     body = _inline(schema, schema.get("$defs", {}))
-    if "discriminator" in body.get("properties", {}).get("batch", {}).get("items", {}):
-        # the mapping names $defs that are inlined now; oneOf + the required type decide
-        body["properties"]["batch"]["items"].pop("discriminator")
+    items = body.get("properties", {}).get("batch", {}).get("items", {})
+    if "discriminator" in items:
+        # the mapping names $defs that are inlined now: in a batch each message must name
+        # its type, which picks exactly one of the oneOf
+        items.pop("discriminator")
+        for one in items["oneOf"]:
+            one["required"] = sorted({*one.get("required", []), "type"})
     return {
         "requestBody": {
             "required": True,
