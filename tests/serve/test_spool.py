@@ -30,9 +30,9 @@ from segmint.serve._spool import SpoolWriter, read_lines
 from segmint.store import lit
 
 
-def _project(root: Path) -> Path:
+def _project(root: Path, store: str = "t.duckdb") -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "segmint.yaml").write_text("project: spool\nstore: t.duckdb\n")
+    (root / "segmint.yaml").write_text(f"project: spool\nstore: {json.dumps(store)}\n")
     return root
 
 
@@ -75,9 +75,11 @@ class RecordingLoad:
         return len(messages)
 
 
-@pytest.fixture()
-def project(tmp_path: Path) -> Iterator[Any]:
-    with segmint.open_project(_project(tmp_path / "p")) as p:
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A project on DuckDB, and on PostgreSQL (the offset upsert is transpiled there)."""
+    store = "t.duckdb" if request.param == "duckdb" else request.getfixturevalue("pg_url")
+    with segmint.open_project(_project(tmp_path / "p", store)) as p:
         p.store  # opened here, before any loader thread  # noqa: B018
         yield p
 
