@@ -264,3 +264,25 @@ def test_every_acknowledged_message_survives_kill_9(tmp_path: Path) -> None:
             if line.endswith(b"\n"):
                 on_disk.add(json.loads(line)["messageId"])
     assert set(acked) <= on_disk
+
+
+def test_a_full_file_is_rotated_and_the_old_one_loaded_and_deleted(project: Any) -> None:
+    load = RecordingLoad()
+    loader = _loader(project, load, batch_seconds=3600)  # ticks by hand below
+    loader.writer.rotate_bytes = 300  # about three lines
+    loader.start()
+    try:
+        first = loader.writer.path
+        asyncio.run(loader.writer.append([_line(i) for i in range(4)]))
+        time.sleep(1.1)  # a file name has a one-second clock
+        asyncio.run(loader.writer.append([_line(4)]))  # rotates after this commit
+        assert loader.writer.path != first
+        asyncio.run(loader.writer.append([_line(5)]))
+        with loader.lock:
+            loader.run_once()
+        assert not first.exists()  # the full file: loaded, closed, deleted
+        assert loader.writer.path.exists()  # the live one stays
+        assert _ids(project, loader.lock) == [f"m{i}" for i in range(6)]
+    finally:
+        loader.stop()
+    assert sum(len(c) for c in load.calls) == 6

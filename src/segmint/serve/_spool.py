@@ -43,6 +43,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+ROTATE_BYTES = 64 * 1024 * 1024
+"""A writer starts a new file when its file reaches this size."""
 PREFIX = "spool-"
 SUFFIX = ".jsonl"
 
@@ -80,11 +82,15 @@ class SpoolWriter:
     ``append`` is awaited by the endpoints; ``start``/``stop`` run the writer thread.
     """
 
-    def __init__(self, folder: Path, *, name: str | None = None) -> None:
+    def __init__(
+        self, folder: Path, *, name: str | None = None, rotate_bytes: int = ROTATE_BYTES
+    ) -> None:
         self.folder = Path(folder)
         self.name = name or spool_name()
         self.path = self.folder / self.name
-        self.n_bytes = 0  # bytes written and fsync'ed
+        self.rotate_bytes = rotate_bytes
+        self.file_bytes = 0  # size of the current file
+        self.n_bytes = 0  # bytes this writer wrote and fsync'ed
         self.n_lines = 0
         self.n_syncs = 0
         self._queue: list[_Pending] = []
@@ -132,7 +138,7 @@ class SpoolWriter:
                 self.path = self.folder / self.name
         else:
             raise SpoolClosedError(f"cannot lock a spool file in {self.folder}")
-        self.n_bytes = f.seek(0, os.SEEK_END)
+        self.file_bytes = f.seek(0, os.SEEK_END)
         self._file = f
         # the folder entry of a new file must survive a crash as well as its content
         dir_fd = os.open(self.folder, os.O_RDONLY)
@@ -176,6 +182,7 @@ class SpoolWriter:
                 view = view[written or 0 :]
             os.fsync(self._file.fileno())
             self.n_bytes += len(data)
+            self.file_bytes += len(data)
             self.n_lines += sum(p.n_lines for p in batch)
             self.n_syncs += 1
         except BaseException as exc:  # the disk failed: every waiting request hears it
@@ -183,6 +190,26 @@ class SpoolWriter:
             error = exc
         for p in batch:
             p.loop.call_soon_threadsafe(_settle, p.future, error)
+        if error is None and self.file_bytes >= self.rotate_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        """Go on in a new file; the full one is unlocked, so the loader loads it to its end,
+        closes and deletes it (a long-running service's spool does not grow without end)."""
+        old, old_name = self._file, self.name
+        if spool_name() == old_name:  # started this second: rotate at a later commit
+            return
+        self.name = spool_name()
+        self.path = self.folder / self.name
+        try:
+            self._open()
+        except Exception as exc:  # keep writing the old file rather than fail requests
+            log.error("rotating the tracking spool failed: %s", type(exc).__name__)
+            self._file, self.name, self.path = old, old_name, self.folder / old_name
+            return
+        if old is not None:
+            old.close()
+        log.info("tracking spool %s is full; writing %s", old_name, self.name)
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
