@@ -13,6 +13,7 @@ accepted.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -61,14 +62,18 @@ _ISO = re.compile(
 )
 
 
+_LONG_FRACTION = re.compile(r"(\.\d{6})\d+")
+_LEAP_SECOND = re.compile(r"^(.{10}[T ]\d{2}:\d{2}:)60")
+
+
+@functools.lru_cache(maxsize=4096)  # a batch's messages share their sentAt and often times
 def parse_time(value: str) -> datetime:
     """An ISO-8601 date-time as an aware datetime (no zone is taken as UTC)."""
     if not _ISO.match(value):
         raise ValueError("not an ISO-8601 date-time such as 2026-01-31T12:00:00.000Z")
     text = value.upper().replace("Z", "+00:00")
-    # Python < 3.12 takes at most 6 fraction digits
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    leap = re.match(r"^(.{10}[T ]\d{2}:\d{2}:)60", text)
+    text = _LONG_FRACTION.sub(r"\1", text)  # Python < 3.12 takes at most 6 digits
+    leap = _LEAP_SECOND.match(text)
     if leap:  # a leap second (RFC 3339 allows :60): the next second
         text = f"{leap.group(1)}59{text[leap.end() :]}"
     try:
@@ -82,6 +87,7 @@ def parse_time(value: str) -> datetime:
     return moment
 
 
+@functools.lru_cache(maxsize=1024)  # every message of a request has the same receivedAt
 def format_time(moment: datetime) -> str:
     """``2026-01-31T12:00:00.000Z``: UTC with milliseconds, as Segment writes times."""
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
