@@ -322,6 +322,9 @@ def _corrected(original: str, sent_at: str | None, received: datetime) -> str:
         return original
 
 
+_SURROGATE = "a string holds an unpaired UTF-16 surrogate such as \\udc00 (not valid Unicode)"
+
+
 def prepare_messages(
     items: list[Any],
     *,
@@ -344,19 +347,16 @@ def prepare_messages(
         if problems:
             errors.extend(problems)
             continue
-        if not single and len(_dumps(item).encode("utf-8")) > MAX_MESSAGE_BYTES:
+        if not single and len(_dumps(item).encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
             too_big.append(i)
             continue
         if errors or too_big:
             continue  # the request is refused anyway
+        msg = _stamped(item, kind or item["type"], received=received, source=source, batch=batch)
         try:
-            msg = _stamped(
-                item, kind or item["type"], received=received, source=source, batch=batch
-            )
-        except (OverflowError, ValueError) as exc:  # a corrected time outside year 1..9999
-            errors.append({"index": index, "field": "timestamp", "message": str(exc)[:200]})
-            continue
-        lines.append((_dumps(msg) + "\n").encode("utf-8"))
+            lines.append((_dumps(msg) + "\n").encode("utf-8"))
+        except UnicodeEncodeError:  # JSON allows "\udc00" alone; Unicode (and the store) not
+            errors.append({"index": index, "field": "message", "message": _SURROGATE})
     if errors:
         raise RequestError(400, _summary(errors), errors=errors)
     if too_big:
