@@ -188,10 +188,10 @@ class SpoolWriter:
         except BaseException as exc:  # the disk failed: every waiting request hears it
             log.error("writing the tracking spool failed: %s", type(exc).__name__)
             error = exc
+        if error is None and self.file_bytes >= self.rotate_bytes:
+            self._rotate()  # before answering: a caller sees the new file (once per 64 MB)
         for p in batch:
             p.loop.call_soon_threadsafe(_settle, p.future, error)
-        if error is None and self.file_bytes >= self.rotate_bytes:
-            self._rotate()
 
     def _rotate(self) -> None:
         """Go on in a new file; the full one is unlocked, so the loader loads it to its end,
