@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.serve.conftest import Served
 
 import segmint
-from tests.serve.conftest import Served
 
 pytest.importorskip("schemathesis")
 

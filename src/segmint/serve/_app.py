@@ -29,7 +29,6 @@ from fastapi.staticfiles import StaticFiles
 
 from segmint.errors import RequestError
 from segmint.serve import _scheduler
-from segmint.serve._auth import KeyRing
 from segmint.serve._auth import KeyRing, install_auth_docs
 from segmint.serve._claim import StoreHolder
 from segmint.serve._limits import PublicPageLimit, RateLimits
@@ -96,8 +95,14 @@ def create_app(project: Any) -> FastAPI:
     from segmint.serve._keys import router as keys
 
     app.include_router(keys)
+    from segmint.serve._tracking import router as tracking
+
+    app.include_router(tracking)
     # -- background workers (started in this order, stopped in reverse): one line each ----
     app.state.workers = []
+    from segmint.serve._loader import tracking_worker
+
+    app.state.workers.append(tracking_worker(app))
     app.state.workers.append(_scheduler.scheduler_for(app))
 
     @app.get("/docs", include_in_schema=False)
