@@ -1467,6 +1467,19 @@ def _fetch_rejected(area: Area, staged: Staged, typing: Typing) -> None:
     that failed a check (the materialising scan only flagged them) and keeps their raw
     content for the quarantine.
     """
+    n_flagged = area.row(
+        f"SELECT (SELECT count(*) FROM {area.rejects}) + (SELECT count(*) FROM {area.fi_rows})"
+    )
+    if n_flagged is not None and n_flagged[0] == 0:  # nothing to spell out: no second reading
+        area.execute(
+            f"CREATE OR REPLACE TEMP TABLE {area.rejected} "
+            "(_row BIGINT, reasons VARCHAR[], raw JSON)"
+        )
+        area.execute(
+            f"CREATE OR REPLACE TEMP TABLE {area.field_issues} (_row BIGINT, field VARCHAR, "
+            "reasons VARCHAR, raw_value VARCHAR, raw JSON)"
+        )
+        return
     if staged.is_json_lines:
         raw = "CAST(_json AS JSON)"
     else:

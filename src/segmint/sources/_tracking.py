@@ -526,7 +526,7 @@ class _Batch:
                 f"SELECT user_id, {cols} FROM users WHERE user_id {_IN_LIST}", [identified]
             )
             for rec in rows.to_dict("records"):
-                stored[str(rec["user_id"])] = rec
+                stored[str(rec["user_id"])] = {str(k): v for k, v in rec.items()}
         users = self.tables["users"]
         for uid, msgs in self.identify.items():
             values, traits = self._traits(stored.get(uid) if uid is not None else None, msgs)
