@@ -335,3 +335,41 @@ def test_snake_case_and_channel() -> None:
     assert channel({"userAgent": "Mozilla/5.0"}) == "web"
     assert channel({"library": {"name": "analytics-python"}}) == "server"
     assert channel(None) == "server" and channel(None, "web") == "web"
+
+
+@pytest.mark.parametrize("outer", [False, True], ids=["own-transaction", "in-callers-transaction"])
+def test_a_failed_batch_leaves_the_ingest_lock_free(pg_url: str, outer: bool) -> None:
+    """PostgreSQL: the ingest lock is released after a failed batch, also when the batch
+    ran inside the caller's transaction (a session lock's unlock would fail there)."""
+    s = open_store(pg_url)
+    s.ensure_schema()
+    other = open_store(pg_url)
+    other.lock_timeout = 0.5
+    try:
+        bad = [msg("x1", "track", event="Product Viewed", userId="u1")]
+
+        def boom() -> None:
+            s.execute("SELECT * FROM no_such_table")  # a failed statement aborts the transaction
+
+        with pytest.raises(Exception, match="no_such_table"):
+            if outer:
+                with s.transaction():
+                    load_messages(s, Config(), bad, inside=boom, now=NOW)
+            else:
+                load_messages(s, Config(), bad, inside=boom, now=NOW)
+        with other.ingest_lock():  # another session gets the lock at once
+            pass
+        assert s.count("events") == 0
+        r = load(s, bad)  # and the failed session loads again
+        assert r.accepted == 1
+    finally:
+        other.close()
+        s.close()
+
+
+def test_a_batch_in_the_callers_transaction_rolls_back_with_it(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        r = load(store, MIXED)
+        assert r.accepted == 9 and store.count("events") == 5  # visible inside
+        raise RuntimeError("the caller's own write failed")
+    assert store.count("events") == store.count("tracked_messages") == store.count("loads") == 0
