@@ -373,3 +373,33 @@ def test_a_batch_in_the_callers_transaction_rolls_back_with_it(store: Store) -> 
         assert r.accepted == 9 and store.count("events") == 5  # visible inside
         raise RuntimeError("the caller's own write failed")
     assert store.count("events") == store.count("tracked_messages") == store.count("loads") == 0
+
+
+def test_numbers_as_ids_anonymous_identify_and_unmapped_names(store: Store) -> None:
+    batch = [
+        msg("n1", "track", event="order", userId=42, properties={"total": 5}) | {"messageId": 1001},
+        msg("n2", "identify", anonymousId="a5", traits={"email": "x@y.zz"}),  # no userId: no user
+        msg(
+            "n3",
+            "track",
+            event="Order Completed",
+            userId="u9",
+            properties={"revenue": "12.5", "products": "nope"},
+        ),
+    ]
+    r = load(store, batch)
+    assert (r.accepted, r.rejected) == (2, 1)
+    assert rows(store, "SELECT event_id, user_id, event FROM events") == [
+        {"event_id": "1001", "user_id": "42", "event": "order"}  # only a mapped name makes an order
+    ]
+    assert rows(store, "SELECT order_id, user_id, amount FROM orders") == [
+        {"order_id": "n3", "user_id": "u9", "amount": 12.5}  # no order_id: the messageId
+    ]
+    assert store.count("order_items") == 0 and store.count("identities") == 0
+    (q,) = rows(store, "SELECT target_table, rule FROM quarantine")
+    assert q == {"target_table": "users", "rule": "missing_required"}
+    assert sorted(store.query("SELECT message_id FROM tracked_messages")["message_id"]) == [
+        "1001",
+        "n2",
+        "n3",
+    ]

@@ -328,6 +328,7 @@ class _Batch:
         self.item_row = len(messages)  # row numbers past the messages' (order lines, users)
         self.new_links: dict[str, tuple[str, int]] = {}  # links not stored yet
         self.load_ids: dict[str, str] = {}  # table -> this batch's load of it
+        self.mids: dict[int, str] = {}  # message index -> its messageId, as text
 
     # -- the pass over the messages ----------------------------------------------------
     def load(self) -> _Outcome:
@@ -365,6 +366,7 @@ class _Batch:
                 self.status[i] = "dup"
             else:
                 seen[mid] = i
+                self.mids[i] = mid
         if not seen:
             return []
         stored = self.store.query(
@@ -411,7 +413,7 @@ class _Batch:
         props = m.get("properties")
         props = props if isinstance(props, dict) else {}
         ts = _text(m.get("timestamp") or m.get("receivedAt"))
-        mid = m["messageId"]
+        mid = self.mids[i]
         if kind == "track":
             name = m.get("event")
             event = None
@@ -420,7 +422,7 @@ class _Batch:
             if name == self.consent_event:
                 self._consent(i, mid, props, ts, uid, aid)
                 return
-            if event == ORDER_EVENT:
+            if isinstance(name, str) and self.event_map.get(name) == ORDER_EVENT:
                 self._order(i, mid, props, ts, uid, aid)
                 return
         else:
@@ -431,7 +433,7 @@ class _Batch:
                 props = {"name": m.get("name"), **props}
         events = self.tables["events"]
         row = events.add(
-            _row=i + 1, message_id=mid, event_id=_text(mid), user_id=uid, anonymous_id=aid,
+            _row=i + 1, message_id=mid, event_id=mid, user_id=uid, anonymous_id=aid,
             event=event, ts=ts, channel=channel(m.get("context"), _DEFAULT_CHANNEL.get(kind, "server")),
             item_id=_text(props.get("product_id") or props.get("sku")), properties=_json(props),
         )  # fmt: skip
@@ -441,7 +443,7 @@ class _Batch:
     def _order(
         self,
         i: int,
-        mid: Any,
+        mid: str,
         props: dict[str, Any],
         ts: str | None,
         uid: str | None,
@@ -471,7 +473,7 @@ class _Batch:
     def _consent(
         self,
         i: int,
-        mid: Any,
+        mid: str,
         props: dict[str, Any],
         ts: str | None,
         uid: str | None,
@@ -531,7 +533,7 @@ class _Batch:
         for uid, msgs in self.identify.items():
             values, traits = self._traits(stored.get(uid) if uid is not None else None, msgs)
             row = msgs[-1] + 1
-            users.add(_row=row, message_id=self.messages[msgs[-1]]["messageId"], user_id=uid,
+            users.add(_row=row, message_id=self.mids[msgs[-1]], user_id=uid,
                       traits=_json(traits), **values)  # fmt: skip
             for i in msgs:
                 self.main[i] = ("users", row)
@@ -616,9 +618,7 @@ class _Batch:
                     "user_id": pa.array([u for _, u, _ in links], pa.string()),
                     "source": pa.array([self.name] * len(links), pa.string()),
                     "linked_at": pa.array([self.now] * len(links), pa.timestamp("us", tz="UTC")),
-                    "message_id": pa.array(
-                        [str(self.messages[i]["messageId"]) for _, _, i in links], pa.string()
-                    ),
+                    "message_id": pa.array([self.mids[i] for _, _, i in links], pa.string()),
                 }
             ),
         )
@@ -645,7 +645,7 @@ class _Batch:
             main = self.main.get(i)
             table = main[0] if main else "events" if i + 1 in unparsed else None
             load_id = self.load_ids.get(table) if table else None  # an alias: no load
-            rows.append((str(m["messageId"]), _received(m, self.now), load_id))
+            rows.append((self.mids[i], _received(m, self.now), load_id))
         self.store.insert(
             "tracked_messages",
             pa.table(
