@@ -65,6 +65,9 @@ _TRAIT_COLUMNS = {
 }
 _USER_COLUMNS = tuple(c for c in TABLES["users"].column_names if c != "user_id")
 _SIMPLE_EVENTS = {"page": "page_view", "screen": "screen_view", "group": "group"}
+_EVENT_COLUMNS = ("event_id", "user_id", "anonymous_id", "event", "ts", "channel", "item_id",
+                  "properties")  # fmt: skip
+assert TABLES["events"].column_names == list(_EVENT_COLUMNS), "events columns changed"
 _DEFAULT_CHANNEL = {"page": "web", "screen": "app"}  # without a context that tells
 _IN_LIST = "IN (SELECT unnest(CAST(? AS VARCHAR[])))"
 
@@ -194,6 +197,7 @@ def snake_case(name: str) -> str:
 
 @lru_cache(maxsize=1024)
 def _channel_of(library: str, device: str, os_name: str, web: bool, app: bool) -> str:
+    library, device, os_name = library.lower(), device.lower(), os_name.lower()
     if device in ("ios", "android") or os_name in ("ios", "ipados", "android"):
         return "app"
     if any(k in library for k in ("ios", "android", "swift", "kotlin", "react-native", "flutter")):
@@ -203,6 +207,14 @@ def _channel_of(library: str, device: str, os_name: str, web: bool, app: bool) -
     return "app" if app else ""
 
 
+def _sub(context: dict[str, Any], key: str, sub: str) -> str:
+    v = context.get(key)
+    if isinstance(v, dict):
+        text = v.get(sub)
+        return text if isinstance(text, str) else ""
+    return ""
+
+
 def channel(context: Any, default: str = "server") -> str:
     """The events channel of a message's ``context``: ``app`` (an iOS or Android device or
     library), ``web`` (a page or a browser's user agent, analytics.js), ``app`` (any other
@@ -210,15 +222,10 @@ def channel(context: Any, default: str = "server") -> str:
     ``web`` for a ``page``, ``app`` for a ``screen``)."""
     if not isinstance(context, dict) or not context:
         return default
-
-    def name(key: str, sub: str) -> str:
-        v = context.get(key)
-        return str(v.get(sub) or "").lower() if isinstance(v, dict) else ""
-
     found = _channel_of(
-        name("library", "name"),
-        name("device", "type"),
-        name("os", "name"),
+        _sub(context, "library", "name"),
+        _sub(context, "device", "type"),
+        _sub(context, "os", "name"),
         "page" in context or "userAgent" in context,
         "app" in context,
     )
@@ -246,8 +253,7 @@ def _text(value: Any) -> str | None:
     return _dumps(value)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 
 
 def _json(value: Any) -> str | None:
@@ -282,19 +288,31 @@ class _Columns:
 
     def __init__(self, columns: Iterable[str]) -> None:
         self.names = ["_row", "message_id", *columns]
-        self.data: dict[str, list[Any]] = {c: [] for c in self.names}
+        self.rows: list[tuple[Any, ...]] = []  # in the order of names; transposed once
 
     def add(self, **values: Any) -> int:
-        for c in self.names:
-            self.data[c].append(values.get(c))
-        return len(self.data["_row"]) - 1
+        """Add a row by column name (a column not given is NULL); returns its index."""
+        self.rows.append(tuple(values.get(c) for c in self.names))
+        return len(self.rows) - 1
+
+    def add_row(self, *values: Any) -> int:
+        """Add a row holding a value for each of :attr:`names`, in order (the fast path)."""
+        self.rows.append(values)
+        return len(self.rows) - 1
+
+    def set(self, row: int, column: str, value: Any) -> None:
+        at = self.names.index(column)
+        old = self.rows[row]
+        self.rows[row] = (*old[:at], value, *old[at + 1 :])
 
     def __len__(self) -> int:
-        return len(self.data["_row"])
+        return len(self.rows)
 
     def frame(self, table: str, name: str, unparsed: list[tuple[int, str, str]]) -> Frame:
+        columns = list(zip(*self.rows, strict=True)) if self.rows else [()] * len(self.names)
         arrays = {
-            c: pa.array(v, pa.int64() if c == "_row" else pa.string()) for c, v in self.data.items()
+            c: pa.array(v, pa.int64() if c == "_row" else pa.string())
+            for c, v in zip(self.names, columns, strict=True)
         }
         mapped = tuple(c for c in self.names if c not in ("_row", "message_id"))
         return Frame(table, pa.table(arrays), mapped, tuple(unparsed), location=name)
@@ -432,10 +450,11 @@ class _Batch:
             elif m.get("name") is not None:
                 props = {"name": m.get("name"), **props}
         events = self.tables["events"]
-        row = events.add(
-            _row=i + 1, message_id=mid, event_id=mid, user_id=uid, anonymous_id=aid,
-            event=event, ts=ts, channel=channel(m.get("context"), _DEFAULT_CHANNEL.get(kind, "server")),
-            item_id=_text(props.get("product_id") or props.get("sku")), properties=_json(props),
+        # in the order of the events columns (_EVENT_COLUMNS)
+        row = events.add_row(
+            i + 1, mid, mid, uid, aid, event, ts,
+            channel(m.get("context"), _DEFAULT_CHANNEL.get(kind, "server")),
+            _text(props.get("product_id") or props.get("sku")), _dumps(props) if props else None,
         )  # fmt: skip
         self.main[i] = ("events", i + 1)
         self._user("events", row, uid, aid)
@@ -508,7 +527,7 @@ class _Batch:
                 continue
             self.user_ids.add(uid)
             for table, row in rows:
-                self.tables[table].data["user_id"][row] = uid
+                self.tables[table].set(row, "user_id", uid)
 
     def _users(self) -> None:
         """The users rows: each identified user once (its identifies merged in order over
