@@ -2,7 +2,7 @@
 50,000 users, batches of 1,000 / 5,000 / 20,000 messages (mixed track events, 5 %
 identify, 1 % Order Completed with 2 products, a few anonymous and consent messages).
 
-    .venv/bin/python bench/tracking_load.py [store-path]
+    .venv/bin/python bench/tracking_load.py [store-path-or-postgresql-url]
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def batch(rng: random.Random, n: int, start: int, now: datetime) -> list[dict]:
 
 
 def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp()) / "bench.duckdb"
-    store = open_store(str(path))
+    # a DuckDB file (default: a new one) or a postgresql:// URL of an empty schema
+    target = sys.argv[1] if len(sys.argv) > 1 else str(Path(tempfile.mkdtemp()) / "bench.duckdb")
+    store = open_store(target)
     store.ensure_schema()
     now = datetime.now(UTC)
     users = pa.table({"user_id": [f"u{i}" for i in range(1, N_USERS + 1)]})

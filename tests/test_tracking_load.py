@@ -248,7 +248,7 @@ def test_a_bad_email_never_costs_the_customer(store: Store) -> None:
         for x in rows(store, "SELECT field, rule FROM quarantine WHERE kind = 'field_issue'")
     }
     assert issues == {"email": "malformed_email", "birthday": "unparseable_timestamp"}
-    assert r.rows("users") is not None and r.rows("users").field_issues == 2  # type: ignore[union-attr]
+    assert r.load_of("users") is not None and r.load_of("users").field_issues == 2  # type: ignore[union-attr]
 
 
 def test_identify_merges_traits_over_the_stored_user(store: Store) -> None:

@@ -67,7 +67,8 @@ _USER_COLUMNS = tuple(c for c in TABLES["users"].column_names if c != "user_id")
 _SIMPLE_EVENTS = {"page": "page_view", "screen": "screen_view", "group": "group"}
 _EVENT_COLUMNS = ("event_id", "user_id", "anonymous_id", "event", "ts", "channel", "item_id",
                   "properties")  # fmt: skip
-assert TABLES["events"].column_names == list(_EVENT_COLUMNS), "events columns changed"
+if TABLES["events"].column_names != list(_EVENT_COLUMNS):  # pragma: no cover - schema drift
+    raise RuntimeError("the events table's columns changed: update _EVENT_COLUMNS and _track")
 _DEFAULT_CHANNEL = {"page": "web", "screen": "app"}  # without a context that tells
 _IN_LIST = "IN (SELECT unnest(CAST(? AS VARCHAR[])))"
 
@@ -94,14 +95,14 @@ class TrackingLoad:
     events_backfilled: int = 0  # stored anonymous events given their user's id
     loads: tuple[LoadResult, ...] = ()
     seconds: float = 0.0
-    by_type: dict[str, int] = field(default_factory=dict)  # messages stored, per type
+    by_type: dict[str, int] = field(default_factory=dict)  # messages (not duplicates) per type
 
     @property
     def load_ids(self) -> list[str]:
         """The ids of this call's loads (one per source and table with rows)."""
         return [r.load_id for r in self.loads]
 
-    def rows(self, table: str) -> LoadResult | None:
+    def load_of(self, table: str) -> LoadResult | None:
         """The load of ``table`` (the first, when the batch held several sources)."""
         return next((r for r in self.loads if r.table == table), None)
 
