@@ -563,8 +563,13 @@ def _read_stage(
     *,
     retry_of: str | None,
     step: Callback,
+    frame: Frame | None = None,
 ) -> Staged:
-    """Read: the file into staging, or, for a retry, the source's held rows."""
+    """Read: the file into staging, for a retry the source's held rows, or the rows in
+    memory of a ``frame``."""
+    if frame is not None:
+        step("reading")
+        return stage_frame(area, frame)
     if retry_of is not None:
         step("retrying held rows")
         return _stage_held(store, area, name, source)
@@ -726,11 +731,9 @@ def _load(
     step = callback or (lambda _s: None)
     t0 = datetime.now(UTC)
 
-    if frame is not None:
-        step("reading")
-        staged = stage_frame(area, frame)
-    else:
-        staged = _read_stage(store, area, name, source, config, retry_of=retry_of, step=step)
+    staged = _read_stage(
+        store, area, name, source, config, retry_of=retry_of, step=step, frame=frame
+    )
     source = _map_stage(name, source, staged, table)
     checksum: str | None = None  # a retry reads the quarantine, not the file: never skipped
     if retry_of is None and frame is None:
@@ -1467,18 +1470,7 @@ def _fetch_rejected(area: Area, staged: Staged, typing: Typing) -> None:
     that failed a check (the materialising scan only flagged them) and keeps their raw
     content for the quarantine.
     """
-    n_flagged = area.row(
-        f"SELECT (SELECT count(*) FROM {area.rejects}) + (SELECT count(*) FROM {area.fi_rows})"
-    )
-    if n_flagged is not None and n_flagged[0] == 0:  # nothing to spell out: no second reading
-        area.execute(
-            f"CREATE OR REPLACE TEMP TABLE {area.rejected} "
-            "(_row BIGINT, reasons VARCHAR[], raw JSON)"
-        )
-        area.execute(
-            f"CREATE OR REPLACE TEMP TABLE {area.field_issues} (_row BIGINT, field VARCHAR, "
-            "reasons VARCHAR, raw_value VARCHAR, raw JSON)"
-        )
+    if _nothing_flagged(area):
         return
     if staged.is_json_lines:
         raw = "CAST(_json AS JSON)"
@@ -1538,6 +1530,24 @@ def _fetch_rejected(area: Area, staged: Staged, typing: Typing) -> None:
             f"{n_without} without a reason, {n_fi} rows with field issues of which "
             f"{n_fi_found} found again; nothing was written"
         )
+
+
+def _nothing_flagged(area: Area) -> bool:
+    """No row rejected and no field issue: ``rejected`` and ``field_issues`` are made
+    empty, and the rows need no second reading."""
+    n = area.row(
+        f"SELECT (SELECT count(*) FROM {area.rejects}) + (SELECT count(*) FROM {area.fi_rows})"
+    )
+    if n is None or n[0] != 0:
+        return False
+    area.execute(
+        f"CREATE OR REPLACE TEMP TABLE {area.rejected} (_row BIGINT, reasons VARCHAR[], raw JSON)"
+    )
+    area.execute(
+        f"CREATE OR REPLACE TEMP TABLE {area.field_issues} (_row BIGINT, field VARCHAR, "
+        "reasons VARCHAR, raw_value VARCHAR, raw JSON)"
+    )
+    return True
 
 
 def _build_quarantine(area: Area, load_id: str, name: str, table: Table) -> None:
