@@ -313,6 +313,8 @@ def test_nothing_is_stored_when_inside_raises(store: Store) -> None:
     calls: list[int] = []
     r = load(store, MIXED, inside=lambda: calls.append(store.count("events")))
     assert r.accepted == 9 and calls == [5]  # inside ran in the transaction, after the writes
+    empty = load(store, [], inside=lambda: calls.append(-1))  # an empty batch: inside still runs
+    assert (empty.messages_read, empty.loads, calls[-1]) == (0, (), -1)
 
 
 def test_an_event_name_map_in_config_overrides_one_name(store: Store) -> None:
