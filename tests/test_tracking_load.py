@@ -328,7 +328,9 @@ def test_an_event_name_map_in_config_overrides_one_name(store: Store) -> None:
     assert store.count("orders") == 1
 
 
-def test_snake_case_and_channel() -> None:
+def test_snake_case_channel_and_the_event_map() -> None:
+    with pytest.raises(ValueError, match="no event type for 'Signed Up'"):
+        Config.model_validate({"tracking": {"events": {"Signed Up": " "}}})
     assert snake_case("Product Viewed") == "product_viewed"
     assert snake_case("productViewed") == "product_viewed"
     assert snake_case("  Signed-In (web) ") == "signed_in_web"
