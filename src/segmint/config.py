@@ -809,6 +809,17 @@ class TrackingSettings(_Strict):
         description="the track event whose properties (channel, purpose, granted) change consent",
     )
 
+    @field_validator("events")
+    @classmethod
+    def _over_defaults(cls, value: dict[str, str]) -> dict[str, str]:
+        """The names given override the defaults one by one (``{"Product Viewed": "view"}``
+        keeps the other e-commerce names, ``Order Completed`` included); an empty event
+        type is an error."""
+        empty = [name for name, event in value.items() if not event.strip()]
+        if empty:
+            raise ValueError(f"tracking.events: no event type for {', '.join(map(repr, empty))}")
+        return {**DEFAULT_TRACKING_EVENTS, **value}
+
 
 class IngestJobArgs(_Strict):
     """``args`` of an ``ingest`` job: what ``segmint ingest`` takes."""

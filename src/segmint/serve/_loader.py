@@ -85,6 +85,7 @@ class TrackingLoader:
     ) -> None:
         self.project = project
         self.hold = _as_hold(project, hold)
+        self.lock = hold if hasattr(hold, "acquire") else None  # given a lock: that lock
         self.writer = writer
         self.load = load or _default_load
         self.batch_seconds = (

@@ -113,11 +113,9 @@ class Area:
     # -- dropping ---------------------------------------------------------------------
     def drop(self, name: str) -> None:
         """Drop a staged table or view now, if it exists."""
-        kind = self.scalar(
-            "SELECT table_type FROM information_schema.tables WHERE table_name = ?", [name]
-        )
+        kind = self.stage.kinds([name]).get(name)
         if kind:
-            self.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} {name}")
+            self.execute(f"DROP {kind} {name}")
 
     def close(self) -> None:
         """Drop every relation of this load (views too, which the staging area's own
@@ -126,13 +124,7 @@ class Area:
         if not names:
             return
         with contextlib.suppress(duckdb.Error):  # in an aborted transaction
-            kinds = dict(
-                self.rows(
-                    "SELECT table_name, table_type FROM information_schema.tables "
-                    "WHERE table_name IN (SELECT unnest(?::VARCHAR[]))",
-                    [names],
-                )
-            )
+            kinds = self.stage.kinds(names)
             for name in reversed(names):
                 if name in kinds:
-                    self.execute(f"DROP {'VIEW' if kinds[name] == 'VIEW' else 'TABLE'} {name}")
+                    self.execute(f"DROP {kinds[name]} {name}")

@@ -63,6 +63,7 @@ from segmint.errors import (
 )
 from segmint.sources._area import Area
 from segmint.sources._checked import source_expression
+from segmint.sources._frame import Frame, stage_frame
 from segmint.sources._readers import Staged, _short, _sql_str, stage
 from segmint.store import ALLOWED_VALUES, TABLES, Column, Store, Table, split_columns
 from segmint.store import ident as _q
@@ -562,8 +563,13 @@ def _read_stage(
     *,
     retry_of: str | None,
     step: Callback,
+    frame: Frame | None = None,
 ) -> Staged:
-    """Read: the file into staging, or, for a retry, the source's held rows."""
+    """Read: the file into staging, for a retry the source's held rows, or the rows in
+    memory of a ``frame``."""
+    if frame is not None:
+        step("reading")
+        return stage_frame(area, frame)
     if retry_of is not None:
         step("retrying held rows")
         return _stage_held(store, area, name, source)
@@ -679,11 +685,17 @@ def _ingest_source(
     callback: Callback | None,
     _before_commit: Callable[[], None] | None,
     retry_of: str | None = None,
+    frame: Frame | None = None,
 ) -> LoadResult:
-    if name not in config.sources:
+    """One load (see :func:`ingest_source`); with ``frame``, of rows in memory under the
+    source name ``name`` (not one of ``config.sources``), through the same stages."""
+    if frame is not None:
+        source: Source = frame.source()
+    elif name not in config.sources:
         known = ", ".join(config.sources) or "(none)"
         raise NotFoundError(f"no source named {name!r} in segmint.yaml; known sources: {known}")
-    source = config.sources[name]
+    else:
+        source = config.sources[name]
     table = TABLES[source.table]
     now = now or datetime.now(UTC)
     with store.staging() as stage_area:
@@ -692,6 +704,7 @@ def _ingest_source(
             return _load(
                 store, area, config, name, source, table, force=force,
                 now=now, callback=callback, before_commit=_before_commit, retry_of=retry_of,
+                frame=frame,
             )  # fmt: skip
         finally:
             area.close()
@@ -710,16 +723,20 @@ def _load(
     callback: Callback | None,
     before_commit: Callable[[], None] | None,
     retry_of: str | None,
+    frame: Frame | None = None,
 ) -> LoadResult:
     """One load in its staging area, stage by stage: read, map, validate, quarantine,
-    write (and record); see the module's docstring."""
+    write (and record); see the module's docstring. Rows in memory (``frame``) are read
+    from it, never skipped as seen before, and add to the quarantine."""
     step = callback or (lambda _s: None)
     t0 = datetime.now(UTC)
 
-    staged = _read_stage(store, area, name, source, config, retry_of=retry_of, step=step)
+    staged = _read_stage(
+        store, area, name, source, config, retry_of=retry_of, step=step, frame=frame
+    )
     source = _map_stage(name, source, staged, table)
     checksum: str | None = None  # a retry reads the quarantine, not the file: never skipped
-    if retry_of is None:
+    if retry_of is None and frame is None:
         checksum = _checksum(staged, source)
         previous = None if force else _loaded_before(store, name, checksum)
         if previous is not None:
@@ -739,7 +756,7 @@ def _load(
         store, area, config, name, table, staged, found, updates,
         load_id=load_id, checksum=checksum, started=t0, now=now, retry_of=retry_of,
         counts=(rows_read, n_accepted, rows_rejected, n_field_issues),
-        callback=callback, before_commit=before_commit,
+        callback=callback, before_commit=before_commit, append=frame is not None,
     )  # fmt: skip
     log.info(
         "loaded source %s into %s: read=%d accepted=%d rejected=%d inserted=%d field_issues=%d%s",
@@ -793,10 +810,13 @@ def _write_stage(
     counts: tuple[int, int, int, int],
     callback: Callback | None,
     before_commit: Callable[[], None] | None,
+    append: bool = False,
 ) -> tuple[int, int, int, int, list[LoadResult]]:
     """Write, in one transaction: the accepted rows, the quarantine (replacing what the
     source's previous loads, or for a retry the held rows, put there) and the load's
     record; then the retries of other sources' held rows that new keys may let pass.
+    ``append``: this load's quarantine rows are added to the source's earlier ones (a
+    stream of batches, each new data, as tracking loads), not put in their place.
     Returns (inserted, updated, unchanged, field issues kept, retries)."""
     rows_read, n_accepted, rows_rejected, n_field_issues = counts
     t0 = started
@@ -818,7 +838,8 @@ def _write_stage(
             # the quarantine describes the data as it is now: a load replaces what its
             # source's previous loads put there, a retry the held rows it read again
             held = " AND kind = 'rejected' AND rule = 'unknown_reference'" if retry_of else ""
-            store.execute(f"DELETE FROM quarantine WHERE source = ?{held}", [name])
+            if not append:
+                store.execute(f"DELETE FROM quarantine WHERE source = ?{held}", [name])
             area.stage.write("quarantine", area.quarantine, _QUARANTINE_COLUMNS[:7])
             area.stage.write("quarantine", area.quarantine_fields, _QUARANTINE_COLUMNS)
             _record_load(
@@ -1449,6 +1470,8 @@ def _fetch_rejected(area: Area, staged: Staged, typing: Typing) -> None:
     that failed a check (the materialising scan only flagged them) and keeps their raw
     content for the quarantine.
     """
+    if _nothing_flagged(area):
+        return
     if staged.is_json_lines:
         raw = "CAST(_json AS JSON)"
     else:
@@ -1507,6 +1530,24 @@ def _fetch_rejected(area: Area, staged: Staged, typing: Typing) -> None:
             f"{n_without} without a reason, {n_fi} rows with field issues of which "
             f"{n_fi_found} found again; nothing was written"
         )
+
+
+def _nothing_flagged(area: Area) -> bool:
+    """No row rejected and no field issue: ``rejected`` and ``field_issues`` are made
+    empty, and the rows need no second reading."""
+    n = area.row(
+        f"SELECT (SELECT count(*) FROM {area.rejects}) + (SELECT count(*) FROM {area.fi_rows})"
+    )
+    if n is None or n[0] != 0:
+        return False
+    area.execute(
+        f"CREATE OR REPLACE TEMP TABLE {area.rejected} (_row BIGINT, reasons VARCHAR[], raw JSON)"
+    )
+    area.execute(
+        f"CREATE OR REPLACE TEMP TABLE {area.field_issues} (_row BIGINT, field VARCHAR, "
+        "reasons VARCHAR, raw_value VARCHAR, raw JSON)"
+    )
+    return True
 
 
 def _build_quarantine(area: Area, load_id: str, name: str, table: Table) -> None:

@@ -139,11 +139,15 @@ class PostgresStore(Store):
     @contextmanager
     def ingest_lock(self) -> Iterator[None]:
         # a session lock: held across the load's transactions, released by the server
-        # if this process dies
+        # if this process dies. Inside a caller's transaction, a transaction lock instead:
+        # released with it, also when it fails (an unlock in an aborted transaction fails,
+        # and a session lock would then outlive the load)
         lock = self._lock_key("ingest")
+        in_tx = self._in_tx
+        take = "pg_try_advisory_xact_lock" if in_tx else "pg_try_advisory_lock"
         deadline = time.monotonic() + self.lock_timeout
         pause = 0.05
-        while not self._pg.execute(f"SELECT pg_try_advisory_lock({lock})").fetchone()[0]:  # type: ignore[index]
+        while not self._pg.execute(f"SELECT {take}({lock})").fetchone()[0]:  # type: ignore[index]
             if time.monotonic() >= deadline:
                 raise StoreError(
                     f"another load is running on this store ({self.location}); waited "
@@ -156,7 +160,8 @@ class PostgresStore(Store):
             yield
         finally:
             try:
-                self._pg.execute(f"SELECT pg_advisory_unlock({lock})")
+                if not in_tx:
+                    self._pg.execute(f"SELECT pg_advisory_unlock({lock})")
             except Exception:  # a broken connection: the server released the lock
                 log.debug("could not release the ingest lock", exc_info=True)
 
