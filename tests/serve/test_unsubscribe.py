@@ -142,7 +142,7 @@ def test_preferences_switch_each_channel_and_purpose(site: tuple[Any, Served]) -
         assert 'name="email.marketing"' in page.text
         before = len(_consents(p, user))
         saved = c.post(f"/u/{token}/preferences", data={"sms.marketing": "on"})
-        assert "Your preferences are saved" in saved.text
+        assert "Your preferences are saved" in saved.text, (saved.status_code, saved.text[:300])
         rows = _consents(p, user)[before:]
         assert ("sms", "marketing", True, "preferences") in rows
         assert ("email", "marketing", False, "preferences") in rows or not any(

@@ -94,6 +94,10 @@ class TrackingLoader:
         self.max_messages = max_messages
         self.n_loaded = 0
         self.n_failures = 0
+        # spool file -> bytes loaded, as last committed by this loader: a file that has not
+        # grown since is skipped without touching the store (an idle service lets a DuckDB
+        # file go, see StoreHolder)
+        self._loaded: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -151,6 +155,9 @@ class TrackingLoader:
 
     def _load_file(self, path: Path, *, gone: bool) -> int:
         n = 0
+        known = self._loaded.get(path.name)
+        if known is not None and not gone and path.stat().st_size <= known:
+            return 0  # nothing new since the last commit
         while True:
             loaded_bytes, loaded_messages, closed = self._offset(path.name)
             if closed:
@@ -175,6 +182,7 @@ class TrackingLoader:
                 self._save_offset(store, name, end, before + len(messages), closed=False)
 
             self.load(store, self.project.config, messages, inside=inside)
+        self._loaded[name] = end
         log.info(
             "loaded %d tracked messages from %s in %.0f ms",
             len(messages),
@@ -192,8 +200,10 @@ class TrackingLoader:
                 f"WHERE spool_file = {lit(name)}"
             )
         if rows.empty:
+            self._loaded[name] = 0
             return 0, 0, False
         row = rows.iloc[0]
+        self._loaded[name] = int(row["loaded_bytes"])
         return int(row["loaded_bytes"]), int(row["loaded_messages"]), bool(row["closed"])
 
     @staticmethod
@@ -224,6 +234,7 @@ class TrackingLoader:
 
         path.unlink(missing_ok=True)
         _sync_dir(path.parent)
+        self._loaded.pop(path.name, None)
         with self.hold() as store:
             store.execute(
                 f"DELETE FROM tracking_spool WHERE spool_file = {lit(path.name)} AND closed"
