@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from segmint.errors import RequestError
+from segmint.serve import _decide
 from segmint.serve._auth import KeyRing
 from segmint.serve._problems import install_problem_handlers
 
@@ -83,8 +84,11 @@ def create_app(project: Any) -> FastAPI:
 
     app.include_router(pages)
     # -- routers: one include_router line each ------------------------------------------
+    app.include_router(_decide.router)
+    _decide.install_cors(app)  # serve.cors_origins, for /v1/decide and the tracking API
     # -- background workers (started in this order, stopped in reverse): one line each ----
     app.state.workers = []
+    app.state.workers += _decide.decision_workers(app)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
