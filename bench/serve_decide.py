@@ -172,6 +172,7 @@ def over_http(folder: Path, rate: float, seconds: float) -> dict[str, Any]:
     with segmint.open_project(folder) as p:
         key = create_key(p.store, "bench", "decide")
     port = 8765
+    log = folder / "serve.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     server = subprocess.Popen(
         [
@@ -184,7 +185,7 @@ def over_http(folder: Path, rate: float, seconds: float) -> dict[str, Any]:
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("w"),  # a file: a pipe nobody reads would fill up and block it
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -201,14 +202,31 @@ def over_http(folder: Path, rate: float, seconds: float) -> dict[str, Any]:
         ready = time.perf_counter() - started
         server_rss = _rss_of(server.pid)
         _load(url, key, rate, 3.0)  # warm-up (connections, key ring, first snapshots)
+        mark = log.stat().st_size
+        measured = _load(url, key, rate, seconds)
         return {
             "ready_seconds": round(ready, 1),
             "server_rss_mb": server_rss,
-            **_load(url, key, rate, seconds),
+            **measured,
+            **_server_times(log, mark),
         }
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(timeout=60)
+        server.wait(timeout=120)
+
+
+def _server_times(log: Path, offset: int) -> dict[str, float]:
+    """p50/p99 of the service's own access-log times (request in to response out)."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    ms = sorted(float(x.rsplit(" ", 1)[1][:-2]) for x in lines if "GET /v1/decide/" in x)
+    if not ms:
+        return {}
+    return {
+        "server_p50_ms": ms[len(ms) // 2],
+        "server_p99_ms": ms[int(len(ms) * 0.99)],
+    }
 
 
 def _rss_of(pid: int) -> float:
@@ -247,7 +265,10 @@ def _load(url: str, key: str, rate: float, seconds: float) -> dict[str, Any]:
                 delay = due - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-                r = c.get(f"/v1/decide/{users[i]}")
+                try:
+                    ok = c.get(f"/v1/decide/{users[i]}").status_code == 200
+                except httpx.TransportError:
+                    ok = False
                 done = time.perf_counter()
                 with lock:
                     lat.append((done - due) * 1000)
@@ -256,7 +277,7 @@ def _load(url: str, key: str, rate: float, seconds: float) -> dict[str, Any]:
                             f"slow {i} due+{due - start:.2f}s {(done - due) * 1000:.0f}ms",
                             file=sys.stderr,
                         )
-                    if r.status_code != 200:
+                    if not ok:
                         errors[0] += 1
         finally:
             c.close()
@@ -293,6 +314,7 @@ def main() -> None:
         write_project(folder, args.users)
         print(f"wrote the synthetic project in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     out = in_process(folder, args.requests)
+    print(json.dumps(out), file=sys.stderr)
     if args.http:
         out.update(over_http(folder, args.rate, args.seconds))
     print(json.dumps(out))

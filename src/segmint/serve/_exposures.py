@@ -99,7 +99,11 @@ class ExposureLog:
                 break
         if not batch:
             return 0
-        table = pa.Table.from_pylist([r._asdict() for r in batch], schema=_SCHEMA)
+        columns = list(zip(*batch, strict=True))  # row tuples to columns, no dict per row
+        table = pa.Table.from_arrays(
+            [pa.array(col, type=f.type) for col, f in zip(columns, _SCHEMA, strict=True)],
+            schema=_SCHEMA,
+        )
         try:
             with self._lock():
                 self._store().insert("exposures", table)

@@ -108,6 +108,8 @@ class Snapshot:
         if keys.size == 0:
             return None
         key = anonymous_id.encode("utf-8")
+        if len(key) > keys.dtype.itemsize or b"\x00" in key:
+            return None
         pos = int(np.searchsorted(keys, key))
         if pos < keys.size and keys[pos] == key:
             return bytes(self.anon_users[pos]).decode("utf-8")
@@ -132,7 +134,8 @@ def _find(keys: np.ndarray, rows: np.ndarray, user_id: str) -> int:
     if keys.size == 0:
         return -1
     key = user_id.encode("utf-8")
-    if len(key) > keys.dtype.itemsize:  # longer than every stored id: not there
+    # longer than every stored id, or with a NUL (numpy byte strings drop trailing NULs)
+    if len(key) > keys.dtype.itemsize or b"\x00" in key:
         return -1
     pos = int(np.searchsorted(keys, key))
     if pos < keys.size and keys[pos] == key:
