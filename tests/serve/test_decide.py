@@ -174,7 +174,7 @@ def test_an_unknown_user_gets_the_cold_start(site: Site) -> None:
     assert [r["item_id"] for r in d["recommendations"]] == list(popular["item_id"])
     assert {r["reason"] for r in d["recommendations"]} == {"popular now"}
     champion = _users(site.p, "rfm", "Champions")[0]
-    assert site.decide(champion + "\x00")["known"] is False  # not the champion
+    assert site.decide(champion + "%00")["known"] is False  # a NUL: not the champion
 
 
 def _exposures(site: Site, user: str, timeout: float = 5.0) -> pd.DataFrame:

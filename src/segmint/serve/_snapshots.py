@@ -108,7 +108,7 @@ class Snapshot:
         if keys.size == 0:
             return None
         key = anonymous_id.encode("utf-8")
-        if len(key) > keys.dtype.itemsize or b"\x00" in key:
+        if len(key) > keys.dtype.itemsize:
             return None
         pos = int(np.searchsorted(keys, key))
         if pos < keys.size and keys[pos] == key:
@@ -134,8 +134,7 @@ def _find(keys: np.ndarray, rows: np.ndarray, user_id: str) -> int:
     if keys.size == 0:
         return -1
     key = user_id.encode("utf-8")
-    # longer than every stored id, or with a NUL (numpy byte strings drop trailing NULs)
-    if len(key) > keys.dtype.itemsize or b"\x00" in key:
+    if len(key) > keys.dtype.itemsize:  # longer than every stored id: not there
         return -1
     pos = int(np.searchsorted(keys, key))
     if pos < keys.size and keys[pos] == key:
