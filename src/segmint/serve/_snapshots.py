@@ -325,24 +325,38 @@ def _recommendations(
     )
     if run_id is None:
         return None, items, scores, reasons, (), ()
-    table = reader.arrow(
-        'SELECT user_id, "rank", item_id, score, reason FROM recommendations '
-        f'WHERE run_id = {lit(str(run_id))} AND "rank" <= {int(depth)}'
-    )
-    if not table.num_rows:
-        return str(run_id), items, scores, reasons, (), ()
-    rows = _rows(users, _column(table, "user_id"))
-    rank = np.asarray(table.column("rank").to_numpy(), dtype=np.int64) - 1
-    item_codes, item_ids = _codes(_column(table, "item_id"))
-    reason_col = pc.fill_null(_column(table, "reason"), "")
-    reason_codes, reason_names = _codes(reason_col)
-    score = pc.fill_null(pc.cast(table.column("score"), pa.float32()), 0.0)
-    ok = (rows >= 0) & (rank >= 0) & (rank < depth)
-    r, k = rows[ok], rank[ok]
-    items[r, k] = item_codes[ok]
-    scores[r, k] = np.asarray(score.to_numpy(), dtype=np.float32)[ok]
-    reasons[r, k] = reason_codes[ok]
-    return str(run_id), items, scores, reasons, item_ids, reason_names
+    run = f"run_id = {lit(str(run_id))}"
+    item_set = _column(
+        reader.arrow(
+            f'SELECT DISTINCT item_id FROM recommendations WHERE {run} AND "rank" <= {int(depth)}'
+        ),
+        "item_id",
+    ).combine_chunks()
+    reason_set = _column(
+        reader.arrow(
+            "SELECT DISTINCT coalesce(reason, '') AS reason FROM recommendations "
+            f'WHERE {run} AND "rank" <= {int(depth)}'
+        ),
+        "reason",
+    ).combine_chunks()
+    for k in range(depth):  # one rank at a time: a tenth of the rows in memory at once
+        table = reader.arrow(
+            "SELECT user_id, item_id, score, coalesce(reason, '') AS reason "
+            f'FROM recommendations WHERE {run} AND "rank" = {k + 1}'
+        )
+        if not table.num_rows:
+            continue
+        rows = _rows(users, _column(table, "user_id"))
+        ok = rows >= 0
+        item_codes = _rows(item_set, _column(table, "item_id"))
+        reason_codes = _rows(reason_set, _column(table, "reason"))
+        score = pc.fill_null(pc.cast(table.column("score"), pa.float32()), 0.0)
+        items[rows[ok], k] = item_codes[ok]
+        scores[rows[ok], k] = np.asarray(score.to_numpy(), dtype=np.float32)[ok]
+        reasons[rows[ok], k] = reason_codes[ok]
+        del table
+    item_ids = tuple(str(v) for v in item_set.to_pylist())
+    return str(run_id), items, scores, reasons, item_ids, tuple(reason_set.to_pylist())
 
 
 def _titles(reader: _Reader, item_ids: tuple[str, ...]) -> dict[str, str | None]:
