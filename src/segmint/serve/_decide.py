@@ -30,13 +30,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.cors import CORSMiddleware
 
 from segmint._playbook import Offer, Playbook, Strategy, UiVariant
 from segmint.errors import RequestError
-from segmint.serve._auth import ApiKey, require
+from segmint.serve._auth import require
 from segmint.serve._exposures import Exposure, ExposureLog
 from segmint.serve._snapshots import NO_CODE, CampaignView, Snapshot, SnapshotWorker
 
@@ -434,6 +434,12 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# called in the endpoint rather than as a dependency: a plain-function dependency costs a
+# thread-pool hop per request, and the key ring answers from memory (it reads the store
+# once every few seconds, a query of a few rows)
+_DECIDE_KEY = require("decide")
+
+
 def _serve(
     request: Request, snap: Snapshot, user_id: str | None, anonymous_id: str | None, n: int
 ) -> Any:
@@ -452,11 +458,11 @@ def _serve(
 async def decide_user(
     request: Request,
     user_id: Annotated[str, Path(min_length=1, max_length=256)],
-    key: Annotated[ApiKey, Depends(require("decide"))],
     n: Annotated[int, _N] = 10,
 ) -> Any:
     """A user the store knows gets their segments' experience; one it does not (a user
     not loaded yet) gets the cold start with ``known: false``."""
+    _DECIDE_KEY(request)
     return _serve(request, request.app.state.decisions.snapshot, user_id, None, n)
 
 
@@ -469,11 +475,11 @@ async def decide_user(
 async def decide_anonymous(
     request: Request,
     anonymous_id: Annotated[str, Query(min_length=1, max_length=256)],
-    key: Annotated[ApiKey, Depends(require("decide"))],
     n: Annotated[int, _N] = 10,
 ) -> Any:
     """An anonymous id stitched to a user (``identify``/``alias``) gets that user's
     decision; any other gets the cold start (``known: false``, ``user_id: null``)."""
+    _DECIDE_KEY(request)
     snap: Snapshot = request.app.state.decisions.snapshot
     user_id = snap.user_of_anonymous(anonymous_id)
     return _serve(request, snap, user_id, anonymous_id, n)
