@@ -333,3 +333,20 @@ def test_a_decision_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         # the exposure log was flushed when the service stopped
         n = p.store.scalar("SELECT count(*) FROM exposures WHERE user_id = ?", [control])
         assert int(n) == 1
+
+
+def test_odd_requests_are_problems_never_500s(site: Site) -> None:
+    c = site.client
+    for path, params in [
+        ("/v1/decide/u1", {"n": -1}),
+        ("/v1/decide/u1", {"n": 1000}),
+        ("/v1/decide/u1", {"n": "many"}),
+        ("/v1/decide/" + "x" * 300, {}),
+        ("/v1/decide", {"anonymous_id": ""}),
+    ]:
+        r = c.get(path, params=params)
+        assert r.status_code == 400, (path, params, r.status_code)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    odd = c.get("/v1/decide/%C3%A9%20%F0%9F%98%80", params={"n": 0})
+    assert odd.status_code == 200
+    assert (odd.json()["user_id"], odd.json()["recommendations"]) == ("é 😀", [])

@@ -502,7 +502,10 @@ class SnapshotWorker:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.refresh(force=True)
+        try:
+            self.refresh(force=True)
+        except Exception:  # the service starts anyway: /v1/decide answers 503 until a build
+            log.exception("building the first decision snapshot failed; retrying")
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="segmint-snapshots", daemon=True)
         self._thread.start()
@@ -518,6 +521,8 @@ class SnapshotWorker:
         reader = _Reader(self._store(), self.lock)
         fp = fingerprint(reader)
         old = self.current
+        if old is None:
+            force = True
         if not force and old is not None:
             if fp == old.fingerprint:
                 return False
