@@ -14,6 +14,7 @@ module must not import :mod:`segmint.config` (which imports it).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from datetime import date
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -39,6 +40,9 @@ __all__ = [
     "TemplateSpec",
     "Timing",
     "Trigger",
+    "UiHero",
+    "UiTheme",
+    "UiVariant",
     "VariantSpec",
     "WebhookChannelSpec",
 ]
@@ -171,6 +175,105 @@ class Offer(_Strict):
         return ""
 
 
+_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+_COPY_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def _colour(value: str) -> str:
+    if not _COLOUR.match(value.strip()):
+        raise ValueError(f"a colour is written #rgb or #rrggbb (e.g. '#1f6feb'), got {value!r}")
+    return value.strip().lower()
+
+
+def _link(value: str | None) -> str | None:
+    """A link a page may follow or load: http(s) or a path on the site; never
+    ``javascript:`` or ``data:`` (the service hands it to browsers)."""
+    if value is None:
+        return None
+    v = value.strip()
+    if v.startswith(("https://", "http://")) or (v.startswith("/") and not v.startswith("//")):
+        return v
+    raise ValueError(
+        f"a link starts with https://, http:// or / (a path on the site), got {value!r}"
+    )
+
+
+Colour = Annotated[str, AfterValidator(_colour)]
+Link = Annotated[str | None, AfterValidator(_link)]
+
+
+class UiTheme(_Strict):
+    """The colours of a UI variant, as hex (``#rgb`` or ``#rrggbb``)."""
+
+    primary: Colour = Field(default="#1f6feb", description="buttons and links")
+    background: Colour = Field(default="#ffffff", description="the page background")
+    text: Colour = Field(default="#1f2328", description="body text")
+    accent: Colour = Field(default="#f0f3f6", description="banners, badges, highlights")
+
+
+class UiHero(_Strict):
+    """The hero banner at the top of the page. ``{offer}`` and ``{code}`` in its texts are
+    replaced by the served offer's label and code (empty without an offer)."""
+
+    title: str = Field(min_length=1, max_length=200)
+    subtitle: str | None = Field(default=None, max_length=400)
+    image_url: Link = Field(default=None, description="https://..., http://... or /path")
+    cta_label: str | None = Field(
+        default=None, max_length=80, description="the call to action's button text"
+    )
+    cta_url: Link = Field(default=None, description="where the call to action leads")
+
+    @model_validator(mode="after")
+    def _cta_pair(self) -> UiHero:
+        if (self.cta_label is None) != (self.cta_url is None):
+            raise ValueError(
+                "a call to action needs both `cta_label` (the button text) and `cta_url`"
+            )
+        return self
+
+
+class UiVariant(_Strict):
+    """One interface variant served by ``GET /v1/decide``: theme colours, layout, hero
+    banner and copy (texts keyed by name, for the site to place).
+
+    Declared under ``playbook.ui`` by name; a strategy (``ui: vip``) or a campaign's variant
+    names it. ``playbook.ui.default`` is the default experience (unknown users, control
+    arms); without it a neutral built-in default is served. ``name`` is filled in from the
+    key.
+    """
+
+    name: str = Field(default="", description="the variant's name (its key under playbook.ui)")
+    theme: UiTheme = Field(default_factory=UiTheme)
+    layout: Literal["grid", "list", "hero"] = Field(
+        default="grid", description="how the page lays out products"
+    )
+    hero: UiHero | None = None
+    copy_texts: dict[str, str] = Field(
+        default_factory=dict,
+        alias="copy",
+        description="texts by key (a-z, 0-9, _), e.g. {recs_title: Picked for you}",
+    )
+
+    @model_validator(mode="after")
+    def _copy_keys(self) -> UiVariant:
+        for key, text in self.copy_texts.items():
+            if not _COPY_KEY.match(key):
+                raise ValueError(
+                    f"copy key {key!r}: use lower-case letters, digits and _ (e.g. recs_title)"
+                )
+            if len(text) > 500:
+                raise ValueError(f"copy.{key}: at most 500 characters (got {len(text)})")
+        return self
+
+
+DEFAULT_UI = UiVariant(
+    name="default",
+    hero=UiHero(title="Welcome", subtitle="Have a look around."),
+    copy={"recs_title": "Popular right now"},
+)
+"""The default experience when the playbook declares no ``ui.default``."""
+
+
 class TemplateSpec(_Strict):
     """A message template: Jinja2 text rendered in a sandbox (see docs/campaigns.md)."""
 
@@ -213,6 +316,11 @@ class Strategy(_Strict):
         default=None,
         description="pin to a cluster's key (c1, c2, ...; see `segmint playbook check`): the "
         "strategy follows that cluster across re-clusterings whatever it is named",
+    )
+    ui: str | None = Field(
+        default=None,
+        description="the UI variant (a name under playbook.ui) the segment's users see on "
+        "the site or app (GET /v1/decide)",
     )
 
 
@@ -293,7 +401,11 @@ class VariantSpec(_Strict):
     subject: str | None = Field(
         default=None, description="replaces the template's subject line; Jinja2"
     )
-    ui: str | None = Field(default=None, description="a UI variant label for the site or app")
+    ui: str | None = Field(
+        default=None,
+        description="a UI variant for the site or app: a name under playbook.ui (served by "
+        "GET /v1/decide), or a free label when playbook.ui is empty",
+    )
 
 
 class CampaignSpec(_Strict):
@@ -497,12 +609,31 @@ class Playbook(_Strict):
         default_factory=dict, description="segmentation -> segment (or '*') -> strategy"
     )
     campaigns: dict[str, CampaignSpec] = Field(default_factory=dict)
+    ui: dict[str, UiVariant] = Field(
+        default_factory=dict,
+        description="UI variants by name (theme, layout, hero, copy); 'default' is the "
+        "default experience",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ui_names(cls, data: object) -> object:
+        """Each UI variant's name is its key."""
+        if isinstance(data, dict) and isinstance(data.get("ui"), dict):
+            named = {}
+            for key, spec in data["ui"].items():
+                if isinstance(spec, dict) and "name" not in spec:
+                    spec = {**spec, "name": str(key)}
+                named[key] = spec
+            data = {**data, "ui": named}
+        return data
 
     @model_validator(mode="after")
     def _references(self) -> Playbook:
         problems: list[str] = []
         channels = sorted(self.channels)
         templates = sorted(self.templates)
+        problems += self._ui_problems()
         if "{token}" not in self.unsubscribe_url:
             problems.append(
                 f"unsubscribe_url must contain {{token}} (got {self.unsubscribe_url!r})"
@@ -553,6 +684,36 @@ class Playbook(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    def _ui_problems(self) -> list[str]:
+        """UI names that name no variant of ``playbook.ui`` (a variant's label may be free
+        while ``playbook.ui`` is empty, as before UI variants were served)."""
+        problems = []
+        uis = sorted(self.ui)
+        for key, variant in self.ui.items():
+            if variant.name != key:
+                problems.append(f"ui.{key}.name: {variant.name!r} differs from its key {key!r}")
+        for seg_name, by_segment in self.strategies.items():
+            for segment, strategy in by_segment.items():
+                if strategy.ui is not None and strategy.ui not in self.ui:
+                    problems.append(
+                        f"strategies.{seg_name}.{segment}.ui: unknown UI variant "
+                        f"{strategy.ui!r}{_closest(strategy.ui, uis)}; UI variants: "
+                        f"{', '.join(uis) or '(none defined; add playbook.ui)'}"
+                    )
+        if self.ui:
+            for name, campaign in self.campaigns.items():
+                for i, v in enumerate(campaign.variants or []):
+                    if v.ui is not None and v.ui not in self.ui:
+                        problems.append(
+                            f"campaigns.{name}.variants[{i}].ui: unknown UI variant {v.ui!r}"
+                            f"{_closest(v.ui, uis)}; UI variants: {', '.join(uis)}"
+                        )
+        return problems
+
+    def default_ui(self) -> UiVariant:
+        """The default experience: ``ui.default``, else a neutral built-in one."""
+        return self.ui.get("default", DEFAULT_UI)
+
     def strategy_for(
         self, segmentation: str, segment: str, keys: Mapping[str, str] | None = None
     ) -> Strategy | None:
@@ -582,6 +743,9 @@ CAMPAIGN_MODELS: tuple[type[BaseModel], ...] = (
     EmailChannelSpec,
     WebhookChannelSpec,
     FileChannelSpec,
+    UiVariant,
+    UiTheme,
+    UiHero,
 )
 """Models whose key names feed the config loader's did-you-mean."""
 

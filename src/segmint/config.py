@@ -763,6 +763,15 @@ class ServeSettings(_Strict):
         default=200.0, gt=0, description="requests per second allowed per key (token bucket)"
     )
     burst: int = Field(default=400, gt=0, description="requests a key may send at once")
+    decide_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="how often the decision service looks for new runs (GET /v1/decide)",
+    )
+    decide_recommendations: int = Field(
+        default=10, ge=1, le=100, description="recommendations per user kept for decisions"
+    )
 
     @field_validator("public_url")
     @classmethod

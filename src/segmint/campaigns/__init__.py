@@ -68,6 +68,7 @@ from segmint.campaigns._power import (
     users_needed_mean,
     users_needed_proportion,
 )
+from segmint.campaigns._resolve import Resolution, resolve_segments
 from segmint.campaigns._sink import SmtpSink, WebhookSink
 from segmint.campaigns._templates import FIELDS, MessageRenderer
 from segmint.campaigns._unsubscribe import (
@@ -101,6 +102,7 @@ __all__ = [
     "Offer",
     "Playbook",
     "PreviewMessage",
+    "Resolution",
     "SendReport",
     "SmtpSink",
     "Strategy",
@@ -131,6 +133,7 @@ __all__ = [
     "plan_campaign",
     "preview",
     "pseudonym_key",
+    "resolve_segments",
     "retire_key",
     "rotate_key",
     "run_designs",

@@ -178,6 +178,154 @@ TEMPLATES_ZH: dict[str, dict[str, str]] = {
 """The default templates in Chinese (``locale: zh-CN``); same names and fields."""
 
 
+def _ui(
+    primary: str,
+    background: str,
+    text: str,
+    accent: str,
+    layout: str,
+    hero: dict[str, str],
+    copy: dict[str, str],
+) -> dict[str, Any]:
+    theme = {"primary": primary, "background": background, "text": text, "accent": accent}
+    return {"theme": theme, "layout": layout, "hero": hero, "copy": copy}
+
+
+def _hero(title: str, subtitle: str, cta: str, url: str = "/") -> dict[str, str]:
+    return {"title": title, "subtitle": subtitle, "cta_label": cta, "cta_url": url}
+
+
+# the interface per segment (GET /v1/decide): one variant per kind of strategy, named
+# after what the segment is offered; {offer} and {code} are filled in when served
+UI: dict[str, dict[str, Any]] = {
+    "default": _ui(
+        "#1f6feb",
+        "#ffffff",
+        "#1f2328",
+        "#eef3fb",
+        "grid",
+        _hero("Welcome to the shop", "New arrivals every week.", "Browse the shop"),
+        {"recs_title": "Popular right now"},
+    ),
+    "vip": _ui(
+        "#c9a227",
+        "#14110b",
+        "#f5efe0",
+        "#2a2416",
+        "hero",
+        _hero(
+            "Early access is yours",
+            "The new collection, before anyone else.",
+            "See the collection",
+            "/new",
+        ),
+        {"recs_title": "Reserved for you", "badge": "VIP"},
+    ),
+    "offer": _ui(
+        "#d1242f",
+        "#fff8f6",
+        "#2b1a17",
+        "#ffe3dc",
+        "grid",
+        _hero("{offer} on your next order", "Use the code {code} at checkout.", "Shop now"),
+        {"recs_title": "Picked for you"},
+    ),
+    "welcome": _ui(
+        "#1a7f37",
+        "#f6fff8",
+        "#10261a",
+        "#daf5e2",
+        "hero",
+        _hero(
+            "Welcome! {offer} on your first order",
+            "Here is how to get started.",
+            "Start here",
+            "/start",
+        ),
+        {"recs_title": "Customers start with"},
+    ),
+    "picks": _ui(
+        "#0969da",
+        "#f6f9ff",
+        "#0f1b2d",
+        "#dcebff",
+        "grid",
+        _hero("New picks for you", "Chosen from what you like.", "See your picks"),
+        {"recs_title": "Picked for you"},
+    ),
+    "winback": _ui(
+        "#bc4c00",
+        "#fff8ef",
+        "#2d1a06",
+        "#ffe8cc",
+        "list",
+        _hero("We miss you: {offer}", "Come back and see what is new.", "Come back", "/new"),
+        {"recs_title": "New since your last visit"},
+    ),
+}
+
+UI_ZH: dict[str, dict[str, Any]] = {
+    name: {
+        **spec,
+        "hero": {**spec["hero"], **hero},
+        "copy": {**spec["copy"], "recs_title": recs},
+    }
+    for name, spec, hero, recs in (
+        (
+            "default",
+            UI["default"],
+            {"title": "欢迎光临", "subtitle": "每周上新。", "cta_label": "逛逛"},
+            "热门商品",
+        ),
+        (
+            "vip",
+            UI["vip"],
+            {"title": "新品抢先看", "subtitle": "新系列，专属于您。", "cta_label": "查看新品"},
+            "为您保留",
+        ),
+        (
+            "offer",
+            UI["offer"],
+            {
+                "title": "下次下单享{offer}",
+                "subtitle": "结账时使用优惠码 {code}。",
+                "cta_label": "立即购买",
+            },
+            "为您推荐",
+        ),
+        (
+            "welcome",
+            UI["welcome"],
+            {"title": "欢迎！首单享{offer}", "subtitle": "从这里开始。", "cta_label": "开始"},
+            "新客都在买",
+        ),
+        (
+            "picks",
+            UI["picks"],
+            {"title": "为您挑选的新品", "subtitle": "根据您的喜好挑选。", "cta_label": "查看推荐"},
+            "为您推荐",
+        ),
+        (
+            "winback",
+            UI["winback"],
+            {"title": "好久不见：{offer}", "subtitle": "回来看看新品。", "cta_label": "回来看看"},
+            "上次之后的新品",
+        ),
+    )
+}
+"""The default UI variants in Chinese (``locale: zh-CN``); same names, themes and layouts."""
+
+_TEMPLATE_UI = {
+    "vip_perks": "vip",
+    "conversion": "offer",
+    "standard_offer": "offer",
+    "onboarding": "welcome",
+    "tailored_recs": "picks",
+    "reactivation": "winback",
+    "winback": "winback",
+}
+
+
 def _strategy(
     template: str,
     offer: dict[str, Any] | None = None,
@@ -192,6 +340,8 @@ def _strategy(
         "template": template,
         "include_recommendations": recs,
     }
+    if template in _TEMPLATE_UI:
+        out["ui"] = _TEMPLATE_UI[template]
     if recs:
         out["n_recommendations"] = 3
     if hour is not None:
@@ -276,8 +426,9 @@ def default_playbook(
     Covers every segmentation of type rfm, lifecycle, value_tiers and the clusterings
     (their segments named from the latest run when ``store`` is given, else one ``'*'``
     strategy), with templates (in Chinese for ``locale: zh-CN``), an e-mail channel on
-    localhost:1025, a push webhook and a CSV export channel, and campaigns for the classic
-    cases. Offers include percentages, a fixed amount and a threshold (满减) offer, each
+    localhost:1025, a push webhook and a CSV export channel, campaigns for the classic
+    cases, and a UI variant per kind of strategy (``ui:``: theme, layout, hero banner and
+    copy served by ``GET /v1/decide``; ``default`` for unknown users and control arms). Offers include percentages, a fixed amount and a threshold (满减) offer, each
     with a code where the template prints one. The YAML has no anchors or aliases.
 
     Parameters
@@ -407,6 +558,7 @@ def default_playbook(
             "templates": TEMPLATES_ZH if config.locale == "zh-CN" else TEMPLATES,
             "strategies": strategies,
             "campaigns": campaigns,
+            "ui": UI_ZH if config.locale == "zh-CN" else UI,
         }
     }
     Playbook.model_validate(doc["playbook"])  # what we write always loads

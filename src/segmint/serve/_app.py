@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from segmint.errors import RequestError
-from segmint.serve import _scheduler
+from segmint.serve import _decide, _scheduler
 from segmint.serve._auth import KeyRing, install_auth_docs
 from segmint.serve._claim import StoreHolder
 from segmint.serve._limits import PublicPageLimit, RateLimits
@@ -98,11 +98,14 @@ def create_app(project: Any) -> FastAPI:
     from segmint.serve._tracking import router as tracking
 
     app.include_router(tracking)
+    app.include_router(_decide.router)
+    _decide.install_cors(app)  # serve.cors_origins, for /v1/decide and the tracking API
     # -- background workers (started in this order, stopped in reverse): one line each ----
     app.state.workers = []
     from segmint.serve._loader import tracking_worker
 
     app.state.workers.append(tracking_worker(app))
+    app.state.workers += _decide.decision_workers(app)
     app.state.workers.append(_scheduler.scheduler_for(app))
 
     @app.get("/docs", include_in_schema=False)
