@@ -32,6 +32,7 @@ from fastapi.security.base import SecurityBase
 
 from segmint.errors import RequestError
 from segmint.serve._limits import PUBLIC_PREFIXES
+from segmint.serve._problems import PROBLEM_SCHEMA, problem_response
 
 __all__ = [
     "SCOPES",
@@ -206,17 +207,6 @@ def require(*scopes: str) -> Callable[..., ApiKey]:
     return dependency
 
 
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-    },
-}
-
 _AUTH_RESPONSES = {
     "401": "No key, or an unknown or revoked one",
     "403": "The key's scope does not allow this endpoint",
@@ -224,13 +214,7 @@ _AUTH_RESPONSES = {
 }
 
 
-def _problem_response(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-        },
-    }
+_problem_response = problem_response
 
 
 _PAGE_LIMITED = _problem_response("Too many requests from this address (see Retry-After)")

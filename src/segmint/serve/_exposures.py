@@ -10,7 +10,6 @@ of the last ``flush_seconds``; a failed write keeps the rows for the next attemp
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -18,6 +17,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import pyarrow as pa
+
+from segmint.serve._periodic import Periodic
 
 __all__ = ["Exposure", "ExposureLog"]
 
@@ -49,7 +50,7 @@ _SCHEMA = pa.schema(
 )
 
 
-class ExposureLog:
+class ExposureLog(Periodic):
     """The buffer and its writer thread (a service worker: ``start()`` / ``stop()``)."""
 
     def __init__(
@@ -63,8 +64,7 @@ class ExposureLog:
         self.flush_seconds = flush_seconds
         self.max_buffered = max_buffered
         self._rows: deque[Exposure] = deque()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.n_written = 0
         self.n_dropped = 0
 
@@ -75,16 +75,21 @@ class ExposureLog:
             self._rows.popleft()
             self.n_dropped += 1
 
+    thread_name = "segmint-exposures"
+    failure = "writing exposures failed; they stay buffered for the next try"
+
+    @property
+    def interval(self) -> float:
+        return self.flush_seconds
+
+    def tick(self) -> None:
+        self.flush()
+
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="segmint-exposures", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._stop_thread()
         self.flush()
 
     def flush(self) -> int:
@@ -114,10 +119,3 @@ class ExposureLog:
             raise
         self.n_written += len(batch)
         return len(batch)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
-            try:
-                self.flush()
-            except Exception:
-                log.exception("writing exposures failed; they stay buffered for the next try")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from segmint.serve._periodic import Periodic
 from segmint.serve._spool import (
     SpoolWriter,
     claim_if_dead,
@@ -52,7 +52,7 @@ def _default_load(*args: Any, **kwargs: Any) -> Any:
     return load_messages(*args, **kwargs)
 
 
-class TrackingLoader:
+class TrackingLoader(Periodic):
     """A service worker (``start``/``stop``) that loads the spool into the store.
 
     Parameters
@@ -98,32 +98,31 @@ class TrackingLoader:
         # grown since is skipped without touching the store (an idle service lets a DuckDB
         # file go, see StoreHolder)
         self._loaded: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     @property
     def folder(self) -> Path:
         return self.writer.folder
 
     # -- lifecycle -------------------------------------------------------------------------
+    thread_name = "segmint-loader"
+
+    @property
+    def interval(self) -> float:
+        return self.batch_seconds
+
+    def tick(self) -> None:
+        self.run_once()  # never raises: a failed file is logged and tried again
+
     def start(self) -> None:
         self.writer.start()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="segmint-loader", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def stop(self) -> None:
         """Flush the writer, load what is left, stop."""
         self.writer.stop()
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=120)
-            self._thread = None
+        self._stop_thread(timeout=120)
         self.run_once()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.batch_seconds):
-            self.run_once()
 
     # -- one tick --------------------------------------------------------------------------
     def run_once(self) -> int:

@@ -31,9 +31,11 @@ from segmint.errors import (
 __all__ = [
     "PROBLEM_JSON",
     "RequestError",
+    "PROBLEM_SCHEMA",
     "document_problems",
     "install_problem_handlers",
     "problem",
+    "problem_response",
     "problem_responses",
 ]
 
@@ -111,6 +113,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def problem_response(description: str) -> dict[str, Any]:
+    """One OpenAPI response answered with a problem detail (the Problem schema)."""
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}}}
 
 
 def problem_responses(*statuses: int, html: bool = False) -> dict[int | str, dict[str, Any]]:

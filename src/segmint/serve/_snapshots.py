@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from segmint._playbook import ANY_SEGMENT, CampaignSpec, Playbook, PromotionTrigger, Strategy
+from segmint.serve._periodic import Periodic
 from segmint.store import completed, latest_run_sql, latest_runs_sql, lit, table_exists
 
 __all__ = ["CampaignView", "SegmentationView", "Snapshot", "SnapshotWorker", "build_snapshot"]
@@ -490,7 +490,7 @@ def _no_lock() -> AbstractContextManager[None]:
     return _NoLock()
 
 
-class SnapshotWorker:
+class SnapshotWorker(Periodic):
     """Keeps ``current`` (the latest :class:`Snapshot`) fresh: :meth:`start` builds the
     first one, then a thread polls the store's fingerprint every ``poll_seconds`` and
     rebuilds when the runs changed (at once) or only users and identities changed (at most
@@ -512,23 +512,27 @@ class SnapshotWorker:
         self.people_seconds = people_seconds
         self.current: Snapshot | None = None
         self.builds = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
+
+    thread_name = "segmint-snapshots"
+    failure = "rebuilding the decision snapshot failed; the previous one stays"
+
+    @property
+    def interval(self) -> float:
+        return self.poll_seconds
+
+    def tick(self) -> None:
+        self.refresh()
 
     def start(self) -> None:
         try:
             self.refresh(force=True)
         except Exception:  # the service starts anyway: /v1/decide answers 503 until a build
             log.exception("building the first decision snapshot failed; retrying")
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="segmint-snapshots", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._stop_thread()
 
     def refresh(self, *, force: bool = False) -> bool:
         """Rebuild if the store changed (or ``force``); True when a new snapshot is in."""
@@ -550,10 +554,3 @@ class SnapshotWorker:
         self.current = snapshot  # the swap: one reference assignment
         self.builds += 1
         return True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_seconds):
-            try:
-                self.refresh()
-            except Exception:  # keep serving the last good snapshot
-                log.exception("rebuilding the decision snapshot failed; the previous one stays")

@@ -36,6 +36,7 @@ from pydantic import (
 
 from segmint.errors import RequestError
 from segmint.serve._auth import ApiKey, require
+from segmint.serve._problems import problem_response
 from segmint.serve._spool import SpoolClosedError
 
 __all__ = [
@@ -436,24 +437,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
 
 
 # -- the endpoints -----------------------------------------------------------------------------
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {
-            "application/problem+json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": {"type": "string"},
-                        "title": {"type": "string"},
-                        "status": {"type": "integer"},
-                        "detail": {"type": "string"},
-                    },
-                }
-            }
-        },
-    }
+_problem = problem_response
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
