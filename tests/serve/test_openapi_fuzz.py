@@ -70,6 +70,7 @@ def test_every_operation_answers_as_documented(shop: Path, tmp_path: Path) -> No
                 cwd=tmp_path,
             )
     summary = run.stdout[-3000:]
+    print(summary)  # the run's summary (shown with pytest -s)
     assert run.returncode == 0, summary
     assert report.exists(), summary
     got = json.loads(report.read_text(encoding="utf-8"))
