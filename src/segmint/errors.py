@@ -38,10 +38,12 @@ old names (``segmint.recommend.NotFittedError``, ``segmint.campaigns.ChannelUnav
 ``segmint.campaigns.InvalidTokenError``, ``segmint.campaigns._journal.JournalBusy``).
 tests/test_errors.py checks that this drawing is the real class hierarchy.
 
-Three private exceptions are not errors but control flow inside one module and never
-leave it: ``campaigns._templates._LimitExceeded`` (turned into a TemplateError) and
+Four private exceptions are not errors but control flow inside one package and never
+leave it: ``campaigns._templates._LimitExceeded`` (turned into a TemplateError),
 ``campaigns._channels._LostBeforeEnd`` / ``_LostAfterEnd`` (a broken SMTP connection,
-turned into one resend, or a delivery counted as sent but flagged unconfirmed).
+turned into one resend, or a delivery counted as sent but flagged unconfirmed) and
+``serve._spool._SpoolClosed`` (the tracking spool cannot take a line: the service is
+stopping or the disk refused; the tracking endpoint answers 503 with Retry-After).
 
 ``exit_code`` is what the CLI exits with: 2 for a problem the user fixes in segmint.yaml or
 on the command line (ConfigError and its subclasses, NotFoundError, InvalidTokenError), 1

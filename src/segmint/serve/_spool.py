@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
-    "SpoolClosedError",
     "SpoolRead",
     "SpoolWriter",
     "claim_if_dead",
@@ -64,7 +63,7 @@ def spool_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: (p.name.rsplit("-", 1)[-1], p.name))
 
 
-class SpoolClosedError(RuntimeError):
+class _SpoolClosed(RuntimeError):
     """The spool writer has stopped (the service is shutting down) or cannot write."""
 
 
@@ -137,7 +136,7 @@ class SpoolWriter:
                 self.name = spool_name()
                 self.path = self.folder / self.name
         else:
-            raise SpoolClosedError(f"cannot lock a spool file in {self.folder}")
+            raise _SpoolClosed(f"cannot lock a spool file in {self.folder}")
         self.file_bytes = f.seek(0, os.SEEK_END)
         self._file = f
         # the folder entry of a new file must survive a crash as well as its content
@@ -155,7 +154,7 @@ class SpoolWriter:
         pending = _Pending(b"".join(lines), len(lines), loop, future)
         with self._cond:
             if self._stopping or self._thread is None:
-                raise SpoolClosedError("the service is stopping; send again shortly")
+                raise _SpoolClosed("the service is stopping; send again shortly")
             self._queue.append(pending)
             self._cond.notify()
         await future
@@ -218,7 +217,7 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
     if error is None:
         future.set_result(None)
     else:
-        future.set_exception(SpoolClosedError(f"the spool could not be written ({error})"))
+        future.set_exception(_SpoolClosed(f"the spool could not be written ({error})"))
 
 
 # -- reading ---------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from pydantic import (
 from segmint.errors import RequestError
 from segmint.serve._auth import ApiKey, require
 from segmint.serve._problems import problem_response
-from segmint.serve._spool import SpoolClosedError
+from segmint.serve._spool import _SpoolClosed
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -492,7 +492,7 @@ async def _accept(request: Request, lines: list[bytes]) -> dict[str, bool]:
         return {"success": True}
     try:
         await request.app.state.tracking.writer.append(lines)
-    except (SpoolClosedError, AttributeError):
+    except (_SpoolClosed, AttributeError):
         raise RequestError(
             503,
             "the service cannot take events right now; send again shortly",
