@@ -170,7 +170,8 @@ def over_http(folder: Path, rate: float, seconds: float) -> dict[str, Any]:
     from segmint.serve._auth import create_key
 
     with segmint.open_project(folder) as p:
-        key = create_key(p.store, "bench", "decide")
+        # a product's backend key, allowed more than the default 200 requests/s per key
+        key = create_key(p.store, "bench", "decide", rate_per_second=5000)
     port = 8765
     log = folder / "serve.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -243,6 +244,7 @@ def _load(url: str, key: str, rate: float, seconds: float) -> dict[str, Any]:
     n = int(rate * seconds)
     lat: list[float] = []
     errors = [0]
+    statuses: dict[int, int] = {}  # the failures by HTTP status (0: no answer)
     lock = threading.Lock()
     rng = random.Random(2)
     users = [f"U{rng.randrange(1_000_000):07d}" for _ in range(n)]
@@ -266,9 +268,10 @@ def _load(url: str, key: str, rate: float, seconds: float) -> dict[str, Any]:
                 if delay > 0:
                     time.sleep(delay)
                 try:
-                    ok = c.get(f"/v1/decide/{users[i]}").status_code == 200
+                    status = c.get(f"/v1/decide/{users[i]}").status_code
                 except httpx.TransportError:
-                    ok = False
+                    status = 0
+                ok = status == 200
                 done = time.perf_counter()
                 with lock:
                     lat.append((done - due) * 1000)
@@ -279,6 +282,7 @@ def _load(url: str, key: str, rate: float, seconds: float) -> dict[str, Any]:
                         )
                     if not ok:
                         errors[0] += 1
+                        statuses[status] = statuses.get(status, 0) + 1
         finally:
             c.close()
 
@@ -293,6 +297,7 @@ def _load(url: str, key: str, rate: float, seconds: float) -> dict[str, Any]:
         "http_requests": n,
         "http_rate_achieved": round(n / elapsed, 1),
         "http_errors": errors[0],
+        "http_error_statuses": statuses,
         "http_p50_ms": round(statistics.median(lat), 2),
         "http_p99_ms": round(lat[int(len(lat) * 0.99)], 2),
         "http_max_ms": round(lat[-1], 2),
