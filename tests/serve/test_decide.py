@@ -350,3 +350,29 @@ def test_odd_requests_are_problems_never_500s(site: Site) -> None:
     odd = c.get("/v1/decide/%C3%A9%20%F0%9F%98%80", params={"n": 0})
     assert odd.status_code == 200
     assert (odd.json()["user_id"], odd.json()["recommendations"]) == ("é 😀", [])
+
+
+def test_a_visitor_who_identifies_is_recognised_at_the_next_poll(site: Site) -> None:
+    """identify through the tracking API -> the loader stores the link -> the next
+    snapshot poll (0.2 s here) re-reads identities alone: no wait for the throttled full
+    rebuild (``people_seconds``, a minute)."""
+    user = _users(site.p, "rfm", "Champions")[1]
+    assert (
+        site.client.get("/v1/decide", params={"anonymous_id": "anon-new"}).json()["known"] is False
+    )
+    builds = site.app.state.decisions.snapshots.builds
+    r = httpx.post(
+        f"{site.served.url}/v1/identify",
+        json={"anonymousId": "anon-new", "userId": user, "traits": {"city": "Berlin"}},
+        auth=(site.write_key, ""),
+    )
+    assert r.status_code == 200
+    deadline = time.monotonic() + 15
+    while True:
+        d = site.client.get("/v1/decide", params={"anonymous_id": "anon-new"}).json()
+        if d["known"]:
+            break
+        assert time.monotonic() < deadline, "the identity did not reach the decisions"
+        time.sleep(0.1)
+    assert (d["user_id"], d["ui"]["name"]) == (user, "vip")
+    assert site.app.state.decisions.snapshots.builds == builds  # no full rebuild

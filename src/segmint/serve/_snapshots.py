@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from datetime import time as dtime
 from typing import Any
@@ -534,6 +534,22 @@ class SnapshotWorker(Periodic):
     def stop(self) -> None:
         self._stop_thread()
 
+    def _with_identities(self, old: Snapshot, reader: _Reader, fp: tuple[Any, ...]) -> Snapshot:
+        """``old`` with the identities read now, swapped in: a visitor who identifies is
+        recognised at the next poll, not at the next full rebuild. The fingerprint keeps
+        the old user count, so new users still bring a (throttled) full rebuild."""
+        anon_keys, anon_users = _identities(reader)
+        users = old.fingerprint[1][:1]
+        snapshot = replace(
+            old,
+            fingerprint=(fp[0], users + tuple(fp[1][1:])),
+            anon_keys=anon_keys,
+            anon_users=anon_users,
+            counts={**old.counts, "identities": int(anon_keys.size)},
+        )
+        self.current = snapshot  # the swap: one reference assignment
+        return snapshot
+
     def refresh(self, *, force: bool = False) -> bool:
         """Rebuild if the store changed (or ``force``); True when a new snapshot is in."""
         reader = _Reader(self.hold)
@@ -545,9 +561,14 @@ class SnapshotWorker(Periodic):
             if fp == old.fingerprint:
                 return False
             people_only = fp[0] == old.fingerprint[0]
+            swapped = False
+            if people_only and fp[1][1:] != old.fingerprint[1][1:]:
+                # identities changed (a visitor identified): re-read them alone, at once
+                old = self._with_identities(old, reader, fp)
+                swapped = True
             age = (datetime.now(UTC) - old.built_at).total_seconds()
-            if people_only and age < self.people_seconds:
-                return False
+            if people_only and (fp == old.fingerprint or age < self.people_seconds):
+                return swapped
         snapshot = build_snapshot(
             None, self.playbook, depth=self.depth, hold=self.hold, previous_fingerprint=fp
         )
