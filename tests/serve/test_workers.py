@@ -78,3 +78,78 @@ def test_two_workers_on_postgresql_beside_the_cli(tmp_path: Path, pg_url: str) -
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "Traceback" not in out, out
+
+
+def test_two_workers_on_postgresql_track_every_event_once(tmp_path: Path, pg_url: str) -> None:
+    """Each worker has its own spool file and loader; events sent to either (and one batch
+    sent twice) are stored once each in the shared store."""
+    import threading
+    import uuid
+
+    from segmint.serve import create_key
+
+    (tmp_path / "segmint.yaml").write_text(
+        yaml.safe_dump({"store": pg_url, "tracking": {"batch_seconds": 0.2}}), encoding="utf-8"
+    )
+    with segmint.open_project(tmp_path) as p:
+        write = create_key(p.store, "web", "write")
+        admin = create_key(p.store, "ops", "admin")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segmint", "serve", "-p", str(tmp_path), "--port", str(port),
+         "--workers", "2", "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    acked: list[str] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        for _ in range(n):  # a new connection per batch: the kernel spreads them over workers
+            ids = [str(uuid.uuid4()) for _ in range(100)]
+            batch = [
+                {"type": "track", "userId": f"u{i % 7}", "event": "Product Viewed",
+                 "properties": {"product_id": "p1"}, "messageId": m}
+                for i, m in enumerate(ids)
+            ]  # fmt: skip
+            r = httpx.post(f"{url}/v1/batch", json={"batch": batch}, auth=(write, ""))
+            assert r.status_code == 200, r.text
+            with lock:
+                acked.extend(ids)
+            if n == 1:  # a client retry of a batch already acknowledged
+                again = httpx.post(f"{url}/v1/batch", json={"batch": batch}, auth=(write, ""))
+                assert again.status_code == 200
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+            time.sleep(0.2)
+        threads = [threading.Thread(target=client, args=(n,)) for n in (10, 10, 10, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        spooled_by = {  # each worker writes its own spool file
+            httpx.get(f"{url}/v1/tracking/status", auth=(admin, "")).json()["this_process"]
+            for _ in range(40)
+        }
+        assert len(spooled_by) == 2, spooled_by
+    finally:
+        proc.terminate()  # each worker's loader drains its spool on the way out
+        out, _ = proc.communicate(timeout=60)
+    assert "Traceback" not in out, out
+    assert len(acked) == 3_100
+    with segmint.open_project(tmp_path) as p:
+        tracked = p.store.query("SELECT message_id FROM tracked_messages")["message_id"]
+        events = p.store.query("SELECT event_id FROM events")["event_id"]
+        spools = p.store.count("tracking_spool")
+    assert tracked.is_unique and set(tracked) == set(acked)
+    assert events.is_unique and set(events) == set(acked)
+    assert spools == 0  # every worker's file loaded, closed and forgotten
+    assert not list((tmp_path / ".segmint" / "spool").glob("spool-*.jsonl"))
