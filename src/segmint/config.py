@@ -881,6 +881,12 @@ class JobSpec(_Strict):
         ge=0,
         description="a run missed (service down, busy) is still made this late, once",
     )
+    max_minutes: int = Field(
+        default=360,
+        gt=0,
+        description="a run still 'running' on another host after this long is taken as lost "
+        "(its machine is gone) and marked failed, so the job runs again",
+    )
 
     @field_validator("cron")
     @classmethod

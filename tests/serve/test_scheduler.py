@@ -189,10 +189,12 @@ def _dead_pid() -> int:
     return int(proc.stdout)
 
 
-def _insert_running(store: Any, job: str, slot: datetime, host: str, pid: int) -> None:
+def _insert_running(
+    store: Any, job: str, slot: datetime, host: str, pid: int, started: datetime | None = None
+) -> None:
     store.execute(
         "INSERT INTO job_runs (job, slot, started_at, status, trigger, host, pid) VALUES "
-        f"({literal(job)}, {literal(slot)}, {literal(slot)}, 'running', 'schedule', "
+        f"({literal(job)}, {literal(slot)}, {literal(started or slot)}, 'running', 'schedule', "
         f"{literal(host)}, {pid})"
     )
 
@@ -204,8 +206,11 @@ def test_a_run_whose_process_died_is_failed_at_start(tiny: Path) -> None:
         _insert_running(p.store, "load", old, host, _dead_pid())
         # this process's own pid, but not a run it claimed: a container restarted as pid 1
         _insert_running(p.store, "seg", old, host, os.getpid())
-        # another machine's run cannot be checked from here: left alone
-        _insert_running(p.store, "seg", old + timedelta(days=1), "elsewhere", 1)
+        # another machine's run cannot be checked from here: left alone while it may still
+        # be going, taken as lost after max_minutes (default 360) without an end
+        recent = datetime.now(UTC) - timedelta(minutes=10)
+        _insert_running(p.store, "seg", old + timedelta(days=1), "elsewhere", 1, recent)
+        _insert_running(p.store, "load", old + timedelta(days=1), "gone-pod", 1)
         scheduler = JobScheduler(p)
         scheduler.start()
         scheduler.stop()
@@ -214,6 +219,9 @@ def test_a_run_whose_process_died_is_failed_at_start(tiny: Path) -> None:
     assert got[("load", old)].error == STOPPED_DURING_RUN
     assert got[("seg", old)].status == "failed"
     assert got[("seg", old + timedelta(days=1))].status == "running"
+    lost = got[("load", old + timedelta(days=1))]
+    assert lost.status == "failed"
+    assert lost.error == "no word from host gone-pod for 360 minutes (max_minutes): taken as lost"
 
 
 def test_a_slot_missed_while_down_is_run_once_on_start_within_the_grace(tiny: Path) -> None:

@@ -177,37 +177,52 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _stale(run: JobRun) -> bool:
+LOST_WITH_ITS_HOST = "no word from host {host} for {minutes} minutes (max_minutes): taken as lost"
+"""The error of a run left ``running`` by another machine for longer than ``max_minutes``."""
+
+
+def _stale(run: JobRun, max_minutes: int | None = None) -> bool:
     if run.host != _HOST or run.pid is None:
-        return False  # another machine's run: it cannot be checked from here
+        # another machine's run: its process cannot be checked from here, only its age
+        if max_minutes is None or run.started_at is None:
+            return False
+        age = (datetime.now(UTC) - run.started_at).total_seconds()
+        return age > max_minutes * 60
     if run.pid == os.getpid():
         with _mine_lock:
             return (run.job, run.slot) not in _mine
     return not _pid_alive(run.pid)
 
 
-def recover_stale_runs(store: Any, *, job: str | None = None) -> list[JobRun]:
-    """Mark ``failed`` the runs left ``running`` on this host by a process that is gone;
+def recover_stale_runs(
+    store: Any, *, job: str | None = None, max_minutes: dict[str, int] | None = None
+) -> list[JobRun]:
+    """Mark ``failed`` the runs left ``running`` on this host by a process that is gone,
+    and (given ``max_minutes`` per job) those left by another host for longer than that;
     return them."""
     from segmint.store import lit
 
+    limits = max_minutes or {}
     where = "" if job is None else f" AND job = {lit(job)}"
     frame = store.query(f"SELECT {_COLUMNS} FROM job_runs WHERE status = 'running'{where}")
-    stale = [r for r in map(_row_run, frame.to_dict(orient="records")) if _stale(r)]
+    runs = list(map(_row_run, frame.to_dict(orient="records")))
+    stale = [r for r in runs if _stale(r, limits.get(r.job))]
     for run in stale:
-        _finish(
-            store, run.job, run.slot, "failed", STOPPED_DURING_RUN, run.detail, only_running=True
+        error = (
+            STOPPED_DURING_RUN
+            if run.host == _HOST
+            else LOST_WITH_ITS_HOST.format(host=run.host, minutes=limits.get(run.job))
         )
+        _finish(store, run.job, run.slot, "failed", error, run.detail, only_running=True)
         log.warning(
-            "job %s: the run of slot %s was marked failed: %s",
-            run.job,
-            run.slot.isoformat(),
-            STOPPED_DURING_RUN,
+            "job %s: the run of slot %s was marked failed: %s", run.job, run.slot.isoformat(), error
         )
     return stale
 
 
-def claim_slot(store: Any, job: str, slot: datetime, *, trigger: str) -> str | None:
+def claim_slot(
+    store: Any, job: str, slot: datetime, *, trigger: str, max_minutes: int | None = None
+) -> str | None:
     """Claim ``slot`` of ``job`` for this process: insert its ``running`` row.
 
     Returns None when the slot is now ours, else why not (the slot was taken, or a run
@@ -217,7 +232,9 @@ def claim_slot(store: Any, job: str, slot: datetime, *, trigger: str) -> str | N
     from segmint.store import literal
 
     with store.lock("job-runs"):
-        recover_stale_runs(store, job=job)
+        recover_stale_runs(
+            store, job=job, max_minutes=None if max_minutes is None else {job: max_minutes}
+        )
         taken = store.query(
             f"SELECT status FROM job_runs WHERE job = {literal(job)} AND slot = {literal(slot)}"
         )
@@ -394,6 +411,9 @@ class JobScheduler:
             )
         return spec
 
+    def _max_minutes(self) -> dict[str, int]:
+        return {name: spec.max_minutes for name, spec in self.project.config.schedule.items()}
+
     def next_run(self, name: str, now: datetime | None = None) -> datetime | None:
         """When job ``name`` fires next."""
         return next_fire(self.trigger(name), now or datetime.now(UTC))
@@ -430,7 +450,7 @@ class JobScheduler:
         """Mark stale runs failed, start firing the jobs, run missed slots once."""
         try:
             with self.service_store() as store:
-                recover_stale_runs(store)
+                recover_stale_runs(store, max_minutes=self._max_minutes())
         except Exception:  # the store is down: the service still starts (/readyz says so)
             log.exception("could not check job_runs for runs left by a stopped service")
         if not self.project.config.schedule:
@@ -490,7 +510,9 @@ class JobScheduler:
 
     def _run_slot(self, name: str, slot: datetime, trigger: str) -> JobRun | None:
         with self.service_store() as store:
-            reason = claim_slot(store, name, slot, trigger=trigger)
+            reason = claim_slot(
+                store, name, slot, trigger=trigger, max_minutes=self._spec(name).max_minutes
+            )
         if reason is not None:
             log.info("job %s: slot %s not run: %s", name, slot.isoformat(), reason)
             return None
@@ -523,7 +545,9 @@ class JobScheduler:
         self._spec(name)
         slot = datetime.now(UTC)
         with self.service_store() as store:
-            reason = claim_slot(store, name, slot, trigger="manual")
+            reason = claim_slot(
+                store, name, slot, trigger="manual", max_minutes=self._spec(name).max_minutes
+            )
         if reason is not None:
             raise RequestError(409, f"job {name!r} was not started: {reason}")
         return slot
