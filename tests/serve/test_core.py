@@ -146,6 +146,8 @@ def test_the_access_log_holds_no_token_and_no_query(
     from segmint.serve._app import loggable_path
 
     assert loggable_path("/u/abc.def.k1/preferences") == "/u/{token}/preferences"
+    assert loggable_path("/v1/decide/C000042") == "/v1/decide/{user_id}"
+    assert loggable_path("/v1/decide") == "/v1/decide"  # ?anonymous_id= is never logged
 
     def lines() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.name == "segmint.serve.access"]

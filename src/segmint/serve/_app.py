@@ -200,13 +200,19 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 access_log = logging.getLogger("segmint.serve.access")
 
-_SECRET_SEGMENT = re.compile(r"^/u/[^/]+")
+_PERSONAL_SEGMENTS = (
+    (re.compile(r"^/u/[^/]+"), "/u/{token}"),
+    (re.compile(r"^/v1/decide/[^/]+"), "/v1/decide/{user_id}"),
+)
 
 
 def loggable_path(path: str) -> str:
-    """The request path as the access log writes it: an unsubscribe token (it names a
-    person) becomes ``{token}``; query strings are never logged."""
-    return _SECRET_SEGMENT.sub("/u/{token}", path)
+    """The request path as the access log writes it: what names a person (an unsubscribe
+    token, the user id of a decision) becomes ``{token}`` / ``{user_id}``; query strings
+    (``?anonymous_id=``) are never logged."""
+    for pattern, mask in _PERSONAL_SEGMENTS:
+        path = pattern.sub(mask, path)
+    return path
 
 
 class AccessLog:
