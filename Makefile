@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/segmint demo --dir segmint-demo --users $${SEGMINT_DEMO_USERS:-50000} --seed $${SEGMINT_DEMO_SEED:-42}
 	@echo
-	@echo "Serve the demo (API docs at http://127.0.0.1:8000/docs, unsubscribe links resolve):"
+	@echo "Serve the demo (tracking API, decisions, unsubscribe pages; API docs at http://127.0.0.1:8000/docs):"
 	@echo "  $(BIN)/segmint serve -p segmint-demo"
+	@echo "Keys for it (each secret is printed once; see docs/serve.md for a curl session):"
+	@echo "  $(BIN)/segmint keys create web --scope write -p segmint-demo"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
