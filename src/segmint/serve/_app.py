@@ -51,11 +51,14 @@ PROJECT_ENV = "SEGMINT_PROJECT"
 """Environment variable naming the project folder for :func:`app_from_environment` (how
 ``segmint serve --workers N`` hands the project to each worker process)."""
 
-DESCRIPTION = """segmint as a service: health and version today; event tracking (the Segment
-HTTP spec), personalization decisions, unsubscribe and preference pages and scheduled jobs
-are added by later steps of issue 19.
+DESCRIPTION = """segmint as a service: event tracking compatible with the Segment HTTP API
+(`/v1/track` ... `/v1/batch`, a write key as the Basic user name), personalization decisions
+(`/v1/decide`, a decide key), the unsubscribe and preference pages linked from every
+message, scheduled jobs and API keys (an admin key), health and version.
 
-Every error is an RFC 9457 problem detail (`application/problem+json`)."""
+Keys: HTTP Basic with the key as user name, or `Authorization: Bearer KEY`
+(`segmint keys create NAME --scope write|decide|admin`). Every error is an RFC 9457 problem
+detail (`application/problem+json`)."""
 
 
 def _swagger_dir() -> Path:
