@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -111,65 +111,77 @@ def create_app(project: Any) -> FastAPI:
     app.state.workers += _decide.decision_workers(app)
     app.state.workers.append(_scheduler.scheduler_for(app))
 
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="segmint API",
-            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-            swagger_css_url="/static/swagger/swagger-ui.css",
-            swagger_favicon_url="/static/swagger/favicon-32x32.png",
-        )
-
-    @app.get("/healthz", tags=["service"], summary="The process is alive")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/readyz",
-        tags=["service"],
-        summary="The store answers and is at this segmint's schema version",
-        responses={503: {"description": "The store cannot be reached or is not ready"}},
-    )
-    def readyz(request: Request) -> dict[str, Any]:
-        from segmint.store import SCHEMA_VERSION
-
-        try:
-            with store_access(request) as store:
-                version = int(store.scalar("SELECT max(version) FROM schema_version"))
-        except RequestError:
-            raise
-        except Exception as exc:  # the store is down: say so, do not crash
-            raise RequestError(503, f"the store is not reachable: {str(exc)[:200]}") from None
-        if version != SCHEMA_VERSION:
-            raise RequestError(
-                503,
-                f"the store is at schema version {version}, this segmint needs {SCHEMA_VERSION}",
-            )
-        return {"status": "ready", "schema_version": version}
-
-    @app.get("/version", tags=["service"], summary="Versions of segmint, its schema and Python")
-    def version() -> dict[str, Any]:
-        from segmint.store import SCHEMA_VERSION
-
-        return {
-            "segmint": __version__,
-            "schema_version": SCHEMA_VERSION,
-            "python": platform.python_version(),
-        }
-
-    @app.get("/", include_in_schema=False)
-    def root() -> JSONResponse:
-        return JSONResponse(
-            {
-                "service": "segmint",
-                "docs": "/docs",
-                "openapi": "/openapi.json",
-                "health": "/healthz",
-            }
-        )
-
+    app.include_router(service)  # /docs, /healthz, /readyz, /version, /
     return app
+
+
+# -- the service's own endpoints ---------------------------------------------------------
+service = APIRouter()
+"""Health, readiness, version, the API docs page (local assets) and the index."""
+
+
+@service.get("/docs", include_in_schema=False)
+def docs() -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="segmint API",
+        swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+        swagger_css_url="/static/swagger/swagger-ui.css",
+        swagger_favicon_url="/static/swagger/favicon-32x32.png",
+    )
+
+
+@service.get("/healthz", tags=["service"], summary="The process is alive")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@service.get(
+    "/readyz",
+    tags=["service"],
+    summary="The store answers and is at this segmint's schema version",
+    responses={503: {"description": "The store cannot be reached or is not ready"}},
+)
+def readyz(request: Request) -> dict[str, Any]:
+    from segmint.store import SCHEMA_VERSION
+
+    try:
+        with store_access(request) as store:
+            version = int(store.scalar("SELECT max(version) FROM schema_version"))
+    except RequestError:
+        raise
+    except Exception as exc:  # the store is down: say so, do not crash
+        raise RequestError(503, f"the store is not reachable: {str(exc)[:200]}") from None
+    if version != SCHEMA_VERSION:
+        raise RequestError(
+            503,
+            f"the store is at schema version {version}, this segmint needs {SCHEMA_VERSION}",
+        )
+    return {"status": "ready", "schema_version": version}
+
+
+@service.get("/version", tags=["service"], summary="Versions of segmint, its schema and Python")
+def version() -> dict[str, Any]:
+    from segmint import __version__
+    from segmint.store import SCHEMA_VERSION
+
+    return {
+        "segmint": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "python": platform.python_version(),
+    }
+
+
+@service.get("/", include_in_schema=False)
+def root() -> JSONResponse:
+    return JSONResponse(
+        {
+            "service": "segmint",
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "health": "/healthz",
+        }
+    )
 
 
 class Worker(Protocol):
