@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.serve.conftest import wait_ready
 from typer.main import get_command
 from typer.testing import CliRunner
 
@@ -244,15 +245,7 @@ def test_segmint_serve_owns_the_file_and_lets_readers_in(shop: Path, tmp_path: P
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-            time.sleep(0.1)
+        wait_ready(url, proc)
         claim = read_claim(root)
         assert claim is not None and claim.pid == proc.pid and claim.url == url
         refused = _segmint("segment", "rfm", "-p", str(root), cwd=tmp_path)

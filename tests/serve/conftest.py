@@ -21,6 +21,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(url: str, proc: Any, *, path: str = "/readyz", timeout: float = 60.0) -> None:
+    """Wait until the ``segmint serve`` subprocess ``proc`` answers 200 at ``url + path``;
+    fail the test if it exits or does not answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + path, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and proc.poll() is None, "segmint serve did not start"
+        time.sleep(0.1)
+
+
 class Served:
     """A uvicorn server running ``app`` in a thread; ``url`` is its base URL."""
 

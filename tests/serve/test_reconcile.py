@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, wait_ready
 
 import segmint
 from segmint.serve._auth import create_key
@@ -43,15 +43,8 @@ def _serve(root: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "segmint serve did not start"
-        time.sleep(0.1)
+    wait_ready(f"http://127.0.0.1:{port}", proc, path="/healthz")
+    return proc
 
 
 def _batch(n: int, *, bad_every: int = 50) -> list[dict[str, Any]]:

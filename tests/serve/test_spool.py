@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, wait_ready
 
 import segmint
 from segmint.serve._auth import create_key
@@ -229,14 +229,7 @@ def test_every_acknowledged_message_survives_kill_9(tmp_path: Path) -> None:
     acked: list[str] = []
     lock = threading.Lock()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(url + "/healthz", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.2)
+        wait_ready(url, proc, path="/healthz")
 
         def client() -> None:
             with httpx.Client(base_url=url, auth=(key, ""), timeout=10) as c:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import yaml
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, wait_ready
 
 import segmint
 from segmint.store import CLAIM_FILE
@@ -44,15 +43,7 @@ def test_two_workers_on_postgresql_beside_the_cli(tmp_path: Path, pg_url: str) -
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-            time.sleep(0.2)
+        wait_ready(url, proc)
         assert not (tmp_path / CLAIM_FILE).exists()  # a shared store: no claim
         # a key made by the CLI while the service runs is accepted by both workers
         made = _cli("keys", "create", "web", "--scope", "decide", "-p", str(tmp_path), "--json")
@@ -121,15 +112,7 @@ def test_two_workers_on_postgresql_track_every_event_once(tmp_path: Path, pg_url
                 assert again.status_code == 200
 
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-            time.sleep(0.2)
+        wait_ready(url, proc)
         threads = [threading.Thread(target=client, args=(n,)) for n in (10, 10, 10, 1)]
         for t in threads:
             t.start()
