@@ -31,21 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _common import peak_rss_bytes  # noqa: E402
-
-RFM = [
-    "Champions",
-    "Loyal",
-    "Potential Loyalist",
-    "New Customers",
-    "Promising",
-    "Need Attention",
-    "About to Sleep",
-    "At Risk",
-    "Can't Lose Them",
-    "Hibernating",
-    "Lost",
-]
-LIFECYCLE = ["new", "active", "silent", "churned"]
+from segmint.segments import LIFECYCLE_SEGMENTS as LIFECYCLE  # noqa: E402
+from segmint.segments import RFM_SEGMENTS as RFM  # noqa: E402
 
 
 def rss() -> int:

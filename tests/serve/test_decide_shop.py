@@ -75,8 +75,8 @@ def browser() -> Any:
         b.close()
 
 
-def _look(browser: Any, page_url: str, shot: Path) -> dict[str, Any]:
-    ctx = browser.new_context(viewport={"width": 900, "height": 900})
+def _look(browser: Any, page_url: str, shot: Path, width: int = 900) -> dict[str, Any]:
+    ctx = browser.new_context(viewport={"width": width, "height": 900})
     page = ctx.new_page()
     requests: list[str] = []
     errors: list[str] = []
@@ -93,6 +93,7 @@ def _look(browser: Any, page_url: str, shot: Path) -> dict[str, Any]:
             title: document.getElementById('hero-title').textContent,
             offer: document.getElementById('offer').textContent,
             products: [...document.querySelectorAll('#products li')].length,
+            overflow: document.documentElement.scrollWidth - window.innerWidth,
         })"""
     )
     page.screenshot(path=str(shot), full_page=True)
@@ -132,3 +133,18 @@ def test_the_shop_restyles_per_segment_and_control_sees_the_default(
     for name in looks:
         shutil.copy(tmp_path / f"shop-{name}.png", docs / f"shop-{name}.png")
     assert CAMPAIGN  # the control user is the win-back campaign's
+
+
+def test_the_shop_reads_on_a_phone(
+    api: tuple[Any, str, str], static_site: str, browser: Any, tmp_path: Path
+) -> None:
+    """390 px wide (a phone): the decided theme, no horizontal scroll, every product shown."""
+    p, url, key = api
+    champion = _users(p, "rfm", "Champions")[0]
+    shot = tmp_path / "shop-phone.png"
+    page_url = f"{static_site}/index.html?user={champion}&api={url}&key={key}"
+    look = _look(browser, page_url, shot, width=390)
+    assert look["variant"] == "vip" and look["errors"] == []
+    assert look["overflow"] <= 0, f"{look['overflow']} px of horizontal scroll on a phone"
+    assert look["products"] == 6
+    shutil.copy(shot, ROOT / "docs" / "img" / "shop-phone.png")

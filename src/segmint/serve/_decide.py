@@ -38,6 +38,7 @@ from segmint._playbook import Offer, Playbook, Strategy, UiVariant
 from segmint.errors import RequestError
 from segmint.serve._auth import require
 from segmint.serve._exposures import Exposure, ExposureLog
+from segmint.serve._problems import problem_response
 from segmint.serve._snapshots import NO_CODE, CampaignView, Snapshot, SnapshotWorker
 
 __all__ = [
@@ -428,9 +429,9 @@ _N = Query(
     "serve.decide_recommendations)",
 )
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no key, or an unknown or revoked one"},
-    403: {"description": "the key may not read decisions (needs a decide or admin key)"},
-    503: {"description": "the first snapshot is still building"},
+    401: problem_response("no key, or an unknown or revoked one"),
+    403: problem_response("the key may not read decisions (needs a decide or admin key)"),
+    503: problem_response("the first snapshot is still building"),
 }
 
 

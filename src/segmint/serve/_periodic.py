@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 
 __all__ = ["Periodic"]
 
 log = logging.getLogger("segmint.serve")
 
 
-class Periodic:
+class Periodic(ABC):
     """A daemon thread calling :meth:`tick` every :attr:`interval` seconds until stopped.
     A tick that raises is logged (``failure`` says what failed and what happens next) and
     the thread goes on; subclasses start and stop it from their ``start``/``stop``."""
@@ -23,11 +24,13 @@ class Periodic:
         self._thread: threading.Thread | None = None
 
     @property
+    @abstractmethod
     def interval(self) -> float:
-        raise NotImplementedError
+        """Seconds between two ticks."""
 
+    @abstractmethod
     def tick(self) -> None:
-        raise NotImplementedError
+        """One step of the worker's work."""
 
     def _start_thread(self) -> None:
         self._stop.clear()
