@@ -32,7 +32,7 @@ from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 from babel.numbers import format_currency, format_decimal, format_percent
 
-__all__ = ["LOCALES", "Language", "language", "check_locale"]
+__all__ = ["LOCALES", "Language", "check_locale", "language", "pick_language"]
 
 #: the locales segmint has text for; ``en`` is the source language (no catalog)
 LOCALES: tuple[str, ...] = ("en", "zh-CN")
@@ -164,3 +164,25 @@ def language(name: str = "en") -> Language:
     except (UnknownLocaleError, ValueError) as exc:  # pragma: no cover - CLDR ships both
         raise ValueError(f"locale {name!r}: {exc}") from exc
     return Language(canonical, babel_locale)
+
+
+def pick_language(accept_language: str, default: str) -> Language:
+    """English or Chinese by an ``Accept-Language`` header (highest weight first), else
+    the project's ``default`` locale."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept_language.split(",")):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        if tag:
+            ranked.append((-q, i, tag.strip().lower()))
+    for _q, _i, tag in sorted(ranked):
+        if tag.startswith("zh"):
+            return language("zh-CN")
+        if tag.startswith("en"):
+            return language("en")
+    return language(default)

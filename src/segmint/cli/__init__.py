@@ -21,6 +21,7 @@ from segmint.cli import ingest, campaigns, experiments, segments, profiles  # no
 from segmint.cli import export, recommend, report, serve, demo  # noqa: F401
 from segmint.cli import jobs  # noqa: F401
 from segmint.cli import keys  # noqa: F401
+from segmint.cli import users  # noqa: F401
 
 # isort: on
 
@@ -31,6 +32,7 @@ app.add_typer(campaigns.campaign_app, name="campaign")
 app.add_typer(campaigns.playbook_app, name="playbook")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(keys.keys_app, name="keys")
+app.add_typer(users.users_app, name="users")
 
 # last: every command runs in the access mode of its kind (segmint.cli._access.ACCESS)
 _guard(app)

@@ -45,6 +45,9 @@ ACCESS: dict[str, Kind] = {
     "keys create": "write",
     "keys revoke": "write",
     "jobs run": "write",
+    "users add": "write",
+    "users passwd": "write",
+    "users remove": "write",
     # -- commands that only read it (read-only beside a running service) -------------------
     "status": "read",
     "quarantine": "read",
@@ -63,6 +66,7 @@ ACCESS: dict[str, Kind] = {
     "export personas": "read",
     "export log": "read",
     "keys list": "read",
+    "users list": "read",
     "jobs": "read",
 }
 """Command path (as typed after ``segmint``) -> ``"read"``, ``"write"``, or a function of

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from segmint.errors import RequestError
@@ -111,13 +111,18 @@ def create_app(project: Any) -> FastAPI:
     app.state.workers += _decide.decision_workers(app)
     app.state.workers.append(_scheduler.scheduler_for(app))
 
-    app.include_router(service)  # /docs, /healthz, /readyz, /version, /
+    app.include_router(service)  # /docs, /healthz, /readyz, /version
+    from segmint.serve._host import ServiceHost
+    from segmint.web import install as install_workspace
+
+    install_workspace(app, ServiceHost(app))  # the marketer's workspace at /
     return app
 
 
 # -- the service's own endpoints ---------------------------------------------------------
 service = APIRouter()
-"""Health, readiness, version, the API docs page (local assets) and the index."""
+"""Health, readiness, version and the API docs page (local assets); ``/`` is the
+workspace's (:mod:`segmint.web`)."""
 
 
 @service.get("/docs", include_in_schema=False)
@@ -170,18 +175,6 @@ def version() -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "python": platform.python_version(),
     }
-
-
-@service.get("/", include_in_schema=False)
-def root() -> JSONResponse:
-    return JSONResponse(
-        {
-            "service": "segmint",
-            "docs": "/docs",
-            "openapi": "/openapi.json",
-            "health": "/healthz",
-        }
-    )
 
 
 class Worker(Protocol):

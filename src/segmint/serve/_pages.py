@@ -27,7 +27,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from segmint._i18n import Language, language
+from segmint._i18n import Language, pick_language
 from segmint.errors import InvalidTokenError, NotFoundError
 from segmint.serve._problems import problem_responses
 
@@ -70,24 +70,7 @@ CHANNEL_WORDS = {"email": "e-mail", "sms": "SMS", "push": "push notification", "
 
 def pick_locale(request: Request, default: str) -> Language:
     """English or Chinese by ``Accept-Language`` (highest weight first), else ``default``."""
-    header = request.headers.get("accept-language", "")
-    ranked: list[tuple[float, int, str]] = []
-    for i, part in enumerate(header.split(",")):
-        tag, _, params = part.strip().partition(";")
-        q = 1.0
-        if params.strip().startswith("q="):
-            try:
-                q = float(params.strip()[2:])
-            except ValueError:
-                q = 0.0
-        if tag:
-            ranked.append((-q, i, tag.strip().lower()))
-    for _q, _i, tag in sorted(ranked):
-        if tag.startswith("zh"):
-            return language("zh-CN")
-        if tag.startswith("en"):
-            return language("en")
-    return language(default)
+    return pick_language(request.headers.get("accept-language", ""), default)
 
 
 def _keys(request: Request) -> Any:

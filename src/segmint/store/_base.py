@@ -19,6 +19,7 @@ from segmint.store._migrations import MIGRATIONS, Migration
 from segmint.store._schema import (
     SCHEMA_VERSION,
     SERVICE_DDL,
+    WORKSPACE_DDL,
     SYSTEM_DDL,
     TABLES,
     Table,
@@ -258,6 +259,7 @@ class Store:
             if current is None or pd.isna(current):  # fresh: created at the latest schema
                 self.execute(run_tables_ddl(secondary_indexes=self.secondary_indexes))
                 self.execute(SERVICE_DDL)
+                self.execute(WORKSPACE_DDL)
                 self._record_version(SCHEMA_VERSION)
             elif int(current) > SCHEMA_VERSION:
                 raise StoreError(

@@ -111,6 +111,13 @@ def _v7_service(store: Store) -> None:
     store.execute(SERVICE_DDL)
 
 
+def _v8_workspace(store: Store) -> None:
+    """The workspace's tables: its people, their sessions and the audit log."""
+    from segmint.store._schema import WORKSPACE_DDL
+
+    store.execute(WORKSPACE_DDL)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -141,5 +148,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         "job runs",
         _v7_service,
     ),
+    Migration(8, "workspace: people, sessions and the audit log", _v8_workspace),
 )
 """Every step, in version order (version 1 is the first released schema)."""

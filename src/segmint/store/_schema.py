@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 @dataclass(frozen=True)
@@ -466,6 +466,35 @@ CREATE TABLE IF NOT EXISTS job_runs (
     PRIMARY KEY (job, slot)
 );
 """
+
+
+WORKSPACE_DDL = """
+CREATE TABLE IF NOT EXISTS workspace_users (
+    name VARCHAR PRIMARY KEY,
+    password_hash VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    disabled_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS workspace_sessions (
+    session_hash VARCHAR PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    csrf VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id VARCHAR PRIMARY KEY,
+    ts TIMESTAMPTZ NOT NULL,
+    actor VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    target VARCHAR,
+    detail JSON
+);
+"""
+"""The marketer's workspace (``segmint serve`` at ``/``): its people (a hashed password and a
+role each), their sessions (the cookie's hash, its CSRF token) and the audit log of what
+they changed (configuration edits, sends, exports with a purpose, job runs)."""
 
 
 def run_tables_ddl(*, secondary_indexes: bool) -> str:
