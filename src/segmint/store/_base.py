@@ -19,9 +19,9 @@ from segmint.store._migrations import MIGRATIONS, Migration
 from segmint.store._schema import (
     SCHEMA_VERSION,
     SERVICE_DDL,
-    WORKSPACE_DDL,
     SYSTEM_DDL,
     TABLES,
+    WORKSPACE_DDL,
     Table,
     run_tables_ddl,
     table_ddl,
