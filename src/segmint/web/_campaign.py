@@ -37,6 +37,19 @@ FUNNEL_STEPS = {
 }
 """The plan's funnel steps (``segmint.campaigns.REASONS`` between the first and the last)."""
 
+FUNNEL_SHORT = {
+    "in the campaign's segments": N_("in segments"),
+    "not triggered": N_("not triggered"),
+    "already in the segment at the previous run": N_("not new"),
+    "unsubscribed": N_("unsubscribed"),
+    "no consent for the channel and purpose": N_("no consent"),
+    "suppressed": N_("suppressed"),
+    "frequency cap reached": N_("capped"),
+    "no usable address": N_("no address"),
+    "holdout (control group)": N_("control group"),
+}
+"""Short step names for the funnel chart (its labels are cut at 22 characters)."""
+
 STATUSES = {
     "pending": N_("waiting"),
     "sending": N_("sending"),
@@ -104,11 +117,11 @@ def progress_of(store: Any, plan: Any) -> dict[str, Any]:
 
 def _funnel_chart(plan: Any, t: Any, f: Any) -> Any:
     rows = [
-        (t(FUNNEL_STEPS.get(str(r.step), str(r.step))), float(r.remaining), f.count(r.remaining))
+        (t(FUNNEL_SHORT.get(str(r.step), str(r.step))), float(r.remaining), f.count(r.remaining))
         for r in plan.funnel.itertuples(index=False)
         if r.step == plan.funnel["step"].iloc[0] or r.excluded
     ]
-    return bars(rows, title=t("Audience after each step"), axis_label=t("Users left"))
+    return bars(rows, title=t(N_("Audience after each step")), axis_label=t(N_("Users left")))
 
 
 def _messages(store: Any, config: Any, name: str, plan: Any) -> tuple[list[Any], str | None]:

@@ -31,6 +31,9 @@ from segmint.web._text import N_
 
 router = APIRouter()
 
+PLAN_STATUSES = (N_("planned"), N_("sending"), N_("completed"), N_("imported"))
+"""A plan's status, as the pages show it (``t(status)``)."""
+
 
 # -- reading the store: small aggregates for display --------------------------------------
 SEGMENTS_SQL = (

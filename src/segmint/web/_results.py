@@ -95,7 +95,7 @@ class Words:
         sign = "+" if signed and v > 0 else ""
         if metric in PROPORTIONS:
             if signed:
-                return self.t("{x} pts", x=sign + self.f.num(v * 100, 3))
+                return self.t(N_("{x} pts"), x=sign + self.f.num(v * 100, 3))
             return self.f.pct(v, 2)
         if metric in MONEY:
             return sign + self.f.money(v)
@@ -345,8 +345,8 @@ def segment_charts(e: dict[str, Any], w: Words) -> list[Any]:
             )
             for r in rows
         ],  # fmt: skip
-        title=t("Conversion lift by {segmentation} segment", segmentation=seg),
-        axis_label=t("Conversion lift (percentage points)"),
+        title=t(N_("Conversion lift by {segmentation} segment"), segmentation=seg),
+        axis_label=t(N_("Conversion lift (percentage points)")),
         fmt=lambda v: f"{v * 100:+.1f}",
     )
     charts = [conv]
@@ -364,8 +364,8 @@ def segment_charts(e: dict[str, Any], w: Words) -> list[Any]:
                     )
                     for r in money
                 ],  # fmt: skip
-                title=t("Revenue per user lift by {segmentation} segment", segmentation=seg),
-                axis_label=t("Revenue per user lift ({currency})", currency=w.currency),
+                title=t(N_("Revenue per user lift by {segmentation} segment"), segmentation=seg),
+                axis_label=t(N_("Revenue per user lift ({currency})"), currency=w.currency),
                 fmt=lambda v: w.f.money(v),
             )
         )
