@@ -84,3 +84,29 @@ def test_a_change_in_the_file_shows_up_in_the_pages(ws_project: Path) -> None:
         time.sleep(1.2)
         page = c.get("/settings").text
         assert "is not valid" in page and "not_a_key" in page and ">my-shop<" in page
+
+
+def test_a_playbook_saved_from_the_pages_reaches_the_decisions_without_a_restart(
+    ws_project: Path,
+) -> None:
+    from tests.serve.conftest import Served
+
+    import segmint
+    from segmint.serve import create_app
+
+    config = ws_project / "segmint.yaml"
+    fast = propose(config, [(("serve", "decide_refresh_seconds"), 0.2)])
+    config.write_text(fast.text, encoding="utf-8")
+    with segmint.open_project(ws_project) as p:
+        app = create_app(p)
+        with Served(app) as s, sign_in(s.url, "vic") as c:
+            worker = app.state.decisions.snapshots
+            before = worker.current.playbook
+            edit = propose(config, [(("playbook", "holdout"), 0.25)])
+            save(config, edit.text, edit.base_sha)
+            time.sleep(1.1)
+            c.get("/settings")  # the workspace sees the file and reloads it
+            deadline = time.monotonic() + 10
+            while worker.current.playbook is before and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert worker.current.playbook.holdout == 0.25

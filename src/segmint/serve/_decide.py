@@ -499,7 +499,7 @@ def decision_workers(app: FastAPI) -> list[Any]:
 
     snapshots = SnapshotWorker(
         hold,
-        config.playbook,
+        lambda: project.config.playbook,  # follows segmint.yaml (the workspace reloads it)
         depth=settings.decide_recommendations,
         poll_seconds=settings.decide_refresh_seconds,
     )

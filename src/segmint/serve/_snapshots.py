@@ -499,20 +499,26 @@ class SnapshotWorker(Periodic):
     def __init__(
         self,
         hold: Hold,
-        playbook: Playbook,
+        playbook: Playbook | Callable[[], Playbook],
         *,
         depth: int = 10,
         poll_seconds: float = 5.0,
         people_seconds: float = 60.0,
     ) -> None:
         self.hold = hold
-        self.playbook = playbook
+        self._playbook = playbook
         self.depth = depth
         self.poll_seconds = poll_seconds
         self.people_seconds = people_seconds
         self.current: Snapshot | None = None
         self.builds = 0
         super().__init__()
+
+    @property
+    def playbook(self) -> Playbook:
+        """The playbook now: given as a function (the service's reloaded configuration),
+        a changed playbook brings a rebuild at the next poll."""
+        return self._playbook() if callable(self._playbook) else self._playbook
 
     thread_name = "segmint-snapshots"
     failure = "rebuilding the decision snapshot failed; the previous one stays"
@@ -555,8 +561,9 @@ class SnapshotWorker(Periodic):
         reader = _Reader(self.hold)
         fp = fingerprint(reader)
         old = self.current
-        if old is None:
-            force = True
+        playbook = self.playbook
+        if old is None or old.playbook is not playbook:
+            force = True  # first build, or segmint.yaml's playbook changed
         if not force and old is not None:
             if fp == old.fingerprint:
                 return False
@@ -570,7 +577,7 @@ class SnapshotWorker(Periodic):
             if people_only and (fp == old.fingerprint or age < self.people_seconds):
                 return swapped
         snapshot = build_snapshot(
-            None, self.playbook, depth=self.depth, hold=self.hold, previous_fingerprint=fp
+            None, playbook, depth=self.depth, hold=self.hold, previous_fingerprint=fp
         )
         self.current = snapshot  # the swap: one reference assignment
         self.builds += 1

@@ -67,8 +67,9 @@ class Host(Protocol):
     def run_job(self, name: str) -> datetime:
         """Start job ``name`` now in the background; returns its slot."""
 
-    def decide(self, user_id: str) -> dict[str, Any]:
-        """The decision ``/v1/decide/{user_id}`` gives for this person now."""
+    def decide(self, user_id: str) -> dict[str, Any] | None:
+        """The decision ``/v1/decide/{user_id}`` gives for this person now (None while
+        the first snapshot builds)."""
 
     def tracking(self) -> dict[str, Any]:
         """The tracking pipeline's state: events waiting in the spool, last load."""
