@@ -243,8 +243,8 @@ def read_live(store: Any, now: datetime) -> dict[str, Any]:
 def events_chart(live: dict[str, Any], lang: Any) -> Any:
     return line(
         live["points"],
-        title=lang.t("Events per minute, last 60 minutes"),
-        axis_label=lang.t("events per minute (UTC)"),
+        title=lang.t(N_("Events per minute, last 60 minutes")),
+        axis_label=lang.t(N_("events per minute (UTC)")),
     )
 
 

@@ -57,7 +57,9 @@ LOAD_COLUMNS = (
 )
 
 
-def read_loads(store: Any, *, source: str | None, number: int) -> tuple[list[dict[str, Any]], Pager, int]:
+def read_loads(
+    store: Any, *, source: str | None, number: int
+) -> tuple[list[dict[str, Any]], Pager, int]:
     """One page of loads (newest first), the pager, and how many loads of the selection do
     not add up (read != accepted + rejected)."""
     where, params = ("WHERE source = ?", [source]) if source else ("", [])
@@ -77,18 +79,25 @@ def read_loads(store: Any, *, source: str | None, number: int) -> tuple[list[dic
     return rows.to_dict(orient="records"), pager, int(totals["n_off"])
 
 
+def _clamp(number: int) -> int:
+    """A page number from the address, within 1 .. 1,000,000 (the last page is found later)."""
+    return min(max(1, number), 1_000_000)
+
+
 @router.get("/quality", response_class=HTMLResponse)
 def quality_page(
     request: Request,
     session: Viewer,
-    page_number: int = Query(1, alias="page", ge=1, le=1_000_000),
+    page_number: int = Query(1, alias="page"),
     source: str | None = Query(None, max_length=200),
 ) -> HTMLResponse:
     ws = workspace(request)
     source = source or None
     with ws.project() as p:
-        sources = [str(s) for s in p.store.query("SELECT DISTINCT source FROM loads ORDER BY 1")["source"]]
-        loads, pager, n_off = read_loads(p.store, source=source, number=page_number)
+        sources = [
+            str(s) for s in p.store.query("SELECT DISTINCT source FROM loads ORDER BY 1")["source"]
+        ]
+        loads, pager, n_off = read_loads(p.store, source=source, number=_clamp(page_number))
         summary = p.quarantine_summary(source).head(100).to_dict(orient="records")
     return page(
         request,
@@ -148,7 +157,9 @@ def _text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
-def read_load(store: Any, config: Any, load_id: str, *, rule: str | None, number: int) -> dict[str, Any] | None:
+def read_load(
+    store: Any, config: Any, load_id: str, *, rule: str | None, number: int
+) -> dict[str, Any] | None:
     """A load, its quarantine counted by kind, rule and field, and one page of examples."""
     found = store.query(
         f"SELECT {LOAD_COLUMNS}, location, checksum, retry_of FROM loads WHERE load_id = ?",
@@ -165,6 +176,8 @@ def read_load(store: Any, config: Any, load_id: str, *, rule: str | None, number
     where, params = ("AND rule = ?", [rule]) if rule else ("", [])
     total = sum(int(r["n"]) for r in reasons if not rule or r["rule"] == rule)
     pager = Pager(number, EXAMPLES_PER_PAGE, total)
+    if pager.number > pager.pages:
+        pager = Pager(pager.pages, EXAMPLES_PER_PAGE, total)
     rows = store.query(
         'SELECT "row", kind, rule, field, reason, raw_value, CAST(raw AS VARCHAR) AS raw '
         f"FROM quarantine WHERE load_id = ? {where} "
@@ -177,8 +190,13 @@ def read_load(store: Any, config: Any, load_id: str, *, rule: str | None, number
         column = _source_column(config, str(load["source"]), field)
         examples.append(
             Example(
-                int(r["row"]), str(r["kind"]), str(r["rule"]), field, _text(r["reason"]),
-                _text(r["raw_value"]) or None, _raw(r["raw"], column),
+                int(r["row"]),
+                str(r["kind"]),
+                str(r["rule"]),
+                field,
+                _text(r["reason"]),
+                _text(r["raw_value"]) or None,
+                _raw(r["raw"], column),
             )
         )
     return {"load": load, "reasons": reasons, "examples": examples, "pager": pager}
@@ -189,7 +207,7 @@ def quality_load_page(
     request: Request,
     load_id: str,
     session: Viewer,
-    page_number: int = Query(1, alias="page", ge=1, le=1_000_000),
+    page_number: int = Query(1, alias="page"),
     rule: str | None = Query(None, max_length=200),
 ) -> HTMLResponse:
     from segmint.web._app import message
@@ -197,7 +215,7 @@ def quality_load_page(
     ws = workspace(request)
     config = ws.config()
     with ws.project() as p:
-        found = read_load(p.store, config, load_id, rule=rule or None, number=page_number)
+        found = read_load(p.store, config, load_id, rule=rule or None, number=_clamp(page_number))
     if found is None:
         return message(
             request, 404, N_("Not found"), N_("There is no load with this id."), back="/quality"
