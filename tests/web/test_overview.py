@@ -218,11 +218,14 @@ def test_events_sent_through_the_tracking_api_show_up_without_a_reload(
             "document.querySelector('#events-recent').dataset.n === '12'", timeout=20_000
         )
         page.wait_for_function(
-            "document.querySelector('#last-loads tbody tr').dataset.load !== %r" % before,
+            "old => document.querySelector('#last-loads tbody tr').dataset.load !== old",
+            arg=before,
             timeout=20_000,
         )
         assert page.evaluate("window.__same_document") is True  # no reload happened
         assert "tracking:web" in page.locator("#last-loads tbody tr").first.inner_text()
+        shot = screenshot_dir(tmp_path) / "overview-live-desktop-en.png"
+        page.locator("#live").screenshot(path=str(shot))
         assert page.problems == []
         page.context.close()
 

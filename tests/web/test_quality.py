@@ -93,6 +93,7 @@ def test_the_loads_table_shows_every_load_and_whether_it_adds_up(messy: Path) ->
         )
         only = c.get("/quality", params={"source": "pos"}).text
         assert re.findall(r'<tr data-load="([^"]+)"', only) == [_load_id(messy, "pos")]
+        assert "No load of source nowhere." in c.get("/quality?source=nowhere").text
 
 
 def test_the_loads_table_is_paged(messy: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -79,6 +79,12 @@ def read_jobs(request: Request) -> dict[str, Any]:
     return {"timezone": overview["timezone"], "jobs": jobs, "history": history}
 
 
+def _started(request: Request, jobs: list[dict[str, Any]]) -> str | None:
+    """The job the redirect after "Run now" names (only a job of the schedule)."""
+    name = request.query_params.get("started")
+    return name if any(j["job"] == name for j in jobs) else None
+
+
 def _page(request: Request, *, status: int = 200, **extra: Any) -> HTMLResponse:
     data = read_jobs(request)
     return page(
@@ -90,7 +96,7 @@ def _page(request: Request, *, status: int = 200, **extra: Any) -> HTMLResponse:
         statuses=STATUS,
         triggers=TRIGGER,
         example=EXAMPLE.format(tz=data["timezone"]),
-        started=request.query_params.get("started"),
+        started=_started(request, data["jobs"]),
         **data,
         **extra,
     )

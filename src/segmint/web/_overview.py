@@ -245,6 +245,7 @@ def events_chart(live: dict[str, Any], lang: Any) -> Any:
         live["points"],
         title=lang.t(N_("Events per minute, last 60 minutes")),
         axis_label=lang.t(N_("events per minute (UTC)")),
+        width=380,
     )
 
 
