@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/segmint demo --dir segmint-demo --users $${SEGMINT_DEMO_USERS:-50000} --seed $${SEGMINT_DEMO_SEED:-42}
 	@echo
-	@echo "Serve the demo (tracking API, decisions, unsubscribe pages; API docs at http://127.0.0.1:8000/docs):"
+	@echo "Serve the demo: the marketer's workspace at http://127.0.0.1:8000/ (sign in as demo, password in"
+	@echo "segmint-demo/.segmint/workspace-login.txt), the tracking API, decisions, API docs at /docs:"
 	@echo "  $(BIN)/segmint serve -p segmint-demo"
 	@echo "Keys for it (each secret is printed once; see docs/serve.md for a curl session):"
 	@echo "  $(BIN)/segmint keys create web --scope write -p segmint-demo"

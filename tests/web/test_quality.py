@@ -84,7 +84,7 @@ def test_the_loads_table_shows_every_load_and_whether_it_adds_up(messy: Path) ->
         assert r.status_code == 200
         rows = re.findall(r'<tr data-load="([^"]+)"', r.text)
         assert _load_id(messy, "pos") in rows and "lost-rows" in rows
-        assert r.text.count('class="check ok"') == len(rows) - 1
+        assert r.text.count('class="balance ok"') == len(rows) - 1
         assert "⚠ 1 rows unaccounted for" in r.text
         assert "Loads that do not add up (rows read is not accepted + rejected): 1." in r.text
         # the quarantine counted by reason (Project.quarantine_summary)

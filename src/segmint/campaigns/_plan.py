@@ -619,7 +619,8 @@ def load_audience(store: Store, run_id: str, arm: str | None = None) -> pd.DataF
 
 @dataclass(frozen=True)
 class PreviewMessage:
-    """One rendered example (the address masked)."""
+    """One rendered example (the address masked; ``html`` is the HTML body when the
+    template has one)."""
 
     user_id: str
     segment: str
@@ -629,6 +630,7 @@ class PreviewMessage:
     body: str
     message_id: str
     arm: str = ""
+    html: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -699,6 +701,7 @@ def preview(
                 m.body,
                 m.message_id,
                 str(m.payload.get("arm", "")),
+                m.html,
             )
         )
     return out

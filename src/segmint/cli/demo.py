@@ -47,6 +47,7 @@ def demo(
         campaigns = _demo_campaigns(dir)
         run_demo_measurement(dir, list(campaigns.reports))
         res = _write_report(open_project(dir), None, None, 5000, quiet=as_json)
+        login = _demo_login(dir)
         console.print(f"store: {store_file}  (try: segmint status -p {dir})")
         console.print(
             f"report: {res.path.resolve()} ({res.size_bytes / 2**20:.1f} MiB; "
@@ -61,6 +62,7 @@ def demo(
             "feature_run_id": refreshed.feature_run_id,
             "segment_runs": {r.segmentation: r.run_id for r in segs},
             "campaigns": list(campaigns.reports),
+            "workspace_login": str(login),
         }
 
     if not as_json:
@@ -72,6 +74,29 @@ def demo(
     finally:
         console.quiet = False
     print_json(summary)
+
+
+def _demo_login(dir: Path) -> Path:
+    """An editor account ``demo`` for the workspace (``segmint serve``, then ``/``), with a
+    random password kept in ``.segmint/workspace-login.txt`` (readable by its owner only;
+    a rerun keeps the same one)."""
+    import secrets
+
+    from segmint import open_project
+    from segmint.web import add_person
+
+    path = Path(dir) / ".segmint" / "workspace-login.txt"
+    if path.exists():
+        password = path.read_text(encoding="utf-8").split()[-1]
+    else:
+        password = secrets.token_urlsafe(12)
+    with open_project(dir) as p:
+        add_person(p.store, "demo", password, "editor")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"name: demo\npassword: {password}\n", encoding="utf-8")
+    path.chmod(0o600)
+    console.print(f"workspace: sign in as demo with the password in {path}")
+    return path
 
 
 def _demo_shop(dir: Path, users: int, seed: int, dirty: bool) -> Path:

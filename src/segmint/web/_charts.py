@@ -33,6 +33,11 @@ def _figure(svg: str, title: str, caption: str | None) -> Markup:
     return Markup(f'<figure class="chart">{svg}{cap}</figure>')
 
 
+def _width(text: str, size: int = 14) -> int:
+    """About how many px ``text`` takes at ``size`` px (CJK characters are square)."""
+    return int(sum(size if ord(c) >= 0x2E80 else size * 0.57 for c in text))
+
+
 def _clip(label: str, width: int = 22) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
@@ -48,7 +53,8 @@ def bars(
     """Horizontal bars: ``rows`` of (label, value, value as text). ``axis_label`` names the
     quantity and its unit (``Users``, ``Revenue (EUR)``)."""
     height_row = 30
-    top, left, right = 28, 150, 90
+    top, right = 28, 90
+    left = min(240, 14 + max([_width(_clip(label)) for label, _, _ in rows] + [32]))
     width = 640
     h = top + height_row * max(1, len(rows)) + 10
     vmax = max([abs(v) for _, v, _ in rows] + [1e-12])

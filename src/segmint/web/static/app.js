@@ -18,15 +18,18 @@
   // Live regions: <div data-live="/url" data-every="5"> is refreshed from the server.
   function live(el) {
     var every = Math.max(1, parseFloat(el.dataset.every || "5")) * 1000;
+    var timer = null;
     function tick() {
-      if (document.hidden) { return; }
+      if (document.hidden || timer === null) { return; }
       get(el.dataset.live).then(function (html) {
         el.innerHTML = html;
         el.dataset.updated = String(Date.now());
         el.dispatchEvent(new CustomEvent("segmint:updated", { bubbles: true }));
+        // a fragment saying it is done (e.g. a finished send) stops the refreshing
+        if (el.querySelector("[data-live-done]")) { clearInterval(timer); timer = null; }
       }).catch(function () { el.classList.add("stale"); });
     }
-    setInterval(tick, every);
+    timer = setInterval(tick, every);
     document.addEventListener("visibilitychange", function () { if (!document.hidden) { tick(); } });
   }
   document.querySelectorAll("[data-live]").forEach(live);

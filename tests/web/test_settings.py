@@ -1,0 +1,86 @@
+"""segmint.yaml stays the source of truth: edits are minimal validated diffs, saved only
+over the version they were made from, with the replaced version kept; a change made in the
+file shows up in the pages."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from tests.web.conftest import served_ws, sign_in
+
+from segmint.errors import ConfigError
+from segmint.web._config_edit import DELETE, ConfigChanged, propose, save
+
+HEAD = """# my shop
+project: shop   # the name people see
+store: shop.duckdb
+segmentations:
+  # rules written by hand
+  vip:
+    type: rules
+    rules:
+      - {segment: VIP, when: "monetary > 3000"}
+    default: Others
+
+  rfm: {type: rfm}
+"""
+
+
+def _file(tmp_path: Path) -> Path:
+    path = tmp_path / "segmint.yaml"
+    path.write_text(HEAD, encoding="utf-8")
+    return path
+
+
+def test_an_edit_changes_only_its_own_lines_and_keeps_comments(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    rules = {"type": "rules", "rules": [{"segment": "Big", "when": "monetary > 100"}]}
+    p = propose(path, [(("segmentations", "big"), rules)])
+    added = [line for kind, line in p.diff_lines() if kind == "add"]
+    removed = [line for kind, line in p.diff_lines() if kind == "del"]
+    assert removed == [] and len(added) == 5
+    assert "# rules written by hand" in p.text and "# the name people see" in p.text
+    # replacing a block replaces only it; deleting removes only it
+    p = propose(path, [(("segmentations", "vip"), DELETE)])
+    assert [k for k, _ in p.diff_lines() if k == "add"] == []
+    assert "rfm: {type: rfm}" in p.text and "vip:" not in p.text
+
+
+def test_an_invalid_edit_is_refused_with_the_loaders_message(tmp_path: Path) -> None:
+    path = _file(tmp_path)
+    with pytest.raises(ConfigError, match="segmentations.bad"):
+        propose(path, [(("segmentations", "bad"), {"type": "rules"})])  # no rules
+    assert path.read_text(encoding="utf-8") == HEAD
+
+
+def test_save_refuses_when_the_file_changed_since_and_keeps_the_replaced_version(
+    tmp_path: Path,
+) -> None:
+    path = _file(tmp_path)
+    p = propose(path, [(("currency",), "EUR")])
+    path.write_text(HEAD + "timezone: Europe/Paris\n", encoding="utf-8")  # someone else
+    with pytest.raises(ConfigChanged):
+        save(path, p.text, p.base_sha)
+    p = propose(path, [(("currency",), "EUR")])
+    kept = save(path, p.text, p.base_sha)
+    assert kept is not None and kept.read_text(encoding="utf-8").endswith("Europe/Paris\n")
+    assert "currency: EUR" in path.read_text(encoding="utf-8")
+
+
+def test_a_change_in_the_file_shows_up_in_the_pages(ws_project: Path) -> None:
+    config = ws_project / "segmint.yaml"
+    with served_ws(ws_project) as s, sign_in(s.url, "vic") as c:
+        assert "demo-shop" in c.get("/settings").text
+        config.write_text(
+            config.read_text(encoding="utf-8").replace("project: demo-shop", "project: my-shop"),
+            encoding="utf-8",
+        )
+        time.sleep(1.2)
+        assert ">my-shop<" in c.get("/settings").text
+        # a broken file: the pages say so and keep the last valid configuration
+        config.write_text(config.read_text(encoding="utf-8") + "\nnot_a_key: 1\n", encoding="utf-8")
+        time.sleep(1.2)
+        page = c.get("/settings").text
+        assert "is not valid" in page and "not_a_key" in page and ">my-shop<" in page
