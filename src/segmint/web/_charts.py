@@ -171,10 +171,13 @@ def line(
     title: str,
     axis_label: str,
     caption: str | None = None,
+    width: int = 640,
 ) -> Markup:
     """A small line chart over time: ``points`` of (x label, value); the first, middle and
-    last x labels are written under the axis, the largest value at the top of it."""
-    width, h, left, right, top, bottom = 640, 180, 56, 12, 24, 30
+    last x labels are written under the axis, the largest value at the top of it. A
+    smaller ``width`` (in the same units as the 12-unit labels) keeps text readable in a
+    narrow box."""
+    h, left, right, top, bottom = 180, 56, 12, 24, 30
     vals = [v for _, v in points]
     vmax = max(vals + [1.0])
     span_x = width - left - right
