@@ -114,7 +114,7 @@ class JobRun:
 
 def _utc(value: Any) -> datetime | None:
     """A stored time as an aware UTC datetime."""
-    if value is None or (not isinstance(value, datetime) and value != value):
+    if value is None or value != value:  # None, NaN or NaT (a running run's finish)
         return None
     if hasattr(value, "to_pydatetime"):
         value = value.to_pydatetime()

@@ -197,6 +197,8 @@ class Formats:
             return "–"
         if isinstance(x, str):
             return x[:10]
+        if isinstance(x, datetime):  # a datetime (or pandas Timestamp) is a date too
+            return self.lang.date(x.date())
         return self.lang.date(x if isinstance(x, date) else x.date())
 
     def when(self, x: Any) -> str:
