@@ -93,29 +93,43 @@ def pages(path: Path) -> list[tuple[str, str]]:
 
         user = one("SELECT user_id FROM orders GROUP BY user_id ORDER BY count(*) DESC LIMIT 1")
         load = one(
-            "SELECT load_id FROM loads WHERE rows_rejected > 0 ORDER BY finished_at DESC LIMIT 1"
+            "SELECT load_id FROM loads ORDER BY rows_rejected DESC, finished_at DESC LIMIT 1"
         )
-        campaign = one("SELECT campaign FROM campaign_evaluations ORDER BY created_at DESC LIMIT 1")
+        campaign = one(
+            "SELECT campaign FROM campaign_evaluations ORDER BY complete DESC, created_at DESC "
+            "LIMIT 1"
+        )
+        sent = one("SELECT campaign FROM deliveries GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
     finally:
         con.close()
     out = [
         ("overview", "/"),
+        ("overview, live part", "/overview/live"),
         ("segments", "/segments"),
         ("segment (rfm)", "/segments/rfm"),
+        ("segment (clusters)", "/segments/clusters"),
         ("members (rfm)", "/segments/rfm/members"),
-        ("rule editor", "/segments/new"),
+        ("members, searched", "/segments/rfm/members?q=C00012"),
+        ("rule editor, new", "/segments/new"),
+        ("rule editor, vip", "/segments/vip/edit"),
         ("people search", "/people"),
-        ("person", f"/people/{user}"),
+        ("person (most orders)", f"/people/{user}"),
         ("campaigns", "/campaigns"),
+        ("strategy form", "/campaigns/strategy?segmentation=rfm&segment=At%20Risk"),
+        ("new campaign form", "/campaigns/new?segmentation=rfm"),
         ("quality", "/quality"),
+        ("quarantine of a load", f"/quality/{load}"),
         ("jobs", "/jobs"),
         ("settings", "/settings"),
     ]
-    if load:
-        out.insert(9, ("quarantine of a load", f"/quality/{load}"))
+    if sent:
+        out += [
+            ("campaign (plan, 3 messages)", f"/campaigns/{sent}"),
+            ("send confirmation", f"/campaigns/{sent}/send"),
+            ("send progress, live part", f"/campaigns/{sent}/progress"),
+        ]
     if campaign:
-        out.insert(8, ("campaign", f"/campaigns/{campaign}"))
-        out.insert(9, ("results", f"/campaigns/{campaign}/results"))
+        out.append(("results", f"/campaigns/{campaign}/results"))
     return out
 
 
@@ -181,14 +195,18 @@ def main() -> None:
     args = ap.parse_args()
     ensure_project(args.project, args.users)
     add_bench_user(args.project)
+    targets = pages(args.project)  # before the service owns the store file
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = start_service(args.project, port)
     try:
-        with signed_in(url) as client:
-            rows = time_pages(client, pages(args.project), args.repeat)
+        client = signed_in(url)
+        try:
+            rows = time_pages(client, targets, args.repeat)
             cookie = client.cookies["segmint_session"]
             loads = first_loads(url, cookie, args.project / "report.html", args.loads)
+        finally:
+            client.close()
     finally:
         proc.terminate()
         proc.wait(timeout=30)
