@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from tests.web.conftest import served_ws, sign_in
+from tests.web.conftest import (
+    no_horizontal_scroll,
+    open_page,
+    screenshot_dir,
+    served_ws,
+    sign_in,
+)
 
 from segmint.errors import ConfigError
 from segmint.web._config_edit import DELETE, ConfigChanged, propose, save
@@ -110,3 +117,26 @@ def test_a_playbook_saved_from_the_pages_reaches_the_decisions_without_a_restart
             while worker.current.playbook is before and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert worker.current.playbook.holdout == 0.25
+
+
+def test_sign_in_and_settings_read_on_a_desktop_and_a_phone_in_both_languages(
+    ws_demo: Path, browser: Any, tmp_path: Path
+) -> None:
+    shots = screenshot_dir(tmp_path)
+    with served_ws(ws_demo) as s:
+        for lang, locale in (("en", "en-US"), ("zh", "zh-CN")):
+            for kind, width in (("desktop", 1280), ("phone", 390)):
+                context = browser.new_context(
+                    viewport={"width": width, "height": 800}, locale=locale
+                )
+                login = context.new_page()
+                login.goto(s.url + "/login")
+                assert no_horizontal_scroll(login)
+                login.screenshot(path=str(shots / f"login-{kind}-{lang}.png"), full_page=True)
+                context.close()
+                page = open_page(browser, s.url, "vic", width=width, locale=locale)
+                page.goto(s.url + "/settings")
+                assert ("设置" if lang == "zh" else "Settings") in page.inner_text("h1")
+                assert page.problems == [] and no_horizontal_scroll(page)
+                page.screenshot(path=str(shots / f"settings-{kind}-{lang}.png"), full_page=True)
+                page.context.close()
