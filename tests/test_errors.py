@@ -92,6 +92,7 @@ def test_private_signals_are_the_documented_ones() -> None:
         "campaigns._channels._LostBeforeEnd",
         "campaigns._channels._LostAfterEnd",
         "serve._spool._SpoolClosed",
+        "web._sending._Pause",
     }
     doc = errors.__doc__ or ""
     for name in private:

@@ -5,6 +5,8 @@ The tree::
     SegmintError                      base; the CLI prints its message and exits 1
     ├── ConfigError                   (exit 2) segmint.yaml missing, unreadable, unknown key,
     │   │                             wrong type, a key for something not built yet
+    │   ├── ConfigChangedError        segmint.yaml changed since an edit of it was prepared in
+    │   │                             the workspace; nothing was written (review the edit again)
     │   ├── TemplateError             a message template does not compile, is unsafe or uses an
     │   │                             unknown field (raised at plan time, never at send time)
     │   └── SourceConfigError         (also a SourceError) a source as configured does not fit
@@ -29,7 +31,10 @@ The tree::
     ├── InvalidTokenError             (exit 2) an unsubscribe token is malformed or its signature
     │                                 does not match any configured key
     ├── RequestError                  (exit 2) `segmint serve` refuses a request: its HTTP
-    │                                 ``status`` and reason go back as a problem detail
+    │   │                             ``status`` and reason go back as a problem detail
+    │   └── AccessDenied              the workspace refuses a request: no session (401, a page
+    │                                 redirects to sign-in), no right or a bad CSRF token (403),
+    │                                 too many failed sign-ins (429); answered as a page
     └── NotFittedError                (also an AttributeError) a recommender was used before
                                       its ``fit``
 
@@ -38,12 +43,14 @@ old names (``segmint.recommend.NotFittedError``, ``segmint.campaigns.ChannelUnav
 ``segmint.campaigns.InvalidTokenError``, ``segmint.campaigns._journal.JournalBusy``).
 tests/test_errors.py checks that this drawing is the real class hierarchy.
 
-Four private exceptions are not errors but control flow inside one package and never
+Five private exceptions are not errors but control flow inside one package and never
 leave it: ``campaigns._templates._LimitExceeded`` (turned into a TemplateError),
 ``campaigns._channels._LostBeforeEnd`` / ``_LostAfterEnd`` (a broken SMTP connection,
 turned into one resend, or a delivery counted as sent but flagged unconfirmed) and
 ``serve._spool._SpoolClosed`` (the tracking spool cannot take a line: the service is
-stopping or the disk refused; the tracking endpoint answers 503 with Retry-After).
+stopping or the disk refused; the tracking endpoint answers 503 with Retry-After) and
+``web._sending._Pause`` (raised from a send's progress callback after a committed batch, so
+the workspace lets go of the store between batches and resumes the send).
 
 ``exit_code`` is what the CLI exits with: 2 for a problem the user fixes in segmint.yaml or
 on the command line (ConfigError and its subclasses, NotFoundError, InvalidTokenError), 1
@@ -55,6 +62,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AccessDenied",
+    "ConfigChangedError",
     "ConfigError",
     "ChannelUnavailable",
     "DeliveryError",
@@ -168,6 +177,10 @@ class NotFoundError(SegmintError):
     exit_code = 2
 
 
+class ConfigChangedError(ConfigError):
+    """``segmint.yaml`` changed since an edit of it was prepared; nothing was written."""
+
+
 class TemplateError(ConfigError):
     """A message template does not compile, tries to reach Python internals, or uses a
     field that messages do not have."""
@@ -216,6 +229,16 @@ class RequestError(SegmintError):
         self.detail = detail
         self.headers = headers
         self.extra = extra
+
+
+class AccessDenied(RequestError):
+    """The workspace refuses a request: ``status`` 401 (no session; ``next_url`` is the
+    sign-in page to send a browser to), 403 (no right, or a bad CSRF token), 429 (too many
+    failed sign-ins). The message is an English message id (translated on the page)."""
+
+    def __init__(self, status: int, detail: str, *, next_url: str | None = None) -> None:
+        super().__init__(status, detail)
+        self.next_url = next_url
 
 
 class NotFittedError(SegmintError, AttributeError):

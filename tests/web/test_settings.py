@@ -18,7 +18,7 @@ from tests.web.conftest import (
 )
 
 from segmint.errors import ConfigError
-from segmint.web._config_edit import DELETE, ConfigChanged, propose, save
+from segmint.web._config_edit import DELETE, ConfigChangedError, propose, save
 
 HEAD = """# my shop
 project: shop   # the name people see
@@ -68,7 +68,7 @@ def test_save_refuses_when_the_file_changed_since_and_keeps_the_replaced_version
     path = _file(tmp_path)
     p = propose(path, [(("currency",), "EUR")])
     path.write_text(HEAD + "timezone: Europe/Paris\n", encoding="utf-8")  # someone else
-    with pytest.raises(ConfigChanged):
+    with pytest.raises(ConfigChangedError):
         save(path, p.text, p.base_sha)
     p = propose(path, [(("currency",), "EUR")])
     kept = save(path, p.text, p.base_sha)

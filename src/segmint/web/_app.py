@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from segmint.web._auth import Denied
+from segmint.errors import AccessDenied
 from segmint.web._core import STATIC, Host, Workspace, page
 from segmint.web._text import N_
 
@@ -28,19 +28,19 @@ def install(app: FastAPI, host: Host) -> None:
 
     app.state.workspace = Workspace(host)
     app.mount("/static/web", StaticFiles(directory=STATIC), name="web-static")
-    app.add_exception_handler(Denied, _denied)  # type: ignore[arg-type]
+    app.add_exception_handler(AccessDenied, _denied)  # type: ignore[arg-type]
     for module in (_signin, _overview, _segments, _people, _campaigns, _quality, _jobs, _settings):
         app.include_router(module.router, include_in_schema=False)
 
 
-def _denied(request: Request, exc: Denied) -> Response:
+def _denied(request: Request, exc: AccessDenied) -> Response:
     if exc.next_url is not None:
         return RedirectResponse(exc.next_url, status_code=303)
     wants_html = "text/html" in request.headers.get("accept", "")
     if request.headers.get("x-requested-with") == "fragment" or not wants_html:
-        return PlainTextResponse(exc.message, status_code=exc.status)
+        return PlainTextResponse(exc.detail, status_code=exc.status)
     return message(
-        request, exc.status, N_("Not allowed") if exc.status != 401 else N_("Sign in"), exc.message
+        request, exc.status, N_("Not allowed") if exc.status != 401 else N_("Sign in"), exc.detail
     )
 
 

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 
+from segmint.errors import AccessDenied
 from segmint.web._accounts import Session, find_session
 from segmint.web._text import N_
 
@@ -34,7 +35,6 @@ __all__ = [
     "Editor",
     "Viewer",
     "LOGIN_COOKIE",
-    "Denied",
     "LoginThrottle",
     "SessionCache",
     "cookie_name",
@@ -47,17 +47,6 @@ __all__ = [
 COOKIE = "segmint_session"
 LOGIN_COOKIE = "segmint_login"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-
-
-class Denied(Exception):
-    """The workspace refuses a request: ``status`` 401 (no session), 403 (no right, or a
-    bad CSRF token), 429 (too many sign-in failures); ``message`` is an English message id."""
-
-    def __init__(self, status: int, message: str, *, next_url: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.next_url = next_url
 
 
 def is_secure(request: Request) -> bool:
@@ -164,7 +153,7 @@ async def _check_csrf(request: Request, session: Session) -> None:
     if origin and origin != "null":
         host = request.headers.get("host", "")
         if urlsplit(origin).netloc != host:
-            raise Denied(403, N_("This request came from another site; nothing was changed."))
+            raise AccessDenied(403, N_("This request came from another site; nothing was changed."))
     sent = request.headers.get("x-csrf-token")
     if sent is None:
         ctype = request.headers.get("content-type", "")
@@ -173,7 +162,7 @@ async def _check_csrf(request: Request, session: Session) -> None:
             value = form.get("csrf_token")
             sent = value if isinstance(value, str) else None
     if not sent or not hmac.compare_digest(sent, session.csrf):
-        raise Denied(403, N_("The form has expired; reload the page and try again."))
+        raise AccessDenied(403, N_("The form has expired; reload the page and try again."))
 
 
 async def viewer(request: Request) -> Session:
@@ -181,7 +170,7 @@ async def viewer(request: Request) -> Session:
     session = session_of(request)
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise Denied(
+        raise AccessDenied(
             401,
             N_("Sign in to continue."),
             next_url=f"/login?next={quote(target)}" if _wants_page(request) else None,
@@ -196,7 +185,7 @@ async def editor(request: Request) -> Session:
     """Route dependency: a signed-in editor (CSRF-checked); a viewer gets 403."""
     session = await viewer(request)
     if not session.can_edit:
-        raise Denied(403, N_("Your role is viewer: you can look but not change anything."))
+        raise AccessDenied(403, N_("Your role is viewer: you can look but not change anything."))
     return session
 
 

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from segmint.web import _campaign, _results
 from segmint.web._auth import Editor, Viewer
 from segmint.web._campaign import TRIGGERS, strategy_view
-from segmint.web._config_edit import ConfigChanged, Proposal, current, propose, save
+from segmint.web._config_edit import ConfigChangedError, Proposal, current, propose, save
 from segmint.web._core import fragment, language_of, page, record, workspace
 from segmint.web._playbook_forms import (
     N_CHANNEL_CHOICES,
@@ -179,7 +179,7 @@ def save_changes(
         return problems
     try:
         kept = save(ws.config_path, proposal.text, base_sha)
-    except ConfigChanged as exc:
+    except ConfigChangedError as exc:
         return [str(exc)]
     except ConfigError as exc:
         return error_lines(str(exc))

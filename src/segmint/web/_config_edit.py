@@ -23,18 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from segmint.errors import ConfigError
+from segmint.errors import ConfigChangedError
 
-__all__ = ["DELETE", "ConfigChanged", "Proposal", "current", "propose", "save"]
+__all__ = ["DELETE", "ConfigChangedError", "Proposal", "current", "propose", "save"]
 
 DELETE = object()
 """The value of a change that removes the key."""
 
 HISTORY = Path(".segmint") / "config-history"
-
-
-class ConfigChanged(ConfigError):
-    """``segmint.yaml`` changed since the edit was proposed; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -208,13 +204,13 @@ def save(path: Path, text: str, base_sha: str) -> Path | None:
     """Write ``text`` to ``path`` if the file still hashes to ``base_sha``; returns where
     the previous version was kept (None if the file did not change).
 
-    Raises :class:`ConfigChanged` if the file changed since, and
+    Raises :class:`~segmint.errors.ConfigChangedError` if the file changed since, and
     :class:`~segmint.errors.ConfigError` if ``text`` does not load."""
     from segmint.config import parse_config
 
     now_text, now_sha = current(path)
     if now_sha != base_sha:
-        raise ConfigChanged(
+        raise ConfigChangedError(
             f"{path.name} changed since this edit was prepared (by hand or by someone else); "
             "nothing was written: review the edit again"
         )

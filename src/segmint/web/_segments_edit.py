@@ -291,7 +291,7 @@ def save_rules(
     base_sha: Annotated[str, Form()] = "",
 ) -> Response:
     """Check again, write ``segmint.yaml`` if it did not change meanwhile, record it."""
-    from segmint.web._config_edit import ConfigChanged, save
+    from segmint.web._config_edit import ConfigChangedError, save
 
     form = _form(name, original, rule_segment, rule_when, default, base_sha)
     ws = workspace(request)
@@ -303,7 +303,7 @@ def save_rules(
         return RedirectResponse(f"/segments/{form.name}", status_code=303)
     try:
         kept = save(ws.config_path, checked.proposal.text, form.base_sha)
-    except ConfigChanged as exc:
+    except ConfigChangedError as exc:
         form.base_sha = ""  # the editor reopens on the file as it is now
         return _editor(request, form, errors=[str(exc)], status=409)
     ws.note_saved()
