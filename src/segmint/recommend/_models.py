@@ -47,22 +47,20 @@ def weighted(matrix: Any, weighting: Weighting) -> Any:
     raise ConfigError(f"weighting must be 'none', 'log' or 'bm25', got {weighting!r}")
 
 
-#: sgemm rounds a row's sums the same way only when the rows come in whole micro-tiles
-#: (and numpy sends a single row to gemv, which sums in yet another order)
-ROW_TILE = 16
-
-
 def block_product(users: np.ndarray, item_t: np.ndarray) -> np.ndarray:
-    """``users @ item_t`` with the rows padded to a multiple of :data:`ROW_TILE`.
+    """``users @ item_t`` as float32 scores that do not depend on the batch a user is in.
 
-    A user's scores are then the same bits whatever the batch they are scored in, so
-    near-ties rank the same for one user, a block of 7 or all users at once.
+    BLAS sums a row in an order that depends on the matrix shape and on the row's position
+    in the kernel's tiles (OpenBLAS 0.3.31 changed it again; numpy sends a single row to
+    gemv, yet another order), so float32 products ranked near-ties differently for one user,
+    a block of 7 or all users at once. Here the products are taken in float64, where a
+    float32 × float32 product is exact and a sum of ``k`` of them is off by at most ``k``
+    float64 ulps whatever the order, then rounded to float32: the scores come out the same
+    bits unless a float64 sum falls within those few ulps of a float32 rounding boundary
+    (about one score in 10^7). ``item_t`` should already be float64 (converted once at fit).
     """
-    b = users.shape[0]
-    pad = -b % ROW_TILE
-    if pad:
-        users = np.vstack([users, np.zeros((pad, users.shape[1]), dtype=users.dtype)])
-    return (users @ item_t)[:b]
+    scores = users.astype(np.float64) @ np.asarray(item_t, dtype=np.float64)
+    return scores.astype(np.float32)
 
 
 class PopularityRecommender(Recommender):
@@ -191,7 +189,7 @@ class _FactorModel(Recommender):
         unit = self.item_factors_ / np.maximum(norms, 1e-12)
         # one spare zero row: index -1 (padding) looks up zeros
         self._unit = np.vstack([unit, np.zeros((1, unit.shape[1]), dtype=np.float32)])
-        self._item_t = np.ascontiguousarray(self.item_factors_.T)
+        self._item_t = np.ascontiguousarray(self.item_factors_.T, dtype=np.float64)
         self._untouched = np.flatnonzero(self.popularity_ <= 0)
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
