@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.web.conftest import open_page, screenshot_dir, served_ws
-from tests.web.test_campaigns import _point_at
 
 import segmint
 from segmint.campaigns import SmtpSink
@@ -32,7 +31,7 @@ def test_rule_segment_to_campaign_to_results_in_the_pages(
             _results(page, shots)
             problems = list(page.problems)
             page.context.close()
-    assert not [p for p in problems if "off-host" in p], problems
+    assert problems == []  # no console error, no request off the host
     assert 0 < audience <= counted
     assert delivered > 0 and sink.n_received == delivered
     with segmint.open_project(ws_project, read_only=True) as p:
@@ -43,6 +42,21 @@ def test_rule_segment_to_campaign_to_results_in_the_pages(
     assert int(sizes[SEGMENT]) == counted  # the live count was the truth
     assert int(sent) == delivered
     print(f"flow: segment {counted}, audience {audience}, delivered {delivered}")
+
+
+def _point_at(root: Path, sink: SmtpSink) -> None:
+    """The copy's e-mail channel sends to ``sink``, with a loose frequency cap (the demo
+    sent everything minutes ago); the templates stay the demo's own."""
+    from segmint.web._config_edit import propose
+
+    path = root / "segmint.yaml"
+    changes = [
+        (("playbook", "channels", "email", "host"), "127.0.0.1"),
+        (("playbook", "channels", "email", "port"), sink.port),
+        (("playbook", "channels", "email", "rate_per_second"), 5000),
+        (("playbook", "frequency_cap", "max_messages"), 50),
+    ]
+    path.write_text(propose(path, changes).text, encoding="utf-8")
 
 
 def _rule_segment(page: Any, url: str) -> int:
@@ -82,7 +96,7 @@ def _campaign(page: Any, url: str) -> int:
     page.wait_for_url(f"**/campaigns/{CAMPAIGN}?planned=1#plan")
     funnel = page.inner_text("table.funnel")
     assert "no consent" in funnel
-    assert page.locator("iframe.mail-frame").count() >= 1
+    assert page.locator("article.message").count() == 3  # three real messages
     page.click("text=Send…")
     page.wait_for_url(f"**/campaigns/{CAMPAIGN}/send")
     return int(page.get_attribute("[data-to-send]", "data-to-send"))

@@ -214,13 +214,13 @@ def test_events_sent_through_the_tracking_api_show_up_without_a_reload(
         ]
         r = httpx.post(s.url + "/v1/batch", json={"batch": batch}, auth=(key, ""), timeout=10)
         assert r.status_code == 200, r.text
-        page.wait_for_function(
-            "document.querySelector('#events-recent').dataset.n === '12'", timeout=20_000
-        )
-        page.wait_for_function(
-            "old => document.querySelector('#last-loads tbody tr').dataset.load !== old",
-            arg=before,
-            timeout=20_000,
+        # polled from here: the page's Content-Security-Policy forbids the eval that
+        # Playwright's wait_for_function would need
+        _until(page, "() => document.querySelector('#events-recent').dataset.n", "12")
+        _until(
+            page,
+            "() => document.querySelector('#last-loads tbody tr').dataset.load",
+            lambda value: value != before,
         )
         assert page.evaluate("window.__same_document") is True  # no reload happened
         assert "tracking:web" in page.locator("#last-loads tbody tr").first.inner_text()
@@ -247,3 +247,16 @@ def test_the_overview_reads_on_a_phone_in_both_languages(
                 page.screenshot(path=str(out / f"overview-{size}-{lang}.png"), full_page=True)
                 assert page.problems == []
                 page.context.close()
+
+
+def _until(page: Any, script: str, wanted: Any, timeout: float = 20.0) -> None:
+    """Poll ``script`` until its value is ``wanted`` (or makes ``wanted`` true)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(script)
+        if wanted(value) if callable(wanted) else value == wanted:
+            return
+        assert time.monotonic() < deadline, (script, value)
+        page.wait_for_timeout(200)

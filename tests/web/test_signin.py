@@ -68,3 +68,11 @@ def test_the_password_is_stored_hashed(ws_demo: Path) -> None:
         stored = p.store.query("SELECT password_hash FROM workspace_users WHERE name = 'ana'")
     value = str(stored.iloc[0, 0])
     assert value.startswith("scrypt$") and "ana-editor-pass" not in value
+
+
+def test_pages_forbid_other_hosts_inline_script_and_framing(ws_demo: Path) -> None:
+    with served_ws(ws_demo) as s, sign_in(s.url, "vic") as c:
+        for path in ("/", "/campaigns", "/settings"):
+            csp = c.get(path).headers["content-security-policy"]
+            assert "default-src 'self'" in csp and "img-src 'self' data:" in csp
+            assert "script-src 'self';" in csp and "frame-ancestors 'none'" in csp

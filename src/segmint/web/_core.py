@@ -255,6 +255,24 @@ def _context(request: Request, **context: Any) -> dict[str, Any]:
     }
 
 
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+"""Every workspace answer's Content-Security-Policy: nothing loads from another host (an
+e-mail previewed in a ``srcdoc`` frame inherits it, so its tracking pixel never fires),
+no inline script, and no other site may frame the workspace."""
+
+
+def _harden(response: HTMLResponse) -> HTMLResponse:
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
 def page(
     request: Request,
     template: str,
@@ -272,17 +290,14 @@ def page(
     wanted = request.query_params.get("lang")
     if wanted in ("en", "zh-CN"):
         response.set_cookie(LANG_COOKIE, wanted, max_age=365 * 86400, samesite="lax")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _harden(response)
 
 
 def fragment(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
     """A piece of a page (no layout), for a live region or a form's preview."""
     ctx = _context(request, **context)
     html = workspace(request).env.get_template(template).render(**ctx)
-    response = HTMLResponse(html, status_code=status)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _harden(HTMLResponse(html, status_code=status))
 
 
 # -- the audit log -------------------------------------------------------------------------
