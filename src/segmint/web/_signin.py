@@ -10,7 +10,14 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from segmint.web._accounts import SESSION_HOURS, end_session, sign_in
-from segmint.web._auth import LOGIN_COOKIE, cookie_name, is_secure, new_login_token, session_of
+from segmint.web._auth import (
+    COOKIE,
+    LOGIN_COOKIE,
+    cookie_name,
+    is_secure,
+    new_login_token,
+    session_of,
+)
 from segmint.web._core import page, record, workspace
 from segmint.web._text import N_
 
@@ -112,7 +119,7 @@ async def logout(request: Request) -> Response:
     with ws.host.hold_store() as store:
         end_session(store, session.token_hash)
         record(store, session.name, "sign_out")
-    ws.sessions.clear()
+    ws.sessions.forget(request.cookies.get(cookie_name(request)) or request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(cookie_name(request), path="/")
     return response
