@@ -800,6 +800,69 @@ DEFAULT_TRACKING_EVENTS: dict[str, str] = {
 }
 
 
+DEFAULT_PERSONAL_TRAITS = (
+    "name",
+    "first_name",
+    "last_name",
+    "full_name",
+    "address",
+    "street",
+    "postal_address",
+    "email",
+    "phone",
+    "birthday",
+)
+"""Trait keys (users' ``traits``, events' ``properties``) sealed at rest by default; keys
+whose words name personal data (``home_address``, ``phoneNumber``) are sealed too, see
+:func:`segmint.store.is_personal_key`."""
+
+DEFAULT_RETENTION = {"quarantine": "90d"}
+
+
+class PrivacySettings(_Strict):
+    """The ``privacy:`` section (issue 21): encryption at rest, personal traits, retention.
+
+    Personal fields (users' e-mail, phone and birthday, personal trait keys) are sealed
+    with a data key that a master key wraps. The master key is read from the environment
+    variable ``master_key_env`` or, failing that, from ``master_key_file``; with neither a
+    key file is created at ``.segmint/master.key`` (mode 0600) the first time, which
+    suits a laptop, not production (docs/privacy.md). Never the secret itself here.
+    """
+
+    encrypt: bool = Field(
+        default=True, description="seal personal fields at rest (false: stored in clear)"
+    )
+    master_key_env: str = Field(
+        default="SEGMINT_MASTER_KEY",
+        description="environment variable holding the master key (64 hex digits or base64)",
+    )
+    master_key_file: str | None = Field(
+        default=None,
+        description="file holding the master key (project-relative); default "
+        ".segmint/master.key, created when no key is found",
+    )
+    key_wrapper: str | None = Field(
+        default=None,
+        description="module:attribute of a key wrapper (a cloud KMS) that wraps and unwraps "
+        "the data keys instead of the master key",
+    )
+    personal_traits: list[str] = Field(
+        default_factory=list,
+        description="trait or property keys sealed at rest beyond the defaults (name, "
+        "first_name, last_name, address, ...)",
+    )
+    retention: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_RETENTION),
+        description="table -> how long its rows are kept (e.g. events: 13mo, quarantine: 90d); "
+        "enforced by `segmint privacy retention`",
+    )
+
+    @property
+    def sealed_traits(self) -> frozenset[str]:
+        """Every trait key sealed at rest (lower case): the defaults and the declared ones."""
+        return frozenset(k.lower() for k in (*DEFAULT_PERSONAL_TRAITS, *self.personal_traits))
+
+
 class TrackingSettings(_Strict):
     """The ``tracking:`` section: the Segment-compatible tracking API (issue 19)."""
 
@@ -974,6 +1037,7 @@ class Config(_Strict):
     playbook: Playbook = Field(default_factory=Playbook)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     schedule: dict[str, JobSpec] = Field(
         default_factory=dict, description="job name -> cron and task, run by segmint serve"
     )

@@ -117,10 +117,7 @@ def _trigger_sql(spec: AudienceSpec) -> tuple[str, str]:
     """(condition on users ``u`` that the trigger holds, the per-user step expression)."""
     trig = spec.trigger
     if isinstance(trig, BirthdayTrigger):
-        mmdd = (
-            "(CAST(EXTRACT(MONTH FROM u.birthday) AS INTEGER) * 100 "
-            "+ CAST(EXTRACT(DAY FROM u.birthday) AS INTEGER))"
-        )
+        mmdd = "u.birthday_md"  # month * 100 + day, kept in clear (the birthday is sealed)
         days = ", ".join(str(d) for d in _birthday_days(spec.as_of, trig.within_days))
         today = spec.as_of.month * 100 + spec.as_of.day
         year = (
@@ -128,7 +125,7 @@ def _trigger_sql(spec: AudienceSpec) -> tuple[str, str]:
             f"ELSE {spec.as_of.year + 1} END AS VARCHAR)"
         )
         step = f"{lit((spec.step or 'birthday') + '-')} || {year}"
-        return f"(u.birthday IS NOT NULL AND {mmdd} IN ({days}))", step
+        return f"({mmdd} IS NOT NULL AND {mmdd} IN ({days}))", step
     if isinstance(trig, PromotionTrigger):
         inside = trig.start <= spec.as_of <= trig.end
         return ("TRUE" if inside else "FALSE"), lit(spec.step or f"promotion-{trig.start}")

@@ -22,6 +22,7 @@ from segmint.cli import export, recommend, report, serve, demo  # noqa: F401
 from segmint.cli import jobs  # noqa: F401
 from segmint.cli import keys  # noqa: F401
 from segmint.cli import users  # noqa: F401
+from segmint.cli import privacy  # noqa: F401
 
 # isort: on
 
@@ -33,6 +34,7 @@ app.add_typer(campaigns.playbook_app, name="playbook")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(users.users_app, name="users")
+app.add_typer(privacy.privacy_app, name="privacy")
 
 # last: every command runs in the access mode of its kind (segmint.cli._access.ACCESS)
 _guard(app)

@@ -1260,6 +1260,11 @@ def _generated(area: Area, source: Source, table: Table) -> str:
             "* REPLACE (CAST(row_number() OVER (PARTITION BY order_id ORDER BY _row) AS INTEGER)"
             f" AS line) FROM {area.typed0}"
         )
+    if table.name == "users":  # derived columns (schema 9); the blind indexes: issue 21
+        return (
+            "* REPLACE (CAST(EXTRACT(MONTH FROM birthday) * 100 + EXTRACT(DAY FROM birthday) "
+            f"AS INTEGER) AS birthday_md) FROM {area.typed0}"
+        )
     return f"* FROM {area.typed0}"
 
 

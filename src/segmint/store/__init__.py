@@ -1,5 +1,6 @@
 """Stores: where the canonical tables live (DuckDB file by default, PostgreSQL in production)."""
 
+from segmint.store._audit import AuditCheck, append_audit, verify_audit
 from segmint.store._base import DuckDBStore, Store, scratch_engine, split_columns, transpile
 from segmint.store._claim import (
     CLAIM_FILE,
@@ -35,8 +36,37 @@ from segmint.store._sql import (
     ts_lit,
 )
 from segmint.store._toolkit import Capabilities, Staging
+from segmint.store._vault import (
+    INDEX_COLUMNS,
+    PREFIX,
+    SEALED_COLUMNS,
+    SEALED_JSON_COLUMNS,
+    KeyWrapper,
+    MasterKeyWrapper,
+    Vault,
+    is_sealed,
+    new_data_key,
+    normalise,
+    open_vault,
+    parse_master_key,
+)
 
 __all__ = [
+    "INDEX_COLUMNS",
+    "PREFIX",
+    "SEALED_COLUMNS",
+    "SEALED_JSON_COLUMNS",
+    "AuditCheck",
+    "KeyWrapper",
+    "MasterKeyWrapper",
+    "Vault",
+    "append_audit",
+    "is_sealed",
+    "new_data_key",
+    "normalise",
+    "open_vault",
+    "parse_master_key",
+    "verify_audit",
     "ALLOWED_VALUES",
     "CLAIM_FILE",
     "COMPLETED",

@@ -17,6 +17,8 @@ import sqlglot
 from segmint.errors import SegmintError, StoreBusyError, StoreError
 from segmint.store._migrations import MIGRATIONS, Migration
 from segmint.store._schema import (
+    PRIVACY_ALTER_DDL,
+    PRIVACY_DDL,
     SCHEMA_VERSION,
     SERVICE_DDL,
     SYSTEM_DDL,
@@ -260,6 +262,9 @@ class Store:
                 self.execute(run_tables_ddl(secondary_indexes=self.secondary_indexes))
                 self.execute(SERVICE_DDL)
                 self.execute(WORKSPACE_DDL)
+                self.execute(PRIVACY_DDL)
+                for ddl in PRIVACY_ALTER_DDL:
+                    self.execute(ddl)
                 self._record_version(SCHEMA_VERSION)
             elif int(current) > SCHEMA_VERSION:
                 raise StoreError(
@@ -333,6 +338,10 @@ class Store:
     def set_primary_key(self, table: str, key: Sequence[str] | None) -> None:
         """Replace the primary key of ``table`` (None: drop it). DuckDB's canonical tables
         have none (keys are enforced by the loader), so this is a no-op here."""
+
+    def alter_column_type(self, table: str, column: str, type_: str) -> None:
+        """Change a column's type, converting the values (a migration step)."""
+        self.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {type_}')
 
     def _table_ddl(self, table: Table) -> str:
         return table_ddl(table)

@@ -118,6 +118,46 @@ def _v8_workspace(store: Store) -> None:
     store.execute(WORKSPACE_DDL)
 
 
+def _v9_privacy(store: Store) -> None:
+    """Privacy (issue 21): wrapped keys, erasure records, the retention purge log; users'
+    blind indexes and birthday month-day (birthday stored as text: sealed); suppressions'
+    address index; the audit log chained (entries already there are chained in time order).
+    Values stored in clear stay so until ``segmint privacy rotate-key`` seals them (no key
+    is at hand here)."""
+    from segmint.store._audit import GENESIS, audit_hash, canonical_json
+    from segmint.store._schema import PRIVACY_ALTER_DDL, PRIVACY_DDL
+
+    store.execute(PRIVACY_DDL)
+    for ddl in PRIVACY_ALTER_DDL:
+        store.execute(ddl)
+    for ddl in (
+        "ALTER TABLE users ADD COLUMN email_index VARCHAR",
+        "ALTER TABLE users ADD COLUMN phone_index VARCHAR",
+        "ALTER TABLE users ADD COLUMN birthday_md INTEGER",
+    ):
+        store.execute(ddl)
+    store.execute(
+        "UPDATE users SET birthday_md = CAST(EXTRACT(MONTH FROM birthday) * 100 "
+        "+ EXTRACT(DAY FROM birthday) AS INTEGER) WHERE birthday IS NOT NULL"
+    )
+    store.alter_column_type("users", "birthday", "VARCHAR")
+    rows = store.query(
+        "SELECT id, ts, actor, action, target, CAST(detail AS VARCHAR) AS detail "
+        "FROM audit_log ORDER BY ts, id"
+    )
+    prev = GENESIS
+    for seq, r in enumerate(rows.itertuples(index=False), start=1):
+        ts = r.ts.to_pydatetime() if hasattr(r.ts, "to_pydatetime") else r.ts
+        detail = None if r.detail is None or r.detail != r.detail else canonical_json(r.detail)
+        target = None if r.target is None or r.target != r.target else r.target
+        digest = audit_hash(prev, seq, ts, r.actor, r.action, target, None, detail)
+        store.execute(
+            "UPDATE audit_log SET seq = ?, prev_hash = ?, hash = ? WHERE id = ?",
+            [seq, prev, digest, r.id],
+        )
+        prev = digest
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -149,5 +189,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         _v7_service,
     ),
     Migration(8, "workspace: people, sessions and the audit log", _v8_workspace),
+    Migration(
+        9,
+        "privacy: wrapped keys, erasures, retention purges; users' blind indexes; the audit "
+        "log chained",
+        _v9_privacy,
+    ),
 )
 """Every step, in version order (version 1 is the first released schema)."""

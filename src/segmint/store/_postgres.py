@@ -126,6 +126,11 @@ class PostgresStore(Store):
         for t, c in rows.itertuples(index=False):
             self._pg.execute(f'ALTER TABLE {t} ALTER COLUMN "{c}" TYPE JSONB USING "{c}"::JSONB')
 
+    def alter_column_type(self, table: str, column: str, type_: str) -> None:
+        self._pg.execute(
+            f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {type_} USING "{column}"::{type_}'
+        )
+
     def set_primary_key(self, table: str, key: Sequence[str] | None) -> None:
         name = self._pg.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,12 @@ class Column:
     type: str  # DuckDB type: VARCHAR, TIMESTAMPTZ, DATE, DOUBLE, INTEGER, BOOLEAN, JSON
     required: bool = False
     pii: bool = False  # personal data: never offered to features or segment rules
+    # sealed at rest (segmint.store._vault): stored as VARCHAR text ``enc1:...`` whatever
+    # ``type`` the loader checks and parses it as
+    sealed: bool = False
+    # computed by the loader from another column (never mapped from a source): a blind
+    # index or a coarse value kept in clear
+    derived: bool = False
     default: str | None = None  # SQL literal used when the source does not map the column
 
 
@@ -37,6 +43,11 @@ class Table:
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def source_columns(self) -> list[str]:
+        """The columns a source may map (all but the derived ones)."""
+        return [c.name for c in self.columns if not c.derived]
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
@@ -54,9 +65,9 @@ TABLES: dict[str, Table] = {
             (
                 C("user_id", "VARCHAR", required=True),
                 C("created_at", "TIMESTAMPTZ"),
-                C("email", "VARCHAR", pii=True),
-                C("phone", "VARCHAR", pii=True),
-                C("birthday", "DATE", pii=True),
+                C("email", "VARCHAR", pii=True, sealed=True),
+                C("phone", "VARCHAR", pii=True, sealed=True),
+                C("birthday", "DATE", pii=True, sealed=True),
                 C("gender", "VARCHAR"),
                 C("age", "INTEGER"),
                 C("country", "VARCHAR"),
@@ -64,6 +75,12 @@ TABLES: dict[str, Table] = {
                 C("income_band", "VARCHAR"),
                 C("acquisition_channel", "VARCHAR"),
                 C("traits", "JSON", pii=True),  # free-form: may hold names, contacts
+                # schema 9: blind indexes (HMAC, segmint.store._vault) of the e-mail and the
+                # phone, for look-up, de-duplication and suppression; the birthday's month
+                # and day (month * 100 + day) for birthday campaigns
+                C("email_index", "VARCHAR", pii=True, derived=True),
+                C("phone_index", "VARCHAR", pii=True, derived=True),
+                C("birthday_md", "INTEGER", pii=True, derived=True),
             ),
             key=("user_id",),
         ),
@@ -492,9 +509,54 @@ CREATE TABLE IF NOT EXISTS audit_log (
     detail JSON
 );
 """
+# schema 9 adds to audit_log: seq BIGINT UNIQUE, why VARCHAR, prev_hash VARCHAR, hash VARCHAR
+# (see segmint.store._audit); fresh stores get them from PRIVACY_DDL's ALTERs too
 """The marketer's workspace (``segmint serve`` at ``/``): its people (a hashed password and a
 role each), their sessions (the cookie's hash, its CSRF token) and the audit log of what
 they changed (configuration edits, sends, exports with a purpose, job runs)."""
+
+
+# schema 9 (issue 21): the wrapped keys (segmint.store._vault), erasure records (one per
+# person forgotten: the HMAC of the user id and the blind indexes of the contacts they had,
+# so they are never contacted again and a re-import does not bring them back), the
+# retention purge log, the suppressions' blind index, the audit chain.
+PRIVACY_DDL = """
+CREATE TABLE IF NOT EXISTS privacy_keys (
+    key_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    wrapped VARCHAR NOT NULL,
+    wrapper VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    retired_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    subject VARCHAR PRIMARY KEY,
+    email_index VARCHAR,
+    phone_index VARCHAR,
+    erased_at TIMESTAMPTZ NOT NULL,
+    actor VARCHAR NOT NULL,
+    why VARCHAR,
+    request_id VARCHAR NOT NULL,
+    detail JSON
+);
+CREATE TABLE IF NOT EXISTS retention_purges (
+    purge_id VARCHAR NOT NULL,
+    ts TIMESTAMPTZ NOT NULL,
+    table_name VARCHAR NOT NULL,
+    period VARCHAR NOT NULL,
+    cutoff TIMESTAMPTZ NOT NULL,
+    n_rows BIGINT NOT NULL,
+    actor VARCHAR NOT NULL,
+    PRIMARY KEY (purge_id, table_name)
+);
+"""
+PRIVACY_ALTER_DDL = (
+    "ALTER TABLE audit_log ADD COLUMN seq BIGINT",
+    "ALTER TABLE audit_log ADD COLUMN why VARCHAR",
+    "ALTER TABLE audit_log ADD COLUMN prev_hash VARCHAR",
+    "ALTER TABLE audit_log ADD COLUMN hash VARCHAR",
+    "ALTER TABLE suppressions ADD COLUMN address_index VARCHAR",
+)
 
 
 def run_tables_ddl(*, secondary_indexes: bool) -> str:
@@ -553,7 +615,7 @@ def table_ddl(table: Table) -> str:
     cols = []
     for c in table.columns:
         null = " NOT NULL" if c.required else ""
-        cols.append(f"    {c.name} {c.type}{null}")
+        cols.append(f"    {c.name} {'VARCHAR' if c.sealed else c.type}{null}")
     if table.recorded:
         cols.append(f"    {table.recorded} TIMESTAMPTZ DEFAULT current_timestamp")
     return f"CREATE TABLE IF NOT EXISTS {table.name} (\n" + ",\n".join(cols) + "\n)"

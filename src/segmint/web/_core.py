@@ -14,7 +14,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, date, datetime
@@ -27,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from segmint._i18n import Language, language, pick_language
+from segmint.store import append_audit
 from segmint.web._accounts import Session
 from segmint.web._auth import LoginThrottle, SessionCache
 from segmint.web._text import N_
@@ -302,17 +302,9 @@ def fragment(request: Request, template: str, *, status: int = 200, **context: A
 
 # -- the audit log -------------------------------------------------------------------------
 def record(store: Any, actor: str, action: str, target: str | None = None, **detail: Any) -> None:
-    """Append to the audit log: who (``actor``), did what (``action``: ``config.save``,
-    ``campaign.send``, ``segment.export``, ``job.run``, ``sign_in`` ...), to what, with
-    details (never personal data)."""
-    store.execute(
-        "INSERT INTO audit_log (id, ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            uuid.uuid4().hex,
-            datetime.now(UTC),
-            actor,
-            action,
-            target,
-            json.dumps(detail, default=str, sort_keys=True),
-        ],
-    )
+    """Append to the audit log (hash-chained, :func:`segmint.store.append_audit`): who
+    (``actor``), did what (``action``: ``config.save``, ``campaign.send``,
+    ``segment.export``, ``job.run``, ``sign_in`` ...), to what, with details (never
+    personal data; ``why`` in the details becomes the entry's reason)."""
+    why = detail.pop("why", None)
+    append_audit(store, actor, action, target, why=why, **detail)
