@@ -68,6 +68,10 @@ EXPECTED_TABLES = {
     "workspace_users",
     "workspace_sessions",
     "audit_log",
+    # privacy (version 9)
+    "privacy_keys",
+    "erasures",
+    "retention_purges",
 }
 
 #: tables the code reads or writes that are not part of the schema: a legacy table an
@@ -313,3 +317,36 @@ def test_the_features_table_starts_with_the_feature_catalog() -> None:
     from segmint.features._runs import CATALOG_TYPES
 
     assert list(CATALOG_TYPES.items())[: len(FEATURES_V6_COLUMNS)] == list(FEATURES_V6_COLUMNS)
+
+
+def test_version_9_keeps_birthdays_and_chains_the_audit_log(backend: tuple[str, str]) -> None:
+    """A version-8 store's birthdays become text (sealed from then on) with their month
+    and day kept in ``birthday_md``; its audit entries are chained in time order."""
+    from segmint.store import verify_audit
+
+    kind, url = backend
+    _at_version(kind, url, 8, run_tables=True)
+    store = _raw_store(kind, url)
+    try:
+        with store.transaction():
+            store.execute(
+                "INSERT INTO users (user_id, birthday) VALUES ('u1', DATE '1990-02-28'), "
+                "('u2', NULL)"
+            )
+            for i, ts in enumerate(("2026-01-02 10:00:00+00", "2026-01-01 09:00:00+00")):
+                store.execute(
+                    "INSERT INTO audit_log (id, ts, actor, action, target, detail) "
+                    f"VALUES ('e{i}', CAST('{ts}' AS TIMESTAMPTZ), 'ana', 'config.save', "
+                    """'segmint.yaml', '{"b": 1, "a": [1, 2]}')"""
+                )
+    finally:
+        store.close()
+    with open_store(url) as store:
+        got = store.query("SELECT user_id, birthday, birthday_md FROM users ORDER BY user_id")
+        assert got["birthday"].tolist()[0] == "1990-02-28"
+        assert got["birthday_md"].tolist()[0] == 228
+        assert got["birthday_md"].isna().tolist() == [False, True]
+        order = store.query("SELECT id, seq FROM audit_log ORDER BY seq")
+        assert order["id"].tolist() == ["e1", "e0"]  # the earlier entry first
+        check = verify_audit(store)
+        assert (check.ok, check.entries) == (True, 2)

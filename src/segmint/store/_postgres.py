@@ -127,8 +127,10 @@ class PostgresStore(Store):
             self._pg.execute(f'ALTER TABLE {t} ALTER COLUMN "{c}" TYPE JSONB USING "{c}"::JSONB')
 
     def alter_column_type(self, table: str, column: str, type_: str) -> None:
-        self._pg.execute(
-            f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {type_} USING "{column}"::{type_}'
+        # through execute: the type is transpiled as in every DDL (VARCHAR -> TEXT)
+        self.execute(
+            f'ALTER TABLE {table} ALTER COLUMN "{column}" TYPE {type_} '
+            f'USING CAST("{column}" AS {type_})'
         )
 
     def set_primary_key(self, table: str, key: Sequence[str] | None) -> None:
