@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,24 @@ def _password(from_stdin: bool) -> str:
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True))
 
 
+def _change(
+    project: Path, change: Callable[[Any], None], out: dict[str, Any], said: str, as_json: bool
+) -> None:
+    """Run ``change(store)`` on the project's store; print ``out`` (JSON) or ``said``."""
+    from segmint import open_project
+
+    def go() -> dict[str, Any]:
+        with open_project(project) as p:
+            change(p.store)
+        return out
+
+    _run(go)
+    if as_json:
+        print_json(out)
+    else:
+        err.print(said)
+
+
 @users_app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="The name to sign in with.")],
@@ -39,21 +58,16 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a person (or reset one: new password and role). Asks for the password twice."""
-    from segmint import open_project
     from segmint.web import add_person
 
     secret = _password(password_stdin)
-
-    def go() -> dict[str, Any]:
-        with open_project(project) as p:
-            add_person(p.store, name, secret, role)
-        return {"name": name, "role": role}
-
-    out = _run(go)
-    if as_json:
-        print_json(out)
-        return
-    err.print(f"{name} can sign in to the workspace as {role} (segmint serve, then open /)")
+    _change(
+        project,
+        lambda store: add_person(store, name, secret, role),
+        {"name": name, "role": role},
+        f"{name} can sign in to the workspace as {role} (segmint serve, then open /)",
+        as_json,
+    )
 
 
 @users_app.command("passwd")
@@ -64,21 +78,16 @@ def passwd(
     as_json: JsonOpt = False,
 ) -> None:
     """Set a new password; the person's open sessions end."""
-    from segmint import open_project
     from segmint.web import set_password
 
     secret = _password(password_stdin)
-
-    def go() -> dict[str, Any]:
-        with open_project(project) as p:
-            set_password(p.store, name, secret)
-        return {"name": name, "password": "changed"}
-
-    out = _run(go)
-    if as_json:
-        print_json(out)
-        return
-    err.print(f"new password for {name}; their sessions ended")
+    _change(
+        project,
+        lambda store: set_password(store, name, secret),
+        {"name": name, "password": "changed"},
+        f"new password for {name}; their sessions ended",
+        as_json,
+    )
 
 
 @users_app.command("remove")
@@ -88,19 +97,15 @@ def remove(
     as_json: JsonOpt = False,
 ) -> None:
     """Disable a person (kept for the audit log) and end their sessions."""
-    from segmint import open_project
     from segmint.web import remove_person
 
-    def go() -> dict[str, Any]:
-        with open_project(project) as p:
-            remove_person(p.store, name)
-        return {"name": name, "removed": True}
-
-    out = _run(go)
-    if as_json:
-        print_json(out)
-        return
-    err.print(f"{name} can no longer sign in")
+    _change(
+        project,
+        lambda store: remove_person(store, name),
+        {"name": name, "removed": True},
+        f"{name} can no longer sign in",
+        as_json,
+    )
 
 
 @users_app.command("list")
