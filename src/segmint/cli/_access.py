@@ -48,6 +48,8 @@ ACCESS: dict[str, Kind] = {
     "users add": "write",
     "users passwd": "write",
     "users remove": "write",
+    "privacy export": "write",  # records the export and its audit entry
+    "privacy rotate-key": "write",
     # -- commands that only read it (read-only beside a running service) -------------------
     "status": "read",
     "quarantine": "read",
@@ -68,6 +70,7 @@ ACCESS: dict[str, Kind] = {
     "keys list": "read",
     "users list": "read",
     "jobs": "read",
+    "privacy audit": "read",
 }
 """Command path (as typed after ``segmint``) -> ``"read"``, ``"write"``, or a function of
 the command's arguments giving one of them."""

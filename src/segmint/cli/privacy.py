@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from segmint.cli._common import JsonOpt, ProjectOpt, console, err, print_json, show_time
+from segmint.cli._common import run as _run
 
 privacy_app = typer.Typer(
     help="Personal data: forget a person, export what is held about them, purge past the "
@@ -17,10 +23,127 @@ privacy_app = typer.Typer(
 # -- export (access request) -------------------------------------------------------------
 
 
+@privacy_app.command("export")
+def export_person(
+    user: Annotated[str, typer.Argument(help="The person's user id.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder where the export's folder is made.")
+    ] = Path("."),
+    why: Annotated[
+        str | None, typer.Option("--why", help="The reason (a request reference): audited.")
+    ] = None,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Write everything held about a person (an access request): person.json, one CSV per
+    part (profile, orders, events, consents, segments, scores, recommendations, messages,
+    ...) and manifest.json, in a new folder. Recorded in the export log and the audit log."""
+    from segmint import open_project
+    from segmint.privacy import access_export
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return access_export(p, user, out, why=why)
+
+    result = _run(go)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    err.print(f"access export written to {result.folder} ({sum(result.rows.values())} rows):")
+    for name, meta in result.files.items():
+        console.print(f"  {name:<26} {meta['rows']:>8} rows  sha256 {meta['sha256'][:16]}")
+
+
 # -- audit --------------------------------------------------------------------------------
 
 
+@privacy_app.command("audit")
+def audit_log(
+    verify_only: Annotated[
+        bool, typer.Option("--verify-only", help="Only verify the chain; list no entries.")
+    ] = False,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, help="Latest entries shown.")
+    ] = 20,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the latest audit log entries (who read, exported or erased personal data, and
+    why) and verify the hash chain: exits 1 naming the first entry changed or missing."""
+    from rich.table import Table
+
+    from segmint import open_project
+    from segmint.store import verify_audit
+
+    def go() -> tuple[Any, Any, str]:
+        with open_project(project) as p:
+            check = verify_audit(p.store)
+            rows = None if verify_only else p.store.query(
+                "SELECT seq, ts, actor, action, target, why FROM audit_log "
+                f"ORDER BY seq DESC NULLS LAST LIMIT {int(limit)}"
+            )  # fmt: skip
+            return check, rows, p.config.timezone
+
+    check, rows, tz = _run(go)
+    if as_json:
+        out: dict[str, Any] = {"entries": check.entries, "ok": check.ok,
+                               "first_bad": check.first_bad, "problem": check.problem,
+                               "head": check.head}  # fmt: skip
+        if rows is not None:
+            out["latest"] = rows
+        print_json(out)
+    else:
+        if rows is not None and len(rows):
+            table = Table("seq", "time", "actor", "action", "target", "why")
+            for r in rows.itertuples(index=False):
+                table.add_row(*(str(x) if x is not None and x == x else "" for x in
+                                (r.seq, show_time(r.ts, tz), r.actor, r.action, r.target,
+                                 r.why)))  # fmt: skip
+            console.print(table)
+        if check.ok:
+            head = f", head {check.head[:16]}" if check.head else ""
+            console.print(f"audit log: {check.entries} entries, chain verified{head}")
+    if not check.ok:
+        where = f"entry {check.first_bad}" if check.first_bad is not None else "the log"
+        err.print(f"audit log: {where}: {check.problem}")
+        raise typer.Exit(1)
+
+
 # -- rotate-key ---------------------------------------------------------------------------
+
+
+@privacy_app.command("rotate-key")
+def rotate_data_key(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+    """Seal every personal value with a new data key (values still in clear too), in one
+    transaction; old keys no value uses are removed. Counts rows before and after."""
+    from segmint import open_project
+    from segmint.privacy import rotate_key
+    from segmint.profiles._lists import _actor
+
+    def go() -> Any:
+        with open_project(project) as p:
+            return rotate_key(p.store, p.config, actor=_actor() or "segmint")
+
+    report = _run(go)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    for c in report.columns:
+        console.print(
+            f"  {c.table + '.' + c.column:<22} {c.rows_before:>9} rows, {c.values_before:>9} "
+            f"values: {c.resealed} re-sealed ({c.sealed_from_clear} were in clear); "
+            f"after: {c.rows_after} rows, {c.values_after} values"
+        )
+    if report.indexes_filled:
+        console.print(f"  blind indexes filled: {report.indexes_filled}")
+    for key in report.removed:
+        console.print(f"old key {key} removed: no value uses it")
+    for key in report.kept:
+        console.print(f"old key {key} kept: values still use it")
+    console.print(
+        f"new data key {report.new_key}: {report.n_resealed} values re-sealed in "
+        f"{report.seconds:.1f} s, no row lost"
+    )
 
 
 # -- retention ---------------------------------------------------------------------------

@@ -14,3 +14,8 @@ protection request or policy needs, each reaching every table and file of a proj
 from __future__ import annotations
 
 __all__: list[str] = []
+
+from segmint.privacy._access import AccessExport, access_export
+from segmint.privacy._rotate import ColumnRotation, RotationReport, rotate_key
+
+__all__ += ["AccessExport", "ColumnRotation", "RotationReport", "access_export", "rotate_key"]

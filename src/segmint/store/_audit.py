@@ -4,8 +4,9 @@ Each entry's ``hash`` is SHA-256 over the previous entry's hash and the entry's 
 (sequence number, time, actor, action, target, why, detail), so changing, removing or
 re-ordering an entry breaks every hash after it; :func:`verify_audit` recomputes the chain
 and names the first entry that does not match. Entries are appended under the store's
-transaction with the next sequence number; two writers racing for the same number fail
-the primary key of the second (it retries).
+transaction with the next sequence number, under the store's ``audit`` lock (PostgreSQL:
+an advisory lock, so two processes never read the same head); a UNIQUE index on ``seq``
+refuses a duplicate that got past it.
 
 What is written (``action``): ``personal.read`` (decrypted values shown or used: a person's
 page, a contact export, a send), ``export`` (a file of personal data written),
@@ -67,25 +68,24 @@ def append_audit(
     is one, so the two land together."""
     detail_text = canonical_json(json.dumps(detail, default=str))
     ts = datetime.now(UTC)
-    for attempt in range(5):
+    # one appender at a time per store (PostgreSQL: a transaction-level advisory lock,
+    # held until the caller's transaction ends): reading the head and inserting the next
+    # entry are one step. A retry on a duplicate sequence number could not work inside a
+    # PostgreSQL transaction (the failed INSERT aborts it), so the lock is the guard; the
+    # UNIQUE index on ``seq`` is the backstop.
+    with store.lock("audit"):
         last = store.query(
             "SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
         )
         seq = int(last["seq"].iat[0]) + 1 if len(last) else 1
         prev = str(last["hash"].iat[0]) if len(last) else GENESIS
         digest = audit_hash(prev, seq, ts, actor, action, target, why, detail_text)
-        try:
-            store.execute(
-                "INSERT INTO audit_log (id, seq, ts, actor, action, target, why, detail, "
-                "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [f"a{seq:012d}", seq, ts, actor, action, target, why, detail_text, prev,
-                 digest],
-            )  # fmt: skip
-            return seq
-        except Exception:
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
+        store.execute(
+            "INSERT INTO audit_log (id, seq, ts, actor, action, target, why, detail, "
+            "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [f"a{seq:012d}", seq, ts, actor, action, target, why, detail_text, prev, digest],
+        )
+    return seq
 
 
 @dataclass(frozen=True)

@@ -556,6 +556,8 @@ PRIVACY_ALTER_DDL = (
     "ALTER TABLE audit_log ADD COLUMN prev_hash VARCHAR",
     "ALTER TABLE audit_log ADD COLUMN hash VARCHAR",
     "ALTER TABLE suppressions ADD COLUMN address_index VARCHAR",
+    # one entry per sequence number, whatever races (see segmint.store._audit)
+    "CREATE UNIQUE INDEX IF NOT EXISTS audit_log_seq ON audit_log (seq)",
 )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from segmint.store import verify_audit
 from segmint.web._accounts import people
 from segmint.web._auth import Viewer
 from segmint.web._config_edit import HISTORY, current
@@ -47,8 +48,10 @@ def settings_page(request: Request, session: Viewer) -> HTMLResponse:
     with ws.host.hold_store() as store:
         team = people(store)
         audit = store.query(
-            "SELECT ts, actor, action, target FROM audit_log ORDER BY ts DESC LIMIT 50"
+            "SELECT ts, actor, action, target, why FROM audit_log "
+            "ORDER BY seq DESC NULLS LAST, ts DESC LIMIT 50"
         ).to_dict("records")
+        audit_check = verify_audit(store)
     return page(
         request,
         "settings.html.j2",
@@ -61,6 +64,7 @@ def settings_page(request: Request, session: Viewer) -> HTMLResponse:
         versions=_versions(request),
         team=team,
         audit=audit,
+        audit_check=audit_check,
     )
 
 
