@@ -44,7 +44,11 @@ def sealed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sto
             "VALUES (?, ?, ?, ?, CAST(? AS JSON))",
             [uid, *values],
         )
-    props = [{"email": "ada@example.com", "page": "/"}, vault.seal_json({"phone": "+1 555"}, "events.properties"), {"page": "/x"}]
+    props = [
+        {"email": "ada@example.com", "page": "/"},
+        vault.seal_json({"phone": "+1 555"}, "events.properties"),
+        {"page": "/x"},
+    ]
     for i, p in enumerate(props):
         store.execute(
             "INSERT INTO events (event_id, user_id, event, ts, properties) "
@@ -52,10 +56,13 @@ def sealed(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Sto
             [f"e{i}", json.dumps(p)],
         )
     store.execute(
-        "INSERT INTO quarantine (load_id, \"row\", source, target_table, rule, reason, raw, "
+        'INSERT INTO quarantine (load_id, "row", source, target_table, rule, reason, raw, '
         "kind, field, raw_value) VALUES ('l1', 1, 'users', 'users', 'email', 'bad', "
         "CAST(? AS JSON), 'field_issue', 'email', ?)",
-        [json.dumps(vault.seal('{"email": "x@y"}', "quarantine.raw")), vault.seal("x@y", "quarantine.raw_value")],
+        [
+            json.dumps(vault.seal('{"email": "x@y"}', "quarantine.raw")),
+            vault.seal("x@y", "quarantine.raw_value"),
+        ],
     )
     yield store, config
     store.close()
@@ -73,7 +80,9 @@ def _snapshot(store: Store) -> dict[str, list[object]]:
 
 def _clear(store: Store, config: Config) -> dict[str, object]:
     vault = open_vault(store, config)
-    users = store.query("SELECT user_id, email, phone, birthday, CAST(traits AS VARCHAR) AS traits FROM users ORDER BY user_id")
+    users = store.query(
+        "SELECT user_id, email, phone, birthday, CAST(traits AS VARCHAR) AS traits FROM users ORDER BY user_id"
+    )
     events = store.query("SELECT CAST(properties AS VARCHAR) AS p FROM events ORDER BY event_id")
     q = store.query("SELECT CAST(raw AS VARCHAR) AS raw, raw_value FROM quarantine")
     return {
@@ -97,7 +106,9 @@ def test_rotation_reseals_every_value_with_the_new_key(sealed: tuple[Store, Conf
     assert report.new_key != old_key
     assert report.retired == [old_key] and report.removed == [old_key]
     assert _clear(store, config) == before  # every value opens to the same clear text
-    users = store.query("SELECT email, phone, birthday, CAST(traits AS VARCHAR) AS t, email_index, phone_index FROM users ORDER BY user_id")
+    users = store.query(
+        "SELECT email, phone, birthday, CAST(traits AS VARCHAR) AS t, email_index, phone_index FROM users ORDER BY user_id"
+    )
     for col in ("email", "phone", "birthday"):
         for v in users[col].dropna():
             assert v.startswith(f"enc1:{report.new_key}:")  # u3, in clear before, is sealed too
@@ -107,7 +118,9 @@ def test_rotation_reseals_every_value_with_the_new_key(sealed: tuple[Store, Conf
     vault = open_vault(store, config)
     assert users["email_index"].tolist() == [vault.index(u[1], "email") for u in USERS]
     assert not isinstance(users["phone_index"].iat[1], str)
-    props = store.query("SELECT CAST(properties AS VARCHAR) AS p FROM events ORDER BY event_id")["p"]
+    props = store.query("SELECT CAST(properties AS VARCHAR) AS p FROM events ORDER BY event_id")[
+        "p"
+    ]
     assert "ada@example.com" not in props.iat[0] and '"/"' in props.iat[0]
     assert json.loads(props.iat[2]) == {"page": "/x"}
     by = {(c.table, c.column): c for c in report.columns}
@@ -133,7 +146,9 @@ def test_rotating_twice_keeps_every_value(sealed: tuple[Store, Config]) -> None:
     assert store.scalar("SELECT count(*) FROM privacy_keys WHERE kind = 'data'") == 1
 
 
-def test_a_tampered_value_stops_the_rotation_and_changes_nothing(sealed: tuple[Store, Config]) -> None:
+def test_a_tampered_value_stops_the_rotation_and_changes_nothing(
+    sealed: tuple[Store, Config],
+) -> None:
     store, config = sealed
     sealed_phone = store.scalar("SELECT phone FROM users WHERE user_id = 'u1'")
     tampered = sealed_phone[:-3] + ("AAA" if not sealed_phone.endswith("AAA") else "BBB")
@@ -145,13 +160,22 @@ def test_a_tampered_value_stops_the_rotation_and_changes_nothing(sealed: tuple[S
     assert _snapshot(store) == before
     assert store.scalar("SELECT count(*) FROM audit_log") == n_audit
     # the cached vault still opens what is stored
-    assert open_vault(store, config).open(store.scalar("SELECT email FROM users WHERE user_id = 'u1'"), "users.email") == "ada@example.com"
+    assert (
+        open_vault(store, config).open(
+            store.scalar("SELECT email FROM users WHERE user_id = 'u1'"), "users.email"
+        )
+        == "ada@example.com"
+    )
 
 
-def test_rotation_refuses_when_encryption_is_off(sealed: tuple[Store, Config], tmp_path: Path) -> None:
+def test_rotation_refuses_when_encryption_is_off(
+    sealed: tuple[Store, Config], tmp_path: Path
+) -> None:
     from segmint.errors import ConfigError
 
     store, config = sealed
-    off = config.model_copy(update={"privacy": config.privacy.model_copy(update={"encrypt": False})})
+    off = config.model_copy(
+        update={"privacy": config.privacy.model_copy(update={"encrypt": False})}
+    )
     with pytest.raises(ConfigError, match="privacy.encrypt is false"):
         rotate_key(store, off)

@@ -140,3 +140,23 @@ def test_sign_in_and_settings_read_on_a_desktop_and_a_phone_in_both_languages(
                 assert page.problems == [] and no_horizontal_scroll(page)
                 page.screenshot(path=str(shots / f"settings-{kind}-{lang}.png"), full_page=True)
                 page.context.close()
+
+
+def test_the_audit_log_shows_why_and_whether_its_chain_holds(ws_project: Path) -> None:
+    import segmint
+    from segmint.store import append_audit
+
+    with segmint.open_project(ws_project) as p:
+        append_audit(p.store, "dpo", "privacy.forget", "c0ffee", why="erasure request 42")
+    with served_ws(ws_project) as s, sign_in(s.url, "vic") as c:
+        page = c.get("/settings").text
+        assert "erasure request 42" in page and "privacy.forget" in page
+        assert 'id="audit-chain"' in page and "Hash chain verified" in page
+    with segmint.open_project(ws_project) as p:
+        p.store.execute(
+            "UPDATE audit_log SET why = 'nothing to see' WHERE action = 'privacy.forget'"
+        )
+        seq = p.store.scalar("SELECT seq FROM audit_log WHERE action = 'privacy.forget'")
+    with served_ws(ws_project) as s, sign_in(s.url, "vic") as c:
+        page = c.get("/settings").text
+        assert f"Hash chain broken at entry {seq}" in page

@@ -62,9 +62,7 @@ def audit_log(
     verify_only: Annotated[
         bool, typer.Option("--verify-only", help="Only verify the chain; list no entries.")
     ] = False,
-    limit: Annotated[
-        int, typer.Option("--limit", "-n", min=1, help="Latest entries shown.")
-    ] = 20,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Latest entries shown.")] = 20,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
@@ -104,12 +102,26 @@ def audit_log(
             head = f", head {check.head[:16]}" if check.head else ""
             console.print(f"audit log: {check.entries} entries, chain verified{head}")
     if not check.ok:
-        where = f"entry {check.first_bad}" if check.first_bad is not None else "the log"
-        err.print(f"audit log: {where}: {check.problem}")
+        if check.first_bad is None:
+            err.print(f"audit log: {check.problem}")
+        elif (check.problem or "").startswith("entry "):  # a removed entry
+            err.print(f"audit log: {check.problem} (the chain breaks at entry {check.first_bad})")
+        else:
+            err.print(f"audit log: entry {check.first_bad}: {check.problem}")
         raise typer.Exit(1)
 
 
 # -- rotate-key ---------------------------------------------------------------------------
+
+
+def _login() -> str:
+    """Who runs the command (the audit log's actor): the login name."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return "segmint"
 
 
 @privacy_app.command("rotate-key")
@@ -118,11 +130,10 @@ def rotate_data_key(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -
     transaction; old keys no value uses are removed. Counts rows before and after."""
     from segmint import open_project
     from segmint.privacy import rotate_key
-    from segmint.profiles._lists import _actor
 
     def go() -> Any:
         with open_project(project) as p:
-            return rotate_key(p.store, p.config, actor=_actor() or "segmint")
+            return rotate_key(p.store, p.config, actor=_login())
 
     report = _run(go)
     if as_json:

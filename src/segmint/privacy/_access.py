@@ -17,6 +17,7 @@ The folder name holds the first 8 hex digits of the subject, not the user id.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -157,7 +158,9 @@ class AccessExport:
         return out
 
 
-def _subject_rows(store: Store, vault: Vault, user_id: str, subject: str) -> dict[str, pd.DataFrame]:
+def _subject_rows(
+    store: Store, vault: Vault, user_id: str, subject: str
+) -> dict[str, pd.DataFrame]:
     """Every section's rows about ``user_id``, personal fields opened."""
     out: dict[str, pd.DataFrame] = {}
     for s in SECTIONS:
@@ -195,10 +198,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     for r in rows:
         for c in json_cols:
             if isinstance(r[c], str) and r[c][:1] in "{[":
-                try:
+                with contextlib.suppress(ValueError):
                     r[c] = json.loads(r[c])
-                except ValueError:
-                    pass
     return rows
 
 
@@ -220,7 +221,9 @@ def _about(user_id: str, as_of: datetime, rows: dict[str, int]) -> dict[str, Any
     }
 
 
-def _write_folder(folder: Path, user_id: str, as_of: datetime, data: dict[str, pd.DataFrame]) -> dict[str, dict[str, Any]]:
+def _write_folder(
+    folder: Path, user_id: str, as_of: datetime, data: dict[str, pd.DataFrame]
+) -> dict[str, dict[str, Any]]:
     """Write person.json, one CSV per section and manifest.json into ``folder``."""
     rows = {name: len(frame) for name, frame in data.items()}
     person: dict[str, Any] = {"about": _about(user_id, as_of, rows)}
@@ -317,4 +320,3 @@ def _result(subject: str, folder: Path, rows: dict[str, int], files: dict[str, d
                                "sha256": hashlib.sha256(manifest).hexdigest()}  # fmt: skip
     return AccessExport(subject, folder, rows, listed, record.export_id, seq, as_of,
                         tuple(s.name for s in SECTIONS))  # fmt: skip
-

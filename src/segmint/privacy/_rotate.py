@@ -34,6 +34,7 @@ from segmint.store import (
     SEALED_JSON_COLUMNS,
     append_audit,
     is_sealed,
+    key_wrapper,
     lit,
     new_data_key,
     open_vault,
@@ -99,8 +100,8 @@ class RotationReport:
 
 
 def _counts(store: Store, table: str, column: str) -> tuple[int, int]:
-    row = store.query(f'SELECT count(*) AS n, count("{column}") AS v FROM {table}')
-    return int(row["n"].iat[0]), int(row["v"].iat[0])
+    n, v = store.query(f'SELECT count(*) AS n, count("{column}") AS v FROM {table}').iloc[0]
+    return int(n), int(v)
 
 
 def _json_keys(store: Store, table: str, column: str) -> list[str]:
@@ -114,7 +115,9 @@ def _json_keys(store: Store, table: str, column: str) -> list[str]:
     return [str(k) for k in store.query(sql)["k"]]
 
 
-def _candidates(store: Store, vault: Vault, table: str, column: str, *, is_json: bool) -> pd.DataFrame:
+def _candidates(
+    store: Store, vault: Vault, table: str, column: str, *, is_json: bool
+) -> pd.DataFrame:
     """The stored key columns and the value (as text) of every row that may need work."""
     keys = ", ".join(f'"{k}"' for k, _ in KEYS[table])
     where = f'"{column}" IS NOT NULL'
@@ -123,7 +126,9 @@ def _candidates(store: Store, vault: Vault, table: str, column: str, *, is_json:
         likes = [f"CAST(\"{column}\" AS VARCHAR) LIKE '%enc1:%'"]
         likes += [f'CAST("{column}" AS VARCHAR) LIKE {lit(f"%{json.dumps(k)}%")}' for k in personal]
         where += f" AND ({' OR '.join(likes)})"
-    return store.query(f'SELECT {keys}, CAST("{column}" AS VARCHAR) AS v FROM {table} WHERE {where}')
+    return store.query(
+        f'SELECT {keys}, CAST("{column}" AS VARCHAR) AS v FROM {table} WHERE {where}'
+    )
 
 
 def _reseal_one(vault: Vault, table: str, column: str, text: str) -> str:
@@ -141,7 +146,9 @@ def _reseal_one(vault: Vault, table: str, column: str, text: str) -> str:
     return str(vault.seal(vault.open(text, f), f))
 
 
-def _new_values(vault: Vault, table: str, column: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+def _new_values(
+    vault: Vault, table: str, column: str, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, int]:
     """The rows whose value changes, with ``new`` (and ``idx``, a blind index for users'
     e-mail and phone); and how many were in clear."""
     done: dict[str, str] = {}
@@ -154,7 +161,9 @@ def _new_values(vault: Vault, table: str, column: str, frame: pd.DataFrame) -> t
     out = frame.assign(new=new)
     n_clear = int(sum(1 for v in frame["v"] if "enc1:" not in v))
     out = out[out["new"] != out["v"]]
-    kind = next((k for c, (src, k) in INDEX_COLUMNS.items() if table == "users" and src == column), None)
+    kind = next(
+        (k for c, (src, k) in INDEX_COLUMNS.items() if table == "users" and src == column), None
+    )
     if kind is not None:
         f = f"users.{column}"
         clear = {v: vault.index(vault.open(v, f), kind) for v in set(out["v"])}
@@ -162,7 +171,9 @@ def _new_values(vault: Vault, table: str, column: str, frame: pd.DataFrame) -> t
     return out.drop(columns=["v"]), n_clear
 
 
-def _write_back(store: Store, table: str, column: str, changed: pd.DataFrame, *, is_json: bool) -> int:
+def _write_back(
+    store: Store, table: str, column: str, changed: pd.DataFrame, *, is_json: bool
+) -> int:
     """Put ``changed`` (keys, new[, idx]) into ``table`` through the scratch table; returns
     the blind indexes filled."""
     keys = KEYS[table]
@@ -187,7 +198,9 @@ def _write_back(store: Store, table: str, column: str, changed: pd.DataFrame, *,
     return n_idx
 
 
-def _rotate_column(store: Store, vault: Vault, table: str, column: str, *, is_json: bool) -> tuple[ColumnRotation, int]:
+def _rotate_column(
+    store: Store, vault: Vault, table: str, column: str, *, is_json: bool
+) -> tuple[ColumnRotation, int]:
     rows_before, values_before = _counts(store, table, column)
     frame = _candidates(store, vault, table, column, is_json=is_json)
     changed, n_clear = _new_values(vault, table, column, frame)
@@ -256,13 +269,11 @@ def rotate_key(store: Store, config: Config, *, actor: str = "segmint") -> Rotat
             "privacy.encrypt is false in segmint.yaml: values are stored in clear, there is "
             "no key to rotate. Set it to true first (rotate-key then seals what is in clear)"
         )
-    from segmint.store._vault import _wrapper
-
     started = time.monotonic()
     before = open_vault(store, config, refresh=True)
     try:
         with store.transaction():
-            new_key, _ = new_data_key(store, _wrapper(config))
+            new_key, _ = new_data_key(store, key_wrapper(config))
             retired = _retire(store, new_key)
             vault = open_vault(store, config, refresh=True)
             columns, n_idx = _reseal_all(store, vault)
@@ -285,7 +296,9 @@ def _reseal_all(store: Store, vault: Vault) -> tuple[list[ColumnRotation], int]:
     columns: list[ColumnRotation] = []
     n_idx = 0
     for table, column in SEALED_COLUMNS:
-        col, n = _rotate_column(store, vault, table, column, is_json=(table, column) == ("quarantine", "raw"))
+        col, n = _rotate_column(
+            store, vault, table, column, is_json=(table, column) == ("quarantine", "raw")
+        )
         columns.append(col)
         n_idx += n
     for table, column in SEALED_JSON_COLUMNS:

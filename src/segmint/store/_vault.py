@@ -422,6 +422,12 @@ def _wrapper(config: Config) -> KeyWrapper:
     return MasterKeyWrapper(key)
 
 
+def key_wrapper(config: Config) -> KeyWrapper:
+    """What wraps the data keys under ``config.privacy``: the KMS hook, else the master key
+    (environment, key file, or ``.segmint/master.key``, created on first use)."""
+    return _wrapper(config)
+
+
 def _unwrap(wrapper: KeyWrapper, row: tuple[Any, ...], env: str) -> bytes:
     key_id, _kind, wrapped, by = row[0], row[1], row[2], row[3]
     try:
