@@ -179,3 +179,49 @@ def test_rotation_refuses_when_encryption_is_off(
     )
     with pytest.raises(ConfigError, match="privacy.encrypt is false"):
         rotate_key(store, off)
+
+
+def test_new_master_rewraps_every_key(
+    sealed: tuple[Store, Config], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secrets
+
+    from segmint.errors import ConfigError
+    from segmint.store import MasterKeyWrapper
+
+    store, config = sealed
+    before = _clear(store, config)
+    new = secrets.token_hex(32)
+    report = rotate_key(store, config, new_master=MasterKeyWrapper(bytes.fromhex(new)))
+    assert report.master is not None and report.master.startswith("mk-")
+    wrappers = store.query("SELECT DISTINCT wrapper FROM privacy_keys")["wrapper"].tolist()
+    assert wrappers == [report.master]
+    with pytest.raises(ConfigError, match="does not unwrap it"):
+        open_vault(store, config, refresh=True)  # the old master key no longer opens the store
+    monkeypatch.setenv("SEGMINT_MASTER_KEY", new)
+    open_vault(store, config, refresh=True)
+    assert _clear(store, config) == before
+
+
+def test_the_command_reports_counts_and_the_removed_key(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from segmint import open_project
+    from segmint.cli import app
+
+    runner = CliRunner()
+    root = tmp_path / "shop"
+    assert runner.invoke(app, ["init", str(root)]).exit_code == 0
+    with open_project(root) as p:
+        old = open_vault(p.store, p.config).current
+        p.store.execute("INSERT INTO users (user_id, email) VALUES ('u1', 'ann@example.com')")
+    done = runner.invoke(app, ["privacy", "rotate-key", "-p", str(root)])
+    assert done.exit_code == 0, done.output
+    assert f"old key {old} removed: no value uses it" in done.output
+    assert "users.email" in done.output and "ann@example.com" not in done.output
+    done = runner.invoke(app, ["privacy", "rotate-key", "-p", str(root), "--json"])
+    data = json.loads(done.stdout)
+    email = next(c for c in data["columns"] if (c["table"], c["column"]) == ("users", "email"))
+    assert email["rows_before"] == email["rows_after"] == 1 and email["resealed"] == 1
+    done = runner.invoke(app, ["privacy", "rotate-key", "--new-master", "-p", str(root)])
+    assert done.exit_code == 2 and "SEGMINT_NEW_MASTER_KEY" in done.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -114,6 +115,9 @@ def audit_log(
 # -- rotate-key ---------------------------------------------------------------------------
 
 
+NEW_MASTER_ENV = "SEGMINT_NEW_MASTER_KEY"
+
+
 def _login() -> str:
     """Who runs the command (the audit log's actor): the login name."""
     import getpass
@@ -125,15 +129,39 @@ def _login() -> str:
 
 
 @privacy_app.command("rotate-key")
-def rotate_data_key(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
+def rotate_data_key(
+    new_master: Annotated[
+        bool,
+        typer.Option(
+            "--new-master",
+            help="Also re-wrap every key under a new master key, read from "
+            "$SEGMINT_NEW_MASTER_KEY (64 hex digits); set it as the master key afterwards.",
+        ),
+    ] = False,
+    project: ProjectOpt = Path("."),
+    as_json: JsonOpt = False,
+) -> None:
     """Seal every personal value with a new data key (values still in clear too), in one
     transaction; old keys no value uses are removed. Counts rows before and after."""
     from segmint import open_project
     from segmint.privacy import rotate_key
+    from segmint.store import MasterKeyWrapper, parse_master_key
+
+    wrapper = None
+    if new_master:
+        text = os.environ.get(NEW_MASTER_ENV)
+        if not text:
+            err.print(
+                f"error: --new-master reads the new master key from ${NEW_MASTER_ENV}, which "
+                'is not set; make one with: python -c "import secrets; '
+                'print(secrets.token_hex(32))"'
+            )
+            raise typer.Exit(2)
+        wrapper = _run(lambda: MasterKeyWrapper(parse_master_key(text, f"${NEW_MASTER_ENV}")))
 
     def go() -> Any:
         with open_project(project) as p:
-            return rotate_key(p.store, p.config, actor=_login())
+            return rotate_key(p.store, p.config, actor=_login(), new_master=wrapper)
 
     report = _run(go)
     if as_json:
@@ -155,6 +183,11 @@ def rotate_data_key(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -
         f"new data key {report.new_key}: {report.n_resealed} values re-sealed in "
         f"{report.seconds:.1f} s, no row lost"
     )
+    if report.master:
+        err.print(
+            f"every key is now wrapped by the new master key ({report.master}): set it as the "
+            "master key (privacy.master_key_env or the key file) before the next command"
+        )
 
 
 # -- retention ---------------------------------------------------------------------------

@@ -12,12 +12,13 @@ the store taken before the rotation needs them: keep its keys with it).
 
 How: per column, the values to re-seal are read once (the stored key columns and the
 value), each distinct value is opened and sealed once in Python (AES-SIV is
-deterministic), and the new values go back through a scratch table and one
+deterministic), and the new values go back through a temporary table and one
 ``UPDATE ... FROM`` — the same SQL on DuckDB and PostgreSQL (COPY there).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -42,14 +43,14 @@ from segmint.store import (
 
 if TYPE_CHECKING:
     from segmint.config import Config
-    from segmint.store import Store, Vault
+    from segmint.store import KeyWrapper, Store, Vault
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ColumnRotation", "RotationReport", "rotate_key"]
 
 SCRATCH = "_segmint_rotate"
-"""The scratch table the new values pass through (created and dropped in the rotation's
+"""The temporary table the new values pass through (created and dropped in the rotation's
 transaction)."""
 
 KEYS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -88,6 +89,7 @@ class RotationReport:
     seconds: float
     audit_seq: int
     kept: list[str] = field(default_factory=list)  # retired keys still used (none, normally)
+    master: str | None = None  # the new master key's id, when the keys were re-wrapped
 
     @property
     def n_resealed(self) -> int:
@@ -180,7 +182,7 @@ def _write_back(
     has_idx = "idx" in changed
     cols = [f'"{k}" {t}' for k, t in keys] + ["new VARCHAR"] + (["idx VARCHAR"] if has_idx else [])
     store.execute(f"DROP TABLE IF EXISTS {SCRATCH}")
-    store.execute(f"CREATE TABLE {SCRATCH} ({', '.join(cols)})")
+    store.execute(f"CREATE TEMP TABLE {SCRATCH} ({', '.join(cols)})")
     store.insert(SCRATCH, changed)
     value = "CAST(s.new AS JSON)" if is_json else "s.new"
     sets = [f'"{column}" = {value}']
@@ -242,7 +244,9 @@ def _retire(store: Store, new_key: str) -> list[str]:
     return [str(k) for k in old]
 
 
-def rotate_key(store: Store, config: Config, *, actor: str = "segmint") -> RotationReport:
+def rotate_key(
+    store: Store, config: Config, *, actor: str = "segmint", new_master: KeyWrapper | None = None
+) -> RotationReport:
     """Seal every personal value with a new data key; delete the keys no value uses.
 
     One transaction: a value that does not open, or a count that differs afterwards,
@@ -256,6 +260,11 @@ def rotate_key(store: Store, config: Config, *, actor: str = "segmint") -> Rotat
         The project's configuration (its ``privacy`` section: the master key).
     actor : str
         Who rotates (the audit log's ``actor``).
+    new_master : KeyWrapper, optional
+        Also re-wrap every key (data and index) under this wrapper (a new master key,
+        :class:`~segmint.store.MasterKeyWrapper`, or a KMS), in the same transaction.
+        Afterwards the store opens only with the new master key: set it in
+        ``privacy.master_key_env`` (or the key file) before the next command.
 
     Raises
     ------
@@ -271,25 +280,38 @@ def rotate_key(store: Store, config: Config, *, actor: str = "segmint") -> Rotat
         )
     started = time.monotonic()
     before = open_vault(store, config, refresh=True)
+    wrapper = key_wrapper(config)
     try:
         with store.transaction():
-            new_key, _ = new_data_key(store, key_wrapper(config))
+            new_key, _ = new_data_key(store, wrapper)
             retired = _retire(store, new_key)
             vault = open_vault(store, config, refresh=True)
             columns, n_idx = _reseal_all(store, vault)
             removed, kept = _drop_unused(store, retired)
+            master = _rewrap(store, wrapper, new_master) if new_master is not None else None
             seq = append_audit(store, actor, "privacy.rotate_key", new_key,
-                               retired=retired, removed=removed,
+                               retired=retired, removed=removed, master=master,
                                n_resealed=sum(c.resealed for c in columns))  # fmt: skip
     except BaseException:
         store._segmint_vault = before  # type: ignore[attr-defined]
         raise
-    open_vault(store, config, refresh=True)
     report = RotationReport(new_key, retired, removed, columns, n_idx,
-                            round(time.monotonic() - started, 3), seq, kept)  # fmt: skip
+                            round(time.monotonic() - started, 3), seq, kept, master)  # fmt: skip
     log.info("rotate-key: new data key %s, %d values re-sealed, %d old keys removed in %.1f s",
              new_key, report.n_resealed, len(removed), report.seconds)  # fmt: skip
     return report
+
+
+def _rewrap(store: Store, old: KeyWrapper, new: KeyWrapper) -> str:
+    """Wrap every key anew under ``new`` (unwrapped with ``old``); returns its key id."""
+    rows = store.query("SELECT key_id, wrapped FROM privacy_keys ORDER BY key_id")
+    for key_id, wrapped in rows.itertuples(index=False):
+        key = old.unwrap(base64.b64decode(wrapped))
+        store.execute(
+            "UPDATE privacy_keys SET wrapped = ?, wrapper = ? WHERE key_id = ?",
+            [base64.b64encode(new.wrap(key)).decode(), new.key_id, key_id],
+        )
+    return new.key_id
 
 
 def _reseal_all(store: Store, vault: Vault) -> tuple[list[ColumnRotation], int]:
