@@ -117,10 +117,18 @@ def _json_keys(store: Store, table: str, column: str) -> list[str]:
     return [str(k) for k in store.query(sql)["k"]]
 
 
+def _index_of(table: str, column: str) -> tuple[str, str] | None:
+    """(blind index column, normalisation) of ``table.column`` when it has one."""
+    if table != "users":
+        return None
+    return next(((c, k) for c, (src, k) in INDEX_COLUMNS.items() if src == column), None)
+
+
 def _candidates(
     store: Store, vault: Vault, table: str, column: str, *, is_json: bool
 ) -> pd.DataFrame:
-    """The stored key columns and the value (as text) of every row that may need work."""
+    """The stored key columns, the value (as text) and, for a value with a blind index,
+    whether that index is missing (``need``), of every row that may need work."""
     keys = ", ".join(f'"{k}"' for k, _ in KEYS[table])
     where = f'"{column}" IS NOT NULL'
     if is_json and table != "quarantine":
@@ -128,13 +136,16 @@ def _candidates(
         likes = [f"CAST(\"{column}\" AS VARCHAR) LIKE '%enc1:%'"]
         likes += [f'CAST("{column}" AS VARCHAR) LIKE {lit(f"%{json.dumps(k)}%")}' for k in personal]
         where += f" AND ({' OR '.join(likes)})"
+    index = _index_of(table, column)
+    need = f", {index[0]} IS NULL AS need" if index else ""
     return store.query(
-        f'SELECT {keys}, CAST("{column}" AS VARCHAR) AS v FROM {table} WHERE {where}'
+        f'SELECT {keys}, CAST("{column}" AS VARCHAR) AS v{need} FROM {table} WHERE {where}'
     )
 
 
-def _reseal_one(vault: Vault, table: str, column: str, text: str) -> str:
-    """``text`` (a stored value) opened and sealed with the current key."""
+def _reseal_one(vault: Vault, table: str, column: str, text: str) -> tuple[str, str | None]:
+    """``text`` (a stored value) opened and sealed with the current key; and the clear
+    value (whole values only: what a blind index hashes)."""
     f = f"{table}.{column}"
     if (table, column) == ("quarantine", "raw"):  # a JSON string holding the sealed text
         try:
@@ -142,35 +153,36 @@ def _reseal_one(vault: Vault, table: str, column: str, text: str) -> str:
         except ValueError:
             obj = None
         clear = vault.open(obj, f) if is_sealed(obj) else text
-        return json.dumps(vault.seal(clear, f))
+        return json.dumps(vault.seal(clear, f)), None
     if (table, column) in SEALED_JSON_COLUMNS:
-        return str(vault.seal_json_text(vault.open_json_text(text, f), f))
-    return str(vault.seal(vault.open(text, f), f))
+        return str(vault.seal_json_text(vault.open_json_text(text, f), f)), None
+    clear = vault.open(text, f)
+    return str(vault.seal(clear, f)), clear
 
 
 def _new_values(
     vault: Vault, table: str, column: str, frame: pd.DataFrame
 ) -> tuple[pd.DataFrame, int]:
-    """The rows whose value changes, with ``new`` (and ``idx``, a blind index for users'
-    e-mail and phone); and how many were in clear."""
-    done: dict[str, str] = {}
-    new = []
-    for v in frame["v"]:
-        s = done.get(v)
-        if s is None:
-            s = done[v] = _reseal_one(vault, table, column, v)
-        new.append(s)
+    """The rows whose value changes, with ``new`` (and ``idx``, the blind index of users'
+    e-mail and phone where it is missing); and how many were in clear. Each distinct value
+    is opened and sealed once."""
+    index = _index_of(table, column)
+    done: dict[str, tuple[str, str | None]] = {}
+    values: list[str] = frame["v"].tolist()
+    new, idx = [], []
+    needs = frame["need"].tolist() if index else [False] * len(values)
+    for v, need in zip(values, needs, strict=True):
+        pair = done.get(v)
+        if pair is None:
+            pair = done[v] = _reseal_one(vault, table, column, v)
+        new.append(pair[0])
+        idx.append(vault.index(pair[1], index[1]) if need and index else None)
     out = frame.assign(new=new)
-    n_clear = int(sum(1 for v in frame["v"] if "enc1:" not in v))
-    out = out[out["new"] != out["v"]]
-    kind = next(
-        (k for c, (src, k) in INDEX_COLUMNS.items() if table == "users" and src == column), None
-    )
-    if kind is not None:
-        f = f"users.{column}"
-        clear = {v: vault.index(vault.open(v, f), kind) for v in set(out["v"])}
-        out = out.assign(idx=out["v"].map(clear))
-    return out.drop(columns=["v"]), n_clear
+    if index:
+        out = out.assign(idx=idx)
+    n_clear = int((~frame["v"].astype(object).str.contains("enc1:", regex=False)).sum())
+    out = out[(out["new"] != out["v"]) | (out["idx"].notna() if index else False)]
+    return out.drop(columns=["v", "need"], errors="ignore"), n_clear
 
 
 def _write_back(
@@ -189,10 +201,7 @@ def _write_back(
     n_idx = 0
     if has_idx:
         icol = next(c for c, (src, _) in INDEX_COLUMNS.items() if src == column)
-        n_idx = int(store.scalar(
-            f"SELECT count(*) FROM {table} t JOIN {SCRATCH} s ON "
-            + " AND ".join(f't."{k}" = s."{k}"' for k, _ in keys) + f" WHERE t.{icol} IS NULL"
-        ))  # fmt: skip
+        n_idx = int(changed["idx"].notna().sum())
         sets.append(f"{icol} = coalesce({table}.{icol}, s.idx)")
     join = " AND ".join(f'{table}."{k}" = s."{k}"' for k, _ in keys)
     store.execute(f"UPDATE {table} SET {', '.join(sets)} FROM {SCRATCH} s WHERE {join}")
