@@ -117,6 +117,7 @@ WRITE_ARGS = {
     "users add": ["x", "--password-stdin"],
     "users passwd": ["x", "--password-stdin"],
     "users remove": ["x"],
+    "privacy do-not-sell": ["x"],
     "jobs run": ["x"],
     "keys revoke": ["x"],
     "refresh": ["rfm"],

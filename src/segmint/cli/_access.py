@@ -48,6 +48,8 @@ ACCESS: dict[str, Kind] = {
     "users add": "write",
     "users passwd": "write",
     "users remove": "write",
+    "privacy retention": lambda kw: "read" if kw.get("dry_run") else "write",
+    "privacy do-not-sell": "write",
     # -- commands that only read it (read-only beside a running service) -------------------
     "status": "read",
     "quarantine": "read",
