@@ -115,8 +115,8 @@ def recommend_all(
         rec.fit(data)
     t_fit = time.perf_counter()
     ids = _users_to_recommend(store, data, user_ids)
-    impersonal = store.query(no_personalization_sql(personalization))["user_id"]
-    impersonal = impersonal.astype(str).to_numpy(dtype=object)
+    denied = store.query(no_personalization_sql(personalization))["user_id"]
+    impersonal = denied.astype(str).to_numpy(dtype=object)
     run = _batch_record(rec, data, filters, n, ids)
     run.metrics.update(
         {
