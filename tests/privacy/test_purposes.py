@@ -45,8 +45,15 @@ def test_the_vocabulary_has_sale_or_share_on_the_channel_any() -> None:
         PrivacySettings(personalization="maybe")  # type: ignore[arg-type]
 
 
-def test_the_latest_personalization_row_on_any_channel_decides(tmp_path: Path) -> None:
-    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+@pytest.fixture(params=["duckdb", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "duckdb":
+        return str(tmp_path / "t.duckdb")
+    return str(request.getfixturevalue("pg_url"))
+
+
+def test_the_latest_personalization_row_on_any_channel_decides(url: str) -> None:
+    store = build_tiny_store(url)
     try:
         _consent(store, "u01", "web", "personalization", "2025-01-01 00:00:00+00", False)
         _consent(store, "u02", "web", "personalization", "2025-01-01 00:00:00+00", False)
@@ -86,7 +93,7 @@ def test_newsletter_consent_does_not_admit_to_a_marketing_campaign(tmp_path: Pat
         store.close()
 
 
-def test_do_not_sell_closes_a_webhook_channel_but_not_our_own_email(tmp_path: Path) -> None:
+def test_do_not_sell_closes_a_webhook_channel_but_not_our_own_email(url: str) -> None:
     playbook: dict[str, Any] = {
         **TINY_PLAYBOOK,
         "channels": {
@@ -95,7 +102,7 @@ def test_do_not_sell_closes_a_webhook_channel_but_not_our_own_email(tmp_path: Pa
         },
         "strategies": {"life": {"gold": {"template": "hello", "channels": ["ads", "email"]}}},
     }
-    store = build_tiny_store(str(tmp_path / "t.duckdb"))
+    store = build_tiny_store(url)
     try:
         _consent(store, "u01", "any", "sale_or_share", "2025-05-01 00:00:00+00", False)
         plan = plan_campaign(store, tiny_config(playbook), "gold_once", as_of=TODAY)

@@ -196,3 +196,23 @@ def test_a_scheduled_retention_job_purges_and_logs(shop: Path) -> None:
         assert run.detail is not None and run.detail["rows"]["events"] > 0
         logged = p.store.query("SELECT table_name, actor FROM retention_purges")
         assert list(logged["table_name"]) == ["events"] and set(logged["actor"]) == {"scheduler"}
+
+
+def test_the_same_purge_on_postgresql(pg_url: str, shop: Path) -> None:
+    from segmint.store import open_store
+
+    with segmint.open_project(shop) as p:
+        config = p.config
+        events = p.store.query("SELECT event_id, event, ts FROM events")
+    store = open_store(pg_url)
+    try:
+        store.insert("events", events, ["event_id", "event", "ts"])
+        cutoff = retention_cutoff("13mo", NOW)
+        n_old = int((events["ts"] < cutoff).sum())
+        report = apply_retention(store, config, now=NOW, actor="t")
+        assert {t.table: t.n_rows for t in report.tables}["events"] == n_old
+        assert int(store.scalar("SELECT count(*) FROM events")) == len(events) - n_old
+        assert int(store.scalar("SELECT count(*) FROM retention_purges")) == 3
+        assert verify_audit(store).ok
+    finally:
+        store.close()
