@@ -113,7 +113,7 @@ def test_an_unknown_channel_or_purpose_is_quarantined_with_a_did_you_mean(
     assert (r.rows_read, r.rows_accepted, r.rejected_by_rule) == (4, 1, {"unknown_value": 3})
     reasons = p.quarantine("prefs").set_index("row")["reason"]
     assert reasons[2].startswith(
-        "channel 'e-mail' is not one of email, sms, push, phone, post, web, in_app; "
+        "channel 'e-mail' is not one of email, sms, push, phone, post, web, in_app, any; "
         "did you mean 'email'? (add it under consent.channels in segmint.yaml"
     )
     assert "purpose 'marketting' is not one of marketing," in reasons[3]

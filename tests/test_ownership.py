@@ -118,6 +118,7 @@ WRITE_ARGS = {
     "users passwd": ["x", "--password-stdin"],
     "users remove": ["x"],
     "privacy export": ["x"],
+    "privacy do-not-sell": ["x"],
     "jobs run": ["x"],
     "keys revoke": ["x"],
     "refresh": ["rfm"],

@@ -694,13 +694,16 @@ class RecommendConfig(_Strict):
         return self
 
 
-DEFAULT_CONSENT_CHANNELS = ("email", "sms", "push", "phone", "post", "web", "in_app")
+DEFAULT_CONSENT_CHANNELS = ("email", "sms", "push", "phone", "post", "web", "in_app", "any")
+"""``any`` is the channel of a consent about the person rather than a channel (e.g.
+``sale_or_share``, ``personalization``); purposes of that kind are read across channels."""
 DEFAULT_CONSENT_PURPOSES = (
     "marketing",
     "newsletter",
     "transactional",
     "analytics",
     "personalization",
+    "sale_or_share",
 )
 
 
@@ -714,12 +717,12 @@ class ConsentVocabulary(_Strict):
 
     channels: list[str] = Field(
         default_factory=list,
-        description="consent channels beyond email, sms, push, phone, post, web, in_app",
+        description="consent channels beyond email, sms, push, phone, post, web, in_app, any",
     )
     purposes: list[str] = Field(
         default_factory=list,
         description="consent purposes beyond marketing, newsletter, transactional, "
-        "analytics, personalization",
+        "analytics, personalization, sale_or_share",
     )
 
     @model_validator(mode="before")
@@ -818,6 +821,41 @@ whose words name personal data (``home_address``, ``phoneNumber``) are sealed to
 
 DEFAULT_RETENTION = {"quarantine": "90d"}
 
+RETENTION_TABLES = {
+    "events": "ts",
+    "quarantine": "its load's started_at",
+    "deliveries": "created_at",
+    "exposures": "served_at",
+    "tracked_messages": "received_at",
+    "job_runs": "started_at",
+    "workspace_sessions": "created_at",
+}
+"""Tables ``privacy.retention`` may purge and the time a row's age is measured from."""
+
+RETENTION_REFUSED = {
+    "audit_log": "the audit log is a hash chain: purging its start would break verification",
+    "orders": "orders are business records (accounting law keeps them for years); erase a "
+    "person with `segmint privacy forget`",
+    "consents": "the consent history is the proof of consent; it is kept while the person is",
+}
+
+RETENTION_PERIOD = r"^\s*(\d+)\s*(d|w|mo|y)\s*$"
+"""A retention period: a number and a unit, days (``90d``), weeks (``26w``), calendar months
+(``13mo``) or years (``2y``)."""
+
+
+def parse_period(text: str) -> tuple[int, str]:
+    """``"13mo"`` -> ``(13, "mo")``; ValueError naming the syntax otherwise."""
+    import re
+
+    found = re.match(RETENTION_PERIOD, str(text))
+    if found is None or int(found.group(1)) <= 0:
+        raise ValueError(
+            f"retention period {text!r}: expected a positive number and a unit, "
+            "d (days), w (weeks), mo (months) or y (years), e.g. 90d, 26w, 13mo, 2y"
+        )
+    return int(found.group(1)), found.group(2)
+
 
 class PrivacySettings(_Strict):
     """The ``privacy:`` section (issue 21): encryption at rest, personal traits, retention.
@@ -856,6 +894,30 @@ class PrivacySettings(_Strict):
         description="table -> how long its rows are kept (e.g. events: 13mo, quarantine: 90d); "
         "enforced by `segmint privacy retention`",
     )
+    personalization: Literal["opt_in", "opt_out"] = Field(
+        default="opt_out",
+        description="opt_out: personalized content (segment UI, offers, personal "
+        "recommendations) unless the person revoked `personalization` consent; opt_in: only "
+        "for people who granted it",
+    )
+
+    @field_validator("retention")
+    @classmethod
+    def _periods(cls, value: dict[str, str]) -> dict[str, str]:
+        """Known tables only, each with a period like 90d, 26w, 13mo or 2y."""
+        out: dict[str, str] = {}
+        for table, period in value.items():
+            name = str(table).strip().lower()
+            if name in RETENTION_REFUSED:
+                raise ValueError(f"retention of {name}: not allowed ({RETENTION_REFUSED[name]})")
+            if name not in RETENTION_TABLES:
+                raise ValueError(
+                    f"retention of {table!r}: not a table segmint purges; "
+                    f"expected one of {', '.join(RETENTION_TABLES)}"
+                )
+            number, unit = parse_period(period)
+            out[name] = f"{number}{unit}"
+        return out
 
     @property
     def sealed_traits(self) -> frozenset[str]:
@@ -923,12 +985,19 @@ class CampaignJobArgs(_Strict):
     campaign: str = Field(description="a campaign of playbook.campaigns")
 
 
+class RetentionJobArgs(_Strict):
+    """``args`` of a ``retention`` job: what ``segmint privacy retention`` takes."""
+
+    dry_run: bool = Field(default=False, description="count what would be purged, purge nothing")
+
+
 JOB_ARGS: dict[str, type[_Strict]] = {
     "ingest": IngestJobArgs,
     "refresh": SegmentJobArgs,
     "segment": SegmentJobArgs,
     "recommend": RecommendJobArgs,
     "campaign": CampaignJobArgs,
+    "retention": RetentionJobArgs,
 }
 """The ``args`` each task of ``schedule:`` accepts."""
 
@@ -937,7 +1006,7 @@ class JobSpec(_Strict):
     """One scheduled job: what to run and when (a cron expression in ``timezone``)."""
 
     cron: str = Field(description="five-field cron expression, e.g. '0 3 * * *'")
-    task: Literal["ingest", "refresh", "recommend", "campaign", "segment"]
+    task: Literal["ingest", "refresh", "recommend", "campaign", "segment", "retention"]
     args: dict[str, Any] = Field(default_factory=dict, description="the task's options")
     grace_seconds: int = Field(
         default=3600,

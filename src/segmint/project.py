@@ -262,13 +262,15 @@ class Project:
         """Top-N for every user, stored as a versioned run (see :func:`segmint.recommend.recommend_all`)."""
         from segmint.recommend import recommend_all
 
+        kwargs.setdefault("personalization", self.config.privacy.personalization)
         return recommend_all(self.store, model, config=self.config.recommend, **kwargs)
 
     def recommend(self, user_id: str, n: int = 10) -> pd.DataFrame:
         """One user's items from the latest run: item_id, title, score, reason, model."""
         from segmint.recommend import recommend_for_user
 
-        return recommend_for_user(self.store, user_id, n)
+        mode = self.config.privacy.personalization
+        return recommend_for_user(self.store, user_id, n, personalization=mode)
 
     # -- profiles and personas -----------------------------------------------------------
     def profile(self, user_id: str, *, feature_run_id: str | None = None) -> UserProfile:
@@ -282,7 +284,8 @@ class Project:
         profile = user_profile(self.store, user_id, feature_run_id=feature_run_id)
         try:
             if not list_recommendation_runs(self.store, "batch").empty:
-                recs = recommend_for_user(self.store, user_id, 5)
+                mode = self.config.privacy.personalization
+                recs = recommend_for_user(self.store, user_id, 5, personalization=mode)
                 profile.extras["recommendations"] = recs.to_dict(orient="records")
         except NotFoundError:
             pass

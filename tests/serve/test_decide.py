@@ -376,3 +376,68 @@ def test_a_visitor_who_identifies_is_recognised_at_the_next_poll(site: Site) -> 
         time.sleep(0.1)
     assert (d["user_id"], d["ui"]["name"]) == (user, "vip")
     assert site.app.state.decisions.snapshots.builds == builds  # no full rebuild
+
+
+def test_a_personalization_revoke_through_tracking_serves_the_default_at_the_next_poll(
+    site: Site,
+) -> None:
+    """``privacy.personalization: opt_out`` (the default): a person who revokes
+    ``personalization`` (the tracking API's consent event) gets the unknown person's answer
+    with the reason, at the next poll and without a full rebuild; others are untouched."""
+    user, other = _users(site.p, "rfm", "Champions")[2:4]
+    assert site.decide(user)["personalized"] is True
+    builds = site.app.state.decisions.snapshots.builds
+    r = httpx.post(
+        f"{site.served.url}/v1/track",
+        json={
+            "userId": user,
+            "event": "Consent Updated",
+            "properties": {"channel": "web", "purpose": "personalization", "granted": False},
+        },
+        auth=(site.write_key, ""),
+    )
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 15
+    while (d := site.decide(user, n=4))["personalized"]:
+        assert time.monotonic() < deadline, "the revoke did not reach the decisions"
+        time.sleep(0.1)
+    assert (d["known"], d["reason"]) == (True, "no personalization consent")
+    assert (d["segments"], d["strategies"], d["offer"], d["experiments"]) == ({}, {}, None, {})
+    assert d["ui"]["name"] == "default"
+    cold = site.decide("nobody-7", n=4)
+    assert (cold["personalized"], cold["reason"]) == (False, "unknown person")
+    assert d["recommendations"] == cold["recommendations"]  # popular now, nothing personal
+    assert site.decide(other)["ui"]["name"] == "vip"
+    assert site.app.state.decisions.snapshots.builds == builds  # a swap, not a rebuild
+    deadline = time.monotonic() + 5
+    while True:  # the exposure log is flushed in the background
+        rows = _exposures(site, user)
+        plain = rows[rows["segment"].isna() & (rows["ui_variant"] == "default")]
+        if len(plain) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(plain) >= 1 and plain["campaign"].isna().all()
+
+
+def test_opt_in_personalizes_only_people_who_granted_it(decide_shop: Path) -> None:
+    from segmint.serve._decide import DecisionService, decide
+    from segmint.serve._snapshots import build_snapshot
+
+    with segmint.open_project(decide_shop, read_only=True) as p:
+        granted, other = _users(p, "rfm", "Champions")[:2]
+        playbook = p.config.playbook
+        snap = build_snapshot(p.store, playbook, personalization="opt_in")
+    # a grant, seen by a snapshot built on a copy
+    service = DecisionService(None, None)  # type: ignore[arg-type]
+    assert decide(service, snap, granted)[0]["reason"] == "no personalization consent"
+    root = decide_shop.parent / "opt-in-copy"
+    shutil.copytree(decide_shop, root, dirs_exist_ok=True)
+    with segmint.open_project(root) as p:
+        p.store.execute(
+            "INSERT INTO consents (user_id, channel, purpose, ts, granted, source) "
+            f"VALUES ('{granted}', 'any', 'personalization', now(), TRUE, 'test')"
+        )
+        snap = build_snapshot(p.store, playbook, personalization="opt_in")
+    mine, theirs = decide(service, snap, granted)[0], decide(service, snap, other)[0]
+    assert mine["personalized"] is True and mine["ui"]["name"] == "vip"
+    assert theirs["personalized"] is False and theirs["segments"] == {}

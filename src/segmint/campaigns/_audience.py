@@ -1,6 +1,11 @@
 """Audience building as SQL in the store: segment members, trigger, consent, unsubscribes,
 suppressions, frequency cap and a usable address, every exclusion counted by reason.
 
+A channel that hands the audience to a third party (a webhook or file channel: ``shares``)
+is closed to people who opted out of the sale or sharing of their data (CCPA "do not sell
+or share", :func:`segmint.store.sale_or_share_opt_outs_sql`), as a suppression of that
+channel: they are reached on another channel of their strategy or counted ``suppressed``.
+
 The SQL is compiled by :func:`audience_sql` (a string a test can read, DuckDB dialect,
 transpiled for PostgreSQL by the store) and then run once into a temporary table; the
 funnel is one ``GROUP BY reason`` over it, and the holdout split one ``INSERT ... SELECT``.
@@ -20,7 +25,7 @@ from segmint._playbook import (
     PromotionTrigger,
     Trigger,
 )
-from segmint.store import latest_consent_sql, lit, ts_lit
+from segmint.store import latest_consent_sql, lit, sale_or_share_opt_outs_sql, ts_lit
 
 __all__ = [
     "REASONS",
@@ -81,6 +86,7 @@ class ChannelRow:
     channel: str
     consent: str
     address: str  # 'email' or 'user_id'
+    shares: bool = False  # hands the audience to a third party (webhook, file)
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,8 @@ def audience_sql(spec: AudienceSpec) -> str:
     """
     segs = ", ".join(lit(s) for s in spec.segments) or "NULL"
     values = ", ".join(
-        f"({lit(c.segment)}, {c.pref}, {lit(c.channel)}, {lit(c.consent)}, {lit(c.address)})"
+        f"({lit(c.segment)}, {c.pref}, {lit(c.channel)}, {lit(c.consent)}, {lit(c.address)}, "
+        f"{'TRUE' if c.shares else 'FALSE'})"
         for c in spec.channels
     )
     consent_channels = ", ".join(sorted({lit(c.consent) for c in spec.channels})) or "NULL"
@@ -178,7 +185,10 @@ consented AS (
     WHERE granted AND purpose = {lit(spec.purpose)} AND channel IN ({consent_channels})
 ),
 plan_channels AS (
-    SELECT * FROM (VALUES {values}) AS pc0(segment, pref, channel, consent, address)
+    SELECT * FROM (VALUES {values}) AS pc0(segment, pref, channel, consent, address, shares)
+),
+do_not_sell AS (
+    {sale_or_share_opt_outs_sql("SELECT user_id FROM members")}
 ),
 sup_user AS (
     SELECT DISTINCT user_id, coalesce(channel, '*') AS channel FROM suppressions
@@ -203,7 +213,8 @@ candidates AS (
     SELECT b.user_id AS user_id, pc.pref AS pref,
            (c.user_id IS NOT NULL) AS consented,
            (su1.user_id IS NOT NULL OR su2.user_id IS NOT NULL
-            OR sa1.address IS NOT NULL OR sa2.address IS NOT NULL) AS suppressed,
+            OR sa1.address IS NOT NULL OR sa2.address IS NOT NULL
+            OR (pc.shares AND dns.user_id IS NOT NULL)) AS suppressed,
            (pc.address <> 'email' OR b.email_ok) AS addressable
     FROM base b
     JOIN plan_channels pc ON pc.segment = b.segment
@@ -212,6 +223,7 @@ candidates AS (
     LEFT JOIN sup_user su2 ON su2.user_id = b.user_id AND su2.channel = pc.channel
     LEFT JOIN sup_address sa1 ON sa1.address = b.email_key AND sa1.channel = '*'
     LEFT JOIN sup_address sa2 ON sa2.address = b.email_key AND sa2.channel = pc.channel
+    LEFT JOIN do_not_sell dns ON dns.user_id = b.user_id
 ),
 per_user AS (
     SELECT user_id,

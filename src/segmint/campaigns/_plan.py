@@ -268,7 +268,8 @@ def _channel_rows(
                 address = chspec.address
             else:
                 address = "email"
-            rows.append(ChannelRow(seg, pref, ch, chspec.consent, address))
+            shares = isinstance(chspec, WebhookChannelSpec | FileChannelSpec)  # third parties
+            rows.append(ChannelRow(seg, pref, ch, chspec.consent, address, shares))
     return rows
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -12,6 +13,10 @@ from email import message_from_bytes
 from typing import Any
 
 __all__ = ["SmtpSink", "WebhookSink"]
+
+# aiosmtpd logs the SMTP conversation (every recipient's address) at INFO and DEBUG on
+# "mail.log": warnings only, so no verbosity puts an address in the output
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 class SmtpSink:

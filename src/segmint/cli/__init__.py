@@ -6,11 +6,15 @@ package imports neither pandas nor any layer: heavy imports happen inside the co
 Exit codes: 0 success; 1 a run failed (load rolled back, store error); 2 a usage or
 configuration error (bad segmint.yaml, unknown source, missing file); 3 ``--strict`` and
 some rows were quarantined; 4 ``segmint evaluate`` found a sample ratio mismatch.
+
+Logging goes to stderr at WARNING; ``SEGMINT_LOG=info`` (or ``debug``) shows more. No
+level logs personal data (a test runs the demo, the service and failing loads at debug).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 # isort: off
@@ -42,9 +46,22 @@ _guard(app)
 __all__ = ["app", "main"]
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Log lines (tracebacks included) with quoted values, e-mails and phones masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from segmint._redact import redact_values
+
+        return redact_values(super().format(record))
+
+
 def main() -> None:
     """Entry point of the ``segmint`` console script."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    name = os.environ.get("SEGMINT_LOG", "").strip().upper()
+    level = logging.getLevelNamesMapping().get(name, logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # the last net: no value quoted in a log
+        handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     try:
         app()
     except KeyboardInterrupt:  # pragma: no cover

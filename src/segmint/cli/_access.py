@@ -50,6 +50,8 @@ ACCESS: dict[str, Kind] = {
     "users remove": "write",
     "privacy export": "write",  # records the export and its audit entry
     "privacy rotate-key": "write",
+    "privacy retention": lambda kw: "read" if kw.get("dry_run") else "write",
+    "privacy do-not-sell": "write",
     # -- commands that only read it (read-only beside a running service) -------------------
     "status": "read",
     "quarantine": "read",

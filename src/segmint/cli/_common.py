@@ -26,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from segmint._redact import redact_values
 from segmint.errors import SegmintError
 
 # Wide enough for the tables when output goes to a pipe or a CI log.
@@ -158,7 +159,7 @@ def _save_traceback(exc: BaseException) -> Path | None:
     try:
         fd, name = tempfile.mkstemp(prefix=f"segmint-error-{stamp}-", suffix=".txt")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(traceback.format_exception(exc)))
+            f.write(redact_values("".join(traceback.format_exception(exc))))
         return Path(name)
     except OSError:
         return None
@@ -190,7 +191,7 @@ def run(fn: Any) -> Any:
         saved = _save_traceback(exc)
         where = f"the traceback is in {saved}" if saved else "the traceback could not be saved"
         raise fail(
-            f"{type(exc).__name__}: {exc}\nThis is a bug in segmint, not in your input: "
+            f"{type(exc).__name__}: {redact_values(str(exc))}\nThis is a bug in segmint, not in your input: "
             f"{where} (set SEGMINT_DEBUG=1 to print it); please report it",
             1,
             label="internal error",

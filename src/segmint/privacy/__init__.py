@@ -7,15 +7,33 @@ protection request or policy needs, each reaching every table and file of a proj
 * :func:`forget` — erase a person (``segmint privacy forget``; the admin API);
 * :func:`access_export` — everything held about a person, JSON and CSV;
 * :func:`apply_retention` — purge rows past their period (``privacy.retention``);
+* :func:`do_not_sell` — a CCPA "do not sell or share" request (consent ``sale_or_share``);
 * :func:`rotate_key` — a new data key, every sealed value re-sealed;
 * :func:`verify_audit` — the audit log's hash chain checked.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
-
 from segmint.privacy._access import AccessExport, access_export
+from segmint.privacy._do_not_sell import DoNotSell, do_not_sell
+from segmint.privacy._retention import (
+    RetentionPurge,
+    RetentionReport,
+    apply_retention,
+    retention_cutoff,
+)
 from segmint.privacy._rotate import ColumnRotation, RotationReport, rotate_key
 
-__all__ += ["AccessExport", "ColumnRotation", "RotationReport", "access_export", "rotate_key"]
+__all__ = [
+    "AccessExport",
+    "ColumnRotation",
+    "DoNotSell",
+    "RetentionPurge",
+    "RetentionReport",
+    "RotationReport",
+    "access_export",
+    "apply_retention",
+    "do_not_sell",
+    "retention_cutoff",
+    "rotate_key",
+]

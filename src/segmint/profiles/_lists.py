@@ -8,7 +8,9 @@ key (a plain hash is not: anyone can hash a list of ids and match). A **contact 
 (``user_id, email, phone, name``) is written only for an explicit ``purpose``; a user is in
 it only when their consent in force (:func:`segmint.store.latest_consent_sql`) for that
 purpose is granted on at least one channel. Users who revoked it, and users who never
-granted it, are left out and counted.
+granted it, are left out and counted. Every list leaves out the people who opted out of
+the sale or sharing of their data (CCPA "do not sell or share": their latest
+``sale_or_share`` consent row is a revoke), counted as ``do not sell or share``.
 
 Every export (profiles, personas, lists) is recorded in the store's ``exports`` table:
 when, who (the operating-system user), which command, what (segmentation, run, segment,
@@ -31,7 +33,7 @@ import pandas as pd
 
 from segmint.errors import ConfigError
 from segmint.profiles._export import resolve_format, write_tables
-from segmint.store import Store, latest_consent_sql
+from segmint.store import Store, latest_consent_sql, sale_or_share_opt_outs_sql
 
 __all__ = ["ExportRecord", "export_list", "export_log", "pseudonymize", "record_export"]
 
@@ -156,6 +158,13 @@ def _consented(store: Store, purpose: str) -> pd.DataFrame:
     )
 
 
+def _without_do_not_sell(store: Store, members: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``members`` less the people who opted out of sale or sharing, and how many."""
+    opted_out = store.query(sale_or_share_opt_outs_sql())["user_id"]
+    out = members["user_id"].isin(opted_out)
+    return members[~out], int(out.sum())
+
+
 def _contacts(store: Store) -> pd.DataFrame:
     return store.query(
         "SELECT user_id, email, phone, coalesce(CAST(traits AS JSON)->>'name', "
@@ -204,6 +213,7 @@ def export_list(
     """
     path, fmt = resolve_format(out, fmt)
     extra = [c for c in members.columns if c != "user_id"]
+    members, n_do_not_sell = _without_do_not_sell(store, members)
     excluded: dict[str, int] = {}
     if purpose is None:
         frame = members.assign(pseudonym=pseudonymize(members["user_id"], key))
@@ -225,6 +235,8 @@ def export_list(
         kept = members[state.eq(True)]
         frame = kept.merge(_contacts(store), on="user_id", how="left")
         frame = frame[[*CONTACT_COLUMNS, *extra]].sort_values("user_id", ignore_index=True)
+    if n_do_not_sell:
+        excluded["do not sell or share"] = n_do_not_sell
     (written,) = write_tables({kind: frame}, path, fmt)
     record = new_record(
         kind,

@@ -24,7 +24,7 @@ from segmint.recommend._runs import (
     new_run_id,
     save_run,
 )
-from segmint.store import Store, completed, latest_run_sql, ts_lit
+from segmint.store import Store, completed, latest_run_sql, no_personalization_sql, ts_lit
 
 __all__ = ["recommend_all", "recommend_for_user", "resolve_model"]
 
@@ -59,11 +59,13 @@ def recommend_all(
     interactions: Interactions | None = None,
     n_jobs: int | None = None,
     save: bool = True,
+    personalization: str = "opt_out",
 ) -> RecommendationRun:
     """Fit a model on all interactions and store top-n lists for every user as a run.
 
     Every user of the ``users`` table gets a list: users without interactions get
-    popularity in their segment, then global popularity. Rows are written in batches
+    popularity in their segment, then global popularity; users without ``personalization``
+    consent get global popularity only (``model`` ``popularity``). Rows are written in batches
     (sorted by user) inside one transaction.
 
     Parameters
@@ -88,6 +90,9 @@ def recommend_all(
         Worker threads for recommending (all CPUs by default).
     save : bool, default True
         Write the run (otherwise only the record is returned, for dry runs).
+    personalization : {'opt_out', 'opt_in'}, default 'opt_out'
+        ``privacy.personalization``: who may get personal lists (opt_out: all but those
+        who revoked ``personalization`` consent; opt_in: only those who granted it).
 
     Returns
     -------
@@ -110,19 +115,24 @@ def recommend_all(
         rec.fit(data)
     t_fit = time.perf_counter()
     ids = _users_to_recommend(store, data, user_ids)
+    denied = store.query(no_personalization_sql(personalization))["user_id"]
+    impersonal = denied.astype(str).to_numpy(dtype=object)
     run = _batch_record(rec, data, filters, n, ids)
     run.metrics.update(
         {
             "interactions_seconds": round(t_data - started, 3),
             "fit_seconds": round(t_fit - t_data, 3),
             "n_interactions": data.nnz,
+            "n_without_personalization": int(np.isin(ids, impersonal).sum()),
         }
     )
     counts = {"rows": 0}
 
     def batches() -> Iterator[pa.Table]:
         t0 = time.perf_counter()
-        for table in rec.recommend_batches(ids, n, filters=filters, n_jobs=n_jobs or n_cpus()):
+        for table in rec.recommend_batches(
+            ids, n, filters=filters, n_jobs=n_jobs or n_cpus(), popular_only=impersonal
+        ):
             counts["rows"] += table.num_rows
             yield table
         run.metrics["recommend_seconds"] = round(time.perf_counter() - t0, 3)
@@ -192,7 +202,12 @@ def _batch_record(
 
 
 def recommend_for_user(
-    store: Store, user_id: str, n: int = 10, *, run_id: str | None = None
+    store: Store,
+    user_id: str,
+    n: int = 10,
+    *,
+    run_id: str | None = None,
+    personalization: str = "opt_out",
 ) -> pd.DataFrame:
     """One user's recommendations from the latest stored batch run (a fast lookup).
 
@@ -206,12 +221,16 @@ def recommend_for_user(
         At most this many items.
     run_id : str, optional
         A specific batch run; the latest by default.
+    personalization : {'opt_out', 'opt_in'}, default 'opt_out'
+        ``privacy.personalization``: a user without ``personalization`` consent gets the
+        "popular now" list, whatever the run holds for them.
 
     Returns
     -------
     pandas.DataFrame
-        ``rank, item_id, title, score, reason, model``. A user added after the run gets
-        the items most bought in the 30 days before the newest order ("popular now").
+        ``rank, item_id, title, score, reason, model``. A user added after the run, or
+        without personalization consent, gets the items most bought in the 30 days before
+        the newest order ("popular now").
 
     Raises
     ------
@@ -220,12 +239,14 @@ def recommend_for_user(
     """
     uid = _lit(str(user_id))
     run = _lit(run_id) if run_id else f"({latest_run_sql('recommendation', kind='batch')})"
-    # one round trip on the fast path; the latest run is found inside the query
+    # one round trip on the fast path; the latest run is found inside the query, and the
+    # consent too (no row when the user may not get personalized lists)
     frame = store.query(
         'SELECT r."rank" AS "rank", r.item_id AS item_id, i.title AS title, r.score AS score, '
         "r.reason AS reason, r.model AS model FROM recommendations r "
         "LEFT JOIN items i ON i.item_id = r.item_id "
         f'WHERE r.run_id = {run} AND r.user_id = {uid} AND r."rank" <= {int(n)} '
+        f"AND r.user_id NOT IN ({no_personalization_sql(personalization, uid)}) "
         'ORDER BY r."rank"'
     )
     if frame.empty:

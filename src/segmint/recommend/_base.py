@@ -321,11 +321,21 @@ class Recommender(ABC):
         return out
 
     # -- recommending -------------------------------------------------------------------------
-    def _batch(self, ids: np.ndarray, n: int, filters: Filters, explain: bool) -> _Batch:
+    def _batch(
+        self,
+        ids: np.ndarray,
+        n: int,
+        filters: Filters,
+        explain: bool,
+        impersonal: np.ndarray | None = None,
+    ) -> _Batch:
         it = self.interactions_
         b = ids.size
         rows = it.user_index(ids)
         seg = self.segment_codes(ids)
+        if impersonal is not None and impersonal.any():  # no personalization: as unknown
+            rows = np.where(impersonal, -1, rows)
+            seg = np.where(impersonal, -1, seg)
         cats = self.item_categories_
         cap = filters.category_cap
         items = np.full((b, n), -1, dtype=np.int64)
@@ -459,6 +469,7 @@ class Recommender(ABC):
         filters: Filters | None = None,
         batch_size: int | None = None,
         n_jobs: int = 1,
+        popular_only: Sequence[str] | np.ndarray | None = None,
     ) -> Iterator[pa.Table]:
         """Top-n lists as Arrow tables, one per batch of users, in the order of ``user_ids``.
 
@@ -475,6 +486,9 @@ class Recommender(ABC):
             Users per batch; by default about 4M scores per batch.
         n_jobs : int, default 1
             Worker threads (BLAS is held at one thread per worker).
+        popular_only : sequence of str, optional
+            Users who get global popularity only, as an unknown user does: neither their
+            history nor their segment is used (no ``personalization`` consent).
 
         Yields
         ------
@@ -489,10 +503,14 @@ class Recommender(ABC):
         size = batch_size or self._default_batch_size()
         texts = self._text_arr
         starts = range(0, ids.size, size)
+        impersonal = None
+        if popular_only is not None and len(popular_only):
+            impersonal = np.isin(ids, np.asarray(popular_only, dtype=object))
 
         def work(at: int) -> pa.Table:
             chunk = ids[at : at + size]
-            return self._to_arrow(chunk, self._batch(chunk, int(n), filters, True), texts)
+            mask = None if impersonal is None else impersonal[at : at + size]
+            return self._to_arrow(chunk, self._batch(chunk, int(n), filters, True, mask), texts)
 
         with one_blas_thread():
             if n_jobs <= 1 or len(starts) <= 1:

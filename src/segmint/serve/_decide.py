@@ -17,7 +17,12 @@ Which experience is served:
    the first strategy that has one, leaving out strategies of a segmentation in whose
    campaign the person is a control (``control: true`` when an offer was withheld);
 3. an unknown person (not in the store, or an anonymous id never identified) gets the
-   cold start: default UI, no offer, the most bought items of the last 30 days.
+   cold start: default UI, no offer, the most bought items of the last 30 days;
+4. a known person without ``personalization`` consent gets the same as an unknown one
+   (no segment, strategy, offer, UI variant, campaign arm or personal recommendation) with
+   ``personalized: false`` and the reason. ``privacy.personalization: opt_out`` (the
+   default, legitimate interest): personalized unless their latest ``personalization``
+   consent row (any channel) is a revoke; ``opt_in`` (GDPR consent): only after a grant.
 
 Every answer is logged as an exposure (:mod:`segmint.serve._exposures`).
 """
@@ -53,6 +58,8 @@ __all__ = [
 ]
 
 COLD_START_REASON = "popular now"
+NO_CONSENT_REASON = "no personalization consent"
+UNKNOWN_REASON = "unknown person"
 
 
 # -- the response -----------------------------------------------------------------------
@@ -129,6 +136,14 @@ class Decision(_Out):
     recommendations: list[RecommendationOut]
     experiments: dict[str, str] = Field(description="campaign -> the person's arm")
     control: bool = Field(description="a control arm decided: the default experience is served")
+    personalized: bool = Field(
+        description="the answer is personal (false: an unknown person, or no personalization "
+        "consent — privacy.personalization)"
+    )
+    reason: str | None = Field(
+        description="why the answer is not personal ('no personalization consent', "
+        "'unknown person'); None when it is"
+    )
     snapshot_id: str = Field(description="the snapshot of the runs the answer comes from")
     served_at: datetime
 
@@ -373,12 +388,14 @@ def decide(
 ) -> tuple[dict[str, Any], Exposure]:
     """The decision for ``user_id`` (None: an unknown anonymous person) and its exposure."""
     row = snap.row_of(user_id) if user_id is not None else -1
+    personal = snap.personalized(row)
+    reason = None if personal else (NO_CONSENT_REASON if row >= 0 else UNKNOWN_REASON)
     segments: dict[str, dict[str, str]] = {}
     strategies: dict[str, dict[str, Any]] = {}
     arms = _Arms()
     ui_name, offer, control = None, None, False
     where: _Where = (None, None, None, None)
-    if row >= 0:
+    if personal:
         segments, strategies, chosen = _segments(service, snap, row)
         arms = _arms(snap, row)
         if arms.governing is not None:
@@ -398,9 +415,11 @@ def decide(
         "strategies": strategies,
         "offer": offer,
         "ui": ui,
-        "recommendations": _recommendations(snap, row, n),
+        "recommendations": _recommendations(snap, row if personal else -1, n),
         "experiments": arms.experiments,
         "control": control,
+        "personalized": personal,
+        "reason": reason,
         "snapshot_id": snap.snapshot_id,
         "served_at": served_at,
     }
@@ -502,6 +521,7 @@ def decision_workers(app: FastAPI) -> list[Any]:
         lambda: project.config.playbook,  # follows segmint.yaml (the workspace reloads it)
         depth=settings.decide_recommendations,
         poll_seconds=settings.decide_refresh_seconds,
+        personalization=lambda: project.config.privacy.personalization,
     )
     exposures = ExposureLog(hold)
     app.state.decisions = DecisionService(

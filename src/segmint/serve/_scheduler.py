@@ -3,8 +3,9 @@
 Each job is a cron expression (read in the project's ``timezone``) and a task run through
 the same library calls as its CLI command: ``ingest`` (:meth:`Project.ingest`),
 ``refresh`` (:meth:`Project.refresh`), ``segment`` (:meth:`Project.segment`),
-``recommend`` (:meth:`Project.recommend_all`) and ``campaign`` (plan for the run's day,
-then send: birthday and lifecycle-transition campaigns are campaign jobs on a cron).
+``recommend`` (:meth:`Project.recommend_all`), ``campaign`` (plan for the run's day,
+then send: birthday and lifecycle-transition campaigns are campaign jobs on a cron) and
+``retention`` (:func:`segmint.privacy.apply_retention`, ``privacy.retention``'s purge).
 
 APScheduler's ``BackgroundScheduler`` fires the jobs (``max_instances=1``,
 ``coalesce=True``, a misfire grace per job). The guarantee comes from the store, not from
@@ -314,6 +315,18 @@ def run_task(project: Any, spec: Any, slot: datetime) -> dict[str, Any]:
         model = options.model or project.config.recommend.model
         run = project.recommend_all(model, n=options.n)
         return {"run_id": run.run_id, "model": run.model, "users": int(run.n_users)}
+    if task == "retention":
+        from segmint.privacy import apply_retention
+
+        report = apply_retention(
+            project.store, project.config, actor="scheduler", dry_run=options.dry_run
+        )
+        return {
+            "purge_id": report.purge_id,
+            "dry_run": report.dry_run,
+            "rows": {t.table: t.n_rows for t in report.tables},
+            "spool_files": report.n_spool_files,
+        }
     return _campaign(project, options.campaign, slot)
 
 

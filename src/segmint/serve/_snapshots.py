@@ -2,11 +2,12 @@
 
 A :class:`Snapshot` is built by a handful of set-based queries (one per segmentation's
 latest run, the latest recommendation batch run, the campaign assignments, the
-identities, the users) into compact arrays: users are a sorted byte-string array (a
+identities, the users, the people without personalization consent) into compact arrays: users are a sorted byte-string array (a
 binary search finds a user's row), each segmentation an ``int16`` array of segment codes
 per user, each campaign an ``int8`` array of arm codes, recommendations three
-``users x depth`` arrays (item codes, scores, reason codes). A request reads a snapshot and
-never the store.
+``users x depth`` arrays (item codes, scores, reason codes), and a boolean per user: no
+personalization (``privacy.personalization``: a revoked ``personalization`` consent under
+opt_out, no granted one under opt_in). A request reads a snapshot and never the store.
 
 :class:`SnapshotWorker` polls a cheap fingerprint of the store (latest run ids, counts)
 every few seconds and, when it changed, builds a new snapshot beside the old one and
@@ -32,7 +33,14 @@ import pyarrow.compute as pc
 
 from segmint._playbook import ANY_SEGMENT, CampaignSpec, Playbook, PromotionTrigger, Strategy
 from segmint.serve._periodic import Periodic
-from segmint.store import completed, latest_run_sql, latest_runs_sql, lit, table_exists
+from segmint.store import (
+    completed,
+    latest_run_sql,
+    latest_runs_sql,
+    lit,
+    no_personalization_sql,
+    table_exists,
+)
 
 __all__ = ["CampaignView", "SegmentationView", "Snapshot", "SnapshotWorker", "build_snapshot"]
 
@@ -91,6 +99,9 @@ class Snapshot:
     titles: tuple[str | None, ...]
     reasons: tuple[str, ...]
     popular: tuple[tuple[str, str | None, float], ...]  # (item_id, title, score)
+    # bool per user row: no personalization consent (empty: everyone may be personalized)
+    impersonal: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    personalization: str = "opt_out"
     build_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -101,6 +112,10 @@ class Snapshot:
     def row_of(self, user_id: str) -> int:
         """The user's row, or -1 for a user the snapshot does not know."""
         return _find(self.user_keys, self.user_rows, user_id)
+
+    def personalized(self, row: int) -> bool:
+        """Whether the user of ``row`` may get personalized content (consent)."""
+        return row >= 0 and not (row < self.impersonal.size and self.impersonal[row])
 
     def user_of_anonymous(self, anonymous_id: str) -> str | None:
         """The user id an anonymous id was stitched to (identify/alias), or None."""
@@ -204,7 +219,8 @@ class _Reader:
 def fingerprint(reader: _Reader) -> tuple[Any, ...]:
     """What a snapshot was built from, in a few cheap queries: the latest run of every
     segmentation and the latest recommendation batch run (``runs``), then the size and
-    newest row of the campaign assignments, identities and users (``people``)."""
+    newest row of the campaign assignments, identities and users (``people``), then the
+    size and newest row of the personalization consents (``consent``)."""
     runs: list[Any] = []
     if reader.has("segment_runs"):
         runs += reader.query(latest_runs_sql())
@@ -217,7 +233,20 @@ def fingerprint(reader: _Reader) -> tuple[Any, ...]:
     people: list[Any] = [reader.scalar("SELECT count(*) FROM users")]
     if reader.has("identities"):
         people += reader.query("SELECT count(*), CAST(max(linked_at) AS VARCHAR) FROM identities")
-    return (tuple(map(str, runs)), tuple(map(str, people)))
+    consent = reader.query(
+        "SELECT count(*), CAST(max(coalesce(recorded_at, ts)) AS VARCHAR) FROM consents "
+        "WHERE purpose = 'personalization'"
+    )
+    return (tuple(map(str, runs)), tuple(map(str, people)), tuple(map(str, consent)))
+
+
+def _impersonal(reader: _Reader, users: pa.Array, mode: str) -> np.ndarray:
+    """A bool per user row: the user may not get personalized content (one query)."""
+    table = reader.arrow(no_personalization_sql(mode))
+    rows = _rows(users, _column(table, "user_id"))
+    out = np.zeros(len(users), dtype=bool)
+    out[rows[rows >= 0]] = True
+    return out
 
 
 def _strategy_keys(
@@ -397,9 +426,11 @@ def build_snapshot(
     lock: Callable[[], AbstractContextManager[Any]] | None = None,
     hold: Hold | None = None,
     previous_fingerprint: tuple[Any, ...] | None = None,
+    personalization: str = "opt_out",
 ) -> Snapshot:
     """Read the latest runs into a new :class:`Snapshot` (``depth`` recommendations kept
-    per user); ``lock`` guards each query (the service's store lock)."""
+    per user); ``lock`` guards each query (the service's store lock); ``personalization``
+    is ``privacy.personalization`` (opt_out or opt_in)."""
     started = time.perf_counter()
     reader = _Reader(hold if hold is not None else held(store, lock))
     fp = previous_fingerprint or fingerprint(reader)
@@ -418,7 +449,8 @@ def build_snapshot(
     popular = _popular(reader, depth)
     titles = _titles(reader, tuple(set(item_ids) | {i for i, _ in popular}))
     anon_keys, anon_users = _identities(reader)
-    digest = hashlib.sha256(repr((fp, depth)).encode()).hexdigest()[:12]
+    impersonal = _impersonal(reader, users, personalization)
+    digest = hashlib.sha256(repr((fp, depth, personalization)).encode()).hexdigest()[:12]
     snapshot = Snapshot(
         snapshot_id=f"snap-{digest}",
         built_at=datetime.now(UTC),
@@ -438,8 +470,14 @@ def build_snapshot(
         titles=tuple(titles.get(i) for i in item_ids),
         reasons=reasons,
         popular=tuple((i, titles.get(i), s) for i, s in popular),
+        impersonal=impersonal,
+        personalization=personalization,
         build_seconds=time.perf_counter() - started,
-        counts={"users": int(keys.size), "identities": int(anon_keys.size)},
+        counts={
+            "users": int(keys.size),
+            "identities": int(anon_keys.size),
+            "impersonal": int(impersonal.sum()),
+        },
     )
     log.info(
         "decision snapshot %s: %d users, %d segmentations, %d campaigns, recommendations %s; "
@@ -504,9 +542,11 @@ class SnapshotWorker(Periodic):
         depth: int = 10,
         poll_seconds: float = 5.0,
         people_seconds: float = 60.0,
+        personalization: str | Callable[[], str] = "opt_out",
     ) -> None:
         self.hold = hold
         self._playbook = playbook
+        self._personalization = personalization
         self.depth = depth
         self.poll_seconds = poll_seconds
         self.people_seconds = people_seconds
@@ -519,6 +559,12 @@ class SnapshotWorker(Periodic):
         """The playbook now: given as a function (the service's reloaded configuration),
         a changed playbook brings a rebuild at the next poll."""
         return self._playbook() if callable(self._playbook) else self._playbook
+
+    @property
+    def personalization(self) -> str:
+        """``privacy.personalization`` now (opt_out or opt_in)."""
+        mode = self._personalization
+        return mode() if callable(mode) else mode
 
     thread_name = "segmint-snapshots"
     failure = "rebuilding the decision snapshot failed; the previous one stays"
@@ -548,10 +594,26 @@ class SnapshotWorker(Periodic):
         users = old.fingerprint[1][:1]
         snapshot = replace(
             old,
-            fingerprint=(fp[0], users + tuple(fp[1][1:])),
+            fingerprint=(fp[0], users + tuple(fp[1][1:]), *old.fingerprint[2:]),
             anon_keys=anon_keys,
             anon_users=anon_users,
             counts={**old.counts, "identities": int(anon_keys.size)},
+        )
+        self.current = snapshot  # the swap: one reference assignment
+        return snapshot
+
+    def _with_consent(self, old: Snapshot, reader: _Reader, fp: tuple[Any, ...]) -> Snapshot:
+        """``old`` with the personalization consents read now, swapped in: a revoke takes
+        effect at the next poll, without a full rebuild."""
+        keys = np.empty_like(old.user_keys)
+        keys[old.user_rows] = old.user_keys  # back in the users' row order
+        users = pa.array(keys, pa.binary()).cast(pa.string())
+        impersonal = _impersonal(reader, users, old.personalization)
+        snapshot = replace(
+            old,
+            fingerprint=(*old.fingerprint[:2], fp[2]),
+            impersonal=impersonal,
+            counts={**old.counts, "impersonal": int(impersonal.sum())},
         )
         self.current = snapshot  # the swap: one reference assignment
         return snapshot
@@ -562,13 +624,19 @@ class SnapshotWorker(Periodic):
         fp = fingerprint(reader)
         old = self.current
         playbook = self.playbook
-        if old is None or old.playbook is not playbook:
-            force = True  # first build, or segmint.yaml's playbook changed
+        mode = self.personalization
+        if old is None or old.playbook is not playbook or old.personalization != mode:
+            force = True  # first build, or segmint.yaml's playbook or consent mode changed
         if not force and old is not None:
             if fp == old.fingerprint:
                 return False
-            people_only = fp[0] == old.fingerprint[0]
             swapped = False
+            if fp[2] != old.fingerprint[2]:  # a personalization consent changed
+                old = self._with_consent(old, reader, fp)
+                swapped = True
+                if fp == old.fingerprint:
+                    return True
+            people_only = fp[0] == old.fingerprint[0]
             if people_only and fp[1][1:] != old.fingerprint[1][1:]:
                 # identities changed (a visitor identified): re-read them alone, at once
                 old = self._with_identities(old, reader, fp)
@@ -577,7 +645,12 @@ class SnapshotWorker(Periodic):
             if people_only and (fp == old.fingerprint or age < self.people_seconds):
                 return swapped
         snapshot = build_snapshot(
-            None, playbook, depth=self.depth, hold=self.hold, previous_fingerprint=fp
+            None,
+            playbook,
+            depth=self.depth,
+            hold=self.hold,
+            previous_fingerprint=fp,
+            personalization=mode,
         )
         self.current = snapshot  # the swap: one reference assignment
         self.builds += 1

@@ -30,6 +30,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
+from segmint._redact import redact_values
 from segmint.config import (
     Config,
     CsvSource,
@@ -192,8 +193,9 @@ def _need_file(name: str, path: Path, *, text: bool = False) -> None:
 
 def _short(exc: BaseException, limit: int = 200) -> str:
     """An engine error in one line: its first line, cut (DuckDB's CSV errors go on with the
-    offending line itself, up to 10,000 characters of it)."""
+    offending line itself, up to 10,000 characters of it), the values it quotes masked."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = redact_values(text)  # a conversion error quotes the value: no personal data out
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

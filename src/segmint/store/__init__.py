@@ -13,7 +13,13 @@ from segmint.store._claim import (
     remove_claim,
     write_claim,
 )
-from segmint.store._consent import latest_consent_sql
+from segmint.store._consent import (
+    PERSONALIZATION_MODES,
+    latest_consent_sql,
+    latest_purpose_sql,
+    no_personalization_sql,
+    sale_or_share_opt_outs_sql,
+)
 from segmint.store._open import open_store
 from segmint.store._postgres import PostgresStore
 from segmint.store._relations import (
@@ -73,6 +79,7 @@ __all__ = [
     "CLAIM_FILE",
     "COMPLETED",
     "LOAD_ORDER",
+    "PERSONALIZATION_MODES",
     "RUN_TABLES",
     "SCHEMA_VERSION",
     "TABLES",
@@ -92,6 +99,9 @@ __all__ = [
     "date_lit",
     "ident",
     "latest_consent_sql",
+    "latest_purpose_sql",
+    "no_personalization_sql",
+    "sale_or_share_opt_outs_sql",
     "latest_run_sql",
     "latest_runs_sql",
     "lit",
