@@ -212,3 +212,23 @@ def test_an_smtp_reply_loses_its_address_before_the_log() -> None:
 
     reply = b"5.1.1 <Bob.Smith+x@Example.com>: Recipient address rejected (bob@example.com)"
     assert _text(reply) == "5.1.1 <<address>>: Recipient address rejected (<address>)"
+
+
+def test_a_breakdown_reads_clear_traits_and_refuses_a_sealed_one(tmp_path: Path) -> None:
+    import pytest
+
+    from segmint.errors import ConfigError
+    from segmint.experiments._breakdown import _trait
+
+    config = tiny_config(PLAYBOOK)
+    config = config.model_copy(
+        update={"privacy": config.privacy.model_copy(update={"personal_traits": ["tier_code"]})}
+    )
+    store = build_tiny_store(str(tmp_path / "t.duckdb"), seal=False)
+    store.execute("""UPDATE users SET traits = CAST('{"zip_code": "10115", "tier_code": "G7",
+                     "first_name": "Ann"}' AS JSON) WHERE user_id = 'u01'""")
+    seal_users(store, open_vault(store, config))
+    zips = _trait(store, "traits.zip_code").set_index("user_id")["v"]
+    assert zips["u01"] == "10115"  # a non-personal key stays readable
+    with pytest.raises(ConfigError, match="privacy.personal_traits"):
+        _trait(store, "traits.tier_code")
