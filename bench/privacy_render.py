@@ -171,7 +171,15 @@ def main() -> None:
     print(f"{facts}\n{a.users:,} users, chunks of {a.chunk:,}, best of {a.repeat}, load {load:.1f}")
     print(
         table(
-            ["store", "messages", "render", "messages/s", "values opened", "audit", "peak RSS"],
+            [
+                "store",
+                "messages",
+                "render",
+                "messages/s",
+                "personal values read",
+                "audit entries",
+                "peak RSS",
+            ],
             rows,
         )
     )
