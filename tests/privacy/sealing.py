@@ -58,3 +58,12 @@ def seal_users(store: Store, vault: Vault) -> int:
 def traits_of(store: Store, user_id: str) -> dict[str, Any]:
     text = store.scalar("SELECT CAST(traits AS VARCHAR) FROM users WHERE user_id = ?", [user_id])
     return json.loads(text) if text else {}
+
+
+def opened_emails(frame: Any, vault: Vault, column: str = "email") -> Any:
+    """``frame`` with its sealed ``column`` opened and lower-cased (a test comparing
+    what a sink received with the store)."""
+    out = frame.copy()
+    values = [None if v is None or v != v else str(v) for v in out[column]]
+    out[column] = [None if v is None else v.lower() for v in vault.open_many(values, "users.email")]
+    return out
