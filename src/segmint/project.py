@@ -273,15 +273,32 @@ class Project:
         return recommend_for_user(self.store, user_id, n, personalization=mode)
 
     # -- profiles and personas -----------------------------------------------------------
-    def profile(self, user_id: str, *, feature_run_id: str | None = None) -> UserProfile:
-        """One user's profile (see :class:`segmint.profiles.UserProfile`).
+    def profile(
+        self,
+        user_id: str,
+        *,
+        feature_run_id: str | None = None,
+        actor: str | None = None,
+        why: str | None = None,
+    ) -> UserProfile:
+        """One user's profile (see :class:`segmint.profiles.UserProfile`): contacts opened
+        from their sealed form and masked, the opening audit-logged (``personal.read``,
+        ``actor`` - the operating-system user by default - and ``why``).
 
         Raises :class:`~segmint.errors.NotFoundError` for an unknown user.
         """
         from segmint.profiles import user_profile
         from segmint.recommend import list_recommendation_runs, recommend_for_user
+        from segmint.store import open_vault
 
-        profile = user_profile(self.store, user_id, feature_run_id=feature_run_id)
+        profile = user_profile(
+            self.store,
+            user_id,
+            feature_run_id=feature_run_id,
+            vault=open_vault(self.store, self.config),
+            actor=actor,
+            why=why,
+        )
         try:
             if not list_recommendation_runs(self.store, "batch").empty:
                 mode = self.config.privacy.personalization
@@ -415,6 +432,7 @@ class Project:
             fmt,
             key=pseudonym_key(self.root),
             purpose=purpose,
+            vault=self._vault_if(purpose),
             kind="segment",
             command=command or _api("segment"),
             segmentation=run.segmentation,
@@ -468,12 +486,19 @@ class Project:
             fmt,
             key=pseudonym_key(self.root),
             purpose=purpose,
+            vault=self._vault_if(purpose),
             kind="audience",
             command=command or _api("audience"),
             segmentation=plan.segmentation,
             run_id=plan.run_id,
             campaign=plan.campaign,
         )
+
+    def _vault_if(self, purpose: str | None) -> Any:
+        """The store's vault when a contact list (``purpose``) will open contacts."""
+        from segmint.store import open_vault
+
+        return None if purpose is None else open_vault(self.store, self.config)
 
     def _audience_arm(self, plan: Any, arm: str) -> pd.DataFrame:
         """The members of one arm of a plan (see :meth:`export_audience`)."""

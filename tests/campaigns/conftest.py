@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.privacy.sealing import seal_users
 
 import segmint
 from segmint.campaigns import SmtpSink, WebhookSink, default_playbook
 from segmint.config import Config
-from segmint.store import Store, open_store
+from segmint.store import Store, open_store, open_vault
 
 TODAY = date(2026, 11, 27)
 
@@ -35,6 +36,7 @@ def demo_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         before = p.compute_features(as_of=default_as_of(p.store) - timedelta(days=30))
         p.segment("rfm", feature_run=before)
         p.segment(["rfm", "lifecycle"])
+        seal_users(p.store, open_vault(p.store, p.config))  # as the loader does (issue 21)
     return root
 
 
@@ -120,9 +122,10 @@ CONSENTS = [
 ]
 
 
-def build_tiny_store(url: str) -> Store:
-    """Users, consents, two runs of 'life' (u10 already 'gold' in the first), a
-    suppression of u06 and two recent deliveries of u09 by another campaign."""
+def build_tiny_store(url: str, *, seal: bool = True) -> Store:
+    """Users (their personal values sealed), consents, two runs of 'life' (u10 already
+    'gold' in the first), a suppression of u06 and two recent deliveries of u09 by another
+    campaign."""
     store = open_store(url)
 
     rows = ", ".join(
@@ -130,6 +133,13 @@ def build_tiny_store(url: str) -> Store:
         for u, e, b in USERS
     )
     store.execute(f"INSERT INTO users (user_id, email, birthday, created_at) VALUES {rows}")
+    # what the loader does (issue 21): the birthday's month-day in clear, the rest sealed
+    store.execute(
+        "UPDATE users SET birthday_md = CAST(EXTRACT(MONTH FROM CAST(birthday AS DATE)) * 100 "
+        "+ EXTRACT(DAY FROM CAST(birthday AS DATE)) AS INTEGER)"
+    )
+    if seal:
+        seal_users(store, open_vault(store, tiny_config()))
     rows = ", ".join(
         f"('{u}', '{c}', 'marketing', CAST('{t}+00' AS TIMESTAMPTZ), {str(g).upper()}, '{s}')"
         for u, c, t, g, s in CONSENTS

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
+from tests.privacy.sealing import opened_emails
 
 import segmint
 from segmint.campaigns import (
@@ -32,7 +33,7 @@ from segmint.campaigns import (
 )
 from segmint.config import load_config
 from segmint.sources import LoadResult
-from segmint.store import Store
+from segmint.store import open_vault
 
 from .conftest import demo_playbook, write_playbook
 
@@ -74,12 +75,14 @@ def _consent_rows(users: list[str], now: datetime) -> list[tuple[str, str, str, 
     ]
 
 
-def _messages_per_person(store: Store, sink: SmtpSink, users: list[str]) -> list[int]:
-    emails = store.query(
-        "SELECT user_id, lower(email) AS email FROM users WHERE user_id IN ("
+def _messages_per_person(p: segmint.Project, sink: SmtpSink, users: list[str]) -> list[int]:
+    store = p.store
+    frame = store.query(
+        "SELECT user_id, email FROM users WHERE user_id IN ("
         + ", ".join(f"'{u}'" for u in users)
         + ")"
-    ).set_index("user_id")["email"]
+    )
+    emails = opened_emails(frame, open_vault(store, p.config)).set_index("user_id")["email"]
     return [sink.by_recipient.get(emails[u], 0) for u in users]
 
 
@@ -108,7 +111,7 @@ def test_opt_outs_hold_when_the_audience_is_built(demo: Path, smtp_sink: SmtpSin
         load = _ingest_and_unsubscribe(p, users)
         plan = plan_campaign(p.store, p.config, CAMPAIGN)
         report = send_campaign(p.store, p.config, CAMPAIGN, plan=plan)
-        assert _messages_per_person(p.store, smtp_sink, users) == [0, 0, 0, 1]
+        assert _messages_per_person(p, smtp_sink, users) == [0, 0, 0, 1]
         assert report.sent == plan.n_treatment and report.sent > 50
         assert max(smtp_sink.by_recipient.values()) == 1
         assert (load.rows_read, load.rows_accepted) == (5, 5), load.rejected_by_rule
@@ -121,7 +124,7 @@ def test_opt_outs_between_plan_and_send_hold(demo: Path, smtp_sink: SmtpSink) ->
         users = sorted(load_audience(p.store, plan.run_id, "treatment")["user_id"])[:4]
         load = _ingest_and_unsubscribe(p, users)
         report = send_campaign(p.store, p.config, CAMPAIGN, plan=plan)
-        assert _messages_per_person(p.store, smtp_sink, users) == [0, 0, 0, 1]
+        assert _messages_per_person(p, smtp_sink, users) == [0, 0, 0, 1]
         assert report.skipped == 3 and report.sent == plan.n_treatment - 3
         assert max(smtp_sink.by_recipient.values()) == 1
         assert (load.rows_read, load.rows_accepted) == (5, 5), load.rejected_by_rule

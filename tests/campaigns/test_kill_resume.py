@@ -23,10 +23,12 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.privacy.sealing import opened_emails
 
 import segmint
 from segmint.campaigns import delivery_log, load_audience, plan_campaign
 from segmint.campaigns._sink import SmtpSink
+from segmint.store import open_vault
 
 from .conftest import demo_playbook, write_playbook
 
@@ -100,9 +102,12 @@ def _prepare(demo: Path, port: int) -> tuple[set[str], set[str], int]:
     write_playbook(demo, demo_playbook(demo, smtp_port=port))
     with segmint.open_project(demo) as p:
         plan = plan_campaign(p.store, p.config, CAMPAIGN)
-        emails = p.store.query(
-            "SELECT lower(u.email) AS email, a.arm AS arm FROM campaign_audiences a "
-            f"JOIN users u ON u.user_id = a.user_id WHERE a.run_id = '{plan.run_id}'"
+        emails = opened_emails(
+            p.store.query(
+                "SELECT u.email AS email, a.arm AS arm FROM campaign_audiences a "
+                f"JOIN users u ON u.user_id = a.user_id WHERE a.run_id = '{plan.run_id}'"
+            ),
+            open_vault(p.store, p.config),
         )
         treated = set(emails.loc[emails["arm"] == "treatment", "email"])
         control = set(emails.loc[emails["arm"] == "control", "email"])
@@ -122,7 +127,9 @@ def _check(
     assert got <= treated and len(treated - got) == lost
     with segmint.open_project(demo) as p:
         log = delivery_log(p.store, CAMPAIGN)
-        emails = p.store.query("SELECT user_id, lower(email) AS email FROM users")
+        emails = opened_emails(
+            p.store.query("SELECT user_id, email FROM users"), open_vault(p.store, p.config)
+        )
     assert (log["status"] == "sent").all() and len(log) == len(treated)
     flagged = log.loc[log["ambiguous"], "user_id"]
     flagged_emails = set(emails.loc[emails["user_id"].isin(flagged), "email"])

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 import pytest
+from tests.privacy.sealing import opened_emails
 
 from segmint.campaigns import (
     Channel,
@@ -35,20 +36,21 @@ from segmint.campaigns import (
     unsubscribe,
 )
 from segmint.campaigns._delivery import _RateLimiter
+from segmint.config import Config
 from segmint.errors import DeliveryError
-from segmint.store import Store
+from segmint.store import Store, open_vault
 
 from .conftest import TINY_PLAYBOOK, build_tiny_store, demo_playbook, open_demo, tiny_config
 
 CAMPAIGN = "winback_at_risk"
 
 
-def _emails(store: Store, run_id: str, arm: str) -> set[str]:
+def _emails(store: Store, config: Config, run_id: str, arm: str) -> set[str]:
     frame = store.query(
-        "SELECT lower(u.email) AS email FROM campaign_audiences a JOIN users u "
+        "SELECT u.email AS email FROM campaign_audiences a JOIN users u "
         f"ON u.user_id = a.user_id WHERE a.run_id = '{run_id}' AND a.arm = '{arm}'"
     )
-    return set(frame["email"])
+    return set(opened_emails(frame, open_vault(store, config))["email"])
 
 
 def test_every_treated_user_gets_one_message_and_control_none(
@@ -60,8 +62,8 @@ def test_every_treated_user_gets_one_message_and_control_none(
     report = send_campaign(store, config, CAMPAIGN)
     assert report.sent == plan.n_treatment and report.complete
     treated, control = (
-        _emails(store, plan.run_id, "treatment"),
-        _emails(store, plan.run_id, "control"),
+        _emails(store, config, plan.run_id, "treatment"),
+        _emails(store, config, plan.run_id, "control"),
     )
     assert set(smtp_sink.by_recipient) == treated
     assert all(n == 1 for n in smtp_sink.by_recipient.values())
@@ -86,7 +88,10 @@ def test_messages_carry_headers_and_a_working_unsubscribe(demo: Path, smtp_sink:
     token = urlparse(link).path.rsplit("/", 1)[1]
     assert token in msg.get_payload(decode=True).decode()
     to = email.utils.parseaddr(msg["To"])[1]
-    user = store.scalar(f"SELECT user_id FROM users WHERE lower(email) = '{to}'")
+    user = store.scalar(
+        "SELECT user_id FROM users WHERE email_index = ?",
+        [open_vault(store, config).index(to, "email")],
+    )
 
     keys = key_ring(demo, store)
     result = unsubscribe(store, token, keys=keys)
@@ -128,7 +133,10 @@ def test_opt_out_between_plan_and_send_is_skipped(demo: Path, smtp_sink: SmtpSin
     )
     report = send_campaign(store, config, CAMPAIGN)
     assert report.skipped == 1 and report.sent == plan.n_treatment - 1
-    email_of = store.scalar(f"SELECT lower(email) FROM users WHERE user_id = '{victim}'")
+    email_of = opened_emails(
+        store.query(f"SELECT email FROM users WHERE user_id = '{victim}'"),
+        open_vault(store, config),
+    )["email"].iat[0]
     assert email_of not in smtp_sink.by_recipient
 
 

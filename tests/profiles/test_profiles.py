@@ -205,10 +205,12 @@ def test_export_profiles_every_format(demo: segmint.Project, tmp_path: Path) -> 
     xl = pd.read_excel(demo.export_profiles(tmp_path / "p.xlsx", "xlsx")[0])
     for frame in (csv, pq, xl):
         assert len(frame) == n
-        assert {"user_id", "monetary", "segment_rfm", "segment_clusters", "email_masked"} <= set(
+        assert {"user_id", "monetary", "segment_rfm", "segment_clusters", "has_email"} <= set(
             frame.columns
         )
-        assert not frame["email_masked"].dropna().str.contains(r"^[^*]{2,}@").any()
+        # no address at all, not even masked (issue 21): whether there is one, only
+        assert "email_masked" not in frame.columns
+        assert frame["has_email"].astype(bool).any()
     rfm = demo.segment_run("rfm").assignments.set_index("user_id")["segment"]
     assert (pq.set_index("user_id")["segment_rfm"] == rfm.reindex(pq["user_id"])).all()
 

@@ -25,7 +25,15 @@ from segmint._playbook import (
     PromotionTrigger,
     Trigger,
 )
-from segmint.store import latest_consent_sql, lit, sale_or_share_opt_outs_sql, ts_lit
+from segmint.store import (
+    PREFIX,
+    Store,
+    Vault,
+    latest_consent_sql,
+    lit,
+    sale_or_share_opt_outs_sql,
+    ts_lit,
+)
 
 __all__ = [
     "REASONS",
@@ -34,7 +42,10 @@ __all__ = [
     "audience_sql",
     "bucket_sql",
     "hash_sql",
+    "email_key_sql",
     "holdout_bucket",
+    "index_suppressions",
+    "usable_email_sql",
 ]
 
 EMAIL_PATTERN = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
@@ -140,6 +151,46 @@ def _trigger_sql(spec: AudienceSpec) -> tuple[str, str]:
     return "TRUE", lit(spec.step or "main")
 
 
+def usable_email_sql(users: str) -> str:
+    """SQL: the user row ``users`` has a usable e-mail address. A sealed address is usable
+    when it has a blind index (the loader indexes only addresses of the right shape and
+    nulls malformed ones); one stored in clear (a store from before encryption, or
+    ``privacy.encrypt: false`` without an index yet) when it matches
+    :data:`EMAIL_PATTERN`."""
+    return (
+        f"(CASE WHEN {users}.email LIKE {lit(PREFIX + '%')} THEN {users}.email_index IS NOT NULL "
+        f"ELSE regexp_matches(coalesce({users}.email, ''), {lit(EMAIL_PATTERN)}) END)"
+    )
+
+
+def email_key_sql(users: str) -> str:
+    """SQL: the key a suppression by address matches, for the user row ``users``: the
+    e-mail's blind index (``suppressions.address_index``); for an address still in clear
+    without an index, ``clear:`` and the address lower-cased (matching a suppression
+    written in clear, before issue 21)."""
+    return (
+        f"coalesce({users}.email_index, CASE WHEN {users}.email NOT LIKE {lit(PREFIX + '%')} "
+        f"THEN 'clear:' || lower({users}.email) END)"
+    )
+
+
+def index_suppressions(store: Store, vault: Vault) -> int:
+    """Give each suppression written with a clear address (before issue 21) the blind
+    index of that address, so it matches users whose e-mail is sealed; returns how many
+    addresses were indexed (0 once done). The clear address stays (users not yet sealed
+    still match it); suppressions written since hold the index alone."""
+    todo = store.query(
+        "SELECT DISTINCT address FROM suppressions "
+        "WHERE address IS NOT NULL AND address_index IS NULL"
+    )["address"].tolist()
+    for address in todo:
+        store.execute(
+            "UPDATE suppressions SET address_index = ? WHERE address = ? AND address_index IS NULL",
+            [vault.index(str(address), "email"), address],
+        )
+    return len(todo)
+
+
 # long on purpose: one SQL query (a chain of named CTEs) read top to bottom as the funnel
 def audience_sql(spec: AudienceSpec) -> str:
     """The audience query: one row per member of the campaign's segments.
@@ -166,7 +217,7 @@ def audience_sql(spec: AudienceSpec) -> str:
         else ""
     )
     prev_flag = "(p.user_id IS NOT NULL)" if transition else "FALSE"
-    email_ok = f"regexp_matches(coalesce(u.email, ''), {lit(EMAIL_PATTERN)})"
+    email_ok = usable_email_sql("u")
     return f"""
 WITH members AS (
     SELECT a.user_id AS user_id, a.segment AS segment
@@ -195,7 +246,10 @@ sup_user AS (
     WHERE user_id IS NOT NULL
 ),
 sup_address AS (
-    SELECT DISTINCT lower(address) AS address, coalesce(channel, '*') AS channel
+    SELECT DISTINCT address_index AS address, coalesce(channel, '*') AS channel
+    FROM suppressions WHERE address_index IS NOT NULL
+    UNION
+    SELECT DISTINCT 'clear:' || lower(address) AS address, coalesce(channel, '*') AS channel
     FROM suppressions WHERE address IS NOT NULL
 ),
 base AS (
@@ -203,7 +257,7 @@ base AS (
            {trigger_cond} AS triggered,
            {prev_flag} AS not_new,
            {step_expr} AS step,
-           lower(u.email) AS email_key,
+           {email_key_sql("u")} AS email_key,
            {email_ok} AS email_ok
     FROM members m
     LEFT JOIN users u ON u.user_id = m.user_id

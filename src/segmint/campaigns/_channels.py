@@ -68,8 +68,14 @@ _EMAIL = re.compile(
 _WIRE = compat32.clone(linesep="\r\n", max_line_length=998)
 
 
+_ADDRESS_IN_TEXT = re.compile(r"[^\s<>\"'(),;:@]+@[^\s<>\"'(),;:]+")
+
+
 def _text(value: bytes | str) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
+    """A server's reply as text, any e-mail address in it replaced by ``<address>`` (the
+    reply goes to the delivery log and the journal, which hold no personal data)."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    return _ADDRESS_IN_TEXT.sub("<address>", text)
 
 
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:
@@ -612,6 +618,11 @@ class WebhookChannel(Channel):
 class FileChannel(Channel):
     """One CSV row per message (an Excel copy is written when the run closes).
 
+    The file is the delivery a user configured (for a mail house, a printer, another
+    tool), so it holds the messages as sent, addresses included; each send that writes to
+    it registers it in the ``exports`` table (contacts, the campaign's purpose) and the
+    audit log, where erasure and access requests find it.
+
     Rows are appended and flushed one by one, so a killed run loses nothing; a resumed run
     appends to the same file. ``idempotency_key`` is the first column, and the channel
     reads the keys already in the file when it opens: a message written just before a
@@ -643,6 +654,7 @@ class FileChannel(Channel):
         self._file: Any = None
         self._writer: Any = None
         self._written: set[str] = set()
+        self.n_new = 0  # rows this run wrote (the send registers the file as an export)
 
     def preflight(self) -> list[SegmintError]:
         """The folder exists (or can be made) and takes a new file, and an existing export
@@ -712,6 +724,7 @@ class FileChannel(Channel):
         )
         self._file.flush()
         self._written.add(message.idempotency_key)
+        self.n_new += 1
         return DeliveryResult("sent")
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default

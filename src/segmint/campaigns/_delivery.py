@@ -39,6 +39,7 @@ are checked again when a run starts: rows whose user opted out since the plan be
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -752,6 +753,7 @@ class _Sender:
                 self.report.deferred += n_deferred
                 self.send_batch(prepared, status_of, group)
                 self.commit([], {})
+                builder.audit()  # one personal.read entry per batch: the values it opened
                 if callback is not None:
                     callback(self.done, total)
             succeeded = True
@@ -763,6 +765,8 @@ class _Sender:
                     log.warning("could not record the last deliveries", exc_info=True)
             raise
         finally:
+            with contextlib.suppress(Exception):  # values opened by an interrupted batch
+                builder.audit()
             _close_all(self.channels)
             if self.journal is not None:
                 # on success everything is in the log: the file goes; else it stays for the
@@ -772,6 +776,36 @@ class _Sender:
 
 
 # --- before the first claim ----------------------------------------------------------------
+
+
+def _register_files(
+    store: Store,
+    spec: CampaignSpec,
+    plan: CampaignPlan,
+    channels: Mapping[str, Channel],
+    actor: str | None,
+) -> None:
+    """Each file channel that wrote messages this run: its file in the ``exports`` table
+    (it holds contacts, for the campaign's purpose) and an ``export`` audit entry."""
+    from segmint.profiles import new_record, record_export
+    from segmint.store import append_audit
+
+    for ch in channels.values():
+        if not isinstance(ch, FileChannel) or not ch.n_new:
+            continue
+        try:
+            record = new_record(
+                "campaign-file", ch.csv_path, ch.spec.format, ch.n_new, contact=True,
+                purpose=spec.purpose, campaign=plan.campaign, run_id=plan.run_id,
+                command=f"segmint campaign send {plan.campaign}", actor=actor,
+            )  # fmt: skip
+            record_export(store, record)
+            append_audit(store, record.actor or "cli", "export", record.export_id,
+                         why=spec.purpose, kind="campaign-file", path=record.path,
+                         n_rows=record.n_rows, channel=ch.name)  # fmt: skip
+        except Exception:  # the messages went out; say so rather than hide the send's outcome
+            log.warning("could not register the file of channel %s", ch.name, exc_info=True)
+        ch.n_new = 0
 
 
 def _open_journal(
@@ -915,6 +949,7 @@ def send_campaign(
     max_consecutive_failures: int = 50,
     recs: Recs | None = None,
     callback: Callable[[int, int], None] | None = None,
+    actor: str | None = None,
     _after_claim: Callable[[PreparedMessage], None] | None = None,
     _after_send: Callable[[PreparedMessage, DeliveryResult], None] | None = None,
 ) -> SendReport:
@@ -953,6 +988,9 @@ def send_campaign(
         user_id -> recommendations, instead of the stored batch run.
     callback : callable, optional
         ``callback(done, total)`` after each batch (progress bars).
+    actor : str, optional
+        Who sends, for the audit log's ``personal.read`` entries (one per batch: the
+        values opened to render it); the operating-system user by default.
 
     Returns
     -------
@@ -985,6 +1023,7 @@ def send_campaign(
     open_channels, builder, total = _get_ready(
         store, config, name, spec, chosen, report, journal, deferred, build, recs
     )
+    builder.actor = actor
     sender = _Sender(
         store,
         name=name,
@@ -1000,13 +1039,16 @@ def send_campaign(
         after_claim=_after_claim,
         after_send=_after_send,
     )
-    sender.run(
-        builder,
-        deferred,
-        batch_size=batch_size,
-        group=max(1, int(group_size)),
-        total=total,
-        callback=callback,
-    )
+    try:
+        sender.run(
+            builder,
+            deferred,
+            batch_size=batch_size,
+            group=max(1, int(group_size)),
+            total=total,
+            callback=callback,
+        )
+    finally:
+        _register_files(store, spec, chosen, open_channels, actor)
     _log_sent(report)
     return report

@@ -3,12 +3,20 @@
 Contexts are plain dicts built from one query per batch (users, the feature run's
 favourite category, the segment) and one for the batch's recommendations (the latest
 stored batch run of :mod:`segmint.recommend`, or ``recs`` given by the caller).
+
+Personal values are read sealed (the e-mail, the ``first_name`` and ``name`` traits) and
+opened in Python here, a column of a batch at a time: the only place a message's values
+are clear is the message itself. The builder counts what it opened;
+:meth:`MessageBuilder.audit` appends one ``personal.read`` entry for them (a send writes
+one per batch, a preview one per call), never one per message.
 """
 
 from __future__ import annotations
 
 import functools
 import gc
+import getpass
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,12 +39,40 @@ from segmint.campaigns._keys import KeyRing, key_ring
 from segmint.campaigns._templates import MessageRenderer, check_templates
 from segmint.campaigns._unsubscribe import make_token
 from segmint.errors import ConfigError
-from segmint.store import Store, column_exists, completed, latest_run_sql, lit, table_exists
+from segmint.store import (
+    Store,
+    Vault,
+    append_audit,
+    column_exists,
+    completed,
+    latest_run_sql,
+    lit,
+    open_vault,
+    table_exists,
+)
 
 if TYPE_CHECKING:
     from segmint.config import Config
 
-__all__ = ["MessageBuilder", "PreparedMessage"]
+log = logging.getLogger(__name__)
+
+__all__ = ["MessageBuilder", "PreparedMessage", "default_actor"]
+
+PERSONAL_FIELDS = {
+    "email": "users.email",
+    "first_name": "users.traits.first_name",
+    "name": "users.traits.name",
+}
+"""Context field -> the sealed field it is opened from."""
+
+
+def default_actor() -> str:
+    """Who a command-line call acts as in the audit log: the operating-system user."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return "cli"
+
 
 Recs = Mapping[str, Sequence[Mapping[str, Any]]]
 
@@ -152,6 +188,10 @@ class MessageBuilder:
         self._feature_run: str | None | bool = False
         self._rec_run: str | None | bool = False
         self._popular: list[dict[str, Any]] | None = None
+        self._vault: Vault | None = None
+        self.actor: str | None = None  # who the audit entries name (the OS user if None)
+        self.n_opened = 0  # personal values opened since the last :meth:`audit`
+        self._opened_fields: set[str] = set()
         lang, currency = language(config.locale), config.currency
         # prices repeat (a catalogue): format each once, in the project's locale and currency
         self._price_label = functools.lru_cache(maxsize=65_536)(
@@ -312,6 +352,61 @@ class MessageBuilder:
             ]
         return self._popular[:n]
 
+    # -- personal values ------------------------------------------------------------------
+    @property
+    def vault(self) -> Vault:
+        """The store's vault (opened once)."""
+        if self._vault is None:
+            self._vault = open_vault(self.store, self.config)
+        return self._vault
+
+    def _open(self, rows: pd.DataFrame, column: str) -> list[Any]:
+        """A column of sealed values, opened (clear values pass through)."""
+        values = _col(rows[column])
+        field = PERSONAL_FIELDS[column]
+        n = sum(1 for v in values if v is not None)
+        if not n:
+            return values
+        self.n_opened += n
+        self._opened_fields.add(field)
+        opened: dict[Any, Any] = {None: None}  # sealing is deterministic: open each once
+        vault = self.vault
+        out = []
+        for v in values:
+            c = opened.get(v, opened)
+            if c is opened:
+                c = opened[v] = vault.open(v, field)
+            out.append(c)
+        return out
+
+    def audit(self, actor: str | None = None, *, why: str = "campaign send") -> int | None:
+        """Append one ``personal.read`` entry for the values opened since the last call
+        (campaign, count, fields; no value) and reset the count; nothing when none were
+        opened. Returns the entry's sequence number."""
+        if not self.n_opened:
+            return None
+        if self.store.read_only:  # nowhere to write: said once per call, without values
+            log.warning(
+                "campaign %s: %d personal values opened on a read-only store; the audit "
+                "log could not record it", self.campaign, self.n_opened,
+            )  # fmt: skip
+            self.n_opened = 0
+            self._opened_fields = set()
+            return None
+        seq = append_audit(
+            self.store,
+            actor or self.actor or default_actor(),
+            "personal.read",
+            f"campaign:{self.campaign}",
+            why=why,
+            run_id=self.run_id,
+            n_values=self.n_opened,
+            fields=sorted(self._opened_fields),
+        )
+        self.n_opened = 0
+        self._opened_fields = set()
+        return seq
+
     # -- rows -> contexts -> messages ---------------------------------------------------
     def rows(self, where: str = "TRUE", *, limit: int | None = None) -> pd.DataFrame:
         """Rows of the plan's treated arms with the user fields templates need.
@@ -424,9 +519,9 @@ class MessageBuilder:
             _col(rows["user_id"]),
             _col(rows["segment"]),
             _col(rows["arm"].astype(str)),
-            _col(rows["first_name"]),
-            _col(rows["name"]),
-            _col(rows["email"]),
+            self._open(rows, "first_name"),
+            self._open(rows, "name"),
+            self._open(rows, "email"),
             _col(rows["country"]),
             _col(rows["city"]),
             _col(rows["gender"]),

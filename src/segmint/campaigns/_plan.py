@@ -30,11 +30,12 @@ from segmint.campaigns._audience import (
     audience_sql,
     bucket_sql,
     hash_sql,
+    index_suppressions,
 )
 from segmint.campaigns._messages import MessageBuilder, Recs
 from segmint.campaigns._resolve import resolve_segments
 from segmint.errors import ConfigError, NotFoundError
-from segmint.store import Store, date_lit, latest_run_sql, lit, ts_lit
+from segmint.store import Store, date_lit, latest_run_sql, lit, open_vault, ts_lit
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -479,6 +480,7 @@ def plan_campaign(
         step=spec.step,
     )
     sql = audience_sql(aspec)
+    index_suppressions(store, open_vault(store, config))  # suppressions from before issue 21
     with store.staging() as stage, store.transaction():
         staged = stage.from_store("plan", sql, _PLAN_COLUMNS)
         counts = stage.query(f"SELECT reason, count(*) AS n FROM {staged} GROUP BY reason")
@@ -491,6 +493,7 @@ def plan_campaign(
         # every template on the first real user of each segment and arm: fail now, not
         # at send
         builder.check_templates(builder.first_contexts())
+        builder.audit(why="campaign plan: templates tried on real users")
         params = {
             "campaign": spec.model_dump(mode="json", exclude=_unset_arm_keys(spec)),
             **_design_params(split, control),
@@ -645,6 +648,7 @@ def preview(
     *,
     run_id: str | None = None,
     recs: Recs | None = None,
+    actor: str | None = None,
 ) -> list[PreviewMessage]:
     """Render real messages of a campaign's plan (the latest; planned now if none).
 
@@ -666,6 +670,9 @@ def preview(
         A specific plan.
     recs : mapping, optional
         user_id -> recommendations, instead of the stored batch run.
+    actor : str, optional
+        Who asks, for the audit log (one ``personal.read`` entry for the values opened);
+        the operating-system user by default.
 
     Returns
     -------
@@ -690,7 +697,10 @@ def preview(
     rows = rows.sort_values(["_rn", "segment", "arm"], kind="stable").head(n)
     rows = rows.drop(columns="_rn")
     out = []
-    for pm in builder.messages(rows.reset_index(drop=True)):
+    builder.actor = actor
+    messages = builder.messages(rows.reset_index(drop=True))
+    builder.audit(why="campaign preview")
+    for pm in messages:
         m = pm.message
         out.append(
             PreviewMessage(

@@ -34,7 +34,7 @@ def profile(
     def go() -> Any:
         with open_project(project) as p:
             _LOCALE[:] = [p.config.locale, p.config.timezone]
-            return p.profile(user_id)
+            return p.profile(user_id, why="segmint profile")
 
     print_result(_run(go), as_json, _print_profile, to_json=lambda pr: pr.to_dict())
 

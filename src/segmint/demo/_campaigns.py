@@ -7,6 +7,7 @@ Orchestration over a whole project (it opens the project and writes its playbook
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from segmint.campaigns import (
     send_campaign,
 )
 from segmint.errors import SegmintError
+from segmint.store import Vault, is_sealed, open_vault
 
 if TYPE_CHECKING:
     from segmint.store import Store
@@ -165,7 +167,9 @@ def run_demo_campaigns(
         out.smtp_received = smtp.n_received
         out.smtp_recipients = len(smtp.by_recipient)
         out.webhook_received = len(hook.requests)
-        out.control_received = _control_received(store, out.plans, smtp.by_campaign)
+        out.control_received = _control_received(
+            store, open_vault(store, config), out.plans, smtp.by_campaign
+        )
     return out
 
 
@@ -246,20 +250,32 @@ def _preview_first_sent(store: Store, config: Any, out: DemoCampaigns, *, n_prev
 
 
 def _control_received(
-    store: Store, plans: dict[str, CampaignPlan], by_campaign: dict[tuple[str, str], int]
+    store: Store,
+    vault: Vault,
+    plans: dict[str, CampaignPlan],
+    by_campaign: dict[tuple[str, str], int],
 ) -> int:
     """Messages the SMTP sink received for users of a control arm (should be 0)."""
     held_out = " OR ".join("(x.campaign = ? AND x.arm = ?)" for _ in plans)
     params = [value for c, plan in plans.items() for value in (c, plan.control)]
     control = store.query(
-        "SELECT x.campaign AS campaign, lower(u.email) AS email FROM campaign_assignments x "
-        f"JOIN users u ON u.user_id = x.user_id WHERE {held_out or 'FALSE'}",
+        "SELECT x.campaign AS campaign, u.email_index AS email_index, u.email AS email FROM "
+        "campaign_assignments x JOIN users u ON u.user_id = x.user_id "
+        f"WHERE {held_out or 'FALSE'}",
         params or None,
     )
-    return sum(
-        by_campaign.get((c, e), 0)
-        for c, e in zip(control["campaign"], control["email"], strict=True)
-    )
+    # the sink counts by recipient address: compare blind indexes, nothing is decrypted
+    received: Counter[tuple[str, str | None]] = Counter()
+    for (c, address), n in by_campaign.items():
+        received[(c, vault.index(address, "email"))] += n
+    n = 0
+    for c, index, email in zip(
+        control["campaign"], control["email_index"], control["email"], strict=True
+    ):
+        if not isinstance(index, str) and isinstance(email, str) and not is_sealed(email):
+            index = vault.index(email, "email")  # stored in clear, before issue 21
+        n += received.get((c, index), 0) if isinstance(index, str) else 0
+    return n
 
 
 def _preview_choice(config: Any, names: Sequence[str]) -> str | None:

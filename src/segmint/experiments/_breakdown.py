@@ -72,6 +72,7 @@ COLUMNS = [
 def _trait(store: Store, variable: str) -> pd.DataFrame:
     from segmint._expressions import check_expression
     from segmint.features import PERSONAL_COLUMNS, TRAIT_COLUMNS
+    from segmint.store import is_sealed
 
     expr = check_expression(
         variable,
@@ -81,7 +82,14 @@ def _trait(store: Store, variable: str) -> pd.DataFrame:
         denied_columns=PERSONAL_COLUMNS,
         json_columns=TRAIT_COLUMNS,
     )
-    return store.query(f"SELECT user_id, {expr.sql(dialect='duckdb')} AS v FROM users")
+    frame = store.query(f"SELECT user_id, {expr.sql(dialect='duckdb')} AS v FROM users")
+    if frame["v"].map(is_sealed).any():  # declared personal in segmint.yaml: sealed at rest
+        raise ConfigError(
+            f"breakdown variable {variable!r}: the trait is personal data "
+            "(privacy.personal_traits), sealed in the store and never read by a breakdown; "
+            "use a non-personal trait"
+        )
+    return frame
 
 
 def _unknown(variable: str, available: dict[str, list[str]]) -> ConfigError:

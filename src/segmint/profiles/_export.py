@@ -24,7 +24,7 @@ from segmint._output import cannot_write, output_file, output_folder
 from segmint._spreadsheet import write_csv, write_xlsx
 from segmint.errors import ConfigError, NotFoundError
 from segmint.profiles._persona import Persona
-from segmint.store import Store, latest_run_sql, latest_runs_sql
+from segmint.store import PREFIX, Store, latest_run_sql, latest_runs_sql
 from segmint.store import ident as _ident
 from segmint.store import lit as _lit
 
@@ -127,8 +127,9 @@ def for_people(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.DataFrame:
-    """One row per user: attributes (contacts masked), features and the latest segment of
-    every segmentation, computed in the store with one query."""
+    """One row per user: attributes, whether they have an e-mail (never the address, even
+    masked: it is sealed, and an analysis file needs no contact), features and the latest
+    segment of every segmentation, computed in the store with one query."""
     if not store.scalar("SELECT count(*) FROM feature_runs"):
         raise NotFoundError(
             f"store {store.location} has no feature run yet: run `segmint segment` first "
@@ -161,10 +162,9 @@ def profiles_table(store: Store, *, feature_run_id: str | None = None) -> pd.Dat
         f"""
         WITH seg AS ({seg})
         SELECT u.user_id, u.created_at AS signed_up_at, u.acquisition_channel,
-               CASE WHEN strpos(u.email, '@') > 0
-                    THEN substr(u.email, 1, 1) || '***@' || split_part(u.email, '@', 2) END
-                    AS email_masked,
-               coalesce(strpos(u.email, '@') > 0, FALSE) AS has_email{feature_cols}{seg_select}
+               CASE WHEN u.email LIKE '{PREFIX}%' THEN u.email_index IS NOT NULL
+                    ELSE coalesce(strpos(u.email, '@') > 0, FALSE)
+               END AS has_email{feature_cols}{seg_select}
         FROM features AS f
         JOIN users AS u ON u.user_id = f.user_id
         LEFT JOIN seg ON seg.user_id = f.user_id

@@ -33,7 +33,14 @@ import pandas as pd
 
 from segmint.errors import ConfigError
 from segmint.profiles._export import resolve_format, write_tables
-from segmint.store import Store, latest_consent_sql, sale_or_share_opt_outs_sql
+from segmint.store import (
+    Store,
+    Vault,
+    append_audit,
+    is_sealed,
+    latest_consent_sql,
+    sale_or_share_opt_outs_sql,
+)
 
 __all__ = ["ExportRecord", "export_list", "export_log", "pseudonymize", "record_export"]
 
@@ -42,6 +49,13 @@ log = logging.getLogger(__name__)
 PSEUDONYM_HEX = 16
 """Hex digits of a pseudonym (64 bits: no collision expected below billions of users)."""
 CONTACT_COLUMNS = ("user_id", "email", "phone", "name")
+CONTACT_FIELDS = {
+    "email": "users.email",
+    "phone": "users.phone",
+    "name": "users.traits.name",
+    "first_name": "users.traits.first_name",
+}
+"""Contact column -> the sealed field it opens from (``name``: else the first name)."""
 
 
 def pseudonymize(user_ids: pd.Series, key: bytes) -> pd.Series:
@@ -166,10 +180,42 @@ def _without_do_not_sell(store: Store, members: pd.DataFrame) -> tuple[pd.DataFr
 
 
 def _contacts(store: Store) -> pd.DataFrame:
+    """Every user's contact fields as stored (sealed since issue 21)."""
     return store.query(
-        "SELECT user_id, email, phone, coalesce(CAST(traits AS JSON)->>'name', "
-        "CAST(traits AS JSON)->>'first_name') AS name FROM users"
+        "SELECT user_id, email, phone, CAST(traits AS JSON)->>'name' AS name, "
+        "CAST(traits AS JSON)->>'first_name' AS first_name FROM users"
     )
+
+
+def _open_contacts(frame: pd.DataFrame, vault: Vault | None) -> tuple[pd.DataFrame, int]:
+    """``frame``'s contact columns opened (``name``: the name, else the first name); and
+    how many values were opened."""
+    out = frame.copy()
+    n = 0
+    for column, sealed_as in CONTACT_FIELDS.items():
+        values = out[column].astype(object).where(out[column].notna(), None).tolist()
+        if vault is not None:
+            n += sum(1 for v in values if is_sealed(v))
+            values = vault.open_many(values, sealed_as)
+        out[column] = values
+    out["name"] = out["name"].where(out["name"].notna(), out["first_name"])
+    return out.drop(columns="first_name"), n
+
+
+def _contact_list(
+    store: Store, members: pd.DataFrame, purpose: str, vault: Vault | None
+) -> tuple[pd.DataFrame, dict[str, int], int]:
+    """The members who consented to ``purpose`` with their contacts opened; the users left
+    out by reason; how many values were opened."""
+    consent = _consented(store, purpose).set_index("user_id")["granted"]
+    state = members["user_id"].map(consent)
+    excluded = {
+        "consent revoked or denied": int(state.eq(False).sum()),
+        "consent never given": int(state.isna().sum()),
+    }
+    kept = members[state.eq(True)]
+    frame, n_opened = _open_contacts(kept.merge(_contacts(store), on="user_id", how="left"), vault)
+    return frame, excluded, n_opened
 
 
 def export_list(
@@ -182,6 +228,7 @@ def export_list(
     purpose: str | None = None,
     kind: str,
     command: str | None = None,
+    vault: Vault | None = None,
     **what: str | None,
 ) -> ExportRecord:
     """Write ``members`` (a ``user_id`` column and descriptive columns such as
@@ -203,6 +250,10 @@ def export_list(
         ``segment`` or ``audience`` (recorded).
     command : str, optional
         The command line or API call that asked for it (recorded).
+    vault : segmint.store.Vault, optional
+        Opens the sealed contacts of a contact list (without it they are written as
+        stored). A contact list is also written to the audit log (``export``: who, the
+        purpose, the file, how many rows and values opened).
     **what
         ``segmentation``, ``run_id``, ``segment``, ``campaign`` (recorded).
 
@@ -215,6 +266,7 @@ def export_list(
     extra = [c for c in members.columns if c != "user_id"]
     members, n_do_not_sell = _without_do_not_sell(store, members)
     excluded: dict[str, int] = {}
+    n_opened = 0
     if purpose is None:
         frame = members.assign(pseudonym=pseudonymize(members["user_id"], key))
         if frame["pseudonym"].duplicated().any():  # pragma: no cover - 1 in 2**64 per pair
@@ -224,16 +276,7 @@ def export_list(
         purpose = purpose.strip().lower()
         if not purpose:
             raise ConfigError("--purpose is empty: say what the contact list is for")
-        consent = _consented(store, purpose).set_index("user_id")["granted"]
-        state = members["user_id"].map(consent)
-        revoked = state.eq(False)
-        never = state.isna()
-        excluded = {
-            "consent revoked or denied": int(revoked.sum()),
-            "consent never given": int(never.sum()),
-        }
-        kept = members[state.eq(True)]
-        frame = kept.merge(_contacts(store), on="user_id", how="left")
+        frame, excluded, n_opened = _contact_list(store, members, purpose, vault)
         frame = frame[[*CONTACT_COLUMNS, *extra]].sort_values("user_id", ignore_index=True)
     if n_do_not_sell:
         excluded["do not sell or share"] = n_do_not_sell
@@ -251,4 +294,8 @@ def export_list(
         **what,
     )
     record_export(store, record)
+    if purpose is not None:  # the contacts left the store: who, why, how many
+        append_audit(store, record.actor or "cli", "export", record.export_id, why=purpose,
+                     kind=kind, path=record.path, n_rows=record.n_rows,
+                     n_values_opened=n_opened, fields=list(CONTACT_FIELDS))  # fmt: skip
     return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -17,7 +18,10 @@ from segmint.features import UNKNOWN_CATEGORY
 from segmint.store import (
     COMPLETED,
     Store,
+    Vault,
+    append_audit,
     completed,
+    is_sealed,
     latest_consent_sql,
     latest_run_sql,
     lit,
@@ -37,6 +41,14 @@ PROFILE_ATTRIBUTES = (
     "email",
     "phone",
 )
+
+
+def getpass_user() -> str:
+    """Who a call acts as in the audit log when no one is named: the operating-system user."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        return "cli"
 
 
 def mask_email(email: str | None) -> str | None:
@@ -168,21 +180,45 @@ def _mix(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     }
 
 
-def _attributes(store: Store, user_id: str) -> dict[str, Any]:
-    """The user's attributes, contact details masked."""
+def _attributes(
+    store: Store, user_id: str, vault: Vault | None
+) -> tuple[dict[str, Any], list[str]]:
+    """The user's attributes, contact details masked (opened from their sealed form, then
+    masked); and the sealed fields that were opened."""
     cols = ", ".join(PROFILE_ATTRIBUTES)
-    user = store.query(f"SELECT {cols} FROM users WHERE user_id = ?", [user_id])
+    user = store.query(f"SELECT {cols}, email_index FROM users WHERE user_id = ?", [user_id])
     if user.empty:
         raise _unknown_user(store, user_id)
     attributes = _row(user)
-    if isinstance(attributes.get("birthday"), datetime):  # a DATE read back as a timestamp
-        attributes["birthday"] = attributes["birthday"].date()
+    email_index = attributes.pop("email_index", None)
+    opened = []
+    for name in ("email", "phone", "birthday"):
+        value = attributes.get(name)
+        if vault is not None and is_sealed(value):
+            attributes[name] = vault.open(value, f"users.{name}")
+            opened.append(f"users.{name}")
+    attributes["birthday"] = _birthday(attributes.get("birthday"))
     email, phone = attributes.pop("email", None), attributes.pop("phone", None)
-    attributes["email"] = mask_email(email)
-    attributes["phone"] = mask_phone(phone)
-    attributes["has_email"] = bool(email and "@" in str(email))
+    attributes["email"] = None if is_sealed(email) else mask_email(email)
+    attributes["phone"] = None if is_sealed(phone) else mask_phone(phone)
+    attributes["has_email"] = bool(email_index) or bool(
+        email and not is_sealed(email) and "@" in str(email)
+    )
     attributes["has_phone"] = bool(phone)
-    return attributes
+    return attributes, opened
+
+
+def _birthday(value: Any) -> date | None:
+    """A birthday as a date: stored as text (``YYYY-MM-DD``, sealed) since schema 9, as a
+    DATE before."""
+    if value is None or isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, datetime):  # a DATE read back as a timestamp
+        return value.date()
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:  # sealed without a key to open it, or not a date
+        return None
 
 
 def _features_of(
@@ -255,7 +291,15 @@ def _latest_segments(store: Store, user_id: str) -> pd.DataFrame:
     )
 
 
-def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = None) -> UserProfile:
+def user_profile(
+    store: Store,
+    user_id: str,
+    *,
+    feature_run_id: str | None = None,
+    vault: Vault | None = None,
+    actor: str | None = None,
+    why: str | None = None,
+) -> UserProfile:
     """The profile of one user.
 
     Parameters
@@ -266,13 +310,25 @@ def user_profile(store: Store, user_id: str, *, feature_run_id: str | None = Non
         The user's id as stored (``users.user_id``).
     feature_run_id : str, optional
         Which feature run to read; the latest by default (features empty if none yet).
+    vault : segmint.store.Vault, optional
+        Opens the sealed e-mail, phone and birthday (shown masked; the birthday as it
+        is); the opening is written to the audit log (``personal.read``: ``actor``, the
+        operating-system user by default, the user, ``why`` and the fields). Without
+        it (or on a read-only store, where the audit log cannot be written) sealed values
+        are not shown.
+    actor, why : str, optional
+        Who asks and why, for the audit log.
 
     Raises
     ------
     segmint.errors.NotFoundError
         When the user is not in ``users`` (the message suggests close ids).
     """
-    attributes = _attributes(store, user_id)
+    # nothing is opened where the opening cannot be audit-logged (a read-only store)
+    attributes, opened = _attributes(store, user_id, None if store.read_only else vault)
+    if opened:
+        append_audit(store, actor or getpass_user(), "personal.read", user_id,
+                     why=why or "profile", fields=opened)  # fmt: skip
     features, as_of, run_id = _features_of(store, user_id, feature_run_id)
     before = f"AND o.ts < {ts_lit(to_utc(as_of))}" if as_of is not None else ""
     favourite = _favourite_categories(store, user_id, before)

@@ -2,14 +2,16 @@
 
 - ``GET /people``: a search box and the people active most recently.
 - ``POST /people``: the search (a form post, so an e-mail address never lands in a URL
-  or an access log): a whole user id, the start of one (a short list), or an e-mail
-  address (exact, any case). One match opens the person's page.
+  or an access log): a whole user id, the start of one (a short list), an e-mail address
+  (exact, any case) or a phone number, both found by their blind index (nothing is
+  decrypted to search). One match opens the person's page.
 - ``GET /people/{user_id}``: the profile (:meth:`segmint.project.Project.profile`), the
   decision the site gets now (``ws.host.decide``), the segments in every run of each
   segmentation, the latest recommendations, and one timeline of events, orders, messages
   and consent changes, newest first, 100 at a time (``?before=`` pages back in time,
   ``?show=`` keeps one kind). Every view is written to the audit log (``person.view``):
-  it shows personal data.
+  it shows personal data; the contacts the profile opens from their sealed form add a
+  ``personal.read`` entry naming the fields.
 
 Each query looks at one user's rows (``WHERE user_id = ?``) and is bounded by a LIMIT;
 the timeline is one round trip (a UNION of four bounded selects).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +34,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from segmint._labels import feature_label, segment_label
 from segmint.errors import NotFoundError
+from segmint.store import PREFIX, open_vault
 from segmint.web._app import message
 from segmint.web._auth import Viewer
 from segmint.web._core import language_of, page, record, workspace
@@ -116,7 +120,7 @@ def people_search(request: Request, session: Viewer, q: Annotated[str, Form()] =
     more = False
     with workspace(request).project() as p:
         if query and len(query) <= MAX_QUERY:
-            matches, more = _find(p.store, query)
+            matches, more = _find(p.store, open_vault(p.store, p.config), query)
         if len(matches) == 1:
             return RedirectResponse(_href(matches[0]["user_id"]), status_code=303)
         recent = _recent(p.store)
@@ -140,24 +144,37 @@ def _escape_like(text: str) -> str:
     return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
-def _find(store: Any, query: str) -> tuple[list[dict[str, Any]], bool]:
-    """People matching ``query`` (an e-mail: exact, any case; else the user id, else ids
-    starting with it, any case), at most :data:`MATCHES`; and whether there are more."""
+def _find(store: Any, vault: Any, query: str) -> tuple[list[dict[str, Any]], bool]:
+    """People matching ``query`` (an e-mail: exact, any case, by its blind index; else the
+    user id; else a phone number, by its blind index; else ids starting with it, any
+    case), at most :data:`MATCHES`; and whether there are more. Nothing is decrypted."""
     cols = "user_id, created_at, country, city"
     if "@" in query:
+        # the index of a sealed address; an address stored in clear (a store from before
+        # encryption) compared as it is
         frame = store.query(
-            f"SELECT {cols} FROM users WHERE lower(email) = lower(?) ORDER BY user_id LIMIT ?",
-            [query, MATCHES + 1],
+            f"SELECT {cols} FROM users WHERE email_index = ? OR (email NOT LIKE ? "
+            "AND lower(email) = lower(?)) ORDER BY user_id LIMIT ?",
+            [vault.index(query, "email"), PREFIX + "%", query, MATCHES + 1],
         )
-    else:
-        frame = store.query(f"SELECT {cols} FROM users WHERE user_id = ?", [query])
-        if frame.empty:
-            frame = store.query(
-                f"SELECT {cols} FROM users WHERE lower(user_id) LIKE lower(?) ESCAPE '!' "
-                "ORDER BY user_id LIMIT ?",
-                [_escape_like(query) + "%", MATCHES + 1],
-            )
+        return _records(frame.head(MATCHES)), len(frame) > MATCHES
+    frame = store.query(f"SELECT {cols} FROM users WHERE user_id = ?", [query])
+    if frame.empty and _PHONE.fullmatch(query):
+        frame = store.query(
+            f"SELECT {cols} FROM users WHERE phone_index = ? ORDER BY user_id LIMIT ?",
+            [vault.index(query, "phone"), MATCHES + 1],
+        )
+    if frame.empty:
+        frame = store.query(
+            f"SELECT {cols} FROM users WHERE lower(user_id) LIKE lower(?) ESCAPE '!' "
+            "ORDER BY user_id LIMIT ?",
+            [_escape_like(query) + "%", MATCHES + 1],
+        )
     return _records(frame.head(MATCHES)), len(frame) > MATCHES
+
+
+_PHONE = re.compile(r"\+?[0-9][0-9 ()./-]{5,}")
+"""What a phone number typed in the search box looks like (6 digits or more)."""
 
 
 def _recent(store: Any) -> list[dict[str, Any]]:
@@ -193,7 +210,7 @@ def person_page(
     kinds = (show,) if show in KINDS else KINDS
     try:
         with ws.project() as p:
-            profile = p.profile(user_id)
+            profile = p.profile(user_id, actor=session.name, why="person page")
             recs = _recommendations(p.store, profile.extras.get("recommendations"))
             history = _history(p.store, user_id)
             timeline = _timeline(p.store, user_id, kinds, cursor)
