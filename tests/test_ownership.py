@@ -117,6 +117,7 @@ WRITE_ARGS = {
     "users add": ["x", "--password-stdin"],
     "users passwd": ["x", "--password-stdin"],
     "users remove": ["x"],
+    "privacy forget": ["x", "--why", "test", "--yes"],
     "jobs run": ["x"],
     "keys revoke": ["x"],
     "refresh": ["rfm"],

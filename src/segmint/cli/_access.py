@@ -48,6 +48,7 @@ ACCESS: dict[str, Kind] = {
     "users add": "write",
     "users passwd": "write",
     "users remove": "write",
+    "privacy forget": "write",
     # -- commands that only read it (read-only beside a running service) -------------------
     "status": "read",
     "quarantine": "read",

@@ -13,4 +13,14 @@ protection request or policy needs, each reaching every table and file of a proj
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from segmint.privacy._forget import ErasureReport, compact, forget
+from segmint.privacy._scan import ScanHit, ScanReport, scan_for
+
+__all__: list[str] = [
+    "ErasureReport",
+    "ScanHit",
+    "ScanReport",
+    "compact",
+    "forget",
+    "scan_for",
+]
