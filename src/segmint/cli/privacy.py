@@ -38,7 +38,7 @@ def forget_cmd(
     request_id: Annotated[
         str | None, typer.Option("--request-id", help="Your reference for the request.")
     ] = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     compact: Annotated[
         bool,
         typer.Option(

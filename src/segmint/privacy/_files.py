@@ -26,6 +26,7 @@ __all__ = [
     "Identifiers",
     "SpoolHit",
     "blank_spool_lines",
+    "flat",
     "rekey_journal",
     "rewrite_table_file",
     "spool_files",
@@ -236,14 +237,14 @@ def spool_files(folder: Path) -> list[Path]:
     )
 
 
-def _flat(value: Any) -> Iterable[Any]:
+def flat(value: Any) -> Iterable[Any]:
     """Every scalar inside a JSON value (objects and arrays opened)."""
     if isinstance(value, dict):
         for v in value.values():
-            yield from _flat(v)
+            yield from flat(v)
     elif isinstance(value, list):
         for v in value:
-            yield from _flat(v)
+            yield from flat(v)
     else:
         yield value
 
@@ -283,7 +284,7 @@ def spool_hits(
                 message = json.loads(line)
             except ValueError:
                 continue
-            values = list(_flat(message))
+            values = list(flat(message))
             if sealed and opener is not None:
                 values += [opener(v) for v in values if isinstance(v, str) and "enc1:" in v]
             if ids.any_in(values):
