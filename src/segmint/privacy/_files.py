@@ -188,6 +188,9 @@ def _rewrite_parquet(path: Path, ids: Identifiers) -> int:
         text = pc.utf8_lower(pc.utf8_trim_whitespace(col.cast(pa.string())))
         found = pc.or_(pc.is_in(col.cast(pa.string()), value_set=exact),
                        pc.is_in(text, value_set=exact))  # fmt: skip
+        if ids.phones:  # a phone written another way: by its digits
+            digits = pc.replace_substring_regex(text, pattern=r"\D", replacement="")
+            found = pc.or_(found, pc.is_in(digits, value_set=pa.array(sorted(ids.phones))))
         hit = pc.or_(hit, pc.fill_null(found, False))
     removed = int(pc.sum(hit).as_py() or 0)
     if removed:
@@ -258,6 +261,8 @@ class SpoolHit:
     length: int
     source: str | None
     message_id: str | None
+    # anonymous ids the message links to the person (identify/alias with their user id)
+    links: tuple[str, ...] = ()
 
 
 def spool_hits(
@@ -290,7 +295,10 @@ def spool_hits(
             if ids.any_in(values):
                 m = message if isinstance(message, dict) else {}
                 src, mid = m.get("_source"), m.get("messageId")
-                hits.append(SpoolHit(path, start, len(line), _text(src), _text(mid)))
+                linked = (m.get("anonymousId"), m.get("previousId"))
+                links = tuple(str(a) for a in linked if isinstance(a, str | int) and a != "")
+                hit = SpoolHit(path, start, len(line), _text(src), _text(mid), links)
+                hits.append(hit)
     return hits
 
 

@@ -259,7 +259,7 @@ def forget(
     report = ErasureReport(subject, request_id or f"forget-{uuid.uuid4().hex[:12]}")
     with store.transaction():
         person = _find(store, vault, config, user_id, subject)
-        hits = spool_hits(_spool_files(config), person.identifiers(), _opener(vault))
+        hits = _spool_hits(config, vault, person)
         forgotten = bool(store.scalar("SELECT count(*) FROM erasures WHERE subject = ?", [subject]))
         if not _in_store(store, person) and not hits:
             if forgotten:
@@ -354,6 +354,18 @@ def _opener(vault: Vault) -> Any:
     from segmint.privacy._scan import open_any
 
     return lambda value: open_any(vault, value)
+
+
+def _spool_hits(config: Config, vault: Vault, person: _Person) -> list[SpoolHit]:
+    """The person's spool lines; anonymous ids that lines link to them (an identify not
+    loaded yet) join their identifiers, and the spool is read again with them."""
+    files = _spool_files(config)
+    hits = spool_hits(files, person.identifiers(), _opener(vault))
+    linked = {a for h in hits for a in h.links} - set(person.anonymous_ids)
+    if linked:
+        person.anonymous_ids = sorted({*person.anonymous_ids, *linked})
+        hits = spool_hits(files, person.identifiers(), _opener(vault))
+    return hits
 
 
 def _spool_files(config: Config) -> list[Path]:
@@ -460,9 +472,9 @@ def _erase_quarantine(store: Store, vault: Vault, person: _Person) -> int:
     like = " OR ".join("lower(CAST(raw AS VARCHAR)) LIKE ?" for _ in needles)
     rows = store.query(
         'SELECT load_id, "row", rule, field, CAST(raw AS VARCHAR) AS raw, raw_value '
-        "FROM quarantine WHERE CAST(raw AS VARCHAR) LIKE '%enc1:%' OR raw_value LIKE 'enc1:%' "
+        "FROM quarantine WHERE CAST(raw AS VARCHAR) LIKE ? OR raw_value LIKE ? "
         f"OR {like or 'FALSE'}",
-        [f"%{n}%" for n in needles],
+        ["%enc1:%", "enc1:%", *(f"%{n}%" for n in needles)],
     )
     doomed = []
     for key, raw, raw_value in zip(
@@ -568,17 +580,18 @@ def _neutralise_spool(store: Store, hits: list[SpoolHit], report: ErasureReport)
         return 0
     added = 0
     for h in hits:
-        if h.source is None or h.message_id is None:
+        if h.message_id is None:
             continue
+        source = f"tracking:{h.source or 'default'}"  # as segmint.sources.load_messages names it
         known = store.scalar(
             "SELECT count(*) FROM tracked_messages WHERE source = ? AND message_id = ?",
-            [h.source, h.message_id],
+            [source, h.message_id],
         )
         if not known:
             store.execute(
                 "INSERT INTO tracked_messages (source, message_id, received_at, load_id) "
                 "VALUES (?, ?, ?, NULL)",
-                [h.source, h.message_id, datetime.now(UTC)],
+                [source, h.message_id, datetime.now(UTC)],
             )
             added += 1
     for path, n in blank_spool_lines(hits).items():
