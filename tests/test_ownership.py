@@ -119,6 +119,7 @@ WRITE_ARGS = {
     "users remove": ["x"],
     "privacy export": ["x"],
     "privacy do-not-sell": ["x"],
+    "privacy forget": ["x", "--why", "test", "--yes"],
     "jobs run": ["x"],
     "keys revoke": ["x"],
     "refresh": ["rfm"],

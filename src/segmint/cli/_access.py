@@ -52,6 +52,7 @@ ACCESS: dict[str, Kind] = {
     "privacy rotate-key": "write",
     "privacy retention": lambda kw: "read" if kw.get("dry_run") else "write",
     "privacy do-not-sell": "write",
+    "privacy forget": "write",
     # -- commands that only read it (read-only beside a running service) -------------------
     "status": "read",
     "quarantine": "read",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from segmint.privacy._access import AccessExport, access_export
 from segmint.privacy._do_not_sell import DoNotSell, do_not_sell
+from segmint.privacy._forget import ErasureReport, compact, forget
 from segmint.privacy._retention import (
     RetentionPurge,
     RetentionReport,
@@ -23,17 +24,24 @@ from segmint.privacy._retention import (
     retention_cutoff,
 )
 from segmint.privacy._rotate import ColumnRotation, RotationReport, rotate_key
+from segmint.privacy._scan import ScanHit, ScanReport, scan_for
 
 __all__ = [
     "AccessExport",
     "ColumnRotation",
     "DoNotSell",
+    "ErasureReport",
     "RetentionPurge",
     "RetentionReport",
     "RotationReport",
+    "ScanHit",
+    "ScanReport",
     "access_export",
     "apply_retention",
+    "compact",
     "do_not_sell",
+    "forget",
     "retention_cutoff",
     "rotate_key",
+    "scan_for",
 ]

@@ -98,6 +98,9 @@ def create_app(project: Any) -> FastAPI:
     from segmint.serve._keys import router as keys
 
     app.include_router(keys)
+    from segmint.serve._privacy_api import router as privacy_api
+
+    app.include_router(privacy_api)
     from segmint.serve._tracking import router as tracking
 
     app.include_router(tracking)

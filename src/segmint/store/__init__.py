@@ -1,6 +1,6 @@
 """Stores: where the canonical tables live (DuckDB file by default, PostgreSQL in production)."""
 
-from segmint.store._audit import AuditCheck, append_audit, verify_audit
+from segmint.store._audit import AuditCheck, append_audit, audit_hash, canonical_json, verify_audit
 from segmint.store._base import DuckDBStore, Store, scratch_engine, split_columns, transpile
 from segmint.store._claim import (
     CLAIM_FILE,
@@ -68,6 +68,8 @@ __all__ = [
     "MasterKeyWrapper",
     "Vault",
     "append_audit",
+    "audit_hash",
+    "canonical_json",
     "is_sealed",
     "key_wrapper",
     "new_data_key",
