@@ -14,8 +14,9 @@ What happens to each table, and why:
 table                 what happens                    why
 ====================  ==============================  ==========================================
 users                 row deleted                     the person
-events                deleted (user id, or one of     behaviour of the person, signed-in or not
-                      their anonymous ids)
+events                deleted: by user id, and those  behaviour of the person, signed-in or not;
+                      without a user id under one of  another user's events on a shared device
+                      their anonymous ids             (same anonymous id) stay
 orders                ``user_id`` replaced by         revenue, order counts and item popularity
                       ``erased:<random>``, one        stay true; the token is random, stored
                       token per erasure               nowhere else: nothing (not even the index
@@ -42,8 +43,7 @@ deliveries            kept for exactly-once           a run's sent/failed counts
                       the idempotency key carry the   Message-ID (an MD5 of the key: it could be
                       erasure token; ``message_id``   recomputed from the user id) and the error
                       and ``error`` set to NULL       (an SMTP answer may quote the address) go
-exposures             deleted (user id or anonymous   decisions served to the person
-                      id)
+exposures             deleted (as events)             decisions served to the person
 identities            deleted                         links anonymous id -> user id
 tracked_messages      kept                            message ids made by the client and a
                                                       source name: no person in them; keeping

@@ -61,16 +61,18 @@ class ScanReport:
     hits: list[ScanHit] = field(default_factory=list)
     n_sealed_opened: int = 0
     n_sealed_unopened: int = 0
+    n_identifiers: int = 0
 
     def summary(self) -> str:
         """One paragraph a person can quote."""
         lines = [
-            f"tables checked: {len(self.tables)} ({len(self.columns)} text columns); "
+            f"identifiers: {self.n_identifiers}; tables checked: {len(self.tables)} ({len(self.columns)} text columns); "
             f"files checked: {len(self.files)}; sealed values opened: {self.n_sealed_opened}"
             f" (not openable: {self.n_sealed_unopened}); hits: {len(self.hits)}",
         ]
         if self.excluded:
             lines.append("not checked (inputs): " + ", ".join(self.excluded))
+        lines.append("files: " + ", ".join(self.files))
         lines += [f"  HIT {h.label} in {h.place} ({h.n})" for h in self.hits]
         return "\n".join(lines)
 
@@ -244,7 +246,7 @@ def scan_for(
     root = Path(project_root).resolve()
     if vault is None:
         vault = open_vault(store, config)
-    report = ScanReport()
+    report = ScanReport(n_identifiers=len(needles))
     _scan_tables(store, vault, needles, report)
     skip = _inputs(config)
     skip += [(Path(e) if Path(e).is_absolute() else root / e).resolve() for e in exclude]
