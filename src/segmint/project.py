@@ -774,7 +774,7 @@ class Project:
         kind : {"rejected", "field_issue"}, optional
             Only rejected rows, or only field issues.
         """
-        from segmint.sources._seal import open_quarantine
+        from segmint.sources import open_quarantine
         from segmint.store import open_vault
 
         where, params = self._quarantine_filter(source, table, reason, kind)

@@ -651,12 +651,18 @@ def _validate_stage(
     return _Validated(cleaning, by_rule, by_field)
 
 
-def _quarantine_stage(area: Area, load_id: str, name: str, table: Table, vault: Vault) -> None:
-    """Quarantine: the rejected rows and field issues of this load (``quarantine``,
-    ``quarantine_fields``), sealed; the staging relations, all read now, are freed."""
-    _build_quarantine(area, load_id, name, table, vault)
+def _quarantine_stage(
+    store: Store, config: Config, area: Area, load_id: str, name: str, table: Table, step: Callback
+) -> None:
+    """Quarantine and seal: the rejected rows and field issues of this load (``quarantine``,
+    ``quarantine_fields``) and the accepted rows as stored (personal values sealed,
+    :func:`~segmint.sources._seal.seal_accepted`); the staging relations, all read now, are
+    freed."""
+    _build_quarantine(area, load_id, name, table, engine_vault(store, config, area))
     for staging in (area.typed, area.typed0, area.raw, area.raw0):  # all read: free them now
         area.drop(staging)
+    step("sealing")
+    seal_accepted(store, config, area, table)
 
 
 def _record_load(area: Area, values: list[Any]) -> None:
@@ -751,9 +757,7 @@ def _load(
 
     load_id = _load_id(name)
     updates, keeps = split_columns(table, list(source.columns))  # on rows already stored
-    _quarantine_stage(area, load_id, name, table, engine_vault(store, config, area))
-    step("sealing")
-    seal_accepted(store, config, area, table)
+    _quarantine_stage(store, config, area, load_id, name, table, step)
     step("writing")
     inserted, updated, unchanged, n_kept, retries = _write_stage(
         store, area, config, name, table, staged, found, updates,

@@ -270,7 +270,7 @@ def _stored_text(value: Any) -> str | None:
     return _text(value)
 
 
-def _opened(vault: Vault, rec: dict[str, Any]) -> dict[str, Any]:
+def _opened(vault: Vault, rec: dict[Any, Any]) -> dict[str, Any]:
     """A stored users row with its sealed values opened (the loader seals them again: the
     same text, sealing is deterministic)."""
     out = {str(k): v for k, v in rec.items()}

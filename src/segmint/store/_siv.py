@@ -70,8 +70,8 @@ def _text_parts(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                              else pa.binary())  # fmt: skip
     bufs = values.buffers()
     otype = np.int64 if pa.types.is_large_binary(values.type) else np.int32
-    offsets = np.frombuffer(bufs[1], dtype=otype)[values.offset : values.offset + len(values) + 1]
-    offsets = offsets.astype(np.int64)
+    window = slice(values.offset, values.offset + len(values) + 1)
+    offsets: np.ndarray = np.frombuffer(bufs[1], dtype=otype)[window].astype(np.int64)
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
     starts = offsets[:-1]
     lengths = offsets[1:] - starts

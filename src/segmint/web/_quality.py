@@ -15,9 +15,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from segmint.web._auth import Viewer
-from segmint.sources._seal import open_quarantine
+from segmint.sources import open_quarantine
 from segmint.store import open_vault
+from segmint.web._auth import Viewer
 from segmint.web._core import N_, page, record, workspace
 
 router = APIRouter()
