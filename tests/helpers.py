@@ -65,3 +65,30 @@ def make_project(
     config.update(extra or {})
     (root / "segmint.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return root
+
+
+def clear_users(p, frame):  # type: ignore[no-untyped-def]
+    """``frame`` (rows of ``users`` read from ``p``'s store) with the sealed values opened:
+    what a reader with the key sees (issue 21)."""
+    from segmint.store import open_vault
+
+    vault = open_vault(p.store, p.config)
+    frame = frame.copy()
+    for col in ("email", "phone", "birthday"):
+        if col in frame.columns:
+            frame[col] = [vault.open(v, f"users.{col}") if isinstance(v, str) else v
+                          for v in frame[col]]  # fmt: skip
+    if "traits" in frame.columns:
+        frame["traits"] = [vault.open_json_text(v, "users.traits") if isinstance(v, str) else v
+                           for v in frame["traits"]]  # fmt: skip
+    return frame
+
+
+def clear_spool_line(p, line: str) -> str:  # type: ignore[no-untyped-def]
+    """A spool line (sealed at rest) opened."""
+    from segmint.store import open_vault
+
+    text = line.rstrip("\n")
+    if text.startswith("enc1:"):
+        text = str(open_vault(p.store, p.config).open(text, "spool.line"))
+    return text + ("\n" if line.endswith("\n") else "")

@@ -19,7 +19,7 @@ import pytest
 from segmint.config import Config
 from segmint.sources import TrackingLoad, load_messages
 from segmint.sources._tracking import channel, snake_case
-from segmint.store import Store, open_store
+from segmint.store import Store, open_store, open_vault
 
 NOW = datetime(2026, 12, 2, tzinfo=UTC)
 T = "2026-12-01T10:00:00Z"
@@ -36,6 +36,27 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     s.ensure_schema()
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _master_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The master key from the environment (Config() has no project folder to keep one)."""
+    monkeypatch.setenv("SEGMINT_MASTER_KEY", "5a" * 32)
+
+
+def clear(store: Store, users: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Users rows with their sealed values opened (issue 21: sealed at rest)."""
+    vault = open_vault(store, Config())
+    out = []
+    for u in users:
+        u = dict(u)
+        for col in ("email", "phone", "birthday"):
+            if col in u:
+                u[col] = vault.open(u[col], f"users.{col}")
+        if u.get("traits") is not None:
+            u["traits"] = vault.open_json_text(u["traits"], "users.traits")
+        out.append(u)
+    return out
 
 
 def msg(mid: str, kind: str, **fields: Any) -> dict[str, Any]:
@@ -150,7 +171,7 @@ def test_mapping_table_by_table(store: Store) -> None:
             10.5,
         ),  # quantity defaults to 1; an unknown product is kept (no reference to items)
     ]
-    users = {u["user_id"]: u for u in rows(store, "SELECT * FROM users")}
+    users = {u["user_id"]: u for u in clear(store, rows(store, "SELECT * FROM users"))}
     assert set(users) == {"u1", "u2", "u3"}  # u2, u3: new userIds become users
     u1 = users["u1"]
     assert (u1["email"], u1["phone"], u1["gender"], u1["age"], u1["country"], u1["city"]) == (
@@ -195,6 +216,11 @@ def test_bad_values_are_quarantined_and_counts_add_up(store: Store) -> None:
         store,
         'SELECT target_table, "row", rule, reason, kind, field, raw FROM quarantine ORDER BY target_table, "row"',
     )
+    vault = open_vault(store, Config())
+    for x in q:  # the raw rows are sealed at rest (issue 21): a JSON string of sealed text
+        sealed = json.loads(x["raw"]) if x["raw"].startswith('"enc1:') else x["raw"]
+        assert sealed.startswith("enc1:"), "raw rows are sealed at rest"
+        x["raw"] = vault.open(sealed, "quarantine.raw")
     rejected = {(x["target_table"], x["rule"]) for x in q if x["kind"] == "rejected"}
     assert rejected == {
         ("events", "unparseable_timestamp"),
@@ -241,7 +267,7 @@ def test_a_bad_email_never_costs_the_customer(store: Store) -> None:
         ],
     )
     assert (r.accepted, r.rejected) == (1, 0)
-    (u,) = rows(store, "SELECT user_id, email, birthday, city FROM users")
+    (u,) = clear(store, rows(store, "SELECT user_id, email, birthday, city FROM users"))
     assert (u["user_id"], u["email"], u["city"]) == ("u7", None, "Lyon") and u["birthday"] is None
     issues = {
         x["field"]: x["rule"]
@@ -255,7 +281,7 @@ def test_identify_merges_traits_over_the_stored_user(store: Store) -> None:
     load(store, [msg("i1", "identify", userId="u1", traits={"email": "a@b.co", "plan": "free"})])
     load(store, [msg("i2", "identify", userId="u1", traits={"phone": "123", "plan": "pro", "seats": 3}),
                  msg("i3", "identify", userId="u1", traits={"city": "Oslo"})])  # fmt: skip
-    (u,) = rows(store, "SELECT email, phone, city, traits FROM users")
+    (u,) = clear(store, rows(store, "SELECT email, phone, city, traits FROM users"))
     assert (u["email"], u["phone"], u["city"]) == ("a@b.co", "123", "Oslo")
     assert json.loads(u["traits"]) == {"plan": "pro", "seats": 3}
 

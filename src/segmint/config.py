@@ -66,7 +66,15 @@ def _known_columns(table: str, names: Any, where: str) -> None:
     otherwise be ignored and leave the column empty."""
     import difflib
 
-    known = TABLES[table].column_names
+    known = TABLES[table].source_columns
+    derived = [n for n in names if n in TABLES[table].column_names and n not in known]
+    if derived:
+        raise ValueError(
+            f"{where}: {', '.join(map(repr, derived))} of table {table} "
+            f"{'is' if len(derived) == 1 else 'are'} computed by the loader (a blind index or "
+            "a value derived from another column) and cannot be mapped from a source: remove "
+            f"{'it' if len(derived) == 1 else 'them'} from the mapping"
+        )
     unknown = [n for n in names if n not in known]
     if not unknown:
         return

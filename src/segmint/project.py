@@ -802,11 +802,15 @@ class Project:
         kind : {"rejected", "field_issue"}, optional
             Only rejected rows, or only field issues.
         """
+        from segmint.sources import open_quarantine
+        from segmint.store import open_vault
+
         where, params = self._quarantine_filter(source, table, reason, kind)
-        return self.store.query(
+        rows = self.store.query(
             f'SELECT * FROM quarantine {where} ORDER BY target_table, source, "row", field',
             params or None,
         )
+        return open_quarantine(open_vault(self.store, self.config), rows)
 
     def quarantine_summary(
         self,

@@ -20,15 +20,17 @@ from tests.serve.conftest import Served
 import segmint
 from segmint.serve import create_app
 from segmint.serve._auth import create_key
+from segmint.store import open_vault
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
 class Tracking:
-    def __init__(self, served: Served, root: Path, keys: dict[str, str]) -> None:
+    def __init__(self, served: Served, root: Path, keys: dict[str, str], vault: Any) -> None:
         self.url = served.url
         self.root = root
         self.keys = keys
+        self.vault = vault  # the spool's lines are sealed at rest: opened to be read
 
     def client(self, scope: str = "write") -> httpx.Client:
         return httpx.Client(base_url=self.url, auth=(self.keys[scope], ""), timeout=10)
@@ -37,7 +39,13 @@ class Tracking:
         lines: list[str] = []
         for path in sorted((self.root / ".segmint" / "spool").glob("spool-*.jsonl")):
             lines.extend(path.read_text(encoding="utf-8").splitlines(keepends=True))
-        return lines
+        return [self._open(line) for line in lines]
+
+    def _open(self, line: str) -> str:
+        text = line.rstrip("\n")
+        if text.startswith("enc1:"):
+            text = self.vault.open(text, "spool.line")
+        return text + ("\n" if line.endswith("\n") else "")
 
     def spooled(self) -> dict[str, dict[str, Any]]:
         """Spool messages by messageId (complete lines only)."""
@@ -54,7 +62,7 @@ def tracking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracking]:
     with segmint.open_project(root) as p:
         keys = {scope: create_key(p.store, "web", scope) for scope in ("write", "decide", "admin")}
         with Served(create_app(p)) as s:
-            yield Tracking(s, root, keys)
+            yield Tracking(s, root, keys, open_vault(p.store, p.config))
 
 
 def _mid() -> str:

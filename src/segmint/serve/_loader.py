@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from segmint.serve._periodic import Periodic
 from segmint.serve._spool import (
+    SPOOL_FIELD,
     SpoolWriter,
     claim_if_dead,
     complete_size,
@@ -98,7 +99,21 @@ class TrackingLoader(Periodic):
         # grown since is skipped without touching the store (an idle service lets a DuckDB
         # file go, see StoreHolder)
         self._loaded: dict[str, int] = {}
+        self._vault_obj: Any = None
         super().__init__()
+
+    def _vault(self) -> Any:
+        """The store's vault (seals the spool's lines and opens them), read once."""
+        if self._vault_obj is None:
+            from segmint.store import open_vault
+
+            with self.hold() as store:
+                self._vault_obj = open_vault(store, self.project.config)
+        return self._vault_obj
+
+    def _opener(self) -> Any:
+        vault = self._vault()
+        return lambda text: str(vault.open(text, SPOOL_FIELD))
 
     @property
     def folder(self) -> Path:
@@ -115,6 +130,10 @@ class TrackingLoader(Periodic):
         self.run_once()  # never raises: a failed file is logged and tried again
 
     def start(self) -> None:
+        self._vault()  # the keys (made on a new store) before the first line is sealed
+        if self.writer.seal is None and self._vault_obj is not None and self._vault_obj.encrypt:
+            vault = self._vault_obj
+            self.writer.seal = lambda text: str(vault.seal(text, SPOOL_FIELD))
         self.writer.start()
         self._start_thread()
 
@@ -162,7 +181,9 @@ class TrackingLoader(Periodic):
             if closed:
                 self._forget(path)
                 return n
-            read = read_lines(path, loaded_bytes, max_messages=self.max_messages)
+            read = read_lines(
+                path, loaded_bytes, max_messages=self.max_messages, opener=self._opener()
+            )
             if read.messages:
                 self._load_batch(path.name, read.messages, read.end, loaded_messages)
                 n += len(read.messages)
@@ -279,7 +300,7 @@ class TrackingLoader(Periodic):
                 f.seek(loaded_bytes)
                 pending = f.read(written - loaded_bytes)
             lag_messages = pending.count(b"\n")
-            first = parse_line(pending[: pending.find(b"\n") + 1])
+            first = parse_line(pending[: pending.find(b"\n") + 1], self._opener())
             lag_seconds = _age(first.get("receivedAt"), now)
         return {
             "file": path.name,

@@ -13,6 +13,13 @@ the event loop never waits on the disk.
 The writing process holds an exclusive ``flock`` on its file for as long as it lives; the
 kernel drops it when the process dies (even on ``kill -9``). A loader that can take the lock
 knows the file's writer is gone (:func:`claim_if_dead`).
+
+Lines hold personal data (e-mails in identify traits), so each is sealed at rest when the
+project encrypts (issue 21): the writer thread turns the line into ``enc1:<key>:<base64>\n``
+(:meth:`~segmint.store.Vault.seal`, field :data:`SPOOL_FIELD`) before it writes, and readers
+open it (``opener``). A sealed line is still one line: offsets, torn tails and claims work
+on the sealed bytes exactly as on clear ones; a clear line (written before encryption was
+on) is read as it is.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +45,7 @@ __all__ = [
     "read_lines",
     "spool_files",
     "spool_name",
+    "SPOOL_FIELD",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,11 @@ ROTATE_BYTES = 64 * 1024 * 1024
 """A writer starts a new file when its file reaches this size."""
 PREFIX = "spool-"
 SUFFIX = ".jsonl"
+SPOOL_FIELD = "spool.line"
+"""The field name a spool line is sealed under."""
+
+Sealer = Callable[[str], str]
+"""Seals (or opens) one line's text, without its ``\\n``."""
 
 
 def spool_name(now: datetime | None = None) -> str:
@@ -82,9 +95,15 @@ class SpoolWriter:
     """
 
     def __init__(
-        self, folder: Path, *, name: str | None = None, rotate_bytes: int = ROTATE_BYTES
+        self,
+        folder: Path,
+        *,
+        name: str | None = None,
+        rotate_bytes: int = ROTATE_BYTES,
+        seal: Sealer | None = None,
     ) -> None:
         self.folder = Path(folder)
+        self.seal = seal  # each line sealed before it is written (None: written clear)
         self.name = name or spool_name()
         self.path = self.folder / self.name
         self.rotate_bytes = rotate_bytes
@@ -174,7 +193,7 @@ class SpoolWriter:
         error: BaseException | None = None
         try:
             assert self._file is not None
-            data = b"".join(p.data for p in batch)
+            data = b"".join(self._sealed(p.data) for p in batch)
             view = memoryview(data)
             while view:  # a raw file may write less than asked
                 written = self._file.write(view)
@@ -191,6 +210,17 @@ class SpoolWriter:
             self._rotate()  # before answering: a caller sees the new file (once per 64 MB)
         for p in batch:
             p.loop.call_soon_threadsafe(_settle, p.future, error)
+
+    def _sealed(self, data: bytes) -> bytes:
+        """``data`` (lines) with each line sealed, in the writer thread (off the event loop)."""
+        if self.seal is None:
+            return data
+        seal = self.seal
+        return b"".join(
+            (seal(line.decode("utf-8")) + "\n").encode("utf-8")
+            for line in data.split(b"\n")
+            if line
+        )
 
     def _rotate(self) -> None:
         """Go on in a new file; the full one is unlocked, so the loader loads it to its end,
@@ -229,7 +259,9 @@ class SpoolRead:
     end: int
 
 
-def read_lines(path: Path, start: int, *, max_messages: int) -> SpoolRead:
+def read_lines(
+    path: Path, start: int, *, max_messages: int, opener: Sealer | None = None
+) -> SpoolRead:
     """Up to ``max_messages`` complete lines of ``path`` from byte ``start``, parsed.
 
     A line that is not a JSON object (never written by this module) comes back as
@@ -244,7 +276,7 @@ def read_lines(path: Path, start: int, *, max_messages: int) -> SpoolRead:
             if len(messages) >= max_messages:
                 break
             end += len(raw)
-            messages.append(parse_line(raw))
+            messages.append(parse_line(raw, opener))
     return SpoolRead(messages, end)
 
 
@@ -255,9 +287,17 @@ def _complete_lines(f: IO[bytes]) -> Iterator[bytes]:
         yield raw
 
 
-def parse_line(raw: bytes) -> dict[str, Any]:
-    """One spool line as a message, or a ``_raw``/``_error`` record for the quarantine."""
+def parse_line(raw: bytes, opener: Sealer | None = None) -> dict[str, Any]:
+    """One spool line as a message, or a ``_raw``/``_error`` record for the quarantine; a
+    sealed line is opened with ``opener`` first."""
     text = raw.decode("utf-8", errors="replace").rstrip("\n")
+    if text.startswith("enc1:"):
+        if opener is None:
+            return {"_raw": text, "_error": "a sealed line, and no key to open it"}
+        try:
+            text = opener(text)
+        except Exception as exc:  # a line that does not open: kept (sealed) for the quarantine
+            return {"_raw": text, "_error": f"a sealed line that does not open ({exc})"}
     try:
         value = json.loads(text)
     except ValueError as exc:

@@ -4,6 +4,7 @@ map, validation and quarantine; tracking messages through the same validation.""
 from segmint.sources._checked import check_source_sql
 from segmint.sources._ingest import LoadResult, ingest_source
 from segmint.sources._readers import check_files, prefetch_checksums
+from segmint.sources._seal import open_quarantine
 from segmint.sources._tracking import TrackingLoad, load_messages
 
 __all__ = [
@@ -13,5 +14,6 @@ __all__ = [
     "check_source_sql",
     "ingest_source",
     "load_messages",
+    "open_quarantine",
     "prefetch_checksums",
 ]

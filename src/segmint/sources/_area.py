@@ -63,6 +63,10 @@ _ROLES = frozenset(
         "quarantine",
         "quarantine_fields",
         "load_row",
+        # sealing (segmint.sources._seal)
+        "sealed_in",  # the accepted rows, materialised once
+        "sealed",  # the accepted rows as stored (personal values sealed)
+        "erased",  # the keys of people who asked to be forgotten
     }
 )
 

@@ -65,7 +65,8 @@ from segmint.sources._area import Area
 from segmint.sources._checked import source_expression
 from segmint.sources._frame import Frame, stage_frame
 from segmint.sources._readers import Staged, _short, _sql_str, stage
-from segmint.store import ALLOWED_VALUES, TABLES, Column, Store, Table, split_columns
+from segmint.sources._seal import engine_vault, open_raw_sql, seal_accepted, seal_raw_sql
+from segmint.store import ALLOWED_VALUES, TABLES, Column, Store, Table, Vault, split_columns
 from segmint.store import ident as _q
 
 log = logging.getLogger(__name__)
@@ -469,7 +470,7 @@ def _by_name(name: str, source: Source, staged: Staged, table: Table) -> Source:
     found: dict[str, ColumnRef] = {
         c.name: (c.name if c.name in staged.columns else by_lower[c.name])
         for c in table.columns
-        if c.name in staged.columns or c.name in by_lower
+        if not c.derived and (c.name in staged.columns or c.name in by_lower)
     }
     if not found:
         shown = ", ".join(staged.columns[:12]) + (", ..." if len(staged.columns) > 12 else "")
@@ -572,7 +573,7 @@ def _read_stage(
         return stage_frame(area, frame)
     if retry_of is not None:
         step("retrying held rows")
-        return _stage_held(store, area, name, source)
+        return _stage_held(store, area, name, source, engine_vault(store, config, area))
     step("reading")
     return stage(area, name, source, config)
 
@@ -650,12 +651,18 @@ def _validate_stage(
     return _Validated(cleaning, by_rule, by_field)
 
 
-def _quarantine_stage(area: Area, load_id: str, name: str, table: Table) -> None:
-    """Quarantine: the rejected rows and field issues of this load (``quarantine``,
-    ``quarantine_fields``); the staging relations, all read now, are freed."""
-    _build_quarantine(area, load_id, name, table)
+def _quarantine_stage(
+    store: Store, config: Config, area: Area, load_id: str, name: str, table: Table, step: Callback
+) -> None:
+    """Quarantine and seal: the rejected rows and field issues of this load (``quarantine``,
+    ``quarantine_fields``) and the accepted rows as stored (personal values sealed,
+    :func:`~segmint.sources._seal.seal_accepted`); the staging relations, all read now, are
+    freed."""
+    _build_quarantine(area, load_id, name, table, engine_vault(store, config, area))
     for staging in (area.typed, area.typed0, area.raw, area.raw0):  # all read: free them now
         area.drop(staging)
+    step("sealing")
+    seal_accepted(store, config, area, table)
 
 
 def _record_load(area: Area, values: list[Any]) -> None:
@@ -750,7 +757,7 @@ def _load(
 
     load_id = _load_id(name)
     updates, keeps = split_columns(table, list(source.columns))  # on rows already stored
-    _quarantine_stage(area, load_id, name, table)
+    _quarantine_stage(store, config, area, load_id, name, table, step)
     step("writing")
     inserted, updated, unchanged, n_kept, retries = _write_stage(
         store, area, config, name, table, staged, found, updates,
@@ -967,7 +974,7 @@ def _retry_held(
     return results
 
 
-def _stage_held(store: Store, area: Area, name: str, source: Source) -> Staged:
+def _stage_held(store: Store, area: Area, name: str, source: Source, vault: Vault) -> Staged:
     """Stage the rows of source ``name`` held in the quarantine for a missing reference as
     ``raw`` (each under its row number), typed as the source's last load read them."""
     area.execute(f"CREATE TEMP TABLE {area.unparsed} (_row BIGINT, raw VARCHAR, reason VARCHAR)")
@@ -976,12 +983,16 @@ def _stage_held(store: Store, area: Area, name: str, source: Source) -> Staged:
         "WHERE source = ? AND raw_types IS NOT NULL ORDER BY started_at DESC LIMIT 1",
         [name],
     )
-    held = area.stage.from_store(
+    sealed = area.stage.from_store(
         "held",
         'SELECT "row", CAST(raw AS VARCHAR) AS raw FROM quarantine WHERE source = '
         f"{_sql_str(name)} AND kind = 'rejected' AND rule = 'unknown_reference'",
         {"row": "BIGINT", "raw": "VARCHAR"},
     )
+    held = area.stage.table(
+        "held", f'SELECT "row", {open_raw_sql(vault, "CAST(raw AS JSON)")} AS raw FROM {sealed}'
+    )
+    area.stage.drop(sealed)
     location = str(last["location"].iat[0]) if len(last) else "quarantine"
     if isinstance(source, JsonlSource):
         area.execute(
@@ -1117,7 +1128,7 @@ def _build_typed(
     constants = {
         c.name: coercion.plain(c, f"({raw_cols[c.name]})")
         for c in table.columns
-        if c.name not in source.columns and c.name not in table.generated
+        if c.name not in source.columns and c.name not in table.generated and not c.derived
     }
     checks, field_checks = _all_checks(table, source, config, now)
     keep = ""
@@ -1300,6 +1311,8 @@ def _build_rejects(
     _find_duplicates(area, table, content, dup_key)
     if biz:
         _find_business_duplicates(area, store, table, biz)
+    # erased people first: their rows are dropped, not held for a missing reference
+    _find_erased(area, store, table, engine_vault(store, config, area))
     _find_unknown_references(area, store, table)
     # the accepted rows holding a field issue (a rejected row's issues join its reasons)
     area.execute(
@@ -1454,6 +1467,36 @@ def _find_unknown_references(area: Area, store: Store, table: Table) -> None:
         _move_to_rejects(area, area.badref)
 
 
+_ERASED_REASON = "'erased|this person asked to be forgotten'"
+
+
+def _find_erased(area: Area, store: Store, table: Table, vault: Vault) -> None:
+    """Rows of people who asked to be forgotten (table ``erasures``: the blind index of
+    their user id, of their e-mail) among the ``checked`` rows, added to ``rejects`` (rule
+    ``erased``; the quarantine keeps no raw content for them): a re-import of an old file
+    does not bring them back."""
+    if "user_id" not in table.column_names or not store.scalar("SELECT count(*) FROM erasures"):
+        return
+    erased = area.stage.from_store(
+        "erased",
+        "SELECT subject, email_index FROM erasures",
+        {"subject": "VARCHAR", "email_index": "VARCHAR"},
+    )
+    conds = [f"{vault.index_sql('t.user_id', 'user')} IN (SELECT subject FROM {erased})"]
+    if table.name == "users":
+        conds.append(
+            f"{vault.index_sql('t.email', 'email')} IN "
+            f"(SELECT email_index FROM {erased} WHERE email_index IS NOT NULL)"
+        )
+    area.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {area.badref} AS
+        SELECT _row, [{_ERASED_REASON}] AS reasons FROM {area.checked} t
+        WHERE t.user_id IS NOT NULL AND ({" OR ".join(conds)})"""
+    )
+    _move_to_rejects(area, area.badref)
+    area.stage.drop(erased)
+
+
 def _move_to_rejects(area: Area, found: str) -> None:
     """Add the newly found rejects not rejected yet (a row keeps the reason of the first
     check that rejected it), which takes them out of the accepted rows (``valid``)."""
@@ -1555,10 +1598,15 @@ def _nothing_flagged(area: Area) -> bool:
     return True
 
 
-def _build_quarantine(area: Area, load_id: str, name: str, table: Table) -> None:
+def _build_quarantine(area: Area, load_id: str, name: str, table: Table, vault: Vault) -> None:
+    """The quarantine rows of this load, their raw content sealed (a row dropped because
+    its person asked to be forgotten keeps no raw content at all)."""
     lid, src, tbl = _sql_str(load_id), _sql_str(name), _sql_str(table.name)
     area.execute(
         f"""CREATE OR REPLACE TEMP TABLE {area.quarantine} AS
+        SELECT load_id, "row", source, target_table, rule, reason,
+               CASE WHEN rule = 'erased' THEN NULL ELSE {seal_raw_sql(vault, "raw")} END AS raw
+        FROM (
         SELECT {lid} AS load_id, _row AS "row", {src} AS source, {tbl} AS target_table,
                split_part(reasons[1], '|', 1) AS rule,
                array_to_string(list_transform(reasons, lambda x: substr(x, strpos(x, '|') + 1)), '; ')
@@ -1567,13 +1615,14 @@ def _build_quarantine(area: Area, load_id: str, name: str, table: Table) -> None
         FROM {area.rejected}
         UNION ALL
         SELECT {lid}, _row, {src}, {tbl}, 'unparseable_row', reason, to_json(raw)
-        FROM {area.unparsed}"""
+        FROM {area.unparsed})"""
     )
     area.execute(
         f"""CREATE OR REPLACE TEMP TABLE {area.quarantine_fields} AS
         SELECT {lid} AS load_id, _row AS "row", {src} AS source, {tbl} AS target_table,
                split_part(reasons, '|', 1) AS rule, substr(reasons, strpos(reasons, '|') + 1)
                    AS reason,
-               raw, 'field_issue' AS kind, field, raw_value
+               {seal_raw_sql(vault, "raw")} AS raw, 'field_issue' AS kind, field,
+               {vault.seal_sql("raw_value", "quarantine.raw_value")} AS raw_value
         FROM {area.field_issues}"""
     )

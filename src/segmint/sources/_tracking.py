@@ -42,7 +42,7 @@ import pyarrow as pa
 from segmint.config import Config
 from segmint.sources._frame import Frame
 from segmint.sources._ingest import LoadResult, _ingest_source
-from segmint.store import LOAD_ORDER, TABLES, Store
+from segmint.store import LOAD_ORDER, SEALED_COLUMNS, TABLES, Store, Vault, open_vault
 
 __all__ = ["TrackingLoad", "load_messages"]
 
@@ -63,7 +63,7 @@ _TRAIT_COLUMNS = {
     "income_band": "income_band",
     "acquisition_channel": "acquisition_channel",
 }
-_USER_COLUMNS = tuple(c for c in TABLES["users"].column_names if c != "user_id")
+_USER_COLUMNS = tuple(c for c in TABLES["users"].source_columns if c != "user_id")
 _SIMPLE_EVENTS = {"page": "page_view", "screen": "screen_view", "group": "group"}
 _EVENT_COLUMNS = ("event_id", "user_id", "anonymous_id", "event", "ts", "channel", "item_id",
                   "properties")  # fmt: skip
@@ -270,6 +270,21 @@ def _stored_text(value: Any) -> str | None:
     return _text(value)
 
 
+def _opened(vault: Vault, rec: dict[Any, Any]) -> dict[str, Any]:
+    """A stored users row with its sealed values opened (the loader seals them again: the
+    same text, sealing is deterministic)."""
+    out = {str(k): v for k, v in rec.items()}
+    for table, col in SEALED_COLUMNS:
+        if table == "users" and isinstance(out.get(col), str):
+            out[col] = vault.open(out[col], f"users.{col}")
+    traits = out.get("traits")
+    if isinstance(traits, str):
+        out["traits"] = vault.open_json_text(traits, "users.traits")
+    elif isinstance(traits, dict):
+        out["traits"] = json.dumps(vault.open_json(traits, "users.traits"))
+    return out
+
+
 def _received(m: dict[str, Any], now: datetime) -> datetime:
     value = m.get("receivedAt")
     if isinstance(value, str):
@@ -341,7 +356,7 @@ class _Batch:
         self.links: dict[str, tuple[str, int]] = {}  # anonymous id -> (user id, message)
         self.identify: dict[str | None, list[int]] = {}  # user id -> identify messages
         self.by_type: dict[str, int] = {}
-        self.tables = {t: _Columns(TABLES[t].column_names) for t in LOAD_ORDER if t != "items"}
+        self.tables = {t: _Columns(TABLES[t].source_columns) for t in LOAD_ORDER if t != "items"}
         self.anonymous_rows: dict[str, list[tuple[str, int]]] = {}  # anon id -> rows to fill
         self.user_ids: set[str] = set()
         self.item_row = len(messages)  # row numbers past the messages' (order lines, users)
@@ -547,8 +562,9 @@ class _Batch:
             rows = self.store.query(
                 f"SELECT user_id, {cols} FROM users WHERE user_id {_IN_LIST}", [identified]
             )
+            vault = open_vault(self.store, self.config)
             for rec in rows.to_dict("records"):
-                stored[str(rec["user_id"])] = {str(k): v for k, v in rec.items()}
+                stored[str(rec["user_id"])] = _opened(vault, rec)
         users = self.tables["users"]
         for uid, msgs in self.identify.items():
             values, traits = self._traits(stored.get(uid) if uid is not None else None, msgs)

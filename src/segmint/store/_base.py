@@ -40,11 +40,16 @@ def transpile(sql: str, dialect: str) -> list[str]:
     return [s for s in sqlglot.transpile(sql, read="duckdb", write=dialect) if s.strip()]
 
 
+DERIVED_FROM = {"email_index": "email", "phone_index": "phone", "birthday_md": "birthday"}
+"""A derived column of ``users`` -> the column the loader computes it from."""
+
+
 def split_columns(table: Table, columns: Sequence[str] | None) -> tuple[list[str], list[str]]:
     """(the non-key columns an upsert changes on stored rows, those it keeps as stored)."""
     update = [c for c in table.column_names if c not in table.key]
     if columns is not None:
-        update = [c for c in update if c in columns]
+        # a derived column (a blind index, birthday_md) follows the column it is made from
+        update = [c for c in update if c in columns or DERIVED_FROM.get(c) in columns]
     keep = [c for c in table.column_names if c not in table.key and c not in update]
     return update, keep
 

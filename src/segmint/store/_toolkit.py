@@ -104,6 +104,11 @@ class Staging:
         self._tables.append(name)
         return name
 
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The engine's connection, for registering SQL functions on it (the vault's)."""
+        return self._con
+
     # -- putting rows in --------------------------------------------------------------
     def table(self, hint: str, sql: str, params: Sequence[Any] | None = None) -> str:
         """``CREATE TEMP TABLE <new name> AS <sql>`` in the engine; returns the name."""

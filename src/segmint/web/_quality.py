@@ -15,8 +15,10 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from segmint.sources import open_quarantine
+from segmint.store import open_vault
 from segmint.web._auth import Viewer
-from segmint.web._core import N_, page, workspace
+from segmint.web._core import N_, page, record, workspace
 
 router = APIRouter()
 
@@ -184,6 +186,8 @@ def read_load(
         'ORDER BY "row", rule, field LIMIT ? OFFSET ?',
         [load_id, *params, pager.size, pager.offset],
     )
+    if len(rows):  # only the examples shown are opened (the caller records the read)
+        rows = open_quarantine(open_vault(store, config), rows)
     examples = []
     for r in rows.to_dict(orient="records"):
         field = _text(r["field"])
@@ -216,6 +220,9 @@ def quality_load_page(
     config = ws.config()
     with ws.project() as p:
         found = read_load(p.store, config, load_id, rule=rule or None, number=_clamp(page_number))
+        if found is not None and found["examples"]:
+            record(p.store, session.name, "personal.read", load_id, what="quarantine examples",
+                   n_rows=len(found["examples"]))  # fmt: skip
     if found is None:
         return message(
             request, 404, N_("Not found"), N_("There is no load with this id."), back="/quality"
