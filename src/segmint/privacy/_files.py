@@ -285,12 +285,17 @@ def spool_hits(
             sealed = b"enc1:" in line
             if not sealed and not any(n in line or n in line.lower() for n in needles):
                 continue
+            text: Any = line
+            if line.startswith(b"enc1:") and opener is not None:  # a sealed line (spool.line)
+                text = opener(line.decode("ascii", "replace").rstrip("\n"))
+                if text is None:
+                    continue
             try:
-                message = json.loads(line)
+                message = json.loads(text)
             except ValueError:
                 continue
             values = list(flat(message))
-            if sealed and opener is not None:
+            if opener is not None:  # sealed values inside the message
                 values += [opener(v) for v in values if isinstance(v, str) and "enc1:" in v]
             if ids.any_in(values):
                 m = message if isinstance(message, dict) else {}
