@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from segmint.store import SEALED_COLUMNS, SEALED_JSON_COLUMNS, is_sealed
+from segmint.store import SEALED_COLUMNS, SEALED_JSON_COLUMNS, SEALED_PATTERN, is_sealed
 
 if TYPE_CHECKING:
     from segmint.config import Config
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ScanHit", "ScanReport", "open_any", "scan_for"]
 
-_SEALED = re.compile(r"enc1:[A-Za-z0-9]+:[A-Za-z0-9_\-+/]+=*")
+_SEALED = SEALED_PATTERN
 _TEXT_TYPES = ("VARCHAR", "JSON", "TEXT", "CHARACTER", "[]", "STRUCT", "MAP", "UNION")
 EXTRA_FIELDS = ("spool.line", "tracking.message", "journal.line")
 """Field names tried, after the known sealed columns, on a sealed value found elsewhere."""

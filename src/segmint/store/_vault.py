@@ -64,6 +64,7 @@ __all__ = [
     "PREFIX",
     "SEALED_COLUMNS",
     "SEALED_JSON_COLUMNS",
+    "SEALED_PATTERN",
     "KeyWrapper",
     "MasterKeyWrapper",
     "Vault",
@@ -73,6 +74,10 @@ __all__ = [
 
 PREFIX = "enc1:"
 """Every sealed value starts with this (a value that does not is stored in clear)."""
+
+SEALED_PATTERN = re.compile(r"enc1:[A-Za-z0-9]+:[A-Za-z0-9_\-+/]+=*")
+"""A sealed text where it may stand inside other text (a JSON document, a file's bytes
+decoded): the key id, then standard or URL-safe base64."""
 
 SEALED_COLUMNS: tuple[tuple[str, str], ...] = (
     ("users", "email"),
