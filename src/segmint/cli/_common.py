@@ -26,7 +26,6 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from segmint._redact import redact_values
 from segmint.errors import SegmintError
 
 # Wide enough for the tables when output goes to a pipe or a CI log.
@@ -155,6 +154,8 @@ def fail(message: str, code: int, *, label: str = "error") -> typer.Exit:
 
 def _save_traceback(exc: BaseException) -> Path | None:
     """Write the traceback of an unexpected error to a file; its path, or None."""
+    from segmint._redact import redact_values
+
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     try:
         fd, name = tempfile.mkstemp(prefix=f"segmint-error-{stamp}-", suffix=".txt")
@@ -188,6 +189,8 @@ def run(fn: Any) -> Any:
     except Exception as exc:
         if os.environ.get("SEGMINT_DEBUG"):
             raise
+        from segmint._redact import redact_values
+
         saved = _save_traceback(exc)
         where = f"the traceback is in {saved}" if saved else "the traceback could not be saved"
         raise fail(
