@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from tests.helpers import clear_users
 
 import segmint
 from segmint.errors import (
@@ -31,6 +32,8 @@ from segmint.errors import (
     SourceError,
     StoreError,
 )
+from segmint.sources import open_quarantine
+from segmint.store import open_vault
 
 CORPUS = Path(__file__).parent / "corpus"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -104,6 +107,8 @@ def _quarantined(
             'SELECT "row", reason, raw::VARCHAR AS raw FROM quarantine '
             "WHERE source = 'case' ORDER BY 1"
         )
+        assert all(r.startswith('"enc1:') for r in q["raw"]), "raw rows are sealed at rest"
+        q = open_quarantine(open_vault(p.store, p.config), q)  # what a reader sees
         assert q["row"].tolist() == rows
         for text in q["reason"]:
             assert re.search(reason, text), text
@@ -203,7 +208,7 @@ def _consents(
 
 def _users_kept(p: segmint.Project) -> None:
     """A file mapping only country changes country; the users keep their e-mail."""
-    got = p.store.query("SELECT user_id, email, country FROM users ORDER BY 1")
+    got = clear_users(p, p.store.query("SELECT user_id, email, country FROM users ORDER BY 1"))
     assert got.values.tolist() == [["u1", "a@example.com", "DE"], ["u2", "b@example.com", "FR"]]
 
 
@@ -809,7 +814,7 @@ def test_corpus_user_with_a_bad_optional_field_keeps_their_orders(
     people, sales = p.ingest(now=NOW)
     assert (people.rows_read, people.rows_accepted, people.field_issues) == (2, 2, 2)
     assert (sales.rows_read, sales.rows_accepted, sales.rows_rejected) == (3, 3, 0)
-    users = p.store.query("SELECT user_id, email, age FROM users ORDER BY 1")
+    users = clear_users(p, p.store.query("SELECT user_id, email, age FROM users ORDER BY 1"))
     assert users["user_id"].tolist() == ["u3", "u4"]
     assert pd.isna(users["email"].iat[0]) and users["age"].iat[0] == 41
     assert users["email"].iat[1] == "d@example.com" and pd.isna(users["age"].iat[1])

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from tests.helpers import default_sources
+from tests.helpers import clear_users, default_sources
 from typer.testing import CliRunner
 
 import segmint
@@ -140,7 +140,7 @@ def _reload_users(p: segmint.Project, root: Path, users: str) -> segmint.LoadRes
 
 
 def _user(p: segmint.Project, user_id: str) -> list[object]:
-    row = p.store.query(f"SELECT email, age FROM users WHERE user_id = '{user_id}'")
+    row = clear_users(p, p.store.query(f"SELECT email, age FROM users WHERE user_id = '{user_id}'"))
     return [None if pd.isna(v) else v for v in row.iloc[0].tolist()]
 
 

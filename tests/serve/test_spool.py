@@ -27,7 +27,7 @@ import segmint
 from segmint.serve._auth import create_key
 from segmint.serve._loader import TrackingLoader
 from segmint.serve._spool import SpoolWriter, read_lines
-from segmint.store import lit
+from segmint.store import lit, open_vault
 
 
 def _project(root: Path, store: str = "t.duckdb") -> Path:
@@ -252,10 +252,14 @@ def test_every_acknowledged_message_survives_kill_9(tmp_path: Path) -> None:
         proc.wait(timeout=10)
     assert len(acked) == 4 * 15 * 50
     on_disk: set[str] = set()
+    with segmint.open_project(root) as p:  # the lines are sealed at rest (issue 21)
+        vault = open_vault(p.store, p.config)
     for path in (root / ".segmint" / "spool").glob("spool-*.jsonl"):
         for line in path.read_bytes().splitlines(keepends=True):
             if line.endswith(b"\n"):
-                on_disk.add(json.loads(line)["messageId"])
+                assert line.startswith(b"enc1:")
+                text = vault.open(line.decode().rstrip("\n"), "spool.line")
+                on_disk.add(json.loads(text or "")["messageId"])
     assert set(acked) <= on_disk
 
 

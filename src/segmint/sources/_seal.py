@@ -40,8 +40,12 @@ _SEALED_JSON = {"users": "traits", "events": "properties"}
 
 def engine_vault(store: Store, config: Config, area: Area) -> Vault:
     """The store's vault, its SQL functions registered on the load's engine."""
+    cached: Vault | None = area.__dict__.get("_vault")
+    if cached is not None:  # registered for this load already
+        return cached
     vault = open_vault(store, config)
     vault.register(area.stage.connection)
+    area.__dict__["_vault"] = vault
     return vault
 
 

@@ -479,11 +479,12 @@ class Store:
         }
         row = con.execute("SELECT coalesce(sum(len(_fields)), 0) FROM _kept_mat").fetchone()
         n_kept = 0 if row is None else int(row[0])
-        kept_cols = [c for c in update if c in fields]
+        # a kept field's derived columns (its blind index) are kept with it
+        kept_cols = [c for c in update if DERIVED_FROM.get(c, c) in fields]
         if kept_cols:
             sets = ", ".join(
-                f"{c} = CASE WHEN list_contains(x._fields, {_sql_text(c)}) THEN x._stored_{c} "
-                f"ELSE s.{c} END"
+                f"{c} = CASE WHEN list_contains(x._fields, {_sql_text(DERIVED_FROM.get(c, c))}) "
+                f"THEN x._stored_{c} ELSE s.{c} END"
                 for c in kept_cols
             )
             stored = ", ".join(f"t.{c} AS _stored_{c}" for c in kept_cols)

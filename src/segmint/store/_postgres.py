@@ -21,7 +21,14 @@ import pandas as pd
 import pyarrow as pa
 
 from segmint.errors import StoreError
-from segmint.store._base import Store, same_sql, split_columns, transpile, ts_sql
+from segmint.store._base import (
+    DERIVED_FROM,
+    Store,
+    same_sql,
+    split_columns,
+    transpile,
+    ts_sql,
+)
 from segmint.store._schema import Table, table_ddl
 from segmint.store._toolkit import Capabilities
 
@@ -298,7 +305,8 @@ class PostgresStore(Store):
         ).fetchone()
         n_kept = 0 if row is None else int(row[0])
         fields = {f for (f,) in self._pg.execute(f"SELECT DISTINCT _field FROM {pairs}")}
-        kept_cols = [c for c in update if c in fields]
+        # a kept field's derived columns (its blind index) are kept with it
+        kept_cols = [c for c in update if DERIVED_FROM.get(c, c) in fields]
         if n_kept and kept_cols:
             sets = ", ".join(
                 f"{c} = CASE WHEN %s = ANY(x._fields) THEN x._stored_{c} ELSE s.{c} END"
@@ -313,7 +321,7 @@ class PostgresStore(Store):
                             GROUP BY {keys}) k
                       JOIN {table.name} t ON {k_join}) x
                 WHERE {s_join}""",
-                kept_cols,
+                [DERIVED_FROM.get(c, c) for c in kept_cols],
             )
         return n_kept
 

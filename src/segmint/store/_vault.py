@@ -180,6 +180,8 @@ class Vault:
         self._ciphers = {kid: AESSIV(key) for kid, key in data_keys.items()}
         self._keys = dict(data_keys)
         self._uid = uuid.uuid4().hex[:12]  # names this vault's SQL functions
+        self._n_registered = 0
+        self._fn_bin = self._fn_open = ""  # their names, once registered
         self.current = current
         self._index_key = index_key
         self.encrypt = encrypt
@@ -255,7 +257,7 @@ class Vault:
         itself when encryption is off."""
         if not self.encrypt:
             return expr
-        sealed = self.sealed_text_sql(f"segmint_seal_bin_{self._uid}({_sql_text(field)}, {expr})")
+        sealed = self.sealed_text_sql(f"{self._fn_bin}({_sql_text(field)}, {expr})")
         return f"(CASE WHEN starts_with({expr}, '{PREFIX}') THEN {expr} ELSE {sealed} END)"
 
     def open_sql(self, expr: str, field: str) -> str:
@@ -263,7 +265,7 @@ class Vault:
         text passes through)."""
         return (
             f"(CASE WHEN starts_with({expr}, '{PREFIX}') "
-            f"THEN segmint_open_{self._uid}({_sql_text(field)}, {expr}) ELSE {expr} END)"
+            f"THEN {self._fn_open}({_sql_text(field)}, {expr}) ELSE {expr} END)"
         )
 
     def open_many(self, values: Iterable[str | None], field: str) -> list[str | None]:
@@ -382,32 +384,36 @@ class Vault:
             f = fields[0].as_py() if len(fields) else ""
             return pa.array([self.seal_json_text(v, f) for v in values.to_pylist()], pa.string())
 
-        own = (  # this vault's own names, which the SQL of seal_sql/open_sql calls
-            (f"segmint_seal_bin_{self._uid}", seal_bin, "BLOB"),
-            (f"segmint_open_{self._uid}", open_, "VARCHAR"),
-        )
+        names = {n for (n,) in con.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() "
+            "WHERE function_name LIKE 'segmint%'"
+        ).fetchall()}  # fmt: skip
+        if self._fn_bin not in names or self._fn_open not in names:
+            # fresh names: a function registered inside a transaction that rolled back is
+            # gone from the catalog, yet its name stays taken on the connection
+            self._n_registered += 1
+            suffix = f"{self._uid}_{self._n_registered}"
+            self._fn_bin, self._fn_open = f"segmint_seal_bin_{suffix}", f"segmint_open_{suffix}"
         public = (
             ("segmint_seal", seal, "VARCHAR"),
             ("segmint_open", open_, "VARCHAR"),
             ("segmint_seal_json", seal_json, "VARCHAR"),
         )
-        names = {n for (n,) in con.execute(
-            "SELECT DISTINCT function_name FROM duckdb_functions() "
-            "WHERE function_name LIKE 'segmint_%'"
-        ).fetchall()}  # fmt: skip
-        for name, fn, out in (*own, *public):
+        for name, fn, out in ((self._fn_bin, seal_bin, "BLOB"), (self._fn_open, open_, "VARCHAR"),
+                              *public):  # fmt: skip
             if name in names:
-                # never removed here: a statement failing inside a load's transaction would
-                # abort it (the public names keep the store's first vault: the same keys)
-                continue
-            con.create_function(
-                name,
-                fn,
-                [duckdb.sqltype("VARCHAR"), duckdb.sqltype("VARCHAR")],
-                duckdb.sqltype(out),
-                type="arrow",
-                side_effects=False,
-            )
+                continue  # never removed: a statement failing in a transaction aborts it
+            try:
+                con.create_function(
+                    name,
+                    fn,
+                    [duckdb.sqltype("VARCHAR"), duckdb.sqltype("VARCHAR")],
+                    duckdb.sqltype(out),
+                    type="arrow",
+                    side_effects=False,
+                )
+            except duckdb.NotImplementedException:  # a public name taken (see above)
+                log.debug("%s is registered already on this connection", name)
 
 
 def _sql_text(text: str) -> str:
