@@ -18,6 +18,7 @@ from segmint.cli import app
 from segmint.demo import generate_demo
 from segmint.errors import ConfigError, NotFoundError
 from segmint.profiles import _export, _persona
+from segmint.store import open_vault
 
 
 def _build(out: Path, n_users: int, store: str | None = None) -> segmint.Project:
@@ -154,7 +155,8 @@ def test_profile_matches_raw_tables(demo: segmint.Project) -> None:
     segs = pr.segments.set_index("segmentation")["segment"].to_dict()
     assert segs["rfm"] == "Champions"
     assert set(segs) == {"rfm", "lifecycle", "clusters"}
-    email = q("SELECT email FROM users WHERE user_id = ?", [buyer]).iat[0, 0]
+    sealed = q("SELECT email FROM users WHERE user_id = ?", [buyer]).iat[0, 0]
+    email = open_vault(demo.store, demo.config).open(sealed, "users.email")  # sealed at rest
     assert pr.attributes["email"] == email[0] + "***@" + email.split("@")[1]
     assert email not in json.dumps(pr.to_dict(), default=str)
     consents = q("SELECT * FROM consents WHERE user_id = ?", [buyer])
