@@ -179,7 +179,7 @@ def _new_values(
         idx.append(vault.index(pair[1], index[1]) if need and index else None)
     out = frame.assign(new=new)
     if index:
-        out = out.assign(idx=idx)
+        out = out.assign(idx=pd.Series(idx, index=frame.index, dtype=object))
     n_clear = int((~frame["v"].astype(object).str.contains("enc1:", regex=False)).sum())
     out = out[(out["new"] != out["v"]) | (out["idx"].notna() if index else False)]
     return out.drop(columns=["v", "need"], errors="ignore"), n_clear

@@ -77,7 +77,7 @@ def append_audit(
         last = store.query(
             "SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1"
         )
-        seq = int(last["seq"].iat[0]) + 1 if len(last) else 1
+        seq = int(last["seq"].iat[0]) + 1 if len(last) else 1  # type: ignore[arg-type]
         prev = str(last["hash"].iat[0]) if len(last) else GENESIS
         digest = audit_hash(prev, seq, ts, actor, action, target, why, detail_text)
         store.execute(
@@ -109,20 +109,21 @@ def verify_audit(store: Store) -> AuditCheck:
     prev = GENESIS
     expected_seq = 1
     n = 0
-    for r in rows.itertuples(index=False):
+    entries: list[dict[str, Any]] = rows.to_dict("records")  # type: ignore[assignment]
+    for r in entries:
         n += 1
-        if r.seq is None or r.seq != r.seq:
+        if _none(r["seq"]) is None:
             return AuditCheck(n, False, None, "an entry without a sequence number (added "
                               "outside segmint, or before schema 9)")  # fmt: skip
-        seq = int(r.seq)
+        seq = int(r["seq"])
         if seq != expected_seq:
             return AuditCheck(n, False, seq, f"entry {expected_seq} is missing")
-        if r.prev_hash != prev:
+        if r["prev_hash"] != prev:
             return AuditCheck(n, False, seq, "its link to the entry before does not match")
-        ts = r.ts.to_pydatetime() if hasattr(r.ts, "to_pydatetime") else r.ts
-        digest = audit_hash(prev, seq, ts, r.actor, r.action, _none(r.target), _none(r.why),
-                            canonical_json(_none(r.detail)))  # fmt: skip
-        if digest != r.hash:
+        ts = r["ts"].to_pydatetime() if hasattr(r["ts"], "to_pydatetime") else r["ts"]
+        digest = audit_hash(prev, seq, ts, r["actor"], r["action"], _none(r["target"]),
+                            _none(r["why"]), canonical_json(_none(r["detail"])))  # fmt: skip
+        if digest != r["hash"]:
             return AuditCheck(n, False, seq, "its content was changed after it was written")
         prev = digest
         expected_seq += 1

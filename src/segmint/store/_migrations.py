@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
 
 if TYPE_CHECKING:
     from segmint.store._base import Store
@@ -146,14 +148,15 @@ def _v9_privacy(store: Store) -> None:
         "FROM audit_log ORDER BY ts, id"
     )
     prev = GENESIS
-    for seq, r in enumerate(rows.itertuples(index=False), start=1):
-        ts = r.ts.to_pydatetime() if hasattr(r.ts, "to_pydatetime") else r.ts
-        detail = None if r.detail is None or r.detail != r.detail else canonical_json(r.detail)
-        target = None if r.target is None or r.target != r.target else r.target
-        digest = audit_hash(prev, seq, ts, r.actor, r.action, target, None, detail)
+    entries: list[dict[str, Any]] = rows.to_dict("records")  # type: ignore[assignment]
+    for seq, r in enumerate(entries, start=1):
+        ts = r["ts"].to_pydatetime() if hasattr(r["ts"], "to_pydatetime") else r["ts"]
+        detail = None if pd.isna(r["detail"]) else canonical_json(r["detail"])
+        target = None if pd.isna(r["target"]) else r["target"]
+        digest = audit_hash(prev, seq, ts, r["actor"], r["action"], target, None, detail)
         store.execute(
             "UPDATE audit_log SET seq = ?, prev_hash = ?, hash = ? WHERE id = ?",
-            [seq, prev, digest, r.id],
+            [seq, prev, digest, r["id"]],
         )
         prev = digest
 

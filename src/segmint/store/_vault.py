@@ -115,7 +115,8 @@ class KeyWrapper(Protocol):
     and back, raising on a key that was not wrapped by this wrapper.
     """
 
-    key_id: str
+    @property
+    def key_id(self) -> str: ...
 
     def wrap(self, key: bytes) -> bytes: ...
 
@@ -563,11 +564,12 @@ def open_vault(store: Store, config: Config, *, refresh: bool = False) -> Vault:
         return cached  # type: ignore[no-any-return]
     with _lock:
         wrapper = _wrapper(config)
-        rows = store.query(
-            "SELECT key_id, kind, wrapped, wrapper, created_at, retired_at FROM privacy_keys "
-            "ORDER BY created_at"
-        ).itertuples(index=False, name=None)
-        rows = list(rows)
+        rows = list(
+            store.query(
+                "SELECT key_id, kind, wrapped, wrapper, created_at, retired_at FROM privacy_keys "
+                "ORDER BY created_at"
+            ).itertuples(index=False, name=None)
+        )
         if not any(r[1] == "index" for r in rows) or not any(r[1] == "data" for r in rows):
             if store.read_only:
                 raise StoreError(
