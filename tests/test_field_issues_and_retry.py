@@ -389,13 +389,16 @@ def test_cli_quarantine_shows_counts_examples_and_why_it_is_empty(
     assert code == 0, out
     assert "unknown_reference" not in out  # u2 is in: its orders are too
     assert "malformed_email" in out and "field issue" in out
+    assert "x\\x1b[99x\\u202exxxx\\nxxxx" in out  # its shape (personal), escaped
+    assert "\x1b" not in out and "\u202e" not in out and "evil" not in out
+    code, out = _cli("quarantine", "--reveal", "-p", tmp_path)  # in clear, audited
     assert "\\x1b[31m\\u202eevil\\nline" in out  # escaped, not interpreted
     assert "\x1b" not in out and "\u202e" not in out
     code, out = _cli("quarantine", "orders", "-p", tmp_path)
     assert (code, out.strip()) == (0, "no rejected rows or field issues in orders")
     code, out = _cli("quarantine", "users", "--reason", "bad_type", "-p", tmp_path)
     assert out.strip() == "no rejected rows or field issues with reason bad_type in users"
-    code, out = _cli("quarantine", "users", "-n", "1", "-p", tmp_path, "--json")
+    code, out = _cli("quarantine", "users", "-n", "1", "-p", tmp_path, "--json", "--reveal")
     got = json.loads(out)
     assert got["summary"] == [
         {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "redact_values"]
+__all__ = ["MASK", "redact_values", "shape_of"]
 
 MASK = "…"
 
@@ -33,3 +33,11 @@ def redact_values(text: str) -> str:
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
     return text
+
+
+def shape_of(value: object) -> str:
+    """A personal value's shape without its content: letters as ``x``, digits as ``9``,
+    punctuation kept (``ann.example.com`` -> ``xxx.xxxxxxx.xxx``: what is wrong with a
+    malformed e-mail still shows, whose it is does not)."""
+    text = str(value)
+    return "".join("9" if ch.isdigit() else "x" if ch.isalpha() else ch for ch in text)

@@ -270,11 +270,6 @@ def test_no_email_or_phone_in_any_output_or_log(ran: Run) -> None:
     assert leaks == {}, f"personal data in output: {leaks}"
 
 
-@pytest.mark.xfail(
-    reason="`segmint quarantine` prints quarantined rows' raw values (e-mails, phones) for "
-    "the operator to fix them; masking them there belongs to the ingest work (cli/ingest.py)",
-    strict=False,
-)
 def test_the_quarantine_view_shows_no_email_or_phone(ran: Run) -> None:
     leaks = _leaks(ran, view=True)
     assert leaks == {}, f"personal data in the quarantine view: {leaks}"

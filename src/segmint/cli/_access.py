@@ -55,7 +55,7 @@ ACCESS: dict[str, Kind] = {
     "privacy forget": "write",
     # -- commands that only read it (read-only beside a running service) -------------------
     "status": "read",
-    "quarantine": "read",
+    "quarantine": lambda kw: "write" if kw.get("reveal") else "read",  # --reveal is audited
     "profile": "read",
     "persona": "read",
     "report": "read",

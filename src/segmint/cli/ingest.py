@@ -259,6 +259,76 @@ def status(project: ProjectOpt = Path("."), as_json: JsonOpt = False) -> None:
         _print_status(report)
 
 
+def _personal_keys(project: Any) -> set[str]:
+    """Source column names that feed a personal column, per the project's mappings."""
+    from segmint.store import TABLES
+
+    keys: set[str] = set()
+    for source in project.config.sources.values():
+        table = TABLES[source.table]
+        for target, ref in source.columns.items():
+            if target in table.column_names and table.column(target).pii:
+                keys.add(str(ref))
+    return keys | {c.name for t in TABLES.values() for c in t.columns if c.pii}
+
+
+def _masked(project: Any, examples: Any) -> Any:
+    """``examples`` with personal values shown by their shape (raw rows parsed as JSON)."""
+    import json
+
+    from segmint._redact import redact_values, shape_of
+    from segmint.store import open_vault
+
+    vault = open_vault(project.store, project.config)
+    keys = _personal_keys(project)
+
+    def personal(key: str) -> bool:
+        return key in keys or vault.is_personal(key)
+
+    def row(raw: Any) -> Any:
+        if not isinstance(raw, str):
+            return raw
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            return redact_values(raw)
+        if not isinstance(obj, dict):
+            return redact_values(raw)
+        masked = {
+            k: shape_of(v) if v is not None and personal(str(k))
+            else redact_values(v) if isinstance(v, str) else v
+            for k, v in obj.items()
+        }  # fmt: skip
+        return json.dumps(masked, ensure_ascii=False)
+
+    out = examples.copy()
+    out["raw"] = out["raw"].map(row)
+    field_personal = out["field"].map(lambda f: bool(f) and personal(str(f)))
+    out["raw_value"] = [
+        shape_of(v)
+        if fp and isinstance(v, str)
+        else (redact_values(v) if isinstance(v, str) else v)
+        for v, fp in zip(out["raw_value"], field_personal, strict=True)
+    ]
+    return out
+
+
+def _audit_reveal(project: Any, examples: Any) -> None:
+    """``--reveal``: who saw which quarantined rows in clear, in the audit log."""
+    import getpass
+
+    from segmint.store import append_audit
+
+    try:
+        actor = f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        actor = "cli"
+    with project.store.transaction():
+        append_audit(project.store, actor, "personal.read", "quarantine",
+                     why="segmint quarantine --reveal", rows=len(examples),
+                     loads=sorted(set(map(str, examples["load_id"]))))  # fmt: skip
+
+
 @app.command("quarantine")
 def quarantine_cmd(
     table: Annotated[
@@ -269,21 +339,32 @@ def quarantine_cmd(
         typer.Option("--reason", help="Only this rule (e.g. unknown_reference)."),
     ] = None,
     n: Annotated[int, typer.Option("-n", min=0, help="Example rows to show.")] = 10,
+    reveal: Annotated[
+        bool,
+        typer.Option(
+            "--reveal",
+            help="Show personal values (e-mails, phones, names...) in clear: recorded in the "
+            "audit log. By default they show their shape only (xxx@xxxx.xx, +99 999).",
+        ),
+    ] = False,
     project: ProjectOpt = Path("."),
     as_json: JsonOpt = False,
 ) -> None:
     """Show the quarantine as it is now: counts by table, source and reason, and example
     rows with their reasons and raw values. Rejected rows were not loaded; field issues
     are bad values of loaded rows: set to NULL on a new row, the stored value kept on an
-    existing one."""
+    existing one. Personal values are shown by their shape unless --reveal."""
     from segmint import open_project
 
     def go() -> tuple[Any, Any]:
         with open_project(project) as p:
-            return (
-                p.quarantine_summary(table=table, reason=reason),
-                p.quarantine(table=table, reason=reason).head(n),
-            )
+            summary = p.quarantine_summary(table=table, reason=reason)
+            examples = p.quarantine(table=table, reason=reason).head(n)
+            if reveal and len(examples):
+                _audit_reveal(p, examples)
+            elif len(examples):
+                examples = _masked(p, examples)
+            return summary, examples
 
     summary, examples = _run(go)
     if as_json:
