@@ -403,6 +403,7 @@ class Project:
         fmt: str | None = None,
         purpose: str | None = None,
         command: str | None = None,
+        actor: str | None = None,
     ) -> Any:
         """Write the members of a segmentation run (or of one ``segment``) as a list for
         other tools: pseudonymous ids (``pseudonym, segment``) by default, or user ids and
@@ -435,6 +436,7 @@ class Project:
             vault=self._vault_if(purpose),
             kind="segment",
             command=command or _api("segment"),
+            actor=actor,
             segmentation=run.segmentation,
             run_id=run.run_id,
             segment=segment,

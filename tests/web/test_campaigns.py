@@ -194,13 +194,20 @@ def test_create_plan_preview_and_send_a_campaign_from_the_pages(
             assert len(sink.by_recipient) == delivered  # one message per person
     with segmint.open_project(ws_project, read_only=True) as p:
         actions = p.store.query(
-            "SELECT action, target FROM audit_log WHERE action <> 'sign_in' ORDER BY ts"
+            "SELECT action, target FROM audit_log WHERE actor = 'ana' "
+            "AND action NOT IN ('sign_in', 'personal.read') ORDER BY seq"
+        )
+        reads = p.store.query(
+            "SELECT DISTINCT target FROM audit_log WHERE actor = 'ana' "
+            "AND action = 'personal.read'"
         )
     assert actions.values.tolist() == [
         ["config.save", "playbook.campaigns.no_purchase_winback"],
         ["campaign.plan", "no_purchase_winback"],
         ["campaign.send", "no_purchase_winback"],
     ]
+    # the previews and the send opened sealed contacts: under ana's name
+    assert reads["target"].tolist() == ["campaign:no_purchase_winback"]
 
 
 def _create(page: Any, url: str) -> None:

@@ -124,7 +124,9 @@ def _funnel_chart(plan: Any, t: Any, f: Any) -> Any:
     return bars(rows, title=t(N_("Audience after each step")), axis_label=t(N_("Users left")))
 
 
-def _messages(store: Any, config: Any, name: str, plan: Any) -> tuple[list[Any], str | None]:
+def _messages(
+    store: Any, config: Any, name: str, plan: Any, actor: str
+) -> tuple[list[Any], str | None]:
     """Three real messages of the plan (none for a plan without treated users)."""
     from segmint.campaigns import preview
     from segmint.errors import SegmintError
@@ -132,7 +134,7 @@ def _messages(store: Any, config: Any, name: str, plan: Any) -> tuple[list[Any],
     if plan is None or plan.n_treatment == 0 or name not in config.playbook.campaigns:
         return [], None
     try:
-        return preview(store, config, name, n=3, run_id=plan.run_id), None
+        return preview(store, config, name, n=3, run_id=plan.run_id, actor=actor), None
     except SegmintError as exc:
         return [], str(exc)
 
@@ -156,7 +158,8 @@ def campaign_response(
         plan = latest_plan(p.store, name)
         if spec is None and plan is None:
             return _not_found(request)
-        messages, preview_error = _messages(p.store, config, name, plan)
+        who = request.state.session.name  # the signed-in person: the audit log's actor
+        messages, preview_error = _messages(p.store, config, name, plan, who)
         progress = progress_of(p.store, plan) if plan is not None else None
         evaluated_at = p.store.scalar(EVALUATED_SQL, [name])
     from segmint.web._core import Formats

@@ -433,6 +433,7 @@ def export_segment(
                 fmt=fmt,
                 purpose=purpose or None,
                 command=f"workspace:{session.name}",
+                actor=session.name,
             )
             record(p.store, session.name, "segment.export", name, segment=segment or None,
                    purpose=purpose or None, rows=rec.n_rows, left_out=rec.excluded,

@@ -129,6 +129,7 @@ def _send_all(host: Any, config: Any, state: SendState) -> None:
                         plan=state.run_id,
                         batch_size=BATCH,
                         callback=_one_batch,
+                        actor=state.actor,
                     )
                 except _Pause:
                     state.batches += 1
