@@ -111,3 +111,22 @@ def test_forget_on_postgresql(tmp_path: Path, pg_url: str) -> None:
         assert float(p.store.scalar("SELECT sum(amount) FROM orders")) == pytest.approx(revenue)
         assert verify_audit(p.store).ok
         assert forget(p, uid, actor="t", why="t").already
+
+
+def test_the_persons_access_export_is_deleted_and_another_persons_stays(tmp_path: Path) -> None:
+    """An access export holds nothing but the person: erasure deletes its folder (and leaves
+    the folder of someone else's request as it was)."""
+    from segmint.demo import generate_demo
+    from segmint.privacy import access_export
+
+    generate_demo(tmp_path, n_users=200, seed=3)
+    with segmint.open_project(tmp_path) as p:
+        p.ingest()
+        uid, other = (str(u) for u in p.store.query(
+            "SELECT DISTINCT user_id FROM orders ORDER BY 1 LIMIT 2")["user_id"])  # fmt: skip
+        mine = access_export(p, uid, tmp_path / "requests", actor="t", why="DSAR-1").folder
+        theirs = access_export(p, other, tmp_path / "requests", actor="t", why="DSAR-2").folder
+        report = forget(p, uid, actor="t", why="t")
+        assert not Path(mine).exists() and Path(theirs).exists()
+        assert [f["kind"] for f in report.files if f["path"] == str(mine)] == ["access export"]
+        assert verify_audit(p.store).ok

@@ -94,6 +94,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -531,12 +532,28 @@ def _raw_matches(ids: Identifiers, text: str | None, value: str | None) -> bool:
 # -- files ----------------------------------------------------------------------------
 
 
+def _names(folder: Path, user_id: str) -> bool:
+    """Whether an access export's folder is this person's (its person.json names them)."""
+    person = folder / "person.json"
+    try:
+        return f'"{user_id}"'.encode() in person.read_bytes()
+    except OSError:
+        return False
+
+
 def _erase_export_files(store: Store, person: _Person) -> list[dict[str, Any]]:
     ids = person.identifiers()
     done: list[dict[str, Any]] = []
-    exports = store.query("SELECT export_id, path, format FROM exports ORDER BY created_at")
+    exports = store.query("SELECT export_id, kind, path, format FROM exports ORDER BY created_at")
     for r in exports.itertuples(index=False):
         path = Path(str(r.path))
+        if r.kind == "access" and path.is_dir():  # an access export: all of it is the person's
+            if _names(path, person.user_id):
+                shutil.rmtree(path)
+                store.execute("UPDATE exports SET n_rows = 0 WHERE export_id = ?", [r.export_id])
+                done.append({"kind": "access export", "export_id": r.export_id,
+                             "path": str(path), "deleted": True})  # fmt: skip
+            continue
         files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
         removed_total = 0
         for f in files:
