@@ -198,8 +198,7 @@ def test_create_plan_preview_and_send_a_campaign_from_the_pages(
             "AND action NOT IN ('sign_in', 'personal.read') ORDER BY seq"
         )
         reads = p.store.query(
-            "SELECT DISTINCT target FROM audit_log WHERE actor = 'ana' "
-            "AND action = 'personal.read'"
+            "SELECT DISTINCT target FROM audit_log WHERE actor = 'ana' AND action = 'personal.read'"
         )
     assert actions.values.tolist() == [
         ["config.save", "playbook.campaigns.no_purchase_winback"],

@@ -218,6 +218,14 @@ def _contact_list(
     return frame, excluded, n_opened
 
 
+def _pseudonymous(members: pd.DataFrame, key: bytes, extra: list[str]) -> pd.DataFrame:
+    """``members`` with their pseudonyms instead of user ids, sorted by pseudonym."""
+    frame = members.assign(pseudonym=pseudonymize(members["user_id"], key))
+    if frame["pseudonym"].duplicated().any():  # pragma: no cover - 1 in 2**64 per pair
+        raise ConfigError("two users share a pseudonym; replace the pseudonym key")
+    return frame[["pseudonym", *extra]].sort_values("pseudonym", ignore_index=True)
+
+
 def export_list(
     store: Store,
     members: pd.DataFrame,
@@ -268,10 +276,7 @@ def export_list(
     excluded: dict[str, int] = {}
     n_opened = 0
     if purpose is None:
-        frame = members.assign(pseudonym=pseudonymize(members["user_id"], key))
-        if frame["pseudonym"].duplicated().any():  # pragma: no cover - 1 in 2**64 per pair
-            raise ConfigError("two users share a pseudonym; replace the pseudonym key")
-        frame = frame[["pseudonym", *extra]].sort_values("pseudonym", ignore_index=True)
+        frame = _pseudonymous(members, key, extra)
     else:
         purpose = purpose.strip().lower()
         if not purpose:
