@@ -96,6 +96,12 @@ def _demo_login(dir: Path) -> Path:
     path.write_text(f"name: demo\npassword: {password}\n", encoding="utf-8")
     path.chmod(0o600)
     console.print(f"workspace: sign in as demo with the password in {path}")
+    key = Path(dir) / ".segmint" / "master.key"
+    if key.exists():  # made on first use when SEGMINT_MASTER_KEY is not set
+        console.print(
+            f"personal data (e-mails, phones, birthdays, names) is sealed with the key in {key}; "
+            "see docs/privacy.md"
+        )
     return path
 
 
