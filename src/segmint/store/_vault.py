@@ -451,19 +451,6 @@ def _check_batch(cipher: AESSIV, field: str, values: Any, sealed: Any) -> None:
 
 # -- keys --------------------------------------------------------------------------------
 
-PRIVACY_KEYS_DDL = """
-CREATE TABLE IF NOT EXISTS privacy_keys (
-    key_id VARCHAR PRIMARY KEY,
-    kind VARCHAR NOT NULL,
-    wrapped VARCHAR NOT NULL,
-    wrapper VARCHAR NOT NULL,
-    created_at TIMESTAMPTZ NOT NULL,
-    retired_at TIMESTAMPTZ
-);
-"""
-"""The wrapped data and index keys (kind ``data`` or ``index``); ``wrapper`` is the key id
-of what wrapped it; a retired data key still opens values not yet re-sealed."""
-
 _lock = threading.Lock()
 
 
