@@ -268,3 +268,13 @@ def _num(v: Any) -> str:
 _LOCALE = ["en", "UTC"]
 """The locale and time zone of the project a command opened (set by the commands that
 format numbers and times)."""
+
+
+def cli_actor() -> str:
+    """Who runs the command (the audit log's actor): ``cli:<login name>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name (a container without an /etc/passwd entry)
+        return "cli"

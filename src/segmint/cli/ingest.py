@@ -15,6 +15,7 @@ from segmint.cli._common import (
     ProjectOpt,
     _rows,
     _shown,
+    cli_actor,
     console,
     fail,
     print_json,
@@ -315,16 +316,10 @@ def _masked(project: Any, examples: Any) -> Any:
 
 def _audit_reveal(project: Any, examples: Any) -> None:
     """``--reveal``: who saw which quarantined rows in clear, in the audit log."""
-    import getpass
-
     from segmint.store import append_audit
 
-    try:
-        actor = f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        actor = "cli"
     with project.store.transaction():
-        append_audit(project.store, actor, "personal.read", "quarantine",
+        append_audit(project.store, cli_actor(), "personal.read", "quarantine",
                      why="segmint quarantine --reveal", rows=len(examples),
                      loads=sorted(set(map(str, examples["load_id"]))))  # fmt: skip
 

@@ -11,6 +11,7 @@ import typer
 from segmint.cli._common import (
     JsonOpt,
     ProjectOpt,
+    cli_actor,
     console,
     err,
     print_json,
@@ -18,17 +19,6 @@ from segmint.cli._common import (
     show_time,
 )
 from segmint.cli._common import run as _run
-
-
-def _cli_actor() -> str:
-    """Who runs the command (the audit log's actor): ``cli:<login name>``."""
-    import getpass
-
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no user name (a container without /etc/passwd entry)
-        return "cli"
-
 
 privacy_app = typer.Typer(
     help="Personal data: forget a person, export what is held about them, purge past the "
@@ -73,7 +63,7 @@ def forget_cmd(
 
     def go() -> dict[str, Any]:
         with open_project(project) as p:
-            report = forget(p, user, actor=_cli_actor(), why=why, request_id=request_id)
+            report = forget(p, user, actor=cli_actor(), why=why, request_id=request_id)
             out = report.to_dict()
             if compact and not report.already:
                 out["compacted"] = compact_store(p)["compacted"]
@@ -119,7 +109,7 @@ def export_person(
 
     def go() -> Any:
         with open_project(project) as p:
-            return access_export(p, user, out, actor=_cli_actor(), why=why)
+            return access_export(p, user, out, actor=cli_actor(), why=why)
 
     result = _run(go)
     if as_json:
@@ -226,7 +216,7 @@ def rotate_data_key(
 
     def go() -> Any:
         with open_project(project) as p:
-            return rotate_key(p.store, p.config, actor=_cli_actor(), new_master=wrapper)
+            return rotate_key(p.store, p.config, actor=cli_actor(), new_master=wrapper)
 
     report = _run(go)
     if as_json:
@@ -274,7 +264,7 @@ def retention(
 
     def go() -> Any:
         with open_project(project) as p:
-            return apply_retention(p.store, p.config, actor=_cli_actor(), dry_run=dry_run)
+            return apply_retention(p.store, p.config, actor=cli_actor(), dry_run=dry_run)
 
     print_result(_run(go), as_json, _show_retention, to_json=lambda r: r.to_dict())
 
@@ -315,9 +305,7 @@ def do_not_sell_cmd(
 
     def go() -> Any:
         with open_project(project) as p:
-            return do_not_sell(
-                p.store, p.config, user, undo=undo, source=source, actor=_cli_actor()
-            )
+            return do_not_sell(p.store, p.config, user, undo=undo, source=source, actor=cli_actor())
 
     def show(r: Any) -> None:
         what = "may be sold or shared again" if r.allowed else "is no longer sold or shared"
