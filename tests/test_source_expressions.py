@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.helpers import clear_users
 
 import segmint
 from segmint.errors import SourceError
@@ -65,7 +66,8 @@ def project(tmp_path: Path) -> Iterator[Any]:
 
 
 def _users_intact(p: segmint.Project) -> None:
-    assert p.store.query("SELECT user_id, email FROM users ORDER BY 1").values.tolist() == [
+    users = clear_users(p, p.store.query("SELECT user_id, email FROM users ORDER BY 1"))
+    assert users.values.tolist() == [
         ["u1", "a@x.io"],
         ["u2", "b@x.io"],
     ]

@@ -208,7 +208,7 @@ def test_do_not_sell_from_the_cli_keeps_people_out_of_exports(shop: Path, tmp_pa
         assert (row["channel"], row["granted"], row["source"]) == ("any", False, "web form")
         assert row["recorded_at"] is not None
         audit = p.store.query("SELECT action, target FROM audit_log ORDER BY seq")
-        assert list(audit["action"]) == ["privacy.do_not_sell"]
+        assert list(audit["action"]) == ["privacy.do_not_sell", "export"]  # + the contact list
         assert first not in str(audit["target"].iloc[0])  # the id's HMAC, not the id
         assert verify_audit(p.store).ok
     undo = runner.invoke(app, ["privacy", "do-not-sell", first, "--undo", "-p", str(shop)])

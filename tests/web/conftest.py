@@ -57,9 +57,14 @@ def ws_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture()
 def ws_project(ws_demo: Path, tmp_path: Path) -> Path:
     """A private copy of the demo project for a test that changes it."""
-    root = tmp_path / "demo"
-    shutil.copytree(ws_demo, root, ignore=shutil.ignore_patterns("*.wal", ".segmint"))
-    key = ws_demo / ".segmint" / "master.key"  # the store's sealed values open with it alone
+    return copy_demo(ws_demo, tmp_path / "demo")
+
+
+def copy_demo(src: Path, root: Path) -> Path:
+    """A copy of the demo project at ``root``: its files and its master key (the store's
+    sealed values open with it), not its service state (sessions, spool, locks)."""
+    shutil.copytree(src, root, ignore=shutil.ignore_patterns("*.wal", ".segmint"))
+    key = src / ".segmint" / "master.key"
     if key.exists():
         (root / ".segmint").mkdir(exist_ok=True)
         shutil.copy2(key, root / ".segmint" / "master.key")

@@ -6,12 +6,18 @@ from __future__ import annotations
 import csv
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.web.conftest import no_horizontal_scroll, open_page, screenshot_dir, served_ws, sign_in
+from tests.web.conftest import (
+    copy_demo,
+    no_horizontal_scroll,
+    open_page,
+    screenshot_dir,
+    served_ws,
+    sign_in,
+)
 
 import segmint
 
@@ -59,8 +65,7 @@ def _messy_sources(root: Path) -> None:
 @pytest.fixture(scope="module")
 def messy(ws_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo plus two messy sources, ingested, and one load whose counts do not add up."""
-    root = tmp_path_factory.mktemp("quality") / "demo"
-    shutil.copytree(ws_demo, root, ignore=shutil.ignore_patterns("*.wal", ".segmint"))
+    root = copy_demo(ws_demo, tmp_path_factory.mktemp("quality") / "demo")
     _messy_sources(root)
     with segmint.open_project(root) as p:
         p.ingest(["pos", "crm"])
