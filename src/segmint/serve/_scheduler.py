@@ -35,6 +35,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -490,6 +491,14 @@ class JobScheduler:
     def stop(self) -> None:
         """Stop firing; wait for a run in progress to end."""
         if self._scheduler is not None:
+            # one-off jobs (catch-up, run now) leave the job store once APScheduler's loop
+            # has handed them to a thread; shutting down before that makes the loop's own
+            # removal fail (JobLookupError in its thread): wait for it, briefly
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and any(
+                j.id not in self.project.config.schedule for j in self._scheduler.get_jobs()
+            ):
+                time.sleep(0.01)
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
 
