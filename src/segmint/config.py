@@ -45,6 +45,7 @@ __all__ = [
     "JsonlSource",
     "ParquetSource",
     "PostgresSource",
+    "PredictSettings",
     "PropensitySegmentation",
     "QuerySource",
     "Source",
@@ -865,6 +866,25 @@ def parse_period(text: str) -> tuple[int, str]:
     return int(found.group(1)), found.group(2)
 
 
+class PredictSettings(_Strict):
+    """The ``predict:`` section (issue 22): customer value and churn.
+
+    CLV: a purchase model (BG/NBD, or MBG/NBD which lets one-time buyers be lost too) and
+    the Gamma-Gamma spend model, fitted on the orders before the as-of date; CLV is the
+    expected margin over ``horizon_days``, discounted at ``discount_rate`` a year. Churn:
+    a gradient boosting model of "no completed order in the ``churn_days`` after the as-of
+    date", trained and checked on earlier cut-offs (see docs/predict.md).
+    """
+
+    model: Literal["bgnbd", "mbgnbd"] = "bgnbd"
+    horizon_days: int = Field(default=365, ge=1, le=3650, description="CLV horizon")
+    discount_rate: float = Field(default=0.10, ge=0, lt=1, description="a year")
+    margin: float = Field(default=1.0, gt=0, le=1, description="share of revenue kept")
+    interval: float = Field(default=0.9, gt=0, lt=1, description="CLV interval level")
+    churn_days: int = Field(default=90, ge=7, le=730, description="churn label window")
+    seed: int = 0
+
+
 class PrivacySettings(_Strict):
     """The ``privacy:`` section (issue 21): encryption at rest, personal traits, retention.
 
@@ -1115,6 +1135,7 @@ class Config(_Strict):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    predict: PredictSettings = Field(default_factory=PredictSettings)
     schedule: dict[str, JobSpec] = Field(
         default_factory=dict, description="job name -> cron and task, run by segmint serve"
     )

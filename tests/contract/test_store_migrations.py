@@ -80,10 +80,10 @@ def _close(stores: list[Store]) -> object:
 
 
 def test_a_version_1_store_opens_and_is_migrated(v1_store: str, stores: list[Store]) -> None:
-    assert SCHEMA_VERSION == 9
+    assert SCHEMA_VERSION == 10
     store = _opened(v1_store, stores)
     versions = store.query("SELECT version FROM schema_version ORDER BY version")["version"]
-    assert versions.tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert versions.tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     got = store.query(
         "SELECT user_id, channel, purpose, ts, granted, source, recorded_at FROM consents "
         "ORDER BY user_id, channel"

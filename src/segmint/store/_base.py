@@ -17,6 +17,7 @@ import sqlglot
 from segmint.errors import SegmintError, StoreBusyError, StoreError
 from segmint.store._migrations import MIGRATIONS, Migration
 from segmint.store._schema import (
+    PREDICT_DDL,
     PRIVACY_ALTER_DDL,
     PRIVACY_DDL,
     SCHEMA_VERSION,
@@ -270,6 +271,7 @@ class Store:
                 self.execute(PRIVACY_DDL)
                 for ddl in PRIVACY_ALTER_DDL:
                     self.execute(ddl)
+                self.execute(PREDICT_DDL)
                 self._record_version(SCHEMA_VERSION)
             elif int(current) > SCHEMA_VERSION:
                 raise StoreError(

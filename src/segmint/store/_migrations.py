@@ -161,6 +161,13 @@ def _v9_privacy(store: Store) -> None:
         prev = digest
 
 
+def _v10_predictions(store: Store) -> None:
+    """segmint.predict's runs and predictions (issue 22)."""
+    from segmint.store._schema import PREDICT_DDL
+
+    store.execute(PREDICT_DDL)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -198,5 +205,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         "log chained",
         _v9_privacy,
     ),
+    Migration(10, "predictions: CLV and churn runs and their per-user scores", _v10_predictions),
 )
 """Every step, in version order (version 1 is the first released schema)."""

@@ -36,13 +36,14 @@ COMPLETED = "status = 'completed'"
 """The condition that makes an order a purchase (on ``orders``; prefix an alias with
 :func:`completed`)."""
 
-RunKind = Literal["feature", "segment", "recommendation", "campaign"]
+RunKind = Literal["feature", "segment", "recommendation", "campaign", "prediction"]
 
 RUN_TABLES: dict[str, str] = {
     "feature": "feature_runs",
     "segment": "segment_runs",
     "recommendation": "recommendation_runs",
     "campaign": "campaign_runs",
+    "prediction": "predict_runs",
 }
 """The table holding the runs of each kind (every one has ``run_id`` and ``created_at``)."""
 

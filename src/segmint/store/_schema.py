@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 @dataclass(frozen=True)
@@ -559,6 +559,35 @@ PRIVACY_ALTER_DDL = (
     # one entry per sequence number, whatever races (see segmint.store._audit)
     "CREATE UNIQUE INDEX IF NOT EXISTS audit_log_seq ON audit_log (seq)",
 )
+
+
+# schema 10 (issue 22): segmint.predict's versioned runs (``clv``: BG/NBD or MBG/NBD with
+# Gamma-Gamma; ``churn``: a gradient boosting propensity) and their per-user predictions.
+# One predictions table for both kinds: a CLV run fills the value columns, a churn run
+# ``churn_risk``.
+PREDICT_DDL = """
+CREATE TABLE IF NOT EXISTS predict_runs (
+    run_id VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    as_of TIMESTAMPTZ NOT NULL,
+    n_users BIGINT NOT NULL,
+    params JSON,
+    metrics JSON,
+    details JSON
+);
+CREATE TABLE IF NOT EXISTS predictions (
+    run_id VARCHAR NOT NULL,
+    user_id VARCHAR NOT NULL,
+    p_alive DOUBLE,
+    expected_purchases DOUBLE,
+    expected_order_value DOUBLE,
+    clv DOUBLE,
+    clv_low DOUBLE,
+    clv_high DOUBLE,
+    churn_risk DOUBLE
+);
+"""
 
 
 def run_tables_ddl(*, secondary_indexes: bool) -> str:

@@ -1,0 +1,41 @@
+"""Customer value and churn: BG/NBD (or MBG/NBD) and Gamma-Gamma for CLV, a gradient
+boosting model for churn risk, each stored as a versioned run.
+
+The models (:class:`BetaGeo`, :class:`ModifiedBetaGeo`, :class:`GammaGamma`) work on plain
+arrays without a project; :func:`predict_clv` and :func:`predict_churn` fit them on a
+store's orders as of a date. See docs/predict.md.
+"""
+
+from segmint.predict._clv import fit_models, holdout_check, predict_clv, score
+from segmint.predict._models import BetaGeo, Fit, GammaGamma, ModifiedBetaGeo
+from segmint.predict._runs import (
+    PREDICTION_COLUMNS,
+    VALUE_COLUMNS,
+    PredictionRun,
+    latest_predictions_sql,
+    list_prediction_runs,
+    load_prediction_run,
+    resolve_prediction_run,
+)
+from segmint.predict._summary import customer_summary, holdout_purchases, summary_sql
+
+__all__ = [
+    "PREDICTION_COLUMNS",
+    "VALUE_COLUMNS",
+    "BetaGeo",
+    "Fit",
+    "GammaGamma",
+    "ModifiedBetaGeo",
+    "PredictionRun",
+    "customer_summary",
+    "fit_models",
+    "holdout_check",
+    "holdout_purchases",
+    "latest_predictions_sql",
+    "list_prediction_runs",
+    "load_prediction_run",
+    "predict_clv",
+    "resolve_prediction_run",
+    "score",
+    "summary_sql",
+]

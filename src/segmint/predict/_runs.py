@@ -1,0 +1,209 @@
+"""Versioned prediction runs: parameters, metrics and per-user scores, stored like
+segmentation runs (``predict_runs`` and ``predictions``)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pandas as pd
+
+from segmint.errors import NotFoundError
+from segmint.store import Store, latest_run_sql
+
+Kind = Literal["clv", "churn"]
+
+#: the per-user columns of each kind of run
+VALUE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "clv": ("p_alive", "expected_purchases", "expected_order_value", "clv", "clv_low", "clv_high"),
+    "churn": ("churn_risk",),
+}
+PREDICTION_COLUMNS = (*VALUE_COLUMNS["clv"], *VALUE_COLUMNS["churn"])
+"""Every prediction column a user can have (features for rules and playbook conditions)."""
+
+
+@dataclass(frozen=True)
+class PredictionRun:
+    """One run of ``segmint predict clv`` or ``segmint predict churn``.
+
+    Attributes
+    ----------
+    run_id : str
+        Sortable id, e.g. ``p-20261205T120000-clv-ab12cd``.
+    kind : str
+        ``clv`` (P(alive), expected purchases and order value, CLV and its interval) or
+        ``churn`` (churn risk).
+    as_of : datetime
+        Only orders (and features) strictly before it were used.
+    scores : DataFrame
+        One row per user: ``user_id`` and the kind's columns (:data:`VALUE_COLUMNS`).
+    params, metrics, details : dict
+        Settings used; fit and validation figures (parameters with intervals, holdout
+        check, AUC); tables for the report (holdout by calibration purchases,
+        calibration bins).
+    """
+
+    run_id: str
+    kind: str
+    created_at: datetime
+    as_of: datetime
+    scores: pd.DataFrame = field(repr=False)
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.scores)
+
+
+def new_run_id(kind: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"p-{stamp}-{kind}-{secrets.token_hex(3)}"
+
+
+def _json(v: Any) -> str:
+    def default(o: Any) -> Any:
+        if hasattr(o, "item"):
+            return o.item()
+        if hasattr(o, "isoformat"):
+            return o.isoformat()
+        return str(o)
+
+    return json.dumps(v, default=default, allow_nan=False) if v is not None else "null"
+
+
+def _finite(v: Any) -> Any:
+    """NaN and infinities as None (JSON has neither), recursively."""
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return None
+    if hasattr(v, "item") and not isinstance(v, str):
+        return _finite(v.item())
+    return v
+
+
+def save_run(store: Store, run: PredictionRun) -> None:
+    """Store a run and its scores in one transaction."""
+    frame = pd.DataFrame({"run_id": run.run_id, "user_id": run.scores["user_id"].astype(str)})
+    for c in PREDICTION_COLUMNS:
+        frame[c] = run.scores[c].astype("float64").to_numpy() if c in run.scores else float("nan")
+    row = pd.DataFrame(
+        [
+            {
+                "run_id": run.run_id,
+                "kind": run.kind,
+                "created_at": run.created_at,
+                "as_of": run.as_of,
+                "n_users": run.n_users,
+                "params": _json(_finite(run.params)),
+                "metrics": _json(_finite(run.metrics)),
+                "details": _json(_finite(run.details)),
+            }
+        ]
+    )
+    columns = ["run_id", "user_id", *PREDICTION_COLUMNS]
+    with store.staging() as stage:
+        run_df = stage.frame("predict_run_df", row)
+        run_table = stage.table(
+            "predict_run_row",
+            "SELECT run_id, kind, created_at::TIMESTAMPTZ AS created_at, "
+            "as_of::TIMESTAMPTZ AS as_of, n_users, params::JSON AS params, "
+            f"metrics::JSON AS metrics, details::JSON AS details FROM {run_df}",
+        )
+        scores = stage.frame("predict_scores", frame[columns], copy=True)
+        with store.transaction():
+            stage.write(
+                "predict_runs",
+                run_table,
+                [
+                    "run_id",
+                    "kind",
+                    "created_at",
+                    "as_of",
+                    "n_users",
+                    "params",
+                    "metrics",
+                    "details",
+                ],
+            )
+            stage.write("predictions", scores, columns)
+
+
+def list_prediction_runs(store: Store, kind: str | None = None) -> pd.DataFrame:
+    """Runs, newest first: run_id, kind, created_at, as_of, n_users."""
+    where = "WHERE kind = ?" if kind else ""
+    return store.query(
+        "SELECT run_id, kind, created_at, as_of, n_users FROM predict_runs "
+        f"{where} ORDER BY created_at DESC, run_id DESC",
+        [kind] if kind else None,
+    )
+
+
+def resolve_prediction_run(store: Store, ref: str) -> str:
+    """A run id from a run id, a kind (``clv``/``churn``: its latest run) or the start of
+    a run id."""
+    hit = store.scalar("SELECT run_id FROM predict_runs WHERE run_id = ?", [ref])
+    if hit is None and ref in VALUE_COLUMNS:
+        hit = store.scalar(latest_run_sql("prediction", kind=ref))
+    if hit is None:
+        from segmint._ids import by_prefix
+
+        hit = by_prefix(store, "predict_runs", "run_id", ref, what="prediction run")
+    if hit is None:
+        if not store.scalar("SELECT count(*) FROM predict_runs"):
+            raise NotFoundError(
+                f"no prediction run yet, so nothing named {ref!r}: run `segmint predict clv` "
+                "or `segmint predict churn` first"
+            )
+        raise NotFoundError(
+            f"no prediction run {ref!r}; see `segmint predict list` (or name a kind: clv, churn)"
+        )
+    return str(hit)
+
+
+def _loads(raw: Any) -> dict[str, Any]:
+    if raw is None or (not isinstance(raw, str | dict) and pd.isna(raw)):
+        return {}
+    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+
+def load_prediction_run(store: Store, ref: str) -> PredictionRun:
+    """A stored run (by run id, or ``clv``/``churn`` for the latest of that kind)."""
+    run_id = resolve_prediction_run(store, ref)
+    row = store.query("SELECT * FROM predict_runs WHERE run_id = ?", [run_id]).iloc[0]
+    kind = str(row["kind"])
+    cols = ", ".join(VALUE_COLUMNS.get(kind, PREDICTION_COLUMNS))
+    scores = store.query(
+        f"SELECT user_id, {cols} FROM predictions WHERE run_id = ? ORDER BY user_id", [run_id]
+    )
+    return PredictionRun(
+        run_id=run_id,
+        kind=kind,
+        created_at=row["created_at"],
+        as_of=row["as_of"],
+        scores=scores,
+        params=_loads(row["params"]),
+        metrics=_loads(row["metrics"]),
+        details=_loads(row["details"]),
+    )
+
+
+def latest_predictions_sql(*, at: datetime | None = None) -> str:
+    """A SELECT of ``user_id`` and every prediction column from the latest run of each
+    kind (created at or before ``at``), one row per user who has either: what profiles,
+    rules, the decision endpoint and playbook conditions read."""
+    clv = latest_run_sql("prediction", at=at, kind="clv")
+    churn = latest_run_sql("prediction", at=at, kind="churn")
+    value_cols = ", ".join(f"c.{c}" for c in VALUE_COLUMNS["clv"])
+    return f"""
+    SELECT coalesce(c.user_id, k.user_id) AS user_id, {value_cols}, k.churn_risk
+    FROM (SELECT * FROM predictions WHERE run_id = ({clv})) AS c
+    FULL OUTER JOIN (SELECT user_id, churn_risk FROM predictions WHERE run_id = ({churn})) AS k
+      ON c.user_id = k.user_id"""
