@@ -1320,9 +1320,13 @@ def generate_demo(
     _write_jsonl_gz(ev_lines, written.record("exports/events.jsonl.gz", ev_lines.size))
     _write_consents(written, users, cid, consents)
     sent_str = _write_campaign(written, cid, design)
+    # active_until: the last day (shop time) of each customer's organic buying window, the
+    # truth of who has churned (campaign-driven orders may still fall after it)
+    active_until = cal.start_day + orders.hi.astype("timedelta64[D]")
     truth_personas = pa.table(
         {"customer_id": pa.array(cid, pa.string()),
-         "persona": pa.array(_pick([p.name for p in PERSONAS], persona), pa.string())}
+         "persona": pa.array(_pick([p.name for p in PERSONAS], persona), pa.string()),
+         "active_until": pa.array(active_until, pa.date32())}
     )  # fmt: skip
     _write_parquet(truth_personas, written.record("truth/personas.parquet", n_users))
 
