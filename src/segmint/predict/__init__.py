@@ -6,6 +6,7 @@ arrays without a project; :func:`predict_clv` and :func:`predict_churn` fit them
 store's orders as of a date. See docs/predict.md.
 """
 
+from segmint.predict._churn import churn_frame, p_no_purchase, predict_churn
 from segmint.predict._clv import fit_models, holdout_check, predict_clv, score
 from segmint.predict._models import BetaGeo, Fit, GammaGamma, ModifiedBetaGeo
 from segmint.predict._runs import (
@@ -27,6 +28,7 @@ __all__ = [
     "GammaGamma",
     "ModifiedBetaGeo",
     "PredictionRun",
+    "churn_frame",
     "customer_summary",
     "fit_models",
     "holdout_check",
@@ -34,6 +36,8 @@ __all__ = [
     "latest_predictions_sql",
     "list_prediction_runs",
     "load_prediction_run",
+    "p_no_purchase",
+    "predict_churn",
     "predict_clv",
     "resolve_prediction_run",
     "score",
