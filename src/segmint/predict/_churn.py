@@ -189,7 +189,8 @@ def churn_frame(
     frame = frame.merge(_user_columns(store, set(frame.columns)), on="user_id", how="left")
     if label:
         frame[LABEL] = _labels(store, frame["user_id"], cut, settings.churn_days)
-    frame = frame.reset_index(drop=True)
+    # one order whichever store (PostgreSQL collates user ids its own way)
+    frame = frame.sort_values("user_id", kind="stable").reset_index(drop=True)
     frame.attrs["purchase_model"] = {"model": settings.model, "params": params}
     return frame
 
