@@ -86,10 +86,24 @@ def _user_columns(store: Store, taken: set[str]) -> pd.DataFrame:
 
 
 def p_no_purchase(model: Any, t: float, x: Any, t_x: Any, T: Any) -> np.ndarray:
-    """P(no purchase in the next ``t`` time units | x, t_x, T) under a fitted BG/NBD or
-    MBG/NBD model: dead, or alive and silent. Alive, λ | x, T ~ Gamma(r + x, α + T), and
-    no one drops out without a purchase, so P = 1 − P(alive) + P(alive) · ((α + T) /
-    (α + T + t)) ** (r + x).
+    """The probability of no purchase in the next ``t`` time units, per customer.
+
+    Dead, or alive and silent: alive, λ | x, T ~ Gamma(r + x, α + T), and no one drops out
+    without a purchase, so P = 1 − P(alive) + P(alive) · ((α + T) / (α + T + t))^(r + x).
+
+    Parameters
+    ----------
+    model : BetaGeo or ModifiedBetaGeo
+        A fitted purchase model.
+    t : float
+        The window, in the unit of the summary (days in segmint).
+    x, t_x, T : array-like
+        Repeat purchases, time of the last purchase and age, per customer.
+
+    Returns
+    -------
+    ndarray
+        One probability per customer.
     """
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     r, alpha = model.params["r"], model.params["alpha"]
