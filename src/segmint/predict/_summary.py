@@ -46,10 +46,12 @@ def summary_sql(
     WITH daily AS (
         SELECT user_id, CAST(ts AS DATE) AS day, sum(coalesce(amount, 0)) AS value
         FROM ({orders}) AS o GROUP BY user_id, CAST(ts AS DATE)
+    ), numbered AS (
+        SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY day) AS n FROM daily
     ), per_user AS (
         SELECT user_id, count(*) - 1 AS x, min(day) AS first_day, max(day) AS last_day,
-               sum(value) - arg_min(value, day) AS repeat_value
-        FROM daily GROUP BY user_id
+               sum(CASE WHEN n > 1 THEN value ELSE 0 END) AS repeat_value
+        FROM numbered GROUP BY user_id
     )
     SELECT user_id, CAST(x AS DOUBLE) AS x,
            date_diff('day', first_day, last_day) / {unit} AS t_x,
