@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from tests.helpers import make_project
 
 import segmint
 from segmint.config import PredictSettings
 from segmint.predict import customer_summary, predict_clv
-from tests.helpers import make_project
 
 AS_OF = datetime(2025, 1, 1, tzinfo=UTC)
 
