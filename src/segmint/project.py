@@ -24,8 +24,10 @@ from segmint.sources import (
 from segmint.store import LOAD_ORDER, TABLES, Store, lit, open_project_store
 
 if TYPE_CHECKING:
+    from segmint.config import PredictSettings
     from segmint.experiments import RefreshResult
     from segmint.features import FeatureRun
+    from segmint.predict import PredictionRun
     from segmint.profiles import Persona, UserProfile
     from segmint.segments import SegmentResult
 
@@ -249,6 +251,119 @@ class Project:
         from segmint.segments import diff_runs
 
         return diff_runs(self.store, run_a, run_b)
+
+    # -- customer value and churn --------------------------------------------------------
+    def _predict_settings(self, overrides: dict[str, Any]) -> PredictSettings:
+        """``predict:`` of segmint.yaml with ``overrides`` (None values ignored), checked."""
+        from pydantic import ValidationError
+
+        from segmint.config import PredictSettings
+
+        settings = self.config.predict
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return settings
+        known = list(PredictSettings.model_fields)
+        for key in given:
+            if key not in known:
+                close = get_close_matches(key, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(f"predict: no setting {key!r}; {hint}known: {', '.join(known)}")
+        try:
+            return PredictSettings.model_validate({**settings.model_dump(), **given})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ConfigError(
+                f"predict.{where}: {first['msg']} (got {first['input']!r}); see the predict: "
+                "keys in docs/configuration.md"
+            ) from None
+
+    def predict_clv(
+        self, as_of: str | date | datetime | None = None, **overrides: Any
+    ) -> PredictionRun:
+        """Fit BG/NBD (or MBG/NBD) and Gamma-Gamma on the completed orders before ``as_of``
+        and store a ``clv`` run (see :func:`segmint.predict.predict_clv`).
+
+        Parameters
+        ----------
+        as_of : date, datetime or str, optional
+            ``"latest"`` (the day after the newest activity), ``"today"`` or a date; the
+            config's ``features.as_of`` by default.
+        **overrides
+            Keys of the ``predict:`` section for this run only (``model="mbgnbd"``,
+            ``horizon_days=180``, ...); None leaves a key as configured.
+        """
+        from segmint.predict import predict_clv
+
+        settings = self._predict_settings(overrides)
+        return predict_clv(self.store, settings, as_of=self._as_of(as_of))
+
+    def predict_churn(
+        self, as_of: str | date | datetime | None = None, **overrides: Any
+    ) -> PredictionRun:
+        """Train the churn model on earlier cut-offs, check it on a later one and store a
+        ``churn`` run of every customer's risk of no completed order in the ``churn_days``
+        after ``as_of`` (see :func:`segmint.predict.predict_churn`). ``as_of`` and
+        ``overrides`` as in :meth:`predict_clv` (``churn_days=60``, ...)."""
+        settings = self._predict_settings(overrides)  # checked before the model loads
+        from segmint.features import CustomFeature
+        from segmint.predict import predict_churn
+
+        custom = [
+            CustomFeature(name, c.expr, c.table) for name, c in self.config.features.custom.items()
+        ]
+        return predict_churn(self.store, settings, as_of=self._as_of(as_of), custom=custom)
+
+    def prediction_runs(self, kind: str | None = None) -> pd.DataFrame:
+        """Stored prediction runs (``clv``, ``churn`` or both), newest first: run_id, kind,
+        created_at, as_of, n_users."""
+        from segmint.predict import VALUE_COLUMNS, list_prediction_runs
+
+        if kind is not None and kind not in VALUE_COLUMNS:
+            raise ConfigError(f"no kind of prediction {kind!r}; kinds: {', '.join(VALUE_COLUMNS)}")
+        return list_prediction_runs(self.store, kind)
+
+    def prediction_run(self, ref: str) -> PredictionRun:
+        """A stored prediction run: by run id (or its unique start), or ``clv`` / ``churn``
+        for the latest run of that kind."""
+        from segmint.predict import load_prediction_run
+
+        return load_prediction_run(self.store, ref)
+
+    def predictions(self) -> pd.DataFrame:
+        """Every user's latest predictions, one row per user: ``user_id``, P(alive),
+        expected purchases and order value, CLV and its interval (latest ``clv`` run) and
+        churn risk (latest ``churn`` run); missing where a kind has no run or the user is
+        not in it."""
+        from segmint.predict import latest_predictions_sql
+
+        return self.store.query(latest_predictions_sql() + " ORDER BY user_id")
+
+    def export_predictions(
+        self, ref: str, out: str | Path, fmt: str | None = None, *, command: str | None = None
+    ) -> list[Path]:
+        """Write a prediction run's scores (``user_id`` and the kind's columns; no contact
+        details) in the format of ``out``'s extension (csv, xlsx, parquet, json, jsonl;
+        ``fmt`` when it has none, else csv). Recorded in :meth:`exports`, so an erasure
+        rewrites the file without the person."""
+        from segmint.profiles import new_record, record_export, resolve_format, write_tables
+
+        run = self.prediction_run(ref)
+        path, fmt = resolve_format(out, fmt)
+        paths = write_tables({"predictions": run.scores}, path, fmt)
+        record_export(
+            self.store,
+            new_record(
+                "predictions",
+                paths[0],
+                fmt,
+                len(run.scores),
+                run_id=run.run_id,
+                command=command or _api("predictions"),
+            ),
+        )
+        return paths
 
     # -- recommendations -----------------------------------------------------------------
     def evaluate_recommenders(self, **kwargs: Any) -> Any:

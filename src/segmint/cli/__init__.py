@@ -22,7 +22,7 @@ import sys
 from segmint.cli._app import app
 from segmint.cli._access import guard as _guard
 from segmint.cli import ingest, campaigns, experiments, segments, profiles  # noqa: F401
-from segmint.cli import export, recommend, report, serve, demo  # noqa: F401
+from segmint.cli import export, recommend, predict, report, serve, demo  # noqa: F401
 from segmint.cli import jobs  # noqa: F401
 from segmint.cli import keys  # noqa: F401
 from segmint.cli import users  # noqa: F401
@@ -33,6 +33,7 @@ from segmint.cli import privacy  # noqa: F401
 app.add_typer(segments.segments_app, name="segments")
 app.add_typer(export.export_app, name="export")
 app.add_typer(recommend.recommend_app, name="recommend")
+app.add_typer(predict.predict_app, name="predict")
 app.add_typer(campaigns.campaign_app, name="campaign")
 app.add_typer(campaigns.playbook_app, name="playbook")
 app.add_typer(jobs.jobs_app, name="jobs")

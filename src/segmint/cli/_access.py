@@ -42,6 +42,9 @@ ACCESS: dict[str, Kind] = {
     "export segment": "write",
     "export audience": "write",
     "recommend evaluate": "write",  # stores the evaluation ("best" reads it)
+    "predict clv": "write",
+    "predict churn": "write",
+    "predict export": "write",  # every export is logged in the store
     "keys create": "write",
     "keys revoke": "write",
     "jobs run": "write",
@@ -65,6 +68,8 @@ ACCESS: dict[str, Kind] = {
     "segments list": "read",
     "segments show": "read",
     "segments diff": "read",
+    "predict list": "read",
+    "predict show": "read",
     "campaign list": "read",
     "playbook init": "read",  # writes segmint.yaml, not the store
     "playbook check": "read",
