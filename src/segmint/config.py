@@ -1019,6 +1019,28 @@ class RetentionJobArgs(_Strict):
     dry_run: bool = Field(default=False, description="count what would be purged, purge nothing")
 
 
+class PredictJobArgs(_Strict):
+    """``args`` of a ``predict`` job: what ``segmint predict clv|churn`` takes."""
+
+    kind: Literal["clv", "churn"] = Field(description="clv or churn")
+    as_of: str | None = Field(
+        default=None, description="'latest', 'today' or YYYY-MM-DD (default: features.as_of)"
+    )
+
+    @field_validator("as_of")
+    @classmethod
+    def _as_of(cls, value: str | None) -> str | None:
+        if value is None or value in ("latest", "today"):
+            return value
+        from datetime import date
+
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not 'latest', 'today' or a YYYY-MM-DD date") from None
+        return value
+
+
 JOB_ARGS: dict[str, type[_Strict]] = {
     "ingest": IngestJobArgs,
     "refresh": SegmentJobArgs,
@@ -1026,6 +1048,7 @@ JOB_ARGS: dict[str, type[_Strict]] = {
     "recommend": RecommendJobArgs,
     "campaign": CampaignJobArgs,
     "retention": RetentionJobArgs,
+    "predict": PredictJobArgs,
 }
 """The ``args`` each task of ``schedule:`` accepts."""
 
@@ -1034,7 +1057,7 @@ class JobSpec(_Strict):
     """One scheduled job: what to run and when (a cron expression in ``timezone``)."""
 
     cron: str = Field(description="five-field cron expression, e.g. '0 3 * * *'")
-    task: Literal["ingest", "refresh", "recommend", "campaign", "segment", "retention"]
+    task: Literal["ingest", "refresh", "recommend", "campaign", "segment", "retention", "predict"]
     args: dict[str, Any] = Field(default_factory=dict, description="the task's options")
     grace_seconds: int = Field(
         default=3600,

@@ -5,7 +5,8 @@ the same library calls as its CLI command: ``ingest`` (:meth:`Project.ingest`),
 ``refresh`` (:meth:`Project.refresh`), ``segment`` (:meth:`Project.segment`),
 ``recommend`` (:meth:`Project.recommend_all`), ``campaign`` (plan for the run's day,
 then send: birthday and lifecycle-transition campaigns are campaign jobs on a cron) and
-``retention`` (:func:`segmint.privacy.apply_retention`, ``privacy.retention``'s purge).
+``retention`` (:func:`segmint.privacy.apply_retention`, ``privacy.retention``'s purge) and
+``predict`` (:meth:`Project.predict_clv` or :meth:`Project.predict_churn`: a new run).
 
 APScheduler's ``BackgroundScheduler`` fires the jobs (``max_instances=1``,
 ``coalesce=True``, a misfire grace per job). The guarantee comes from the store, not from
@@ -328,6 +329,13 @@ def run_task(project: Any, spec: Any, slot: datetime) -> dict[str, Any]:
             "rows": {t.table: t.n_rows for t in report.tables},
             "spool_files": report.n_spool_files,
         }
+    if task == "predict":
+        run = (
+            project.predict_clv(options.as_of)
+            if options.kind == "clv"
+            else project.predict_churn(options.as_of)
+        )
+        return {"run_id": run.run_id, "kind": run.kind, "users": int(run.n_users)}
     return _campaign(project, options.campaign, slot)
 
 
