@@ -25,7 +25,7 @@ runner = CliRunner()
 
 SECTIONS = [
     "profile", "identities", "orders", "order_lines", "events", "consents", "segments",
-    "features", "recommendations", "campaign_assignments", "campaign_audiences", "messages",
+    "features", "recommendations", "predictions", "campaign_assignments", "campaign_audiences", "messages",
     "campaign_outcomes", "exposures", "suppressions", "audit",
 ]  # fmt: skip
 
@@ -68,6 +68,7 @@ def _store_counts(root: Path, uid: str) -> dict[str, int]:
             "events": q("SELECT count(*) FROM events WHERE user_id = ?", [uid]),
             "consents": q("SELECT count(*) FROM consents WHERE user_id = ?", [uid]),
             "segments": q("SELECT count(*) FROM segment_assignments WHERE user_id = ?", [uid]),
+            "predictions": q("SELECT count(*) FROM predictions WHERE user_id = ?", [uid]),
             "messages": q("SELECT count(*) FROM deliveries WHERE user_id = ?", [uid]),
             "campaign_audiences": q("SELECT count(*) FROM campaign_audiences WHERE user_id = ?", [uid]),
             "campaign_assignments": q("SELECT count(*) FROM campaign_assignments WHERE user_id = ?", [uid]),
@@ -107,6 +108,9 @@ def test_the_export_holds_every_part_and_counts_match_the_store(project: Path) -
         assert (1 if isinstance(got, dict) else len(got)) == n, section
     assert person["profile"]["email"] == email  # the person's own data, in clear
     assert any(s["latest"] for s in person["segments"])
+    # the demo ran one clv and one churn prediction: both, with their kind and as-of date
+    assert sorted(r["kind"] for r in person["predictions"]) == ["churn", "clv"]
+    assert all(r["latest"] and r["as_of"] for r in person["predictions"])
     # every CSV opens: csv module (UTF-8 with BOM, as Excel needs) and pandas
     for section in SECTIONS:
         raw = (folder / f"{section}.csv").read_bytes()

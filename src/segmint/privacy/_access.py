@@ -31,6 +31,7 @@ import pandas as pd
 
 from segmint._spreadsheet import write_csv
 from segmint.errors import NotFoundError
+from segmint.predict import PREDICTION_COLUMNS
 from segmint.profiles import ExportRecord, new_record, record_export
 from segmint.store import (
     append_audit,
@@ -64,6 +65,9 @@ class Section:
 
 def _sections() -> tuple[Section, ...]:
     latest_seg = f"SELECT run_id FROM ({latest_runs_sql()}) l"
+    latest_predict = ", ".join(
+        f"({latest_run_sql('prediction', kind=kind)})" for kind in ("clv", "churn")
+    )
     return (
         Section("profile", ("users",), "The customer record: contact details (opened from "
                 "their encrypted form), demographics, traits, and the blind indexes "
@@ -105,6 +109,16 @@ def _sections() -> tuple[Section, ...]:
                 "FROM recommendations r LEFT JOIN items i ON i.item_id = r.item_id "
                 f"WHERE r.run_id = ({latest_run_sql('recommendation', kind='batch')}) "
                 "AND r.user_id = ? ORDER BY r.rank"),
+        Section("predictions", ("predictions", "predict_runs"), "Predicted value and "
+                "churn risk from every prediction run (history): P(alive), expected purchases "
+                "and order value, lifetime value with its interval (clv runs), churn risk "
+                "(churn runs), with the run's kind and as-of date; `latest` marks each kind's "
+                "current run.",
+                "SELECT r.kind, p.run_id, r.as_of, r.created_at AS run_created_at, "
+                + ", ".join(f"p.{c}" for c in PREDICTION_COLUMNS)
+                + f", coalesce(p.run_id IN ({latest_predict}), false) AS latest "
+                "FROM predictions p JOIN predict_runs r ON r.run_id = p.run_id "
+                "WHERE p.user_id = ? ORDER BY r.kind, r.created_at DESC"),
         Section("campaign_assignments", ("campaign_assignments",), "The arm (treatment or "
                 "control) drawn for this person in each campaign.",
                 "SELECT * FROM campaign_assignments WHERE user_id = ? ORDER BY assigned_at"),
@@ -206,7 +220,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def _about(user_id: str, as_of: datetime, rows: dict[str, int]) -> dict[str, Any]:
     return {
         "what": "Everything this organisation's segmint project holds about one person, "
-        "derived data included (segments, scores, features, recommendations, messages).",
+        "derived data included (segments, scores, predictions, features, recommendations, messages).",
         "user_id": user_id,
         "as_of": as_of.isoformat(),
         "files": "person.json holds every part; each part is also a CSV (UTF-8, opens in "

@@ -34,7 +34,8 @@ quarantine            rows whose raw row (opened      raw source rows hold every
                       their identifiers: deleted
 features, segment_    the person's rows deleted       derived per person; the runs' totals
 assignments,                                          (``segment_runs.n_users``, metrics,
-recommendations,                                      ``campaign_runs`` funnels) are aggregates
+recommendations,                                      ``predict_runs`` fits and holdout checks,
+predictions,                                          ``campaign_runs`` funnels) are aggregates
 campaign_audiences,                                   and stay
 campaign_assignments,
 campaign_outcomes
@@ -61,6 +62,7 @@ exports (table)       kept; ``n_rows`` lowered by     the log of what was writte
                       the rows removed from its file
 campaign_evaluations  kept                            totals per arm and segment, no user ids
 segment_runs,         kept                            aggregates and parameters, no user ids
+predict_runs,
 campaign_runs, ...
 ====================  ==============================  ==========================================
 
@@ -141,6 +143,7 @@ DELETE_BY_USER = (
     "features",
     "segment_assignments",
     "recommendations",
+    "predictions",
     "campaign_audiences",
     "campaign_assignments",
     "campaign_outcomes",
