@@ -43,6 +43,7 @@ def demo(
             _print_loads(results)
             _print_status(p.status())
             refreshed, segs = _demo_segments(p)
+            predicted = _demo_predictions(p)
             _demo_recommenders(p)
         campaigns = _demo_campaigns(dir)
         run_demo_measurement(dir, list(campaigns.reports))
@@ -61,6 +62,7 @@ def demo(
             "seed": seed,
             "feature_run_id": refreshed.feature_run_id,
             "segment_runs": {r.segmentation: r.run_id for r in segs},
+            "prediction_runs": {r.kind: r.run_id for r in predicted},
             "campaigns": list(campaigns.reports),
             "workspace_login": str(login),
         }
@@ -140,6 +142,101 @@ def _demo_segments(p: Any) -> tuple[Any, list[Any]]:
     console.print(f"refresh (segments as of {month_ago.as_of:%Y-%m-%d} -> now):")
     print_refresh(refreshed)
     return refreshed, segs
+
+
+def _demo_predictions(p: Any) -> list[Any]:
+    """CLV (BG/NBD + Gamma-Gamma) and churn risk as of the refresh, shown in a few lines:
+    the fitted parameters, the holdout check, the churn model against P(alive), and the
+    cluster with the highest value; returns the two runs."""
+    import time
+
+    with spinner() as progress:
+        task = progress.add_task("customer value: BG/NBD and Gamma-Gamma", total=None)
+        started = time.perf_counter()
+        clv = p.predict_clv()
+        clv_seconds = time.perf_counter() - started
+        progress.update(task, description="churn risk: gradient boosting on earlier cut-offs")
+        started = time.perf_counter()
+        churn = p.predict_churn()
+        churn_seconds = time.perf_counter() - started
+    console.rule("customer value and churn")
+    for line in demo_prediction_lines(clv, churn, p.config.currency):
+        console.print(line)
+    console.print(
+        f"  details: segmint predict show clv | churn (CLV took {clv_seconds:.1f} s, churn "
+        f"{churn_seconds:.1f} s)"
+    )
+    persona = _valuable_cluster(p, p.config.currency)
+    if persona:
+        console.print(persona)
+    return [clv, churn]
+
+
+def demo_prediction_lines(clv: Any, churn: Any, currency: str) -> list[str]:
+    """The demo's summary of a clv and a churn run (see ``segmint predict show``)."""
+    from segmint.cli._common import _num
+    from segmint.cli.predict import MODEL_NAMES, clv_summary
+
+    def fitted(fit: dict[str, Any] | None) -> str:
+        if not fit:
+            return "not fitted"
+        return ", ".join(
+            f"{k} {_num(v)} ({_num(fit['intervals'][k][0])}-{_num(fit['intervals'][k][1])})"
+            for k, v in fit["params"].items()
+        )
+
+    m = clv.metrics
+    model = MODEL_NAMES.get(clv.params.get("model", "bgnbd"), "").split(" (")[0]
+    lines = [
+        f"{model}: {fitted(m.get('purchase_fit'))}; 95% intervals",
+        f"Gamma-Gamma: {fitted(m.get('spend_fit'))}",
+    ]
+    h = clv.details.get("holdout")
+    if h:
+        lines.append(
+            f"holdout (fitted before {h['calibration_end'][:10]}, next "
+            f"{h['holdout_days']:.0f} days): {_num(h['total_actual'])} purchases made, "
+            f"{_num(h['total_predicted'])} predicted ({h['total_error']:+.1%}); correlation "
+            f"per customer {h['correlation']:.3f}"
+        )
+    s = clv_summary(clv.scores)
+    lines.append(
+        f"CLV over {clv.params['horizon_days']} days: total {_num(s['clv_total'])} {currency}, "
+        f"median {_num(s['clv_median'])} {currency}; the top 10% of customers hold "
+        f"{s['top_decile_share']:.0%} of it"
+    )
+    auc = churn.metrics.get("auc") or {}
+    if auc:
+        low, high = auc.get("model_low"), auc.get("model_high")
+        ci = f" (95% {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
+        base = auc.get("baseline_p_alive")
+        lines.append(
+            f"churn (no order in {churn.params.get('churn_days', '?')} days): AUC "
+            f"{auc['model']:.3f}{ci} vs {'-' if base is None else f'{base:.3f}'} for "
+            "BG/NBD's P(alive) on a later holdout"
+        )
+    return ["  " + line for line in lines]
+
+
+def _valuable_cluster(p: Any, currency: str) -> str | None:
+    """One line on the cluster with the highest mean CLV: its size, CLV and churn risk."""
+    from segmint.cli._common import _num
+
+    run = p.segment_run("clusters")
+    scored = run.assignments[["user_id", "segment"]].merge(p.predictions(), on="user_id")
+    if scored.empty:
+        return None
+    by = scored.groupby("segment", observed=True).agg(
+        n=("user_id", "size"), clv=("clv", "mean"), churn=("churn_risk", "mean")
+    )
+    top = by["clv"].idxmax()
+    row = by.loc[top]
+    name = run.details.get("names", {}).get(top)
+    return (
+        f"persona {top}{f' ({name})' if name else ''}: {int(row['n']):,} customers, mean CLV "
+        f"{_num(row['clv'])} {currency} (all customers {_num(scored['clv'].mean())}), churn "
+        f"risk {row['churn']:.0%} (all {scored['churn_risk'].mean():.0%})"
+    )
 
 
 def _demo_recommenders(p: Any) -> None:
