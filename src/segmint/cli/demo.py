@@ -43,7 +43,7 @@ def demo(
             _print_loads(results)
             _print_status(p.status())
             refreshed, segs = _demo_segments(p)
-            predicted = _demo_predictions(p)
+            predicted = _demo_predictions(p, refreshed.as_of)
             _demo_recommenders(p)
         campaigns = _demo_campaigns(dir)
         run_demo_measurement(dir, list(campaigns.reports))
@@ -144,32 +144,50 @@ def _demo_segments(p: Any) -> tuple[Any, list[Any]]:
     return refreshed, segs
 
 
-def _demo_predictions(p: Any) -> list[Any]:
+def _demo_predictions(p: Any, as_of: Any) -> list[Any]:
     """CLV (BG/NBD + Gamma-Gamma) and churn risk as of the refresh, shown in a few lines:
     the fitted parameters, the holdout check, the churn model against P(alive), and the
-    cluster with the highest value; returns the two runs."""
+    cluster with the highest value; returns the two runs. A run the refresh already made
+    (a segmentation on predicted CLV computes it) is shown, not made again."""
     import time
 
+    runs, seconds = [], []
     with spinner() as progress:
-        task = progress.add_task("customer value: BG/NBD and Gamma-Gamma", total=None)
-        started = time.perf_counter()
-        clv = p.predict_clv()
-        clv_seconds = time.perf_counter() - started
-        progress.update(task, description="churn risk: gradient boosting on earlier cut-offs")
-        started = time.perf_counter()
-        churn = p.predict_churn()
-        churn_seconds = time.perf_counter() - started
+        task = progress.add_task("", total=None)
+        for kind, what in (
+            ("clv", "customer value: BG/NBD and Gamma-Gamma"),
+            ("churn", "churn risk: gradient boosting on earlier cut-offs"),
+        ):
+            progress.update(task, description=what)
+            started = time.perf_counter()
+            run = _run_as_of(p, kind, as_of)
+            if run is None:
+                run = p.predict_clv(as_of) if kind == "clv" else p.predict_churn(as_of)
+                seconds.append(f"{kind} took {time.perf_counter() - started:.1f} s")
+            else:
+                seconds.append(f"{kind} made by the refresh")
+            runs.append(run)
     console.rule("customer value and churn")
-    for line in demo_prediction_lines(clv, churn, p.config.currency):
+    for line in demo_prediction_lines(runs[0], runs[1], p.config.currency):
         console.print(line)
-    console.print(
-        f"  details: segmint predict show clv | churn (CLV took {clv_seconds:.1f} s, churn "
-        f"{churn_seconds:.1f} s)"
-    )
+    console.print(f"  details: segmint predict show clv | churn ({', '.join(seconds)})")
     persona = _valuable_cluster(p, p.config.currency)
     if persona:
         console.print(persona)
-    return [clv, churn]
+    return runs
+
+
+def _run_as_of(p: Any, kind: str, as_of: Any) -> Any:
+    """The latest run of ``kind`` if it is as of ``as_of``, else None."""
+    import pandas as pd
+
+    runs = p.prediction_runs(kind)
+    if runs.empty:
+        return None
+    latest, wanted = pd.Timestamp(runs["as_of"].iloc[0]), pd.Timestamp(as_of)
+    latest = latest.tz_localize("UTC") if latest.tzinfo is None else latest
+    wanted = wanted.tz_localize("UTC") if wanted.tzinfo is None else wanted
+    return p.prediction_run(str(runs["run_id"].iloc[0])) if latest == wanted else None
 
 
 def demo_prediction_lines(clv: Any, churn: Any, currency: str) -> list[str]:

@@ -100,8 +100,9 @@ def _day(value: Any) -> str:
 
 def _fit_table(title: str, fit: dict[str, Any]) -> Table:
     t = Table(title=title)
-    # (the log-likelihood is left out: the purchase model's is on rescaled times)
-    t.caption = f"{fit.get('n', 0):,} customers; intervals from the observed information"
+    # intervals from the observed information (docs/predict.md); the log-likelihood is left
+    # out: the purchase model's is computed on rescaled times
+    t.caption = f"fitted on {fit.get('n', 0):,} customers"
 
     for c in ("parameter", "estimate", "95% interval", "std. error"):
         t.add_column(c, justify="left" if c == "parameter" else "right")
@@ -237,8 +238,10 @@ def print_run(run: Any, currency: str = "", *, top: int = 0) -> None:
     if top > 0:
         from segmint.cli._common import frame_table
 
-        what = "CLV" if run.kind == "clv" else "churn risk"
-        console.print(frame_table(top_customers(run, top), f"top {top} customers by {what}"))
+        title = f"top {top} customers by {'CLV' if run.kind == 'clv' else 'churn risk'}"
+        table = frame_table(top_customers(run, top), title)
+        table.min_width = len(title) + 4  # the title on one line
+        console.print(table)
 
 
 # -- commands -----------------------------------------------------------------------------
