@@ -241,7 +241,8 @@ def test_churn_compares_the_model_with_p_alive(ran: dict[str, Any]) -> None:
         )["churn_risk"]
     assert len(risk) == doc["n_users"] and risk.between(0, 1).all()
     text = _ok(ran["churn"])
-    assert "AUC on the later holdout: model" in text and "vs BG/NBD P(alive)" in text
+    assert "AUC on the later holdout: model" in text
+    assert "vs BG/NBD: 1 − P(alive)" in text and "P(no purchase in 90 days)" in text
     assert "as of 2026-10-01" in text and "calibration on the holdout" in text
 
 
@@ -289,3 +290,21 @@ def test_a_scheduled_predict_job_stores_a_run(shop: Path, tmp_path: Path) -> Non
         assert run.detail["kind"] == "clv" and run.detail["run_id"] not in before
         stored = p.prediction_run(run.detail["run_id"])
         assert run.detail["users"] == stored.n_users > 0
+
+
+def test_the_python_examples_of_docs_predict_run(
+    shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+
+    doc = (ROOT / "docs" / "predict.md").read_text(encoding="utf-8")
+    code = "\n".join(re.findall(r"^```python\n(.*?)^```$", doc, re.S | re.M))
+    root = tmp_path / "myshop"
+    shutil.copytree(shop, root, ignore=shutil.ignore_patterns("*.wal"))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/predict.md", "exec"), namespace)  # noqa: S102
+    assert namespace["short"].params["model"] == "mbgnbd"
+    assert namespace["churn"].params["churn_days"] == 60
+    assert (tmp_path / "churn.parquet").is_file()
+    assert len(namespace["value"]) == len(namespace["summary"])

@@ -227,11 +227,18 @@ def demo_prediction_lines(clv: Any, churn: Any, currency: str) -> list[str]:
     if auc:
         low, high = auc.get("model_low"), auc.get("model_high")
         ci = f" (95% {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
-        base = auc.get("baseline_p_alive")
+        days = churn.params.get("churn_days", "?")
+        base = [
+            f"{label} {auc[key]:.3f}"
+            for key, label in (
+                ("baseline_p_alive", "1 - P(alive)"),
+                ("baseline_no_purchase", "P(no purchase)"),
+            )
+            if auc.get(key) is not None
+        ]
         lines.append(
-            f"churn (no order in {churn.params.get('churn_days', '?')} days): AUC "
-            f"{auc['model']:.3f}{ci} vs {'-' if base is None else f'{base:.3f}'} for "
-            "BG/NBD's P(alive) on a later holdout"
+            f"churn (no order in {days} days), AUC on a later holdout: {auc['model']:.3f}{ci}; "
+            f"BG/NBD's {', '.join(base) or '-'}"
         )
     return ["  " + line for line in lines]
 

@@ -176,15 +176,24 @@ def print_clv(run: Any, currency: str = "") -> None:
     )
 
 
-def _pair(block: Any) -> str:
-    """``model 0.812 (0.801 – 0.823) vs P(alive) 0.751`` from an AUC or Brier entry."""
+def _pair(block: Any, days: Any) -> str:
+    """``model 0.97 (95% 0.96 – 0.97) vs BG/NBD: 1 − P(alive) 0.72, P(no purchase in 90
+    days) 0.94`` from an AUC or Brier entry of a churn run."""
     if not isinstance(block, dict):
         return _num(block)
     text = f"model {_num(block.get('model'))}"
     if block.get("model_low") is not None and block.get("model_high") is not None:
         text += f" (95% {_num(block['model_low'])} – {_num(block['model_high'])})"
-    if block.get("baseline_p_alive") is not None:
-        text += f" vs BG/NBD P(alive) {_num(block['baseline_p_alive'])}"
+    baselines = [
+        f"{label} {_num(block[key])}"
+        for key, label in (
+            ("baseline_p_alive", "1 − P(alive)"),
+            ("baseline_no_purchase", f"P(no purchase in {days} days)"),
+        )
+        if block.get(key) is not None
+    ]
+    if baselines:
+        text += " vs BG/NBD: " + ", ".join(baselines)
     return text
 
 
@@ -202,9 +211,9 @@ def print_churn(run: Any) -> None:
             f"{_pct(m['base_rate'])} of them churned"
         )
     if m.get("auc") is not None:
-        console.print(f"  AUC on the later holdout: {_pair(m['auc'])}")
+        console.print(f"  AUC on the later holdout: {_pair(m['auc'], days)}")
     if m.get("brier") is not None:
-        console.print(f"  Brier score (lower is better): {_pair(m['brier'])}")
+        console.print(f"  Brier score (lower is better): {_pair(m['brier'], days)}")
     cal = run.details.get("calibration") or []
     if cal:
         t = Table(title="calibration on the holdout")
