@@ -63,6 +63,7 @@ class Section:
     n_params: int = 1
 
 
+# long on purpose: one table of the export's parts (a Section each, its SQL and meaning)
 def _sections() -> tuple[Section, ...]:
     latest_seg = f"SELECT run_id FROM ({latest_runs_sql()}) l"
     latest_predict = ", ".join(
