@@ -169,6 +169,12 @@ def predict_clv(
             f"no completed order before {cut:%Y-%m-%d}: CLV needs purchases to learn from "
             "(load orders, or pick a later --as-of)"
         )
+    if not (summary["x"] > 0).any():
+        raise ConfigError(
+            f"none of the {len(summary):,} customers bought on two different days before "
+            f"{cut:%Y-%m-%d}: the purchase model learns from repeat purchases (load more "
+            "order history, or pick a later --as-of)"
+        )
     model, spend = fit_models(summary, settings)
     scores = score(summary, model, spend, settings)
     metrics: dict[str, Any] = {
