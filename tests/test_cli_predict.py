@@ -64,9 +64,9 @@ def _segmint(where: Path, cases: dict[str, list[str]]) -> dict[str, dict[str, An
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A demo shop of 3,000 customers, ingested."""
+    """A demo shop of 2,000 customers, ingested."""
     root = tmp_path_factory.mktemp("predict") / "shop"
-    generate_demo(root, n_users=3000, seed=23)
+    generate_demo(root, n_users=2000, seed=23)
     with segmint.open_project(root) as p:
         p.ingest()
     return root
@@ -85,7 +85,18 @@ def empty(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ran(shop: Path, empty: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def one_time(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project whose two customers bought once each."""
+    root = make_project(tmp_path_factory.mktemp("predict-one-time"))
+    with segmint.open_project(root) as p:
+        p.ingest()
+    return root
+
+
+@pytest.fixture(scope="module")
+def ran(
+    shop: Path, empty: Path, one_time: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """Every command line of the module, in three rounds. DuckDB has one writer and no
     reader beside it: a command that writes has its project (a copy of the shop) to itself
     within its round; the reads of the shop come last."""
@@ -104,6 +115,7 @@ def ran(shop: Path, empty: Path, tmp_path_factory: pytest.TempPathFactory) -> di
                 "-p", str(paths["early"]),
             ],
             "no-orders": ["predict", "clv", "-p", str(paths["no_orders"])],
+            "no-repeat": ["predict", "clv", "-p", str(one_time)],
             "empty-list": ["predict", "list", *e],
             "empty-list-json": ["predict", "list", "--json", *e],
             "empty-show": ["predict", "show", "clv", *e],
@@ -221,6 +233,7 @@ def test_an_unknown_run_and_an_unknown_kind_are_exit_2(ran: dict[str, Any]) -> N
 
 def test_a_project_without_orders_says_what_to_do(ran: dict[str, Any]) -> None:
     _refused(ran["no-orders"], 2, "no completed order before", "load orders")
+    _refused(ran["no-repeat"], 2, "none of the 2 customers bought on two different days")
     _refused(ran["empty-show"], 2, "no prediction run yet", "segmint predict clv")
     assert "no prediction runs in the store yet: `segmint predict clv`" in " ".join(
         _ok(ran["empty-list"]).split()

@@ -113,6 +113,7 @@ WRITE_ARGS = {
     "export profiles": ["-o", "x.csv"],
     "export segment": ["rfm", "x", "-o", "x.csv"],
     "export audience": ["x", "-o", "x.csv"],
+    "predict export": ["clv", "-o", "x.csv"],
     "keys create": ["x"],
     "users add": ["x", "--password-stdin"],
     "users passwd": ["x", "--password-stdin"],

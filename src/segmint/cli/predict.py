@@ -103,7 +103,6 @@ def _fit_table(title: str, fit: dict[str, Any]) -> Table:
     # intervals from the observed information (docs/predict.md); the log-likelihood is left
     # out: the purchase model's is computed on rescaled times
     t.caption = f"fitted on {fit.get('n', 0):,} customers"
-
     for c in ("parameter", "estimate", "95% interval", "std. error"):
         t.add_column(c, justify="left" if c == "parameter" else "right")
     intervals = fit.get("intervals") or {}
