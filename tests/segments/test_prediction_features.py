@@ -269,3 +269,38 @@ def test_the_project_passes_its_predict_settings(project: Any) -> None:
         run = load_prediction_run(q.store, r.details["predictions"]["clv"])
         assert run.params["horizon_days"] == 180
         assert pd.Timestamp(run.as_of) == pd.Timestamp(r.as_of)
+
+
+def test_postgresql_gives_the_same_segments_as_duckdb(
+    project: Any, pg_url: str, tmp_path: Path
+) -> None:
+    """The same rules on clv, churn_risk and churn_risk_change, the same prediction runs
+    (copied), on a PostgreSQL store: the same segments as on DuckDB."""
+    from segmint.store import open_store
+
+    p = project
+    frame, _, as_of = _features(p)
+    users = frame["user_id"].astype(str).to_numpy()
+    rng = np.random.default_rng(8)
+    _save_churn(p, as_of - timedelta(days=30), pd.Series(rng.random(len(users)), index=users))
+    _save_churn(p, as_of, pd.Series(rng.random(len(users)), index=users)[50:])
+    spec = RulesSegmentation.model_validate(
+        {
+            "type": "rules",
+            "rules": [
+                {"segment": "win-back", "when": "clv >= 500 AND churn_risk_change > 0"},
+                {"segment": "at risk", "when": "churn_risk >= 0.5"},
+            ],
+            "default": "rest",
+        }
+    )
+    duck = _run(p, "w", spec)  # computes and stores the CLV run, copied below
+    pg = open_store(pg_url)
+    try:
+        for table in ("users", "feature_runs", "predict_runs", "predictions"):
+            pg.insert(table, p.store.query(f"SELECT * FROM {table}"))
+        got = run_segmentation(pg, "w", spec, frame, as_of=as_of, predict=SETTINGS, save=False)
+    finally:
+        pg.close()
+    assert got.details["predictions"] == {**duck.details["predictions"], "computed": []}
+    assert (_segments(got) == _segments(duck)).all() and len(set(_segments(got))) == 3
