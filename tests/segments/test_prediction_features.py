@@ -304,3 +304,43 @@ def test_postgresql_gives_the_same_segments_as_duckdb(
         pg.close()
     assert got.details["predictions"] == {**duck.details["predictions"], "computed": []}
     assert (_segments(got) == _segments(duck)).all() and len(set(_segments(got))) == 3
+
+
+def test_forgetting_a_person_deletes_their_predictions(project: Any) -> None:
+    from segmint.privacy import forget
+
+    p = project
+    r = _run(p, "tiers", ValueTiersSegmentation(type="value_tiers", feature="clv"))
+    run_id = r.details["predictions"]["clv"]
+    (user,) = p.store.query(
+        "SELECT user_id FROM predictions WHERE run_id = ? ORDER BY clv DESC LIMIT 1", [run_id]
+    )["user_id"]
+    n = int(p.store.scalar("SELECT count(*) FROM predictions"))
+    report = forget(p, str(user), actor="test", why="art. 17")
+    assert report.tables["predictions"] == 1
+    assert not p.store.scalar("SELECT count(*) FROM predictions WHERE user_id = ?", [user])
+    assert int(p.store.scalar("SELECT count(*) FROM predictions")) == n - 1
+
+
+def test_a_churn_run_is_computed_when_missing_then_reused(project: Any) -> None:
+    from segmint.features import CustomFeature
+
+    p = project
+    spec = RulesSegmentation.model_validate(
+        {"type": "rules", "rules": [{"segment": "risky", "when": "churn_risk >= 0.6"}]}
+    )
+    custom = [CustomFeature(n, c.expr, c.table) for n, c in p.config.features.custom.items()]
+    first = _run(p, "risky", spec, custom_features=custom)
+    used = first.details["predictions"]
+    assert used["computed"] == ["churn"] and _n_runs(p, "churn") == 1 and _n_runs(p, "clv") == 0
+    run = load_prediction_run(p.store, used["churn"])
+    assert run.params["custom"] == [c.name for c in custom] and run.params["churn_days"] == 90
+    risk = run.scores.set_index("user_id")["churn_risk"]
+    got = _segments(first)
+    assert (got[risk.index[risk >= 0.6]] == "risky").all()
+    assert (got.drop(risk.index[risk >= 0.6]) == "Other").all()
+    again = _run(p, "risky", spec, custom_features=custom)
+    assert again.details["predictions"]["computed"] == [] and _n_runs(p, "churn") == 1
+    # without the project's custom feature: another model, computed again
+    _run(p, "risky", spec, custom_features=[])
+    assert _n_runs(p, "churn") == 2

@@ -32,7 +32,6 @@ from segmint.config import (
     TreeSegmentation,
     ValueTiersSegmentation,
 )
-from segmint.errors import ConfigError
 from segmint.predict import PREDICTION_FEATURES, VALUE_COLUMNS, churn_change_sql
 from segmint.store import Store, lit
 
@@ -102,15 +101,30 @@ def resolve_as_of(store: Store, as_of: datetime | None, feature_run_id: str | No
     return default_as_of(store)
 
 
-def _same_settings(raw: Any, kind: str, settings: PredictSettings) -> bool:
+def _same_settings(
+    raw: Any, kind: str, settings: PredictSettings, custom: Sequence[str] | None
+) -> bool:
     params = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
-    wanted = settings.model_dump(mode="json")
-    return all(params[k] == wanted[k] for k in RUN_SETTINGS[kind] if k in params)
+    wanted: dict[str, Any] = settings.model_dump(mode="json")
+    keys = list(RUN_SETTINGS[kind])
+    if kind == "churn" and custom is not None:
+        wanted["custom"] = sorted(custom)
+        params["custom"] = sorted(params["custom"]) if "custom" in params else None
+        keys.append("custom")
+    return all(params[k] == wanted[k] for k in keys if params.get(k) is not None)
 
 
-def stored_run(store: Store, kind: str, as_of: datetime, settings: PredictSettings) -> str | None:
+def stored_run(
+    store: Store,
+    kind: str,
+    as_of: datetime,
+    settings: PredictSettings,
+    *,
+    custom: Sequence[str] | None = None,
+) -> str | None:
     """The newest stored run of ``kind`` at exactly ``as_of`` made with the same settings
-    (horizon, discount rate, ...), or None."""
+    (horizon, discount rate, ...; for churn, the same custom features when ``custom``
+    names them), or None."""
     runs = store.query(
         "SELECT run_id, as_of, params FROM predict_runs WHERE kind = ? "
         "ORDER BY created_at DESC, run_id DESC",
@@ -118,7 +132,7 @@ def stored_run(store: Store, kind: str, as_of: datetime, settings: PredictSettin
     )
     target = _utc(as_of)
     for run_id, at, params in runs.itertuples(index=False):
-        if _utc(at) == target and _same_settings(params, kind, settings):
+        if _utc(at) == target and _same_settings(params, kind, settings, custom):
             return str(run_id)
     return None
 
@@ -136,14 +150,7 @@ def _compute(
     if kind == "clv":
         run = predict.predict_clv(store, settings, as_of=as_of, save=save)
     else:
-        predict_churn = getattr(predict, "predict_churn", None)
-        if predict_churn is None:  # pragma: no cover - until segmint.predict has it
-            raise ConfigError(
-                f"segmentation {name!r} names churn risk, but this segmint has no churn model "
-                "yet: run `segmint predict churn` with a version that has it, or drop the "
-                "churn_risk conditions"
-            )
-        run = predict_churn(store, settings, as_of=as_of, custom=tuple(custom), save=save)
+        run = predict.predict_churn(store, settings, as_of=as_of, custom=custom, save=save)
     log.info(
         "segmentation %s: no %s prediction run as of %s, computed %s (%d users%s)",
         name,
@@ -195,12 +202,16 @@ def with_predictions(
     as_of: datetime | None = None,
     feature_run_id: str | None = None,
     settings: PredictSettings | None = None,
-    custom: Sequence[Any] = (),
+    custom: Sequence[Any] | None = None,
     save: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``features`` with the prediction columns ``spec`` names (left join on user_id), and
     what was used: ``{"as_of", "clv": run id, "churn": run id, "churn_previous": run id,
-    "columns": [...], "computed": [kinds computed here]}`` (empty when none is named)."""
+    "columns": [...], "computed": [kinds computed here]}`` (empty when none is named).
+
+    ``custom`` (the project's custom features) must match a stored churn run's to reuse
+    it, and go into a churn run computed here; None: any stored run, none computed with.
+    """
     wanted = referenced_predictions(spec, list(features.columns), name=name)
     if not wanted:
         return features, {}
@@ -212,10 +223,11 @@ def with_predictions(
         columns = [c for c in wanted if _kind_of(c) == kind]
         if not columns:
             continue
-        run_id = stored_run(store, kind, at, settings)
+        names = None if custom is None else [getattr(f, "name", str(f)) for f in custom]
+        run_id = stored_run(store, kind, at, settings, custom=names)
         run: str | predict.PredictionRun
         if run_id is None:
-            run = _compute(store, kind, at, settings, custom=custom, save=save, name=name)
+            run = _compute(store, kind, at, settings, custom=custom or (), save=save, name=name)
             used["computed"].append(kind)
             run_id = run.run_id
             if save:

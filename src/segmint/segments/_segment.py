@@ -110,7 +110,7 @@ def run_segmentation(
     as_of: datetime | None = None,
     save: bool = True,
     predict: PredictSettings | None = None,
-    custom_features: Sequence[Any] = (),
+    custom_features: Sequence[Any] | None = None,
 ) -> SegmentResult:
     """Run one segmentation on a features frame (one row per user) and store the run.
 
@@ -119,7 +119,8 @@ def run_segmentation(
     the features' as-of date (computed with ``predict`` settings when there is none, saved
     when ``save``); the run ids used are in ``details["predictions"]``. One that does not
     name any gets the features unchanged. ``custom_features`` (the project's
-    custom features) are passed to the churn model when it has to be computed.
+    custom features) are passed to the churn model when it has to be computed, and a
+    stored churn run is reused only if made with them (None: any stored churn run).
     """
     if "user_id" not in features.columns:
         features = features.reset_index()
