@@ -369,9 +369,11 @@ segmentations:
   winback:
     type: rules
     rules:
-      - {segment: win-back, when: "clv >= 500 AND churn_risk >= 0.6"}
-      - {segment: nurture, when: "clv >= 500"}
+      # repeat buyers still worth something whom the churn model expects to lose (a
+      # one-time buyer's CLV is mostly the population's average: frequency >= 2)
+      - {segment: win-back, when: "clv >= 200 AND churn_risk >= 0.6 AND frequency >= 2"}
       - {segment: lapsing, when: "churn_risk >= 0.6"}
+      - {segment: nurture, when: "clv >= 500"}
     default: low value
   clusters:
     type: kmeans
