@@ -4,9 +4,10 @@ in-process, and (``--http``) p50/p99 over HTTP at a fixed request rate against
 
 A synthetic project is written with set-based SQL (no demo generator): ``--users`` users,
 an RFM run (11 segments) and a lifecycle run, a recommendation run with 10 items per user,
-one campaign assigning 30% of the users (10% control), identities for 20% of the users and
-enough orders for the cold-start list; the playbook is segmint's default (UI variants per
-segment).
+one campaign assigning 30% of the users (10% control), identities for 20% of the users,
+a CLV run and two churn runs scoring 80% of the users (the decision's ``value``; off with
+``--no-predictions``) and enough orders for the cold-start list; the playbook is segmint's
+default (UI variants per segment).
 
     .venv/bin/python bench/serve_decide.py --users 1000000 --http --rate 500 --seconds 20
 """
@@ -42,7 +43,7 @@ def rss() -> int:
     return 0
 
 
-def write_project(folder: Path, n_users: int) -> None:
+def write_project(folder: Path, n_users: int, *, predictions: bool = True) -> None:
     """segmint.yaml (default playbook, one campaign) and a store of ``n_users``."""
     import yaml
 
@@ -101,6 +102,22 @@ def write_project(folder: Path, n_users: int) -> None:
         "'O' || i, 1, 'SKU' || lpad(CAST(i % 300 AS VARCHAR), 5, '0'), 1, 50 "
         "FROM range(20000) t(i)",
     ]
+    if predictions:  # a CLV run and two churn runs (a month apart) over 80% of the users
+        scored = f"FROM range({n}) t(i) WHERE i % 5 <> 4"
+        statements += [
+            "INSERT INTO predict_runs (run_id, kind, created_at, as_of, n_users) VALUES "
+            f"('p-clv', 'clv', now(), TIMESTAMPTZ '2026-11-01', {n}), "
+            f"('p-churn-0', 'churn', now() - INTERVAL 1 DAY, TIMESTAMPTZ '2026-10-01', {n}), "
+            f"('p-churn-1', 'churn', now(), TIMESTAMPTZ '2026-11-01', {n})",
+            "INSERT INTO predictions (run_id, user_id, p_alive, expected_purchases, "
+            "expected_order_value, clv, clv_low, clv_high) SELECT 'p-clv', "
+            f"{uid}, (hash(i) % 1000) / 1000.0, 2.5, 80, 200 + hash(i) % 900, "
+            f"150 + hash(i) % 900, 260 + hash(i) % 900 {scored}",
+            "INSERT INTO predictions (run_id, user_id, churn_risk) SELECT 'p-churn-0', "
+            f"{uid}, (hash(i + 3) % 1000) / 1000.0 {scored}",
+            "INSERT INTO predictions (run_id, user_id, churn_risk) SELECT 'p-churn-1', "
+            f"{uid}, (hash(i + 5) % 1000) / 1000.0 {scored}",
+        ]
     for sql in statements:
         store.execute(sql)
     store.close()
@@ -139,6 +156,7 @@ def in_process(folder: Path, n_requests: int) -> dict[str, Any]:
     p.close()
     return {
         "users": n,
+        "scored_users": snap.counts.get("scored", 0),
         "build_seconds": round(build, 2),
         "snapshot_array_mb": round(snap.nbytes() / 1e6, 1),
         "rss_delta_mb": round((after - before) / 1e6, 1),
@@ -297,13 +315,16 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/tmp/segmint-bench-decide"))
     ap.add_argument("--requests", type=int, default=20_000, help="in-process decisions")
     ap.add_argument("--http", action="store_true", help="also measure over HTTP")
+    ap.add_argument(
+        "--no-predictions", action="store_true", help="no CLV or churn run (no value block)"
+    )
     ap.add_argument("--rate", type=float, default=500)
     ap.add_argument("--seconds", type=float, default=20)
     args = ap.parse_args()
-    folder = args.dir / f"u{args.users}"
+    folder = args.dir / f"u{args.users}{'-np' if args.no_predictions else ''}"
     if not (folder / "bench.duckdb").exists():
         t = time.perf_counter()
-        write_project(folder, args.users)
+        write_project(folder, args.users, predictions=not args.no_predictions)
         print(f"wrote the synthetic project in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     out = in_process(folder, args.requests)
     print(json.dumps(out), file=sys.stderr)

@@ -128,3 +128,30 @@ def test_default_playbook_loads_and_covers_the_classic_cases() -> None:
     assert "*" in s["clusters"]
     kinds = {c.trigger.type for c in pb.campaigns.values()}
     assert kinds == {"one_off", "birthday", "promotion", "lifecycle_transition"}
+
+
+def test_default_playbook_wins_back_a_win_back_rules_segment() -> None:
+    config = Config.model_validate(
+        {
+            "segmentations": {
+                "rfm": {"type": "rfm"},
+                "winback": {
+                    "type": "rules",
+                    "rules": [
+                        {"segment": "win-back", "when": "clv >= 500 AND churn_risk >= 0.6"},
+                        {"segment": "nurture", "when": "clv >= 500"},
+                    ],
+                    "default": "low value",
+                },
+                "vip": {"type": "rules", "rules": [{"segment": "VIP", "when": "monetary > 1"}]},
+            }
+        }
+    )
+    pb = Playbook.model_validate(yaml.safe_load(default_playbook(config))["playbook"])
+    assert set(pb.strategies["winback"]) == {"win-back"}  # the others: no strategy
+    assert "vip" not in pb.strategies  # a rules segmentation without a win-back segment
+    won = pb.strategies["winback"]["win-back"]
+    assert (won.template, won.offer.code, won.ui) == ("winback", "COMEBACK20", "winback")
+    assert won.include_recommendations and won.channels == ["email", "push"]
+    campaign = pb.campaigns["predicted_winback"]
+    assert (campaign.segmentation, campaign.segments) == ("winback", ["win-back"])

@@ -399,6 +399,16 @@ def _value() -> dict[str, Any]:
     }
 
 
+WINBACK_SEGMENT = "win-back"
+"""A rules segment of this name (high predicted value, high churn risk, as in the demo's
+``winback`` segmentation) gets a win-back strategy and campaign in the default playbook."""
+
+
+def _winback() -> dict[str, Any]:
+    offer = {"type": "discount", "value": 20, "code": "COMEBACK20"}
+    return {WINBACK_SEGMENT: _strategy("winback", offer, recs=True, channels=["email", "push"])}
+
+
 def _clusters(store: Store | None, name: str) -> dict[str, Any]:
     """One strategy per cluster of the latest run, keyed by its name and pinned to its key
     (``cluster: c2``) so it follows the cluster across re-clusterings; ``'*'`` for the rest."""
@@ -425,7 +435,7 @@ def default_playbook(
 
     Covers every segmentation of type rfm, lifecycle, value_tiers and the clusterings
     (their segments named from the latest run when ``store`` is given, else one ``'*'``
-    strategy), with templates (in Chinese for ``locale: zh-CN``), an e-mail channel on
+    strategy) and a rules segment named ``win-back`` (a win-back offer and campaign), with templates (in Chinese for ``locale: zh-CN``), an e-mail channel on
     localhost:1025, a push webhook and a CSV export channel, campaigns for the classic
     cases, and a UI variant per kind of strategy (``ui:``: theme, layout, hero banner and
     copy served by ``GET /v1/decide``; ``default`` for unknown users and control arms). Offers include percentages, a fixed amount and a threshold (满减) offer, each
@@ -445,6 +455,8 @@ def default_playbook(
     str
         YAML starting with ``playbook:``; it validates as a :class:`Playbook`.
     """
+    from segmint.config import RulesSegmentation
+
     today = today or datetime.now(UTC).date()
     by_type: dict[str, str] = {}
     strategies: dict[str, Any] = {}
@@ -458,6 +470,12 @@ def default_playbook(
             strategies[name] = _value()
         elif kind in ("kmeans", "ward", "dbscan", "hdbscan", "gmm"):
             strategies[name] = _clusters(store, name)
+        elif isinstance(seg, RulesSegmentation) and any(
+            r.segment == WINBACK_SEGMENT for r in seg.rules
+        ):
+            strategies[name] = _winback()
+            by_type.setdefault("winback", name)
+            continue
         else:
             continue
         by_type.setdefault(kind if kind in ("rfm", "lifecycle", "value_tiers") else "cluster", name)
@@ -521,6 +539,13 @@ def default_playbook(
             "segments": ["At Risk", "Can't Lose Them"],
             "trigger": {"type": "lifecycle_transition"},
             "description": "users who entered At Risk since the previous RFM run",
+        }
+    winback = by_type.get("winback")
+    if winback:
+        campaigns["predicted_winback"] = {
+            "segmentation": winback,
+            "segments": [WINBACK_SEGMENT],
+            "description": "high predicted value, high churn risk: a win-back offer",
         }
     if cluster:
         campaigns["cluster_picks"] = {

@@ -363,6 +363,18 @@ segmentations:
       - {segment: VIP, when: "monetary > 3000 AND recency_days <= 60"}
       - {segment: Deal seekers, when: "discount_share >= 0.2"}
     default: Everyone else
+  # predicted value (CLV over predict.horizon_days) and churn risk: the prediction runs
+  # at the features' as-of date are used (computed first when missing); see docs/segments.md
+  clv_tiers: {type: value_tiers, feature: clv}
+  winback:
+    type: rules
+    rules:
+      # repeat buyers still worth something whom the churn model expects to lose (a
+      # one-time buyer's CLV is mostly the population's average: frequency >= 2)
+      - {segment: win-back, when: "clv >= 200 AND churn_risk >= 0.6 AND frequency >= 2"}
+      - {segment: lapsing, when: "churn_risk >= 0.6"}
+      - {segment: nurture, when: "clv >= 500"}
+    default: low value
   clusters:
     type: kmeans
     features: [recency_days, frequency, monetary, avg_order_value, tenure_days,

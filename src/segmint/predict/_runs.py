@@ -12,7 +12,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from segmint.errors import NotFoundError
-from segmint.store import Store, latest_run_sql
+from segmint.store import Store, latest_run_sql, literal
 
 Kind = Literal["clv", "churn"]
 
@@ -23,6 +23,12 @@ VALUE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 PREDICTION_COLUMNS = (*VALUE_COLUMNS["clv"], *VALUE_COLUMNS["churn"])
 """Every prediction column a user can have (features for rules and playbook conditions)."""
+CHANGE_COLUMNS = ("churn_risk_change",)
+"""Derived, not stored: ``churn_risk_change`` is the churn risk of a churn run minus the
+user's risk in the previous churn run (the latest with an earlier as-of date); NULL when
+there is no previous run or the user was not in it."""
+PREDICTION_FEATURES = (*PREDICTION_COLUMNS, *CHANGE_COLUMNS)
+"""The columns that rules, value tiers and playbook conditions may name."""
 
 
 @dataclass(frozen=True)
@@ -195,15 +201,41 @@ def load_prediction_run(store: Store, ref: str) -> PredictionRun:
     )
 
 
+def previous_churn_run_sql(run_sql: str, *, at: datetime | None = None) -> str:
+    """A SELECT of the run id of the churn run before the one ``run_sql`` selects: the
+    latest (by as-of date, then creation) whose as-of date is earlier, created at or before
+    ``at``. Runs at the same as-of date are re-runs, not a previous state."""
+    when = f" AND created_at <= {literal(at)}" if at is not None else ""
+    return (
+        "SELECT run_id FROM predict_runs WHERE kind = 'churn' AND as_of < "
+        f"(SELECT as_of FROM predict_runs WHERE run_id = ({run_sql})){when} "
+        "ORDER BY as_of DESC, created_at DESC, run_id DESC LIMIT 1"
+    )
+
+
+def churn_change_sql(run_sql: str, *, at: datetime | None = None) -> str:
+    """A SELECT of ``user_id, churn_risk, churn_risk_change`` for the churn run that
+    ``run_sql`` selects (change: minus the previous run's risk, see
+    :data:`CHANGE_COLUMNS`)."""
+    previous = previous_churn_run_sql(run_sql, at=at)
+    return f"""
+    SELECT k.user_id, k.churn_risk, k.churn_risk - b.churn_risk AS churn_risk_change
+    FROM (SELECT user_id, churn_risk FROM predictions WHERE run_id = ({run_sql})) AS k
+    LEFT JOIN (SELECT user_id, churn_risk FROM predictions WHERE run_id = ({previous})) AS b
+      ON b.user_id = k.user_id"""
+
+
 def latest_predictions_sql(*, at: datetime | None = None) -> str:
-    """A SELECT of ``user_id`` and every prediction column from the latest run of each
-    kind (created at or before ``at``), one row per user who has either: what profiles,
-    rules, the decision endpoint and playbook conditions read."""
+    """A SELECT of ``user_id`` and every prediction column (:data:`PREDICTION_FEATURES`:
+    ``churn_risk_change`` included) from the latest run of each kind (created at or
+    before ``at``), one row per user who has either: what profiles, rules, the decision
+    endpoint and playbook conditions read."""
     clv = latest_run_sql("prediction", at=at, kind="clv")
     churn = latest_run_sql("prediction", at=at, kind="churn")
     value_cols = ", ".join(f"c.{c}" for c in VALUE_COLUMNS["clv"])
     return f"""
-    SELECT coalesce(c.user_id, k.user_id) AS user_id, {value_cols}, k.churn_risk
+    SELECT coalesce(c.user_id, k.user_id) AS user_id, {value_cols}, k.churn_risk,
+           k.churn_risk_change
     FROM (SELECT * FROM predictions WHERE run_id = ({clv})) AS c
-    FULL OUTER JOIN (SELECT user_id, churn_risk FROM predictions WHERE run_id = ({churn})) AS k
+    FULL OUTER JOIN ({churn_change_sql(churn, at=at)}) AS k
       ON c.user_id = k.user_id"""

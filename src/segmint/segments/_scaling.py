@@ -25,6 +25,11 @@ LOG1P_AUTO_PATTERNS: tuple[str, ...] = (
     "orders_*",
     "events_*",
     "sessions_*",
+    "clv",
+    "clv_low",
+    "clv_high",
+    "expected_purchases",
+    "expected_order_value",
 )
 
 _METHODS = ("standard", "robust", "none")
@@ -268,7 +273,9 @@ class FeatureScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         check_is_fitted(self, "scale_")
         columns = list(self.feature_names_in_)
         is_log = pd.Series([c in self.log1p_columns_ for c in columns], index=columns)
-        center_original = self.center_.where(~is_log, signed_expm1(self.center_))
+        center_original = self.center_.copy()  # expm1 only where log1p was applied: a
+        # large centre of a column left as it is would overflow
+        center_original[is_log] = signed_expm1(self.center_[is_log])
         texts = []
         for c in columns:
             parts = ["log1p"] if is_log[c] else []

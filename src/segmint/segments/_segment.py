@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from segmint.config import (
     ClusterSegmentation,
     Config,
     LifecycleSegmentation,
+    PredictSettings,
     PropensitySegmentation,
     RfmSegmentation,
     RulesSegmentation,
@@ -23,6 +24,7 @@ from segmint.config import (
 )
 from segmint.errors import ConfigError, NotFoundError
 from segmint.segments._identity import link_clusters
+from segmint.segments._predictions import with_predictions
 from segmint.segments._rules import (
     lifecycle_sql,
     rfm_sql,
@@ -107,11 +109,33 @@ def run_segmentation(
     feature_run_id: str | None = None,
     as_of: datetime | None = None,
     save: bool = True,
+    predict: PredictSettings | None = None,
+    custom_features: Sequence[Any] | None = None,
 ) -> SegmentResult:
-    """Run one segmentation on a features frame (one row per user) and store the run."""
+    """Run one segmentation on a features frame (one row per user) and store the run.
+
+    A segmentation that names a prediction column (``clv``, ``churn_risk``, ... in a rule,
+    as a value tier's feature, in a features list) gets the scores of the prediction run at
+    the features' as-of date (computed with ``predict`` settings when there is none, saved
+    when ``save``); the run ids used are in ``details["predictions"]``. One that does not
+    name any gets the features unchanged. ``custom_features`` (the project's
+    custom features) are passed to the churn model when it has to be computed, and a
+    stored churn run is reused only if made with them (None: any stored churn run).
+    """
     if "user_id" not in features.columns:
         features = features.reset_index()
     params = spec.model_dump(mode="json")
+    features, used = with_predictions(
+        store,
+        name,
+        spec,
+        features,
+        as_of=as_of,
+        feature_run_id=feature_run_id,
+        settings=predict,
+        custom=custom_features,
+        save=save,
+    )
     if isinstance(spec, ClusterSegmentation):
         from segmint.segments._clustering import run_clustering
 
@@ -131,6 +155,8 @@ def run_segmentation(
     else:
         assignments, rules, details = _rules_based(name, spec, features)
         metrics = segment_metrics(assignments, features)
+    if used:
+        details = {**details, "predictions": used}
     result = SegmentResult(
         run_id=new_run_id(name),
         segmentation=name,
@@ -170,6 +196,9 @@ def run_segmentations(
         if n not in config.segmentations:
             known = ", ".join(config.segmentations) or "(none)"
             raise NotFoundError(f"no segmentation named {n!r} in segmint.yaml; known: {known}")
+    from segmint.features import CustomFeature
+
+    custom = [CustomFeature(c, f.expr, f.table) for c, f in config.features.custom.items()]
     results = []
     for n in wanted:
         if callback:
@@ -182,6 +211,8 @@ def run_segmentations(
                 features,
                 feature_run_id=feature_run_id,
                 as_of=as_of,
+                predict=config.predict,
+                custom_features=custom,
             )
         )
     return results

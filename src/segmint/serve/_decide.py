@@ -3,7 +3,8 @@
 The answer comes from the in-memory :class:`~segmint.serve._snapshots.Snapshot` (a request
 never touches the store): the person's segment in every segmentation's latest run, the
 playbook strategy of each, the current offer, the UI variant (theme, layout, hero banner,
-copy), the top recommendations of the latest batch run, and the arm of every campaign the
+copy), the top recommendations of the latest batch run, the person's predicted value and
+churn risk (``value``: the latest CLV and churn runs) and the arm of every campaign the
 person is assigned in.
 
 Which experience is served:
@@ -19,7 +20,7 @@ Which experience is served:
 3. an unknown person (not in the store, or an anonymous id never identified) gets the
    cold start: default UI, no offer, the most bought items of the last 30 days;
 4. a known person without ``personalization`` consent gets the same as an unknown one
-   (no segment, strategy, offer, UI variant, campaign arm or personal recommendation) with
+   (no segment, strategy, offer, UI variant, campaign arm, value or personal recommendation) with
    ``personalized: false`` and the reason. ``privacy.personalization: opt_out`` (the
    default, legitimate interest): personalized unless their latest ``personalization``
    consent row (any channel) is a revoke; ``opt_in`` (GDPR consent): only after a grant.
@@ -51,6 +52,7 @@ __all__ = [
     "Decision",
     "DecisionService",
     "PathCORS",
+    "ValueOut",
     "decide",
     "decision_workers",
     "install_cors",
@@ -123,6 +125,25 @@ class RecommendationOut(_Out):
     reason: str
 
 
+class ValueOut(_Out):
+    """The person's predicted value and churn risk, from the latest prediction runs."""
+
+    clv: float | None = Field(description="expected value over the CLV horizon (latest clv run)")
+    clv_low: float | None = Field(description="lower end of the CLV interval")
+    clv_high: float | None = Field(description="upper end of the CLV interval")
+    p_alive: float | None = Field(description="probability the person is still a customer")
+    churn_risk: float | None = Field(
+        description="probability of no purchase in the churn window (latest churn run)"
+    )
+    churn_risk_change: float | None = Field(
+        description="churn risk minus the previous churn run's (None: no previous run)"
+    )
+    as_of: datetime | None = Field(description="the clv run's as-of date")
+    run_id: str | None = Field(description="the clv run (None: no clv run)")
+    churn_as_of: datetime | None = Field(description="the churn run's as-of date")
+    churn_run_id: str | None = Field(description="the churn run (None: no churn run)")
+
+
 class Decision(_Out):
     """One person's decision."""
 
@@ -134,6 +155,10 @@ class Decision(_Out):
     offer: OfferOut | None = Field(description="the offer to show (None: no offer)")
     ui: UiOut
     recommendations: list[RecommendationOut]
+    value: ValueOut | None = Field(
+        description="predicted value and churn risk (None: no prediction for the person, "
+        "or the answer is not personal)"
+    )
     experiments: dict[str, str] = Field(description="campaign -> the person's arm")
     control: bool = Field(description="a control arm decided: the default experience is served")
     personalized: bool = Field(
@@ -416,6 +441,7 @@ def decide(
         "offer": offer,
         "ui": ui,
         "recommendations": _recommendations(snap, row if personal else -1, n),
+        "value": snap.value.of(row) if personal and snap.value is not None else None,
         "experiments": arms.experiments,
         "control": control,
         "personalized": personal,

@@ -2,10 +2,12 @@
 
 A :class:`Snapshot` is built by a handful of set-based queries (one per segmentation's
 latest run, the latest recommendation batch run, the campaign assignments, the
-identities, the users, the people without personalization consent) into compact arrays: users are a sorted byte-string array (a
+identities, the users, the latest CLV and churn predictions, the people without
+personalization consent) into compact arrays: users are a sorted byte-string array (a
 binary search finds a user's row), each segmentation an ``int16`` array of segment codes
 per user, each campaign an ``int8`` array of arm codes, recommendations three
-``users x depth`` arrays (item codes, scores, reason codes), and a boolean per user: no
+``users x depth`` arrays (item codes, scores, reason codes), the predictions one
+``users x 6`` ``float32`` array (NaN: no score), and a boolean per user: no
 personalization (``privacy.personalization``: a revoked ``personalization`` consent under
 opt_out, no granted one under opt_in). A request reads a snapshot and never the store.
 
@@ -28,6 +30,7 @@ from datetime import time as dtime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -42,7 +45,14 @@ from segmint.store import (
     table_exists,
 )
 
-__all__ = ["CampaignView", "SegmentationView", "Snapshot", "SnapshotWorker", "build_snapshot"]
+__all__ = [
+    "CampaignView",
+    "SegmentationView",
+    "Snapshot",
+    "SnapshotWorker",
+    "ValueView",
+    "build_snapshot",
+]
 
 log = logging.getLogger("segmint.serve.decide")
 
@@ -77,6 +87,39 @@ class CampaignView:
     expires_at: datetime | None
 
 
+VALUE_FIELDS = ("clv", "clv_low", "clv_high", "p_alive", "churn_risk", "churn_risk_change")
+"""The prediction columns a decision carries, in the order of :attr:`ValueView.values`."""
+
+
+@dataclass(frozen=True)
+class ValueView:
+    """The latest CLV run and churn run: a row of :data:`VALUE_FIELDS` per user (NaN
+    where the user has no score, or no run of that kind exists)."""
+
+    clv_run_id: str | None
+    clv_as_of: datetime | None
+    churn_run_id: str | None
+    churn_as_of: datetime | None
+    values: np.ndarray  # float32 users x len(VALUE_FIELDS)
+    scored: np.ndarray  # bool per user row: in either run
+
+    def of(self, row: int) -> dict[str, Any] | None:
+        """The user's value block (None when neither run scored them)."""
+        if row < 0 or row >= self.scored.size or not self.scored[row]:
+            return None
+        out: dict[str, Any] = {
+            name: (None if v != v else round(float(v), 2 if name.startswith("clv") else 4))
+            for name, v in zip(VALUE_FIELDS, self.values[row].tolist(), strict=True)
+        }
+        out.update(
+            as_of=self.clv_as_of,
+            run_id=self.clv_run_id,
+            churn_as_of=self.churn_as_of,
+            churn_run_id=self.churn_run_id,
+        )
+        return out
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything a decision needs, read from the store at ``built_at``."""
@@ -101,6 +144,7 @@ class Snapshot:
     popular: tuple[tuple[str, str | None, float], ...]  # (item_id, title, score)
     # bool per user row: no personalization consent (empty: everyone may be personalized)
     impersonal: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    value: ValueView | None = None  # None: no prediction run in the store
     personalization: str = "opt_out"
     build_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
@@ -142,6 +186,8 @@ class Snapshot:
             self.rec_reasons,
         ]
         arrays += [s.codes for s in self.segmentations] + [c.codes for c in self.campaigns]
+        if self.value is not None:
+            arrays += [self.value.values, self.value.scored]
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -218,7 +264,8 @@ class _Reader:
 
 def fingerprint(reader: _Reader) -> tuple[Any, ...]:
     """What a snapshot was built from, in a few cheap queries: the latest run of every
-    segmentation and the latest recommendation batch run (``runs``), then the size and
+    segmentation, the latest recommendation batch run and the latest CLV and churn runs
+    (``runs``), then the size and
     newest row of the campaign assignments, identities and users (``people``), then the
     size and newest row of the personalization consents (``consent``)."""
     runs: list[Any] = []
@@ -226,6 +273,8 @@ def fingerprint(reader: _Reader) -> tuple[Any, ...]:
         runs += reader.query(latest_runs_sql())
     if reader.has("recommendation_runs"):
         runs.append(reader.scalar(latest_run_sql("recommendation", kind="batch")))
+    if reader.has("predict_runs"):
+        runs += [reader.scalar(latest_run_sql("prediction", kind=k)) for k in ("clv", "churn")]
     if reader.has("campaign_assignments"):
         runs += reader.query(
             "SELECT count(*), CAST(max(assigned_at) AS VARCHAR) FROM campaign_assignments"
@@ -387,6 +436,59 @@ def _recommendations(
     return str(run_id), items, scores, reasons, item_ids, tuple(reason_set.to_pylist())
 
 
+def _utc(value: Any) -> datetime:
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+
+def _run_of(reader: _Reader, kind: str) -> tuple[str | None, datetime | None]:
+    found = reader.query(latest_run_sql("prediction", columns="run_id, as_of", kind=kind))
+    if not found:
+        return None, None
+    run_id, as_of = found[0]
+    return str(run_id), _utc(as_of)
+
+
+def _values(reader: _Reader, users: pa.ChunkedArray) -> ValueView | None:
+    """The latest CLV and churn runs' scores per user row (a query per run, set-based;
+    by run id, so both halves come from the runs named in the view)."""
+    if not reader.has("predict_runs"):
+        return None
+    clv_run, clv_as_of = _run_of(reader, "clv")
+    churn_run, churn_as_of = _run_of(reader, "churn")
+    if clv_run is None and churn_run is None:
+        return None
+    from segmint.predict import churn_change_sql
+
+    values = np.full((len(users), len(VALUE_FIELDS)), np.nan, dtype=np.float32)
+    scored = np.zeros(len(users), dtype=bool)
+    reads: list[tuple[str, list[str]]] = []
+    if clv_run is not None:
+        cols = [c for c in VALUE_FIELDS if not c.startswith("churn")]
+        reads.append(
+            (
+                f"SELECT user_id, {', '.join(cols)} FROM predictions WHERE run_id = {lit(clv_run)}",
+                cols,
+            )
+        )
+    if churn_run is not None:
+        reads.append(
+            (churn_change_sql(f"SELECT {lit(churn_run)}"), ["churn_risk", "churn_risk_change"])
+        )
+    for sql, cols in reads:
+        table = reader.arrow(sql)
+        if not table.num_rows:
+            continue
+        rows = _rows(users, _column(table, "user_id"))
+        known = rows >= 0
+        for name in cols:
+            col = pc.cast(table.column(name), pa.float64()).fill_null(np.nan)
+            k = VALUE_FIELDS.index(name)
+            values[rows[known], k] = np.asarray(col.to_numpy(), dtype=np.float32)[known]
+        scored[rows[known]] = True
+    return ValueView(clv_run, clv_as_of, churn_run, churn_as_of, values, scored)
+
+
 def _titles(reader: _Reader, item_ids: tuple[str, ...]) -> dict[str, str | None]:
     if not item_ids:
         return {}
@@ -450,6 +552,7 @@ def build_snapshot(
     titles = _titles(reader, tuple(set(item_ids) | {i for i, _ in popular}))
     anon_keys, anon_users = _identities(reader)
     impersonal = _impersonal(reader, users, personalization)
+    value = _values(reader, users)
     digest = hashlib.sha256(repr((fp, depth, personalization)).encode()).hexdigest()[:12]
     snapshot = Snapshot(
         snapshot_id=f"snap-{digest}",
@@ -471,12 +574,14 @@ def build_snapshot(
         reasons=reasons,
         popular=tuple((i, titles.get(i), s) for i, s in popular),
         impersonal=impersonal,
+        value=value,
         personalization=personalization,
         build_seconds=time.perf_counter() - started,
         counts={
             "users": int(keys.size),
             "identities": int(anon_keys.size),
             "impersonal": int(impersonal.sum()),
+            "scored": int(value.scored.sum()) if value is not None else 0,
         },
     )
     log.info(
