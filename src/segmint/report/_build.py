@@ -96,7 +96,8 @@ class ReportResult:
         segmentation run was shown.
     sections : list of str
         Ids of the sections that show data, in report order (see ``SECTIONS``); the others
-        show a short note saying why they are empty.
+        show a short note saying why they are empty, except the optional ones
+        (``OPTIONAL``: customer value, without a prediction run), which are left out.
     """
 
     path: Path
@@ -246,8 +247,12 @@ def build_report(
     feature heatmap per segmentation (segment mean / population mean), persona cards, the
     RFM grid, a PCA projection of a sample of each clustering run, its k-selection curves
     and surrogate-tree rules, and a migration Sankey per segmentation that has an earlier
-    run. It states the data's as-of date and the run ids shown. Sections without data (no
-    RFM run, no clustering, a single run) show a short note instead.
+    run. With a prediction run (``segmint predict clv`` / ``churn``) it adds a customer
+    value section: fitted parameters with intervals, the holdout check chart (Fader, Hardie
+    & Lee 2005, figure 4; its container is ``#holdout-chart``), CLV by segment of the first
+    run shown, and the churn model's AUC and calibration. It states the data's as-of date
+    and the run ids shown. Sections without data (no RFM run, no clustering, a single run)
+    show a short note instead.
 
     Parameters
     ----------
