@@ -218,3 +218,48 @@ def test_persona_export_has_the_value_columns(demo: Demo, tmp_path: Path) -> Non
     files = demo.p.export_personas("rfm", tmp_path / "rfm", "csv")
     text = next(f for f in files if f.name == "overview.csv").read_text(encoding="utf-8-sig")
     assert re.search(r"^segmentation,.*,clv_mean,clv_median,clv_total,clv_share,", text, re.M)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+def test_postgres_store_gives_the_same_value_figures(pg_url: str, tmp_path: Path) -> None:
+    """The value block and the persona figures read the same on DuckDB and PostgreSQL.
+    Both stores hold the same runs: fitted on DuckDB, stored as they are in PostgreSQL
+    (``predict_clv`` itself does not run on PostgreSQL yet: its customer summary uses
+    DuckDB's ``arg_min``)."""
+    from segmint.demo import generate_demo
+    from segmint.predict._runs import save_run  # tests may write a run as stored
+
+    out: dict[str, Any] = {}
+    runs: tuple[PredictionRun, ...] = ()
+    for name, store in (("duck", None), ("pg", pg_url)):
+        root = tmp_path / name
+        generate_demo(root, n_users=400, seed=5)
+        if store is not None:
+            cfg = root / "segmint.yaml"
+            cfg.write_text(cfg.read_text().replace("store: demo.duckdb", f"store: {store}"))
+        with segmint.open_project(root) as p:
+            p.ingest()
+            p.segment(["rfm"])
+            if not runs:
+                runs = add_predictions(p, seed=2)
+            else:
+                for run in runs:
+                    save_run(p.store, run)
+            user = str(runs[0].scores["user_id"].iloc[5])
+            out[name] = (p.profile(user).value, {x.segment: x for x in p.personas("rfm")})
+    (duck_value, duck), (pg_value, pg) = out["duck"], out["pg"]
+    assert pg_value["clv_run_id"] == duck_value["clv_run_id"]
+    assert pg_value["churn_run_id"] == duck_value["churn_run_id"]
+    for key in ("clv", "clv_low", "clv_high", "p_alive", "expected_purchases", "churn_risk"):
+        assert pg_value[key] == pytest.approx(duck_value[key], rel=1e-12), key
+    assert duck.keys() == pg.keys()
+    for segment, a in duck.items():
+        b = pg[segment]
+        for key in ("n_scored", "n_churn_scored"):
+            assert a.value[key] == b.value[key], (segment, key)
+        for key in ("clv_median", "clv_total", "clv_share", "p_alive_mean", "churn_high_share"):
+            if a.value[key] is None:  # nobody in the segment bought ("No Purchase")
+                assert b.value[key] is None, (segment, key)
+            else:
+                assert b.value[key] == pytest.approx(a.value[key], rel=1e-9), (segment, key)
+        assert a.summary == b.summary
