@@ -39,7 +39,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         "SELECT user_id FROM orders WHERE status = 'completed' ORDER BY user_id LIMIT 1"
     ).iat[0, 0]
     d.before = {"profile": p.profile(buyer), "personas": p.personas("rfm")}
-    d.clv, d.churn = add_predictions(p, seed=3)
+    d.clv, d.churn = add_predictions(p)
     yield d
     p.close()
 
@@ -98,7 +98,8 @@ def test_a_user_without_purchases_is_not_scored(demo: Demo) -> None:
     v = demo.p.profile(never).value
     assert v["scored"] is False and v["clv_run_id"] == demo.clv.run_id
     assert v["clv"] is None and v["p_alive"] is None and v["expected_purchases"] is None
-    assert v["churn_scored"] is True  # the churn run scores every user
+    assert v["churn_run_id"] == demo.churn.run_id  # customers only, so not this user
+    assert v["churn_scored"] is False and v["churn_risk"] is None and not v["high_churn_risk"]
 
 
 def test_cli_profile_prints_the_value_block(demo: Demo) -> None:
@@ -145,8 +146,11 @@ def test_persona_value_figures_match_the_predictions_table(demo: Demo, segmentat
             assert v["clv_mean"] is None and v["clv_median"] is None
         risk = mine["churn_risk"].dropna()
         assert v["n_churn_scored"] == len(risk)
-        assert v["churn_high_share"] == pytest.approx((risk >= THRESHOLD).mean())
-        assert v["churn_risk_mean"] == pytest.approx(risk.mean())
+        if len(risk):
+            assert v["churn_high_share"] == pytest.approx((risk >= THRESHOLD).mean())
+            assert v["churn_risk_mean"] == pytest.approx(risk.mean())
+        else:  # nobody scored: no share, rather than 0 %
+            assert v["churn_high_share"] is None and v["churn_risk_mean"] is None
         assert v["clv_run_id"] == demo.clv.run_id and v["churn_run_id"] == demo.churn.run_id
     assert sum(p.value["clv_share"] for p in found) == pytest.approx(1.0)
 
@@ -154,7 +158,7 @@ def test_persona_value_figures_match_the_predictions_table(demo: Demo, segmentat
 def test_persona_sentence_states_the_value_figures(demo: Demo) -> None:
     """The third sentence says the segment's median CLV, its share of all predicted value
     and the share at high churn risk, as the table computes them; a segment partly made of
-    people who never bought says so; one where nobody bought says nothing about CLV."""
+    people who never bought says so; one where nobody bought says nothing about value."""
     en = language("en")
     partial = none = full = 0
     for segmentation in ("rfm", "clusters"):
@@ -163,14 +167,18 @@ def test_persona_sentence_states_the_value_figures(demo: Demo) -> None:
         for p in demo.p.personas(segmentation):
             mine = m[m["segment"] == p.segment]
             s = p.summary
-            risk = (mine["churn_risk"].dropna() >= THRESHOLD).mean()
-            risk_text = en.percent(risk, 0) + " at high risk of churning (risk ≥ 50%)"
-            assert s.endswith(risk_text + "."), s
+            risk = mine["churn_risk"].dropna()
+            risk_text = en.percent((risk >= THRESHOLD).mean(), 0) + (
+                " at high" if len(risk) == len(mine) else " of those scored at high"
+            )
+            risk_text += " risk of churning (risk ≥ 50%)"
             scored = mine["clv"].notna()
             if not scored.any():
                 none += 1
-                assert "Expected value" not in s
+                assert risk.empty  # neither model scores people who never bought
+                assert "Expected value" not in s and "churning" not in s
                 continue
+            assert s.endswith(risk_text + "."), s
             median = en.money(mine["clv"].median(), "EUR")
             share = en.percent(mine["clv"].sum() / total, 0)
             if scored.all():
@@ -208,10 +216,10 @@ def test_persona_export_has_the_value_columns(demo: Demo, tmp_path: Path) -> Non
         row = overview.loc[segment]
         assert row["n_scored"] == v["n_scored"]
         assert row["clv_run_id"] == demo.clv.run_id and row["churn_run_id"] == demo.churn.run_id
-        assert row["churn_high_share"] == pytest.approx(v["churn_high_share"], rel=1e-3)
-        if v["clv_median"] is None:
-            assert pd.isna(row["clv_median"])
+        if v["clv_median"] is None:  # nobody in the segment bought
+            assert pd.isna(row["clv_median"]) and pd.isna(row["churn_high_share"])
             continue
+        assert row["churn_high_share"] == pytest.approx(v["churn_high_share"], rel=1e-3)
         assert row["clv_median"] == round(v["clv_median"], 2)  # money: cents
         assert row["clv_total"] == round(v["clv_total"], 2)
         assert row["p_alive_mean"] == pytest.approx(v["p_alive_mean"], rel=1e-3)
@@ -223,9 +231,8 @@ def test_persona_export_has_the_value_columns(demo: Demo, tmp_path: Path) -> Non
 # -- PostgreSQL ---------------------------------------------------------------------------
 def test_postgres_store_gives_the_same_value_figures(pg_url: str, tmp_path: Path) -> None:
     """The value block and the persona figures read the same on DuckDB and PostgreSQL.
-    Both stores hold the same runs: fitted on DuckDB, stored as they are in PostgreSQL
-    (``predict_clv`` itself does not run on PostgreSQL yet: its customer summary uses
-    DuckDB's ``arg_min``)."""
+    Both stores hold the same runs (fitted on DuckDB, stored as they are in PostgreSQL), so
+    a difference can only come from reading them."""
     from segmint.demo import generate_demo
     from segmint.predict._runs import save_run  # tests may write a run as stored
 
@@ -241,7 +248,7 @@ def test_postgres_store_gives_the_same_value_figures(pg_url: str, tmp_path: Path
             p.ingest()
             p.segment(["rfm"])
             if not runs:
-                runs = add_predictions(p, seed=2)
+                runs = add_predictions(p)
             else:
                 for run in runs:
                     save_run(p.store, run)

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from tests.report.test_report import _array, _section, _specs
-from tests.value_runs import build_demo, save_churn_run
+from tests.value_runs import build_demo
 
 import segmint
 from segmint._i18n import language
-from segmint.predict import PredictionRun, predict_clv
+from segmint.predict import PredictionRun, predict_churn, predict_clv
 from segmint.report import ReportResult, build_report
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reports]:
     r.none = build_report(r.p, out / "none.html", runs=RUNS)
     r.clv = predict_clv(r.p.store, r.p.config.predict)
     r.clv_only = build_report(r.p, out / "clv.html", runs=RUNS)
-    r.churn = save_churn_run(r.p, r.clv, seed=4)
+    r.churn = predict_churn(r.p.store, r.p.config.predict)
     r.both = build_report(r.p, out / "both.html", runs=RUNS)
     r.p.close()
     zh_root = root / "shop-zh"
@@ -171,13 +171,27 @@ def test_no_churn_part_without_a_churn_run(reports: Reports) -> None:
 # -- the churn part ------------------------------------------------------------------------
 def test_churn_part_shows_auc_against_the_baseline_and_calibration(reports: Reports) -> None:
     section = _section(_html(reports.both), "value")
-    auc = _table(section, "auc")
-    assert auc == [
-        [r["data"], r["model"], f"{r['auc']:g}", f"{r['low']:g} – {r['high']:g}", f"{r['brier']:g}"]
-        for r in reports.churn.details["auc_table"]
-    ]
-    said = "an AUC of 0.812 (95% CI 0.794 to 0.83); BG/NBD's P(alive) alone reaches 0.741"
+    en = language("en")
+
+    def num(x: float) -> str:
+        return en.number(x, 4)
+
+    rows = reports.churn.details["auc_table"]
+    assert [r["model"] for r in rows][:2] == ["gradient boosting", "BG/NBD 1 − P(alive)"]
+    assert _table(section, "auc") == [
+        [r["data"], r["model"], num(r["auc"]), f"{num(r['low'])} – {num(r['high'])}",
+         num(r["brier"])]
+        for r in rows
+    ]  # fmt: skip
+    auc = reports.churn.metrics["auc"]
+    said = (
+        f"an AUC of {en.number(auc['model'], 3)} (95% CI {en.number(auc['model_low'], 3)} to "
+        f"{en.number(auc['model_high'], 3)}); BG/NBD's P(alive) alone reaches "
+        f"{en.number(auc['baseline_p_alive'], 3)}, its probability of no purchase in 90 days "
+        f"{en.number(auc['baseline_no_purchase'], 3)}."
+    )
     assert said in unescape(section)
+    assert auc["model_low"] < auc["model"] < auc["model_high"]
     chart = re.search(r'id="calibration-chart">(.*?)</script>', section, re.S)
     assert chart is not None
     (spec,) = _specs(chart.group(1) + "</script>").values()
@@ -191,7 +205,8 @@ def test_churn_part_shows_auc_against_the_baseline_and_calibration(reports: Repo
     rows = {r[0]: r for r in _table(section, "value-by-segment")}
     members = reports.p.segment_run("rfm").assignments.merge(reports.churn.scores, on="user_id")
     for segment, g in members.groupby("segment"):
-        assert rows[segment][7] == language("en").percent((g["churn_risk"] >= 0.5).mean(), 0)
+        assert rows[segment][7] == en.percent((g["churn_risk"] >= 0.5).mean(), 0)
+    assert rows["No Purchase"][7] == "–"  # nobody in it was scored
 
 
 def test_the_chinese_section_is_in_chinese(reports: Reports) -> None:
@@ -205,7 +220,9 @@ def test_the_chinese_section_is_in_chinese(reports: Reports) -> None:
     assert "€" not in text and "¥" in text
     words = set(re.findall(r"[A-Za-z][A-Za-z]+", text)) - {
         "BG", "NBD", "Gamma", "CLV", "AUC", "Brier", "Fader", "Hardie", "Lee", "P", "alive",
-        "alpha", "gradient", "boosting", "demo", "later", "cut", "off", "clv", "churn", "rfm",
+        "alpha", "clv", "churn", "rfm",
+        # the churn run's own words in its AUC table (data and model as stored)
+        "gradient", "boosting", "holdout", "days", "customers", "no", "purchase", "in",
     }  # fmt: skip
     assert words == set(), words
     holdout = next(iter(_specs(section).values()))

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.value_runs import save_churn_run
 from tests.web.conftest import no_horizontal_scroll, open_page, screenshot_dir, served_ws, sign_in
 
 import segmint
 from segmint._i18n import language
-from segmint.predict import predict_clv
+from segmint.predict import predict_churn, predict_clv
 
 
 def _block(page: str) -> str:
@@ -40,7 +39,7 @@ def valued(tmp_path_factory: pytest.TempPathFactory, ws_demo: Path) -> dict[str,
         p.store.execute("DELETE FROM predictions")
         p.store.execute("DELETE FROM predict_runs")
         clv = predict_clv(p.store, p.config.predict)
-        churn = save_churn_run(p, clv, seed=1)
+        churn = predict_churn(p.store, p.config.predict)
         users = p.store.query("SELECT user_id FROM users ORDER BY user_id")["user_id"]
     scored = set(clv.scores["user_id"])
     return {
@@ -75,7 +74,7 @@ def test_the_value_block_shows_the_persons_predictions(valued: dict[str, Any]) -
     assert "客户价值" in zh and "客户终身价值（未来 365 天）" in zh and "流失风险" in zh
     assert "Customer" not in zh
     assert _field(never, "clv").startswith("Not predicted: no completed order before")
-    assert "p_alive" not in never
+    assert "p_alive" not in never and _field(never, "churn_risk") == "not scored"
 
 
 def test_without_a_run_the_block_says_how_to_make_one(ws_project: Path) -> None:

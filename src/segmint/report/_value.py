@@ -169,6 +169,7 @@ def calibration_figure(bins: list[dict[str, Any]], *, lang: Language | None = No
         x=predicted,
         y=observed,
         mode="lines+markers",
+        cliponaxis=False,
         name=lang.t("churn model"),
         line={"color": USERS_COLOR, "width": 2},
         marker={"size": 8, "color": USERS_COLOR},
@@ -415,13 +416,22 @@ def _segment_part(
 
 def _churn_part(run: PredictionRun, figs: Any, tx: Any) -> dict[str, Any]:
     auc = run.metrics.get("auc") or {}
+    days = run.params.get("churn_days")
     headline = None
     if auc.get("model") is not None:
         low, high = auc.get("model_low"), auc.get("model_high")
         base = auc.get("baseline_p_alive")
+        more = ""
+        if auc.get("baseline_no_purchase") is not None and days is not None:
+            more = tx.t(
+                ", its probability of no purchase in {days} days {value}",
+                days=tx.whole(days),
+                value=tx.lang.number(float(auc["baseline_no_purchase"]), 3),
+            )
         headline = tx.t(
             "The churn model ranks who will churn with an AUC of {auc}{ci}; BG/NBD's P(alive) "
-            "alone reaches {baseline}.",
+            "alone reaches {baseline}{more}.",
+            more=more,
             auc=tx.lang.number(float(auc["model"]), 3),
             ci=""
             if low is None or high is None
@@ -445,7 +455,6 @@ def _churn_part(run: PredictionRun, figs: Any, tx: Any) -> dict[str, Any]:
         for r in run.details.get("auc_table") or []
     ]
     bins = run.details.get("calibration") or []
-    days = run.params.get("churn_days")
     return {
         "run_id": run.run_id,
         "lead": tx.t(
