@@ -247,12 +247,10 @@ def build_report(
     feature heatmap per segmentation (segment mean / population mean), persona cards, the
     RFM grid, a PCA projection of a sample of each clustering run, its k-selection curves
     and surrogate-tree rules, and a migration Sankey per segmentation that has an earlier
-    run. With a prediction run (``segmint predict clv`` / ``churn``) it adds a customer
-    value section: fitted parameters with intervals, the holdout check chart (Fader, Hardie
-    & Lee 2005, figure 4; its container is ``#holdout-chart``), CLV by segment of the first
-    run shown, and the churn model's AUC and calibration. It states the data's as-of date
-    and the run ids shown. Sections without data (no RFM run, no clustering, a single run)
-    show a short note instead.
+    run; with a prediction run, customer value (parameters with intervals, the holdout
+    chart at ``#holdout-chart``, CLV by segment, churn AUC and calibration). It states the
+    data's as-of date and the run ids shown. Sections without data (no RFM run, no
+    clustering, a single run) show a short note instead.
 
     Parameters
     ----------
