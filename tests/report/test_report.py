@@ -491,7 +491,7 @@ def _report_message_ids() -> set[str]:
     template = (root / "templates" / "report.html.j2").read_text(encoding="utf-8")
     for m in re.finditer(r"""\bt\(\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""", template):
         ids.add(ast.literal_eval(m.group(1)))
-    for name in ("_build.py", "_charts.py"):
+    for name in ("_build.py", "_charts.py", "_value.py"):
         for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
             if (
                 isinstance(node, ast.Call)

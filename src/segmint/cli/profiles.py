@@ -31,12 +31,20 @@ def profile(
     """One user's profile: attributes, features, categories, channels, segments, consent."""
     from segmint import open_project
 
+    currency = ["EUR"]
+
     def go() -> Any:
         with open_project(project) as p:
             _LOCALE[:] = [p.config.locale, p.config.timezone]
+            currency[0] = p.config.currency
             return p.profile(user_id, why="segmint profile")
 
-    print_result(_run(go), as_json, _print_profile, to_json=lambda pr: pr.to_dict())
+    print_result(
+        _run(go),
+        as_json,
+        lambda pr: _print_profile(pr, currency[0]),
+        to_json=lambda pr: pr.to_dict(),
+    )
 
 
 _PROFILE_FEATURES = (
@@ -58,8 +66,8 @@ _PROFILE_FEATURES = (
 """The features ``segmint profile`` shows, in this order."""
 
 
-def _print_profile(pr: Any) -> None:
-    """One user's profile: who, features, tastes, segments, consent."""
+def _print_profile(pr: Any, currency: str = "EUR") -> None:
+    """One user's profile: who, features, predicted value, tastes, segments, consent."""
     _print_who(pr)
     f = pr.features
     t = Table(title="behaviour and transactions", show_header=False)
@@ -69,6 +77,7 @@ def _print_profile(pr: Any) -> None:
         if k in f:
             t.add_row(k, _num(f[k]))
     console.print(t)
+    _print_value(pr, currency)
     _print_tastes(pr)
     s = Table(title="segments")
     for c in ("segmentation", "segment", "detail", "run"):
@@ -112,6 +121,54 @@ def _print_who(pr: Any) -> None:
         f"  signed up {show_time(a.get('created_at'), tz) or 'unknown'}; features as of "
         f"{show_time(pr.as_of)} ({pr.feature_run_id})"  # as-of cut-offs are UTC days
     )
+
+
+def _print_value(pr: Any, currency: str) -> None:
+    """CLV with its interval, P(alive), expected purchases and order value, churn risk,
+    and the prediction runs they come from."""
+    from segmint._i18n import language
+    from segmint.cli._common import show_time
+
+    v = pr.value
+    if not v:
+        console.print(
+            "  predicted value: no prediction run yet (`segmint predict clv`, "
+            "`segmint predict churn`)",
+            markup=False,
+        )
+        return
+    lang = language(_LOCALE[0])
+
+    def money(x: Any) -> str:
+        return "-" if x is None else lang.money(float(x), currency)
+
+    runs = [
+        f"{kind} run {v[f'{kind}_run_id']} (as of {show_time(v[f'{kind}_as_of'])[:10]})"
+        for kind in ("clv", "churn")
+        if f"{kind}_run_id" in v
+    ]
+    t = Table(title="predicted value", show_header=False, caption="; ".join(runs))
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    if "clv_run_id" in v:
+        days = v["horizon_days"]
+        if v["scored"]:
+            level = f"{v['interval']:.0%}"
+            t.add_row(f"CLV, next {days} days", money(v["clv"]))
+            t.add_row(f"  {level} interval", f"{money(v['clv_low'])} to {money(v['clv_high'])}")
+            t.add_row("P(alive)", lang.percent(v["p_alive"], 1))
+            t.add_row(f"expected purchases, next {days} days", _num(v["expected_purchases"]))
+            t.add_row("expected order value", money(v["expected_order_value"]))
+        else:
+            before = show_time(v["clv_as_of"])[:10]
+            t.add_row("CLV", f"not scored: no completed order before {before}")
+    if "churn_run_id" in v:
+        if v["churn_scored"]:
+            high = " (high)" if v["high_churn_risk"] else ""
+            t.add_row("churn risk", lang.percent(v["churn_risk"], 1) + high)
+        else:
+            t.add_row("churn risk", "not scored")
+    console.print(t)
 
 
 def _print_tastes(pr: Any) -> None:

@@ -4,7 +4,9 @@
 mix, segment memberships and consent state. ``personas`` describes every segment of a
 segmentation run against the population: size, revenue share, feature medians and means
 with ratios, the most distinguishing features, top categories and items, demographic and
-lifecycle mix, and a templated plain-language summary. Exports (profiles, personas, member lists) are
+lifecycle mix, and a templated plain-language summary. With a prediction run, both carry
+the predicted value and churn risk (``UserProfile.value``, ``Persona.value``) and the
+persona's summary says it. Exports (profiles, personas, member lists) are
 written by :class:`segmint.Project` and recorded as :class:`ExportRecord` rows.
 """
 

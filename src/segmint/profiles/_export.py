@@ -36,7 +36,10 @@ EXTENSIONS: dict[str, str] = {f".{f}": f for f in FORMATS}
 EXCEL_MAX_ROWS = 1_048_575  # one row of the sheet's 1,048,576 is the header
 SIGNIFICANT = 4
 """Significant digits of fractional numbers (shares, days, ratios) in CSV and xlsx."""
-MONEY_COLUMNS = frozenset({"revenue", "spend", "amount"})
+MONEY_COLUMNS = frozenset(
+    {"revenue", "spend", "amount", "clv", "clv_low", "clv_high", "clv_mean", "clv_median"}
+    | {"clv_total", "expected_order_value"}
+)
 """Money columns besides the features whose unit is ``currency``: rounded to cents."""
 
 
@@ -200,6 +203,7 @@ def persona_tables(items: Sequence[Persona]) -> dict[str, pd.DataFrame]:
                 "top_traits": "; ".join(p.distinguishing["label"].head(3)),
                 "summary": p.summary,
             }
+            | _value_columns(p)
             for p in items
         ]
     )
@@ -221,6 +225,29 @@ def persona_tables(items: Sequence[Persona]) -> dict[str, pd.DataFrame]:
         "demographics": concat(demo),
         "lifecycle": concat([tag(p, p.lifecycle) for p in items]),
     }
+
+
+VALUE_EXPORT_COLUMNS: tuple[str, ...] = (
+    "clv_mean",
+    "clv_median",
+    "clv_total",
+    "clv_share",
+    "n_scored",
+    "p_alive_mean",
+    "churn_risk_mean",
+    "churn_high_share",
+    "clv_run_id",
+    "churn_run_id",
+)
+"""Persona overview columns from the latest prediction runs (present when a run exists)."""
+
+
+def _value_columns(p: Persona) -> dict[str, Any]:
+    """A persona's predicted-value columns (none without a prediction run; a kind without
+    its run left empty)."""
+    if not p.value:
+        return {}
+    return {c: p.value.get(c) for c in VALUE_EXPORT_COLUMNS}
 
 
 def _json_records(frame: pd.DataFrame) -> list[dict]:

@@ -18,6 +18,7 @@ from segmint._labels import feature_label, segment_label
 from segmint._time import to_utc
 from segmint.config import LifecycleSegmentation
 from segmint.features import CATALOG, UNKNOWN_CATEGORY, load_features
+from segmint.profiles._value import segment_values, value_sentence
 from segmint.segments import SegmentResult, lifecycle_sql, run_sql
 from segmint.store import Store, completed, latest_run_sql, ts_lit
 
@@ -96,7 +97,15 @@ class Persona:
     summary : str
         Two sentences generated from the numbers above, in the project's language. A trait
         is named only when the segment's median lies on the same side of the population's
-        median as its mean, and at least half the members have a value.
+        median as its mean, and at least half the members have a value. When a prediction
+        run exists, a third sentence on predicted value and churn risk (from ``value``).
+    value : dict
+        The members' predicted value and churn risk from the latest ``clv`` and ``churn``
+        prediction runs (empty without one): ``n_scored``, ``scored_share``, ``clv_mean``,
+        ``clv_median``, ``clv_total``, ``clv_share`` (of the total over all the run's
+        members), ``p_alive_mean``, ``n_churn_scored``, ``churn_risk_mean``,
+        ``churn_high_share`` (share of scored members with a churn risk of at least
+        ``churn_threshold``, 0.5), the run ids, as-of dates and the CLV horizon.
     """
 
     segmentation: str
@@ -112,6 +121,7 @@ class Persona:
     demographics: dict[str, pd.DataFrame] = field(default_factory=dict)
     lifecycle: pd.DataFrame = field(default_factory=pd.DataFrame)
     summary: str = ""
+    value: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (floats rounded to 6 digits, NaN as None)."""
@@ -135,7 +145,21 @@ class Persona:
             "top_items": records(self.top_items),
             "demographics": {k: records(v) for k, v in self.demographics.items()},
             "lifecycle": records(self.lifecycle),
+            "value": _plain(self.value),
         }
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Figures JSON can hold: floats rounded to 6 digits (None for NaN), dates in ISO."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, float):
+            out[k] = round(v, 6) if np.isfinite(v) else None
+        elif hasattr(v, "isoformat"):
+            out[k] = v.isoformat()
+        else:
+            out[k] = v
+    return out
 
 
 def _numeric(features: pd.DataFrame) -> list[str]:
@@ -472,6 +496,7 @@ def personas(
     lifecycle = _mix(frame["user_id"].map(_lifecycle(store, run, features)), seg)
     cats, its = _categories_and_items(*_purchases(store, run))
     empty_c, empty_i, empty_mix = _empty_tables()
+    values = segment_values(store, run.run_id, frame.set_index("user_id")["segment"])
 
     out = []
     for s, n in seg.value_counts().items():
@@ -481,6 +506,14 @@ def personas(
         dist = _distinguishing(stats[s], lang, currency)
         demo = {k: v.get(s, empty_mix) for k, v in demographics.items()}
         life = lifecycle.get(s, empty_mix)
+        summary = _summary(
+            s, int(n), user_share, revenue_share, dist, cats.get(s), life,
+            demo.get("age_band"), lang,
+        )  # fmt: skip
+        value = values.get(s, {})
+        said = value_sentence(value, lang, currency) if value else ""
+        if said:
+            summary = lang.t("{summary} {value}", summary=summary, value=said)
         out.append(
             Persona(
                 segmentation=run.segmentation,
@@ -495,17 +528,8 @@ def personas(
                 top_items=its.get(s, empty_i),
                 demographics=demo,
                 lifecycle=life,
-                summary=_summary(
-                    s,
-                    int(n),
-                    user_share,
-                    revenue_share,
-                    dist,
-                    cats.get(s),
-                    life,
-                    demo.get("age_band"),
-                    lang,
-                ),
+                summary=summary,
+                value=value,
             )
         )
     return out

@@ -15,6 +15,7 @@ import pandas as pd
 from segmint._time import to_utc
 from segmint.errors import NotFoundError
 from segmint.features import UNKNOWN_CATEGORY
+from segmint.profiles._value import user_value
 from segmint.store import (
     COMPLETED,
     Store,
@@ -93,6 +94,11 @@ class UserProfile:
     recent_orders : DataFrame
         The five latest orders: ``order_id``, ``ts``, ``amount``, ``currency``,
         ``channel``, ``status``.
+    value : dict
+        Predicted value and churn risk from the latest ``clv`` and ``churn`` prediction
+        runs: CLV over the horizon with its interval, P(alive), expected purchases and
+        order value, churn risk, and each run's id and as-of date; empty when no run
+        exists (see :func:`segmint.profiles._value.user_value` for the keys).
     """
 
     user_id: str
@@ -105,6 +111,7 @@ class UserProfile:
     segments: pd.DataFrame
     consents: pd.DataFrame
     recent_orders: pd.DataFrame
+    value: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +131,7 @@ class UserProfile:
             "segments": records(self.segments),
             "consents": records(self.consents),
             "recent_orders": records(self.recent_orders),
+            "value": _jsonable(self.value),
             **_jsonable(self.extras),
         }
 
@@ -366,4 +374,5 @@ def user_profile(
         segments=segments,
         consents=consents,
         recent_orders=recent,
+        value=user_value(store, user_id),
     )

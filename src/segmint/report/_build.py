@@ -33,6 +33,7 @@ from segmint._output import cannot_write, output_file
 from segmint.errors import NotFoundError
 from segmint.experiments import POOLED
 from segmint.report import _charts as charts
+from segmint.report._value import value_section
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -52,6 +53,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("overview", "Overview"),
     ("segments", "Segment sizes and revenue"),
     ("personas", "Personas"),
+    ("value", "Customer value"),
     ("heatmap", "Feature profile per segment"),
     ("rfm", "RFM grid"),
     ("campaigns", "Campaign results"),
@@ -64,6 +66,9 @@ SECTIONS: tuple[tuple[str, str], ...] = (
 )
 #: Sections shown under the "Appendix" heading (data quality and how the clusters were made).
 APPENDIX = frozenset({"quality", "projection", "kselection", "rules"})
+#: Sections left out altogether (not even a note) when there is nothing to show: customer
+#: value needs a prediction run (`segmint predict clv` or `segmint predict churn`).
+OPTIONAL = frozenset({"value"})
 
 PLOTLY_CONFIG: dict[str, Any] = {
     "displaylogo": False,
@@ -91,7 +96,8 @@ class ReportResult:
         segmentation run was shown.
     sections : list of str
         Ids of the sections that show data, in report order (see ``SECTIONS``); the others
-        show a short note saying why they are empty.
+        show a short note saying why they are empty, except the optional ones
+        (``OPTIONAL``: customer value, without a prediction run), which are left out.
     """
 
     path: Path
@@ -241,8 +247,10 @@ def build_report(
     feature heatmap per segmentation (segment mean / population mean), persona cards, the
     RFM grid, a PCA projection of a sample of each clustering run, its k-selection curves
     and surrogate-tree rules, and a migration Sankey per segmentation that has an earlier
-    run. It states the data's as-of date and the run ids shown. Sections without data (no
-    RFM run, no clustering, a single run) show a short note instead.
+    run; with a prediction run, customer value (parameters with intervals, the holdout
+    chart at ``#holdout-chart``, CLV by segment, churn AUC and calibration). It states the
+    data's as-of date and the run ids shown. Sections without data (no RFM run, no
+    clustering, a single run) show a short note instead.
 
     Parameters
     ----------
@@ -296,7 +304,7 @@ def build_report(
     stage("writing HTML")
     html = _render(
         project=project,
-        sections=[sections[sid] for sid, _ in SECTIONS],
+        sections=[sections[sid] for sid, _ in SECTIONS if sid in sections],
         results=results,
         as_of=as_of,
         n_figures=figs.n,
@@ -354,6 +362,12 @@ def _fill_sections(
     _segments_section(sections["segments"], results, colors, figs, tx)
     _heatmap_section(sections["heatmap"], results, personas_by_run, figs, tx)
     _personas_section(sections["personas"], results, personas_by_run, colors, tx)
+    stage("customer value")
+    value = value_section(project, results, personas_by_run, colors, figs, tx)
+    if value is None:
+        del sections["value"]  # no prediction run: no section (see OPTIONAL)
+    else:
+        sections["value"].data = value
     _rfm_section(sections["rfm"], results, figs, tx)
 
     stage("clusterings")
@@ -384,7 +398,7 @@ def _written(
 ) -> ReportResult:
     """What was written (wall time since ``t0``), logged."""
     seconds = time.perf_counter() - t0
-    shown = [sid for sid, _ in SECTIONS if sections[sid].note is None]
+    shown = [sid for sid, _ in SECTIONS if sid in sections and sections[sid].note is None]
     result = ReportResult(
         path=path,
         size_bytes=path.stat().st_size,
