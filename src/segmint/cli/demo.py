@@ -131,7 +131,7 @@ def _demo_segments(p: Any) -> tuple[Any, list[Any]]:
         month_ago = p.compute_features(as_of=_month_before(p))
         p.segment(["rfm", "lifecycle"], feature_run=month_ago)
         progress.update(task, description="refresh: features and segments as of now")
-        refreshed = p.refresh(["rfm", "lifecycle", "value", "clusters"])
+        refreshed = p.refresh(["rfm", "lifecycle", "value", "clv_tiers", "winback", "clusters"])
     segs = [p.segment_run(s.run_id) for s in refreshed.segmentations]
     console.print(
         f"features: run {refreshed.feature_run_id}, {len(segs[0].assignments):,} users as of "

@@ -220,7 +220,7 @@ def breakdown_attributes(
     out = base.copy()
     notes: list[str] = []
     for variable in variables:
-        raw = _raw(store, variable, features, segmentations, as_of)
+        raw = _raw(store, variable, features, segmentations, as_of, config)
         raw["user_id"] = raw["user_id"].astype(str)
         values = base.merge(raw.drop_duplicates("user_id"), on="user_id", how="left")["v"]
         levels, note = _levels(values, variable, max_levels)
@@ -231,15 +231,19 @@ def breakdown_attributes(
     return out
 
 
-def _features(store: Store, config: Config | None, as_of: datetime) -> pd.DataFrame:
-    from segmint.features import CustomFeature, features_as_of
+def _custom(config: Config | None) -> list[Any]:
+    """The project's custom features (none without a configuration)."""
+    from segmint.features import CustomFeature
 
-    custom = (
-        [CustomFeature(n, c.expr, c.table) for n, c in config.features.custom.items()]
-        if config is not None
-        else []
-    )
-    return features_as_of(store, as_of, custom)
+    if config is None:
+        return []
+    return [CustomFeature(n, c.expr, c.table) for n, c in config.features.custom.items()]
+
+
+def _features(store: Store, config: Config | None, as_of: datetime) -> pd.DataFrame:
+    from segmint.features import features_as_of
+
+    return features_as_of(store, as_of, _custom(config))
 
 
 def _raw(
@@ -248,6 +252,7 @@ def _raw(
     features: pd.DataFrame | None,
     segmentations: dict[str, Any],
     as_of: datetime,
+    config: Config | None = None,
 ) -> pd.DataFrame:
     """``user_id, v``: the raw values of one variable."""
     column = _ALIASES.get(variable, variable)
@@ -262,7 +267,14 @@ def _raw(
 
         assert features is not None
         result = run_segmentation(
-            store, variable, segmentations[variable], features, as_of=as_of, save=False
+            store,
+            variable,
+            segmentations[variable],
+            features,
+            as_of=as_of,
+            save=False,
+            predict=config.predict if config is not None else None,
+            custom_features=_custom(config),
         )
         return result.assignments[["user_id", "segment"]].rename(columns={"segment": "v"})
     feature_names = [

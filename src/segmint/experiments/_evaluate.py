@@ -921,6 +921,8 @@ def _pre_treatment_segments(
             features,
             as_of=start.astimezone(UTC),
             save=False,
+            predict=config.predict,
+            custom_features=custom,
         )
         seg = result.assignments[["user_id", "segment"]].astype(str)
         users = users.merge(seg, on="user_id", how="left")

@@ -194,16 +194,20 @@ def _count(p: Any, name: str, spec: Any, frame: Any, out: Checked) -> None:
     """Run the rules as the segmentation will (errors name the rule), then once more with
     each rule as its own segment, for the count of users each rule takes."""
     from segmint.config import RuleSpec, RulesSegmentation
+    from segmint.features import CustomFeature
     from segmint.segments import run_segmentation
 
-    run_segmentation(p.store, name, spec, frame, save=False)  # raises with the rule's name
+    custom = [CustomFeature(n, c.expr, c.table) for n, c in p.config.features.custom.items()]
+    # as `segmint segment` runs it: the project's predict: settings and custom features
+    kw = {"save": False, "predict": p.config.predict, "custom_features": custom}
+    run_segmentation(p.store, name, spec, frame, **kw)  # raises with the rule's name
     keys = [f"#{i}" for i in range(len(spec.rules))]
     indexed = RulesSegmentation(
         type="rules",
         rules=[RuleSpec(segment=k, when=r.when) for k, r in zip(keys, spec.rules, strict=True)],
         default="#default",
     )
-    metrics = run_segmentation(p.store, name, indexed, frame, save=False).metrics
+    metrics = run_segmentation(p.store, name, indexed, frame, **kw).metrics
     sizes, revenue = metrics["sizes"], metrics["revenue_share"]
     out.n_users = int(metrics["n_users"])
     n = out.n_users or 1
