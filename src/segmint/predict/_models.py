@@ -58,6 +58,30 @@ def _by_x(distinct: tuple[np.ndarray, np.ndarray], fn: Any) -> np.ndarray:
     return np.asarray(fn(ux))[inv]
 
 
+def _one_minus_tail(
+    z: np.ndarray,
+    printed: tuple[Any, Any, Any, Any],
+    euler: tuple[Any, Any, Any, Any],
+) -> np.ndarray:
+    """``1 - (1-z)^k · 2F1(A, B; C; z)`` for the printed ``(A, B, C, k)``, in logs.
+
+    Where that 2F1 overflows (many purchases and a long horizon: it passes 1e308 while
+    ``(1-z)^k`` underflows), the same value from ``euler``, the parameters of Euler's
+    transformation ``2F1(A,B;C;z) = (1-z)^(C-A-B) 2F1(C-A, C-B; C; z)``, whose 2F1 stays
+    small for any number of purchases (but itself overflows for very large a, b: hence
+    the printed form first)."""
+    z = np.asarray(z, dtype=float)
+    log1mz = np.log1p(-z)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        A, B, C, k = (np.broadcast_to(v, z.shape) for v in printed)
+        log_tail = np.log(special.hyp2f1(A, B, C, z)) + k * log1mz
+        bad = ~np.isfinite(log_tail)
+        if bad.any():
+            A, B, C, k = (np.broadcast_to(v, z.shape)[bad] for v in euler)
+            log_tail[bad] = np.log(special.hyp2f1(A, B, C, z[bad])) + k * log1mz[bad]
+    return np.asarray(-np.expm1(log_tail))
+
+
 def _check_summary(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> None:
     if len(x) == 0:
         raise ConfigError("no customer to fit: the summary is empty (no completed orders?)")
@@ -251,9 +275,10 @@ class _BuyTillYouDie:
         rx, rtx, rT = rows[:, 0], rows[:, 1], rows[:, 2]
         keys, _, key_of = _compress(rx, rT)
         scale = self._first(rx) * special.expit(-self._log_odds_dead(rx, rtx, rT))
-        # + 0.0: no -0.0 at t = 0
+        # never below 0 (rounding at a tiny t), and no -0.0 (+ 0.0)
         return [
-            (scale * self._bracket(t, keys[:, 0], keys[:, 1])[key_of])[inv] + 0.0 for t in horizons
+            np.maximum(scale * self._bracket(t, keys[:, 0], keys[:, 1])[key_of], 0.0)[inv] + 0.0
+            for t in horizons
         ]
 
     def p_alive(self, x: Any, t_x: Any, T: Any) -> np.ndarray:
@@ -363,12 +388,13 @@ class BetaGeo(_BuyTillYouDie):
         return (a + b + x - 1) / (a - 1)
 
     def _bracket(self, t: float, x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        # eq. 10: 1 - ((α+T)/(α+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z), z = t/(α+T+t);
-        # Euler's 2F1(A,B;C;z) = (1-z)^(C-A-B) 2F1(C-A, C-B; C; z) makes it
-        # 1 - (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z): no overflow for a large x
+        # eq. 10: 1 - ((α+T)/(α+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z), z = t/(α+T+t)
+        # (1 - z = (α+T)/(α+T+t)); by Euler: 1 - (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z)
         r, alpha, a, b = (self.params[k] for k in ("r", "alpha", "a", "b"))
         z = t / (alpha + T + t)
-        return 1.0 - (1.0 - z) ** (a - 1) * special.hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
+        return _one_minus_tail(
+            z, (r + x, b + x, a + b + x - 1, r + x), (a + b - 1 - r, a - 1, a + b + x - 1, a - 1)
+        )
 
 
 class ModifiedBetaGeo(_BuyTillYouDie):
@@ -411,11 +437,13 @@ class ModifiedBetaGeo(_BuyTillYouDie):
         return (a + b + x) / (a - 1)
 
     def _bracket(self, t: float, x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        # 1 - ((α+T)/(α+T+t))^(r+x) 2F1(r+x, b+x+1; a+b+x; z) by Euler's transformation
-        # (see BetaGeo._bracket): 1 - (1-z)^(a-1) 2F1(a+b-r, a-1; a+b+x; z)
+        # 1 - ((α+T)/(α+T+t))^(r+x) 2F1(r+x, b+x+1; a+b+x; z); by Euler's transformation
+        # 1 - (1-z)^(a-1) 2F1(a+b-r, a-1; a+b+x; z)
         r, alpha, a, b = (self.params[k] for k in ("r", "alpha", "a", "b"))
         z = t / (alpha + T + t)
-        return 1.0 - (1.0 - z) ** (a - 1) * special.hyp2f1(a + b - r, a - 1, a + b + x, z)
+        return _one_minus_tail(
+            z, (r + x, b + x + 1, a + b + x, r + x), (a + b - r, a - 1, a + b + x, a - 1)
+        )
 
 
 PURCHASE_MODELS: dict[str, type[_BuyTillYouDie]] = {"bgnbd": BetaGeo, "mbgnbd": ModifiedBetaGeo}
