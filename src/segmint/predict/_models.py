@@ -29,7 +29,7 @@ from segmint.errors import ConfigError
 
 def _compress(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct rows of the stacked columns (sorted), their counts and each input row's
-    position: ``np.unique(axis=0)``'s answer from a lexsort, ten times faster on a
+    position: ``np.unique(axis=0)``'s answer from a lexsort, three times faster on a
     million rows."""
     stacked = np.column_stack([np.asarray(c, dtype=float) for c in columns])
     if len(stacked) == 0:
