@@ -328,6 +328,31 @@ class _BuyTillYouDie:
         return total, expected[-1]
 
 
+def _count_terms(
+    distinct: tuple[np.ndarray, np.ndarray],
+    r: float,
+    alpha: float,
+    a: float,
+    b: float,
+    *,
+    shift: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The log-likelihood terms that depend on x alone (once per distinct x): the NBD part
+    ln Γ(r+x) − ln Γ(r) + r ln α and the beta part ln B(a, b+x+shift) − ln B(a, b) (shift 0
+    for BG/NBD, 1 for MBG/NBD, whose customers may also drop out at time zero)."""
+    a1 = _by_x(distinct, lambda u: special.gammaln(r + u) - special.gammaln(r)) + r * np.log(alpha)
+    a2 = _by_x(
+        distinct,
+        lambda u: (
+            special.gammaln(a + b)
+            + special.gammaln(b + u + shift)
+            - special.gammaln(b)
+            - special.gammaln(a + b + u + shift)
+        ),
+    )
+    return a1, a2
+
+
 class BetaGeo(_BuyTillYouDie):
     """BG/NBD (Fader, Hardie & Lee 2005).
 
@@ -349,18 +374,7 @@ class BetaGeo(_BuyTillYouDie):
         distinct: tuple[np.ndarray, np.ndarray],
     ) -> np.ndarray:
         r, alpha, a, b = np.exp(z)
-        a1 = _by_x(distinct, lambda u: special.gammaln(r + u) - special.gammaln(r)) + r * np.log(
-            alpha
-        )
-        a2 = _by_x(
-            distinct,
-            lambda u: (
-                special.gammaln(a + b)
-                + special.gammaln(b + u)
-                - special.gammaln(b)
-                - special.gammaln(a + b + u)
-            ),
-        )
+        a1, a2 = _count_terms(distinct, r, alpha, a, b, shift=0.0)
         a3 = -(r + x) * np.log(alpha + T)
         repeat = x > 0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -412,18 +426,7 @@ class ModifiedBetaGeo(_BuyTillYouDie):
         distinct: tuple[np.ndarray, np.ndarray],
     ) -> np.ndarray:
         r, alpha, a, b = np.exp(z)
-        a1 = _by_x(distinct, lambda u: special.gammaln(r + u) - special.gammaln(r)) + r * np.log(
-            alpha
-        )
-        a2 = _by_x(
-            distinct,
-            lambda u: (
-                special.gammaln(a + b)
-                + special.gammaln(b + u + 1)
-                - special.gammaln(b)
-                - special.gammaln(a + b + u + 1)
-            ),
-        )
+        a1, a2 = _count_terms(distinct, r, alpha, a, b, shift=1.0)
         a3 = -(r + x) * np.log(alpha + T)
         a4 = np.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
         return a1 + a2 + a3 + np.logaddexp(a4, 0.0)
