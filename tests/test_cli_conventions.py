@@ -192,7 +192,9 @@ def test_demo_json_is_one_document_on_stdout(tmp_path: Path) -> None:
     doc = json.loads(res.stdout)
     assert doc["path"] == str(out.resolve()) and doc["users"] == 600
     assert Path(doc["report"]).is_file() and Path(doc["store"]).is_file()
-    assert set(doc["segment_runs"]) == {"rfm", "lifecycle", "value", "clusters"}
+    assert set(doc["segment_runs"]) == {
+        "rfm", "lifecycle", "value", "clv_tiers", "winback", "clusters"
+    }  # fmt: skip
     assert set(doc["prediction_runs"]) == {"clv", "churn"}
     res = runner.invoke(app, ["segments", "show", doc["segment_runs"]["rfm"], "-p", str(out)])
     assert res.exit_code == 0 and doc["segment_runs"]["rfm"] in res.stdout  # ids in full

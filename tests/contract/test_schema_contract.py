@@ -72,6 +72,9 @@ EXPECTED_TABLES = {
     "privacy_keys",
     "erasures",
     "retention_purges",
+    # predictions (version 10)
+    "predict_runs",
+    "predictions",
 }
 
 #: tables the code reads or writes that are not part of the schema: a legacy table an

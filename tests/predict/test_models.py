@@ -668,3 +668,24 @@ def test_cumulative_forecast_at_week_78_is_four_percent_under(cdnow_project: Any
     )
     assert actual == 2457 + 1882
     assert round((predicted - actual) / actual, 2) == -0.04
+
+
+@pytest.mark.parametrize("T", [9.0, 39.0, 229.0])
+def test_expectation_is_right_where_2f1_is_negative(T: float) -> None:
+    """a + b < 1 (a small demo's fit: a 0.05, b 0.356) makes c = a + b + x - 1 negative for
+    one-time buyers and 2F1 negative: the expectation must still be right, not NaN (the
+    demo's holdout check was). Checked against the integral over p of a one-time buyer's
+    E[Y(t) | p] = (1 - ((α+T)/(α+T+p·t))^r) / p, p ~ Beta(a, b) (λ integrated out)."""
+    from scipy import integrate, stats
+
+    r, alpha, a, b, t = 0.9024, 15.533, 0.05002, 0.3564, 364.0
+    model = with_params(BetaGeo(), r=r, alpha=alpha, a=a, b=b)
+
+    def integrand(p: float) -> float:
+        return float(
+            -np.expm1(-r * np.log1p(p * t / (alpha + T))) / p * stats.beta.pdf(p, a, b)
+        )
+
+    want = integrate.quad(integrand, 0, 1, limit=400, points=[1e-8, 1e-4, 1e-2])[0]
+    got = one(model.expected_purchases(t, [0.0], [0.0], [T]))
+    assert np.isfinite(got) and got == pytest.approx(want, rel=1e-4)

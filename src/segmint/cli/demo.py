@@ -211,11 +211,14 @@ def demo_prediction_lines(clv: Any, churn: Any, currency: str) -> list[str]:
     ]
     h = clv.details.get("holdout")
     if h:
+        # a share or a correlation is None where it has no value (no purchase in the holdout)
+        error = "" if h.get("total_error") is None else f" ({h['total_error']:+.1%})"
+        corr = h.get("correlation")
+        corr_text = "" if corr is None else f"; correlation per customer {corr:.3f}"
         lines.append(
             f"holdout (fitted before {h['calibration_end'][:10]}, next "
             f"{h['holdout_days']:.0f} days): {_num(h['total_actual'])} purchases made, "
-            f"{_num(h['total_predicted'])} predicted ({h['total_error']:+.1%}); correlation "
-            f"per customer {h['correlation']:.3f}"
+            f"{_num(h['total_predicted'])} predicted{error}{corr_text}"
         )
     s = clv_summary(clv.scores)
     lines.append(

@@ -72,14 +72,22 @@ def _one_minus_tail(
     the printed form first)."""
     z = np.asarray(z, dtype=float)
     log1mz = np.log1p(-z)
+
+    def tail(params: tuple[Any, Any, Any, Any], where: Any) -> tuple[np.ndarray, np.ndarray]:
+        A, B, C, k = (np.broadcast_to(v, z.shape)[where] for v in params)
+        h = special.hyp2f1(A, B, C, z[where])
+        # 2F1 is negative where C < 0 (a + b < 1 with few purchases): keep its sign apart
+        return np.sign(h), np.log(np.abs(h)) + k * log1mz[where]
+
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        A, B, C, k = (np.broadcast_to(v, z.shape) for v in printed)
-        log_tail = np.log(special.hyp2f1(A, B, C, z)) + k * log1mz
-        bad = ~np.isfinite(log_tail)
+        everywhere = np.ones(z.shape, dtype=bool)
+        sign, log_tail = tail(printed, everywhere)
+        bad = np.isnan(log_tail) | np.isinf(log_tail) & (log_tail > 0) | np.isnan(sign)
         if bad.any():
-            A, B, C, k = (np.broadcast_to(v, z.shape)[bad] for v in euler)
-            log_tail[bad] = np.log(special.hyp2f1(A, B, C, z[bad])) + k * log1mz[bad]
-    return np.asarray(-np.expm1(log_tail))
+            sign[bad], log_tail[bad] = tail(euler, bad)
+        # 1 - sign·e^log_tail, with expm1 where the tail is positive (precise near 1)
+        out = np.where(sign >= 0, -np.expm1(log_tail), 1.0 + np.exp(log_tail))
+    return np.asarray(out)
 
 
 def _check_summary(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> None:

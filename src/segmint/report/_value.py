@@ -58,7 +58,8 @@ def holdout_figure(rows: list[dict[str, Any]], *, lang: Language | None = None) 
         ("actual", lang.t("actual"), USERS_COLOR, "solid"),
         ("predicted", lang.t("predicted"), REVENUE_COLOR, "dash"),
     ):
-        y = [float(r[key]) for r in rows]
+        # a group without a value (None in the stored run) is a gap in the line, not an error
+        y = [None if r.get(key) is None else float(r[key]) for r in rows]
         fig.add_scatter(
             x=x,
             y=y,
@@ -66,7 +67,9 @@ def holdout_figure(rows: list[dict[str, Any]], *, lang: Language | None = None) 
             mode="lines+markers",
             line={"color": color, "width": 2, "dash": dash},
             marker={"size": 8, "color": color},
-            customdata=np.column_stack([[lang.number(v, 3) for v in y], n]),
+            customdata=np.column_stack(
+                [["–" if v is None else lang.number(v, 3) for v in y], n]  # type: ignore[list-item]
+            ),
             hovertemplate=lang.t("{purchases} repeat purchases", purchases="%{x}")
             + "<br>"
             + name
