@@ -682,9 +682,7 @@ def test_expectation_is_right_where_2f1_is_negative(T: float) -> None:
     model = with_params(BetaGeo(), r=r, alpha=alpha, a=a, b=b)
 
     def integrand(p: float) -> float:
-        return float(
-            -np.expm1(-r * np.log1p(p * t / (alpha + T))) / p * stats.beta.pdf(p, a, b)
-        )
+        return float(-np.expm1(-r * np.log1p(p * t / (alpha + T))) / p * stats.beta.pdf(p, a, b))
 
     want = integrate.quad(integrand, 0, 1, limit=400, points=[1e-8, 1e-4, 1e-2])[0]
     got = one(model.expected_purchases(t, [0.0], [0.0], [T]))
