@@ -358,3 +358,30 @@ def test_the_editor_counts_live_as_you_type(ws_demo: Path, browser: Any) -> None
         assert page.locator("input[name=rule_when]").count() == 2
         assert page.problems == [] and no_horizontal_scroll(page)
         page.context.close()
+
+
+def test_the_editor_lists_the_prediction_columns_and_counts_a_rule_on_them(
+    ws_project: Path,
+) -> None:
+    """The demo has CLV and churn runs: the editor lists clv, churn_risk... beside the
+    features, with the medians of the latest runs, and a rule on them previews the counts
+    `segmint segment` would give (it reads the same runs)."""
+    with segmint.open_project(ws_project, read_only=True) as p:
+        scores = p.store.query("SELECT clv, churn_risk FROM predictions WHERE clv IS NOT NULL")
+        median_clv = float(p.predictions()["clv"].median())
+    assert len(scores) > 0
+    with served_ws(ws_project) as s, sign_in(s.url, "ana") as c:
+        page = _text(c.get("/segments/new").text)
+        assert "clv" in page and "churn_risk" in page and "p_alive" in page
+        assert f"{median_clv:,.0f}"[:3] in page  # the median shown beside the column
+        form = {
+            **_editor_form(c),
+            "name": "valuable",
+            "rule_segment": ["Valuable"],
+            "rule_when": [f"clv >= {median_clv}"],
+            "default": "Rest",
+        }
+        preview = c.post("/segments/preview", data=form)
+        assert preview.status_code == 200, _text(preview.text)[:500]
+        counts = _counts(preview.text)
+    assert sum(counts) == 1500 and 0 < counts[0] < 1500

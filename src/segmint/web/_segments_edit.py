@@ -78,6 +78,20 @@ def _columns(frame: Any) -> list[dict[str, Any]]:
 FEATURES = FeatureFrame()
 
 
+def _prediction_columns(p: Any) -> list[dict[str, Any]]:
+    """The prediction columns a condition may use too (``clv``, ``churn_risk``, ...), with
+    the median of the latest runs; none before a first ``segmint predict`` run."""
+    from segmint.predict import PREDICTION_FEATURES, latest_predictions_sql
+
+    medians = ", ".join(f"median({c}) AS {c}" for c in PREDICTION_FEATURES)
+    row = p.store.query(f"SELECT {medians} FROM ({latest_predictions_sql()}) AS v").iloc[0]
+    return [
+        {"name": c, "median": float(row[c])}
+        for c in PREDICTION_FEATURES
+        if row[c] is not None and row[c] == row[c]
+    ]
+
+
 # -- the form ----------------------------------------------------------------------------------
 @dataclass
 class RuleForm:
@@ -232,6 +246,7 @@ def _editor(
     form.base_sha = form.base_sha or sha
     with ws.project() as p:
         feature_run, _, columns = FEATURES.get(p)
+        columns = [*columns, *_prediction_columns(p)]
     return page(
         request,
         "segments_editor.html.j2",
