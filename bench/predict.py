@@ -153,7 +153,10 @@ def child_segmint(src: Path, out: Path) -> dict[str, Any]:
     from segmint.predict import BetaGeo, GammaGamma, customer_summary, predict_clv, score
     from segmint.store import open_store
 
-    settings = PredictSettings(horizon_days=HORIZON_DAYS, discount_rate=YEARLY_DISCOUNT)
+    # one-time buyers at the population mean, as lifetimes computes them (compared below)
+    settings = PredictSettings(
+        horizon_days=HORIZON_DAYS, discount_rate=YEARLY_DISCOUNT, one_time_buyers="population"
+    )
     stages: dict[str, float] = {}
     store = open_store(str(src), read_only=True)
     with Timer() as t:

@@ -881,6 +881,12 @@ class PredictSettings(_Strict):
     discount_rate: float = Field(default=0.10, ge=0, lt=1, description="a year")
     margin: float = Field(default=1.0, gt=0, le=1, description="share of revenue kept")
     interval: float = Field(default=0.9, gt=0, lt=1, description="CLV interval level")
+    one_time_buyers: Literal["first_purchase", "population"] = Field(
+        default="first_purchase",
+        description="the order value of a customer with no repeat purchase: the spend "
+        "model's posterior with their first purchase as one observation, or the population "
+        "mean (the model's letter, as lifetimes does)",
+    )
     churn_days: int = Field(default=90, ge=7, le=730, description="churn label window")
     seed: int = 0
 

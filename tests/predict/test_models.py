@@ -687,3 +687,40 @@ def test_expectation_is_right_where_2f1_is_negative(T: float) -> None:
     want = integrate.quad(integrand, 0, 1, limit=400, points=[1e-8, 1e-4, 1e-2])[0]
     got = one(model.expected_purchases(t, [0.0], [0.0], [T]))
     assert np.isfinite(got) and got == pytest.approx(want, rel=1e-4)
+
+
+def test_a_one_time_buyers_first_purchase_informs_their_order_value(
+    bgnbd: BetaGeo, gamma_gamma: GammaGamma
+) -> None:
+    """By default a customer with no repeat purchase gets the spend posterior with their
+    first purchase as one observation: p(v + m1)/(p + q − 1), so a big first order means a
+    higher expected order value; ``one_time_buyers: population`` gives everyone the
+    population mean p·v/(q − 1) (the model's letter, and lifetimes'). Repeat buyers are
+    the same either way."""
+    from segmint.predict import score
+
+    p, q, v = (gamma_gamma.params[k] for k in ("p", "q", "v"))
+    frame = pd.DataFrame(
+        {
+            "user_id": ["small", "big", "repeat"],
+            "x": [0.0, 0.0, 3.0],
+            "t_x": [0.0, 0.0, 20.0],
+            "T": [30.0, 30.0, 30.0],
+            "m": [np.nan, np.nan, 40.0],
+            "first_value": [10.0, 200.0, 15.0],
+        }
+    )
+    first = score(frame, bgnbd, gamma_gamma, PredictSettings()).set_index("user_id")
+    pop = score(frame, bgnbd, gamma_gamma, PredictSettings(one_time_buyers="population"))
+    pop = pop.set_index("user_id")
+    value = first["expected_order_value"]
+    assert value["small"] == pytest.approx(p * (v + 10.0) / (p + q - 1))
+    assert value["big"] == pytest.approx(p * (v + 200.0) / (p + q - 1))
+    assert pop.loc[["small", "big"], "expected_order_value"].tolist() == pytest.approx(
+        [p * v / (q - 1)] * 2
+    )
+    assert value["repeat"] == pytest.approx(pop.loc["repeat", "expected_order_value"])
+    assert value["repeat"] == pytest.approx(p * (v + 3 * 40.0) / (3 * p + q - 1))
+    # the CLV follows the order value (same purchases), its interval around it
+    assert first.loc["big", "clv"] > first.loc["small", "clv"] > 0
+    assert (first["clv_low"] <= first["clv"]).all() and (first["clv"] <= first["clv_high"]).all()

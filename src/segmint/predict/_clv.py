@@ -50,8 +50,16 @@ def score(
     x, t_x, T = (summary[c].to_numpy(float) for c in ("x", "t_x", "T"))
     m = summary["m"].to_numpy(float)
     if spend is not None:
-        value = spend.order_value(x, m)
-        low, high = spend.order_value_interval(x, m, settings.interval)
+        # Gamma-Gamma is fitted on repeat purchases only; a one-time buyer's posterior would
+        # be the population mean p·v/(q−1) - heavy when q is near 1 - whatever they spent.
+        # By default their first purchase stands in as one observation of their spend.
+        sx, sm = x, m
+        if settings.one_time_buyers == "first_purchase" and "first_value" in summary:
+            first = summary["first_value"].to_numpy(float)
+            once = (x == 0) & (first > 0)
+            sx, sm = np.where(once, 1.0, x), np.where(once, first, m)
+        value = spend.order_value(sx, sm)
+        low, high = spend.order_value_interval(sx, sm, settings.interval)
     else:
         value = np.nan_to_num(m, nan=float(np.nanmean(m)) if np.isfinite(m).any() else 0.0)
         low = high = value

@@ -16,7 +16,9 @@ import pandas as pd
 
 from segmint.store import Store, completed_orders
 
-SUMMARY_COLUMNS = ("user_id", "x", "t_x", "T", "m", "first_purchase", "last_purchase")
+SUMMARY_COLUMNS = (
+    "user_id", "x", "t_x", "T", "m", "first_value", "first_purchase", "last_purchase"
+)  # fmt: skip
 
 
 def as_utc(value: date | datetime) -> datetime:
@@ -50,13 +52,14 @@ def summary_sql(
         SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY day) AS n FROM daily
     ), per_user AS (
         SELECT user_id, count(*) - 1 AS x, min(day) AS first_day, max(day) AS last_day,
-               sum(CASE WHEN n > 1 THEN value ELSE 0 END) AS repeat_value
+               sum(CASE WHEN n > 1 THEN value ELSE 0 END) AS repeat_value,
+               sum(CASE WHEN n = 1 THEN value ELSE 0 END) AS first_value
         FROM numbered GROUP BY user_id
     )
     SELECT user_id, CAST(x AS DOUBLE) AS x,
            date_diff('day', first_day, last_day) / {unit} AS t_x,
            date_diff('day', first_day, CAST('{last_day}' AS DATE)) / {unit} AS "T",
-           CASE WHEN x > 0 THEN repeat_value / x END AS m,
+           CASE WHEN x > 0 THEN repeat_value / x END AS m, first_value,
            first_day AS first_purchase, last_day AS last_purchase
     FROM per_user {cohort}
     ORDER BY user_id"""
@@ -70,10 +73,11 @@ def customer_summary(
     unit_days: float = 1.0,
 ) -> pd.DataFrame:
     """One row per customer with a completed order before ``as_of``: user_id, x, t_x, T,
-    m (mean repeat purchase-day value, NaN without a repeat), first and last purchase day."""
+    m (mean repeat purchase-day value, NaN without a repeat), first_value (the first
+    purchase day's value), first and last purchase day."""
     frame = store.query(summary_sql(as_of, since=since, unit_days=unit_days))
     frame["user_id"] = frame["user_id"].astype(str)
-    for c in ("x", "t_x", "T", "m"):
+    for c in ("x", "t_x", "T", "m", "first_value"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
     return frame
 
