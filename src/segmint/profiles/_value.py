@@ -230,7 +230,11 @@ def value_sentence(value: dict[str, Any], lang: Language, currency: str | None) 
                 lang.t(
                     "Expected value over {horizon} for the {scored} who have bought: "
                     "{median} per buyer (median), {share} of all predicted value",
-                    scored=lang.percent(float(value["scored_share"]), 0),
+                    # one decimal where whole percents would say "100%" of a part
+                    scored=lang.percent(
+                        float(value["scored_share"]),
+                        0 if float(value["scored_share"]) < 0.995 else 1,
+                    ),
                     **fill,
                 )
             )
