@@ -17,6 +17,7 @@ computed once per distinct ``x``: a million customers cost a few thousand distin
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,7 +200,7 @@ def _mle(
     )
 
 
-class _BuyTillYouDie:
+class _BuyTillYouDie(ABC):
     """What BG/NBD and MBG/NBD share: fitting, the compressed summary, and the CLV sum."""
 
     name = ""
@@ -209,7 +210,8 @@ class _BuyTillYouDie:
     def __init__(self) -> None:
         self.fit_ = None
 
-    # -- to be provided --------------------------------------------------------------
+    # -- each model's own (abstract: BetaGeo and ModifiedBetaGeo provide them) ---------
+    @abstractmethod
     def _loglik(
         self,
         z: np.ndarray,
@@ -219,19 +221,18 @@ class _BuyTillYouDie:
         distinct: tuple[np.ndarray, np.ndarray],
     ) -> np.ndarray:
         """Each row's log-likelihood at log-parameters ``z`` (``distinct``: x's values)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _log_odds_dead(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
         """log(P(dropped out) / P(alive)) given the history."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _first(self, x: np.ndarray) -> np.ndarray:
         """The factor of the conditional expectation before its hypergeometric bracket."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _bracket(self, t: float, x: np.ndarray, T: np.ndarray) -> np.ndarray:
         """The hypergeometric bracket of the conditional expectation (depends on x, T)."""
-        raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------
     @property
