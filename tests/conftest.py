@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.helpers import require_shared
 
 
 def _shared_data() -> Path:
@@ -76,8 +77,4 @@ def shared_data() -> Path:
     """The real data sets (tests/conftest.py `_shared_data`). They live outside the repo
     (too large to commit): a contributor's machine without them skips the few real-data
     tests; CI sets SEGMINT_REQUIRE_SHARED_DATA=1, where their absence is a failure."""
-    if not SHARED_DATA.exists():
-        if os.environ.get("SEGMINT_REQUIRE_SHARED_DATA") == "1":
-            pytest.fail(f"the shared data folder {SHARED_DATA} is absent (SEGMINT_SHARED_DATA)")
-        pytest.skip(f"the shared data folder {SHARED_DATA} is absent on this machine")
-    return SHARED_DATA
+    return require_shared(SHARED_DATA)

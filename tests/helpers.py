@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from textwrap import dedent
 
+import pytest
 import yaml
 
 USERS_CSV = dedent(
@@ -92,3 +94,37 @@ def clear_spool_line(p, line: str) -> str:  # type: ignore[no-untyped-def]
     if text.startswith("enc1:"):
         text = str(open_vault(p.store, p.config).open(text, "spool.line"))
     return text + ("\n" if line.endswith("\n") else "")
+
+
+def require_shared(path: Path) -> Path:
+    """``path`` (in the shared data folder) if it exists; else the test skips on a
+    contributor's machine and fails where SEGMINT_REQUIRE_SHARED_DATA=1 (CI)."""
+    if not path.exists():
+        if os.environ.get("SEGMINT_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(f"the shared data {path} is absent (SEGMINT_SHARED_DATA)")
+        pytest.skip(f"the shared data {path} is absent on this machine")
+    return path
+
+
+ONLINE_RETAIL_EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "online-retail"
+
+
+def online_retail_project(root: Path, shared_data: Path):  # type: ignore[no-untyped-def]
+    """The examples/online-retail project ingested under ``root`` (a copy of its
+    segmint.yaml beside a link to the shared data, so the store lands in ``root``, not in
+    the repo): an open segmint Project; the caller closes it."""
+    import shutil
+
+    import segmint
+
+    shared = require_shared(shared_data / "online_retail_II_2009_2010.parquet")
+    proj = root / "examples" / "online-retail"
+    proj.mkdir(parents=True)
+    shutil.copy(ONLINE_RETAIL_EXAMPLE / "segmint.yaml", proj / "segmint.yaml")
+    (root.parent / "shared").mkdir(exist_ok=True)
+    link = root.parent / "shared" / "data"
+    if not link.exists():
+        link.symlink_to(shared.parent)
+    p = segmint.open_project(proj)
+    p.ingest()
+    return p

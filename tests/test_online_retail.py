@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from tests.helpers import online_retail_project
 
 import segmint
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "online-retail"
 N_LINES = 525_461
 
 
 @pytest.fixture(scope="module")
 def retail(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> segmint.Project:
-    shared = shared_data / "online_retail_II_2009_2010.parquet"
-    # copy the example next to a link to the data so the store lands in tmp, not the repo
-    root = tmp_path_factory.mktemp("retail")
-    proj = root / "examples" / "online-retail"
-    proj.mkdir(parents=True)
-    shutil.copy(EXAMPLE / "segmint.yaml", proj / "segmint.yaml")
-    (root.parent / "shared").mkdir(exist_ok=True)
-    link = root.parent / "shared" / "data"
-    if not link.exists():
-        link.symlink_to(shared.parent)
-    p = segmint.open_project(proj)
-    p.ingest()
+    p = online_retail_project(tmp_path_factory.mktemp("retail"), shared_data)
     yield p
     p.close()
 

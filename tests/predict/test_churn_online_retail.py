@@ -3,38 +3,23 @@ ingested through the example's column map, 90-day churn scored at 2010-12-10."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from tests.helpers import online_retail_project
 
 import segmint
 from segmint.config import PredictSettings
 from segmint.predict import PredictionRun, predict_churn
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "online-retail"
 
 
 @pytest.fixture(scope="module")
 def retail(
     tmp_path_factory: pytest.TempPathFactory, shared_data: Path
 ) -> Iterator[segmint.Project]:
-    shared = shared_data / "online_retail_II_2009_2010.parquet"
-    if not shared.exists():
-        pytest.skip(f"{shared} is absent on this machine")
-    # the example next to a link to the data, so that the store lands in tmp
-    root = tmp_path_factory.mktemp("retail-churn")
-    proj = root / "examples" / "online-retail"
-    proj.mkdir(parents=True)
-    shutil.copy(EXAMPLE / "segmint.yaml", proj / "segmint.yaml")
-    (root.parent / "shared").mkdir(exist_ok=True)
-    link = root.parent / "shared" / "data"
-    if not link.exists():
-        link.symlink_to(shared.parent)
-    p = segmint.open_project(proj)
-    p.ingest()
+    p = online_retail_project(tmp_path_factory.mktemp("retail-churn"), shared_data)
     yield p
     p.close()
 

@@ -88,10 +88,9 @@ def with_params(model: Any, **params: float) -> Any:
 
 @pytest.fixture(scope="module")
 def cdnow(shared_data: Path) -> Path:
-    folder = shared_data / "cdnow"
-    if not folder.is_dir():
-        pytest.skip(f"the CDNOW data folder {folder} is absent on this machine")
-    return folder
+    from tests.helpers import require_shared
+
+    return require_shared(shared_data / "cdnow")
 
 
 @pytest.fixture(scope="module")
