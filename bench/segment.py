@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import GIB, Timer, fmt_bytes, fmt_int, machine_facts, peak_rss_bytes, run_child, table
+from _scale_data import generate
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,134 +62,8 @@ K_RANGE = range(2, 11)
 
 
 # -- data ---------------------------------------------------------------------------------
-
-# Latent groups: share %, order-rate weight, log mean basket, P(discount), P(offline),
-# order window ends at this share of the user's possible window (lapsed users stop early).
-GROUPS = (
-    # share, rate, mu_amount, p_discount, p_offline, window_share
-    (10, 5.0, 5.0, 0.05, 0.10, 1.00),  # champions: many, big, recent orders
-    (30, 1.5, 4.1, 0.10, 0.50, 1.00),  # regulars, half in store
-    (20, 1.2, 3.2, 0.80, 0.10, 1.00),  # bargain hunters: small baskets, discounts
-    (25, 0.6, 3.9, 0.10, 0.10, 0.35),  # lapsed: stopped buying early
-    (15, 0.8, 3.7, 0.10, 0.10, 1.00),  # new: signed up in the last seven months
-)
-
-
-def _group_case(column: int) -> str:
-    """CASE grp WHEN 0 THEN ... over one column of GROUPS."""
-    whens = " ".join(f"WHEN {g} THEN {row[column]}" for g, row in enumerate(GROUPS))
-    return f"CASE grp {whens} END"
-
-
-def _grp_sql() -> str:
-    bounds, acc, parts = [], 0, []
-    for share, *_ in GROUPS:
-        acc += share
-        bounds.append(acc)
-    for g, b in enumerate(bounds[:-1]):
-        parts.append(f"WHEN gh < {b} THEN {g}")
-    return f"CASE {' '.join(parts)} ELSE {len(GROUPS) - 1} END"
-
-
-def store_path(out: Path, n_users: int, n_orders: int) -> Path:
-    return out / f"segment-{n_users}u-{n_orders}o.duckdb"
-
-
-def generate(out: Path, n_users: int, n_orders: int) -> Path:
-    """Create (once) a store with users and orders; later runs reuse the file."""
-    path = store_path(out, n_users, n_orders)
-    if path.exists():
-        return path
-    import duckdb
-
-    from segmint.store import open_store
-
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.duckdb")
-    for p in (tmp, Path(str(tmp) + ".wal")):
-        p.unlink(missing_ok=True)
-    print(f"generating {path} ...", flush=True)
-    t0 = time.perf_counter()
-    open_store(str(tmp)).close()  # the store's schema; the synthetic rows go in with SQL
-    con = duckdb.connect(str(tmp))
-    con.execute("SET enable_progress_bar = false")
-    # deterministic pseudo-random numbers from hashes: same data on every machine
-    con.execute(
-        "CREATE OR REPLACE TEMP MACRO unif(i, s) AS ((hash(i, s) % 1000003) + 0.5) / 1000003.0"
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP MACRO gauss(i, s) AS "
-        "sqrt(-2 * ln(unif(i, s || '1'))) * cos(2 * pi() * unif(i, s || '2'))"
-    )
-    end = "TIMESTAMPTZ '2026-01-01 00:00:00+00'"
-    con.execute(
-        f"""CREATE TEMP TABLE ug AS
-        WITH a AS (
-            SELECT i, {_grp_sql()} AS grp
-            FROM (SELECT i, hash(i, 'g') % 100 AS gh FROM range({n_users}) t(i))
-        ), b AS (
-            SELECT i, grp,
-                   CASE WHEN grp = 4
-                        THEN TIMESTAMPTZ '2025-06-01 00:00:00+00'
-                             + to_seconds(CAST(unif(i, 'c') * 210 * 86400 AS BIGINT))
-                        ELSE TIMESTAMPTZ '2023-01-01 00:00:00+00'
-                             + to_seconds(CAST(unif(i, 'c') * 880 * 86400 AS BIGINT))
-                   END AS created_at,
-                   {_group_case(1)} * exp(0.5 * gauss(i, 'w')) AS weight,
-                   {_group_case(2)} + 0.3 * gauss(i, 'm') AS mu,
-                   {_group_case(3)} AS p_disc,
-                   {_group_case(4)} AS p_off,
-                   {_group_case(5)} AS win
-            FROM a
-        ), c AS (
-            SELECT *, greatest(created_at, TIMESTAMPTZ '2024-01-01 00:00:00+00') AS w0,
-                   floor(sum(weight) OVER (ORDER BY i ROWS UNBOUNDED PRECEDING)
-                         / sum(weight) OVER () * {n_orders} + 1e-6) AS hi
-            FROM b
-        )
-        SELECT *, (epoch({end}) - epoch(w0)) * win AS span,
-               CAST(coalesce(lag(hi) OVER (ORDER BY i), 0) AS BIGINT) AS lo
-        FROM c"""
-    )
-    con.execute(
-        """INSERT INTO users (user_id, created_at, gender, age, country)
-        SELECT 'u' || i, created_at,
-               ['f', 'm', 'x'][(hash(i, 'sex') % 3)::INT + 1],
-               CAST(18 + hash(i, 'age') % 60 AS INTEGER),
-               ['DE', 'FR', 'US', 'GB', 'NL', 'ES', 'IT', 'PL'][(hash(i, 'cty') % 8)::INT + 1]
-        FROM ug ORDER BY i"""
-    )
-    con.execute(
-        """INSERT INTO orders (order_id, user_id, ts, amount, currency, channel, discount, status)
-        SELECT 'o' || k, 'u' || i,
-               w0 + to_seconds(CAST(unif(k, 't') * span AS BIGINT)),
-               amount, 'USD',
-               CASE WHEN unif(k, 'ch') < p_off THEN 'offline' ELSE 'online' END,
-               CASE WHEN unif(k, 'd') < p_disc
-                    THEN round(amount * (0.1 + 0.3 * unif(k, 'd2')), 2) ELSE 0 END,
-               CASE WHEN hash(k, 's') % 100 < 93 THEN 'completed'
-                    WHEN hash(k, 's') % 100 < 97 THEN 'refunded' ELSE 'cancelled' END
-        FROM (
-            SELECT *, round(exp(mu + 0.5 * gauss(k, 'a')), 2) AS amount
-            FROM (SELECT *, lo + unnest(range(CAST(hi AS BIGINT) - lo)) AS k
-                  FROM ug WHERE hi > lo)
-        ) ORDER BY k"""
-    )
-    con.execute("DROP TABLE ug")
-    con.execute("CHECKPOINT")
-    n_u, n_o = (
-        con.execute("SELECT count(*) FROM users").fetchall()[0][0],
-        con.execute("SELECT count(*) FROM orders").fetchall()[0][0],
-    )
-    con.close()
-    tmp.rename(path)
-    size = path.stat().st_size
-    print(
-        f"  {fmt_int(n_u)} users, {fmt_int(n_o)} orders in {time.perf_counter() - t0:.1f} s, "
-        f"{fmt_bytes(size)}",
-        flush=True,
-    )
-    return path
+# The store generator is shared with bench/spark.py (bench/_scale_data.py): users and orders
+# only here, in the same five latent groups, cached under --out by size.
 
 
 def _work_copy(src: Path, tag: str) -> Path:
