@@ -217,14 +217,14 @@ def test_a_missing_file_stops_before_anything_is_loaded(tmp_path: Path) -> None:
         assert p.store.count("users") == 0  # people, loaded first, was not loaded either
 
 
-def test_engine_spark_is_refused_on_the_command_line(tmp_path: Path) -> None:
-    make_project(tmp_path, extra={"engine": "spark"})
+def test_a_spark_master_that_is_not_a_url_is_refused_on_the_command_line(
+    tmp_path: Path,
+) -> None:
+    make_project(tmp_path, extra={"engine": "spark", "spark": {"master": "lokal[2]"}})
     res = _invoke("ingest", "-p", tmp_path)
     assert res.exit_code == 2
-    assert (
-        "engine: spark is not available yet (issue 23); use engine: duckdb"
-        in res.stderr.replace("\n", "")
-    )
+    flat = " ".join(res.stderr.split())
+    assert "spark.master" in flat and "'lokal[2]' is not a Spark master URL" in flat
 
 
 BAD_SALES = {"columns": {"order_id": "oid", "user_id": "uid", "ts": "t", "amount": "total"}}

@@ -7,6 +7,7 @@ naming the key, the file and the line.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +28,8 @@ from segmint.errors import ConfigError
 from segmint.store import TABLES
 
 __all__ = [
+    "SparkSettings",
+    "SparkTable",
     "CleaningRules",
     "ClusterSegmentation",
     "Config",
@@ -891,6 +894,78 @@ class PredictSettings(_Strict):
     seed: int = 0
 
 
+_MASTER = re.compile(
+    r"^(local(\[(\*|[1-9][0-9]*)(,[1-9][0-9]*)?\])?|spark://[^\s/]+:[0-9]+|yarn|k8s://\S+)$"
+)
+
+
+class SparkTable(_Strict):
+    """One canonical table read by Spark itself (``spark.tables``): data already clean
+    at lake scale (written by another job), in the canonical columns of docs/data-model.md.
+    Without an entry, Spark reads the store's table (a Parquet copy of a DuckDB store, JDBC
+    from PostgreSQL)."""
+
+    format: Literal["parquet", "csv", "jsonl", "jdbc"]
+    path: str | None = Field(default=None, description="file, folder or glob (not jdbc)")
+    url: str | None = Field(default=None, description="jdbc:postgresql://host:port/db (jdbc)")
+    dbtable: str | None = Field(default=None, description="table or (SELECT ...) t (jdbc)")
+    options: dict[str, str] = Field(default_factory=dict, description="reader options")
+
+    @model_validator(mode="after")
+    def _where(self) -> SparkTable:
+        if self.format == "jdbc" and not (self.url and self.dbtable):
+            raise ValueError("a jdbc table needs `url` and `dbtable`")
+        if self.format != "jdbc" and not self.path:
+            raise ValueError(f"a {self.format} table needs `path`")
+        return self
+
+
+class SparkSettings(_Strict):
+    """The ``spark:`` section (issue 23), used when ``engine: spark``.
+
+    ``master``: ``local[N]`` (N cores of this machine, the default is ``local[*]``),
+    ``spark://host:7077`` (a standalone cluster), ``yarn`` or ``k8s://...``. ``conf``: any
+    Spark setting (``spark.driver.memory: 8g``, ``spark.executor.memory``, ...)."""
+
+    master: str = "local[*]"
+    app_name: str = "segmint"
+    conf: dict[str, str] = Field(default_factory=dict)
+    java_home: str | None = Field(
+        default=None, description="a Java 17 or 21 home; default JAVA_HOME, then PATH"
+    )
+    jdbc_driver: str | None = Field(
+        default=None,
+        description="PostgreSQL JDBC jar for a postgresql:// store or jdbc tables; default "
+        "/usr/share/java/postgresql.jar (Debian's libpostgresql-jdbc-java)",
+    )
+    tables: dict[Literal["users", "items", "orders", "order_items", "events"], SparkTable] = Field(
+        default_factory=dict
+    )
+    sample_size: int = Field(
+        default=200_000, ge=1000, description="rows brought to the driver to choose k"
+    )
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        if not _MASTER.match(value.strip()):
+            raise ValueError(
+                f"{value!r} is not a Spark master URL: use local[N], local[*], "
+                "spark://host:port, yarn or k8s://..."
+            )
+        return value.strip()
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # YAML gives numbers and booleans; Spark wants text
+            return {
+                str(k): (str(v).lower() if isinstance(v, bool) else str(v))
+                for k, v in value.items()
+            }
+        return value
+
+
 class PrivacySettings(_Strict):
     """The ``privacy:`` section (issue 21): encryption at rest, personal traits, retention.
 
@@ -1148,6 +1223,7 @@ class Config(_Strict):
     project: str = "segmint"
     store: str = Field(default="segmint.duckdb", description="DuckDB file path or postgresql://")
     engine: Literal["duckdb", "spark"] = "duckdb"
+    spark: SparkSettings = Field(default_factory=SparkSettings)
     timezone: str = "UTC"
     currency: str = "USD"
     locale: str = Field(default="en", description="language of text people read: en or zh-CN")
@@ -1185,13 +1261,6 @@ class Config(_Strict):
             url = f"{self.serve.public_url}/u/{{token}}"
             object.__setattr__(self.playbook, "unsubscribe_url", url)  # frozen; stays "unset"
         return self
-
-    @field_validator("engine")
-    @classmethod
-    def _engine_built(cls, value: str) -> str:
-        if value == "spark":  # accepted by the schema so that the message can say this
-            raise ValueError("engine: spark is not available yet (issue 23); use engine: duckdb")
-        return value
 
     @field_validator("locale")
     @classmethod

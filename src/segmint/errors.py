@@ -65,6 +65,7 @@ __all__ = [
     "AccessDenied",
     "ConfigChangedError",
     "ConfigError",
+    "EngineError",
     "ChannelUnavailable",
     "DeliveryError",
     "InvalidTokenError",
@@ -96,6 +97,13 @@ class SegmintError(Exception):
 
 class ConfigError(SegmintError):
     """The configuration is missing or invalid."""
+
+    exit_code = 2
+
+
+class EngineError(SegmintError):
+    """The compute engine cannot run here (Spark: no Java 17/21, a master that does not
+    answer, a missing driver); the message names the fix."""
 
     exit_code = 2
 

@@ -25,6 +25,7 @@ from segmint.store import LOAD_ORDER, TABLES, Store, lit, open_project_store
 
 if TYPE_CHECKING:
     from segmint.config import PredictSettings
+    from segmint.engines import SparkEngine
     from segmint.experiments import RefreshResult
     from segmint.features import FeatureRun
     from segmint.predict import PredictionRun
@@ -97,6 +98,7 @@ class Project:
         self.read_only = read_only
         self._store: Store | None = store
         self._borrowed = store is not None  # an open store lent by its owner: not closed here
+        self._engine: SparkEngine | None = None
 
     @property
     def root(self) -> Path:
@@ -110,6 +112,16 @@ class Project:
                 self.root, self.config.store_url, read_only=self.read_only
             )
         return self._store
+
+    @property
+    def engine(self) -> SparkEngine | None:
+        """Where heavy work runs: None when the store computes (``engine: duckdb``), a
+        :class:`~segmint.engines.SparkEngine` for ``engine: spark``."""
+        from segmint.engines import engine_for
+
+        if self._engine is None:
+            self._engine = engine_for(self.config, self.root)
+        return self._engine
 
     def ingest(
         self,
@@ -176,7 +188,9 @@ class Project:
         custom = [
             CustomFeature(name, c.expr, c.table) for name, c in self.config.features.custom.items()
         ]
-        return compute_features(self.store, as_of=self._as_of(as_of), custom=custom)
+        return compute_features(
+            self.store, as_of=self._as_of(as_of), custom=custom, engine=self.engine
+        )
 
     def features(self, run_id: str | None = None) -> pd.DataFrame:
         """The features of the latest (or the given) feature run, one row per user."""

@@ -213,7 +213,8 @@ def _builtin_ctes(as_of: datetime) -> list[str]:
         FROM events
         WHERE ts >= {t30} AND ts < {a} AND user_id IS NOT NULL
     ) AS gaps
-    WHERE prev_ts IS NULL OR epoch(ts) - epoch(prev_ts) > {SESSION_GAP_SECONDS}
+    WHERE prev_ts IS NULL
+       OR date_diff('microsecond', prev_ts, ts) > {SESSION_GAP_SECONDS * 1_000_000}
     GROUP BY user_id)""",
         f"c AS ({_category_spend_sql(as_of)})",
         """fav AS (
@@ -253,7 +254,8 @@ def _builtin_columns(as_of: datetime) -> dict[str, str]:
         "avg_order_value": ratio("o.monetary", "o.frequency"),
         "tenure_days": days_since("u.created_at"),
         "mean_days_between_orders": (
-            "(epoch(o.last_ts) - epoch(o.first_ts)) / 86400.0 / nullif(o.frequency - 1, 0)"
+            "CAST(date_diff('microsecond', o.first_ts, o.last_ts) AS DOUBLE) / 86400000000.0 "
+            "/ nullif(o.frequency - 1, 0)"
         ),
         "orders_30d": count("o.orders_30d"),
         "orders_90d": count("o.orders_90d"),

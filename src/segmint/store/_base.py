@@ -504,6 +504,20 @@ class Store:
         cols = ", ".join(f'"{c}"' for c in columns)
         self._con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {relation}")
 
+    # -- another engine reads the tables (issue 23) ----------------------------------------
+    def jdbc_source(self) -> dict[str, str] | None:
+        """How a JDBC reader (Spark) reaches this store's tables, or None when it cannot
+        (DuckDB: another engine reads a Parquet copy, see :meth:`export_parquet`)."""
+        return None
+
+    def export_parquet(self, sql: str, path: Path) -> int:
+        """Write the rows of a DuckDB-dialect SELECT to one Parquet file; the row count."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._con.execute(f"COPY ({sql}) TO '{path}' (FORMAT parquet, COMPRESSION zstd)")
+        return int(
+            self._con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0]
+        )
+
     def close(self) -> None:
         self._con.close()
 

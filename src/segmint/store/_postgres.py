@@ -328,6 +328,28 @@ class PostgresStore(Store):
     def write_rows(self, table: str, relation: str, columns: list[str]) -> None:
         self._copy_in(table, relation, columns)
 
+    def jdbc_source(self) -> dict[str, str] | None:
+        info = self._pg.info
+        schema = self._pg.execute("SELECT current_schema()").fetchall()[0][0]
+        out = {
+            "url": f"jdbc:postgresql://{info.host}:{info.port}/{info.dbname}",
+            "user": info.user,
+            "driver": "org.postgresql.Driver",
+        }
+        if info.password:
+            out["password"] = info.password
+        if schema:
+            out["currentSchema"] = str(schema)
+        return out
+
+    def export_parquet(self, sql: str, path: Path) -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = self.arrow(sql)
+        import pyarrow.parquet as pq
+
+        pq.write_table(frame, path)
+        return int(frame.num_rows)
+
     def close(self) -> None:
         self._pg.close()
         self._engine.close()
