@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -62,11 +63,13 @@ TARGET_SECONDS = 180.0
 
 class TreeRss:
     """Samples the summed RSS of this process and its descendants (the JVM a SparkSession
-    starts) in a daemon thread; ``peak`` is the highest sum seen."""
+    starts) in a daemon thread; ``peak`` is the highest sum seen, ``cpu_seconds`` the
+    user + system CPU time of the tree at the last sample (the process's whole life)."""
 
     def __init__(self, interval: float = 0.2) -> None:
         self.interval = interval
         self.peak = 0
+        self.cpu_seconds = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -84,10 +87,14 @@ class TreeRss:
 
         me = psutil.Process()
         total = 0
+        cpu = 0.0
         for p in [me, *me.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):  # gone between listing and reading
                 total += p.memory_info().rss
+                times = p.cpu_times()
+                cpu += times.user + times.system
         self.peak = max(self.peak, total)
+        self.cpu_seconds = cpu
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -195,11 +202,32 @@ def child_duckdb(path: Path, memory_limit: str, threads: int | None) -> dict[str
         "stages": stages,
         "peak_rss": peak_rss_bytes(),
         "peak_tree_rss": tree.peak,
+        "cpu_s": tree.cpu_seconds,
         "n_users": run.n_users,
         "memory_limit": memory_limit,
         "temp_files_at_end": int(spilled),
         **info,
     }
+
+
+def child_explain(path: Path, memory_limit: str) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of the feature query alone (no run stored): where DuckDB's time goes."""
+    from segmint.features._catalog import feature_sql
+    from segmint.features._runs import default_as_of
+    from segmint.store import open_store
+
+    store = open_store(str(path), read_only=True)
+    con = store._engine_connection()
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET temp_directory = '{path.parent / 'duckdb-tmp'}'")
+    sql = feature_sql(default_as_of(store))
+    with Timer() as t:
+        plan = con.execute(f"EXPLAIN ANALYZE {sql}").fetchall()
+    text = "\n".join(str(row[-1]) for row in plan)
+    out = path.parent / f"explain-{path.stem}.txt"
+    out.write_text(text)
+    store.close()
+    return {"seconds": t.seconds, "cpu_s": t.cpu_seconds, "plan": str(out)}
 
 
 class _SparkLog(logging.Handler):
@@ -219,7 +247,6 @@ class _SparkLog(logging.Handler):
 
 def child_spark(path: Path, master: str, driver_memory: str) -> dict[str, Any]:
     import segmint.engines as engines
-
     from segmint.config import SparkSettings
     from segmint.features import compute_features
     from segmint.store import open_store
@@ -260,6 +287,7 @@ def child_spark(path: Path, master: str, driver_memory: str) -> dict[str, Any]:
         total = time.perf_counter() - t0
     _drop_run(store, run.run_id)
     store.close()
+    shutil.rmtree(root, ignore_errors=True)
     export = stages.get("export", 0.0)
     return {
         "engine": f"spark {master}",
@@ -270,6 +298,7 @@ def child_spark(path: Path, master: str, driver_memory: str) -> dict[str, Any]:
         "stages": stages,
         "peak_rss": peak_rss_bytes(),
         "peak_tree_rss": tree.peak,
+        "cpu_s": tree.cpu_seconds,
         "n_users": run.n_users,
         **info,
     }
@@ -277,7 +306,7 @@ def child_spark(path: Path, master: str, driver_memory: str) -> dict[str, Any]:
 
 def child_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("engine", choices=["duckdb", "spark"])
+    p.add_argument("engine", choices=["duckdb", "spark", "explain"])
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--memory-limit", default="8GB")
     p.add_argument("--threads", type=int)
@@ -285,7 +314,9 @@ def child_main(argv: list[str]) -> None:
     p.add_argument("--driver-memory", default="12g")
     a = p.parse_args(argv)
     load_before = os.getloadavg()
-    if a.engine == "duckdb":
+    if a.engine == "explain":
+        result = child_explain(a.store, a.memory_limit)
+    elif a.engine == "duckdb":
         result = child_duckdb(a.store, a.memory_limit, a.threads)
     else:
         result = child_spark(a.store, a.master, a.driver_memory)
@@ -390,6 +421,7 @@ def render(res: dict[str, Any]) -> str:
         "features s",
         "auto-k s",
         "total s",
+        "CPU s",
         "peak memory",
         "k",
         "load 1m",
@@ -406,6 +438,7 @@ def render(res: dict[str, Any]) -> str:
                 f"{r['features_s']:.1f}",
                 "-" if auto_k is None else f"{auto_k:.1f}",
                 f"{r['seconds']:.1f}",
+                f"{r['cpu_s']:.0f}" if "cpu_s" in r else "-",
                 fmt_bytes(r["peak_tree_rss"]),
                 "-" if r.get("k") is None else str(r["k"]),
                 f"{r['load_before'][0]:.1f} / {r['load_after'][0]:.1f}",
@@ -419,7 +452,9 @@ def render(res: dict[str, Any]) -> str:
         f"PySpark {f['pyspark']}, pandas {f['pandas']}; {f['cpus']} cores, "
         f"{f.get('memory_gib', '?')} GiB. `total` is open to auto-k (Spark: JVM start, export "
         "and features, plus auto-k when it runs on Spark); `peak memory` is the summed RSS of "
-        "the child and its JVM; `load 1m` is the 1-minute load average before / after.",
+        "the child and its JVM; `CPU s` is the user + system time of the child and its JVM "
+        "over the child's life (steadier than wall time on a shared machine); `load 1m` is "
+        "the 1-minute load average before / after.",
         "",
         table(headers, rows),
         "",
