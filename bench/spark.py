@@ -105,9 +105,10 @@ class TreeRss:
 # -- children ---------------------------------------------------------------------------------
 
 
-def _stage_timers(stages: dict[str, float]) -> None:
+def _stage_timers(stages: dict[str, float], cpu: dict[str, float]) -> None:
     """Time the parts of compute_features on DuckDB without changing them: the feature
-    query into a staged table, the insert into ``features``, the read-back, the dtypes."""
+    query into a staged table, the insert into ``features``, the read-back, the dtypes
+    (wall seconds in ``stages``, CPU seconds of the process, all threads, in ``cpu``)."""
     import segmint.features._runs as runs
     from segmint.store import Staging
 
@@ -115,12 +116,13 @@ def _stage_timers(stages: dict[str, float]) -> None:
         inner = getattr(owner, name)
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            s = time.perf_counter()
+            s, c = time.perf_counter(), time.process_time()
             try:
                 return inner(*args, **kwargs)
             finally:
                 key = label(args) if callable(label) else label
                 stages[key] = stages.get(key, 0.0) + time.perf_counter() - s
+                cpu[key] = cpu.get(key, 0.0) + time.process_time() - c
 
         setattr(owner, name, wrapper)
 
@@ -135,17 +137,17 @@ def _stage_timers(stages: dict[str, float]) -> None:
     timed(runs, "default_as_of", "features.as_of")
 
 
-def _auto_k(data: Any, stages: dict[str, float]) -> dict[str, Any]:
+def _auto_k(data: Any, stages: dict[str, float], cpu: dict[str, float]) -> dict[str, Any]:
     from segmint.segments._cluster import AutoKMeans
     from segmint.segments._scaling import FeatureScaler
 
     with Timer() as t:
         X = data.set_index("user_id")[FEATURES].astype("float64")
         Xs = FeatureScaler(scaling="standard", log1p="auto").fit_transform(X)
-    stages["scale"] = t.seconds
+    stages["scale"], cpu["scale"] = t.seconds, t.cpu_seconds
     with Timer() as t:
         model = AutoKMeans("auto", k_min=2, k_max=10, random_state=0).fit(Xs)
-    stages["auto_k"] = t.seconds
+    stages["auto_k"], cpu["auto_k"] = t.seconds, t.cpu_seconds
     return {"k": int(model.n_clusters_), "algorithm": model.algorithm_}
 
 
@@ -171,8 +173,9 @@ def child_duckdb(path: Path, memory_limit: str, threads: int | None) -> dict[str
     from segmint.store import open_store
 
     stages: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     _imports(stages)
-    _stage_timers(stages)
+    _stage_timers(stages, cpu)
     spill = path.parent / "duckdb-tmp"
     spill.mkdir(exist_ok=True)
     with TreeRss() as tree:
@@ -186,8 +189,8 @@ def child_duckdb(path: Path, memory_limit: str, threads: int | None) -> dict[str
         stages["open_store"] = time.perf_counter() - t0
         with Timer() as t:
             run = compute_features(store)
-        stages["features"] = t.seconds
-        info = _auto_k(run.data, stages)
+        stages["features"], cpu["features"] = t.seconds, t.cpu_seconds
+        info = _auto_k(run.data, stages, cpu)
         total = time.perf_counter() - t0
     spilled = con.execute("SELECT coalesce(sum(size), 0) FROM duckdb_temporary_files()").fetchall()[
         0
@@ -200,6 +203,7 @@ def child_duckdb(path: Path, memory_limit: str, threads: int | None) -> dict[str
         "features_s": stages["features"],
         "auto_k_s": stages["scale"] + stages["auto_k"],
         "stages": stages,
+        "stages_cpu": cpu,
         "peak_rss": peak_rss_bytes(),
         "peak_tree_rss": tree.peak,
         "cpu_s": tree.cpu_seconds,
@@ -262,6 +266,10 @@ def child_spark(path: Path, master: str, driver_memory: str) -> dict[str, Any]:
         master=master,
         conf={
             "spark.driver.memory": driver_memory,
+            # the feature rows come back to the driver as Arrow: 5M users are ~1 GiB, over
+            # Spark's default limit of 1g (the run fails with "Total size of serialized
+            # results ... is bigger than spark.driver.maxResultSize")
+            "spark.driver.maxResultSize": driver_memory,
             "spark.sql.shuffle.partitions": "16",
             "spark.local.dir": str(path.parent / "spark-tmp"),
         },
@@ -345,7 +353,13 @@ def main() -> None:
     p.add_argument("--skip-10m", action="store_true")
     p.add_argument("--skip-spark", action="store_true")
     p.add_argument("--skip-duckdb", action="store_true")
+    p.add_argument(
+        "--render", type=Path, nargs="+", help="print the table of earlier runs' JSON files"
+    )
     a = p.parse_args()
+    if a.render:
+        print(render(_merge(a.render)))
+        return
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     log = a.out / f"spark-{stamp}.log"
@@ -401,6 +415,17 @@ def main() -> None:
     (a.out / f"spark-{stamp}.md").write_text(report)
     print()
     print(report)
+
+
+def _merge(paths: list[Path]) -> dict[str, Any]:
+    """The runs of several result files as one (the facts and stamp of the last)."""
+    merged: dict[str, Any] = {"runs": [], "generation_s": {}}
+    for path in paths:
+        res = json.loads(path.read_text())
+        merged["runs"] += res["runs"]
+        merged["generation_s"].update(res.get("generation_s") or {})
+        merged["facts"], merged["stamp"] = res["facts"], res["stamp"]
+    return merged
 
 
 def _pyspark_version() -> str:
@@ -464,6 +489,9 @@ def render(res: dict[str, Any]) -> str:
     for r in res["runs"]:
         st = ", ".join(f"{k} {v:.2f}" for k, v in r["stages"].items())
         lines.append(f"- {r['engine']} {fmt_int(r['n_users'])}: {st}")
+        if r.get("stages_cpu"):
+            st = ", ".join(f"{k} {v:.2f}" for k, v in r["stages_cpu"].items())
+            lines.append(f"  - CPU seconds: {st}")
     gen = res.get("generation_s") or {}
     if gen:
         lines += [
