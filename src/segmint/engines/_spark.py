@@ -220,6 +220,14 @@ class SparkEngine:
 
             active = SparkSession.getActiveSession()
             if active is not None:
+                running = active.sparkContext.master
+                if running != self.settings.master:
+                    log.warning(
+                        "spark.master is %s but this process already runs a Spark session on "
+                        "%s: that one is used (one session per process)",
+                        self.settings.master,
+                        running,
+                    )
                 return active
             # pyspark 4.3 warns that pandas 3 is not "fully supported"; segmint hands it
             # Arrow tables, and the parity tests check the results
