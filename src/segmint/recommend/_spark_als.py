@@ -82,6 +82,7 @@ class SparkALSRecommender(_FactorModel):
         from pyspark.ml.recommendation import ALS
 
         spark = self.engine.session
+        self.spark_master_ = str(spark.sparkContext.master)
         rows = self._rows(interactions)
         blocks = max(1, int(spark.sparkContext.defaultParallelism))
         als = ALS(
@@ -127,7 +128,8 @@ class SparkALSRecommender(_FactorModel):
         return out
 
     def get_params(self) -> dict[str, Any]:
-        """The parameters (for the run record); the engine as its master URL."""
+        """The parameters (for the run record); the engine as the master it ran on."""
         params = super().get_params()
-        params["engine"] = f"spark {self.engine.settings.master}"
+        master = getattr(self, "spark_master_", self.engine.settings.master)
+        params["engine"] = f"spark {master}"
         return params
