@@ -252,7 +252,14 @@ class SparkEngine:
             jar = self._jdbc_jar(required=False)
             if jar:
                 builder = builder.config("spark.jars", jar)
-            for key, value in self.settings.conf.items():
+            conf = {
+                # MLlib's ALS builds a long lineage: deep (de)serialisation needs a larger
+                # thread stack than the JVM's default (one crash seen in the tests without)
+                "spark.driver.extraJavaOptions": "-Xss16m",
+                "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
+                **self.settings.conf,
+            }
+            for key, value in conf.items():
                 builder = builder.config(key, value)
             started = time.perf_counter()
             try:
@@ -264,6 +271,8 @@ class SparkEngine:
                     f"({first}); check spark.master and spark.conf in segmint.yaml"
                 ) from None
             spark.sparkContext.setLogLevel("ERROR")
+            if spark.sparkContext.getCheckpointDir() is None:  # ALS checkpoints every 10 sweeps
+                spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="segmint-spark-"))
             log.info(
                 "Spark %s session on %s (Java %d) in %.1fs",
                 pyspark.__version__,
