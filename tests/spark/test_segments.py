@@ -29,8 +29,7 @@ from segmint.engines import SparkEngine
 from segmint.errors import ConfigError
 from segmint.features import compute_features, load_features
 from segmint.project import Project
-from segmint.segments import run_segmentation
-from segmint.segments._rules import rfm_sql, run_sql
+from segmint.segments import rfm_sql, run_segmentation, run_sql
 
 RULES = RulesSegmentation(
     type="rules",
