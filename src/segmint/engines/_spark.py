@@ -50,6 +50,17 @@ CANONICAL = ("users", "items", "orders", "order_items", "events")
 """The tables the feature catalog and the recommenders read."""
 
 _LOCK = threading.Lock()
+_SPARK_TYPES = {
+    "VARCHAR": "string",
+    "JSON": "string",
+    "TIMESTAMPTZ": "timestamp",
+    "TIMESTAMP": "timestamp_ntz",
+    "DATE": "date",
+    "DOUBLE": "double",
+    "INTEGER": "int",
+    "BIGINT": "bigint",
+    "BOOLEAN": "boolean",
+}
 _VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 
 
@@ -231,6 +242,14 @@ class SparkEngine:
 
             active = SparkSession.getActiveSession()
             if active is not None:
+                running = active.sparkContext.master
+                if running != self.settings.master:
+                    log.warning(
+                        "spark.master is %s but this process already runs a Spark session on "
+                        "%s: that one is used (one session per process)",
+                        self.settings.master,
+                        running,
+                    )
                 return active
             # pyspark 4.3 warns that pandas 3 is not "fully supported"; segmint hands it
             # Arrow tables, and the parity tests check the results
@@ -297,7 +316,7 @@ class SparkEngine:
         for name in tables:
             table = self.settings.tables.get(name)  # type: ignore[call-overload]
             if table is not None:
-                self._read_own(name, table).createOrReplaceTempView(name)
+                self._canonical(name, self._read_own(name, table)).createOrReplaceTempView(name)
                 copied[name] = 0
                 continue
             columns = ", ".join(f'"{c.name}"' for c in TABLES[name].columns if not c.pii)
@@ -314,6 +333,29 @@ class SparkEngine:
             self.session.read.parquet(str(path)).createOrReplaceTempView(name)
             self._views.add(name)
         return copied
+
+    def _canonical(self, name: str, frame: Any) -> Any:
+        """A table Spark read itself, in the store's columns and types (a CSV or JSON Lines
+        file gives text where the store has timestamps); a missing column that the store
+        requires is an error, other missing columns are NULL."""
+        from pyspark.sql import functions as F
+
+        have = set(frame.columns)
+        out = []
+        for column in TABLES[name].columns:
+            if column.pii:
+                continue
+            kind = _SPARK_TYPES.get(column.type, "string")
+            if column.name in have:
+                out.append(F.col(column.name).cast(kind).alias(column.name))
+            elif column.required:
+                raise ConfigError(
+                    f"spark.tables.{name}: the data has no column {column.name!r} (it has "
+                    f"{', '.join(sorted(have))}); the store's columns are in docs/data-model.md"
+                )
+            else:
+                out.append(F.lit(None).cast(kind).alias(column.name))
+        return frame.select(*out)
 
     def _read_own(self, name: str, table: SparkTable) -> Any:
         reader = self.session.read.options(**table.options)

@@ -235,7 +235,7 @@ def compute_features(
     run_id = run_id or new_run_id(created)
     _check_run_id(run_id)
     sql = feature_sql(at, custom)
-    rows = None if engine is None else _spark_feature_rows(engine, store, sql)
+    rows = None if engine is None else _spark_feature_rows(engine, store, sql, custom, at)
     try:
         with store.transaction():
             store.add_columns("features", types)  # a new custom or catalog feature
@@ -276,14 +276,23 @@ def compute_features(
     )
 
 
-def _spark_feature_rows(engine: SparkEngine, store: Store, sql: str) -> pa.Table:
+def _spark_feature_rows(
+    engine: SparkEngine, store: Store, sql: str, custom: Sequence[CustomFeature], at: datetime
+) -> pa.Table:
     """The feature rows computed on Spark from the store's tables (one definition: the
-    DuckDB-dialect ``sql``, transpiled), collected as Arrow."""
+    DuckDB-dialect ``sql``, transpiled), collected as Arrow. When Spark cannot run the
+    query, a custom feature it cannot run alone is named."""
     started = time.perf_counter()
     try:
         copied = engine.load_tables(store)
         loaded = time.perf_counter()
-        rows = engine.to_arrow(engine.sql(sql, context="the feature query"))
+        try:
+            query = engine.sql(sql, context="the feature query")
+        except ConfigError:
+            for feature in custom:  # each alone: the one Spark refuses is named
+                engine.sql(custom_probe_sql(feature, at), context=feature.context)
+            raise
+        rows = engine.to_arrow(query)
     finally:
         engine.close()
     log.info(
