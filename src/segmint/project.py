@@ -224,6 +224,7 @@ class Project:
             feature_run_id=run.run_id,
             as_of=run.as_of,
             callback=callback,
+            engine=self.engine,
         )
         return results[0] if single else results
 

@@ -146,10 +146,32 @@ _TRUNC_UNITS = {"YEAR", "QUARTER", "MONTH", "WEEK", "DAY", "HOUR", "MINUTE", "SE
 _TRUNC_UNITS |= {"MILLISECOND", "MICROSECOND"}
 
 
+def _exact_percentile(node: exp.Expression) -> exp.Expression | None:
+    """DuckDB's ``quantile_cont(x, q)`` (and ``percentile_cont(q) WITHIN GROUP (ORDER BY
+    x)``) as Spark's exact ``PERCENTILE(x, q)``: the same linear interpolation between the
+    two nearest ranks. sqlglot writes ``PERCENTILE_CONT(x, q)``, which Spark refuses, and
+    ``PERCENTILE_APPROX`` for the WITHIN GROUP form, which is approximate."""
+    if isinstance(node, exp.PercentileCont) and node.args.get("expression") is not None:
+        return exp.Anonymous(
+            this="PERCENTILE", expressions=[node.this.copy(), node.expression.copy()]
+        )
+    if isinstance(node, exp.WithinGroup) and isinstance(node.this, exp.PercentileCont):
+        order = node.expression.expressions if node.expression else []
+        if len(order) != 1 or order[0].args.get("desc"):
+            raise UnsupportedError("percentile_cont ... WITHIN GROUP needs one ascending key")
+        return exp.Anonymous(
+            this="PERCENTILE", expressions=[order[0].this.copy(), node.this.this.copy()]
+        )
+    return None
+
+
 def _same_meaning(node: exp.Expression) -> exp.Expression:
     """Where sqlglot's Spark SQL would compute something else than DuckDB: DuckDB's
-    one-argument ``log`` is base 10 (Spark's is e), ``epoch`` keeps microseconds, and
-    ISO day-of-week / year have other names."""
+    one-argument ``log`` is base 10 (Spark's is e), ``epoch`` keeps microseconds,
+    ISO day-of-week / year have other names, and quantiles must stay exact."""
+    percentile = _exact_percentile(node)
+    if percentile is not None:
+        return percentile
     if isinstance(node, exp.Log) and node.args.get("expression") is None:
         return exp.Anonymous(this="LOG10", expressions=[node.this.copy()])
     if isinstance(node, exp.TimestampTrunc | exp.DateTrunc):

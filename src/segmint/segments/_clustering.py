@@ -6,7 +6,7 @@ readable names -> random-forest assigner (importances; assigns new users later).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,11 +28,26 @@ from segmint.segments._explain import SegmentAssigner, SurrogateTree, name_clust
 from segmint.segments._identity import cluster_profiles
 from segmint.segments._scaling import FeatureScaler
 
+if TYPE_CHECKING:
+    from segmint.engines import SparkEngine
+
 NOISE_NAME = "noise"
 
 
-def _model(spec: ClusterSegmentation) -> Any:
+def _model(spec: ClusterSegmentation, engine: SparkEngine | None = None) -> Any:
     k, lo, hi, seed = spec.k, spec.k_min, spec.k_max, spec.random_state
+    if spec.type == "kmeans" and engine is not None:
+        from segmint.segments._spark_kmeans import SparkKMeans
+
+        return SparkKMeans(
+            engine,
+            k,
+            k_min=lo,
+            k_max=hi,
+            sample_size=spec.sample_size,
+            scan_sample=engine.settings.sample_size,
+            random_state=seed,
+        )
     if spec.type == "kmeans":
         return AutoKMeans(k, k_min=lo, k_max=hi, sample_size=spec.sample_size, random_state=seed)
     if spec.type == "ward":
@@ -58,9 +73,18 @@ def cluster_inputs(spec: ClusterSegmentation, features: pd.DataFrame, name: str)
 
 
 def run_clustering(
-    name: str, spec: ClusterSegmentation, features: pd.DataFrame
+    name: str,
+    spec: ClusterSegmentation,
+    features: pd.DataFrame,
+    *,
+    engine: SparkEngine | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, str], dict[str, Any]]:
-    """Fit, evaluate and explain one clustering; return (assignments, metrics, rules, details)."""
+    """Fit, evaluate and explain one clustering; return (assignments, metrics, rules, details).
+
+    With a Spark ``engine`` k-means chooses k on a sample as :class:`AutoKMeans` does and
+    fits on all rows with MLlib (``details["fit"]`` says where); the other methods, the
+    evaluation and the explanations run here.
+    """
     if spec.k != "auto" and not isinstance(spec.k, int):  # pragma: no cover - pydantic
         raise ConfigError(f"segmentation {name!r}: k must be 'auto' or an integer")
     raw = cluster_inputs(spec, features, name)
@@ -79,7 +103,9 @@ def run_clustering(
                 details["explained_variance_ratio"] = reducer.explained_variance_ratio_.round(
                     4
                 ).to_dict()
-        model = _model(spec).fit(X)
+        model = _model(spec, engine).fit(X)
+        if hasattr(model, "describe"):
+            details["fit"] = model.describe()
         labels = np.asarray(model.labels_)
         X_arr = np.asarray(X, dtype="float64")
         refit = None
