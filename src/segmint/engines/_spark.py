@@ -23,6 +23,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -262,6 +263,9 @@ class SparkEngine:
             check_master(self.settings.master)
             if self.settings.java_home:
                 os.environ["JAVA_HOME"] = self.settings.java_home
+            # Python workers (MLlib's RDD K-Means) run this interpreter, with its packages,
+            # not whatever python3 is first on PATH
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             builder = (
                 SparkSession.builder.master(self.settings.master)
                 .appName(self.settings.app_name)
