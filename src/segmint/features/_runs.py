@@ -241,14 +241,7 @@ def compute_features(
             store.add_columns("features", types)  # a new custom or catalog feature
             if store.scalar("SELECT count(*) FROM feature_runs WHERE run_id = ?", [run_id]):
                 raise ConfigError(f"feature run {run_id!r} already exists; choose another run_id")
-            if rows is None:
-                data = _write_feature_rows(store, sql, run_id, types)
-            else:
-                store.insert(
-                    "features",
-                    rows.append_column("run_id", pa.array([run_id] * len(rows), pa.string())),
-                )
-                data = rows.to_pandas()
+            data = _write_feature_rows(store, sql, run_id, types, computed=rows)
             n_users = len(data)
             store.execute(
                 "INSERT INTO feature_runs (run_id, as_of, created_at, n_users, features, params) "
@@ -259,14 +252,11 @@ def compute_features(
     except Exception as exc:
         _name_failing_feature(store, custom, at, exc)
         raise
+    took = time.perf_counter() - started
     log.info(
         "feature run %s: %d features for %d users as of %s in %.2fs",
-        run_id,
-        len(types),
-        n_users,
-        at.isoformat(),
-        time.perf_counter() - started,
-    )
+        run_id, len(types), n_users, at.isoformat(), took,
+    )  # fmt: skip
     return FeatureRun(
         run_id=run_id,
         as_of=at,
@@ -325,14 +315,26 @@ def _run_params(custom: Sequence[CustomFeature], types: dict[str, str]) -> dict[
     }
 
 
-def _write_feature_rows(store: Store, sql: str, run_id: str, types: dict[str, str]) -> pd.DataFrame:
+def _write_feature_rows(
+    store: Store,
+    sql: str,
+    run_id: str,
+    types: dict[str, str],
+    *,
+    computed: pa.Table | None = None,
+) -> pd.DataFrame:
     """Insert the rows of feature query ``sql`` as run ``run_id`` (in the caller's
     transaction) and return them (``user_id`` then the features, as the store gives them).
 
-    Where the engine is the store (DuckDB) the rows are computed once into a staged table,
-    inserted from it and read back from it; otherwise the store computes and inserts them
-    in one statement and they are read back from ``features``.
+    Rows ``computed`` elsewhere (Spark) are appended as they are. Where the engine is the
+    store (DuckDB) the rows are computed once into a staged table, inserted from it and read
+    back from it; otherwise the store computes and inserts them in one statement and they
+    are read back from ``features``.
     """
+    if computed is not None:
+        run = pa.array([run_id] * computed.num_rows, pa.string())
+        store.insert("features", computed.append_column("run_id", run))
+        return computed.to_pandas()
     names = ", ".join(_q(n) for n in types)
     if store.capabilities.engine_is_store:
         with store.staging() as stage:

@@ -125,12 +125,7 @@ def run_clustering(
             refit=refit,
             random_state=spec.random_state,
         )
-        if getattr(model, "k_scores_", None) is not None:
-            details["k_scores"] = model.k_scores_.reset_index().round(6).to_dict(orient="records")
-        if getattr(model, "decision_", None):
-            details["decision"] = model.decision_
-        if getattr(model, "elbow_k_", None) is not None:
-            details["elbow_k"] = int(model.elbow_k_)
+        details.update(_k_search(model))
         names = name_clusters(raw, labels)
         seg_name = {lab: (NOISE_NAME if lab == NOISE_LABEL else names[lab]) for lab in names}
         seg_name.setdefault(NOISE_LABEL, NOISE_NAME)
@@ -139,16 +134,7 @@ def run_clustering(
         transformed = scaled * scaler.scale_ + scaler.center_
         details["clusters"] = cluster_profiles(transformed, labels, seg_name, NOISE_LABEL)
         details["centroid_scale"] = {str(k): float(v) for k, v in scaler.scale_.items()}
-        filled = raw.fillna(raw.median())
-        # the tree sees missing values as missing (never the imputed median), so a rule
-        # never selects one-off buyers by a gap they do not have
-        tree = SurrogateTree(random_state=spec.random_state).fit(raw, segments)
-        rules = {seg: " OR ".join(f"({r})" for r in rs) for seg, rs in tree.rules_.items() if rs}
-        details["fidelity"] = round(tree.fidelity_, 2)
-        details["rule_table"] = tree.rule_table_.to_dict(orient="records")
-        assigner = SegmentAssigner(random_state=spec.random_state).fit(filled, segments)
-        details["feature_importances"] = assigner.feature_importances_.round(4).to_dict()
-        details["assigner_oob_accuracy"] = round(assigner.oob_score_, 4)
+        rules = _explain(raw, segments, spec.random_state, details)
         details["names"] = {str(seg_name[lab]): f"cluster {lab}" for lab in sorted(seg_name)}
         details["n_clusters"] = int(model.n_clusters_)
     assignments = pd.DataFrame(
@@ -162,6 +148,33 @@ def run_clustering(
         if key not in ("sizes", "shares", "revenue_share")
     }
     return assignments, metrics, rules, details
+
+
+def _k_search(model: Any) -> dict[str, Any]:
+    """What a model with automatic k says of its choice (k scores, decision, elbow)."""
+    out: dict[str, Any] = {}
+    if getattr(model, "k_scores_", None) is not None:
+        out["k_scores"] = model.k_scores_.reset_index().round(6).to_dict(orient="records")
+    if getattr(model, "decision_", None):
+        out["decision"] = model.decision_
+    if getattr(model, "elbow_k_", None) is not None:
+        out["elbow_k"] = int(model.elbow_k_)
+    return out
+
+
+def _explain(
+    raw: pd.DataFrame, segments: np.ndarray, seed: int | None, details: dict[str, Any]
+) -> dict[str, str]:
+    """Surrogate-tree rules per segment and the random-forest assigner (into ``details``)."""
+    # the tree sees missing values as missing (never the imputed median), so a rule
+    # never selects one-off buyers by a gap they do not have
+    tree = SurrogateTree(random_state=seed).fit(raw, segments)
+    details["fidelity"] = round(tree.fidelity_, 2)
+    details["rule_table"] = tree.rule_table_.to_dict(orient="records")
+    assigner = SegmentAssigner(random_state=seed).fit(raw.fillna(raw.median()), segments)
+    details["feature_importances"] = assigner.feature_importances_.round(4).to_dict()
+    details["assigner_oob_accuracy"] = round(assigner.oob_score_, 4)
+    return {seg: " OR ".join(f"({r})" for r in rs) for seg, rs in tree.rules_.items() if rs}
 
 
 def assign_segments(
