@@ -40,13 +40,7 @@ def _model(spec: ClusterSegmentation, engine: SparkEngine | None = None) -> Any:
         from segmint.segments._spark_kmeans import SparkKMeans
 
         return SparkKMeans(
-            engine,
-            k,
-            k_min=lo,
-            k_max=hi,
-            sample_size=spec.sample_size,
-            scan_sample=engine.settings.sample_size,
-            random_state=seed,
+            engine, k, k_min=lo, k_max=hi, sample_size=spec.sample_size, random_state=seed
         )
     if spec.type == "kmeans":
         return AutoKMeans(k, k_min=lo, k_max=hi, sample_size=spec.sample_size, random_state=seed)

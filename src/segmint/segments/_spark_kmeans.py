@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 class SparkKMeans(_Fitted, ClusterMixin, BaseEstimator):  # type: ignore[misc]
     """K-means whose final fit runs on Spark MLlib.
 
-    **How k is chosen.** On at most ``scan_sample`` rows (drawn with ``random_state``),
-    :class:`AutoKMeans` scans ``k_min..k_max`` and chooses k by the mean rank of the
+    **How k is chosen.** On at most ``scan_sample`` rows (drawn with ``random_state``, the
+    same rows as ``engine: duckdb`` draws), :class:`AutoKMeans` scans ``k_min..k_max`` and chooses k by the mean rank of the
     silhouette, Calinski-Harabasz and Davies-Bouldin indices: the same criterion, the same
     code as ``engine: duckdb``. **The fit.** MLlib's k-means then runs on all rows in
     Spark, started from the centres found on the sample (so the clusters found on the
@@ -37,8 +37,8 @@ class SparkKMeans(_Fitted, ClusterMixin, BaseEstimator):  # type: ignore[misc]
     k_min, k_max : int, default=2, 10
     sample_size : int, default=10_000
         Rows for the silhouette in the k-scan.
-    scan_sample : int, default=200_000
-        Rows brought to the k-scan (``spark.sample_size``).
+    scan_sample : int or None, default=100_000
+        Rows of the k-scan (AutoKMeans's default: the same sample as ``engine: duckdb``).
     max_iter : int, default=300
         MLlib iterations at most.
     tol : float, default=1e-6
@@ -61,7 +61,7 @@ class SparkKMeans(_Fitted, ClusterMixin, BaseEstimator):  # type: ignore[misc]
         k_min: int = 2,
         k_max: int = 10,
         sample_size: int = 10_000,
-        scan_sample: int = 200_000,
+        scan_sample: int | None = 100_000,
         max_iter: int = 300,
         tol: float = 1e-6,
         random_state: int | None = 0,
@@ -90,28 +90,25 @@ class SparkKMeans(_Fitted, ClusterMixin, BaseEstimator):  # type: ignore[misc]
         self : SparkKMeans
         """
         data = self._validate_fit(X)
-        n = data.shape[0]
         seed = 0 if self.random_state is None else int(self.random_state)
-        rng = np.random.default_rng(seed)
-        idx = None if n <= self.scan_sample else np.sort(rng.choice(n, self.scan_sample, False))
-        sample = data if idx is None else data[idx]
         started = time.perf_counter()
+        # the k-scan of engine: duckdb, on the same sample drawn the same way
         scan = AutoKMeans(
             self.n_clusters,
             k_min=self.k_min,
             k_max=self.k_max,
             sample_size=self.sample_size,
-            scan_sample=None,
+            scan_sample=self.scan_sample,
             random_state=self.random_state,
-        ).fit(sample)
+        ).scan(data)
         scanned = time.perf_counter()
-        labels, centers, inertia = self._fit_on_spark(data, scan.cluster_centers_, seed)
+        labels, centers, inertia = self._fit_on_spark(data, scan.scan_centers_, seed)
         log.debug(
             "k-means: k=%d chosen on %d rows in %.1fs, MLlib fit on %d rows in %.1fs",
             scan.n_clusters_,
-            sample.shape[0],
+            scan.scan_size_,
             scanned - started,
-            n,
+            data.shape[0],
             time.perf_counter() - scanned,
         )
         self.n_clusters_ = int(scan.n_clusters_)
@@ -121,7 +118,7 @@ class SparkKMeans(_Fitted, ClusterMixin, BaseEstimator):  # type: ignore[misc]
         self.k_scores_ = scan.k_scores_
         self.elbow_k_ = scan.elbow_k_
         self.decision_ = scan.decision_
-        self.scan_size_ = int(sample.shape[0])
+        self.scan_size_ = int(scan.scan_size_)
         self.master_ = str(self.engine.session.sparkContext.master)
         return self
 
