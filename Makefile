@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean venv chromium office
+.PHONY: demo test lint typecheck bench clean venv chromium office spark
 
 venv: $(STAMP)
 
@@ -45,7 +45,14 @@ office:
 	  else echo "soffice is missing; as root: apt-get install libreoffice-calc-nogui" >&2; exit 1; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends libreoffice-calc-nogui; }
 
-test: $(STAMP) chromium office lint typecheck
+# Java 17 and the PostgreSQL JDBC driver for the Spark engine's tests (engine: spark)
+spark:
+	@{ command -v java >/dev/null && [ -f /usr/share/java/postgresql.jar ]; } || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "java or the JDBC driver is missing; as root: apt-get install openjdk-17-jre-headless libpostgresql-jdbc-java" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless libpostgresql-jdbc-java; }
+
+test: $(STAMP) chromium office spark lint typecheck
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

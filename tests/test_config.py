@@ -472,14 +472,33 @@ def test_date_patterns(pattern: str, strptime: str) -> None:
     assert strptime_format(pattern) == strptime
 
 
-def test_engine_spark_is_refused_until_it_exists(tmp_path: Path) -> None:
-    path = _write(tmp_path, "project: x\nengine: spark\n")
+def test_engine_spark_and_its_section_load_and_bad_values_name_the_line(tmp_path: Path) -> None:
+    text = (
+        "project: x\nengine: spark\nspark:\n  master: local[4]\n"
+        "  conf: {spark.driver.memory: 8g, spark.sql.adaptive.enabled: true, "
+        "spark.sql.shuffle.partitions: 64}\n"
+        "  tables:\n    orders: {format: parquet, path: /lake/orders/}\n"
+    )
+    config = load_config(_write(tmp_path, text))
+    assert config.engine == "spark" and config.spark.master == "local[4]"
+    assert config.spark.conf == {  # YAML's booleans and numbers as Spark's text
+        "spark.driver.memory": "8g",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.shuffle.partitions": "64",
+    }
+    assert config.spark.tables["orders"].path == "/lake/orders/"
+    for master in ("local", "local[*]", "local[2,3]", "spark://h1:7077,h2:7077", "yarn"):
+        assert (
+            load_config(_write(tmp_path, f"spark: {{master: '{master}'}}\n")).spark.master == master
+        )
     with pytest.raises(
-        ConfigError,
-        match=r"segmint.yaml:2: engine: .*engine: spark is not available yet \(issue 23\); "
-        r"use engine: duckdb",
+        ConfigError, match=r"yaml:4: spark\.master: .*'lokal\[2\]' is not a Spark master"
     ):
-        load_config(path)
+        load_config(_write(tmp_path, "project: x\nengine: spark\nspark:\n  master: lokal[2]\n"))
+    with pytest.raises(ConfigError, match=r"spark\.tables\.orders: .*a csv table needs `path`"):
+        load_config(_write(tmp_path, "spark: {tables: {orders: {format: csv}}}\n"))
+    with pytest.raises(ConfigError, match=r"spark\.tables\.orders: .*needs `url` and `dbtable`"):
+        load_config(_write(tmp_path, "spark: {tables: {orders: {format: jdbc, url: 'jdbc:x'}}}\n"))
     assert load_config(_write(tmp_path, "engine: duckdb\n")).engine == "duckdb"
 
 

@@ -941,9 +941,6 @@ class SparkSettings(_Strict):
     tables: dict[Literal["users", "items", "orders", "order_items", "events"], SparkTable] = Field(
         default_factory=dict
     )
-    sample_size: int = Field(
-        default=200_000, ge=1000, description="rows brought to the driver to choose k"
-    )
 
     @field_validator("master")
     @classmethod

@@ -14,6 +14,8 @@ The tree::
     │       │                         an invalid column expression, filter or query, a file not
     │       │                         in the declared encoding, an unset $ENV_VAR
     │       └── MissingColumnError    a mapped column is not in the source; suggests the closest
+    ├── EngineError                   (exit 2) engine: spark cannot run here: no Java 17/21, a
+    │                                 master that does not answer, no JDBC driver (names the fix)
     ├── StoreError                    the store cannot be opened, migrated or written
     │   └── StoreBusyError            a DuckDB store is held by another process (its lock), or
     │                                 owned by a running `segmint serve` (a write command stops)
@@ -53,8 +55,8 @@ stopping or the disk refused; the tracking endpoint answers 503 with Retry-After
 the workspace lets go of the store between batches and resumes the send).
 
 ``exit_code`` is what the CLI exits with: 2 for a problem the user fixes in segmint.yaml or
-on the command line (ConfigError and its subclasses, NotFoundError, InvalidTokenError), 1
-for everything else. Each message says what was found, what was expected and how to fix it.
+on the command line (ConfigError and its subclasses, NotFoundError, InvalidTokenError,
+EngineError), 1 for everything else. Each message says what was found, what was expected and how to fix it.
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ __all__ = [
     "AccessDenied",
     "ConfigChangedError",
     "ConfigError",
-    "EngineError",
     "ChannelUnavailable",
     "DeliveryError",
+    "EngineError",
     "InvalidTokenError",
     "JournalBusy",
     "LoadError",

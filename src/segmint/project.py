@@ -224,6 +224,7 @@ class Project:
             feature_run_id=run.run_id,
             as_of=run.as_of,
             callback=callback,
+            engine=self.engine,
         )
         return results[0] if single else results
 
@@ -385,6 +386,7 @@ class Project:
         from segmint.recommend import evaluate_models
 
         kwargs.setdefault("config", self.config.recommend)
+        kwargs.setdefault("engine", self.engine)
         return evaluate_models(self.store, **kwargs)
 
     def recommend_all(self, model: str = "best", **kwargs: Any) -> Any:
@@ -392,6 +394,7 @@ class Project:
         from segmint.recommend import recommend_all
 
         kwargs.setdefault("personalization", self.config.privacy.personalization)
+        kwargs.setdefault("engine", self.engine)
         return recommend_all(self.store, model, config=self.config.recommend, **kwargs)
 
     def recommend(self, user_id: str, n: int = 10) -> pd.DataFrame:

@@ -23,6 +23,7 @@ def test_recommend_exports() -> None:
             "RecommendationRun",
             "Recommender",
             "SegmentPopularityRecommender",
+            "SparkALSRecommender",
             "build_interactions",
             "catalogue_coverage",
             "evaluate_models",

@@ -305,3 +305,17 @@ def test_hdbscan_when_every_point_is_noise() -> None:
     model = DensityClustering(min_cluster_size=50).fit(X)
     assert model.n_clusters_ == 0 and model.n_noise_ == 60
     assert (model.predict(X) == -1).all()
+
+
+def test_the_k_scan_alone_chooses_what_the_fit_chooses_on_the_same_sample() -> None:
+    """Spark's k-means fits all rows from AutoKMeans.scan's centres: the scan must be the
+    fit's own (same sample rows, same scores, same k), however many rows are sampled."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 6, size=(4, 3))
+    X = np.vstack([c + rng.normal(0, 1, size=(900, 3)) for c in centres])
+    full = AutoKMeans(k_min=2, k_max=6, scan_sample=1000, sample_size=500, random_state=5).fit(X)
+    scan = AutoKMeans(k_min=2, k_max=6, scan_sample=1000, sample_size=500, random_state=5).scan(X)
+    assert scan.n_clusters_ == full.n_clusters_ == 4 and scan.scan_size_ == 1000
+    pd.testing.assert_frame_equal(scan.k_scores_, full.k_scores_)
+    assert scan.decision_ == full.decision_
+    assert not hasattr(scan, "labels_")  # no fit on all rows

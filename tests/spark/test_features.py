@@ -90,7 +90,7 @@ def test_a_feature_spark_sql_cannot_run_names_the_feature(
             compute_features(p.store, custom=[odd], engine=spark_engine)
         assert p.store.count("features") == before
     text = str(err.value)
-    assert "the feature query cannot run on engine: spark" in text
+    assert "feature 'decades' cannot run on engine: spark" in text
     assert "date_trunc('decade', ...) has no Spark SQL equivalent" in text
     assert "engine: duckdb" in text
 

@@ -7,9 +7,7 @@ ALS on Spark, over the same store; see docs/scale.md.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
+from segmint.engines._select import engine_for
 from segmint.engines._spark import (
     CANONICAL,
     JAVA_VERSIONS,
@@ -19,9 +17,6 @@ from segmint.engines._spark import (
     stop_session,
     to_spark_sql,
 )
-
-if TYPE_CHECKING:
-    from segmint.config import Config
 
 __all__ = [
     "CANONICAL",
@@ -33,11 +28,3 @@ __all__ = [
     "stop_session",
     "to_spark_sql",
 ]
-
-
-def engine_for(config: Config, root: Path | None = None) -> SparkEngine | None:
-    """The engine a project's configuration asks for: None for ``engine: duckdb`` (the
-    store computes), a :class:`SparkEngine` for ``engine: spark``."""
-    if config.engine != "spark":
-        return None
-    return SparkEngine(config.spark, root=root or config.root)

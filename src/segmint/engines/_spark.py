@@ -23,6 +23,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -50,6 +51,17 @@ CANONICAL = ("users", "items", "orders", "order_items", "events")
 """The tables the feature catalog and the recommenders read."""
 
 _LOCK = threading.Lock()
+_SPARK_TYPES = {
+    "VARCHAR": "string",
+    "JSON": "string",
+    "TIMESTAMPTZ": "timestamp",
+    "TIMESTAMP": "timestamp_ntz",
+    "DATE": "date",
+    "DOUBLE": "double",
+    "INTEGER": "int",
+    "BIGINT": "bigint",
+    "BOOLEAN": "boolean",
+}
 _VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 
 
@@ -135,10 +147,32 @@ _TRUNC_UNITS = {"YEAR", "QUARTER", "MONTH", "WEEK", "DAY", "HOUR", "MINUTE", "SE
 _TRUNC_UNITS |= {"MILLISECOND", "MICROSECOND"}
 
 
+def _exact_percentile(node: exp.Expression) -> exp.Expression | None:
+    """DuckDB's ``quantile_cont(x, q)`` (and ``percentile_cont(q) WITHIN GROUP (ORDER BY
+    x)``) as Spark's exact ``PERCENTILE(x, q)``: the same linear interpolation between the
+    two nearest ranks. sqlglot writes ``PERCENTILE_CONT(x, q)``, which Spark refuses, and
+    ``PERCENTILE_APPROX`` for the WITHIN GROUP form, which is approximate."""
+    if isinstance(node, exp.PercentileCont) and node.args.get("expression") is not None:
+        return exp.Anonymous(
+            this="PERCENTILE", expressions=[node.this.copy(), node.expression.copy()]
+        )
+    if isinstance(node, exp.WithinGroup) and isinstance(node.this, exp.PercentileCont):
+        order = node.expression.expressions if node.expression else []
+        if len(order) != 1 or order[0].args.get("desc"):
+            raise UnsupportedError("percentile_cont ... WITHIN GROUP needs one ascending key")
+        return exp.Anonymous(
+            this="PERCENTILE", expressions=[order[0].this.copy(), node.this.this.copy()]
+        )
+    return None
+
+
 def _same_meaning(node: exp.Expression) -> exp.Expression:
     """Where sqlglot's Spark SQL would compute something else than DuckDB: DuckDB's
-    one-argument ``log`` is base 10 (Spark's is e), ``epoch`` keeps microseconds, and
-    ISO day-of-week / year have other names."""
+    one-argument ``log`` is base 10 (Spark's is e), ``epoch`` keeps microseconds,
+    ISO day-of-week / year have other names, and quantiles must stay exact."""
+    percentile = _exact_percentile(node)
+    if percentile is not None:
+        return percentile
     if isinstance(node, exp.Log) and node.args.get("expression") is None:
         return exp.Anonymous(this="LOG10", expressions=[node.this.copy()])
     if isinstance(node, exp.TimestampTrunc | exp.DateTrunc):
@@ -209,6 +243,14 @@ class SparkEngine:
 
             active = SparkSession.getActiveSession()
             if active is not None:
+                running = active.sparkContext.master
+                if running != self.settings.master:
+                    log.warning(
+                        "spark.master is %s but this process already runs a Spark session on "
+                        "%s: that one is used (one session per process)",
+                        self.settings.master,
+                        running,
+                    )
                 return active
             # pyspark 4.3 warns that pandas 3 is not "fully supported"; segmint hands it
             # Arrow tables, and the parity tests check the results
@@ -221,6 +263,9 @@ class SparkEngine:
             check_master(self.settings.master)
             if self.settings.java_home:
                 os.environ["JAVA_HOME"] = self.settings.java_home
+            # Python workers (MLlib's RDD K-Means) run this interpreter, with its packages,
+            # not whatever python3 is first on PATH
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             builder = (
                 SparkSession.builder.master(self.settings.master)
                 .appName(self.settings.app_name)
@@ -233,7 +278,14 @@ class SparkEngine:
             jar = self._jdbc_jar(required=False)
             if jar:
                 builder = builder.config("spark.jars", jar)
-            for key, value in self.settings.conf.items():
+            conf = {
+                # MLlib's ALS builds a long lineage: deep (de)serialisation needs a larger
+                # thread stack than the JVM's default (one crash seen in the tests without)
+                "spark.driver.extraJavaOptions": "-Xss16m",
+                "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
+                **self.settings.conf,
+            }
+            for key, value in conf.items():
                 builder = builder.config(key, value)
             started = time.perf_counter()
             try:
@@ -245,6 +297,8 @@ class SparkEngine:
                     f"({first}); check spark.master and spark.conf in segmint.yaml"
                 ) from None
             spark.sparkContext.setLogLevel("ERROR")
+            if spark.sparkContext.getCheckpointDir() is None:  # ALS checkpoints every 10 sweeps
+                spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="segmint-spark-"))
             log.info(
                 "Spark %s session on %s (Java %d) in %.1fs",
                 pyspark.__version__,
@@ -275,7 +329,7 @@ class SparkEngine:
         for name in tables:
             table = self.settings.tables.get(name)  # type: ignore[call-overload]
             if table is not None:
-                self._read_own(name, table).createOrReplaceTempView(name)
+                self._canonical(name, self._read_own(name, table)).createOrReplaceTempView(name)
                 copied[name] = 0
                 continue
             columns = ", ".join(f'"{c.name}"' for c in TABLES[name].columns if not c.pii)
@@ -292,6 +346,29 @@ class SparkEngine:
             self.session.read.parquet(str(path)).createOrReplaceTempView(name)
             self._views.add(name)
         return copied
+
+    def _canonical(self, name: str, frame: Any) -> Any:
+        """A table Spark read itself, in the store's columns and types (a CSV or JSON Lines
+        file gives text where the store has timestamps); a missing column that the store
+        requires is an error, other missing columns are NULL."""
+        from pyspark.sql import functions as F
+
+        have = set(frame.columns)
+        out = []
+        for column in TABLES[name].columns:
+            if column.pii:
+                continue
+            kind = _SPARK_TYPES.get(column.type, "string")
+            if column.name in have:
+                out.append(F.col(column.name).cast(kind).alias(column.name))
+            elif column.required:
+                raise ConfigError(
+                    f"spark.tables.{name}: the data has no column {column.name!r} (it has "
+                    f"{', '.join(sorted(have))}); the store's columns are in docs/data-model.md"
+                )
+            else:
+                out.append(F.lit(None).cast(kind).alias(column.name))
+        return frame.select(*out)
 
     def _read_own(self, name: str, table: SparkTable) -> Any:
         reader = self.session.read.options(**table.options)

@@ -235,20 +235,13 @@ def compute_features(
     run_id = run_id or new_run_id(created)
     _check_run_id(run_id)
     sql = feature_sql(at, custom)
-    rows = None if engine is None else _spark_feature_rows(engine, store, sql)
+    rows = None if engine is None else _spark_feature_rows(engine, store, sql, custom, at)
     try:
         with store.transaction():
             store.add_columns("features", types)  # a new custom or catalog feature
             if store.scalar("SELECT count(*) FROM feature_runs WHERE run_id = ?", [run_id]):
                 raise ConfigError(f"feature run {run_id!r} already exists; choose another run_id")
-            if rows is None:
-                data = _write_feature_rows(store, sql, run_id, types)
-            else:
-                store.insert(
-                    "features",
-                    rows.append_column("run_id", pa.array([run_id] * len(rows), pa.string())),
-                )
-                data = rows.to_pandas()
+            data = _write_feature_rows(store, sql, run_id, types, computed=rows)
             n_users = len(data)
             store.execute(
                 "INSERT INTO feature_runs (run_id, as_of, created_at, n_users, features, params) "
@@ -259,14 +252,11 @@ def compute_features(
     except Exception as exc:
         _name_failing_feature(store, custom, at, exc)
         raise
+    took = time.perf_counter() - started
     log.info(
         "feature run %s: %d features for %d users as of %s in %.2fs",
-        run_id,
-        len(types),
-        n_users,
-        at.isoformat(),
-        time.perf_counter() - started,
-    )
+        run_id, len(types), n_users, at.isoformat(), took,
+    )  # fmt: skip
     return FeatureRun(
         run_id=run_id,
         as_of=at,
@@ -276,14 +266,23 @@ def compute_features(
     )
 
 
-def _spark_feature_rows(engine: SparkEngine, store: Store, sql: str) -> pa.Table:
+def _spark_feature_rows(
+    engine: SparkEngine, store: Store, sql: str, custom: Sequence[CustomFeature], at: datetime
+) -> pa.Table:
     """The feature rows computed on Spark from the store's tables (one definition: the
-    DuckDB-dialect ``sql``, transpiled), collected as Arrow."""
+    DuckDB-dialect ``sql``, transpiled), collected as Arrow. When Spark cannot run the
+    query, a custom feature it cannot run alone is named."""
     started = time.perf_counter()
     try:
         copied = engine.load_tables(store)
         loaded = time.perf_counter()
-        rows = engine.to_arrow(engine.sql(sql, context="the feature query"))
+        try:
+            query = engine.sql(sql, context="the feature query")
+        except ConfigError:
+            for feature in custom:  # each alone: the one Spark refuses is named
+                engine.sql(custom_probe_sql(feature, at), context=feature.context)
+            raise
+        rows = engine.to_arrow(query)
     finally:
         engine.close()
     log.info(
@@ -316,14 +315,26 @@ def _run_params(custom: Sequence[CustomFeature], types: dict[str, str]) -> dict[
     }
 
 
-def _write_feature_rows(store: Store, sql: str, run_id: str, types: dict[str, str]) -> pd.DataFrame:
+def _write_feature_rows(
+    store: Store,
+    sql: str,
+    run_id: str,
+    types: dict[str, str],
+    *,
+    computed: pa.Table | None = None,
+) -> pd.DataFrame:
     """Insert the rows of feature query ``sql`` as run ``run_id`` (in the caller's
     transaction) and return them (``user_id`` then the features, as the store gives them).
 
-    Where the engine is the store (DuckDB) the rows are computed once into a staged table,
-    inserted from it and read back from it; otherwise the store computes and inserts them
-    in one statement and they are read back from ``features``.
+    Rows ``computed`` elsewhere (Spark) are appended as they are. Where the engine is the
+    store (DuckDB) the rows are computed once into a staged table, inserted from it and read
+    back from it; otherwise the store computes and inserts them in one statement and they
+    are read back from ``features``.
     """
+    if computed is not None:
+        run = pa.array([run_id] * computed.num_rows, pa.string())
+        store.insert("features", computed.append_column("run_id", run))
+        return computed.to_pandas()
     names = ", ".join(_q(n) for n in types)
     if store.capabilities.engine_is_store:
         with store.staging() as stage:

@@ -46,6 +46,7 @@ from segmint.recommend._runs import (
     load_recommendations,
     load_run_record,
 )
+from segmint.recommend._spark_als import SparkALSRecommender
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -63,6 +64,7 @@ __all__ = [
     "RecommendationRun",
     "Recommender",
     "SegmentPopularityRecommender",
+    "SparkALSRecommender",
     "build_interactions",
     "catalogue_coverage",
     "evaluate_models",

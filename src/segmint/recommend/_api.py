@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,13 +27,22 @@ from segmint.recommend._runs import (
 )
 from segmint.store import Store, completed, latest_run_sql, no_personalization_sql, ts_lit
 
+if TYPE_CHECKING:
+    from segmint.engines import SparkEngine
+
 __all__ = ["recommend_all", "recommend_for_user", "resolve_model"]
 
 log = logging.getLogger(__name__)
 
 
-def resolve_model(store: Store, model: str | Recommender, config: RecommendConfig) -> Recommender:
-    """A model instance from a name, ``'best'`` (the latest evaluation's choice) or itself."""
+def resolve_model(
+    store: Store,
+    model: str | Recommender,
+    config: RecommendConfig,
+    engine: SparkEngine | None = None,
+) -> Recommender:
+    """A model instance from a name, ``'best'`` (the latest evaluation's choice) or itself
+    (``engine``: see :func:`make_model`)."""
     if isinstance(model, Recommender):
         return model
     if model == "best":
@@ -43,7 +53,7 @@ def resolve_model(store: Store, model: str | Recommender, config: RecommendConfi
                 "model 'best' needs an evaluation: run `segmint recommend evaluate` "
                 "(segmint.recommend.evaluate_models) first, or name a model"
             ) from None
-    return make_model(model, config)
+    return make_model(model, config, engine=engine)
 
 
 # long on purpose: a 40-line docstring; the ~40-line body is a list of named steps
@@ -60,6 +70,7 @@ def recommend_all(
     n_jobs: int | None = None,
     save: bool = True,
     personalization: str = "opt_out",
+    engine: SparkEngine | None = None,
 ) -> RecommendationRun:
     """Fit a model on all interactions and store top-n lists for every user as a run.
 
@@ -93,6 +104,8 @@ def recommend_all(
     personalization : {'opt_out', 'opt_in'}, default 'opt_out'
         ``privacy.personalization``: who may get personal lists (opt_out: all but those
         who revoked ``personalization`` consent; opt_in: only those who granted it).
+    engine : SparkEngine, optional
+        The project's engine: with Spark, a model named ``als`` is fitted by MLlib.
 
     Returns
     -------
@@ -108,7 +121,7 @@ def recommend_all(
     n = cfg.n if n is None else n
     filters = filters or filters_from_config(cfg)
     started = time.perf_counter()
-    rec = resolve_model(store, model, cfg)
+    rec = resolve_model(store, model, cfg, engine)
     data = interactions if interactions is not None else _build_for(store, cfg)
     t_data = time.perf_counter()
     if getattr(rec, "interactions_", None) is not data:

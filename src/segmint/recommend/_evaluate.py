@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,9 @@ from segmint.recommend._registry import (
 )
 from segmint.recommend._runs import RecommendationRun, new_run_id, save_run
 from segmint.store import Store
+
+if TYPE_CHECKING:
+    from segmint.engines import SparkEngine
 
 __all__ = ["EvaluationResult", "evaluate_models", "evaluate_on_split"]
 
@@ -182,15 +185,16 @@ def evaluate_on_split(
 def _resolve_models(
     models: Sequence[str | Recommender] | Mapping[str, Recommender] | None,
     config: RecommendConfig,
+    engine: SparkEngine | None = None,
 ) -> dict[str, Recommender]:
     if models is None:
-        return {name: make_model(name, config) for name in config.models}
+        return {name: make_model(name, config, engine=engine) for name in config.models}
     if isinstance(models, Mapping):
         return dict(models)
     out: dict[str, Recommender] = {}
     for m in models:
         if isinstance(m, str):
-            out[m] = make_model(m, config)
+            out[m] = make_model(m, config, engine=engine)
         elif isinstance(m, Recommender):
             out[m.name] = m
         else:
@@ -210,6 +214,7 @@ def evaluate_models(
     config: RecommendConfig | None = None,
     filters: Filters | None = None,
     save: bool = True,
+    engine: SparkEngine | None = None,
 ) -> EvaluationResult:
     """Compare models on a time split and record the best one.
 
@@ -244,6 +249,8 @@ def evaluate_models(
         Overrides the filters of ``config``.
     save : bool, default True
         Record the comparison as an ``evaluation`` run in ``recommendation_runs``.
+    engine : SparkEngine, optional
+        The project's engine: with Spark, models named ``als`` are fitted by MLlib.
 
     Returns
     -------
@@ -261,7 +268,7 @@ def evaluate_models(
     k = cfg.k if k is None else k
     end, cut_ts, test_end = _split_window(store, cfg, cut, test_days)
     filters = filters or filters_from_config(cfg)
-    chosen, segmentation = _models_to_compare(store, models, cfg)
+    chosen, segmentation = _models_to_compare(store, models, cfg, engine)
     started = time.perf_counter()
     train = build_interactions(
         store,
@@ -324,10 +331,11 @@ def _models_to_compare(
     store: Store,
     models: Sequence[str | Recommender] | Mapping[str, Recommender] | None,
     cfg: RecommendConfig,
+    engine: SparkEngine | None = None,
 ) -> tuple[dict[str, Recommender], str | None]:
     """The models by name and the segmentation they use (without one, segment
     popularity is left out)."""
-    chosen = _resolve_models(models, cfg)
+    chosen = _resolve_models(models, cfg, engine)
     segmentation = cfg.segmentation or default_segmentation(store)
     if segmentation is None:
         chosen.pop("segment_popularity", None)

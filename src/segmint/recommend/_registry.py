@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from segmint.config import RecommendConfig
 from segmint.errors import ConfigError
 from segmint.recommend._base import Filters, Recommender
@@ -16,6 +18,9 @@ from segmint.recommend._models import (
 )
 from segmint.store import Store
 
+if TYPE_CHECKING:
+    from segmint.engines import SparkEngine
+
 __all__ = ["MODEL_NAMES", "default_segmentation", "filters_from_config", "make_model"]
 
 MODEL_NAMES = (
@@ -29,7 +34,9 @@ MODEL_NAMES = (
 )
 
 
-def make_model(name: str, config: RecommendConfig | None = None) -> Recommender:
+def make_model(
+    name: str, config: RecommendConfig | None = None, *, engine: SparkEngine | None = None
+) -> Recommender:
     """An unfitted model by name, with the parameters of ``config``.
 
     Parameters
@@ -38,6 +45,9 @@ def make_model(name: str, config: RecommendConfig | None = None) -> Recommender:
         One of :data:`MODEL_NAMES`.
     config : RecommendConfig, optional
         The ``recommend:`` settings; defaults otherwise.
+    engine : SparkEngine, optional
+        The project's engine (``engine: spark``): ``als`` is then fitted by Spark MLlib
+        (:class:`SparkALSRecommender`), also inside the hybrid. None: the store's machine.
 
     Returns
     -------
@@ -59,6 +69,17 @@ def make_model(name: str, config: RecommendConfig | None = None) -> Recommender:
         )
     if name == "als":
         a = cfg.als
+        if engine is not None:
+            from segmint.recommend._spark_als import SparkALSRecommender
+
+            return SparkALSRecommender(
+                engine=engine,
+                factors=a.factors,
+                iterations=a.iterations,
+                regularization=a.regularization,
+                alpha=a.alpha,
+                weighting=a.weighting,
+            )
         return ALSRecommender(
             factors=a.factors,
             iterations=a.iterations,
@@ -73,7 +94,7 @@ def make_model(name: str, config: RecommendConfig | None = None) -> Recommender:
     if name == "hybrid":
         h = cfg.hybrid
         return HybridRecommender(
-            components={c: make_model(c, cfg) for c in h.components},
+            components={c: make_model(c, cfg, engine=engine) for c in h.components},
             weights={k: v for k, v in h.weights.items() if k in h.components},
             popularity_weight=h.popularity_weight,
         )

@@ -359,9 +359,20 @@ class AutoKMeans(_Fitted, ClusterMixin, BaseEstimator):  # type: ignore[misc]
         with threadpool_limits(limits=self.n_threads, user_api="openmp"):
             return self._fit(X)
 
-    def _fit(self, X: Any) -> AutoKMeans:
+    def scan(self, X: Any) -> AutoKMeans:
+        """Choose k as :meth:`fit` does, without the fit on all rows.
+
+        Sets ``n_clusters_``, ``k_scores_``, ``elbow_k_``, ``decision_``, ``scan_size_`` and
+        ``scan_centers_`` (the centres for the chosen k on the scan sample): another engine
+        (Spark's MLlib) fits all rows from them and chooses exactly what this one would.
+        """
+        self._scan(self._validate_fit(X))
+        return self
+
+    def _scan(self, data: np.ndarray) -> tuple[np.ndarray | None, Any]:
+        """The k-scan: (the scan sample's rows, None for all rows; the model for the
+        chosen k on it)."""
         started = time.perf_counter()
-        data = self._validate_fit(X)
         n = data.shape[0]
         ks = _k_range(self.n_clusters, self.k_min, self.k_max, n)
         self._use_minibatch(n)  # validates `algorithm` before any work
@@ -382,37 +393,36 @@ class AutoKMeans(_Fitted, ClusterMixin, BaseEstimator):  # type: ignore[misc]
                 {"calinski_harabasz": ch, "davies_bouldin": db, "inertia": float(model.inertia_)}
             )
             labelings.append(labels if sil_idx is None else labels[sil_idx])
-        scan_done = time.perf_counter()
         sil_rows = scan if sil_idx is None else scan[sil_idx]
         silhouettes = silhouette_many(sil_rows, labelings)
         scores = pd.DataFrame(rows, index=pd.Index(ks, name="k"))
         scores.insert(0, "silhouette", [np.nan if s is None else s for s in silhouettes])
         k, table, decision = choose_k(scores)
-        sil_done = time.perf_counter()
-
-        if scan_idx is None:
-            final = models[k]
-        else:
-            final = self._model(k, n, seed, models[k].cluster_centers_).fit(data)
-        self.estimator_ = final
         self.n_clusters_ = int(k)
-        self.labels_ = np.asarray(final.labels_, dtype=np.intp)
-        self.cluster_centers_ = np.asarray(final.cluster_centers_)
-        self.inertia_ = float(final.inertia_)
         self.k_scores_ = table
         self.elbow_k_ = elbow_k(ks, scores["inertia"].tolist())
         self.decision_ = decision
-        self.algorithm_ = "minibatch" if isinstance(final, MiniBatchKMeans) else "full"
         self.scan_size_ = int(scan.shape[0])
-        log.debug(
-            "AutoKMeans on %d rows: scan %.2fs, silhouette %.2fs, final %s fit %.2fs; %s",
-            n,
-            scan_done - started,
-            sil_done - scan_done,
-            self.algorithm_,
-            time.perf_counter() - sil_done,
-            decision,
-        )
+        self.scan_centers_ = np.asarray(models[k].cluster_centers_)
+        log.debug("AutoKMeans k-scan on %d rows: %.2fs; %s", scan.shape[0], time.perf_counter() - started, decision)  # fmt: skip
+        return scan_idx, models[k]
+
+    def _fit(self, X: Any) -> AutoKMeans:
+        started = time.perf_counter()
+        data = self._validate_fit(X)
+        scan_idx, chosen = self._scan(data)
+        if scan_idx is None:
+            final = chosen
+        else:
+            seed = _seed(self.random_state)
+            final = self._model(self.n_clusters_, data.shape[0], seed, chosen.cluster_centers_)
+            final = final.fit(data)
+        self.estimator_ = final
+        self.labels_ = np.asarray(final.labels_, dtype=np.intp)
+        self.cluster_centers_ = np.asarray(final.cluster_centers_)
+        self.inertia_ = float(final.inertia_)
+        self.algorithm_ = "minibatch" if isinstance(final, MiniBatchKMeans) else "full"
+        log.debug("AutoKMeans on %d rows: %s fit, %.2fs in all", data.shape[0], self.algorithm_, time.perf_counter() - started)  # fmt: skip
         return self
 
     def predict(self, X: Any) -> np.ndarray:

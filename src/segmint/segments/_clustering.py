@@ -6,7 +6,7 @@ readable names -> random-forest assigner (importances; assigns new users later).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,11 +28,20 @@ from segmint.segments._explain import SegmentAssigner, SurrogateTree, name_clust
 from segmint.segments._identity import cluster_profiles
 from segmint.segments._scaling import FeatureScaler
 
+if TYPE_CHECKING:
+    from segmint.engines import SparkEngine
+
 NOISE_NAME = "noise"
 
 
-def _model(spec: ClusterSegmentation) -> Any:
+def _model(spec: ClusterSegmentation, engine: SparkEngine | None = None) -> Any:
     k, lo, hi, seed = spec.k, spec.k_min, spec.k_max, spec.random_state
+    if spec.type == "kmeans" and engine is not None:
+        from segmint.segments._spark_kmeans import SparkKMeans
+
+        return SparkKMeans(
+            engine, k, k_min=lo, k_max=hi, sample_size=spec.sample_size, random_state=seed
+        )
     if spec.type == "kmeans":
         return AutoKMeans(k, k_min=lo, k_max=hi, sample_size=spec.sample_size, random_state=seed)
     if spec.type == "ward":
@@ -58,9 +67,18 @@ def cluster_inputs(spec: ClusterSegmentation, features: pd.DataFrame, name: str)
 
 
 def run_clustering(
-    name: str, spec: ClusterSegmentation, features: pd.DataFrame
+    name: str,
+    spec: ClusterSegmentation,
+    features: pd.DataFrame,
+    *,
+    engine: SparkEngine | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, str], dict[str, Any]]:
-    """Fit, evaluate and explain one clustering; return (assignments, metrics, rules, details)."""
+    """Fit, evaluate and explain one clustering; return (assignments, metrics, rules, details).
+
+    With a Spark ``engine`` k-means chooses k on a sample as :class:`AutoKMeans` does and
+    fits on all rows with MLlib (``details["fit"]`` says where); the other methods, the
+    evaluation and the explanations run here.
+    """
     if spec.k != "auto" and not isinstance(spec.k, int):  # pragma: no cover - pydantic
         raise ConfigError(f"segmentation {name!r}: k must be 'auto' or an integer")
     raw = cluster_inputs(spec, features, name)
@@ -79,7 +97,9 @@ def run_clustering(
                 details["explained_variance_ratio"] = reducer.explained_variance_ratio_.round(
                     4
                 ).to_dict()
-        model = _model(spec).fit(X)
+        model = _model(spec, engine).fit(X)
+        if hasattr(model, "describe"):
+            details["fit"] = model.describe()
         labels = np.asarray(model.labels_)
         X_arr = np.asarray(X, dtype="float64")
         refit = None
@@ -99,12 +119,7 @@ def run_clustering(
             refit=refit,
             random_state=spec.random_state,
         )
-        if getattr(model, "k_scores_", None) is not None:
-            details["k_scores"] = model.k_scores_.reset_index().round(6).to_dict(orient="records")
-        if getattr(model, "decision_", None):
-            details["decision"] = model.decision_
-        if getattr(model, "elbow_k_", None) is not None:
-            details["elbow_k"] = int(model.elbow_k_)
+        details.update(_k_search(model))
         names = name_clusters(raw, labels)
         seg_name = {lab: (NOISE_NAME if lab == NOISE_LABEL else names[lab]) for lab in names}
         seg_name.setdefault(NOISE_LABEL, NOISE_NAME)
@@ -113,16 +128,7 @@ def run_clustering(
         transformed = scaled * scaler.scale_ + scaler.center_
         details["clusters"] = cluster_profiles(transformed, labels, seg_name, NOISE_LABEL)
         details["centroid_scale"] = {str(k): float(v) for k, v in scaler.scale_.items()}
-        filled = raw.fillna(raw.median())
-        # the tree sees missing values as missing (never the imputed median), so a rule
-        # never selects one-off buyers by a gap they do not have
-        tree = SurrogateTree(random_state=spec.random_state).fit(raw, segments)
-        rules = {seg: " OR ".join(f"({r})" for r in rs) for seg, rs in tree.rules_.items() if rs}
-        details["fidelity"] = round(tree.fidelity_, 2)
-        details["rule_table"] = tree.rule_table_.to_dict(orient="records")
-        assigner = SegmentAssigner(random_state=spec.random_state).fit(filled, segments)
-        details["feature_importances"] = assigner.feature_importances_.round(4).to_dict()
-        details["assigner_oob_accuracy"] = round(assigner.oob_score_, 4)
+        rules = _explain(raw, segments, spec.random_state, details)
         details["names"] = {str(seg_name[lab]): f"cluster {lab}" for lab in sorted(seg_name)}
         details["n_clusters"] = int(model.n_clusters_)
     assignments = pd.DataFrame(
@@ -136,6 +142,33 @@ def run_clustering(
         if key not in ("sizes", "shares", "revenue_share")
     }
     return assignments, metrics, rules, details
+
+
+def _k_search(model: Any) -> dict[str, Any]:
+    """What a model with automatic k says of its choice (k scores, decision, elbow)."""
+    out: dict[str, Any] = {}
+    if getattr(model, "k_scores_", None) is not None:
+        out["k_scores"] = model.k_scores_.reset_index().round(6).to_dict(orient="records")
+    if getattr(model, "decision_", None):
+        out["decision"] = model.decision_
+    if getattr(model, "elbow_k_", None) is not None:
+        out["elbow_k"] = int(model.elbow_k_)
+    return out
+
+
+def _explain(
+    raw: pd.DataFrame, segments: np.ndarray, seed: int | None, details: dict[str, Any]
+) -> dict[str, str]:
+    """Surrogate-tree rules per segment and the random-forest assigner (into ``details``)."""
+    # the tree sees missing values as missing (never the imputed median), so a rule
+    # never selects one-off buyers by a gap they do not have
+    tree = SurrogateTree(random_state=seed).fit(raw, segments)
+    details["fidelity"] = round(tree.fidelity_, 2)
+    details["rule_table"] = tree.rule_table_.to_dict(orient="records")
+    assigner = SegmentAssigner(random_state=seed).fit(raw.fillna(raw.median()), segments)
+    details["feature_importances"] = assigner.feature_importances_.round(4).to_dict()
+    details["assigner_oob_accuracy"] = round(assigner.oob_score_, 4)
+    return {seg: " OR ".join(f"({r})" for r in rs) for seg, rs in tree.rules_.items() if rs}
 
 
 def assign_segments(

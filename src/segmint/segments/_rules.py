@@ -1,10 +1,13 @@
 """Business-rule segmentations: RFM, lifecycle, value tiers and custom rules.
 
 Each is compiled to one SQL query over the features of a feature run (a DataFrame with one
-row per user) and executed by DuckDB; the SQL can be inspected (``*_sql`` functions).
+row per user) and executed by DuckDB, or with ``engine: spark`` by Spark SQL (the same
+query, transpiled by the engine); the SQL can be inspected (``*_sql`` functions).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -16,6 +19,9 @@ from segmint.config import (
 )
 from segmint.errors import ConfigError
 from segmint.store import lit as _lit
+
+if TYPE_CHECKING:
+    from segmint.engines import SparkEngine
 
 # (R score, FM score) -> segment. FM = round-half-up of (F + M) / 2.
 # Rows: R = 1..5, columns: FM = 1..5. See docs/segments.md.
@@ -163,27 +169,49 @@ def custom_rules_sql(
     FROM {relation} ORDER BY user_id"""
 
 
-def run_sql(sql: str, features: pd.DataFrame) -> pd.DataFrame:
-    """Execute a segmentation query over a features DataFrame (exposed as ``features``)."""
+def run_sql(
+    sql: str,
+    features: pd.DataFrame,
+    *,
+    engine: SparkEngine | None = None,
+    context: str = "the segmentation query",
+) -> pd.DataFrame:
+    """Execute a segmentation query over a features DataFrame (exposed as ``features``):
+    in an in-memory DuckDB, or on Spark when an ``engine`` is given (the same SQL,
+    transpiled; ``context`` names the query in a ConfigError when Spark cannot run it)."""
+    frame = features.reset_index() if "user_id" not in features else features
+    if engine is not None:
+        engine.view(frame, "features")
+        return engine.to_pandas(engine.sql(sql, context=context))
     con = duckdb.connect()
     try:
-        con.register("features", features.reset_index() if "user_id" not in features else features)
+        con.register("features", frame)
         return con.execute(sql).df()
     finally:
         con.close()
 
 
-def run_rules(spec: RulesSegmentation, features: pd.DataFrame, *, name: str = "") -> pd.DataFrame:
+def run_rules(
+    spec: RulesSegmentation,
+    features: pd.DataFrame,
+    *,
+    name: str = "",
+    engine: SparkEngine | None = None,
+) -> pd.DataFrame:
     """Assign the segments of a rules segmentation (see :func:`custom_rules_sql`).
 
     A condition that compiles but fails on a value (a CAST of text that is not a number, an
     overflow) stops the run with a :class:`~segmint.errors.ConfigError` naming the rule and
-    its condition, not an engine traceback.
+    its condition, not an engine traceback. With a Spark ``engine`` each condition is
+    first transpiled and analysed on its own, so one Spark SQL cannot run is named too.
     """
     frame = features.reset_index() if "user_id" not in features else features
     conditions = _rule_conditions(spec, set(frame.columns), name)
+    sql = custom_rules_sql(spec, set(frame.columns), name=name)
+    if engine is not None:
+        return _run_rules_on_spark(sql, conditions, frame, engine, name=name)
     try:
-        return run_sql(custom_rules_sql(spec, set(frame.columns), name=name), frame)
+        return run_sql(sql, frame)
     except duckdb.Error as exc:
         failure = exc
     con = duckdb.connect()
@@ -193,14 +221,50 @@ def run_rules(spec: RulesSegmentation, features: pd.DataFrame, *, name: str = ""
             try:
                 con.execute(f"SELECT count(*) FROM features WHERE {condition}").fetchall()
             except duckdb.Error as exc:
-                raise ConfigError(
-                    f"{context} failed when run: {_first_line(exc)}; the condition was "
-                    f"{condition[:200]!r}. Fix it (e.g. TRY_CAST(... AS ...) gives NULL "
-                    "where CAST fails)"
-                ) from None
+                raise _failed_rule(context, condition, exc) from None
     finally:
         con.close()
     raise failure
+
+
+def _run_rules_on_spark(
+    sql: str,
+    conditions: list[tuple[str, str, str]],
+    frame: pd.DataFrame,
+    engine: SparkEngine,
+    *,
+    name: str,
+) -> pd.DataFrame:
+    """:func:`run_rules` on Spark: every condition is transpiled and analysed (no job
+    runs) before the query; a failure while running is traced to its rule."""
+    engine.view(frame, "features")
+    checks = [
+        (
+            context,
+            condition,
+            engine.sql(f"SELECT count(*) FROM features WHERE {condition}", context=context),
+        )
+        for context, condition, _ in conditions
+    ]
+    query = engine.sql(sql, context=f"segmentation {name!r}")
+    try:
+        return engine.to_pandas(query)
+    except Exception as exc:  # Spark raises its own (Py4J, pyspark.errors) types
+        failure = exc
+    for context, condition, check in checks:
+        try:
+            check.collect()
+        except Exception as exc:
+            raise _failed_rule(context, condition, exc) from None
+    raise failure
+
+
+def _failed_rule(context: str, condition: str, exc: BaseException) -> ConfigError:
+    return ConfigError(
+        f"{context} failed when run: {_first_line(exc)}; the condition was "
+        f"{condition[:200]!r}. Fix it (e.g. TRY_CAST(... AS ...) gives NULL "
+        "where CAST fails)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -35,6 +35,9 @@ from segmint.segments._rules import (
 from segmint.segments._runs import SegmentResult, new_run_id, save_run
 from segmint.store import Store, latest_run_sql
 
+if TYPE_CHECKING:
+    from segmint.engines import SparkEngine
+
 log = logging.getLogger(__name__)
 
 
@@ -58,12 +61,13 @@ def segment_metrics(assignments: pd.DataFrame, features: pd.DataFrame) -> dict[s
 
 
 def _rules_based(
-    name: str, spec: Segmentation, features: pd.DataFrame
+    name: str, spec: Segmentation, features: pd.DataFrame, *, engine: SparkEngine | None = None
 ) -> tuple[pd.DataFrame, dict[str, str], dict[str, Any]]:
     rules: dict[str, str] = {}
     details: dict[str, Any] = {}
+    context = f"segmentation {name!r}"
     if isinstance(spec, RfmSegmentation):
-        out = run_sql(rfm_sql(), features)
+        out = run_sql(rfm_sql(), features, engine=engine, context=context)
         code = out["r_score"].astype(str) + out["f_score"].astype(str) + out["m_score"].astype(str)
         out["detail"] = code.where(out["r_score"] > 0)
         details["score_means"] = (
@@ -75,15 +79,20 @@ def _rules_based(
         )
         return out[["user_id", "segment", "detail"]], rules, details
     if isinstance(spec, LifecycleSegmentation):
-        return run_sql(lifecycle_sql(spec), features), rules, details
+        return (
+            run_sql(lifecycle_sql(spec), features, engine=engine, context=context),
+            rules,
+            details,
+        )
     if isinstance(spec, ValueTiersSegmentation):
         if spec.feature not in features.columns:
             raise ConfigError(
                 f"segmentation {name!r}: unknown feature {spec.feature!r} for `feature`"
             )
-        return run_sql(value_tiers_sql(spec), features), rules, details
+        out = run_sql(value_tiers_sql(spec), features, engine=engine, context=context)
+        return out, rules, details
     if isinstance(spec, RulesSegmentation):
-        out = run_rules(spec, features, name=name)
+        out = run_rules(spec, features, name=name, engine=engine)
         rules = {r.segment: r.when for r in spec.rules}
         rules[spec.default] = "otherwise"
         return out, rules, details
@@ -111,6 +120,7 @@ def run_segmentation(
     save: bool = True,
     predict: PredictSettings | None = None,
     custom_features: Sequence[Any] | None = None,
+    engine: SparkEngine | None = None,
 ) -> SegmentResult:
     """Run one segmentation on a features frame (one row per user) and store the run.
 
@@ -121,6 +131,8 @@ def run_segmentation(
     name any gets the features unchanged. ``custom_features`` (the project's
     custom features) are passed to the churn model when it has to be computed, and a
     stored churn run is reused only if made with them (None: any stored churn run).
+    With a Spark ``engine`` rule segmentations run their SQL on Spark and k-means is
+    fitted with MLlib (the other methods run here, on the driver).
     """
     if "user_id" not in features.columns:
         features = features.reset_index()
@@ -139,7 +151,7 @@ def run_segmentation(
     if isinstance(spec, ClusterSegmentation):
         from segmint.segments._clustering import run_clustering
 
-        assignments, metrics, rules, details = run_clustering(name, spec, features)
+        assignments, metrics, rules, details = run_clustering(name, spec, features, engine=engine)
         metrics = {**segment_metrics(assignments, features), **metrics}
         previous_run, previous = _previous_details(store, name)
         link_clusters(details, previous, previous_run=previous_run)
@@ -153,7 +165,7 @@ def run_segmentation(
         assignments, metrics, rules, details = out
         metrics = {**segment_metrics(assignments, features), **metrics}
     else:
-        assignments, rules, details = _rules_based(name, spec, features)
+        assignments, rules, details = _rules_based(name, spec, features, engine=engine)
         metrics = segment_metrics(assignments, features)
     if used:
         details = {**details, "predictions": used}
@@ -187,8 +199,10 @@ def run_segmentations(
     feature_run_id: str | None = None,
     as_of: datetime | None = None,
     callback: Callable[[str], None] | None = None,
+    engine: SparkEngine | None = None,
 ) -> list[SegmentResult]:
-    """Run the named segmentations of ``config`` (default: all), each as a stored run."""
+    """Run the named segmentations of ``config`` (default: all), each as a stored run
+    (on Spark where it can, when an ``engine`` is given: see :func:`run_segmentation`)."""
     wanted = list(names) if names else list(config.segmentations)
     if not wanted:
         raise ConfigError("no segmentations configured: add some under `segmentations:`")
@@ -213,6 +227,7 @@ def run_segmentations(
                 as_of=as_of,
                 predict=config.predict,
                 custom_features=custom,
+                engine=engine,
             )
         )
     return results
