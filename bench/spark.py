@@ -13,8 +13,9 @@ its own process (a fresh DuckDB, a fresh JVM):
 * ``spark``  ``compute_features(store, engine=SparkEngine(SparkSettings(master=...)))``
   for ``local[1]`` and ``local[2]``: the store's tables are written by DuckDB as a Parquet
   snapshot (timed apart: ``export``), Spark runs the transpiled feature SQL, the rows come
-  back as Arrow and are stored as the run. Auto-k on Spark when the engine has it
-  (``segmint.engines`` exports ``SparkAutoKMeans``); until then features only.
+  back as Arrow and are stored as the run; then the same scaling in pandas and
+  ``SparkKMeans('auto', k_min=2, k_max=10)`` (k chosen on the same 100k sample by
+  AutoKMeans, the final fit on all rows with MLlib). ``--spark-features-only`` skips it.
 
 Peak memory is the peak of the summed RSS of the child and everything it started (the
 JVM), sampled every 0.2 s, and the child's own ``VmHWM``. The feature run a child stores is
@@ -249,7 +250,25 @@ class _SparkLog(logging.Handler):
             self.split = {"export": float(m.group(1)), "query": float(m.group(2))}
 
 
-def child_spark(path: Path, master: str, driver_memory: str) -> dict[str, Any]:
+def _spark_auto_k(engine: Any, data: Any, stages: dict[str, float]) -> dict[str, Any]:
+    """The same scaling in pandas, then SparkKMeans: k chosen by AutoKMeans on the same
+    sample as DuckDB's path, the final fit on all rows with MLlib."""
+    from segmint.segments._scaling import FeatureScaler
+    from segmint.segments._spark_kmeans import SparkKMeans
+
+    with Timer() as t:
+        X = data.set_index("user_id")[FEATURES].astype("float64")
+        Xs = FeatureScaler(scaling="standard", log1p="auto").fit_transform(X)
+    stages["scale"] = t.seconds
+    with Timer() as t:
+        model = SparkKMeans(engine, "auto", k_min=2, k_max=10, random_state=0).fit(Xs)
+    stages["auto_k"] = t.seconds
+    return {"k": int(model.n_clusters_)}
+
+
+def child_spark(
+    path: Path, master: str, driver_memory: str, features_only: bool = False
+) -> dict[str, Any]:
     import segmint.engines as engines
     from segmint.config import SparkSettings
     from segmint.features import compute_features
@@ -287,11 +306,9 @@ def child_spark(path: Path, master: str, driver_memory: str) -> dict[str, Any]:
         stages.update(catcher.split)
         info: dict[str, Any] = {"k": None}
         auto_k_s = None
-        spark_k = getattr(engines, "SparkAutoKMeans", None)
-        if spark_k is not None:  # pragma: no cover - lands with the Spark K-Means
-            with Timer() as t:
-                info = spark_k.bench(engine, run)  # adapt when the API is known
-            auto_k_s = t.seconds
+        if not features_only:
+            info = _spark_auto_k(engine, run.data, stages)
+            auto_k_s = stages["scale"] + stages["auto_k"]
         total = time.perf_counter() - t0
     _drop_run(store, run.run_id)
     store.close()
@@ -320,6 +337,7 @@ def child_main(argv: list[str]) -> None:
     p.add_argument("--threads", type=int)
     p.add_argument("--master", default="local[2]")
     p.add_argument("--driver-memory", default="12g")
+    p.add_argument("--features-only", action="store_true")
     a = p.parse_args(argv)
     load_before = os.getloadavg()
     if a.engine == "explain":
@@ -327,7 +345,7 @@ def child_main(argv: list[str]) -> None:
     elif a.engine == "duckdb":
         result = child_duckdb(a.store, a.memory_limit, a.threads)
     else:
-        result = child_spark(a.store, a.master, a.driver_memory)
+        result = child_spark(a.store, a.master, a.driver_memory, a.features_only)
     result["load_before"] = load_before
     result["load_after"] = os.getloadavg()
     print(json.dumps(result, default=float))
@@ -353,6 +371,7 @@ def main() -> None:
     p.add_argument("--skip-10m", action="store_true")
     p.add_argument("--skip-spark", action="store_true")
     p.add_argument("--skip-duckdb", action="store_true")
+    p.add_argument("--spark-features-only", action="store_true")
     p.add_argument(
         "--render", type=Path, nargs="+", help="print the table of earlier runs' JSON files"
     )
@@ -405,6 +424,7 @@ def main() -> None:
                     master.strip(),
                     "--driver-memory",
                     a.driver_memory,
+                    *(["--features-only"] if a.spark_features_only else []),
                 )
     if not a.skip_10m and not a.skip_duckdb:
         path = store(*BIG)
