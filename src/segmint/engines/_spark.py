@@ -283,6 +283,9 @@ class SparkEngine:
                 # thread stack than the JVM's default (one crash seen in the tests without)
                 "spark.driver.extraJavaOptions": "-Xss16m",
                 "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
+                # the features come back to the driver to be stored: 5M users' rows are
+                # 1.04 GiB, over Spark's default cap of 1g (bench/spark.py found it)
+                "spark.driver.maxResultSize": "0",
                 **self.settings.conf,
             }
             for key, value in conf.items():
