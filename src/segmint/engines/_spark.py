@@ -202,7 +202,7 @@ def to_spark_sql(sql: str, *, context: str) -> str:
         first = str(exc).strip().splitlines()[0][:200]
         raise ConfigError(
             f"{context} cannot run on engine: spark: Spark SQL cannot express it ({first}). "
-            "Rewrite it with functions both engines know (docs/scale.md lists them) or use "
+            "Rewrite it with functions both engines know (docs/spark.md lists the differences) or use "
             "engine: duckdb"
         ) from None
     return out
@@ -416,7 +416,7 @@ class SparkEngine:
             first = str(exc).strip().splitlines()[0][:300]
             raise ConfigError(
                 f"{context} cannot run on engine: spark: Spark SQL refused it ({first}). "
-                "Rewrite it with functions both engines know (docs/scale.md) or use "
+                "Rewrite it with functions both engines know (docs/spark.md) or use "
                 "engine: duckdb"
             ) from None
 
