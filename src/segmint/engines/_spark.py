@@ -51,6 +51,7 @@ CANONICAL = ("users", "items", "orders", "order_items", "events")
 """The tables the feature catalog and the recommenders read."""
 
 _LOCK = threading.Lock()
+_LOG4J = Path(__file__).with_name("log4j2.properties")
 _SPARK_TYPES = {
     "VARCHAR": "string",
     "JSON": "string",
@@ -266,6 +267,8 @@ class SparkEngine:
             # Python workers (MLlib's RDD K-Means) run this interpreter, with its packages,
             # not whatever python3 is first on PATH
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            if self.settings.master.startswith("local"):  # one machine: stay on loopback
+                os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             builder = (
                 SparkSession.builder.master(self.settings.master)
                 .appName(self.settings.app_name)
@@ -281,7 +284,7 @@ class SparkEngine:
             conf = {
                 # MLlib's ALS builds a long lineage: deep (de)serialisation needs a larger
                 # thread stack than the JVM's default (one crash seen in the tests without)
-                "spark.driver.extraJavaOptions": "-Xss16m",
+                "spark.driver.extraJavaOptions": f"-Xss16m -Dlog4j2.configurationFile=file:{_LOG4J}",
                 "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
                 # the features come back to the driver to be stored: 5M users' rows are
                 # 1.04 GiB, over Spark's default cap of 1g (bench/spark.py found it)
