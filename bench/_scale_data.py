@@ -39,6 +39,16 @@ EVENT_DAYS = 120  # events fall in the last 120 days before END
 #: Users per generation chunk (about 20M orders each at 20 orders per user).
 CHUNK_USERS = 1_000_000
 
+#: The features the benchmarks cluster (bench/segment.py, bench/spark.py).
+FEATURES = [
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "discount_share",
+]
+
 
 @dataclass(frozen=True)
 class Extras:

@@ -43,19 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from _common import GIB, Timer, fmt_bytes, fmt_int, machine_facts, peak_rss_bytes, run_child, table
-from _scale_data import generate
+from _scale_data import FEATURES, generate
 
 HERE = Path(__file__).resolve().parent
 
-#: The features clustered (the same six in every path).
-FEATURES = [
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "tenure_days",
-    "discount_share",
-]
 #: What ``log1p='auto'`` transforms among them (the tutorial does the same by hand).
 LOG1P = ["frequency", "monetary", "avg_order_value"]
 K_RANGE = range(2, 11)

@@ -42,17 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from _common import Timer, fmt_bytes, fmt_int, machine_facts, peak_rss_bytes, run_child, table
-from _scale_data import Extras, generate
+from _scale_data import FEATURES, Extras, generate
 
 HERE = Path(__file__).resolve().parent
-FEATURES = [
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "tenure_days",
-    "discount_share",
-]
 ORDERS_PER_USER = 20
 BIG = (10_000_000, 200_000_000)
 EXTRAS = Extras(events_per_user=3, item_share_pct=10)
