@@ -36,7 +36,12 @@ def test_features_from_a_postgresql_store_over_jdbc(
         duck = compute_features(pg)  # PostgreSQL computes (transpiled SQL)
         assert pg.jdbc_source() is not None
         spark = compute_features(pg, engine=spark_engine)
-        assert not any(spark_engine.root.rglob("*.parquet"))  # read over JDBC, no copy
+        spark_engine.load_tables(pg, ["users"])
+        read = set(spark_engine.session.table("users").columns)
+        spark_engine.close()
+    assert {"user_id", "country"} <= read  # the personal columns stay in PostgreSQL
+    assert not read & {"email", "phone", "birthday", "traits"}
+    assert not any(spark_engine.root.rglob("*.parquet"))  # read over JDBC, no copy
     assert spark.n_users == 300
     assert_frame_equal(spark.data, duck.data, check_exact=False, rtol=0, atol=1e-9)
 

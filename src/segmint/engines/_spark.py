@@ -332,19 +332,22 @@ class SparkEngine:
         ``spark.tables``); returns rows per table copied to Parquet (0 for JDBC or Spark's
         own reads)."""
         copied: dict[str, int] = {}
+        jdbc = store.jdbc_source()
+        if jdbc is not None:
+            self._jdbc_jar(required=True)
         for name in tables:
             table = self.settings.tables.get(name)  # type: ignore[call-overload]
             if table is not None:
                 self._canonical(name, self._read_own(name, table)).createOrReplaceTempView(name)
+                self._views.add(name)
                 copied[name] = 0
                 continue
             columns = ", ".join(f'"{c.name}"' for c in TABLES[name].columns if not c.pii)
-            jdbc = store.jdbc_source()
-            if jdbc is not None:
-                self._jdbc_jar(required=True)
-                frame = self.session.read.format("jdbc").options(dbtable=name, **jdbc).load()
-                frame.select(*[c.name for c in TABLES[name].columns if not c.pii])
-                frame.createOrReplaceTempView(name)
+            if jdbc is not None:  # personal columns never leave PostgreSQL
+                query = f"(SELECT {columns} FROM {name}) AS {name}"
+                reader = self.session.read.format("jdbc").options(dbtable=query, **jdbc)
+                reader.load().createOrReplaceTempView(name)
+                self._views.add(name)
                 copied[name] = 0
                 continue
             path = self.scratch / f"{name}.parquet"
