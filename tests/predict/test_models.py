@@ -723,3 +723,27 @@ def test_a_one_time_buyers_first_purchase_informs_their_order_value(
     # the CLV follows the order value (same purchases), its interval around it
     assert first.loc["big", "clv"] > first.loc["small", "clv"] > 0
     assert (first["clv_low"] <= first["clv"]).all() and (first["clv"] <= first["clv_high"]).all()
+
+
+@pytest.mark.parametrize("model", ["bgnbd", "mbgnbd"])
+@pytest.mark.parametrize("horizon", [1.0, 20.0, 45.0, 50.0, 365.0, 380.0, 730.0])
+def test_clv_covers_exactly_the_horizon(
+    model: str, horizon: float, summary: pd.DataFrame, request: pytest.FixtureRequest
+) -> None:
+    """The CLV's periods end at 30, 60, ... and at the horizon itself: a horizon shorter
+    than a period, or whose remainder is over half a period (50, 380 days), is not
+    stretched to the next multiple of 30. Undiscounted, CLV is E[X(H)] × value."""
+    fitted = request.getfixturevalue(model)
+    x, t_x, T = (summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    want = fitted.expected_purchases(horizon, x, t_x, T)
+    clv, purchases = fitted.clv(x, t_x, T, np.full(len(x), 10.0), horizon=horizon,
+                                discount_rate=0.0)  # fmt: skip
+    np.testing.assert_allclose(purchases, want, rtol=1e-12)
+    np.testing.assert_allclose(clv, 10.0 * want, rtol=1e-9)
+    # discounted: each period's purchases at (1 + d)^(end / 365), the last end the horizon
+    ends = [*np.arange(30.0, horizon, 30.0), horizon]
+    cum = [fitted.expected_purchases(e, x, t_x, T) for e in ends]
+    steps = np.diff(np.vstack([np.zeros(len(x)), *cum]), axis=0)
+    by_hand = sum(s * 10.0 / 1.1 ** (e / 365.0) for s, e in zip(steps, ends, strict=True))
+    clv, _ = fitted.clv(x, t_x, T, np.full(len(x), 10.0), horizon=horizon, discount_rate=0.1)
+    np.testing.assert_allclose(clv, by_hand, rtol=1e-9)

@@ -325,10 +325,11 @@ class _BuyTillYouDie(ABC):
         """
         x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
         value = np.asarray(order_value, dtype=float) * margin
-        ends = list(np.arange(period, horizon + period / 2, period))
-        if not ends or ends[-1] < horizon - 1e-9:
-            ends.append(horizon)
-        expected = self._cached_conditional([float(e) for e in ends], x, t_x, T)
+        # period ends before the horizon, then the horizon itself (a shorter last period;
+        # one period when the horizon is shorter than a period)
+        ends = [float(e) for e in np.arange(period, horizon, period) if e < horizon - 1e-9]
+        ends.append(float(horizon))
+        expected = self._cached_conditional(ends, x, t_x, T)
         total = np.zeros(len(x))
         previous = np.zeros(len(x))
         for end, cum in zip(ends, expected, strict=True):
