@@ -747,3 +747,45 @@ def test_clv_covers_exactly_the_horizon(
     by_hand = sum(s * 10.0 / 1.1 ** (e / 365.0) for s, e in zip(steps, ends, strict=True))
     clv, _ = fitted.clv(x, t_x, T, np.full(len(x), 10.0), horizon=horizon, discount_rate=0.1)
     np.testing.assert_allclose(clv, by_hand, rtol=1e-9)
+
+
+def test_order_value_is_positive_where_the_posterior_mean_does_not_exist(
+    bgnbd: BetaGeo,
+) -> None:
+    """With q ≤ 1 (customers' mean spend so spread out that it has no mean: a fit can
+    give it, e.g. q 0.79 on simulated data with q 0.8) the posterior mean p(v + xm)/(px + q
+    − 1) of a customer with p·x + q ≤ 1 is infinite, and the formula gives a negative
+    number: one-time buyers got a negative order value and a negative CLV outside its
+    [0, 0] interval. Their order value is then the posterior median, inside the interval;
+    where the mean exists it is unchanged."""
+    from scipy import stats
+
+    from segmint.predict import score
+
+    p, q, v = 3.13, 0.79, 36.9
+    gg = with_params(GammaGamma(), p=p, q=q, v=v)
+    x = np.array([0.0, 0.0, 1.0, 4.0])
+    m = np.array([np.nan, 0.0, 25.0, 40.0])
+    value = gg.order_value(x, m)
+    median = p / stats.gamma.ppf(0.5, q, scale=1.0 / v)
+    assert value[:2] == pytest.approx([median, median])
+    assert value[2] == pytest.approx(p * (v + 25.0) / (p + q - 1))
+    assert value[3] == pytest.approx(p * (v + 160.0) / (4 * p + q - 1))
+    low, high = gg.order_value_interval(x, m)
+    assert (low > 0).all() and (low <= value).all() and (value <= high).all()
+    frame = pd.DataFrame(
+        {
+            "user_id": ["once", "zero", "twice", "often"],
+            "x": x,
+            "t_x": [0.0, 0.0, 10.0, 30.0],
+            "T": [40.0, 40.0, 40.0, 40.0],
+            "m": m,
+            "first_value": [20.0, 0.0, 20.0, 20.0],
+        }
+    )
+    for mode in ("population", "first_purchase"):
+        scores = score(frame, bgnbd, gg, PredictSettings(one_time_buyers=mode))
+        assert (scores["expected_order_value"] > 0).all(), mode
+        assert (scores["clv"] > 0).all(), mode
+        assert (scores["clv_low"] <= scores["clv"]).all(), mode
+        assert (scores["clv"] <= scores["clv_high"]).all(), mode

@@ -520,11 +520,23 @@ class GammaGamma:
 
     def order_value(self, x: Any, m: Any) -> np.ndarray:
         """Expected value of a customer's future orders: the posterior mean, a weighted
-        average of the population mean p·v/(q−1) and the customer's own mean."""
+        average of the population mean p·v/(q−1) and the customer's own mean.
+
+        Where that mean does not exist (p·x + q ≤ 1: a fitted q below 1 says customers'
+        mean spend is too spread out to have a mean, and the formula would turn negative
+        for a customer with little or no repeat spend), the posterior median p / median(ν)
+        instead: finite, positive and inside :meth:`order_value_interval`."""
         p, q, v = (self.params[k] for k in ("p", "q", "v"))
         x, m = np.asarray(x, dtype=float), np.nan_to_num(np.asarray(m, dtype=float))
         x = np.where(m > 0, x, 0.0)
-        return p * (v + x * m) / (p * x + q - 1)
+        shape, rate = q + p * x, v + x * m
+        exists = shape > 1
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = p * rate / (shape - 1)
+        if exists.all():
+            return np.asarray(mean)
+        median = p / stats.gamma.ppf(0.5, shape, scale=1.0 / rate)
+        return np.asarray(np.where(exists, mean, median))
 
     def order_value_interval(
         self, x: Any, m: Any, level: float = 0.9
