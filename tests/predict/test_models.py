@@ -789,3 +789,14 @@ def test_order_value_is_positive_where_the_posterior_mean_does_not_exist(
         assert (scores["clv"] > 0).all(), mode
         assert (scores["clv_low"] <= scores["clv"]).all(), mode
         assert (scores["clv"] <= scores["clv_high"]).all(), mode
+
+
+def test_a_holdout_skipped_for_a_short_horizon_says_so(cdnow_project: Any) -> None:
+    """18 months of orders and a 10-day horizon: the holdout check is skipped because the
+    horizon is under two weeks, not for "less than four weeks of order history"."""
+    settings = PredictSettings(horizon_days=10)
+    run = predict_clv(cdnow_project.store, settings, as_of=HOLDOUT_END, save=False)
+    why = run.details["holdout_skipped"]
+    assert "order history" not in why and "horizon" in why, why
+    long = predict_clv(cdnow_project.store, PredictSettings(), as_of=date(1997, 1, 20), save=False)
+    assert "four weeks of order history" in long.details["holdout_skipped"]

@@ -204,6 +204,10 @@ def predict_clv(
                 details["holdout"] = holdout_check(store, start, cut, settings)
             except ConfigError as exc:
                 details["holdout_skipped"] = str(exc)
+        elif settings.horizon_days < 14:
+            details["holdout_skipped"] = (
+                f"a horizon of {settings.horizon_days} days is under the check's two weeks"
+            )
         else:
             details["holdout_skipped"] = "less than four weeks of order history"
     run = PredictionRun(
