@@ -176,6 +176,12 @@ def test_clv_prints_the_run_its_fits_the_holdout_check_and_the_value(
         assert any(line.split()[1:2] == [name] for line in out.splitlines()), name
     assert "holdout check: fitted on orders before" in out and "7+" in out
     assert "holdout total:" in out and "correlation" in out
+    # the revenue side: ten rows, the top tenth first, and the stored totals
+    v = run.details["holdout"]["value"]
+    flat = " ".join(out.split())  # the table's title and the line wrap at the terminal's width
+    assert "revenue in the holdout, by tenth of predicted revenue" in flat
+    assert f"holdout revenue: {v['total_actual']:,.0f} EUR made" in flat
+    assert f"the top tenth by prediction made {v['top_group_share']:.0%} of it" in flat
     total = run.scores["clv"].sum()
     assert f"total {total:,.0f} EUR" in out
     assert "the top 10% of customers hold" in out

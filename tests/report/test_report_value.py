@@ -125,6 +125,32 @@ def test_holdout_chart_draws_the_stored_holdout_table(reports: Reports) -> None:
     )
 
 
+def test_holdout_value_chart_draws_the_stored_revenue_check(reports: Reports) -> None:
+    """The revenue side of the holdout check: ten groups by predicted revenue, the chart's
+    lines and the table are the stored figures, the caption its totals."""
+    section = _section(_html(reports.clv_only), "value")
+    v = reports.clv.details["holdout"]["value"]
+    rows = v["by_predicted_decile"]
+    assert [r["group"] for r in rows] == list(range(1, 11))
+    chart = re.search(r'<div class="figure" id="holdout-value-chart">(.*?)</script>', section, re.S)
+    assert chart is not None
+    (spec,) = _specs(chart.group(1) + "</script>").values()
+    traces = {t["name"]: t for t in spec["data"]}
+    for name, trace in traces.items():
+        assert list(trace["x"]) == [str(r["group"]) for r in rows]
+        np.testing.assert_allclose(_array(trace["y"]), [r[name] for r in rows])
+    assert spec["layout"]["yaxis"]["title"]["text"] == "mean revenue (€)"
+    table = _table(section, "holdout-value")
+    assert [r[0] for r in table] == [str(g) for g in range(10, 0, -1)]  # the top tenth first
+    en = language("en")
+    assert [r[2] for r in table] == [en.money(r["actual"], "EUR") for r in reversed(rows)]
+    assert (
+        f"{en.money(v['total_predicted'], 'EUR')} predicted, "
+        f"{en.money(v['total_actual'], 'EUR')} made" in unescape(section)
+    )
+    assert f"ranked highest made {en.percent(v['top_group_share'], 0)} of it" in section
+
+
 def test_parameters_table_has_estimates_with_intervals(reports: Reports) -> None:
     section = _section(_html(reports.clv_only), "value")
     en = language("en")
@@ -247,8 +273,8 @@ def browser() -> Iterator[Any]:
 
 #: The holdout chart as drawn: its size, the points of each line, tick labels' boxes
 #: against the chart's, the smallest font.
-HOLDOUT_JS = """() => {
-    const d = document.querySelector('#holdout-chart .plotly-graph-div');
+HOLDOUT_JS = """(sel) => {
+    const d = document.querySelector(sel + ' .plotly-graph-div');
     const svg = d.querySelector('.main-svg').getBoundingClientRect();
     const box = d.getBoundingClientRect();
     const texts = [...d.querySelectorAll('svg text')].filter(t => t.textContent.trim());
@@ -283,10 +309,14 @@ def test_holdout_chart_renders_and_is_saved_as_png(
     page.goto(Path(reports.both.path).resolve().as_uri(), wait_until="load")
     page.wait_for_function("() => document.documentElement.dataset.charts", timeout=60_000)
     assert page.evaluate("document.documentElement.dataset.charts") == "drawn"
-    drawn = page.evaluate(HOLDOUT_JS)
+    drawn = page.evaluate(HOLDOUT_JS, "#holdout-chart")
     assert drawn["points"] == [8, 8], drawn  # actual and predicted, 0 ... 7+
     assert drawn["clipped"] == 0 and drawn["smallest"] >= 11, drawn
     assert drawn["height"] == (320 if screen == "phone" else 360), drawn
+    value = page.evaluate(HOLDOUT_JS, "#holdout-value-chart")
+    assert value["points"] == [10, 10], value  # actual and predicted, tenths 1 ... 10
+    assert value["clipped"] == 0 and value["smallest"] >= 11, value
+    assert value["width"] == drawn["width"] and value["height"] == drawn["height"], value
     if screen == "phone":
         assert drawn["width"] <= PHONE["width"] - 20, drawn
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

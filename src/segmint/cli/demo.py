@@ -220,6 +220,13 @@ def demo_prediction_lines(clv: Any, churn: Any, currency: str) -> list[str]:
             f"{h['holdout_days']:.0f} days): {_num(h['total_actual'])} purchases made, "
             f"{_num(h['total_predicted'])} predicted{error}{corr_text}"
         )
+        v = h.get("value") or {}
+        if v.get("total_error") is not None and v.get("top_group_share") is not None:
+            lines.append(
+                f"holdout revenue: {_num(v['total_actual'])} {currency} made, "
+                f"{v['total_error']:+.1%} predicted; the top tenth by predicted value made "
+                f"{v['top_group_share']:.0%} of it"
+            )
     s = clv_summary(clv.scores)
     lines.append(
         f"CLV over {clv.params['horizon_days']} days: total {_num(s['clv_total'])} {currency}, "

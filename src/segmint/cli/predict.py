@@ -113,7 +113,7 @@ def _fit_table(title: str, fit: dict[str, Any]) -> Table:
     return t
 
 
-def _print_holdout(details: dict[str, Any]) -> None:
+def _print_holdout(details: dict[str, Any], currency: str = "") -> None:
     h = details.get("holdout")
     if not h:
         why = details.get("holdout_skipped")
@@ -140,6 +140,32 @@ def _print_holdout(details: dict[str, Any]) -> None:
     if h.get("correlation") is not None:
         line += f", correlation {h['correlation']:.3f}"
     console.print(line)
+    if h.get("value"):
+        _print_value_check(h["value"], currency)
+
+
+def _print_value_check(v: dict[str, Any], currency: str) -> None:
+    """The holdout's revenue, predicted against made, by tenth of predicted revenue."""
+    money = f" {currency}" if currency else ""
+    t = Table(title="revenue in the holdout, by tenth of predicted revenue (10 = highest)")
+    unit = f" ({currency})" if currency else ""
+    t.caption = f"mean revenue per customer{unit}; predicted = expected purchases x order value"
+    for c in ("tenth", "customers", "actual", "predicted"):
+        t.add_column(c, justify="right")
+    for row in reversed(v["by_predicted_decile"]):
+        t.add_row(str(row["group"]), f"{row['n']:,}", _num(row["actual"]), _num(row["predicted"]))
+    console.print(t)
+    line = (
+        f"  holdout revenue: {_num(v['total_actual'])}{money} made, "
+        f"{_num(v['total_predicted'])}{money} predicted"
+    )
+    if v.get("total_error") is not None:
+        line += f" ({v['total_error']:+.1%})"
+    if v.get("top_group_share") is not None:
+        line += f"; the top tenth by prediction made {v['top_group_share']:.0%} of it"
+    if v.get("correlation") is not None:
+        line += f"; correlation per customer {v['correlation']:.3f}"
+    console.print(line)
 
 
 def print_clv(run: Any, currency: str = "") -> None:
@@ -160,7 +186,7 @@ def print_clv(run: Any, currency: str = "") -> None:
         )
     else:
         console.print("  spend model: not fitted (too few repeat buyers); CLV uses mean spend")
-    _print_holdout(run.details)
+    _print_holdout(run.details, currency)
     s = clv_summary(run.scores)
     money = f" {currency}" if currency else ""
     top = s["top_decile_share"]

@@ -42,27 +42,35 @@ def fit_models(summary: pd.DataFrame, settings: PredictSettings) -> tuple[Any, G
     return model, spend
 
 
+def order_values(
+    summary: pd.DataFrame, spend: GammaGamma | None, settings: PredictSettings
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each customer's expected order value and the ends of its ``settings.interval``
+    credible interval (the Gamma-Gamma posterior; each customer's own mean without a
+    spend model)."""
+    x, m = summary["x"].to_numpy(float), summary["m"].to_numpy(float)
+    if spend is None:
+        value = np.nan_to_num(m, nan=float(np.nanmean(m)) if np.isfinite(m).any() else 0.0)
+        return value, value, value
+    # Gamma-Gamma is fitted on repeat purchases only; a one-time buyer's posterior would
+    # be the population mean p·v/(q−1) - heavy when q is near 1 - whatever they spent.
+    # By default their first purchase stands in as one observation of their spend.
+    sx, sm = x, m
+    if settings.one_time_buyers == "first_purchase" and "first_value" in summary:
+        first = summary["first_value"].to_numpy(float)
+        once = (x == 0) & (first > 0)
+        sx, sm = np.where(once, 1.0, x), np.where(once, first, m)
+    low, high = spend.order_value_interval(sx, sm, settings.interval)
+    return spend.order_value(sx, sm), low, high
+
+
 def score(
     summary: pd.DataFrame, model: Any, spend: GammaGamma | None, settings: PredictSettings
 ) -> pd.DataFrame:
     """Per customer: P(alive), expected purchases over the horizon, expected order value,
     CLV and its interval (from the spend posterior; purchases at their expectation)."""
     x, t_x, T = (summary[c].to_numpy(float) for c in ("x", "t_x", "T"))
-    m = summary["m"].to_numpy(float)
-    if spend is not None:
-        # Gamma-Gamma is fitted on repeat purchases only; a one-time buyer's posterior would
-        # be the population mean p·v/(q−1) - heavy when q is near 1 - whatever they spent.
-        # By default their first purchase stands in as one observation of their spend.
-        sx, sm = x, m
-        if settings.one_time_buyers == "first_purchase" and "first_value" in summary:
-            first = summary["first_value"].to_numpy(float)
-            once = (x == 0) & (first > 0)
-            sx, sm = np.where(once, 1.0, x), np.where(once, first, m)
-        value = spend.order_value(sx, sm)
-        low, high = spend.order_value_interval(sx, sm, settings.interval)
-    else:
-        value = np.nan_to_num(m, nan=float(np.nanmean(m)) if np.isfinite(m).any() else 0.0)
-        low = high = value
+    value, low, high = order_values(summary, spend, settings)
     kw = {
         "horizon": float(settings.horizon_days),
         "discount_rate": settings.discount_rate,
@@ -93,23 +101,20 @@ def holdout_check(
     """Fit on the orders before ``calibration_end``, predict each customer's purchases in
     ``[calibration_end, holdout_end)`` and compare with what they did, grouped by their
     number of repeat purchases in the calibration period (0, 1, ..., 7+), as in Fader,
-    Hardie & Lee (2005), figure 4."""
+    Hardie & Lee (2005), figure 4; and the revenue predicted with the spend model fitted
+    on the same period against the revenue made (``value``, :func:`value_check`)."""
     summary = customer_summary(store, calibration_end)
     if summary.empty or summary["x"].sum() == 0:
         raise ConfigError(
             f"no repeat purchase before {calibration_end:%Y-%m-%d}: nothing to check against"
         )
-    model = PURCHASE_MODELS[settings.model]().fit(summary["x"], summary["t_x"], summary["T"])
+    model, spend = fit_models(summary, settings)
     days = (holdout_end - calibration_end).total_seconds() / 86400.0
     predicted = model.expected_purchases(days, summary["x"], summary["t_x"], summary["T"])
-    actual = (
-        summary[["user_id"]]
-        .merge(holdout_purchases(store, calibration_end, holdout_end), on="user_id", how="left")[
-            "purchases"
-        ]
-        .fillna(0.0)
-        .to_numpy()
+    done = summary[["user_id"]].merge(
+        holdout_purchases(store, calibration_end, holdout_end), on="user_id", how="left"
     )
+    actual = done["purchases"].fillna(0.0).to_numpy()
     group = np.minimum(summary["x"].to_numpy(), HOLDOUT_GROUPS).astype(int)
     frame = pd.DataFrame({"group": group, "predicted": predicted, "actual": actual})
     by = frame.groupby("group").agg(
@@ -136,7 +141,58 @@ def holdout_check(
         "total_predicted": total_predicted,
         "total_error": (total_predicted - total_actual) / total_actual if total_actual else None,
         "customer_mae": float(np.mean(np.abs(predicted - actual))),
-        "correlation": float(np.corrcoef(predicted, actual)[0, 1]) if len(actual) > 2 else None,
+        "correlation": _correlation(predicted, actual),
+        "value": value_check(
+            predicted * order_values(summary, spend, settings)[0],
+            done["revenue"].fillna(0.0).to_numpy(),
+        ),
+    }
+
+
+#: groups of the value check: customers in equal groups by predicted revenue
+VALUE_GROUPS = 10
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson's correlation, None where it has no value (fewer than three customers, or
+    one side constant: nobody bought in the holdout)."""
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def value_check(predicted: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
+    """Predicted revenue (expected purchases x expected order value, undiscounted, before
+    any margin) against the revenue each customer made in the holdout, in ten equal groups
+    by predicted revenue (10 = the highest): do the customers CLV ranks first bring the
+    money, and is the total right?"""
+    n = len(predicted)
+    groups = min(VALUE_GROUPS, n)
+    order = np.argsort(-predicted, kind="stable")  # highest first; ties keep the summary's order
+    rank_group = np.empty(n, dtype=int)
+    for g, idx in enumerate(np.array_split(order, groups)):
+        rank_group[idx] = groups - g
+    frame = pd.DataFrame({"group": rank_group, "predicted": predicted, "actual": actual})
+    by = frame.groupby("group").agg(
+        n=("actual", "size"), predicted=("predicted", "mean"), actual=("actual", "mean")
+    )
+    total_actual, total_predicted = float(actual.sum()), float(predicted.sum())
+    top = rank_group == groups
+    return {
+        "by_predicted_decile": [
+            {
+                "group": int(g),
+                "n": int(r["n"]),
+                "predicted": round(float(r["predicted"]), 4),
+                "actual": round(float(r["actual"]), 4),
+            }
+            for g, r in by.iterrows()
+        ],
+        "total_actual": total_actual,
+        "total_predicted": total_predicted,
+        "total_error": (total_predicted - total_actual) / total_actual if total_actual else None,
+        "correlation": _correlation(predicted, actual),
+        "top_group_share": float(actual[top].sum()) / total_actual if total_actual else None,
     }
 
 

@@ -83,13 +83,18 @@ def customer_summary(
 
 
 def holdout_purchases(store: Store, start: date | datetime, end: date | datetime) -> pd.DataFrame:
-    """Purchase days per customer in ``[start, end)``: user_id, purchases."""
-    orders = completed_orders(since=as_utc(start), before=as_utc(end), columns="user_id, ts")
+    """Purchase days and revenue per customer in ``[start, end)``: user_id, purchases,
+    revenue (the sum of the completed orders' amounts)."""
+    orders = completed_orders(
+        since=as_utc(start), before=as_utc(end), columns="user_id, ts, amount"
+    )
     frame = store.query(
-        f"SELECT user_id, CAST(count(DISTINCT CAST(ts AS DATE)) AS DOUBLE) AS purchases "
+        f"SELECT user_id, CAST(count(DISTINCT CAST(ts AS DATE)) AS DOUBLE) AS purchases, "
+        f"CAST(sum(coalesce(amount, 0)) AS DOUBLE) AS revenue "
         f"FROM ({orders}) AS o GROUP BY user_id"
     )
     frame["user_id"] = frame["user_id"].astype(str)
+    frame["revenue"] = pd.to_numeric(frame["revenue"], errors="coerce").astype("float64")
     return frame
 
 

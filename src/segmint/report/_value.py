@@ -43,23 +43,25 @@ MODEL_NAMES = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD"}
 # -- charts ----------------------------------------------------------------------------------
 
 
-def holdout_figure(rows: list[dict[str, Any]], *, lang: Language | None = None) -> go.Figure:
-    """Mean purchases per customer in the holdout period, actual against predicted, by the
-    number of repeat purchases in the calibration period (0, 1, ..., 7+), as in Fader,
-    Hardie & Lee (2005), figure 4.
-
-    ``rows``: ``purchases`` (the group's label), ``n``, ``actual``, ``predicted``.
-    """
-    lang = lang or language()
-    x = [str(r["purchases"]) for r in rows]
+def _actual_predicted_figure(
+    rows: list[dict[str, Any]],
+    key: str,
+    *,
+    x_title: str,
+    y_title: str,
+    hover: str,
+    lang: Language,
+) -> go.Figure:
+    """Two lines over the groups ``rows[i][key]``: actual (solid) and predicted (dashed)."""
+    x = [str(r[key]) for r in rows]
     n = [lang.n("{n} customer", "{n} customers", int(r["n"])) for r in rows]
     fig = go.Figure()
-    for key, name, color, dash in (
+    for col, name, color, dash in (
         ("actual", lang.t("actual"), USERS_COLOR, "solid"),
         ("predicted", lang.t("predicted"), REVENUE_COLOR, "dash"),
     ):
         # a group without a value (None in the stored run) is a gap in the line, not an error
-        y = [None if r.get(key) is None else float(r[key]) for r in rows]
+        y = [None if r.get(col) is None else float(r[col]) for r in rows]
         fig.add_scatter(
             x=x,
             y=y,
@@ -70,23 +72,50 @@ def holdout_figure(rows: list[dict[str, Any]], *, lang: Language | None = None) 
             customdata=np.column_stack(
                 [["–" if v is None else lang.number(v, 3) for v in y], n]  # type: ignore[list-item]
             ),
-            hovertemplate=lang.t("{purchases} repeat purchases", purchases="%{x}")
-            + "<br>"
-            + name
-            + ": %{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+            hovertemplate=hover + "<br>" + name + ": %{customdata[0]}<br>%{customdata[1]}"
+            "<extra></extra>",
         )
-    fig.update_xaxes(
-        title_text=lang.t("repeat purchases in the calibration period"),
-        type="category",
-        gridcolor=GRID,
-    )
-    fig.update_yaxes(
-        title_text=lang.t("mean purchases in the holdout period"),
-        rangemode="tozero",
-        gridcolor=GRID,
-    )
+    fig.update_xaxes(title_text=x_title, type="category", gridcolor=GRID)
+    fig.update_yaxes(title_text=y_title, rangemode="tozero", gridcolor=GRID)
     _phone(fig, height=320, yaxis={"nticks": 5})
     return _layout(fig, height=360)
+
+
+def holdout_figure(rows: list[dict[str, Any]], *, lang: Language | None = None) -> go.Figure:
+    """Mean purchases per customer in the holdout period, actual against predicted, by the
+    number of repeat purchases in the calibration period (0, 1, ..., 7+), as in Fader,
+    Hardie & Lee (2005), figure 4.
+
+    ``rows``: ``purchases`` (the group's label), ``n``, ``actual``, ``predicted``.
+    """
+    lang = lang or language()
+    return _actual_predicted_figure(
+        rows,
+        "purchases",
+        x_title=lang.t("repeat purchases in the calibration period"),
+        y_title=lang.t("mean purchases in the holdout period"),
+        hover=lang.t("{purchases} repeat purchases", purchases="%{x}"),
+        lang=lang,
+    )
+
+
+def holdout_value_figure(
+    rows: list[dict[str, Any]], currency: str, *, lang: Language | None = None
+) -> go.Figure:
+    """Mean revenue per customer in the holdout period, actual against predicted, by tenth
+    of predicted revenue (1 = the lowest, 10 = the highest).
+
+    ``rows``: ``group`` (1..10), ``n``, ``actual``, ``predicted``.
+    """
+    lang = lang or language()
+    return _actual_predicted_figure(
+        rows,
+        "group",
+        x_title=lang.t("tenth by predicted revenue (10 = top)"),
+        y_title=lang.t("mean revenue ({currency})", currency=currency_symbol(currency, lang)),
+        hover=lang.t("tenth {group}", group="%{x}"),
+        lang=lang,
+    )
 
 
 def clv_by_segment_figure(
@@ -352,6 +381,35 @@ def _holdout(holdout: dict[str, Any], figs: Any, tx: Any) -> dict[str, Any]:
                 "predicted": tx.lang.number(float(r["predicted"]), 3),
             }
             for r in rows
+        ],
+        "value": _holdout_value(holdout.get("value"), figs, tx),
+    }
+
+
+def _holdout_value(value: dict[str, Any] | None, figs: Any, tx: Any) -> dict[str, Any] | None:
+    """The revenue side of the holdout check (runs stored before it have none)."""
+    if not value or not value.get("by_predicted_decile"):
+        return None
+    rows = value["by_predicted_decile"]
+    error, share = value.get("total_error"), value.get("top_group_share")
+    return {
+        "figure": figs.html(holdout_value_figure(rows, tx.currency, lang=tx.lang)),
+        "caption": tx.t(
+            "Revenue in the same period: {predicted} predicted, {actual} made ({error}); the "
+            "tenth of customers the model ranked highest made {share} of it.",
+            predicted=tx.money(value.get("total_predicted")),
+            actual=tx.money(value.get("total_actual")),
+            error=("+" if (error or 0) > 0 else "") + tx.pct(error, 1),
+            share=tx.pct(share, 0),
+        ),
+        "rows": [
+            {
+                "group": str(r["group"]),
+                "n": tx.whole(r["n"]),
+                "actual": tx.money(r["actual"]),
+                "predicted": tx.money(r["predicted"]),
+            }
+            for r in reversed(rows)
         ],
     }
 
