@@ -167,26 +167,27 @@ def value_check(predicted: np.ndarray, actual: np.ndarray) -> dict[str, Any]:
     by predicted revenue (10 = the highest): do the customers CLV ranks first bring the
     money, and is the total right?"""
     n = len(predicted)
-    groups = min(VALUE_GROUPS, n)
+    groups = max(1, min(VALUE_GROUPS, n))
     order = np.argsort(-predicted, kind="stable")  # highest first; ties keep the summary's order
     rank_group = np.empty(n, dtype=int)
     for g, idx in enumerate(np.array_split(order, groups)):
         rank_group[idx] = groups - g
-    frame = pd.DataFrame({"group": rank_group, "predicted": predicted, "actual": actual})
-    by = frame.groupby("group").agg(
-        n=("actual", "size"), predicted=("predicted", "mean"), actual=("actual", "mean")
-    )
+    count = np.bincount(rank_group, minlength=groups + 1)[1:]
+    per = np.maximum(count, 1)  # an empty group (no customer at all) is left out below
+    mean_predicted = np.bincount(rank_group, predicted, minlength=groups + 1)[1:] / per
+    mean_actual = np.bincount(rank_group, actual, minlength=groups + 1)[1:] / per
     total_actual, total_predicted = float(actual.sum()), float(predicted.sum())
     top = rank_group == groups
     return {
         "by_predicted_decile": [
             {
-                "group": int(g),
-                "n": int(r["n"]),
-                "predicted": round(float(r["predicted"]), 4),
-                "actual": round(float(r["actual"]), 4),
+                "group": g + 1,
+                "n": int(count[g]),
+                "predicted": round(float(mean_predicted[g]), 4),
+                "actual": round(float(mean_actual[g]), 4),
             }
-            for g, r in by.iterrows()
+            for g in range(groups)
+            if count[g]
         ],
         "total_actual": total_actual,
         "total_predicted": total_predicted,
