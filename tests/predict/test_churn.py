@@ -193,6 +193,69 @@ def test_a_custom_feature_from_a_later_trait_is_caught(demo: segmint.Project) ->
         predict_churn(demo.store, custom=[leak], save=False)
 
 
+def test_the_guard_does_not_stop_columns_computed_from_the_dated_history(
+    demo: segmint.Project,
+) -> None:
+    # recency, P(no purchase), expected purchases... use only rows before the cut-off by
+    # construction and can be near perfect on honest data (a 4,000-user demo at 180 days:
+    # expected_purchases alone 0.987); a threshold the demo's best one (0.89) passes
+    # stands for that: only the columns read as they are today stop the run
+    run = predict_churn(demo.store, PredictSettings(churn_days=90, seed=0), leak_auc=0.85)
+    best = run.metrics["max_single_column_auc"]
+    assert best is not None and best["auc"] >= 0.85
+    assert best["column"] in ("expected_purchases", "p_no_purchase", "recency_days")
+
+
+def test_a_leaking_static_catalog_column_is_still_caught(demo: segmint.Project) -> None:
+    # country is a catalog feature but read from users as it is today, like income_band
+    sql = (
+        "UPDATE users SET country = 'gone' WHERE user_id NOT IN (SELECT user_id FROM "
+        f"orders WHERE status = 'completed' AND ts >= '{T2.isoformat()}' "
+        "AND user_id IS NOT NULL)"
+    )
+    with (
+        planted(demo.store, sql),
+        pytest.raises(ConfigError, match=r"'country'.*looks like a leak.*remove it"),
+    ):
+        predict_churn(demo.store, save=False)
+
+
+def test_customers_created_after_the_cutoff_are_not_in_its_frame(demo: segmint.Project) -> None:
+    # guests who open an account when they come back: users.created_at after T2 for
+    # customers who bought before it; the features know no such user at T2 (all missing),
+    # and that alone says they came back: they are not customers at T2
+    back = demo.store.query(
+        "SELECT DISTINCT user_id FROM orders WHERE status = 'completed' "
+        f"AND ts >= '{T2.isoformat()}' AND ts < '{(T2 + timedelta(days=30)).isoformat()}' "
+        f"AND user_id IN (SELECT user_id FROM orders WHERE ts < '{T2.isoformat()}') "
+        "ORDER BY user_id LIMIT 200"
+    )["user_id"]
+    assert len(back) == 200
+    ids = ", ".join(f"'{u}'" for u in back)
+    sql = f"UPDATE users SET created_at = '{(T2 + timedelta(days=31)).isoformat()}' " + (
+        f"WHERE user_id IN ({ids})"
+    )
+    with planted(demo.store, sql):
+        frame = churn_frame(demo.store, T2, PredictSettings(churn_days=90))
+        assert not frame["user_id"].isin(set(back)).any()
+        assert frame["tenure_days"].notna().all()  # every customer known at the cut-off
+        assert frame.attrs["created_later"] == 200
+        # known at as_of: scored there
+        later = churn_frame(demo.store, AS_OF, PredictSettings(churn_days=90), label=False)
+        assert set(back) <= set(later["user_id"])
+
+
+def test_an_as_of_past_the_data_is_refused(demo: segmint.Project) -> None:
+    # the data end 2026-10-31: with as_of a month later the last month of the holdout
+    # labels would be days without data, counted as days without a purchase (the churn
+    # rate and every risk inflated: mean risk 0.53 at the data's end, 0.85 two months on)
+    with pytest.raises(ConfigError, match=r"data end.*2026-10-31.*2026-12-01"):
+        predict_churn(demo.store, as_of=AS_OF + timedelta(days=30), save=False)
+    # earlier as-of dates are fine (the later orders are left out)
+    early = predict_churn(demo.store, as_of=AS_OF - timedelta(days=20), save=False)
+    assert early.as_of == AS_OF - timedelta(days=20)
+
+
 def test_features_as_of_a_later_instant_are_refused(demo: segmint.Project) -> None:
     custom = [CustomFeature("orders_total", "count(*)", "orders")]
     later = features_as_of(demo.store, T2, custom)
