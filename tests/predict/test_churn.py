@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+from tests.helpers import make_project
 
 import segmint
 from segmint.config import PredictSettings
@@ -314,3 +316,87 @@ def test_p_no_purchase_matches_simulated_bgnbd_customers() -> None:
     frame = pd.DataFrame({"x": np.minimum(x, 4), "pred": predicted, "none": ~later})
     by = frame.groupby("x").agg(pred=("pred", "mean"), none=("none", "mean"))
     assert np.allclose(by["pred"], by["none"], atol=0.02), by
+
+
+# --------------------------------------------------------------------------- stores
+
+
+def _small_shop(root: Path, store: str) -> Path:
+    """500 users over 18 months, with a gender and a country (one-hot text), timestamps at
+    any hour, and ten buyers who sign up months after their first order."""
+    rng = np.random.default_rng(3)
+    start = pd.Timestamp("2024-01-01")
+    orders, people = [], []
+    for i in range(500):
+        u = f"u{i:03d}"
+        first = start + pd.Timedelta(
+            days=int(rng.integers(0, 270)), minutes=int(rng.integers(0, 1440))
+        )
+        life = float(rng.exponential(220))
+        times = [first] + [
+            first + pd.Timedelta(days=float(d))
+            for d in rng.uniform(0, life, rng.poisson(life / 50))
+        ]
+        times = [t for t in times if t < start + pd.Timedelta(days=540)]
+        orders += [
+            f"{u}-{j},{u},{t:%Y-%m-%d %H:%M:%S},{rng.gamma(4, 10):.2f},paid"
+            for j, t in enumerate(times)
+        ]
+        signup = first + pd.Timedelta(days=300 if i < 10 else 0)
+        people.append(
+            f"{u},{signup:%Y-%m-%d %H:%M:%S},{'fmx'[i % 3]},{['FR', 'DE', 'ES', 'IT'][i % 4]}"
+        )
+    files = {
+        "users.csv": "id,signup,gender,country\n" + "\n".join(people) + "\n",
+        "orders.csv": "oid,uid,t,amt,st\n" + "\n".join(orders) + "\n",
+    }
+    sources = {
+        "people": {
+            "type": "csv",
+            "path": "users.csv",
+            "table": "users",
+            "columns": {
+                "user_id": "id",
+                "created_at": "signup",
+                "gender": "gender",
+                "country": "country",
+            },
+        },
+        "sales": {
+            "type": "csv",
+            "path": "orders.csv",
+            "table": "orders",
+            "columns": {
+                "order_id": "oid",
+                "user_id": "uid",
+                "ts": "t",
+                "amount": "amt",
+                "status": "st",
+            },
+            "values": {"status": {"paid": "completed"}},
+        },
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    return make_project(root, store=store, files=files, sources=sources)
+
+
+def test_churn_agrees_on_duckdb_and_postgresql(tmp_path: Path, pg_url: str) -> None:
+    custom = [CustomFeature("big_orders", "count(*) FILTER (WHERE amount > 50)", "orders")]
+    out = {}
+    for name, store in (("duckdb", "store.duckdb"), ("postgres", pg_url)):
+        with segmint.open_project(_small_shop(tmp_path / name, store)) as p:
+            p.ingest()
+            run = predict_churn(p.store, PredictSettings(churn_days=90), custom=custom)
+            frame = churn_frame(
+                p.store, datetime.fromisoformat(run.metrics["cutoffs"]["train"]), custom=custom
+            )
+            out[name] = (run, frame)
+    (r_duck, f_duck), (r_pg, f_pg) = out["duckdb"], out["postgres"]
+    assert r_duck.metrics["n_train"] > 150 and f_duck["gender"].nunique() == 3
+    assert r_duck.metrics["created_later"]["train"] > 0  # the late sign-ups, left out
+    assert r_duck.metrics["created_later"] == r_pg.metrics["created_later"]
+    pd.testing.assert_frame_equal(f_duck, f_pg, check_dtype=False, rtol=1e-9)
+    assert r_pg.metrics["auc"]["model"] == pytest.approx(r_duck.metrics["auc"]["model"])
+    a = r_duck.scores.set_index("user_id")["churn_risk"].sort_index()
+    b = r_pg.scores.set_index("user_id")["churn_risk"].sort_index()
+    np.testing.assert_allclose(a, b, rtol=1e-9)
