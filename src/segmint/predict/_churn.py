@@ -18,7 +18,9 @@ No leakage by construction: every column of a cut-off's frame (the feature catal
 custom features, the customer summary and the BG/NBD fit) uses only data strictly before
 the cut-off, and :func:`churn_frame` refuses features computed as of a later instant. The
 users' static columns are read as they are today (the store keeps no history of them), so
-one column that alone predicts the training label almost perfectly stops the fit as a leak.
+one of them (or a custom feature on ``users``) that alone predicts a cut-off's label almost
+perfectly stops the fit as a leak. A customer is one at a cut-off when their user was
+created before it; the as-of date is never after the data's end.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ from scipy import stats
 
 from segmint.config import PredictSettings
 from segmint.errors import ConfigError
-from segmint.features import CATALOG, CustomFeature, FeatureRun, features_as_of
+from segmint.features import CATALOG, CustomFeature, FeatureRun, default_as_of, features_as_of
 from segmint.predict._clv import _default_as_of
 from segmint.predict._models import PURCHASE_MODELS
 from segmint.predict._runs import PredictionRun, new_run_id, save_run
 from segmint.predict._summary import as_utc, customer_summary, holdout_purchases
-from segmint.store import TABLES, Store, completed_orders
+from segmint.store import TABLES, Store, completed_orders, ts_lit
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,15 @@ SUMMARY_FEATURES = {
     "m": "repeat_purchase_day_value",
 }
 _PURCHASE_MODEL_NAMES = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD"}
+#: the purchase model's columns, from the orders before the cut-off
+MODEL_COLUMNS = ("p_alive", "expected_purchases", "p_no_purchase")
+#: catalog features read from the users table as it is today (no history of it is kept)
+USERS_CATALOG = tuple(c for c in CATALOG if c in {col.name for col in TABLES["users"].columns})
+#: the columns computed from dated rows before the cut-off only (orders, events, sign-up):
+#: they cannot know the future, whatever their AUC
+HISTORY_COLUMNS = frozenset(
+    [*(c for c in CATALOG if c not in USERS_CATALOG), *SUMMARY_FEATURES.values(), *MODEL_COLUMNS]
+)
 
 
 # --------------------------------------------------------------------------- the frame
@@ -140,6 +151,21 @@ def _summary_columns(
     return frame, dict(model.params)
 
 
+def _created_later(store: Store, customers: pd.Series, cutoff: datetime) -> set[str]:
+    """The customers whose user was created (``users.created_at``) at or after ``cutoff``:
+    unknown at the cut-off (the features hold no row for them), so not customers then."""
+    later = store.query(f"SELECT user_id FROM users WHERE created_at >= {ts_lit(cutoff)}")
+    return set(later["user_id"].astype(str)) & set(customers)
+
+
+def _guarded(columns: Sequence[str], custom: Sequence[CustomFeature]) -> list[str]:
+    """The columns the leak guard judges: every one not computed from the dated rows before
+    the cut-off (the users' columns as they are today, custom features on ``users``, and
+    any column of unknown origin)."""
+    dated = HISTORY_COLUMNS | {f.name for f in custom if f.table != "users"}
+    return [c for c in columns if c not in ("user_id", LABEL) and c not in dated]
+
+
 def _labels(store: Store, users: pd.Series, cutoff: datetime, days: int) -> np.ndarray:
     """1 for each user with no completed order in ``[cutoff, cutoff + days)``, else 0."""
     bought = holdout_purchases(store, cutoff, cutoff + timedelta(days=days))
@@ -156,7 +182,7 @@ def churn_frame(
     label: bool = True,
 ) -> pd.DataFrame:
     """What the churn model sees at one cut-off: one row per customer (a completed order
-    before ``cutoff``).
+    before ``cutoff``, and a user created before it or without ``created_at``).
 
     Parameters
     ----------
@@ -182,7 +208,9 @@ def churn_frame(
         columns, the customer summary (``repeat_purchase_days``, ...), ``p_alive``,
         ``expected_purchases`` and ``p_no_purchase`` over the next ``churn_days``, then
         ``churned`` if ``label``. ``attrs["purchase_model"]``: the purchase model fitted
-        at the cut-off and its parameters.
+        at the cut-off and its parameters; ``attrs["created_later"]``: how many buyers
+        before the cut-off were left out as created at or after it;
+        ``attrs["guarded"]``: the columns the leak guard judges (read as they are today).
 
     Raises
     ------
@@ -202,6 +230,18 @@ def churn_frame(
             )
         feats = features.frame()
     frame, params = _summary_columns(store, cut, settings)
+    # a customer whose user was created at or after the cut-off (a guest who signs up
+    # later, when coming back) is unknown then: kept, every feature would be missing and
+    # say that they come back
+    later = _created_later(store, frame["user_id"], cut)
+    if later:
+        if len(later) == len(frame):
+            raise ConfigError(
+                f"all {len(frame):,} customers with a completed order before {cut:%Y-%m-%d} "
+                "were created (users.created_at) at or after it: no customer is known at "
+                "that cut-off (check how users.created_at is mapped, or pick a later --as-of)"
+            )
+        frame = frame[~frame["user_id"].isin(later)]
     frame = frame.merge(feats, on="user_id", how="left")
     frame = frame.merge(_user_columns(store, set(frame.columns)), on="user_id", how="left")
     if label:
@@ -209,6 +249,8 @@ def churn_frame(
     # one order whichever store (PostgreSQL collates user ids its own way)
     frame = frame.sort_values("user_id", kind="stable").reset_index(drop=True)
     frame.attrs["purchase_model"] = {"model": settings.model, "params": params}
+    frame.attrs["created_later"] = len(later)
+    frame.attrs["guarded"] = _guarded(list(frame.columns), custom)
     return frame
 
 
@@ -377,15 +419,28 @@ def single_column_auc(frame: pd.DataFrame, y: np.ndarray) -> dict[str, float]:
 
 
 def check_leaks(
-    frame: pd.DataFrame, y: np.ndarray, cutoff: datetime, *, threshold: float
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    cutoff: datetime,
+    *,
+    threshold: float,
+    columns: Sequence[str] | None = None,
 ) -> dict[str, float]:
-    """Stop when one column alone predicts the label at ``cutoff`` with an AUC of at least
-    ``threshold``; return every column's AUC otherwise."""
+    """Stop when one of ``columns`` (every column by default) alone predicts the label at
+    ``cutoff`` with an AUC of at least ``threshold``; return every column's AUC otherwise.
+
+    The run judges only the columns read as they are today (``churn_frame``'s
+    ``attrs["guarded"]``): those computed from the dated rows before the cut-off cannot
+    know the future, and some are near perfect on honest data.
+    """
     aucs = single_column_auc(frame, y)
-    leaks = sorted(((a, c) for c, a in aucs.items() if a >= threshold), reverse=True)
+    judged = set(aucs) if columns is None else set(columns)
+    leaks = sorted(
+        ((a, c) for c, a in aucs.items() if a >= threshold and c in judged), reverse=True
+    )
     if leaks:
         auc, col = leaks[0]
-        builtin = col in CATALOG or col in SUMMARY_FEATURES.values()
+        builtin = col in HISTORY_COLUMNS
         fix = (
             "if it truly is known before the cut-off, raise leak_auc"
             if builtin
@@ -493,6 +548,21 @@ def _cutoffs(store: Store, as_of: datetime, days: int) -> _Cutoffs:
     return _Cutoffs(t1, t2, as_of)
 
 
+def _check_observed(store: Store, cuts: _Cutoffs) -> None:
+    """Refuse an as-of instant after the data's end (midnight after the newest order or
+    event): the check cut-off's labels run to as_of, and the days without data would
+    count as days without a purchase (every churn rate and risk inflated)."""
+    end = default_as_of(store)
+    if cuts.as_of > end:
+        raise ConfigError(
+            f"churn as of {cuts.as_of:%Y-%m-%d}: the data ends {end - timedelta(days=1):%Y-%m-%d} "
+            f"(the newest order or event), so the labels of the check cut-off "
+            f"({cuts.holdout:%Y-%m-%d} to {cuts.as_of:%Y-%m-%d}) would count the days without "
+            f"data as days without a purchase; pick an as-of date up to {end:%Y-%m-%d} "
+            "(--as-of latest) or load the newer orders"
+        )
+
+
 def _check_classes(y: np.ndarray, where: str) -> None:
     churned = int(y.sum())
     rare = min(churned, len(y) - churned)
@@ -554,11 +624,13 @@ class _Fitted:
 
 
 def _guard(frame: pd.DataFrame, cutoff: datetime, leak_auc: float | None) -> dict[str, float]:
-    """Enough churners and stayers at ``cutoff``, and no column that looks like a leak;
-    every column's AUC alone (empty with the guard off)."""
+    """Enough churners and stayers at ``cutoff``, and no column read as it is today that
+    looks like a leak; every column's AUC alone (empty with the guard off)."""
     y = frame[LABEL].to_numpy(float)
     _check_classes(y, f"cut-off {cutoff:%Y-%m-%d}")
-    return check_leaks(frame, y, cutoff, threshold=leak_auc) if leak_auc else {}
+    if not leak_auc:
+        return {}
+    return check_leaks(frame, y, cutoff, threshold=leak_auc, columns=frame.attrs["guarded"])
 
 
 def _train(frame: pd.DataFrame, seed: int) -> _Fitted:
@@ -655,33 +727,37 @@ def predict_churn(
         ``churn_days`` (N, the label window), ``model`` (the baseline's purchase model:
         BG/NBD or MBG/NBD) and ``seed``.
     as_of : date or datetime, optional
-        The scoring instant; the day after the newest activity by default.
+        The scoring instant; the day after the newest activity by default, and never
+        after it (the labels of the check cut-off run to ``as_of``).
     custom : sequence of CustomFeature
         User-defined features added to the built-in ones.
     save : bool
         Store the run.
     leak_auc : float or None
-        A column alone predicting the training label with at least this AUC (either way)
-        stops the fit as a leak; None turns the guard off.
+        A column read as it is today (the users' columns, custom features on ``users``)
+        alone predicting a cut-off's label with at least this AUC (either way) stops the
+        fit as a leak; None turns the guard off.
 
     Returns
     -------
     PredictionRun
         Kind ``churn``; scores ``user_id``, ``churn_risk`` for every customer (a completed
-        order before ``as_of``). ``metrics``: ``auc`` (the model and the baselines with
-        95 % DeLong intervals, the model's lead over each), ``brier``,
+        order before ``as_of``, created before it). ``metrics``: ``auc`` (the model and the
+        baselines with 95 % DeLong intervals, the model's lead over each), ``brier``,
         ``calibration_error``, ``base_rate``, ``n_train``, ``n_holdout``, ``n_scored``,
-        ``cutoffs``, ``importances``. ``details``: ``calibration`` and
+        ``created_later``, ``cutoffs``, ``importances``. ``details``: ``calibration`` and
         ``baseline_calibration`` (10 bins), ``auc_table``.
 
     Raises
     ------
     ConfigError
-        Less than ``2 * churn_days`` of order history before ``as_of``, too few churners
-        or stayers at a cut-off, or a column that looks like a leak.
+        Less than ``2 * churn_days`` of order history before ``as_of``, an ``as_of``
+        after the data's end, too few churners or stayers at a cut-off, or a column that
+        looks like a leak.
     """
     settings = settings or PredictSettings()
     cuts = _cutoffs(store, _default_as_of(store, as_of), settings.churn_days)
+    _check_observed(store, cuts)
     train = churn_frame(store, cuts.train, settings, custom=custom)
     holdout = churn_frame(store, cuts.holdout, settings, custom=custom)
     # the guard first: a leak stops the run before anything is fitted
@@ -692,7 +768,15 @@ def predict_churn(
     final = _train(holdout, settings.seed)
     now = churn_frame(store, cuts.as_of, settings, custom=custom, label=False)
     risk = _predict(final.model, final.design.matrix(now))
-    metrics.update(n_scored=len(now), churn_risk_mean=float(risk.mean()))
+    metrics.update(
+        n_scored=len(now),
+        churn_risk_mean=float(risk.mean()),
+        # buyers left out of a cut-off as created (users.created_at) at or after it
+        created_later={
+            k: int(f.attrs["created_later"])
+            for k, f in (("train", train), ("holdout", holdout), ("scored", now))
+        },
+    )
     run = PredictionRun(
         run_id=new_run_id("churn"),
         kind="churn",
