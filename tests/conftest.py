@@ -78,3 +78,29 @@ def shared_data() -> Path:
     (too large to commit): a contributor's machine without them skips the few real-data
     tests; CI sets SEGMINT_REQUIRE_SHARED_DATA=1, where their absence is a failure."""
     return require_shared(SHARED_DATA)
+
+
+# -- the browser ---------------------------------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium driven by Playwright, one for the whole session.
+
+    One, not one per module: Playwright's sync API runs an event loop on the main thread
+    while it is started, so a second ``sync_playwright()`` opened while another is alive
+    fails ("using Playwright Sync API inside the asyncio loop") - the report's browser
+    tests failed that way when run after the workspace's.
+    """
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield b
+        b.close()

@@ -11,11 +11,9 @@ phone, and a zh-CN phone) are saved in the test's tmp dir and their paths printe
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image
 
 from segmint.report import ReportResult
@@ -27,7 +25,6 @@ DOCS_PHONE = ROOT / "docs" / "img" / "report-phone.png"
 DOCS_PHONE_HEIGHT = 2200
 PHONE = {"width": 390, "height": 844}
 
-CHROMIUM = "/usr/bin/chromium"
 #: Per segmentation (rfm, lifecycle, clusters; see conftest.py): sizes, heatmap and Sankey;
 #: plus the RFM grid, the projection and the k-selection curves of the one clustering.
 EXPECTED_FIGURES = 3 * 3 + 3 + 3 + 1  # see test_report.py
@@ -124,21 +121,6 @@ def _open(browser: Any, path: Path, viewport: dict[str, int]) -> tuple[Any, dict
     page.wait_for_function("() => document.documentElement.dataset.charts", timeout=60_000)
     assert page.evaluate("document.documentElement.dataset.charts") == "drawn", seen
     return page, seen
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield b
-        b.close()
 
 
 def test_report_renders_offline_in_chromium(

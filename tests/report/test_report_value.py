@@ -28,7 +28,6 @@ from segmint.report import ReportResult, build_report
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = {"desktop": ROOT / "docs/img/report-holdout.png",
         "phone": ROOT / "docs/img/report-holdout-phone.png"}  # fmt: skip
-CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 #: The segmentation shown (the section's "by segment" part follows the first one)
@@ -256,19 +255,6 @@ def test_the_chinese_section_is_in_chinese(reports: Reports) -> None:
 
 
 # -- in Chromium ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield b
-        b.close()
 
 
 #: The holdout chart as drawn: its size, the points of each line, tick labels' boxes

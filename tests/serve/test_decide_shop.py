@@ -20,7 +20,6 @@ import segmint
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP = ROOT / "examples" / "personalized-shop"
-CHROMIUM = "/usr/bin/chromium"
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -61,18 +60,6 @@ def api(decide_shop: Path, tmp_path: Path, static_site: str) -> Iterator[tuple[A
         key = create_key(p.store, "shop page", "decide")
         with Served(create_app(p)) as s:
             yield p, s.url, key
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
 
 
 def _look(browser: Any, page_url: str, shot: Path, width: int = 900) -> dict[str, Any]:

@@ -23,7 +23,6 @@ from segmint.campaigns import key_ring, make_token
 from segmint.campaigns._keys import KeyRing
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture()
@@ -177,18 +176,6 @@ def test_every_page_sentence_has_a_chinese_translation() -> None:
     words = [*TEXTS, *CHANNEL_WORDS.values(), "marketing", "newsletter", "analytics"]
     missing = [w for w in words if not (catalog.get(w) and catalog.get(w).string)]
     assert missing == []
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
 
 
 def test_pages_on_a_phone_in_chromium(

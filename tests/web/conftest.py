@@ -123,22 +123,6 @@ def served_demo(ws_demo: Path) -> Iterator[Served]:
         yield s
 
 
-# -- the browser ---------------------------------------------------------------------------
-CHROMIUM = "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is missing: `make chromium` installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
 class Problems(list[str]):
     """Console errors and off-host requests seen by a page."""
 
