@@ -93,17 +93,23 @@ def latest_run_sql(
     """A SELECT of the newest run of ``kind`` (one row at most).
 
     Newest is by ``created_at``, then ``run_id`` (both descending), as everywhere in
-    segmint. ``at`` keeps runs created at or before that instant (a user's segment *at a
-    time*); keyword arguments are equality filters on the run table's columns
-    (``segmentation="rfm"``, ``method="lifecycle"``; ``kind="batch"`` filters the
-    ``kind`` column of recommendation runs, as ``kind`` itself is positional-only).
+    segmint - except prediction runs, newest by their ``as_of`` date first: a run made
+    today as of an earlier date (a back-test) is older knowledge of the customers and must
+    not replace the current values that profiles, rules and decisions read. ``at`` keeps
+    runs created at or before that instant (a user's segment *at a time*); keyword
+    arguments are equality filters on the run table's columns (``segmentation="rfm"``,
+    ``method="lifecycle"``; ``kind="batch"`` filters the ``kind`` column of
+    recommendation runs, as ``kind`` itself is positional-only).
     """
     table = RUN_TABLES[kind]
     conds = [f"{ident(col)} = {literal(value)}" for col, value in where.items()]
     if at is not None:
         conds.append(f"created_at <= {literal(at)}")
     where_sql = f" WHERE {' AND '.join(conds)}" if conds else ""
-    return f"SELECT {columns} FROM {table}{where_sql} ORDER BY created_at DESC, run_id DESC LIMIT 1"
+    order = "created_at DESC, run_id DESC"
+    if kind == "prediction":
+        order = "as_of DESC, " + order
+    return f"SELECT {columns} FROM {table}{where_sql} ORDER BY {order} LIMIT 1"
 
 
 def latest_runs_sql(
