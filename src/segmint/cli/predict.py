@@ -149,7 +149,7 @@ def _print_value_check(v: dict[str, Any], currency: str) -> None:
     money = f" {currency}" if currency else ""
     t = Table(title="revenue in the holdout, by tenth of predicted revenue (10 = highest)")
     unit = f" ({currency})" if currency else ""
-    t.caption = f"mean revenue per customer{unit}; predicted = expected purchases x order value"
+    t.caption = f"mean revenue per customer{unit}"
     for c in ("tenth", "customers", "actual", "predicted"):
         t.add_column(c, justify="right")
     for row in reversed(v["by_predicted_decile"]):
