@@ -136,6 +136,8 @@ def ran(
             "show-churn": ["predict", "show", "churn", "--top", "4", *s],
             "show-unknown": ["predict", "show", "p-nothing-like-it", *s],
             "export-log": ["export", "log", "--json", *j],
+            "bad-date": ["predict", "clv", "--as-of", "2026-13-01", *e],
+            "churn-late": ["predict", "churn", "--as-of", "2030-01-01", "-p", str(paths["early"])],
         },
     ]  # fmt: skip
     out: dict[str, Any] = {"paths": paths}
@@ -262,6 +264,16 @@ def test_churn_compares_the_model_with_p_alive(ran: dict[str, Any]) -> None:
 def test_churn_on_too_short_a_history_is_refused(ran: dict[str, Any]) -> None:
     # the demo's orders start in November 2024: not two label windows before March 2025
     _refused(ran["churn-early"], 2, "2025-03-01")
+
+
+def test_an_as_of_date_past_the_orders_or_not_a_date_is_refused_with_its_reason(
+    ran: dict[str, Any],
+) -> None:
+    # the option the user typed is named (it said features.as_of, a key of segmint.yaml)
+    _refused(ran["bad-date"], 2, "--as-of: '2026-13-01' is not 'latest', 'today' or a YYYY-MM-DD")
+    # years after the last order nobody can be seen staying: said so, not "2000 of 2,000
+    # customers churned" at some cut-off
+    _refused(ran["churn-late"], 2, "the orders end on 2026-10-31", "2030-01-01", "--as-of latest")
 
 
 def test_export_writes_the_scores_and_logs_the_export(ran: dict[str, Any]) -> None:
