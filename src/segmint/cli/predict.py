@@ -271,17 +271,18 @@ def predict_clv(
     them on a holdout and store every customer's P(alive), expected purchases and CLV."""
     from segmint import open_project
 
-    def go() -> tuple[Any, str]:
+    def go() -> tuple[Any, str, str | None]:
         with open_project(project) as p, spinner(disable=as_json) as progress:
             progress.add_task("fitting BG/NBD and Gamma-Gamma", total=None)
             run = p.predict_clv(as_of, model=model, horizon_days=horizon)
-            return run, p.config.currency
+            return run, p.config.currency, _not_latest(p.store, run)
 
-    run, currency = _run(go)
+    run, currency, note = _run(go)
     if as_json:
         print_json(run_json(run))
     else:
         print_clv(run, currency)
+        _print_note(note)
 
 
 @predict_app.command("churn")
@@ -304,13 +305,38 @@ def predict_churn(
     def go() -> Any:
         with open_project(project) as p, spinner(disable=as_json) as progress:
             progress.add_task("training the churn model", total=None)
-            return p.predict_churn(as_of, churn_days=days)
+            run = p.predict_churn(as_of, churn_days=days)
+            return run, _not_latest(p.store, run)
 
-    run = _run(go)
+    run, note = _run(go)
     if as_json:
         print_json(run_json(run))
     else:
         print_churn(run)
+        _print_note(note)
+
+
+def _not_latest(store: Any, run: Any) -> str | None:
+    """A note when ``run`` (just made) is not the latest of its kind: an earlier as-of
+    date than a stored run's, which stays what the product reads."""
+    from segmint.store import latest_run_sql
+
+    found = store.query(latest_run_sql("prediction", columns="run_id, as_of", kind=run.kind))
+    if found.empty or str(found.iat[0, 0]) == run.run_id:
+        return None
+    return (
+        f"this run is as of {_day(run.as_of)}, so it is not the latest {run.kind} run: "
+        "profiles, the report, the decision endpoint and rules keep using "
+        f"{found.iat[0, 0]} (as of {_day(found.iat[0, 1])}), the newest as-of date; this one "
+        + ("can be the earlier state churn_risk_change compares with" if run.kind == "churn"
+           else "is kept for comparison")
+        + " (segmint predict list)"
+    )  # fmt: skip
+
+
+def _print_note(note: str | None) -> None:
+    if note:
+        console.print(f"  note: {note}", markup=False)
 
 
 @predict_app.command("list")
