@@ -175,6 +175,22 @@ def print_clv(run: Any, currency: str = "") -> None:
     )
 
 
+def _verdict(auc: Any, days: Any) -> str | None:
+    """When the model's lead over BG/NBD's P(no purchase) (the fair baseline) is not clear
+    of zero: said in words, with the paired difference and its interval."""
+    if not isinstance(auc, dict):
+        return None
+    lead = auc.get("model_minus_baseline_no_purchase")
+    low, high = (auc.get(f"model_minus_baseline_no_purchase_{e}") for e in ("low", "high"))
+    if lead is None or low is None or high is None or low > 0:
+        return None
+    return (
+        f"the model ranks no better than BG/NBD's P(no purchase in {days} days) here (AUC "
+        f"difference {lead:+.3f}, 95% {low:+.3f} to {high:+.3f}): either ranks customers as "
+        "well (docs/churn.md, weak points)"
+    )
+
+
 def _pair(block: Any, days: Any) -> str:
     """``model 0.97 (95% 0.96 – 0.97) vs BG/NBD: 1 − P(alive) 0.72, P(no purchase in 90
     days) 0.94`` from an AUC or Brier entry of a churn run."""
@@ -211,6 +227,9 @@ def print_churn(run: Any) -> None:
         )
     if m.get("auc") is not None:
         console.print(f"  AUC on the later holdout: {_pair(m['auc'], days)}")
+        verdict = _verdict(m["auc"], days)
+        if verdict:
+            console.print(f"  {verdict}", markup=False)
     if m.get("brier") is not None:
         console.print(f"  Brier score (lower is better): {_pair(m['brier'], days)}")
     cal = run.details.get("calibration") or []
