@@ -136,6 +136,12 @@ def ran(
             "show-churn": ["predict", "show", "churn", "--top", "4", *s],
             "show-unknown": ["predict", "show", "p-nothing-like-it", *s],
             "export-log": ["export", "log", "--json", *j],
+            "bad-date": ["predict", "clv", "--as-of", "2026-13-01", *e],
+            "churn-late": ["predict", "churn", "--as-of", "2030-01-01", "-p", str(paths["early"])],
+        },
+        {
+            "clv-late": ["predict", "clv", "--as-of", "2030-01-01", *j],
+            "clv-backfill": ["predict", "clv", "--as-of", "2026-09-01", "-p", str(paths["early"])],
         },
     ]  # fmt: skip
     out: dict[str, Any] = {"paths": paths}
@@ -268,6 +274,29 @@ def test_churn_compares_the_model_with_p_alive(ran: dict[str, Any]) -> None:
 def test_churn_on_too_short_a_history_is_refused(ran: dict[str, Any]) -> None:
     # the demo's orders start in November 2024: not two label windows before March 2025
     _refused(ran["churn-early"], 2, "2025-03-01")
+
+
+def test_an_as_of_date_past_the_orders_or_not_a_date_is_refused_with_its_reason(
+    ran: dict[str, Any],
+) -> None:
+    # the option the user typed is named (it said features.as_of, a key of segmint.yaml)
+    _refused(ran["bad-date"], 2, "--as-of: '2026-13-01' is not 'latest', 'today' or a YYYY-MM-DD")
+    # years after the last order nobody can be seen staying: said so, not "2000 of 2,000
+    # customers churned" at some cut-off
+    _refused(ran["churn-late"], 2, "the orders end on 2026-10-31", "2030-01-01", "--as-of latest")
+    _refused(ran["clv-late"], 2, "the orders end on 2026-10-31", "2030-01-01", "--as-of latest")
+
+
+def test_a_run_at_an_earlier_date_than_the_latest_says_it_does_not_replace_it(
+    ran: dict[str, Any],
+) -> None:
+    text = " ".join(_ok(ran["clv-backfill"]).split())
+    assert "as of 2026-09-01" in text
+    assert (
+        "not the latest clv run: profiles, the report, the decision endpoint and rules keep "
+        "using p-"
+    ) in text and "as of 2026-11-01" in text
+    assert "note:" not in " ".join(_ok(ran["clv"]).split())  # the latest one: no note
 
 
 def test_export_writes_the_scores_and_logs_the_export(ran: dict[str, Any]) -> None:

@@ -177,8 +177,9 @@ class Project:
         try:
             return date.fromisoformat(value)
         except ValueError:
+            where = "features.as_of" if as_of is None else "--as-of"  # the yaml key, or typed
             raise ConfigError(
-                f"features.as_of: {value!r} is not 'latest', 'today' or a YYYY-MM-DD date"
+                f"{where}: {value!r} is not 'latest', 'today' or a YYYY-MM-DD date"
             ) from None
 
     def compute_features(self, *, as_of: str | date | datetime | None = None) -> FeatureRun:

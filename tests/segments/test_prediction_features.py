@@ -344,3 +344,37 @@ def test_a_churn_run_is_computed_when_missing_then_reused(project: Any) -> None:
     # without the project's custom feature: another model, computed again
     _run(p, "risky", spec, custom_features=[])
     assert _n_runs(p, "churn") == 2
+
+
+def test_a_run_backfilled_at_an_earlier_date_does_not_replace_the_current_one(
+    project: Any,
+) -> None:
+    """The latest prediction run of a kind is the one with the newest as-of date: a churn
+    run made afterwards at an earlier date (the previous state churn_risk_change needs, or
+    a segmentation run with --as-of in the past) does not become what profiles, rules'
+    medians and the decision endpoint read."""
+    from segmint.profiles._value import latest_value_runs
+
+    p = project
+    frame, _, as_of = _features(p)
+    users = frame["user_id"].astype(str).to_numpy()
+    rng = np.random.default_rng(8)
+    now = pd.Series(rng.random(len(users)), index=users)
+    current = _save_churn(p, as_of, now)
+    before = (now - 0.2).clip(0, 1)
+    backfill = _save_churn(p, as_of - timedelta(days=30), before)  # made after `current`
+    assert load_prediction_run(p.store, "churn").run_id == current
+    latest = p.store.query(latest_predictions_sql()).set_index("user_id")
+    assert np.allclose(latest["churn_risk"].reindex(users), now)
+    assert np.allclose(latest["churn_risk_change"].reindex(users), now - before)
+    runs = latest_value_runs(p.store)
+    assert runs is not None and runs.churn is not None and runs.churn.run_id == current
+    # the same for CLV: a segmentation at an earlier date computes and saves a CLV run there
+    spec = ValueTiersSegmentation(type="value_tiers", feature="clv")
+    first = _run(p, "tiers", spec).details["predictions"]["clv"]
+    older = _run(p, "tiers", spec, as_of=as_of - timedelta(days=60)).details["predictions"]["clv"]
+    assert older != first and load_prediction_run(p.store, "clv").run_id == first
+    # a re-run at the same as-of date is newer: it wins
+    again = _save_churn(p, as_of, now * 0.5)
+    assert load_prediction_run(p.store, "churn").run_id == again
+    assert backfill != again

@@ -385,3 +385,80 @@ def test_the_editor_lists_the_prediction_columns_and_counts_a_rule_on_them(
         assert preview.status_code == 200, _text(preview.text)[:500]
         counts = _counts(preview.text)
     assert sum(counts) == 1500 and 0 < counts[0] < 1500
+
+
+def test_a_rule_on_churn_risk_change_without_an_earlier_churn_run_says_why_it_matches_nobody(
+    ws_project: Path,
+) -> None:
+    """The demo has one churn run: churn_risk_change (the rise since an earlier churn run)
+    is empty for everyone. The editor lists it anyway, says what it needs, and the preview
+    of "clv >= 500 AND churn_risk_change > 0" says why nobody matches; once an earlier
+    churn run exists the note is gone and the column has a median."""
+    from datetime import timedelta
+
+    from segmint.predict import predict_churn
+
+    form = {
+        "name": "risers",
+        "rule_segment": ["win-back"],
+        "rule_when": ["clv >= 500 AND churn_risk_change > 0"],
+        "default": "others",
+    }
+    needs = "needs a churn run at an earlier date"
+    with served_ws(ws_project) as s, sign_in(s.url, "ana") as c:
+        rows = re.findall(
+            r"<tr><td><code>(\w+)</code>(.*?)</tr>", c.get("/segments/new").text, re.S
+        )
+        listed = {name: _text(rest) for name, rest in rows}
+        assert "churn_risk_change" in listed and needs in listed["churn_risk_change"], listed
+        answer = c.post("/segments/preview", data={**_editor_form(c), **form}).text
+        preview = _text(answer)
+        assert _counts(answer) == [0, 1500], preview
+        assert "churn_risk_change is empty for every customer" in preview, preview
+        assert "segmint predict churn --as-of" in preview
+        zh = c.get("/segments/new?lang=zh-CN").text
+        assert needs not in zh and "更早" in zh
+    with segmint.open_project(ws_project) as p:
+        as_of = p.prediction_run("churn").as_of
+        predict_churn(p.store, p.config.predict, as_of=as_of - timedelta(days=30))
+    with served_ws(ws_project) as s, sign_in(s.url, "ana") as c:
+        rows = re.findall(
+            r"<tr><td><code>(\w+)</code>(.*?)</tr>", c.get("/segments/new").text, re.S
+        )
+        listed = {name: _text(rest) for name, rest in rows}
+        assert needs not in listed["churn_risk_change"] and "–" not in listed["churn_risk_change"]
+        preview = _text(c.post("/segments/preview", data={**_editor_form(c), **form}).text)
+        assert "is empty for every customer" not in preview
+
+
+def test_the_preview_reads_the_predictions_at_its_feature_runs_date(ws_project: Path) -> None:
+    """The preview counts over the latest feature run; the predictions joined to it are the
+    ones at that run's as-of date, as `segmint segment` joins them to the same features
+    (they were the ones at the store's default date: another day's CLV, computed afresh)."""
+    from datetime import timedelta
+
+    with segmint.open_project(ws_project) as p:
+        current = p.prediction_run("clv")
+        earlier = current.as_of - timedelta(days=90)
+        features = p.compute_features(as_of=earlier)  # now the latest feature run
+    form = {
+        "name": "valuable",
+        "rule_segment": ["Valuable"],
+        "rule_when": ["clv >= 800"],
+        "default": "Rest",
+    }
+    with served_ws(ws_project) as s, sign_in(s.url, "ana") as c:
+        counts = _counts(c.post("/segments/preview", data={**_editor_form(c), **form}).text)
+    with segmint.open_project(ws_project) as p:
+        from segmint.config import RulesSegmentation
+        from segmint.segments import run_segmentation
+
+        rules = [{"segment": "Valuable", "when": "clv >= 800"}]
+        spec = RulesSegmentation(type="rules", rules=rules, default="Rest")
+        run = run_segmentation(p.store, "valuable", spec, p.features(features.run_id),
+                               feature_run_id=features.run_id, predict=p.config.predict,
+                               save=False)  # fmt: skip
+        expected = run.metrics["sizes"]
+        used = run.details["predictions"]
+    assert pd.Timestamp(used["as_of"]) == pd.Timestamp(earlier)
+    assert counts == [expected.get("Valuable", 0), expected.get("Rest", 0)], (counts, expected)

@@ -201,6 +201,22 @@ def print_clv(run: Any, currency: str = "") -> None:
     )
 
 
+def _verdict(auc: Any, days: Any) -> str | None:
+    """When the model's lead over BG/NBD's P(no purchase) (the fair baseline) is not clear
+    of zero: said in words, with the paired difference and its interval."""
+    if not isinstance(auc, dict):
+        return None
+    lead = auc.get("model_minus_baseline_no_purchase")
+    low, high = (auc.get(f"model_minus_baseline_no_purchase_{e}") for e in ("low", "high"))
+    if lead is None or low is None or high is None or low > 0:
+        return None
+    return (
+        f"the model ranks no better than BG/NBD's P(no purchase in {days} days) here (AUC "
+        f"difference {lead:+.3f}, 95% {low:+.3f} to {high:+.3f}): either ranks customers as "
+        "well (docs/churn.md, weak points)"
+    )
+
+
 def _pair(block: Any, days: Any) -> str:
     """``model 0.97 (95% 0.96 – 0.97) vs BG/NBD: 1 − P(alive) 0.72, P(no purchase in 90
     days) 0.94`` from an AUC or Brier entry of a churn run."""
@@ -237,6 +253,9 @@ def print_churn(run: Any) -> None:
         )
     if m.get("auc") is not None:
         console.print(f"  AUC on the later holdout: {_pair(m['auc'], days)}")
+        verdict = _verdict(m["auc"], days)
+        if verdict:
+            console.print(f"  {verdict}", markup=False)
     if m.get("brier") is not None:
         console.print(f"  Brier score (lower is better): {_pair(m['brier'], days)}")
     cal = run.details.get("calibration") or []
@@ -297,17 +316,18 @@ def predict_clv(
     them on a holdout and store every customer's P(alive), expected purchases and CLV."""
     from segmint import open_project
 
-    def go() -> tuple[Any, str]:
+    def go() -> tuple[Any, str, str | None]:
         with open_project(project) as p, spinner(disable=as_json) as progress:
             progress.add_task("fitting BG/NBD and Gamma-Gamma", total=None)
             run = p.predict_clv(as_of, model=model, horizon_days=horizon)
-            return run, p.config.currency
+            return run, p.config.currency, _not_latest(p.store, run)
 
-    run, currency = _run(go)
+    run, currency, note = _run(go)
     if as_json:
         print_json(run_json(run))
     else:
         print_clv(run, currency)
+        _print_note(note)
 
 
 @predict_app.command("churn")
@@ -330,13 +350,38 @@ def predict_churn(
     def go() -> Any:
         with open_project(project) as p, spinner(disable=as_json) as progress:
             progress.add_task("training the churn model", total=None)
-            return p.predict_churn(as_of, churn_days=days)
+            run = p.predict_churn(as_of, churn_days=days)
+            return run, _not_latest(p.store, run)
 
-    run = _run(go)
+    run, note = _run(go)
     if as_json:
         print_json(run_json(run))
     else:
         print_churn(run)
+        _print_note(note)
+
+
+def _not_latest(store: Any, run: Any) -> str | None:
+    """A note when ``run`` (just made) is not the latest of its kind: an earlier as-of
+    date than a stored run's, which stays what the product reads."""
+    from segmint.store import latest_run_sql
+
+    found = store.query(latest_run_sql("prediction", columns="run_id, as_of", kind=run.kind))
+    if found.empty or str(found.iat[0, 0]) == run.run_id:
+        return None
+    return (
+        f"this run is as of {_day(run.as_of)}, so it is not the latest {run.kind} run: "
+        "profiles, the report, the decision endpoint and rules keep using "
+        f"{found.iat[0, 0]} (as of {_day(found.iat[0, 1])}), the newest as-of date; this one "
+        + ("can be the earlier state churn_risk_change compares with" if run.kind == "churn"
+           else "is kept for comparison")
+        + " (segmint predict list)"
+    )  # fmt: skip
+
+
+def _print_note(note: str | None) -> None:
+    if note:
+        console.print(f"  note: {note}", markup=False)
 
 
 @predict_app.command("list")

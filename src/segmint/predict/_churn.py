@@ -545,6 +545,14 @@ def _cutoffs(store: Store, as_of: datetime, days: int) -> _Cutoffs:
             f"(train at {t1:%Y-%m-%d}, check at {t2:%Y-%m-%d}) but {since}: set a smaller "
             "predict.churn_days in segmint.yaml, a later --as-of, or load earlier orders"
         )
+    last = store.scalar(f"SELECT max(ts) FROM ({completed_orders(before=as_of)}) AS o")
+    if as_utc(pd.Timestamp(last).to_pydatetime()) < t2:
+        raise ConfigError(
+            f"the orders end on {pd.Timestamp(last):%Y-%m-%d}, more than {days} days before the "
+            f"as-of date {as_of:%Y-%m-%d}: nobody can be seen buying in the {days} days before "
+            "it, so churn cannot be learnt there; use --as-of latest (the day after the newest "
+            "order or event), an earlier date, or load newer orders"
+        )
     return _Cutoffs(t1, t2, as_of)
 
 
@@ -568,7 +576,7 @@ def _check_classes(y: np.ndarray, where: str) -> None:
     rare = min(churned, len(y) - churned)
     if rare < MIN_CLASS:
         raise ConfigError(
-            f"{where}: {churned} of {len(y):,} customers churned; at least {MIN_CLASS} churners "
+            f"{where}: {churned:,} of {len(y):,} customers churned; at least {MIN_CLASS} churners "
             "and as many who stayed are needed (change predict.churn_days or the --as-of date)"
         )
 

@@ -211,6 +211,26 @@ def _holdout_window(store: Store, as_of: datetime, settings: PredictSettings) ->
     return as_of - timedelta(days=days)
 
 
+def _check_not_after_the_orders(store: Store, start: datetime | None, cut: datetime) -> None:
+    """Refuse an as-of date with no completed order in the holdout window before it (from
+    ``start``): the orders end long before it (an old export scored ``--as-of today``, a
+    mistyped year), so the check has nothing to compare with and the models read the
+    silence as customers leaving. Such a run would also stay the latest clv run (the
+    newest as-of date) until one at a later date."""
+    if start is None:
+        return
+    last = store.scalar("SELECT max(ts) FROM orders WHERE status = 'completed' AND ts < ?", [cut])
+    if last is None or as_utc(pd.Timestamp(last).to_pydatetime()) >= start:
+        return
+    raise ConfigError(
+        f"the orders end on {pd.Timestamp(last):%Y-%m-%d}, more than {(cut - start).days} days "
+        f"before the as-of date {cut:%Y-%m-%d}: nobody bought in the period the holdout check "
+        "compares with, and the models would read the silence as customers leaving; use "
+        "--as-of latest (the day after the newest order or event), an earlier date, or load "
+        "newer orders"
+    )
+
+
 def predict_clv(
     store: Store,
     settings: PredictSettings | None = None,
@@ -240,6 +260,8 @@ def predict_clv(
             f"{cut:%Y-%m-%d}: the purchase model learns from repeat purchases (load more "
             "order history, or pick a later --as-of)"
         )
+    start = _holdout_window(store, cut, settings)
+    _check_not_after_the_orders(store, start, cut)
     model, spend = fit_models(summary, settings)
     scores = score(summary, model, spend, settings)
     metrics: dict[str, Any] = {
@@ -255,7 +277,6 @@ def predict_clv(
     }
     details: dict[str, Any] = {}
     if holdout:
-        start = _holdout_window(store, cut, settings)
         if start is not None:
             try:
                 details["holdout"] = holdout_check(store, start, cut, settings)

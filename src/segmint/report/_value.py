@@ -503,18 +503,7 @@ def _churn_part(run: PredictionRun, figs: Any, tx: Any) -> dict[str, Any]:
             ),
             baseline="–" if base is None else tx.lang.number(float(base), 3),
         )
-    rows = [
-        {
-            "data": str(r.get("data", "")),
-            "model": str(r.get("model", "")),
-            "auc": _num(r.get("auc"), tx),
-            "ci": "–"
-            if r.get("low") is None or r.get("high") is None
-            else f"{_num(r['low'], tx)} – {_num(r['high'], tx)}",
-            "brier": _num(r.get("brier"), tx),
-        }
-        for r in run.details.get("auc_table") or []
-    ]
+    rows = _auc_rows(run, tx)
     bins = run.details.get("calibration") or []
     return {
         "run_id": run.run_id,
@@ -527,5 +516,50 @@ def _churn_part(run: PredictionRun, figs: Any, tx: Any) -> dict[str, Any]:
         ),
         "headline": headline,
         "auc_rows": rows,
+        "auc_caption": _auc_caption(run, tx),
         "figure": figs.html(calibration_figure(bins, lang=tx.lang)) if bins else None,
     }
+
+
+def _auc_rows(run: PredictionRun, tx: Any) -> list[dict[str, str]]:
+    """The churn model and BG/NBD's two baselines on the holdout, named in the report's
+    language (the run's own ``auc_table`` says the same in English)."""
+    auc, brier = run.metrics.get("auc") or {}, run.metrics.get("brier") or {}
+    name = MODEL_NAMES.get(str(run.params.get("model")), "BG/NBD")
+    days = run.params.get("churn_days")
+    labels = {
+        "model": tx.t("gradient boosting"),
+        "baseline_p_alive": f"{name} 1 − P(alive)",
+        "baseline_no_purchase": tx.t(
+            "{model} P(no purchase in {days} days)", model=name, days=tx.whole(days)
+        ),
+    }
+    return [
+        {
+            "model": label,
+            "auc": _num(auc.get(k), tx),
+            "ci": "–"
+            if auc.get(f"{k}_low") is None or auc.get(f"{k}_high") is None
+            else f"{_num(auc[f'{k}_low'], tx)} – {_num(auc[f'{k}_high'], tx)}",
+            "brier": _num(brier.get(k), tx),
+        }
+        for k, label in labels.items()
+        if auc.get(k) is not None
+    ]
+
+
+def _auc_caption(run: PredictionRun, tx: Any) -> str | None:
+    m = run.metrics
+    holdout = (m.get("cutoffs") or {}).get("holdout")
+    if holdout is None or m.get("n_holdout") is None:
+        return None
+    return str(
+        tx.t(
+            "On the holdout: {n} customers at {date}, {share} of whom made no completed order "
+            "in the {days} days after.",
+            n=tx.whole(m["n_holdout"]),
+            date=tx.day(holdout),
+            share=tx.pct(m.get("base_rate"), 0),
+            days=tx.whole(run.params.get("churn_days")),
+        )
+    )

@@ -82,6 +82,12 @@ def completed_orders(
     return f"SELECT {columns} FROM orders WHERE {COMPLETED}{_window('ts', since, before)}"
 
 
+NEWEST: dict[str, str] = {"prediction": "as_of DESC, created_at DESC, run_id DESC"}
+"""The order that makes a run the newest, for the kinds where it is not the creation
+time: predictions describe customers *as of* a date, and the latest date is the current
+state (a re-run at the same date, e.g. with other settings, is newer)."""
+
+
 def latest_run_sql(
     kind: RunKind,
     /,
@@ -93,11 +99,12 @@ def latest_run_sql(
     """A SELECT of the newest run of ``kind`` (one row at most).
 
     Newest is by ``created_at``, then ``run_id`` (both descending), as everywhere in
-    segmint - except prediction runs, newest by their ``as_of`` date first: a run made
-    today as of an earlier date (a back-test) is older knowledge of the customers and must
-    not replace the current values that profiles, rules and decisions read. ``at`` keeps
-    runs created at or before that instant (a user's segment *at a time*); keyword
-    arguments are equality filters on the run table's columns (``segmentation="rfm"``,
+    segmint, except for prediction runs (:data:`NEWEST`): there the newest as-of date
+    comes first, so a run made later at an earlier date (a previous churn state filled in
+    for ``churn_risk_change``, a segmentation run with ``--as-of`` in the past that
+    computed its predictions there) does not replace the current one. ``at`` keeps runs
+    created at or before that instant (a user's segment *at a time*); keyword arguments
+    are equality filters on the run table's columns (``segmentation="rfm"``,
     ``method="lifecycle"``; ``kind="batch"`` filters the ``kind`` column of
     recommendation runs, as ``kind`` itself is positional-only).
     """
@@ -106,9 +113,7 @@ def latest_run_sql(
     if at is not None:
         conds.append(f"created_at <= {literal(at)}")
     where_sql = f" WHERE {' AND '.join(conds)}" if conds else ""
-    order = "created_at DESC, run_id DESC"
-    if kind == "prediction":
-        order = "as_of DESC, " + order
+    order = NEWEST.get(kind, "created_at DESC, run_id DESC")
     return f"SELECT {columns} FROM {table}{where_sql} ORDER BY {order} LIMIT 1"
 
 

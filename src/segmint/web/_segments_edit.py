@@ -78,18 +78,29 @@ def _columns(frame: Any) -> list[dict[str, Any]]:
 FEATURES = FeatureFrame()
 
 
+CHANGE_NOTE = N_("empty: needs a churn run at an earlier date (segmint predict churn --as-of)")
+
+
 def _prediction_columns(p: Any) -> list[dict[str, Any]]:
     """The prediction columns a condition may use too (``clv``, ``churn_risk``, ...), with
-    the median of the latest runs; none before a first ``segmint predict`` run."""
+    the median of the latest runs; none before a first ``segmint predict`` run of their
+    kind. ``churn_risk_change`` is listed with the churn run even while it is empty (no
+    churn run at an earlier date yet), with a note saying what it needs."""
     from segmint.predict import PREDICTION_FEATURES, latest_predictions_sql
 
     medians = ", ".join(f"median({c}) AS {c}" for c in PREDICTION_FEATURES)
     row = p.store.query(f"SELECT {medians} FROM ({latest_predictions_sql()}) AS v").iloc[0]
-    return [
-        {"name": c, "median": float(row[c])}
-        for c in PREDICTION_FEATURES
-        if row[c] is not None and row[c] == row[c]
-    ]
+    out = []
+    for c in PREDICTION_FEATURES:
+        if _has_value(row[c]):
+            out.append({"name": c, "median": float(row[c])})
+        elif c == "churn_risk_change" and _has_value(row["churn_risk"]):
+            out.append({"name": c, "median": None, "note": CHANGE_NOTE})
+    return out
+
+
+def _has_value(x: Any) -> bool:
+    return x is not None and x == x
 
 
 # -- the form ----------------------------------------------------------------------------------
@@ -148,6 +159,8 @@ class Checked:
     stale: bool = False
     unchanged: bool = False
     """The form says what segmint.yaml says already (nothing to write)."""
+    notes: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    """Why a rule may match fewer users than expected: (text id, its arguments)."""
 
 
 def _check_names(form: RuleForm, config: Any, stored: set[str]) -> list[str]:
@@ -212,9 +225,14 @@ def _count(p: Any, name: str, spec: Any, frame: Any, out: Checked) -> None:
     from segmint.segments import run_segmentation
 
     custom = [CustomFeature(n, c.expr, c.table) for n, c in p.config.features.custom.items()]
-    # as `segmint segment` runs it: the project's predict: settings and custom features
-    kw = {"save": False, "predict": p.config.predict, "custom_features": custom}
-    run_segmentation(p.store, name, spec, frame, **kw)  # raises with the rule's name
+    # as `segmint segment` runs it: the project's predict: settings and custom features,
+    # the predictions at the feature run's as-of date
+    kw = {"save": False, "predict": p.config.predict, "custom_features": custom,
+          "feature_run_id": out.feature_run}  # fmt: skip
+    checked = run_segmentation(p.store, name, spec, frame, **kw)  # raises with the rule's name
+    used = checked.details.get("predictions") or {}
+    if "churn_risk_change" in used.get("columns", []) and not used.get("churn_previous"):
+        out.notes.append((EMPTY_CHANGE, {"date": str(used.get("as_of", ""))[:10]}))
     keys = [f"#{i}" for i in range(len(spec.rules))]
     indexed = RulesSegmentation(
         type="rules",
@@ -233,6 +251,9 @@ def _count(p: Any, name: str, spec: Any, frame: Any, out: Checked) -> None:
     size = sizes.get("#default", 0)
     out.default_count = {"segment": spec.default, "n_users": size, "share": size / n,
                          "revenue_share": revenue.get("#default", 0.0)}  # fmt: skip
+
+
+EMPTY_CHANGE = N_("churn_risk_change is empty for every customer: it is the change of churn risk since a churn run at an earlier date, and there is no churn run before {date}. A condition on it matches nobody until one exists: stop the service and run segmint predict churn --as-of with an earlier date (a month before, say), or add a monthly predict job.")  # fmt: skip
 
 
 # -- pages -------------------------------------------------------------------------------------
