@@ -361,13 +361,19 @@ class Project:
     ) -> list[Path]:
         """Write a prediction run's scores (``user_id`` and the kind's columns; no contact
         details) in the format of ``out``'s extension (csv, xlsx, parquet, json, jsonl;
-        ``fmt`` when it has none, else csv). Recorded in :meth:`exports`, so an erasure
-        rewrites the file without the person."""
+        ``fmt`` when it has none, else csv); a workbook has a second sheet, ``about``: the
+        run, its settings and what each column means. Recorded in :meth:`exports`, so an
+        erasure rewrites the file without the person."""
         from segmint.profiles import new_record, record_export, resolve_format, write_tables
+
+        from segmint.predict._runs import about_run
 
         run = self.prediction_run(ref)
         path, fmt = resolve_format(out, fmt)
-        paths = write_tables({"predictions": run.scores}, path, fmt)
+        tables = {"predictions": run.scores}
+        if fmt == "xlsx":  # a workbook explains itself: what the run is, what columns mean
+            tables["about"] = about_run(run, self.config.currency)
+        paths = write_tables(tables, path, fmt)
         record_export(
             self.store,
             new_record(

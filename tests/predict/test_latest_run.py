@@ -13,7 +13,7 @@ import pytest
 from tests.value_runs import build_demo
 
 import segmint
-from segmint.predict import predict_clv
+from segmint.predict import VALUE_COLUMNS, predict_clv
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +48,27 @@ def test_a_rerun_at_the_same_date_replaces_it(shop: segmint.Project) -> None:
     first = p.prediction_run("clv")
     again = predict_clv(p.store, p.config.predict, as_of=first.as_of, holdout=False)
     assert p.prediction_run("clv").run_id == again.run_id != first.run_id
+
+
+def test_an_excel_export_says_what_the_run_is(shop: segmint.Project, tmp_path: Path) -> None:
+    """The workbook opens in Excel with the scores as numbers and a second sheet naming
+    the run, its as-of date, settings, currency and what each column means; CSV stays one
+    table."""
+    import openpyxl
+
+    p = shop
+    run = p.prediction_run("clv")
+    (book_path,) = p.export_predictions("clv", tmp_path / "clv.xlsx")
+    book = openpyxl.load_workbook(book_path)
+    assert book.sheetnames == ["predictions", "about"]
+    scores = list(book["predictions"].iter_rows(values_only=True))
+    assert scores[0] == ("user_id", *VALUE_COLUMNS["clv"]) and len(scores) == run.n_users + 1
+    assert all(isinstance(v, int | float) for v in scores[1][1:])
+    about = dict(list(book["about"].iter_rows(values_only=True))[1:])
+    assert about["run"] == run.run_id and about["kind"] == "clv"
+    assert about["as of"] == f"{run.as_of:%Y-%m-%d}" and about["customers"] == run.n_users
+    assert about["horizon (days)"] == 365 and about["currency"] == "EUR"
+    assert about["purchase model"] == "BG/NBD"
+    assert "discounted at 0.1 a year (EUR)" in about["clv"]
+    (csv_path,) = p.export_predictions("clv", tmp_path / "clv.csv")
+    assert csv_path.is_file() and not (tmp_path / "about.csv").exists()

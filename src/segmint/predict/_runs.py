@@ -201,6 +201,45 @@ def load_prediction_run(store: Store, ref: str) -> PredictionRun:
     )
 
 
+def about_run(run: PredictionRun, currency: str) -> pd.DataFrame:
+    """What a run is and what its columns mean, as ``field``/``value`` rows: the sheet
+    beside the scores in an Excel export, so the file explains itself when forwarded."""
+    p = run.params
+    rows: list[tuple[str, Any]] = [
+        ("run", run.run_id),
+        ("kind", run.kind),
+        ("as of", pd.Timestamp(run.as_of).strftime("%Y-%m-%d")),
+        ("made", pd.Timestamp(run.created_at).strftime("%Y-%m-%d %H:%M UTC")),
+        ("customers", run.n_users),
+    ]
+    if run.kind == "clv":
+        horizon, rate, margin = p.get("horizon_days"), p.get("discount_rate"), p.get("margin")
+        level = p.get("interval", 0.9)
+        rows += [
+            ("purchase model", {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD"}.get(str(p.get("model")))),
+            ("horizon (days)", horizon),
+            ("discount rate (a year)", rate),
+            ("margin", margin),
+            ("currency", currency),
+            ("p_alive", "probability that the customer is still a customer at the as-of date"),
+            ("expected_purchases", f"expected purchase days in the next {horizon} days"),
+            ("expected_order_value", f"expected value of one purchase day ({currency})"),
+            (
+                "clv",
+                f"expected revenue of the next {horizon} days x margin {margin}, discounted at "
+                f"{rate} a year ({currency})",
+            ),
+            ("clv_low, clv_high", f"{level:.0%} credible interval of clv (the spend's part)"),
+        ]
+    else:
+        days = p.get("churn_days")
+        rows += [
+            ("churn window (days)", days),
+            ("churn_risk", f"probability of no completed order in the {days} days after as of"),
+        ]
+    return pd.DataFrame(rows, columns=["field", "value"])
+
+
 def previous_churn_run_sql(run_sql: str, *, at: datetime | None = None) -> str:
     """A SELECT of the run id of the churn run before the one ``run_sql`` selects: the
     latest (by as-of date, then creation) whose as-of date is earlier, created at or before
