@@ -364,7 +364,7 @@ class Project:
         ``fmt`` when it has none, else csv); a workbook has a second sheet, ``about``: the
         run, its settings and what each column means. Recorded in :meth:`exports`, so an
         erasure rewrites the file without the person."""
-        from segmint.predict._runs import about_run
+        from segmint.predict import about_run
         from segmint.profiles import new_record, record_export, resolve_format, write_tables
 
         run = self.prediction_run(ref)

@@ -15,6 +15,7 @@ from segmint.predict._runs import (
     PREDICTION_FEATURES,
     VALUE_COLUMNS,
     PredictionRun,
+    about_run,
     churn_change_sql,
     latest_predictions_sql,
     list_prediction_runs,
@@ -25,6 +26,7 @@ from segmint.predict._runs import (
 from segmint.predict._summary import customer_summary, holdout_purchases, summary_sql
 
 __all__ = [
+    "about_run",
     "CHANGE_COLUMNS",
     "PREDICTION_COLUMNS",
     "PREDICTION_FEATURES",
