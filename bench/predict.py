@@ -210,6 +210,58 @@ def child_segmint(src: Path, out: Path) -> dict[str, Any]:
     }
 
 
+def child_churn(src: Path, out: Path) -> dict[str, Any]:
+    """predict_churn end to end on the same store (not part of the 30 s target: three
+    as-of feature computations, three purchase-model fits, two boosting fits on at most
+    30,000 customers, permutation importances, scoring every customer), with the time of
+    its main parts from cProfile."""
+    import cProfile
+    import pstats
+
+    from segmint.config import PredictSettings
+    from segmint.predict import predict_churn
+    from segmint.store import open_store
+
+    work = out / f"churn-{os.getpid()}.duckdb"
+    shutil.copyfile(src, work)
+    profile = cProfile.Profile()
+    try:
+        store = open_store(str(work))
+        with Timer() as t:
+            profile.enable()
+            run = predict_churn(store, PredictSettings(), as_of=datetime.fromisoformat(AS_OF))
+            profile.disable()
+        store.close()
+    finally:
+        for f in (work, Path(str(work) + ".wal")):
+            f.unlink(missing_ok=True)
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    parts = {
+        "features as of 3 cut-offs": "features_as_of",
+        "customer summary + purchase model, 3 cut-offs": "_summary_columns",
+        "boosting predictions (holdout, importances, scoring)": "_predict",
+        "leak guard (each column's AUC alone)": "_guard",
+        "labels": "_labels",
+        "boosting fits": "_train",
+    }
+    where = {
+        label: max((v[3] for (_, _, fn), v in stats.items() if fn == name), default=0.0)
+        for label, name in parts.items()
+    }
+    auc = run.metrics["auc"]
+    return {
+        "seconds": t.seconds,
+        "n_scored": run.metrics["n_scored"],
+        "n_train": run.metrics["n_train"],
+        "n_holdout": run.metrics["n_holdout"],
+        "auc": auc["model"],
+        "auc_p_alive": auc["baseline_p_alive"],
+        "auc_no_purchase": auc["baseline_no_purchase"],
+        "where": where,
+        "peak_rss": peak_rss_bytes(),
+    }
+
+
 # -- the usual way: a Python loop per customer --------------------------------------------------
 
 
@@ -399,7 +451,7 @@ def run_lifetimes(python: str, out: Path, log: Path) -> dict[str, Any]:
 
 def child_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("path", choices=["segmint", "rowwise", "lifetimes"])
+    p.add_argument("path", choices=["segmint", "rowwise", "lifetimes", "churn"])
     p.add_argument("--store", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--sample", type=int, default=20_000)
@@ -409,6 +461,8 @@ def child_main(argv: list[str]) -> None:
         result = child_segmint(a.store, a.out)
     elif a.path == "rowwise":
         result = child_rowwise(a.out, a.sample)
+    elif a.path == "churn":
+        result = child_churn(a.store, a.out)
     else:
         result = child_lifetimes(a.out)
     result["load"] = [load_before[0], os.getloadavg()[0]]
@@ -427,6 +481,7 @@ def main() -> None:
     p.add_argument("--lifetimes-python", default="/tmp/ltvenv/bin/python")
     p.add_argument("--skip-rowwise", action="store_true")
     p.add_argument("--skip-lifetimes", action="store_true")
+    p.add_argument("--skip-churn", action="store_true")
     a = p.parse_args()
 
     src = generate(a.out, a.users, a.seed)
@@ -455,6 +510,11 @@ def main() -> None:
             results["lifetimes"] = run_lifetimes(a.lifetimes_python, run_dir, log)
         else:
             results["lifetimes"] = {"error": f"no interpreter at {a.lifetimes_python}"}
+    if not a.skip_churn:
+        print("running churn ...", flush=True)
+        results["churn"] = run_child(
+            [script, "child", "churn", "--store", str(src), "--out", str(run_dir)], log=log
+        )
     (a.out / f"predict-{stamp}.json").write_text(json.dumps(results, indent=2, default=float))
     report = render(results)
     (a.out / f"predict-{stamp}.md").write_text(report)
@@ -574,6 +634,21 @@ def render(res: dict[str, Any]) -> str:
     if lts:
         peaks.append(f"lifetimes {fmt_bytes(lt['peak_rss'])}")
     lines += ["", "peak RSS: " + ", ".join(peaks)]
+    ch = res.get("churn")
+    if ch:
+        lines += [
+            "",
+            f"churn (predict_churn end to end, not in the target): {ch['seconds']:.1f} s for "
+            f"{fmt_int(ch['n_scored'])} customers scored (trained on {fmt_int(ch['n_train'])}, "
+            f"checked on {fmt_int(ch['n_holdout'])}); holdout AUC {ch['auc']:.3f} "
+            f"(BG/NBD: 1 - P(alive) {ch['auc_p_alive']:.3f}, P(no purchase) "
+            f"{ch['auc_no_purchase']:.3f}); peak RSS {fmt_bytes(ch['peak_rss'])}",
+            "",
+            table(
+                ["part (cProfile, cumulative)", "seconds"],
+                [[k, f"{v:.1f}"] for k, v in ch["where"].items()],
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
