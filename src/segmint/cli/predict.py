@@ -113,6 +113,16 @@ def _fit_table(title: str, fit: dict[str, Any]) -> Table:
     return t
 
 
+def _groups_table(t: Table, header: str, key: str, rows: list[dict[str, Any]]) -> Table:
+    """A holdout table: each group (``row[key]``, under ``header``), its customers, the
+    actual and the predicted mean."""
+    for c in (header, "customers", "actual", "predicted"):
+        t.add_column(c, justify="right")
+    for row in rows:
+        t.add_row(str(row[key]), f"{row['n']:,}", _num(row["actual"]), _num(row["predicted"]))
+    return t
+
+
 def _print_holdout(details: dict[str, Any], currency: str = "") -> None:
     h = details.get("holdout")
     if not h:
@@ -125,11 +135,9 @@ def _print_holdout(details: dict[str, Any], currency: str = "") -> None:
         f"purchases from then to {_day(h['holdout_end'])} ({h['holdout_days']:.0f} days)"
     )
     t.caption = "mean purchases per customer in the holdout, by repeat purchases before it"
-    for c in ("calibration purchases", "customers", "actual", "predicted"):
-        t.add_column(c, justify="right")
-    for row in h["by_calibration_purchases"]:
-        t.add_row(row["purchases"], f"{row['n']:,}", _num(row["actual"]), _num(row["predicted"]))
-    console.print(t)
+    console.print(
+        _groups_table(t, "calibration purchases", "purchases", h["by_calibration_purchases"])
+    )
     line = (
         f"  holdout total: {_num(h['total_actual'])} purchases made, "
         f"{_num(h['total_predicted'])} predicted"
@@ -148,13 +156,8 @@ def _print_value_check(v: dict[str, Any], currency: str) -> None:
     """The holdout's revenue, predicted against made, by tenth of predicted revenue."""
     money = f" {currency}" if currency else ""
     t = Table(title="revenue in the holdout, by tenth of predicted revenue (10 = highest)")
-    unit = f" ({currency})" if currency else ""
-    t.caption = f"mean revenue per customer{unit}"
-    for c in ("tenth", "customers", "actual", "predicted"):
-        t.add_column(c, justify="right")
-    for row in reversed(v["by_predicted_decile"]):
-        t.add_row(str(row["group"]), f"{row['n']:,}", _num(row["actual"]), _num(row["predicted"]))
-    console.print(t)
+    t.caption = f"mean revenue per customer{f' ({currency})' if currency else ''}"
+    console.print(_groups_table(t, "tenth", "group", list(reversed(v["by_predicted_decile"]))))
     line = (
         f"  holdout revenue: {_num(v['total_actual'])}{money} made, "
         f"{_num(v['total_predicted'])}{money} predicted"
