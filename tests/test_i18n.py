@@ -37,6 +37,37 @@ def test_money_numbers_and_percentages_come_from_cldr() -> None:
     assert en.number(123456.7) == "123,457"
 
 
+@pytest.mark.parametrize("name", ["en", "zh-CN"])
+def test_a_share_below_one_never_reads_100_percent_nor_above_zero_0_percent(name: str) -> None:
+    """A churn risk of 0.99957 is not certain and a mean P(alive) of 0.996 is not
+    everyone: at the digits asked for, they read >99.9% and >99%; a share above 0 that
+    rounds to nothing reads <0.1%. Real 100% and 0% are unchanged. The workspace's and the
+    report's percentages are this one."""
+    from segmint.report._build import _Text
+    from segmint.web._core import Formats
+
+    lang = language(name)
+    cases = [
+        ((0.99957, 1), ">99.9%"),
+        ((0.996, 0), ">99%"),
+        ((0.9994, 1), "99.9%"),
+        ((0.994, 0), "99%"),
+        ((1.0, 1), "100.0%"),
+        ((1.0, 0), "100%"),
+        ((0.0004, 1), "<0.1%"),
+        ((0.004, 0), "<1%"),
+        ((1e-12, 1), "<0.1%"),
+        ((0.0006, 1), "0.1%"),
+        ((0.0, 1), "0.0%"),
+        ((0.0, 0), "0%"),
+        ((1.25, 0), "125%"),
+    ]
+    for (x, digits), want in cases:
+        assert lang.percent(x, digits) == want, (x, digits)
+        assert Formats(lang, "EUR").pct(x, digits) == want, (x, digits)
+        assert _Text(lang, "EUR").pct(x, digits) == want, (x, digits)
+
+
 def test_untranslated_text_falls_back_to_english() -> None:
     assert language("zh-CN").t("no such message {x}", x=1) == "no such message 1"
 

@@ -141,12 +141,27 @@ class Language:
         )
 
     def percent(self, x: float, digits: int = 1) -> str:
-        """A share (0.123) as a percentage with ``digits`` decimals: ``12.3%``."""
+        """A share (0.123) as a percentage with ``digits`` decimals: ``12.3%``.
+
+        A share strictly between 0 and 1 never reads as 100% or 0% (a churn risk of
+        0.99957 is not certain): it shows the nearest figure at these digits with ``>`` or
+        ``<``: ``>99.9%``, ``<0.1%`` (``>99%``, ``<1%`` at no decimals). Exactly 1 and 0
+        stay ``100.0%`` and ``0.0%``."""
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return "–"
-        return format_percent(
-            x, format="#,##0." + "0" * digits + "%" if digits else None, locale=self._babel
-        )
+        pattern = "#,##0." + "0" * digits + "%" if digits else None
+
+        def fmt(v: float) -> str:
+            return str(format_percent(v, format=pattern, locale=self._babel))
+
+        out = fmt(x)
+        if 0 < x < 1:
+            step = 10.0 ** -(digits + 2)  # one unit of the last digit shown, as a share
+            if out == fmt(1.0):
+                return ">" + fmt(1.0 - step)
+            if out == fmt(0.0):
+                return "<" + fmt(step)
+        return out
 
     def date(self, d: date | datetime, *, long: bool = False) -> str:
         """A date in this locale's medium (or long) format."""

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import segmint
+from segmint._i18n import language
 from segmint.cli import app
 from segmint.demo import generate_demo
 from segmint.errors import ConfigError, NotFoundError
@@ -97,12 +98,15 @@ def test_persona_categories_and_items_from_raw_tables(demo: segmint.Project) -> 
 
 
 def test_persona_summary_is_two_sentences_from_the_numbers(demo: segmint.Project) -> None:
+    en = language("en")
     for p in demo.personas("rfm"):
         s = p.summary
         assert s.count(". ") == 1 and s.endswith(".")
         users = f"{p.n_users:,} user" + ("" if p.n_users == 1 else "s")
-        assert s.startswith(f"{p.segment} is {users} ({p.user_share:.0%} of all)")
-        assert f"{p.revenue_share:.0%} of revenue" in s
+        assert s.startswith(f"{p.segment} is {users} ({en.percent(p.user_share, 0)} of all)")
+        assert f"{en.percent(p.revenue_share, 0)} of revenue" in s
+        if 0 < p.revenue_share < 0.005:  # some revenue, not none: "<1%", never "0%"
+            assert "brings <1% of revenue" in s
     champions = demo.persona("rfm", "Champions")
     top2 = champions.distinguishing.head(2)
     for feature, row in top2.iterrows():

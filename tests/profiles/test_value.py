@@ -11,13 +11,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from tests.value_runs import add_predictions, build_demo
+from tests.value_runs import add_predictions, add_previous_churn, build_demo
 from typer.testing import CliRunner
 
 import segmint
 from segmint._i18n import language
 from segmint.cli import app
-from segmint.predict import PredictionRun, load_prediction_run
+from segmint.predict import PredictionRun, latest_predictions_sql, load_prediction_run
 
 THRESHOLD = 0.5
 
@@ -121,6 +121,55 @@ def test_cli_profile_prints_the_value_block(demo: Demo) -> None:
     assert res.exit_code == 0 and "not scored: no completed order before" in res.output
     res = CliRunner().invoke(app, ["profile", buyer, "-p", str(demo.p.root), "--json"])
     assert json.loads(res.output)["value"]["clv"] == pytest.approx(v["clv"])
+
+
+def test_the_value_block_has_the_change_since_the_previous_churn_run(demo: Demo) -> None:
+    """churn_risk_change (the rule feature behind "high CLV and rising churn risk") in the
+    value block and `segmint profile`: the risk minus the user's risk in the previous churn
+    run (the latest at an earlier as-of date), as rules and the decision endpoint read it;
+    None without a previous run or when the user was not in it."""
+    p = demo.p
+    risk = demo.churn.scores.set_index("user_id")["churn_risk"].astype(float)
+    rising, falling, newcomer = (str(u) for u in risk[risk.between(0.2, 0.8)].index[:3])
+    _, never = _buyer_and_non_buyer(demo)
+    assert p.profile(rising).value["churn_risk_change"] is None  # no earlier run yet
+    assert p.profile(rising).value["churn_previous_run_id"] is None
+    before = (risk - 0.1).drop(newcomer)
+    before[falling] = risk[falling] + 0.05
+    older = add_previous_churn(p, demo.churn, before)
+    try:
+        v = p.profile(rising).value
+        assert v["churn_run_id"] == demo.churn.run_id  # the earlier run is not the latest
+        assert v["churn_previous_run_id"] == older.run_id
+        assert pd.Timestamp(v["churn_previous_as_of"]) == pd.Timestamp(older.as_of)
+        assert v["churn_risk_change"] == pytest.approx(0.1, abs=1e-12)
+        assert p.profile(falling).value["churn_risk_change"] == pytest.approx(-0.05, abs=1e-12)
+        assert p.profile(newcomer).value["churn_risk_change"] is None
+        assert p.profile(never).value["churn_risk_change"] is None
+        latest = p.store.query(latest_predictions_sql()).set_index("user_id")
+        for user in (rising, falling):
+            want = latest.loc[user, "churn_risk_change"]
+            assert p.profile(user).value["churn_risk_change"] == pytest.approx(want, abs=1e-15)
+        back = json.loads(json.dumps(p.profile(rising).to_dict()))["value"]
+        assert back["churn_risk_change"] == pytest.approx(0.1)
+        assert back["churn_previous_as_of"].startswith(str(older.as_of)[:10])
+        en = language("en")
+        since = str(older.as_of)[:10]
+        for user, word in ((rising, "up 10 pts"), (falling, "down 5 pts")):
+            res = CliRunner().invoke(
+                app, ["profile", user, "-p", str(p.root)], env={"COLUMNS": "160"}
+            )
+            assert res.exit_code == 0, res.output
+            shown = f"{word}, from {en.percent(float(before[user]), 1)}"
+            assert re.search(rf"change since {since}\s.*{shown}", res.output), res.output
+            assert older.run_id in res.output
+        res = CliRunner().invoke(
+            app, ["profile", newcomer, "-p", str(p.root)], env={"COLUMNS": "160"}
+        )
+        assert res.exit_code == 0 and "change since" not in res.output
+    finally:
+        p.store.execute("DELETE FROM predictions WHERE run_id = ?", [older.run_id])
+        p.store.execute("DELETE FROM predict_runs WHERE run_id = ?", [older.run_id])
 
 
 # -- personas ------------------------------------------------------------------------------
@@ -248,7 +297,9 @@ def test_postgres_store_gives_the_same_value_figures(pg_url: str, tmp_path: Path
             p.ingest()
             p.segment(["rfm"])
             if not runs:
-                runs = add_predictions(p)
+                clv, churn = add_predictions(p)
+                risk = churn.scores.set_index("user_id")["churn_risk"].astype(float)
+                runs = (clv, churn, add_previous_churn(p, churn, risk * 0.8))
             else:
                 for run in runs:
                     save_run(p.store, run)
@@ -257,7 +308,12 @@ def test_postgres_store_gives_the_same_value_figures(pg_url: str, tmp_path: Path
     (duck_value, duck), (pg_value, pg) = out["duck"], out["pg"]
     assert pg_value["clv_run_id"] == duck_value["clv_run_id"]
     assert pg_value["churn_run_id"] == duck_value["churn_run_id"]
-    for key in ("clv", "clv_low", "clv_high", "p_alive", "expected_purchases", "churn_risk"):
+    assert (
+        pg_value["churn_previous_run_id"] == duck_value["churn_previous_run_id"] == runs[2].run_id
+    )
+    assert duck_value["churn_risk_change"] == pytest.approx(duck_value["churn_risk"] * 0.2)
+    keys = ("clv", "clv_low", "clv_high", "p_alive", "expected_purchases", "churn_risk_change")
+    for key in (*keys, "churn_risk"):
         assert pg_value[key] == pytest.approx(duck_value[key], rel=1e-12), key
     assert duck.keys() == pg.keys()
     for segment, a in duck.items():

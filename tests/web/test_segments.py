@@ -22,6 +22,7 @@ from tests.web.conftest import (
 )
 
 import segmint
+from segmint._i18n import language
 
 
 def _text(html: str) -> str:
@@ -369,11 +370,13 @@ def test_the_editor_lists_the_prediction_columns_and_counts_a_rule_on_them(
     with segmint.open_project(ws_project, read_only=True) as p:
         scores = p.store.query("SELECT clv, churn_risk FROM predictions WHERE clv IS NOT NULL")
         median_clv = float(p.predictions()["clv"].median())
+        currency = p.config.currency
     assert len(scores) > 0
     with served_ws(ws_project) as s, sign_in(s.url, "ana") as c:
         page = _text(c.get("/segments/new").text)
         assert "clv" in page and "churn_risk" in page and "p_alive" in page
-        assert f"{median_clv:,.0f}"[:3] in page  # the median shown beside the column
+        # the median shown beside the column, in the project's currency
+        assert language("en").money(median_clv, currency) in page
         form = {
             **_editor_form(c),
             "name": "valuable",
@@ -385,6 +388,35 @@ def test_the_editor_lists_the_prediction_columns_and_counts_a_rule_on_them(
         assert preview.status_code == 200, _text(preview.text)[:500]
         counts = _counts(preview.text)
     assert sum(counts) == 1500 and 0 < counts[0] < 1500
+
+
+def test_the_editor_shows_the_median_of_an_amount_as_money(ws_project: Path) -> None:
+    """The medians beside the columns: CLV, its interval and the expected order value (and
+    the catalog's amounts, monetary...) in the project's currency, as the person page shows
+    them; shares and counts as numbers."""
+    with segmint.open_project(ws_project, read_only=True) as p:
+        currency = p.config.currency
+        latest = p.predictions()
+        monetary = float(p.features()["monetary"].median())
+    with served_ws(ws_project) as s, sign_in(s.url, "ana") as c:
+        pages = {
+            name: {
+                col: _text(rest)
+                for col, rest in re.findall(
+                    r"<tr><td><code>(\w+)</code>(.*?)</tr>", c.get(f"/segments/new{q}").text, re.S
+                )
+            }
+            for name, q in (("en", ""), ("zh-CN", "?lang=zh-CN"))
+        }
+    for name, listed in pages.items():
+        lang = language(name)
+        for col in ("clv", "clv_low", "clv_high", "expected_order_value"):
+            want = lang.money(float(latest[col].median()), currency)
+            assert listed[col].strip() == want, (name, col)
+        assert listed["monetary"].strip() == lang.money(monetary, currency), name
+        for col in ("churn_risk", "p_alive", "expected_purchases"):
+            want = lang.number(float(latest[col].median()))
+            assert listed[col].strip() == want, (name, col)
 
 
 def test_a_rule_on_churn_risk_change_without_an_earlier_churn_run_says_why_it_matches_nobody(

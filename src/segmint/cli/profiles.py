@@ -147,6 +147,11 @@ def _print_value(pr: Any, currency: str) -> None:
         for kind in ("clv", "churn")
         if f"{kind}_run_id" in v
     ]
+    if v.get("churn_risk_change") is not None:
+        runs.append(
+            f"change against churn run {v['churn_previous_run_id']} "
+            f"(as of {show_time(v['churn_previous_as_of'])[:10]})"
+        )
     t = Table(title="predicted value", show_header=False, caption="; ".join(runs))
     t.add_column("what")
     t.add_column("value", justify="right")
@@ -166,6 +171,13 @@ def _print_value(pr: Any, currency: str) -> None:
         if v["churn_scored"]:
             high = " (high)" if v["high_churn_risk"] else ""
             t.add_row("churn risk", lang.percent(v["churn_risk"], 1) + high)
+            change = v.get("churn_risk_change")
+            if change is not None:
+                since = show_time(v["churn_previous_as_of"])[:10]
+                before = lang.percent(v["churn_risk"] - change, 1)
+                word = "up" if change > 0 else "down" if change < 0 else "unchanged"
+                shown = f"{word} {lang.number(abs(change) * 100, 3)} pts" if change else word
+                t.add_row(f"  change since {since}", f"{shown}, from {before}")
         else:
             t.add_row("churn risk", "not scored")
     console.print(t)

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from segmint._i18n import Language
-from segmint.predict import VALUE_COLUMNS, latest_predictions_sql
-from segmint.store import Store, latest_run_sql
+from segmint.predict import VALUE_COLUMNS, latest_predictions_sql, previous_churn_run_sql
+from segmint.store import Store, latest_run_sql, literal
 
 CHURN_THRESHOLD = 0.5
 """A customer is "at high risk of churning" at this churn risk or above."""
@@ -85,7 +85,11 @@ def user_value(store: Store, user_id: str) -> dict[str, Any]:
     ``expected_purchases`` and ``expected_order_value`` over the horizon, ``clv``,
     ``clv_low``, ``clv_high``. From the latest churn run: ``churn_run_id``,
     ``churn_as_of``, ``churn_days``, ``churn_scored``, ``churn_risk`` and
-    ``high_churn_risk`` (risk at or above ``churn_threshold``).
+    ``high_churn_risk`` (risk at or above ``churn_threshold``); from the previous churn run
+    (the latest with an earlier as-of date, as ``churn_risk_change`` in rules and the
+    decision endpoint): ``churn_previous_run_id`` and ``churn_previous_as_of`` (None without
+    one) and ``churn_risk_change``, the risk now minus the risk then (None without a
+    previous run, or when the user was not scored in one of the two).
     """
     runs = latest_value_runs(store)
     if runs is None:
@@ -111,6 +115,8 @@ def user_value(store: Store, user_id: str) -> dict[str, Any]:
             [runs.churn.run_id, user_id],
         )
         scored = risk is not None and _number(risk) is not None
+        previous = _previous_churn(store, runs.churn.run_id, user_id)
+        before = previous[2] if previous else None
         out |= {
             "churn_run_id": runs.churn.run_id,
             "churn_as_of": runs.churn.as_of,
@@ -119,8 +125,34 @@ def user_value(store: Store, user_id: str) -> dict[str, Any]:
             "churn_risk": _number(risk) if scored else None,
             "churn_threshold": CHURN_THRESHOLD,
             "high_churn_risk": bool(scored and float(risk) >= CHURN_THRESHOLD),
+            "churn_previous_run_id": previous[0] if previous else None,
+            "churn_previous_as_of": previous[1] if previous else None,
+            "churn_risk_change": float(risk) - before if scored and before is not None else None,
         }
     return out
+
+
+def _previous_churn(
+    store: Store, run_id: str, user_id: str
+) -> tuple[str, datetime | None, float | None] | None:
+    """The previous churn run of ``run_id`` (see :func:`previous_churn_run_sql`): its id,
+    as-of date and the user's risk in it (None when not scored); None without one."""
+    row = store.query(
+        "SELECT run_id, as_of FROM predict_runs WHERE run_id = "
+        f"({previous_churn_run_sql(f'SELECT {literal(run_id)}')})"
+    )
+    if row.empty:
+        return None
+    previous = str(row.iat[0, 0])
+    as_of: Any = row.iat[0, 1]
+    risk = store.scalar(
+        "SELECT churn_risk FROM predictions WHERE run_id = ? AND user_id = ?", [previous, user_id]
+    )
+    return (
+        previous,
+        None if as_of is None or pd.isna(as_of) else pd.Timestamp(as_of).to_pydatetime(),
+        None if risk is None else _number(risk),
+    )
 
 
 # -- per segment --------------------------------------------------------------------------

@@ -59,11 +59,16 @@ class FeatureFrame:
             return self._run_id, self._frame, self._columns
 
 
+MONEY_PREDICTIONS = frozenset({"clv", "clv_low", "clv_high", "expected_order_value"})
+"""Prediction columns that are amounts in the project's currency."""
+
+
 def _columns(frame: Any) -> list[dict[str, Any]]:
-    """The columns a condition may use, with their median (to help write thresholds)."""
+    """The columns a condition may use, with their median (to help write thresholds);
+    ``money`` for the amounts (the catalog's features in ``currency``)."""
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-    from segmint.features import PERSONAL_COLUMNS
+    from segmint.features import CATALOG, PERSONAL_COLUMNS
 
     out = []
     for col in frame.columns:
@@ -71,7 +76,14 @@ def _columns(frame: Any) -> list[dict[str, Any]]:
             continue
         series = frame[col]
         numeric = is_numeric_dtype(series) and not is_bool_dtype(series)
-        out.append({"name": col, "median": float(series.median()) if numeric else None})
+        spec = CATALOG.get(col)
+        out.append(
+            {
+                "name": col,
+                "median": float(series.median()) if numeric else None,
+                "money": spec is not None and spec.unit == "currency",
+            }
+        )
     return out
 
 
@@ -83,7 +95,7 @@ CHANGE_NOTE = N_("empty: needs a churn run at an earlier date (segmint predict c
 
 def _prediction_columns(p: Any) -> list[dict[str, Any]]:
     """The prediction columns a condition may use too (``clv``, ``churn_risk``, ...), with
-    the median of the latest runs; none before a first ``segmint predict`` run of their
+    the median of the latest runs (``money``: an amount, :data:`MONEY_PREDICTIONS`); none before a first ``segmint predict`` run of their
     kind. ``churn_risk_change`` is listed with the churn run even while it is empty (no
     churn run at an earlier date yet), with a note saying what it needs."""
     from segmint.predict import PREDICTION_FEATURES, latest_predictions_sql
@@ -93,7 +105,7 @@ def _prediction_columns(p: Any) -> list[dict[str, Any]]:
     out = []
     for c in PREDICTION_FEATURES:
         if _has_value(row[c]):
-            out.append({"name": c, "median": float(row[c])})
+            out.append({"name": c, "median": float(row[c]), "money": c in MONEY_PREDICTIONS})
         elif c == "churn_risk_change" and _has_value(row["churn_risk"]):
             out.append({"name": c, "median": None, "note": CHANGE_NOTE})
     return out
