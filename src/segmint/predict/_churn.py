@@ -715,6 +715,16 @@ def _params(
     }
 
 
+def _scoring_metrics(risk: np.ndarray, **frames: pd.DataFrame) -> dict[str, Any]:
+    """What the scoring adds to the run's metrics: customers scored, the mean risk, and
+    the buyers each cut-off left out as created (users.created_at) at or after it."""
+    return {
+        "n_scored": len(risk),
+        "churn_risk_mean": float(risk.mean()),
+        "created_later": {k: int(f.attrs["created_later"]) for k, f in frames.items()},
+    }
+
+
 def predict_churn(
     store: Store,
     settings: PredictSettings | None = None,
@@ -776,15 +786,7 @@ def predict_churn(
     final = _train(holdout, settings.seed)
     now = churn_frame(store, cuts.as_of, settings, custom=custom, label=False)
     risk = _predict(final.model, final.design.matrix(now))
-    metrics.update(
-        n_scored=len(now),
-        churn_risk_mean=float(risk.mean()),
-        # buyers left out of a cut-off as created (users.created_at) at or after it
-        created_later={
-            k: int(f.attrs["created_later"])
-            for k, f in (("train", train), ("holdout", holdout), ("scored", now))
-        },
-    )
+    metrics.update(_scoring_metrics(risk, train=train, holdout=holdout, scored=now))
     run = PredictionRun(
         run_id=new_run_id("churn"),
         kind="churn",
