@@ -84,14 +84,17 @@ def shared_data() -> Path:
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's Chromium driven by Playwright, one for the whole session.
+    """Debian's Chromium driven by Playwright, one per test module.
 
-    One, not one per module: Playwright's sync API runs an event loop on the main thread
-    while it is started, so a second ``sync_playwright()`` opened while another is alive
-    fails ("using Playwright Sync API inside the asyncio loop") - the report's browser
-    tests failed that way when run after the workspace's.
+    Playwright's sync API runs an event loop on the main thread while it is started, so
+    it must be alive in one module at a time: a second ``sync_playwright()`` opened while
+    another is alive fails ("using Playwright Sync API inside the asyncio loop": the
+    report's browser tests failed that way after the workspace's session-wide browser),
+    and so does any later ``asyncio.run`` ("cannot be called from a running event loop":
+    the tracking spool's tests failed that way after a session-wide browser). Module
+    scope closes it before the next module starts.
     """
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (Debian's chromium package)")
