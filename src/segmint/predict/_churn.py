@@ -545,21 +545,24 @@ def _cutoffs(store: Store, as_of: datetime, days: int) -> _Cutoffs:
             f"(train at {t1:%Y-%m-%d}, check at {t2:%Y-%m-%d}) but {since}: set a smaller "
             "predict.churn_days in segmint.yaml, a later --as-of, or load earlier orders"
         )
-    last = store.scalar(f"SELECT max(ts) FROM ({completed_orders(before=as_of)}) AS o")
-    if as_utc(pd.Timestamp(last).to_pydatetime()) < t2:
-        raise ConfigError(
-            f"the orders end on {pd.Timestamp(last):%Y-%m-%d}, more than {days} days before the "
-            f"as-of date {as_of:%Y-%m-%d}: nobody can be seen buying in the {days} days before "
-            "it, so churn cannot be learnt there; use --as-of latest (the day after the newest "
-            "order or event), an earlier date, or load newer orders"
-        )
     return _Cutoffs(t1, t2, as_of)
 
 
 def _check_observed(store: Store, cuts: _Cutoffs) -> None:
-    """Refuse an as-of instant after the data's end (midnight after the newest order or
-    event): the check cut-off's labels run to as_of, and the days without data would
-    count as days without a purchase (every churn rate and risk inflated)."""
+    """Refuse an as-of instant the data does not reach: the check cut-off's labels run to
+    as_of, and days without data would count as days without a purchase (every churn rate
+    and risk inflated). Two ways: no order at all in the check window (the orders end
+    before it, however fresh the events), or an as-of after the data's end (midnight after
+    the newest order or event)."""
+    days = (cuts.as_of - cuts.holdout).days
+    last = store.scalar(f"SELECT max(ts) FROM ({completed_orders(before=cuts.as_of)}) AS o")
+    if as_utc(pd.Timestamp(last).to_pydatetime()) < cuts.holdout:
+        raise ConfigError(
+            f"the orders end on {pd.Timestamp(last):%Y-%m-%d}, more than {days} days before the "
+            f"as-of date {cuts.as_of:%Y-%m-%d}: nobody can be seen buying in the {days} days "
+            "before it, so churn cannot be learnt there; use --as-of latest (the day after the "
+            "newest order or event), an earlier date, or load newer orders"
+        )
     end = default_as_of(store)
     if cuts.as_of > end:
         raise ConfigError(
