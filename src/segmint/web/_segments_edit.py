@@ -95,8 +95,8 @@ CHANGE_NOTE = N_("empty: needs a churn run at an earlier date (segmint predict c
 
 def _prediction_columns(p: Any) -> list[dict[str, Any]]:
     """The prediction columns a condition may use too (``clv``, ``churn_risk``, ...), with
-    the median of the latest runs (``money``: an amount, :data:`MONEY_PREDICTIONS`); none before a first ``segmint predict`` run of their
-    kind. ``churn_risk_change`` is listed with the churn run even while it is empty (no
+    the median of the latest runs (``money``: an amount, :data:`MONEY_PREDICTIONS`); none
+    before a first ``segmint predict`` run of their kind. ``churn_risk_change`` is listed with the churn run even while it is empty (no
     churn run at an earlier date yet), with a note saying what it needs."""
     from segmint.predict import PREDICTION_FEATURES, latest_predictions_sql
 
